@@ -1,0 +1,103 @@
+"""Canonical, bounded msgpack encoding shared by every signed structure.
+
+msgpack is not canonical in general: maps have no fixed order and tuples come back as lists. We
+therefore only ever encode nested *lists* of ints, byte strings, text strings, booleans and None, in a
+fixed field order. msgpack-python packs each of these in its shortest form, so one value has exactly one
+encoding. `decode` enforces that: it re-encodes what it decoded and rejects the input if the bytes differ,
+so a signature over the bytes is a signature over the value and nobody can produce a second, differently
+encoded message with the same meaning (a malleability that would defeat replay detection by digest).
+
+Every length is bounded before anything is allocated: the whole input by `max_bytes`, and each bin, str,
+array and map by msgpack's own limits, which it checks while parsing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+
+class DecodeError(ValueError):
+    """Input bytes are not a canonical, bounded encoding of the expected shape (a peer's fault)."""
+
+
+def encode(value: Any) -> bytes:
+    """Encode nested lists/tuples of int, bytes, str, bool and None canonically.
+
+    Tuples are encoded as lists, so callers may build values from tuples freely; maps are refused because
+    their order is not canonical.
+    """
+    return msgpack.packb(_check(value), use_bin_type=True, strict_types=False)
+
+
+def _check(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_check(v) for v in value]
+    if value is None or isinstance(value, (bool, int, bytes, str)):
+        return value
+    raise TypeError(f"type {type(value).__name__} has no canonical encoding")
+
+
+def decode(data: bytes, *, max_bytes: int, max_items: int = 1 << 16) -> Any:
+    """Decode canonical bytes into nested lists; raise DecodeError on anything else.
+
+    `max_bytes` bounds the input and every byte/text string inside it; `max_items` bounds every array.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("not bytes")
+    if len(data) > max_bytes:
+        raise DecodeError(f"{len(data)} bytes exceeds limit {max_bytes}")
+    try:
+        value = msgpack.unpackb(
+            bytes(data),
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_bin_len=max_bytes,
+            max_str_len=max_bytes,
+            max_array_len=max_items,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many types; all mean "malformed".
+        raise DecodeError(f"malformed msgpack: {type(exc).__name__}") from None
+    try:
+        canonical = encode(value)
+    except TypeError as exc:
+        raise DecodeError(str(exc)) from None
+    if canonical != bytes(data):
+        raise DecodeError("non-canonical encoding")
+    return value
+
+
+def expect_list(value: Any, length: int, what: str) -> list[Any]:
+    """Return `value` if it is a list of exactly `length` items, else raise DecodeError."""
+    if not isinstance(value, list) or len(value) != length:
+        raise DecodeError(f"{what}: expected a list of {length} fields")
+    return value
+
+
+def expect_int(value: Any, what: str, lo: int = 0, hi: int = (1 << 63) - 1) -> int:
+    """Return `value` if it is an int (not a bool) within [lo, hi], else raise DecodeError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise DecodeError(f"{what}: expected an integer in [{lo}, {hi}]")
+    return value
+
+
+def expect_bytes(value: Any, what: str, length: int | None = None, max_len: int = 1 << 30) -> bytes:
+    """Return `value` if it is a byte string of the given exact length or at most `max_len`."""
+    if not isinstance(value, bytes):
+        raise DecodeError(f"{what}: expected bytes")
+    if length is not None and len(value) != length:
+        raise DecodeError(f"{what}: expected {length} bytes, got {len(value)}")
+    if len(value) > max_len:
+        raise DecodeError(f"{what}: {len(value)} bytes exceeds {max_len}")
+    return value
+
+
+def expect_str(value: Any, what: str, max_len: int = 256) -> str:
+    """Return `value` if it is a text string of at most `max_len` characters."""
+    if not isinstance(value, str) or len(value) > max_len:
+        raise DecodeError(f"{what}: expected a string of at most {max_len} characters")
+    return value
