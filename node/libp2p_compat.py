@@ -1,0 +1,216 @@
+"""Everything fednode does to py-libp2p 0.8.1 beyond calling its public API.
+
+py-libp2p is the only networking library the design allows, and several of its
+defaults are wrong for a small permissioned consortium (see docs/networking.md
+for the evidence behind each item).  This module is the single place where we
+configure, wrap or patch it, so that an upgrade of the library has one file to
+re-check:
+
+* security is Noise only (the default list also offers plaintext, secio, TLS);
+* the stream muxer is yamux only (the default list also offers mplex);
+* the swarm's own dial retries and negative-peer cache are neutralised, because
+  `node.network` runs its own reconnect loop with exponential backoff;
+* the 250 ms happy-eyeballs head start, which every single-address dial pays in
+  full, is removed;
+* the resource manager's global circuit breaker and "graceful degradation",
+  which can refuse every connection for 60 s after a handful of failures, are off;
+* connections from peers outside the genesis set are closed right after the
+  Noise handshake, before any stream of theirs is accepted;
+* every stream handler, including gossipsub's, is wrapped so that an exception
+  caused by a peer's bytes resets that one stream instead of ending the host
+  (an exception escaping a handler propagates through the connection's nursery
+  and tears the whole swarm down);
+* gossipsub's per-peer outbound queue (32 RPCs by default, overflow is silently
+  dropped) is enlarged.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import libp2p.network.swarm as libp2p_swarm
+import libp2p.pubsub.pubsub as libp2p_pubsub
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, IMuxedConn, INetStream
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.network.exceptions import SwarmException
+from libp2p.network.swarm import Swarm
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.rcmgr.manager import new_resource_manager
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+logger = logging.getLogger(__name__)
+
+GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
+GOSSIP_OUTBOUND_QUEUE_RPCS = 4096
+"""Per-peer outbound gossipsub queue length (library default 32, overflow dropped)."""
+
+StreamHandler = Callable[[INetStream], Awaitable[None]]
+
+
+def _apply_global_patches() -> None:
+    """Patch the two module constants that cannot be configured per host.
+
+    Both patches are idempotent and process-wide; every fednode host in a
+    process wants the same values.
+    """
+    libp2p_swarm._HAPPY_EYEBALLS_DELAY = 0.0  # type: ignore[attr-defined]
+    libp2p_pubsub.RpcQueue = functools.partial(  # type: ignore[misc]
+        RpcQueue, max_size=GOSSIP_OUTBOUND_QUEUE_RPCS
+    )
+
+
+def key_pair_from_seed(seed32: bytes) -> KeyPair:
+    """Return the libp2p Ed25519 key pair for a pynacl `SigningKey` seed."""
+    if len(seed32) != 32:
+        raise ValueError(f"an Ed25519 seed is 32 bytes, got {len(seed32)}")
+    return create_new_key_pair(seed32)
+
+
+def build_host(seed32: bytes, listen_maddr: multiaddr.Multiaddr, dial_timeout_s: float) -> IHost:
+    """Build a host that speaks Noise + yamux only and never retries on its own."""
+    _apply_global_patches()
+    key_pair = key_pair_from_seed(seed32)
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=[listen_maddr],
+        connection_config=ConnectionConfig(dial_timeout=dial_timeout_s),
+        resource_manager=new_resource_manager(enable_circuit_breaker=False, enable_graceful_degradation=False),
+    )
+    swarm = host.get_network()
+    assert isinstance(swarm, Swarm)
+    swarm.retry_config = RetryConfig(max_retries=0)
+    return host
+
+
+def forget_failed_dials(host: IHost, peer_id: ID) -> None:
+    """Clear the swarm's 60 s negative cache so our own backoff decides when to dial."""
+    swarm = host.get_network()
+    assert isinstance(swarm, Swarm)
+    swarm._negative_peer_cache.evict(str(peer_id))
+
+
+def gate_connections(host: IHost, is_allowed: Callable[[ID], bool], on_reject: Callable[[ID], None]) -> None:
+    """Refuse every connection whose authenticated peer is not allowed.
+
+    The check runs in `Swarm.add_conn`, the first point where both directions
+    have a Noise-authenticated peer id and before the connection accepts a
+    stream or is announced to pubsub.  The resource scope that the inbound path
+    attached to the connection is released here, otherwise every refused
+    connection would leak a slot of the resource manager.
+    """
+    swarm = host.get_network()
+    assert isinstance(swarm, Swarm)
+    original_add_conn = swarm.add_conn
+
+    async def gated_add_conn(muxed_conn: IMuxedConn, direction: str = "unknown"):  # type: ignore[no-untyped-def]
+        if is_allowed(muxed_conn.peer_id):
+            return await original_add_conn(muxed_conn, direction)
+        on_reject(muxed_conn.peer_id)
+        await _close_refused(muxed_conn)
+        raise SwarmException(f"peer {muxed_conn.peer_id} is not a consortium member")
+
+    swarm.add_conn = gated_add_conn  # type: ignore[method-assign]
+
+
+async def _close_refused(muxed_conn: IMuxedConn) -> None:
+    """Close a refused connection and release its resource scope, best effort."""
+    scope = getattr(muxed_conn, "_resource_scope", None)
+    if scope is not None:
+        scope.close()
+    with trio.CancelScope(shield=True):
+        try:
+            await muxed_conn.close()
+        except Exception:  # the connection is being dropped anyway
+            logger.debug("closing a refused connection failed", exc_info=True)
+
+
+def guard_handler(
+    handler: StreamHandler,
+    is_allowed: Callable[[ID], bool],
+    on_reject: Callable[[str, ID], None],
+) -> StreamHandler:
+    """Wrap a stream handler so no peer can end the host through it.
+
+    Streams from peers outside the allowed set are reset unread (a second line
+    of defence behind `gate_connections`).  Any `Exception` escaping the handler
+    is counted and resets only this stream; `trio.Cancelled` and other
+    `BaseException`s still propagate, so shutdown keeps working.
+    """
+
+    async def guarded(stream: INetStream) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        if not is_allowed(peer_id):
+            on_reject("stream_from_unknown_peer", peer_id)
+            await reset_quietly(stream)
+            return
+        try:
+            await handler(stream)
+        except Exception:  # a peer's bytes must never end the host
+            logger.info("stream handler failed for peer %s", peer_id, exc_info=True)
+            on_reject("handler_error", peer_id)
+            await reset_quietly(stream)
+
+    return guarded
+
+
+async def reset_quietly(stream: INetStream) -> None:
+    """Reset a stream whose peer misbehaved or went away; failure means it is gone."""
+    with trio.CancelScope(shield=True):
+        try:
+            await stream.reset()
+        except Exception:  # the stream is dead either way
+            logger.debug("resetting a stream failed", exc_info=True)
+
+
+def build_gossip(
+    host: IHost,
+    topic: str,
+    degree: int,
+    inbound_rpc_max_bytes: int,
+    rate_per_topic_per_peer_per_s: float,
+) -> tuple[Pubsub, GossipSub]:
+    """Build gossipsub with limits chosen for a small, fully meshed consortium.
+
+    The mesh degree covers every member, so a publish reaches each peer in one
+    hop.  Eclipse protection is off because all members are known in advance
+    and it demands three distinct IP addresses, which a loopback cluster never
+    has.  Peer exchange stays off: membership comes from genesis, not gossip.
+    """
+    router = GossipSub(
+        protocols=list(GOSSIP_PROTOCOLS),
+        degree=degree,
+        degree_low=max(1, degree - 1),
+        degree_high=degree + 2,
+        heartbeat_initial_delay=0.1,
+        heartbeat_interval=1,
+        do_px=False,
+        max_messages_per_topic_per_second=rate_per_topic_per_peer_per_s,
+        eclipse_protection_enabled=False,
+    )
+    pubsub = Pubsub(
+        host,
+        router,
+        strict_signing=True,
+        max_inbound_rpc_size=inbound_rpc_max_bytes,
+        max_subscriptions_per_peer=8,
+        allowed_topics={topic},
+    )
+    return pubsub, router

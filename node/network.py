@@ -1,0 +1,464 @@
+"""The libp2p transport of the daemon: it moves bytes between consortium members.
+
+A `Network` owns one py-libp2p host (Noise + yamux only, see
+`node.libp2p_compat`) and offers three ways to move bytes:
+
+* `publish`: gossipsub on one topic, for small consensus messages;
+* `send`: one long-lived direct stream per peer carrying length-prefixed
+  frames, for anything up to a model blob;
+* `request`: one stream per request/response exchange, for fetches.
+
+Everything received lands in one bounded `inbox`.  Only members listed in
+`allowed` (the genesis peer ids) can connect, open streams or get a message into
+the inbox.  This module never interprets payloads: signatures, decoding and
+replay checks belong to the daemon.  What it guarantees is that no peer's bytes
+can end the host, and that every length is bounded before anything is read.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import multiaddr
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import Ed25519PublicKey
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from node import libp2p_compat
+
+logger = logging.getLogger(__name__)
+
+DIRECT_PROTOCOL = TProtocol("/fednode/direct/1.0.0")
+REQUEST_PROTOCOL = TProtocol("/fednode/request/1.0.0")
+FRAME_HEADER = struct.Struct(">I")
+READ_CHUNK_BYTES = 1 << 20
+GOSSIP_RPC_OVERHEAD_BYTES = 16 << 10
+"""Room for the pubsub envelope (signature, key, seqno, topic) around a payload."""
+
+RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class NetLimits:
+    """Every bound the network layer enforces; the defaults suit a 4-16 member consortium."""
+
+    frame_max_bytes: int = 64 << 20
+    gossip_max_bytes: int = 64 << 10
+    gossip_inbound_rpc_max_bytes: int = 1 << 20
+    gossip_rate_per_peer_per_s: float = 1000.0
+    inbox_max_items: int = 1024
+    inbound_requests_max_per_peer: int = 4
+    io_timeout_s: float = 60.0
+    dial_timeout_s: float = 5.0
+    reconnect_initial_s: float = 0.05
+    reconnect_max_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        assert 0 < self.frame_max_bytes < 1 << 32, "frames carry a 4-byte length"
+        assert 0 < self.gossip_max_bytes
+        assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= self.gossip_inbound_rpc_max_bytes
+        assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
+        assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
+
+
+class PeerViolation(Exception):
+    """A peer sent bytes that break the framing rules; its stream is closed."""
+
+    reason = "peer_violation"
+
+
+class FrameTooLarge(PeerViolation):
+    """A frame header announced more bytes than `NetLimits.frame_max_bytes`."""
+
+    reason = "frame_too_large"
+
+
+class TruncatedFrame(PeerViolation):
+    """The stream ended in the middle of a frame."""
+
+    reason = "truncated_frame"
+
+
+def peer_id_from_public_key(pub32: bytes) -> str:
+    """Return the base58 libp2p peer id of an Ed25519 public key."""
+    if len(pub32) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(pub32)}")
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(pub32)).to_base58()
+
+
+def peer_id_from_seed(seed32: bytes) -> str:
+    """Return the base58 libp2p peer id of the Ed25519 key with this 32-byte seed."""
+    return ID.from_pubkey(libp2p_compat.key_pair_from_seed(seed32).public_key).to_base58()
+
+
+def encode_frame(data: bytes) -> bytes:
+    """Prefix a payload with its 4-byte big-endian length."""
+    return FRAME_HEADER.pack(len(data)) + data
+
+
+async def _read_exactly(stream: INetStream, n: int) -> bytes:
+    """Read exactly n bytes, or raise TruncatedFrame if the stream ends first."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.read(min(n - len(buf), READ_CHUNK_BYTES))
+        if not chunk:
+            raise TruncatedFrame(f"stream ended after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+async def read_frame(stream: INetStream, frame_max_bytes: int) -> bytes:
+    """Read one frame, checking its announced length before reading the payload."""
+    (length,) = FRAME_HEADER.unpack(await _read_exactly(stream, FRAME_HEADER.size))
+    if length > frame_max_bytes:
+        raise FrameTooLarge(f"frame of {length} bytes exceeds {frame_max_bytes}")
+    return await _read_exactly(stream, length)
+
+
+class _ConnectionEvents(INotifee):
+    """Wake the reconnect loops and `wait_connected` callers on connection changes."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._changed()
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._changed()
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+class Network:
+    """A running libp2p host restricted to the consortium; build it with `open_network`."""
+
+    def __init__(
+        self,
+        host: IHost,
+        allowed: dict[str, str],
+        topic: str,
+        limits: NetLimits,
+        nursery: trio.Nursery,
+    ) -> None:
+        self._host = host
+        self._allowed = dict(allowed)
+        self._topic = topic
+        self._limits = limits
+        self._nursery = nursery
+        self.peer_id: str = host.get_id().to_base58()
+        self.listen_addrs: list[str] = []
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._inbox_send, self.inbox = trio.open_memory_channel[tuple[str, str, bytes]](limits.inbox_max_items)
+        self._request_handler: RequestHandler | None = None
+        self._out_streams: dict[str, INetStream] = {}
+        self._send_locks: dict[str, trio.Lock] = collections.defaultdict(trio.Lock)
+        self._request_slots: dict[str, trio.Semaphore] = collections.defaultdict(
+            lambda: trio.Semaphore(limits.inbound_requests_max_per_peer)
+        )
+        self._dialing: set[str] = set()
+        self._conn_changed = trio.Event()
+        self._pubsub: Pubsub | None = None
+        self._rng = random.Random()
+
+    # ----------------------------------------------------------------- membership
+
+    def _is_allowed(self, peer_id: ID) -> bool:
+        return peer_id.to_base58() in self._allowed
+
+    def _reject(self, reason: str, peer_id: ID | str) -> None:
+        self.stats[f"rejected:{reason}"] += 1
+        logger.info("rejected %s from peer %s", reason, peer_id)
+
+    def _on_connection_change(self) -> None:
+        self._conn_changed.set()
+        self._conn_changed = trio.Event()
+
+    def connected_peers(self) -> list[str]:
+        """Return the allowed peers with at least one open connection, sorted."""
+        swarm = self._host.get_network()
+        return sorted(pid.to_base58() for pid, conns in swarm.connections.items() if conns and self._is_allowed(pid))
+
+    async def wait_connected(self, peer_ids: list[str], timeout_s: float) -> bool:
+        """Wait until all `peer_ids` are connected; False if `timeout_s` passes first."""
+        with trio.move_on_after(timeout_s):
+            while not set(peer_ids) <= set(self.connected_peers()):
+                await self._conn_changed.wait()
+            return True
+        return False
+
+    # ----------------------------------------------------------------- dialing
+
+    async def dial(self, maddr: str) -> None:
+        """Keep a connection to the member at `maddr` for the life of the network.
+
+        Returns at once; a background task connects, and whenever the
+        connection drops it reconnects with exponential backoff (with jitter,
+        capped at `reconnect_max_s`).  Dialing a non-member is a configuration
+        error and raises ValueError.
+        """
+        info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+        peer = info.peer_id.to_base58()
+        if peer not in self._allowed:
+            raise ValueError(f"{maddr} is not a consortium member")
+        if peer == self.peer_id or peer in self._dialing:
+            return
+        self._dialing.add(peer)
+        self._nursery.start_soon(self._keep_connected, info)
+
+    async def _keep_connected(self, info) -> None:  # type: ignore[no-untyped-def]
+        backoff_s = self._limits.reconnect_initial_s
+        peer = info.peer_id.to_base58()
+        while True:
+            if peer in self.connected_peers():
+                backoff_s = self._limits.reconnect_initial_s
+                await self._conn_changed.wait()
+                continue
+            if await self._connect_once(info):
+                continue
+            await trio.sleep(backoff_s * (0.5 + self._rng.random()))
+            backoff_s = min(2 * backoff_s, self._limits.reconnect_max_s)
+
+    async def _connect_once(self, info) -> bool:  # type: ignore[no-untyped-def]
+        libp2p_compat.forget_failed_dials(self._host, info.peer_id)
+        with trio.move_on_after(self._limits.dial_timeout_s):
+            try:
+                await self._host.connect(info)
+                self.stats["dials_ok"] += 1
+                return True
+            except Exception as error:  # noqa: BLE001 - any dial failure means "retry later"
+                logger.debug("dial %s failed: %r", info.peer_id, error)
+        self.stats["dials_failed"] += 1
+        return False
+
+    # ----------------------------------------------------------------- inbox
+
+    def _deliver(self, kind: str, peer: str, data: bytes) -> None:
+        """Put a message in the inbox, dropping it (counted) when the inbox is full."""
+        self.stats[f"bytes_in:{kind}"] += len(data)
+        self.stats[f"msgs_in:{kind}"] += 1
+        try:
+            self._inbox_send.send_nowait((kind, peer, data))
+        except trio.WouldBlock:
+            self.stats[f"rejected:inbox_full_{kind}"] += 1
+
+    # ----------------------------------------------------------------- direct frames
+
+    async def send(self, peer_id: str, data: bytes) -> bool:
+        """Send one frame on the long-lived direct stream to a connected member.
+
+        Returns False if the peer is not connected, the stream breaks, or the
+        write does not finish within `io_timeout_s`; the daemon decides whether
+        to retry.  Frames to one peer are written one at a time, in call order.
+        """
+        if len(data) > self._limits.frame_max_bytes:
+            raise ValueError(f"frame of {len(data)} bytes exceeds {self._limits.frame_max_bytes}")
+        if peer_id not in self.connected_peers():
+            return False
+        async with self._send_locks[peer_id]:
+            for _ in range(2):
+                if await self._write_direct(peer_id, encode_frame(data)):
+                    self.stats["bytes_out:direct"] += len(data)
+                    return True
+        return False
+
+    async def _write_direct(self, peer_id: str, frame: bytes) -> bool:
+        """Write a frame, opening the direct stream if needed; drop the stream on failure."""
+        with trio.move_on_after(self._limits.io_timeout_s):
+            try:
+                stream = self._out_streams.get(peer_id)
+                if stream is None:
+                    stream = await self._host.new_stream(ID.from_base58(peer_id), [DIRECT_PROTOCOL])
+                    self._out_streams[peer_id] = stream
+                await stream.write(frame)
+                return True
+            except BaseLibp2pError as error:
+                logger.debug("direct stream to %s broke: %r", peer_id, error)
+        stale = self._out_streams.pop(peer_id, None)
+        if stale is not None:
+            await libp2p_compat.reset_quietly(stale)
+        return False
+
+    async def _serve_direct(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id.to_base58()
+        try:
+            while True:
+                data = await read_frame(stream, self._limits.frame_max_bytes)
+                self._deliver("direct", peer, data)
+        except PeerViolation as violation:
+            self._reject(violation.reason, peer)
+        except BaseLibp2pError:
+            return
+        await libp2p_compat.reset_quietly(stream)
+
+    # ----------------------------------------------------------------- request / response
+
+    def set_request_handler(self, fn: RequestHandler) -> None:
+        """Install `async fn(peer_id, data) -> bytes`, which answers `request` calls."""
+        self._request_handler = fn
+
+    async def request(self, peer_id: str, data: bytes, timeout_s: float) -> bytes | None:
+        """Send a request frame on a fresh stream and return the response frame.
+
+        Returns None if the peer is not a member, cannot be reached, has no
+        handler, answers with an oversize frame, or does not answer in time.
+        """
+        if peer_id not in self._allowed or len(data) > self._limits.frame_max_bytes:
+            return None
+        with trio.move_on_after(timeout_s):
+            try:
+                return await self._exchange(peer_id, data)
+            except PeerViolation as violation:
+                self._reject(violation.reason, peer_id)
+            except BaseLibp2pError as error:
+                logger.debug("request to %s failed: %r", peer_id, error)
+        return None
+
+    async def _exchange(self, peer_id: str, data: bytes) -> bytes:
+        stream = await self._host.new_stream(ID.from_base58(peer_id), [REQUEST_PROTOCOL])
+        try:
+            await stream.write(encode_frame(data))
+            self.stats["bytes_out:request"] += len(data)
+            response = await read_frame(stream, self._limits.frame_max_bytes)
+            self.stats["bytes_in:response"] += len(response)
+            return response
+        finally:
+            await libp2p_compat.reset_quietly(stream)
+
+    async def _serve_request(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id.to_base58()
+        slots = self._request_slots[peer]
+        if self._request_handler is None or slots.value == 0:
+            self._reject("no_request_slot", peer)
+            await libp2p_compat.reset_quietly(stream)
+            return
+        async with slots:
+            try:
+                data = await read_frame(stream, self._limits.frame_max_bytes)
+                self.stats["bytes_in:request"] += len(data)
+                response = await self._request_handler(peer, data)
+                await stream.write(encode_frame(response))
+                self.stats["bytes_out:response"] += len(response)
+                await stream.close()
+            except PeerViolation as violation:
+                self._reject(violation.reason, peer)
+                await libp2p_compat.reset_quietly(stream)
+            except BaseLibp2pError:
+                await libp2p_compat.reset_quietly(stream)
+
+    # ----------------------------------------------------------------- gossip
+
+    async def publish(self, data: bytes) -> None:
+        """Gossip `data` on the topic to every subscribed member (not echoed to us)."""
+        if len(data) > self._limits.gossip_max_bytes:
+            raise ValueError(f"gossip message of {len(data)} bytes exceeds {self._limits.gossip_max_bytes}")
+        assert self._pubsub is not None, "publish before the network started"
+        await self._pubsub.publish(self._topic, data)
+        self.stats["bytes_out:gossip"] += len(data)
+
+    def _validate_gossip(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """Refuse to accept or relay gossip from non-members or above the size bound."""
+        if len(msg.data) > self._limits.gossip_max_bytes:
+            self._reject("gossip_too_large", forwarder)
+            return False
+        if not self._is_allowed(ID(msg.from_id)):
+            self._reject("gossip_from_unknown_origin", forwarder)
+            return False
+        return True
+
+    async def _pump_gossip(self, subscription) -> None:  # type: ignore[no-untyped-def]
+        """Move gossip from the library's 32-slot subscription queue into the inbox."""
+        while True:
+            msg = await subscription.get()
+            origin = ID(msg.from_id).to_base58()
+            if origin != self.peer_id:
+                self._deliver("gossip", origin, msg.data)
+
+    async def _start_gossip(self) -> None:
+        pubsub, router = libp2p_compat.build_gossip(
+            self._host,
+            self._topic,
+            degree=max(1, len(self._allowed) - 1),
+            inbound_rpc_max_bytes=self._limits.gossip_inbound_rpc_max_bytes,
+            rate_per_topic_per_peer_per_s=self._limits.gossip_rate_per_peer_per_s,
+        )
+        for protocol in router.get_protocols():
+            self._set_handler(protocol, pubsub.stream_handler)
+        pubsub.set_topic_validator(self._topic, self._validate_gossip, is_async_validator=False)
+        self._pubsub = pubsub
+        await self._nursery.start(_run_service, router)
+        await self._nursery.start(_run_service, pubsub)
+        await pubsub.wait_until_ready()
+        subscription = await pubsub.subscribe(self._topic)
+        self._nursery.start_soon(self._pump_gossip, subscription)
+
+    # ----------------------------------------------------------------- wiring
+
+    def _set_handler(self, protocol: TProtocol, handler: libp2p_compat.StreamHandler) -> None:
+        self._host.set_stream_handler(protocol, libp2p_compat.guard_handler(handler, self._is_allowed, self._reject))
+
+    async def _start(self) -> None:
+        libp2p_compat.gate_connections(self._host, self._is_allowed, lambda pid: self._reject("peer_not_allowed", pid))
+        self._host.get_network().register_notifee(_ConnectionEvents(self._on_connection_change))
+        self._set_handler(DIRECT_PROTOCOL, self._serve_direct)
+        self._set_handler(REQUEST_PROTOCOL, self._serve_request)
+        await self._start_gossip()
+        self.listen_addrs = [
+            f"{addr}" if "/p2p/" in str(addr) else f"{addr}/p2p/{self.peer_id}" for addr in self._host.get_addrs()
+        ]
+
+
+async def _run_service(service, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+    """Run a py-libp2p service until cancelled, reporting when it has started."""
+    async with background_trio_service(service):
+        task_status.started()
+        await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def open_network(
+    seed32: bytes,
+    listen_host: str,
+    listen_port: int,
+    allowed: dict[str, str],
+    topic: str,
+    limits: NetLimits,
+) -> AsyncIterator[Network]:
+    """Start a host listening on `listen_host:listen_port` (0 = ephemeral) and yield it.
+
+    `allowed` maps the base58 peer ids of the genesis members (ourselves
+    included or not) to their names.  Leaving the block closes every
+    connection and stops all background tasks.
+    """
+    listen_maddr = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{listen_port}")
+    host = libp2p_compat.build_host(seed32, listen_maddr, limits.dial_timeout_s)
+    async with host.run([listen_maddr]), trio.open_nursery() as nursery:
+        net = Network(host, allowed, topic, limits, nursery)
+        await net._start()
+        try:
+            yield net
+        finally:
+            nursery.cancel_scope.cancel()
