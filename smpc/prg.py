@@ -1,0 +1,84 @@
+"""Cryptographic pseudo-random generators: the mask PRG and a seeded byte source.
+
+The mask PRG expands a 32-byte seed (a self-mask seed b_i or a pairwise key s_ij) into a uint32
+vector of length L: the AES-256-CTR keystream under the full 256-bit seed, read as little-endian
+uint32 words. AES-CTR is a PRF-based stream, so without the seed the vector is indistinguishable
+from uniform in Z_2^32^L, which is what hides an update. The counter block starts at zero: every
+seed is used for exactly one vector (seeds are fresh per round, pairwise keys are derived with the
+chain id, round id and pair in the HKDF info), so no keystream is ever reused for two messages.
+AES is chosen over ChaCha20 because with AES-NI it expands 4 MB in about 0.7 ms on our machines,
+twice as fast as ChaCha20. numpy's generators are never used: they are not cryptographic and their
+seeds are at most a few words.
+
+`MaskGenerator` keeps one zero input buffer and one output buffer and encrypts with `update_into`,
+so masking a million-parameter update allocates nothing per seed.
+
+`SeededRandomBytes` is a deterministic CSPRNG (ChaCha20 keystream under a 32-byte seed) for tests
+and simulations; production callers pass `secrets.token_bytes` wherever a `RandomBytes` is asked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from smpc.field import RingArray
+
+SEED_BYTES = 32
+_AES_BLOCK_BYTES = 16
+
+
+class MaskGenerator:
+    """Expands 32-byte seeds into uint32 masks of one fixed length, reusing its buffers."""
+
+    __slots__ = ("_buffer", "_length", "_view", "_zeros")
+
+    def __init__(self, length: int) -> None:
+        assert length > 0, "mask length must be positive"
+        self._length = length
+        self._zeros = bytes(4 * length)
+        self._buffer = bytearray(4 * length + _AES_BLOCK_BYTES - 1)
+        self._view = np.frombuffer(self._buffer, dtype="<u4", count=length)
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def expand(self, seed: bytes) -> RingArray:
+        """The mask PRG(seed). The returned array is a view overwritten by the next call."""
+        assert len(seed) == SEED_BYTES, "mask seeds are 256-bit"
+        encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(_AES_BLOCK_BYTES))).encryptor()
+        written = encryptor.update_into(self._zeros, self._buffer)
+        assert written == 4 * self._length
+        return self._view
+
+    def add_into(self, accumulator: RingArray, seed: bytes) -> None:
+        """accumulator += PRG(seed) (mod 2^32), in place."""
+        np.add(accumulator, self.expand(seed), out=accumulator)
+
+    def subtract_into(self, accumulator: RingArray, seed: bytes) -> None:
+        """accumulator -= PRG(seed) (mod 2^32), in place."""
+        np.subtract(accumulator, self.expand(seed), out=accumulator)
+
+
+class SeededRandomBytes:
+    """A deterministic `RandomBytes`: successive calls read one ChaCha20 keystream under `seed`.
+
+    Use it wherever a test or a simulation needs reproducible randomness; it is as unpredictable
+    as its seed, so it must never be seeded with anything guessable in production.
+    """
+
+    __slots__ = ("_encryptor",)
+
+    def __init__(self, seed: bytes) -> None:
+        assert len(seed) == SEED_BYTES, "seed the generator with 32 bytes"
+        cipher = Cipher(algorithms.ChaCha20(seed, bytes(16)), mode=None)
+        self._encryptor = cipher.encryptor()
+
+    @classmethod
+    def from_int(cls, seed: int) -> SeededRandomBytes:
+        """Convenience for tests that print an integer seed."""
+        return cls(seed.to_bytes(SEED_BYTES, "big"))
+
+    def __call__(self, count: int) -> bytes:
+        return self._encryptor.update(bytes(count))

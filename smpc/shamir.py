@@ -1,0 +1,158 @@
+"""Shamir secret sharing over GF(2^61 - 1), for field vectors and 32-byte secrets.
+
+Conventions used throughout fednode:
+
+- `degree` is the degree t of the sharing polynomial. Any t shares reveal nothing about the secret;
+  any t + 1 consistent shares determine it. "Threshold t" in the docs means this t.
+- A share id is the non-zero x-coordinate where the polynomial is evaluated; participants use
+  their 1-based index, so ids are small positive integers below p.
+- A vector secret is shared coordinate by coordinate with independent polynomials, all evaluated at
+  the same x, so a share is a vector of the same length as the secret.
+
+Detecting inconsistent shares. With m shares of a degree-t polynomial, two different degree-t
+polynomials agree on at most t points. If some polynomial agrees with a shares where 2a > m + t,
+then no other degree-t polynomial agrees with as many, and when at most (m - t - 1) / 2 shares are
+wrong the true polynomial always satisfies that test. `reconstruct` therefore first tries the
+common case (the first t + 1 shares explain all others), and otherwise searches subsets of t + 1
+shares for a polynomial with such a majority; the shares off that polynomial are reported by id.
+The search enumerates at most C(m, t + 1) subsets, which is small for consortium sizes (m <= 20).
+With exactly t + 1 shares nothing can be checked, and the result says so (`checked` is False).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from smpc import field
+from smpc.errors import InconsistentShares, NotEnoughShares
+from smpc.field import FieldArray, RandomBytes
+
+SECRET_BYTES = 32
+CHUNK_BYTES = 7
+"""A 32-byte secret is cut into 7-byte (56-bit) chunks, each below p = 2^61 - 1."""
+SECRET_CHUNKS = -(-SECRET_BYTES // CHUNK_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconstruction:
+    """A reconstructed secret together with what the redundant shares told us about the others."""
+
+    secret: FieldArray
+    inconsistent_ids: tuple[int, ...]
+    checked: bool
+
+
+def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
+    """Split a vector of field elements into one share per id; any degree + 1 shares rebuild it."""
+    secret = field.as_field(secret)
+    _check_ids(share_ids)
+    assert 0 <= degree < len(share_ids), "need more share holders than the degree"
+    coefficients = field.random_elements(rand, degree * secret.size).reshape(degree, secret.size)
+    return {share_id: _evaluate(secret, coefficients, share_id) for share_id in share_ids}
+
+
+def _evaluate(constant: FieldArray, coefficients: FieldArray, x: int) -> FieldArray:
+    """Evaluate the polynomials constant + c_1 x + ... + c_t x^t at x, by Horner's rule."""
+    x_field = np.uint64(x)
+    accumulator = np.zeros_like(constant)
+    for row in coefficients[::-1]:
+        accumulator = field.add(field.mul(accumulator, x_field), row)
+    return field.add(field.mul(accumulator, x_field), constant)
+
+
+def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
+    """Weights w_k such that f(at) = sum_k w_k f(xs[k]) for every polynomial of degree < len(xs)."""
+    weights = []
+    for k, x_k in enumerate(xs):
+        numerator, denominator = 1, 1
+        for m, x_m in enumerate(xs):
+            if m != k:
+                numerator = numerator * (at - x_m) % field.P
+                denominator = denominator * (x_k - x_m) % field.P
+        weights.append(numerator * field.inv(denominator) % field.P)
+    return weights
+
+
+def interpolate_at(points: Mapping[int, FieldArray], at: int) -> FieldArray:
+    """Value at `at` of the lowest-degree polynomial vector through all given points."""
+    xs = list(points)
+    total = np.zeros_like(points[xs[0]])
+    for x_k, weight in zip(xs, lagrange_weights(xs, at), strict=True):
+        total = field.add(total, field.mul(points[x_k], np.uint64(weight)))
+    return total
+
+
+def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction:
+    """Recover the secret from at least degree + 1 shares, naming the shares that disagree.
+
+    Raises NotEnoughShares below degree + 1 shares, and InconsistentShares when no degree-`degree`
+    polynomial explains a clear majority of the shares (too many wrong shares to tell which).
+    """
+    ids = sorted(shares)
+    _check_ids(ids)
+    if len(ids) < degree + 1:
+        raise NotEnoughShares(f"have {len(ids)} shares, need {degree + 1}")
+    fast = _agreeing_ids(shares, ids[: degree + 1], ids)
+    if len(fast) == len(ids):
+        return _result(shares, degree, fast, ids)
+    for basis in itertools.combinations(ids, degree + 1):
+        agreeing = _agreeing_ids(shares, list(basis), ids)
+        if 2 * len(agreeing) > len(ids) + degree:
+            return _result(shares, degree, agreeing, ids)
+    raise InconsistentShares(f"no degree-{degree} polynomial fits a majority of {len(ids)} shares")
+
+
+def _agreeing_ids(shares: Mapping[int, FieldArray], basis: list[int], ids: list[int]) -> list[int]:
+    """Ids whose share lies on the polynomial through the shares of `basis`."""
+    points = {x: shares[x] for x in basis}
+    return [x for x in ids if x in points or np.array_equal(interpolate_at(points, x), shares[x])]
+
+
+def _result(shares: Mapping[int, FieldArray], degree: int, agreeing: list[int], ids: list[int]) -> Reconstruction:
+    points = {x: shares[x] for x in agreeing[: degree + 1]}
+    agreeing_set = set(agreeing)
+    return Reconstruction(
+        secret=interpolate_at(points, 0),
+        inconsistent_ids=tuple(x for x in ids if x not in agreeing_set),
+        checked=len(ids) > degree + 1,
+    )
+
+
+def _check_ids(ids: Sequence[int]) -> None:
+    assert len(set(ids)) == len(ids), "duplicate share ids"
+    assert all(0 < x < field.P for x in ids), "share ids must be non-zero field elements"
+
+
+def secret_to_field(secret: bytes) -> FieldArray:
+    """Cut a 32-byte secret into 56-bit big-endian chunks (the last one shorter)."""
+    assert len(secret) == SECRET_BYTES, "secrets are exactly 32 bytes"
+    chunks = [secret[k : k + CHUNK_BYTES] for k in range(0, SECRET_BYTES, CHUNK_BYTES)]
+    return np.array([int.from_bytes(chunk, "big") for chunk in chunks], dtype=np.uint64)
+
+
+def field_to_secret(elements: FieldArray) -> bytes:
+    """Inverse of `secret_to_field`; raises InconsistentShares if a chunk does not fit its width.
+
+    A chunk that overflows its byte width can only come from shares that were not produced by
+    `share_secret` (a cheating dealer or share holder), so it is a peer fault, not our bug.
+    """
+    assert elements.shape == (SECRET_CHUNKS,), "wrong number of chunks"
+    widths = [min(CHUNK_BYTES, SECRET_BYTES - k) for k in range(0, SECRET_BYTES, CHUNK_BYTES)]
+    if any(int(value) >> (8 * width) for value, width in zip(elements, widths, strict=True)):
+        raise InconsistentShares("reconstructed chunk does not fit a 32-byte secret")
+    return b"".join(int(v).to_bytes(w, "big") for v, w in zip(elements, widths, strict=True))
+
+
+def share_secret(secret: bytes, degree: int, share_ids: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
+    """Share a 32-byte secret (a seed or an X25519 secret key) as SECRET_CHUNKS field elements."""
+    return share_vector(secret_to_field(secret), degree, share_ids, rand)
+
+
+def reconstruct_secret(shares: Mapping[int, FieldArray], degree: int) -> tuple[bytes, Reconstruction]:
+    """Reconstruct a 32-byte secret; also returns the Reconstruction with inconsistent ids."""
+    result = reconstruct(shares, degree)
+    return field_to_secret(result.secret), result
