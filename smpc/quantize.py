@@ -1,0 +1,96 @@
+"""L2 clipping and stochastic quantization of float updates into the ring Z_2^32.
+
+Secure aggregation adds updates modulo 2^32, so the plain sum must be recoverable from its
+residue. We read a ring element through its centred lift, i.e. as a signed integer in
+[-2^31, 2^31). That lift is exact iff the true integer sum lies in that interval, and we make
+that a guarantee rather than a hope:
+
+1. Each update x is clipped to L2 norm at most C, so every coordinate satisfies |x_k| <= ||x|| <= C.
+2. Each coordinate is scaled by `scale` and stochastically rounded to one of its two neighbouring
+   integers, so |q_k| <= ceil(C * scale) =: B.
+3. For N updates, |sum_i q_ik| <= N * B. `QuantParams` refuses parameters unless N * B <= 2^31 - 1,
+   so the sum of any N clipped, quantized updates never wraps and the centred lift returns it.
+
+The per-coordinate bound |x_k| <= C is loose for large models (a typical coordinate is about
+C / sqrt(d)), but it is the only bound that holds for every input; a tighter probabilistic bound
+would let a single adversarial update (all mass on one coordinate) wrap the sum silently. The
+cost of the loose bound is resolution: `QuantParams.for_participants` picks the largest
+power-of-two scale allowed, about 2^31 / (N C), i.e. a step of ~5e-9 C for N = 10.
+
+Stochastic rounding (round up with probability equal to the fractional part) makes q_k / scale an
+unbiased estimate of x_k, so quantization noise averages out instead of biasing small updates to
+zero. Its random bits come from the caller's `RandomBytes`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from smpc import field
+from smpc.field import RandomBytes, RingArray
+
+RING_SIGNED_MAX = (1 << 31) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class QuantParams:
+    """Clipping bound C (L2), fixed-point scale, and the most updates that will ever be summed."""
+
+    clip_l2: float
+    scale: float
+    max_participants: int
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.clip_l2) and self.clip_l2 > 0):
+            raise ValueError(f"clip_l2 must be a positive finite number, got {self.clip_l2}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale must be a positive finite number, got {self.scale}")
+        if self.max_participants < 1:
+            raise ValueError("max_participants must be at least 1")
+        if self.max_participants * self.coordinate_bound > RING_SIGNED_MAX:
+            raise ValueError(
+                f"{self.max_participants} updates of coordinate bound {self.coordinate_bound} "
+                f"(= ceil(clip_l2 * scale)) can wrap Z_2^32: need N * bound <= 2^31 - 1"
+            )
+
+    @property
+    def coordinate_bound(self) -> int:
+        """B = ceil(C * scale): the largest |q_k| stochastic rounding can produce."""
+        return math.ceil(self.clip_l2 * self.scale)
+
+    @classmethod
+    def for_participants(cls, clip_l2: float, max_participants: int) -> QuantParams:
+        """The finest power-of-two scale for which N clipped updates cannot wrap the ring."""
+        if not (math.isfinite(clip_l2) and clip_l2 > 0) or max_participants < 1:
+            raise ValueError("clip_l2 must be positive and finite, max_participants at least 1")
+        exponent = math.floor(math.log2(RING_SIGNED_MAX / (max_participants * clip_l2)))
+        while max_participants * math.ceil(clip_l2 * 2.0**exponent) > RING_SIGNED_MAX:
+            exponent -= 1
+        return cls(clip_l2, 2.0**exponent, max_participants)
+
+
+def clip_l2(update: npt.NDArray[np.floating], bound: float) -> npt.NDArray[np.float64]:
+    """Scale `update` down to L2 norm `bound` if it is longer; shorter updates are unchanged."""
+    update = np.asarray(update, dtype=np.float64)
+    assert np.all(np.isfinite(update)), "local update has non-finite entries"
+    norm = float(np.linalg.norm(update))
+    return update * (bound / norm) if norm > bound else update
+
+
+def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: RandomBytes) -> RingArray:
+    """Clip to L2 <= C, scale, stochastically round, and embed in Z_2^32 (two's complement)."""
+    scaled = clip_l2(update, params.clip_l2) * params.scale
+    floor = np.floor(scaled)
+    uniform = np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
+    rounded = floor + (uniform < scaled - floor)
+    assert np.all(np.abs(rounded) <= params.coordinate_bound), "rounding exceeded the proven bound"
+    return field.ring_from_signed(rounded.astype(np.int64))
+
+
+def dequantize_sum(total: RingArray, params: QuantParams) -> npt.NDArray[np.float64]:
+    """The float sum of up to `max_participants` quantized updates from their ring sum."""
+    return field.ring_to_signed(total) / params.scale

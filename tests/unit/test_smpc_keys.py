@@ -1,0 +1,66 @@
+"""X25519 agreement + HKDF separation, pair AEAD binding, Ed25519 signer adapters."""
+
+import nacl.signing
+import pytest
+
+from smpc import aead
+from smpc.errors import BadPublicKey, DecryptionFailed
+from smpc.keys import KeyPurpose, agree, generate_keypair, pair_key
+from smpc.prg import SeededRandomBytes
+from smpc.signing import ed25519_signer, ed25519_verifier
+
+CHAIN = b"chain-a"
+
+
+def _pair() -> tuple:
+    rand = SeededRandomBytes.from_int(11)
+    return generate_keypair(rand), generate_keypair(rand)
+
+
+def test_both_ends_derive_the_same_key_and_every_binding_changes_it() -> None:
+    a, b = _pair()
+    key = pair_key(a.secret_key, b.public_key, KeyPurpose.MASK, CHAIN, 3, 1, 2)
+    assert key == pair_key(b.secret_key, a.public_key, KeyPurpose.MASK, CHAIN, 3, 2, 1)
+    variants = [
+        pair_key(a.secret_key, b.public_key, KeyPurpose.SHARE_ENCRYPTION, CHAIN, 3, 1, 2),
+        pair_key(a.secret_key, b.public_key, KeyPurpose.MASK, b"chain-b", 3, 1, 2),
+        pair_key(a.secret_key, b.public_key, KeyPurpose.MASK, CHAIN, 4, 1, 2),
+        pair_key(a.secret_key, b.public_key, KeyPurpose.MASK, CHAIN, 3, 1, 3),
+    ]
+    assert len({key, *variants}) == 5
+
+
+def test_low_order_and_malformed_public_keys_are_violations() -> None:
+    a, _ = _pair()
+    with pytest.raises(BadPublicKey):
+        agree(a.secret_key, bytes(32))
+    with pytest.raises(BadPublicKey):
+        agree(a.secret_key, bytes(31))
+
+
+def test_keypair_repr_hides_the_secret() -> None:
+    a, _ = _pair()
+    assert a.secret_key.hex() not in repr(a)
+
+
+def test_aead_round_trip_and_binding_of_sender_recipient_round_chain() -> None:
+    key = bytes(range(32))
+    ciphertext = aead.encrypt(key, CHAIN, 5, 1, 2, b"share bundle")
+    assert aead.decrypt(key, CHAIN, 5, 1, 2, ciphertext) == b"share bundle"
+    for chain, round_id, sender, recipient in [(b"x", 5, 1, 2), (CHAIN, 6, 1, 2), (CHAIN, 5, 2, 1), (CHAIN, 5, 1, 3)]:
+        with pytest.raises(DecryptionFailed):
+            aead.decrypt(key, chain, round_id, sender, recipient, ciphertext)
+    tampered = bytes([ciphertext[0] ^ 1]) + ciphertext[1:]
+    with pytest.raises(DecryptionFailed):
+        aead.decrypt(key, CHAIN, 5, 1, 2, tampered)
+
+
+def test_ed25519_adapters() -> None:
+    signing_key = nacl.signing.SigningKey(bytes(range(32)))
+    sign = ed25519_signer(signing_key)
+    verify = ed25519_verifier({7: bytes(signing_key.verify_key)})
+    signature = sign(b"payload")
+    assert verify(7, b"payload", signature)
+    assert not verify(7, b"payload!", signature)
+    assert not verify(8, b"payload", signature)
+    assert not verify(7, b"payload", signature[:10])
