@@ -1,0 +1,200 @@
+"""Envelope sealing and every rejection reason, one by one, in the order the checks run."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgpack
+import pytest
+from nacl.signing import SigningKey
+
+from consensus import codec
+from node.wire import (
+    ENVELOPE_OVERHEAD_BYTES,
+    Envelope,
+    Limits,
+    MonotonicSeq,
+    Opener,
+    Rejected,
+    RejectReason,
+    ReplayWindow,
+    Sealer,
+)
+
+CHAIN = bytes(range(32))
+OTHER_CHAIN = bytes(32)
+TYPES = {"prepare": 200, "update": 1 << 20}
+KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
+
+
+def verify(member: int, data: bytes, signature: bytes) -> bool:
+    try:
+        KEYS[member].verify_key.verify(data, signature)
+    except Exception:  # noqa: BLE001 - any failure is an invalid signature
+        return False
+    return True
+
+
+def sign_as(member: int):
+    return lambda data: KEYS[member].sign(data).signature
+
+
+def sealer(member: int = 1, chain: bytes = CHAIN, start: int = 100) -> Sealer:
+    counter = itertools.count(start)
+    return Sealer(chain, member, sign_as(member), lambda: next(counter))
+
+
+def opener(**kwargs) -> Opener:
+    return Opener(CHAIN, 4, verify, TYPES, my_index=0, **kwargs)
+
+
+def expect(reason: RejectReason, op: Opener, data: bytes, max_bytes: int = 1 << 22) -> None:
+    with pytest.raises(Rejected) as info:
+        op.open(data, max_bytes)
+    assert info.value.reason is reason, info.value
+    assert op.rejected[reason] >= 1
+
+
+def raw_envelope(body_fields: list, member: int = 1) -> bytes:
+    body = codec.encode(body_fields)
+    return codec.encode([body, sign_as(member)(body)])
+
+
+def test_round_trip() -> None:
+    op = opener()
+    env = op.open(sealer().seal("prepare", 7, b"hello"), 1 << 16)
+    assert env == Envelope(type="prepare", sender=1, height=7, seq=100, payload=b"hello")
+    assert op.accepted == 1 and not op.rejected
+
+
+def test_signature_covers_exactly_the_body() -> None:
+    wire = sealer().seal("prepare", 3, b"x")
+    body, signature = codec.decode(wire, max_bytes=1 << 16)
+    KEYS[1].verify_key.verify(body, signature)
+    assert codec.decode(body, max_bytes=1 << 16) == [1, CHAIN, "prepare", 1, 3, 100, b"x"]
+
+
+def test_oversized_before_decoding() -> None:
+    op = opener()
+    expect(RejectReason.OVERSIZED, op, b"\xff" * 1001, max_bytes=1000)
+
+
+def test_garbage_is_malformed() -> None:
+    op = opener()
+    for data in (b"", b"\xc1", b"\x92\x01\x02", codec.encode([b"x"]), b"\x91" * 950 + b"\x01"):
+        expect(RejectReason.MALFORMED, op, data)
+
+
+def test_non_canonical_outer_encoding() -> None:
+    good = sealer().seal("prepare", 3, b"x")
+    body, signature = codec.decode(good, max_bytes=1 << 16)
+    # The same list written with an array16 header instead of a fixarray: same meaning, other bytes.
+    padded = b"\xdc\x00\x02" + msgpack.packb(body, use_bin_type=True) + msgpack.packb(signature, use_bin_type=True)
+    assert msgpack.unpackb(padded) == [body, signature]
+    expect(RejectReason.NON_CANONICAL, opener(), padded)
+
+
+def test_bad_version() -> None:
+    fields = [2, CHAIN, "prepare", 1, 3, 5, b"x"]
+    expect(RejectReason.BAD_VERSION, opener(), raw_envelope(fields))
+    expect(RejectReason.BAD_VERSION, opener(), raw_envelope([True, *fields[1:]]))
+
+
+def test_wrong_chain() -> None:
+    expect(RejectReason.WRONG_CHAIN, opener(), sealer(chain=OTHER_CHAIN).seal("prepare", 1, b""))
+
+
+def test_unknown_type() -> None:
+    expect(RejectReason.UNKNOWN_TYPE, opener(), sealer().seal("gossip-bomb", 1, b""))
+
+
+def test_payload_limit_per_type() -> None:
+    op = opener()
+    expect(RejectReason.OVERSIZED, op, sealer().seal("prepare", 1, b"x" * 201))
+    assert op.open(sealer(start=5).seal("update", 1, b"x" * 201), 1 << 22).payload == b"x" * 201
+
+
+def test_unknown_sender_and_self() -> None:
+    expect(RejectReason.UNKNOWN_SENDER, opener(), raw_envelope([1, CHAIN, "prepare", 4, 1, 1, b""]))
+    expect(RejectReason.SELF, opener(), sealer(member=0).seal("prepare", 1, b""))
+
+
+def test_bad_signature_from_impostor() -> None:
+    body = codec.encode([1, CHAIN, "prepare", 2, 1, 1, b""])
+    forged = codec.encode([body, sign_as(3)(body)])
+    op = opener()
+    expect(RejectReason.BAD_SIGNATURE, op, forged)
+    # A forged message must not consume the sequence number it claims.
+    assert op.open(raw_envelope([1, CHAIN, "prepare", 2, 1, 1, b""], member=2), 1 << 16).seq == 1
+
+
+def test_malformed_fields() -> None:
+    for fields in ([1, CHAIN[:31], "prepare", 1, 1, 1, b""], [1, CHAIN, 7, 1, 1, 1, b""],
+                   [1, CHAIN, "prepare", 1, 1, 1, "text"], [1, CHAIN, "prepare", -1, 1, 1, b""],
+                   [1, CHAIN, "prepare", 1, True, 1, b""], [1, CHAIN, "prepare", 1, 1, None, b""],
+                   [1, CHAIN, "prepare", 1, 1, 1], [1, CHAIN, "x" * 33, 1, 1, 1, b""]):
+        expect(RejectReason.MALFORMED, opener(), raw_envelope(fields))
+
+
+def test_replay_and_reorder() -> None:
+    op = opener()
+    seal = sealer()
+    first, second, third = (seal.seal("prepare", 1, b"") for _ in range(3))
+    assert op.open(third, 1 << 16).seq == 102
+    assert op.open(first, 1 << 16).seq == 100  # reordered by gossip: still fresh
+    expect(RejectReason.REPLAYED, op, first)
+    expect(RejectReason.REPLAYED, op, third)
+    assert op.open(second, 1 << 16).seq == 101
+
+
+def test_window_span_makes_old_messages_stale() -> None:
+    op = opener(replay_span=10)
+    old = sealer(start=5).seal("prepare", 1, b"")
+    op.open(sealer(start=50).seal("prepare", 1, b""), 1 << 16)
+    expect(RejectReason.STALE, op, old)
+
+
+def test_restarted_receiver_refuses_replays_below_initial_floor() -> None:
+    old = sealer(start=1_000).seal("prepare", 1, b"")
+    expect(RejectReason.STALE, opener(initial_floor=5_000), old)
+
+
+def test_restarted_sender_is_accepted() -> None:
+    """A sender that restarts keeps numbering above what it used before, so its new messages pass."""
+    clock_us = iter([1_000, 1_000, 1_000, 2_000])
+    before = MonotonicSeq(lambda: next(clock_us))
+    op = opener()
+    seal = Sealer(CHAIN, 1, sign_as(1), before)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16)
+    after = Sealer(CHAIN, 1, sign_as(1), MonotonicSeq(lambda: next(clock_us)))
+    assert op.open(after.seal("prepare", 1, b""), 1 << 16).seq == 2_000
+
+
+def test_monotonic_seq_never_repeats_when_clock_stalls_or_steps_back() -> None:
+    readings = iter([10, 10, 5, 30, 29])
+    seq = MonotonicSeq(lambda: next(readings), start=7)
+    assert [seq() for _ in range(5)] == [10, 11, 12, 30, 31]
+
+
+def test_window_memory_is_bounded_and_forgetting_raises_floor() -> None:
+    window = ReplayWindow(span=1 << 40, max_seen=16)
+    for seq in range(0, 200, 2):
+        window.record(seq)
+    assert len(window._seen) <= 16
+    assert all(window.check(seq) is not None for seq in range(0, 200, 2))
+    assert window.check(199) is None and window.check(1) is RejectReason.STALE
+
+
+def test_limits_channel_selection() -> None:
+    limits = Limits({"prepare": 1000, "update": 10 << 20})
+    assert limits.channel_bytes_max("prepare") == limits.max_envelope_bytes
+    assert limits.channel_bytes_max("update") == limits.max_blob_envelope_bytes
+    with pytest.raises(AssertionError):
+        Limits({"huge": limits.max_blob_envelope_bytes})
+
+
+def test_envelope_overhead_bound_holds() -> None:
+    wire = Sealer(CHAIN, 63, sign_as(1), lambda: (1 << 63) - 1).seal("x" * 32, (1 << 63) - 1, b"p" * 70_000)
+    assert len(wire) - 70_000 <= ENVELOPE_OVERHEAD_BYTES
