@@ -1,0 +1,219 @@
+"""The `fednode` command line. Every user-facing error is one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ml import data as mldata
+from ml.train import TrainConfig
+from node.config import ConfigError
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(click.ClickException):
+    """A one-line error for the user: no traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+def _fail(exc: Exception) -> UserError:
+    return UserError(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def cli(verbose: bool) -> None:
+    """fednode: federated learning across hospitals, with secure aggregation and a PBFT ledger."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _dataset_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--dataset", type=click.Choice(["breast_cancer", "lung", "csv"]), default="breast_cancer",
+                     show_default=True, help="Training data: a bundled medical dataset or your own CSV."),
+        click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="CSV file (with --dataset csv)."),
+        click.option("--label", "label_column", help="Label column of the CSV (with --dataset csv)."),
+        click.option("--split", type=click.Choice(["iid", "dirichlet", "column"]), default="iid", show_default=True,
+                     help="How training rows are divided among hospitals."),
+        click.option("--alpha", type=float, default=0.5, show_default=True,
+                     help="Dirichlet concentration for --split dirichlet (smaller = more skewed)."),
+        click.option("--split-column", help="Column to split by for --split column (e.g. inst for lung)."),
+        click.option("--model", "model_kind", type=click.Choice(["logreg", "mlp"]), default="logreg",
+                     show_default=True, help="Model trained by the consortium."),
+        click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of --model mlp."),
+        click.option("--epochs", type=int, default=1, show_default=True, help="Local epochs per round."),
+        click.option("--lr", type=float, default=TrainConfig().lr, show_default=True, help="Local learning rate."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _specs(kw: dict[str, Any], seed: int) -> tuple[mldata.DatasetSpec, mldata.SplitSpec, TrainConfig]:
+    if kw["dataset"] == "csv" and not (kw["csv_path"] and kw["label_column"]):
+        raise UserError("--dataset csv needs --csv FILE and --label COLUMN")
+    csv_path = str(Path(kw["csv_path"]).resolve()) if kw["csv_path"] else None
+    dataset = mldata.DatasetSpec(name=kw["dataset"], csv_path=csv_path, label_column=kw["label_column"], seed=seed)
+    split = mldata.SplitSpec(kind=kw["split"], alpha=kw["alpha"], column=kw["split_column"])
+    training = TrainConfig(epochs=kw["epochs"], lr=kw["lr"])
+    return dataset, split, training
+
+
+def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
+                  protocol: dict[str, Any] | None = None) -> list[Path]:
+    from node.testnet import create_testnet
+
+    dataset, split, training = _specs(kw, seed)
+    try:
+        return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
+                              model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
+                              protocol=protocol)
+    except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(1, 64), default=4, show_default=True, help="Number of hospitals.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to create.")
+@click.option("--rounds", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Federated rounds.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the model init and data split.")
+@_dataset_options
+def testnet(nodes: int, out: str, rounds: int, seed: int, **kw: Any) -> None:
+    """Create keys, a genesis file and one config per node for a local cluster (DIR/node-<i>/)."""
+    configs = _make_testnet(Path(out), nodes, rounds, seed, kw)
+    click.echo(f"created {len(configs)} nodes under {out}; start each with: fednode start --config "
+               f"{configs[0]}")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
+              help="The node's config.json.")
+@click.option("--peers", multiple=True, help="Peer multiaddr /ip4/H/tcp/P/p2p/ID (repeatable); default: genesis.")
+def start(config_path: str, peers: tuple[str, ...]) -> None:
+    """Run one hospital's daemon until SIGINT/SIGTERM."""
+    import dataclasses
+
+    import trio
+
+    from ml.train import configure_torch
+    from node.config import load_genesis, load_node_config
+    from node.daemon import Daemon, run_until_signalled
+    from node.identity import IdentityError
+    from node.identity import load as load_identity
+    from node.learning import Learner, LearningPlan
+    from node.store import Store, StoreLocked
+
+    try:
+        cfg = load_node_config(Path(config_path))
+        if peers:
+            cfg = dataclasses.replace(cfg, peers=peers)
+        genesis = load_genesis(cfg.genesis_path)
+        ident = load_identity(cfg.key_path)
+        index = genesis.index_of(ident.public_key)
+        plan = LearningPlan.from_genesis(genesis)
+        learner = Learner(plan, genesis.n, index)
+        configure_torch()
+        store = Store.open(cfg.db_path, genesis.chain_id)
+    except (ConfigError, IdentityError, StoreLocked, mldata.DataError) as exc:
+        raise _fail(exc) from None
+    try:
+        daemon = Daemon(cfg, genesis, ident, store, plan, learner)
+        trio.run(run_until_signalled, daemon)
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
+              help="The node's config.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status object.")
+def status(config_path: str, as_json: bool) -> None:
+    """Ask a running node for its height, round, head hash, peers and view."""
+    from node.config import load_node_config
+    from node.status import fetch_status
+
+    try:
+        cfg = load_node_config(Path(config_path))
+        st = fetch_status(cfg.status_port)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise UserError(f"node is not running or not reachable on 127.0.0.1:{cfg.status_port} ({exc})") from None
+    if as_json:
+        click.echo(json.dumps(st))
+        return
+    acc = f"{st['evaluations'][-1]['accuracy']:.4f}" if st["evaluations"] else "-"
+    click.echo(f"{st['name']} (member {st['index']}): height {st['height']} head {st['head_hash'][:16]} "
+               f"round {st['round']}/{st['rounds']} {'open' if st['round_open'] else 'closed'} "
+               f"view {st['view']} (primary {st['primary']}) peers {st['peers']} accuracy {acc}")
+
+
+@cli.command()
+@click.argument("home", type=click.Path(file_okay=False))
+def audit(home: str) -> None:
+    """Verify a stopped node's ledger offline; exit 1 naming the first bad record."""
+    from node.audit import audit_home
+    from node.config import load_genesis, load_node_config
+    from node.contract import referenced_blobs
+
+    home_path = Path(home)
+    try:
+        cfg = load_node_config(home_path / "config.json")
+        genesis = load_genesis(cfg.genesis_path)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    report = audit_home(cfg.home, genesis,
+                        lambda b: referenced_blobs(b, genesis.chain_id, genesis.n, genesis.verify))
+    click.echo(report.describe())
+    if report.first_error is not None:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--nodes", type=click.IntRange(1, 32), default=4, show_default=True, help="Number of hospitals.")
+@click.option("--rounds", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Federated rounds.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where node homes go (default: ./runs/<time>).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the model init and data split.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (last stdout line).")
+@click.option("--stall-timeout", type=float, default=120.0, show_default=True,
+              help="Give up when no node makes progress for this many seconds.")
+@_dataset_options
+def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bool, stall_timeout: float,
+            **kw: Any) -> None:
+    """Run a local N-hospital cluster as real processes, show progress, print a summary."""
+    from node.cluster import ClusterError, print_summary, start_cluster, summarize, wait_for_finish
+
+    work = Path(workdir) if workdir else Path("runs") / time.strftime("cluster-%Y%m%d-%H%M%S")
+    configs = _make_testnet(work, nodes, rounds, seed, kw)
+    click.echo(f"starting {nodes} hospitals in {work} ...", err=True)
+    procs = start_cluster(configs)
+    try:
+        obs, wall_s = wait_for_finish(procs, rounds, stall_timeout_s=stall_timeout, out=sys.stderr)
+    except ClusterError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        for p in procs:
+            p.stop()
+    summary = summarize(obs, wall_s, rounds, work)
+    print_summary(summary, sys.stderr if as_json else sys.stdout)
+    if as_json:
+        click.echo(json.dumps(summary))
+    if summary["rounds_committed"] < rounds or not summary["heads_equal"]:
+        sys.exit(EXIT_FAILED)
+
+
+def main() -> None:
+    cli(prog_name="fednode")
+
+
+if __name__ == "__main__":
+    main()
