@@ -1,0 +1,154 @@
+"""Robust aggregation rules that look only at revealed statistics, never at updates.
+
+Under secure aggregation no node sees an update; the validation protocol reveals only each
+update's squared norm and the pairwise squared distances (computed on secret shares of sketches).
+These rules turn those scalars into an accepted set. Every honest node runs them on the same
+revealed numbers, so they must give the same answer everywhere: sums use ``math.fsum`` (exactly
+rounded, independent of CPU and summation order) and every ranking breaks ties by the lower index.
+
+Pure numpy and the standard library: no torch, so protocol cores may reuse the logic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+RULE_KINDS = ("none", "multi_krum", "median_distance")
+
+
+def _check_sq_dists(sq_dists: np.ndarray) -> np.ndarray:
+    d = np.asarray(sq_dists, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"distance matrix must be square, got shape {d.shape}")
+    if not np.isfinite(d).all() or (d < 0).any():
+        raise ValueError("squared distances must be finite and non-negative")
+    if not np.array_equal(d, d.T) or (np.diag(d) != 0).any():
+        raise ValueError("squared distance matrix must be symmetric with a zero diagonal")
+    return d
+
+
+def norm_bound(sq_norms: np.ndarray, bound_sq: float, slack: float) -> np.ndarray:
+    """Accept update i iff ``sq_norms[i] <= bound_sq * (1 + slack)``; returns a boolean mask.
+
+    Honest updates are clipped to L2 <= C before they are masked, so ``bound_sq = C**2``. The norms
+    are measured on a random linear sketch, which preserves squared norms only approximately, and
+    on quantized values, so ``slack`` is the relative error tolerated before calling an update
+    oversized (for a count sketch of k buckets a few times sqrt(2/k)).
+    """
+    norms = np.asarray(sq_norms, dtype=np.float64)
+    if norms.ndim != 1 or not np.isfinite(norms).all():
+        raise ValueError("squared norms must be a finite 1-D array")
+    if not (bound_sq > 0 and slack >= 0):
+        raise ValueError(f"bound_sq must be positive and slack non-negative: {bound_sq}, {slack}")
+    return norms <= bound_sq * (1.0 + slack)
+
+
+def krum_scores(sq_dists: np.ndarray, f: int) -> list[float]:
+    """Krum score of each update: the sum of its ``n - f - 2`` smallest squared distances to the
+    others (Blanchard et al., NeurIPS 2017)."""
+    d = _check_sq_dists(sq_dists)
+    n = d.shape[0]
+    closest = n - f - 2
+    if f < 0 or closest < 1:
+        raise ValueError(f"Krum needs n >= f + 3 (n = {n}, f = {f}); its guarantee needs n >= 2f + 3")
+    return [math.fsum(sorted(np.delete(d[i], i).tolist())[:closest]) for i in range(n)]
+
+
+def multi_krum(sq_dists: np.ndarray, f: int, m: int) -> np.ndarray:
+    """Indices (ascending) of the ``m`` updates with the lowest Krum scores; ties go to the lower
+    index. With f Byzantine among n >= 2f + 3, each selected update is close to honest ones."""
+    scores = krum_scores(sq_dists, f)
+    if not 1 <= m <= len(scores):
+        raise ValueError(f"multi_krum must select between 1 and {len(scores)} updates, not {m}")
+    ranked = sorted(range(len(scores)), key=lambda i: (scores[i], i))
+    return np.array(sorted(ranked[:m]), dtype=np.int64)
+
+
+def median_distances(sq_dists: np.ndarray) -> list[float]:
+    """Each update's median squared distance to the others (0.0 when it is alone)."""
+    d = _check_sq_dists(sq_dists)
+    return [_median(np.delete(d[i], i).tolist()) for i in range(d.shape[0])]
+
+
+def _median(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def median_distance(sq_dists: np.ndarray, factor: float = 4.0) -> np.ndarray:
+    """Accept update i iff its median squared distance to the others is at most ``factor`` times
+    the median of those medians; returns a boolean mask.
+
+    In the spirit of FLAME's clustering, but on revealed distances only: with an honest majority an
+    honest update's median distance is an honest-to-honest distance, while an update far from the
+    honest cluster has a large median distance whatever the few colluders do. Since ``factor >= 1``,
+    at least half of the updates (those at or below the median score) are always accepted.
+    """
+    if not factor >= 1.0:
+        raise ValueError(f"median_distance factor must be >= 1, got {factor}")
+    scores = median_distances(sq_dists)
+    threshold = factor * _median(scores)
+    return np.array([score <= threshold for score in scores], dtype=bool)
+
+
+@dataclass(frozen=True, slots=True)
+class RobustRule:
+    """The consortium's rule, as stored in genesis: a norm bound, then a distance rule.
+
+    ``kind`` is the distance rule: ``none``, ``multi_krum`` (keep the n' - f best Krum scores among
+    the n' updates that passed the norm bound) or ``median_distance`` (with ``factor``).
+    ``bound_sq <= 0`` disables the norm bound. When fewer than f + 3 updates pass the norm bound,
+    Multi-Krum cannot rank them and all of them are kept.
+
+    The default is ``median_distance`` because Multi-Krum rejects exactly f updates every round even
+    when all are honest, so under non-IID data the same honest hospital would be rejected (and
+    flagged) round after round; the median rule rejects only updates far from the majority.
+    """
+
+    kind: str = "median_distance"
+    f: int = 1
+    bound_sq: float = 0.0
+    slack: float = 0.1
+    factor: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The accepted indices (ascending) and, for each rejected index, the rule that rejected it."""
+
+    accepted: tuple[int, ...]
+    rejected: dict[int, str]
+
+
+def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray) -> Decision:
+    """Apply ``rule`` to the revealed statistics of n updates: the norm bound first, then the
+    distance rule on the survivors' distance submatrix."""
+    if rule.kind not in RULE_KINDS:
+        raise ValueError(f"unknown robust rule {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
+    d = _check_sq_dists(sq_dists)
+    n = d.shape[0]
+    passed = np.ones(n, dtype=bool)
+    if rule.bound_sq > 0:
+        passed = norm_bound(sq_norms, rule.bound_sq, rule.slack)
+    rejected = {int(i): "norm_bound" for i in np.flatnonzero(~passed)}
+    survivors = np.flatnonzero(passed)
+    keep = _distance_rule(rule, d[np.ix_(survivors, survivors)])
+    rejected.update({int(survivors[j]): rule.kind for j in np.flatnonzero(~keep)})
+    return Decision(accepted=tuple(int(i) for i in survivors[keep]), rejected=rejected)
+
+
+def _distance_rule(rule: RobustRule, d: np.ndarray) -> np.ndarray:
+    n = d.shape[0]
+    keep = np.ones(n, dtype=bool)
+    if rule.kind == "median_distance":
+        keep = median_distance(d, rule.factor)
+    elif rule.kind == "multi_krum" and n - rule.f - 2 >= 1:
+        keep = np.zeros(n, dtype=bool)
+        keep[multi_krum(d, rule.f, n - rule.f)] = True
+    return keep

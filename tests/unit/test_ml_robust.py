@@ -1,0 +1,113 @@
+"""ml.robust: rules on revealed statistics against brute-force references, ties, and attacks."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ml.robust import (
+    RobustRule,
+    decide,
+    krum_scores,
+    median_distance,
+    median_distances,
+    multi_krum,
+    norm_bound,
+)
+
+
+def _sq_dists(points: np.ndarray) -> np.ndarray:
+    diff = points[:, None, :] - points[None, :, :]
+    return (diff**2).sum(axis=2)
+
+
+def _brute_krum_score(d: np.ndarray, i: int, f: int) -> float:
+    others = [j for j in range(len(d)) if j != i]
+    return min(sum(d[i, j] for j in subset) for subset in itertools.combinations(others, len(d) - f - 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(3, 8), f=st.integers(0, 3), m=st.integers(1, 8), seed=st.integers(0, 2**32 - 1),
+       integer=st.booleans())
+def test_multi_krum_matches_brute_force(n: int, f: int, m: int, seed: int, integer: bool) -> None:
+    if n - f - 2 < 1 or m > n:
+        return
+    rng = np.random.default_rng(seed)
+    points = rng.integers(0, 3, size=(n, 2)) if integer else rng.normal(size=(n, 3))
+    d = _sq_dists(points.astype(np.float64))
+    brute = [_brute_krum_score(d, i, f) for i in range(n)]
+    assert np.allclose(krum_scores(d, f), brute), f"seed={seed}"
+    best_m = sorted(range(n), key=lambda i: (round(brute[i], 9), i))[:m]
+    assert multi_krum(d, f, m).tolist() == sorted(best_m), f"seed={seed}"
+
+
+def test_multi_krum_ties_go_to_lower_index() -> None:
+    d = np.ones((5, 5)) - np.eye(5)
+    assert multi_krum(d, f=1, m=3).tolist() == [0, 1, 2]
+
+
+def test_multi_krum_drops_outliers() -> None:
+    rng = np.random.default_rng(1)
+    honest = rng.normal(size=(7, 10))
+    attackers = -5 * honest[:2]
+    d = _sq_dists(np.vstack([honest, attackers]))
+    assert multi_krum(d, f=2, m=7).tolist() == list(range(7))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), seed=st.integers(0, 2**32 - 1), factor=st.sampled_from([1.0, 2.0, 4.0]))
+def test_median_distance_matches_reference(n: int, seed: int, factor: float) -> None:
+    rng = np.random.default_rng(seed)
+    d = _sq_dists(rng.normal(size=(n, 4)))
+    medians = [statistics.median([d[i, j] for j in range(n) if j != i]) if n > 1 else 0.0 for i in range(n)]
+    assert np.allclose(median_distances(d), medians)
+    mask = median_distance(d, factor)
+    assert mask.tolist() == [m <= factor * statistics.median(medians) for m in medians], f"seed={seed}"
+    assert mask.sum() >= (n + 1) // 2
+
+
+def test_median_distance_rejects_far_updates_only() -> None:
+    rng = np.random.default_rng(2)
+    honest = rng.normal(size=(8, 20))
+    d = _sq_dists(np.vstack([honest, honest[:2] * 10]))
+    assert median_distance(d, 4.0).tolist() == [True] * 8 + [False] * 2
+
+
+def test_norm_bound() -> None:
+    assert norm_bound(np.array([0.5, 1.0, 1.09, 1.11]), 1.0, 0.1).tolist() == [True, True, True, False]
+    with pytest.raises(ValueError):
+        norm_bound(np.array([np.nan]), 1.0, 0.1)
+    with pytest.raises(ValueError):
+        norm_bound(np.array([1.0]), 0.0, 0.1)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.ones((2, 3)), np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([[1.0, 1.0], [1.0, 1.0]]),
+     np.array([[0.0, -1.0], [-1.0, 0.0]]), np.array([[0.0, np.inf], [np.inf, 0.0]])],
+)
+def test_malformed_distance_matrices_are_rejected(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        median_distances(bad)
+
+
+def test_decide_combines_norm_bound_and_distance_rule() -> None:
+    rng = np.random.default_rng(3)
+    honest = 0.3 + rng.normal(size=(6, 10)) * 0.05
+    points = np.vstack([honest, [np.full(10, 5.0)], -honest[:1]])
+    sq_norms = (points**2).sum(axis=1)
+    bound_sq = float(sq_norms[:6].max())
+    for kind in ("multi_krum", "median_distance"):
+        decision = decide(RobustRule(kind=kind, f=2, bound_sq=bound_sq), sq_norms, _sq_dists(points))
+        assert decision.rejected[6] == "norm_bound"
+        assert decision.rejected[7] == kind
+        assert set(decision.accepted) | set(decision.rejected) == set(range(8))
+    decision = decide(RobustRule(kind="none"), sq_norms, _sq_dists(points))
+    assert decision.accepted == tuple(range(8)) and decision.rejected == {}
+    with pytest.raises(ValueError, match="unknown robust rule"):
+        decide(RobustRule(kind="trimmed"), sq_norms, _sq_dists(points))
