@@ -8,7 +8,9 @@ re-check:
 
 * security is Noise only (the default list also offers plaintext, secio, TLS);
 * the stream muxer is yamux only (the default list also offers mplex);
-* the swarm's own dial retries and negative-peer cache are neutralised, because
+* the swarm's auto-connector (which dials whatever the peerstore holds to keep
+  50 connections) is off, and so are its own dial retries and negative-peer
+  cache, because
   `node.network` runs its own reconnect loop with exponential backoff;
 * the 250 ms happy-eyeballs head start, which every single-address dial pays in
   full, is removed;
@@ -44,6 +46,7 @@ from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import RpcQueue
@@ -58,6 +61,9 @@ logger = logging.getLogger(__name__)
 GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
 GOSSIP_OUTBOUND_QUEUE_RPCS = 4096
 """Per-peer outbound gossipsub queue length (library default 32, overflow dropped)."""
+
+ROUTER_DIAL_DISABLED_S = 10**9
+"""Delay before gossipsub would dial direct peers itself: never, in practice."""
 
 StreamHandler = Callable[[INetStream], Awaitable[None]]
 
@@ -91,13 +97,18 @@ def build_host(seed32: bytes, listen_maddr: multiaddr.Multiaddr, dial_timeout_s:
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[listen_maddr],
-        connection_config=ConnectionConfig(dial_timeout=dial_timeout_s),
+        connection_config=ConnectionConfig(dial_timeout=dial_timeout_s, min_connections=0, low_watermark=0),
         resource_manager=new_resource_manager(enable_circuit_breaker=False, enable_graceful_degradation=False),
     )
     swarm = host.get_network()
     assert isinstance(swarm, Swarm)
     swarm.retry_config = RetryConfig(max_retries=0)
+    swarm.auto_connector.maybe_connect = _never_auto_connect  # type: ignore[method-assign]
     return host
+
+
+async def _never_auto_connect() -> None:
+    """Replace the auto-connector, which would dial any peer in the peerstore."""
 
 
 def forget_failed_dials(host: IHost, peer_id: ID) -> None:
@@ -183,22 +194,30 @@ async def reset_quietly(stream: INetStream) -> None:
 def build_gossip(
     host: IHost,
     topic: str,
-    degree: int,
+    members: list[ID],
     inbound_rpc_max_bytes: int,
     rate_per_topic_per_peer_per_s: float,
 ) -> tuple[Pubsub, GossipSub]:
-    """Build gossipsub with limits chosen for a small, fully meshed consortium.
+    """Build gossipsub with limits chosen for a small, fully connected consortium.
 
-    The mesh degree covers every member, so a publish reaches each peer in one
-    hop.  Eclipse protection is off because all members are known in advance
-    and it demands three distinct IP addresses, which a loopback cluster never
-    has.  Peer exchange stays off: membership comes from genesis, not gossip.
+    Every other member is a gossipsub *direct peer*: each publish and each
+    first-time relay goes to all of them at once, without waiting for the
+    heartbeat to graft a mesh (py-libp2p has no flood-publish, so a message
+    published in the first heartbeat after a connection would otherwise reach
+    nobody) and without the peer-score gate.  The router's own dialing of direct
+    peers is pushed out of the way (`node.network` owns reconnection).
+    Eclipse protection is off because membership is fixed by genesis and it
+    demands three distinct IP addresses, which a loopback cluster never has.
+    Peer exchange stays off for the same reason.
     """
     router = GossipSub(
         protocols=list(GOSSIP_PROTOCOLS),
-        degree=degree,
-        degree_low=max(1, degree - 1),
-        degree_high=degree + 2,
+        degree=max(1, len(members)),
+        degree_low=1,
+        degree_high=len(members) + 2,
+        direct_peers=[PeerInfo(member, []) for member in members],
+        direct_connect_initial_delay=ROUTER_DIAL_DISABLED_S,
+        direct_connect_interval=ROUTER_DIAL_DISABLED_S,
         heartbeat_initial_delay=0.1,
         heartbeat_interval=1,
         do_px=False,

@@ -352,7 +352,7 @@ class Network:
         peer = stream.muxed_conn.peer_id.to_base58()
         slots = self._request_slots[peer]
         if self._request_handler is None or slots.value == 0:
-            self._reject("no_request_slot", peer)
+            self._reject("no_request_handler" if self._request_handler is None else "too_many_requests", peer)
             await libp2p_compat.reset_quietly(stream)
             return
         async with slots:
@@ -379,6 +379,23 @@ class Network:
         await self._pubsub.publish(self._topic, data)
         self.stats["bytes_out:gossip"] += len(data)
 
+    async def wait_gossip_ready(self, peer_ids: list[str], timeout_s: float) -> bool:
+        """Wait until each peer has a gossip stream with us and has joined the topic.
+
+        Messages published before this are not lost for good (gossipsub queues
+        them for 30 s for peers whose subscription is pending), but tests and
+        benchmarks use it to measure gossip without that queue.
+        """
+        assert self._pubsub is not None, "wait before the network started"
+        try:
+            with trio.fail_after(timeout_s):
+                for peer in peer_ids:
+                    await self._pubsub.wait_for_peer(ID.from_base58(peer), timeout=timeout_s)
+                    await self._pubsub.wait_for_subscription(ID.from_base58(peer), self._topic, timeout=timeout_s)
+        except trio.TooSlowError:
+            return False
+        return True
+
     def _validate_gossip(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         """Refuse to accept or relay gossip from non-members or above the size bound."""
         if len(msg.data) > self._limits.gossip_max_bytes:
@@ -401,7 +418,7 @@ class Network:
         pubsub, router = libp2p_compat.build_gossip(
             self._host,
             self._topic,
-            degree=max(1, len(self._allowed) - 1),
+            members=[ID.from_base58(peer) for peer in self._allowed if peer != self.peer_id],
             inbound_rpc_max_bytes=self._limits.gossip_inbound_rpc_max_bytes,
             rate_per_topic_per_peer_per_s=self._limits.gossip_rate_per_peer_per_s,
         )
