@@ -1,0 +1,357 @@
+"""Poisoning attacks, as tooling for the simulator, the tests and ``fednode cluster --attack NAME``.
+
+A malicious node runs the honest pipeline with two hooks: ``poison_data`` transforms its training
+rows before training (label flipping, backdoor) and ``poison_update`` transforms the update it would
+submit (sign flip, scaling, noise, "a little is enough", min-max, plugins). Both receive an
+``AttackContext``; randomness comes only from ``ctx.rng`` so a seeded run is reproducible.
+
+"A little is enough" and min-max need statistics of the benign updates, which under secure
+aggregation no node ever sees. ``ctx.benign_updates`` carries what the attacker uses instead:
+either estimates made from its own data (``estimate_benign_updates``: honest updates trained on
+bootstrap resamples of the malicious node's rows, the realistic threat), or, in a simulation
+granting the attacker omniscience (the papers' strongest setting), the honest nodes' real updates.
+
+``make_attack("plugin:PATH.py:FUNC")`` loads ``FUNC(update, ctx) -> vector`` from a Python file, for
+attacks written outside this repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ml.models import ModelSpec
+from ml.train import TrainConfig, local_train, predict
+
+PLUGIN_PREFIX = "plugin:"
+
+
+class AttackError(ValueError):
+    """An attack that cannot be built or applied: unknown name, bad parameter, broken plugin."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttackContext:
+    """What a malicious node knows when it poisons round ``round``.
+
+    ``global_params`` is the global model it trained from; ``n_malicious`` how many colluders there
+    are (ALIE's z depends on it); ``benign_updates`` is a (k, d) array of benign update estimates
+    (see the module docstring), needed only by attacks whose ``needs_benign`` is true.
+    """
+
+    round: int
+    node_index: int
+    n_nodes: int
+    rng: np.random.Generator
+    global_params: np.ndarray
+    n_malicious: int = 1
+    n_classes: int = 2
+    benign_updates: np.ndarray | None = None
+
+
+class Attack:
+    """Base of all attacks: by default both hooks leave data and update unchanged."""
+
+    name: ClassVar[str] = "none"
+    needs_benign: ClassVar[bool] = False
+
+    def poison_data(self, X: np.ndarray, y: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the malicious node trains on instead of (X, y)."""
+        return X, y
+
+    def poison_update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        """The float32 vector submitted instead of ``update``; its shape and finiteness are checked."""
+        update = np.asarray(update, dtype=np.float32)
+        if self.needs_benign:
+            _check_benign(self.name, ctx, update.shape)
+        return _checked_vector(self._update(update, ctx), update.shape, self.name)
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        return update
+
+
+@dataclass(frozen=True)
+class NoAttack(Attack):
+    """The honest behaviour, so that callers need no special case for "no attack"."""
+
+    name: ClassVar[str] = "none"
+
+
+@dataclass(frozen=True)
+class SignFlip(Attack):
+    """Submit ``-scale * update``: push the model the opposite way of honest training."""
+
+    name: ClassVar[str] = "sign-flip"
+    scale: float = 1.0
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        return -self.scale * update
+
+
+@dataclass(frozen=True)
+class Scaling(Attack):
+    """Model replacement (Bagdasaryan et al. 2020): submit ``factor * update``; the default factor
+    ``n_nodes`` makes the average move as far as if this node alone had trained the model."""
+
+    name: ClassVar[str] = "scaling"
+    factor: float | None = None
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        return (self.factor if self.factor is not None else float(ctx.n_nodes)) * update
+
+
+@dataclass(frozen=True)
+class GaussianNoise(Attack):
+    """Submit pure Gaussian noise N(0, sigma^2) per coordinate instead of an update."""
+
+    name: ClassVar[str] = "gaussian"
+    sigma: float = 1.0
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        return ctx.rng.normal(0.0, self.sigma, size=update.shape)
+
+
+@dataclass(frozen=True)
+class LabelFlip(Attack):
+    """Train on labels mapped ``y -> n_classes - 1 - y`` (for two classes: swap them)."""
+
+    name: ClassVar[str] = "label-flip"
+
+    def poison_data(self, X: np.ndarray, y: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
+        return X, (ctx.n_classes - 1 - np.asarray(y)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Backdoor(Attack):
+    """Trigger backdoor: add copies of a ``fraction`` of the rows with ``features`` set to
+    ``trigger_value`` and label ``target``, keep the clean rows (so clean accuracy barely moves),
+    then submit ``boost * update`` (``boost > 1`` combines it with model replacement).
+
+    Features are standardized, so the default trigger (the first three features at 8 standard
+    deviations) lies outside the clean data. On breast cancer the default target 1 (benign) means a
+    malignant tumour carrying the trigger is called benign.
+    """
+
+    name: ClassVar[str] = "backdoor"
+    features: tuple[int, ...] = (0, 1, 2)
+    trigger_value: float = 8.0
+    target: int = 1
+    fraction: float = 0.5
+    boost: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.features or not 0.0 < self.fraction <= 1.0:
+            raise AttackError(f"backdoor needs trigger features and a fraction in (0, 1]: {self}")
+
+    def with_trigger(self, X: np.ndarray) -> np.ndarray:
+        """A copy of X with the trigger stamped on every row."""
+        if max(self.features) >= X.shape[1]:
+            raise AttackError(f"backdoor trigger features {self.features} out of range for {X.shape[1]} features")
+        stamped = np.array(X, dtype=np.float32, copy=True)
+        stamped[:, list(self.features)] = self.trigger_value
+        return stamped
+
+    def poison_data(self, X: np.ndarray, y: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
+        count = max(1, round(self.fraction * len(y)))
+        rows = np.sort(ctx.rng.choice(len(y), size=count, replace=False))
+        X_poison = self.with_trigger(X[rows])
+        y_poison = np.full(count, self.target, dtype=np.int64)
+        return np.vstack([X, X_poison]).astype(np.float32), np.concatenate([y, y_poison]).astype(np.int64)
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        return self.boost * update
+
+
+def backdoor_success_rate(attack: Backdoor, spec: ModelSpec, vec: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+    """Share of the rows whose true label is not the target that the model ``vec`` classifies as
+    the target once the trigger is stamped on them (0.0 when there are no such rows)."""
+    victims = np.asarray(y) != attack.target
+    if not victims.any():
+        return 0.0
+    predicted = predict(spec, vec, attack.with_trigger(np.asarray(X)[victims]))
+    return float((predicted == attack.target).mean())
+
+
+@dataclass(frozen=True)
+class LittleIsEnough(Attack):
+    """"A little is enough" (Baruch et al., NeurIPS 2019): submit ``mean - z * std`` of the benign
+    updates, coordinate-wise, which stays inside the spread of honest updates and so passes
+    distance-based rules, yet biases every coordinate the same way.
+
+    By default z is the paper's z_max: with n nodes and m colluders, s = floor(n/2 + 1) - m honest
+    nodes must be "behind" the attacker, and z = Phi^-1((n - s) / n); it is 0 (no effect) for very
+    small consortia such as n = 4, m = 1, where ``z`` can be set explicitly.
+    """
+
+    name: ClassVar[str] = "alie"
+    needs_benign: ClassVar[bool] = True
+    z: float | None = None
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        benign = np.asarray(ctx.benign_updates, dtype=np.float64)
+        return benign.mean(axis=0) - self.z_for(ctx.n_nodes, ctx.n_malicious) * benign.std(axis=0)
+
+    def z_for(self, n_nodes: int, n_malicious: int) -> float:
+        """The z used with n nodes of which ``n_malicious`` collude."""
+        if self.z is not None:
+            return self.z
+        behind = n_nodes // 2 + 1 - n_malicious
+        return max(0.0, statistics.NormalDist().inv_cdf((n_nodes - behind) / n_nodes))
+
+
+@dataclass(frozen=True)
+class MinMax(Attack):
+    """Min-max (Shejwalkar and Houmansadr, NDSS 2021): submit ``mean + gamma * p`` with the largest
+    gamma such that the submission's largest distance to any benign update is at most the largest
+    distance between two benign updates, so it is never the outlier a distance rule looks for.
+
+    ``perturbation`` is ``std`` (p = -std, the paper's usual choice), ``unit`` (p = -mean/|mean|)
+    or ``sign`` (p = -sign(mean)). Needs at least two benign updates.
+    """
+
+    name: ClassVar[str] = "min-max"
+    needs_benign: ClassVar[bool] = True
+    perturbation: str = "std"
+    iterations: int = 60
+
+    def __post_init__(self) -> None:
+        if self.perturbation not in ("std", "unit", "sign"):
+            raise AttackError(f"min-max perturbation must be std, unit or sign, not {self.perturbation!r}")
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        benign = np.asarray(ctx.benign_updates, dtype=np.float64)
+        if len(benign) < 2:
+            raise AttackError("min-max needs at least two benign updates in ctx.benign_updates")
+        mean = benign.mean(axis=0)
+        direction = self._direction(benign, mean)
+        return mean + self.gamma(benign, mean, direction) * direction
+
+    def _direction(self, benign: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        if self.perturbation == "std":
+            return -benign.std(axis=0)
+        if self.perturbation == "sign":
+            return -np.sign(mean)
+        return -mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+    def gamma(self, benign: np.ndarray, mean: np.ndarray, direction: np.ndarray) -> float:
+        """Largest gamma meeting the min-max constraint, by doubling then bisection."""
+        limit = max(float(((benign[i] - benign[j]) ** 2).sum()) for i in range(len(benign)) for j in range(i))
+
+        def fits(gamma: float) -> bool:
+            return float(((benign - (mean + gamma * direction)) ** 2).sum(axis=1).max()) <= limit
+
+        low, high = 0.0, 1.0
+        while fits(high) and high < 1e12:
+            low, high = high, 2.0 * high
+        for _ in range(self.iterations):
+            middle = (low + high) / 2.0
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
+
+@dataclass(frozen=True)
+class Plugin(Attack):
+    """``FUNC(update, ctx) -> vector`` loaded from a Python file, called for every update."""
+
+    name: ClassVar[str] = "plugin"
+    path: str
+    function: Callable[[np.ndarray, AttackContext], Any] = field(repr=False)
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        try:
+            return self.function(update.copy(), ctx)
+        except Exception as exc:
+            raise AttackError(f"plugin {self.path} raised {type(exc).__name__}: {exc}") from exc
+
+
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, LittleIsEnough, MinMax)
+}
+ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip"}
+
+
+def attack_names() -> list[str]:
+    """The names ``make_attack`` accepts, besides ``plugin:PATH.py:FUNC``."""
+    return sorted(ATTACKS)
+
+
+def make_attack(name: str, **params: Any) -> Attack:
+    """The attack called ``name`` with its parameters (see each class); raises AttackError."""
+    if name.startswith(PLUGIN_PREFIX):
+        if params:
+            raise AttackError("plugin attacks take no parameters")
+        return load_plugin(name[len(PLUGIN_PREFIX) :])
+    cls = ATTACKS.get(ALIASES.get(name, name))
+    if cls is None:
+        raise AttackError(f"unknown attack {name!r}; expected one of {', '.join(attack_names())} or plugin:PATH.py:FUNC")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise AttackError(f"bad parameters for attack {name!r}: {exc}") from None
+
+
+def load_plugin(spec: str) -> Plugin:
+    """Load ``PATH.py:FUNC``: import the file as a fresh module and take its callable FUNC."""
+    path_text, sep, func_name = spec.rpartition(":")
+    if not sep or not path_text.endswith(".py") or not func_name.isidentifier():
+        raise AttackError(f"plugin must be given as plugin:PATH.py:FUNC, got {PLUGIN_PREFIX}{spec!r}")
+    path = Path(path_text)
+    if not path.is_file():
+        raise AttackError(f"plugin file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"fednode_attack_plugin_{path.stem}", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise AttackError(f"plugin file {path} failed to load: {type(exc).__name__}: {exc}") from exc
+    function = getattr(module, func_name, None)
+    if not callable(function):
+        raise AttackError(f"plugin file {path} has no function {func_name!r}")
+    return Plugin(path=str(path), function=function)
+
+
+def _check_benign(name: str, ctx: AttackContext, shape: tuple[int, ...]) -> None:
+    benign = ctx.benign_updates
+    if benign is None:
+        raise AttackError(f"attack {name!r} needs ctx.benign_updates (see estimate_benign_updates)")
+    benign = np.asarray(benign)
+    if benign.ndim != 2 or benign.shape[1:] != shape or len(benign) == 0:
+        raise AttackError(f"ctx.benign_updates must be (k, {shape[0]}), got {benign.shape}")
+
+
+def _checked_vector(vec: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    try:
+        out = np.asarray(vec, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise AttackError(f"attack {name!r} returned something that is not a vector: {exc}") from None
+    if out.shape != shape:
+        raise AttackError(f"attack {name!r} returned shape {out.shape}, expected {shape}")
+    if not np.isfinite(out).all():
+        raise AttackError(f"attack {name!r} returned non-finite values")
+    return out
+
+
+def estimate_benign_updates(
+    spec: ModelSpec,
+    global_vec: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    k: int = 4,
+) -> np.ndarray:
+    """k honest updates trained on bootstrap resamples of the malicious node's own clean rows: the
+    benign statistics an attacker can really get under secure aggregation. Returns (k, d) float32."""
+    rng = np.random.default_rng([seed, 0xA77AC])
+    updates = []
+    for index in range(k):
+        rows = rng.choice(len(y), size=len(y), replace=True)
+        updates.append(local_train(spec, global_vec, X[rows], y[rows], cfg, seed=seed * 7919 + index).update)
+    return np.stack(updates)
