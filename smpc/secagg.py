@@ -1,0 +1,556 @@
+"""One participant's secure-aggregation state machine for one round (Bonawitz et al., CCS 2017).
+
+API (everything is pure: no I/O, no clock, no global randomness)
+-----------------------------------------------------------------
+    machine = SecAggParticipant(config, me, signer, verifier, rand)
+
+    advert  = machine.start()                         -> AdvertiseKeys   broadcast it
+    machine.receive(message)                          -> bool            any peer message; False if stale;
+                                                                         raises ProtocolViolation subclasses
+    bundle  = machine.on_keys_committed(ids)          -> ShareKeys|None  broadcast it (None: not a member)
+    machine.on_shares_committed(ids)                  -> None            now machine.can_mask tells if we may mask
+    masked  = machine.mask(quantized_update)          -> MaskedInput     broadcast it
+    reveal  = machine.on_inputs_committed(digests)    -> UnmaskShares|None   broadcast it
+    result  = machine.try_finish(deadline_passed)     -> SecAggResult|None
+    machine.drain_violations()                        -> list[ProtocolViolation]   evidence found at transitions
+
+Who drives it. The caller (the daemon, through the round contract) drives every phase transition
+from committed ledger blocks: `on_*_committed` take the participant set that a block fixed, so all
+honest nodes act on the same sets. The machine reads no clock: phase deadlines are enforced by the
+ledger (a block closes each phase), and the only timing input is `try_finish(deadline_passed=True)`
+once the unmask deadline has passed. Any `on_*_committed` may raise MissingMessages (fetch the
+named messages, feed them to `receive`, and call again: the state is unchanged) or RoundAborted
+(fewer than t + 1 members remain; start the next round). The shell must broadcast each returned
+message; the machine stores its own messages itself, and echoes of them are ignored.
+
+Phases and sets (the transition table is `TRANSITIONS`):
+
+    ADVERTISE  --keys committed U1-->    SHARE_KEYS  --shares committed U2-->   MASKED_INPUT
+    MASKED_INPUT --inputs committed U3 (by digest)--> UNMASK --enough reveals--> DONE
+    any live phase --fewer than t + 1 members / unrecoverable secret--> ABORTED
+
+U1 are the nodes whose keys are on the ledger; U2 ⊆ U1 those whose share bundles are; masks are
+pairwise between members of U2 (each has shares of its secrets at every member of U1); U3 ⊆ U2
+are the nodes whose masked inputs count. Threshold: the Shamir degree t; every phase needs at
+least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
+holders deliver their reveals (more when some reveals are wrong: m shares correct up to
+(m - t - 1) / 2 errors). The result is exactly the ring sum of the quantized updates of U3.
+
+Never both secrets. For a member i of U2, each holder reveals its share of b_i if i is in U3 and
+its share of sk_i (the mask key) otherwise, never both: `RevealGuard` remembers what was revealed
+per owner and refuses (RevealRefused) anything that would reveal the other kind, including a
+second, different commitment of U3. Since the ledger gives every honest node the same U3, at most
+t colluders' shares are ever available for the secret that is not revealed.
+
+Consistency check. The original protocol adds a round in which users sign the set U3 so that a
+malicious server cannot show different sets to different users. Here U3 is fixed by a committed
+PBFT block, whose certificate carries 2f + 1 signatures over it, so that round is subsumed by
+the ledger; the machine checks U3 ⊆ U2 and |U3| >= t + 1 before revealing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from smpc import aead, shamir
+from smpc.errors import (
+    BadPublicKey,
+    BadSignature,
+    Equivocation,
+    InconsistentShares,
+    MalformedMessage,
+    MissingMessages,
+    NotEnoughShares,
+    ProtocolViolation,
+    RoundAborted,
+    SmpcError,
+)
+from smpc.field import FieldArray, RandomBytes, RingArray
+from smpc.keys import KeyPair, KeyPurpose, agree, generate_keypair, keypair_from_secret, pair_key
+from smpc.masking import mask_input, unmask_sum
+from smpc.messages import (
+    AdvertiseKeys,
+    Limits,
+    MaskedInput,
+    Message,
+    ShareKeys,
+    SharePlaintext,
+    UnmaskShares,
+    decode_share,
+    encode_share,
+)
+from smpc.prg import SEED_BYTES, MaskGenerator
+from smpc.signing import Signer, Verifier, signing_payload
+
+
+class Phase(Enum):
+    ADVERTISE = "advertise"
+    SHARE_KEYS = "share-keys"
+    MASKED_INPUT = "masked-input"
+    UNMASK = "unmask"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+TRANSITIONS: dict[tuple[Phase, str], Phase] = {
+    (Phase.ADVERTISE, "keys committed"): Phase.SHARE_KEYS,
+    (Phase.SHARE_KEYS, "shares committed"): Phase.MASKED_INPUT,
+    (Phase.MASKED_INPUT, "inputs committed"): Phase.UNMASK,
+    (Phase.UNMASK, "finished"): Phase.DONE,
+}
+"""Every legal transition; any live phase can also move to ABORTED."""
+
+_LIVE = frozenset({Phase.ADVERTISE, Phase.SHARE_KEYS, Phase.MASKED_INPUT, Phase.UNMASK})
+
+ACCEPTED_PHASES: dict[type[Message], frozenset[Phase]] = {
+    AdvertiseKeys: frozenset({Phase.ADVERTISE}),
+    ShareKeys: frozenset({Phase.ADVERTISE, Phase.SHARE_KEYS}),
+    MaskedInput: frozenset({Phase.ADVERTISE, Phase.SHARE_KEYS, Phase.MASKED_INPUT, Phase.UNMASK}),
+    UnmaskShares: _LIVE,
+}
+"""Phases in which a message is stored; earlier phases buffer it (a peer may be a block ahead),
+later phases ignore it as stale. Masked vectors stay welcome in UNMASK because the ledger commits
+only their digests and the vectors themselves may arrive after the block."""
+
+
+class SecretKind(Enum):
+    SELF_SEED = "self-seed"
+    MASK_KEY = "mask-key"
+
+
+class RevealRefused(SmpcError):
+    """A request to reveal shares that, with what was already revealed, would expose an update."""
+
+
+class RevealGuard:
+    """Remembers, per owner, which of its two secrets this node has revealed shares of."""
+
+    __slots__ = ("_revealed",)
+
+    def __init__(self) -> None:
+        self._revealed: dict[int, SecretKind] = {}
+
+    def check(self, plan: Mapping[int, SecretKind]) -> None:
+        """Refuse the whole plan if any owner would get the other kind revealed than before."""
+        conflicts = sorted(owner for owner, kind in plan.items() if self._revealed.get(owner, kind) is not kind)
+        if conflicts:
+            raise RevealRefused(f"would reveal both self seed and mask key of {conflicts}")
+
+    def record(self, plan: Mapping[int, SecretKind]) -> None:
+        self.check(plan)
+        self._revealed.update(plan)
+
+    def revealed(self) -> dict[int, SecretKind]:
+        return dict(self._revealed)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundConfig:
+    """What every participant of one round agrees on, from genesis and the round-opening block."""
+
+    chain_id: bytes
+    round_id: int
+    participants: tuple[int, ...]
+    degree: int
+    vector_length: int
+
+    def __post_init__(self) -> None:
+        if list(self.participants) != sorted(set(self.participants)) or not self.participants:
+            raise ValueError("participants must be a non-empty, strictly increasing tuple of ids")
+        if self.participants[0] < 1:
+            raise ValueError("participant ids are Shamir x-coordinates and must be >= 1")
+        if not 0 <= self.degree < len(self.participants):
+            raise ValueError("the Shamir degree t must satisfy 0 <= t < number of participants")
+        if self.vector_length < 1:
+            raise ValueError("vector_length must be positive")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_participant_id=self.participants[-1], vector_length=self.vector_length)
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggResult:
+    """The ring sum of the survivors' quantized updates, and what the reconstruction revealed."""
+
+    total: RingArray
+    survivors: frozenset[int]
+    dropped: frozenset[int]
+    inconsistent_revealers: Mapping[int, tuple[int, ...]]
+    """owner -> ids of holders whose revealed share of that owner's secret was off the polynomial."""
+
+
+def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes) -> bytes:
+    """SHA-256 binding of b_owner, published with the keys so a reconstructed seed can be checked."""
+    tag = b"fednode/secagg/v1/self-seed" + len(chain_id).to_bytes(2, "big") + chain_id
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + owner.to_bytes(4, "big") + seed).digest()
+
+
+@dataclass(slots=True)
+class _Secrets:
+    """This node's round secrets; never leaves the machine except as Shamir shares."""
+
+    mask_keys: KeyPair
+    encryption_keys: KeyPair
+    self_seed: bytes
+
+
+class SecAggParticipant:
+    """The per-participant protocol core; see the module docstring for the API and phases."""
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        me: int,
+        signer: Signer,
+        verifier: Verifier,
+        rand: RandomBytes,
+        generator: MaskGenerator | None = None,
+    ) -> None:
+        assert me in config.participants, "this node is not a participant of the round"
+        self.config = config
+        self.me = me
+        self._signer = signer
+        self._verifier = verifier
+        self._rand = rand
+        self._generator = generator or MaskGenerator(config.vector_length)
+        assert self._generator.length == config.vector_length, "mask generator has the wrong length"
+        self.phase = Phase.ADVERTISE
+        self._secrets: _Secrets | None = None
+        self._store: dict[type[Message], dict[int, Message]] = {cls: {} for cls in ACCEPTED_PHASES}
+        self._violations: list[ProtocolViolation] = []
+        self._keys_set: frozenset[int] = frozenset()
+        self._shares_set: frozenset[int] = frozenset()
+        self._input_digests: dict[int, bytes] = {}
+        self._held_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
+        self._pair_seeds: dict[int, bytes] = {}
+        self._masked_sent = False
+        self._reveal: UnmaskShares | None = None
+        self.guard = RevealGuard()
+
+    # ----------------------------------------------------------------- helpers
+
+    def _sign(self, message: Message) -> Message:
+        signature = self._signer(signing_payload(self.config.chain_id, message.signed_body()))
+        return dataclasses.replace(message, signature=signature)
+
+    def _transition(self, event: str) -> None:
+        assert (self.phase, event) in TRANSITIONS, f"illegal transition {event!r} from {self.phase}"
+        self.phase = TRANSITIONS[(self.phase, event)]
+
+    def _abort(self, reason: str) -> RoundAborted:
+        self.phase = Phase.ABORTED
+        return RoundAborted(reason)
+
+    def _require_quorum(self, members: frozenset[int], what: str) -> None:
+        if len(members) < self.config.degree + 1:
+            raise self._abort(f"{what}: {len(members)} members, need t + 1 = {self.config.degree + 1}")
+
+    def _require_messages(self, cls: type[Message], members: frozenset[int], phase: str) -> None:
+        missing = members - set(self._store[cls])
+        if missing:
+            raise MissingMessages(phase, frozenset(missing))
+
+    def _stored(self, cls: type[Message], sender: int) -> Message:
+        return self._store[cls][sender]
+
+    def drain_violations(self) -> list[ProtocolViolation]:
+        """Evidence against peers found while processing buffered messages at transitions."""
+        found, self._violations = self._violations, []
+        return found
+
+    @property
+    def can_mask(self) -> bool:
+        """Whether this node is in U2 and has not masked yet, so `mask` may be called."""
+        return self.phase is Phase.MASKED_INPUT and self.me in self._shares_set and not self._masked_sent
+
+    # ----------------------------------------------------------------- receiving
+
+    def receive(self, message: Message) -> bool:
+        """Store a peer's message after checking round, sender, signature and equivocation.
+
+        Returns False for a stale or duplicate message (no state change). Raises a
+        ProtocolViolation subclass for a message that is invalid whatever the phase.
+        """
+        if message.round_id != self.config.round_id:
+            raise ProtocolViolation(f"message for round {message.round_id}", message.sender)
+        if message.sender not in self.config.participants:
+            raise ProtocolViolation("sender is not a participant", message.sender)
+        if self.phase not in ACCEPTED_PHASES[type(message)]:
+            return False
+        payload = signing_payload(self.config.chain_id, message.signed_body())
+        if not self._verifier(message.sender, payload, message.signature):
+            raise BadSignature("signature does not verify", message.sender)
+        if isinstance(message, AdvertiseKeys):
+            self._check_public_keys(message)
+        if isinstance(message, MaskedInput) and self.phase is Phase.UNMASK:
+            if message.sender not in self._input_digests:
+                return False
+            if self._input_digests[message.sender] != message.digest():
+                raise ProtocolViolation("masked input does not match the committed digest", message.sender)
+        return self._keep(message)
+
+    def _keep(self, message: Message) -> bool:
+        store = self._store[type(message)]
+        previous = store.get(message.sender)
+        if previous is not None:
+            if previous.signed_body() != message.signed_body():
+                raise Equivocation(f"two different {type(message).__name__} messages", message.sender)
+            return False
+        store[message.sender] = message
+        return True
+
+    @staticmethod
+    def _check_public_keys(message: AdvertiseKeys) -> None:
+        """Reject low-order points now: any secret key would give them an all-zero agreement."""
+        probe = bytes([9]) + bytes(31)
+        agree(probe, message.mask_public_key)
+        agree(probe, message.encryption_public_key)
+
+    # ----------------------------------------------------------------- phase 1: advertise
+
+    def start(self) -> AdvertiseKeys:
+        """Draw this round's secrets and return the signed key advertisement to broadcast."""
+        assert self.phase is Phase.ADVERTISE and self._secrets is None, "start() once, first"
+        self._secrets = _Secrets(generate_keypair(self._rand), generate_keypair(self._rand), self._rand(SEED_BYTES))
+        advert = self._sign(
+            AdvertiseKeys(
+                round_id=self.config.round_id,
+                sender=self.me,
+                mask_public_key=self._secrets.mask_keys.public_key,
+                encryption_public_key=self._secrets.encryption_keys.public_key,
+                self_seed_commitment=self_seed_commitment(
+                    self.config.chain_id, self.config.round_id, self.me, self._secrets.self_seed
+                ),
+            )
+        )
+        self._keep(advert)
+        return advert
+
+    # ----------------------------------------------------------------- phase 2: share keys
+
+    def on_keys_committed(self, members: frozenset[int]) -> ShareKeys | None:
+        """U1 is fixed: deal Shamir shares of b and of the mask key to every member, encrypted."""
+        assert self.phase is Phase.ADVERTISE, f"keys committed in phase {self.phase}"
+        assert members <= set(self.config.participants), "committed keys set outside the round"
+        self._require_messages(AdvertiseKeys, members, "keys")
+        self._require_quorum(members, "keys")
+        self._keys_set = members
+        self._transition("keys committed")
+        if self.me not in members or self._secrets is None:
+            return None
+        holders = sorted(members)
+        seed_shares = shamir.share_secret(self._secrets.self_seed, self.config.degree, holders, self._rand)
+        key_shares = shamir.share_secret(self._secrets.mask_keys.secret_key, self.config.degree, holders, self._rand)
+        self._held_shares[self.me] = (seed_shares[self.me], key_shares[self.me])
+        ciphertexts = tuple(
+            (holder, self._encrypt_shares(holder, seed_shares[holder], key_shares[holder]))
+            for holder in holders
+            if holder != self.me
+        )
+        bundle = self._sign(ShareKeys(self.config.round_id, self.me, ciphertexts))
+        self._keep(bundle)
+        return bundle
+
+    def _pair_key(self, secret_key: bytes, owner: int, peer: int, purpose: KeyPurpose) -> bytes:
+        advert = self._stored(AdvertiseKeys, peer)
+        assert isinstance(advert, AdvertiseKeys)
+        public_key = advert.mask_public_key if purpose is KeyPurpose.MASK else advert.encryption_public_key
+        return pair_key(secret_key, public_key, purpose, self.config.chain_id, self.config.round_id, owner, peer)
+
+    def _encrypt_shares(self, holder: int, seed_share: FieldArray, key_share: FieldArray) -> bytes:
+        assert self._secrets is not None
+        key = self._pair_key(self._secrets.encryption_keys.secret_key, self.me, holder, KeyPurpose.SHARE_ENCRYPTION)
+        plaintext = SharePlaintext(self.me, holder, encode_share(seed_share), encode_share(key_share)).encode()
+        return aead.encrypt(key, self.config.chain_id, self.config.round_id, self.me, holder, plaintext)
+
+    # ----------------------------------------------------------------- phase 3: masked input
+
+    def on_shares_committed(self, members: frozenset[int]) -> None:
+        """U2 is fixed: decrypt our shares of every member's secrets and derive our pair masks."""
+        assert self.phase is Phase.SHARE_KEYS, f"shares committed in phase {self.phase}"
+        assert members <= self._keys_set, "committed shares set is not a subset of the keys set"
+        self._require_messages(ShareKeys, members, "shares")
+        self._require_quorum(members, "shares")
+        self._shares_set = members
+        self._transition("shares committed")
+        if self.me not in self._keys_set or self._secrets is None:
+            return
+        for owner in sorted(members - {self.me}):
+            try:
+                self._held_shares[owner] = self._decrypt_shares(owner)
+            except ProtocolViolation as violation:
+                self._violations.append(violation)
+        if self.me in members:
+            mask_secret = self._secrets.mask_keys.secret_key
+            self._pair_seeds = {
+                peer: self._pair_key(mask_secret, self.me, peer, KeyPurpose.MASK) for peer in members - {self.me}
+            }
+        self._screen_buffered_inputs()
+
+    def _decrypt_shares(self, owner: int) -> tuple[FieldArray, FieldArray]:
+        assert self._secrets is not None
+        bundle = self._stored(ShareKeys, owner)
+        assert isinstance(bundle, ShareKeys)
+        ciphertext = dict(bundle.ciphertexts).get(self.me)
+        if ciphertext is None:
+            raise ProtocolViolation("share bundle has no ciphertext for us", owner)
+        key = self._pair_key(self._secrets.encryption_keys.secret_key, self.me, owner, KeyPurpose.SHARE_ENCRYPTION)
+        plaintext = aead.decrypt(key, self.config.chain_id, self.config.round_id, owner, self.me, ciphertext)
+        try:
+            shares = SharePlaintext.decode(plaintext, self.config.limits)
+        except MalformedMessage as error:
+            raise MalformedMessage(error.reason, owner) from error
+        if (shares.sender, shares.recipient) != (owner, self.me):
+            raise ProtocolViolation("share plaintext names the wrong pair", owner)
+        return decode_share(shares.self_seed_share), decode_share(shares.mask_key_share)
+
+    def _screen_buffered_inputs(self) -> None:
+        """Drop buffered masked inputs from nodes outside U2: they can never count."""
+        store = self._store[MaskedInput]
+        for sender in sorted(set(store) - self._shares_set):
+            del store[sender]
+            self._violations.append(ProtocolViolation("masked input from outside the shares set", sender))
+
+    def mask(self, quantized: RingArray) -> MaskedInput:
+        """Mask our quantized update (from quantize.quantize) and return the signed MaskedInput."""
+        assert self.can_mask and self._secrets is not None, "mask() only once, in U2, in MASKED_INPUT"
+        masked = mask_input(quantized, self._secrets.self_seed, self._pair_seeds, self.me, self._generator)
+        self._masked_sent = True
+        message = self._sign(MaskedInput(self.config.round_id, self.me, masked.astype("<u4").tobytes()))
+        self._keep(message)
+        return message
+
+    # ----------------------------------------------------------------- phase 4: unmask
+
+    def on_inputs_committed(self, digests: Mapping[int, bytes]) -> UnmaskShares | None:
+        """U3 is fixed (by input digests): reveal, for each member of U2, exactly one kind of share."""
+        if self._reveal is not None and dict(digests) == self._input_digests:
+            return self._reveal
+        survivors = frozenset(digests)
+        plan = {
+            owner: SecretKind.SELF_SEED if owner in survivors else SecretKind.MASK_KEY for owner in self._shares_set
+        }
+        self.guard.check(plan)
+        assert self.phase is Phase.MASKED_INPUT, f"inputs committed in phase {self.phase}"
+        assert survivors <= self._shares_set, "committed inputs set is not a subset of the shares set"
+        self._require_quorum(survivors, "inputs")
+        self._input_digests = dict(digests)
+        self._transition("inputs committed")
+        self._screen_committed_inputs()
+        held = {owner: shares for owner, shares in self._held_shares.items() if owner in self._shares_set}
+        if not held:
+            return None
+        self.guard.record({owner: plan[owner] for owner in held})
+        reveal = UnmaskShares(
+            self.config.round_id,
+            self.me,
+            tuple((o, encode_share(s[0])) for o, s in sorted(held.items()) if plan[o] is SecretKind.SELF_SEED),
+            tuple((o, encode_share(s[1])) for o, s in sorted(held.items()) if plan[o] is SecretKind.MASK_KEY),
+        )
+        self._reveal = self._sign(reveal)
+        self._keep(self._reveal)
+        return self._reveal
+
+    def _screen_committed_inputs(self) -> None:
+        store = self._store[MaskedInput]
+        for sender in sorted(store):
+            message = store[sender]
+            assert isinstance(message, MaskedInput)
+            if self._input_digests.get(sender) != message.digest():
+                del store[sender]
+                if sender in self._input_digests:
+                    self._violations.append(ProtocolViolation("masked input differs from committed digest", sender))
+
+    def try_finish(self, deadline_passed: bool = False) -> SecAggResult | None:
+        """Reconstruct the missing secrets and return the survivors' sum once we can.
+
+        Before the deadline this waits until every survivor has revealed (the most redundancy we
+        can expect). After it, `deadline_passed=True` uses whatever arrived and either completes or
+        raises RoundAborted; a missing committed masked vector raises MissingMessages instead.
+        """
+        if self.phase is not Phase.UNMASK:
+            return None
+        survivors = frozenset(self._input_digests)
+        reveals = self._valid_reveals()
+        if not deadline_passed and not survivors <= set(reveals):
+            return None
+        if not deadline_passed and not survivors <= set(self._store[MaskedInput]):
+            return None
+        self._require_messages(MaskedInput, survivors, "unmask")
+        dropped = self._shares_set - survivors
+        inconsistent: dict[int, tuple[int, ...]] = {}
+        seeds = {owner: self._recover(owner, SecretKind.SELF_SEED, reveals, inconsistent) for owner in survivors}
+        dropped_seeds = {}
+        for owner in sorted(dropped):
+            mask_secret = self._recover(owner, SecretKind.MASK_KEY, reveals, inconsistent)
+            for peer in survivors:
+                dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
+        masked = {owner: self._masked_vector(owner) for owner in survivors}
+        total = unmask_sum(masked, seeds, dropped_seeds, self._generator)
+        self._transition("finished")
+        return SecAggResult(total, survivors, dropped, inconsistent)
+
+    def _masked_vector(self, owner: int) -> RingArray:
+        message = self._stored(MaskedInput, owner)
+        assert isinstance(message, MaskedInput)
+        return message.vector()
+
+    def _valid_reveals(self) -> dict[int, UnmaskShares]:
+        """Stored reveals from holders (members of U1) that only reveal the allowed kind per owner."""
+        survivors = set(self._input_digests)
+        dropped = self._shares_set - survivors
+        valid = {}
+        for sender, message in sorted(self._store[UnmaskShares].items()):
+            assert isinstance(message, UnmaskShares)
+            seed_owners = {owner for owner, _ in message.self_seed_shares}
+            key_owners = {owner for owner, _ in message.mask_key_shares}
+            if sender in self._keys_set and seed_owners <= survivors and key_owners <= dropped:
+                valid[sender] = message
+            else:
+                del self._store[UnmaskShares][sender]
+                self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
+        return valid
+
+    def _recover(
+        self,
+        owner: int,
+        kind: SecretKind,
+        reveals: Mapping[int, UnmaskShares],
+        inconsistent: dict[int, tuple[int, ...]],
+    ) -> bytes:
+        """Reconstruct one secret from the revealed shares and check it against the owner's advert."""
+        shares = {}
+        for holder, message in reveals.items():
+            pairs = message.self_seed_shares if kind is SecretKind.SELF_SEED else message.mask_key_shares
+            share = dict(pairs).get(owner)
+            if share is not None:
+                shares[holder] = decode_share(share)
+        try:
+            secret, result = shamir.reconstruct_secret(shares, self.config.degree)
+        except (NotEnoughShares, InconsistentShares) as error:
+            raise self._abort(f"cannot recover the {kind.value} of {owner}: {error}") from error
+        if result.inconsistent_ids:
+            inconsistent[owner] = result.inconsistent_ids
+        if not self._matches_advert(owner, kind, secret):
+            raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement")
+        return secret
+
+    def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:
+        advert = self._stored(AdvertiseKeys, owner)
+        assert isinstance(advert, AdvertiseKeys)
+        if kind is SecretKind.SELF_SEED:
+            expected = self_seed_commitment(self.config.chain_id, self.config.round_id, owner, secret)
+            return expected == advert.self_seed_commitment
+        try:
+            return keypair_from_secret(secret).public_key == advert.mask_public_key
+        except BadPublicKey:
+            return False
+
+    def abort(self, reason: str) -> RoundAborted:
+        """The caller gives up on the round (e.g. the contract aborted it); returns the error to log."""
+        return self._abort(reason)

@@ -1,0 +1,142 @@
+"""A reference driver: one secure-aggregation round across N in-process participants.
+
+It plays the parts the daemon and the ledger play in production, in the simplest correct way:
+every message is encoded to bytes, decoded by each recipient within the round's limits and fed to
+`receive`; each phase's committed set is exactly the set of senders of that phase's message (a
+perfect ledger); participants listed in the drop schedule fall silent before a phase and never
+come back. Tests use it for dropouts at every phase and Byzantine senders (through `tamper`), the
+benchmark uses it to time unmasking, and it shows a daemon author the order of calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import nacl.signing
+
+from smpc.errors import ProtocolViolation, RoundAborted
+from smpc.field import RingArray
+from smpc.messages import Message, decode, encode
+from smpc.prg import MaskGenerator, SeededRandomBytes
+from smpc.secagg import RoundConfig, SecAggParticipant, SecAggResult
+from smpc.signing import Signer, ed25519_signer, ed25519_verifier
+
+Tamper = Callable[[Message, Signer], Message]
+"""Rewrites a Byzantine participant's outgoing message; gets its signer to re-sign the forgery."""
+
+
+@dataclass(frozen=True, slots=True)
+class DropSchedule:
+    """Participants that go silent just before each phase (and stay silent)."""
+
+    before_advertise: frozenset[int] = frozenset()
+    before_share: frozenset[int] = frozenset()
+    before_mask: frozenset[int] = frozenset()
+    before_unmask: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class RoundOutcome:
+    """What each participant ended with, the committed sets, and the bytes each one published."""
+
+    results: dict[int, SecAggResult] = field(default_factory=dict)
+    aborted: dict[int, str] = field(default_factory=dict)
+    committed: list[frozenset[int]] = field(default_factory=list)
+    violations: dict[int, list[ProtocolViolation]] = field(default_factory=dict)
+    published_bytes: dict[int, int] = field(default_factory=dict)
+    wire: list[bytes] = field(default_factory=list)
+
+
+class _Round:
+    """Mutable bookkeeping for one simulated round."""
+
+    def __init__(self, config: RoundConfig, seed: int, tamper: Mapping[int, Tamper]) -> None:
+        self.config = config
+        self.tamper = tamper
+        self.outcome = RoundOutcome()
+        keys = {
+            i: nacl.signing.SigningKey(SeededRandomBytes.from_int(seed * 1000 + i)(32)) for i in config.participants
+        }
+        verifier = ed25519_verifier({i: bytes(key.verify_key) for i, key in keys.items()})
+        generator = MaskGenerator(config.vector_length)
+        self.signers = {i: ed25519_signer(key) for i, key in keys.items()}
+        self.machines = {
+            i: SecAggParticipant(
+                config, i, self.signers[i], verifier, SeededRandomBytes.from_int(seed * 1000 + 500 + i), generator
+            )
+            for i in config.participants
+        }
+        self.alive = set(config.participants)
+
+    def broadcast(self, sender: int, message: Message | None) -> Message | None:
+        if message is None:
+            return None
+        if sender in self.tamper:
+            message = self.tamper[sender](message, self.signers[sender])
+        data = encode(message)
+        self.outcome.wire.append(data)
+        self.outcome.published_bytes[sender] = self.outcome.published_bytes.get(sender, 0) + len(data)
+        for receiver in sorted(self.alive - {sender}):
+            try:
+                self.machines[receiver].receive(decode(data, self.config.limits))
+            except ProtocolViolation as violation:
+                self.outcome.violations.setdefault(receiver, []).append(violation)
+        return message
+
+    def step(self, call: Callable[[SecAggParticipant], Message | None]) -> set[int]:
+        """Run `call` on every live participant, broadcast what it returns; returns the senders."""
+        senders = set()
+        for i in sorted(self.alive):
+            try:
+                sent = self.broadcast(i, call(self.machines[i]))
+            except RoundAborted as aborted:
+                self.outcome.aborted[i] = str(aborted)
+                continue
+            if sent is not None:
+                senders.add(i)
+        self.alive -= set(self.outcome.aborted)
+        return senders
+
+    def commit(self, members: set[int]) -> frozenset[int]:
+        committed = frozenset(members)
+        self.outcome.committed.append(committed)
+        return committed
+
+
+def run_round(
+    config: RoundConfig,
+    updates: Mapping[int, RingArray],
+    drops: DropSchedule,
+    seed: int,
+    tamper: Mapping[int, Tamper] | None = None,
+) -> RoundOutcome:
+    """Run one round to completion (or abort) and return every participant's outcome."""
+    sim = _Round(config, seed, tamper or {})
+    sim.alive -= drops.before_advertise
+    keys = sim.commit(sim.step(lambda m: m.start()))
+    sim.alive -= drops.before_share
+    shares = sim.commit(sim.step(lambda m: m.on_keys_committed(keys)))
+    sim.alive -= drops.before_mask
+    sim.step(lambda m: m.on_shares_committed(shares))
+    masked = {
+        i: sim.broadcast(i, sim.machines[i].mask(updates[i])) for i in sorted(sim.alive) if sim.machines[i].can_mask
+    }
+    inputs = sim.commit(set(masked))
+    sim.alive -= drops.before_unmask
+    digests = {i: message.digest() for i, message in masked.items() if message is not None}
+    sim.step(lambda m: m.on_inputs_committed(digests))
+    for i in sorted(sim.alive):
+        machine = sim.machines[i]
+        try:
+            result = machine.try_finish() or machine.try_finish(deadline_passed=True)
+        except RoundAborted as aborted:
+            sim.outcome.aborted[i] = str(aborted)
+            continue
+        assert result is not None and result.survivors == inputs
+        sim.outcome.results[i] = result
+    for i, machine in sim.machines.items():
+        found = machine.drain_violations()
+        if found:
+            sim.outcome.violations.setdefault(i, []).extend(found)
+    return sim.outcome

@@ -1,0 +1,122 @@
+"""Every decoder: valid messages round-trip; any bytes give a message or MalformedMessage."""
+
+import msgpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smpc.errors import MalformedMessage
+from smpc.messages import (
+    SHARE_BYTES,
+    AdvertiseKeys,
+    Limits,
+    MaskedInput,
+    Message,
+    ShareKeys,
+    SharePlaintext,
+    UnmaskShares,
+    decode,
+    encode,
+)
+
+LIMITS = Limits(max_participant_id=10, vector_length=6)
+ids = st.integers(min_value=1, max_value=10)
+rounds = st.integers(min_value=0, max_value=2**63 - 1)
+signatures = st.binary(min_size=64, max_size=64)
+share = st.lists(st.integers(min_value=0, max_value=2**61 - 2), min_size=5, max_size=5).map(
+    lambda xs: b"".join(x.to_bytes(8, "little") for x in xs)
+)
+
+
+def pairs(payload: st.SearchStrategy[bytes]) -> st.SearchStrategy[tuple[tuple[int, bytes], ...]]:
+    return st.dictionaries(ids, payload, max_size=10).map(lambda d: tuple(sorted(d.items())))
+
+
+key = st.binary(min_size=32, max_size=32)
+valid_messages = st.one_of(
+    st.builds(AdvertiseKeys, rounds, ids, key, key, key, signatures),
+    st.builds(ShareKeys, rounds, ids, pairs(st.binary(min_size=1, max_size=256)), signatures),
+    st.builds(MaskedInput, rounds, ids, st.binary(min_size=24, max_size=24), signatures),
+    st.builds(UnmaskShares, rounds, ids, pairs(share), pairs(share), signatures),
+)
+
+
+def decode_or_typed_error(data: bytes) -> Message | None:
+    try:
+        message = decode(data, LIMITS)
+    except MalformedMessage:
+        return None
+    assert encode(message) == data
+    return message
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_messages)
+def test_valid_messages_round_trip(message: Message) -> None:
+    assert decode(encode(message), LIMITS) == message
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_decode_or_raise_the_typed_error(data: bytes) -> None:
+    decode_or_typed_error(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(valid_messages, st.data())
+def test_mutated_encodings_decode_or_raise_the_typed_error(message: Message, data: st.DataObject) -> None:
+    encoded = bytearray(encode(message))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        position = data.draw(st.integers(min_value=0, max_value=len(encoded)))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip" and position < len(encoded):
+            encoded[position] ^= data.draw(st.integers(min_value=1, max_value=255))
+        elif action == "cut":
+            del encoded[position:]
+        else:
+            encoded[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+    decode_or_typed_error(bytes(encoded))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(
+            st.integers(min_value=-(2**63), max_value=2**64 - 1), st.binary(max_size=70), st.booleans(), st.none()
+        ),
+        lambda inner: st.lists(inner, max_size=6),
+        max_leaves=20,
+    )
+)
+def test_structured_garbage_is_rejected_with_the_typed_error(value: object) -> None:
+    decode_or_typed_error(msgpack.packb([2, 1, 1, value, b"s" * 64]))
+    decode_or_typed_error(msgpack.packb(value))
+
+
+def test_oversized_messages_are_rejected_before_parsing() -> None:
+    try:
+        decode(b"\x00" * (LIMITS.max_message_bytes + 1), LIMITS)
+    except MalformedMessage as error:
+        assert "exceeds" in str(error)
+    else:
+        raise AssertionError("oversized input accepted")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=120))
+def test_share_plaintext_decoder_is_total(data: bytes) -> None:
+    try:
+        SharePlaintext.decode(data, LIMITS)
+    except MalformedMessage:
+        pass
+
+
+def test_share_plaintext_round_trip_and_field_check() -> None:
+    good = SharePlaintext(1, 2, b"\x01" * SHARE_BYTES, b"\x02" * SHARE_BYTES)
+    assert SharePlaintext.decode(good.encode(), LIMITS) == good
+    bad = SharePlaintext(1, 2, b"\xff" * SHARE_BYTES, b"\x02" * SHARE_BYTES)
+    try:
+        SharePlaintext.decode(bad.encode(), LIMITS)
+    except MalformedMessage as error:
+        assert "GF(p)" in str(error)
+    else:
+        raise AssertionError("non-canonical field element accepted")

@@ -1,0 +1,244 @@
+"""The secure-aggregation state machine end to end, in process, with dropouts and bad peers."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from smpc import field, messages
+from smpc.errors import BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
+from smpc.messages import Message, UnmaskShares
+from smpc.prg import SeededRandomBytes
+from smpc.secagg import Phase, RevealGuard, RevealRefused, RoundConfig, SecAggParticipant, SecretKind
+from smpc.signing import Signer, signing_payload
+from smpc.simulation import DropSchedule, run_round
+
+CHAIN = b"test-chain"
+LENGTH = 32
+
+
+def make_updates(n: int, seed: int) -> dict[int, np.ndarray]:
+    rand = SeededRandomBytes.from_int(seed)
+    return {i: np.frombuffer(rand(4 * LENGTH), dtype="<u4").astype(np.uint32) for i in range(1, n + 1)}
+
+
+def config(n: int, degree: int) -> RoundConfig:
+    return RoundConfig(CHAIN, round_id=7, participants=tuple(range(1, n + 1)), degree=degree, vector_length=LENGTH)
+
+
+def plain_sum(updates: dict[int, np.ndarray], members: frozenset[int]) -> np.ndarray:
+    return field.ring_sum([updates[i] for i in members], LENGTH)
+
+
+@pytest.mark.parametrize(
+    "drops",
+    [
+        DropSchedule(),
+        DropSchedule(before_advertise=frozenset({2})),
+        DropSchedule(before_share=frozenset({3})),
+        DropSchedule(before_mask=frozenset({1, 6})),
+        DropSchedule(before_unmask=frozenset({4})),
+        DropSchedule(frozenset({7}), frozenset({2}), frozenset({5}), frozenset({1})),
+    ],
+)
+def test_round_sums_exactly_the_survivors_with_dropouts_at_each_phase(drops: DropSchedule) -> None:
+    updates = make_updates(7, seed=1)
+    outcome = run_round(config(7, degree=2), updates, drops, seed=1)
+    survivors = outcome.committed[2]
+    assert not outcome.aborted and not outcome.violations
+    assert outcome.results, "somebody must finish"
+    for result in outcome.results.values():
+        assert np.array_equal(result.total, plain_sum(updates, survivors))
+        assert result.dropped == outcome.committed[1] - survivors
+
+
+def test_node_killed_after_sending_its_masked_input_still_counts() -> None:
+    updates = make_updates(5, seed=2)
+    outcome = run_round(config(5, degree=2), updates, DropSchedule(before_unmask=frozenset({3, 5})), seed=2)
+    assert 3 in outcome.committed[2]
+    for result in outcome.results.values():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, 6))))
+
+
+def test_below_threshold_after_masking_aborts_cleanly() -> None:
+    updates = make_updates(5, seed=3)
+    outcome = run_round(config(5, degree=2), updates, DropSchedule(before_mask=frozenset({1, 2, 3})), seed=3)
+    assert not outcome.results
+    assert set(outcome.aborted) == {4, 5}
+    assert all("need t + 1 = 3" in reason for reason in outcome.aborted.values())
+
+
+def test_too_few_revealers_aborts_at_the_deadline() -> None:
+    updates = make_updates(5, seed=4)
+    outcome = run_round(config(5, degree=2), updates, DropSchedule(before_unmask=frozenset({1, 2, 3})), seed=4)
+    assert not outcome.results and set(outcome.aborted) == {4, 5}
+    assert all("cannot recover" in reason for reason in outcome.aborted.values())
+
+
+def test_no_honest_node_reveals_both_secrets_of_any_owner() -> None:
+    updates = make_updates(6, seed=5)
+    outcome = run_round(config(6, degree=2), updates, DropSchedule(before_mask=frozenset({2})), seed=5)
+    reveals = [messages.decode(data, config(6, 2).limits) for data in outcome.wire]
+    for reveal in reveals:
+        if isinstance(reveal, UnmaskShares):
+            seed_owners = {owner for owner, _ in reveal.self_seed_shares}
+            key_owners = {owner for owner, _ in reveal.mask_key_shares}
+            assert not seed_owners & key_owners
+            assert key_owners == {2} and seed_owners == {1, 3, 4, 5, 6}
+
+
+def test_reveal_guard_refuses_the_other_kind() -> None:
+    guard = RevealGuard()
+    guard.record({1: SecretKind.SELF_SEED, 2: SecretKind.MASK_KEY})
+    guard.record({1: SecretKind.SELF_SEED})
+    with pytest.raises(RevealRefused):
+        guard.record({3: SecretKind.SELF_SEED, 2: SecretKind.SELF_SEED})
+    assert guard.revealed() == {1: SecretKind.SELF_SEED, 2: SecretKind.MASK_KEY}
+
+
+class Harness:
+    """Four machines driven by hand, for targeted misbehaviour."""
+
+    def __init__(self, n: int = 4, degree: int = 1) -> None:
+        import nacl.signing
+
+        from smpc.signing import ed25519_signer, ed25519_verifier
+
+        self.config = config(n, degree)
+        keys = {i: nacl.signing.SigningKey(bytes([i]) * 32) for i in self.config.participants}
+        self.signers = {i: ed25519_signer(k) for i, k in keys.items()}
+        verifier = ed25519_verifier({i: bytes(k.verify_key) for i, k in keys.items()})
+        self.machines = {
+            i: SecAggParticipant(self.config, i, self.signers[i], verifier, SeededRandomBytes.from_int(40 + i))
+            for i in self.config.participants
+        }
+
+    def deliver(self, message: Message, skip: int | None = None) -> None:
+        for i, machine in self.machines.items():
+            if i not in (message.sender, skip):
+                machine.receive(message)
+
+    def to_masked_input_phase(self) -> None:
+        self.adverts = {i: machine.start() for i, machine in self.machines.items()}
+        for advert in self.adverts.values():
+            self.deliver(advert)
+        members = frozenset(self.machines)
+        for machine in self.machines.values():
+            bundle = machine.on_keys_committed(members)
+            assert bundle is not None
+            self.deliver(bundle)
+        for machine in self.machines.values():
+            machine.on_shares_committed(members)
+
+
+def resign(message: Message, signer: Signer) -> Message:
+    return dataclasses.replace(message, signature=signer(signing_payload(CHAIN, message.signed_body())))
+
+
+def test_second_different_commitment_of_survivors_is_refused() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    machine = harness.machines[1]
+    digests = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)).digest() for i in (1, 2, 3)}
+    first = machine.on_inputs_committed(digests)
+    assert machine.on_inputs_committed(digests) == first
+    with pytest.raises(RevealRefused):
+        machine.on_inputs_committed({i: digests[i] for i in (1, 2)} | {4: b"x" * 32})
+
+
+def test_bad_signature_equivocation_wrong_round_and_strangers_are_typed() -> None:
+    harness = Harness()
+    advert = harness.machines[2].start()
+    target = harness.machines[1]
+    with pytest.raises(BadSignature):
+        target.receive(dataclasses.replace(advert, signature=bytes(64)))
+    with pytest.raises(ProtocolViolation, match="round"):
+        target.receive(dataclasses.replace(advert, round_id=8))
+    with pytest.raises(ProtocolViolation, match="not a participant"):
+        target.receive(dataclasses.replace(advert, sender=9))
+    assert target.receive(advert) is True
+    assert target.receive(advert) is False
+    forged = resign(dataclasses.replace(advert, self_seed_commitment=bytes(32)), harness.signers[2])
+    with pytest.raises(Equivocation):
+        target.receive(forged)
+
+
+def test_missing_committed_messages_leave_the_state_unchanged_until_fetched() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    target = harness.machines[1]
+    for i in (3, 4):
+        target.receive(adverts[i])
+    with pytest.raises(MissingMessages) as missing:
+        target.on_keys_committed(frozenset({1, 2, 3, 4}))
+    assert missing.value.missing == frozenset({2}) and target.phase is Phase.ADVERTISE
+    target.receive(adverts[2])
+    assert target.on_keys_committed(frozenset({1, 2, 3, 4})) is not None
+
+
+def test_stale_messages_are_ignored_not_blamed() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    assert harness.machines[1].receive(harness.adverts[2]) is False
+
+
+def test_a_lying_revealer_is_named_and_the_sum_is_still_right() -> None:
+    n = 7
+    updates = make_updates(n, seed=6)
+
+    def corrupt(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        bad = tuple(
+            (owner, messages.encode_share(np.ones(5, dtype=np.uint64))) for owner, _ in message.self_seed_shares
+        )
+        return resign(dataclasses.replace(message, self_seed_shares=bad), signer)
+
+    outcome = run_round(config(n, degree=2), updates, DropSchedule(), seed=6, tamper={4: corrupt})
+    honest = {i: r for i, r in outcome.results.items() if i != 4}
+    assert len(honest) == n - 1
+    for result in honest.values():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+        assert set(result.inconsistent_revealers.values()) == {(4,)}
+
+
+def test_a_revealer_of_a_forbidden_share_is_blamed_and_ignored() -> None:
+    n = 5
+    updates = make_updates(n, seed=8)
+
+    def leak_request(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        extra = message.self_seed_shares[0]
+        return resign(dataclasses.replace(message, mask_key_shares=(extra,)), signer)
+
+    outcome = run_round(config(n, degree=1), updates, DropSchedule(), seed=8, tamper={2: leak_request})
+    for i, result in outcome.results.items():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+        if i != 2:
+            assert any(v.sender == 2 for v in outcome.violations[i])
+
+
+def test_the_masked_input_hides_the_update() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    update = np.arange(LENGTH, dtype=np.uint32)
+    masked = harness.machines[3].mask(update).vector()
+    assert not np.array_equal(masked, update)
+    assert np.count_nonzero(masked == update) <= 1
+
+
+def test_wrong_committed_input_vector_is_a_violation() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    inputs = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)) for i in (1, 2, 3)}
+    target = harness.machines[4]
+    target.on_inputs_committed({i: m.digest() for i, m in inputs.items()})
+    forged = resign(dataclasses.replace(inputs[2], masked=bytes(4 * LENGTH)), harness.signers[2])
+    with pytest.raises(ProtocolViolation, match="committed digest"):
+        target.receive(forged)
+    with pytest.raises(MissingMessages):
+        target.try_finish(deadline_passed=True)
+    with pytest.raises(RoundAborted):
+        raise target.abort("test")
+    assert target.phase is Phase.ABORTED
