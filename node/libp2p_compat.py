@@ -22,8 +22,9 @@ re-check:
   caused by a peer's bytes resets that one stream instead of ending the host
   (an exception escaping a handler propagates through the connection's nursery
   and tears the whole swarm down);
-* gossipsub's per-peer outbound queue (32 RPCs by default, overflow is silently
-  dropped) is enlarged.
+* gossipsub's per-peer outbound queue and its per-topic delivery queue (32
+  entries each by default, overflow silently dropped) are enlarged, and its
+  10 messages/s per peer per topic rate limit is raised (`NetLimits`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ logger = logging.getLogger(__name__)
 GOSSIP_PROTOCOLS = (PROTOCOL_ID_V12, PROTOCOL_ID_V11)
 GOSSIP_OUTBOUND_QUEUE_RPCS = 4096
 """Per-peer outbound gossipsub queue length (library default 32, overflow dropped)."""
+GOSSIP_SUBSCRIPTION_QUEUE_MESSAGES = 1024
+"""Delivered-but-unread gossip per topic (library default 32, overflow dropped)."""
 
 ROUTER_DIAL_DISABLED_S = 10**9
 """Delay before gossipsub would dial direct peers itself: never, in practice."""
@@ -69,15 +72,16 @@ StreamHandler = Callable[[INetStream], Awaitable[None]]
 
 
 def _apply_global_patches() -> None:
-    """Patch the two module constants that cannot be configured per host.
+    """Patch the module constants that cannot be configured per host.
 
-    Both patches are idempotent and process-wide; every fednode host in a
+    All three patches are idempotent and process-wide; every fednode host in a
     process wants the same values.
     """
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = 0.0  # type: ignore[attr-defined]
     libp2p_pubsub.RpcQueue = functools.partial(  # type: ignore[misc]
         RpcQueue, max_size=GOSSIP_OUTBOUND_QUEUE_RPCS
     )
+    libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = GOSSIP_SUBSCRIPTION_QUEUE_MESSAGES  # type: ignore[attr-defined]
 
 
 def key_pair_from_seed(seed32: bytes) -> KeyPair:

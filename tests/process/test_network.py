@@ -16,8 +16,10 @@ from pathlib import Path
 
 import multiaddr
 import trio
+from libp2p import new_host
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 from libp2p.utils.varint import encode_uvarint
 from nacl.signing import SigningKey
 
@@ -170,6 +172,32 @@ async def _expect_reset(stream) -> None:  # type: ignore[no-untyped-def]
             pass
     except Exception:  # noqa: BLE001 - any end of stream is what we wait for
         return
+
+
+def test_plaintext_dialer_cannot_connect() -> None:
+    """py-libp2p's default security list includes plaintext; ours offers Noise only."""
+
+    async def body() -> None:
+        key_pair = libp2p_compat.key_pair_from_seed(SEEDS[1])
+        listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+        plaintext_host = new_host(
+            key_pair=key_pair,
+            sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)},
+            listen_addrs=[listen],
+        )
+        async with (
+            open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as member,
+            plaintext_host.run([listen]),
+        ):
+            refused = False
+            try:
+                await plaintext_host.connect(info_from_p2p_addr(multiaddr.Multiaddr(member.listen_addrs[0])))
+            except Exception:  # noqa: BLE001 - any failure to connect is the expected outcome
+                refused = True
+            assert refused, "a plaintext connection was accepted"
+            assert member.connected_peers() == []
+
+    run(body)
 
 
 def test_garbage_and_oversize_frames_do_not_crash_the_host() -> None:
