@@ -27,15 +27,16 @@ from dataclasses import dataclass
 
 import multiaddr
 import trio
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.anyio_service.api import ServiceAPI
 
 from node import libp2p_compat
 
@@ -229,7 +230,7 @@ class Network:
         self._dialing.add(peer)
         self._nursery.start_soon(self._keep_connected, info)
 
-    async def _keep_connected(self, info) -> None:  # type: ignore[no-untyped-def]
+    async def _keep_connected(self, info: PeerInfo) -> None:
         backoff_s = self._limits.reconnect_initial_s
         peer = info.peer_id.to_base58()
         while True:
@@ -242,7 +243,7 @@ class Network:
             await trio.sleep(backoff_s * (0.5 + self._rng.random()))
             backoff_s = min(2 * backoff_s, self._limits.reconnect_max_s)
 
-    async def _connect_once(self, info) -> bool:  # type: ignore[no-untyped-def]
+    async def _connect_once(self, info: PeerInfo) -> bool:
         libp2p_compat.forget_failed_dials(self._host, info.peer_id)
         with trio.move_on_after(self._limits.dial_timeout_s):
             try:
@@ -406,7 +407,7 @@ class Network:
             return False
         return True
 
-    async def _pump_gossip(self, subscription) -> None:  # type: ignore[no-untyped-def]
+    async def _pump_gossip(self, subscription: ISubscriptionAPI) -> None:
         """Move gossip from the library's 32-slot subscription queue into the inbox."""
         while True:
             msg = await subscription.get()
@@ -448,7 +449,7 @@ class Network:
         ]
 
 
-async def _run_service(service, *, task_status=trio.TASK_STATUS_IGNORED) -> None:  # type: ignore[no-untyped-def]
+async def _run_service(service: ServiceAPI, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Run a py-libp2p service until cancelled, reporting when it has started."""
     async with background_trio_service(service):
         task_status.started()

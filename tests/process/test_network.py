@@ -110,7 +110,7 @@ def test_gossip_burst_is_not_dropped() -> None:
 
     async def body() -> None:
         async with cluster(3) as nets:
-            burst = [i.to_bytes(2, "big") * 100 for i in range(200)]
+            burst = [i.to_bytes(2, "big") * 100 for i in range(100)]
             for data in burst:
                 await nets[0].publish(data)
             for net in nets[1:]:
@@ -243,14 +243,13 @@ async def main(seed_hex, port, allowed_csv, topic):
     async with open_network(bytes.fromhex(seed_hex), "127.0.0.1", int(port), allowed, topic, NetLimits()) as net:
         print(net.listen_addrs[0], flush=True)
         async for kind, peer, data in net.inbox:
-            if kind == "direct":
-                await net.send(peer, data)
+            await net.send(peer, kind.encode() + b":" + data)
 trio.run(main, *sys.argv[1:])
 """
 
 
 async def _start_child(seed: bytes, port: int) -> tuple[trio.Process, str]:
-    """Start a member network in a separate process that echoes direct frames."""
+    """Start a member in a separate process that echoes everything it receives as direct frames."""
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-c", CHILD_CODE, seed.hex(), str(port), ",".join(MEMBERS), TOPIC],
         stdout=subprocess.PIPE,
@@ -274,7 +273,7 @@ def test_killed_peer_is_reconnected() -> None:
                 await net.dial(addr)
                 assert await net.wait_connected([peer], timeout_s=10)
                 assert await net.send(peer, b"ping-1")
-                assert await net.inbox.receive() == ("direct", peer, b"ping-1")
+                assert await net.inbox.receive() == ("direct", peer, b"direct:ping-1")
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
                 await wait_until(lambda: peer not in net.connected_peers())
@@ -283,7 +282,10 @@ def test_killed_peer_is_reconnected() -> None:
                 proc, _ = await _start_child(SEEDS[1], port)
                 assert await net.wait_connected([peer], timeout_s=10)
                 assert await net.send(peer, b"ping-2")
-                assert await net.inbox.receive() == ("direct", peer, b"ping-2")
+                assert await net.inbox.receive() == ("direct", peer, b"direct:ping-2")
+                assert await net.wait_gossip_ready([peer], timeout_s=10)
+                await net.publish(b"gossip-after-restart")
+                assert await net.inbox.receive() == ("direct", peer, b"gossip:gossip-after-restart")
                 assert net.stats["dials_ok"] >= 2
             finally:
                 proc.kill()
