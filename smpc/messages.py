@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
 
-from smpc import field, shamir
+from smpc import field as gf
+from smpc import shamir
 from smpc.errors import MalformedMessage
 from smpc.field import FieldArray, RingArray
 from smpc.keys import KEY_BYTES
@@ -114,12 +115,17 @@ class MaskedInput(_MessageBase):
     sender: int
     masked: bytes
     signature: bytes = b""
+    masked_sha256: bytes = field(init=False, repr=False, compare=False)
+    """Hashed once at construction: signing, verifying and committing all need it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "masked_sha256", hashlib.sha256(self.masked).digest())
 
     def fields(self) -> list[Any]:
         return [self.masked]
 
     def signed_fields(self) -> list[Any]:
-        return [hashlib.sha256(self.masked).digest()]
+        return [self.masked_sha256]
 
     def vector(self) -> RingArray:
         return np.frombuffer(self.masked, dtype="<u4").astype(np.uint32, copy=False)
@@ -247,7 +253,7 @@ def decode_share(data: bytes) -> FieldArray:
     if len(data) != SHARE_BYTES:
         raise MalformedMessage("share has the wrong size")
     share = np.frombuffer(data, dtype="<u8").astype(np.uint64)
-    if not field.is_field_vector(share):
+    if not gf.is_field_vector(share):
         raise MalformedMessage("share element outside GF(p)")
     return share
 

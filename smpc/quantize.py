@@ -73,22 +73,33 @@ class QuantParams:
         return cls(clip_l2, 2.0**exponent, max_participants)
 
 
+def clip_factor(update: npt.NDArray[np.floating], bound: float) -> float:
+    """The factor min(1, bound / ||update||_2) that clipping multiplies the update by."""
+    norm = math.sqrt(float(np.dot(update, update)))
+    assert math.isfinite(norm), "local update has non-finite entries (or its norm overflows)"
+    return bound / norm if norm > bound else 1.0
+
+
 def clip_l2(update: npt.NDArray[np.floating], bound: float) -> npt.NDArray[np.float64]:
     """Scale `update` down to L2 norm `bound` if it is longer; shorter updates are unchanged."""
-    update = np.asarray(update, dtype=np.float64)
-    assert np.all(np.isfinite(update)), "local update has non-finite entries"
-    norm = float(np.linalg.norm(update))
-    return update * (bound / norm) if norm > bound else update
+    return np.multiply(update, clip_factor(update, bound), dtype=np.float64)
 
 
 def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: RandomBytes) -> RingArray:
-    """Clip to L2 <= C, scale, stochastically round, and embed in Z_2^32 (two's complement)."""
-    scaled = clip_l2(update, params.clip_l2) * params.scale
-    floor = np.floor(scaled)
-    uniform = np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
-    rounded = floor + (uniform < scaled - floor)
-    assert np.all(np.abs(rounded) <= params.coordinate_bound), "rounding exceeded the proven bound"
-    return field.ring_from_signed(rounded.astype(np.int64))
+    """Clip to L2 <= C, scale, stochastically round, and embed in Z_2^32 (two's complement).
+
+    Stochastic rounding is floor(v + u) with u uniform in [0, 1): it rounds up exactly when
+    u >= 1 - frac(v), which has probability frac(v). The 4 random bytes per coordinate are the
+    bulk of the cost, so callers should pass a fast CSPRNG (`prg.SeededRandomBytes` seeded from
+    the OS for each round) rather than reading megabytes from the OS itself.
+    """
+    scaled = np.multiply(update, clip_factor(update, params.clip_l2) * params.scale, dtype=np.float64)
+    scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
+    np.floor(scaled, out=scaled)
+    if scaled.size:
+        bound = params.coordinate_bound
+        assert -bound <= scaled.min() and scaled.max() <= bound, "rounding exceeded the proven bound"
+    return scaled.astype(np.int32).view(np.uint32)
 
 
 def dequantize_sum(total: RingArray, params: QuantParams) -> npt.NDArray[np.float64]:

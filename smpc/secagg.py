@@ -421,7 +421,7 @@ class SecAggParticipant:
         assert self.can_mask and self._secrets is not None, "mask() only once, in U2, in MASKED_INPUT"
         masked = mask_input(quantized, self._secrets.self_seed, self._pair_seeds, self.me, self._generator)
         self._masked_sent = True
-        message = self._sign(MaskedInput(self.config.round_id, self.me, masked.astype("<u4").tobytes()))
+        message = self._sign(MaskedInput(self.config.round_id, self.me, masked.astype("<u4", copy=False).tobytes()))
         self._keep(message)
         return message
 
