@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import libp2p.network.swarm as libp2p_swarm
@@ -210,6 +211,11 @@ def build_gossip(
     published in the first heartbeat after a connection would otherwise reach
     nobody) and without the peer-score gate.  The router's own dialing of direct
     peers is pushed out of the way (`node.network` owns reconnection).
+    Message ids are (origin, seqno) and the library seeds seqno with
+    `int(time.time())`, so a node that published more messages than seconds
+    elapsed before a restart would reuse seqnos, and peers would drop its new
+    messages as already seen for the 120 s seen-cache window.  Seeding with
+    nanoseconds (as go-libp2p does) makes reuse impossible in practice.
     Eclipse protection is off because membership is fixed by genesis and it
     demands three distinct IP addresses, which a loopback cluster never has.
     Peer exchange stays off for the same reason.
@@ -236,4 +242,5 @@ def build_gossip(
         max_subscriptions_per_peer=8,
         allowed_topics={topic},
     )
+    pubsub.counter = time.time_ns()
     return pubsub, router

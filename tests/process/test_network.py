@@ -243,13 +243,20 @@ async def main(seed_hex, port, allowed_csv, topic):
     async with open_network(bytes.fromhex(seed_hex), "127.0.0.1", int(port), allowed, topic, NetLimits()) as net:
         print(net.listen_addrs[0], flush=True)
         async for kind, peer, data in net.inbox:
-            await net.send(peer, kind.encode() + b":" + data)
+            if data.startswith(b"publish:"):
+                await net.publish(data.removeprefix(b"publish:"))
+            else:
+                await net.send(peer, kind.encode() + b":" + data)
 trio.run(main, *sys.argv[1:])
 """
 
 
 async def _start_child(seed: bytes, port: int) -> tuple[trio.Process, str]:
-    """Start a member in a separate process that echoes everything it receives as direct frames."""
+    """Start a member in a separate process.
+
+    It publishes what follows `publish:` in a message, and echoes every other
+    message back to its sender as a direct frame prefixed with its kind.
+    """
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-c", CHILD_CODE, seed.hex(), str(port), ",".join(MEMBERS), TOPIC],
         stdout=subprocess.PIPE,
@@ -274,6 +281,10 @@ def test_killed_peer_is_reconnected() -> None:
                 assert await net.wait_connected([peer], timeout_s=10)
                 assert await net.send(peer, b"ping-1")
                 assert await net.inbox.receive() == ("direct", peer, b"direct:ping-1")
+                assert await net.wait_gossip_ready([peer], timeout_s=10)
+                for i in range(30):  # more gossip than seconds of uptime before the kill
+                    assert await net.send(peer, b"publish:before-%d" % i)
+                    assert await net.inbox.receive() == ("gossip", peer, b"before-%d" % i)
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
                 await wait_until(lambda: peer not in net.connected_peers())
@@ -286,6 +297,8 @@ def test_killed_peer_is_reconnected() -> None:
                 assert await net.wait_gossip_ready([peer], timeout_s=10)
                 await net.publish(b"gossip-after-restart")
                 assert await net.inbox.receive() == ("direct", peer, b"gossip:gossip-after-restart")
+                assert await net.send(peer, b"publish:after-restart")
+                assert await net.inbox.receive() == ("gossip", peer, b"after-restart")
                 assert net.stats["dials_ok"] >= 2
             finally:
                 proc.kill()
