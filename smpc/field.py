@@ -60,7 +60,7 @@ def is_field_vector(values: npt.NDArray[np.uint64]) -> bool:
 def _fold(x: npt.NDArray[np.uint64]) -> FieldArray:
     """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
     x = (x & _P64) + (x >> _SHIFT61)
-    return np.where(x >= _P64, x - _P64, x)
+    return x - np.where(x >= _P64, _P64, np.uint64(0))
 
 
 def add(a: FieldArray, b: FieldArray) -> FieldArray:
@@ -93,6 +93,20 @@ def mul(a: FieldArray, b: FieldArray) -> FieldArray:
     total = (a1 * b1) << _SHIFT3
     total = total + (middle >> _SHIFT29) + ((middle & _MASK29) << _SHIFT32)
     return add(_fold(total), _fold(a0 * b0))
+
+
+def sum_mod(values: FieldArray, axis: int = -1) -> FieldArray:
+    """Sum field elements along `axis` modulo p, for any count below 2^32.
+
+    A plain uint64 sum of elements below 2^61 overflows after eight terms, so the 32-bit low
+    halves and the 29-bit high halves are summed separately (each sum fits in 64 bits), then
+    recombined as hi * 2^32 + lo with the same folding as `mul`.
+    """
+    values = np.asarray(values, dtype=np.uint64)
+    assert values.shape[axis] < 1 << 32, "too many terms for the split sum"
+    low = np.sum(values & _MASK32, axis=axis, dtype=np.uint64)
+    high = np.sum(values >> _SHIFT32, axis=axis, dtype=np.uint64)
+    return add(mul(_fold(high), np.uint64(1 << 32)), _fold(low))
 
 
 def inv(value: int) -> int:

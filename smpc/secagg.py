@@ -429,7 +429,7 @@ class SecAggParticipant:
 
     def on_inputs_committed(self, digests: Mapping[int, bytes]) -> UnmaskShares | None:
         """U3 is fixed (by input digests): reveal, for each member of U2, exactly one kind of share."""
-        if self._reveal is not None and dict(digests) == self._input_digests:
+        if self.phase is not Phase.MASKED_INPUT and dict(digests) == self._input_digests:
             return self._reveal
         survivors = frozenset(digests)
         plan = {

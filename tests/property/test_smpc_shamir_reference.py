@@ -90,3 +90,9 @@ def test_detection_names_exactly_the_wrong_shares(degree: int, n_wrong: int, see
     result = shamir.reconstruct(shares, degree)
     assert np.array_equal(result.secret, secret), f"seed={seed}"
     assert result.inconsistent_ids == tuple(sorted(wrong)), f"seed={seed}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(elements, min_size=0, max_size=300))
+def test_sum_mod_matches_big_integers(values: list[int]) -> None:
+    assert int(field.sum_mod(np.array(values, dtype=np.uint64))) == sum(values) % field.P
