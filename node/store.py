@@ -246,7 +246,7 @@ class Store:
             with self._db.iterator(prefix=prefix, verify_checksums=True) as it:
                 yield from it
         except plyvel.Error as exc:
-            raise LedgerCorrupt(f"records under {prefix!r}", _leveldb_message(exc)) from None
+            raise LedgerCorrupt(f"records under {prefix!r}", leveldb_message(exc)) from None
 
     def write_batch_sync(self, puts: Iterable[tuple[bytes, bytes]], deletes: Iterable[bytes] = ()) -> None:
         """Apply all deletes, then all puts, atomically, synced to disk before returning."""
@@ -289,14 +289,14 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
     try:
         return plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
     except plyvel.IOError as exc:
-        message = _leveldb_message(exc)
+        message = leveldb_message(exc)
         if "/LOCK:" in message and ("unavailable" in message or "already held" in message):
             raise StoreLocked(_locked_message(path)) from None
         raise StoreError(f"cannot open ledger {path}: {message}") from None
     except plyvel.CorruptionError as exc:
-        raise LedgerCorrupt(f"ledger {path}", _leveldb_message(exc)) from None
+        raise LedgerCorrupt(f"ledger {path}", leveldb_message(exc)) from None
     except plyvel.Error as exc:
-        raise StoreError(f"cannot open ledger {path}: {_leveldb_message(exc)}") from None
+        raise StoreError(f"cannot open ledger {path}: {leveldb_message(exc)}") from None
 
 
 def _close_db(db: plyvel.DB, resolved: Path) -> None:
@@ -311,7 +311,7 @@ def _locked_message(path: Path) -> str:
             "stop that daemon or use another home")
 
 
-def _leveldb_message(exc: plyvel.Error) -> str:
+def leveldb_message(exc: plyvel.Error) -> str:
     raw = exc.args[0] if exc.args else exc
     return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
@@ -320,7 +320,7 @@ def _get(db: plyvel.DB, key: bytes, record: str) -> bytes | None:
     try:
         return db.get(key, verify_checksums=True)
     except plyvel.Error as exc:
-        raise LedgerCorrupt(record, _leveldb_message(exc)) from None
+        raise LedgerCorrupt(record, leveldb_message(exc)) from None
 
 
 def _initialize(db: plyvel.DB, path: Path, chain_id: bytes) -> bytes:
