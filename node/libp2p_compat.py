@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 
 import libp2p.network.swarm as libp2p_swarm
 import libp2p.pubsub.pubsub as libp2p_pubsub
-import multiaddr
+import multiaddr  # type: ignore[import-untyped]
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, IMuxedConn, INetStream
@@ -79,7 +79,7 @@ def _apply_global_patches() -> None:
     process wants the same values.
     """
     libp2p_swarm._HAPPY_EYEBALLS_DELAY = 0.0  # type: ignore[attr-defined]
-    libp2p_pubsub.RpcQueue = functools.partial(  # type: ignore[misc]
+    libp2p_pubsub.RpcQueue = functools.partial(  # type: ignore[misc,assignment]
         RpcQueue, max_size=GOSSIP_OUTBOUND_QUEUE_RPCS
     )
     libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = GOSSIP_SUBSCRIPTION_QUEUE_MESSAGES  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import multiaddr
+import multiaddr  # type: ignore[import-untyped]
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
 from libp2p.crypto.ed25519 import Ed25519PublicKey
@@ -449,7 +449,11 @@ class Network:
         ]
 
 
-async def _run_service(service: ServiceAPI, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def _run_service(
+    service: ServiceAPI,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined]
+) -> None:
     """Run a py-libp2p service until cancelled, reporting when it has started."""
     async with background_trio_service(service):
         task_status.started()

@@ -62,14 +62,14 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
 
 @asynccontextmanager
 async def cluster(n: int, limits: NetLimits = FAST_LIMITS) -> AsyncIterator[list[Network]]:
-    """Open n member networks, dial a full mesh and wait until gossip is ready everywhere."""
+    """Open n member networks, dial a full mesh both ways and wait until gossip is ready everywhere."""
     async with AsyncExitStack() as stack:
         nets = [
             await stack.enter_async_context(open_network(seed, "127.0.0.1", 0, MEMBERS, TOPIC, limits))
             for seed in SEEDS[:n]
         ]
-        for i, net in enumerate(nets):
-            for other in nets[i + 1 :]:
+        for net in nets:  # both sides dial, as daemons started with --peers do
+            for other in nets:
                 await net.dial(other.listen_addrs[0])
         for net in nets:
             others = [o.peer_id for o in nets if o is not net]
