@@ -85,21 +85,32 @@ def clip_l2(update: npt.NDArray[np.floating], bound: float) -> npt.NDArray[np.fl
     return np.multiply(update, clip_factor(update, bound), dtype=np.float64)
 
 
+def clip_and_round(
+    values: npt.NDArray[np.floating], clip_l2: float, scale: float, rand: RandomBytes
+) -> npt.NDArray[np.float64]:
+    """Clip to L2 <= clip_l2, multiply by scale, and round stochastically (integers, as float64).
+
+    Stochastic rounding is floor(v + u) with u uniform in [0, 1): it rounds up exactly when
+    u >= 1 - frac(v), which has probability frac(v), so the result is unbiased and each entry
+    stays within ceil(clip_l2 * scale) in absolute value.
+    """
+    scaled = np.multiply(values, clip_factor(values, clip_l2) * scale, dtype=np.float64)
+    scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
+    return np.floor(scaled, out=scaled)
+
+
 def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: RandomBytes) -> RingArray:
     """Clip to L2 <= C, scale, stochastically round, and embed in Z_2^32 (two's complement).
 
-    Stochastic rounding is floor(v + u) with u uniform in [0, 1): it rounds up exactly when
-    u >= 1 - frac(v), which has probability frac(v). The 4 random bytes per coordinate are the
-    bulk of the cost, so callers should pass a fast CSPRNG (`prg.SeededRandomBytes` seeded from
-    the OS for each round) rather than reading megabytes from the OS itself.
+    The 4 random bytes per coordinate are the bulk of the cost, so callers should pass a fast
+    CSPRNG (`prg.SeededRandomBytes` seeded from the OS for each round) rather than reading
+    megabytes from the OS itself.
     """
-    scaled = np.multiply(update, clip_factor(update, params.clip_l2) * params.scale, dtype=np.float64)
-    scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
-    np.floor(scaled, out=scaled)
-    if scaled.size:
+    rounded = clip_and_round(update, params.clip_l2, params.scale, rand)
+    if rounded.size:
         bound = params.coordinate_bound
-        assert -bound <= scaled.min() and scaled.max() <= bound, "rounding exceeded the proven bound"
-    return scaled.astype(np.int32).view(np.uint32)
+        assert -bound <= rounded.min() and rounded.max() <= bound, "rounding exceeded the proven bound"
+    return rounded.astype(np.int32).view(np.uint32)
 
 
 def dequantize_sum(total: RingArray, params: QuantParams) -> npt.NDArray[np.float64]:
