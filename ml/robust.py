@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULE_KINDS = ("none", "multi_krum", "median_distance")
+RULE_KINDS = ("none", "multi_krum", "median_distance", "centroid")
 
 
 def _check_sq_dists(sq_dists: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
-def median_distance(sq_dists: np.ndarray, factor: float = 4.0) -> np.ndarray:
+def median_distance(sq_dists: np.ndarray, factor: float = 2.0) -> np.ndarray:
     """Accept update i iff its median squared distance to the others is at most ``factor`` times
     the median of those medians; returns a boolean mask.
 
@@ -97,25 +97,62 @@ def median_distance(sq_dists: np.ndarray, factor: float = 4.0) -> np.ndarray:
     return np.array([score <= threshold for score in scores], dtype=bool)
 
 
+def centroid_sq_dists(sq_dists: np.ndarray, members: list[int]) -> list[float]:
+    """Squared distance of each member to the mean of the members, from pairwise distances only:
+    |u_i - mean|^2 = (1/k) sum_j d_ij - (1/(2k^2)) sum_{j,l} d_jl (k members, sums over members)."""
+    d = _check_sq_dists(sq_dists)[np.ix_(members, members)]
+    k = len(members)
+    if k == 0:
+        return []
+    spread = math.fsum(d.ravel().tolist()) / (2.0 * k * k)
+    return [max(0.0, math.fsum(d[a].tolist()) / k - spread) for a in range(k)]
+
+
+def centroid_outliers(sq_dists: np.ndarray, f: int, factor: float = 2.0) -> np.ndarray:
+    """Accepted mask after trimming up to ``f`` updates, one at a time: while the update farthest
+    from the mean of the remaining ones is more than ``factor`` times the median such distance
+    away, drop it (ties: the lower index goes first) and recompute the mean.
+
+    Unlike a pairwise rule this catches a minority that points the opposite way (sign flipping):
+    the mean is dominated by the honest majority, so flipped updates sit far from it, while honest
+    updates spread around it. Each step only needs the revealed pairwise distances.
+    """
+    if not factor >= 1.0 or f < 0:
+        raise ValueError(f"centroid rule needs factor >= 1 and f >= 0, got {factor}, {f}")
+    n = _check_sq_dists(sq_dists).shape[0]
+    members = list(range(n))
+    while n - len(members) < f and len(members) > 2:
+        distances = centroid_sq_dists(sq_dists, members)
+        worst = max(range(len(members)), key=lambda a: (distances[a], -members[a]))
+        if distances[worst] <= factor * _median(distances):
+            break
+        del members[worst]
+    return np.isin(np.arange(n), members)
+
+
 @dataclass(frozen=True, slots=True)
 class RobustRule:
     """The consortium's rule, as stored in genesis: a norm bound, then a distance rule.
 
     ``kind`` is the distance rule: ``none``, ``multi_krum`` (keep the n' - f best Krum scores among
-    the n' updates that passed the norm bound) or ``median_distance`` (with ``factor``).
+    the n' updates that passed the norm bound), ``median_distance`` (with ``factor``) or
+    ``centroid`` (trim up to f updates far from the mean, with ``factor``).
     ``bound_sq <= 0`` disables the norm bound. When fewer than f + 3 updates pass the norm bound,
     Multi-Krum cannot rank them and all of them are kept.
 
     The default is ``median_distance`` because Multi-Krum rejects exactly f updates every round even
     when all are honest, so under non-IID data the same honest hospital would be rejected (and
-    flagged) round after round; the median rule rejects only updates far from the majority.
+    flagged) round after round; the median rule rejects only updates far from the majority. Its
+    factor 2 (on squared distances) was chosen on breast cancer with N = 7, f = 2, 8 rounds, IID and
+    Dirichlet(0.5) splits: it stops label flipping, noise, scaling and the backdoor, and rejects
+    10-16% of honest updates (larger factors reject fewer honest updates but let sign flips in).
     """
 
     kind: str = "median_distance"
     f: int = 1
     bound_sq: float = 0.0
     slack: float = 0.1
-    factor: float = 4.0
+    factor: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +185,8 @@ def _distance_rule(rule: RobustRule, d: np.ndarray) -> np.ndarray:
     keep = np.ones(n, dtype=bool)
     if rule.kind == "median_distance":
         keep = median_distance(d, rule.factor)
+    elif rule.kind == "centroid":
+        keep = centroid_outliers(d, rule.f, rule.factor)
     elif rule.kind == "multi_krum" and n - rule.f - 2 >= 1:
         keep = np.zeros(n, dtype=bool)
         keep[multi_krum(d, rule.f, n - rule.f)] = True

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from ml.robust import (
     RobustRule,
+    centroid_outliers,
+    centroid_sq_dists,
     decide,
     krum_scores,
     median_distance,
@@ -78,6 +80,46 @@ def test_median_distance_rejects_far_updates_only() -> None:
     assert median_distance(d, 4.0).tolist() == [True] * 8 + [False] * 2
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+def test_centroid_distances_match_explicit_mean(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, 5))
+    members = sorted(rng.choice(n, size=rng.integers(1, n + 1), replace=False).tolist())
+    mean = points[members].mean(axis=0)
+    expected = ((points[members] - mean) ** 2).sum(axis=1)
+    assert np.allclose(centroid_sq_dists(_sq_dists(points), members), expected, atol=1e-9), f"seed={seed}"
+
+
+def _brute_centroid(points: np.ndarray, f: int, factor: float) -> list[bool]:
+    members = list(range(len(points)))
+    while len(points) - len(members) < f and len(members) > 2:
+        mean = points[members].mean(axis=0)
+        dist = [float(((points[i] - mean) ** 2).sum()) for i in members]
+        worst = max(range(len(members)), key=lambda a: (round(dist[a], 9), -members[a]))
+        if dist[worst] <= factor * statistics.median(dist) + 1e-9:
+            break
+        del members[worst]
+    return [i in members for i in range(len(points))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 9), f=st.integers(0, 3), seed=st.integers(0, 2**32 - 1))
+def test_centroid_outliers_match_brute_force(n: int, f: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, 4))
+    points[: min(f, n)] *= rng.choice([1.0, -3.0, 10.0])
+    assert centroid_outliers(_sq_dists(points), f, 2.0).tolist() == _brute_centroid(points, f, 2.0), f"seed={seed}"
+
+
+def test_centroid_rejects_sign_flippers_and_keeps_honest() -> None:
+    rng = np.random.default_rng(4)
+    honest = 1.0 + rng.normal(size=(5, 30))
+    points = np.vstack([honest, -honest[:2]])
+    assert centroid_outliers(_sq_dists(points), 2, 2.0).tolist() == [True] * 5 + [False] * 2
+    assert centroid_outliers(_sq_dists(honest), 2, 2.0).all()
+
+
 def test_norm_bound() -> None:
     assert norm_bound(np.array([0.5, 1.0, 1.09, 1.11]), 1.0, 0.1).tolist() == [True, True, True, False]
     with pytest.raises(ValueError):
@@ -102,7 +144,7 @@ def test_decide_combines_norm_bound_and_distance_rule() -> None:
     points = np.vstack([honest, [np.full(10, 5.0)], -honest[:1]])
     sq_norms = (points**2).sum(axis=1)
     bound_sq = float(sq_norms[:6].max())
-    for kind in ("multi_krum", "median_distance"):
+    for kind in ("multi_krum", "median_distance", "centroid"):
         decision = decide(RobustRule(kind=kind, f=2, bound_sq=bound_sq), sq_norms, _sq_dists(points))
         assert decision.rejected[6] == "norm_bound"
         assert decision.rejected[7] == kind
