@@ -124,12 +124,21 @@ class CertificateError(ValueError):
 def verify_certificate(chain_id: bytes, block: Block, cert: CommitCertificate, *, n: int, quorum: int,
                        verify: Verify) -> None:
     """Raise CertificateError unless `cert` carries `quorum` valid commits by distinct replicas for `block`."""
-    block_hash = block.hash()
     if block.chain_id != chain_id:
         raise CertificateError("block belongs to another chain")
-    if cert.height != block.height or cert.block_hash != block_hash:
+    if cert.height != block.height or cert.block_hash != block.hash():
         raise CertificateError("certificate is for another block")
-    statement = commit_statement(chain_id, cert.view, cert.height, block_hash)
+    verify_certificate_signatures(chain_id, cert, n=n, quorum=quorum, verify=verify)
+
+
+def verify_certificate_signatures(chain_id: bytes, cert: CommitCertificate, *, n: int, quorum: int,
+                                  verify: Verify) -> None:
+    """Raise CertificateError unless `cert` holds `quorum` valid COMMITs by distinct replicas.
+
+    This needs only the block hash, not the block: a PBFT VIEW-CHANGE proves how far the chain is final
+    with a certificate alone, and the new primary links its next block to that hash.
+    """
+    statement = commit_statement(chain_id, cert.view, cert.height, cert.block_hash)
     signers: set[int] = set()
     for replica, signature in cert.signatures:
         if not 0 <= replica < n:
