@@ -9,9 +9,13 @@ markdown table (median over --repeats):
 - pair keys: the N - 1 X25519 agreements + HKDF a node does when the shares set is committed;
 - unmask: try_finish() with D dropped nodes (reconstructions, D (N - D) pair keys, N + D (N - D)
   mask expansions, the sum), as every node does it;
-- bytes published per node per round against a plain float32 update.
+- bytes published per node per round against a plain float32 update;
+- validation primitives (smpc/validation.py) at sketch width k: building the round's count
+  sketch, sketching one update, dealing sketch and zero shares, the holder's local statistics,
+  reconstructing all statistics, and the payload bytes a node sends for them.
 
 Usage: python scripts/bench_secagg.py [--nodes 10] [--length 1000000] [--dropped 3] [--repeats 5]
+                                      [--width 1000] [--validation-degree 2]
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.quantize import QuantParams, quantize
 from smpc.secagg import RoundConfig, SecAggParticipant
 from smpc.signing import ed25519_signer, ed25519_verifier
+from smpc.sketch import CountSketch
+from smpc.validation import (
+    SketchParams,
+    local_statistics,
+    reconstruct_statistics,
+    share_sketch,
+    share_zero,
+    sketch_update,
+    statistic_pairs,
+)
 
 
 def median_ms(action: Callable[[], object], repeats: int) -> float:
@@ -73,7 +87,8 @@ class Cluster:
                     machine.receive(message)
 
 
-def run(nodes: int, length: int, dropped: int, repeats: int) -> None:
+def run(nodes: int, length: int, dropped: int, repeats: int) -> np.ndarray:
+    """Print the secure-aggregation table; return the quantized update used (for validation)."""
     params = QuantParams.for_participants(clip_l2=1.0, max_participants=nodes)
     update = np.random.default_rng(0).standard_normal(length).astype(np.float32) * 1e-3
     rounding_rand = SeededRandomBytes(os.urandom(32))
@@ -122,6 +137,42 @@ def run(nodes: int, length: int, dropped: int, repeats: int) -> None:
     print(f"| of which the masked vector message | {masked_bytes:,} |")
     print(f"| plain float32 update | {plain_bytes:,} |")
     print(f"| ratio secure / plain | {published / plain_bytes:.4f} |")
+    return quantized
+
+
+def run_validation(
+    nodes: int, quantized: np.ndarray, quant: QuantParams, width: int, degree: int, repeats: int
+) -> None:
+    length = quantized.size
+    rand = SeededRandomBytes(os.urandom(32))
+    params = SketchParams.for_clip(quant.clip_l2, width)
+    holders = list(range(1, nodes + 1))
+    count = len(statistic_pairs(holders))
+    build_ms = median_ms(lambda: CountSketch(os.urandom(32), length, width), repeats)
+    sketch = CountSketch(os.urandom(32), length, width)
+    sketch_ms = median_ms(lambda: sketch_update(quantized, sketch, params, quant, rand), repeats)
+    fixed = sketch_update(quantized, sketch, params, quant, rand)
+    deal_ms = median_ms(
+        lambda: (share_sketch(fixed, degree, holders, rand), share_zero(count, degree, holders, rand)), repeats
+    )
+    dealt = {i: share_sketch(fixed, degree, holders, rand) for i in holders}
+    zeros = {i: share_zero(count, degree, holders, rand) for i in holders}
+    held = {h: {i: dealt[i][h] for i in holders} for h in holders}
+    local_ms = median_ms(lambda: local_statistics(held[1], [zeros[i][1] for i in holders]), repeats)
+    published = {h: local_statistics(held[h], [zeros[i][h] for i in holders]) for h in holders}
+    reconstruct_ms = median_ms(lambda: reconstruct_statistics(published, holders, degree, params), repeats)
+    share_payload = (nodes - 1) * (8 * width + 8 * count + 16)
+    sent = share_payload + 8 * count + 8 * width
+    print(f"\n# validation primitives: N = {nodes}, L = {length:,}, k = {width}, sharing degree t = {degree}\n")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| build the round's count sketch | {build_ms:.1f} ms |")
+    print(f"| sketch one quantized update | {sketch_ms:.1f} ms |")
+    print(f"| deal sketch shares + zero shares to {nodes} holders | {deal_ms:.1f} ms |")
+    print(f"| holder: {count} statistic shares (norms + distances) | {local_ms:.1f} ms |")
+    print(f"| reconstruct all statistics with cross-check | {reconstruct_ms:.1f} ms |")
+    print(f"| payload sent per node (shares, statistics, sketch-sum share) | {sent:,} bytes |")
+    print(f"| as a fraction of the plain update | {sent / (4 * length):.2%} |")
 
 
 def main() -> None:
@@ -130,8 +181,12 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1_000_000)
     parser.add_argument("--dropped", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--validation-degree", type=int, default=2)
     args = parser.parse_args()
-    run(args.nodes, args.length, args.dropped, args.repeats)
+    quantized = run(args.nodes, args.length, args.dropped, args.repeats)
+    params = QuantParams.for_participants(clip_l2=1.0, max_participants=args.nodes)
+    run_validation(args.nodes, quantized, params, args.width, args.validation_degree, args.repeats)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ from smpc.field import FieldArray, RandomBytes, RingArray
 from smpc.keys import KeyPair, KeyPurpose, agree, generate_keypair, keypair_from_secret, pair_key
 from smpc.masking import mask_input, unmask_sum
 from smpc.messages import (
+    MAX_PARTICIPANT_ID,
+    MAX_ROUND_ID,
     AdvertiseKeys,
     Limits,
     MaskedInput,
@@ -161,8 +163,10 @@ class RoundConfig:
     def __post_init__(self) -> None:
         if list(self.participants) != sorted(set(self.participants)) or not self.participants:
             raise ValueError("participants must be a non-empty, strictly increasing tuple of ids")
-        if self.participants[0] < 1:
-            raise ValueError("participant ids are Shamir x-coordinates and must be >= 1")
+        if self.participants[0] < 1 or self.participants[-1] > MAX_PARTICIPANT_ID:
+            raise ValueError(f"participant ids must lie in [1, {MAX_PARTICIPANT_ID}] (Shamir x-coordinates)")
+        if not 0 < len(self.chain_id) < 1 << 16 or not 0 <= self.round_id <= MAX_ROUND_ID:
+            raise ValueError("chain_id must be 1..65535 bytes and round_id a non-negative int64")
         if not 0 <= self.degree < len(self.participants):
             raise ValueError("the Shamir degree t must satisfy 0 <= t < number of participants")
         if self.vector_length < 1:
