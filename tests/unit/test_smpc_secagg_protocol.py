@@ -242,3 +242,17 @@ def test_wrong_committed_input_vector_is_a_violation() -> None:
     with pytest.raises(RoundAborted):
         raise target.abort("test")
     assert target.phase is Phase.ABORTED
+
+
+def test_no_published_byte_string_contains_a_plaintext_update() -> None:
+    """Inspect every byte every node published: no 16-byte window of any quantized update appears,
+    in either byte order, although the round recovers their exact sum."""
+    n = 6
+    updates = make_updates(n, seed=9)
+    outcome = run_round(config(n, degree=2), updates, DropSchedule(before_unmask=frozenset({6})), seed=9)
+    wire = b"".join(outcome.wire)
+    for update in updates.values():
+        for encoding in (update.astype("<u4").tobytes(), update.astype(">u4").tobytes()):
+            windows = {encoding[k : k + 16] for k in range(0, len(encoding) - 16, 4)}
+            assert not any(window in wire for window in windows)
+    assert np.array_equal(outcome.results[1].total, plain_sum(updates, frozenset(range(1, n + 1))))
