@@ -48,6 +48,8 @@ FRAME_HEADER = struct.Struct(">I")
 READ_CHUNK_BYTES = 1 << 20
 GOSSIP_RPC_OVERHEAD_BYTES = 16 << 10
 """Room for the pubsub envelope (signature, key, seqno, topic) around a payload."""
+GOSSIP_LIBRARY_MAX_BYTES = 1 << 20
+"""py-libp2p silently drops an outbound pubsub RPC above 1 MiB."""
 
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 
@@ -71,6 +73,7 @@ class NetLimits:
         assert 0 < self.frame_max_bytes < 1 << 32, "frames carry a 4-byte length"
         assert 0 < self.gossip_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= self.gossip_inbound_rpc_max_bytes
+        assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= GOSSIP_LIBRARY_MAX_BYTES
         assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
         assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
 
@@ -285,6 +288,24 @@ class Network:
                     self.stats["bytes_out:direct"] += len(data)
                     return True
         return False
+
+    async def broadcast(self, data: bytes) -> list[str]:
+        """Send one direct frame to every connected member at once; return who got it.
+
+        This is the fallback for messages too large for gossip (above
+        `gossip_max_bytes`): receivers see them as kind "direct", and unlike
+        gossip they are not relayed, so a member we are not connected to misses them.
+        """
+        reached: list[str] = []
+
+        async def send_one(peer: str) -> None:
+            if await self.send(peer, data):
+                reached.append(peer)
+
+        async with trio.open_nursery() as nursery:
+            for peer in self.connected_peers():
+                nursery.start_soon(send_one, peer)
+        return sorted(reached)
 
     async def _write_direct(self, peer_id: str, frame: bytes) -> bool:
         """Write a frame, opening the direct stream if needed; drop the stream on failure."""

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import multiaddr
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from libp2p import new_host
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -30,9 +32,12 @@ from node.network import (
     REQUEST_PROTOCOL,
     NetLimits,
     Network,
+    PeerViolation,
+    encode_frame,
     open_network,
     peer_id_from_public_key,
     peer_id_from_seed,
+    read_frame,
 )
 
 TOPIC = "fednode-test"
@@ -86,7 +91,50 @@ def test_peer_id_derives_from_the_nacl_key() -> None:
     assert peer_id != peer_id_from_seed(SEEDS[1])
 
 
-def test_gossip_reaches_all_members_and_is_not_echoed() -> None:
+class _ChunkedStream:
+    """A stream stand-in that returns the given bytes in chunks of the given sizes."""
+
+    def __init__(self, data: bytes, chunk_sizes: list[int]) -> None:
+        self._data = data
+        self._chunk_sizes = chunk_sizes or [1]
+        self._reads = 0
+
+    async def read(self, n: int) -> bytes:
+        size = min(n, self._chunk_sizes[self._reads % len(self._chunk_sizes)])
+        self._reads += 1
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+
+async def _read_all_frames(stream: _ChunkedStream, frame_max_bytes: int) -> list[bytes]:
+    frames = []
+    while stream._data:
+        frames.append(await read_frame(stream, frame_max_bytes))  # type: ignore[arg-type]
+    return frames
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=5),
+    chunk_sizes=st.lists(st.integers(1, 50), max_size=4),
+)
+def test_frames_survive_any_chunking(payloads: list[bytes], chunk_sizes: list[int]) -> None:
+    stream = _ChunkedStream(b"".join(encode_frame(p) for p in payloads), chunk_sizes)
+    assert trio.run(_read_all_frames, stream, 300) == payloads
+
+
+@settings(max_examples=200, deadline=None)
+@given(garbage=st.binary(max_size=64), chunk_sizes=st.lists(st.integers(1, 8), max_size=3))
+def test_any_bytes_are_frames_or_a_peer_violation(garbage: bytes, chunk_sizes: list[int]) -> None:
+    stream = _ChunkedStream(garbage, chunk_sizes)
+    try:
+        frames = trio.run(_read_all_frames, stream, 16)
+    except PeerViolation:
+        return
+    assert b"".join(encode_frame(f) for f in frames) == garbage
+
+
+def test_gossip_reaches_all_members_and_is_not_echoed_large_ones_go_direct() -> None:
     async def body() -> None:
         async with cluster(4) as nets:
             await nets[0].publish(b"block-proposal")
@@ -94,13 +142,18 @@ def test_gossip_reaches_all_members_and_is_not_echoed() -> None:
                 assert await net.inbox.receive() == ("gossip", nets[0].peer_id, b"block-proposal")
             await nets[1].publish(b"prepare")
             # Our own message would have been delivered before the peer's one.
-            assert await nets[0].inbox.receive() == ("gossip", nets[1].peer_id, b"prepare")
+            for net in (nets[0], *nets[2:]):
+                assert await net.inbox.receive() == ("gossip", nets[1].peer_id, b"prepare")
+            too_big = bytes(FAST_LIMITS.gossip_max_bytes + 1)
             try:
-                await nets[0].publish(bytes(FAST_LIMITS.gossip_max_bytes + 1))
+                await nets[0].publish(too_big)
             except ValueError:
                 pass
             else:
                 raise AssertionError("an oversize gossip message was accepted")
+            assert await nets[0].broadcast(too_big) == sorted(net.peer_id for net in nets[1:])
+            for net in nets[1:]:
+                assert await net.inbox.receive() == ("direct", nets[0].peer_id, too_big)
 
     run(body)
 
