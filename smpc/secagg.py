@@ -277,9 +277,13 @@ class SecAggParticipant:
     def receive(self, message: Message) -> bool:
         """Store a peer's message after checking round, sender, signature and equivocation.
 
-        Returns False for a stale or duplicate message (no state change). Raises a
-        ProtocolViolation subclass for a message that is invalid whatever the phase.
+        `message` must come from `messages.decode(data, config.limits)`, which has bounded and
+        checked every field. Returns False for a stale or duplicate message (no state change).
+        Raises a ProtocolViolation subclass for a message that is invalid whatever the phase.
         """
+        assert not isinstance(message, MaskedInput) or len(message.masked) == 4 * self.config.vector_length, (
+            "masked input not decoded with this round's limits"
+        )
         if message.round_id != self.config.round_id:
             raise ProtocolViolation(f"message for round {message.round_id}", message.sender)
         if message.sender not in self.config.participants:

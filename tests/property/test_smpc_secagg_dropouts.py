@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smpc import field
+from smpc.messages import UnmaskShares, decode
 from smpc.prg import SeededRandomBytes
 from smpc.secagg import RoundConfig
 from smpc.simulation import DropSchedule, run_round
@@ -34,6 +35,7 @@ def test_completion_iff_threshold_and_exact_sum(scenario: tuple[int, int, DropSc
     revealers = frozenset(range(1, n + 1)) - gone
     expect_success = len(survivors) >= degree + 1 and len(revealers) >= degree + 1
     assert not outcome.violations, f"seed={seed}"
+    assert_never_both(outcome.wire, config, outcome.committed)
     if expect_success:
         assert set(outcome.results) == set(revealers), f"seed={seed} {outcome.aborted}"
         expected = field.ring_sum([updates[i] for i in survivors], LENGTH)
@@ -43,6 +45,16 @@ def test_completion_iff_threshold_and_exact_sum(scenario: tuple[int, int, DropSc
     else:
         assert not outcome.results, f"seed={seed}"
         assert set(outcome.aborted) == first_failure_witnesses(n, degree, drops), f"seed={seed}"
+
+
+def assert_never_both(wire: list[bytes], config: RoundConfig, committed: list[frozenset[int]]) -> None:
+    """Every reveal on the wire names survivors' seeds and dropped nodes' keys, never both."""
+    for data in wire:
+        message = decode(data, config.limits)
+        if isinstance(message, UnmaskShares):
+            seed_owners = {owner for owner, _ in message.self_seed_shares}
+            key_owners = {owner for owner, _ in message.mask_key_shares}
+            assert seed_owners == committed[2] and key_owners == committed[1] - committed[2]
 
 
 def first_failure_witnesses(n: int, degree: int, drops: DropSchedule) -> set[int]:
