@@ -107,9 +107,9 @@ class Harness:
         self.config = config(n, degree)
         keys = {i: nacl.signing.SigningKey(bytes([i]) * 32) for i in self.config.participants}
         self.signers = {i: ed25519_signer(k) for i, k in keys.items()}
-        verifier = ed25519_verifier({i: bytes(k.verify_key) for i, k in keys.items()})
+        self.verifier = ed25519_verifier({i: bytes(k.verify_key) for i, k in keys.items()})
         self.machines = {
-            i: SecAggParticipant(self.config, i, self.signers[i], verifier, SeededRandomBytes.from_int(40 + i))
+            i: SecAggParticipant(self.config, i, self.signers[i], self.verifier, SeededRandomBytes.from_int(40 + i))
             for i in self.config.participants
         }
 
@@ -256,3 +256,39 @@ def test_no_published_byte_string_contains_a_plaintext_update() -> None:
             windows = {encoding[k : k + 16] for k in range(0, len(encoding) - 16, 4)}
             assert not any(window in wire for window in windows)
     assert np.array_equal(outcome.results[1].total, plain_sum(updates, frozenset(range(1, n + 1))))
+
+
+def test_a_restarted_node_follows_the_round_as_an_observer() -> None:
+    """Node 4 advertised, then restarted (secrets lost): a fresh machine replays the committed
+    blocks, deals nothing, reveals nothing, and still computes the survivors' sum."""
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    restarted = SecAggParticipant(
+        harness.config, 4, harness.signers[4], harness.verifier, SeededRandomBytes.from_int(99)
+    )
+    harness.machines[4] = restarted
+    for advert in adverts.values():
+        harness.deliver(advert)
+    restarted.receive(adverts[4])
+    keys = frozenset(adverts)
+    bundles = {i: m.on_keys_committed(keys) for i, m in harness.machines.items()}
+    assert bundles[4] is None
+    for bundle in bundles.values():
+        if bundle is not None:
+            harness.deliver(bundle)
+    shares = frozenset({1, 2, 3})
+    for machine in harness.machines.values():
+        machine.on_shares_committed(shares)
+    assert not restarted.can_mask
+    updates = make_updates(3, seed=10)
+    inputs = {i: harness.machines[i].mask(updates[i]) for i in shares}
+    for message in inputs.values():
+        harness.deliver(message)
+    digests = {i: m.digest() for i, m in inputs.items()}
+    reveals = {i: m.on_inputs_committed(digests) for i, m in harness.machines.items()}
+    assert reveals[4] is None
+    for reveal in reveals.values():
+        if reveal is not None:
+            harness.deliver(reveal)
+    result = restarted.try_finish()
+    assert result is not None and np.array_equal(result.total, plain_sum(updates, shares))
