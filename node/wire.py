@@ -230,8 +230,8 @@ class Opener:
             raise Rejected(RejectReason.MALFORMED, "body must be a non-empty list")
         if body[0] != WIRE_VERSION or isinstance(body[0], bool):
             raise Rejected(RejectReason.BAD_VERSION, f"version {body[0]!r}, expected {WIRE_VERSION}")
-        _, chain_id, type_, sender, height, seq, payload = _fields(body, 7, "body")
-        self._check_header(chain_id, type_, payload)
+        _, chain_id, raw_type, sender, height, seq, raw_payload = _fields(body, 7, "body")
+        type_, payload = self._check_header(chain_id, raw_type, raw_payload)
         sender, height, seq = _int(sender, "sender"), _int(height, "height"), _int(seq, "seq")
         self._check_sender(sender)
         if not self._verify(sender, body_bytes, signature):
@@ -243,7 +243,7 @@ class Opener:
         window.record(seq)
         return Envelope(type=type_, sender=sender, height=height, seq=seq, payload=payload)
 
-    def _check_header(self, chain_id: object, type_: object, payload: object) -> None:
+    def _check_header(self, chain_id: object, type_: object, payload: object) -> tuple[str, bytes]:
         if not isinstance(chain_id, bytes) or len(chain_id) != CHAIN_ID_BYTES:
             raise Rejected(RejectReason.MALFORMED, "chain id must be 32 bytes")
         if chain_id != self._chain_id:
@@ -257,6 +257,7 @@ class Opener:
             raise Rejected(RejectReason.MALFORMED, "payload must be bytes")
         if len(payload) > payload_max:
             raise Rejected(RejectReason.OVERSIZED, f"{type_} payload of {len(payload)} bytes exceeds {payload_max}")
+        return type_, payload
 
     def _check_sender(self, sender: int) -> None:
         """Refuse unknown members, and our own messages echoed back by gossip before paying for a verify."""
