@@ -92,7 +92,8 @@ class LocalData:
 
 
 def load_dataset(spec: DatasetSpec) -> Dataset:
-    """Load the dataset named by ``spec``; results are cached per spec and read-only."""
+    """Load the dataset named by ``spec``; results are cached per spec (a CSV file is read once
+    per process) and their arrays are read-only, so callers cannot corrupt the shared copy."""
     return _load_cached(spec)
 
 

@@ -9,6 +9,7 @@ cluster against it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -138,12 +139,8 @@ def _malicious_update(
         benign = (np.stack(honest_updates) if config.omniscient and len(honest_updates) >= 2 else
                   estimate_benign_updates(config.model, global_vec, local.X_train, local.y_train, config.training,
                                           train_seed(config.seed, round_id, node)))
-        ctx = AttackContext(**{**_fields(ctx), "benign_updates": benign})
+        ctx = dataclasses.replace(ctx, benign_updates=benign)
     return config.attack.poison_update(update, ctx)
-
-
-def _fields(ctx: AttackContext) -> dict[str, object]:
-    return {name: getattr(ctx, name) for name in AttackContext.__dataclass_fields__}
 
 
 def _clipped(update: np.ndarray, clip_norm: float) -> np.ndarray:
