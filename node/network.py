@@ -234,17 +234,29 @@ class Network:
         self._nursery.start_soon(self._keep_connected, info)
 
     async def _keep_connected(self, info: PeerInfo) -> None:
+        """Dial, wait for the connection to drop, back off, dial again; forever.
+
+        The backoff resets only after a connection that lasted at least
+        `reconnect_max_s`: a peer that accepts the handshake and then drops us
+        at once (say, one whose genesis lacks us) is redialed with growing
+        delays, not in a tight loop.
+        """
         backoff_s = self._limits.reconnect_initial_s
         peer = info.peer_id.to_base58()
         while True:
-            if peer in self.connected_peers():
-                backoff_s = self._limits.reconnect_initial_s
-                await self._conn_changed.wait()
-                continue
-            if await self._connect_once(info):
-                continue
+            if peer in self.connected_peers() or await self._connect_once(info):
+                lifetime_s = await self._wait_disconnected(peer)
+                if lifetime_s >= self._limits.reconnect_max_s:
+                    backoff_s = self._limits.reconnect_initial_s
             await trio.sleep(backoff_s * (0.5 + self._rng.random()))
             backoff_s = min(2 * backoff_s, self._limits.reconnect_max_s)
+
+    async def _wait_disconnected(self, peer: str) -> float:
+        """Wait until no connection to `peer` is left; return how long that took."""
+        start_s = trio.current_time()
+        while peer in self.connected_peers():
+            await self._conn_changed.wait()
+        return trio.current_time() - start_s
 
     async def _connect_once(self, info: PeerInfo) -> bool:
         libp2p_compat.forget_failed_dials(self._host, info.peer_id)
@@ -276,15 +288,18 @@ class Network:
 
         Returns False if the peer is not connected, the stream breaks, or the
         write does not finish within `io_timeout_s`; the daemon decides whether
-        to retry.  Frames to one peer are written one at a time, in call order.
+        to retry.  True means the frame was handed to the connection, not that
+        the peer processed it.  Frames to one peer are written one at a time,
+        in call order.
         """
         if len(data) > self._limits.frame_max_bytes:
             raise ValueError(f"frame of {len(data)} bytes exceeds {self._limits.frame_max_bytes}")
         if peer_id not in self.connected_peers():
             return False
+        frame = encode_frame(data)
         async with self._send_locks[peer_id]:
             for _ in range(2):
-                if await self._write_direct(peer_id, encode_frame(data)):
+                if await self._write_direct(peer_id, frame):
                     self.stats["bytes_out:direct"] += len(data)
                     return True
         return False
