@@ -110,7 +110,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
     from node.identity import IdentityError
     from node.identity import load as load_identity
     from node.learning import Learner, LearningPlan
-    from node.store import Store, StoreLocked
+    from node.store import Store, StoreError
 
     try:
         cfg = load_node_config(Path(config_path))
@@ -123,7 +123,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
         learner = Learner(plan, genesis.n, index)
         configure_torch()
         store = Store.open(cfg.db_path, genesis.chain_id)
-    except (ConfigError, IdentityError, StoreLocked, mldata.DataError) as exc:
+    except (ConfigError, IdentityError, StoreError, mldata.DataError) as exc:
         raise _fail(exc) from None
     try:
         daemon = Daemon(cfg, genesis, ident, store, plan, learner)

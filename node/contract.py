@@ -14,8 +14,8 @@ Transactions are signed by their author, so a Byzantine primary cannot forge ano
 
 | kind     | author          | fields                                 | valid when                                   |
 |----------|-----------------|----------------------------------------|----------------------------------------------|
-| open     | block proposer  | model_hash, participants               | no round open, round = last + 1 <= rounds,   |
-|          |                 |                                        | model_hash = current global model            |
+| open     | block proposer  | model_hash, participants               | no round open, round = last + 1, fewer than  |
+|          |                 |                                        | `rounds` committed, model = current global   |
 | update   | a participant   | update_hash, n_samples                 | round open and collecting, one per author    |
 | result   | block proposer  | included, new_model_hash               | included = committed updates of the round    |
 |          |                 |                                        | (sorted, >= min_updates), aggregate matches  |
@@ -170,8 +170,13 @@ class Contract:
         self.state = ContractState(model_hash=params.initial_model_hash)
 
     @property
+    def committed_rounds(self) -> int:
+        return sum(1 for o in self.state.outcomes if o.committed)
+
+    @property
     def finished(self) -> bool:
-        return not self.state.open and self.state.round >= self.params.rounds
+        """True once `rounds` rounds have committed; an aborted round is retried under the next round id."""
+        return not self.state.open and self.committed_rounds >= self.params.rounds
 
     def parse(self, raw: bytes) -> Tx:
         return parse_tx(raw, self.params.chain_id, self.params.n, self.verify)
@@ -218,7 +223,7 @@ class Contract:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields
-            if s.open or tx.round != s.round + 1 or tx.round > p.rounds:
+            if s.open or tx.round != s.round + 1 or self.finished:
                 raise TxError(f"cannot open round {tx.round} (current {s.round}, open={s.open})")
             if model_hash != s.model_hash:
                 raise TxError("open names a model other than the current global model")

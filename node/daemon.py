@@ -108,7 +108,8 @@ class Daemon:
                           view_timeout_ms=int(proto.get("view_timeout_ms", 2000))),
             self.index, identity.sign, genesis.verify,
             persisted=dict(store.items(b"pbft/")),
-            committed=(store.head_height, store.head_hash()))
+            committed=(store.head_height, store.head_hash()),
+            committed_cert=head[1] if (head := store.block(store.head_height)) else None)
         now_us = time.time_ns() // 1000
         self.sealer = Sealer(genesis.chain_id, self.index, identity.sign, MonotonicSeq(lambda: time.time_ns() // 1000))
         self.opener = Opener(genesis.chain_id, genesis.n, genesis.verify, self._payload_limits(), self.index,

@@ -106,3 +106,11 @@ def test_finished_after_last_round() -> None:
     assert c.finished
     with pytest.raises(rc.TxError):
         c.check_block(block(3, 0, tx("open", 0, 2, M0, [0, 1, 2, 3])))
+
+
+def test_aborted_round_is_retried_under_the_next_round_id() -> None:
+    c = contract(rounds=1)
+    c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
+    c.apply_block(block(2, 0, tx("abort", 0, 1, "deadline")))
+    assert not c.finished and c.committed_rounds == 0
+    assert c.check_block(block(3, 0, tx("open", 0, 2, M0, [0, 1, 2, 3]))) == []
