@@ -34,6 +34,8 @@ RandomBytes = Callable[[int], bytes]
 """A source of uniformly random bytes: called with n, returns exactly n bytes."""
 
 FieldArray = npt.NDArray[np.uint64]
+FieldLike = npt.NDArray[np.uint64] | np.uint64
+"""A field vector, or a single element broadcast against one."""
 RingArray = npt.NDArray[np.uint32]
 
 _P64 = np.uint64(P)
@@ -57,28 +59,28 @@ def is_field_vector(values: npt.NDArray[np.uint64]) -> bool:
     return bool(np.all(values < _P64))
 
 
-def _fold(x: npt.NDArray[np.uint64]) -> FieldArray:
+def _fold(x: FieldLike) -> FieldArray:
     """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
-    x = (x & _P64) + (x >> _SHIFT61)
-    return x - np.where(x >= _P64, _P64, np.uint64(0))
+    x = (np.asarray(x, dtype=np.uint64) & _P64) + (x >> _SHIFT61)
+    return np.asarray(x - np.where(x >= _P64, _P64, np.uint64(0)), dtype=np.uint64)
 
 
-def add(a: FieldArray, b: FieldArray) -> FieldArray:
+def add(a: FieldLike, b: FieldLike) -> FieldArray:
     """(a + b) mod p, elementwise; the sum of two elements < 2^62 cannot overflow uint64."""
     return _fold(np.add(a, b, dtype=np.uint64))
 
 
-def sub(a: FieldArray, b: FieldArray) -> FieldArray:
+def sub(a: FieldLike, b: FieldLike) -> FieldArray:
     """(a - b) mod p, elementwise, computed as a + (p - b) to stay unsigned."""
     return _fold(np.add(a, _P64 - np.asarray(b, dtype=np.uint64), dtype=np.uint64))
 
 
-def neg(a: FieldArray) -> FieldArray:
+def neg(a: FieldLike) -> FieldArray:
     """(-a) mod p, elementwise."""
     return _fold(_P64 - np.asarray(a, dtype=np.uint64))
 
 
-def mul(a: FieldArray, b: FieldArray) -> FieldArray:
+def mul(a: FieldLike, b: FieldLike) -> FieldArray:
     """(a * b) mod p, elementwise, by 29/32-bit limbs (see the module docstring).
 
     With a = a1 2^32 + a0 and b = b1 2^32 + b0 (a1, b1 < 2^29; a0, b0 < 2^32):

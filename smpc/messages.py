@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import msgpack
 import numpy as np
@@ -73,7 +73,7 @@ class _MessageBase:
 
     def signed_body(self) -> bytes:
         """The canonical bytes a signature covers (see the module docstring)."""
-        return msgpack.packb([self.TAG, self.round_id, self.sender, *self.signed_fields()])
+        return cast(bytes, msgpack.packb([self.TAG, self.round_id, self.sender, *self.signed_fields()]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,9 @@ _BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in (AdvertiseKeys, Sha
 def encode(message: Message) -> bytes:
     """The canonical wire encoding, signature last."""
     assert len(message.signature) == SIGNATURE_BYTES, "encode signed messages only"
-    return msgpack.packb([message.TAG, message.round_id, message.sender, *message.fields(), message.signature])
+    return cast(
+        bytes, msgpack.packb([message.TAG, message.round_id, message.sender, *message.fields(), message.signature])
+    )
 
 
 def decode(data: bytes, limits: Limits) -> Message:
@@ -196,7 +198,7 @@ def _build(items: object, limits: Limits) -> Message:
         _check_arity(payload, 3)
         for value in payload:
             _check_bytes(value, KEY_BYTES, KEY_BYTES, "key")
-        return AdvertiseKeys(round_id, sender, *payload, signature)
+        return AdvertiseKeys(round_id, sender, payload[0], payload[1], payload[2], signature)
     if cls is ShareKeys:
         _check_arity(payload, 1)
         return ShareKeys(round_id, sender, _pairs(payload[0], limits, 1, MAX_CIPHERTEXT_BYTES), signature)
@@ -268,7 +270,7 @@ class SharePlaintext:
     mask_key_share: bytes
 
     def encode(self) -> bytes:
-        return msgpack.packb([self.sender, self.recipient, self.self_seed_share, self.mask_key_share])
+        return cast(bytes, msgpack.packb([self.sender, self.recipient, self.self_seed_share, self.mask_key_share]))
 
     @classmethod
     def decode(cls, data: bytes, limits: Limits) -> SharePlaintext:

@@ -82,7 +82,8 @@ def clip_factor(update: npt.NDArray[np.floating], bound: float) -> float:
 
 def clip_l2(update: npt.NDArray[np.floating], bound: float) -> npt.NDArray[np.float64]:
     """Scale `update` down to L2 norm `bound` if it is longer; shorter updates are unchanged."""
-    return np.multiply(update, clip_factor(update, bound), dtype=np.float64)
+    clipped: npt.NDArray[np.float64] = np.multiply(update, clip_factor(update, bound), dtype=np.float64)
+    return clipped
 
 
 def clip_and_round(
@@ -94,9 +95,10 @@ def clip_and_round(
     u >= 1 - frac(v), which has probability frac(v), so the result is unbiased and each entry
     stays within ceil(clip_l2 * scale) in absolute value.
     """
-    scaled = np.multiply(values, clip_factor(values, clip_l2) * scale, dtype=np.float64)
+    scaled: npt.NDArray[np.float64] = np.multiply(values, clip_factor(values, clip_l2) * scale, dtype=np.float64)
     scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
-    return np.floor(scaled, out=scaled)
+    np.floor(scaled, out=scaled)
+    return scaled
 
 
 def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: RandomBytes) -> RingArray:

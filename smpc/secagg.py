@@ -55,6 +55,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 from smpc import aead, shamir
 from smpc.errors import (
@@ -87,6 +88,8 @@ from smpc.messages import (
 )
 from smpc.prg import SEED_BYTES, MaskGenerator
 from smpc.signing import Signer, Verifier, signing_payload
+
+_M = TypeVar("_M", AdvertiseKeys, ShareKeys, MaskedInput, UnmaskShares)
 
 
 class Phase(Enum):
@@ -238,7 +241,7 @@ class SecAggParticipant:
 
     # ----------------------------------------------------------------- helpers
 
-    def _sign(self, message: Message) -> Message:
+    def _sign(self, message: _M) -> _M:
         signature = self._signer(signing_payload(self.config.chain_id, message.signed_body()))
         return dataclasses.replace(message, signature=signature)
 
@@ -460,9 +463,10 @@ class SecAggParticipant:
             tuple((o, encode_share(s[0])) for o, s in sorted(held.items()) if plan[o] is SecretKind.SELF_SEED),
             tuple((o, encode_share(s[1])) for o, s in sorted(held.items()) if plan[o] is SecretKind.MASK_KEY),
         )
-        self._reveal = self._sign(reveal)
-        self._keep(self._reveal)
-        return self._reveal
+        signed = self._sign(reveal)
+        self._reveal = signed
+        self._keep(signed)
+        return signed
 
     def _screen_committed_inputs(self) -> None:
         store = self._store[MaskedInput]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import nacl.signing
 
@@ -22,6 +23,7 @@ from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.secagg import RoundConfig, SecAggParticipant, SecAggResult
 from smpc.signing import Signer, ed25519_signer, ed25519_verifier
 
+_M = TypeVar("_M", bound=Message)
 Tamper = Callable[[Message, Signer], Message]
 """Rewrites a Byzantine participant's outgoing message; gets its signer to re-sign the forgery."""
 
@@ -69,11 +71,11 @@ class _Round:
         }
         self.alive = set(config.participants)
 
-    def broadcast(self, sender: int, message: Message | None) -> Message | None:
+    def broadcast(self, sender: int, message: _M | None) -> _M | None:
         if message is None:
             return None
         if sender in self.tamper:
-            message = self.tamper[sender](message, self.signers[sender])
+            message = cast(_M, self.tamper[sender](message, self.signers[sender]))
         data = encode(message)
         self.outcome.wire.append(data)
         self.outcome.published_bytes[sender] = self.outcome.published_bytes.get(sender, 0) + len(data)
