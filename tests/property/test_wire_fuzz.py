@@ -50,7 +50,7 @@ def seal(message: tuple[int, str, int, int, bytes]) -> bytes:
         type_, height, payload)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_are_accepted_or_rejected(data: bytes) -> None:
     op = fresh_opener()
@@ -59,7 +59,7 @@ def test_any_bytes_are_accepted_or_rejected(data: bytes) -> None:
     assert sum(op.rejected.values()) == 1
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.recursive(st.none() | st.booleans() | st.integers(-(1 << 63), (1 << 64) - 1) | st.binary(max_size=40)
                     | st.text(max_size=40), lambda inner: st.lists(inner, max_size=8), max_leaves=30))
 def test_any_msgpack_structure_is_rejected(value: object) -> None:
@@ -78,7 +78,7 @@ def test_valid_envelopes_round_trip_and_replays_are_rejected(message) -> None:
     assert isinstance(open_or_reject(op, wire), Rejected)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages, st.data())
 def test_mutated_envelopes_are_rejected(message, data) -> None:
     wire = seal(message)
