@@ -14,6 +14,9 @@ API (everything is pure: no I/O, no clock, no global randomness)
     result  = machine.try_finish(deadline_passed)     -> SecAggResult|None
     machine.drain_violations()                        -> list[ProtocolViolation]   evidence found at transitions
 
+    verify_message(message, config, verifier)         stateless admission checks (round, sender,
+    check_bundle_recipients(bundle, keys_set)         signature, keys; bundle coverage) for the contract
+
 Who drives it. The caller (the daemon, through the round contract) drives every phase transition
 from committed ledger blocks: `on_*_committed` take the participant set that a block fixed, so all
 honest nodes act on the same sets. The machine reads no clock: phase deadlines are enforced by the
@@ -197,6 +200,34 @@ def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes
     return hashlib.sha256(tag + round_id.to_bytes(8, "big") + owner.to_bytes(4, "big") + seed).digest()
 
 
+def verify_message(message: Message, config: RoundConfig, verifier: Verifier) -> None:
+    """Checks that need no round state: round, sender, signature, and advertised key validity.
+
+    The machine runs them on every message; the round contract can run them too before it puts
+    a message (or its digest) in a block, so that blocks only commit well-formed messages.
+    """
+    if message.round_id != config.round_id:
+        raise ProtocolViolation(f"message for round {message.round_id}", message.sender)
+    if message.sender not in config.participants:
+        raise ProtocolViolation("sender is not a participant", message.sender)
+    if not verifier(message.sender, signing_payload(config.chain_id, message.signed_body()), message.signature):
+        raise BadSignature("signature does not verify", message.sender)
+    if isinstance(message, AdvertiseKeys):
+        probe = bytes([9]) + bytes(31)  # low-order points give an all-zero agreement with any key
+        try:
+            agree(probe, message.mask_public_key)
+            agree(probe, message.encryption_public_key)
+        except BadPublicKey as error:
+            raise BadPublicKey(error.reason, message.sender) from error
+
+
+def check_bundle_recipients(bundle: ShareKeys, keys_set: frozenset[int]) -> None:
+    """A share bundle must hold exactly one ciphertext for every other member of U1."""
+    recipients = {recipient for recipient, _ in bundle.ciphertexts}
+    if recipients != keys_set - {bundle.sender}:
+        raise ProtocolViolation("share bundle does not cover exactly the other members of U1", bundle.sender)
+
+
 @dataclass(slots=True)
 class _Secrets:
     """This node's round secrets; never leaves the machine except as Shamir shares."""
@@ -287,17 +318,9 @@ class SecAggParticipant:
         assert not isinstance(message, MaskedInput) or len(message.masked) == 4 * self.config.vector_length, (
             "masked input not decoded with this round's limits"
         )
-        if message.round_id != self.config.round_id:
-            raise ProtocolViolation(f"message for round {message.round_id}", message.sender)
-        if message.sender not in self.config.participants:
-            raise ProtocolViolation("sender is not a participant", message.sender)
+        verify_message(message, self.config, self._verifier)
         if self.phase not in ACCEPTED_PHASES[type(message)]:
             return False
-        payload = signing_payload(self.config.chain_id, message.signed_body())
-        if not self._verifier(message.sender, payload, message.signature):
-            raise BadSignature("signature does not verify", message.sender)
-        if isinstance(message, AdvertiseKeys):
-            self._check_public_keys(message)
         if isinstance(message, MaskedInput) and self.phase is Phase.UNMASK:
             if message.sender not in self._input_digests:
                 return False
@@ -314,13 +337,6 @@ class SecAggParticipant:
             return False
         store[message.sender] = message
         return True
-
-    @staticmethod
-    def _check_public_keys(message: AdvertiseKeys) -> None:
-        """Reject low-order points now: any secret key would give them an all-zero agreement."""
-        probe = bytes([9]) + bytes(31)
-        agree(probe, message.mask_public_key)
-        agree(probe, message.encryption_public_key)
 
     # ----------------------------------------------------------------- phase 1: advertise
 
@@ -392,6 +408,12 @@ class SecAggParticipant:
         if self.me not in self._keys_set or self._secrets is None:
             return
         for owner in sorted(members - {self.me}):
+            try:
+                bundle = self._stored(ShareKeys, owner)
+                assert isinstance(bundle, ShareKeys)
+                check_bundle_recipients(bundle, self._keys_set)
+            except ProtocolViolation as violation:
+                self._violations.append(violation)
             try:
                 self._held_shares[owner] = self._decrypt_shares(owner)
             except ProtocolViolation as violation:

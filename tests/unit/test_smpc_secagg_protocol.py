@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 
 from smpc import field, messages
-from smpc.errors import BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
+from smpc.errors import BadPublicKey, BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
 from smpc.messages import Message, UnmaskShares
 from smpc.prg import SeededRandomBytes
-from smpc.secagg import Phase, RevealGuard, RevealRefused, RoundConfig, SecAggParticipant, SecretKind
+from smpc.secagg import (
+    Phase,
+    RevealGuard,
+    RevealRefused,
+    RoundConfig,
+    SecAggParticipant,
+    SecretKind,
+    check_bundle_recipients,
+    verify_message,
+)
 from smpc.signing import Signer, signing_payload
 from smpc.simulation import DropSchedule, run_round
 
@@ -292,3 +301,20 @@ def test_a_restarted_node_follows_the_round_as_an_observer() -> None:
             harness.deliver(reveal)
     result = restarted.try_finish()
     assert result is not None and np.array_equal(result.total, plain_sum(updates, shares))
+
+
+def test_low_order_keys_and_partial_bundles_are_violations() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    low_order = resign(dataclasses.replace(adverts[2], mask_public_key=bytes(32)), harness.signers[2])
+    with pytest.raises(BadPublicKey) as error:
+        verify_message(low_order, harness.config, harness.verifier)
+    assert error.value.sender == 2
+    for advert in adverts.values():
+        harness.deliver(advert)
+    keys = frozenset(adverts)
+    bundles = {i: m.on_keys_committed(keys) for i, m in harness.machines.items()}
+    partial = resign(dataclasses.replace(bundles[3], ciphertexts=bundles[3].ciphertexts[:1]), harness.signers[3])
+    with pytest.raises(ProtocolViolation, match="cover exactly"):
+        check_bundle_recipients(partial, keys)
+    check_bundle_recipients(bundles[3], keys)
