@@ -191,7 +191,8 @@ class SecAggResult:
     survivors: frozenset[int]
     dropped: frozenset[int]
     inconsistent_revealers: Mapping[int, tuple[int, ...]]
-    """owner -> ids of holders whose revealed share of that owner's secret was off the polynomial."""
+    """owner -> holders whose revealed share of its secret was off the polynomial (a lying holder
+    or a bad dealing by the owner: see docs/secure-aggregation.md)."""
 
 
 def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes) -> bytes:

@@ -49,7 +49,7 @@ def decode_or_typed_error(data: bytes) -> Message | None:
     return message
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(valid_messages)
 def test_valid_messages_round_trip(message: Message) -> None:
     assert decode(encode(message), LIMITS) == message
@@ -61,7 +61,7 @@ def test_any_bytes_decode_or_raise_the_typed_error(data: bytes) -> None:
     decode_or_typed_error(data)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(valid_messages, st.data())
 def test_mutated_encodings_decode_or_raise_the_typed_error(message: Message, data: st.DataObject) -> None:
     encoded = bytearray(encode(message))
