@@ -14,6 +14,7 @@ re-verified on its own signature. Decoding rejects anything malformed, oversized
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from consensus import codec
@@ -127,9 +128,15 @@ Message = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
 _TAGS: dict[type, int] = {PrePrepare: 1, Prepare: 2, Commit: 3, Checkpoint: 4, ViewChange: 5, NewView: 6}
 
 
+@lru_cache(maxsize=256)
+def hash_block(block: Block) -> bytes:
+    """`block.hash()`, memoised: one PRE-PREPARE's block is hashed to verify, vote, log and certify it."""
+    return block.hash()
+
+
 def block_hash_of(msg: PrePrepare | Prepare | Commit | Checkpoint) -> bytes:
     """The block a slot message is about; PRE-PREPARE hashes its block (the hash covers every tx)."""
-    return msg.block.hash() if isinstance(msg, PrePrepare) else msg.block_hash
+    return hash_block(msg.block) if isinstance(msg, PrePrepare) else msg.block_hash
 
 
 def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
@@ -137,18 +144,23 @@ def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
     if isinstance(msg, Commit):
         return commit_statement(chain_id, msg.view, msg.height, msg.block_hash)
     if isinstance(msg, PrePrepare):
-        return codec.encode(["fednode/preprepare/v1", chain_id, msg.view, msg.height, msg.block.hash()])
+        return codec.encode(["fednode/preprepare/v1", chain_id, msg.view, msg.height, hash_block(msg.block)])
     if isinstance(msg, Prepare):
         return codec.encode(["fednode/prepare/v1", chain_id, msg.view, msg.height, msg.block_hash])
     if isinstance(msg, Checkpoint):
         return codec.encode(["fednode/checkpoint/v1", chain_id, msg.height, msg.block_hash])
+    if isinstance(msg, (ViewChange, NewView)):
+        return _view_signing_bytes(chain_id, msg)
+    raise TypeError(f"not a PBFT message: {type(msg).__name__}")
+
+
+@lru_cache(maxsize=512)
+def _view_signing_bytes(chain_id: bytes, msg: ViewChange | NewView) -> bytes:
+    """Memoised: VIEW-CHANGEs are retransmitted and re-verified inside every NEW-VIEW that quotes them."""
     if isinstance(msg, ViewChange):
         return codec.encode(["fednode/viewchange/v1", chain_id, msg.new_view, _view_change_body(msg)])
-    if isinstance(msg, NewView):
-        return codec.encode(["fednode/newview/v1", chain_id, msg.view,
-                             [sha256(encode(vc)) for vc in msg.view_changes],
-                             None if msg.preprepare is None else encode(msg.preprepare)])
-    raise TypeError(f"not a PBFT message: {type(msg).__name__}")
+    return codec.encode(["fednode/newview/v1", chain_id, msg.view, [sha256(encode(vc)) for vc in msg.view_changes],
+                         None if msg.preprepare is None else encode(msg.preprepare)])
 
 
 def encode(msg: Message) -> bytes:

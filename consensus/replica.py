@@ -30,9 +30,10 @@ Design, in short (docs/consensus.md has the full argument):
   watermark is the stable checkpoint, and no slot above low + `window` is proposed or accepted.
 * View-change timers run only while work is pending (a slot in flight or `note_pending`), start at
   `view_timeout_ms` and double with every consecutive view change up to `max_view_timeout_ms`. A
-  replica waiting for a NEW-VIEW arms its timer only once it holds a quorum of VIEW-CHANGEs for the view
-  it waits for, so a lone replica with a bad link cannot race ahead; f+1 VIEW-CHANGEs for higher views
-  pull it forward, and a valid NEW-VIEW for any higher view installs that view directly.
+  replica waiting for a NEW-VIEW arms its timer only once a quorum has given up on the views below the
+  one it waits for (VIEW-CHANGEs for that view or higher), so a lone replica with a bad link cannot race
+  ahead; f+1 VIEW-CHANGEs for higher views pull it forward, and a valid NEW-VIEW for any higher view
+  installs that view directly.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from consensus.messages import (
     decode_prepared,
     encode,
     encode_prepared,
+    hash_block,
     signing_bytes,
 )
 from consensus.quorum import quorum_size
@@ -193,7 +195,7 @@ def new_view_plan(chain_id: bytes, view_changes: Iterable[ViewChange]) -> NewVie
     candidates = [vc.prepared.preprepare for vc in vcs
                   if vc.prepared is not None and vc.prepared.preprepare.height == floor_height + 1
                   and vc.prepared.preprepare.block.prev_hash == floor_hash]
-    best = max(candidates, key=lambda pp: (pp.view, pp.block.hash()), default=None)
+    best = max(candidates, key=lambda pp: (pp.view, hash_block(pp.block)), default=None)
     return NewViewPlan(floor_height, floor_hash, floor_cert, None if best is None else best.block)
 
 
@@ -244,7 +246,8 @@ class Replica:
         self._fetch_retry_at_ms = 0
         self._behind_since_ms: int | None = None
         self._fetch_rotation = 0
-        self._helped_at_ms: dict[int, int] = {}
+        self._helped_at_ms: dict[tuple[str, int], int] = {}
+        self._stable_proof: tuple[Checkpoint, ...] = ()
         if persisted:
             self._restore(persisted)
 
@@ -425,7 +428,7 @@ class Replica:
 
     def _accept_preprepare(self, pp: PrePrepare, now_ms: int) -> list[Action]:
         block = pp.block
-        block_hash = block.hash()
+        block_hash = hash_block(block)
         if block.chain_id != self.config.chain_id or block.prev_hash != self.last_hash:
             self.stats["preprepare_bad_link"] += 1
             return []
@@ -554,7 +557,7 @@ class Replica:
 
     def _help_reproposal(self, pp: PrePrepare) -> list[Action]:
         """Vote for a NEW-VIEW re-proposal of the block we already committed, so that others can too."""
-        block_hash = pp.block.hash()
+        block_hash = hash_block(pp.block)
         if (pp.height != self.committed_height or block_hash != self.last_hash
                 or self._justified != (pp.view, pp.height, block_hash)):
             self.stats["old_height"] += 1
@@ -618,9 +621,11 @@ class Replica:
 
     def _on_checkpoint(self, checkpoint: Checkpoint, now_ms: int) -> list[Action]:
         actions = self._note_height(checkpoint.sender, checkpoint.height, now_ms)
-        if checkpoint.height % self.config.checkpoint_interval or checkpoint.height <= self._stable[0]:
+        if checkpoint.height % self.config.checkpoint_interval:
             self.stats["checkpoint_ignored"] += 1
             return actions
+        if checkpoint.height <= self._stable[0]:
+            return actions + self._forward_stable_proof(checkpoint, now_ms)
         votes = self._checkpoint_votes.get(checkpoint.height)
         if votes is None:
             if len(self._checkpoint_votes) >= MAX_CHECKPOINT_HEIGHTS:
@@ -643,9 +648,17 @@ class Replica:
         if not winners or height <= self._stable[0]:
             return []
         self._stable = (height, winners[0])
+        self._stable_proof = tuple(c for c in self._checkpoint_votes[height].values() if c.block_hash == winners[0])
         self.stats["stable_checkpoints"] += 1
         self._checkpoint_votes = {h: v for h, v in self._checkpoint_votes.items() if h > height}
         return [Persist(KEY_STABLE, codec.encode([height, winners[0]]))]
+
+    def _forward_stable_proof(self, checkpoint: Checkpoint, now_ms: int) -> list[Action]:
+        """A peer still announces a checkpoint at or below our stable one: it missed the quorum that made
+        ours stable (peers stop retransmitting once stable), so send it the quorum of signed checkpoints."""
+        if not self._stable_proof or not self._may_help("checkpoint", checkpoint.sender, now_ms):
+            return []
+        return [Send(checkpoint.sender, c) for c in self._stable_proof if c.sender != checkpoint.sender]
 
     # ------------------------------------------------------------------ timers, retransmission, catch-up
 
@@ -677,14 +690,25 @@ class Replica:
         if committed_claim > self._ahead.get(sender, 0):
             self._ahead[sender] = committed_claim
         if (exact and committed_claim < self.committed_height and self._last_commit is not None
-                and now_ms >= self._helped_at_ms.get(sender, 0)):
-            self._helped_at_ms[sender] = now_ms + max(1, self.config.view_timeout_ms // 2)
+                and self._may_help("commit", sender, now_ms)):
             return [Send(sender, self._last_commit)]
         return []
 
+    def _may_help(self, kind: str, peer: int, now_ms: int) -> bool:
+        """Rate-limit unsolicited help to one peer: at most once per half timeout and kind."""
+        if now_ms < self._helped_at_ms.get((kind, peer), 0):
+            return False
+        self._helped_at_ms[(kind, peer)] = now_ms + max(1, self.config.view_timeout_ms // 2)
+        return True
+
     def _learn_final(self, cert: CommitCertificate, now_ms: int) -> list[Action]:
+        """A verified certificate shows a block final. If it is our next block and we hold it (we accepted
+        its PRE-PREPARE but missed the COMMITs), deliver it now; otherwise catch up."""
         if cert.height > self._final_height():
             self._known_cert = cert
+        block = self._candidates.get(cert.block_hash)
+        if cert.height == self.committed_height + 1 and block is not None:
+            return self._deliver(block, cert, now_ms)
         return self._maybe_fetch(now_ms)
 
     def _catch_up_target(self) -> int:
@@ -708,7 +732,8 @@ class Replica:
             return []
         self._fetch_target = target
         self._fetch_retry_at_ms = now_ms + self.config.view_timeout_ms
-        peers = sorted(s for s, h in self._ahead.items() if h >= target)
+        ahead = sorted(s for s, h in self._ahead.items() if h >= target)
+        peers = ahead + [s for s in range(self.config.n) if s != self.index and s not in ahead]
         peer = peers[self._fetch_rotation % len(peers)] if peers else None
         self._fetch_rotation += 1
         self.stats["fetch_requests"] += 1
@@ -750,7 +775,7 @@ class Replica:
             return self._start_view_change(higher[self.config.f], now_ms)
         if self.active:
             return []
-        if sum(vc.new_view == self.view for vc in self._view_changes.values()) < self.quorum:
+        if sum(vc.new_view >= self.view for vc in self._view_changes.values()) < self.quorum:
             return []
         if self.deadline_ms is None:
             self.deadline_ms = now_ms + self.timeout_ms()
@@ -778,9 +803,8 @@ class Replica:
 
     def _forward_new_view(self, sender: int, now_ms: int) -> list[Action]:
         """A peer still asks for a view we already run: send it the NEW-VIEW that installed ours."""
-        if self._new_view is None or now_ms < self._helped_at_ms.get(-1 - sender, 0):
+        if self._new_view is None or not self._may_help("new_view", sender, now_ms):
             return []
-        self._helped_at_ms[-1 - sender] = now_ms + max(1, self.config.view_timeout_ms // 2)
         return [Send(sender, self._new_view)]
 
     def _embedded_equivocation(self, prepared: PreparedCertificate) -> list[Action]:
@@ -808,7 +832,7 @@ class Replica:
             return False
         if pp.block.chain_id != self.config.chain_id or not self._check_signature(pp):
             return False
-        block_hash = pp.block.hash()
+        block_hash = hash_block(pp.block)
         senders = set()
         for prepare in cert.prepares:
             if (prepare.view, prepare.height, prepare.block_hash) != (pp.view, pp.height, block_hash):
@@ -875,7 +899,7 @@ class Replica:
             return plan if pp is None else None
         if pp is None or (pp.view, pp.height, pp.sender) != (nv.view, plan.floor_height + 1, nv.sender):
             return None
-        if pp.block.hash() != plan.block.hash() or not self._check_signature(pp):
+        if hash_block(pp.block) != hash_block(plan.block) or not self._check_signature(pp):
             return None
         return plan
 
@@ -890,7 +914,7 @@ class Replica:
         self._view_floor = plan.floor_height
         self._view_changes = {s: vc for s, vc in self._view_changes.items() if vc.new_view > nv.view}
         pp = nv.preprepare
-        self._justified = None if pp is None else (pp.view, pp.height, pp.block.hash())
+        self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
         self.stats["views_installed"] += 1
         actions: list[Action] = [Persist(KEY_VIEW, self._view_record()), ViewChanged(nv.view)]
         if plan.floor_cert is not None:
@@ -941,7 +965,7 @@ class Replica:
                 self._new_view = nv
                 self._view_floor = plan.floor_height
                 pp = nv.preprepare
-                self._justified = None if pp is None else (pp.view, pp.height, pp.block.hash())
+                self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
         if not self.active and KEY_VIEW_CHANGE in persisted:
             vc = decode(persisted[KEY_VIEW_CHANGE])
             assert isinstance(vc, ViewChange) and vc.new_view == self.view, vc

@@ -71,7 +71,7 @@ class SimConfig:
     window: int = 8
     view_timeout_ms: int = 300
     max_view_timeout_ms: int = 4800
-    tick_ms: int = 20
+    tick_ms: int = 50
     fault_period_ms: int = 3000
     liveness_bound_ms: int = 30000
     liveness_txs: int = 3
@@ -206,7 +206,7 @@ class SimNode:
             elif isinstance(action, ValidateBlock):
                 ok = not any(tx.startswith(INVALID_TX_PREFIX) for tx in action.block.txs)
                 self.sim.schedule(now_ms + self.sim.rng.randint(0, 15), "validated", self.node_id,
-                                  (self.incarnation, action.block.hash(), ok))
+                                  (self.incarnation, wire.hash_block(action.block), ok))
             elif isinstance(action, Deliver):
                 self._deliver(action.block, action.cert)
             elif isinstance(action, RecordEvidence):
@@ -278,6 +278,7 @@ class Simulation:
                                             config.view_timeout_ms, config.max_view_timeout_ms)
         self.stats: Counter[str] = Counter()
         self.queue: list[tuple[int, int, str, int, Any]] = []
+        self._wire_cache: dict[int, tuple[Message, Message]] = {}
         self._seq = 0
         byzantine = self.rng.sample(range(n), config.byzantine)
         behaviour = {i: self.rng.choice(config.behaviours) for i in byzantine}
@@ -369,11 +370,20 @@ class Simulation:
             self.stats["partitioned"] += 1
             return
         if self.config.wire:
-            msg = wire.decode(wire.encode(msg))
+            msg = self._through_wire(msg)
         self.stats["messages"] += 1
         if node.behaviour == "replay" and len(node.replayable) < 400:
             node.replayable.append(msg)
         node.execute(node.replica.receive(msg, now_ms), now_ms)
+
+    def _through_wire(self, msg: Message) -> Message:
+        """Encode and decode a message with the real codec, once per sent object (a broadcast shares it)."""
+        cached = self._wire_cache.get(id(msg))
+        if cached is None or cached[0] is not msg:
+            cached = (msg, wire.decode(wire.encode(msg)))
+            assert cached[1] == msg, "the wire codec must round-trip every message"
+            self._wire_cache[id(msg)] = cached
+        return cached[1]
 
     # ------------------------------------------------------------------ Byzantine behaviours
 
@@ -509,11 +519,12 @@ def run_one(seed: int, config: SimConfig) -> RunResult:
 
 
 def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config: SimConfig | None = None,
-                    clock: Callable[[], float] | None = None, out: Any = None) -> SimReport:
+                    clock: Callable[[], float] | None = None, out: Any = None,
+                    stop_after_failures: int | None = None) -> SimReport:
     """Run one simulation per seed; print every failing seed (to `out`) and summarise.
 
     `clock` (e.g. time.perf_counter) is only used to report runs per second: the protocol core may not
-    read a clock, so the caller passes one in.
+    read a clock, so the caller passes one in. `stop_after_failures` ends the sweep early (bug hunts).
     """
     base = config or SimConfig()
     cfg = replace(base, nodes=nodes, byzantine=byzantine)
@@ -536,6 +547,8 @@ def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config:
             report.details[seed] = result.violations + liveness
             if out is not None:
                 print(f"FAILED seed={seed} nodes={nodes} byzantine={byzantine}: {report.details[seed]}", file=out)
+            if stop_after_failures is not None and len(report.failing_seeds) >= stop_after_failures:
+                break
     elapsed = (clock() - started) if clock else 0.0
     report.runs_per_s = report.runs / elapsed if elapsed > 0 else 0.0
     return report

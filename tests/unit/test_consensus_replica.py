@@ -43,6 +43,7 @@ class Cluster:
         self.down: set[int] = set()
         self.valid = True
         self.queue: list[tuple[int, object]] = []
+        self.drop = lambda to, msg: False
         self.log: list[tuple[int, object]] = []
         self.now = 0
 
@@ -63,7 +64,7 @@ class Cluster:
     def settle(self) -> None:
         while self.queue:
             to, msg = self.queue.pop(0)
-            if to not in self.down:
+            if to not in self.down and not self.drop(to, msg):
                 self.run(to, self.replicas[to].receive(msg, self.now))
 
     def propose(self, *txs: bytes) -> None:
