@@ -65,4 +65,10 @@ class MissingMessages(SmpcError):
 
 class RoundAborted(SmpcError):
     """The round cannot complete: fewer participants than the threshold remain, or secrets are
-    unrecoverable. The caller starts the next round; the reason says which phase failed."""
+    unrecoverable. The caller starts the next round; the reason says which phase failed, and
+    `culprit` names the participant at fault when the evidence is unambiguous (a reconstructed
+    secret that contradicts its owner's signed advertisement)."""
+
+    def __init__(self, reason: str, culprit: int | None = None) -> None:
+        super().__init__(reason)
+        self.culprit = culprit

@@ -281,9 +281,9 @@ class SecAggParticipant:
         assert (self.phase, event) in TRANSITIONS, f"illegal transition {event!r} from {self.phase}"
         self.phase = TRANSITIONS[(self.phase, event)]
 
-    def _abort(self, reason: str) -> RoundAborted:
+    def _abort(self, reason: str, culprit: int | None = None) -> RoundAborted:
         self.phase = Phase.ABORTED
-        return RoundAborted(reason)
+        return RoundAborted(reason, culprit)
 
     def _require_quorum(self, members: frozenset[int], what: str) -> None:
         if len(members) < self.config.degree + 1:
@@ -572,7 +572,7 @@ class SecAggParticipant:
         if result.inconsistent_ids:
             inconsistent[owner] = result.inconsistent_ids
         if not self._matches_advert(owner, kind, secret):
-            raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement")
+            raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement", owner)
         return secret
 
     def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:

@@ -43,7 +43,7 @@ class RoundOutcome:
     """What each participant ended with, the committed sets, and the bytes each one published."""
 
     results: dict[int, SecAggResult] = field(default_factory=dict)
-    aborted: dict[int, str] = field(default_factory=dict)
+    aborted: dict[int, RoundAborted] = field(default_factory=dict)
     committed: list[frozenset[int]] = field(default_factory=list)
     violations: dict[int, list[ProtocolViolation]] = field(default_factory=dict)
     published_bytes: dict[int, int] = field(default_factory=dict)
@@ -93,7 +93,7 @@ class _Round:
             try:
                 sent = self.broadcast(i, call(self.machines[i]))
             except RoundAborted as aborted:
-                self.outcome.aborted[i] = str(aborted)
+                self.outcome.aborted[i] = aborted
                 continue
             if sent is not None:
                 senders.add(i)
@@ -133,7 +133,7 @@ def run_round(
         try:
             result = machine.try_finish() or machine.try_finish(deadline_passed=True)
         except RoundAborted as aborted:
-            sim.outcome.aborted[i] = str(aborted)
+            sim.outcome.aborted[i] = aborted
             continue
         assert result is not None and result.survivors == inputs
         sim.outcome.results[i] = result
