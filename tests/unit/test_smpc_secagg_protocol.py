@@ -9,6 +9,7 @@ from smpc import field, messages
 from smpc.errors import BadPublicKey, BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
 from smpc.messages import AdvertiseKeys, Message, UnmaskShares
 from smpc.prg import SeededRandomBytes
+from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import (
     Phase,
     RevealGuard,
@@ -333,3 +334,19 @@ def test_a_dealer_whose_shares_contradict_its_advert_is_named_as_culprit() -> No
     assert set(outcome.results) == {3}, "only the cheater, which kept its true advert, finishes"
     assert set(outcome.aborted) == {1, 2, 4, 5}
     assert all(aborted.culprit == 3 for aborted in outcome.aborted.values())
+
+
+def test_float_updates_round_trip_through_quantization_and_masking() -> None:
+    """Clipped float updates -> quantize -> secure round -> dequantize: the survivors' mean within
+    one quantization step per update of the plain mean of the clipped updates."""
+    n = 6
+    params = QuantParams.for_participants(clip_l2=1.0, max_participants=n)
+    rng = np.random.default_rng(12)
+    floats = {i: rng.standard_normal(LENGTH) * 0.4 for i in range(1, n + 1)}
+    rand = SeededRandomBytes.from_int(12)
+    quantized = {i: quantize(u, params, rand) for i, u in floats.items()}
+    outcome = run_round(config(n, degree=2), quantized, DropSchedule(before_mask=frozenset({5})), seed=12)
+    survivors = sorted(outcome.committed[2])
+    mean = dequantize_sum(outcome.results[1].total, params) / len(survivors)
+    plain = np.mean([clip_l2(floats[i], 1.0) for i in survivors], axis=0)
+    assert np.max(np.abs(mean - plain)) <= 1.0 / params.scale
