@@ -294,8 +294,13 @@ class SecAggParticipant:
         if missing:
             raise MissingMessages(phase, frozenset(missing))
 
-    def _stored(self, cls: type[Message], sender: int) -> Message:
-        return self._store[cls][sender]
+    def _stored(self, cls: type[_M], sender: int) -> _M:
+        message = self._store[cls][sender]
+        assert isinstance(message, cls), "store holds messages of the wrong kind"
+        return message
+
+    def _stored_all(self, cls: type[_M]) -> dict[int, _M]:
+        return {sender: self._stored(cls, sender) for sender in sorted(self._store[cls])}
 
     def drain_violations(self) -> list[ProtocolViolation]:
         """Evidence against peers found while processing buffered messages at transitions."""
@@ -386,7 +391,6 @@ class SecAggParticipant:
 
     def _pair_key(self, secret_key: bytes, owner: int, peer: int, purpose: KeyPurpose) -> bytes:
         advert = self._stored(AdvertiseKeys, peer)
-        assert isinstance(advert, AdvertiseKeys)
         public_key = advert.mask_public_key if purpose is KeyPurpose.MASK else advert.encryption_public_key
         return pair_key(secret_key, public_key, purpose, self.config.chain_id, self.config.round_id, owner, peer)
 
@@ -411,7 +415,6 @@ class SecAggParticipant:
         for owner in sorted(members - {self.me}):
             try:
                 bundle = self._stored(ShareKeys, owner)
-                assert isinstance(bundle, ShareKeys)
                 check_bundle_recipients(bundle, self._keys_set)
             except ProtocolViolation as violation:
                 self._violations.append(violation)
@@ -429,7 +432,6 @@ class SecAggParticipant:
     def _decrypt_shares(self, owner: int) -> tuple[FieldArray, FieldArray]:
         assert self._secrets is not None
         bundle = self._stored(ShareKeys, owner)
-        assert isinstance(bundle, ShareKeys)
         ciphertext = dict(bundle.ciphertexts).get(self.me)
         if ciphertext is None:
             raise ProtocolViolation("share bundle has no ciphertext for us", owner)
@@ -493,9 +495,7 @@ class SecAggParticipant:
 
     def _screen_committed_inputs(self) -> None:
         store = self._store[MaskedInput]
-        for sender in sorted(store):
-            message = store[sender]
-            assert isinstance(message, MaskedInput)
+        for sender, message in self._stored_all(MaskedInput).items():
             if self._input_digests.get(sender) != message.digest():
                 del store[sender]
                 if sender in self._input_digests:
@@ -532,7 +532,6 @@ class SecAggParticipant:
 
     def _masked_vector(self, owner: int) -> RingArray:
         message = self._stored(MaskedInput, owner)
-        assert isinstance(message, MaskedInput)
         return message.vector()
 
     def _valid_reveals(self) -> dict[int, UnmaskShares]:
@@ -540,8 +539,7 @@ class SecAggParticipant:
         survivors = set(self._input_digests)
         dropped = self._shares_set - survivors
         valid = {}
-        for sender, message in sorted(self._store[UnmaskShares].items()):
-            assert isinstance(message, UnmaskShares)
+        for sender, message in self._stored_all(UnmaskShares).items():
             seed_owners = {owner for owner, _ in message.self_seed_shares}
             key_owners = {owner for owner, _ in message.mask_key_shares}
             if sender in self._keys_set and seed_owners <= survivors and key_owners <= dropped:
@@ -577,7 +575,6 @@ class SecAggParticipant:
 
     def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:
         advert = self._stored(AdvertiseKeys, owner)
-        assert isinstance(advert, AdvertiseKeys)
         if kind is SecretKind.SELF_SEED:
             expected = self_seed_commitment(self.config.chain_id, self.config.round_id, owner, secret)
             return expected == advert.self_seed_commitment
