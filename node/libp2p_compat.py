@@ -21,7 +21,7 @@ re-check:
 * every stream handler, including gossipsub's, is wrapped so that an exception
   caused by a peer's bytes resets that one stream instead of ending the host
   (an exception escaping a handler propagates through the connection's nursery
-  and tears the whole swarm down);
+  and tears the whole swarm down), and so is every per-message pubsub task;
 * gossipsub's per-peer outbound queue and its per-topic delivery queue (32
   entries each by default, overflow silently dropped) are enlarged, and its
   10 messages/s per peer per topic rate limit is raised (`NetLimits`).
@@ -33,6 +33,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import libp2p.network.swarm as libp2p_swarm
 import libp2p.pubsub.pubsub as libp2p_pubsub
@@ -57,6 +58,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service.api import ManagerAPI
+from libp2p.tools.anyio_service.trio_manager import TrioManager
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +188,43 @@ def guard_handler(
             await reset_quietly(stream)
 
     return guarded
+
+
+def guard_service_tasks(manager: ManagerAPI, on_error: Callable[[], None]) -> None:
+    """Make every non-daemon task of a py-libp2p service swallow (and count) its exceptions.
+
+    Pubsub processes each received message in a task of its own (`push_msg`)
+    and reacts to subscriptions with more tasks; an exception there ends the
+    whole pubsub service and with it the network.  Measured: a gossip message
+    whose `key` field is not a protobuf public key makes `push_msg` raise
+    `DecodeError`.  Daemon tasks (heartbeats, queues) are left alone: they are
+    not driven by one peer's message, and the manager treats their end as fatal
+    anyway.
+    """
+    assert isinstance(manager, TrioManager), f"unexpected service manager {manager!r}"
+    original_run_task = manager.run_task
+
+    def run_task(
+        async_fn: Callable[..., Awaitable[Any]],
+        *args: Any,
+        daemon: bool = False,
+        name: str | None = None,
+        _internal: bool = False,
+    ) -> None:
+        if daemon or _internal:
+            original_run_task(async_fn, *args, daemon=daemon, name=name, _internal=_internal)
+            return
+
+        async def guarded(*task_args: Any) -> None:
+            try:
+                await async_fn(*task_args)
+            except Exception:  # a peer's message must never end the service
+                logger.info("pubsub task %s failed", name or async_fn, exc_info=True)
+                on_error()
+
+        original_run_task(guarded, *args, name=name or getattr(async_fn, "__qualname__", None))
+
+    manager.run_task = run_task  # type: ignore[method-assign,assignment]
 
 
 async def reset_quietly(stream: INetStream) -> None:

@@ -18,6 +18,7 @@ can end the host, and that every length is bounded before anything is read.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import struct
@@ -463,8 +464,9 @@ class Network:
             self._set_handler(protocol, pubsub.stream_handler)
         pubsub.set_topic_validator(self._topic, self._validate_gossip, is_async_validator=False)
         self._pubsub = pubsub
-        await self._nursery.start(_run_service, router)
-        await self._nursery.start(_run_service, pubsub)
+        on_task_error = functools.partial(self._reject, "gossip_task_error", "?")
+        await self._nursery.start(_run_service, router, on_task_error)
+        await self._nursery.start(_run_service, pubsub, on_task_error)
         await pubsub.wait_until_ready()
         subscription = await pubsub.subscribe(self._topic)
         self._nursery.start_soon(self._pump_gossip, subscription)
@@ -487,11 +489,13 @@ class Network:
 
 async def _run_service(
     service: ServiceAPI,
+    on_task_error: Callable[[], None],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,  # type: ignore[name-defined]
 ) -> None:
-    """Run a py-libp2p service until cancelled, reporting when it has started."""
-    async with background_trio_service(service):
+    """Run a py-libp2p service until cancelled, its tasks guarded, reporting when it has started."""
+    async with background_trio_service(service) as manager:
+        libp2p_compat.guard_service_tasks(manager, on_task_error)
         task_status.started()
         await trio.sleep_forever()
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from libp2p import new_host
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
 from libp2p.utils.varint import encode_uvarint
 from nacl.signing import SigningKey
@@ -269,6 +270,18 @@ def test_garbage_and_oversize_frames_do_not_crash_the_host() -> None:
             attacker = libp2p_compat.build_host(attacker_seed, listen, dial_timeout_s=5)
             async with attacker.run([listen]):
                 await attacker.connect(info_from_p2p_addr(multiaddr.Multiaddr(target.listen_addrs[0])))
+                bad_key = rpc_pb2.RPC(
+                    publish=[
+                        rpc_pb2.Message(
+                            from_id=b"not a peer id",  # so the library parses `key` instead
+                            data=b"x",
+                            seqno=b"\x01",
+                            topicIDs=[TOPIC],
+                            signature=b"sig",
+                            key=b"\xff\xff",
+                        )
+                    ]
+                ).SerializeToString()
                 # Last: pubsub answers an oversize RPC by dropping the whole connection.
                 attacks = [
                     (libp2p_compat.GOSSIP_PROTOCOLS[0], encode_uvarint(4) + b"\xff\xff\xff\xff"),
@@ -277,6 +290,10 @@ def test_garbage_and_oversize_frames_do_not_crash_the_host() -> None:
                     (REQUEST_PROTOCOL, FRAME_HEADER.pack(FAST_LIMITS.frame_max_bytes + 1)),
                     (libp2p_compat.GOSSIP_PROTOCOLS[1], encode_uvarint(1 << 30)),
                 ]
+                # A well-formed RPC whose `key` pubsub's per-message task fails to parse.
+                stream = await attacker.new_stream(ID.from_base58(target.peer_id), [libp2p_compat.GOSSIP_PROTOCOLS[0]])
+                await stream.write(encode_uvarint(len(bad_key)) + bad_key)
+                await wait_until(lambda: target.stats["rejected:gossip_task_error"] >= 1)
                 for protocol, garbage in attacks:
                     stream = await attacker.new_stream(ID.from_base58(target.peer_id), [protocol])
                     await stream.write(garbage)
