@@ -93,9 +93,12 @@ def clip_and_round(
 
     Stochastic rounding is floor(v + u) with u uniform in [0, 1): it rounds up exactly when
     u >= 1 - frac(v), which has probability frac(v), so the result is unbiased and each entry
-    stays within ceil(clip_l2 * scale) in absolute value.
+    stays within ceil(clip_l2 * scale) in absolute value. The per-coordinate clamp to
+    clip_l2 * scale changes nothing in exact arithmetic (|x_k| <= ||x||); it keeps that bound even
+    when the norm, computed in the input's precision (float32 for model updates), is slightly low.
     """
     scaled: npt.NDArray[np.float64] = np.multiply(values, clip_factor(values, clip_l2) * scale, dtype=np.float64)
+    np.clip(scaled, -clip_l2 * scale, clip_l2 * scale, out=scaled)  # no-op in exact arithmetic
     scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
     np.floor(scaled, out=scaled)
     return scaled

@@ -49,3 +49,14 @@ def test_stochastic_rounding_is_unbiased() -> None:
     quantized = field.ring_to_signed(quantize(np.full(10_000, 0.1), params, SeededRandomBytes.from_int(13)))
     assert set(np.unique(quantized).tolist()) == {0, 1}
     assert abs(quantized.mean() - 0.4) < 0.02  # five standard deviations
+
+
+def test_float32_updates_with_all_mass_on_one_coordinate_respect_the_bound() -> None:
+    params = QuantParams.for_participants(1.0, 10)
+    rand = SeededRandomBytes.from_int(14)
+    for value in (1.0, 3.0e10, 1.0000001):
+        update = np.zeros(1000, dtype=np.float32)
+        update[7] = value
+        update[8] = value * 1e-4
+        q = field.ring_to_signed(quantize(update, params, rand))
+        assert np.max(np.abs(q)) <= params.coordinate_bound
