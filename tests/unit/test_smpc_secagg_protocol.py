@@ -350,3 +350,26 @@ def test_float_updates_round_trip_through_quantization_and_masking() -> None:
     mean = dequantize_sum(outcome.results[1].total, params) / len(survivors)
     plain = np.mean([clip_l2(floats[i], 1.0) for i in survivors], axis=0)
     assert np.max(np.abs(mean - plain)) <= 1.0 / params.scale
+
+
+def test_a_node_that_masked_but_is_left_out_of_u3_is_excluded_and_stays_hidden() -> None:
+    """Validation rejects node 3 after all four masked: U3 = {1, 2, 4}. The result is the sum of
+    the accepted updates; for node 3 only mask-key shares are revealed, never its self-seed."""
+    harness = Harness()
+    harness.to_masked_input_phase()
+    updates = make_updates(4, seed=13)
+    inputs = {i: m.mask(updates[i]) for i, m in harness.machines.items()}
+    for message in inputs.values():
+        harness.deliver(message)
+    accepted = frozenset({1, 2, 4})
+    digests = {i: inputs[i].digest() for i in accepted}
+    reveals = {i: m.on_inputs_committed(digests) for i, m in harness.machines.items()}
+    for reveal in reveals.values():
+        assert reveal is not None
+        assert [owner for owner, _ in reveal.mask_key_shares] == [3]
+        assert 3 not in {owner for owner, _ in reveal.self_seed_shares}
+        harness.deliver(reveal)
+    for machine in harness.machines.values():
+        result = machine.try_finish()
+        assert result is not None and result.dropped == frozenset({3})
+        assert np.array_equal(result.total, plain_sum(updates, accepted))
