@@ -230,6 +230,7 @@ class Replica:
         self._signed: dict[str, tuple[int, int, bytes]] = {}
         self._outbox: dict[type, Message] = {}
         self._last_commit: Commit | None = None
+        self._head_cert: CommitCertificate | None = committed_cert
         self._future: dict[tuple[int, type], Message] = {}
         self._seen: dict[tuple[type, int, int, int], Message] = {}
         self._evidenced: set[tuple[type, int, int, int]] = set()
@@ -523,6 +524,7 @@ class Replica:
             self._known_cert = cert
         own_commit = self._outbox.get(Commit)
         self._last_commit = own_commit if isinstance(own_commit, Commit) else None
+        self._head_cert = cert
         self._reset_height()
         if self.active:
             self.attempts = 0
@@ -682,16 +684,19 @@ class Replica:
         return 0 if self._known_cert is None else self._known_cert.height
 
     def _note_height(self, sender: int, committed_claim: int, now_ms: int, *, exact: bool = True) -> list[Action]:
-        """Track how far peers claim to be; help a peer that is behind with our last COMMIT.
+        """Track how far peers claim to be; help a peer that is behind with the certificate of our head
+        block, sent as the quorum of signed COMMITs it is made of (they verify like fresh ones).
 
         `exact` is False when the message bounds the sender's height only from below (a COMMIT for h
         says the sender has h-1, maybe h), so it cannot show that the sender is behind.
         """
         if committed_claim > self._ahead.get(sender, 0):
             self._ahead[sender] = committed_claim
-        if (exact and committed_claim < self.committed_height and self._last_commit is not None
-                and self._may_help("commit", sender, now_ms)):
-            return [Send(sender, self._last_commit)]
+        head = self._head_cert
+        if (exact and committed_claim < self.committed_height and head is not None
+                and head.height == self.committed_height and self._may_help("commit", sender, now_ms)):
+            return [Send(sender, Commit(head.view, head.height, head.block_hash, signer, signature))
+                    for signer, signature in head.signatures if signer != sender]
         return []
 
     def _may_help(self, kind: str, peer: int, now_ms: int) -> bool:
@@ -940,6 +945,8 @@ class Replica:
             cert = CommitCertificate.decode(persisted[KEY_CERT])
             if cert.height > self._final_height():
                 self._known_cert = cert
+            if cert.height == self.committed_height:
+                self._head_cert = cert
         if KEY_PREPARED in persisted:
             prepared = decode_prepared(persisted[KEY_PREPARED])
             if prepared.preprepare.height > self.committed_height:
@@ -954,8 +961,9 @@ class Replica:
         self._restore_view_messages(persisted)
 
     def _restore_view_messages(self, persisted: PersistedState) -> None:
-        """A persisted NEW-VIEW for our view means we installed it (the view record may lag behind it);
-        a persisted VIEW-CHANGE for the view we wait for is the one we sent and is re-sent as is."""
+        """The view records may lag behind the messages (a crash can cut an action list between two
+        Persists): a persisted NEW-VIEW for our view or above means we installed it, and a persisted
+        VIEW-CHANGE above our view means we were moving to that view; it is re-sent exactly as signed."""
         if KEY_NEW_VIEW in persisted:
             nv = decode(persisted[KEY_NEW_VIEW])
             assert isinstance(nv, NewView)
@@ -966,11 +974,13 @@ class Replica:
                 self._view_floor = plan.floor_height
                 pp = nv.preprepare
                 self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
-        if not self.active and KEY_VIEW_CHANGE in persisted:
+        if KEY_VIEW_CHANGE in persisted:
             vc = decode(persisted[KEY_VIEW_CHANGE])
-            assert isinstance(vc, ViewChange) and vc.new_view == self.view, vc
-            self._my_view_change = vc
-            self._view_changes[self.index] = vc
+            assert isinstance(vc, ViewChange), vc
+            if vc.new_view > self.view or (vc.new_view == self.view and not self.active):
+                self.view, self.active = vc.new_view, False
+                self._my_view_change = vc
+                self._view_changes[self.index] = vc
 
 
 _Handler = Callable[[Replica, Message, int], list[Action]]

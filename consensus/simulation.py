@@ -78,6 +78,8 @@ class SimConfig:
     max_drop: float = 0.15
     max_duplicate: float = 0.1
     max_delay_ms: int = 40
+    delay_tail: float = 0.05
+    """Probability that a message is delayed by another 100-1000 ms during the fault period."""
     crashes: int = 2
     partitions: int = 2
     wire: bool = True
@@ -191,6 +193,7 @@ class SimNode:
             cut = self.sim.rng.randrange(len(actions) + 1)
             self._run(actions[:cut], now_ms)
             self.crash()
+            self.sim.timeline.append((now_ms, self.node_id, "crash", 0))
             return
         self._run(actions, now_ms)
         self._maybe_propose(now_ms)
@@ -209,6 +212,7 @@ class SimNode:
                                   (self.incarnation, wire.hash_block(action.block), ok))
             elif isinstance(action, Deliver):
                 self._deliver(action.block, action.cert)
+                self.sim.timeline.append((now_ms, self.node_id, "deliver", action.block.height))
             elif isinstance(action, RecordEvidence):
                 self.sim.stats["evidence_" + action.kind] += 1
             elif isinstance(action, FetchBlocks):
@@ -216,6 +220,7 @@ class SimNode:
                                   (self.incarnation, action.from_height, action.peer))
             elif isinstance(action, ViewChanged):
                 self.sim.stats["views_installed"] += 1
+                self.sim.timeline.append((now_ms, self.node_id, "view", action.view))
             else:
                 raise TypeError(f"unknown action {action!r}")
 
@@ -279,6 +284,8 @@ class Simulation:
         self.stats: Counter[str] = Counter()
         self.queue: list[tuple[int, int, str, int, Any]] = []
         self._wire_cache: dict[int, tuple[Message, Message]] = {}
+        self.timeline: list[tuple[int, int, str, int]] = []
+        """(time, node, event, value) for "view", "deliver" and "crash": what benchmarks measure."""
         self._seq = 0
         byzantine = self.rng.sample(range(n), config.byzantine)
         behaviour = {i: self.rng.choice(config.behaviours) for i in byzantine}
@@ -360,7 +367,7 @@ class Simulation:
                 self.stats["dropped"] += 1
                 continue
             delay = rng.randint(1, self.config.max_delay_ms)
-            if faulty and rng.random() < 0.05:
+            if faulty and rng.random() < self.config.delay_tail:
                 delay += rng.randint(100, 1000)
             for node in self.by_index.get(to, ()):
                 self.schedule(now_ms + delay, "msg", node.node_id, (src.index, msg))
@@ -460,6 +467,9 @@ class Simulation:
             node = self.nodes[node_id] if node_id >= 0 else None
             if kind == "faults_end":
                 liveness_txs = self._end_faults(now)
+            elif kind == "crash_primary":
+                view = max(n.replica.view for n in self.nodes if n.alive and n.replica.active)
+                self.by_index[view % cfg.nodes][0].crash_pending = True
             elif kind == "tx":
                 for target in self.nodes:
                     if target.alive and self.rng.random() < 0.8:
@@ -516,6 +526,26 @@ class Simulation:
 
 def run_one(seed: int, config: SimConfig) -> RunResult:
     return Simulation(seed, config).run()
+
+
+def primary_failover_ms(nodes: int, seed: int, config: SimConfig | None = None) -> tuple[int, int]:
+    """Crash the primary mid-run on an otherwise clean network (no drops, partitions or
+    Byzantine replicas): return (ms until every live replica runs a new view, ms until the next block
+    commits at all of them), both from the moment of the crash."""
+    cfg = replace(config or SimConfig(), nodes=nodes, byzantine=0, crashes=0, partitions=0, max_drop=0.0,
+                  max_duplicate=0.0, delay_tail=0.0, fault_period_ms=6000)
+    sim = Simulation(seed, cfg)
+    sim.schedule(1500, "crash_primary", -1)
+    sim.run()
+    crashed_at, victim = next((t, node) for t, node, event, _ in sim.timeline if event == "crash")
+    height_at_crash = max(v for t, node, event, v in sim.timeline if event == "deliver" and t <= crashed_at)
+    others = [i for i in range(nodes) if i != victim]
+    view_at = max(min(t for t, node, event, v in sim.timeline if node == i and event == "view" and t >= crashed_at)
+                  for i in others)
+    commit_at = max(min(t for t, node, event, v in sim.timeline
+                        if node == i and event == "deliver" and v > height_at_crash and t >= crashed_at)
+                    for i in others)
+    return view_at - crashed_at, commit_at - crashed_at
 
 
 def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config: SimConfig | None = None,
