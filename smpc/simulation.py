@@ -30,12 +30,15 @@ Tamper = Callable[[Message, Signer], Message]
 
 @dataclass(frozen=True, slots=True)
 class DropSchedule:
-    """Participants that go silent just before each phase (and stay silent)."""
+    """Participants that go silent just before each phase (and stay silent), and participants
+    whose masked input the ledger leaves out of U3 although they stay online (late, or rejected
+    by validation)."""
 
     before_advertise: frozenset[int] = frozenset()
     before_share: frozenset[int] = frozenset()
     before_mask: frozenset[int] = frozenset()
     before_unmask: frozenset[int] = frozenset()
+    left_out: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True)
@@ -124,9 +127,9 @@ def run_round(
     masked = {
         i: sim.broadcast(i, sim.machines[i].mask(updates[i])) for i in sorted(sim.alive) if sim.machines[i].can_mask
     }
-    inputs = sim.commit(set(masked))
+    inputs = sim.commit(set(masked) - drops.left_out)
     sim.alive -= drops.before_unmask
-    digests = {i: message.digest() for i, message in masked.items() if message is not None}
+    digests = {i: message.digest() for i, message in masked.items() if message is not None and i in inputs}
     sim.step(lambda m: m.on_inputs_committed(digests))
     for i in sorted(sim.alive):
         machine = sim.machines[i]

@@ -17,8 +17,8 @@ LENGTH = 8
 def scenarios(draw: st.DrawFn) -> tuple[int, int, DropSchedule, int]:
     n = draw(st.integers(min_value=5, max_value=10))
     degree = draw(st.integers(min_value=1, max_value=(n - 1) // 2))
-    phase_of = draw(st.lists(st.integers(min_value=0, max_value=6), min_size=n, max_size=n))
-    by_phase = [frozenset(i + 1 for i, p in enumerate(phase_of) if p == k) for k in range(4)]
+    phase_of = draw(st.lists(st.integers(min_value=0, max_value=7), min_size=n, max_size=n))
+    by_phase = [frozenset(i + 1 for i, p in enumerate(phase_of) if p == k) for k in range(5)]
     return n, degree, DropSchedule(*by_phase), draw(st.integers(min_value=0, max_value=2**20))
 
 
@@ -31,7 +31,7 @@ def test_completion_iff_threshold_and_exact_sum(scenario: tuple[int, int, DropSc
     config = RoundConfig(b"c", 1, tuple(range(1, n + 1)), degree, LENGTH)
     outcome = run_round(config, updates, drops, seed)
     gone = drops.before_advertise | drops.before_share | drops.before_mask | drops.before_unmask
-    survivors = frozenset(range(1, n + 1)) - (gone - drops.before_unmask)
+    survivors = frozenset(range(1, n + 1)) - (gone - drops.before_unmask) - drops.left_out
     revealers = frozenset(range(1, n + 1)) - gone
     expect_success = len(survivors) >= degree + 1 and len(revealers) >= degree + 1
     assert not outcome.violations, f"seed={seed}"
@@ -61,7 +61,12 @@ def first_failure_witnesses(n: int, degree: int, drops: DropSchedule) -> set[int
     """The nodes alive when the first committed set (or the set of revealers) is below t + 1."""
     alive = set(range(1, n + 1)) - drops.before_advertise
     committed = set(alive)
-    for dropping in (drops.before_share, drops.before_mask, drops.before_unmask):
+    for dropping, left_out in (
+        (drops.before_share, set()),
+        (drops.before_mask, set()),
+        (drops.before_unmask, drops.left_out),
+    ):
+        committed -= left_out
         alive -= dropping
         if len(committed) < degree + 1:
             return alive
