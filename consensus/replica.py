@@ -408,21 +408,23 @@ class Replica:
             if held is None or (held.height, held.view) <= (msg.height, msg.view):
                 self._future[key] = msg
             return []
+        if isinstance(msg, Commit) and not self._commit_view_allowed(msg):
+            return []
         actions = self._check_equivocation(msg)
         if isinstance(msg, PrePrepare):
             return actions + self._accept_preprepare(msg, now_ms)
         if isinstance(msg, Prepare):
             self._prepares.setdefault((msg.view, msg.block_hash), {})[msg.sender] = msg
-        elif not self._store_commit(msg):
-            return actions
+        else:
+            self._commits.setdefault((msg.view, msg.block_hash), {})[msg.sender] = msg
         return actions + self._progress(now_ms)
 
-    def _store_commit(self, commit: Commit) -> bool:
+    def _commit_view_allowed(self, commit: Commit) -> bool:
+        """Bound what one sender can make us hold: COMMITs of at most a few views per height."""
         views = {view for (view, _), votes in self._commits.items() if commit.sender in votes}
         if commit.view not in views and len(views) >= MAX_COMMIT_VIEWS_PER_SENDER:
             self.stats["commit_views_exceeded"] += 1
             return False
-        self._commits.setdefault((commit.view, commit.block_hash), {})[commit.sender] = commit
         return True
 
     # ------------------------------------------------------------------ normal case

@@ -223,3 +223,76 @@ def test_restarted_replica_resumes_and_catches_up() -> None:
     for block, cert in c.ledgers[0][c.replicas[3].committed_height:]:
         c.run(3, c.replicas[3].add_committed(block, cert, c.now))
     assert [b.hash() for b, _ in c.ledgers[3]] == [b.hash() for b, _ in c.ledgers[0]]
+
+
+def test_restore_when_a_crash_cut_between_view_change_and_view_record() -> None:
+    c = Cluster()
+    r = c.replicas[2]
+    actions = r._start_view_change(1, 0)
+    c.run(2, actions[:2])
+    c.run(2, r._start_view_change(2, 0)[:1])
+    c.restart(2)
+    restored = c.replicas[2]
+    assert restored.view == 2 and not restored.active
+    vc = restored._my_view_change
+    assert vc is not None and vc.new_view == 2
+    resent = [a.msg for a in restored.tick(1000) if isinstance(a, Broadcast)]
+    assert vc in resent, "the persisted VIEW-CHANGE is re-sent exactly as signed"
+
+
+def test_commits_from_many_views_are_bounded_per_sender() -> None:
+    c = Cluster()
+    backup = c.replicas[1]
+    for view in range(50):
+        commit = m.Commit(view, 1, bytes([view]) * 32, 3)
+        backup.receive(replace(commit, signature=signer(3)(m.signing_bytes(CHAIN, commit))), 0)
+    assert backup.stats["commit_views_exceeded"] == 46
+    assert sum(len(v) for v in backup._commits.values()) == 4
+
+
+def test_primary_stops_at_the_high_watermark_until_a_checkpoint_is_stable() -> None:
+    c = Cluster(checkpoint_interval=2, window=4)
+    c.drop = lambda to, msg: isinstance(msg, m.Checkpoint)
+    for k in range(6):
+        c.propose(b"w%d" % k)
+    assert all(r.committed_height == 4 for r in c.replicas), "window 4 above stable checkpoint 0"
+    assert not c.replicas[0].ready_to_propose
+    c.drop = lambda to, msg: False
+    c.advance(60)
+    assert c.replicas[0].stable_checkpoint[0] == 4 and c.replicas[0].ready_to_propose
+
+
+def test_a_replica_that_missed_the_stable_checkpoint_gets_its_proof() -> None:
+    c = Cluster(checkpoint_interval=2, window=4)
+    c.drop = lambda to, msg: isinstance(msg, m.Checkpoint) and to == 3
+    c.propose(b"a")
+    c.propose(b"b")
+    assert c.replicas[0].stable_checkpoint[0] == 2 and c.replicas[3].stable_checkpoint[0] == 0
+    c.drop = lambda to, msg: False
+    c.advance(60)
+    assert c.replicas[3].stable_checkpoint[0] == 2
+
+
+def test_a_lagging_replica_learns_the_head_certificate_from_a_helper() -> None:
+    c = Cluster()
+    c.drop = lambda to, msg: to == 3 and isinstance(msg, m.Commit)
+    c.propose(b"a")
+    assert c.replicas[3].committed_height == 0 and c.replicas[1].committed_height == 1
+    c.drop = lambda to, msg: False
+    c.run(3, c.replicas[3].note_pending(c.now))
+    c.advance(300)
+    assert c.replicas[3].committed_height == 1, "COMMITs of the head certificate deliver the held block"
+    assert [b.hash() for b, _ in c.ledgers[3]] == [b.hash() for b, _ in c.ledgers[0]]
+
+
+def test_a_replica_that_missed_the_new_view_is_sent_it() -> None:
+    c = Cluster()
+    c.down.add(0)
+    for i in (1, 2, 3):
+        c.replicas[i].note_pending(0)
+    c.drop = lambda to, msg: to == 3
+    c.advance(150)
+    assert c.replicas[1].view == 1 and c.replicas[1].active and c.replicas[3].view == 1 and not c.replicas[3].active
+    c.drop = lambda to, msg: False
+    c.advance(100)
+    assert c.replicas[3].view == 1 and c.replicas[3].active
