@@ -53,6 +53,21 @@ class RoundOutcome:
     wire: list[bytes] = field(default_factory=list)
 
 
+def build_participants(config: RoundConfig, seed: int) -> tuple[dict[int, SecAggParticipant], dict[int, Signer]]:
+    """Every participant's machine and signer, deterministic in `seed` (so a run can be replayed)."""
+    keys = {i: nacl.signing.SigningKey(SeededRandomBytes.from_int(seed * 1000 + i)(32)) for i in config.participants}
+    verifier = ed25519_verifier({i: bytes(key.verify_key) for i, key in keys.items()})
+    generator = MaskGenerator(config.vector_length)
+    signers = {i: ed25519_signer(key) for i, key in keys.items()}
+    machines = {
+        i: SecAggParticipant(
+            config, i, signers[i], verifier, SeededRandomBytes.from_int(seed * 1000 + 500 + i), generator
+        )
+        for i in config.participants
+    }
+    return machines, signers
+
+
 class _Round:
     """Mutable bookkeeping for one simulated round."""
 
@@ -60,18 +75,7 @@ class _Round:
         self.config = config
         self.tamper = tamper
         self.outcome = RoundOutcome()
-        keys = {
-            i: nacl.signing.SigningKey(SeededRandomBytes.from_int(seed * 1000 + i)(32)) for i in config.participants
-        }
-        verifier = ed25519_verifier({i: bytes(key.verify_key) for i, key in keys.items()})
-        generator = MaskGenerator(config.vector_length)
-        self.signers = {i: ed25519_signer(key) for i, key in keys.items()}
-        self.machines = {
-            i: SecAggParticipant(
-                config, i, self.signers[i], verifier, SeededRandomBytes.from_int(seed * 1000 + 500 + i), generator
-            )
-            for i in config.participants
-        }
+        self.machines, self.signers = build_participants(config, seed)
         self.alive = set(config.participants)
 
     def broadcast(self, sender: int, message: _M | None) -> _M | None:
