@@ -38,6 +38,7 @@ range is exposed by the linear identity after unmasking.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,6 +99,13 @@ class ValidationStatistics:
     """Statistics outside the proven range: evidence that a sketch was not small integers."""
     inconsistent_publishers: tuple[int, ...]
     checked: bool
+
+
+def sketch_seed(chain_id: bytes, round_id: int, inputs_commitment: bytes) -> bytes:
+    """The public sketch seed of a round: SHA-256 of a domain tag, the chain id, the round id and
+    the ledger's commitment to the masked inputs, so it exists only after the updates are fixed."""
+    tag = b"fednode/validation/v1/sketch-seed" + len(chain_id).to_bytes(2, "big") + chain_id
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + inputs_commitment).digest()
 
 
 def sketch_update(

@@ -17,6 +17,7 @@ from smpc.validation import (
     reconstruct_statistics,
     share_sketch,
     share_zero,
+    sketch_seed,
     sketch_update,
     statistic_pairs,
     sum_shares,
@@ -134,3 +135,13 @@ def test_parameters_that_could_wrap_the_field_are_refused() -> None:
     assert 4 * params.max_norm_fixed**2 <= (field.P - 1) // 2
     with pytest.raises(ValueError, match="wrap"):
         SketchParams(1000, 1.0, params.scale * 2)
+
+
+def test_sketch_seed_depends_on_chain_round_and_commitment() -> None:
+    base = sketch_seed(b"chain", 3, b"\x01" * 32)
+    variants = {
+        sketch_seed(b"chain2", 3, b"\x01" * 32),
+        sketch_seed(b"chain", 4, b"\x01" * 32),
+        sketch_seed(b"chain", 3, b"\x02" * 32),
+    }
+    assert len(base) == 32 and base not in variants and len(variants) == 3
