@@ -7,6 +7,7 @@ and waits on events or observable conditions, never on fixed sleeps.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -306,6 +307,67 @@ def test_garbage_and_oversize_frames_do_not_crash_the_host() -> None:
             assert await target.inbox.receive() == ("gossip", honest.peer_id, b"gossip still flows")
 
     run(body)
+
+
+FUZZ_SEED = int(os.environ.get("NETWORK_FUZZ_SEED", "20261125"))
+
+
+def _random_bytes(rng: random.Random, max_len: int) -> bytes:
+    return rng.randbytes(rng.randrange(max_len))
+
+
+def _random_rpc(rng: random.Random, member_id: bytes) -> bytes:
+    """A well-formed gossipsub RPC with random subscriptions, messages and control parts."""
+    rpc = rpc_pb2.RPC(senderRecord=_random_bytes(rng, 100) if rng.random() < 0.3 else None)
+    for _ in range(rng.randrange(3)):
+        rpc.subscriptions.add(subscribe=rng.random() < 0.5, topicid=rng.choice([TOPIC, "other", "\x00" * 3]))
+    for _ in range(rng.randrange(3)):
+        rpc.publish.add(
+            from_id=rng.choice([member_id, _random_bytes(rng, 40), b""]),
+            data=_random_bytes(rng, 100),
+            seqno=_random_bytes(rng, 10),
+            topicIDs=[rng.choice([TOPIC, "other"])],
+            signature=_random_bytes(rng, 80),
+            key=_random_bytes(rng, 50),
+        )
+    if rng.random() < 0.6:
+        control = rpc.control
+        for _ in range(rng.randrange(3)):
+            control.ihave.add(topicID=TOPIC, messageIDs=[_random_bytes(rng, 40) for _ in range(rng.randrange(4))])
+            control.iwant.add(messageIDs=[_random_bytes(rng, 40) for _ in range(rng.randrange(4))])
+            control.graft.add(topicID=rng.choice([TOPIC, "other"]))
+            prune = control.prune.add(topicID=TOPIC, backoff=rng.randrange(1 << 40))
+            prune.peers.add(peerID=_random_bytes(rng, 40), signedPeerRecord=_random_bytes(rng, 60))
+            control.idontwant.add(messageIDs=[_random_bytes(rng, 40)])
+    return rpc.SerializeToString()
+
+
+def test_random_gossipsub_rpcs_do_not_crash_the_host() -> None:
+    """Seeded fuzz of the whole gossipsub stack; set NETWORK_FUZZ_SEED to replay another seed."""
+    rng = random.Random(FUZZ_SEED)
+
+    async def body() -> None:
+        async with cluster(2) as (target, honest):
+            listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+            attacker = libp2p_compat.build_host(SEEDS[2], listen, dial_timeout_s=5)
+            target_info = info_from_p2p_addr(multiaddr.Multiaddr(target.listen_addrs[0]))
+            async with attacker.run([listen]):
+                for i in range(60):
+                    await attacker.connect(target_info)
+                    stream = await attacker.new_stream(target_info.peer_id, [libp2p_compat.GOSSIP_PROTOCOLS[i % 2]])
+                    for _ in range(3):
+                        rpc = _random_rpc(rng, attacker.get_id().to_bytes())
+                        await stream.write(encode_uvarint(len(rpc)) + rpc)
+                    await stream.close()
+            assert await honest.send(target.peer_id, b"are you alive")
+            assert await target.inbox.receive() == ("direct", honest.peer_id, b"are you alive")
+            await honest.publish(b"gossip still flows")
+            assert await target.inbox.receive() == ("gossip", honest.peer_id, b"gossip still flows")
+
+    try:
+        run(body)
+    except BaseException as error:
+        raise AssertionError(f"network fuzz failed with NETWORK_FUZZ_SEED={FUZZ_SEED}") from error
 
 
 CHILD_CODE = """
