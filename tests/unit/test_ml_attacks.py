@@ -73,7 +73,7 @@ def test_label_flip_training_ruins_the_model() -> None:
     data = node_data(DatasetSpec(), SplitSpec(), 2, 0)
     X, y = make_attack("label-flip").poison_data(data.X_train, data.y_train, _ctx())
     start = initial_params(SPEC, 0)
-    poisoned = start + local_train(SPEC, start, X, y, TrainConfig(epochs=5), seed=0).update
+    poisoned = start + local_train(SPEC, start, X, y, TrainConfig(epochs=3), seed=0).update
     assert evaluate(SPEC, poisoned, data.X_test, data.y_test).accuracy < 0.2
 
 
