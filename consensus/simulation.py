@@ -23,13 +23,10 @@ verification paths run while thousands of seeds fit in minutes.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import heapq
 import hmac
-import json
 import random
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -582,24 +579,3 @@ def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config:
     elapsed = (clock() - started) if clock else 0.0
     report.runs_per_s = report.runs / elapsed if elapsed > 0 else 0.0
     return report
-
-
-def main(argv: Sequence[str] | None = None, clock: Callable[[], float] | None = None) -> int:
-    """Command line: `scripts/bench_simulator.py` and `fednode simulate` call this with a wall clock."""
-    parser = argparse.ArgumentParser(description="Seeded PBFT simulations with faults and Byzantine replicas.")
-    parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--byzantine", type=int, default=1)
-    parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    report = run_simulations(args.nodes, args.byzantine, range(args.first_seed, args.first_seed + args.seeds),
-                             clock=clock, out=sys.stderr)
-    summary = report.to_json()
-    if args.json:
-        summary.pop("stats")
-        print(json.dumps(summary))
-    else:
-        print(f"{report.runs} runs, {report.safety_violations} safety violations, {report.liveness_failures} "
-              f"liveness failures, {report.runs_per_s:.1f} runs/s; failing seeds: {report.failing_seeds}")
-    return 0 if not report.failing_seeds else 1
