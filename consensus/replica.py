@@ -953,6 +953,8 @@ class Replica:
             prepared = decode_prepared(persisted[KEY_PREPARED])
             if prepared.preprepare.height > self.committed_height:
                 self._prepared = prepared
+                block = prepared.preprepare.block
+                self._remember_candidate(hash_block(block), block)
         if KEY_STABLE in persisted:
             height, block_hash = codec.decode(persisted[KEY_STABLE], max_bytes=128)
             self._stable = (height, block_hash)

@@ -296,3 +296,17 @@ def test_a_replica_that_missed_the_new_view_is_sent_it() -> None:
     c.drop = lambda to, msg: False
     c.advance(100)
     assert c.replicas[3].view == 1 and c.replicas[3].active
+
+
+def test_a_restarted_replica_still_holds_the_block_it_prepared() -> None:
+    """If the only other holder of a committed block is Byzantine, honest preparers must still have it."""
+    c = Cluster()
+    c.drop = lambda to, msg: isinstance(msg, m.Commit) and to in (2, 3)
+    c.propose(b"only-prepared")
+    assert c.replicas[2].committed_height == 0 and c.replicas[1].committed_height == 1
+    c.restart(2)
+    c.drop = lambda to, msg: False
+    c.run(2, c.replicas[2].note_pending(c.now))
+    c.advance(300)
+    assert [b.txs for b, _ in c.ledgers[2]] == [(b"only-prepared",)]
+    assert c.replicas[2].stats["fetch_requests"] == 0, "delivered from its persisted prepared certificate"
