@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,9 @@ def _fail(exc: Exception) -> UserError:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def cli(verbose: bool) -> None:
     """fednode: federated learning across hospitals, with secure aggregation and a PBFT ledger."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if verbose or os.environ.get("FEDNODE_DEBUG") else logging.INFO
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fednode").setLevel(level)
 
 
 def _dataset_options(func: Any) -> Any:
@@ -53,6 +55,8 @@ def _dataset_options(func: Any) -> Any:
         click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of --model mlp."),
         click.option("--epochs", type=int, default=1, show_default=True, help="Local epochs per round."),
         click.option("--lr", type=float, default=TrainConfig().lr, show_default=True, help="Local learning rate."),
+        click.option("--plain", is_flag=True,
+                     help="Send updates unmasked (no secure aggregation); for comparisons and debugging only."),
     ]):
         func = option(func)
     return func
@@ -76,7 +80,7 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
     try:
         return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
                               model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
-                              protocol=protocol)
+                              protocol=protocol, secure=not kw["plain"])
     except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -122,7 +126,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
         plan = LearningPlan.from_genesis(genesis)
         learner = Learner(plan, genesis.n, index)
         configure_torch()
-        learner.evaluate(plan.initial_model())  # warm torch up now, not in the middle of the first round
+        learner.train(plan.initial_model(), 0)  # warm torch up now (seconds), not in the first round
         store = Store.open(cfg.db_path, genesis.chain_id)
     except (ConfigError, IdentityError, StoreError, mldata.DataError) as exc:
         raise _fail(exc) from None

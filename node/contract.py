@@ -1,32 +1,34 @@
 """The round contract: a deterministic function of the committed blocks, like an ABCI application.
 
 Every node applies the same committed blocks in the same order, so every node holds the same contract
-state: which round is open, which updates count, which global model is current. The contract is pure:
-it never trains, fetches or hashes model bytes. Where a transaction's validity depends on heavy work
-(the aggregate model hash of a round result), `check_block` returns that work as `AggregateCheck`s and
-the shell performs them before voting; a replica votes for a block only if every check matches its own
-computation.
+state: which round is open, which phase it is in, which members count in each phase, which global model
+is current. The contract is pure: it never trains, fetches or hashes model bytes. Where a transaction's
+validity depends on heavy work (the new model hash of a round result), `check_block` returns that work as
+a `Check` and the shell performs it before voting; a replica votes for a block only if every check
+matches its own computation.
 
-Transactions are signed by their author, so a Byzantine primary cannot forge another member's update:
+Transactions are signed by their author, so a Byzantine primary cannot forge another member's input:
 
     tx   = codec [body_bytes, ed25519_signature(body_bytes)]
     body = codec [kind, chain_id, author, round, *fields]
 
-| kind     | author          | fields                                 | valid when                                   |
-|----------|-----------------|----------------------------------------|----------------------------------------------|
-| open     | block proposer  | model_hash, participants               | no round open, round = last + 1, fewer than  |
-|          |                 |                                        | `rounds` committed, model = current global   |
-| update   | a participant   | update_hash, n_samples                 | round open and collecting, one per author    |
-| result   | block proposer  | included, new_model_hash               | included = committed updates of the round    |
-|          |                 |                                        | (sorted, >= min_updates), aggregate matches  |
+Phases of a round (`PHASES` is the transition table; `secure` is genesis secure_aggregation.enabled):
 
-| abort    | block proposer  | reason                                 | round open (and the deadline passed, below)  |
+| phase   | mode   | inputs accepted (one per author)          | closed by                     | next    |
+|---------|--------|--------------------------------------------|-------------------------------|---------|
+| collect | plain  | `update` [update_hash, n_samples]          | `result` [included, model]    | (done)  |
+| keys    | secure | `sa` [AdvertiseKeys] from participants     | `close` ["keys"]   -> U1      | shares  |
+| shares  | secure | `sa` [ShareKeys] from U1                   | `close` ["shares"] -> U2      | inputs  |
+| inputs  | secure | `input` [masked_input_digest] from U2      | `close` ["inputs"] -> U3      | unmask  |
+| unmask  | secure | (reveals travel by gossip, not the ledger) | `result` [U3, model]          | (done)  |
 
-Time never enters the contract: applying committed blocks must be deterministic. Whether a round's
-deadline has passed is a local judgement each replica makes *before voting*: a result that leaves out
-some participants, or an abort, comes back from `check_block` with a `DeadlineCheck`, and an honest
-replica votes for it only once the round has been open on its own clock for the configured deadline.
-A primary that closes rounds early therefore gathers no quorum and is replaced by a view change.
+`open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
+committed; it must name the current global model. `open`, `close`, `result` and `abort` [reason] are
+authored by the block's proposer. A `close` or `result` that leaves out expected members, and any
+`abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
+deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
+before voting. A primary that closes phases early gathers no quorum and is replaced by a view change.
+A phase cannot close with fewer than `min_members` members: the primary must abort instead.
 """
 
 from __future__ import annotations
@@ -36,11 +38,26 @@ from dataclasses import dataclass, field
 
 from consensus import codec
 from consensus.block import HASH_BYTES, Block
+from smpc import messages as sam
+from smpc.errors import ProtocolViolation
+from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
 
 MAX_TX_BODY_BYTES = 64 * 1024
 MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
+
+PHASES: dict[tuple[bool, str], tuple[str, str]] = {
+    (False, "collect"): ("result", "done"),
+    (True, "keys"): ("close", "shares"),
+    (True, "shares"): ("close", "inputs"),
+    (True, "inputs"): ("close", "unmask"),
+    (True, "unmask"): ("result", "done"),
+}
+"""(secure, phase) -> (the tx kind that closes it, the phase after it)."""
+
+FIRST_PHASE = {False: "collect", True: "keys"}
+SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
 
 
 class TxError(ValueError):
@@ -63,26 +80,65 @@ class ContractParams:
     rounds: int
     initial_model_hash: bytes
     min_updates: int
+    secure: bool = False
+    degree: int = 0
+    vector_length: int = 1
+
+    def round_config(self, round_id: int, participants: Sequence[int]) -> RoundConfig:
+        """The secure-aggregation configuration of a round (participant ids are member index + 1)."""
+        return RoundConfig(self.chain_id, round_id, tuple(i + 1 for i in participants), self.degree,
+                           self.vector_length)
 
 
 @dataclass(frozen=True, slots=True)
 class AggregateCheck:
-    """Work the shell must do before voting: fedavg(global, included updates) must hash to `new_model_hash`."""
+    """Before voting: the round's aggregate applied to the global model must hash to `new_model_hash`.
+
+    Plain mode: `included` lists (author, update_hash, n_samples). Secure mode: the survivors U3 with
+    their masked-input digests and n_samples 0; the shell unmasks the sum with its secure-aggregation core.
+    """
 
     round: int
     global_model_hash: bytes
-    included: tuple[tuple[int, bytes, int], ...]  # (author, update_hash, n_samples), sorted by author
+    included: tuple[tuple[int, bytes, int], ...]
     new_model_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class DeadlineCheck:
-    """Work the shell must do before voting: round `round` must have been open locally past its deadline."""
+    """Before voting: `phase` of `round` must have been open on this node's clock past its deadline."""
 
     round: int
+    phase: str
 
 
 Check = AggregateCheck | DeadlineCheck
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOpened:
+    round: int
+    participants: tuple[int, ...]
+    model_hash: bytes
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggCommitted:
+    """A secure-aggregation message (AdvertiseKeys or ShareKeys) became part of the ledger."""
+
+    round: int
+    author: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseClosed:
+    round: int
+    phase: str
+    members: tuple[int, ...]
+    digests: tuple[tuple[int, bytes], ...]
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +150,30 @@ class RoundOutcome:
     height: int
 
 
+Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
+
+
 @dataclass
 class ContractState:
     round: int = 0
     open: bool = False
+    phase: str = ""
     model_hash: bytes = b""
     participants: tuple[int, ...] = ()
-    updates: dict[int, tuple[bytes, int]] = field(default_factory=dict)
-    opened_at_height: int = 0
+    inputs: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+    """This phase's inputs: author -> (hash or encoded message, n_samples)."""
+    expected: tuple[int, ...] = ()
+    """Who may submit in this phase: the participants, then U1, then U2; the survivors U3 in unmask."""
+    u1: tuple[int, ...] = ()
+    digests: dict[int, bytes] = field(default_factory=dict)
     outcomes: list[RoundOutcome] = field(default_factory=list)
     height: int = 0
+
+    def copy(self) -> ContractState:
+        return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
+                             participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
+                             u1=self.u1, digests=dict(self.digests), outcomes=list(self.outcomes),
+                             height=self.height)
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -112,7 +182,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
     return codec.encode([body, sign(body)])
 
 
-_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1}
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 1, "close": 1}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -141,14 +211,20 @@ def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
 
 def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "open":
-        model_hash = codec.expect_bytes(fields[0], "open.model_hash", HASH_BYTES)
-        return [model_hash, _member_list(fields[1], n, "open.participants")]
+        return [codec.expect_bytes(fields[0], "open.model_hash", HASH_BYTES),
+                _member_list(fields[1], n, "open.participants")]
     if kind == "update":
         return [codec.expect_bytes(fields[0], "update.hash", HASH_BYTES),
                 codec.expect_int(fields[1], "update.n_samples", lo=1, hi=1 << 40)]
     if kind == "result":
         return [_member_list(fields[0], n, "result.included"),
                 codec.expect_bytes(fields[1], "result.model_hash", HASH_BYTES)]
+    if kind == "sa":
+        return [codec.expect_bytes(fields[0], "sa.message", max_len=MAX_TX_BODY_BYTES)]
+    if kind == "input":
+        return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES)]
+    if kind == "close":
+        return [codec.expect_str(fields[0], "close.phase", 16)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -170,6 +246,11 @@ class Contract:
         self.state = ContractState(model_hash=params.initial_model_hash)
 
     @property
+    def min_members(self) -> int:
+        """Fewest members a phase may close with: enough updates, and t+1 for secure aggregation."""
+        return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
+
+    @property
     def committed_rounds(self) -> int:
         return sum(1 for o in self.state.outcomes if o.committed)
 
@@ -184,42 +265,48 @@ class Contract:
     def check_block(self, block: Block) -> list[Check]:
         """Validate a proposed block against a copy of the state; raise TxError on the first invalid tx.
 
-        Returns the aggregate checks the shell must perform before it may vote for the block.
+        Returns the checks the shell must perform before it may vote for the block.
         """
         shadow = Contract(self.params, self.verify)
-        shadow.state = _copy_state(self.state)
+        shadow.state = self.state.copy()
         checks: list[Check] = []
         for raw in block.txs:
             tx = shadow.parse(raw)
             checks.extend(shadow._validate(tx, block))
             shadow._apply(tx, block.height)
-        shadow.state.height = block.height
         return checks
 
-    def apply_block(self, block: Block) -> list[RoundOutcome]:
-        """Apply a committed block. Committed blocks were validated by a quorum, which contains an honest
-        majority of validators; an invalid transaction inside one is still skipped deterministically rather
-        than trusted, so every node's state stays identical."""
-        before = len(self.state.outcomes)
+    def apply_block(self, block: Block) -> list[Event]:
+        """Apply a committed block and return what happened, in order.
+
+        Committed blocks were validated by a quorum, which holds more honest validators than faulty ones;
+        an invalid transaction inside one is still skipped deterministically rather than trusted, so every
+        node's state stays identical.
+        """
+        events: list[Event] = []
         for raw in block.txs:
             try:
                 tx = self.parse(raw)
                 self._validate(tx, block)
             except TxError:
                 continue
-            self._apply(tx, block.height)
+            events.extend(self._apply(tx, block.height))
         self.state.height = block.height
-        return self.state.outcomes[before:]
+        return events
 
     def tx_valid_now(self, tx: Tx) -> bool:
-        """Whether a pending update would be valid in the next block (mempool filtering)."""
+        """Whether a member's pending input would be valid in the next block (mempool filtering)."""
         s = self.state
-        return (tx.kind == "update" and s.open and tx.round == s.round and tx.author in s.participants
-                and tx.author not in s.updates)
+        kind = "update" if s.phase == "collect" else "input" if s.phase == "inputs" else "sa"
+        return (s.open and tx.kind == kind and tx.round == s.round and s.phase in ("collect", "keys", "shares",
+                                                                                     "inputs")
+                and tx.author in s.expected and tx.author not in s.inputs)
+
+    # ------------------------------------------------------------------ validation
 
     def _validate(self, tx: Tx, block: Block) -> list[Check]:
         s, p = self.state, self.params
-        if tx.kind in ("open", "result", "abort") and tx.author != block.proposer:
+        if tx.kind in ("open", "close", "result", "abort") and tx.author != block.proposer:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields
@@ -227,51 +314,87 @@ class Contract:
                 raise TxError(f"cannot open round {tx.round} (current {s.round}, open={s.open})")
             if model_hash != s.model_hash:
                 raise TxError("open names a model other than the current global model")
-            if len(participants) < p.min_updates:  # type: ignore[arg-type]
+            if len(participants) < self.min_members:  # type: ignore[arg-type]
                 raise TxError("too few participants to ever complete the round")
             return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
-        if tx.kind == "update":
-            if tx.author not in s.participants or tx.author in s.updates:
-                raise TxError(f"update from member {tx.author} not expected")
-            return []
         if tx.kind == "abort":
-            return [DeadlineCheck(tx.round)]
-        included, new_model_hash = tx.fields
-        if tuple(included) != tuple(sorted(s.updates)):  # type: ignore[arg-type]
-            raise TxError("result must include exactly the committed updates of the round")
-        if len(included) < p.min_updates:  # type: ignore[arg-type]
-            raise TxError(f"result with {len(included)} updates, need {p.min_updates}")  # type: ignore[arg-type]
-        aggregate = AggregateCheck(
-            round=tx.round, global_model_hash=s.model_hash,
-            included=tuple((a, s.updates[a][0], s.updates[a][1]) for a in included),  # type: ignore[union-attr]
-            new_model_hash=new_model_hash)  # type: ignore[arg-type]
-        partial = len(included) < len(s.participants)  # type: ignore[arg-type]
-        return [aggregate, DeadlineCheck(tx.round)] if partial else [aggregate]
+            return [DeadlineCheck(tx.round, s.phase)]
+        closing_kind, _ = PHASES[(p.secure, s.phase)]
+        if tx.kind in ("close", "result"):
+            if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
+                raise TxError(f"{tx.kind} cannot end phase {s.phase}")
+            return self._validate_closing(tx)
+        if not self.tx_valid_now(tx):
+            why = "a second input" if tx.author in s.inputs else "not expected"
+            raise TxError(f"{tx.kind} from member {tx.author} for round {tx.round}: {why} in phase {s.phase}")
+        if tx.kind == "sa":
+            self._check_sa_message(tx)
+        return []
 
-    def _apply(self, tx: Tx, height: int) -> None:
+    def _validate_closing(self, tx: Tx) -> list[Check]:
         s = self.state
+        members = tuple(sorted(s.inputs)) if s.phase != "unmask" else s.expected
+        if len(members) < self.min_members:
+            raise TxError(f"phase {s.phase} has {len(members)} members, needs {self.min_members}: abort instead")
+        checks: list[Check] = []
+        if tx.kind == "result":
+            if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
+                raise TxError("result must include exactly the round's committed inputs")
+            included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else \
+                tuple((a, s.digests[a], 0) for a in members)
+            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1]))  # type: ignore[arg-type]
+        if s.phase != "unmask" and len(members) < len(s.expected):
+            checks.append(DeadlineCheck(tx.round, s.phase))
+        return checks
+
+    def _check_sa_message(self, tx: Tx) -> None:
+        s, p = self.state, self.params
+        config = p.round_config(s.round, s.participants)
+        try:
+            message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
+            if type(message) is not SA_MESSAGE_OF_PHASE[s.phase] or message.sender != tx.author + 1:
+                raise TxError(f"sa tx carries the wrong message for phase {s.phase}")
+            verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
+            if isinstance(message, sam.ShareKeys):
+                check_bundle_recipients(message, frozenset(i + 1 for i in s.u1))
+        except ProtocolViolation as exc:
+            raise TxError(f"invalid secure-aggregation message from member {tx.author}: {exc}") from None
+
+    # ------------------------------------------------------------------ transitions
+
+    def _apply(self, tx: Tx, height: int) -> list[Event]:
+        s, p = self.state, self.params
         if tx.kind == "open":
-            s.round, s.open, s.updates = tx.round, True, {}
-            s.participants = tx.fields[1]  # type: ignore[assignment]
-            s.opened_at_height = height
-        elif tx.kind == "update":
-            s.updates[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
-        elif tx.kind == "result":
-            s.open = False
+            s.round, s.open, s.phase = tx.round, True, FIRST_PHASE[p.secure]
+            s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
+            s.inputs, s.digests, s.u1 = {}, {}, ()
+            return [RoundOpened(s.round, s.participants, s.model_hash, height)]
+        if tx.kind == "update":
+            s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            return []
+        if tx.kind in ("sa", "input"):
+            s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
+            return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
+        if tx.kind == "close":
+            members = tuple(sorted(s.inputs))
+            digests = tuple((a, s.inputs[a][0]) for a in members) if s.phase == "inputs" else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height)
+            if s.phase == "keys":
+                s.u1 = members
+            if s.phase == "inputs":
+                s.digests = dict(digests)
+            s.phase, s.expected, s.inputs = PHASES[(True, s.phase)][1], members, {}
+            return [closed]
+        s.open = False
+        if tx.kind == "result":
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
-            s.outcomes.append(RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height))  # type: ignore[arg-type]
+            outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height)  # type: ignore[arg-type]
         else:
-            s.open = False
-            s.outcomes.append(RoundOutcome(tx.round, False, (), s.model_hash, height))
-
-
-def _copy_state(state: ContractState) -> ContractState:
-    return ContractState(round=state.round, open=state.open, model_hash=state.model_hash,
-                         participants=state.participants, updates=dict(state.updates),
-                         opened_at_height=state.opened_at_height, outcomes=list(state.outcomes),
-                         height=state.height)
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height)
+        s.outcomes.append(outcome)
+        return [outcome]
 
 
 def referenced_blobs(block: Block, chain_id: bytes, n: int, verify: Verify) -> Iterable[bytes]:

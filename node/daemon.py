@@ -16,14 +16,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import signal
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import trio
+
+from consensus import codec
+from consensus import messages as pbft
+from consensus.block import Block, CertificateError, CommitCertificate, check_link, verify_certificate
 from consensus.replica import (
     Broadcast,
     Deliver,
@@ -36,19 +42,19 @@ from consensus.replica import (
     ValidateBlock,
     ViewChanged,
 )
-
-from consensus import codec
-from consensus import messages as pbft
-from consensus.block import Block, CertificateError, CommitCertificate, check_link, verify_certificate
-from ml.train import fedavg
 from node import contract as rc
 from node.config import ConfigError, Genesis, NodeConfig
 from node.identity import Identity
 from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
 from node.network import NetLimits, Network, open_network, peer_id_from_public_key
+from node.secure_round import Gossip, Output, SecureRound, SubmitTx, Weighting, apply_sum, quant_params
 from node.status import Metrics, serve_status
 from node.store import Store
 from node.wire import DEFAULT_REPLAY_SPAN, MonotonicSeq, Opener, Rejected, Sealer
+from smpc import messages as sam
+from smpc.errors import MissingMessages, ProtocolViolation, RoundAborted
+from smpc.prg import SeededRandomBytes
+from smpc.secagg import RevealRefused
 
 logger = logging.getLogger("fednode")
 
@@ -69,6 +75,35 @@ def protocol_params(genesis: Genesis) -> dict[str, Any]:
     return genesis.section("protocol")
 
 
+@dataclass(frozen=True)
+class RoundSettings:
+    """Everything about rounds that genesis fixes, with defaults."""
+
+    contract: rc.ContractParams
+    weighting: Weighting
+    phase_deadline_s: float
+    unmask_grace_s: float
+
+
+def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
+    proto = protocol_params(genesis)
+    sa = genesis.section("secure_aggregation")
+    degree = int(sa.get("degree", max(0, genesis.n - genesis.f - 1)))
+    if not 0 <= degree < genesis.n:
+        raise ConfigError(f"genesis: secure_aggregation.degree must be in [0, {genesis.n - 1}]")
+    params = rc.ContractParams(
+        chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
+        initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
+        secure=bool(sa.get("enabled", True)), degree=degree, vector_length=plan.n_params + 1)
+    weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
+    try:
+        quant_params(weighting, genesis.n)
+    except ValueError as exc:
+        raise ConfigError(f"genesis: secure_aggregation: {exc}") from None
+    return RoundSettings(params, weighting, float(proto.get("phase_deadline_s", 30.0)),
+                         float(proto.get("unmask_grace_s", 1.0)))
+
+
 class Daemon:
     """One hospital's node. Construct with everything loaded; `run()` serves until cancelled."""
 
@@ -78,22 +113,20 @@ class Daemon:
         self.plan, self.learner = plan, learner
         self.index = genesis.index_of(identity.public_key)
         self.name = genesis.members[self.index].name
-        proto = protocol_params(genesis)
-        self.round_deadline_s = float(proto.get("round_deadline_s", 30.0))
+        self.settings = round_settings(genesis, plan)
+        self.quant = quant_params(self.settings.weighting, genesis.n)
         self.behaviour = cfg.behaviour
-        n_params = plan.n_params
-        self.blob_max_bytes = 4 * n_params + 4096
-        self.contract = rc.Contract(rc.ContractParams(
-            chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
-            initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum))),
-            genesis.verify)
+        self.vector_bytes_max = 4 * (plan.n_params + 1) + 4096
+        self.contract = rc.Contract(self.settings.contract, genesis.verify)
         self.metrics = Metrics()
         self.models: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.update_blobs: OrderedDict[bytes, bytes] = OrderedDict()
+        self.masked: OrderedDict[bytes, bytes] = OrderedDict()
+        self.secure: dict[int, SecureRound] = {}
         self.mempool: OrderedDict[bytes, rc.Tx] = OrderedDict()
         self.mempool_arrival: dict[bytes, float] = {}
+        self.phase_started: dict[tuple[int, str], float] = {}
         self.round_opened_at: dict[int, float] = {}
-        self.trained_rounds: set[int] = set()
         self.evaluations: list[dict[str, Any]] = []
         self.phase_s: Counter[str] = Counter()
         self.proposing = False
@@ -102,6 +135,7 @@ class Daemon:
         self.nursery: trio.Nursery | None = None
         self.started_at = time.monotonic()
         self._replay_ledger()
+        proto = protocol_params(genesis)
         self.replica = Replica(
             ReplicaConfig(chain_id=genesis.chain_id, n=genesis.n, f=genesis.f,
                           checkpoint_interval=int(proto.get("checkpoint_interval", 16)),
@@ -118,8 +152,9 @@ class Daemon:
     # ------------------------------------------------------------------ start-up
 
     def _payload_limits(self) -> dict[str, int]:
-        return {"pbft": 4 << 20, "tx": rc.MAX_TX_BODY_BYTES + 256, "blob": self.blob_max_bytes,
-                "get_blob": 64, "get_blocks": 64}
+        return {"pbft": 4 << 20, "tx": rc.MAX_TX_BODY_BYTES + 256, "blob": self.vector_bytes_max,
+                "masked": self.vector_bytes_max + 256, "sa": 1 << 20, "get_blob": 64, "get_masked": 64,
+                "get_blocks": 64}
 
     def _replay_ledger(self) -> None:
         """Rebuild the contract from the verified stored chain; the ledger is the source of truth."""
@@ -130,13 +165,13 @@ class Daemon:
             raise ConfigError("the initial model built here does not match genesis initial_model_hash "
                               "(different torch version or model spec?)")
         self._remember_model(initial)
-        for height in range(1, self.store.head_height + 1):
-            stored = self.store.block(height)
-            if stored is None:
-                raise InvariantError(f"stored chain has a hole at height {height}")
-            self.contract.apply_block(stored[0])
-        head_model = self.contract.state.model_hash
-        blob = self.store.blob(head_model)
+        for block, _cert in self.store.blocks(1):
+            for event in self.contract.apply_block(block):
+                if isinstance(event, rc.RoundOutcome):
+                    self.evaluations.append({"round": event.round, "committed": event.committed,
+                                             "included": list(event.included), "height": event.height,
+                                             "model_hash": event.model_hash.hex(), "replayed": True})
+        blob = self.store.blob(self.contract.state.model_hash)
         if blob is not None:
             self._remember_model(vector_from_bytes(blob, self.plan.n_params))
 
@@ -152,7 +187,7 @@ class Daemon:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         allowed = {peer_id_from_public_key(m.public_key): m.name for m in self.genesis.members}
         self.peer_ids = [peer_id_from_public_key(m.public_key) for m in self.genesis.members]
-        limits = NetLimits(frame_max_bytes=max(self.blob_max_bytes + 1024, 1 << 20))
+        limits = NetLimits(frame_max_bytes=max(self.vector_bytes_max + 1024, 1 << 20))
         async with open_network(self.identity.seed, self.cfg.listen_host, self.cfg.listen_port, allowed,
                                 "fednode/" + self.genesis.chain_id.hex()[:16], limits) as net, \
                 trio.open_nursery() as nursery:
@@ -166,9 +201,9 @@ class Daemon:
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._inbox_loop)
             nursery.start_soon(self._catch_up_loop)
+            if self.store.head_height:
+                self.fetching = True
             task_status.started()
-            await self._execute(self.replica.tick(self._now_ms()))
-            self._after_event()
 
     def _peer_addresses(self) -> list[str]:
         if self.cfg.peers:
@@ -189,7 +224,7 @@ class Daemon:
     async def _inbox_loop(self) -> None:
         assert self.net is not None
         async for kind, peer, data in self.net.inbox:
-            max_bytes = self.blob_max_bytes + 1024 if kind == "direct" else 4 << 20
+            max_bytes = self.vector_bytes_max + 1024 if kind == "direct" else 4 << 20
             try:
                 env = self.opener.open(data, max_bytes)
             except Rejected as exc:
@@ -213,7 +248,9 @@ class Daemon:
         elif env.type == "tx":
             self._accept_tx(env.payload)
         elif env.type == "blob":
-            self._accept_update_blob(env.height, env.sender, env.payload)
+            self._accept_update_blob(env.height, env.payload)
+        elif env.type in ("sa", "masked"):
+            self._accept_secagg(env.height, env.payload)
         else:
             self.metrics.rejected.labels("unexpected_type").inc()
 
@@ -231,14 +268,18 @@ class Daemon:
             self.proposing = True
             self.nursery.start_soon(self._propose)
 
+    def _phase_elapsed_s(self, round_id: int, phase: str) -> float:
+        started = self.phase_started.get((round_id, phase))
+        return -1.0 if started is None else time.monotonic() - started
+
     def _work_pending(self) -> bool:
+        """Whether the primary owes the consortium a block: the view-change timer runs only then."""
         s = self.contract.state
         if self.contract.finished:
             return False
-        if any(self.contract.tx_valid_now(tx) for tx in self.mempool.values()):
+        if not s.open or any(self.contract.tx_valid_now(tx) for tx in self.mempool.values()):
             return True
-        opened = self.round_opened_at.get(s.round)
-        return s.open and opened is not None and time.monotonic() - opened > self.round_deadline_s
+        return self._phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
 
     # ------------------------------------------------------------------ executing core actions
 
@@ -273,7 +314,7 @@ class Daemon:
     async def _gossip(self, kind: str, height: int, payload: bytes) -> None:
         assert self.net is not None
         data = self.sealer.seal(kind, height, payload)
-        self.metrics.bytes_sent.labels(kind).inc(len(data))
+        self.metrics.bytes_sent.labels(kind).inc(len(data) * (self.genesis.n - 1))
         await self.net.publish(data)
 
     async def _send(self, to: int, kind: str, height: int, payload: bytes) -> bool:
@@ -282,10 +323,30 @@ class Daemon:
         self.metrics.bytes_sent.labels(kind).inc(len(data))
         return await self.net.send(self.peer_ids[to], data)
 
+    async def _send_to_all(self, kind: str, height: int, payload: bytes) -> None:
+        started = time.monotonic()
+        for peer in range(self.genesis.n):
+            if peer != self.index:
+                await self._send(peer, kind, height, payload)
+        self.phase_s["transfer"] += time.monotonic() - started
+
+    async def _submit(self, outputs: Sequence[Output], round_id: int) -> None:
+        """Carry out what a secure round asked for."""
+        for out in outputs:
+            if isinstance(out, SubmitTx):
+                self._accept_tx(out.raw)
+                await self._gossip("tx", round_id, out.raw)
+            elif isinstance(out, Gossip):
+                await self._gossip("sa", round_id, out.message)
+            else:
+                self.masked[hashlib.sha256(out.message).digest()] = out.message
+                await self._send_to_all("masked", round_id, out.message)
+        self._after_event()
+
     # ------------------------------------------------------------------ ledger delivery
 
     def _deliver(self, block: Block, cert: CommitCertificate) -> None:
-        """A block is final: store it (synced), apply it to the contract, react to the new state."""
+        """A block is final: store it (synced), apply it to the contract, react to what happened."""
         if block.height != self.store.head_height + 1:
             raise InvariantError(f"delivered height {block.height} after head {self.store.head_height}")
         new_models = {}
@@ -293,21 +354,56 @@ class Daemon:
             if digest in self.models:
                 new_models[digest] = vector_bytes(self.models[digest])
         self.store.append_block(block, cert, new_models)
-        outcomes = self.contract.apply_block(block)
         for raw in block.txs:
-            self.mempool.pop(hashlib.sha256(raw).digest(), None)
-            self.mempool_arrival.pop(hashlib.sha256(raw).digest(), None)
-        s = self.contract.state
-        if s.open and s.round not in self.round_opened_at:
-            self.round_opened_at[s.round] = time.monotonic()
-            logger.info("round %d opened at height %d", s.round, block.height)
-            if self.index in s.participants and s.round not in self.trained_rounds:
-                self.trained_rounds.add(s.round)
-                assert self.nursery is not None
-                self.nursery.start_soon(self._train_round, s.round, s.model_hash)
-        for outcome in outcomes:
-            assert self.nursery is not None
-            self.nursery.start_soon(self._finish_round, outcome)
+            digest = hashlib.sha256(raw).digest()
+            self.mempool.pop(digest, None)
+            self.mempool_arrival.pop(digest, None)
+        assert self.nursery is not None
+        for event in self.contract.apply_block(block):
+            self._on_event(event)
+
+    def _on_event(self, event: rc.Event) -> None:
+        assert self.nursery is not None
+        now = time.monotonic()
+        if isinstance(event, rc.RoundOpened):
+            self.round_opened_at[event.round] = now
+            self.phase_started[(event.round, self.contract.state.phase)] = now
+            logger.info("round %d opened at height %d", event.round, event.height)
+            if self.index in event.participants:
+                if self.settings.contract.secure:
+                    self.secure[event.round] = SecureRound(
+                        self.settings.contract, event, self.index, self.identity.sign, self.genesis.verify,
+                        SeededRandomBytes(os.urandom(32)), self.quant)
+                    self.nursery.start_soon(self._submit, self.secure[event.round].start(), event.round)
+                self.nursery.start_soon(self._train_round, event.round, event.model_hash)
+        elif isinstance(event, rc.SecAggCommitted):
+            sr = self.secure.get(event.round)
+            if sr is not None:
+                sr.on_committed(event)
+        elif isinstance(event, rc.PhaseClosed):
+            self.phase_started[(event.round, rc.PHASES[(True, event.phase)][1])] = now
+            sr = self.secure.get(event.round)
+            if sr is not None:
+                self.nursery.start_soon(self._advance_secure, sr, event)
+        else:
+            self.secure.pop(event.round - 1, None)
+            self.nursery.start_soon(self._finish_round, event)
+
+    async def _advance_secure(self, sr: SecureRound, event: rc.PhaseClosed) -> None:
+        try:
+            outputs = sr.on_phase_closed(event)
+        except (RoundAborted, MissingMessages, RevealRefused) as exc:
+            logger.warning("round %d: secure aggregation cannot continue here: %s", event.round, exc)
+            return
+        self._record_violations(sr)
+        await self._submit(outputs, event.round)
+
+    def _record_violations(self, sr: SecureRound) -> None:
+        for violation in sr.violations:
+            self.metrics.rejected.labels("secagg_" + type(violation).__name__.lower()).inc()
+            logger.warning("round %d: member %s violated secure aggregation: %s", sr.round,
+                           None if violation.sender is None else violation.sender - 1, violation)
+        sr.violations.clear()
 
     async def _finish_round(self, outcome: rc.RoundOutcome) -> None:
         vec = await self._model(outcome.model_hash)
@@ -321,44 +417,48 @@ class Daemon:
                                  "loss": result.loss, "height": outcome.height, "round_s": wall_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
-        logger.info("round %d %s: %d updates, accuracy %.4f, height %d", outcome.round,
+        logger.info("round %d %s: %d inputs, accuracy %.4f, height %d", outcome.round,
                     "committed" if outcome.committed else "aborted", len(outcome.included), result.accuracy,
                     outcome.height)
 
     # ------------------------------------------------------------------ training
 
     async def _train_round(self, round_id: int, model_hash: bytes) -> None:
-        """Train on local data from the committed global model and publish the update."""
+        """Train on local data from the committed global model; contribute the weighted update."""
         vec = await self._model(model_hash)
+        if hashlib.sha256(vector_bytes(vec)).digest() != model_hash:
+            raise InvariantError("the model about to be trained does not match the committed hash")
         started = time.monotonic()
         result = await trio.to_thread.run_sync(self.learner.train, vec, round_id)
         self.phase_s["training"] += time.monotonic() - started
-        blob = vector_bytes(result.update)
+        weighted = self.settings.weighting.vector(result.update, result.n_samples)
+        sr = self.secure.get(round_id)
+        if sr is not None:
+            started = time.monotonic()
+            outputs = await trio.to_thread.run_sync(sr.set_update, weighted)
+            self.phase_s["masking"] += time.monotonic() - started
+            await self._submit(outputs, round_id)
+            return
+        blob = vector_bytes(weighted)
         digest = hashlib.sha256(blob).digest()
         self._keep_update_blob(digest, blob)
-        started = time.monotonic()
-        for peer in range(self.genesis.n):
-            if peer != self.index:
-                await self._send(peer, "blob", round_id, blob)
-        self.phase_s["transfer"] += time.monotonic() - started
+        await self._send_to_all("blob", round_id, blob)
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
                         self.identity.sign)
-        self._accept_tx(tx)
-        await self._gossip("tx", round_id, tx)
-        self._after_event()
+        await self._submit([SubmitTx(tx)], round_id)
 
     async def _model(self, model_hash: bytes) -> np.ndarray:
         """The global model with this hash: from memory, the store, or a peer; verified by hash."""
         while True:
             if model_hash in self.models:
                 return self.models[model_hash]
-            blob = self.store.blob(model_hash) or await self._fetch_blob(model_hash)
+            blob = self.store.blob(model_hash) or await self._fetch("get_blob", model_hash)
             if blob is not None and hashlib.sha256(blob).digest() == model_hash:
                 self._remember_model(vector_from_bytes(blob, self.plan.n_params))
                 continue
             await trio.sleep(0.2)
 
-    # ------------------------------------------------------------------ mempool and blobs
+    # ------------------------------------------------------------------ mempool and peer inputs
 
     def _accept_tx(self, raw: bytes) -> None:
         try:
@@ -366,19 +466,36 @@ class Daemon:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind != "update" or len(self.mempool) >= MAX_MEMPOOL_TXS:
+        if tx.kind not in ("update", "sa", "input") or len(self.mempool) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()
         self.mempool[digest] = tx
         self.mempool_arrival.setdefault(digest, time.monotonic())
 
-    def _accept_update_blob(self, round_id: int, sender: int, blob: bytes) -> None:
+    def _accept_update_blob(self, round_id: int, blob: bytes) -> None:
         s = self.contract.state
-        if len(blob) != 4 * self.plan.n_params or round_id not in (s.round, s.round + 1):
+        if len(blob) != 4 * (self.plan.n_params + 1) or round_id not in (s.round, s.round + 1):
             self.metrics.rejected.labels("unexpected_blob").inc()
             return
         self._keep_update_blob(hashlib.sha256(blob).digest(), blob)
+
+    def _accept_secagg(self, round_id: int, data: bytes) -> None:
+        sr = self.secure.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("secagg_no_round").inc()
+            return
+        try:
+            message = sr.decode(data)
+        except ProtocolViolation:
+            self.metrics.rejected.labels("secagg_malformed").inc()
+            return
+        if isinstance(message, sam.MaskedInput):
+            self.masked[message.digest()] = data
+            while len(self.masked) > MAX_PENDING_BLOBS:
+                self.masked.popitem(last=False)
+        sr.on_message(message)
+        self._record_violations(sr)
 
     def _keep_update_blob(self, digest: bytes, blob: bytes) -> None:
         self.update_blobs[digest] = blob
@@ -388,21 +505,22 @@ class Daemon:
     async def _update_vector(self, digest: bytes) -> np.ndarray | None:
         blob = self.update_blobs.get(digest)
         if blob is None:
-            blob = await self._fetch_blob(digest)
+            blob = await self._fetch("get_blob", digest)
             if blob is None or hashlib.sha256(blob).digest() != digest:
                 return None
             self._keep_update_blob(digest, blob)
         try:
-            return vector_from_bytes(blob, self.plan.n_params)
+            return vector_from_bytes(blob, self.plan.n_params + 1)
         except ValueError:
             return None
 
-    async def _fetch_blob(self, digest: bytes) -> bytes | None:
+    async def _fetch(self, kind: str, digest: bytes) -> bytes | None:
+        """Ask connected peers in turn for content named by `digest`; the caller verifies what comes back."""
         assert self.net is not None
-        request = self.sealer.seal("get_blob", 0, digest)
+        request = self.sealer.seal(kind, 0, digest)
         for peer in self.net.connected_peers():
             data = await self.net.request(peer, request, FETCH_TIMEOUT_S)
-            if data and hashlib.sha256(data).digest() == digest:
+            if data:
                 return data
         return None
 
@@ -417,6 +535,8 @@ class Daemon:
             if blob is None and env.payload in self.models:
                 blob = vector_bytes(self.models[env.payload])
             return blob or b""
+        if env.type == "get_masked" and len(env.payload) == 32:
+            return self.masked.get(env.payload, b"")
         if env.type == "get_blocks":
             return self._blocks_response(env.payload)
         return b""
@@ -459,6 +579,8 @@ class Daemon:
                 self.metrics.rejected.labels("bad_catch_up").inc()
                 continue
             for block, cert in pairs:
+                if block.height <= self.store.head_height:
+                    continue
                 if not await self._add_fetched(block, cert):
                     break
             if pairs:
@@ -482,7 +604,11 @@ class Daemon:
     # ------------------------------------------------------------------ validation and proposals
 
     async def _validate_block(self, block: Block) -> None:
+        started = time.monotonic()
         ok = await self._block_ok(block)
+        elapsed = time.monotonic() - started
+        self.phase_s["validation"] += elapsed
+        logger.debug("block %d from %d validated in %.3fs: %s", block.height, block.proposer, elapsed, ok)
         await self._execute(self.replica.block_validated(block.hash(), ok, self._now_ms()))
         self._after_event()
 
@@ -495,75 +621,117 @@ class Daemon:
             return False
         for check in checks:
             if isinstance(check, rc.DeadlineCheck):
-                opened = self.round_opened_at.get(check.round)
-                if opened is None or time.monotonic() - opened < 0.8 * self.round_deadline_s:
-                    logger.warning("block %d closes round %d before its deadline", block.height, check.round)
+                if self._phase_elapsed_s(check.round, check.phase) < 0.8 * self.settings.phase_deadline_s:
+                    logger.warning("block %d ends phase %s of round %d before its deadline", block.height,
+                                   check.phase, check.round)
                     return False
-            elif await self._aggregate(check) != check.new_model_hash:
+            elif await self._aggregate(check, wait_s=self.settings.phase_deadline_s) != check.new_model_hash:
                 logger.warning("block %d: round %d aggregate does not match ours", block.height, check.round)
                 return False
         return True
 
-    async def _aggregate(self, check: rc.AggregateCheck) -> bytes | None:
-        """Compute fedavg of the included updates; remember the model; return its hash."""
+    async def _aggregate(self, check: rc.AggregateCheck, wait_s: float) -> bytes | None:
+        """Compute the round's new global model from its inputs; remember it; return its hash."""
         global_vec = await self._model(check.global_model_hash)
+        if self.settings.contract.secure:
+            total = await self._secure_sum(check, wait_s)
+        else:
+            total = await self._plain_sum(check)
+        if total is None:
+            return None
+        try:
+            new_vec = apply_sum(global_vec, total)
+        except ValueError:
+            return None
+        return self._remember_model(new_vec)
+
+    async def _plain_sum(self, check: rc.AggregateCheck) -> np.ndarray | None:
         vectors = []
         for _author, digest, _n in check.included:
             vec = await self._update_vector(digest)
             if vec is None:
                 return None
             vectors.append(vec)
-        weights = [float(n) for _a, _d, n in check.included]
-        new_vec = await trio.to_thread.run_sync(fedavg, global_vec, vectors, weights)
-        return self._remember_model(new_vec)
+        return np.sum(np.stack(vectors).astype(np.float64), axis=0)
+
+    async def _secure_sum(self, check: rc.AggregateCheck, wait_s: float) -> np.ndarray | None:
+        """Unmask the survivors' sum: wait for reveals, fetch missing masked inputs, give up after wait_s."""
+        sr = self.secure.get(check.round)
+        if sr is None:
+            return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            late = self._phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
+            try:
+                total = await trio.to_thread.run_sync(sr.try_sum, late and sr.enough_reveals)
+            except MissingMessages:
+                for author, digest, _ in check.included:
+                    data = self.masked.get(digest) or await self._fetch("get_masked", digest)
+                    if data:
+                        self._accept_secagg(check.round, data)
+                total = None
+            except RoundAborted as exc:
+                logger.warning("round %d: cannot unmask: %s", check.round, exc)
+                return None
+            if total is not None:
+                return total
+            if time.monotonic() > deadline:
+                return None
+            await trio.sleep(0.05)
 
     async def _propose(self) -> None:
         try:
             txs = await self._next_block_txs()
             if txs is not None and self.replica.is_primary and self.replica.ready_to_propose:
+                logger.debug("proposing height %d: %s", self.store.head_height + 1,
+                             [self.contract.parse(raw).kind for raw in txs])
                 await self._execute(self.replica.propose(tuple(txs), self._now_ms()))
         finally:
             self.proposing = False
 
+    def _my_tx(self, kind: str, round_id: int, fields: list[object]) -> bytes:
+        return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.identity.sign)
+
     async def _next_block_txs(self) -> list[bytes] | None:
-        """What the primary proposes next, following the round contract."""
+        """What the primary proposes next, following the round contract's phases."""
         s = self.contract.state
         if self.contract.finished:
             return None
         if not s.open:
-            participants = list(range(self.genesis.n))
-            return [rc.make_tx(self.genesis.chain_id, "open", self.index, s.round + 1,
-                               [s.model_hash, participants], self.identity.sign)]
+            return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])]
         pending = [tx for tx in self.mempool.values() if self.contract.tx_valid_now(tx)]
-        authors = set(s.updates) | {tx.author for tx in pending}
-        opened = self.round_opened_at.get(s.round, time.monotonic())
-        late = time.monotonic() - opened > self.round_deadline_s
-        if len(authors) == len(s.participants) or (late and len(authors) >= self.contract.params.min_updates):
+        members = set(s.inputs) | {tx.author for tx in pending}
+        late = self._phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
+        enough = len(members) >= self.contract.min_members
+        raws = [tx.raw for tx in pending]
+        if s.phase == "unmask" or (s.phase == "collect" and (len(members) == len(s.expected) or (late and enough))):
             result = await self._result_tx(s, pending)
             if result is not None:
-                return [tx.raw for tx in pending] + [result]
-        if late and len(authors) < self.contract.params.min_updates:
-            return [tx.raw for tx in pending] + [rc.make_tx(self.genesis.chain_id, "abort", self.index, s.round,
-                                                            ["too few updates before the deadline"],
-                                                            self.identity.sign)]
-        oldest = min((self.mempool_arrival.get(hashlib.sha256(tx.raw).digest(), 0.0) for tx in pending),
+                return raws + [result]
+        elif s.phase != "collect" and (len(members) == len(s.expected) or (late and enough)):
+            return raws + [self._my_tx("close", s.round, [s.phase])]
+        if late and not enough:
+            return raws + [self._my_tx("abort", s.round, [f"too few members in phase {s.phase}"])]
+        oldest = min((self.mempool_arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
-        if pending and time.monotonic() - oldest >= UPDATE_BATCH_WINDOW_S:
-            return [tx.raw for tx in pending]
+        if raws and time.monotonic() - oldest >= UPDATE_BATCH_WINDOW_S:
+            return raws
         return None
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
-        updates = dict(s.updates)
-        for tx in pending:
-            updates[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
-        included = tuple(sorted(updates))
-        check = rc.AggregateCheck(s.round, s.model_hash,
-                                  tuple((a, updates[a][0], updates[a][1]) for a in included), b"")
-        new_hash = await self._aggregate(check)
+        if s.phase == "unmask":
+            included = s.expected
+            entries = tuple((a, s.digests[a], 0) for a in included)
+        else:
+            inputs = dict(s.inputs)
+            for tx in pending:
+                inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            included = tuple(sorted(inputs))
+            entries = tuple((a, inputs[a][0], inputs[a][1]) for a in included)
+        new_hash = await self._aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b""), wait_s=0.0)
         if new_hash is None:
             return None
-        return rc.make_tx(self.genesis.chain_id, "result", self.index, s.round, [list(included), new_hash],
-                          self.identity.sign)
+        return self._my_tx("result", s.round, [list(included), new_hash])
 
     # ------------------------------------------------------------------ status
 
@@ -572,14 +740,20 @@ class Daemon:
         return {
             "name": self.name, "index": self.index, "chain_id": self.genesis.chain_id.hex(),
             "height": self.store.head_height, "head_hash": self.store.head_hash().hex(),
-            "round": s.round, "round_open": s.open, "rounds": self.contract.params.rounds,
-            "finished": self.contract.finished and len(self.evaluations) >= len(s.outcomes),
+            "round": s.round, "round_open": s.open, "phase": s.phase, "rounds": self.contract.params.rounds,
+            "secure": self.settings.contract.secure,
+            "finished": self.contract.finished and all("accuracy" in e for e in self.evaluations[-1:]),
             "view": self.replica.view, "primary": self.replica.view % self.genesis.n,
             "peers": len(self.net.connected_peers()) if self.net else 0,
             "evaluations": self.evaluations, "phase_s": dict(self.phase_s),
+            "bytes_sent": {k: int(v) for k, v in self._bytes_sent().items()},
             "uptime_s": time.monotonic() - self.started_at,
             "rejected": {r.name.lower(): c for r, c in self.opener.rejected.items()},
         }
+
+    def _bytes_sent(self) -> dict[str, float]:
+        return {sample.labels["kind"]: sample.value for metric in self.metrics.bytes_sent.collect()
+                for sample in metric.samples if sample.name.endswith("_total")}
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

@@ -65,6 +65,7 @@ class NetLimits:
     gossip_rate_per_peer_per_s: float = 1000.0
     inbox_max_items: int = 1024
     inbound_requests_max_per_peer: int = 4
+    inbound_direct_streams_max_per_peer: int = 2
     io_timeout_s: float = 60.0
     dial_timeout_s: float = 5.0
     reconnect_initial_s: float = 0.05
@@ -76,6 +77,7 @@ class NetLimits:
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= self.gossip_inbound_rpc_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= GOSSIP_LIBRARY_MAX_BYTES
         assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
+        assert self.inbound_direct_streams_max_per_peer > 0
         assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
 
 
@@ -183,6 +185,9 @@ class Network:
         self._send_locks: dict[str, trio.Lock] = collections.defaultdict(trio.Lock)
         self._request_slots: dict[str, trio.Semaphore] = collections.defaultdict(
             lambda: trio.Semaphore(limits.inbound_requests_max_per_peer)
+        )
+        self._direct_slots: dict[str, trio.Semaphore] = collections.defaultdict(
+            lambda: trio.Semaphore(limits.inbound_direct_streams_max_per_peer)
         )
         self._dialing: set[str] = set()
         self._conn_changed = trio.Event()
@@ -341,16 +346,28 @@ class Network:
         return False
 
     async def _serve_direct(self, stream: INetStream) -> None:
+        """Read frames into the inbox until the stream ends.
+
+        A sender needs one stream (two while a reconnect replaces it); the cap
+        bounds what one member can make us buffer to
+        `inbound_direct_streams_max_per_peer` partial frames.
+        """
         peer = stream.muxed_conn.peer_id.to_base58()
-        try:
-            while True:
-                data = await read_frame(stream, self._limits.frame_max_bytes)
-                self._deliver("direct", peer, data)
-        except PeerViolation as violation:
-            self._reject(violation.reason, peer)
-        except BaseLibp2pError:
+        slots = self._direct_slots[peer]
+        if slots.value == 0:
+            self._reject("too_many_direct_streams", peer)
+            await libp2p_compat.reset_quietly(stream)
             return
-        await libp2p_compat.reset_quietly(stream)
+        async with slots:
+            try:
+                while True:
+                    data = await read_frame(stream, self._limits.frame_max_bytes)
+                    self._deliver("direct", peer, data)
+            except PeerViolation as violation:
+                self._reject(violation.reason, peer)
+            except BaseLibp2pError:
+                return
+            await libp2p_compat.reset_quietly(stream)
 
     # ----------------------------------------------------------------- request / response
 

@@ -125,6 +125,8 @@ class Store:
                 raise StoreLocked(_locked_message(path))
             if not create and not (path / "CURRENT").exists():
                 raise StoreError(f"no ledger at {path}")
+            if create:
+                _make_dirs(path)
             db = _open_db(path, create)
             _open_paths.add(resolved)
         try:
@@ -297,6 +299,13 @@ def _open_db(path: Path, create: bool) -> plyvel.DB:
         raise LedgerCorrupt(f"ledger {path}", leveldb_message(exc)) from None
     except plyvel.Error as exc:
         raise StoreError(f"cannot open ledger {path}: {leveldb_message(exc)}") from None
+
+
+def _make_dirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StoreError(f"cannot create ledger directory {path}: {exc.strerror}") from None
 
 
 def _close_db(db: plyvel.DB, resolved: Path) -> None:

@@ -40,7 +40,7 @@ def free_ports(count: int) -> list[int]:
 
 def build_genesis(public_keys: list[bytes], ports: list[int], *, rounds: int, seed: int,
                   dataset: mldata.DatasetSpec, split: mldata.SplitSpec, model_kind: str, hidden: int,
-                  training: TrainConfig, protocol: dict[str, Any]) -> dict[str, Any]:
+                  training: TrainConfig, protocol: dict[str, Any], secure: bool = True) -> dict[str, Any]:
     """A genesis dict for a local cluster; the model shape is derived from the dataset."""
     n = len(public_keys)
     ds = mldata.load_dataset(dataset)
@@ -61,13 +61,14 @@ def build_genesis(public_keys: list[bytes], ports: list[int], *, rounds: int, se
         "scaling": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
         "initial_model_hash": params_hash(initial_params(model, seed)).hex(),
         "protocol": protocol,
+        "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
     }
 
 
 def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: mldata.DatasetSpec,
                    split: mldata.SplitSpec, model_kind: str = "logreg", hidden: int = 32,
                    training: TrainConfig | None = None, protocol: dict[str, Any] | None = None,
-                   behaviours: dict[int, dict[str, Any]] | None = None) -> list[Path]:
+                   behaviours: dict[int, dict[str, Any]] | None = None, secure: bool = True) -> list[Path]:
     """Write the consortium files and return each node's config path. Refuses to overwrite a testnet."""
     if n_nodes < 1:
         raise ConfigError("--nodes must be at least 1")
@@ -78,7 +79,7 @@ def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: 
     keys = [identity.generate() for _ in range(n_nodes)]
     genesis = build_genesis([k.public_key for k in keys], ports[:n_nodes], rounds=rounds, seed=seed,
                             dataset=dataset, split=split, model_kind=model_kind, hidden=hidden,
-                            training=training or TrainConfig(), protocol=protocol or {})
+                            training=training or TrainConfig(), protocol=protocol or {}, secure=secure)
     (out / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     configs = []
     for i, key in enumerate(keys):

@@ -49,8 +49,8 @@ def test_full_round_applies_and_reports_outcome() -> None:
     checks = c.check_block(b2)
     assert len(checks) == 1 and isinstance(checks[0], rc.AggregateCheck)
     assert [a for a, _, _ in checks[0].included] == [0, 1, 2, 3] and checks[0].new_model_hash == m1
-    outcomes = c.apply_block(b2)
-    assert outcomes == [rc.RoundOutcome(1, True, (0, 1, 2, 3), m1, 2)] and c.state.model_hash == m1
+    events = c.apply_block(b2)
+    assert events == [rc.RoundOutcome(1, True, (0, 1, 2, 3), m1, 2)] and c.state.model_hash == m1
 
 
 def test_partial_result_and_abort_need_the_deadline() -> None:
@@ -58,7 +58,7 @@ def test_partial_result_and_abort_need_the_deadline() -> None:
     c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
     partial = block(2, 0, upd(0), upd(1), upd(2), tx("result", 0, 1, [0, 1, 2], M0))
     assert any(isinstance(ch, rc.DeadlineCheck) for ch in c.check_block(partial))
-    assert c.check_block(block(2, 0, tx("abort", 0, 1, "slow"))) == [rc.DeadlineCheck(1)]
+    assert c.check_block(block(2, 0, tx("abort", 0, 1, "slow"))) == [rc.DeadlineCheck(1, "collect")]
 
 
 @pytest.mark.parametrize("bad", [
@@ -96,7 +96,7 @@ def test_check_block_does_not_mutate_and_apply_skips_invalid_deterministically()
     c.check_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
     assert not c.state.open
     c.apply_block(block(1, 0, upd(1), tx("open", 0, 1, M0, [0, 1, 2, 3]), upd(2)))
-    assert c.state.open and list(c.state.updates) == [2]
+    assert c.state.open and list(c.state.inputs) == [2]
 
 
 def test_finished_after_last_round() -> None:
