@@ -17,6 +17,7 @@ attacks written outside this repository.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import statistics
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml.models import ModelSpec
-from ml.train import TrainConfig, local_train, predict
+from ml.train import TrainConfig, TrainResult, local_train, predict
 
 PLUGIN_PREFIX = "plugin:"
 
@@ -355,3 +356,24 @@ def estimate_benign_updates(
         rows = rng.choice(len(y), size=len(y), replace=True)
         updates.append(local_train(spec, global_vec, X[rows], y[rows], cfg, seed=seed * 7919 + index).update)
     return np.stack(updates)
+
+
+def malicious_train(
+    attack: Attack,
+    spec: ModelSpec,
+    global_vec: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    ctx: AttackContext,
+) -> TrainResult:
+    """What a malicious node does instead of ``local_train``: poison its rows, train, and poison
+    the update. If the attack needs benign statistics and ``ctx`` carries none, they are estimated
+    from the node's own clean rows (``estimate_benign_updates``). ``n_samples`` is the number of
+    clean rows, the weight the node claims."""
+    X_poisoned, y_poisoned = attack.poison_data(X, y, ctx)
+    trained = local_train(spec, global_vec, X_poisoned, y_poisoned, cfg, seed)
+    if attack.needs_benign and ctx.benign_updates is None:
+        ctx = dataclasses.replace(ctx, benign_updates=estimate_benign_updates(spec, global_vec, X, y, cfg, seed))
+    return TrainResult(update=attack.poison_update(trained.update, ctx), n_samples=len(y), loss=trained.loss)

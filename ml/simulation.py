@@ -9,19 +9,18 @@ cluster against it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_success_rate, estimate_benign_updates
+from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_success_rate, malicious_train
 from ml.data import DatasetSpec, LocalData, SplitSpec, node_data
 from ml.models import ModelSpec
 from ml.params import initial_params
 from ml.robust import RobustRule, decide
-from ml.train import TrainConfig, evaluate, fedavg, local_train
+from ml.train import TrainConfig, clip_update, evaluate, fedavg, local_train
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def _round_updates(
             update = _malicious_update(config, local, global_vec, round_id, i, list(honest.values()))
         else:
             update = honest[i]
-        updates.append(_clipped(update, config.clip_norm))
+        updates.append(clip_update(update, config.clip_norm))
         weights.append(float(len(local.y_train)))
     return updates, weights
 
@@ -124,6 +123,7 @@ def _malicious_update(
     node: int,
     honest_updates: list[np.ndarray],
 ) -> np.ndarray:
+    omniscient = config.omniscient and config.attack.needs_benign and len(honest_updates) >= 2
     ctx = AttackContext(
         round=round_id,
         node_index=node,
@@ -132,22 +132,11 @@ def _malicious_update(
         global_params=global_vec,
         n_malicious=len(config.malicious),
         n_classes=config.model.n_classes,
+        benign_updates=np.stack(honest_updates) if omniscient else None,
     )
-    X, y = config.attack.poison_data(local.X_train, local.y_train, ctx)
-    update = _train(config, X, y, global_vec, round_id, node)
-    if config.attack.needs_benign:
-        benign = (np.stack(honest_updates) if config.omniscient and len(honest_updates) >= 2 else
-                  estimate_benign_updates(config.model, global_vec, local.X_train, local.y_train, config.training,
-                                          train_seed(config.seed, round_id, node)))
-        ctx = dataclasses.replace(ctx, benign_updates=benign)
-    return config.attack.poison_update(update, ctx)
-
-
-def _clipped(update: np.ndarray, clip_norm: float) -> np.ndarray:
-    norm = float(np.linalg.norm(update.astype(np.float64)))
-    if clip_norm <= 0 or norm <= clip_norm:
-        return update
-    return (update * (clip_norm / norm)).astype(np.float32)
+    seed = train_seed(config.seed, round_id, node)
+    return malicious_train(config.attack, config.model, global_vec, local.X_train, local.y_train, config.training,
+                           seed, ctx).update
 
 
 def _accepted(config: SimulationConfig, updates: list[np.ndarray]) -> list[int]:

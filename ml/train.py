@@ -168,6 +168,17 @@ def predict(spec: ModelSpec, vec: np.ndarray, X: np.ndarray) -> np.ndarray:
         return model(X_t).argmax(dim=1).numpy().astype(np.int64)
 
 
+def clip_update(update: np.ndarray, clip_norm: float) -> np.ndarray:
+    """``update`` scaled down to L2 norm ``clip_norm`` if it is longer (unchanged if
+    ``clip_norm <= 0``): what an honest node does before masking, so that the norm bound of the
+    validation never rejects an honest update."""
+    update = np.asarray(update, dtype=np.float32)
+    norm = float(np.linalg.norm(update.astype(np.float64)))
+    if clip_norm <= 0 or norm <= clip_norm:
+        return update
+    return (update.astype(np.float64) * (clip_norm / norm)).astype(np.float32)
+
+
 def fedavg(
     global_vec: np.ndarray, updates: Sequence[np.ndarray], weights: Sequence[float]
 ) -> np.ndarray:

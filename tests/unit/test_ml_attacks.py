@@ -17,6 +17,7 @@ from ml.attacks import (
     backdoor_success_rate,
     estimate_benign_updates,
     make_attack,
+    malicious_train,
 )
 from ml.data import DatasetSpec, SplitSpec, node_data
 from ml.models import ModelSpec
@@ -145,6 +146,20 @@ def test_estimate_benign_updates_from_own_data() -> None:
     assert (cosines > 0.8).all()
     out = make_attack("min-max").poison_update(honest, _ctx(benign=estimates))
     assert out.shape == honest.shape
+
+
+def test_malicious_train_poisons_data_and_update() -> None:
+    data = node_data(DatasetSpec(), SplitSpec(), 4, 1)
+    start = initial_params(SPEC, 0)
+    honest = local_train(SPEC, start, data.X_train, data.y_train, TrainConfig(), seed=4)
+    flipped = malicious_train(make_attack("sign-flip"), SPEC, start, data.X_train, data.y_train, TrainConfig(), 4, _ctx())
+    assert np.array_equal(flipped.update, -honest.update) and flipped.n_samples == honest.n_samples
+    backdoor = malicious_train(make_attack("backdoor"), SPEC, start, data.X_train, data.y_train, TrainConfig(), 4, _ctx())
+    assert backdoor.n_samples == len(data.y_train) and not np.array_equal(backdoor.update, honest.update)
+    alie = malicious_train(make_attack("alie"), SPEC, start, data.X_train, data.y_train, TrainConfig(), 4, _ctx())
+    benign = estimate_benign_updates(SPEC, start, data.X_train, data.y_train, TrainConfig(), 4)
+    z = LittleIsEnough().z_for(7, 2)
+    assert np.allclose(alie.update, benign.mean(axis=0) - z * benign.std(axis=0), atol=1e-6)
 
 
 def _plugin(tmp_path: Path, body: str) -> str:

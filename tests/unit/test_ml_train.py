@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ml.data import DatasetSpec, SplitSpec, centralized_data, node_data
 from ml.models import ModelSpec, benchmark_spec, build_model, check_spec, n_params
 from ml.params import initial_params, load_vector, params_hash, to_vector
-from ml.train import TrainConfig, check_config, evaluate, fedavg, local_train, predict
+from ml.train import TrainConfig, check_config, clip_update, evaluate, fedavg, local_train, predict
 
 LOGREG = ModelSpec()
 MLP = ModelSpec(kind="mlp", hidden=16)
@@ -130,6 +130,14 @@ def test_fedavg_matches_weighted_mean(n: int, dim: int, seed: int) -> None:
     assert got.dtype == np.float32
     assert np.allclose(got, expected, rtol=1e-6, atol=1e-6), f"seed={seed}"
     assert fedavg(g, ups, weights).tobytes() == got.tobytes()
+
+
+def test_clip_update_bounds_the_norm_and_keeps_the_direction() -> None:
+    update = np.array([3.0, 4.0], dtype=np.float32)
+    assert np.allclose(clip_update(update, 1.0), [0.6, 0.8])
+    assert np.array_equal(clip_update(update, 10.0), update)
+    assert np.array_equal(clip_update(update, 0.0), update)
+    assert clip_update(update, 1.0).dtype == np.float32
 
 
 def test_fedavg_rejects_bad_input() -> None:
