@@ -139,8 +139,13 @@ def block_hash_of(msg: PrePrepare | Prepare | Commit | Checkpoint) -> bytes:
     return hash_block(msg.block) if isinstance(msg, PrePrepare) else msg.block_hash
 
 
+@lru_cache(maxsize=4096)
 def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
-    """The exact bytes `msg.sender` signs: everything but the signature, plus the chain id."""
+    """The exact bytes `msg.sender` signs: everything but the signature, plus the chain id.
+
+    Memoised (messages are immutable and hashable): one message is verified by every receiver in a
+    simulation, and VIEW-CHANGEs are re-verified inside every NEW-VIEW that quotes them.
+    """
     if isinstance(msg, Commit):
         return commit_statement(chain_id, msg.view, msg.height, msg.block_hash)
     if isinstance(msg, PrePrepare):
@@ -149,18 +154,12 @@ def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
         return codec.encode(["fednode/prepare/v1", chain_id, msg.view, msg.height, msg.block_hash])
     if isinstance(msg, Checkpoint):
         return codec.encode(["fednode/checkpoint/v1", chain_id, msg.height, msg.block_hash])
-    if isinstance(msg, (ViewChange, NewView)):
-        return _view_signing_bytes(chain_id, msg)
-    raise TypeError(f"not a PBFT message: {type(msg).__name__}")
-
-
-@lru_cache(maxsize=512)
-def _view_signing_bytes(chain_id: bytes, msg: ViewChange | NewView) -> bytes:
-    """Memoised: VIEW-CHANGEs are retransmitted and re-verified inside every NEW-VIEW that quotes them."""
     if isinstance(msg, ViewChange):
         return codec.encode(["fednode/viewchange/v1", chain_id, msg.new_view, _view_change_body(msg)])
-    return codec.encode(["fednode/newview/v1", chain_id, msg.view, [sha256(encode(vc)) for vc in msg.view_changes],
-                         None if msg.preprepare is None else encode(msg.preprepare)])
+    if isinstance(msg, NewView):
+        return codec.encode(["fednode/newview/v1", chain_id, msg.view, [sha256(encode(vc)) for vc in msg.view_changes],
+                             None if msg.preprepare is None else encode(msg.preprepare)])
+    raise TypeError(f"not a PBFT message: {type(msg).__name__}")
 
 
 def encode(msg: Message) -> bytes:
