@@ -437,9 +437,11 @@ class Network:
     async def wait_gossip_ready(self, peer_ids: list[str], timeout_s: float) -> bool:
         """Wait until each peer has a gossip stream with us and has joined the topic.
 
-        Messages published before this are not lost for good (gossipsub queues
-        them for 30 s for peers whose subscription is pending), but tests and
-        benchmarks use it to measure gossip without that queue.
+        A message published before that reaches such a peer only if it is still
+        in gossipsub's message cache (a few heartbeats, i.e. seconds) when the
+        peer's subscription arrives: the library replays that window to new
+        subscribers.  The daemon must tolerate lost gossip anyway; tests and
+        benchmarks wait here to measure gossip itself.
         """
         assert self._pubsub is not None, "wait before the network started"
         try:
