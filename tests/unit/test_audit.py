@@ -222,3 +222,40 @@ def test_torn_or_extended_log_tail_is_reported() -> None:
 
 def test_crc32c_known_answer() -> None:
     assert crc32c(b"123456789") == 0xE3069283
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from tests.unit.test_store import build_chain, certify, make_genesis, next_block
+genesis = make_genesis()
+store = build_chain(genesis, Path(sys.argv[1]), heights=2)
+while True:
+    block = next_block(genesis, store, (b"tx" * store.head_height,))
+    store.append_block(block, certify(genesis, block))
+    print(store.head_height, flush=True)
+"""
+
+
+def test_sigkilled_writer_leaves_a_sound_ledger(genesis: Genesis, tmp_path: Path) -> None:
+    """Appends are atomic: a writer killed at any moment leaves a chain that audits clean, up to its last ack."""
+    home = tmp_path / "killed"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(home / LEDGER_DIR)], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parents[2])
+    assert writer.stdout is not None
+    acknowledged = 0
+    while acknowledged < 40:
+        line = writer.stdout.readline()
+        assert line, "the writer died early"
+        acknowledged = int(line)
+    writer.kill()
+    writer.wait(timeout=30)
+    report = audit(home, genesis)
+    assert report.ok, report.describe()
+    assert report.head_height >= acknowledged
+    store = Store.open(home / LEDGER_DIR, genesis.chain_id)
+    try:
+        store.verify_chain(genesis.n, genesis.quorum, genesis.verify)
+        assert store.head_height == report.head_height
+    finally:
+        store.close()
