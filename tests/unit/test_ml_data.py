@@ -159,3 +159,19 @@ def test_csv_errors(tmp_path: Path, text: str | None, label: str, message: str) 
 def test_csv_needs_path_and_label() -> None:
     with pytest.raises(DataError, match="csv_path and label_column"):
         load_dataset(DatasetSpec(name="csv"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(content=st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.lists(st.sampled_from(["1", "0", "2.5", "", "x", "nan", "inf", "-1e400", '"', "y"]), min_size=1,
+                      max_size=4), min_size=1, max_size=8).map(lambda rows: "\n".join(",".join(r) for r in rows).encode()),
+))
+def test_any_csv_loads_or_raises_data_error(tmp_path_factory: pytest.TempPathFactory, content: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "data.csv"
+    path.write_bytes(b"a,b,y\n" + content)
+    try:
+        data = load_dataset(DatasetSpec(name="csv", csv_path=str(path), label_column="y"))
+    except DataError:
+        return
+    assert np.isfinite(data.X).all() and data.n_classes >= 2 and data.X.shape[0] == len(data.y)
