@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from consensus import codec
-from node.wire import Envelope, Opener, Rejected, Sealer
+from node.wire import Envelope, Opener, Rejected, ReplayWindow, Sealer
 
 CHAIN = bytes(range(32))
 TYPES = {"prepare": 64, "commit": 64, "update": 4096}
@@ -96,3 +96,23 @@ def test_mutated_envelopes_are_rejected(message, data) -> None:
         mutated = bytearray(wire)
         mutated[position] = data.draw(st.integers(0, 255).filter(lambda b: b != wire[position]))
     assert isinstance(open_or_reject(fresh_opener(), bytes(mutated)), Rejected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 200), max_size=120), st.integers(1, 50), st.integers(1, 300))
+def test_replay_window_against_a_reference(seqs: list[int], max_seen: int, span: int) -> None:
+    """Never accepts a number twice, never one at or below (highest so far - span), and with room for every
+    number and a span covering them all it accepts each first occurrence."""
+    window = ReplayWindow(span=span, max_seen=max_seen)
+    accepted: set[int] = set()
+    highest = -1
+    for seq in seqs:
+        fresh = window.check(seq) is None
+        if fresh:
+            assert seq not in accepted and seq > highest - span
+            window.record(seq)
+            accepted.add(seq)
+            highest = max(highest, seq)
+        assert len(window._seen) <= max_seen
+    if max_seen >= len(set(seqs)) and span > 200:
+        assert accepted == set(seqs)
