@@ -1,12 +1,13 @@
 """Benchmark the secure-aggregation core: masking, unmasking with dropouts, bytes per node.
 
-Runs one in-process round of N participants on a vector of L parameters and prints, as a
-markdown table (median over --repeats):
+Runs in-process rounds of N participants on a vector of L parameters and prints markdown tables
+with the median and the best of --repeats runs (the best approximates an idle machine; the load
+average is printed because the development VMs are shared):
 
 - quantize: clip + stochastic rounding of one float32 update into Z_2^32 (ChaCha20 randomness);
 - mask arithmetic: y_i = q_i + PRG(b_i) +- sum_j PRG(s_ij), i.e. N mask expansions and additions;
 - mask() call: the above plus serialisation and the Ed25519 signature over the vector's digest;
-- pair keys: the N - 1 X25519 agreements + HKDF a node does when the shares set is committed;
+- pair keys: the N - 1 X25519 agreements + HKDF and share decryptions when U2 is committed;
 - unmask: try_finish() with D dropped nodes (reconstructions, D (N - D) pair keys, N + D (N - D)
   mask expansions, the sum), as every node does it;
 - bytes published per node per round against a plain float32 update;
@@ -14,7 +15,7 @@ markdown table (median over --repeats):
   sketch, sketching one update, dealing sketch and zero shares, the holder's local statistics,
   reconstructing all statistics, and the payload bytes a node sends for them.
 
-Usage: python scripts/bench_secagg.py [--nodes 10] [--length 1000000] [--dropped 3] [--repeats 5]
+Usage: python scripts/bench_secagg.py [--nodes 10] [--length 1000000] [--dropped 3] [--repeats 7]
                                       [--width 1000] [--validation-degree 2]
 """
 
@@ -47,13 +48,17 @@ from smpc.validation import (
 )
 
 
-def median_ms(action: Callable[[], object], repeats: int) -> float:
+def samples_ms(action: Callable[[], object], repeats: int) -> list[float]:
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         action()
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    return samples
+
+
+def row(measure: str, samples: list[float]) -> str:
+    return f"| {measure} | {statistics.median(samples):.1f} ms | {min(samples):.1f} ms |"
 
 
 class Cluster:
@@ -72,7 +77,7 @@ class Cluster:
         members = frozenset(self.machines)
         self.broadcast({i: m.start() for i, m in self.machines.items()})
         self.broadcast({i: m.on_keys_committed(members) for i, m in self.machines.items()})
-        self.pair_keys_ms = median_ms(lambda: self.machines[1].on_shares_committed(members), 1)
+        self.pair_keys_ms = samples_ms(lambda: self.machines[1].on_shares_committed(members), 1)[0]
         for i, machine in self.machines.items():
             if i != 1:
                 machine.on_shares_committed(members)
@@ -87,56 +92,54 @@ class Cluster:
                     machine.receive(message)
 
 
+def one_round(cluster: Cluster, quantized: np.ndarray, dropped: int) -> tuple[float, float, int]:
+    """Mask on every survivor, unmask on one; returns (mask ms per node, unmask ms, survivor id)."""
+    survivors = [i for i in cluster.machines if i > dropped]
+    start = time.perf_counter()
+    masked = {i: cluster.machines[i].mask(quantized) for i in survivors}
+    mask_ms = (time.perf_counter() - start) * 1000 / len(survivors)
+    cluster.broadcast(dict(masked.items()))
+    digests = {i: message.digest() for i, message in masked.items()}
+    cluster.broadcast({i: m.on_inputs_committed(digests) for i, m in cluster.machines.items() if i in survivors})
+    start = time.perf_counter()
+    result = cluster.machines[survivors[0]].try_finish()
+    unmask_ms = (time.perf_counter() - start) * 1000
+    expected = (quantized.astype(np.uint64) * len(survivors)).astype(np.uint32)
+    assert result is not None and np.array_equal(result.total, expected), "wrong aggregate"
+    return mask_ms, unmask_ms, survivors[0]
+
+
 def run(nodes: int, length: int, dropped: int, repeats: int) -> np.ndarray:
     """Print the secure-aggregation table; return the quantized update used (for validation)."""
     params = QuantParams.for_participants(clip_l2=1.0, max_participants=nodes)
     update = np.random.default_rng(0).standard_normal(length).astype(np.float32) * 1e-3
     rounding_rand = SeededRandomBytes(os.urandom(32))
     quantized = quantize(update, params, rounding_rand)
-    cluster = Cluster(nodes, length, round_id=1)
-    node = cluster.machines[1]
     generator = MaskGenerator(length)
     pair_seeds = {j: os.urandom(32) for j in range(2, nodes + 1)}
     self_seed = os.urandom(32)
-
-    quantize_ms = median_ms(lambda: quantize(update, params, rounding_rand), repeats)
-    arithmetic_ms = median_ms(lambda: mask_input(quantized, self_seed, pair_seeds, 1, generator), repeats)
-    mask_call_ms = []
-    unmask_ms = []
+    quantize_ms = samples_ms(lambda: quantize(update, params, rounding_rand), repeats)
+    arithmetic_ms = samples_ms(lambda: mask_input(quantized, self_seed, pair_seeds, 1, generator), repeats)
+    rounds, pair_keys_ms = [], []
     for round_id in range(1, repeats + 1):
-        cluster = cluster if round_id == 1 else Cluster(nodes, length, round_id)
-        survivors = [i for i in cluster.machines if i > dropped]
-        start = time.perf_counter()
-        masked = {i: cluster.machines[i].mask(quantized) for i in survivors}
-        mask_call_ms.append((time.perf_counter() - start) * 1000 / len(survivors))
-        cluster.broadcast(dict(masked.items()))
-        digests = {i: message.digest() for i, message in masked.items()}
-        cluster.broadcast({i: m.on_inputs_committed(digests) for i, m in cluster.machines.items() if i in survivors})
-        finisher = cluster.machines[survivors[0]]
-        start = time.perf_counter()
-        result = finisher.try_finish()
-        unmask_ms.append((time.perf_counter() - start) * 1000)
-        assert result is not None and np.array_equal(
-            result.total, (quantized.astype(np.uint64) * len(survivors)).astype(np.uint32)
-        )
-    published = sum(len(encode(m)) for m in cluster.sent[survivors[0]])
-    masked_bytes = sum(len(encode(m)) for m in cluster.sent[survivors[0]] if isinstance(m, MaskedInput))
+        cluster = Cluster(nodes, length, round_id)
+        rounds.append(one_round(cluster, quantized, dropped))
+        pair_keys_ms.append(cluster.pair_keys_ms)
+    sent = cluster.sent[rounds[-1][2]]
+    published = sum(len(encode(m)) for m in sent)
+    masked_bytes = sum(len(encode(m)) for m in sent if isinstance(m, MaskedInput))
     plain_bytes = 4 * length
-    print(f"# secure aggregation core: N = {nodes}, L = {length:,}, t = {node.config.degree}, dropped = {dropped}")
-    print(f"cpu count: {os.cpu_count()}, repeats: {repeats} (median)\n")
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| quantize (clip + stochastic rounding) | {quantize_ms:.1f} ms |")
-    print(f"| mask arithmetic ({nodes} PRG expansions + adds) | {arithmetic_ms:.1f} ms |")
-    print(f"| mask() incl. serialisation + signature | {statistics.median(mask_call_ms):.1f} ms |")
-    print(
-        f"| pair keys on shares commit ({nodes - 1} X25519 + HKDF, share decryption) | {cluster.pair_keys_ms:.1f} ms |"
-    )
-    print(f"| unmask with {dropped} dropped (try_finish) | {statistics.median(unmask_ms):.1f} ms |")
-    print(f"| bytes published per node per round | {published:,} |")
-    print(f"| of which the masked vector message | {masked_bytes:,} |")
-    print(f"| plain float32 update | {plain_bytes:,} |")
-    print(f"| ratio secure / plain | {published / plain_bytes:.4f} |")
+    print(f"# secure aggregation core: N = {nodes}, L = {length:,}, t = {(nodes - 1) // 2}, dropped = {dropped}")
+    print(f"cpu count: {os.cpu_count()}, repeats: {repeats}, load average: {os.getloadavg()[0]:.1f}\n")
+    print("| measure | median | best |")
+    print("|---|---|---|")
+    print(row("quantize (clip + stochastic rounding)", quantize_ms))
+    print(row(f"mask arithmetic ({nodes} PRG expansions + adds)", arithmetic_ms))
+    print(row("mask() incl. serialisation + signature", [r[0] for r in rounds]))
+    print(row(f"pair keys + share decryption on U2 commit ({nodes - 1} peers)", pair_keys_ms))
+    print(row(f"unmask with {dropped} dropped (try_finish)", [r[1] for r in rounds]))
+    print(f"\nbytes published per node per round: {published:,} (masked vector message: {masked_bytes:,}); ", end="")
+    print(f"plain float32 update: {plain_bytes:,}; ratio secure / plain: {published / plain_bytes:.4f}")
     return quantized
 
 
@@ -148,31 +151,30 @@ def run_validation(
     params = SketchParams.for_clip(quant.clip_l2, width)
     holders = list(range(1, nodes + 1))
     count = len(statistic_pairs(holders))
-    build_ms = median_ms(lambda: CountSketch(os.urandom(32), length, width), repeats)
+    build_ms = samples_ms(lambda: CountSketch(os.urandom(32), length, width), repeats)
     sketch = CountSketch(os.urandom(32), length, width)
-    sketch_ms = median_ms(lambda: sketch_update(quantized, sketch, params, quant, rand), repeats)
+    sketch_ms = samples_ms(lambda: sketch_update(quantized, sketch, params, quant, rand), repeats)
     fixed = sketch_update(quantized, sketch, params, quant, rand)
-    deal_ms = median_ms(
+    deal_ms = samples_ms(
         lambda: (share_sketch(fixed, degree, holders, rand), share_zero(count, degree, holders, rand)), repeats
     )
     dealt = {i: share_sketch(fixed, degree, holders, rand) for i in holders}
     zeros = {i: share_zero(count, degree, holders, rand) for i in holders}
     held = {h: {i: dealt[i][h] for i in holders} for h in holders}
-    local_ms = median_ms(lambda: local_statistics(held[1], [zeros[i][1] for i in holders]), repeats)
+    local_ms = samples_ms(lambda: local_statistics(held[1], [zeros[i][1] for i in holders]), repeats)
     published = {h: local_statistics(held[h], [zeros[i][h] for i in holders]) for h in holders}
-    reconstruct_ms = median_ms(lambda: reconstruct_statistics(published, holders, degree, params), repeats)
-    share_payload = (nodes - 1) * (8 * width + 8 * count + 16)
-    sent = share_payload + 8 * count + 8 * width
+    reconstruct_ms = samples_ms(lambda: reconstruct_statistics(published, holders, degree, params), repeats)
+    sent = (nodes - 1) * (8 * width + 8 * count + 16) + 8 * count + 8 * width
     print(f"\n# validation primitives: N = {nodes}, L = {length:,}, k = {width}, sharing degree t = {degree}\n")
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| build the round's count sketch | {build_ms:.1f} ms |")
-    print(f"| sketch one quantized update | {sketch_ms:.1f} ms |")
-    print(f"| deal sketch shares + zero shares to {nodes} holders | {deal_ms:.1f} ms |")
-    print(f"| holder: {count} statistic shares (norms + distances) | {local_ms:.1f} ms |")
-    print(f"| reconstruct all statistics with cross-check | {reconstruct_ms:.1f} ms |")
-    print(f"| payload sent per node (shares, statistics, sketch-sum share) | {sent:,} bytes |")
-    print(f"| as a fraction of the plain update | {sent / (4 * length):.2%} |")
+    print("| measure | median | best |")
+    print("|---|---|---|")
+    print(row("build the round's count sketch", build_ms))
+    print(row("sketch one quantized update", sketch_ms))
+    print(row(f"deal sketch shares + zero shares to {nodes} holders", deal_ms))
+    print(row(f"holder: {count} statistic shares (norms + distances)", local_ms))
+    print(row("reconstruct all statistics with cross-check", reconstruct_ms))
+    print(f"\npayload sent per node (sketch and zero shares, statistics, sketch-sum share): {sent:,} bytes, ", end="")
+    print(f"{sent / (4 * length):.2%} of a plain update")
 
 
 def main() -> None:
@@ -180,7 +182,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--length", type=int, default=1_000_000)
     parser.add_argument("--dropped", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--validation-degree", type=int, default=2)
     args = parser.parse_args()

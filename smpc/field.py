@@ -62,7 +62,7 @@ def is_field_vector(values: npt.NDArray[np.uint64]) -> bool:
 def _fold(x: FieldLike) -> FieldArray:
     """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
     x = (np.asarray(x, dtype=np.uint64) & _P64) + (x >> _SHIFT61)
-    return np.asarray(x - np.where(x >= _P64, _P64, np.uint64(0)), dtype=np.uint64)
+    return np.asarray(x - _P64 * (x >= _P64), dtype=np.uint64)
 
 
 def add(a: FieldLike, b: FieldLike) -> FieldArray:

@@ -77,13 +77,22 @@ def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
     return weights
 
 
+def interpolate(points: Mapping[int, FieldArray], targets: Sequence[int]) -> FieldArray:
+    """Values at each target of the lowest-degree polynomial vector through the given points.
+
+    One weighted sum for all targets at once, (targets x points) @ (points x length), computed as
+    a single vectorised product and sum: small secrets would otherwise spend their time in numpy
+    call overhead rather than arithmetic.
+    """
+    xs = list(points)
+    weights = np.array([lagrange_weights(xs, at) for at in targets], dtype=np.uint64)
+    stacked = np.stack([points[x] for x in xs])
+    return field.sum_mod(field.mul(stacked[None, :, :], weights[:, :, None]), axis=1)
+
+
 def interpolate_at(points: Mapping[int, FieldArray], at: int) -> FieldArray:
     """Value at `at` of the lowest-degree polynomial vector through all given points."""
-    xs = list(points)
-    total = np.zeros_like(points[xs[0]])
-    for x_k, weight in zip(xs, lagrange_weights(xs, at), strict=True):
-        total = field.add(total, field.mul(points[x_k], np.uint64(weight)))
-    return total
+    return interpolate(points, [at])[0]
 
 
 def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction:
@@ -108,8 +117,10 @@ def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction
 
 def _agreeing_ids(shares: Mapping[int, FieldArray], basis: list[int], ids: list[int]) -> list[int]:
     """Ids whose share lies on the polynomial through the shares of `basis`."""
-    points = {x: shares[x] for x in basis}
-    return [x for x in ids if x in points or np.array_equal(interpolate_at(points, x), shares[x])]
+    others = [x for x in ids if x not in basis]
+    predicted = interpolate({x: shares[x] for x in basis}, others) if others else []
+    matching = {x for x, row in zip(others, predicted, strict=True) if np.array_equal(row, shares[x])}
+    return [x for x in ids if x in basis or x in matching]
 
 
 def _result(shares: Mapping[int, FieldArray], degree: int, agreeing: list[int], ids: list[int]) -> Reconstruction:
