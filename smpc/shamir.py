@@ -92,7 +92,8 @@ def interpolate(points: Mapping[int, FieldArray], targets: Sequence[int]) -> Fie
 
 def interpolate_at(points: Mapping[int, FieldArray], at: int) -> FieldArray:
     """Value at `at` of the lowest-degree polynomial vector through all given points."""
-    return interpolate(points, [at])[0]
+    value: FieldArray = interpolate(points, [at])[0]
+    return value
 
 
 def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction:
@@ -118,7 +119,9 @@ def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction
 def _agreeing_ids(shares: Mapping[int, FieldArray], basis: list[int], ids: list[int]) -> list[int]:
     """Ids whose share lies on the polynomial through the shares of `basis`."""
     others = [x for x in ids if x not in basis]
-    predicted = interpolate({x: shares[x] for x in basis}, others) if others else []
+    if not others:
+        return list(ids)
+    predicted = interpolate({x: shares[x] for x in basis}, others)
     matching = {x for x, row in zip(others, predicted, strict=True) if np.array_equal(row, shares[x])}
     return [x for x in ids if x in basis or x in matching]
 
