@@ -465,8 +465,13 @@ class Simulation:
             if kind == "faults_end":
                 liveness_txs = self._end_faults(now)
             elif kind == "crash_primary":
-                view = max(n.replica.view for n in self.nodes if n.alive and n.replica.active)
-                self.by_index[view % cfg.nodes][0].crash_pending = True
+                views = [n.replica.view for n in self.nodes if n.alive and n.replica.active]
+                if views:
+                    self.by_index[max(views) % cfg.nodes][0].crash_pending = True
+                    for target in self.nodes:
+                        target.mempool[b"failover" + self.rng.randbytes(4)] = None
+                else:
+                    self.schedule(now + cfg.tick_ms, "crash_primary", -1)
             elif kind == "tx":
                 for target in self.nodes:
                     if target.alive and self.rng.random() < 0.8:
@@ -526,9 +531,9 @@ def run_one(seed: int, config: SimConfig) -> RunResult:
 
 
 def primary_failover_ms(nodes: int, seed: int, config: SimConfig | None = None) -> tuple[int, int]:
-    """Crash the primary mid-run on an otherwise clean network (no drops, partitions or
-    Byzantine replicas): return (ms until every live replica runs a new view, ms until the next block
-    commits at all of them), both from the moment of the crash."""
+    """Crash the primary mid-run, with work pending everywhere, on an otherwise clean network (no
+    drops, partitions or Byzantine replicas): return (ms until every live replica runs a new view, ms
+    until the next block commits at all of them), both from the moment of the crash."""
     cfg = replace(config or SimConfig(), nodes=nodes, byzantine=0, crashes=0, partitions=0, max_drop=0.0,
                   max_duplicate=0.0, delay_tail=0.0, fault_period_ms=6000)
     sim = Simulation(seed, cfg)
