@@ -52,6 +52,7 @@ from consensus.block import (
     verify_certificate_signatures,
 )
 from consensus.messages import (
+    MAX_BLOCK_IN_MESSAGE_BYTES,
     Checkpoint,
     Commit,
     Message,
@@ -311,6 +312,7 @@ class Replica:
         assert len(txs) <= MAX_TXS_PER_BLOCK, len(txs)
         height = self.committed_height + 1
         block = Block(self.config.chain_id, height, self.last_hash, self.view, self.index, tuple(txs))
+        assert len(block.encode()) <= MAX_BLOCK_IN_MESSAGE_BYTES, "peers would reject this block as oversized"
         voted = self._vote("preprepare", PrePrepare(self.view, height, block, self.index))
         if voted is None:
             return []
