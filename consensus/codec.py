@@ -22,18 +22,24 @@ class DecodeError(ValueError):
     """Input bytes are not a canonical, bounded encoding of the expected shape (a peer's fault)."""
 
 
+MAX_DEPTH = 16
+"""Deepest nesting any fednode structure uses is 4; peers get a little room, never Python's recursion limit."""
+
+
 def encode(value: Any) -> bytes:
     """Encode nested lists/tuples of int, bytes, str, bool and None canonically.
 
     Tuples are encoded as lists, so callers may build values from tuples freely; maps are refused because
     their order is not canonical.
     """
-    return msgpack.packb(_check(value), use_bin_type=True, strict_types=False)
+    return msgpack.packb(_check(value, 0), use_bin_type=True, strict_types=False)
 
 
-def _check(value: Any) -> Any:
+def _check(value: Any, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
-        return [_check(v) for v in value]
+        if depth >= MAX_DEPTH:
+            raise TypeError(f"nesting deeper than {MAX_DEPTH}")
+        return [_check(v, depth + 1) for v in value]
     if value is None or isinstance(value, (bool, int, bytes, str)):
         return value
     raise TypeError(f"type {type(value).__name__} has no canonical encoding")
