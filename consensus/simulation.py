@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from consensus import codec
 from consensus import messages as wire
 from consensus.block import Block, CertificateError, CommitCertificate, verify_certificate
 from consensus.messages import Commit, Message, NewView, Prepare, PreparedCertificate, PrePrepare, ViewChange
@@ -138,6 +139,17 @@ class Checker:
                                    f"{block_hash.hex()[:12]}, another honest node {known.hex()[:12]}")
 
 
+    def evidence(self, node: int, record: RecordEvidence, honest: frozenset[int]) -> None:
+        """Evidence must hold two different messages validly signed by one replica, never an honest one."""
+        first, second = (wire.decode(m) for m in codec.decode(record.data, max_bytes=2 * wire.MAX_MESSAGE_BYTES))
+        signer = first.sender
+        genuine = (second.sender == signer and first != second
+                   and all(self.verify(signer, wire.signing_bytes(self.chain_id, m), m.signature)
+                           for m in (first, second)))
+        if not genuine or signer in honest:
+            self.violations.append(f"node {node} recorded false {record.kind} evidence against replica {signer}")
+
+
 class SimNode:
     """The shell of one replica: persisted map, ledger, mempool, and an optional Byzantine behaviour."""
 
@@ -212,6 +224,8 @@ class SimNode:
                 self.sim.timeline.append((now_ms, self.node_id, "deliver", action.block.height))
             elif isinstance(action, RecordEvidence):
                 self.sim.stats["evidence_" + action.kind] += 1
+                if self.honest:
+                    self.sim.checker.evidence(self.node_id, action, self.sim.honest_indices)
             elif isinstance(action, FetchBlocks):
                 self.sim.schedule(now_ms + self.sim.rng.randint(5, 40), "fetch", self.node_id,
                                   (self.incarnation, action.from_height, action.peer))
@@ -294,6 +308,7 @@ class Simulation:
         for node in self.nodes:
             self.by_index.setdefault(node.index, []).append(node)
         self.checker = Checker(self.chain_id, n, self.nodes[0].replica.quorum, self.verify)
+        self.honest_indices = frozenset(node.index for node in self.nodes if node.honest)
         self._draw_faults()
 
     def verify(self, index: int, data: bytes, signature: bytes) -> bool:
@@ -426,7 +441,7 @@ class Simulation:
         height = replica.committed_height + 1
         block = Block(self.chain_id, height, replica.last_hash, replica.view, node.index, (rng.randbytes(8),))
         victim = rng.randrange(self.config.nodes)
-        choice = rng.randrange(4)
+        choice = rng.randrange(5)
         if choice == 0:
             return Commit(replica.view, height, block.hash(), victim, rng.randbytes(16))
         if choice == 1:
@@ -438,6 +453,8 @@ class Simulation:
                                            node.index))
         if choice == 2:
             return vc
+        if choice == 3:
+            return self._resign(node, ViewChange(replica.view + rng.randint(1, 100), None, None, node.index))
         target_view = next(v for v in range(replica.view + 1, replica.view + 1 + self.config.nodes)
                            if v % self.config.nodes == node.index)
         vcs = tuple(self._resign(node, replace(vc, new_view=target_view, sender=s)) if s == node.index

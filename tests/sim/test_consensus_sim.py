@@ -54,5 +54,8 @@ def test_byzantine_traffic_exercises_the_rejection_paths() -> None:
     assert report.stats["replica_bad_signature"] > 0
     assert report.stats["replica_bad_view_change"] > 0
     assert report.stats["replica_bad_new_view"] + report.stats["replica_bad_signature"] > 0
-    report = run_simulations(4, 1, range(4000, 4030), config=SimConfig(behaviours=("twins",)))
-    assert sum(v for k, v in report.stats.items() if k.startswith("evidence_")) > 0
+    for behaviour, kinds in (("twins", ("preprepare",)), ("equivocate", ("preprepare",)),
+                             ("conflicting_votes", ("prepare", "commit"))):
+        report = run_simulations(4, 1, range(4000, 4020), config=SimConfig(behaviours=(behaviour,)))
+        assert report.failing_seeds == [], "evidence is checked genuine and never names an honest replica"
+        assert all(report.stats["evidence_" + kind] > 0 for kind in kinds), (behaviour, report.stats)
