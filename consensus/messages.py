@@ -291,11 +291,12 @@ def _parse_view_change(f: list[Any], sender: int, sig: bytes) -> ViewChange:
 
 def _parse_new_view(f: list[Any], sender: int, sig: bytes) -> NewView:
     view_changes = _nested_list(f[1], ViewChange, "new-view.view_changes")
-    preprepare = None
+    preprepare: PrePrepare | None = None
     if f[2] is not None:
-        preprepare = decode(codec.expect_bytes(f[2], "new-view.preprepare"))
-        if not isinstance(preprepare, PrePrepare):
+        embedded = decode(codec.expect_bytes(f[2], "new-view.preprepare"))
+        if not isinstance(embedded, PrePrepare):
             raise MessageError("new-view: embedded message is not a PRE-PREPARE")
+        preprepare = embedded
     return NewView(_view(f[0]), tuple(view_changes), preprepare, sender, sig)
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from consensus import codec
 from consensus.block import (
@@ -70,6 +71,10 @@ from consensus.messages import (
     signing_bytes,
 )
 from consensus.quorum import quorum_size
+
+SlotMessage = PrePrepare | Prepare | Commit
+M = TypeVar("M", bound=Message)
+V = TypeVar("V", PrePrepare, Prepare, Commit)
 
 PersistedState = Mapping[bytes, bytes]
 """The key -> value map of everything this replica asked to persist (keys start with b"pbft/")."""
@@ -232,8 +237,8 @@ class Replica:
         self._outbox: dict[type, Message] = {}
         self._last_commit: Commit | None = None
         self._head_cert: CommitCertificate | None = committed_cert
-        self._future: dict[tuple[int, type], Message] = {}
-        self._seen: dict[tuple[type, int, int, int], Message] = {}
+        self._future: dict[tuple[int, type], SlotMessage] = {}
+        self._seen: dict[tuple[type, int, int, int], SlotMessage | Checkpoint] = {}
         self._evidenced: set[tuple[type, int, int, int]] = set()
         self._view_changes: dict[int, ViewChange] = {}
         self._my_view_change: ViewChange | None = None
@@ -474,7 +479,6 @@ class Replica:
         if voted is None:
             return []
         signed, actions = voted
-        assert isinstance(signed, Prepare)
         slot.prepare_sent = True
         self._outbox[Prepare] = signed
         self._prepares.setdefault((pp.view, slot.block_hash), {})[self.index] = signed
@@ -498,7 +502,6 @@ class Replica:
         if voted is None:
             return []
         signed, actions = voted
-        assert isinstance(signed, Commit)
         slot.commit_sent = True
         self._outbox[Commit] = signed
         self._prepared = PreparedCertificate(pp, prepares)
@@ -570,17 +573,16 @@ class Replica:
             return []
         actions: list[Action] = []
         if pp.sender != self.index:
-            voted = self._vote("prepare", Prepare(pp.view, pp.height, block_hash, self.index))
-            if voted is not None:
-                actions += [*voted[1], Broadcast(voted[0])]
-        voted = self._vote("commit", Commit(pp.view, pp.height, block_hash, self.index))
-        if voted is not None:
-            assert isinstance(voted[0], Commit)
-            self._last_commit = voted[0]
-            actions += [*voted[1], Broadcast(voted[0])]
+            prepared = self._vote("prepare", Prepare(pp.view, pp.height, block_hash, self.index))
+            if prepared is not None:
+                actions += [*prepared[1], Broadcast(prepared[0])]
+        committed = self._vote("commit", Commit(pp.view, pp.height, block_hash, self.index))
+        if committed is not None:
+            self._last_commit = committed[0]
+            actions += [*committed[1], Broadcast(committed[0])]
         return actions
 
-    def _vote(self, kind: str, msg: PrePrepare | Prepare | Commit) -> tuple[Message, list[Action]] | None:
+    def _vote(self, kind: str, msg: V) -> tuple[V, list[Action]] | None:
         """Sign a slot message unless it conflicts with one signed before (also before a restart).
 
         Votes of one kind only move forward in (view, height), and at one (view, height) only one block
@@ -596,7 +598,7 @@ class Replica:
         signed = self._sign_msg(msg)
         return signed, [Persist(KEY_SIGNED + kind.encode(), codec.encode([msg.view, msg.height, block_hash]))]
 
-    def _sign_msg(self, msg: Message) -> Message:
+    def _sign_msg(self, msg: M) -> M:
         return replace(msg, signature=self._sign(signing_bytes(self.config.chain_id, msg)))
 
     # ------------------------------------------------------------------ equivocation
@@ -620,10 +622,10 @@ class Replica:
 
     def _make_checkpoint(self, height: int, block_hash: bytes) -> list[Action]:
         checkpoint = self._sign_msg(Checkpoint(height, block_hash, self.index))
-        assert isinstance(checkpoint, Checkpoint)
         self._my_checkpoint = checkpoint
         self._checkpoint_votes.setdefault(height, {})[self.index] = checkpoint
-        return [Persist(KEY_CHECKPOINT, encode(checkpoint)), Broadcast(checkpoint)] + self._check_stable(height)
+        actions: list[Action] = [Persist(KEY_CHECKPOINT, encode(checkpoint)), Broadcast(checkpoint)]
+        return actions + self._check_stable(height)
 
     def _on_checkpoint(self, checkpoint: Checkpoint, now_ms: int) -> list[Action]:
         actions = self._note_height(checkpoint.sender, checkpoint.height, now_ms)
@@ -766,7 +768,6 @@ class Replica:
         if prepared is not None and prepared.preprepare.height <= self._final_height():
             prepared = None
         vc = self._sign_msg(ViewChange(target, self._known_cert, prepared, self.index))
-        assert isinstance(vc, ViewChange)
         self._my_view_change = vc
         self._view_changes[self.index] = vc
         actions: list[Action] = [Persist(KEY_VIEW_CHANGE, encode(vc)), Persist(KEY_VIEW, self._view_record()),
@@ -820,7 +821,8 @@ class Replica:
         """Messages quoted in a certificate may reveal a primary that sent different blocks to different
         backups; only slots not yet committed are tracked."""
         actions: list[Action] = []
-        for msg in (prepared.preprepare, *prepared.prepares):
+        quoted: list[PrePrepare | Prepare] = [prepared.preprepare, *prepared.prepares]
+        for msg in quoted:
             if msg.height > self.committed_height and msg.sender != self.index:
                 actions += self._check_equivocation(msg)
         return actions
@@ -869,10 +871,8 @@ class Replica:
             if voted is None:
                 return []
             signed, actions = voted
-            assert isinstance(signed, PrePrepare)
             preprepare = signed
         nv = self._sign_msg(NewView(self.view, chosen, preprepare, self.index))
-        assert isinstance(nv, NewView)
         self.stats["new_views_sent"] += 1
         return actions + [Persist(KEY_NEW_VIEW, encode(nv)), Broadcast(nv)] + self._install_view(nv, plan, now_ms)
 

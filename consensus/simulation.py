@@ -42,6 +42,7 @@ from consensus.replica import (
     Broadcast,
     Deliver,
     FetchBlocks,
+    M,
     Persist,
     RecordEvidence,
     Replica,
@@ -411,15 +412,16 @@ class Simulation:
         rng = self.rng
         if src.behaviour == "silent":
             return []
+        out: list[tuple[int, Message]] = [(to, msg)]
         if src.behaviour == "equivocate" and isinstance(msg, PrePrepare) and rng.random() < 0.5:
             other = replace(msg.block, txs=(*msg.block.txs, rng.randbytes(8)))
-            return [(to, self._resign(src, replace(msg, block=other)))] + ([(to, msg)] if rng.random() < 0.2 else [])
+            return [(to, self._resign(src, replace(msg, block=other)))] + (out if rng.random() < 0.2 else [])
         if src.behaviour == "conflicting_votes" and isinstance(msg, (Prepare, Commit)) and rng.random() < 0.5:
-            bogus = self._resign(src, replace(msg, block_hash=rng.randbytes(32)))
-            return [(to, bogus)] + ([(to, msg)] if rng.random() < 0.5 else [])
-        return [(to, msg)]
+            bogus: Message = self._resign(src, replace(msg, block_hash=rng.randbytes(32)))
+            return [(to, bogus)] + (out if rng.random() < 0.5 else [])
+        return out
 
-    def _resign(self, src: SimNode, msg: Message) -> Message:
+    def _resign(self, src: SimNode, msg: M) -> M:
         return replace(msg, signature=self.signers[src.index](wire.signing_bytes(self.chain_id, msg)))
 
     def misbehave(self, node: SimNode, now_ms: int) -> None:
