@@ -65,6 +65,7 @@ class _MessageBase:
     sender: int
 
     def fields(self) -> list[Any]:
+        """The message's own fields, in wire order, between the sender and the signature."""
         raise NotImplementedError
 
     def signed_fields(self) -> list[Any]:
