@@ -12,15 +12,18 @@ Transactions are signed by their author, so a Byzantine primary cannot forge ano
     tx   = codec [body_bytes, ed25519_signature(body_bytes)]
     body = codec [kind, chain_id, author, round, *fields]
 
-Phases of a round (`PHASES` is the transition table; `secure` is genesis secure_aggregation.enabled):
+Phases of a round, per mode (`PHASES` is the transition table; the mode comes from genesis:
+`plain` without secure aggregation, `secure` with it, `validated` with it and validation on shares):
 
-| phase   | mode   | inputs accepted (one per author)          | closed by                     | next    |
-|---------|--------|--------------------------------------------|-------------------------------|---------|
-| collect | plain  | `update` [update_hash, n_samples]          | `result` [included, model]    | (done)  |
-| keys    | secure | `sa` [AdvertiseKeys] from participants     | `close` ["keys"]   -> U1      | shares  |
-| shares  | secure | `sa` [ShareKeys] from U1                   | `close` ["shares"] -> U2      | inputs  |
-| inputs  | secure | `input` [masked_input_digest] from U2      | `close` ["inputs"] -> U3      | unmask  |
-| unmask  | secure | (reveals travel by gossip, not the ledger) | `result` [U3, model]          | (done)  |
+| phase    | modes           | inputs accepted (one per author)            | closed by                  |
+|----------|-----------------|----------------------------------------------|----------------------------|
+| collect  | plain           | `update` [update_hash, n_samples]            | `result` [included, model] |
+| keys     | secure, valid.  | `sa` [AdvertiseKeys] from participants       | `close` ["keys"]   -> U1   |
+| shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
+| inputs   | secure, valid.  | `input` [masked_input_digest] from U2        | `close` ["inputs"] -> U3   |
+| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ U3] -> S     |
+|          |                 | from U3                                      |                            |
+| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
 committed; it must name the current global model. `open`, `close`, `result` and `abort` [reason] are
@@ -47,17 +50,17 @@ MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
 
-PHASES: dict[tuple[bool, str], tuple[str, str]] = {
-    (False, "collect"): ("result", "done"),
-    (True, "keys"): ("close", "shares"),
-    (True, "shares"): ("close", "inputs"),
-    (True, "inputs"): ("close", "unmask"),
-    (True, "unmask"): ("result", "done"),
+PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "plain": (("collect", "update", "result"),),
+    "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
+               ("unmask", "", "result")),
+    "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
+                  ("validate", "stats", "accept"), ("unmask", "", "result")),
 }
-"""(secure, phase) -> (the tx kind that closes it, the phase after it)."""
+"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
 
-FIRST_PHASE = {False: "collect", True: "keys"}
 SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
+MAX_STATS_BYTES = 8 * (MAX_PARTICIPANTS + MAX_PARTICIPANTS * (MAX_PARTICIPANTS - 1) // 2)
 
 
 class TxError(ValueError):
@@ -83,6 +86,19 @@ class ContractParams:
     secure: bool = False
     degree: int = 0
     vector_length: int = 1
+    validate: bool = False
+    validation_degree: int = 1
+
+    @property
+    def mode(self) -> str:
+        return "plain" if not self.secure else "validated" if self.validate else "secure"
+
+    def phase_info(self, phase: str) -> tuple[str, str, str]:
+        """(input kind, closing kind, next phase) of `phase` in this mode; next is "" after the last."""
+        phases = PHASES[self.mode]
+        names = [p[0] for p in phases]
+        i = names.index(phase)
+        return phases[i][1], phases[i][2], names[i + 1] if i + 1 < len(names) else ""
 
     def round_config(self, round_id: int, participants: Sequence[int]) -> RoundConfig:
         """The secure-aggregation configuration of a round (participant ids are member index + 1)."""
@@ -105,6 +121,16 @@ class AggregateCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationCheck:
+    """Before voting: the robust rule on the statistics reconstructed from `published` must accept `accepted`."""
+
+    round: int
+    candidates: tuple[int, ...]
+    published: tuple[tuple[int, bytes], ...]
+    accepted: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DeadlineCheck:
     """Before voting: `phase` of `round` must have been open on this node's clock past its deadline."""
 
@@ -112,7 +138,7 @@ class DeadlineCheck:
     phase: str
 
 
-Check = AggregateCheck | DeadlineCheck
+Check = AggregateCheck | ValidationCheck | DeadlineCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +174,7 @@ class RoundOutcome:
     included: tuple[int, ...]
     model_hash: bytes
     height: int
+    rejected: tuple[int, ...] = ()
 
 
 Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
@@ -166,14 +193,17 @@ class ContractState:
     """Who may submit in this phase: the participants, then U1, then U2; the survivors U3 in unmask."""
     u1: tuple[int, ...] = ()
     digests: dict[int, bytes] = field(default_factory=dict)
+    rejected: tuple[int, ...] = ()
+    rejections: dict[int, int] = field(default_factory=dict)
+    """How many rounds each member's update was rejected by validation (the ledger's flag)."""
     outcomes: list[RoundOutcome] = field(default_factory=list)
     height: int = 0
 
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
-                             u1=self.u1, digests=dict(self.digests), outcomes=list(self.outcomes),
-                             height=self.height)
+                             u1=self.u1, digests=dict(self.digests), rejected=self.rejected,
+                             rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height)
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -182,7 +212,8 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
     return codec.encode([body, sign(body)])
 
 
-_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 1, "close": 1}
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 1, "close": 1, "stats": 1,
+                 "accept": 1}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -225,6 +256,10 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES)]
     if kind == "close":
         return [codec.expect_str(fields[0], "close.phase", 16)]
+    if kind == "stats":
+        return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
+    if kind == "accept":
+        return [_member_list(fields[0], n, "accept.accepted")]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -249,6 +284,10 @@ class Contract:
     def min_members(self) -> int:
         """Fewest members a phase may close with: enough updates, and t+1 for secure aggregation."""
         return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
+
+    def min_inputs(self, phase: str) -> int:
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 publishers to reconstruct."""
+        return 2 * self.params.validation_degree + 1 if phase == "validate" else self.min_members
 
     @property
     def committed_rounds(self) -> int:
@@ -297,9 +336,7 @@ class Contract:
     def tx_valid_now(self, tx: Tx) -> bool:
         """Whether a member's pending input would be valid in the next block (mempool filtering)."""
         s = self.state
-        kind = "update" if s.phase == "collect" else "input" if s.phase == "inputs" else "sa"
-        return (s.open and tx.kind == kind and tx.round == s.round and s.phase in ("collect", "keys", "shares",
-                                                                                     "inputs")
+        return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs)
 
     # ------------------------------------------------------------------ validation
@@ -321,8 +358,8 @@ class Contract:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
             return [DeadlineCheck(tx.round, s.phase)]
-        closing_kind, _ = PHASES[(p.secure, s.phase)]
-        if tx.kind in ("close", "result"):
+        _, closing_kind, _ = p.phase_info(s.phase)
+        if tx.kind in ("close", "result", "accept"):
             if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
                 raise TxError(f"{tx.kind} cannot end phase {s.phase}")
             return self._validate_closing(tx)
@@ -336,9 +373,15 @@ class Contract:
     def _validate_closing(self, tx: Tx) -> list[Check]:
         s = self.state
         members = tuple(sorted(s.inputs)) if s.phase != "unmask" else s.expected
-        if len(members) < self.min_members:
-            raise TxError(f"phase {s.phase} has {len(members)} members, needs {self.min_members}: abort instead")
+        if len(members) < self.min_inputs(s.phase):
+            raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
         checks: list[Check] = []
+        if tx.kind == "accept":
+            accepted = tuple(tx.fields[0])  # type: ignore[arg-type]
+            if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
+                raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
+            published = tuple((a, s.inputs[a][0]) for a in members)
+            checks.append(ValidationCheck(tx.round, s.expected, published, accepted))  # type: ignore[arg-type]
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
@@ -367,30 +410,36 @@ class Contract:
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
         if tx.kind == "open":
-            s.round, s.open, s.phase = tx.round, True, FIRST_PHASE[p.secure]
+            s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
-            s.inputs, s.digests, s.u1 = {}, {}, ()
+            s.inputs, s.digests, s.u1, s.rejected = {}, {}, (), ()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
-        if tx.kind in ("sa", "input"):
+        if tx.kind in ("sa", "input", "stats"):
             s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
-        if tx.kind == "close":
-            members = tuple(sorted(s.inputs))
-            digests = tuple((a, s.inputs[a][0]) for a in members) if s.phase == "inputs" else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height)
+        if tx.kind in ("close", "accept"):
+            members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
             if s.phase == "keys":
                 s.u1 = members
             if s.phase == "inputs":
-                s.digests = dict(digests)
-            s.phase, s.expected, s.inputs = PHASES[(True, s.phase)][1], members, {}
+                s.digests = {a: s.inputs[a][0] for a in members}
+            if tx.kind == "accept":
+                s.rejected = tuple(a for a in s.expected if a not in members)
+                for a in s.rejected:
+                    s.rejections[a] = s.rejections.get(a, 0) + 1
+                s.digests = {a: d for a, d in s.digests.items() if a in members}
+            digests = tuple((a, s.digests[a]) for a in members) if s.phase in ("inputs", "validate") else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height)
+            s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False
         if tx.kind == "result":
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
-            outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height)  # type: ignore[arg-type]
+            outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
+                                   s.rejected)
         else:
             outcome = RoundOutcome(tx.round, False, (), s.model_hash, height)
         s.outcomes.append(outcome)

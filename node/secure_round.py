@@ -14,6 +14,7 @@ secure round differs from a plain one only by quantization.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +22,27 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from consensus import codec
+from ml.robust import RobustRule, decide
 from node import contract as rc
+from smpc import field
 from smpc import messages as sam
 from smpc.errors import ProtocolViolation
-from smpc.field import RandomBytes
+from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import SecAggParticipant, SecAggResult
+from smpc.sketch import CountSketch
+from smpc.validation import (
+    SketchParams,
+    ValidationStatistics,
+    local_statistics,
+    reconstruct_statistics,
+    share_sketch,
+    share_zero,
+    sketch_seed,
+    sketch_update,
+    statistic_pairs,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +64,75 @@ class SendMasked:
     message: bytes
 
 
-Output = SubmitTx | Gossip | SendMasked
+@dataclass(frozen=True, slots=True)
+class SendShares:
+    """Shares of this node's sketch (and of zero) for one holder; sent point to point over Noise."""
+
+    to: int
+    payload: bytes
+
+
+Output = SubmitTx | Gossip | SendMasked | SendShares
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationSetup:
+    """Genesis validation settings: sharing degree t_v, count-sketch width, sketch scale, robust rule."""
+
+    degree: int
+    sketch: SketchParams
+    rule: RobustRule
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationOutcome:
+    accepted: tuple[int, ...]
+    rejected: dict[int, str]
+    statistics: ValidationStatistics
+
+
+def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], setup: ValidationSetup
+                    ) -> ValidationOutcome:
+    """Reconstruct the statistics from the holders' published shares and apply the robust rule.
+
+    Deterministic in its inputs, so the primary that proposes an accepted set and every replica that
+    checks it reach the same set from the same committed publications. Raises NotEnoughShares or
+    InconsistentShares (the round must abort) and ValueError for a malformed publication (excluded
+    from the ledger by `parse_statistics` before it gets here).
+    """
+    count = len(statistic_pairs(candidates))
+    vectors = {holder + 1: parse_statistics(data, count) for holder, data in published.items()}
+    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch)
+    position = {c + 1: k for k, c in enumerate(candidates)}
+    norms = np.array([stats.norms_sq[c + 1] for c in candidates])
+    dists = np.zeros((len(candidates), len(candidates)))
+    for (i, j), value in stats.distances_sq.items():
+        dists[position[i], position[j]] = dists[position[j], position[i]] = value
+    rejected: dict[int, str] = {}
+    for i, j in stats.out_of_range:
+        if i == j:
+            rejected[i - 1] = "statistic_out_of_range"
+        else:
+            dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
+    keep = [k for k, c in enumerate(candidates) if c not in rejected]
+    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)])
+    accepted = tuple(candidates[keep[k]] for k in decision.accepted)
+    rejected.update({candidates[keep[k]]: reason for k, reason in decision.rejected.items()})
+    return ValidationOutcome(accepted, rejected, stats)
+
+
+OUT_OF_RANGE_DISTANCE = 1e30
+"""A distance that left the proven range (one of its two sketches is not small integers): treat as far."""
+
+
+def parse_statistics(data: bytes, count: int) -> FieldArray:
+    """A holder's published statistic shares: `count` little-endian GF(p) elements."""
+    if len(data) != 8 * count:
+        raise ValueError(f"statistics of {len(data)} bytes, expected {8 * count}")
+    vec = np.frombuffer(data, dtype="<u8").astype(np.uint64)
+    if not field.is_field_vector(vec):
+        raise ValueError("statistic share outside GF(p)")
+    return vec
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +170,16 @@ class SecureRound:
     """Drives one SecAggParticipant from committed events; see the module docstring."""
 
     def __init__(self, params: rc.ContractParams, opened: rc.RoundOpened, me: int, sign: Callable[[bytes], bytes],
-                 verify: Callable[[int, bytes, bytes], bool], rand: RandomBytes, quant: QuantParams) -> None:
+                 verify: Callable[[int, bytes, bytes], bool], rand: RandomBytes, quant: QuantParams,
+                 validation: ValidationSetup | None = None) -> None:
         self.params, self.round, self.me = params, opened.round, me
+        self.validation = validation
+        self._candidates: tuple[int, ...] = ()
+        self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
+        self._stats_sent = False
+        self._early_shares: dict[int, bytes] = {}
+        self.config_members = frozenset(opened.participants)
+        self._masked_quantized: npt.NDArray[np.uint32] | None = None
         self.config = params.round_config(opened.round, opened.participants)
         self._sign = sign
         self._rand = rand
@@ -114,7 +206,7 @@ class SecureRound:
         if self._quantized is None or not self.machine.can_mask:
             return []
         masked = self.machine.mask(self._quantized)
-        self._quantized = None
+        self._masked_quantized, self._quantized = self._quantized, None
         return [SendMasked(sam.encode(masked)), self._tx("input", [masked.digest()])]
 
     def decode(self, data: bytes) -> sam.Message:
@@ -150,14 +242,71 @@ class SecureRound:
         elif event.phase == "shares":
             self.machine.on_shares_committed(members)
             out += self._maybe_mask()
-        elif event.phase == "inputs":
+        elif event.phase == "inputs" and self.validation is not None:
+            out += self._share_sketch(event)
+        else:
             reveal = self.machine.on_inputs_committed({a + 1: d for a, d in event.digests})
             if reveal is not None:
                 self.revealers.add(reveal.sender)
                 out.append(Gossip(sam.encode(reveal)))
-        self.phase = rc.PHASES[(True, event.phase)][1]
+        self.phase = self.params.phase_info(event.phase)[2]
         self.violations += self.machine.drain_violations()
         return out
+
+    def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
+        """U3 is fixed: sketch our masked update with the now-public seed and deal its shares to U3."""
+        assert self.validation is not None
+        self._candidates = event.members
+        early, self._early_shares = self._early_shares, {}
+        out: list[Output] = []
+        for owner, payload in early.items():
+            out += self.on_sketch_shares(owner, payload)
+        if self.me not in event.members or self._masked_quantized is None:
+            return out
+        commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        sketch = CountSketch(sketch_seed(self.params.chain_id, self.round, commitment), self.params.vector_length,
+                             self.validation.sketch.width)
+        z = sketch_update(self._masked_quantized, sketch, self.validation.sketch, self._quant, self._rand)
+        holders = [c + 1 for c in event.members]
+        sketch_shares = share_sketch(z, self.validation.degree, holders, self._rand)
+        zero_shares = share_zero(len(statistic_pairs(holders)), self.validation.degree, holders, self._rand)
+        for holder in event.members:
+            share, zero = sketch_shares[holder + 1], zero_shares[holder + 1]
+            if holder == self.me:
+                self._sketch_shares[self.me] = (share, zero)
+            else:
+                out.append(SendShares(holder, codec.encode([self.round, share.astype("<u8").tobytes(),
+                                                            zero.astype("<u8").tobytes()])))
+        return out + self._maybe_publish_statistics()
+
+    def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
+        """Shares of `owner`'s sketch for us; once we hold every candidate's, publish our statistics.
+
+        Raises codec.DecodeError or ValueError for a malformed payload (the peer's fault).
+        """
+        if self.validation is None or owner in self._sketch_shares or owner not in self.config_members:
+            return []
+        if not self._candidates:
+            self._early_shares[owner] = payload
+            return []
+        if owner not in self._candidates:
+            return []
+        round_id, share_bytes, zero_bytes = codec.expect_list(
+            codec.decode(payload, max_bytes=16 * (self.validation.sketch.width + 70_000)), 3, "sketch shares")
+        if round_id != self.round:
+            raise ValueError("sketch shares for another round")
+        share = parse_statistics(codec.expect_bytes(share_bytes, "share"), self.validation.sketch.width)
+        zero = parse_statistics(codec.expect_bytes(zero_bytes, "zero"), len(statistic_pairs(self._candidates)))
+        self._sketch_shares[owner] = (share, zero)
+        return self._maybe_publish_statistics()
+
+    def _maybe_publish_statistics(self) -> list[Output]:
+        if self._stats_sent or set(self._sketch_shares) != set(self._candidates):
+            return []
+        self._stats_sent = True
+        shares = {owner + 1: pair[0] for owner, pair in self._sketch_shares.items()}
+        stats = local_statistics(shares, [pair[1] for pair in self._sketch_shares.values()])
+        return [self._tx("stats", [stats.astype("<u8").tobytes()])]
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
         """The dequantized sum of the survivors' vectors once it can be computed (cached).

@@ -14,22 +14,37 @@ import pytest
 from nacl.signing import SigningKey
 
 from consensus.block import Block
+from ml.robust import RobustRule
 from node import contract as rc
-from node.secure_round import SecureRound, SubmitTx, Weighting, apply_sum, quant_params
+from node.secure_round import (
+    SecureRound,
+    SendShares,
+    SubmitTx,
+    ValidationSetup,
+    Weighting,
+    apply_sum,
+    decide_accepted,
+    quant_params,
+)
 from smpc.prg import SeededRandomBytes
+from smpc.validation import SketchParams
 
 CHAIN = hashlib.sha256(b"secure round test").digest()
 L = 50
 
 
 class Cluster:
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, validate: bool = False) -> None:
         self.n = n
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
         self.params = rc.ContractParams(CHAIN, n, rounds=1, initial_model_hash=b"\x00" * 32, min_updates=3,
-                                        secure=True, degree=n - 2, vector_length=L + 1)
+                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=L + 1,
+                                        validate=validate,
+                                        validation_degree=1)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
+        self.setup = ValidationSetup(1, SketchParams.for_clip(self.weighting.total_bound, 200),
+                                     RobustRule(kind="median_distance", f=1)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.rounds: dict[int, SecureRound] = {}
         self.mempool: list[bytes] = []
@@ -49,6 +64,11 @@ class Cluster:
 
     def emit(self, sender: int, outputs: list) -> None:  # type: ignore[type-arg]
         for out in outputs:
+            if isinstance(out, SendShares):
+                self.wire[out.to].append(out.payload)
+                if out.to in self.alive:
+                    self.emit(out.to, self.rounds[out.to].on_sketch_shares(sender, out.payload))
+                continue
             payload = out.raw if isinstance(out, SubmitTx) else out.message
             for j in self.alive - {sender}:
                 self.wire[j].append(payload)
@@ -74,7 +94,7 @@ class Cluster:
     def on_event(self, i: int, event: rc.Event) -> None:
         if isinstance(event, rc.RoundOpened):
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
-                                         SeededRandomBytes(os.urandom(32)), self.quant)
+                                         SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
             self.emit(i, self.rounds[i].start())
         elif isinstance(event, rc.SecAggCommitted):
             self.rounds[i].on_committed(event)
@@ -143,3 +163,50 @@ def test_weighted_vectors_give_fedavg() -> None:
     total = w.vector(np.array([1.0, 0, 0]), 100) + w.vector(np.array([0, 1.0, 0]), 300)
     np.testing.assert_allclose(apply_sum(g, total), [0.25, 0.75, 0], rtol=1e-6)
 
+
+
+def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> None:
+    n, poisoned = 7, {2, 5}
+    rng = np.random.default_rng(7)
+    c = Cluster(n, 7, validate=True)
+    base = rng.normal(0, 0.3, L)
+    updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
+    for i in poisoned:
+        updates[i] = -8 * base
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    assert sorted(stats) == list(range(n)), "every holder publishes its statistic shares"
+    outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    assert set(outcome.rejected) == poisoned and outcome.statistics.checked
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    assert contract.state.phase == "unmask" and contract.state.rejected == tuple(sorted(poisoned))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
+    n = 7
+    c = Cluster(n, 8, validate=True)
+    rng = np.random.default_rng(8)
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    honest = decide_accepted(dict(stats), tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    forged = np.frombuffer(stats[3], dtype="<u8").copy()  # type: ignore[arg-type]
+    forged[0] = (int(forged[0]) + 12345) % ((1 << 61) - 1)
+    stats[3] = forged.astype("<u8").tobytes()
+    lied = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    assert 4 in lied.statistics.inconsistent_publishers  # x-coordinate of member 3
+    assert lied.accepted == honest.accepted
