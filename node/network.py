@@ -87,6 +87,10 @@ class PeerViolation(Exception):
     reason = "peer_violation"
 
 
+class ListenError(OSError):
+    """The host could not listen on the configured address (typically: port in use)."""
+
+
 class FrameTooLarge(PeerViolation):
     """A frame header announced more bytes than `NetLimits.frame_max_bytes`."""
 
@@ -536,10 +540,36 @@ async def open_network(
     """
     listen_maddr = multiaddr.Multiaddr(f"/ip4/{listen_host}/tcp/{listen_port}")
     host = libp2p_compat.build_host(seed32, listen_maddr, limits.dial_timeout_s)
-    async with host.run([listen_maddr]), trio.open_nursery() as nursery:
-        net = Network(host, allowed, topic, limits, nursery)
-        await net._start()
-        try:
-            yield net
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with host.run([listen_maddr]):
+            if not host.get_addrs():
+                raise ListenError(f"cannot listen on {listen_host}:{listen_port} (address in use?)")
+            async with trio.open_nursery() as nursery:
+                net = Network(host, allowed, topic, limits, nursery)
+                await net._start()
+                try:
+                    yield net
+                finally:
+                    nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        listen_error = _only_listen_error(group)
+        if listen_error is None:
+            raise
+        raise listen_error from None
+
+
+def _only_listen_error(group: BaseExceptionGroup) -> ListenError | None:
+    """Return the ListenError if it is all the group holds, else None.
+
+    py-libp2p only logs a failed listen; `open_network` raises ListenError inside
+    the host's nurseries, which wrap it in exception groups.  Unwrapping it lets
+    callers print one clear line.
+    """
+    listen_errors, rest = group.split(ListenError)
+    if listen_errors is None or rest is not None:
+        return None
+    leaf: BaseException = listen_errors
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ListenError)
+    return leaf

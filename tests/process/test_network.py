@@ -10,6 +10,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from node.network import (
     DIRECT_PROTOCOL,
     FRAME_HEADER,
     REQUEST_PROTOCOL,
+    ListenError,
     NetLimits,
     Network,
     PeerViolation,
@@ -85,6 +87,23 @@ async def cluster(n: int, limits: NetLimits = FAST_LIMITS) -> AsyncIterator[list
             assert await net.wait_connected(others, timeout_s=10)
             assert await net.wait_gossip_ready(others, timeout_s=10)
         yield nets
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    """py-libp2p only logs a failed listen; open_network must refuse to start instead."""
+
+    async def body() -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            try:
+                async with open_network(SEEDS[0], "127.0.0.1", port, MEMBERS, TOPIC, FAST_LIMITS):
+                    raise AssertionError("the network started on a busy port")
+            except ListenError as error:
+                assert str(port) in str(error)
+
+    run(body)
 
 
 def test_peer_id_derives_from_the_nacl_key() -> None:
