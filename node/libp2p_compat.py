@@ -10,8 +10,7 @@ re-check:
 * the stream muxer is yamux only (the default list also offers mplex);
 * the swarm's auto-connector (which dials whatever the peerstore holds to keep
   50 connections) is off, and so are its own dial retries and negative-peer
-  cache, because
-  `node.network` runs its own reconnect loop with exponential backoff;
+  cache, because `node.network` runs its own reconnect loop with backoff;
 * the 250 ms happy-eyeballs head start, which every single-address dial pays in
   full, is removed;
 * the resource manager's global circuit breaker and "graceful degradation",
@@ -24,7 +23,9 @@ re-check:
   and tears the whole swarm down), and so is every per-message pubsub task;
 * gossipsub's per-peer outbound queue and its per-topic delivery queue (32
   entries each by default, overflow silently dropped) are enlarged, and its
-  10 messages/s per peer per topic rate limit is raised (`NetLimits`).
+  10 messages/s per peer per topic rate limit is raised (`NetLimits`);
+* every other member is a gossipsub direct peer, and message sequence numbers
+  are seeded with nanoseconds so a restarted node is not taken for a replay.
 """
 
 from __future__ import annotations
