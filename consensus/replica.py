@@ -84,6 +84,8 @@ MAX_COMMIT_VIEWS_PER_SENDER = 4
 MAX_CANDIDATE_BLOCKS = 8
 MAX_CHECKPOINT_HEIGHTS = 8
 MAX_TIMEOUT_DOUBLINGS = 30
+LAST_COMMIT_RESENDS = 3
+"""Idle retransmissions of our last COMMIT; a peer still behind after that is helped when it speaks."""
 
 KEY_VIEW = b"pbft/view"
 KEY_SIGNED = b"pbft/signed/"
@@ -236,6 +238,7 @@ class Replica:
         self._signed: dict[str, tuple[int, int, bytes]] = {}
         self._outbox: dict[type, Message] = {}
         self._last_commit: Commit | None = None
+        self._last_commit_resends = 0
         self._head_cert: CommitCertificate | None = committed_cert
         self._future: dict[tuple[int, type], SlotMessage] = {}
         self._seen: dict[tuple[type, int, int, int], SlotMessage | Checkpoint] = {}
@@ -531,6 +534,7 @@ class Replica:
             self._known_cert = cert
         own_commit = self._outbox.get(Commit)
         self._last_commit = own_commit if isinstance(own_commit, Commit) else None
+        self._last_commit_resends = LAST_COMMIT_RESENDS
         self._head_cert = cert
         self._reset_height()
         if self.active:
@@ -579,6 +583,7 @@ class Replica:
         committed = self._vote("commit", Commit(pp.view, pp.height, block_hash, self.index))
         if committed is not None:
             self._last_commit = committed[0]
+            self._last_commit_resends = LAST_COMMIT_RESENDS
             actions += [*committed[1], Broadcast(committed[0])]
         return actions
 
@@ -675,10 +680,11 @@ class Replica:
             self.deadline_ms = now_ms + self.timeout_ms()
 
     def _retransmissions(self) -> list[Message]:
-        """What peers may have missed: our votes for the open slot (or the last commit), view change,
-        and a checkpoint that is not yet stable."""
+        """What peers may have missed: our votes for the open slot (or, a few times, the last commit),
+        view change, and a checkpoint that is not yet stable."""
         msgs: list[Message] = list(self._outbox.values())
-        if not msgs and self._last_commit is not None:
+        if not msgs and self._last_commit is not None and self._last_commit_resends > 0:
+            self._last_commit_resends -= 1
             msgs.append(self._last_commit)
         if not self.active and self._my_view_change is not None:
             msgs.append(self._my_view_change)
@@ -694,12 +700,14 @@ class Replica:
         block, sent as the quorum of signed COMMITs it is made of (they verify like fresh ones).
 
         `exact` is False when the message bounds the sender's height only from below (a COMMIT for h
-        says the sender has h-1, maybe h), so it cannot show that the sender is behind.
+        says the sender has h-1, maybe h), so it cannot show that the sender is behind. Neither can an
+        old message from a peer that has already shown a higher height (a replay, or a late duplicate).
         """
-        if committed_claim > self._ahead.get(sender, 0):
-            self._ahead[sender] = committed_claim
+        known = max(committed_claim, self._ahead.get(sender, 0))
+        if known > 0:
+            self._ahead[sender] = known
         head = self._head_cert
-        if (exact and committed_claim < self.committed_height and head is not None
+        if (exact and known < self.committed_height and head is not None
                 and head.height == self.committed_height and self._may_help("commit", sender, now_ms)):
             return [Send(sender, Commit(head.view, head.height, head.block_hash, signer, signature))
                     for signer, signature in head.signatures if signer != sender]
