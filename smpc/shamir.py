@@ -12,16 +12,20 @@ Conventions used throughout fednode:
 Detecting inconsistent shares. With m shares of a degree-t polynomial, two different degree-t
 polynomials agree on at most t points. If some polynomial agrees with a shares where 2a > m + t,
 then no other degree-t polynomial agrees with as many, and when at most (m - t - 1) / 2 shares are
-wrong the true polynomial always satisfies that test. `reconstruct` therefore first tries the
-common case (the first t + 1 shares explain all others), and otherwise searches subsets of t + 1
-shares for a polynomial with such a majority; the shares off that polynomial are reported by id.
-The search enumerates at most C(m, t + 1) subsets, which is small for consortium sizes (m <= 20).
-With exactly t + 1 shares nothing can be checked, and the result says so (`checked` is False).
+wrong the true polynomial always satisfies that test. `reconstruct` first tries the common case
+(the first t + 1 shares explain all others). Otherwise it decodes with Berlekamp-Welch, which finds
+the polynomial and up to e = floor((m - t - 1) / 2) wrong shares by solving one linear system of
+size m over GF(p) (polynomial time, unlike a search over subsets). Vector shares are first
+compressed to one field element each by a random linear combination whose coefficients are a
+hash of all the shares (so no share holder can aim an error at them); the error positions found
+on that combination are then checked on the full vectors. The shares off the polynomial are
+reported by id. With exactly t + 1 shares nothing can be checked, and the result says so
+(`checked` is False).
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -109,11 +113,107 @@ def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction
     fast = _agreeing_ids(shares, ids[: degree + 1], ids)
     if len(fast) == len(ids):
         return _result(shares, degree, fast, ids)
-    for basis in itertools.combinations(ids, degree + 1):
-        agreeing = _agreeing_ids(shares, list(basis), ids)
-        if 2 * len(agreeing) > len(ids) + degree:
-            return _result(shares, degree, agreeing, ids)
-    raise InconsistentShares(f"no degree-{degree} polynomial fits a majority of {len(ids)} shares")
+    compressed = _compress(shares, ids)
+    polynomial = berlekamp_welch(list(zip(ids, compressed, strict=True)), degree)
+    if polynomial is None:
+        raise InconsistentShares(f"no degree-{degree} polynomial fits a majority of {len(ids)} shares")
+    candidates = [x for x, y in zip(ids, compressed, strict=True) if _evaluate_int(polynomial, x) == y]
+    assert 2 * len(candidates) > len(ids) + degree, "Berlekamp-Welch returned a minority polynomial"
+    agreeing = _agreeing_ids(shares, candidates[: degree + 1], ids)
+    if agreeing != candidates:
+        raise InconsistentShares("shares disagree beyond their random combination")
+    return _result(shares, degree, agreeing, ids)
+
+
+def _compress(shares: Mapping[int, FieldArray], ids: list[int]) -> list[int]:
+    """One field element per share: sum_k r_k share[k], with r derived from a hash of all shares."""
+    stacked = np.stack([shares[x] for x in ids])
+    digest = hashlib.sha256(stacked.astype("<u8").tobytes()).digest()
+    weights = field.random_elements(_HashStream(digest), stacked.shape[1])
+    return [int(v) for v in field.sum_mod(field.mul(stacked, weights[None, :]), axis=1)]
+
+
+class _HashStream:
+    """Deterministic bytes from a digest (SHA-256 in counter mode), as a RandomBytes."""
+
+    __slots__ = ("_counter", "_digest")
+
+    def __init__(self, digest: bytes) -> None:
+        self._digest = digest
+        self._counter = 0
+
+    def __call__(self, count: int) -> bytes:
+        out = b""
+        while len(out) < count:
+            out += hashlib.sha256(self._digest + self._counter.to_bytes(8, "big")).digest()
+            self._counter += 1
+        return out[:count]
+
+
+def berlekamp_welch(points: Sequence[tuple[int, int]], degree: int) -> list[int] | None:
+    """Coefficients (low to high) of the degree-`degree` polynomial through all but at most
+    e = floor((m - degree - 1) / 2) of the m points, or None if there is no such polynomial.
+
+    Unknowns: Q of degree e + degree and a monic error locator E of degree e, with
+    Q(x) = y E(x) at every point; then the polynomial is Q / E and E vanishes on the wrong points.
+    """
+    errors = (len(points) - degree - 1) // 2
+    q_terms = errors + degree + 1
+    matrix, rhs = [], []
+    for x, y in points:
+        powers = [pow(x, k, field.P) for k in range(q_terms + 1)]
+        matrix.append(powers[:q_terms] + [-y * powers[j] % field.P for j in range(errors)])
+        rhs.append(y * powers[errors] % field.P)
+    solution = _solve_mod_p(matrix, rhs)
+    if solution is None:
+        return None
+    quotient, remainder = _divide(solution[:q_terms], [*solution[q_terms:], 1])
+    return None if any(remainder) else quotient
+
+
+def _solve_mod_p(matrix: list[list[int]], rhs: list[int]) -> list[int] | None:
+    """One solution of matrix x = rhs over GF(p) (free variables 0), or None if inconsistent."""
+    rows = [[*row, b] for row, b in zip(matrix, rhs, strict=True)]
+    columns = len(matrix[0])
+    pivots: list[int] = []
+    for column in range(columns):
+        pivot = next((r for r in range(len(pivots), len(rows)) if rows[r][column]), None)
+        if pivot is None:
+            continue
+        rank = len(pivots)
+        rows[rank], rows[pivot] = rows[pivot], rows[rank]
+        scale = field.inv(rows[rank][column])
+        rows[rank] = [v * scale % field.P for v in rows[rank]]
+        for r, row in enumerate(rows):
+            if r != rank and row[column]:
+                factor = row[column]
+                rows[r] = [(a - factor * b) % field.P for a, b in zip(row, rows[rank], strict=True)]
+        pivots.append(column)
+    if any(row[-1] for row in rows[len(pivots) :]):
+        return None
+    solution = [0] * columns
+    for rank, column in enumerate(pivots):
+        solution[column] = rows[rank][-1]
+    return solution
+
+
+def _divide(numerator: list[int], monic: list[int]) -> tuple[list[int], list[int]]:
+    """Polynomial long division over GF(p) by a monic divisor; coefficients low to high."""
+    remainder = list(numerator)
+    quotient = [0] * (len(numerator) - len(monic) + 1)
+    for shift in range(len(quotient) - 1, -1, -1):
+        coefficient = remainder[shift + len(monic) - 1]
+        quotient[shift] = coefficient
+        for k, term in enumerate(monic):
+            remainder[shift + k] = (remainder[shift + k] - coefficient * term) % field.P
+    return quotient, remainder[: len(monic) - 1]
+
+
+def _evaluate_int(coefficients: list[int], x: int) -> int:
+    value = 0
+    for coefficient in reversed(coefficients):
+        value = (value * x + coefficient) % field.P
+    return value
 
 
 def _agreeing_ids(shares: Mapping[int, FieldArray], basis: list[int], ids: list[int]) -> list[int]:

@@ -96,3 +96,41 @@ def test_detection_names_exactly_the_wrong_shares(degree: int, n_wrong: int, see
 @given(st.lists(elements, min_size=0, max_size=300))
 def test_sum_mod_matches_big_integers(values: list[int]) -> None:
     assert int(field.sum_mod(np.array(values, dtype=np.uint64))) == sum(values) % field.P
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    coefficients=st.lists(elements, min_size=1, max_size=5),
+    n_points=st.integers(min_value=1, max_value=14),
+    data=st.data(),
+)
+def test_berlekamp_welch_decodes_up_to_e_errors_and_never_returns_a_far_polynomial(
+    coefficients: list[int], n_points: int, data: st.DataObject
+) -> None:
+    degree = len(coefficients) - 1
+    m = degree + n_points
+    xs = list(range(1, m + 1))
+    ys = [naive_poly(coefficients, x) for x in xs]
+    wrong = data.draw(st.sets(st.sampled_from(xs), max_size=m))
+    for x in wrong:
+        ys[x - 1] = (ys[x - 1] + data.draw(st.integers(min_value=1, max_value=field.P - 1))) % field.P
+    decoded = shamir.berlekamp_welch(list(zip(xs, ys)), degree)
+    budget = (m - degree - 1) // 2
+    if len(wrong) <= budget:
+        assert decoded is not None and decoded == coefficients + [0] * (degree + 1 - len(coefficients))
+    if decoded is not None:
+        assert len(decoded) == degree + 1
+        assert sum(naive_poly(decoded, x) != y for x, y in zip(xs, ys)) <= budget
+
+
+def test_reconstruction_with_many_holders_and_many_liars_is_fast() -> None:
+    """25 holders, degree 8, 8 liars: decoding is one linear system, not C(25, 9) subsets."""
+    rand = SeededRandomBytes.from_int(30)
+    ids = list(range(1, 26))
+    secret = field.random_elements(rand, 40)
+    shares = shamir.share_vector(secret, 8, ids, rand)
+    liars = [2, 3, 5, 8, 13, 21, 22, 25]
+    for x in liars:
+        shares[x] = field.add(shares[x], np.ones(40, dtype=np.uint64))
+    result = shamir.reconstruct(shares, 8)
+    assert np.array_equal(result.secret, secret) and result.inconsistent_ids == tuple(liars)
