@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import nacl.signing
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ from smpc.secagg import (
     check_bundle_recipients,
     verify_message,
 )
-from smpc.signing import Signer, signing_payload
+from smpc.signing import Signer, ed25519_signer, ed25519_verifier, signing_payload
 from smpc.simulation import DropSchedule, run_round
 
 CHAIN = b"test-chain"
@@ -110,10 +111,6 @@ class Harness:
     """Four machines driven by hand, for targeted misbehaviour."""
 
     def __init__(self, n: int = 4, degree: int = 1) -> None:
-        import nacl.signing
-
-        from smpc.signing import ed25519_signer, ed25519_verifier
-
         self.config = config(n, degree)
         keys = {i: nacl.signing.SigningKey(bytes([i]) * 32) for i in self.config.participants}
         self.signers = {i: ed25519_signer(k) for i, k in keys.items()}
