@@ -2,7 +2,8 @@
 
 API (everything is pure: no I/O, no clock, no global randomness)
 -----------------------------------------------------------------
-    machine = SecAggParticipant(config, me, signer, verifier, rand)
+    machine = SecAggParticipant(config, me, signer, verifier, rand, generator=None)
+                                   (pass one MaskGenerator across rounds to reuse its 8 MB of buffers)
 
     advert  = machine.start()                         -> AdvertiseKeys   broadcast it
     machine.receive(message)                          -> bool            any peer message; False if stale;
@@ -16,6 +17,10 @@ API (everything is pure: no I/O, no clock, no global randomness)
 
     verify_message(message, config, verifier)         stateless admission checks (round, sender,
     check_bundle_recipients(bundle, keys_set)         signature, keys; bundle coverage) for the contract
+
+    On the wire: messages.encode(message) -> bytes; messages.decode(data, config.limits) -> message.
+    Around it: quantize.quantize(update, params, rand) -> the ring vector to mask;
+    quantize.dequantize_sum(result.total, params) -> the float sum of the survivors' updates.
 
 Who drives it. The caller (the daemon, through the round contract) drives every phase transition
 from committed ledger blocks: `on_*_committed` take the participant set that a block fixed, so all
