@@ -34,6 +34,7 @@ import numpy as np
 from smpc import field
 from smpc.errors import InconsistentShares, NotEnoughShares
 from smpc.field import FieldArray, RandomBytes
+from smpc.prg import SeededRandomBytes
 
 SECRET_BYTES = 32
 CHUNK_BYTES = 7
@@ -129,25 +130,8 @@ def _compress(shares: Mapping[int, FieldArray], ids: list[int]) -> list[int]:
     """One field element per share: sum_k r_k share[k], with r derived from a hash of all shares."""
     stacked = np.stack([shares[x] for x in ids])
     digest = hashlib.sha256(stacked.astype("<u8").tobytes()).digest()
-    weights = field.random_elements(_HashStream(digest), stacked.shape[1])
+    weights = field.random_elements(SeededRandomBytes(digest), stacked.shape[1])
     return [int(v) for v in field.sum_mod(field.mul(stacked, weights[None, :]), axis=1)]
-
-
-class _HashStream:
-    """Deterministic bytes from a digest (SHA-256 in counter mode), as a RandomBytes."""
-
-    __slots__ = ("_counter", "_digest")
-
-    def __init__(self, digest: bytes) -> None:
-        self._digest = digest
-        self._counter = 0
-
-    def __call__(self, count: int) -> bytes:
-        out = b""
-        while len(out) < count:
-            out += hashlib.sha256(self._digest + self._counter.to_bytes(8, "big")).digest()
-            self._counter += 1
-        return out[:count]
 
 
 def berlekamp_welch(points: Sequence[tuple[int, int]], degree: int) -> list[int] | None:
