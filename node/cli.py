@@ -191,24 +191,66 @@ def audit(home: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object (last stdout line).")
 @click.option("--stall-timeout", type=float, default=120.0, show_default=True,
               help="Give up when no node makes progress for this many seconds.")
+@click.option("--kill", "kills", multiple=True, metavar="NODE@ROUND[+S]",
+              help="SIGKILL member NODE (an index, or 'primary': the current primary) when the cluster reaches "
+                   "ROUND, or S seconds later; it is restarted after --restart-after. Repeatable.")
+@click.option("--restart-after", type=click.FloatRange(0.0), default=2.0, show_default=True,
+              help="Seconds between a --kill/--wipe and the node's restart.")
+@click.option("--pause", "pauses", multiple=True, metavar="NODE@ROUND[+S]:SECONDS",
+              help="SIGSTOP member NODE when the cluster reaches ROUND (+S seconds), SIGCONT it SECONDS later. "
+                   "Repeatable.")
+@click.option("--wipe", "wipes", multiple=True, metavar="NODE@ROUND[+S]",
+              help="SIGKILL member NODE, delete its ledger directory and restart it after --restart-after: it "
+                   "must catch up from its peers. Repeatable.")
+@click.option("--max-down", type=click.IntRange(1), help="At most this many nodes disrupted at once (down, "
+              "paused or not yet recovered): a fault due while the limit is reached waits. Default: no limit.")
+@click.option("--view-timeout-ms", type=click.IntRange(1), help="PBFT view-change timeout written to genesis "
+              "(daemon default 2000).")
+@click.option("--phase-deadline", type=click.FloatRange(0.1), help="Seconds before a round phase may close "
+              "without every member, written to genesis (daemon default 30).")
 @_dataset_options
 def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bool, stall_timeout: float,
-            **kw: Any) -> None:
-    """Run a local N-hospital cluster as real processes, show progress, print a summary."""
-    from node.cluster import ClusterError, print_summary, start_cluster, summarize, wait_for_finish
+            kills: tuple[str, ...], restart_after: float, pauses: tuple[str, ...], wipes: tuple[str, ...],
+            max_down: int | None, view_timeout_ms: int | None, phase_deadline: float | None, **kw: Any) -> None:
+    """Run a local N-hospital cluster as real processes, show progress, print a summary.
 
+    Fault options inject real process faults and the summary reports when each happened and how long the
+    node took to recover (docs/chaos.md). Example: --kill primary@2+1.5 --wipe 3@1.
+    """
+    from node.cluster import (
+        ClusterError,
+        FaultInjector,
+        parse_fault,
+        print_summary,
+        start_cluster,
+        summarize,
+        wait_for_finish,
+    )
+
+    try:
+        specs = [parse_fault(kind, text, nodes=nodes, rounds=rounds)
+                 for kind, texts in (("kill", kills), ("pause", pauses), ("wipe", wipes)) for text in texts]
+    except ValueError as exc:
+        raise _fail(exc) from None
+    protocol: dict[str, Any] = {}
+    if view_timeout_ms is not None:
+        protocol["view_timeout_ms"] = view_timeout_ms
+    if phase_deadline is not None:
+        protocol["phase_deadline_s"] = phase_deadline
     work = Path(workdir) if workdir else Path("runs") / time.strftime("cluster-%Y%m%d-%H%M%S")
-    configs = _make_testnet(work, nodes, rounds, seed, kw)
+    configs = _make_testnet(work, nodes, rounds, seed, kw, protocol)
     click.echo(f"starting {nodes} hospitals in {work} ...", err=True)
+    injector = FaultInjector(specs, restart_after, sys.stderr, max_down) if specs else None
     procs = start_cluster(configs)
     try:
-        obs, wall_s = wait_for_finish(procs, rounds, stall_timeout_s=stall_timeout, out=sys.stderr)
+        obs, wall_s = wait_for_finish(procs, rounds, stall_timeout_s=stall_timeout, out=sys.stderr,
+                                      injector=injector)
     except ClusterError as exc:
         raise UserError(str(exc)) from None
     finally:
         for p in procs:
             p.stop()
-    summary = summarize(obs, wall_s, rounds, work)
+    summary = summarize(obs, wall_s, rounds, work, injector)
     print_summary(summary, sys.stderr if as_json else sys.stdout)
     if as_json:
         click.echo(json.dumps(summary))

@@ -1,26 +1,38 @@
-"""A local multi-hospital cluster: N real daemons as separate processes on 127.0.0.1.
+"""A local multi-hospital cluster: N real daemons as separate processes on 127.0.0.1, with fault injection.
 
 The cluster runner is only a launcher and an observer: the daemons find each other over libp2p exactly as
 they would across hospitals, and the runner learns what happened only through their local status
 endpoints. Progress goes to stderr; the summary (and, with --json, one JSON object as the last line)
 goes to stdout.
+
+Faults (docs/chaos.md) are real operating-system events on the daemons' processes: SIGKILL and a later
+restart, SIGSTOP and a later SIGCONT, or SIGKILL, deletion of the node's ledger and a restart from nothing.
+Each is triggered when the cluster reaches a round, optionally some seconds later, and the runner measures
+from the outside how long the consortium took to heal: the time to a new view after a primary died, and
+the time a restarted node needed to reach the height the others had when it came back.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from node.config import load_node_config
 from node.status import fetch_status
+from node.store import LEDGER_DIR
 
 POLL_S = 0.25
+FAULT_KINDS = ("kill", "pause", "wipe")
+_SPEC = re.compile(r"^(primary|\d+)@(\d+)(?:\+(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?$")
 
 
 class ClusterError(Exception):
@@ -33,8 +45,10 @@ class ClusterProcess:
     config_path: Path
     status_port: int
     log_path: Path
+    home: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    paused: bool = False
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed when it exits
@@ -52,10 +66,21 @@ class ClusterProcess:
             assert self.proc is not None
             self.proc.send_signal(signum)
 
+    def kill(self) -> None:
+        """SIGKILL and reap: the node gets no chance to flush or say goodbye."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+        self.paused = False
+
     def stop(self, timeout_s: float = 10.0) -> None:
         if not self.alive():
             return
         assert self.proc is not None
+        if self.paused:
+            self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout_s)
@@ -69,18 +94,241 @@ class Observation:
     statuses: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def poll(self, procs: list[ClusterProcess]) -> None:
+        """Ask every running, unpaused node; a node that does not answer has no status this time."""
         for p in procs:
+            if not p.alive() or p.paused:
+                self.statuses.pop(p.index, None)
+                continue
             try:
                 self.statuses[p.index] = fetch_status(p.status_port, timeout_s=1.0)
             except (OSError, ValueError):
                 self.statuses.pop(p.index, None)
+
+    def round_reached(self) -> int:
+        return max((s["round"] for s in self.statuses.values()), default=0)
+
+    def max_height(self, exclude: int | None = None) -> int:
+        return max((s["height"] for i, s in self.statuses.items() if i != exclude), default=0)
+
+    def view(self) -> int:
+        return max((s["view"] for s in self.statuses.values()), default=0)
+
+    def primary(self) -> int | None:
+        """The primary of the highest view any node is in (None before any node answered)."""
+        if not self.statuses:
+            return None
+        return max(self.statuses.values(), key=lambda s: s["view"])["primary"]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault to inject: `kind` on `node` (None: the primary of the moment) once round `round` opened,
+    `delay_s` later; a pause lasts `pause_s`."""
+
+    kind: str
+    node: int | None
+    round: int
+    delay_s: float = 0.0
+    pause_s: float = 0.0
+
+    def describe(self) -> str:
+        who = "primary" if self.node is None else str(self.node)
+        extra = f"+{self.delay_s:g}" if self.delay_s else ""
+        length = f":{self.pause_s:g}" if self.kind == "pause" else ""
+        return f"{self.kind} {who}@{self.round}{extra}{length}"
+
+
+def parse_fault(kind: str, text: str, *, nodes: int, rounds: int) -> FaultSpec:
+    """Parse `NODE@ROUND[+DELAY]` (`:SECONDS` required for a pause); ValueError says what is wrong."""
+    assert kind in FAULT_KINDS, kind
+    m = _SPEC.match(text.strip())
+    form = "NODE@ROUND[+DELAY]:SECONDS" if kind == "pause" else "NODE@ROUND[+DELAY]"
+    if m is None or (m.group(4) is None) != (kind != "pause"):
+        raise ValueError(f"--{kind} {text!r}: expected {form}, NODE a member index or 'primary'")
+    node = None if m.group(1) == "primary" else int(m.group(1))
+    if node is not None and node >= nodes:
+        raise ValueError(f"--{kind} {text!r}: there are only {nodes} nodes (0..{nodes - 1})")
+    round_id = int(m.group(2))
+    if not 1 <= round_id <= rounds:
+        raise ValueError(f"--{kind} {text!r}: ROUND must be in 1..{rounds}")
+    return FaultSpec(kind, node, round_id, float(m.group(3) or 0.0), float(m.group(4) or 0.0))
+
+
+@dataclass
+class Fault:
+    """A fault's life: waiting for its round, injected, node back (restarted or resumed), recovered."""
+
+    spec: FaultSpec
+    restart_after_s: float
+    node: int | None = None
+    due_s: float | None = None
+    injected_s: float | None = None
+    view_at: int = 0
+    was_primary: bool = False
+    height_at: int = 0
+    new_view_s: float | None = None
+    back_s: float | None = None
+    target_height: int | None = None
+    answered_s: float | None = None
+    height_when_answered: int = 0
+    recovered_s: float | None = None
+    in_sync_s: float | None = None
+    skipped: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.skipped is not None or self.recovered_s is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """Times are seconds since the cluster was started; durations are named *_s too."""
+        out: dict[str, Any] = {"fault": self.spec.describe(), "kind": self.spec.kind, "node": self.node,
+                               "round": self.spec.round}
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+            return out
+        out.update(injected_at_s=_r(self.injected_s), view_at_injection=self.view_at,
+                   height_at_injection=self.height_at, back_at_s=_r(self.back_s),
+                   target_height=self.target_height, recovered_at_s=_r(self.recovered_s),
+                   recovery_s=self.recovery_s, was_primary=self.was_primary,
+                   in_sync_s=_r(None if self.in_sync_s is None or self.back_s is None
+                                else self.in_sync_s - self.back_s))
+        if self.was_primary:
+            out["new_view_s"] = _r(self.new_view_s)
+        if self.answered_s is not None and self.back_s is not None:
+            out["startup_s"] = _r(self.answered_s - self.back_s)
+        rate = self.catch_up_blocks_per_s
+        if rate is not None:
+            out["catch_up_blocks"] = (self.target_height or 0) - self.height_when_answered
+            out["catch_up_blocks_per_s"] = round(rate, 2)
+        return out
+
+    @property
+    def recovery_s(self) -> float | None:
+        if self.recovered_s is None or self.back_s is None:
+            return None
+        return _r(self.recovered_s - self.back_s)
+
+    @property
+    def catch_up_blocks_per_s(self) -> float | None:
+        """Blocks fetched per second, from the node's first status answer to reaching its target."""
+        if self.recovered_s is None or self.answered_s is None or self.target_height is None:
+            return None
+        blocks = self.target_height - self.height_when_answered
+        elapsed = self.recovered_s - self.answered_s
+        return blocks / elapsed if blocks > 0 and elapsed > 0 else None
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class FaultInjector:
+    """Drives the fault schedule from the poll loop: one `step` per observation, never blocking long."""
+
+    def __init__(self, specs: Sequence[FaultSpec], restart_after_s: float, out: TextIO,
+                 max_down: int | None = None) -> None:
+        self.faults = [Fault(spec, restart_after_s) for spec in specs]
+        self.out = out
+        self.max_down = max_down
+
+    def disrupted(self) -> set[int]:
+        """Nodes hit by a fault that has not recovered yet (down, paused, or still catching up)."""
+        return {f.node for f in self.faults
+                if f.injected_s is not None and not f.done and f.node is not None}
+
+    @property
+    def done(self) -> bool:
+        return all(f.done for f in self.faults)
+
+    def step(self, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
+        for fault in self.faults:
+            if not fault.done:
+                self._advance(fault, procs, obs, now_s)
+
+    def _advance(self, fault: Fault, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
+        spec = fault.spec
+        if fault.injected_s is None:
+            if fault.due_s is None and obs.round_reached() >= spec.round:
+                fault.due_s = now_s + spec.delay_s
+            if fault.due_s is not None and now_s >= fault.due_s and self._may_disrupt(fault, obs):
+                self._inject(fault, procs, obs, now_s)
+            return
+        if fault.was_primary and fault.new_view_s is None and any(
+                s["view"] > fault.view_at and s["height"] > fault.height_at for s in obs.statuses.values()):
+            fault.new_view_s = now_s - fault.injected_s
+            self._say(now_s, f"new view {obs.view()} committing after the primary's {spec.kind}: "
+                             f"{fault.new_view_s:.2f}s")
+        proc = procs[fault.node] if fault.node is not None else None
+        if proc is None:
+            return
+        if fault.back_s is None:
+            wait_s = spec.pause_s if spec.kind == "pause" else fault.restart_after_s
+            if now_s - fault.injected_s >= wait_s:
+                self._bring_back(fault, proc, obs, now_s)
+            return
+        status = obs.statuses.get(proc.index)
+        if status is None:
+            return
+        if fault.answered_s is None:
+            fault.answered_s, fault.height_when_answered = now_s, status["height"]
+        if fault.in_sync_s is None and status["height"] >= obs.max_height(exclude=proc.index):
+            fault.in_sync_s = now_s
+        if fault.target_height is not None and status["height"] >= fault.target_height:
+            fault.recovered_s = now_s
+            self._say(now_s, f"node {proc.index} recovered from {spec.describe()}: height {status['height']} "
+                             f"{fault.recovery_s:.2f}s after it came back")
+
+    def _may_disrupt(self, fault: Fault, obs: Observation) -> bool:
+        """Whether injecting now keeps at most `max_down` nodes disrupted; if not, the fault waits."""
+        if self.max_down is None:
+            return True
+        down = self.disrupted()
+        node = fault.spec.node if fault.spec.node is not None else obs.primary()
+        return node not in down and len(down) < self.max_down
+
+    def _inject(self, fault: Fault, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
+        node = fault.spec.node if fault.spec.node is not None else obs.primary()
+        if node is None or not procs[node].alive() or procs[node].paused:
+            fault.skipped = f"node {node} was not running when the fault was due"
+            fault.injected_s = now_s
+            self._say(now_s, f"skipped {fault.spec.describe()}: {fault.skipped}")
+            return
+        fault.node, fault.injected_s = node, now_s
+        fault.view_at, fault.height_at = obs.view(), obs.max_height()
+        fault.was_primary = obs.primary() == node
+        proc = procs[node]
+        if fault.spec.kind == "pause":
+            proc.signal(signal.SIGSTOP)
+            proc.paused = True
+        else:
+            proc.kill()
+            if fault.spec.kind == "wipe":
+                shutil.rmtree(proc.home / LEDGER_DIR, ignore_errors=True)
+        role = " (primary)" if fault.was_primary else ""
+        self._say(now_s, f"injected {fault.spec.describe()} on node {node}{role} at height {fault.height_at}, "
+                         f"view {fault.view_at}")
+
+    def _bring_back(self, fault: Fault, proc: ClusterProcess, obs: Observation, now_s: float) -> None:
+        fault.back_s = now_s
+        fault.target_height = obs.max_height(exclude=proc.index)
+        if fault.spec.kind == "pause":
+            proc.signal(signal.SIGCONT)
+            proc.paused = False
+            verb = "resumed"
+        else:
+            proc.start()
+            verb = "restarted"
+        self._say(now_s, f"{verb} node {proc.index}; the others are at height {fault.target_height}")
+
+    def _say(self, now_s: float, text: str) -> None:
+        print(f"[{now_s:6.1f}s] fault: {text}", file=self.out, flush=True)
 
 
 def start_cluster(configs: list[Path]) -> list[ClusterProcess]:
     procs = []
     for i, path in enumerate(configs):
         cfg = load_node_config(path)
-        procs.append(ClusterProcess(i, path, cfg.status_port, cfg.home / "daemon.log"))
+        procs.append(ClusterProcess(i, path, cfg.status_port, cfg.home / "daemon.log", cfg.home))
     for p in procs:
         p.start()
     return procs
@@ -91,29 +339,35 @@ def progress_line(obs: Observation, n: int, rounds: int, elapsed_s: float) -> st
         return f"[{elapsed_s:6.1f}s] starting {n} nodes..."
     heights = [s["height"] for s in obs.statuses.values()]
     done = min(sum(1 for e in s["evaluations"] if e["committed"]) for s in obs.statuses.values())
-    accs = [s["evaluations"][-1]["accuracy"] for s in obs.statuses.values() if s["evaluations"]]
+    accs = [s["evaluations"][-1]["accuracy"] for s in obs.statuses.values()
+            if s["evaluations"] and "accuracy" in s["evaluations"][-1]]
     acc = f"{accs[0]:.4f}" if accs else "  -   "
     peers = min(s["peers"] for s in obs.statuses.values())
-    view = max(s["view"] for s in obs.statuses.values())
     return (f"[{elapsed_s:6.1f}s] round {done}/{rounds} committed | height {min(heights)}-{max(heights)} | "
-            f"accuracy {acc} | nodes up {len(obs.statuses)}/{n} | peers {peers}/{n - 1} | view {view}")
+            f"accuracy {acc} | nodes up {len(obs.statuses)}/{n} | peers {peers}/{n - 1} | view {obs.view()}")
 
 
 def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s: float, out: TextIO,
-                    events: list[tuple[float, Any]] | None = None) -> tuple[Observation, float]:
-    """Poll until every node finished all rounds and all heads agree; run scheduled fault `events`."""
+                    injector: FaultInjector | None = None,
+                    on_poll: Callable[[Observation, float], None] | None = None) -> tuple[Observation, float]:
+    """Poll until every node finished all rounds, all heads agree and every fault was injected and recovered.
+
+    A fault whose round came keeps firing after the rounds are done (the nodes keep running until this
+    returns), so a late kill or wipe still exercises restart and catch-up against a finished chain.
+    """
     obs = Observation()
     started = time.monotonic()
     last_progress, last_key, last_line = started, None, ""
-    pending = sorted(events or [], key=lambda e: e[0])
     while True:
         time.sleep(POLL_S)
         now = time.monotonic()
-        while pending and pending[0][0] <= now - started:
-            pending.pop(0)[1](procs)
-        obs.poll([p for p in procs if p.alive()])
+        obs.poll(procs)
+        if injector is not None:
+            injector.step(procs, obs, now - started)
+        if on_poll is not None:
+            on_poll(obs, now - started)
         for p in procs:
-            if p.proc is not None and p.proc.poll() not in (None, -signal.SIGKILL, -signal.SIGSTOP):
+            if p.proc is not None and p.proc.poll() not in (None, -signal.SIGKILL):
                 raise ClusterError(f"node {p.index} exited with code {p.proc.returncode}; see {p.log_path}")
         line = progress_line(obs, len(procs), rounds, now - started)
         if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
@@ -122,31 +376,36 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
         key = tuple(sorted((i, s["height"]) for i, s in obs.statuses.items()))
         if key != last_key:
             last_key, last_progress = key, now
-        if len(obs.statuses) == len(procs) and not pending and all(s["finished"] for s in obs.statuses.values()) \
-                and len({s["head_hash"] for s in obs.statuses.values()}) == 1:
+        if len(obs.statuses) == len(procs) and all(s["finished"] for s in obs.statuses.values()) \
+                and len({s["head_hash"] for s in obs.statuses.values()}) == 1 \
+                and (injector is None or injector.done):
             return obs, now - started
         if now - last_progress > stall_timeout_s:
             raise ClusterError(f"no progress for {stall_timeout_s:.0f}s; node logs are in "
                                f"{procs[0].log_path.parent.parent}")
 
 
-def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path) -> dict[str, Any]:
+def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
+              injector: FaultInjector | None = None) -> dict[str, Any]:
     statuses = [obs.statuses[i] for i in sorted(obs.statuses)]
     first = statuses[0]
     committed = [e for e in first["evaluations"] if e["committed"]]
+    faults = injector.faults if injector is not None else []
     return {
         "rounds_requested": rounds,
         "rounds_committed": len(committed),
         "rounds_aborted": sum(1 for e in first["evaluations"] if not e["committed"]),
         "accuracy": committed[-1]["accuracy"] if committed else None,
-        "accuracy_by_round": [round(e["accuracy"], 4) for e in committed],
-        "round_s": [round(e["round_s"], 3) for e in committed],
+        "accuracy_by_round": [round(e["accuracy"], 4) for e in committed if "accuracy" in e],
+        "round_s": [round(e["round_s"], 3) for e in committed if "round_s" in e],
         "height": first["height"],
         "head_hashes": [s["head_hash"] for s in statuses],
         "heads_equal": len({s["head_hash"] for s in statuses}) == 1,
         "views": [s["view"] for s in statuses],
         "phase_s": {i: s["phase_s"] for i, s in enumerate(statuses)},
         "rejected": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
+        "faults": [f.to_json() for f in faults],
+        "recovery_s": [f.recovery_s for f in faults],
         "wall_s": round(wall_s, 3),
         "workdir": str(workdir),
     }
@@ -157,6 +416,14 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
           f"in {summary['wall_s']:.1f}s, height {summary['height']}", file=out)
     for i, (acc, secs) in enumerate(zip(summary["accuracy_by_round"], summary["round_s"]), start=1):
         print(f"  round {i}: accuracy {acc:.4f}  ({secs:.2f}s)", file=out)
+    for fault in summary["faults"]:
+        if "skipped" in fault:
+            print(f"  fault {fault['fault']}: skipped ({fault['skipped']})", file=out)
+            continue
+        extra = f", new view after {fault['new_view_s']}s" if fault.get("new_view_s") is not None else ""
+        rate = f", catch-up {fault['catch_up_blocks_per_s']} blocks/s" if "catch_up_blocks_per_s" in fault else ""
+        print(f"  fault {fault['fault']} on node {fault['node']} at {fault['injected_at_s']}s: recovered "
+              f"{fault['recovery_s']}s after it came back{extra}{rate}", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"
     print(f"  head hashes: {state} ({summary['head_hashes'][0][:16]}...)", file=out)
     print(f"  node homes: {summary['workdir']}  (inspect with: fednode audit {summary['workdir']}/node-0)",
