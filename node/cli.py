@@ -53,10 +53,20 @@ def _dataset_options(func: Any) -> Any:
         click.option("--model", "model_kind", type=click.Choice(["logreg", "mlp"]), default="logreg",
                      show_default=True, help="Model trained by the consortium."),
         click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of --model mlp."),
-        click.option("--epochs", type=int, default=1, show_default=True, help="Local epochs per round."),
+        click.option("--epochs", type=int, default=TrainConfig().epochs, show_default=True,
+                     help="Local epochs per round."),
         click.option("--lr", type=float, default=TrainConfig().lr, show_default=True, help="Local learning rate."),
         click.option("--plain", is_flag=True,
                      help="Send updates unmasked (no secure aggregation); for comparisons and debugging only."),
+        click.option("--no-validation", is_flag=True,
+                     help="Skip validation on shares (secure aggregation alone); for comparisons only."),
+        click.option("--malicious", type=click.IntRange(0, 64), default=0, show_default=True,
+                     help="Make the last K hospitals malicious (fault injection for evaluations and tests)."),
+        click.option("--attack", default="sign-flip", show_default=True,
+                     help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
+                          "min-max, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
+        click.option("--validator-fault", type=click.Choice(["none", "withhold", "corrupt"]), default="none",
+                     show_default=True, help="Malicious hospitals also withhold or corrupt their validation shares."),
     ]):
         func = option(func)
     return func
@@ -74,13 +84,25 @@ def _specs(kw: dict[str, Any], seed: int) -> tuple[mldata.DatasetSpec, mldata.Sp
 
 def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
                   protocol: dict[str, Any] | None = None) -> list[Path]:
+    from ml.attacks import AttackError, make_attack
     from node.testnet import create_testnet
 
     dataset, split, training = _specs(kw, seed)
+    if kw["malicious"] > nodes:
+        raise UserError(f"--malicious {kw['malicious']} exceeds --nodes {nodes}")
+    try:
+        make_attack(kw["attack"])
+    except AttackError as exc:
+        raise _fail(exc) from None
+    behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": kw["malicious"]}
+    if kw["validator_fault"] != "none":
+        behaviour["validator"] = kw["validator_fault"]
+    malicious = range(nodes - kw["malicious"], nodes)
     try:
         return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
                               model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
-                              protocol=protocol, secure=not kw["plain"])
+                              protocol=protocol, secure=not kw["plain"], validate=not kw["no_validation"],
+                              behaviours={i: behaviour for i in malicious})
     except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -114,6 +136,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
     from node.identity import IdentityError
     from node.identity import load as load_identity
     from node.learning import Learner, LearningPlan
+    from node.network import ListenError
     from node.store import Store, StoreError
 
     try:
@@ -133,6 +156,8 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
     try:
         daemon = Daemon(cfg, genesis, ident, store, plan, learner)
         trio.run(run_until_signalled, daemon)
+    except (ConfigError, ListenError) as exc:
+        raise _fail(exc) from None
     finally:
         store.close()
 

@@ -39,10 +39,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from consensus import codec
 from consensus.block import HASH_BYTES, Block
 from smpc import messages as sam
 from smpc.errors import ProtocolViolation
+from smpc.field import P as FIELD_PRIME
 from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
 
 MAX_TX_BODY_BYTES = 64 * 1024
@@ -368,7 +371,18 @@ class Contract:
             raise TxError(f"{tx.kind} from member {tx.author} for round {tx.round}: {why} in phase {s.phase}")
         if tx.kind == "sa":
             self._check_sa_message(tx)
+        if tx.kind == "stats":
+            self._check_statistics(tx)
         return []
+
+    def _check_statistics(self, tx: Tx) -> None:
+        """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
+        data: bytes = tx.fields[0]  # type: ignore[assignment]
+        count = len(self.state.expected) * (len(self.state.expected) + 1) // 2
+        if len(data) != 8 * count:
+            raise TxError(f"stats from member {tx.author}: {len(data)} bytes, expected {8 * count}")
+        if not (np.frombuffer(data, dtype="<u8") < np.uint64(FIELD_PRIME)).all():
+            raise TxError(f"stats from member {tx.author}: element outside GF(p)")
 
     def _validate_closing(self, tx: Tx) -> list[Check]:
         s = self.state

@@ -42,19 +42,35 @@ from consensus.replica import (
     ValidateBlock,
     ViewChanged,
 )
+from ml.attacks import AttackContext, AttackError, make_attack, malicious_train
+from ml.robust import RobustRule
+from ml.train import TrainResult
 from node import contract as rc
 from node.config import ConfigError, Genesis, NodeConfig
 from node.identity import Identity
 from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
 from node.network import NetLimits, Network, open_network, peer_id_from_public_key
-from node.secure_round import Gossip, Output, SecureRound, SubmitTx, Weighting, apply_sum, quant_params
+from node.secure_round import (
+    Gossip,
+    Output,
+    SecureRound,
+    SendShares,
+    SubmitTx,
+    ValidationOutcome,
+    ValidationSetup,
+    Weighting,
+    apply_sum,
+    decide_accepted,
+    quant_params,
+)
 from node.status import Metrics, serve_status
 from node.store import Store
 from node.wire import DEFAULT_REPLAY_SPAN, MonotonicSeq, Opener, Rejected, Sealer
 from smpc import messages as sam
-from smpc.errors import MissingMessages, ProtocolViolation, RoundAborted
+from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, ProtocolViolation, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.secagg import RevealRefused
+from smpc.validation import SketchParams
 
 logger = logging.getLogger("fednode")
 
@@ -83,6 +99,7 @@ class RoundSettings:
     unmask_grace_s: float
     batch_window_s: float
     consensus_transport: str
+    validation: ValidationSetup | None
 
 
 def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
@@ -91,21 +108,31 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     degree = int(sa.get("degree", max(0, genesis.n - genesis.f - 1)))
     if not 0 <= degree < genesis.n:
         raise ConfigError(f"genesis: secure_aggregation.degree must be in [0, {genesis.n - 1}]")
+    secure = bool(sa.get("enabled", True))
+    val = genesis.section("validation")
+    validation_degree = int(val.get("degree", 1))
+    validate = secure and bool(val.get("enabled", False))
+    if validate and not (1 <= validation_degree and 2 * validation_degree + 1 <= genesis.n):
+        raise ConfigError(f"genesis: validation.degree t must satisfy 2t+1 <= N = {genesis.n}")
     params = rc.ContractParams(
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
-        secure=bool(sa.get("enabled", True)), degree=degree, vector_length=plan.n_params + 1)
+        secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
+        validation_degree=validation_degree)
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)
-    except ValueError as exc:
-        raise ConfigError(f"genesis: secure_aggregation: {exc}") from None
+        rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
+        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound,
+                                                                         int(val.get("sketch_width", 1000))), rule)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
     transport = str(proto.get("consensus_transport", "gossip"))
     if transport not in ("gossip", "direct"):
         raise ConfigError("genesis: protocol.consensus_transport must be 'gossip' or 'direct'")
     return RoundSettings(params, weighting, float(proto.get("phase_deadline_s", 30.0)),
                          float(proto.get("unmask_grace_s", 1.0)), float(proto.get("batch_window_s", 1.0)),
-                         transport)
+                         transport, setup if validate else None)
 
 
 class Daemon:
@@ -120,6 +147,11 @@ class Daemon:
         self.settings = round_settings(genesis, plan)
         self.quant = quant_params(self.settings.weighting, genesis.n)
         self.behaviour = cfg.behaviour
+        attack = self.behaviour.get("attack")
+        try:
+            self.attack = make_attack(attack, **self.behaviour.get("attack_params", {})) if attack else None
+        except AttackError as exc:
+            raise ConfigError(f"node config: behaviour.attack: {exc}") from None
         self.vector_bytes_max = 4 * (plan.n_params + 1) + 4096
         self.contract = rc.Contract(self.settings.contract, genesis.verify)
         self.metrics = Metrics()
@@ -135,9 +167,13 @@ class Daemon:
         self.phase_s: Counter[str] = Counter()
         self.proposing = False
         self.fetching = False
+        self.applying_fetched = False
         self.net: Network | None = None
         self.nursery: trio.Nursery | None = None
         self.started_at = time.monotonic()
+        self.bench_empty_blocks = int(protocol_params(genesis).get("bench_empty_blocks", 0))
+        self.proposed_at: dict[int, float] = {}
+        self.commit_latency_ms: list[float] = []
         self._replay_ledger()
         proto = protocol_params(genesis)
         self.replica = Replica(
@@ -157,8 +193,8 @@ class Daemon:
 
     def _payload_limits(self) -> dict[str, int]:
         return {"pbft": 4 << 20, "tx": rc.MAX_TX_BODY_BYTES + 256, "blob": self.vector_bytes_max,
-                "masked": self.vector_bytes_max + 256, "sa": 1 << 20, "get_blob": 64, "get_masked": 64,
-                "get_blocks": 64}
+                "masked": self.vector_bytes_max + 256, "sa": 1 << 20, "vshare": 1 << 20, "get_blob": 64,
+                "get_masked": 64, "get_blocks": 64}
 
     def _replay_ledger(self) -> None:
         """Rebuild the contract from the verified stored chain; the ledger is the source of truth."""
@@ -191,9 +227,9 @@ class Daemon:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         allowed = {peer_id_from_public_key(m.public_key): m.name for m in self.genesis.members}
         self.peer_ids = [peer_id_from_public_key(m.public_key) for m in self.genesis.members]
-        limits = NetLimits(frame_max_bytes=max(self.vector_bytes_max + 1024, 1 << 20))
+        self.net_limits = NetLimits(frame_max_bytes=max(self.vector_bytes_max + 1024, 1 << 20))
         async with open_network(self.identity.seed, self.cfg.listen_host, self.cfg.listen_port, allowed,
-                                "fednode/" + self.genesis.chain_id.hex()[:16], limits) as net, \
+                                "fednode/" + self.genesis.chain_id.hex()[:16], self.net_limits) as net, \
                 trio.open_nursery() as nursery:
             self.net, self.nursery = net, nursery
             net.set_request_handler(self._serve_request)
@@ -228,7 +264,7 @@ class Daemon:
     async def _inbox_loop(self) -> None:
         assert self.net is not None
         async for kind, peer, data in self.net.inbox:
-            max_bytes = self.vector_bytes_max + 1024 if kind == "direct" else 4 << 20
+            max_bytes = max(self.vector_bytes_max, 1 << 20) + 1024 if kind == "direct" else 4 << 20
             try:
                 env = self.opener.open(data, max_bytes)
             except Rejected as exc:
@@ -255,6 +291,8 @@ class Daemon:
             self._accept_update_blob(env.height, env.payload)
         elif env.type in ("sa", "masked"):
             self._accept_secagg(env.height, env.payload)
+        elif env.type == "vshare":
+            await self._accept_sketch_shares(env.height, env.sender, env.payload)
         else:
             self.metrics.rejected.labels("unexpected_type").inc()
 
@@ -319,8 +357,12 @@ class Daemon:
                 raise InvariantError(f"unknown action {action!r}")
 
     async def _gossip(self, kind: str, height: int, payload: bytes) -> None:
+        """Gossip a small message; one above gossipsub's bound goes to every member directly instead."""
         assert self.net is not None
         data = self.sealer.seal(kind, height, payload)
+        if len(data) > self.net_limits.gossip_max_bytes:
+            self.metrics.bytes_sent.labels(kind).inc(len(data) * len(await self.net.broadcast(data)))
+            return
         self.metrics.bytes_sent.labels(kind).inc(len(data) * (self.genesis.n - 1))
         await self.net.publish(data)
 
@@ -343,10 +385,15 @@ class Daemon:
         """Carry out what a secure round asked for."""
         for out in outputs:
             if isinstance(out, SubmitTx):
-                self._accept_tx(out.raw)
-                await self._gossip("tx", round_id, out.raw)
+                raw = self._misbehave_as_validator(out.raw)
+                if raw is None:
+                    continue
+                self._accept_tx(raw)
+                await self._gossip("tx", round_id, raw)
             elif isinstance(out, Gossip):
                 await self._gossip("sa", round_id, out.message)
+            elif isinstance(out, SendShares):
+                await self._send(out.to, "vshare", round_id, out.payload)
             else:
                 self.masked[hashlib.sha256(out.message).digest()] = out.message
                 await self._send_to_all("masked", round_id, out.message)
@@ -363,6 +410,8 @@ class Daemon:
             if digest in self.models:
                 new_models[digest] = vector_bytes(self.models[digest])
         self.store.append_block(block, cert, new_models)
+        if (proposed := self.proposed_at.pop(block.height, None)) is not None:
+            self.commit_latency_ms.append(1000 * (time.monotonic() - proposed))
         for raw in block.txs:
             digest = hashlib.sha256(raw).digest()
             self.mempool.pop(digest, None)
@@ -378,11 +427,11 @@ class Daemon:
             self.round_opened_at[event.round] = now
             self.phase_started[(event.round, self.contract.state.phase)] = now
             logger.info("round %d opened at height %d", event.round, event.height)
-            if self.index in event.participants:
+            if self.index in event.participants and not self.applying_fetched:
                 if self.settings.contract.secure:
                     self.secure[event.round] = SecureRound(
                         self.settings.contract, event, self.index, self.identity.sign, self.genesis.verify,
-                        SeededRandomBytes(os.urandom(32)), self.quant)
+                        SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
                     self.nursery.start_soon(self._submit, self.secure[event.round].start(), event.round)
                 self.nursery.start_soon(self._train_round, event.round, event.model_hash)
         elif isinstance(event, rc.SecAggCommitted):
@@ -390,7 +439,10 @@ class Daemon:
             if sr is not None:
                 sr.on_committed(event)
         elif isinstance(event, rc.PhaseClosed):
-            self.phase_started[(event.round, rc.PHASES[(True, event.phase)][1])] = now
+            self.phase_started[(event.round, self.settings.contract.phase_info(event.phase)[2])] = now
+            if event.phase == "validate":
+                logger.info("round %d: validation accepted %s, rejected %s", event.round, list(event.members),
+                            list(self.contract.state.rejected))
             sr = self.secure.get(event.round)
             if sr is not None:
                 self.nursery.start_soon(self._advance_secure, sr, event)
@@ -422,7 +474,8 @@ class Daemon:
         opened = self.round_opened_at.get(outcome.round)
         wall_s = time.monotonic() - opened if opened is not None else math.nan
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
-                                 "included": list(outcome.included), "accuracy": result.accuracy,
+                                 "included": list(outcome.included), "rejected": list(outcome.rejected),
+                                 "accuracy": result.accuracy,
                                  "loss": result.loss, "height": outcome.height, "round_s": wall_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
@@ -438,7 +491,10 @@ class Daemon:
         if hashlib.sha256(vector_bytes(vec)).digest() != model_hash:
             raise InvariantError("the model about to be trained does not match the committed hash")
         started = time.monotonic()
-        result = await trio.to_thread.run_sync(self.learner.train, vec, round_id)
+        if self.attack is not None:
+            result = await trio.to_thread.run_sync(self._malicious_train, vec, round_id)
+        else:
+            result = await trio.to_thread.run_sync(self.learner.train, vec, round_id)
         self.phase_s["training"] += time.monotonic() - started
         weighted = self.settings.weighting.vector(result.update, result.n_samples)
         sr = self.secure.get(round_id)
@@ -455,6 +511,30 @@ class Daemon:
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
                         self.identity.sign)
         await self._submit([SubmitTx(tx)], round_id)
+
+    def _malicious_train(self, vec: np.ndarray, round_id: int) -> TrainResult:
+        """Fault injection (config `behaviour.attack`): what a poisoning hospital submits instead."""
+        assert self.attack is not None
+        local = self.learner.local
+        ctx = AttackContext(round=round_id, node_index=self.index, n_nodes=self.genesis.n,
+                            rng=np.random.default_rng([self.plan.seed, round_id, self.index]), global_params=vec,
+                            n_malicious=int(self.behaviour.get("n_malicious", 1)),
+                            n_classes=self.plan.model.n_classes)
+        return malicious_train(self.attack, self.plan.model, vec, local.X_train, local.y_train, self.plan.training,
+                               round_id * 1_009 + self.index, ctx)
+
+    def _misbehave_as_validator(self, raw: bytes) -> bytes | None:
+        """Fault injection (config `behaviour.validator`): withhold or corrupt our statistic shares."""
+        mode = self.behaviour.get("validator")
+        tx = self.contract.parse(raw)
+        if mode is None or tx.kind != "stats":
+            return raw
+        if mode == "withhold":
+            logger.info("behaviour: withholding statistics for round %d", tx.round)
+            return None
+        corrupted = bytearray(tx.fields[0])  # type: ignore[arg-type]
+        corrupted[0] ^= 0x01
+        return rc.make_tx(self.genesis.chain_id, "stats", self.index, tx.round, [bytes(corrupted)], self.identity.sign)
 
     async def _model(self, model_hash: bytes) -> np.ndarray:
         """The global model with this hash: from memory, the store, or a peer; verified by hash."""
@@ -475,7 +555,7 @@ class Daemon:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input") or len(self.mempool) >= MAX_MEMPOOL_TXS:
+        if tx.kind not in ("update", "sa", "input", "stats") or len(self.mempool) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()
@@ -505,6 +585,18 @@ class Daemon:
                 self.masked.popitem(last=False)
         sr.on_message(message)
         self._record_violations(sr)
+
+    async def _accept_sketch_shares(self, round_id: int, sender: int, payload: bytes) -> None:
+        sr = self.secure.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("vshare_no_round").inc()
+            return
+        try:
+            outputs = sr.on_sketch_shares(sender, payload)
+        except (codec.DecodeError, ValueError):
+            self.metrics.rejected.labels("vshare_malformed").inc()
+            return
+        await self._submit(outputs, round_id)
 
     def _keep_update_blob(self, digest: bytes, blob: bytes) -> None:
         self.update_blobs[digest] = blob
@@ -606,7 +698,11 @@ class Daemon:
             self.metrics.rejected.labels("bad_fetched_block").inc()
             logger.warning("fetched block %d rejected: %s", block.height, exc)
             return False
-        await self._execute(self.replica.add_committed(block, cert, self._now_ms()))
+        self.applying_fetched = True  # a round opened by a fetched block is past: do not join it with new keys
+        try:
+            await self._execute(self.replica.add_committed(block, cert, self._now_ms()))
+        finally:
+            self.applying_fetched = False
         self._after_event()
         return True
 
@@ -636,6 +732,11 @@ class Daemon:
                 if self._phase_elapsed_s(check.round, check.phase) < 0.8 * self.settings.phase_deadline_s:
                     logger.warning("block %d ends phase %s of round %d before its deadline", block.height,
                                    check.phase, check.round)
+                    return False
+            elif isinstance(check, rc.ValidationCheck):
+                outcome = self._validation_outcome(dict(check.published), check.candidates)
+                if outcome is None or outcome.accepted != check.accepted:
+                    logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
                     return False
             elif await self._aggregate(check, wait_s=self.settings.phase_deadline_s) != check.new_model_hash:
                 logger.warning("block %d: round %d aggregate does not match ours", block.height, check.round)
@@ -691,12 +792,22 @@ class Daemon:
                 return None
             await trio.sleep(0.05)
 
+    def _validation_outcome(self, published: dict[int, bytes], candidates: tuple[int, ...]
+                            ) -> ValidationOutcome | None:
+        assert self.settings.validation is not None
+        try:
+            return decide_accepted(published, candidates, self.settings.validation)
+        except (NotEnoughShares, InconsistentShares, ValueError) as exc:
+            logger.warning("validation statistics cannot be reconstructed: %s", exc)
+            return None
+
     async def _propose(self) -> None:
         try:
             txs = await self._next_block_txs()
             if txs is not None and self.replica.is_primary and self.replica.ready_to_propose:
                 logger.debug("proposing height %d: %s", self.store.head_height + 1,
                              [self.contract.parse(raw).kind for raw in txs])
+                self.proposed_at[self.store.head_height + 1] = time.monotonic()
                 await self._execute(self.replica.propose(tuple(txs), self._now_ms()))
         finally:
             self.proposing = False
@@ -709,18 +820,28 @@ class Daemon:
         s = self.contract.state
         if self.contract.finished:
             return None
+        if not s.open and s.round == 0 and self.store.head_height < self.bench_empty_blocks:
+            return []  # benchmarks only (genesis protocol.bench_empty_blocks): empty blocks before round 1
         if not s.open:
             return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])]
         pending = [tx for tx in self.mempool.values() if self.contract.tx_valid_now(tx)]
         members = set(s.inputs) | {tx.author for tx in pending}
         late = self._phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
-        enough = len(members) >= self.contract.min_members
+        enough = len(members) >= self.contract.min_inputs(s.phase)
+        ready = len(members) == len(s.expected) or (late and enough)
         raws = [tx.raw for tx in pending]
-        if s.phase == "unmask" or (s.phase == "collect" and (len(members) == len(s.expected) or (late and enough))):
+        _, closing, _ = self.settings.contract.phase_info(s.phase)
+        if s.phase == "unmask" or (closing == "result" and ready):
             result = await self._result_tx(s, pending)
             if result is not None:
                 return raws + [result]
-        elif s.phase != "collect" and (len(members) == len(s.expected) or (late and enough)):
+        elif closing == "accept" and ready:
+            published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
+            outcome = self._validation_outcome(published, s.expected)  # type: ignore[arg-type]
+            if outcome is None:
+                return raws + [self._my_tx("abort", s.round, ["validation statistics cannot be reconstructed"])]
+            return raws + [self._my_tx("accept", s.round, [list(outcome.accepted)])]
+        elif closing == "close" and ready:
             return raws + [self._my_tx("close", s.round, [s.phase])]
         if late and not enough:
             return raws + [self._my_tx("abort", s.round, [f"too few members in phase {s.phase}"])]
@@ -760,6 +881,7 @@ class Daemon:
             "evaluations": self.evaluations, "phase_s": dict(self.phase_s),
             "bytes_sent": {k: int(v) for k, v in self._bytes_sent().items()},
             "uptime_s": time.monotonic() - self.started_at,
+            "commit_latency_ms": self.commit_latency_ms,
             "rejected": {r.name.lower(): c for r, c in self.opener.rejected.items()},
         }
 

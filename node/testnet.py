@@ -40,7 +40,8 @@ def free_ports(count: int) -> list[int]:
 
 def build_genesis(public_keys: list[bytes], ports: list[int], *, rounds: int, seed: int,
                   dataset: mldata.DatasetSpec, split: mldata.SplitSpec, model_kind: str, hidden: int,
-                  training: TrainConfig, protocol: dict[str, Any], secure: bool = True) -> dict[str, Any]:
+                  training: TrainConfig, protocol: dict[str, Any], secure: bool = True,
+                  validate: bool = True) -> dict[str, Any]:
     """A genesis dict for a local cluster; the model shape is derived from the dataset."""
     n = len(public_keys)
     ds = mldata.load_dataset(dataset)
@@ -62,13 +63,16 @@ def build_genesis(public_keys: list[bytes], ports: list[int], *, rounds: int, se
         "initial_model_hash": params_hash(initial_params(model, seed)).hex(),
         "protocol": protocol,
         "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
+        "validation": {"enabled": secure and validate and n >= 3, "degree": 1, "sketch_width": 1000,
+                       "rule": {"kind": "median_distance", "factor": 2.0}},
     }
 
 
 def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: mldata.DatasetSpec,
                    split: mldata.SplitSpec, model_kind: str = "logreg", hidden: int = 32,
                    training: TrainConfig | None = None, protocol: dict[str, Any] | None = None,
-                   behaviours: dict[int, dict[str, Any]] | None = None, secure: bool = True) -> list[Path]:
+                   behaviours: dict[int, dict[str, Any]] | None = None, secure: bool = True,
+                   validate: bool = True) -> list[Path]:
     """Write the consortium files and return each node's config path. Refuses to overwrite a testnet."""
     if n_nodes < 1:
         raise ConfigError("--nodes must be at least 1")
@@ -79,7 +83,8 @@ def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: 
     keys = [identity.generate() for _ in range(n_nodes)]
     genesis = build_genesis([k.public_key for k in keys], ports[:n_nodes], rounds=rounds, seed=seed,
                             dataset=dataset, split=split, model_kind=model_kind, hidden=hidden,
-                            training=training or TrainConfig(), protocol=protocol or {}, secure=secure)
+                            training=training or TrainConfig(), protocol=protocol or {}, secure=secure,
+                            validate=validate)
     (out / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     configs = []
     for i, key in enumerate(keys):
