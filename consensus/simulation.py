@@ -93,6 +93,8 @@ class RunResult:
     live: bool
     heights: list[int]
     stats: Counter[str]
+    recovery_ms: int | None
+    """Simulated time from the end of the faults until every honest node committed the fresh txs."""
 
 
 @dataclass(slots=True)
@@ -104,11 +106,16 @@ class SimReport:
     failing_seeds: list[int]
     details: dict[int, list[str]] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
+    recovery_ms: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        recovery = sorted(self.recovery_ms)
         return {"runs": self.runs, "safety_violations": self.safety_violations,
                 "liveness_failures": self.liveness_failures, "runs_per_s": round(self.runs_per_s, 2),
                 "failing_seeds": self.failing_seeds,
+                "recovery_ms_p50": recovery[len(recovery) // 2] if recovery else None,
+                "recovery_ms_p99": recovery[len(recovery) * 99 // 100] if recovery else None,
+                "recovery_ms_max": recovery[-1] if recovery else None,
                 "details": {str(s): v for s, v in self.details.items()}, "stats": dict(self.stats)}
 
 
@@ -519,8 +526,8 @@ class Simulation:
                 if incarnation == node.incarnation:
                     node.fetch(from_height, peer, now)
             if liveness_txs and kind in ("msg", "tick") and self._all_committed(liveness_txs):
-                break
-        return self._result(liveness_txs)
+                return self._result(now - cfg.fault_period_ms)
+        return self._result(None)
 
     def _end_faults(self, now_ms: int) -> list[bytes]:
         for node in self.nodes:
@@ -536,13 +543,13 @@ class Simulation:
     def _all_committed(self, txs: list[bytes]) -> bool:
         return all(node.committed_txs.issuperset(txs) for node in self.nodes if node.honest)
 
-    def _result(self, liveness_txs: list[bytes]) -> RunResult:
-        live = bool(liveness_txs) and self._all_committed(liveness_txs)
+    def _result(self, recovery_ms: int | None) -> RunResult:
+        live = recovery_ms is not None
         for node in self.nodes:
             self.stats.update({"replica_" + k: v for k, v in node.replica.stats.items()})
         self.stats["byzantine_" + ",".join(sorted(n.behaviour for n in self.nodes if n.behaviour))] += 1
         return RunResult(self.seed, list(self.checker.violations), live,
-                         [len(n.ledger) for n in self.nodes if n.honest], self.stats)
+                         [len(n.ledger) for n in self.nodes if n.honest], self.stats, recovery_ms)
 
 
 def run_one(seed: int, config: SimConfig) -> RunResult:
@@ -585,6 +592,8 @@ def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config:
         result = run_one(seed, cfg)
         report.runs += 1
         report.stats.update(result.stats)
+        if result.recovery_ms is not None:
+            report.recovery_ms.append(result.recovery_ms)
         failed = False
         if result.violations:
             report.safety_violations += 1

@@ -45,10 +45,13 @@ def soak(nodes: int, byzantine: int, seeds: list[int], workers: int) -> dict[str
             reports = list(pool.map(_run_chunk, chunks))
     elapsed = time.perf_counter() - started
     failing = sorted(s for r in reports for s in r.failing_seeds)
+    recovery = sorted(ms for r in reports for ms in r.recovery_ms)
     return {"nodes": nodes, "byzantine": byzantine, "runs": sum(r.runs for r in reports),
             "safety_violations": sum(r.safety_violations for r in reports),
             "liveness_failures": sum(r.liveness_failures for r in reports),
             "runs_per_s": round(sum(r.runs for r in reports) / elapsed, 2), "workers": workers,
+            "recovery_ms_p50": recovery[len(recovery) // 2] if recovery else None,
+            "recovery_ms_max": recovery[-1] if recovery else None,
             "failing_seeds": failing}
 
 
