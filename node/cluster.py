@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,10 +115,16 @@ class Observation:
         return max((s["view"] for s in self.statuses.values()), default=0)
 
     def primary(self) -> int | None:
-        """The primary of the highest view any node is in (None before any node answered)."""
+        """The primary of the view most nodes are in, the higher on a tie (None before any node answered).
+
+        A lone node that timed out first already reports the next view; the primary that matters is the
+        one the majority follows.
+        """
         if not self.statuses:
             return None
-        return max(self.statuses.values(), key=lambda s: s["view"])["primary"]
+        views = Counter(s["view"] for s in self.statuses.values())
+        view = max(views, key=lambda v: (views[v], v))
+        return next(s["primary"] for s in self.statuses.values() if s["view"] == view)
 
 
 @dataclass(frozen=True)
@@ -347,6 +354,12 @@ def progress_line(obs: Observation, n: int, rounds: int, elapsed_s: float) -> st
             f"accuracy {acc} | nodes up {len(obs.statuses)}/{n} | peers {peers}/{n - 1} | view {obs.view()}")
 
 
+def node_finished(status: dict[str, Any], rounds: int) -> bool:
+    """Finished and every committed round evaluated: a daemon may report `finished` as soon as the last
+    result block is applied, before its evaluation of that round (a worker thread) is in the list."""
+    return bool(status["finished"]) and sum(1 for e in status["evaluations"] if e["committed"]) >= rounds
+
+
 def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s: float, out: TextIO,
                     injector: FaultInjector | None = None,
                     on_poll: Callable[[Observation, float], None] | None = None) -> tuple[Observation, float]:
@@ -376,7 +389,7 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
         key = tuple(sorted((i, s["height"]) for i, s in obs.statuses.items()))
         if key != last_key:
             last_key, last_progress = key, now
-        if len(obs.statuses) == len(procs) and all(s["finished"] for s in obs.statuses.values()) \
+        if len(obs.statuses) == len(procs) and all(node_finished(s, rounds) for s in obs.statuses.values()) \
                 and len({s["head_hash"] for s in obs.statuses.values()}) == 1 \
                 and (injector is None or injector.done):
             return obs, now - started

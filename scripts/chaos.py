@@ -99,6 +99,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="Where node homes go (default: a new temporary directory).")
     parser.add_argument("--restart-after", type=float, default=2.0)
     parser.add_argument("--stall-timeout", type=float, default=180.0)
+    parser.add_argument("--phase-deadline", type=float, default=10.0,
+                        help="Genesis phase deadline: how long a round waits for a member that went down.")
     parser.add_argument("--json", action="store_true", help="Print a JSON report as the last stdout line.")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
@@ -109,6 +111,7 @@ def main() -> int:
     started = time.monotonic()
     run = fednode("cluster", "--nodes", str(args.nodes), "--rounds", str(args.rounds), "--workdir", str(workdir),
                   "--json", "--restart-after", str(args.restart_after), "--stall-timeout", str(args.stall_timeout),
+                  "--phase-deadline", str(args.phase_deadline),
                   *schedule.argv(), capture_stderr=False)
     lines = run.stdout.strip().splitlines()
     try:
