@@ -447,7 +447,7 @@ class Daemon:
             if sr is not None:
                 self.nursery.start_soon(self._advance_secure, sr, event)
         else:
-            self.secure.pop(event.round - 1, None)
+            self.secure.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event)
 
     async def _advance_secure(self, sr: SecureRound, event: rc.PhaseClosed) -> None:
@@ -874,7 +874,8 @@ class Daemon:
             "name": self.name, "index": self.index, "chain_id": self.genesis.chain_id.hex(),
             "height": self.store.head_height, "head_hash": self.store.head_hash().hex(),
             "round": s.round, "round_open": s.open, "phase": s.phase, "rounds": self.contract.params.rounds,
-            "secure": self.settings.contract.secure,
+            "secure": self.settings.contract.secure, "validation": self.settings.validation is not None,
+            "rejections": {str(k): v for k, v in sorted(s.rejections.items())},
             "finished": self.contract.finished and all("accuracy" in e for e in self.evaluations[-1:]),
             "view": self.replica.view, "primary": self.replica.view % self.genesis.n,
             "peers": len(self.net.connected_peers()) if self.net else 0,

@@ -22,7 +22,7 @@ def fednode(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[s
 def finished_cluster(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     work = tmp_path_factory.mktemp("cluster") / "run"
     result = fednode("cluster", "--nodes", "4", "--rounds", "3", "--workdir", str(work), "--json",
-                     "--stall-timeout", "60")
+                     "--stall-timeout", "180")
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), work
 
