@@ -18,7 +18,7 @@ def assert_clean(nodes: int, byzantine: int, seeds: range, config: SimConfig | N
 
 
 def test_four_replicas_one_byzantine() -> None:
-    assert_clean(4, 1, range(300))
+    assert_clean(4, 1, range(250))
 
 
 def test_seven_replicas_two_byzantine() -> None:
@@ -59,3 +59,12 @@ def test_byzantine_traffic_exercises_the_rejection_paths() -> None:
         report = run_simulations(4, 1, range(4000, 4020), config=SimConfig(behaviours=(behaviour,)))
         assert report.failing_seeds == [], "evidence is checked genuine and never names an honest replica"
         assert all(report.stats["evidence_" + kind] > 0 for kind in kinds), (behaviour, report.stats)
+
+
+def test_five_replicas_need_a_quorum_of_four() -> None:
+    """N=5, f=1: q = ceil((N+f+1)/2) = 4 is safe; the textbook 2f+1 = 3 lets two quorums meet only in
+    the Byzantine replica, and the simulator finds the resulting fork."""
+    assert_clean(5, 1, range(5000, 5030))
+    report = run_simulations(5, 1, range(100, 400), config=SimConfig(quorum_override=3), stop_after_failures=1)
+    assert report.safety_violations == 1, "quorum 3 of 5 must fork within these seeds"
+    assert any("fork" in v for v in report.details[report.failing_seeds[0]])
