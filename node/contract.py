@@ -21,8 +21,10 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | keys     | secure, valid.  | `sa` [AdvertiseKeys] from participants       | `close` ["keys"]   -> U1   |
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
 | inputs   | secure, valid.  | `input` [masked_input_digest] from U2        | `close` ["inputs"] -> U3   |
-| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ U3] -> S     |
-|          |                 | from U3                                      |                            |
+| sketch   | validated       | `dealt` [] from U3 once its sketch shares    | `close` ["sketch"] -> V    |
+|          |                 | went to every holder                         |                            |
+| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
+|          |                 | over V, from holders                         |                            |
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
@@ -58,7 +60,7 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                ("unmask", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
-                  ("validate", "stats", "accept"), ("unmask", "", "result")),
+                  ("sketch", "dealt", "close"), ("validate", "stats", "accept"), ("unmask", "", "result")),
 }
 """mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
 
@@ -216,7 +218,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 1, "close": 1, "stats": 1,
-                 "accept": 1}
+                 "accept": 1, "dealt": 0}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -263,6 +265,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
         return [_member_list(fields[0], n, "accept.accepted")]
+    if kind == "dealt":
+        return []
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -431,8 +435,8 @@ class Contract:
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
-        if tx.kind in ("sa", "input", "stats"):
-            s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
+        if tx.kind in ("sa", "input", "stats", "dealt"):
+            s.inputs[tx.author] = (tx.fields[0] if tx.fields else b"", 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
         if tx.kind in ("close", "accept"):
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]

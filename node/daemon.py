@@ -555,7 +555,7 @@ class Daemon:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "stats") or len(self.mempool) >= MAX_MEMPOOL_TXS:
+        if tx.kind not in ("update", "sa", "input", "dealt", "stats") or len(self.mempool) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()

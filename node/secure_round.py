@@ -174,6 +174,7 @@ class SecureRound:
                  validation: ValidationSetup | None = None) -> None:
         self.params, self.round, self.me = params, opened.round, me
         self.validation = validation
+        self._holders: tuple[int, ...] = ()
         self._candidates: tuple[int, ...] = ()
         self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
         self._stats_sent = False
@@ -244,6 +245,8 @@ class SecureRound:
             out += self._maybe_mask()
         elif event.phase == "inputs" and self.validation is not None:
             out += self._share_sketch(event)
+        elif event.phase == "sketch":
+            out += self._on_dealers_fixed(event)
         else:
             reveal = self.machine.on_inputs_committed({a + 1: d for a, d in event.digests})
             if reveal is not None:
@@ -256,11 +259,11 @@ class SecureRound:
     def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
         """U3 is fixed: sketch our masked update with the now-public seed and deal its shares to U3."""
         assert self.validation is not None
-        self._candidates = event.members
-        early, self._early_shares = self._early_shares, {}
+        self._holders = event.members
         out: list[Output] = []
+        early, self._early_shares = self._early_shares, {}
         for owner, payload in early.items():
-            out += self.on_sketch_shares(owner, payload)
+            out += self._receive_shares(owner, payload)
         if self.me not in event.members or self._masked_quantized is None:
             return out
         commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
@@ -277,7 +280,7 @@ class SecureRound:
             else:
                 out.append(SendShares(holder, codec.encode([self.round, share.astype("<u8").tobytes(),
                                                             zero.astype("<u8").tobytes()])))
-        return out + self._maybe_publish_statistics()
+        return out + [self._tx("dealt", [])]
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
         """Shares of `owner`'s sketch for us; once we hold every candidate's, publish our statistics.
@@ -286,26 +289,39 @@ class SecureRound:
         """
         if self.validation is None or owner in self._sketch_shares or owner not in self.config_members:
             return []
-        if not self._candidates:
+        if not self._holders:
             self._early_shares[owner] = payload
             return []
-        if owner not in self._candidates:
+        return self._receive_shares(owner, payload)
+
+    def _receive_shares(self, owner: int, payload: bytes) -> list[Output]:
+        assert self.validation is not None
+        if owner not in self._holders:
             return []
         round_id, share_bytes, zero_bytes = codec.expect_list(
             codec.decode(payload, max_bytes=16 * (self.validation.sketch.width + 70_000)), 3, "sketch shares")
         if round_id != self.round:
             raise ValueError("sketch shares for another round")
         share = parse_statistics(codec.expect_bytes(share_bytes, "share"), self.validation.sketch.width)
-        zero = parse_statistics(codec.expect_bytes(zero_bytes, "zero"), len(statistic_pairs(self._candidates)))
+        zero = parse_statistics(codec.expect_bytes(zero_bytes, "zero"), len(statistic_pairs(self._holders)))
         self._sketch_shares[owner] = (share, zero)
         return self._maybe_publish_statistics()
 
+    def _on_dealers_fixed(self, event: rc.PhaseClosed) -> list[Output]:
+        """V, the members whose sketches were dealt, is fixed: statistics are over V."""
+        self._candidates = event.members
+        return self._maybe_publish_statistics()
+
     def _maybe_publish_statistics(self) -> list[Output]:
-        if self._stats_sent or set(self._sketch_shares) != set(self._candidates):
+        """Our shares of every statistic over V, re-randomized by the zero shares (restricted to V's pairs)."""
+        if self._stats_sent or not self._candidates or not set(self._candidates) <= set(self._sketch_shares):
             return []
         self._stats_sent = True
-        shares = {owner + 1: pair[0] for owner, pair in self._sketch_shares.items()}
-        stats = local_statistics(shares, [pair[1] for pair in self._sketch_shares.values()])
+        index = {pair: k for k, pair in enumerate(statistic_pairs(self._holders))}
+        rows = [index[pair] for pair in statistic_pairs(self._candidates)]
+        shares = {owner + 1: self._sketch_shares[owner][0] for owner in self._candidates}
+        zeros = [self._sketch_shares[owner][1][rows] for owner in self._candidates]
+        stats = local_statistics(shares, zeros)
         return [self._tx("stats", [stats.astype("<u8").tobytes()])]
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:

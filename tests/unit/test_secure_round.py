@@ -179,6 +179,7 @@ def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> No
     for i in range(n):
         c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
     c.commit(c.tx("close", ["inputs"]))
+    c.commit(c.tx("close", ["sketch"]))
     contract = c.contracts[0]
     stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
     assert sorted(stats) == list(range(n)), "every holder publishes its statistic shares"
@@ -201,6 +202,7 @@ def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
     for i in range(n):
         c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
     c.commit(c.tx("close", ["inputs"]))
+    c.commit(c.tx("close", ["sketch"]))
     contract = c.contracts[0]
     stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
     honest = decide_accepted(dict(stats), tuple(range(n)), c.setup)  # type: ignore[arg-type]
@@ -210,3 +212,28 @@ def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
     lied = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
     assert 4 in lied.statistics.inconsistent_publishers  # x-coordinate of member 3
     assert lied.accepted == honest.accepted
+
+
+def test_a_node_dying_after_its_masked_input_is_treated_as_dropped() -> None:
+    n = 7
+    c = Cluster(n, 9, validate=True)
+    rng = np.random.default_rng(9)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    c.alive -= {6}  # dies after its masked input is on the ledger, before dealing its sketch
+    c.rounds[6].set_update = None  # type: ignore[method-assign]
+    c.contracts[6] = rc.Contract(c.params, c.verify)
+    c.commit(c.tx("close", ["inputs"]))
+    c.commit(c.tx("close", ["sketch"]))
+    contract = c.contracts[0]
+    assert contract.state.expected == (0, 1, 2, 3, 4, 5)
+    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    outcome = decide_accepted(stats, contract.state.expected, c.setup)  # type: ignore[arg-type]
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=True)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
