@@ -184,7 +184,8 @@ class Fault:
 
     @property
     def done(self) -> bool:
-        return self.skipped is not None or self.recovered_s is not None
+        """Skipped, or the node reached its target height and was once level with the others."""
+        return self.skipped is not None or (self.recovered_s is not None and self.in_sync_s is not None)
 
     def to_json(self) -> dict[str, Any]:
         """Times are seconds since the cluster was started; durations are named *_s too."""
@@ -280,7 +281,8 @@ class FaultInjector:
             fault.answered_s, fault.height_when_answered = now_s, status["height"]
         if fault.in_sync_s is None and status["height"] >= obs.max_height(exclude=proc.index):
             fault.in_sync_s = now_s
-        if fault.target_height is not None and status["height"] >= fault.target_height:
+        if fault.recovered_s is None and fault.target_height is not None \
+                and status["height"] >= fault.target_height:
             fault.recovered_s = now_s
             self._say(now_s, f"node {proc.index} recovered from {spec.describe()}: height {status['height']} "
                              f"{fault.recovery_s:.2f}s after it came back")
@@ -416,7 +418,9 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
         "heads_equal": len({s["head_hash"] for s in statuses}) == 1,
         "views": [s["view"] for s in statuses],
         "phase_s": {i: s["phase_s"] for i, s in enumerate(statuses)},
-        "rejected": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
+        "rejected": [e.get("rejected", []) for e in committed],
+        "rejections_by_member": first.get("rejections", {}),
+        "wire_rejections": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
         "faults": [f.to_json() for f in faults],
         "recovery_s": [f.recovery_s for f in faults],
         "wall_s": round(wall_s, 3),
@@ -437,6 +441,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         rate = f", catch-up {fault['catch_up_blocks_per_s']} blocks/s" if "catch_up_blocks_per_s" in fault else ""
         print(f"  fault {fault['fault']} on node {fault['node']} at {fault['injected_at_s']}s: recovered "
               f"{fault['recovery_s']}s after it came back{extra}{rate}", file=out)
+    if any(summary["rejected"]):
+        print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"
     print(f"  head hashes: {state} ({summary['head_hashes'][0][:16]}...)", file=out)
     print(f"  node homes: {summary['workdir']}  (inspect with: fednode audit {summary['workdir']}/node-0)",
