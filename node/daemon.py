@@ -840,6 +840,8 @@ class Daemon:
             outcome = self._validation_outcome(published, s.expected)  # type: ignore[arg-type]
             if outcome is None:
                 return raws + [self._my_tx("abort", s.round, ["validation statistics cannot be reconstructed"])]
+            if len(outcome.accepted) < self.contract.min_members:
+                return raws + [self._my_tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])]
             return raws + [self._my_tx("accept", s.round, [list(outcome.accepted)])]
         elif closing == "close" and ready:
             return raws + [self._my_tx("close", s.round, [s.phase])]
