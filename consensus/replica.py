@@ -85,6 +85,7 @@ MAX_CANDIDATE_BLOCKS = 8
 MAX_CHECKPOINT_HEIGHTS = 8
 MAX_TIMEOUT_DOUBLINGS = 30
 LAST_COMMIT_RESENDS = 3
+MAX_PROOF_SENDS = 3
 """Idle retransmissions of our last COMMIT; a peer still behind after that is helped when it speaks."""
 
 KEY_VIEW = b"pbft/view"
@@ -258,6 +259,7 @@ class Replica:
         self._fetch_rotation = 0
         self._helped_at_ms: dict[tuple[str, int], int] = {}
         self._stable_proof: tuple[Checkpoint, ...] = ()
+        self._proofs_sent: dict[int, tuple[int, int]] = {}
         if persisted:
             self._restore(persisted)
 
@@ -668,9 +670,16 @@ class Replica:
 
     def _forward_stable_proof(self, checkpoint: Checkpoint, now_ms: int) -> list[Action]:
         """A peer still announces a checkpoint at or below our stable one: it missed the quorum that made
-        ours stable (peers stop retransmitting once stable), so send it the quorum of signed checkpoints."""
-        if not self._stable_proof or not self._may_help("checkpoint", checkpoint.sender, now_ms):
+        ours stable (peers stop retransmitting once stable), so send it the quorum of signed checkpoints.
+
+        At most a few times per peer and stable checkpoint, so replayed checkpoints cannot make us
+        amplify traffic towards a peer for ever."""
+        sent_for, times = self._proofs_sent.get(checkpoint.sender, (0, 0))
+        times = times if sent_for == self._stable[0] else 0
+        if not self._stable_proof or times >= MAX_PROOF_SENDS or not self._may_help("checkpoint", checkpoint.sender,
+                                                                                   now_ms):
             return []
+        self._proofs_sent[checkpoint.sender] = (self._stable[0], times + 1)
         return [Send(checkpoint.sender, c) for c in self._stable_proof if c.sender != checkpoint.sender]
 
     # ------------------------------------------------------------------ timers, retransmission, catch-up
