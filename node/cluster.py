@@ -32,6 +32,7 @@ from node.status import fetch_status
 from node.store import LEDGER_DIR
 
 POLL_S = 0.25
+STARTUP_GRACE_S = 180.0  # extra patience before any node first answers: many daemons importing torch at once
 FAULT_KINDS = ("kill", "pause", "wipe")
 _SPEC = re.compile(r"^(primary|\d+)@(\d+)(?:\+(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?$")
 
@@ -372,7 +373,8 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
     """
     obs = Observation()
     started = time.monotonic()
-    last_progress, last_key, last_line = started, None, ""
+    last_progress, last_line = started, ""
+    heights_seen: dict[int, int] = {}
     while True:
         time.sleep(POLL_S)
         now = time.monotonic()
@@ -388,14 +390,14 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
         if line.split("]", 1)[1] != last_line.split("]", 1)[-1]:
             print(line, file=out, flush=True)
             last_line = line
-        key = tuple(sorted((i, s["height"]) for i, s in obs.statuses.items()))
-        if key != last_key:
-            last_key, last_progress = key, now
+        for i, s in obs.statuses.items():
+            if s["height"] != heights_seen.get(i):
+                heights_seen[i], last_progress = s["height"], now
         if len(obs.statuses) == len(procs) and all(node_finished(s, rounds) for s in obs.statuses.values()) \
                 and len({s["head_hash"] for s in obs.statuses.values()}) == 1 \
                 and (injector is None or injector.done):
             return obs, now - started
-        if now - last_progress > stall_timeout_s:
+        if now - last_progress > stall_timeout_s + (0.0 if heights_seen else STARTUP_GRACE_S):
             raise ClusterError(f"no progress for {stall_timeout_s:.0f}s; node logs are in "
                                f"{procs[0].log_path.parent.parent}")
 
