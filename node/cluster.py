@@ -358,9 +358,13 @@ def progress_line(obs: Observation, n: int, rounds: int, elapsed_s: float) -> st
 
 
 def node_finished(status: dict[str, Any], rounds: int) -> bool:
-    """Finished and every committed round evaluated: a daemon may report `finished` as soon as the last
-    result block is applied, before its evaluation of that round (a worker thread) is in the list."""
-    return bool(status["finished"]) and sum(1 for e in status["evaluations"] if e["committed"]) >= rounds
+    """All rounds committed, no round open, and every round either evaluated here or replayed from the
+    node's own ledger at start-up (a node restarted after the last round replays them all and evaluates
+    none). Judged from the evaluations rather than the daemon's `finished` flag, which turns true as soon as
+    the last result block is applied, before that round's evaluation (a worker thread) is listed."""
+    evaluations = status["evaluations"]
+    return not status["round_open"] and sum(1 for e in evaluations if e["committed"]) >= rounds \
+        and all("accuracy" in e or e.get("replayed") for e in evaluations)
 
 
 def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s: float, out: TextIO,
@@ -405,14 +409,17 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
 def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
               injector: FaultInjector | None = None) -> dict[str, Any]:
     statuses = [obs.statuses[i] for i in sorted(obs.statuses)]
-    first = statuses[0]
-    committed = [e for e in first["evaluations"] if e["committed"]]
+    # The node that evaluated the most rounds itself: one restarted after the last round only replayed them.
+    first = max(statuses, key=lambda s: sum(1 for e in s["evaluations"] if "accuracy" in e))
+    evaluations = sorted(first["evaluations"], key=lambda e: e["round"])
+    committed = [e for e in evaluations if e["committed"]]
+    evaluated = [e for e in committed if "accuracy" in e]
     faults = injector.faults if injector is not None else []
     return {
         "rounds_requested": rounds,
         "rounds_committed": len(committed),
-        "rounds_aborted": sum(1 for e in first["evaluations"] if not e["committed"]),
-        "accuracy": committed[-1]["accuracy"] if committed else None,
+        "rounds_aborted": sum(1 for e in evaluations if not e["committed"]),
+        "accuracy": evaluated[-1]["accuracy"] if evaluated else None,
         "accuracy_by_round": [round(e["accuracy"], 4) for e in committed if "accuracy" in e],
         "round_s": [round(e["round_s"], 3) for e in committed if "round_s" in e],
         "height": first["height"],
