@@ -16,7 +16,7 @@ The protocol runs in one process (`ProtocolRound`, the same driver as tests/unit
 contract + SecureRound per node, blocks built by hand, every message delivered. Each round is its own
 one-round contract (the ledger's chaining of rounds is not what is measured here). Malicious nodes act
 as in the daemon: ``ml.attacks.malicious_train`` with an attacker that estimates benign statistics
-from its own rows (not omniscient), then the honest weighting. It also reports the false-rejection
+from its own rows (not omniscient; ``n_malicious`` = f colluders), then the honest weighting. It also reports the false-rejection
 rate of honest updates (0 malicious) under IID and Dirichlet(alpha) splits.
 
     python scripts/evaluate_attacks.py [--seeds 0,1,2] [--rounds 8] [--nodes 7,10] [--jobs 2] [--quick]
@@ -78,15 +78,17 @@ RULE_FACTOR = 2.0
 
 
 def max_faulty(n: int) -> int:
+    """f for N = 3f + 1 (PBFT), as genesis sets it."""
     return (n - 1) // 3
 
 
 class ProtocolRound:
     """One secure round of n nodes in one process: contracts, SecureRounds, hand-built blocks.
 
-    Node 0 unmasks the sum (every node could; tests/unit/test_secure_round.py checks they agree). Every output a node emits is delivered at once to every other node, as the daemon's gossip and
+    Every output a node emits is delivered at once to every other node, as the daemon's gossip and
     direct streams would, so the round runs the real masking, sketch sharing, statistics on shares,
     accepted-set decision and unmasking; only networking and consensus are replaced by direct calls.
+    Node 0 unmasks the sum (every node could; tests/unit/test_secure_round.py checks that they agree).
     """
 
     def __init__(self, n: int, validate: bool, seed: int) -> None:
@@ -196,8 +198,10 @@ class _RoundState:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """One federation: N nodes, the attack of its last f nodes ("none": all honest), split and seed."""
+
     n: int
-    attack: str  # "none" or an ml.attacks name
+    attack: str
     split: str
     seed: int
     rounds: int
