@@ -79,6 +79,7 @@ FETCH_TIMEOUT_S = 10.0
 MAX_BLOCKS_PER_FETCH = 64
 MAX_MEMPOOL_TXS = 4096
 MAX_PENDING_BLOBS = 256
+OUTBOX_MAX_MESSAGES = 1024
 
 
 class InvariantError(AssertionError):
@@ -127,7 +128,7 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
                                                                          int(val.get("sketch_width", 1000))), rule)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
-    transport = str(proto.get("consensus_transport", "gossip"))
+    transport = str(proto.get("consensus_transport", "direct"))
     if transport not in ("gossip", "direct"):
         raise ConfigError("genesis: protocol.consensus_transport must be 'gossip' or 'direct'")
     return RoundSettings(params, weighting, float(proto.get("phase_deadline_s", 30.0)),
@@ -169,6 +170,8 @@ class Daemon:
         self.fetching = False
         self.applying_fetched = False
         self.net: Network | None = None
+        self._peer_queues: dict[int, trio.MemorySendChannel[tuple[str, bytes]]] = {}
+        self._gossip_queue: trio.MemorySendChannel[tuple[str, bytes]] | None = None
         self.nursery: trio.Nursery | None = None
         self.started_at = time.monotonic()
         self.bench_empty_blocks = int(protocol_params(genesis).get("bench_empty_blocks", 0))
@@ -238,12 +241,23 @@ class Daemon:
                         net.listen_addrs, status_port)
             for addr in self._peer_addresses():
                 await net.dial(addr)
+            for peer, (send, receive) in self._open_queues().items():
+                self._peer_queues[peer] = send
+                nursery.start_soon(self._drain_peer, peer, receive)
+            gossip_send, gossip_receive = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
+            self._gossip_queue = gossip_send
+            nursery.start_soon(self._drain_gossip, gossip_receive)
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._inbox_loop)
             nursery.start_soon(self._catch_up_loop)
             if self.store.head_height:
                 self.fetching = True
             task_status.started()
+
+    def _open_queues(self) -> dict[int, tuple[trio.MemorySendChannel[tuple[str, bytes]],
+                                               trio.MemoryReceiveChannel[tuple[str, bytes]]]]:
+        return {peer: trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
+                for peer in range(self.genesis.n) if peer != self.index}
 
     def _peer_addresses(self) -> list[str]:
         if self.cfg.peers:
@@ -356,30 +370,53 @@ class Daemon:
             else:
                 raise InvariantError(f"unknown action {action!r}")
 
+    # Sending never blocks the protocol task: messages go into bounded per-peer queues (one for gossip),
+    # each drained by its own task in order. A slow or dead peer fills only its own queue; overflow is
+    # dropped and counted, which the cores tolerate (PBFT retransmits, phases have deadlines).
+
     async def _gossip(self, kind: str, height: int, payload: bytes) -> None:
         """Gossip a small message; one above gossipsub's bound goes to every member directly instead."""
-        assert self.net is not None
         data = self.sealer.seal(kind, height, payload)
         if len(data) > self.net_limits.gossip_max_bytes:
-            self.metrics.bytes_sent.labels(kind).inc(len(data) * len(await self.net.broadcast(data)))
+            self._enqueue_all(kind, data)
             return
         self.metrics.bytes_sent.labels(kind).inc(len(data) * (self.genesis.n - 1))
-        await self.net.publish(data)
+        assert self._gossip_queue is not None, "gossip before the network started"
+        self._enqueue(self._gossip_queue, kind, data)
 
-    async def _send(self, to: int, kind: str, height: int, payload: bytes) -> bool:
-        assert self.net is not None
+    async def _send(self, to: int, kind: str, height: int, payload: bytes) -> None:
         data = self.sealer.seal(kind, height, payload)
         self.metrics.bytes_sent.labels(kind).inc(len(data))
-        return await self.net.send(self.peer_ids[to], data)
+        self._enqueue(self._peer_queues[to], kind, data)
 
     async def _send_to_all(self, kind: str, height: int, payload: bytes) -> None:
-        """One direct frame to every connected member, in parallel (model-sized payloads, PBFT messages)."""
+        """One direct frame to every member (model-sized payloads, PBFT messages with direct transport)."""
+        self._enqueue_all(kind, self.sealer.seal(kind, height, payload))
+
+    def _enqueue_all(self, kind: str, data: bytes) -> None:
+        self.metrics.bytes_sent.labels(kind).inc(len(data) * len(self._peer_queues))
+        for queue in self._peer_queues.values():
+            self._enqueue(queue, kind, data)
+
+    def _enqueue(self, queue: trio.MemorySendChannel[tuple[str, bytes]], kind: str, data: bytes) -> None:
+        try:
+            queue.send_nowait((kind, data))
+        except trio.WouldBlock:
+            self.metrics.rejected.labels("outbox_full").inc()
+
+    async def _drain_peer(self, peer: int, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
         assert self.net is not None
-        started = time.monotonic()
-        data = self.sealer.seal(kind, height, payload)
-        reached = await self.net.broadcast(data)
-        self.metrics.bytes_sent.labels(kind).inc(len(data) * len(reached))
-        self.phase_s["transfer" if kind != "pbft" else "consensus_send"] += time.monotonic() - started
+        async for kind, data in queue:
+            started = time.monotonic()
+            if not await self.net.send(self.peer_ids[peer], data):
+                self.metrics.rejected.labels("send_failed").inc()
+            if kind in ("blob", "masked"):
+                self.phase_s["transfer"] += time.monotonic() - started
+
+    async def _drain_gossip(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        assert self.net is not None
+        async for _kind, data in queue:
+            await self.net.publish(data)
 
     async def _submit(self, outputs: Sequence[Output], round_id: int) -> None:
         """Carry out what a secure round asked for."""
@@ -878,7 +915,8 @@ class Daemon:
             "round": s.round, "round_open": s.open, "phase": s.phase, "rounds": self.contract.params.rounds,
             "secure": self.settings.contract.secure, "validation": self.settings.validation is not None,
             "rejections": {str(k): v for k, v in sorted(s.rejections.items())},
-            "finished": self.contract.finished and all("accuracy" in e for e in self.evaluations[-1:]),
+            "finished": self.contract.finished and all("accuracy" in e or e.get("replayed")
+                                                       for e in self.evaluations[-1:]),
             "view": self.replica.view, "primary": self.replica.view % self.genesis.n,
             "peers": len(self.net.connected_peers()) if self.net else 0,
             "evaluations": self.evaluations, "phase_s": dict(self.phase_s),
