@@ -1,8 +1,9 @@
 """Chaos on real processes: the primary SIGKILLed mid-round, a node wiped, and the chain still agrees.
 
 One 4-node cluster (real `fednode start` daemons on loopback) runs 2 rounds while the runner SIGKILLs the
-primary one second into round 2 and restarts it, then (once it has recovered: at most f = 1 node is
-disrupted at a time) kills member 3, deletes its ledger and restarts it empty. Afterwards every round must be committed, every head equal and `fednode audit` clean on
+primary one second into round 2 and restarts it, then, 20 s into round 2 or once the primary has recovered
+if that is later (at most f = 1 node is disrupted at a time), kills member 3, deletes its ledger and
+restarts it empty; by then the rounds may be over, and the wiped node must fetch a finished chain. Afterwards every round must be committed, every head equal and `fednode audit` clean on
 every home: the killed primary resumed from its own disk, and the wiped node rebuilt the whole chain, with
 certificates and model blobs, from its peers.
 """
@@ -34,7 +35,7 @@ def fednode(*args: str) -> subprocess.CompletedProcess[str]:
 def chaos_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     work = tmp_path_factory.mktemp("chaos") / "run"
     result = fednode("cluster", "--nodes", "4", "--rounds", str(ROUNDS), "--workdir", str(work), "--json",
-                     "--kill", "primary@2+1", "--wipe", "3@2", "--max-down", "1", "--restart-after", "1",
+                     "--kill", "primary@2+1", "--wipe", "3@2+20", "--max-down", "1", "--restart-after", "1",
                      "--phase-deadline", "10",
                      "--stall-timeout", "150")
     assert result.returncode == 0, result.stderr[-4000:]
