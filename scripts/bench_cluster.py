@@ -59,6 +59,7 @@ class Setup:
     nodes: int
     rounds: int
     secure: bool = True
+    validate: bool = True
     model_kind: str = "logreg"
     hidden: int = 32
     protocol: tuple[tuple[str, Any], ...] = ()
@@ -67,7 +68,8 @@ class Setup:
     def label(self) -> str:
         model = self.model_kind if self.model_kind == "logreg" else f"mlp{self.hidden}"
         proto = ",".join(f"{k}={v}" for k, v in self.protocol)
-        return f"N={self.nodes} {model} {'secure' if self.secure else 'plain'}" + (f" {proto}" if proto else "")
+        mode = ("secure+validation" if self.validate else "secure") if self.secure else "plain"
+        return f"N={self.nodes} {model} {mode}" + (f" {proto}" if proto else "")
 
 
 @dataclass
@@ -129,7 +131,8 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
     split = mldata.SplitSpec(kind="iid", alpha=0.5, column=None)
     configs = create_testnet(workdir, setup.nodes, rounds=setup.rounds, seed=setup.seed, dataset=dataset,
                              split=split, model_kind=setup.model_kind, hidden=setup.hidden,
-                             training=TrainConfig(), protocol=dict(setup.protocol), secure=setup.secure)
+                             training=TrainConfig(), protocol=dict(setup.protocol), secure=setup.secure,
+                             validate=setup.validate)
     load_start = os.getloadavg()[0]
     started = time.monotonic()
     procs = start_cluster(configs)
@@ -238,7 +241,8 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
 
 
 def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    setups = [Setup(n, 1, secure=not args.plain, protocol=_protocol(args)) for n in args.nodes]
+    setups = [Setup(n, 1, secure=not args.plain, validate=not args.no_validation, protocol=_protocol(args))
+              for n in args.nodes]
     results = run_repeated(setups, args.repeats, root, keep=args.keep)
     rows = [summary_row(runs) for runs in results.values()]
     print(f"\nstart-up: process start -> first committed block on every node ({args.repeats} repeats, median)",
@@ -250,8 +254,8 @@ def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    setups = [Setup(n, args.rounds, secure=not args.plain, model_kind=args.model, hidden=args.hidden,
-                    protocol=_protocol(args)) for n in args.nodes]
+    setups = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
+                    model_kind=args.model, hidden=args.hidden, protocol=_protocol(args)) for n in args.nodes]
     results = run_repeated(setups, args.repeats, root, keep=args.keep)
     rows = [summary_row(runs) for runs in results.values()]
     print("\nround time split (per node per round, median over nodes and repeats; rounds 2.. for round_s)",
@@ -270,8 +274,8 @@ def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for n in args.nodes:
-        pair = [Setup(n, args.rounds, secure=s, model_kind=args.model, hidden=args.hidden, protocol=_protocol(args))
-                for s in (False, True)]
+        pair = [Setup(n, args.rounds, secure=s, validate=not args.no_validation, model_kind=args.model,
+                      hidden=args.hidden, protocol=_protocol(args)) for s in (False, True)]
         results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
         plain, secure = (summary_row(results[s]) for s in pair)
         ratio = secure["round_s"] / plain["round_s"]
@@ -295,7 +299,8 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for n in args.nodes:
-        pair = [Setup(n, args.rounds, secure=not args.plain, model_kind=args.model, hidden=args.hidden,
+        pair = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
+                      model_kind=args.model, hidden=args.hidden,
                       protocol=tuple(sorted({**dict(_protocol(args)), "consensus_transport": t}.items())))
                 for t in ("gossip", "direct")]
         results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
@@ -335,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=["logreg", "mlp"], default="logreg")
     parser.add_argument("--hidden", type=int, default=32, help="mlp hidden units (30300 = ~1,000,000 params)")
     parser.add_argument("--plain", action="store_true", help="no secure aggregation (startup, split, transport)")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="secure rounds without validation on shares (the poisoning defence; on by default)")
     parser.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",
                         help="genesis protocol setting (repeatable), e.g. batch_window_s=0.2")
     parser.add_argument("--workdir", help="where node homes go (default: a temporary directory, removed)")
