@@ -385,9 +385,13 @@ class Daemon:
         self._enqueue(self._gossip_queue, kind, data)
 
     async def _send(self, to: int, kind: str, height: int, payload: bytes) -> None:
+        queue = self._peer_queues.get(to)
+        if queue is None:  # the replica addressed us (seen during view changes): nothing to send
+            logger.debug("dropping a %s send addressed to ourselves", kind)
+            return
         data = self.sealer.seal(kind, height, payload)
         self.metrics.bytes_sent.labels(kind).inc(len(data))
-        self._enqueue(self._peer_queues[to], kind, data)
+        self._enqueue(queue, kind, data)
 
     async def _send_to_all(self, kind: str, height: int, payload: bytes) -> None:
         """One direct frame to every member (model-sized payloads, PBFT messages with direct transport)."""
