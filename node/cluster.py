@@ -443,8 +443,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     for i, (acc, secs) in enumerate(zip(summary["accuracy_by_round"], summary["round_s"]), start=1):
         print(f"  round {i}: accuracy {acc:.4f}  ({secs:.2f}s)", file=out)
     for fault in summary["faults"]:
-        if "skipped" in fault:
-            print(f"  fault {fault['fault']}: skipped ({fault['skipped']})", file=out)
+        if "skipped" in fault or fault["injected_at_s"] is None:
+            print(f"  fault {fault['fault']}: not injected ({fault.get('skipped', 'never due')})", file=out)
             continue
         extra = f", new view after {fault['new_view_s']}s" if fault.get("new_view_s") is not None else ""
         rate = f", catch-up {fault['catch_up_blocks_per_s']} blocks/s" if "catch_up_blocks_per_s" in fault else ""
