@@ -364,14 +364,16 @@ def table(results: Results, grid: Grid) -> str:
 
 
 def plot(results: Results, grid: Grid, path: Path) -> None:
-    """Grouped bars: mean final accuracy per attack and setting, one panel per N; dots mark the worst seed."""
+    """Grouped bars of mean final accuracy per attack and setting, one panel per N (dots: worst seed),
+    and a last panel with the backdoor success rate per N and setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     attacks = ("none", *grid.attacks)
-    fig, axes = plt.subplots(len(grid.nodes), 1, figsize=(11, 3.6 * len(grid.nodes)), squeeze=False)
+    panels = len(grid.nodes) + ("backdoor" in grid.attacks)
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 3.4 * panels), squeeze=False)
     x = np.arange(len(attacks))
     width = 0.27
     for ax, n in zip(axes[:, 0], grid.nodes):
@@ -381,11 +383,23 @@ def plot(results: Results, grid: Grid, path: Path) -> None:
             ax.plot(x + (k - 1) * width, [100 * min(a) for a in accs], "k.", markersize=4)
         ax.set_xticks(x, [a if a == "none" else f"{a}\n({max_faulty(n)} malicious)" for a in attacks], fontsize=8)
         ax.set_ylabel("final test accuracy %")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(50, 100)
         ax.set_title(f"N = {n}, f = {max_faulty(n)}, breast cancer, logreg, {grid.rounds} rounds, IID")
         ax.legend(loc="lower left", fontsize=8)
+    if "backdoor" in grid.attacks:
+        ax = axes[-1, 0]
+        xn = np.arange(len(grid.nodes))
+        for k, setting in enumerate(SETTINGS):
+            rates = [statistics.mean(r.backdoor_rate for r in results[("iid", n, "backdoor", setting)])
+                     for n in grid.nodes]
+            ax.bar(xn + (k - 1) * width, [100 * r for r in rates], width, label=setting)
+        ax.set_xticks(xn, [f"N = {n}, {max_faulty(n)} malicious" for n in grid.nodes])
+        ax.set_ylabel("backdoor success %")
+        ax.set_ylim(0, 100)
+        ax.set_title("backdoor: triggered malignant test rows classified benign")
+        ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
