@@ -225,6 +225,7 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
         "training_s": med([r.per_round("training") for r in runs]),
         "masking_s": med([r.per_round("masking") for r in runs]),
         "transfer_s": med([r.per_round("transfer") for r in runs]),
+        "transfer_wall_s": med([r.per_round("transfer") / max(1, r.setup.nodes - 1) for r in runs]),
         "validation_s": med([r.per_round("validation") for r in runs]),
         "consensus_send_s": med([r.per_round("consensus_send") for r in runs]),
         "bytes_per_node_round": med([r.bytes_per_node_round() for r in runs]),
@@ -261,10 +262,10 @@ def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     print("\nround time split (per node per round, median over nodes and repeats; rounds 2.. for round_s)",
           file=sys.stderr)
     for row in rows:
-        known = row["training_s"] + row["masking_s"] + row["transfer_s"] + row["validation_s"]
+        known = row["training_s"] + row["masking_s"] + row["transfer_wall_s"] + row["validation_s"]
         rest = row["round_s"] - known
         print(f"  {row['label']}: round {row['round_s']:.2f}s (round 1: {row['round1_s']:.2f}s) = training "
-              f"{row['training_s']:.3f}s + masking {row['masking_s']:.3f}s + transfer {row['transfer_s']:.3f}s + "
+              f"{row['training_s']:.3f}s + masking {row['masking_s']:.3f}s + transfer {row['transfer_wall_s']:.3f}s + "
               f"validation/aggregation {row['validation_s']:.3f}s + consensus and waiting {rest:.3f}s "
               f"(of which consensus sends {row['consensus_send_s']:.3f}s)   (load {row['load']})", file=sys.stderr)
         row["consensus_and_waiting_s"] = rest
