@@ -115,17 +115,19 @@ class Observation:
     def view(self) -> int:
         return max((s["view"] for s in self.statuses.values()), default=0)
 
-    def primary(self) -> int | None:
-        """The primary of the view most nodes are in, the higher on a tie (None before any node answered).
+    def majority_view(self) -> int:
+        """The view most nodes are in, the higher on a tie (0 before any node answered).
 
-        A lone node that timed out first already reports the next view; the primary that matters is the
-        one the majority follows.
+        A lone node that timed out first already reports the next view; the view that matters, and its
+        primary, are the ones the majority follows.
         """
-        if not self.statuses:
-            return None
         views = Counter(s["view"] for s in self.statuses.values())
-        view = max(views, key=lambda v: (views[v], v))
-        return next(s["primary"] for s in self.statuses.values() if s["view"] == view)
+        return max(views, key=lambda v: (views[v], v)) if views else 0
+
+    def primary(self) -> int | None:
+        """The primary of the majority view (None before any node answered)."""
+        view = self.majority_view()
+        return next((s["primary"] for s in self.statuses.values() if s["view"] == view), None)
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,7 @@ class FaultInjector:
             self._say(now_s, f"skipped {fault.spec.describe()}: {fault.skipped}")
             return
         fault.node, fault.injected_s = node, now_s
-        fault.view_at, fault.height_at = obs.view(), obs.max_height()
+        fault.view_at, fault.height_at = obs.majority_view(), obs.max_height()
         fault.was_primary = obs.primary() == node
         proc = procs[node]
         if fault.spec.kind == "pause":
