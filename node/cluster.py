@@ -253,8 +253,18 @@ class FaultInjector:
 
     def step(self, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
         for fault in self.faults:
+            if fault.was_primary and fault.new_view_s is None:
+                self._watch_new_view(fault, obs, now_s)
             if not fault.done:
                 self._advance(fault, procs, obs, now_s)
+
+    def _watch_new_view(self, fault: Fault, obs: Observation, now_s: float) -> None:
+        """Time from the primary's fault to a block committed in a later view (its node may be back first)."""
+        assert fault.injected_s is not None
+        if any(s["view"] > fault.view_at and s["height"] > fault.height_at for s in obs.statuses.values()):
+            fault.new_view_s = now_s - fault.injected_s
+            self._say(now_s, f"new view {obs.view()} committing after the primary's {fault.spec.kind}: "
+                             f"{fault.new_view_s:.2f}s")
 
     def _advance(self, fault: Fault, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
         spec = fault.spec
@@ -264,11 +274,6 @@ class FaultInjector:
             if fault.due_s is not None and now_s >= fault.due_s and self._may_disrupt(fault, obs):
                 self._inject(fault, procs, obs, now_s)
             return
-        if fault.was_primary and fault.new_view_s is None and any(
-                s["view"] > fault.view_at and s["height"] > fault.height_at for s in obs.statuses.values()):
-            fault.new_view_s = now_s - fault.injected_s
-            self._say(now_s, f"new view {obs.view()} committing after the primary's {spec.kind}: "
-                             f"{fault.new_view_s:.2f}s")
         proc = procs[fault.node] if fault.node is not None else None
         if proc is None:
             return
