@@ -97,6 +97,22 @@ def median_distance(sq_dists: np.ndarray, factor: float = 2.0) -> np.ndarray:
     return np.array([score <= threshold for score in scores], dtype=bool)
 
 
+def _at_most_f_rejected(keep: np.ndarray, scores: list[float], f: int) -> np.ndarray:
+    """Reject at most the f highest-scoring of the updates a rule flagged (ties: the higher index stays).
+
+    At most f members are Byzantine, so rejecting more can only remove honest updates; under label-skewed
+    data the median rule otherwise rejected several honest hospitals at once, often enough to leave fewer
+    updates than a round needs, so the same round aborted again and again (scripts/evaluate_attacks.py).
+    """
+    flagged = [i for i in range(len(keep)) if not keep[i]]
+    if len(flagged) <= f:
+        return keep
+    worst = sorted(flagged, key=lambda i: (-scores[i], i))[:f]
+    capped = np.ones(len(keep), dtype=bool)
+    capped[worst] = False
+    return capped
+
+
 def centroid_sq_dists(sq_dists: np.ndarray, members: list[int]) -> list[float]:
     """Squared distance of each member to the mean of the members, from pairwise distances only:
     |u_i - mean|^2 = (1/k) sum_j d_ij - (1/(2k^2)) sum_{j,l} d_jl (k members, sums over members)."""
@@ -135,7 +151,8 @@ class RobustRule:
     """The consortium's rule, as stored in genesis: a norm bound, then a distance rule.
 
     ``kind`` is the distance rule: ``none``, ``multi_krum`` (keep the n' - f best Krum scores among
-    the n' updates that passed the norm bound), ``median_distance`` (with ``factor``) or
+    the n' updates that passed the norm bound), ``median_distance`` (with ``factor``, rejecting at most
+    the f farthest of the updates beyond it) or
     ``centroid`` (trim up to f updates far from the mean, with ``factor``).
     ``bound_sq <= 0`` disables the norm bound. When fewer than f + 3 updates pass the norm bound,
     Multi-Krum cannot rank them and all of them are kept.
@@ -184,7 +201,7 @@ def _distance_rule(rule: RobustRule, d: np.ndarray) -> np.ndarray:
     n = d.shape[0]
     keep = np.ones(n, dtype=bool)
     if rule.kind == "median_distance":
-        keep = median_distance(d, rule.factor)
+        keep = _at_most_f_rejected(median_distance(d, rule.factor), median_distances(d), rule.f)
     elif rule.kind == "centroid":
         keep = centroid_outliers(d, rule.f, rule.factor)
     elif rule.kind == "multi_krum" and n - rule.f - 2 >= 1:

@@ -153,3 +153,14 @@ def test_decide_combines_norm_bound_and_distance_rule() -> None:
     assert decision.accepted == tuple(range(8)) and decision.rejected == {}
     with pytest.raises(ValueError, match="unknown robust rule"):
         decide(RobustRule(kind="trimmed"), sq_norms, _sq_dists(points))
+
+
+def test_median_rule_rejects_at_most_f_updates_the_farthest_first() -> None:
+    from ml.robust import RobustRule, decide
+
+    points = np.array([0.0, 0.1, 0.2, 0.15, 0.05, 5.0, 9.0])
+    sq_dists = (points[:, None] - points[None, :]) ** 2
+    wide = decide(RobustRule(kind="median_distance", f=2, factor=2.0), np.zeros(7), sq_dists)
+    capped = decide(RobustRule(kind="median_distance", f=1, factor=2.0), np.zeros(7), sq_dists)
+    assert sorted(wide.rejected) == [5, 6]
+    assert list(capped.rejected) == [6]

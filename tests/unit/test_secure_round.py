@@ -44,7 +44,7 @@ class Cluster:
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(1, SketchParams.for_clip(self.weighting.total_bound, 200),
-                                     RobustRule(kind="median_distance", f=1)) if validate else None
+                                     RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.rounds: dict[int, SecureRound] = {}
         self.mempool: list[bytes] = []
