@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fednode(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], check=False, cwd=REPO, capture_output=True,
+                          text=True,
                           timeout=timeout_s, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
