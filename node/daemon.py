@@ -80,6 +80,9 @@ MAX_BLOCKS_PER_FETCH = 64
 MAX_MEMPOOL_TXS = 4096
 MAX_PENDING_BLOBS = 256
 OUTBOX_MAX_MESSAGES = 1024
+SEND_RETRY_S = 15.0
+"""How long a message waits for its peer to (re)connect before it is dropped; one-shot messages such as a
+masked input or sketch shares would otherwise be lost to a member that started a few seconds late."""
 
 
 class InvariantError(AssertionError):
@@ -250,8 +253,7 @@ class Daemon:
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._inbox_loop)
             nursery.start_soon(self._catch_up_loop)
-            if self.store.head_height:
-                self.fetching = True
+            self.fetching = True  # ask once for missed blocks: an idle consortium sends nothing that would tell us
             task_status.started()
 
     def _open_queues(self) -> dict[int, tuple[trio.MemorySendChannel[tuple[str, bytes]],
@@ -412,8 +414,13 @@ class Daemon:
         assert self.net is not None
         async for kind, data in queue:
             started = time.monotonic()
-            if not await self.net.send(self.peer_ids[peer], data):
-                self.metrics.rejected.labels("send_failed").inc()
+            delay_s = 0.05
+            while not await self.net.send(self.peer_ids[peer], data):
+                if time.monotonic() - started > SEND_RETRY_S:
+                    self.metrics.rejected.labels("send_failed").inc()
+                    break
+                await trio.sleep(delay_s)  # not connected yet (or reconnecting): keep order, try again
+                delay_s = min(2 * delay_s, 1.0)
             if kind in ("blob", "masked"):
                 self.phase_s["transfer"] += time.monotonic() - started
 
@@ -708,6 +715,9 @@ class Daemon:
 
     async def _catch_up_once(self) -> None:
         assert self.net is not None
+        if not self.net.connected_peers() and self.genesis.n > 1:
+            self.fetching = True  # no peer connected yet: ask again on the next pass
+            return
         for peer in self.net.connected_peers():
             request = self.sealer.seal("get_blocks", 0, codec.encode(self.store.head_height + 1))
             data = await self.net.request(peer, request, FETCH_TIMEOUT_S)
