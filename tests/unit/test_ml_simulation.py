@@ -22,7 +22,7 @@ def test_simulation_is_deterministic_and_learns() -> None:
 def test_rule_rejects_noise_that_hurts_plain_fedavg() -> None:
     base = SimulationConfig(n_nodes=7, rounds=4, attack=make_attack("gaussian", sigma=2.0), malicious=(0, 1))
     plain = simulate(base)
-    defended = simulate(dataclasses.replace(base, rule=RobustRule(kind="median_distance", factor=2.0)))
+    defended = simulate(dataclasses.replace(base, rule=RobustRule(kind="median_distance", f=2, factor=2.0)))
     assert defended.accuracy > plain.accuracy + 0.05
     assert all({0, 1} <= set(rejected) for rejected in defended.rejected_per_round)
 
