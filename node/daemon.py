@@ -330,10 +330,21 @@ class Daemon:
         started = self.phase_started.get((round_id, phase))
         return -1.0 if started is None else time.monotonic() - started
 
+    def _waiting_for_members(self) -> bool:
+        """At start-up, hold the first round until every member is connected (or a phase deadline passed):
+        members start seconds apart, and a round opened without one waits its phase deadlines for it."""
+        if self.contract.state.round > 0 or self.net is None:
+            return False
+        if time.monotonic() - self.started_at > self.settings.phase_deadline_s:
+            return False
+        return len(self.net.connected_peers()) < self.genesis.n - 1
+
     def _work_pending(self) -> bool:
         """Whether the primary owes the consortium a block: the view-change timer runs only then."""
         s = self.contract.state
         if self.contract.finished:
+            return False
+        if not s.open and self._waiting_for_members():
             return False
         if not s.open or any(self.contract.tx_valid_now(tx) for tx in self.mempool.values()):
             return True
@@ -874,6 +885,8 @@ class Daemon:
         if not s.open and s.round == 0 and self.store.head_height < self.bench_empty_blocks:
             return []  # benchmarks only (genesis protocol.bench_empty_blocks): empty blocks before round 1
         if not s.open:
+            if self._waiting_for_members():
+                return None
             return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])]
         pending = [tx for tx in self.mempool.values() if self.contract.tx_valid_now(tx)]
         members = set(s.inputs) | {tx.author for tx in pending}
