@@ -69,6 +69,7 @@ from node.wire import DEFAULT_REPLAY_SPAN, MonotonicSeq, Opener, Rejected, Seale
 from smpc import messages as sam
 from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, ProtocolViolation, RoundAborted
 from smpc.prg import SeededRandomBytes
+from smpc.quantize import quantize
 from smpc.secagg import RevealRefused
 from smpc.validation import SketchParams
 
@@ -504,19 +505,21 @@ class Daemon:
                             list(self.contract.state.rejected))
             sr = self.secure.get(event.round)
             if sr is not None:
-                self.nursery.start_soon(self._advance_secure, sr, event)
+                self.nursery.start_soon(self._submit, self._advance_secure(sr, event), event.round)
         else:
             self.secure.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event)
 
-    async def _advance_secure(self, sr: SecureRound, event: rc.PhaseClosed) -> None:
+    def _advance_secure(self, sr: SecureRound, event: rc.PhaseClosed) -> list[Output]:
+        """Move the round's secure-aggregation machine now, in block order (never from a spawned task,
+        whose scheduling order trio does not promise); only sending its outputs is left to a task."""
         try:
             outputs = sr.on_phase_closed(event)
         except (RoundAborted, MissingMessages, RevealRefused) as exc:
             logger.warning("round %d: secure aggregation cannot continue here: %s", event.round, exc)
-            return
+            return []
         self._record_violations(sr)
-        await self._submit(outputs, event.round)
+        return outputs
 
     def _record_violations(self, sr: SecureRound) -> None:
         for violation in sr.violations:
@@ -559,7 +562,8 @@ class Daemon:
         sr = self.secure.get(round_id)
         if sr is not None:
             started = time.monotonic()
-            outputs = await trio.to_thread.run_sync(sr.set_update, weighted)
+            quantized = await trio.to_thread.run_sync(quantize, weighted, self.quant, SeededRandomBytes(os.urandom(32)))
+            outputs = sr.set_quantized(quantized)
             self.phase_s["masking"] += time.monotonic() - started
             await self._submit(outputs, round_id)
             return
@@ -838,7 +842,7 @@ class Daemon:
         while True:
             late = self._phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
             try:
-                total = await trio.to_thread.run_sync(sr.try_sum, late and sr.enough_reveals)
+                total = sr.try_sum(late and sr.enough_reveals)  # on this task: the machine is not thread-safe
             except MissingMessages:
                 for author, digest, _ in check.included:
                     data = self.masked.get(digest) or await self._fetch("get_masked", digest)

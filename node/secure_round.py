@@ -200,7 +200,12 @@ class SecureRound:
 
     def set_update(self, vector: npt.NDArray[np.float64]) -> list[Output]:
         """The local weighted vector is ready (training finished); mask it as soon as the phase allows."""
-        self._quantized = quantize(vector, self._quant, self._rand)
+        return self.set_quantized(quantize(vector, self._quant, self._rand))
+
+    def set_quantized(self, quantized: npt.NDArray[np.uint32]) -> list[Output]:
+        """As `set_update`, for a caller that quantized elsewhere (the daemon does it in a worker thread
+        with its own randomness, since this object is not thread-safe)."""
+        self._quantized = quantized
         return self._maybe_mask()
 
     def _maybe_mask(self) -> list[Output]:
