@@ -455,7 +455,7 @@ class Daemon:
             elif isinstance(out, SendShares):
                 await self._send(out.to, "vshare", round_id, out.payload)
             else:
-                self.masked[hashlib.sha256(out.message).digest()] = out.message
+                self.masked[out.digest] = out.message
                 await self._send_to_all("masked", round_id, out.message)
         self._after_event()
 

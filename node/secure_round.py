@@ -59,9 +59,11 @@ class Gossip:
 
 @dataclass(frozen=True, slots=True)
 class SendMasked:
-    """This node's masked input, to be sent to every peer over direct streams."""
+    """This node's masked input, to be sent to every peer over direct streams; `digest` is what the ledger
+    commits to (MaskedInput.digest, the hash of the signed body), the name peers fetch it by."""
 
     message: bytes
+    digest: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +215,7 @@ class SecureRound:
             return []
         masked = self.machine.mask(self._quantized)
         self._masked_quantized, self._quantized = self._quantized, None
-        return [SendMasked(sam.encode(masked)), self._tx("input", [masked.digest()])]
+        return [SendMasked(sam.encode(masked), masked.digest()), self._tx("input", [masked.digest()])]
 
     def decode(self, data: bytes) -> sam.Message:
         """Parse a peer's secagg message with this round's bounds; raises MalformedMessage."""
