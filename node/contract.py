@@ -41,13 +41,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from consensus import codec
 from consensus.block import HASH_BYTES, Block
 from smpc import messages as sam
 from smpc.errors import ProtocolViolation
-from smpc.field import P as FIELD_PRIME
+from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
 
 MAX_TX_BODY_BYTES = 64 * 1024
@@ -381,12 +379,11 @@ class Contract:
 
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
-        data: bytes = tx.fields[0]  # type: ignore[assignment]
         count = len(self.state.expected) * (len(self.state.expected) + 1) // 2
-        if len(data) != 8 * count:
-            raise TxError(f"stats from member {tx.author}: {len(data)} bytes, expected {8 * count}")
-        if not (np.frombuffer(data, dtype="<u8") < np.uint64(FIELD_PRIME)).all():
-            raise TxError(f"stats from member {tx.author}: element outside GF(p)")
+        try:
+            field_vector_from_bytes(tx.fields[0], count)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise TxError(f"stats from member {tx.author}: {exc}") from None
 
     def _validate_closing(self, tx: Tx) -> list[Check]:
         s = self.state

@@ -103,7 +103,7 @@ def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], se
     from the ledger by `parse_statistics` before it gets here).
     """
     count = len(statistic_pairs(candidates))
-    vectors = {holder + 1: parse_statistics(data, count) for holder, data in published.items()}
+    vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
     stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch)
     position = {c + 1: k for k, c in enumerate(candidates)}
     norms = np.array([stats.norms_sq[c + 1] for c in candidates])
@@ -125,16 +125,6 @@ def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], se
 
 OUT_OF_RANGE_DISTANCE = 1e30
 """A distance that left the proven range (one of its two sketches is not small integers): treat as far."""
-
-
-def parse_statistics(data: bytes, count: int) -> FieldArray:
-    """A holder's published statistic shares: `count` little-endian GF(p) elements."""
-    if len(data) != 8 * count:
-        raise ValueError(f"statistics of {len(data)} bytes, expected {8 * count}")
-    vec = np.frombuffer(data, dtype="<u8").astype(np.uint64)
-    if not field.is_field_vector(vec):
-        raise ValueError("statistic share outside GF(p)")
-    return vec
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,8 +299,8 @@ class SecureRound:
             codec.decode(payload, max_bytes=16 * (self.validation.sketch.width + 70_000)), 3, "sketch shares")
         if round_id != self.round:
             raise ValueError("sketch shares for another round")
-        share = parse_statistics(codec.expect_bytes(share_bytes, "share"), self.validation.sketch.width)
-        zero = parse_statistics(codec.expect_bytes(zero_bytes, "zero"), len(statistic_pairs(self._holders)))
+        share = field.vector_from_bytes(codec.expect_bytes(share_bytes, "share"), self.validation.sketch.width)
+        zero = field.vector_from_bytes(codec.expect_bytes(zero_bytes, "zero"), len(statistic_pairs(self._holders)))
         self._sketch_shares[owner] = (share, zero)
         return self._maybe_publish_statistics()
 

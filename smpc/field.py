@@ -59,6 +59,16 @@ def is_field_vector(values: npt.NDArray[np.uint64]) -> bool:
     return bool(np.all(values < _P64))
 
 
+def vector_from_bytes(data: bytes, count: int) -> FieldArray:
+    """Parse `count` little-endian GF(p) elements from a peer; ValueError for a wrong size or range."""
+    if len(data) != 8 * count:
+        raise ValueError(f"{len(data)} bytes, expected {8 * count} for {count} field elements")
+    vec = np.frombuffer(data, dtype="<u8").astype(np.uint64)
+    if not is_field_vector(vec):
+        raise ValueError("element outside GF(p)")
+    return vec
+
+
 def _fold(x: FieldLike) -> FieldArray:
     """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
     x = (np.asarray(x, dtype=np.uint64) & _P64) + (x >> _SHIFT61)
