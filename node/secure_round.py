@@ -100,7 +100,7 @@ def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], se
     Deterministic in its inputs, so the primary that proposes an accepted set and every replica that
     checks it reach the same set from the same committed publications. Raises NotEnoughShares or
     InconsistentShares (the round must abort) and ValueError for a malformed publication (excluded
-    from the ledger by `parse_statistics` before it gets here).
+    from the ledger by the contract (`_check_statistics`) before it gets here).
     """
     count = len(statistic_pairs(candidates))
     vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
