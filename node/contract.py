@@ -311,14 +311,25 @@ class Contract:
 
         Returns the checks the shell must perform before it may vote for the block.
         """
-        shadow = Contract(self.params, self.verify)
-        shadow.state = self.state.copy()
+        shadow = self.shadow()
         checks: list[Check] = []
         for raw in block.txs:
             tx = shadow.parse(raw)
-            checks.extend(shadow._validate(tx, block))
+            checks.extend(shadow._validate(tx, block.proposer))
             shadow._apply(tx, block.height)
         return checks
+
+    def shadow(self) -> Contract:
+        """A copy to try transactions on (a proposal being built, a block being checked)."""
+        copy = Contract(self.params, self.verify)
+        copy.state = self.state.copy()
+        return copy
+
+    def extend(self, txs: Sequence[Tx], proposer: int) -> None:
+        """Validate and apply `txs` in order as if `proposer` proposed them (used on a shadow); TxError stops."""
+        for tx in txs:
+            self._validate(tx, proposer)
+            self._apply(tx, self.state.height + 1)
 
     def apply_block(self, block: Block) -> list[Event]:
         """Apply a committed block and return what happened, in order.
@@ -331,7 +342,7 @@ class Contract:
         for raw in block.txs:
             try:
                 tx = self.parse(raw)
-                self._validate(tx, block)
+                self._validate(tx, block.proposer)
             except TxError:
                 continue
             events.extend(self._apply(tx, block.height))
@@ -342,13 +353,33 @@ class Contract:
         """Whether a member's pending input would be valid in the next block (mempool filtering)."""
         s = self.state
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
-                and tx.author in s.expected and tx.author not in s.inputs)
+                and tx.author in s.expected and tx.author not in s.inputs
+                and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG))  # type: ignore[arg-type]
+
+    def admissible(self, txs: Sequence[Tx]) -> tuple[list[Tx], list[tuple[Tx, TxError]]]:
+        """Split candidate transactions into those a block may carry, in order, and the invalid ones.
+
+        The primary checks its proposal exactly as the backups will (`check_block`), so that one bad
+        transaction in its mempool costs that transaction, not a rejected block and a view change.
+        """
+        shadow = self.shadow()
+        valid: list[Tx] = []
+        invalid: list[tuple[Tx, TxError]] = []
+        for tx in txs:
+            try:
+                shadow._validate(tx, proposer=-1)
+            except TxError as exc:
+                invalid.append((tx, exc))
+                continue
+            shadow._apply(tx, self.state.height + 1)
+            valid.append(tx)
+        return valid, invalid
 
     # ------------------------------------------------------------------ validation
 
-    def _validate(self, tx: Tx, block: Block) -> list[Check]:
+    def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
-        if tx.kind in ("open", "close", "result", "abort") and tx.author != block.proposer:
+        if tx.kind in ("open", "close", "result", "abort") and tx.author != proposer:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,7 @@ from node import contract as rc
 from node.config import ConfigError, Genesis, NodeConfig
 from node.identity import Identity
 from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
-from node.network import NetLimits, Network, open_network, peer_id_from_public_key
+from node.network import LANES, NetLimits, Network, open_network, peer_id_from_public_key
 from node.secure_round import (
     Gossip,
     Output,
@@ -77,10 +77,17 @@ logger = logging.getLogger("fednode")
 
 TICK_S = 0.02
 FETCH_TIMEOUT_S = 10.0
+IN_FLIGHT_WAIT_S = 3.0
+"""How long a model-sized payload named on the ledger may still be on its way before we fetch it: every
+member sends its update to every peer, so asking for it at once would only transfer it twice."""
 MAX_BLOCKS_PER_FETCH = 64
 MAX_MEMPOOL_TXS = 4096
 MAX_PENDING_BLOBS = 256
 OUTBOX_MAX_MESSAGES = 1024
+RESUBMIT_S = 1.0
+MAX_PHASE_STEPS_PER_BLOCK = 3
+BULK_KINDS = frozenset({"blob", "masked"})
+"""Model-sized payloads: they travel on the bulk lane, so consensus votes never queue behind them."""
 SEND_RETRY_S = 15.0
 """How long a message waits for its peer to (re)connect before it is dropped; one-shot messages such as a
 masked input or sketch shares would otherwise be lost to a member that started a few seconds late."""
@@ -166,6 +173,9 @@ class Daemon:
         self.secure: dict[int, SecureRound] = {}
         self.mempool: OrderedDict[bytes, rc.Tx] = OrderedDict()
         self.mempool_arrival: dict[bytes, float] = {}
+        self.own_txs: dict[bytes, bytes] = {}
+        """Our transactions not yet committed, by digest: resubmitted to the primary until they are."""
+        self._resubmit_at = 0.0
         self.phase_started: dict[tuple[int, str], float] = {}
         self.round_opened_at: dict[int, float] = {}
         self.evaluations: list[dict[str, Any]] = []
@@ -174,7 +184,7 @@ class Daemon:
         self.fetching = False
         self.applying_fetched = False
         self.net: Network | None = None
-        self._peer_queues: dict[int, trio.MemorySendChannel[tuple[str, bytes]]] = {}
+        self._peer_queues: dict[tuple[int, str], trio.MemorySendChannel[tuple[str, bytes]]] = {}
         self._gossip_queue: trio.MemorySendChannel[tuple[str, bytes]] | None = None
         self.nursery: trio.Nursery | None = None
         self.started_at = time.monotonic()
@@ -245,9 +255,9 @@ class Daemon:
                         net.listen_addrs, status_port)
             for addr in self._peer_addresses():
                 await net.dial(addr)
-            for peer, (send, receive) in self._open_queues().items():
-                self._peer_queues[peer] = send
-                nursery.start_soon(self._drain_peer, peer, receive)
+            for (peer, lane), (send, receive) in self._open_queues().items():
+                self._peer_queues[(peer, lane)] = send
+                nursery.start_soon(self._drain_peer, peer, lane, receive)
             gossip_send, gossip_receive = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
             self._gossip_queue = gossip_send
             nursery.start_soon(self._drain_gossip, gossip_receive)
@@ -257,10 +267,11 @@ class Daemon:
             self.fetching = True  # ask once for missed blocks: an idle consortium sends nothing that would tell us
             task_status.started()
 
-    def _open_queues(self) -> dict[int, tuple[trio.MemorySendChannel[tuple[str, bytes]],
-                                               trio.MemoryReceiveChannel[tuple[str, bytes]]]]:
-        return {peer: trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
-                for peer in range(self.genesis.n) if peer != self.index}
+    def _open_queues(self) -> dict[tuple[int, str], tuple[trio.MemorySendChannel[tuple[str, bytes]],
+                                                           trio.MemoryReceiveChannel[tuple[str, bytes]]]]:
+        """One outbox per peer and lane (`node.network.LANES`), each drained in order by its own task."""
+        return {(peer, lane): trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
+                for peer in range(self.genesis.n) if peer != self.index for lane in LANES}
 
     def _peer_addresses(self) -> list[str]:
         if self.cfg.peers:
@@ -276,7 +287,26 @@ class Daemon:
         while True:
             await trio.sleep(TICK_S)
             await self._execute(self.replica.tick(self._now_ms()))
+            if time.monotonic() >= self._resubmit_at:
+                self._resubmit_at = time.monotonic() + RESUBMIT_S
+                await self._resubmit_own_txs()
             self._after_event()
+
+    async def _resubmit_own_txs(self) -> None:
+        """Send our transactions that are still valid but not committed after RESUBMIT_S to every member.
+
+        A transaction first goes to the primary alone (only the proposer needs it, and one direct frame is
+        the fastest path). Like a PBFT client whose request times out, we then send it to all replicas:
+        it reaches a new primary after a view change, survives a dropped frame or a connection still
+        forming at start-up, and arms every backup's view-change timer, so a primary that censors it is
+        replaced.
+        """
+        for digest, raw in list(self.own_txs.items()):
+            tx = self.mempool.get(digest)
+            if tx is None:
+                del self.own_txs[digest]
+            elif self.contract.tx_valid_now(tx) and time.monotonic() - self.mempool_arrival[digest] >= RESUBMIT_S:
+                await self._send_to_all("tx", tx.round, raw)
 
     async def _inbox_loop(self) -> None:
         assert self.net is not None
@@ -384,9 +414,11 @@ class Daemon:
             else:
                 raise InvariantError(f"unknown action {action!r}")
 
-    # Sending never blocks the protocol task: messages go into bounded per-peer queues (one for gossip),
-    # each drained by its own task in order. A slow or dead peer fills only its own queue; overflow is
-    # dropped and counted, which the cores tolerate (PBFT retransmits, phases have deadlines).
+    # Sending never blocks the protocol task: messages go into bounded queues, two per peer (the control
+    # lane for votes, transactions and shares; the bulk lane for model-sized payloads, so that a vote never
+    # waits behind 4 MB of masked input) and one for gossip, each drained by its own task in order. A slow
+    # or dead peer fills only its own queues; overflow is dropped and counted, which the cores tolerate
+    # (PBFT retransmits, transactions are resubmitted, phases have deadlines).
 
     async def _gossip(self, kind: str, height: int, payload: bytes) -> None:
         """Gossip a small message; one above gossipsub's bound goes to every member directly instead."""
@@ -399,7 +431,7 @@ class Daemon:
         self._enqueue(self._gossip_queue, kind, data)
 
     async def _send(self, to: int, kind: str, height: int, payload: bytes) -> None:
-        queue = self._peer_queues.get(to)
+        queue = self._peer_queues.get((to, _lane(kind)))
         if queue is None:  # the replica addressed us (seen during view changes): nothing to send
             logger.debug("dropping a %s send addressed to ourselves", kind)
             return
@@ -412,8 +444,10 @@ class Daemon:
         self._enqueue_all(kind, self.sealer.seal(kind, height, payload))
 
     def _enqueue_all(self, kind: str, data: bytes) -> None:
-        self.metrics.bytes_sent.labels(kind).inc(len(data) * len(self._peer_queues))
-        for queue in self._peer_queues.values():
+        lane = _lane(kind)
+        queues = [queue for (_peer, queue_lane), queue in self._peer_queues.items() if queue_lane == lane]
+        self.metrics.bytes_sent.labels(kind).inc(len(data) * len(queues))
+        for queue in queues:
             self._enqueue(queue, kind, data)
 
     def _enqueue(self, queue: trio.MemorySendChannel[tuple[str, bytes]], kind: str, data: bytes) -> None:
@@ -422,12 +456,12 @@ class Daemon:
         except trio.WouldBlock:
             self.metrics.rejected.labels("outbox_full").inc()
 
-    async def _drain_peer(self, peer: int, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+    async def _drain_peer(self, peer: int, lane: str, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
         assert self.net is not None
         async for kind, data in queue:
             started = time.monotonic()
             delay_s = 0.05
-            while not await self.net.send(self.peer_ids[peer], data):
+            while not await self.net.send(self.peer_ids[peer], data, lane):
                 if time.monotonic() - started > SEND_RETRY_S:
                     self.metrics.rejected.labels("send_failed").inc()
                     break
@@ -449,7 +483,9 @@ class Daemon:
                 if raw is None:
                     continue
                 self._accept_tx(raw)
-                await self._gossip("tx", round_id, raw)
+                self.own_txs[hashlib.sha256(raw).digest()] = raw
+                if (primary := self.replica.view % self.genesis.n) != self.index:
+                    await self._send(primary, "tx", round_id, raw)
             elif isinstance(out, Gossip):
                 await self._gossip("sa", round_id, out.message)
             elif isinstance(out, SendShares):
@@ -476,9 +512,11 @@ class Daemon:
             digest = hashlib.sha256(raw).digest()
             self.mempool.pop(digest, None)
             self.mempool_arrival.pop(digest, None)
+            self.own_txs.pop(digest, None)
         assert self.nursery is not None
         for event in self.contract.apply_block(block):
             self._on_event(event)
+        self._prune_mempool()
 
     def _on_event(self, event: rc.Event) -> None:
         assert self.nursery is not None
@@ -489,10 +527,10 @@ class Daemon:
             logger.info("round %d opened at height %d", event.round, event.height)
             if self.index in event.participants and not self.applying_fetched:
                 if self.settings.contract.secure:
-                    self.secure[event.round] = SecureRound(
-                        self.settings.contract, event, self.index, self.identity.sign, self.genesis.verify,
-                        SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
-                    self.nursery.start_soon(self._submit, self.secure[event.round].start(), event.round)
+                    if event.round not in self.secure or self.secure[event.round].config_members != \
+                            frozenset(event.participants):
+                        self._join_secure_round(event.round, event.participants)
+                    self._prepare_next_round(event.round + 1)
                 self.nursery.start_soon(self._train_round, event.round, event.model_hash)
         elif isinstance(event, rc.SecAggCommitted):
             sr = self.secure.get(event.round)
@@ -509,6 +547,26 @@ class Daemon:
         else:
             self.secure.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event)
+
+    def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
+        """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""
+        assert self.nursery is not None
+        opened = rc.RoundOpened(round_id, participants, b"", 0)
+        self.secure[round_id] = SecureRound(
+            self.settings.contract, opened, self.index, self.identity.sign, self.genesis.verify,
+            SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
+        self.nursery.start_soon(self._submit, self.secure[round_id].start(), round_id)
+
+    def _prepare_next_round(self, round_id: int) -> None:
+        """Advertise our keys for the next round while this one runs, so the primary can open it and close
+        its keys phase in the block that commits this round's result (one PBFT commit less per round).
+
+        Every round opens with every member as a participant, so the next round's participants are known.
+        Nothing is prepared for a round that may never open (this one is the last needed).
+        """
+        if round_id in self.secure or self.contract.committed_rounds + 1 >= self.contract.params.rounds:
+            return
+        self._join_secure_round(round_id, tuple(range(self.genesis.n)))
 
     def _advance_secure(self, sr: SecureRound, event: rc.PhaseClosed) -> list[Output]:
         """Move the round's secure-aggregation machine now, in block order (never from a spawned task,
@@ -621,9 +679,30 @@ class Daemon:
         if tx.kind not in ("update", "sa", "input", "dealt", "stats") or len(self.mempool) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
+        s = self.contract.state
+        if tx.round < s.round or (tx.round == s.round and not s.open):
+            self.metrics.rejected.labels("stale_tx").inc()
+            return
         digest = hashlib.sha256(raw).digest()
         self.mempool[digest] = tx
         self.mempool_arrival.setdefault(digest, time.monotonic())
+
+    def _drop_tx(self, tx: rc.Tx, why: Exception) -> None:
+        """A member's transaction that no block may carry (e.g. a wrong message for the phase): forget it."""
+        digest = hashlib.sha256(tx.raw).digest()
+        self.mempool.pop(digest, None)
+        self.mempool_arrival.pop(digest, None)
+        self.metrics.rejected.labels("bad_tx").inc()
+        logger.warning("dropped a %s tx of member %d for round %d: %s", tx.kind, tx.author, tx.round, why)
+
+    def _prune_mempool(self) -> None:
+        """Forget transactions of rounds that are over: they can never be committed."""
+        s = self.contract.state
+        for digest, tx in list(self.mempool.items()):
+            if tx.round < s.round or (tx.round == s.round and not s.open):
+                del self.mempool[digest]
+                self.mempool_arrival.pop(digest, None)
+                self.own_txs.pop(digest, None)
 
     def _accept_update_blob(self, round_id: int, blob: bytes) -> None:
         s = self.contract.state
@@ -667,7 +746,7 @@ class Daemon:
             self.update_blobs.popitem(last=False)
 
     async def _update_vector(self, digest: bytes) -> np.ndarray | None:
-        blob = self.update_blobs.get(digest)
+        blob = await self._arrived(self.update_blobs, digest, IN_FLIGHT_WAIT_S)
         if blob is None:
             blob = await self._fetch("get_blob", digest)
             if blob is None or hashlib.sha256(blob).digest() != digest:
@@ -677,6 +756,14 @@ class Daemon:
             return vector_from_bytes(blob, self.plan.n_params + 1)
         except ValueError:
             return None
+
+    @staticmethod
+    async def _arrived(received: Mapping[bytes, bytes], digest: bytes, wait_s: float) -> bytes | None:
+        """Wait up to `wait_s` for the payload named `digest` to arrive from its author."""
+        deadline = time.monotonic() + wait_s
+        while (data := received.get(digest)) is None and time.monotonic() < deadline:
+            await trio.sleep(0.02)
+        return data
 
     async def _fetch(self, kind: str, digest: bytes) -> bytes | None:
         """Ask connected peers in turn for content named by `digest`; the caller verifies what comes back."""
@@ -843,11 +930,14 @@ class Daemon:
             late = self._phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
             try:
                 total = sr.try_sum(late and sr.enough_reveals)  # on this task: the machine is not thread-safe
-            except MissingMessages:
+            except MissingMessages as exc:
+                in_flight = self._phase_elapsed_s(check.round, "unmask") < IN_FLIGHT_WAIT_S
                 for author, digest, _ in check.included:
-                    data = self.masked.get(digest) or await self._fetch("get_masked", digest)
+                    if author + 1 not in exc.missing:
+                        continue
+                    data = self.masked.get(digest) or (None if in_flight else await self._fetch("get_masked", digest))
                     if data:
-                        self._accept_secagg(check.round, data)
+                        self._accept_secagg(check.round, data)  # again if it came before its phase here
                 total = None
             except RoundAborted as exc:
                 logger.warning("round %d: cannot unmask: %s", check.round, exc)
@@ -882,44 +972,67 @@ class Daemon:
         return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.identity.sign)
 
     async def _next_block_txs(self) -> list[bytes] | None:
-        """What the primary proposes next, following the round contract's phases."""
-        s = self.contract.state
+        """What the primary proposes next, following the round contract's phases.
+
+        One block may carry several phases when their inputs are all at hand: a round's `result`, the next
+        round's `open`, and that round's key advertisements (which members submit ahead, see
+        `_prepare_next_round`) with the `close` of the keys phase. Every block saved is one PBFT commit
+        less on the round's critical path.
+        """
         if self.contract.finished:
             return None
+        s = self.contract.state
         if not s.open and s.round == 0 and self.store.head_height < self.bench_empty_blocks:
             return []  # benchmarks only (genesis protocol.bench_empty_blocks): empty blocks before round 1
+        shadow = self.contract.shadow()
+        txs: list[bytes] = []
+        for _ in range(MAX_PHASE_STEPS_PER_BLOCK):
+            step, advanced = await self._phase_txs(shadow)
+            txs += step
+            if not advanced:
+                break
+            shadow.extend([shadow.parse(raw) for raw in step], self.index)
+            if shadow.finished:
+                break
+        return txs or None
+
+    async def _phase_txs(self, c: rc.Contract) -> tuple[list[bytes], bool]:
+        """The transactions that move contract `c` on now, and whether they end its current phase."""
+        s = c.state
         if not s.open:
             if self._waiting_for_members():
-                return None
-            return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])]
-        pending = [tx for tx in self.mempool.values() if self.contract.tx_valid_now(tx)]
+                return [], False
+            return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])], True
+        pending, invalid = c.admissible([tx for tx in self.mempool.values() if c.tx_valid_now(tx)])
+        for tx, exc in invalid:
+            self._drop_tx(tx, exc)
         members = set(s.inputs) | {tx.author for tx in pending}
         late = self._phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
-        enough = len(members) >= self.contract.min_inputs(s.phase)
+        enough = len(members) >= c.min_inputs(s.phase)
         ready = len(members) == len(s.expected) or (late and enough)
         raws = [tx.raw for tx in pending]
         _, closing, _ = self.settings.contract.phase_info(s.phase)
         if s.phase == "unmask" or (closing == "result" and ready):
             result = await self._result_tx(s, pending)
             if result is not None:
-                return raws + [result]
+                return raws + [result], True
         elif closing == "accept" and ready:
             published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
             outcome = self._validation_outcome(published, s.expected)  # type: ignore[arg-type]
             if outcome is None:
-                return raws + [self._my_tx("abort", s.round, ["validation statistics cannot be reconstructed"])]
-            if len(outcome.accepted) < self.contract.min_members:
-                return raws + [self._my_tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])]
-            return raws + [self._my_tx("accept", s.round, [list(outcome.accepted)])]
+                return raws + [self._my_tx("abort", s.round, ["validation statistics cannot be reconstructed"])], True
+            if len(outcome.accepted) < c.min_members:
+                return raws + [self._my_tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])], True
+            return raws + [self._my_tx("accept", s.round, [list(outcome.accepted)])], True
         elif closing == "close" and ready:
-            return raws + [self._my_tx("close", s.round, [s.phase])]
+            return raws + [self._my_tx("close", s.round, [s.phase])], True
         if late and not enough:
-            return raws + [self._my_tx("abort", s.round, [f"too few members in phase {s.phase}"])]
+            return raws + [self._my_tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         oldest = min((self.mempool_arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
         if raws and time.monotonic() - oldest >= self.settings.batch_window_s:
-            return raws
-        return None
+            return raws, False
+        return [], False
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":
@@ -954,12 +1067,28 @@ class Daemon:
             "bytes_sent": {k: int(v) for k, v in self._bytes_sent().items()},
             "uptime_s": time.monotonic() - self.started_at,
             "commit_latency_ms": self.commit_latency_ms,
-            "rejected": {r.name.lower(): c for r, c in self.opener.rejected.items()},
+            "rejected": self._rejections(),
         }
+
+    def _rejections(self) -> dict[str, int]:
+        """Everything dropped so far, by reason: bad envelopes, the network layer's refusals, and what the
+        daemon dropped (malformed or stale transactions, full outboxes, sends that never got through)."""
+        out = {r.name.lower(): c for r, c in self.opener.rejected.items()}
+        if self.net is not None:
+            out |= {k.split(":", 1)[1]: v for k, v in self.net.stats.items() if k.startswith("rejected:")}
+            if self.net.stats["stream_open_timeouts"]:
+                out["stream_open_timeouts"] = self.net.stats["stream_open_timeouts"]
+        out |= {sample.labels["reason"]: int(sample.value) for metric in self.metrics.rejected.collect()
+                for sample in metric.samples if sample.name.endswith("_total") and sample.value}
+        return out
 
     def _bytes_sent(self) -> dict[str, float]:
         return {sample.labels["kind"]: sample.value for metric in self.metrics.bytes_sent.collect()
                 for sample in metric.samples if sample.name.endswith("_total")}
+
+
+def _lane(kind: str) -> str:
+    return "bulk" if kind in BULK_KINDS else "control"
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 DIRECT_PROTOCOL = TProtocol("/fednode/direct/1.0.0")
 REQUEST_PROTOCOL = TProtocol("/fednode/request/1.0.0")
+LANES = ("control", "bulk")
+"""Direct-stream lanes: consensus votes, transactions and reveals; model-sized payloads."""
 FRAME_HEADER = struct.Struct(">I")
 READ_CHUNK_BYTES = 1 << 20
 GOSSIP_RPC_OVERHEAD_BYTES = 16 << 10
@@ -65,9 +67,12 @@ class NetLimits:
     gossip_rate_per_peer_per_s: float = 1000.0
     inbox_max_items: int = 1024
     inbound_requests_max_per_peer: int = 4
-    inbound_direct_streams_max_per_peer: int = 2
+    inbound_direct_streams_max_per_peer: int = 4
     io_timeout_s: float = 60.0
     dial_timeout_s: float = 5.0
+    stream_open_timeout_s: float = 3.0
+    """Opening a stream can hang on a connection the peer is closing (both sides dialled at once);
+    give up soon and retry on the surviving connection instead of stalling the lane for io_timeout_s."""
     reconnect_initial_s: float = 0.05
     reconnect_max_s: float = 5.0
 
@@ -185,8 +190,8 @@ class Network:
         self.stats: collections.Counter[str] = collections.Counter()
         self._inbox_send, self.inbox = trio.open_memory_channel[tuple[str, str, bytes]](limits.inbox_max_items)
         self._request_handler: RequestHandler | None = None
-        self._out_streams: dict[str, INetStream] = {}
-        self._send_locks: dict[str, trio.Lock] = collections.defaultdict(trio.Lock)
+        self._out_streams: dict[tuple[str, str], INetStream] = {}
+        self._send_locks: dict[tuple[str, str], trio.Lock] = collections.defaultdict(trio.Lock)
         self._request_slots: dict[str, trio.Semaphore] = collections.defaultdict(
             lambda: trio.Semaphore(limits.inbound_requests_max_per_peer)
         )
@@ -293,23 +298,26 @@ class Network:
 
     # ----------------------------------------------------------------- direct frames
 
-    async def send(self, peer_id: str, data: bytes) -> bool:
-        """Send one frame on the long-lived direct stream to a connected member.
+    async def send(self, peer_id: str, data: bytes, lane: str = "control") -> bool:
+        """Send one frame on the long-lived direct stream of `lane` to a connected member.
 
         Returns False if the peer is not connected, the stream breaks, or the
         write does not finish within `io_timeout_s`; the daemon decides whether
         to retry.  True means the frame was handed to the connection, not that
-        the peer processed it.  Frames to one peer are written one at a time,
-        in call order.
+        the peer processed it.  Frames to one peer on one lane are written one
+        at a time, in call order.  Each lane (`LANES`) has its own yamux stream,
+        so a small consensus vote on the control lane never queues behind a
+        model-sized frame on the bulk lane.
         """
+        assert lane in LANES, lane
         if len(data) > self._limits.frame_max_bytes:
             raise ValueError(f"frame of {len(data)} bytes exceeds {self._limits.frame_max_bytes}")
         if peer_id not in self.connected_peers():
             return False
         frame = encode_frame(data)
-        async with self._send_locks[peer_id]:
+        async with self._send_locks[(peer_id, lane)]:
             for _ in range(2):
-                if await self._write_direct(peer_id, frame):
+                if await self._write_direct(peer_id, lane, frame):
                     self.stats["bytes_out:direct"] += len(data)
                     return True
         return False
@@ -332,19 +340,24 @@ class Network:
                 nursery.start_soon(send_one, peer)
         return sorted(reached)
 
-    async def _write_direct(self, peer_id: str, frame: bytes) -> bool:
-        """Write a frame, opening the direct stream if needed; drop the stream on failure."""
+    async def _write_direct(self, peer_id: str, lane: str, frame: bytes) -> bool:
+        """Write a frame, opening the lane's direct stream if needed; drop the stream on failure."""
         with trio.move_on_after(self._limits.io_timeout_s):
             try:
-                stream = self._out_streams.get(peer_id)
+                stream = self._out_streams.get((peer_id, lane))
                 if stream is None:
-                    stream = await self._host.new_stream(ID.from_base58(peer_id), [DIRECT_PROTOCOL])
-                    self._out_streams[peer_id] = stream
+                    with trio.move_on_after(self._limits.stream_open_timeout_s):
+                        stream = await self._host.new_stream(ID.from_base58(peer_id), [DIRECT_PROTOCOL])
+                    if stream is None:
+                        self.stats["stream_open_timeouts"] += 1
+                        logger.debug("opening a %s stream to %s timed out", lane, peer_id)
+                        return False
+                    self._out_streams[(peer_id, lane)] = stream
                 await stream.write(frame)
                 return True
             except BaseLibp2pError as error:
                 logger.debug("direct stream to %s broke: %r", peer_id, error)
-        stale = self._out_streams.pop(peer_id, None)
+        stale = self._out_streams.pop((peer_id, lane), None)
         if stale is not None:
             await libp2p_compat.reset_quietly(stale)
         return False
@@ -352,8 +365,8 @@ class Network:
     async def _serve_direct(self, stream: INetStream) -> None:
         """Read frames into the inbox until the stream ends.
 
-        A sender needs one stream (two while a reconnect replaces it); the cap
-        bounds what one member can make us buffer to
+        A sender needs one stream per lane (two per lane while a reconnect
+        replaces one); the cap bounds what one member can make us buffer to
         `inbound_direct_streams_max_per_peer` partial frames.
         """
         peer = stream.muxed_conn.peer_id.to_base58()

@@ -155,6 +155,17 @@ Message = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskShares
 _BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in (AdvertiseKeys, ShareKeys, MaskedInput, UnmaskShares)}
 
 
+def peek_tag(data: bytes) -> int | None:
+    """The type tag of a canonically encoded message, read without decoding it (cheap mempool filtering).
+
+    Every message is a short msgpack array (a fixarray) whose first element, the tag, is a positive fixint.
+    The answer is only a hint: `decode` remains the check.
+    """
+    if len(data) >= 2 and 0x90 <= data[0] <= 0x9F and data[1] in _BY_TAG:
+        return data[1]
+    return None
+
+
 def encode(message: Message) -> bytes:
     """The canonical wire encoding, signature last."""
     assert len(message.signature) == SIGNATURE_BYTES, "encode signed messages only"

@@ -217,6 +217,22 @@ def test_direct_send_and_request_carry_10_mb() -> None:
     run(body)
 
 
+def test_control_lane_overtakes_a_bulk_frame() -> None:
+    """A consensus vote must not wait behind a model-sized frame to the same peer (each lane has its stream)."""
+
+    async def body() -> None:
+        async with cluster(2) as (a, b):
+            payload = os.urandom(40_000_000)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.send, b.peer_id, payload, "bulk")
+                await trio.sleep(0.01)
+                assert await a.send(b.peer_id, b"vote")
+                assert await b.inbox.receive() == ("direct", a.peer_id, b"vote")
+            assert await b.inbox.receive() == ("direct", a.peer_id, payload)
+
+    run(body)
+
+
 def test_non_member_is_refused() -> None:
     async def body() -> None:
         everyone = {**MEMBERS, peer_id_from_seed(OUTSIDER_SEED): "outsider"}

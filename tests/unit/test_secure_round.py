@@ -237,3 +237,25 @@ def test_a_node_dying_after_its_masked_input_is_treated_as_dropped() -> None:
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_a_keys_message_replayed_in_the_shares_phase_never_reaches_a_block() -> None:
+    """A late or resubmitted AdvertiseKeys tx must not look pending in the shares phase (it would arm the
+    view-change timer) nor enter the primary's proposal (every backup would reject the block)."""
+    c = Cluster(4, seed=7)
+    c.commit(c.tx("open", [b"\x00" * 32, [0, 1, 2, 3]]))
+    keys_txs = list(c.mempool)
+    c.commit(c.tx("close", ["keys"]))
+    contract = c.contracts[0]
+    assert contract.state.phase == "shares"
+    replayed = [contract.parse(raw) for raw in keys_txs]
+    assert not any(contract.tx_valid_now(tx) for tx in replayed)
+    shares = [contract.parse(raw) for raw in c.mempool]
+    assert len(shares) == 4 and all(contract.tx_valid_now(tx) for tx in shares)
+    forged = contract.parse(rc.make_tx(CHAIN, "sa", 1, 1, [bytes([0x95, 2]) + b"\x00" * 40], c.sign(1)))
+    assert contract.tx_valid_now(forged)  # the cheap filter only peeks at the tag
+    duplicate = shares[2]
+    valid, invalid = contract.admissible([forged, *shares, duplicate])
+    assert valid == shares
+    assert [tx for tx, _ in invalid] == [forged, duplicate]
+    assert contract.state.phase == "shares" and not contract.state.inputs  # admissible changes nothing
