@@ -83,7 +83,8 @@ def _specs(kw: dict[str, Any], seed: int) -> tuple[mldata.DatasetSpec, mldata.Sp
 
 
 def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
-                  protocol: dict[str, Any] | None = None) -> list[Path]:
+                  protocol: dict[str, Any] | None = None, crash_rounds: dict[int | None, int] | None = None
+                  ) -> list[Path]:
     from ml.attacks import AttackError, make_attack
     from node.testnet import create_testnet
 
@@ -98,11 +99,15 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
     malicious = range(nodes - kw["malicious"], nodes)
+    behaviours: dict[int, dict[str, Any]] = {i: dict(behaviour) for i in malicious}
+    for node, round_id in (crash_rounds or {}).items():
+        assert node is not None, "parse_fault gives crash faults a member index"
+        behaviours.setdefault(node, {})["crash_after_input_round"] = round_id
     try:
         return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
                               model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
                               protocol=protocol, secure=not kw["plain"], validate=not kw["no_validation"],
-                              behaviours={i: behaviour for i in malicious})
+                              behaviours=behaviours)
     except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -219,8 +224,11 @@ def audit(home: str) -> None:
 @click.option("--kill", "kills", multiple=True, metavar="NODE@ROUND[+S]",
               help="SIGKILL member NODE (an index, or 'primary': the current primary) when the cluster reaches "
                    "ROUND, or S seconds later; it is restarted after --restart-after. Repeatable.")
+@click.option("--crash", "crashes", multiple=True, metavar="NODE@ROUND",
+              help="Member NODE SIGKILLs itself right after it sent its masked update in ROUND (before it "
+                   "deals validation shares or reveals anything); restarted after --restart-after. Repeatable.")
 @click.option("--restart-after", type=click.FloatRange(0.0), default=2.0, show_default=True,
-              help="Seconds between a --kill/--wipe and the node's restart.")
+              help="Seconds between a --kill/--wipe/--crash and the node's restart.")
 @click.option("--pause", "pauses", multiple=True, metavar="NODE@ROUND[+S]:SECONDS",
               help="SIGSTOP member NODE when the cluster reaches ROUND (+S seconds), SIGCONT it SECONDS later. "
                    "Repeatable.")
@@ -235,7 +243,7 @@ def audit(home: str) -> None:
               "without every member, written to genesis (daemon default 30).")
 @_dataset_options
 def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bool, stall_timeout: float,
-            kills: tuple[str, ...], restart_after: float, pauses: tuple[str, ...], wipes: tuple[str, ...],
+            kills: tuple[str, ...], crashes: tuple[str, ...], restart_after: float, pauses: tuple[str, ...], wipes: tuple[str, ...],
             max_down: int | None, view_timeout_ms: int | None, phase_deadline: float | None, **kw: Any) -> None:
     """Run a local N-hospital cluster as real processes, show progress, print a summary.
 
@@ -254,7 +262,8 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
 
     try:
         specs = [parse_fault(kind, text, nodes=nodes, rounds=rounds)
-                 for kind, texts in (("kill", kills), ("pause", pauses), ("wipe", wipes)) for text in texts]
+                 for kind, texts in (("kill", kills), ("pause", pauses), ("wipe", wipes), ("crash", crashes))
+                 for text in texts]
     except ValueError as exc:
         raise _fail(exc) from None
     protocol: dict[str, Any] = {}
@@ -263,7 +272,8 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
     if phase_deadline is not None:
         protocol["phase_deadline_s"] = phase_deadline
     work = Path(workdir) if workdir else Path("runs") / time.strftime("cluster-%Y%m%d-%H%M%S")
-    configs = _make_testnet(work, nodes, rounds, seed, kw, protocol)
+    crash_rounds = {spec.node: spec.round for spec in specs if spec.kind == "crash"}
+    configs = _make_testnet(work, nodes, rounds, seed, kw, protocol, crash_rounds)
     click.echo(f"starting {nodes} hospitals in {work} ...", err=True)
     injector = FaultInjector(specs, restart_after, sys.stderr, max_down) if specs else None
     procs = start_cluster(configs)

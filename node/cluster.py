@@ -33,7 +33,9 @@ from node.store import LEDGER_DIR
 
 POLL_S = 0.25
 STARTUP_GRACE_S = 180.0  # extra patience before any node first answers: many daemons importing torch at once
-FAULT_KINDS = ("kill", "pause", "wipe")
+FAULT_KINDS = ("kill", "pause", "wipe", "crash")
+"""crash: the node SIGKILLs itself at a protocol point (config behaviour.crash_after_input_round); the
+injector only observes the death, then restarts the node like a kill."""
 _SPEC = re.compile(r"^(primary|\d+)@(\d+)(?:\+(\d+(?:\.\d+)?))?(?::(\d+(?:\.\d+)?))?$")
 
 
@@ -156,6 +158,9 @@ def parse_fault(kind: str, text: str, *, nodes: int, rounds: int) -> FaultSpec:
     if m is None or (m.group(4) is None) != (kind != "pause"):
         raise ValueError(f"--{kind} {text!r}: expected {form}, NODE a member index or 'primary'")
     node = None if m.group(1) == "primary" else int(m.group(1))
+    if kind == "crash" and (node is None or m.group(3)):
+        raise ValueError(f"--crash {text!r}: expected NODE@ROUND with NODE a member index (the node crashes "
+                         "itself right after sending its masked update)")
     if node is not None and node >= nodes:
         raise ValueError(f"--{kind} {text!r}: there are only {nodes} nodes (0..{nodes - 1})")
     round_id = int(m.group(2))
@@ -268,6 +273,10 @@ class FaultInjector:
 
     def _advance(self, fault: Fault, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
         spec = fault.spec
+        if fault.injected_s is None and spec.kind == "crash":
+            if spec.node is not None and procs[spec.node].proc is not None and not procs[spec.node].alive():
+                self._inject(fault, procs, obs, now_s)
+            return
         if fault.injected_s is None:
             if fault.due_s is None and obs.round_reached() >= spec.round:
                 fault.due_s = now_s + spec.delay_s
@@ -305,7 +314,7 @@ class FaultInjector:
 
     def _inject(self, fault: Fault, procs: list[ClusterProcess], obs: Observation, now_s: float) -> None:
         node = fault.spec.node if fault.spec.node is not None else obs.primary()
-        if node is None or not procs[node].alive() or procs[node].paused:
+        if fault.spec.kind != "crash" and (node is None or not procs[node].alive() or procs[node].paused):
             fault.skipped = f"node {node} was not running when the fault was due"
             fault.injected_s = now_s
             self._say(now_s, f"skipped {fault.spec.describe()}: {fault.skipped}")
@@ -314,6 +323,10 @@ class FaultInjector:
         fault.view_at, fault.height_at = obs.majority_view(), obs.max_height()
         fault.was_primary = obs.primary() == node
         proc = procs[node]
+        if fault.spec.kind == "crash":
+            self._say(now_s, f"node {node} crashed itself after sending its masked update in round "
+                             f"{fault.spec.round} (height {fault.height_at}, view {fault.view_at})")
+            return
         if fault.spec.kind == "pause":
             proc.signal(signal.SIGSTOP)
             proc.paused = True

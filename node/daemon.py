@@ -176,6 +176,9 @@ class Daemon:
         self.own_txs: dict[bytes, bytes] = {}
         """Our transactions not yet committed, by digest: resubmitted to the primary until they are."""
         self._resubmit_at = 0.0
+        self._crash_round = int(self.behaviour.get("crash_after_input_round", 0))
+        self._crash_armed = False
+        self._masked_deliveries = 0
         self.phase_started: dict[tuple[int, str], float] = {}
         self.round_opened_at: dict[int, float] = {}
         self.evaluations: list[dict[str, Any]] = []
@@ -469,6 +472,9 @@ class Daemon:
                 delay_s = min(2 * delay_s, 1.0)
             if kind in ("blob", "masked"):
                 self.phase_s["transfer"] += time.monotonic() - started
+            if kind == "masked":
+                self._masked_deliveries += 1
+                self._maybe_crash()
 
     async def _drain_gossip(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
         assert self.net is not None
@@ -492,6 +498,7 @@ class Daemon:
                 await self._send(out.to, "vshare", round_id, out.payload)
             else:
                 self.masked[out.digest] = out.message
+                self._masked_deliveries = 0
                 await self._send_to_all("masked", round_id, out.message)
         self._after_event()
 
@@ -542,11 +549,24 @@ class Daemon:
                 logger.info("round %d: validation accepted %s, rejected %s", event.round, list(event.members),
                             list(self.contract.state.rejected))
             sr = self.secure.get(event.round)
+            if event.phase == "inputs" and event.round == self._crash_round and self.index in event.members:
+                self._crash_armed = True  # fault injection: die before dealing shares or revealing anything
+                self._maybe_crash()
+                return
             if sr is not None:
                 self.nursery.start_soon(self._submit, self._advance_secure(sr, event), event.round)
         else:
             self.secure.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event)
+
+    def _maybe_crash(self) -> None:
+        """Fault injection (config `behaviour.crash_after_input_round`): once our masked input of that round
+        is on the ledger and was written to every peer, SIGKILL ourselves, like a hospital losing power."""
+        if self._crash_armed and self._masked_deliveries >= self.genesis.n - 1:
+            logger.warning("behaviour: SIGKILL after sending the masked input of round %d", self._crash_round)
+            for handler in logging.getLogger().handlers + logger.handlers:
+                handler.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
         """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""
