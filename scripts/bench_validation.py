@@ -10,13 +10,18 @@ counted by kind. Per node per round:
   Shamir-share the sketch and the zero vector), every `on_sketch_shares` (decode the N - 1 payloads it
   receives) and `on_phase_closed(sketch)` (the local statistic shares), and `decide_accepted`
   (reconstruct all statistics with cross-checks, apply the robust rule), which every node runs to check
-  the primary's accepted set;
+  the primary's accepted set, and the linear-identity check: `on_sketch_sum` for the N - 1 holders'
+  shares of the accepted sketches' sum, then the `try_sum` call that reconstructs that sum and compares
+  it with the sketch of the unmasked sum (those shares are held back until the first `try_sum` has
+  unmasked, so that the two costs are timed apart);
 - secure-aggregation time (the baseline): `set_update` (quantize + mask + sign), and unmasking:
-  `on_phase_closed(validate)` (its reveal), receiving the other reveals, `try_sum`. Key agreement
+  `on_phase_closed(validate)` (its reveal, and its own sketch-sum share: k additions, negligible),
+  receiving the other reveals, the first `try_sum`. Key agreement
   (`start`, keys and shares phases) and receiving the N - 1 masked inputs are reported as well, and a
   second ratio is taken against the whole secure-aggregation work;
-- validation bytes: the sketch-share payloads it sends to the N - 1 other holders, its `stats` tx and
-  its (empty) `dealt` tx; the baseline is its masked input sent to the N - 1 peers.
+- validation bytes: the sketch-share payloads it sends to the N - 1 other holders, its `stats` tx, its
+  (empty) `dealt` tx and its sketch-sum share sent to the N - 1 others; the baseline is its masked input
+  sent to the N - 1 peers.
 
 Byte formulas (msgpack framing; a bin of n bytes costs n + 2 below 256, n + 3 below 65536, else n + 5),
 with H the holders, V the candidates (both N here), k the sketch width, P(m) = m (m + 1) / 2 statistics:
@@ -24,12 +29,11 @@ with H the holders, V the candidates (both N here), k the sketch width, P(m) = m
     share payload = 1 + 1 + bin(8 k) + bin(8 P(|H|))                 (round id below 128)
     stats tx      = 1 + bin(body) + bin(64),  body = 1 + 6 + bin(32) + 1 + 1 + bin(8 P(|V|))
     dealt tx      = 1 + bin(43) + bin(64) = 112
-    validation bytes per node = (N - 1) share payload + stats tx + dealt tx
+    sketch-sum    = 1 + 1 + bin(8 k)                                 (its share of the accepted sum, to all)
+    validation bytes per node = (N - 1) (share payload + sketch-sum) + stats tx + dealt tx
 
 A transaction is counted once (the node sends it to the primary; the primary's block broadcast is
-consensus traffic, the same for every kind of tx). Not measured: the linear-identity check after
-unmasking (smpc.validation.sum_shares / linear_identity_holds) is not wired into SecureRound yet; it
-would add one more sketch (of the unmasked sum) and a k-element publication per node.
+consensus traffic, the same for every kind of tx).
 
 Usage: python -m scripts.bench_validation [--nodes 10 7] [--length 1000000] [--width 1000]
                                           [--validation-degree 1] [--repeats 3] [--json]
@@ -59,6 +63,7 @@ from node.secure_round import (
     SecureRound,
     SendMasked,
     SendShares,
+    SendSketchSum,
     SubmitTx,
     ValidationSetup,
     Weighting,
@@ -69,7 +74,7 @@ from smpc.prg import SeededRandomBytes
 from smpc.validation import SketchParams
 
 CHAIN = hashlib.sha256(b"bench validation").digest()
-VALIDATION_STEPS = ("sketch_deal", "receive_shares", "local_stats", "decide")
+VALIDATION_STEPS = ("sketch_deal", "receive_shares", "local_stats", "decide", "linear_identity")
 SECAGG_STEPS = ("quantize_mask", "unmask", "key_agreement", "receive_masked")
 BASELINE_STEPS = ("quantize_mask", "unmask")
 T = TypeVar("T")
@@ -88,6 +93,10 @@ def share_payload_bytes(holders: int, width: int) -> int:
     return 1 + 1 + bin_bytes(8 * width) + bin_bytes(8 * pair_count(holders))
 
 
+def sketch_sum_payload_bytes(width: int) -> int:
+    return 1 + 1 + bin_bytes(8 * width)
+
+
 def stats_tx_bytes(candidates: int) -> int:
     body = 1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(8 * pair_count(candidates))
     return 1 + bin_bytes(body) + bin_bytes(64)
@@ -98,7 +107,8 @@ DEALT_TX_BYTES = 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1) + bin_bytes(64)
 
 def validation_bytes_formula(nodes: int, width: int) -> int:
     """Bytes one node sends for validation when all N members hold shares and are candidates."""
-    return (nodes - 1) * share_payload_bytes(nodes, width) + stats_tx_bytes(nodes) + DEALT_TX_BYTES
+    return ((nodes - 1) * (share_payload_bytes(nodes, width) + sketch_sum_payload_bytes(width))
+            + stats_tx_bytes(nodes) + DEALT_TX_BYTES)
 
 
 class Round:
@@ -120,6 +130,7 @@ class Round:
         self.seed = seed
         self.mempool: list[bytes] = []
         self.queue: list[tuple[int, Output]] = []
+        self.sketch_sums: list[tuple[int, SendSketchSum]] = []  # held back until the sum is unmasked
         self.height = 0
         self.ms: dict[int, dict[str, float]] = {i: defaultdict(float) for i in range(nodes)}
         self.cpu_ms: dict[int, dict[str, float]] = {i: defaultdict(float) for i in range(nodes)}
@@ -156,6 +167,9 @@ class Round:
                 self.sent[sender]["sketch_shares"] += len(out.payload)
                 self.emit(out.to, self.timed(out.to, "receive_shares", self.rounds[out.to].on_sketch_shares,
                                              sender, out.payload))
+            elif isinstance(out, SendSketchSum):
+                self.sent[sender]["sketch_sum"] += len(out.payload) * len(others)
+                self.sketch_sums.append((sender, out))
             elif isinstance(out, SubmitTx):
                 kind = self.contracts[sender].parse(out.raw).kind
                 self.sent[sender][f"tx_{kind}"] += len(out.raw)
@@ -216,7 +230,13 @@ class Round:
         assert outcomes[0].statistics.checked, "statistics were not cross-checked"
         self.accepted = outcomes[0].accepted
         self.close("accept", [list(self.accepted)], "unmask")
-        totals = [self.timed(i, "unmask", self.rounds[i].try_sum, False) for i in range(self.n)]
+        unmasked = [self.timed(i, "unmask", self.rounds[i].try_sum, False) for i in range(self.n)]
+        assert not any(t is not None for t in unmasked), "the sum was released before the linear-identity check"
+        for sender, out in self.sketch_sums:
+            for j in range(self.n):
+                if j != sender:
+                    self.timed(j, "linear_identity", self.rounds[j].on_sketch_sum, sender, out.payload)
+        totals = [self.timed(i, "linear_identity", self.rounds[i].try_sum, False) for i in range(self.n)]
         expected = np.sum([self.weighting.vector(updates[i], 500) for i in self.accepted], axis=0)
         for total in totals:
             assert total is not None and np.allclose(total, expected, atol=self.n / self.quant.scale), "wrong sum"
@@ -251,12 +271,13 @@ def measure(nodes: int, length: int, width: int, degree: int, repeats: int, seed
         sent = dict(bench.sent[nodes - 1])  # not the author of the close txs
         del bench
     median = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
-    validation_bytes = sent["sketch_shares"] + sent["tx_stats"] + sent["tx_dealt"]
+    validation_bytes = sent["sketch_shares"] + sent["tx_stats"] + sent["tx_dealt"] + sent["sketch_sum"]
     return {
         "nodes": nodes, "length": length, "width": width, "validation_degree": degree,
         "secagg_degree": nodes - (nodes - 1) // 3 - 1, "repeats": repeats, "accepted": accepted,
         "median_ms": median, "max_ratio": max(s["ratio"] for s in samples),
         "bytes": {"sketch_shares": sent["sketch_shares"], "tx_stats": sent["tx_stats"], "tx_dealt": sent["tx_dealt"],
+                  "sketch_sum": sent["sketch_sum"],
                   "validation": validation_bytes, "masked": sent["masked"],
                   "secagg_all": sent["masked"] + sent["gossip"] + sent["tx_sa"] + sent["tx_input"],
                   "formula": validation_bytes_formula(nodes, width)},
@@ -265,14 +286,14 @@ def measure(nodes: int, length: int, width: int, degree: int, repeats: int, seed
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print("| N | validation ms (sketch+deal / shares in / stats / decide) | secure ms (quantize+mask / unmask) "
+    print("| N | validation ms (sketch+deal / shares in / stats / decide / linear identity) | secure ms (quantize+mask / unmask) "
           "| time ratio (max) | CPU-time ratio | key agreement + masked in ms | ratio vs all secagg | validation bytes "
           "| masked bytes to N-1 | bytes ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for res in results:
         m, b = res["median_ms"], res["bytes"]
         print(f"| {res['nodes']} | {m['validation']:.1f} ({m['sketch_deal']:.1f} / {m['receive_shares']:.1f} / "
-              f"{m['local_stats']:.1f} / {m['decide']:.1f}) | {m['secure']:.1f} ({m['quantize_mask']:.1f} / "
+              f"{m['local_stats']:.1f} / {m['decide']:.1f} / {m['linear_identity']:.1f}) | {m['secure']:.1f} ({m['quantize_mask']:.1f} / "
               f"{m['unmask']:.1f}) | {m['ratio']:.1%} ({res['max_ratio']:.1%}) | {m['cpu_ratio']:.1%} | {m['key_agreement']:.1f} + "
               f"{m['receive_masked']:.1f} | {m['ratio_all']:.1%} | {b['validation']:,} | {b['masked']:,} | "
               f"{res['bytes_ratio']:.2%} |")
@@ -302,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nN={res['nodes']}: time target (< 10%) {'met' if met_time else 'NOT met'}, bytes target (< 5%) "
               f"{'met' if met_bytes else 'NOT met'}; accepted {res['accepted']} of {res['nodes']}; validation bytes "
               f"= {res['bytes']['sketch_shares']:,} shares + {res['bytes']['tx_stats']:,} stats tx + "
-              f"{res['bytes']['tx_dealt']} dealt tx (formula: {res['bytes']['formula']:,})", end="")
+              f"{res['bytes']['tx_dealt']} dealt tx + {res['bytes']['sketch_sum']:,} sketch-sum shares (formula: {res['bytes']['formula']:,})", end="")
     print()
     if args.json:
         print(json.dumps({"validation": results, "load_start": load_start, "load_end": load_end}))

@@ -8,6 +8,7 @@ from scripts.bench_validation import (
     VALIDATION_STEPS,
     measure,
     share_payload_bytes,
+    sketch_sum_payload_bytes,
     stats_tx_bytes,
     validation_bytes_formula,
 )
@@ -23,6 +24,7 @@ def test_measure_reports_times_and_bytes_matching_the_documented_formula() -> No
     b = res["bytes"]
     assert b["sketch_shares"] == (n - 1) * share_payload_bytes(n, width) == (n - 1) * (8 * width + 8 * 10 + 7)  # array, round id, bin16 and bin8 headers
     assert b["tx_stats"] == stats_tx_bytes(n) == 8 * 10 + 114 and b["tx_dealt"] == DEALT_TX_BYTES == 112
+    assert b["sketch_sum"] == (n - 1) * sketch_sum_payload_bytes(width) == (n - 1) * (8 * width + 5)
     assert b["validation"] == b["formula"] == validation_bytes_formula(n, width)
     masked_one = b["masked"] // (n - 1)
     assert b["masked"] == (n - 1) * masked_one and 4 * (length + 1) < masked_one < 4 * (length + 1) + 400
