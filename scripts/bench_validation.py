@@ -13,7 +13,8 @@ counted by kind. Per node per round:
   the primary's accepted set, and the linear-identity check: `on_sketch_sum` for the N - 1 holders'
   shares of the accepted sketches' sum, then the `try_sum` call that reconstructs that sum and compares
   it with the sketch of the unmasked sum (those shares are held back until the first `try_sum` has
-  unmasked, so that the two costs are timed apart);
+  unmasked, so that the two costs are timed apart; that second call also dequantizes the sum, which
+  a third, cached call times again and moves to unmasking);
 - secure-aggregation time (the baseline): `set_update` (quantize + mask + sign), and unmasking:
   `on_phase_closed(validate)` (its reveal, and its own sketch-sum share: k additions, negligible),
   receiving the other reveals, the first `try_sum`. Key agreement
@@ -237,6 +238,11 @@ class Round:
                 if j != sender:
                     self.timed(j, "linear_identity", self.rounds[j].on_sketch_sum, sender, out.payload)
         totals = [self.timed(i, "linear_identity", self.rounds[i].try_sum, False) for i in range(self.n)]
+        for i in range(self.n):  # that call also dequantized the sum: unmasking work, timed again and moved
+            self.timed(i, "dequantize", self.rounds[i].try_sum, False)
+            for clock in (self.ms[i], self.cpu_ms[i]):
+                clock["linear_identity"] -= clock["dequantize"]
+                clock["unmask"] += clock.pop("dequantize")
         expected = np.sum([self.weighting.vector(updates[i], 500) for i in self.accepted], axis=0)
         for total in totals:
             assert total is not None and np.allclose(total, expected, atol=self.n / self.quant.scale), "wrong sum"
