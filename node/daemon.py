@@ -52,9 +52,11 @@ from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
 from node.network import LANES, NetLimits, Network, open_network, peer_id_from_public_key
 from node.secure_round import (
     Gossip,
+    LinearIdentityFailed,
     Output,
     SecureRound,
     SendShares,
+    SendSketchSum,
     SubmitTx,
     ValidationOutcome,
     ValidationSetup,
@@ -176,6 +178,7 @@ class Daemon:
         self.own_txs: dict[bytes, bytes] = {}
         """Our transactions not yet committed, by digest: resubmitted to the primary until they are."""
         self._resubmit_at = 0.0
+        self.joined_rounds: set[int] = set()
         self._crash_round = int(self.behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
@@ -213,7 +216,7 @@ class Daemon:
 
     def _payload_limits(self) -> dict[str, int]:
         return {"pbft": 4 << 20, "tx": rc.MAX_TX_BODY_BYTES + 256, "blob": self.vector_bytes_max,
-                "masked": self.vector_bytes_max + 256, "sa": 1 << 20, "vshare": 1 << 20, "get_blob": 64,
+                "masked": self.vector_bytes_max + 256, "sa": 1 << 20, "vshare": 1 << 20, "ssum": 1 << 20, "get_blob": 64,
                 "get_masked": 64, "get_blocks": 64}
 
     def _replay_ledger(self) -> None:
@@ -343,6 +346,8 @@ class Daemon:
             self._accept_secagg(env.height, env.payload)
         elif env.type == "vshare":
             await self._accept_sketch_shares(env.height, env.sender, env.payload)
+        elif env.type == "ssum":
+            self._accept_sketch_sum(env.height, env.sender, env.payload)
         else:
             self.metrics.rejected.labels("unexpected_type").inc()
 
@@ -496,6 +501,8 @@ class Daemon:
                 await self._gossip("sa", round_id, out.message)
             elif isinstance(out, SendShares):
                 await self._send(out.to, "vshare", round_id, out.payload)
+            elif isinstance(out, SendSketchSum):
+                await self._send_to_all("ssum", round_id, out.payload)
             else:
                 self.masked[out.digest] = out.message
                 self._masked_deliveries = 0
@@ -533,12 +540,7 @@ class Daemon:
             self.phase_started[(event.round, self.contract.state.phase)] = now
             logger.info("round %d opened at height %d", event.round, event.height)
             if self.index in event.participants and not self.applying_fetched:
-                if self.settings.contract.secure:
-                    if event.round not in self.secure or self.secure[event.round].config_members != \
-                            frozenset(event.participants):
-                        self._join_secure_round(event.round, event.participants)
-                    self._prepare_next_round(event.round + 1)
-                self.nursery.start_soon(self._train_round, event.round, event.model_hash)
+                self._join_round(event.round, event.participants, event.model_hash)
         elif isinstance(event, rc.SecAggCommitted):
             sr = self.secure.get(event.round)
             if sr is not None:
@@ -567,6 +569,30 @@ class Daemon:
             for handler in logging.getLogger().handlers + logger.handlers:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def _join_round(self, round_id: int, participants: tuple[int, ...], model_hash: bytes) -> None:
+        """Take part in an open round: keys (secure mode) and local training."""
+        assert self.nursery is not None
+        if round_id in self.joined_rounds:
+            return
+        self.joined_rounds.add(round_id)
+        if self.settings.contract.secure:
+            if round_id not in self.secure or self.secure[round_id].config_members != frozenset(participants):
+                self._join_secure_round(round_id, participants)
+            self._prepare_next_round(round_id + 1)
+        self.nursery.start_soon(self._train_round, round_id, model_hash)
+
+    def _join_round_found_open(self) -> None:
+        """After catching up: join the open round if it is still in its first phase.
+
+        A node that starts (or restarts) just after a round opened learns of it from fetched blocks; its
+        keys or its update are still welcome while the first phase lasts, and without them the round
+        would wait out a whole phase deadline for it.
+        """
+        s = self.contract.state
+        first_phase = rc.PHASES[self.settings.contract.mode][0][0]
+        if s.open and s.phase == first_phase and self.index in s.participants and not s.inputs.get(self.index):
+            self._join_round(s.round, s.participants, s.model_hash)
 
     def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
         """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""
@@ -760,6 +786,16 @@ class Daemon:
             return
         await self._submit(outputs, round_id)
 
+    def _accept_sketch_sum(self, round_id: int, sender: int, payload: bytes) -> None:
+        sr = self.secure.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("ssum_no_round").inc()
+            return
+        try:
+            sr.on_sketch_sum(sender, payload)
+        except (codec.DecodeError, ValueError):
+            self.metrics.rejected.labels("ssum_malformed").inc()
+
     def _keep_update_blob(self, digest: bytes, blob: bytes) -> None:
         self.update_blobs[digest] = blob
         while len(self.update_blobs) > MAX_PENDING_BLOBS:
@@ -871,11 +907,12 @@ class Daemon:
             self.metrics.rejected.labels("bad_fetched_block").inc()
             logger.warning("fetched block %d rejected: %s", block.height, exc)
             return False
-        self.applying_fetched = True  # a round opened by a fetched block is past: do not join it with new keys
+        self.applying_fetched = True  # a round opened by a fetched block may be past: see _join_round_found_open
         try:
             await self._execute(self.replica.add_committed(block, cert, self._now_ms()))
         finally:
             self.applying_fetched = False
+        self._join_round_found_open()
         self._after_event()
         return True
 
@@ -961,6 +998,9 @@ class Daemon:
                 total = None
             except RoundAborted as exc:
                 logger.warning("round %d: cannot unmask: %s", check.round, exc)
+                if isinstance(exc, LinearIdentityFailed):
+                    self.store.put_sync(b"evidence/identity/%d" % check.round,
+                                        codec.encode(["linear_identity", check.round, str(exc)]))
                 return None
             if total is not None:
                 return total

@@ -27,7 +27,7 @@ from ml.robust import RobustRule, decide
 from node import contract as rc
 from smpc import field
 from smpc import messages as sam
-from smpc.errors import ProtocolViolation
+from smpc.errors import InconsistentShares, NotEnoughShares, ProtocolViolation, RoundAborted
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import SecAggParticipant, SecAggResult
@@ -35,13 +35,16 @@ from smpc.sketch import CountSketch
 from smpc.validation import (
     SketchParams,
     ValidationStatistics,
+    linear_identity_holds,
     local_statistics,
+    reconstruct_sketch_sum,
     reconstruct_statistics,
     share_sketch,
     share_zero,
     sketch_seed,
     sketch_update,
     statistic_pairs,
+    sum_shares,
 )
 
 
@@ -74,7 +77,19 @@ class SendShares:
     payload: bytes
 
 
-Output = SubmitTx | Gossip | SendMasked | SendShares
+@dataclass(frozen=True, slots=True)
+class SendSketchSum:
+    """This holder's share of the sum of the accepted members' sketches, for every node (see `try_sum`)."""
+
+    payload: bytes
+
+
+Output = SubmitTx | Gossip | SendMasked | SendShares | SendSketchSum
+
+
+class LinearIdentityFailed(RoundAborted):
+    """The unmasked sum does not match the sum of the accepted sketches: an accepted member's sketch was
+    not the sketch of the input it masked. Nobody can tell whose, so the round must abort."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +182,10 @@ class SecureRound:
         self.params, self.round, self.me = params, opened.round, me
         self.validation = validation
         self._holders: tuple[int, ...] = ()
+        self._sketch: CountSketch | None = None
+        self._accepted: tuple[int, ...] = ()
+        self._sum_shares: dict[int, FieldArray] = {}
+        self.sketch_sum_checked = False
         self._candidates: tuple[int, ...] = ()
         self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
         self._stats_sent = False
@@ -249,6 +268,8 @@ class SecureRound:
             if reveal is not None:
                 self.revealers.add(reveal.sender)
                 out.append(Gossip(sam.encode(reveal)))
+            if self.validation is not None:
+                out += self._share_sketch_sum(event.members)
         self.phase = self.params.phase_info(event.phase)[2]
         self.violations += self.machine.drain_violations()
         return out
@@ -261,12 +282,12 @@ class SecureRound:
         early, self._early_shares = self._early_shares, {}
         for owner, payload in early.items():
             out += self._receive_shares(owner, payload)
+        commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        self._sketch = CountSketch(sketch_seed(self.params.chain_id, self.round, commitment),
+                                   self.params.vector_length, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return out
-        commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
-        sketch = CountSketch(sketch_seed(self.params.chain_id, self.round, commitment), self.params.vector_length,
-                             self.validation.sketch.width)
-        z = sketch_update(self._masked_quantized, sketch, self.validation.sketch, self._quant, self._rand)
+        z = sketch_update(self._masked_quantized, self._sketch, self.validation.sketch, self._quant, self._rand)
         holders = [c + 1 for c in event.members]
         sketch_shares = share_sketch(z, self.validation.degree, holders, self._rand)
         zero_shares = share_zero(len(statistic_pairs(holders)), self.validation.degree, holders, self._rand)
@@ -321,6 +342,47 @@ class SecureRound:
         stats = local_statistics(shares, zeros)
         return [self._tx("stats", [stats.astype("<u8").tobytes()])]
 
+    def _share_sketch_sum(self, accepted: tuple[int, ...]) -> list[Output]:
+        """S is fixed: our share of the sum of S's sketches, so every node can check the unmasked sum."""
+        self._accepted = accepted
+        if self.me not in self._holders or not set(accepted) <= set(self._sketch_shares):
+            return []
+        share = sum_shares({owner: self._sketch_shares[owner][0] for owner in accepted}, accepted)
+        self._sum_shares[self.me + 1] = share
+        return [SendSketchSum(codec.encode([self.round, share.astype("<u8").tobytes()]))]
+
+    def on_sketch_sum(self, holder: int, payload: bytes) -> None:
+        """A holder's share of the accepted sketches' sum. Raises codec.DecodeError or ValueError if malformed."""
+        if self.validation is None or holder not in self._holders or holder + 1 in self._sum_shares:
+            return
+        round_id, share_bytes = codec.expect_list(
+            codec.decode(payload, max_bytes=8 * self.validation.sketch.width + 64), 2, "sketch sum")
+        if round_id != self.round:
+            raise ValueError("sketch sum for another round")
+        self._sum_shares[holder + 1] = field.vector_from_bytes(codec.expect_bytes(share_bytes, "sketch sum"),
+                                                               self.validation.sketch.width)
+
+    def _check_linear_identity(self, deadline_passed: bool) -> bool:
+        """Whether the unmasked sum matches the accepted sketches' sum; False: wait for more shares.
+
+        The holders' shares of the sketch sum are reconstructed like the statistics (Berlekamp-Welch, so
+        up to (m - t_v - 1) / 2 wrong shares among m are corrected). Before the unmask grace period all
+        holders are awaited; after it, any 2 t_v + 1. Raises LinearIdentityFailed.
+        """
+        assert self.validation is not None and self.result is not None and self._sketch is not None
+        needed = len(self._holders) if not deadline_passed else 2 * self.validation.degree + 1
+        if len(self._sum_shares) < needed:
+            return False
+        try:
+            sketch_sum, _ = reconstruct_sketch_sum(self._sum_shares, self.validation.degree)
+        except (NotEnoughShares, InconsistentShares) as exc:
+            raise LinearIdentityFailed(f"the accepted sketches' sum cannot be reconstructed: {exc}") from None
+        if not linear_identity_holds(sketch_sum, self.result.total, self._sketch, self.validation.sketch,
+                                     self._quant, len(self._accepted)):
+            raise LinearIdentityFailed("the unmasked sum differs from the sum of the accepted sketches")
+        self.sketch_sum_checked = True
+        return True
+
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
         """The dequantized sum of the survivors' vectors once it can be computed (cached).
 
@@ -330,5 +392,8 @@ class SecureRound:
             self.result = self.machine.try_finish(deadline_passed)
             self.violations += self.machine.drain_violations()
         if self.result is None:
+            return None
+        if self.validation is not None and not self.sketch_sum_checked \
+                and not self._check_linear_identity(deadline_passed):
             return None
         return dequantize_sum(self.result.total, self._quant)

@@ -17,8 +17,10 @@ from consensus.block import Block
 from ml.robust import RobustRule
 from node import contract as rc
 from node.secure_round import (
+    LinearIdentityFailed,
     SecureRound,
     SendShares,
+    SendSketchSum,
     SubmitTx,
     ValidationSetup,
     Weighting,
@@ -27,6 +29,7 @@ from node.secure_round import (
     quant_params,
 )
 from smpc.prg import SeededRandomBytes
+from smpc.quantize import quantize
 from smpc.validation import SketchParams
 
 CHAIN = hashlib.sha256(b"secure round test").digest()
@@ -68,6 +71,11 @@ class Cluster:
                 self.wire[out.to].append(out.payload)
                 if out.to in self.alive:
                     self.emit(out.to, self.rounds[out.to].on_sketch_shares(sender, out.payload))
+                continue
+            if isinstance(out, SendSketchSum):
+                for j in self.alive - {sender}:
+                    self.wire[j].append(out.payload)
+                    self.rounds[j].on_sketch_sum(sender, out.payload)
                 continue
             payload = out.raw if isinstance(out, SubmitTx) else out.message
             for j in self.alive - {sender}:
@@ -190,6 +198,35 @@ def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> No
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=False)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+    assert c.rounds[0].sketch_sum_checked, "the sum was released only after the linear identity held"
+
+
+def test_an_update_that_lied_about_its_sketch_fails_the_linear_identity() -> None:
+    """Member 3 masks a poisoned update but deals the sketch of a benign one: validation cannot see it,
+    the linear identity after unmasking does, at every node, so no node votes for the poisoned sum."""
+    n, liar = 7, 3
+    rng = np.random.default_rng(11)
+    c = Cluster(n, 11, validate=True)
+    base = rng.normal(0, 0.3, L)
+    updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        poisoned = -8 * base if i == liar else updates[i]
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(poisoned, 50)))
+    c.rounds[liar]._masked_quantized = quantize(c.weighting.vector(updates[liar], 50), c.quant,
+                                                SeededRandomBytes(b"\x01" * 32))
+    c.commit(c.tx("close", ["inputs"]))
+    c.commit(c.tx("close", ["sketch"]))
+    contract = c.contracts[0]
+    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    assert liar in outcome.accepted, "the lie passes validation; only the identity can catch it"
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    for i in range(n):
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
 
 
 def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
