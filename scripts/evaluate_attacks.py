@@ -9,7 +9,8 @@ test accuracy (and the backdoor success rate):
   ``Weighting.vector`` (clipped, weighted, quantized), the masked sum is unmasked and applied with
   ``apply_sum``, i.e. FedAvg of clipped weighted updates; nothing can be rejected;
 - ``fednode``: the real secure round with validation: count-sketch shares, statistics computed on
-  shares and published, ``decide_accepted`` with the genesis rule (median distance, factor 2), then
+  shares and published, ``decide_accepted`` with the default genesis rule (``RobustRule(f=f)``:
+  ``median_mad``; ``--rule median_distance`` measures the previous default, factor 2), then
   the sum of the accepted updates only.
 
 The protocol runs in one process (`ProtocolRound`, the same driver as tests/unit/test_secure_round.py):
@@ -47,13 +48,14 @@ from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_succe
 from ml.data import DatasetSpec, LocalData, SplitSpec, node_data
 from ml.models import ModelSpec
 from ml.params import initial_params
-from ml.robust import RobustRule
+from ml.robust import RULE_KINDS, RobustRule
 from ml.simulation import train_seed
 from ml.train import TrainConfig, evaluate, fedavg, local_train
 from node import contract as rc
 from node.secure_round import (
     SecureRound,
     SendShares,
+    SendSketchSum,
     SubmitTx,
     ValidationSetup,
     Weighting,
@@ -74,7 +76,7 @@ CLIP_L2 = 10.0
 SAMPLE_CAP = 1000
 SKETCH_WIDTH = 1000
 VALIDATION_DEGREE = 1
-RULE_FACTOR = 2.0
+DEFAULT_RULE = RobustRule().kind
 
 
 def max_faulty(n: int) -> int:
@@ -91,7 +93,7 @@ class ProtocolRound:
     Node 0 unmasks the sum (every node could; tests/unit/test_secure_round.py checks that they agree).
     """
 
-    def __init__(self, n: int, validate: bool, seed: int) -> None:
+    def __init__(self, n: int, validate: bool, seed: int, rule_kind: str = DEFAULT_RULE) -> None:
         f = max_faulty(n)
         self.n = n
         self.keys = [SigningKey(hashlib.sha256(b"key %d %d" % (seed, i)).digest()) for i in range(n)]
@@ -101,7 +103,7 @@ class ProtocolRound:
                                         vector_length=1, validate=validate,
                                         validation_degree=VALIDATION_DEGREE)
         self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
-                                     RobustRule(kind="median_distance", f=f, factor=RULE_FACTOR)) if validate else None
+                                     RobustRule(kind=rule_kind, f=f)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.seed = seed
         self._verified: dict[tuple[int, bytes, bytes], bool] = {}
@@ -169,6 +171,9 @@ class _RoundState:
                 self.emit(out.to, self.rounds[out.to].on_sketch_shares(sender, out.payload))
             elif isinstance(out, SubmitTx):
                 self.mempool.append(out.raw)
+            elif isinstance(out, SendSketchSum):
+                for j in set(range(self.owner.n)) - {sender}:
+                    self.rounds[j].on_sketch_sum(sender, out.payload)
             else:
                 for j in set(range(self.owner.n)) - {sender}:
                     self.rounds[j].on_message(self.rounds[j].decode(out.message))
@@ -206,6 +211,7 @@ class Scenario:
     seed: int
     rounds: int
     alpha: float = 0.5
+    rule: str = DEFAULT_RULE
 
     @property
     def malicious(self) -> tuple[int, ...]:
@@ -235,7 +241,7 @@ def run(scenario: Scenario, setting: str) -> RunResult:
     model = ModelSpec(n_features=nodes[0].X_train.shape[1], n_classes=2)
     training = TrainConfig()
     attack: Attack = NoAttack() if scenario.attack == "none" else make_attack(scenario.attack)
-    protocol = ProtocolRound(scenario.n, setting == "fednode", scenario.seed) if setting != "fedavg" else None
+    protocol = ProtocolRound(scenario.n, setting == "fednode", scenario.seed, scenario.rule) if setting != "fedavg" else None
     global_vec = initial_params(model, scenario.seed)
     result = RunResult(0.0, 0.0)
     for round_id in range(1, scenario.rounds + 1):
@@ -286,6 +292,7 @@ class Grid:
     seeds: tuple[int, ...]
     rounds: int
     alpha: float
+    rule: str = DEFAULT_RULE
 
 
 FULL = Grid(nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1, 2), rounds=8, alpha=0.5)
@@ -304,7 +311,7 @@ def evaluate_grid(grid: Grid, jobs: int = 1) -> Results:
     keys = [("iid", n, attack, setting) for n in grid.nodes for attack in ("none", *grid.attacks)
             for setting in SETTINGS]
     keys += [("dirichlet", n, "none", "fednode") for n in grid.nodes]
-    tasks = [(key, Scenario(key[1], key[2], key[0], seed, grid.rounds, grid.alpha)) for key in keys
+    tasks = [(key, Scenario(key[1], key[2], key[0], seed, grid.rounds, grid.alpha, grid.rule)) for key in keys
              for seed in grid.seeds]
     results: Results = {key: [] for key in keys}
     began = time.monotonic()
@@ -409,6 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--nodes", default=None, help="comma-separated N values (default 7,10)")
     parser.add_argument("--quick", action="store_true", help="tiny run: N=4, 2 rounds, 1 seed, 2 attacks")
+    parser.add_argument("--rule", default=DEFAULT_RULE, choices=RULE_KINDS,
+                        help=f"robust rule kind with its default parameters (default {DEFAULT_RULE})")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--write-docs", action="store_true", help="write docs/attacks.md and docs/attacks.png")
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
@@ -417,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = Grid(nodes=tuple(int(v) for v in args.nodes.split(",")) if args.nodes else grid.nodes,
                 attacks=grid.attacks,
                 seeds=tuple(int(v) for v in args.seeds.split(",")) if args.seeds else grid.seeds,
-                rounds=args.rounds or grid.rounds, alpha=grid.alpha)
+                rounds=args.rounds or grid.rounds, alpha=grid.alpha, rule=args.rule)
     began = time.monotonic()
     results = evaluate_grid(grid, args.jobs)
     text = table(results, grid)
@@ -438,7 +447,7 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
               f"with the worst seed in parentheses (backdoor success: mean, worst seed). The last f node indices "
               f"are malicious; with 0 malicious the attack does not matter, so the `none` row is the clean "
               f"baseline of every attack. Settings: clip_l2 {CLIP_L2}, sample_cap {SAMPLE_CAP}, sketch width "
-              f"{SKETCH_WIDTH}, validation degree {VALIDATION_DEGREE}, rule median_distance factor {RULE_FACTOR}, "
+              f"{SKETCH_WIDTH}, validation degree {VALIDATION_DEGREE}, rule {_rule_text(grid.rule)}, "
               f"secure degree N-f-1 (the daemon's defaults). A fednode round whose rule accepts fewer than "
               f"the contract's minimum (N-f) aborts, as the daemon's primary does, and leaves the model "
               f"unchanged; `aborted` counts those rounds over all seeds. See the script's docstring for what "
@@ -450,6 +459,14 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
 
 
 READING_TITLE = "## Reading"
+
+
+def _rule_text(kind: str) -> str:
+    """The rule's kind with the parameters it reads (the ``RobustRule`` defaults)."""
+    rule = RobustRule(kind=kind)
+    if kind == "median_mad":
+        return f"median_mad (min_ratio {rule.min_ratio}, spread_power {rule.spread_power})"
+    return f"{kind} (factor {rule.factor})" if kind in ("median_distance", "centroid") else kind
 
 
 if __name__ == "__main__":

@@ -47,6 +47,15 @@ def test_secure_round_with_validation_rejects_a_flipped_scaled_update() -> None:
     np.testing.assert_allclose(total, np.sum(vectors[:6], axis=0), atol=7 / protocol.quant.scale)
 
 
+def test_rule_kind_reaches_the_validation_setup() -> None:
+    """--rule picks the genesis rule kind of every fednode run; the default is the library default."""
+    assert ev.ProtocolRound(7, validate=True, seed=1).setup.rule == ev.RobustRule(f=2)
+    old = ev.ProtocolRound(7, validate=True, seed=1, rule_kind="median_distance").setup.rule
+    assert (old.kind, old.f, old.factor) == ("median_distance", 2, 2.0)
+    assert ev.Scenario(7, "none", "iid", 0, 1, rule="median_distance").rule == "median_distance"
+    assert "median_mad (min_ratio 3.0, spread_power 3)" == ev._rule_text("median_mad")
+
+
 def test_quick_grid_measures_every_setting(quick_results) -> None:  # type: ignore[no-untyped-def]
     grid = ev.QUICK
     for n in grid.nodes:

@@ -18,6 +18,7 @@ from ml.robust import (
     krum_scores,
     median_distance,
     median_distances,
+    median_mad,
     multi_krum,
     norm_bound,
 )
@@ -144,7 +145,7 @@ def test_decide_combines_norm_bound_and_distance_rule() -> None:
     points = np.vstack([honest, [np.full(10, 5.0)], -honest[:1]])
     sq_norms = (points**2).sum(axis=1)
     bound_sq = float(sq_norms[:6].max())
-    for kind in ("multi_krum", "median_distance", "centroid"):
+    for kind in ("multi_krum", "median_distance", "centroid", "median_mad"):
         decision = decide(RobustRule(kind=kind, f=2, bound_sq=bound_sq), sq_norms, _sq_dists(points))
         assert decision.rejected[6] == "norm_bound"
         assert decision.rejected[7] == kind
@@ -164,3 +165,65 @@ def test_median_rule_rejects_at_most_f_updates_the_farthest_first() -> None:
     capped = decide(RobustRule(kind="median_distance", f=1, factor=2.0), np.zeros(7), sq_dists)
     assert sorted(wide.rejected) == [5, 6]
     assert list(capped.rejected) == [6]
+
+
+def _reference_median_mad(d: np.ndarray, min_ratio: float, power: int) -> list[bool]:
+    """The same test written in logarithms: log m_i <= log M + max(log min_ratio, power * MAD(log m))."""
+    n = len(d)
+    logs = [np.log(statistics.median([d[i, j] for j in range(n) if j != i])) for i in range(n)]
+    center = statistics.median(logs)
+    mad = statistics.median([abs(v - center) for v in logs])
+    return [v <= center + max(np.log(min_ratio), power * mad) + 1e-9 for v in logs]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 10), seed=st.integers(0, 2**32 - 1), min_ratio=st.sampled_from([1.0, 2.0, 4.5]),
+       power=st.integers(0, 5), spread=st.floats(0.1, 3.0))
+def test_median_mad_matches_log_scale_reference(n: int, seed: int, min_ratio: float, power: int, spread: float) -> None:
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(n, 4)) * np.exp(spread * rng.normal(size=(n, 1)))
+    d = _sq_dists(points)
+    assert median_mad(d, min_ratio, power).tolist() == _reference_median_mad(d, min_ratio, power), f"seed={seed}"
+
+
+def test_median_mad_widens_with_the_rounds_spread() -> None:
+    """The same far update is rejected in a tight round and kept in a spread one (its median distance
+    is 5 in both, the typical one 1 and 1.75)."""
+    tight = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0])
+    loose = np.array([1.0, 0.2, 5.0, 1.0, 0.25, 4.0, 9.0])
+    for medians, expected in ((tight, False), (loose, True)):
+        # A "star" whose median distances are the given values: d_ij = (m_i + m_j) / 2 keeps their order.
+        d = (medians[:, None] + medians[None, :]) / 2.0
+        np.fill_diagonal(d, 0.0)
+        assert median_mad(d).tolist()[-1] is expected
+        assert median_mad(d).tolist()[:-1] == [True] * 6
+
+
+def test_median_mad_identical_and_degenerate_rounds() -> None:
+    same = np.zeros((5, 5))
+    assert median_mad(same).all()
+    one_off = _sq_dists(np.array([[0.0], [0.0], [0.0], [1.0]]))
+    assert median_mad(one_off).tolist() == [True, True, True, False]
+    assert median_mad(np.zeros((0, 0))).tolist() == []
+    with pytest.raises(ValueError):
+        median_mad(same, min_ratio=0.5)
+
+
+def test_median_mad_is_the_default_and_rejects_at_most_f() -> None:
+    assert RobustRule().kind == "median_mad"
+    rng = np.random.default_rng(5)
+    honest = 0.5 + rng.normal(size=(7, 12)) * 0.1
+    points = np.vstack([honest, 0.5 + 4.0 * rng.normal(size=(3, 12))])
+    d = _sq_dists(points)
+    assert sorted(decide(RobustRule(f=3), np.zeros(10), d).rejected) == [7, 8, 9]
+    capped = decide(RobustRule(f=1), np.zeros(10), d)
+    farthest = max(range(10), key=lambda i: (median_distances(d)[i], -i))
+    assert list(capped.rejected) == [farthest]
+    assert decide(RobustRule(f=3), np.zeros(7), _sq_dists(honest)).rejected == {}
+
+
+def test_median_mad_breaks_ties_by_lower_index() -> None:
+    """Two equally far outliers and f = 1: the lower index is rejected, on any permutation of the others."""
+    points = np.array([[0.0], [0.1], [-0.1], [0.05], [-0.05], [5.0], [-5.0]])
+    d = _sq_dists(points)
+    assert list(decide(RobustRule(f=1), np.zeros(7), d).rejected) == [5]
