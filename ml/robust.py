@@ -201,7 +201,7 @@ class RobustRule:
     bound, Multi-Krum cannot rank them and all of them are kept.
 
     The default is ``median_mad``. Multi-Krum rejects exactly f updates every round even when all are
-    honest; ``median_distance`` with its fixed factor 2 rejected 6-26% of honest updates with no
+    honest; ``median_distance`` with its fixed factor 2 rejected 7.5-29% of honest updates with no
     attacker (an honest member in every round of a 7-node cluster), because honest local steps are
     heavy-tailed and spread more under label skew. ``median_mad`` measures each round's spread and
     rejects only beyond it. ``min_ratio`` 3 and ``spread_power`` 3 were chosen on breast cancer
