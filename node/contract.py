@@ -125,12 +125,18 @@ class AggregateCheck:
 
 @dataclass(frozen=True, slots=True)
 class ValidationCheck:
-    """Before voting: the robust rule on the statistics reconstructed from `published` must accept `accepted`."""
+    """Before voting: the robust rule on the statistics reconstructed from `published` must accept `accepted`.
+
+    `accepted` None checks an `abort` of the validate phase once every holder published: the statistics
+    must be beyond reconstruction (more wrong shares than the code corrects) or accept too few members.
+    Every replica can see that from the committed shares at once, so such an abort needs no deadline,
+    and the published shares stay on the ledger as the evidence.
+    """
 
     round: int
     candidates: tuple[int, ...]
     published: tuple[tuple[int, bytes], ...]
-    accepted: tuple[int, ...]
+    accepted: tuple[int, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +399,9 @@ class Contract:
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
+            if s.phase == "validate" and len(s.inputs) == len(s.expected):
+                published = tuple((a, s.inputs[a][0]) for a in sorted(s.inputs))
+                return [ValidationCheck(tx.round, s.expected, published, None)]
             return [DeadlineCheck(tx.round, s.phase)]
         _, closing_kind, _ = p.phase_info(s.phase)
         if tx.kind in ("close", "result", "accept"):

@@ -945,7 +945,16 @@ class Daemon:
                     return False
             elif isinstance(check, rc.ValidationCheck):
                 outcome = self._validation_outcome(dict(check.published), check.candidates)
-                if outcome is None or outcome.accepted != check.accepted:
+                for holder in outcome.statistics.inconsistent_publishers if outcome is not None else ():
+                    self.metrics.rejected.labels("wrong_statistic_shares").inc()
+                    logger.warning("round %d: member %d published statistic shares inconsistent with the others "
+                                   "(corrected; evidence in block %d)", check.round, holder - 1, block.height)
+                if check.accepted is None:
+                    if outcome is not None and len(outcome.accepted) >= self.contract.min_members:
+                        logger.warning("block %d aborts round %d, whose statistics we reconstruct", block.height,
+                                       check.round)
+                        return False
+                elif outcome is None or outcome.accepted != check.accepted:
                     logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
                     return False
             elif await self._aggregate(check, wait_s=self.settings.phase_deadline_s) != check.new_model_hash:

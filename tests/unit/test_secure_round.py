@@ -28,6 +28,7 @@ from node.secure_round import (
     decide_accepted,
     quant_params,
 )
+from smpc.errors import InconsistentShares
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
 from smpc.validation import SketchParams
@@ -296,3 +297,31 @@ def test_a_keys_message_replayed_in_the_shares_phase_never_reaches_a_block() -> 
     assert valid == shares
     assert [tx for tx, _ in invalid] == [forged, duplicate]
     assert contract.state.phase == "shares" and not contract.state.inputs  # admissible changes nothing
+
+
+def test_abort_of_unreconstructable_statistics_is_checked_at_once_not_after_a_deadline() -> None:
+    """N = 4: degree-2 statistic shares from 4 holders correct no error, so one corrupt publisher makes the
+    statistics unreconstructable. Once every holder published, the abort is justified by the committed
+    shares themselves: the contract asks replicas to confirm that, instead of waiting out the deadline."""
+    n = 4
+    c = Cluster(n, 5, validate=True)
+    rng = np.random.default_rng(5)
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
+    c.commit(c.tx("close", ["inputs"]))
+    c.commit(c.tx("close", ["sketch"]))
+    contract = c.contracts[0]
+    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    corrupt = bytearray(stats[3])  # type: ignore[arg-type]
+    corrupt[0] ^= 1
+    stats[3] = bytes(corrupt)
+    with pytest.raises(InconsistentShares):
+        decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    txs = [rc.make_tx(CHAIN, "stats", a, 1, [stats[a]], c.sign(a)) for a in range(n)]
+    checks = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*txs, c.tx("abort", ["unreconstructable"]))))
+    assert [type(ch) for ch in checks] == [rc.ValidationCheck] and checks[0].accepted is None  # type: ignore[union-attr]
+    early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*txs[:3], c.tx("abort", ["too early"]))))
+    assert [type(ch) for ch in early] == [rc.DeadlineCheck]

@@ -1,0 +1,31 @@
+"""A malicious hospital that also corrupts its validation shares, on real daemons.
+
+Member 4 (of N = 5, f = 1) poisons its update (Gaussian noise) and publishes wrong statistic shares. The honest majority's
+reconstruction (Berlekamp-Welch: 5 degree-2 shares correct one error) corrects its shares and names it, every replica re-derives the accepted
+set before voting, and the poisoned update is rejected: no honest node commits a wrong accepted set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.process.test_cluster import fednode
+
+
+def test_corrupt_statistic_shares_are_corrected_and_the_poisoned_update_rejected(tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack", "gaussian",
+                     "--validator-fault", "corrupt", "--workdir", str(work), "--json", "--stall-timeout", "180",
+                     timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 2 and len(set(summary["head_hashes"])) == 1
+    assert summary["rejected"] == [[4], [4]], summary["rejected"]
+    assert summary["accuracy"] >= 0.93
+    # Every replica checks the accepted set before voting (the primary, which proposed it, need not).
+    named_by = [honest for honest in range(4)
+                if summary["wire_rejections"].get(str(honest), {}).get("wrong_statistic_shares", 0) >= 2
+                and "member 4 published statistic shares inconsistent" in
+                (work / f"node-{honest}" / "daemon.log").read_text()]
+    assert len(named_by) >= 3, summary["wire_rejections"]
