@@ -58,7 +58,7 @@ class ClusterProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed when it exits
         cmd = [sys.executable, "-m", "node.cli", "start", "--config", str(self.config_path)]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here
         log.close()
         self.starts += 1
 
@@ -130,6 +130,18 @@ class Observation:
         """The primary of the majority view (None before any node answered)."""
         view = self.majority_view()
         return next((s["primary"] for s in self.statuses.values() if s["view"] == view), None)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the cluster process dies, even by SIGKILL (Linux), so a
+    killed `fednode cluster` (a test timeout, a closed terminal) leaves no orphan daemons behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
