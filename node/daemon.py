@@ -176,7 +176,7 @@ class Daemon:
         self.mempool: OrderedDict[bytes, rc.Tx] = OrderedDict()
         self.mempool_arrival: dict[bytes, float] = {}
         self.own_txs: dict[bytes, bytes] = {}
-        """Our transactions not yet committed, by digest: resubmitted to the primary until they are."""
+        """Our transactions not yet committed, by digest: resubmitted to every member until they are."""
         self._resubmit_at = 0.0
         self.joined_rounds: set[int] = set()
         self._crash_round = int(self.behaviour.get("crash_after_input_round", 0))
