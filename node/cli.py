@@ -253,6 +253,7 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
     from node.cluster import (
         ClusterError,
         FaultInjector,
+        backdoor_success_by_round,
         parse_fault,
         print_summary,
         start_cluster,
@@ -286,6 +287,12 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         for p in procs:
             p.stop()
     summary = summarize(obs, wall_s, rounds, work, injector)
+    if kw["malicious"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
+        try:
+            summary["backdoor_success_by_round"] = backdoor_success_by_round(work, kw["attack"],
+                                                                             summary["model_hashes"])
+        except ClusterError as exc:
+            raise UserError(str(exc)) from None
     print_summary(summary, sys.stderr if as_json else sys.stdout)
     if as_json:
         click.echo(json.dumps(summary))

@@ -460,6 +460,7 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
         "views": [s["view"] for s in statuses],
         "phase_s": {i: s["phase_s"] for i, s in enumerate(statuses)},
         "rejected": [e.get("rejected", []) for e in committed],
+        "model_hashes": [e["model_hash"] for e in committed],
         "rejections_by_member": first.get("rejections", {}),
         "wire_rejections": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
         "faults": [f.to_json() for f in faults],
@@ -482,9 +483,45 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         rate = f", catch-up {fault['catch_up_blocks_per_s']} blocks/s" if "catch_up_blocks_per_s" in fault else ""
         print(f"  fault {fault['fault']} on node {fault['node']} at {fault['injected_at_s']}s: recovered "
               f"{fault['recovery_s']}s after it came back{extra}{rate}", file=out)
+    if summary.get("backdoor_success_by_round") is not None:
+        print(f"  backdoor success rate, per round: {summary['backdoor_success_by_round']}", file=out)
     if any(summary["rejected"]):
         print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"
     print(f"  head hashes: {state} ({summary['head_hashes'][0][:16]}...)", file=out)
     print(f"  node homes: {summary['workdir']}  (inspect with: fednode audit {summary['workdir']}/node-0)",
           file=out)
+
+
+def backdoor_success_by_round(workdir: Path, attack_name: str, model_hashes: Sequence[str],
+                              node: int = 0) -> list[float] | None:
+    """The backdoor's success rate on each committed model, measured on `node`'s held-out rows.
+
+    Only the cluster runner knows which attack its malicious members ran; the daemons do not, so this is
+    computed here, after the nodes stopped (their ledgers are unlocked), from the models the ledger names.
+    None when the attack is not a trigger backdoor.
+    """
+    from ml.attacks import Backdoor, backdoor_success_rate, make_attack
+    from node.config import load_genesis
+    from node.learning import Learner, LearningPlan, vector_from_bytes
+    from node.store import Store
+
+    attack = make_attack(attack_name)
+    if not isinstance(attack, Backdoor):
+        return None
+    genesis = load_genesis(workdir / "genesis.json")
+    plan = LearningPlan.from_genesis(genesis)
+    learner = Learner(plan, genesis.n, node)
+    store = Store.open(workdir / f"node-{node}" / LEDGER_DIR, genesis.chain_id, create=False)
+    try:
+        rates = []
+        for model_hash in model_hashes:
+            blob = store.blob(bytes.fromhex(model_hash))
+            if blob is None:
+                raise ClusterError(f"node {node} does not hold committed model {model_hash[:16]}")
+            vec = vector_from_bytes(blob, plan.n_params)
+            rates.append(round(backdoor_success_rate(attack, plan.model, vec, learner.local.X_test,
+                                                     learner.local.y_test), 4))
+        return rates
+    finally:
+        store.close()

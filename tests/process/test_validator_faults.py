@@ -23,6 +23,7 @@ def test_corrupt_statistic_shares_are_corrected_and_the_poisoned_update_rejected
     assert summary["rounds_committed"] == 2 and len(set(summary["head_hashes"])) == 1
     assert summary["rejected"] == [[4], [4]], summary["rejected"]
     assert summary["accuracy"] >= 0.93
+    assert summary["backdoor_success_by_round"] is None  # measured only for a trigger backdoor
     # Every replica checks the accepted set before voting (the primary, which proposed it, need not).
     named_by = [honest for honest in range(4)
                 if summary["wire_rejections"].get(str(honest), {}).get("wrong_statistic_shares", 0) >= 2
