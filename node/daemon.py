@@ -523,10 +523,7 @@ class Daemon:
         if (proposed := self.proposed_at.pop(block.height, None)) is not None:
             self.commit_latency_ms.append(1000 * (time.monotonic() - proposed))
         for raw in block.txs:
-            digest = hashlib.sha256(raw).digest()
-            self.mempool.pop(digest, None)
-            self.mempool_arrival.pop(digest, None)
-            self.own_txs.pop(digest, None)
+            self._forget_tx(hashlib.sha256(raw).digest())
         assert self.nursery is not None
         for event in self.contract.apply_block(block):
             self._on_event(event)
@@ -735,9 +732,7 @@ class Daemon:
 
     def _drop_tx(self, tx: rc.Tx, why: Exception) -> None:
         """A member's transaction that no block may carry (e.g. a wrong message for the phase): forget it."""
-        digest = hashlib.sha256(tx.raw).digest()
-        self.mempool.pop(digest, None)
-        self.mempool_arrival.pop(digest, None)
+        self._forget_tx(hashlib.sha256(tx.raw).digest())
         self.metrics.rejected.labels("bad_tx").inc()
         logger.warning("dropped a %s tx of member %d for round %d: %s", tx.kind, tx.author, tx.round, why)
 
@@ -746,9 +741,13 @@ class Daemon:
         s = self.contract.state
         for digest, tx in list(self.mempool.items()):
             if tx.round < s.round or (tx.round == s.round and not s.open):
-                del self.mempool[digest]
-                self.mempool_arrival.pop(digest, None)
-                self.own_txs.pop(digest, None)
+                self._forget_tx(digest)
+
+    def _forget_tx(self, digest: bytes) -> None:
+        """Committed, invalid or stale: out of the mempool, and no longer ours to resubmit."""
+        self.mempool.pop(digest, None)
+        self.mempool_arrival.pop(digest, None)
+        self.own_txs.pop(digest, None)
 
     def _accept_update_blob(self, round_id: int, blob: bytes) -> None:
         s = self.contract.state

@@ -113,6 +113,21 @@ class Cluster:
     def tx(self, kind: str, fields: list[object]) -> bytes:
         return rc.make_tx(CHAIN, kind, 0, 1, fields, self.sign(0))
 
+    def mask_updates(self, updates: dict[int, np.ndarray]) -> None:
+        """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples)."""
+        self.commit(self.tx("open", [b"\x00" * 32, list(range(self.n))]))
+        self.commit(self.tx("close", ["keys"]))
+        self.commit(self.tx("close", ["shares"]))
+        for i in range(self.n):
+            self.emit(i, self.rounds[i].set_update(self.weighting.vector(updates[i], 50)))
+
+    def publish_statistics(self) -> dict[int, bytes]:
+        """Commit U3 and V; return the statistic shares the holders then submitted, by author."""
+        self.commit(self.tx("close", ["inputs"]))
+        self.commit(self.tx("close", ["sketch"]))
+        contract = self.contracts[0]
+        return {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in self.mempool}  # type: ignore[misc]
+
 
 def run_round(n: int, seed: int, drop_after_input: set[int], drop_before_keys: set[int] = frozenset()):  # type: ignore[no-untyped-def,assignment]
     rng = np.random.default_rng(seed)
@@ -182,15 +197,9 @@ def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> No
     updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
     for i in poisoned:
         updates[i] = -8 * base
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
-    c.commit(c.tx("close", ["keys"]))
-    c.commit(c.tx("close", ["shares"]))
-    for i in range(n):
-        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
-    c.commit(c.tx("close", ["inputs"]))
-    c.commit(c.tx("close", ["sketch"]))
+    c.mask_updates(updates)
+    stats = c.publish_statistics()
     contract = c.contracts[0]
-    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
     assert sorted(stats) == list(range(n)), "every holder publishes its statistic shares"
     outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
     assert set(outcome.rejected) == poisoned and outcome.statistics.checked
@@ -210,18 +219,10 @@ def test_an_update_that_lied_about_its_sketch_fails_the_linear_identity() -> Non
     c = Cluster(n, 11, validate=True)
     base = rng.normal(0, 0.3, L)
     updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
-    c.commit(c.tx("close", ["keys"]))
-    c.commit(c.tx("close", ["shares"]))
-    for i in range(n):
-        poisoned = -8 * base if i == liar else updates[i]
-        c.emit(i, c.rounds[i].set_update(c.weighting.vector(poisoned, 50)))
+    c.mask_updates({i: -8 * base if i == liar else updates[i] for i in range(n)})
     c.rounds[liar]._masked_quantized = quantize(c.weighting.vector(updates[liar], 50), c.quant,
                                                 SeededRandomBytes(b"\x01" * 32))
-    c.commit(c.tx("close", ["inputs"]))
-    c.commit(c.tx("close", ["sketch"]))
-    contract = c.contracts[0]
-    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    stats = c.publish_statistics()
     outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
     assert liar in outcome.accepted, "the lie passes validation; only the identity can catch it"
     c.commit(c.tx("accept", [list(outcome.accepted)]))
@@ -234,15 +235,8 @@ def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
     n = 7
     c = Cluster(n, 8, validate=True)
     rng = np.random.default_rng(8)
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
-    c.commit(c.tx("close", ["keys"]))
-    c.commit(c.tx("close", ["shares"]))
-    for i in range(n):
-        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
-    c.commit(c.tx("close", ["inputs"]))
-    c.commit(c.tx("close", ["sketch"]))
-    contract = c.contracts[0]
-    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    stats = c.publish_statistics()
     honest = decide_accepted(dict(stats), tuple(range(n)), c.setup)  # type: ignore[arg-type]
     forged = np.frombuffer(stats[3], dtype="<u8").copy()  # type: ignore[arg-type]
     forged[0] = (int(forged[0]) + 12345) % ((1 << 61) - 1)
@@ -257,19 +251,13 @@ def test_a_node_dying_after_its_masked_input_is_treated_as_dropped() -> None:
     c = Cluster(n, 9, validate=True)
     rng = np.random.default_rng(9)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
-    c.commit(c.tx("close", ["keys"]))
-    c.commit(c.tx("close", ["shares"]))
-    for i in range(n):
-        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    c.mask_updates(updates)
     c.alive -= {6}  # dies after its masked input is on the ledger, before dealing its sketch
     c.rounds[6].set_update = None  # type: ignore[method-assign]
     c.contracts[6] = rc.Contract(c.params, c.verify)
-    c.commit(c.tx("close", ["inputs"]))
-    c.commit(c.tx("close", ["sketch"]))
+    stats = c.publish_statistics()
     contract = c.contracts[0]
     assert contract.state.expected == (0, 1, 2, 3, 4, 5)
-    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
     outcome = decide_accepted(stats, contract.state.expected, c.setup)  # type: ignore[arg-type]
     c.commit(c.tx("accept", [list(outcome.accepted)]))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
@@ -306,15 +294,9 @@ def test_abort_of_unreconstructable_statistics_is_checked_at_once_not_after_a_de
     n = 4
     c = Cluster(n, 5, validate=True)
     rng = np.random.default_rng(5)
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
-    c.commit(c.tx("close", ["keys"]))
-    c.commit(c.tx("close", ["shares"]))
-    for i in range(n):
-        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
-    c.commit(c.tx("close", ["inputs"]))
-    c.commit(c.tx("close", ["sketch"]))
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    stats = c.publish_statistics()
     contract = c.contracts[0]
-    stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in c.mempool}
     corrupt = bytearray(stats[3])  # type: ignore[arg-type]
     corrupt[0] ^= 1
     stats[3] = bytes(corrupt)
