@@ -1065,15 +1065,28 @@ class Daemon:
         return txs or None
 
     async def _phase_txs(self, c: rc.Contract) -> tuple[list[bytes], bool]:
-        """The transactions that move contract `c` on now, and whether they end its current phase."""
+        """The transactions that move contract `c` on now, and whether they end its current phase.
+
+        The cheap filter (`tx_valid_now`) decides; only a decision to propose pays for the full check the
+        backups will make (`admissible`: decoding and signature checks), and if that drops anything, the
+        decision is taken again without it. This runs on every event while the primary may propose.
+        """
         s = c.state
         if not s.open:
             if self._waiting_for_members():
                 return [], False
             return [self._my_tx("open", s.round + 1, [s.model_hash, list(range(self.genesis.n))])], True
-        pending, invalid = c.admissible([tx for tx in self.mempool.values() if c.tx_valid_now(tx)])
+        candidates = [tx for tx in self.mempool.values() if c.tx_valid_now(tx)]
+        step = await self._phase_step(c, candidates)
+        if not step[0]:
+            return step
+        pending, invalid = c.admissible(candidates)
         for tx, exc in invalid:
             self._drop_tx(tx, exc)
+        return await self._phase_step(c, pending) if invalid else step
+
+    async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
+        s = c.state
         members = set(s.inputs) | {tx.author for tx in pending}
         late = self._phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
         enough = len(members) >= c.min_inputs(s.phase)
