@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULE_KINDS = ("none", "multi_krum", "median_distance", "centroid", "median_mad")
+RULE_KINDS = ("none", "multi_krum", "median_distance", "centroid", "median_mad", "norm_direction")
 
 
 def _check_sq_dists(sq_dists: np.ndarray) -> np.ndarray:
@@ -140,17 +140,24 @@ def median_mad(sq_dists: np.ndarray, min_ratio: float = 3.0, spread_power: int =
     return np.array([score <= threshold for score in scores], dtype=bool)
 
 
-def _at_most_f_rejected(keep: np.ndarray, scores: list[float], f: int) -> np.ndarray:
-    """Reject at most the f highest-scoring of the updates a rule flagged (ties: the higher index stays).
+def _at_most_f_rejected(keep: np.ndarray, scores: list[float], f: int, history: list[int] | None = None
+                        ) -> np.ndarray:
+    """Reject at most f of the updates a rule flagged: those rejected in the most earlier rounds
+    (``history``, the ledger's count), then the highest-scoring (ties: the higher index stays).
 
     At most f members are Byzantine, so rejecting more can only remove honest updates; under label-skewed
     data the median rule otherwise rejected several honest hospitals at once, often enough to leave fewer
     updates than a round needs, so the same round aborted again and again (scripts/evaluate_attacks.py).
+    The history matters when an honest hospital's occasional long step is flagged together with f
+    attackers: ranked by score alone it took one of the f places and let an attacker in, and one accepted
+    backdoor round was enough to plant the trigger. Attackers are flagged round after round, honest
+    outliers now and then, so the count of earlier rejections tells them apart.
     """
     flagged = [i for i in range(len(keep)) if not keep[i]]
     if len(flagged) <= f:
         return keep
-    worst = sorted(flagged, key=lambda i: (-scores[i], i))[:f]
+    past = history if history is not None else [0] * len(keep)
+    worst = sorted(flagged, key=lambda i: (-past[i], -scores[i], i))[:f]
     capped = np.ones(len(keep), dtype=bool)
     capped[worst] = False
     return capped
@@ -189,6 +196,78 @@ def centroid_outliers(sq_dists: np.ndarray, f: int, factor: float = 2.0) -> np.n
     return np.isin(np.arange(n), members)
 
 
+def direction_scores(sq_norms: np.ndarray, sq_dists: np.ndarray) -> list[float]:
+    """Each update's cosine with the sum of the other updates' directions, from revealed scalars only.
+
+    Inner products follow from norms and distances, <u_i, u_j> = (|u_i|^2 + |u_j|^2 - |u_i - u_j|^2) / 2, so
+    the cosines c_ij are known, and the cosine of u_i with sum_{j != i} u_j / |u_j| is
+    sum_{j != i} c_ij / sqrt(sum_{a, b != i} c_ab). Averaging the others' directions first matters: late in
+    training honest updates are mostly local noise (pairwise cosines 0.2-0.8), but their mean direction is
+    clear, and a flipped update points against it. A zero update has no direction (cosine 0 with all).
+    """
+    norms = [float(v) for v in np.asarray(sq_norms, dtype=np.float64).tolist()]
+    d = _check_sq_dists(sq_dists)
+    n = len(norms)
+    cos = [[1.0 if i == j else _cosine(norms[i], norms[j], float(d[i, j])) for j in range(n)] for i in range(n)]
+    scores = []
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        spread = math.fsum(cos[a][b] for a in others for b in others)
+        toward = math.fsum(cos[i][j] for j in others)
+        scores.append(toward / math.sqrt(spread) if spread > 0 and norms[i] > 0 else 0.0)
+    return scores
+
+
+def _cosine(norm_i: float, norm_j: float, dist: float) -> float:
+    if norm_i <= 0 or norm_j <= 0:
+        return 0.0
+    return max(-1.0, min(1.0, (norm_i + norm_j - dist) / (2.0 * math.sqrt(norm_i * norm_j))))
+
+
+def norm_direction(sq_norms: np.ndarray, sq_dists: np.ndarray, norm_factor: float = 1.5,
+                   min_cosine: float = 0.0) -> tuple[np.ndarray, list[float]]:
+    """Flag update i iff its norm exceeds ``norm_factor`` times the median norm, or its cosine with the
+    others' mean direction (`direction_scores`) is below ``min_cosine``; returns the keep mask and a
+    score (how far past either threshold, > 1 when flagged) for ranking.
+
+    Two questions a poisoned update cannot both dodge: to move the model further than an honest hospital
+    it needs a longer step (scaling, model replacement, a boosted backdoor, which trains on extra
+    triggered rows and took 2-3 times the median step on breast cancer), and to move it elsewhere it needs
+    another direction (sign flipping, label flipping, noise). Comparing with the median norm, not a fixed
+    bound, follows the steps shrinking as training converges.
+    """
+    if not (norm_factor >= 1.0 and -1.0 <= min_cosine < 1.0):
+        raise ValueError(f"norm_direction needs norm_factor >= 1 and min_cosine in [-1, 1): {norm_factor}, {min_cosine}")
+    norms = [float(v) for v in np.asarray(sq_norms, dtype=np.float64).tolist()]
+    if not norms:
+        return np.ones(0, dtype=bool), []
+    directions = direction_scores(sq_norms, sq_dists)
+    typical = _median(norms)
+    ratios = [math.sqrt(v / typical) if typical > 0 else (0.0 if v == 0 else math.inf) for v in norms]
+    scores = [max(r / norm_factor, (1.0 - c) / (1.0 - min_cosine)) for r, c in zip(ratios, directions, strict=True)]
+    keep = np.array([r <= norm_factor and c >= min_cosine for r, c in zip(ratios, directions, strict=True)], dtype=bool)
+    return keep, scores
+
+
+def per_sample(sq_norms: np.ndarray, sq_dists: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the updates u_i from those of the weighted vectors w_i u_i that were sketched.
+
+    |u_i|^2 = |w_i u_i|^2 / w_i^2 and <u_i, u_j> = <w_i u_i, w_j u_j> / (w_i w_j), so every hospital is
+    judged by its own step whatever its size: on raw weighted vectors a large hospital looks like an
+    outlier and a small one hides a large step. Weights must be positive (checked before, see `decide`).
+    """
+    norms = np.asarray(sq_norms, dtype=np.float64)
+    d = _check_sq_dists(sq_dists)
+    w = np.asarray(weights, dtype=np.float64)
+    assert w.shape == norms.shape and (w > 0).all(), "per_sample needs one positive weight per update"
+    inner = (norms[:, None] + norms[None, :] - d) / 2.0 / np.outer(w, w)
+    unit = norms / (w * w)
+    dist = np.maximum(unit[:, None] + unit[None, :] - 2.0 * inner, 0.0)
+    dist = (dist + dist.T) / 2.0
+    np.fill_diagonal(dist, 0.0)
+    return unit, dist
+
+
 @dataclass(frozen=True, slots=True)
 class RobustRule:
     """The consortium's rule, as stored in genesis: a norm bound, then a distance rule.
@@ -213,13 +292,15 @@ class RobustRule:
     ``median_distance``, so the genesis written by ``fednode testnet`` names ``median_distance``.
     """
 
-    kind: str = "median_mad"
+    kind: str = "norm_direction"
     f: int = 1
     bound_sq: float = 0.0
     slack: float = 0.1
     factor: float = 2.0
     min_ratio: float = 3.0
     spread_power: int = 3
+    norm_factor: float = 1.5
+    min_cosine: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,30 +311,49 @@ class Decision:
     rejected: dict[int, str]
 
 
-def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray) -> Decision:
-    """Apply ``rule`` to the revealed statistics of n updates: the norm bound first, then the
-    distance rule on the survivors' distance submatrix."""
+def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights: np.ndarray | None = None,
+           history: list[int] | None = None) -> Decision:
+    """Apply ``rule`` to the revealed statistics of n weighted vectors: a weight outside (0, 1] is
+    rejected, the norm bound comes next, then the distance rule on the survivors, judged per sample
+    (`per_sample`) when ``weights`` are given; ``history`` (earlier rejections per update) ranks the
+    flagged updates of the capped rules."""
     if rule.kind not in RULE_KINDS:
         raise ValueError(f"unknown robust rule {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
     d = _check_sq_dists(sq_dists)
     n = d.shape[0]
+    norms = np.asarray(sq_norms, dtype=np.float64)
     passed = np.ones(n, dtype=bool)
+    rejected: dict[int, str] = {}
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        assert w.shape == (n,), "one weight per update"
+        passed = (w > 0) & (w <= 1.0)
+        rejected = {int(i): "weight_out_of_range" for i in np.flatnonzero(~passed)}
     if rule.bound_sq > 0:
-        passed = norm_bound(sq_norms, rule.bound_sq, rule.slack)
-    rejected = {int(i): "norm_bound" for i in np.flatnonzero(~passed)}
+        bounded = norm_bound(norms, rule.bound_sq, rule.slack)
+        rejected.update({int(i): "norm_bound" for i in np.flatnonzero(passed & ~bounded)})
+        passed &= bounded
     survivors = np.flatnonzero(passed)
-    keep = _distance_rule(rule, d[np.ix_(survivors, survivors)])
+    norms, d = norms[survivors], d[np.ix_(survivors, survivors)]
+    if weights is not None:
+        norms, d = per_sample(norms, d, np.asarray(weights, dtype=np.float64)[survivors])
+    past = [history[i] for i in survivors] if history is not None else None
+    keep = _distance_rule(rule, norms, d, past)
     rejected.update({int(survivors[j]): rule.kind for j in np.flatnonzero(~keep)})
     return Decision(accepted=tuple(int(i) for i in survivors[keep]), rejected=rejected)
 
 
-def _distance_rule(rule: RobustRule, d: np.ndarray) -> np.ndarray:
+def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: list[int] | None) -> np.ndarray:
     n = d.shape[0]
     keep = np.ones(n, dtype=bool)
     if rule.kind == "median_distance":
-        keep = _at_most_f_rejected(median_distance(d, rule.factor), median_distances(d), rule.f)
+        keep = _at_most_f_rejected(median_distance(d, rule.factor), median_distances(d), rule.f, history)
     elif rule.kind == "median_mad":
-        keep = _at_most_f_rejected(median_mad(d, rule.min_ratio, rule.spread_power), median_distances(d), rule.f)
+        keep = _at_most_f_rejected(median_mad(d, rule.min_ratio, rule.spread_power), median_distances(d), rule.f,
+                                   history)
+    elif rule.kind == "norm_direction":
+        flagged, scores = norm_direction(norms, d, rule.norm_factor, rule.min_cosine)
+        keep = _at_most_f_rejected(flagged, scores, rule.f, history)
     elif rule.kind == "centroid":
         keep = centroid_outliers(d, rule.f, rule.factor)
     elif rule.kind == "multi_krum" and n - rule.f - 2 >= 1:

@@ -137,6 +137,10 @@ class ValidationCheck:
     candidates: tuple[int, ...]
     published: tuple[tuple[int, bytes], ...]
     accepted: tuple[int, ...] | None
+    weights: tuple[tuple[int, int], ...] = ()
+    """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
+    history: tuple[tuple[int, int], ...] = ()
+    """Each candidate's rejections in earlier rounds (the ledger's count): the rule's tie-breaker."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,8 @@ class PhaseClosed:
     members: tuple[int, ...]
     digests: tuple[tuple[int, bytes], ...]
     height: int
+    weights: tuple[tuple[int, int], ...] = ()
+    """With `digests`: each member's committed weight (quantized), which its masked weight coordinate must equal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,8 @@ class ContractState:
     """Who may submit in this phase: the participants, then U1, then U2; the survivors U3 in unmask."""
     u1: tuple[int, ...] = ()
     digests: dict[int, bytes] = field(default_factory=dict)
+    weights: dict[int, int] = field(default_factory=dict)
+    """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""
     rejected: tuple[int, ...] = ()
     rejections: dict[int, int] = field(default_factory=dict)
     """How many rounds each member's update was rejected by validation (the ledger's flag)."""
@@ -211,7 +219,7 @@ class ContractState:
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
-                             u1=self.u1, digests=dict(self.digests), rejected=self.rejected,
+                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height)
 
 
@@ -221,7 +229,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
     return codec.encode([body, sign(body)])
 
 
-_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 1, "close": 1, "stats": 1,
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 2, "close": 1, "stats": 1,
                  "accept": 1, "dealt": 0}
 
 
@@ -262,7 +270,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "sa":
         return [codec.expect_bytes(fields[0], "sa.message", max_len=MAX_TX_BODY_BYTES)]
     if kind == "input":
-        return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES)]
+        return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES),
+                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1)]
     if kind == "close":
         return [codec.expect_str(fields[0], "close.phase", 16)]
     if kind == "stats":
@@ -362,6 +371,16 @@ class Contract:
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG))  # type: ignore[arg-type]
 
+    def validation_check(self, accepted: tuple[int, ...] | None) -> ValidationCheck:
+        """What the robust rule decides on in the validate phase: the published statistic shares so far,
+        the candidates' committed weights and their earlier rejections (the primary proposes from this;
+        a replica checks an `accept` or `abort` against it)."""
+        s = self.state
+        assert s.open and s.phase == "validate", "validation_check outside the validate phase"
+        return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
+                               accepted, tuple((a, s.weights[a]) for a in s.expected),
+                               tuple((a, s.rejections.get(a, 0)) for a in s.expected))
+
     def admissible(self, txs: Sequence[Tx]) -> tuple[list[Tx], list[tuple[Tx, TxError]]]:
         """Split candidate transactions into those a block may carry, in order, and the invalid ones.
 
@@ -400,8 +419,7 @@ class Contract:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
-                published = tuple((a, s.inputs[a][0]) for a in sorted(s.inputs))
-                return [ValidationCheck(tx.round, s.expected, published, None)]
+                return [self.validation_check(None)]
             return [DeadlineCheck(tx.round, s.phase)]
         _, closing_kind, _ = p.phase_info(s.phase)
         if tx.kind in ("close", "result", "accept"):
@@ -435,8 +453,7 @@ class Contract:
             accepted = tuple(tx.fields[0])  # type: ignore[arg-type]
             if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
                 raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
-            published = tuple((a, s.inputs[a][0]) for a in members)
-            checks.append(ValidationCheck(tx.round, s.expected, published, accepted))  # type: ignore[arg-type]
+            checks.append(self.validation_check(accepted))
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
@@ -467,12 +484,15 @@ class Contract:
         if tx.kind == "open":
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
-            s.inputs, s.digests, s.u1, s.rejected = {}, {}, (), ()
+            s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
-        if tx.kind in ("sa", "input", "stats", "dealt"):
+        if tx.kind == "input":
+            s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            return []
+        if tx.kind in ("sa", "stats", "dealt"):
             s.inputs[tx.author] = (tx.fields[0] if tx.fields else b"", 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
         if tx.kind in ("close", "accept"):
@@ -481,13 +501,17 @@ class Contract:
                 s.u1 = members
             if s.phase == "inputs":
                 s.digests = {a: s.inputs[a][0] for a in members}
+                s.weights = {a: s.inputs[a][1] for a in members}
             if tx.kind == "accept":
                 s.rejected = tuple(a for a in s.expected if a not in members)
                 for a in s.rejected:
                     s.rejections[a] = s.rejections.get(a, 0) + 1
                 s.digests = {a: d for a, d in s.digests.items() if a in members}
-            digests = tuple((a, s.digests[a]) for a in members) if s.phase in ("inputs", "validate") else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height)
+                s.weights = {a: w for a, w in s.weights.items() if a in members}
+            with_inputs = s.phase in ("inputs", "validate")
+            digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
+            weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights)
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False

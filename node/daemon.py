@@ -13,6 +13,7 @@ and comes back to the owning task as an event.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -943,7 +944,7 @@ class Daemon:
                                    check.phase, check.round)
                     return False
             elif isinstance(check, rc.ValidationCheck):
-                outcome = self._validation_outcome(dict(check.published), check.candidates)
+                outcome = self._validation_outcome(check)
                 for holder in outcome.statistics.inconsistent_publishers if outcome is not None else ():
                     self.metrics.rejected.labels("wrong_statistic_shares").inc()
                     logger.warning("round %d: member %d published statistic shares inconsistent with the others "
@@ -1016,11 +1017,10 @@ class Daemon:
                 return None
             await trio.sleep(0.05)
 
-    def _validation_outcome(self, published: dict[int, bytes], candidates: tuple[int, ...]
-                            ) -> ValidationOutcome | None:
+    def _validation_outcome(self, check: rc.ValidationCheck) -> ValidationOutcome | None:
         assert self.settings.validation is not None
         try:
-            return decide_accepted(published, candidates, self.settings.validation)
+            return decide_accepted(check, self.settings.validation, self.quant)
         except (NotEnoughShares, InconsistentShares, ValueError) as exc:
             logger.warning("validation statistics cannot be reconstructed: %s", exc)
             return None
@@ -1099,7 +1099,8 @@ class Daemon:
                 return raws + [result], True
         elif closing == "accept" and ready:
             published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
-            outcome = self._validation_outcome(published, s.expected)  # type: ignore[arg-type]
+            check = dataclasses.replace(c.validation_check(None), published=tuple(sorted(published.items())))
+            outcome = self._validation_outcome(check)  # type: ignore[arg-type]
             if outcome is None:
                 return raws + [self._my_tx("abort", s.round, ["validation statistics cannot be reconstructed"])], True
             if len(outcome.accepted) < c.min_members:

@@ -108,15 +108,18 @@ class ValidationOutcome:
     statistics: ValidationStatistics
 
 
-def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], setup: ValidationSetup
-                    ) -> ValidationOutcome:
-    """Reconstruct the statistics from the holders' published shares and apply the robust rule.
+def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: QuantParams) -> ValidationOutcome:
+    """Reconstruct the statistics from the holders' published shares and apply the robust rule, with the
+    candidates' committed weights (in units of `quant.scale`) and their earlier rejections.
 
-    Deterministic in its inputs, so the primary that proposes an accepted set and every replica that
-    checks it reach the same set from the same committed publications. Raises NotEnoughShares or
-    InconsistentShares (the round must abort) and ValueError for a malformed publication (excluded
-    from the ledger by the contract (`_check_statistics`) before it gets here).
+    Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
+    that proposes an accepted set and every replica that checks it reach the same set. Raises
+    NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
+    publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
+    published, candidates = dict(check.published), check.candidates
+    weights, history = dict(check.weights), dict(check.history)
+    assert set(weights) == set(candidates) == set(history), "validation check without every candidate's weight"
     count = len(statistic_pairs(candidates))
     vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
     stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch)
@@ -132,7 +135,9 @@ def decide_accepted(published: dict[int, bytes], candidates: tuple[int, ...], se
         else:
             dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
     keep = [k for k, c in enumerate(candidates) if c not in rejected]
-    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)])
+    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
+                      np.array([weights[candidates[k]] / quant.scale for k in keep]),
+                      [history[candidates[k]] for k in keep])
     accepted = tuple(candidates[keep[k]] for k in decision.accepted)
     rejected.update({candidates[keep[k]]: reason for k, reason in decision.rejected.items()})
     return ValidationOutcome(accepted, rejected, stats)
@@ -189,6 +194,7 @@ class SecureRound:
         self._candidates: tuple[int, ...] = ()
         self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
         self._stats_sent = False
+        self._summed_weights: dict[int, int] = {}
         self._early_shares: dict[int, bytes] = {}
         self.config_members = frozenset(opened.participants)
         self._masked_quantized: npt.NDArray[np.uint32] | None = None
@@ -224,7 +230,8 @@ class SecureRound:
             return []
         masked = self.machine.mask(self._quantized)
         self._masked_quantized, self._quantized = self._quantized, None
-        return [SendMasked(sam.encode(masked), masked.digest()), self._tx("input", [masked.digest()])]
+        weight = int(field.ring_to_signed(self._masked_quantized[-1:])[0])
+        return [SendMasked(sam.encode(masked), masked.digest()), self._tx("input", [masked.digest(), weight])]
 
     def decode(self, data: bytes) -> sam.Message:
         """Parse a peer's secagg message with this round's bounds; raises MalformedMessage."""
@@ -252,6 +259,8 @@ class SecureRound:
         """Advance the machine with the set the ledger fixed. MissingMessages propagates (fetch, retry)."""
         members = frozenset(i + 1 for i in event.members)
         out: list[Output] = []
+        if event.digests:
+            self._summed_weights = dict(event.weights)
         if event.phase == "keys":
             bundle = self.machine.on_keys_committed(members)
             if bundle is not None:
@@ -283,11 +292,13 @@ class SecureRound:
         for owner, payload in early.items():
             out += self._receive_shares(owner, payload)
         commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        # The weight coordinate is left out: the statistics describe the weighted update alone, and the
+        # weight is checked exactly against the committed ones (`_check_weights`).
         self._sketch = CountSketch(sketch_seed(self.params.chain_id, self.round, commitment),
-                                   self.params.vector_length, self.validation.sketch.width)
+                                   self.params.vector_length - 1, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return out
-        z = sketch_update(self._masked_quantized, self._sketch, self.validation.sketch, self._quant, self._rand)
+        z = sketch_update(self._masked_quantized[:-1], self._sketch, self.validation.sketch, self._quant, self._rand)
         holders = [c + 1 for c in event.members]
         sketch_shares = share_sketch(z, self.validation.degree, holders, self._rand)
         zero_shares = share_zero(len(statistic_pairs(holders)), self.validation.degree, holders, self._rand)
@@ -377,11 +388,26 @@ class SecureRound:
             sketch_sum, _ = reconstruct_sketch_sum(self._sum_shares, self.validation.degree)
         except (NotEnoughShares, InconsistentShares) as exc:
             raise LinearIdentityFailed(f"the accepted sketches' sum cannot be reconstructed: {exc}") from None
-        if not linear_identity_holds(sketch_sum, self.result.total, self._sketch, self.validation.sketch,
+        if not linear_identity_holds(sketch_sum, self.result.total[:-1], self._sketch, self.validation.sketch,
                                      self._quant, len(self._accepted)):
             raise LinearIdentityFailed("the unmasked sum differs from the sum of the accepted sketches")
         self.sketch_sum_checked = True
         return True
+
+    def _check_weights(self) -> None:
+        """The unmasked weight coordinate must be the sum of the summed members' committed weights, each a
+        weight in (0, 1]. Otherwise a member masked a weight other than the one it signed, or signed a
+        negative or oversized one, which would let it shrink the FedAvg denominator and amplify the sum (or
+        veto the round). With validation such a member is rejected before (`decide_accepted`); without it,
+        nobody can tell who lied, so the round aborts. Raises LinearIdentityFailed."""
+        weights = self._summed_weights
+        bound = math.ceil(self._quant.scale)
+        if not weights:
+            raise LinearIdentityFailed("the ledger fixed no committed weights for the summed members")
+        if not all(0 < w <= bound for w in weights.values()):
+            raise LinearIdentityFailed(f"a summed member committed a weight outside (0, 1]: {sorted(weights.items())}")
+        if int(self.result.total[-1]) != sum(weights.values()) % field.RING_MODULUS:  # type: ignore[union-attr]
+            raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
         """The dequantized sum of the survivors' vectors once it can be computed (cached).
@@ -393,6 +419,7 @@ class SecureRound:
             self.violations += self.machine.drain_violations()
         if self.result is None:
             return None
+        self._check_weights()
         if self.validation is not None and not self.sketch_sum_checked \
                 and not self._check_linear_identity(deadline_passed):
             return None

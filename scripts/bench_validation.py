@@ -223,10 +223,10 @@ class Round:
         self.close("close", ["inputs"], "sketch_deal")
         self.close("close", ["sketch"], "local_stats")
         contract = self.contracts[0]
-        published = {tx.author: tx.fields[0] for tx in map(contract.parse, self.mempool) if tx.kind == "stats"}
-        assert sorted(published) == list(range(self.n)), f"missing statistics: {sorted(published)}"
-        outcomes = [self.timed(i, "decide", decide_accepted, published, contract.state.expected, self.setup)
-                    for i in range(self.n)]
+        self.commit()
+        check = contract.validation_check(None)
+        assert [a for a, _ in check.published] == list(range(self.n)), f"missing statistics: {check.published}"
+        outcomes = [self.timed(i, "decide", decide_accepted, check, self.setup, self.quant) for i in range(self.n)]
         assert all(o.accepted == outcomes[0].accepted for o in outcomes), "nodes disagree on the accepted set"
         assert outcomes[0].statistics.checked, "statistics were not cross-checked"
         self.accepted = outcomes[0].accepted

@@ -140,8 +140,8 @@ class ProtocolRound:
         if self.setup is not None:
             state.commit(state.tx("close", ["sketch"]))
             contract = state.contracts[0]
-            stats = {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in state.mempool}
-            outcome = decide_accepted(stats, contract.state.expected, self.setup)  # type: ignore[arg-type]
+            state.commit()
+            outcome = decide_accepted(contract.validation_check(None), self.setup, self.quant)
             rejected = tuple(sorted(outcome.rejected))
             if len(outcome.accepted) < contract.min_members:
                 return None, rejected

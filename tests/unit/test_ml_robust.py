@@ -15,12 +15,15 @@ from ml.robust import (
     centroid_outliers,
     centroid_sq_dists,
     decide,
+    direction_scores,
     krum_scores,
     median_distance,
     median_distances,
     median_mad,
     multi_krum,
     norm_bound,
+    norm_direction,
+    per_sample,
 )
 
 
@@ -209,21 +212,80 @@ def test_median_mad_identical_and_degenerate_rounds() -> None:
         median_mad(same, min_ratio=0.5)
 
 
-def test_median_mad_is_the_default_and_rejects_at_most_f() -> None:
-    assert RobustRule().kind == "median_mad"
+def test_median_mad_rejects_at_most_f() -> None:
     rng = np.random.default_rng(5)
     honest = 0.5 + rng.normal(size=(7, 12)) * 0.1
     points = np.vstack([honest, 0.5 + 4.0 * rng.normal(size=(3, 12))])
     d = _sq_dists(points)
-    assert sorted(decide(RobustRule(f=3), np.zeros(10), d).rejected) == [7, 8, 9]
-    capped = decide(RobustRule(f=1), np.zeros(10), d)
+    assert sorted(decide(RobustRule(kind="median_mad", f=3), np.zeros(10), d).rejected) == [7, 8, 9]
+    capped = decide(RobustRule(kind="median_mad", f=1), np.zeros(10), d)
     farthest = max(range(10), key=lambda i: (median_distances(d)[i], -i))
     assert list(capped.rejected) == [farthest]
-    assert decide(RobustRule(f=3), np.zeros(7), _sq_dists(honest)).rejected == {}
+    assert decide(RobustRule(kind="median_mad", f=3), np.zeros(7), _sq_dists(honest)).rejected == {}
 
 
 def test_median_mad_breaks_ties_by_lower_index() -> None:
     """Two equally far outliers and f = 1: the lower index is rejected, on any permutation of the others."""
     points = np.array([[0.0], [0.1], [-0.1], [0.05], [-0.05], [5.0], [-5.0]])
     d = _sq_dists(points)
-    assert list(decide(RobustRule(f=1), np.zeros(7), d).rejected) == [5]
+    assert list(decide(RobustRule(kind="median_mad", f=1), np.zeros(7), d).rejected) == [5]
+
+
+def _stats(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (points**2).sum(axis=1), _sq_dists(points)
+
+
+def test_norm_direction_is_the_default_and_catches_flipped_and_long_steps() -> None:
+    """Honest steps that are mostly noise around a common direction (pairwise cosines ~0.3): a flipped
+    update and one four times as long are flagged, no honest one is."""
+    assert RobustRule().kind == "norm_direction"
+    rng = np.random.default_rng(11)
+    common = np.ones(40) / np.sqrt(40)
+    honest = common + rng.normal(size=(7, 40)) * 0.2
+    flipped, long_step = -honest[0], 4.0 * honest[1]
+    keep, scores = norm_direction(*_stats(np.vstack([honest, flipped, long_step])))
+    assert keep.tolist() == [True] * 7 + [False, False]
+    assert min(scores[7:]) > 1.0 >= max(scores[:7])
+    assert min(direction_scores(*_stats(honest))) > 0.4 > -0.4 > direction_scores(*_stats(np.vstack([honest, flipped])))[7]
+    decision = decide(RobustRule(f=2), *_stats(np.vstack([honest, flipped, long_step])))
+    assert sorted(decision.rejected) == [7, 8]
+
+
+def test_norm_direction_zero_updates_and_bad_parameters() -> None:
+    keep, scores = norm_direction(np.zeros(4), np.zeros((4, 4)))
+    assert keep.all() and scores == [1.0] * 4
+    assert norm_direction(np.zeros(0), np.zeros((0, 0)))[0].tolist() == []
+    with pytest.raises(ValueError):
+        norm_direction(np.zeros(3), np.zeros((3, 3)), norm_factor=0.5)
+    with pytest.raises(ValueError):
+        norm_direction(np.zeros(3), np.zeros((3, 3)), min_cosine=1.0)
+
+
+def test_history_decides_who_takes_the_f_places() -> None:
+    """Three flagged, f = 2: the two rejected in earlier rounds go, although the third is farther."""
+    rng = np.random.default_rng(3)
+    honest = 1.0 + rng.normal(size=(6, 20)) * 0.05
+    points = np.vstack([honest, 3.0 * honest[0], 3.0 * honest[1], 6.0 * honest[2]])
+    by_score = decide(RobustRule(f=2), *_stats(points))
+    assert sorted(by_score.rejected) == [6, 8] or sorted(by_score.rejected) == [7, 8]
+    by_history = decide(RobustRule(f=2), *_stats(points), history=[0, 0, 0, 0, 0, 0, 3, 2, 0])
+    assert sorted(by_history.rejected) == [6, 7]
+
+
+def test_weights_are_checked_and_normalize_the_statistics() -> None:
+    """The rule judges u_i, not w_i u_i: a small hospital's long step is caught, a large hospital's
+    ordinary step is not; a weight outside (0, 1] is rejected whatever the statistics."""
+    rng = np.random.default_rng(4)
+    steps = 1.0 + rng.normal(size=(7, 20)) * 0.05
+    steps[6] *= 4.0
+    weights = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.5, 0.025])
+    weighted = steps * weights[:, None]
+    assert sorted(decide(RobustRule(f=2), *_stats(weighted)).rejected) == [5]
+    assert decide(RobustRule(f=2), *_stats(weighted), weights=weights).rejected == {6: "norm_direction"}
+    bad = weights.copy()
+    bad[0], bad[1] = -0.1, 1.5
+    assert decide(RobustRule(f=2), *_stats(weighted), weights=bad).rejected == {
+        0: "weight_out_of_range", 1: "weight_out_of_range", 6: "norm_direction"}
+    unit, dist = per_sample(*_stats(weighted), weights)
+    assert unit == pytest.approx((steps**2).sum(axis=1))
+    assert dist == pytest.approx(_sq_dists(steps), abs=1e-9)

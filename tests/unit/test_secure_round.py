@@ -6,6 +6,7 @@ check both the aggregate and that no node's plaintext update ever leaves it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
@@ -113,20 +114,30 @@ class Cluster:
     def tx(self, kind: str, fields: list[object]) -> bytes:
         return rc.make_tx(CHAIN, kind, 0, 1, fields, self.sign(0))
 
-    def mask_updates(self, updates: dict[int, np.ndarray]) -> None:
-        """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples)."""
+    def mask_updates(self, updates: dict[int, np.ndarray], weights: dict[int, float] | None = None) -> None:
+        """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples; the
+        weight coordinate replaced by `weights[i]` if given, which an honest node would never produce)."""
         self.commit(self.tx("open", [b"\x00" * 32, list(range(self.n))]))
         self.commit(self.tx("close", ["keys"]))
         self.commit(self.tx("close", ["shares"]))
         for i in range(self.n):
-            self.emit(i, self.rounds[i].set_update(self.weighting.vector(updates[i], 50)))
+            vector = self.weighting.vector(updates[i], 50)
+            if weights is not None and i in weights:
+                vector[-1] = weights[i]
+            self.emit(i, self.rounds[i].set_update(vector))
 
-    def publish_statistics(self) -> dict[int, bytes]:
+    def pending_statistics(self) -> dict[int, bytes]:
         """Commit U3 and V; return the statistic shares the holders then submitted, by author."""
         self.commit(self.tx("close", ["inputs"]))
         self.commit(self.tx("close", ["sketch"]))
         contract = self.contracts[0]
         return {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in self.mempool}  # type: ignore[misc]
+
+    def publish_statistics(self) -> rc.ValidationCheck:
+        """Commit U3, V and the statistic shares the holders then submitted; return what the rule decides on."""
+        self.pending_statistics()
+        self.commit()
+        return self.contracts[min(self.alive)].validation_check(None)
 
 
 def run_round(n: int, seed: int, drop_after_input: set[int], drop_before_keys: set[int] = frozenset()):  # type: ignore[no-untyped-def,assignment]
@@ -198,10 +209,10 @@ def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> No
     for i in poisoned:
         updates[i] = -8 * base
     c.mask_updates(updates)
-    stats = c.publish_statistics()
+    check = c.publish_statistics()
     contract = c.contracts[0]
-    assert sorted(stats) == list(range(n)), "every holder publishes its statistic shares"
-    outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    assert [a for a, _ in check.published] == list(range(n)), "every holder publishes its statistic shares"
+    outcome = decide_accepted(check, c.setup, c.quant)
     assert set(outcome.rejected) == poisoned and outcome.statistics.checked
     c.commit(c.tx("accept", [list(outcome.accepted)]))
     assert contract.state.phase == "unmask" and contract.state.rejected == tuple(sorted(poisoned))
@@ -222,8 +233,7 @@ def test_an_update_that_lied_about_its_sketch_fails_the_linear_identity() -> Non
     c.mask_updates({i: -8 * base if i == liar else updates[i] for i in range(n)})
     c.rounds[liar]._masked_quantized = quantize(c.weighting.vector(updates[liar], 50), c.quant,
                                                 SeededRandomBytes(b"\x01" * 32))
-    stats = c.publish_statistics()
-    outcome = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert liar in outcome.accepted, "the lie passes validation; only the identity can catch it"
     c.commit(c.tx("accept", [list(outcome.accepted)]))
     for i in range(n):
@@ -236,12 +246,13 @@ def test_a_lying_statistics_publisher_is_named_and_outvoted() -> None:
     c = Cluster(n, 8, validate=True)
     rng = np.random.default_rng(8)
     c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
-    stats = c.publish_statistics()
-    honest = decide_accepted(dict(stats), tuple(range(n)), c.setup)  # type: ignore[arg-type]
-    forged = np.frombuffer(stats[3], dtype="<u8").copy()  # type: ignore[arg-type]
+    check = c.publish_statistics()
+    honest = decide_accepted(check, c.setup, c.quant)
+    stats = dict(check.published)
+    forged = np.frombuffer(stats[3], dtype="<u8").copy()
     forged[0] = (int(forged[0]) + 12345) % ((1 << 61) - 1)
     stats[3] = forged.astype("<u8").tobytes()
-    lied = decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+    lied = decide_accepted(dataclasses.replace(check, published=tuple(sorted(stats.items()))), c.setup, c.quant)
     assert 4 in lied.statistics.inconsistent_publishers  # x-coordinate of member 3
     assert lied.accepted == honest.accepted
 
@@ -255,10 +266,9 @@ def test_a_node_dying_after_its_masked_input_is_treated_as_dropped() -> None:
     c.alive -= {6}  # dies after its masked input is on the ledger, before dealing its sketch
     c.rounds[6].set_update = None  # type: ignore[method-assign]
     c.contracts[6] = rc.Contract(c.params, c.verify)
-    stats = c.publish_statistics()
-    contract = c.contracts[0]
-    assert contract.state.expected == (0, 1, 2, 3, 4, 5)
-    outcome = decide_accepted(stats, contract.state.expected, c.setup)  # type: ignore[arg-type]
+    check = c.publish_statistics()
+    assert check.candidates == (0, 1, 2, 3, 4, 5)
+    outcome = decide_accepted(check, c.setup, c.quant)
     c.commit(c.tx("accept", [list(outcome.accepted)]))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)
@@ -295,15 +305,60 @@ def test_abort_of_unreconstructable_statistics_is_checked_at_once_not_after_a_de
     c = Cluster(n, 5, validate=True)
     rng = np.random.default_rng(5)
     c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
-    stats = c.publish_statistics()
+    stats = c.pending_statistics()
     contract = c.contracts[0]
-    corrupt = bytearray(stats[3])  # type: ignore[arg-type]
+    corrupt = bytearray(stats[3])
     corrupt[0] ^= 1
     stats[3] = bytes(corrupt)
+    shadow = contract.shadow()
+    shadow.extend([shadow.parse(rc.make_tx(CHAIN, "stats", a, 1, [stats[a]], c.sign(a))) for a in range(n)], 0)
     with pytest.raises(InconsistentShares):
-        decide_accepted(stats, tuple(range(n)), c.setup)  # type: ignore[arg-type]
+        decide_accepted(shadow.validation_check(None), c.setup, c.quant)
     txs = [rc.make_tx(CHAIN, "stats", a, 1, [stats[a]], c.sign(a)) for a in range(n)]
     checks = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*txs, c.tx("abort", ["unreconstructable"]))))
     assert [type(ch) for ch in checks] == [rc.ValidationCheck] and checks[0].accepted is None  # type: ignore[union-attr]
     early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*txs[:3], c.tx("abort", ["too early"]))))
     assert [type(ch) for ch in early] == [rc.DeadlineCheck]
+
+
+def test_a_weight_outside_0_1_is_rejected_before_it_can_amplify_the_sum() -> None:
+    """FedAvg divides by the summed weights: a member masking weight -0.3 (consistently with what it
+    commits) would shrink that denominator and multiply everyone's update. Its committed weight is
+    public, so validation rejects it, and one above 1 as well; the rest is summed exactly."""
+    n = 7
+    rng = np.random.default_rng(21)
+    c = Cluster(n, 21, validate=True)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates, weights={1: -0.3, 4: 1.5})
+    check = c.publish_statistics()
+    assert dict(check.weights)[1] < 0 < dict(check.weights)[0]
+    outcome = decide_accepted(check, c.setup, c.quant)
+    assert outcome.rejected == {1: "weight_out_of_range", 4: "weight_out_of_range"}
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_a_weight_masked_other_than_committed_aborts_at_every_node(validate: bool) -> None:
+    """Member 2 commits its honest weight (50 samples of 100) but masks three times that in its weight
+    coordinate: the statistics cannot see it (they leave the weight out), the unmasked weight coordinate can."""
+    n, liar = 7, 2
+    rng = np.random.default_rng(22)
+    c = Cluster(n, 22, validate=validate)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)}, weights={liar: 1.5})
+    contract = c.contracts[0]
+    for k, raw in enumerate(c.mempool):
+        tx = contract.parse(raw)
+        if tx.kind == "input" and tx.author == liar:
+            c.mempool[k] = rc.make_tx(CHAIN, "input", liar, 1, [tx.fields[0], int(tx.fields[1]) // 3], c.sign(liar))
+    if validate:
+        outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+        assert liar in outcome.accepted
+        c.commit(c.tx("accept", [list(outcome.accepted)]))
+    else:
+        c.commit(c.tx("close", ["inputs"]))
+    for i in range(n):
+        with pytest.raises(LinearIdentityFailed, match="weight"):
+            c.rounds[i].try_sum(deadline_passed=False)
