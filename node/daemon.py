@@ -591,6 +591,10 @@ class Daemon:
         first_phase = rc.PHASES[self.settings.contract.mode][0][0]
         if s.open and s.phase == first_phase and self.index in s.participants and not s.inputs.get(self.index):
             self._join_round(s.round, s.participants, s.model_hash)
+        elif s.open and self.settings.contract.secure:
+            # Too late for this round (its keys closed in the block that opened it, without ours), but not
+            # for the next: without keys advertised ahead, we would miss that one too.
+            self._prepare_next_round(s.round + 1)
 
     def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
         """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""

@@ -27,7 +27,7 @@ from ml.robust import RobustRule, decide
 from node import contract as rc
 from smpc import field
 from smpc import messages as sam
-from smpc.errors import InconsistentShares, NotEnoughShares, ProtocolViolation, RoundAborted
+from smpc.errors import InconsistentShares, NotEnoughShares, ProtocolViolation, RoundAborted, SmpcError
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import SecAggParticipant, SecAggResult
@@ -195,6 +195,7 @@ class SecureRound:
         self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
         self._stats_sent = False
         self._summed_weights: dict[int, int] = {}
+        self._left_at = ""
         self._early_shares: dict[int, bytes] = {}
         self.config_members = frozenset(opened.participants)
         self._masked_quantized: npt.NDArray[np.uint32] | None = None
@@ -256,7 +257,22 @@ class SecureRound:
         self.on_message(self.decode(event.message))
 
     def on_phase_closed(self, event: rc.PhaseClosed) -> list[Output]:
-        """Advance the machine with the set the ledger fixed. MissingMessages propagates (fetch, retry)."""
+        """Advance the machine with the set the ledger fixed. MissingMessages propagates (fetch, retry).
+
+        If the key phases could not be advanced here (we lacked committed key messages), this node is out
+        of the round: every later phase raises RoundAborted rather than drive the core from a state it
+        never reached (its assertions would stop the node).
+        """
+        if self._left_at:
+            raise RoundAborted(f"this node left round {self.round} when its {self._left_at} phase closed")
+        try:
+            return self._on_phase_closed(event)
+        except SmpcError:
+            if event.phase in ("keys", "shares"):
+                self._left_at = event.phase
+            raise
+
+    def _on_phase_closed(self, event: rc.PhaseClosed) -> list[Output]:
         members = frozenset(i + 1 for i in event.members)
         out: list[Output] = []
         if event.digests:

@@ -10,12 +10,14 @@ test accuracy (and the backdoor success rate):
   ``apply_sum``, i.e. FedAvg of clipped weighted updates; nothing can be rejected;
 - ``fednode``: the real secure round with validation: count-sketch shares, statistics computed on
   shares and published, ``decide_accepted`` with the default genesis rule (``RobustRule(f=f)``:
-  ``median_mad``; ``--rule median_distance`` measures the previous default, factor 2), then
+  ``norm_direction``; ``--rule median_distance`` measures the previous default, factor 2), then
   the sum of the accepted updates only.
 
 The protocol runs in one process (`ProtocolRound`, the same driver as tests/unit/test_secure_round.py):
 contract + SecureRound per node, blocks built by hand, every message delivered. Each round is its own
-one-round contract (the ledger's chaining of rounds is not what is measured here). Malicious nodes act
+one-round contract (the ledger's chaining of rounds is not what is measured here), which starts from the
+previous rounds' count of rejections per member, as the ledger's would (the rule ranks flagged members by
+it). Malicious nodes act
 as in the daemon: ``ml.attacks.malicious_train`` with an attacker that estimates benign statistics
 from its own rows (not omniscient; ``n_malicious`` = f colluders), then the honest weighting. It also reports the false-rejection
 rate of honest updates (0 malicious) under IID and Dirichlet(alpha) splits.
@@ -106,6 +108,9 @@ class ProtocolRound:
                                      RobustRule(kind=rule_kind, f=f)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.seed = seed
+        self.rejections: dict[int, int] = {}
+        """Rejections per member over the rounds run so far: each round has its own contract, so the
+        ledger's count (which the rule uses to rank flagged members) is carried from one to the next."""
         self._verified: dict[tuple[int, bytes, bytes], bool] = {}
 
     def verify(self, i: int, data: bytes, sig: bytes) -> bool:
@@ -146,6 +151,7 @@ class ProtocolRound:
             if len(outcome.accepted) < contract.min_members:
                 return None, rejected
             state.commit(state.tx("accept", [list(outcome.accepted)]))
+            self.rejections = dict(contract.state.rejections)
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)
         assert total is not None, "every node is alive and honest as a protocol party: node 0 must unmask"
@@ -158,6 +164,8 @@ class _RoundState:
     def __init__(self, owner: ProtocolRound, params: rc.ContractParams, round_id: int) -> None:
         self.owner, self.params, self.round_id = owner, params, round_id
         self.contracts = [rc.Contract(params, owner.verify) for _ in range(owner.n)]
+        for contract in self.contracts:
+            contract.state.rejections = dict(owner.rejections)
         self.rounds: dict[int, SecureRound] = {}
         self.mempool: list[bytes] = []
         self.height = 0

@@ -29,7 +29,7 @@ from node.secure_round import (
     decide_accepted,
     quant_params,
 )
-from smpc.errors import InconsistentShares
+from smpc.errors import InconsistentShares, MissingMessages, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
 from smpc.validation import SketchParams
@@ -362,3 +362,19 @@ def test_a_weight_masked_other_than_committed_aborts_at_every_node(validate: boo
     for i in range(n):
         with pytest.raises(LinearIdentityFailed, match="weight"):
             c.rounds[i].try_sum(deadline_passed=False)
+
+
+def test_a_node_that_missed_the_committed_keys_leaves_the_round_instead_of_crashing() -> None:
+    """Member 4 did not see the committed key advertisements (it caught up on the block late, as a loaded
+    node of a real cluster did): the keys phase cannot advance at member 4, and every later phase must say
+    so with RoundAborted, not drive the core from a state it never reached (an assertion stopping the node)."""
+    n, late = 5, 4
+    c = Cluster(n, 31)
+    deliver = c.on_event
+    c.on_event = lambda i, event: None if i == late and isinstance(event, rc.SecAggCommitted) else deliver(i, event)  # type: ignore[method-assign]
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    with pytest.raises(MissingMessages):
+        c.commit(c.tx("close", ["keys"]))
+    with pytest.raises(RoundAborted, match="left round 1"):
+        c.commit(c.tx("close", ["shares"]))
+    assert all(c.rounds[i].machine.can_mask for i in range(n) if i != late)
