@@ -19,11 +19,14 @@ import logging
 import math
 import os
 import signal
+import sys
+import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import trio
@@ -94,6 +97,106 @@ BULK_KINDS = frozenset({"blob", "masked"})
 SEND_RETRY_S = 15.0
 """How long a message waits for its peer to (re)connect before it is dropped; one-shot messages such as a
 masked input or sketch shares would otherwise be lost to a member that started a few seconds late."""
+
+
+PROFILE_ENV = "FEDNODE_PROFILE"
+"""Set to a directory to profile the daemon's CPU (see `Profiler`); unset in production."""
+PROFILE_INTERVAL_S = 0.005
+
+T = TypeVar("T")
+
+
+class Profiler:
+    """Opt-in sampling CPU profile of one daemon, every thread included, written when it stops.
+
+    Round time on a small machine is the CPU time of all the members' daemons summed, so finding what to
+    speed up needs each CPU-second of a process attributed to a call stack, including the training and
+    quantizing that run in worker threads. cProfile cannot do that cheaply: it sees one thread, and its
+    per-call overhead slows trio's scheduler and libp2p's many small reads several times, which on a
+    loaded cluster causes view changes that a normal run does not have. This sampler wakes every 5 ms,
+    reads each thread's CPU clock and charges the CPU used since the last sample to the thread's current
+    stack; a thread blocked in epoll or on a lock used no CPU and is charged nothing.
+
+    On exit `dump` writes `<dir>/<name>-<pid>.folded` (one `thread;frame;frame... cpu_us` line per stack,
+    the input format of flamegraph.pl and speedscope) and `<name>-<pid>.txt` (CPU by thread, and the
+    functions with the most CPU, self and inclusive).
+    """
+
+    def __init__(self, directory: Path | None, interval_s: float = PROFILE_INTERVAL_S) -> None:
+        self.directory = directory
+        self.interval_s = interval_s
+        self._stacks: Counter[tuple[str, ...]] = Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def from_env() -> Profiler:
+        value = os.environ.get(PROFILE_ENV)
+        return Profiler(Path(value) if value else None)
+
+    def start(self) -> None:
+        if self.directory is not None and self._thread is None:
+            self._thread = threading.Thread(target=self._sample, name="fednode-profiler", daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        me = threading.get_ident()
+        last_cpu_ns: dict[int, int] = {}
+        while not self._stop.wait(self.interval_s):
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                try:
+                    cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+                except (OSError, AttributeError):
+                    continue  # the thread just ended, or no per-thread clocks on this platform
+                used_ns = cpu_ns - last_cpu_ns.get(ident, cpu_ns)
+                last_cpu_ns[ident] = cpu_ns
+                if used_ns > 0:
+                    self._stacks[(names.get(ident, "thread"), *_stack_of(frame))] += used_ns // 1000
+
+    def dump(self, name: str) -> None:
+        if self._thread is None or self.directory is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        base = self.directory / f"{name}-{os.getpid()}"
+        with open(f"{base}.folded", "w") as out:
+            out.writelines(";".join(stack) + f" {cpu_us}\n" for stack, cpu_us in self._stacks.most_common())
+        Path(f"{base}.txt").write_text(profile_summary(self._stacks))
+        logger.info("CPU profile written to %s.folded", base)
+
+
+def _stack_of(frame: Any) -> list[str]:
+    """`file:function` of each frame from the outermost in (line numbers left out: they split a function)."""
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        out.append(f"{os.path.basename(code.co_filename)}:{code.co_name}")
+        frame = frame.f_back
+    return out[::-1]
+
+
+def profile_summary(stacks: Mapping[tuple[str, ...], int], top: int = 40) -> str:
+    """CPU per thread, then the functions with most self and inclusive CPU, from (thread, *frames) -> us."""
+    total = sum(stacks.values()) or 1
+    threads: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for (thread, *frames), cpu_us in stacks.items():
+        threads[thread] += cpu_us
+        if frames:
+            own[frames[-1]] += cpu_us
+        for frame in set(frames):
+            inclusive[frame] += cpu_us
+    lines = [f"total CPU {total / 1e6:.2f} s"]
+    lines += [f"  thread {t}: {us / 1e6:.2f} s ({100 * us / total:.1f}%)" for t, us in threads.most_common()]
+    for title, counter in (("self", own), ("inclusive", inclusive)):
+        lines.append(f"\ntop {top} functions by {title} CPU")
+        lines += [f"  {us / 1e6:8.2f} s {100 * us / total:5.1f}%  {fn}" for fn, us in counter.most_common(top)]
+    return "\n".join(lines) + "\n"
 
 
 class InvariantError(AssertionError):
@@ -198,6 +301,7 @@ class Daemon:
         self.bench_empty_blocks = int(protocol_params(genesis).get("bench_empty_blocks", 0))
         self.proposed_at: dict[int, float] = {}
         self.commit_latency_ms: list[float] = []
+        self.profiler = Profiler.from_env()
         self._replay_ledger()
         proto = protocol_params(genesis)
         self.replica = Replica(
@@ -638,7 +742,7 @@ class Daemon:
         vec = await self._model(outcome.model_hash)
         if self.store.blob(outcome.model_hash) is None:
             self.store.put_blob(vector_bytes(vec))
-        result = await trio.to_thread.run_sync(self.learner.evaluate, vec)
+        result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         opened = self.round_opened_at.get(outcome.round)
         wall_s = time.monotonic() - opened if opened is not None else math.nan
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
@@ -658,17 +762,14 @@ class Daemon:
         vec = await self._model(model_hash)
         if hashlib.sha256(vector_bytes(vec)).digest() != model_hash:
             raise InvariantError("the model about to be trained does not match the committed hash")
-        started = time.monotonic()
-        if self.attack is not None:
-            result = await trio.to_thread.run_sync(self._malicious_train, vec, round_id)
-        else:
-            result = await trio.to_thread.run_sync(self.learner.train, vec, round_id)
-        self.phase_s["training"] += time.monotonic() - started
+        train = self._malicious_train if self.attack is not None else self.learner.train
+        result = await self._in_worker("training", train, vec, round_id)
         weighted = self.settings.weighting.vector(result.update, result.n_samples)
         sr = self.secure.get(round_id)
         if sr is not None:
             started = time.monotonic()
-            quantized = await trio.to_thread.run_sync(quantize, weighted, self.quant, SeededRandomBytes(os.urandom(32)))
+            quantized = await self._in_worker("quantizing", quantize, weighted, self.quant,
+                                              SeededRandomBytes(os.urandom(32)))
             outputs = sr.set_quantized(quantized)
             self.phase_s["masking"] += time.monotonic() - started
             await self._submit(outputs, round_id)
@@ -680,6 +781,21 @@ class Daemon:
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
                         self.identity.sign)
         await self._submit([SubmitTx(tx)], round_id)
+
+    async def _in_worker(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (torch, numpy passes over the model) in a worker thread; account its wall
+        time in phase_s[phase] and the thread's own CPU time in phase_s[phase + "_cpu"]."""
+        started = time.monotonic()
+
+        def job() -> tuple[T, float]:
+            cpu_started = time.thread_time()
+            out = fn(*args)
+            return out, time.thread_time() - cpu_started
+
+        result, cpu_s = await trio.to_thread.run_sync(job)
+        self.phase_s[phase] += time.monotonic() - started
+        self.phase_s[phase + "_cpu"] += cpu_s
+        return result
 
     def _malicious_train(self, vec: np.ndarray, round_id: int) -> TrainResult:
         """Fault injection (config `behaviour.attack`): what a poisoning hospital submits instead."""
@@ -1179,10 +1295,14 @@ def _lane(kind: str) -> str:
 
 async def run_until_signalled(daemon: Daemon) -> None:
     """Serve until SIGINT or SIGTERM, then stop cleanly (the store is closed by the caller)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(daemon.run)
-            async for signum in signals:
-                logger.info("received %s, stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    daemon.profiler.start()
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(daemon.run)
+                async for signum in signals:
+                    logger.info("received %s, stopping", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        daemon.profiler.dump(daemon.name)

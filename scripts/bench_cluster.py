@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from typing import Any
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.cluster import ClusterError, ClusterProcess, start_cluster, wait_for_finish
+from node.daemon import PROFILE_ENV, profile_summary
 from node.status import fetch_status
 from node.testnet import create_testnet
 
@@ -177,16 +179,36 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
                 "heights": [s["height"] for s in final], "heads_equal": len({s["head_hash"] for s in final}) == 1})
 
 
+def read_profiles(directory: Path) -> Counter[tuple[str, ...]]:
+    """Sum the daemons' CPU profiles (FEDNODE_PROFILE, `.folded` files) in `directory`: stack -> CPU us."""
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for path in sorted(directory.glob("*.folded")):
+        for line in path.read_text().splitlines():
+            stack, _, cpu_us = line.rpartition(" ")
+            stacks[tuple(stack.split(";"))] += int(cpu_us)
+    return stacks
+
+
 def run_repeated(setups: list[Setup], repeats: int, root: Path, *, keep: bool = False,
-                 **kw: Any) -> dict[Setup, list[Run]]:
-    """Run every setup `repeats` times, interleaved (A, B, A, B...), so drifting load hits all alike."""
+                 profile: Path | None = None, **kw: Any) -> dict[Setup, list[Run]]:
+    """Run every setup `repeats` times, interleaved (A, B, A, B...), so drifting load hits all alike.
+
+    With `profile`, every daemon writes a CPU profile into `profile/<run>/` and the CPU summed over the
+    run's daemons is printed by function (see node.daemon.Profiler).
+    """
     results: dict[Setup, list[Run]] = {s: [] for s in setups}
     for r in range(repeats):
         for i, setup in enumerate(setups):
             work = root / f"r{r}-s{i}"
             print(f"  [{time.strftime('%H:%M:%S')}] {setup.label()} repeat {r + 1}/{repeats} ({load()})",
                   file=sys.stderr, flush=True)
+            if profile is not None:
+                os.environ[PROFILE_ENV] = str(profile / f"{root.name}-r{r}-s{i}")
             run = run_cluster(setup, work, **kw)
+            if profile is not None:
+                stacks = read_profiles(Path(os.environ.pop(PROFILE_ENV)))
+                print(f"      CPU profile of all {setup.nodes} daemons over {len(run.round_s)} rounds:\n"
+                      + profile_summary(stacks, top=25), file=sys.stderr, flush=True)
             results[setup].append(run)
             print(f"      first block {run.first_block_s:.2f}s, round_s {[round(x, 2) for x in run.round_s]}, "
                   f"wall {run.wall_s:.1f}s, load {run.load_start:.2f}->{run.load_end:.2f}", file=sys.stderr,
@@ -228,6 +250,10 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
         "transfer_wall_s": med([r.per_round("transfer") / max(1, r.setup.nodes - 1) for r in runs]),
         "validation_s": med([r.per_round("validation") for r in runs]),
         "consensus_send_s": med([r.per_round("consensus_send") for r in runs]),
+        "cpu_per_node_round_s": med([statistics.median(r.extra["cpu_after_first_block_s"]) / max(1, len(r.round_s))
+                                     for r in runs]),
+        "training_cpu_s": med([r.per_round("training_cpu") for r in runs]),
+        "quantizing_cpu_s": med([r.per_round("quantizing_cpu") for r in runs]),
         "bytes_per_node_round": med([r.bytes_per_node_round() for r in runs]),
         "bytes_by_kind_per_node_round": {k: med([statistics.median(b.get(k, 0) for b in r.bytes_sent)
                                                  / max(1, len(r.round_s)) for r in runs])
@@ -244,7 +270,7 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
 def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     setups = [Setup(n, 1, secure=not args.plain, validate=not args.no_validation, protocol=_protocol(args))
               for n in args.nodes]
-    results = run_repeated(setups, args.repeats, root, keep=args.keep)
+    results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
     rows = [summary_row(runs) for runs in results.values()]
     print(f"\nstart-up: process start -> first committed block on every node ({args.repeats} repeats, median)",
           file=sys.stderr)
@@ -257,7 +283,7 @@ def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     setups = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
                     model_kind=args.model, hidden=args.hidden, protocol=_protocol(args)) for n in args.nodes]
-    results = run_repeated(setups, args.repeats, root, keep=args.keep)
+    results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
     rows = [summary_row(runs) for runs in results.values()]
     print("\nround time split (per node per round, median over nodes and repeats; rounds 2.. for round_s)",
           file=sys.stderr)
@@ -277,7 +303,7 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     for n in args.nodes:
         pair = [Setup(n, args.rounds, secure=s, validate=not args.no_validation, model_kind=args.model,
                       hidden=args.hidden, protocol=_protocol(args)) for s in (False, True)]
-        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
+        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
         plain, secure = (summary_row(results[s]) for s in pair)
         ratio = secure["round_s"] / plain["round_s"]
         bytes_ratio = secure["bytes_per_node_round"] / plain["bytes_per_node_round"]
@@ -292,7 +318,11 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
               f"    model-sized payloads only: plain blob {model_bytes['plain']:,.0f}, secure masked "
               f"{model_bytes['secure']:,.0f}\n"
               f"  masking per node per round {secure['masking_s'] * 1000:.1f} ms; training {secure['training_s']:.3f}s;"
-              f" accuracy plain {plain['accuracy']:.4f} secure {secure['accuracy']:.4f}", file=sys.stderr)
+              f" accuracy plain {plain['accuracy']:.4f} secure {secure['accuracy']:.4f}\n"
+              f"  CPU per node per round (from the first block on): plain {plain['cpu_per_node_round_s']:.2f}s, "
+              f"secure {secure['cpu_per_node_round_s']:.2f}s; of which training plain {plain['training_cpu_s']:.2f}s, "
+              f"secure {secure['training_cpu_s']:.2f}s; max view plain {plain['max_view']}, secure "
+              f"{secure['max_view']}", file=sys.stderr)
         out.append({"nodes": n, "plain": plain, "secure": secure, "round_ratio": ratio, "bytes_ratio": bytes_ratio})
     return {"secure_vs_plain": out}
 
@@ -304,7 +334,7 @@ def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                       model_kind=args.model, hidden=args.hidden,
                       protocol=tuple(sorted({**dict(_protocol(args)), "consensus_transport": t}.items())))
                 for t in ("gossip", "direct")]
-        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
+        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
         gossip, direct = (summary_row(results[s]) for s in pair)
         print(f"\nN={n} consensus transport ({args.repeats} repeats interleaved, median; load {gossip['load']} / "
               f"{direct['load']})\n  round wall time: gossip {gossip['round_s']:.2f}s, direct {direct['round_s']:.2f}s, "
@@ -315,6 +345,10 @@ def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out.append({"nodes": n, "gossip": gossip, "direct": direct,
                     "round_ratio_direct_over_gossip": direct["round_s"] / gossip["round_s"]})
     return {"transport": out}
+
+
+def _profile_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.profile).resolve() if args.profile else None
 
 
 def _protocol(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
@@ -347,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="genesis protocol setting (repeatable), e.g. batch_window_s=0.2")
     parser.add_argument("--workdir", help="where node homes go (default: a temporary directory, removed)")
     parser.add_argument("--keep", action="store_true", help="keep every run's node homes (logs) under --workdir")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="profile every daemon's CPU (FEDNODE_PROFILE) into DIR and print it per run")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     args = parser.parse_args(argv)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fednode-bench-"))
