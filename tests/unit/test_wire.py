@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import msgpack
@@ -11,6 +12,8 @@ from nacl.signing import SigningKey
 from consensus import codec
 from node.wire import (
     ENVELOPE_OVERHEAD_BYTES,
+    SIGNATURE_DOMAIN,
+    WIRE_VERSION,
     Envelope,
     Limits,
     MonotonicSeq,
@@ -19,6 +22,7 @@ from node.wire import (
     RejectReason,
     ReplayWindow,
     Sealer,
+    signed_digest,
 )
 
 CHAIN = bytes(range(32))
@@ -57,7 +61,7 @@ def expect(reason: RejectReason, op: Opener, data: bytes, max_bytes: int = 1 << 
 
 def raw_envelope(body_fields: list, member: int = 1) -> bytes:
     body = codec.encode(body_fields)
-    return codec.encode([body, sign_as(member)(body)])
+    return codec.encode([body, sign_as(member)(signed_digest(body))])
 
 
 def test_round_trip() -> None:
@@ -70,8 +74,16 @@ def test_round_trip() -> None:
 def test_signature_covers_exactly_the_body() -> None:
     wire = sealer().seal("prepare", 3, b"x")
     body, signature = codec.decode(wire, max_bytes=1 << 16)
-    KEYS[1].verify_key.verify(body, signature)
-    assert codec.decode(body, max_bytes=1 << 16) == [1, CHAIN, "prepare", 1, 3, 100, b"x"]
+    KEYS[1].verify_key.verify(SIGNATURE_DOMAIN + hashlib.sha256(body).digest(), signature)
+    assert codec.decode(body, max_bytes=1 << 16) == [WIRE_VERSION, CHAIN, "prepare", 1, 3, 100, b"x"]
+
+
+def test_a_signature_over_the_body_itself_is_refused() -> None:
+    """Version 1 signed the body bytes; such a signature (or one made for another purpose) is not valid now."""
+    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b"x"])
+    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(body)]))
+    other_digest = hashlib.sha256(body).digest()
+    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(other_digest)]))
 
 
 def test_oversized_before_decoding() -> None:
@@ -95,7 +107,7 @@ def test_non_canonical_outer_encoding() -> None:
 
 
 def test_bad_version() -> None:
-    fields = [2, CHAIN, "prepare", 1, 3, 5, b"x"]
+    fields = [WIRE_VERSION - 1, CHAIN, "prepare", 1, 3, 5, b"x"]
     expect(RejectReason.BAD_VERSION, opener(), raw_envelope(fields))
     expect(RejectReason.BAD_VERSION, opener(), raw_envelope([True, *fields[1:]]))
 
@@ -115,24 +127,24 @@ def test_payload_limit_per_type() -> None:
 
 
 def test_unknown_sender_and_self() -> None:
-    expect(RejectReason.UNKNOWN_SENDER, opener(), raw_envelope([1, CHAIN, "prepare", 4, 1, 1, b""]))
+    expect(RejectReason.UNKNOWN_SENDER, opener(), raw_envelope([WIRE_VERSION, CHAIN, "prepare", 4, 1, 1, b""]))
     expect(RejectReason.SELF, opener(), sealer(member=0).seal("prepare", 1, b""))
 
 
 def test_bad_signature_from_impostor() -> None:
-    body = codec.encode([1, CHAIN, "prepare", 2, 1, 1, b""])
-    forged = codec.encode([body, sign_as(3)(body)])
+    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b""])
+    forged = codec.encode([body, sign_as(3)(signed_digest(body))])
     op = opener()
     expect(RejectReason.BAD_SIGNATURE, op, forged)
     # A forged message must not consume the sequence number it claims.
-    assert op.open(raw_envelope([1, CHAIN, "prepare", 2, 1, 1, b""], member=2), 1 << 16).seq == 1
+    assert op.open(raw_envelope([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b""], member=2), 1 << 16).seq == 1
 
 
 def test_malformed_fields() -> None:
-    for fields in ([1, CHAIN[:31], "prepare", 1, 1, 1, b""], [1, CHAIN, 7, 1, 1, 1, b""],
-                   [1, CHAIN, "prepare", 1, 1, 1, "text"], [1, CHAIN, "prepare", -1, 1, 1, b""],
-                   [1, CHAIN, "prepare", 1, True, 1, b""], [1, CHAIN, "prepare", 1, 1, None, b""],
-                   [1, CHAIN, "prepare", 1, 1, 1], [1, CHAIN, "x" * 33, 1, 1, 1, b""]):
+    for fields in ([WIRE_VERSION, CHAIN[:31], "prepare", 1, 1, 1, b""], [WIRE_VERSION, CHAIN, 7, 1, 1, 1, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, 1, 1, "text"], [WIRE_VERSION, CHAIN, "prepare", -1, 1, 1, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, True, 1, b""], [WIRE_VERSION, CHAIN, "prepare", 1, 1, None, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, 1, 1], [WIRE_VERSION, CHAIN, "x" * 33, 1, 1, 1, b""]):
         expect(RejectReason.MALFORMED, opener(), raw_envelope(fields))
 
 
