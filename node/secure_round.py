@@ -7,8 +7,10 @@ peer directly (it is model-sized). The daemon owns all I/O and time.
 
 The update a node contributes is `weighted_vector(update, n_samples)`: its clipped update times its
 sample weight, followed by the weight itself, so that the sum of the vectors yields both the weighted
-sum of updates and the total weight, and the new model `global + sum[:-1] / sum[-1]` is FedAvg without
-any node revealing its sample count. Plain rounds use the same vectors, summed in floating point, so a
+sum of updates and the total weight, and the new model `global + sum[:-1] / sum[-1]` is FedAvg. Each
+member also commits the quantized weight it masked in its `input` transaction: the weights are public,
+range-checked by validation, and the unmasked weight coordinate must equal their sum (`_check_weights`),
+so no member can shrink the denominator with a negative weight. Plain rounds use the same vectors, summed in floating point, so a
 secure round differs from a plain one only by quantization.
 """
 
