@@ -10,8 +10,8 @@ sample weight, followed by the weight itself, so that the sum of the vectors yie
 sum of updates and the total weight, and the new model `global + sum[:-1] / sum[-1]` is FedAvg. Each
 member also commits the quantized weight it masked in its `input` transaction: the weights are public,
 range-checked by validation, and the unmasked weight coordinate must equal their sum (`_check_weights`),
-so no member can shrink the denominator with a negative weight. Plain rounds use the same vectors, summed in floating point, so a
-secure round differs from a plain one only by quantization.
+so no member can shrink the denominator with a negative weight. Plain rounds use the same vectors,
+summed in floating point, so a secure round differs from a plain one only by quantization.
 """
 
 from __future__ import annotations
