@@ -125,23 +125,51 @@ def encode_frame(data: bytes) -> bytes:
     return FRAME_HEADER.pack(len(data)) + data
 
 
-async def _read_exactly(stream: INetStream, n: int) -> bytes:
-    """Read exactly n bytes, or raise TruncatedFrame if the stream ends first."""
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = await stream.read(min(n - len(buf), READ_CHUNK_BYTES))
-        if not chunk:
-            raise TruncatedFrame(f"stream ended after {len(buf)} of {n} bytes")
-        buf += chunk
-    return bytes(buf)
+class FrameReader:
+    """Reads the length-prefixed frames of one stream, asking it for up to READ_CHUNK_BYTES at a time.
+
+    Reading exactly the 4-byte length and then exactly the body costs two library reads per frame, and
+    py-libp2p answers each read with its locks and (usually) a yamux window-update frame sent back; small
+    consensus messages arrive several to a yamux frame, so reading whatever has arrived and cutting frames
+    out of it locally does one read for many of them. Each frame's announced length is checked against
+    `frame_max_bytes` before its body is awaited, and at most READ_CHUNK_BYTES beyond the frame being
+    assembled is ever buffered.
+    """
+
+    def __init__(self, stream: INetStream, frame_max_bytes: int) -> None:
+        self._stream = stream
+        self._frame_max_bytes = frame_max_bytes
+        self._buffer = bytearray()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes read from the stream and not yet returned as frames."""
+        return len(self._buffer)
+
+    async def _fill(self, n: int) -> None:
+        while len(self._buffer) < n:
+            chunk = await self._stream.read(max(n - len(self._buffer), READ_CHUNK_BYTES))
+            if not chunk:
+                raise TruncatedFrame(f"stream ended after {len(self._buffer)} of {n} bytes")
+            self._buffer += chunk
+
+    async def next(self) -> bytes:
+        """The next frame's payload; raises FrameTooLarge, or TruncatedFrame if the stream ends first."""
+        await self._fill(FRAME_HEADER.size)
+        (length,) = FRAME_HEADER.unpack_from(self._buffer)
+        if length > self._frame_max_bytes:
+            raise FrameTooLarge(f"frame of {length} bytes exceeds {self._frame_max_bytes}")
+        end = FRAME_HEADER.size + length
+        await self._fill(end)
+        with memoryview(self._buffer) as view:
+            frame = bytes(view[FRAME_HEADER.size:end])
+        del self._buffer[:end]
+        return frame
 
 
 async def read_frame(stream: INetStream, frame_max_bytes: int) -> bytes:
-    """Read one frame, checking its announced length before reading the payload."""
-    (length,) = FRAME_HEADER.unpack(await _read_exactly(stream, FRAME_HEADER.size))
-    if length > frame_max_bytes:
-        raise FrameTooLarge(f"frame of {length} bytes exceeds {frame_max_bytes}")
-    return await _read_exactly(stream, length)
+    """Read the one frame of a request or response stream (bytes after it, if any, are dropped)."""
+    return await FrameReader(stream, frame_max_bytes).next()
 
 
 class _ConnectionEvents(INotifee):
@@ -375,11 +403,11 @@ class Network:
             self._reject("too_many_direct_streams", peer)
             await libp2p_compat.reset_quietly(stream)
             return
+        reader = FrameReader(stream, self._limits.frame_max_bytes)
         async with slots:
             try:
                 while True:
-                    data = await read_frame(stream, self._limits.frame_max_bytes)
-                    self._deliver("direct", peer, data)
+                    self._deliver("direct", peer, await reader.next())
             except PeerViolation as violation:
                 self._reject(violation.reason, peer)
             except BaseLibp2pError:

@@ -35,6 +35,7 @@ from node.network import (
     DIRECT_PROTOCOL,
     FRAME_HEADER,
     REQUEST_PROTOCOL,
+    FrameReader,
     ListenError,
     NetLimits,
     Network,
@@ -43,7 +44,6 @@ from node.network import (
     open_network,
     peer_id_from_public_key,
     peer_id_from_seed,
-    read_frame,
 )
 
 TOPIC = "fednode-test"
@@ -130,9 +130,10 @@ class _ChunkedStream:
 
 
 async def _read_all_frames(stream: _ChunkedStream, frame_max_bytes: int) -> list[bytes]:
+    reader = FrameReader(stream, frame_max_bytes)  # type: ignore[arg-type]
     frames = []
-    while stream._data:
-        frames.append(await read_frame(stream, frame_max_bytes))  # type: ignore[arg-type]
+    while stream._data or reader.buffered_bytes:
+        frames.append(await reader.next())
     return frames
 
 
