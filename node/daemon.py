@@ -505,10 +505,7 @@ class Daemon:
             if isinstance(action, Persist):
                 continue
             if isinstance(action, Broadcast):
-                if self.settings.consensus_transport == "direct":
-                    await self._send_to_all("pbft", 0, pbft.encode(action.msg))
-                else:
-                    await self._gossip("pbft", 0, pbft.encode(action.msg))
+                await self._broadcast("pbft", 0, pbft.encode(action.msg))
             elif isinstance(action, Send):
                 await self._send(action.to, "pbft", 0, pbft.encode(action.msg))
             elif isinstance(action, ValidateBlock):
@@ -532,6 +529,14 @@ class Daemon:
     # waits behind 4 MB of masked input) and one for gossip, each drained by its own task in order. A slow
     # or dead peer fills only its own queues; overflow is dropped and counted, which the cores tolerate
     # (PBFT retransmits, transactions are resubmitted, phases have deadlines).
+
+    async def _broadcast(self, kind: str, height: int, payload: bytes) -> None:
+        """A small message for every member, by the genesis `consensus_transport`: direct frames (N-1
+        transmissions) or gossip ((N-1)^2, each signature-checked; see docs/benchmarks.md)."""
+        if self.settings.consensus_transport == "direct":
+            await self._send_to_all(kind, height, payload)
+        else:
+            await self._gossip(kind, height, payload)
 
     async def _gossip(self, kind: str, height: int, payload: bytes) -> None:
         """Gossip a small message; one above gossipsub's bound goes to every member directly instead."""
@@ -603,7 +608,7 @@ class Daemon:
                 if (primary := self.replica.view % self.genesis.n) != self.index:
                     await self._send(primary, "tx", round_id, raw)
             elif isinstance(out, Gossip):
-                await self._gossip("sa", round_id, out.message)
+                await self._broadcast("sa", round_id, out.message)
             elif isinstance(out, SendShares):
                 await self._send(out.to, "vshare", round_id, out.payload)
             elif isinstance(out, SendSketchSum):
@@ -1098,13 +1103,18 @@ class Daemon:
         return self._remember_model(new_vec)
 
     async def _plain_sum(self, check: rc.AggregateCheck) -> np.ndarray | None:
-        vectors = []
+        """The float64 sum of the included update vectors, added one by one in ledger order (the order fixes
+        the rounding, so every node gets the same bits; no N x L float64 matrix is ever built)."""
+        total: np.ndarray | None = None
         for _author, digest, _n in check.included:
             vec = await self._update_vector(digest)
             if vec is None:
                 return None
-            vectors.append(vec)
-        return np.sum(np.stack(vectors).astype(np.float64), axis=0)
+            if total is None:
+                total = vec.astype(np.float64)
+            else:
+                np.add(total, vec, out=total)
+        return total
 
     async def _secure_sum(self, check: rc.AggregateCheck, wait_s: float) -> np.ndarray | None:
         """Unmask the survivors' sum: wait for reveals, fetch missing masked inputs, give up after wait_s."""
