@@ -68,6 +68,9 @@ def decode(data: bytes, *, max_bytes: int, max_items: int = 1 << 16) -> Any:
         )
     except Exception as exc:  # noqa: BLE001 - msgpack raises many types; all mean "malformed".
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}") from None
+    if len(data) >= WALK_CHECK_MIN_BYTES:
+        _check_canonical_by_walk(data, value)
+        return value
     try:
         canonical = encode(value)
     except TypeError as exc:
@@ -75,6 +78,64 @@ def decode(data: bytes, *, max_bytes: int, max_items: int = 1 << 16) -> Any:
     if canonical != bytes(data):
         raise DecodeError("non-canonical encoding")
     return value
+
+
+WALK_CHECK_MIN_BYTES = 1 << 16
+"""From this input size on, `decode` proves canonicity by walking the input instead of re-encoding it:
+re-encoding copies every byte string (a 4 MB model payload costs a copy and a comparison of 4 MB, twice
+per envelope), while the walk compares only headers and small values."""
+LARGE_BIN_BYTES = 256
+"""Byte strings from this length on are checked by their header alone in the walk."""
+
+
+def _check_canonical_by_walk(data: bytes | bytearray | memoryview, value: Any) -> None:
+    """Raise DecodeError unless `data` is exactly `encode(value)`, for a `value` msgpack parsed from `data`.
+
+    The walk compares the canonical header of every array and large byte string, and the canonical
+    encoding of every other item, at the offset where it must begin. When all of them match, msgpack
+    parsed each item exactly there, so the content of a large byte string (which it copied from the input)
+    needs no comparison: the input is byte for byte the canonical encoding.
+    """
+    view = memoryview(data).cast("B")
+    if _walk(view, 0, value, 0) != len(view):
+        raise DecodeError("non-canonical encoding")
+
+
+def _walk(view: memoryview, offset: int, value: Any, depth: int) -> int:
+    """Check the canonical encoding of `value` at `offset`; return the offset just after it."""
+    if isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
+        offset = _expect(view, offset, _HEADER_PACKER.pack_array_header(len(value)))
+        for item in value:
+            offset = _walk(view, offset, item, depth + 1)
+        return offset
+    if isinstance(value, bytes) and len(value) >= LARGE_BIN_BYTES:
+        return _expect(view, offset, _bin_header(len(value))) + len(value)
+    try:
+        encoded = encode(value)
+    except TypeError as exc:
+        raise DecodeError(str(exc)) from None
+    return _expect(view, offset, encoded)
+
+
+def _expect(view: memoryview, offset: int, expected: bytes) -> int:
+    end = offset + len(expected)
+    if view[offset:end] != expected:
+        raise DecodeError("non-canonical encoding")
+    return end
+
+
+def _bin_header(length: int) -> bytes:
+    """The shortest msgpack bin header for `length` bytes, as msgpack's packer writes it."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+_HEADER_PACKER = msgpack.Packer(use_bin_type=True)
 
 
 def expect_list(value: Any, length: int, what: str) -> list[Any]:

@@ -120,3 +120,25 @@ def test_share_plaintext_round_trip_and_field_check() -> None:
         assert "GF(p)" in str(error)
     else:
         raise AssertionError("non-canonical field element accepted")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.builds(MaskedInput, rounds, ids, st.binary(min_size=24, max_size=24), signatures),
+       st.sampled_from(["round", "vector", "signature", "array"]))
+def test_masked_input_with_a_widened_header_is_not_canonical(message: MaskedInput, widen: str) -> None:
+    """Masked inputs are checked around their vector instead of re-encoded; every other byte still counts."""
+    fields = [msgpack.packb(x) for x in (message.TAG, message.round_id, message.sender)]
+    vector = msgpack.packb(message.masked)
+    signature = msgpack.packb(message.signature)
+    head = b"\x95"
+    if widen == "round":
+        fields[1] = b"\xcf" + message.round_id.to_bytes(8, "big")
+    elif widen == "vector":
+        vector = b"\xc6" + len(message.masked).to_bytes(4, "big") + message.masked
+    elif widen == "signature":
+        signature = b"\xc5" + (64).to_bytes(2, "big") + message.signature
+    else:
+        head = b"\xdc\x00\x05"
+    data = head + b"".join(fields) + vector + signature
+    assert msgpack.unpackb(data) == [message.TAG, message.round_id, message.sender, message.masked, message.signature]
+    assert decode_or_typed_error(data) is None or data == encode(message)
