@@ -81,7 +81,9 @@ from smpc.validation import SketchParams
 
 logger = logging.getLogger("fednode")
 
-TICK_S = 0.02
+TICK_S = 0.05
+"""Timer resolution: view-change and retransmission timers (seconds), resubmissions, phase deadlines. A tick
+costs each of the N processes sharing the machine some CPU, so 20 ms ticks were 2-3% of a node's CPU."""
 FETCH_TIMEOUT_S = 10.0
 IN_FLIGHT_WAIT_S = 3.0
 """How long a model-sized payload named on the ledger may still be on its way before we fetch it: every
@@ -101,11 +103,8 @@ masked input or sketch shares would otherwise be lost to a member that started a
 
 PROFILE_ENV = "FEDNODE_PROFILE"
 """Set to a directory to profile the daemon's CPU (see `Profiler`); unset in production."""
-PROFILE_INTERVAL_S = 0.005
-PROFILE_SWITCH_INTERVAL_S = 0.0005
-"""While profiling, a thread holding the GIL hands it over after 0.5 ms instead of 5 ms when another wants
-it, so the sampler sees a thread in the middle of pure-Python work too, not mostly where it releases the
-GIL (socket calls, libsodium, hashing), which would attract the CPU of the work before them."""
+PROFILE_INTERVAL_S = 0.002
+"""CPU time of the whole process between two samples."""
 
 T = TypeVar("T")
 
@@ -117,9 +116,15 @@ class Profiler:
     speed up needs each CPU-second of a process attributed to a call stack, including the training and
     quantizing that run in worker threads. cProfile cannot do that cheaply: it sees one thread, and its
     per-call overhead slows trio's scheduler and libp2p's many small reads several times, which on a
-    loaded cluster causes view changes that a normal run does not have. This sampler wakes every 5 ms,
-    reads each thread's CPU clock and charges the CPU used since the last sample to the thread's current
-    stack; a thread blocked in epoll or on a lock used no CPU and is charged nothing.
+    loaded cluster causes view changes that a normal run does not have.
+
+    The kernel sends SIGPROF after every `interval_s` of CPU the process uses (ITIMER_PROF); the handler
+    runs on the main thread at the next bytecode boundary, i.e. in the frame that used the CPU (after a
+    C call such as a signature check or a socket write returns, in the frame that made it). It reads
+    every thread's CPU clock and charges what each used since the previous sample to that thread's
+    current stack; a thread blocked in epoll or on a lock used nothing and is charged nothing. (A first
+    version sampled from a thread instead: it could only take the GIL where the others released it, in
+    socket calls, libsodium and fsync, and charged them the CPU of the Python work before.)
 
     On exit `dump` writes `<dir>/<name>-<pid>.folded` (one `thread;frame;frame... cpu_us` line per stack,
     the input format of flamegraph.pl and speedscope) and `<name>-<pid>.txt` (CPU by thread, and the
@@ -130,8 +135,8 @@ class Profiler:
         self.directory = directory
         self.interval_s = interval_s
         self._stacks: Counter[tuple[str, ...]] = Counter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._last_cpu_ns: dict[int, int] = {}
+        self._running = False
 
     @staticmethod
     def from_env() -> Profiler:
@@ -139,33 +144,32 @@ class Profiler:
         return Profiler(Path(value) if value else None)
 
     def start(self) -> None:
-        if self.directory is not None and self._thread is None:
-            sys.setswitchinterval(PROFILE_SWITCH_INTERVAL_S)
-            self._thread = threading.Thread(target=self._sample, name="fednode-profiler", daemon=True)
-            self._thread.start()
+        """Start sampling; call on the main thread (signal handlers live there)."""
+        if self.directory is not None and not self._running:
+            self._running = True
+            signal.signal(signal.SIGPROF, self._sample)
+            signal.setitimer(signal.ITIMER_PROF, self.interval_s, self.interval_s)
 
-    def _sample(self) -> None:
-        me = threading.get_ident()
-        last_cpu_ns: dict[int, int] = {}
-        while not self._stop.wait(self.interval_s):
-            names = {t.ident: t.name for t in threading.enumerate()}
-            for ident, frame in sys._current_frames().items():
-                if ident == me:
-                    continue
-                try:
-                    cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
-                except (OSError, AttributeError):
-                    continue  # the thread just ended, or no per-thread clocks on this platform
-                used_ns = cpu_ns - last_cpu_ns.get(ident, cpu_ns)
-                last_cpu_ns[ident] = cpu_ns
-                if used_ns > 0:
-                    self._stacks[(names.get(ident, "thread"), *_stack_of(frame))] += used_ns // 1000
+    def _sample(self, _signum: int, main_frame: Any) -> None:
+        main = threading.main_thread().ident
+        names = {t.ident: t.name for t in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            try:
+                cpu_ns = time.clock_gettime_ns(time.pthread_getcpuclockid(ident))
+            except OSError:
+                continue  # the thread just ended
+            used_ns = cpu_ns - self._last_cpu_ns.get(ident, cpu_ns)
+            self._last_cpu_ns[ident] = cpu_ns
+            if used_ns > 0:
+                stack = _stack_of(main_frame if ident == main else frame)
+                self._stacks[(names.get(ident, "thread"), *stack)] += used_ns // 1000
 
     def dump(self, name: str) -> None:
-        if self._thread is None or self.directory is None:
+        if not self._running or self.directory is None:
             return
-        self._stop.set()
-        self._thread.join()
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        self._running = False
         self.directory.mkdir(parents=True, exist_ok=True)
         base = self.directory / f"{name}-{os.getpid()}"
         with open(f"{base}.folded", "w") as out:
@@ -264,6 +268,7 @@ class Daemon:
     def __init__(self, cfg: NodeConfig, genesis: Genesis, identity: Identity, store: Store,
                  plan: LearningPlan, learner: Learner) -> None:
         self.cfg, self.genesis, self.identity, self.store = cfg, genesis, identity, store
+        self._signing_key = identity.signing_key
         self.plan, self.learner = plan, learner
         self.index = genesis.index_of(identity.public_key)
         self.name = genesis.members[self.index].name
@@ -313,14 +318,19 @@ class Daemon:
             ReplicaConfig(chain_id=genesis.chain_id, n=genesis.n, f=genesis.f,
                           checkpoint_interval=int(proto.get("checkpoint_interval", 16)),
                           view_timeout_ms=int(proto.get("view_timeout_ms", 2000))),
-            self.index, identity.sign, genesis.verify,
+            self.index, self.sign, genesis.verify,
             persisted=dict(store.items(b"pbft/")),
             committed=(store.head_height, store.head_hash()),
             committed_cert=head[1] if (head := store.block(store.head_height)) else None)
         now_us = time.time_ns() // 1000
-        self.sealer = Sealer(genesis.chain_id, self.index, identity.sign, MonotonicSeq(lambda: time.time_ns() // 1000))
+        self.sealer = Sealer(genesis.chain_id, self.index, self.sign, MonotonicSeq(lambda: time.time_ns() // 1000))
         self.opener = Opener(genesis.chain_id, genesis.n, genesis.verify, self._payload_limits(), self.index,
                              initial_floor=now_us - DEFAULT_REPLAY_SPAN)
+
+    def sign(self, data: bytes) -> bytes:
+        """Ed25519 signature with our identity key, from a key built once (`Identity.sign` derives the key
+        pair from the seed on every call: ~1% of a node's CPU with a signature per message sent)."""
+        return self._signing_key.sign(data).signature
 
     # ------------------------------------------------------------------ start-up
 
@@ -715,7 +725,7 @@ class Daemon:
         assert self.nursery is not None
         opened = rc.RoundOpened(round_id, participants, b"", 0)
         self.secure[round_id] = SecureRound(
-            self.settings.contract, opened, self.index, self.identity.sign, self.genesis.verify,
+            self.settings.contract, opened, self.index, self.sign, self.genesis.verify,
             SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
         self.nursery.start_soon(self._submit, self.secure[round_id].start(), round_id)
 
@@ -789,7 +799,7 @@ class Daemon:
         self._keep_update_blob(digest, blob)
         await self._send_to_all("blob", round_id, blob)
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
-                        self.identity.sign)
+                        self.sign)
         await self._submit([SubmitTx(tx)], round_id)
 
     async def _in_worker(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
@@ -829,7 +839,7 @@ class Daemon:
             return None
         corrupted = bytearray(tx.fields[0])  # type: ignore[arg-type]
         corrupted[0] ^= 0x01
-        return rc.make_tx(self.genesis.chain_id, "stats", self.index, tx.round, [bytes(corrupted)], self.identity.sign)
+        return rc.make_tx(self.genesis.chain_id, "stats", self.index, tx.round, [bytes(corrupted)], self.sign)
 
     async def _model(self, model_hash: bytes) -> np.ndarray:
         """The global model with this hash: from memory, the store, or a peer; verified by hash."""
@@ -1172,7 +1182,7 @@ class Daemon:
             self.proposing = False
 
     def _my_tx(self, kind: str, round_id: int, fields: list[object]) -> bytes:
-        return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.identity.sign)
+        return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.sign)
 
     async def _next_block_txs(self) -> list[bytes] | None:
         """What the primary proposes next, following the round contract's phases.

@@ -22,6 +22,7 @@ import functools
 import logging
 import random
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ LANES = ("control", "bulk")
 """Direct-stream lanes: consensus votes, transactions and reveals; model-sized payloads."""
 FRAME_HEADER = struct.Struct(">I")
 READ_CHUNK_BYTES = 1 << 20
+CONNECTED_CACHE_S = 0.1
 GOSSIP_RPC_OVERHEAD_BYTES = 16 << 10
 """Room for the pubsub envelope (signature, key, seqno, topic) around a payload."""
 GOSSIP_LIBRARY_MAX_BYTES = 1 << 20
@@ -227,6 +229,8 @@ class Network:
             lambda: trio.Semaphore(limits.inbound_direct_streams_max_per_peer)
         )
         self._dialing: set[str] = set()
+        self._connected: list[str] | None = None
+        self._connected_until = 0.0
         self._conn_changed = trio.Event()
         self._pubsub: Pubsub | None = None
         self._rng = random.Random()
@@ -241,13 +245,23 @@ class Network:
         logger.info("rejected %s from peer %s", reason, peer_id)
 
     def _on_connection_change(self) -> None:
+        self._connected = None
         self._conn_changed.set()
         self._conn_changed = trio.Event()
 
     def connected_peers(self) -> list[str]:
-        """Return the allowed peers with at least one open connection, sorted."""
-        swarm = self._host.get_network()
-        return sorted(pid.to_base58() for pid, conns in swarm.connections.items() if conns and self._is_allowed(pid))
+        """Return the allowed peers with at least one open connection, sorted (do not modify the list).
+
+        Every send and every daemon event asks, so the answer is kept until a connection changes and at
+        most CONNECTED_CACHE_S, in case the library changes its connection table without telling us.
+        """
+        now = time.monotonic()
+        if self._connected is None or now >= self._connected_until:
+            swarm = self._host.get_network()
+            self._connected = sorted(pid.to_base58() for pid, conns in swarm.connections.items()
+                                     if conns and self._is_allowed(pid))
+            self._connected_until = now + CONNECTED_CACHE_S
+        return self._connected
 
     async def wait_connected(self, peer_ids: list[str], timeout_s: float) -> bool:
         """Wait until all `peer_ids` are connected; False if `timeout_s` passes first."""

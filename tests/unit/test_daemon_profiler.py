@@ -21,14 +21,16 @@ def _sleep_until(stop: threading.Event) -> None:
 
 
 def test_profiler_charges_cpu_to_the_busy_thread_not_the_sleeping_one(tmp_path: Path) -> None:
-    profiler = Profiler(tmp_path, interval_s=0.002)
+    profiler = Profiler(tmp_path, interval_s=0.001)
     stop = threading.Event()
     busy = threading.Thread(target=_burn_cpu, args=(stop,), name="busy")
     idle = threading.Thread(target=_sleep_until, args=(stop,), name="idle")
     busy.start()
     idle.start()
     profiler.start()
-    time.sleep(0.3)
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # the handler runs on the main thread, as on the daemon's trio loop
+        time.sleep(0.001)
     stop.set()
     busy.join()
     idle.join()
