@@ -34,11 +34,19 @@ class CountSketch:
 
     def __init__(self, seed: bytes, dimension: int, width: int) -> None:
         assert dimension > 0 and 0 < width < 1 << 31, "sketch needs a positive dimension and width"
-        words = MaskGenerator(dimension).expand(seed).astype(np.uint64)
+        words = MaskGenerator(dimension).expand(seed)
         self.dimension = dimension
         self.width = width
-        self.buckets = ((words >> np.uint64(1)) * np.uint64(width) >> np.uint64(31)).astype(np.intp)
-        self.signs = np.where(words & np.uint64(1), 1.0, -1.0)
+        # In place on one uint64 array (a 1M-coordinate sketch is built every round by every node).
+        scaled = words.astype(np.uint64)
+        scaled >>= np.uint64(1)
+        scaled *= np.uint64(width)
+        scaled >>= np.uint64(31)
+        self.buckets = scaled.view(np.int64).astype(np.intp, copy=False)
+        signs = (words & np.uint32(1)).astype(np.float64)
+        signs *= 2.0
+        signs -= 1.0
+        self.signs = signs
 
     def apply(self, vector: npt.NDArray[np.integer] | npt.NDArray[np.floating]) -> np.ndarray:
         """S @ vector: int64 (exact) for integer vectors, float64 for float vectors."""
@@ -47,6 +55,6 @@ class CountSketch:
         sums = np.bincount(self.buckets, weights=vector * self.signs, minlength=self.width)
         if not np.issubdtype(vector.dtype, np.integer):
             return sums
-        largest = int(np.max(np.abs(vector.astype(np.int64)))) if vector.size else 0
+        largest = max(int(vector.max()), -int(vector.min())) if vector.size else 0
         assert largest * self.dimension < _EXACT_FLOAT_INTEGER, "integer sketch would not be exact in float64"
         return sums.astype(np.int64)
