@@ -6,6 +6,7 @@ file readable by group or others is refused at load time, the way ssh refuses a 
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ class Identity:
 
     seed: bytes
 
-    @property
+    @functools.cached_property
     def signing_key(self) -> SigningKey:
+        """Built once: deriving the key from the seed costs a scalar multiplication per call."""
         return SigningKey(self.seed)
 
     @property
