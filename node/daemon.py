@@ -328,8 +328,8 @@ class Daemon:
                              initial_floor=now_us - DEFAULT_REPLAY_SPAN)
 
     def sign(self, data: bytes) -> bytes:
-        """Ed25519 signature with our identity key, from a key built once (`Identity.sign` derives the key
-        pair from the seed on every call: ~1% of a node's CPU with a signature per message sent)."""
+        """Ed25519 signature with our identity key, built once (deriving the key pair from the seed on every
+        call, as `Identity.sign` did until session 3, was ~1% of a node's CPU)."""
         return self._signing_key.sign(data).signature
 
     # ------------------------------------------------------------------ start-up
