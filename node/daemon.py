@@ -268,7 +268,6 @@ class Daemon:
     def __init__(self, cfg: NodeConfig, genesis: Genesis, identity: Identity, store: Store,
                  plan: LearningPlan, learner: Learner) -> None:
         self.cfg, self.genesis, self.identity, self.store = cfg, genesis, identity, store
-        self._signing_key = identity.signing_key
         self.plan, self.learner = plan, learner
         self.index = genesis.index_of(identity.public_key)
         self.name = genesis.members[self.index].name
@@ -318,19 +317,14 @@ class Daemon:
             ReplicaConfig(chain_id=genesis.chain_id, n=genesis.n, f=genesis.f,
                           checkpoint_interval=int(proto.get("checkpoint_interval", 16)),
                           view_timeout_ms=int(proto.get("view_timeout_ms", 2000))),
-            self.index, self.sign, genesis.verify,
+            self.index, identity.sign, genesis.verify,
             persisted=dict(store.items(b"pbft/")),
             committed=(store.head_height, store.head_hash()),
             committed_cert=head[1] if (head := store.block(store.head_height)) else None)
         now_us = time.time_ns() // 1000
-        self.sealer = Sealer(genesis.chain_id, self.index, self.sign, MonotonicSeq(lambda: time.time_ns() // 1000))
+        self.sealer = Sealer(genesis.chain_id, self.index, identity.sign, MonotonicSeq(lambda: time.time_ns() // 1000))
         self.opener = Opener(genesis.chain_id, genesis.n, genesis.verify, self._payload_limits(), self.index,
                              initial_floor=now_us - DEFAULT_REPLAY_SPAN)
-
-    def sign(self, data: bytes) -> bytes:
-        """Ed25519 signature with our identity key, built once (deriving the key pair from the seed on every
-        call, as `Identity.sign` did until session 3, was ~1% of a node's CPU)."""
-        return self._signing_key.sign(data).signature
 
     # ------------------------------------------------------------------ start-up
 
@@ -725,7 +719,7 @@ class Daemon:
         assert self.nursery is not None
         opened = rc.RoundOpened(round_id, participants, b"", 0)
         self.secure[round_id] = SecureRound(
-            self.settings.contract, opened, self.index, self.sign, self.genesis.verify,
+            self.settings.contract, opened, self.index, self.identity.sign, self.genesis.verify,
             SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
         self.nursery.start_soon(self._submit, self.secure[round_id].start(), round_id)
 
@@ -799,7 +793,7 @@ class Daemon:
         self._keep_update_blob(digest, blob)
         await self._send_to_all("blob", round_id, blob)
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
-                        self.sign)
+                        self.identity.sign)
         await self._submit([SubmitTx(tx)], round_id)
 
     async def _in_worker(self, phase: str, fn: Callable[..., T], *args: Any) -> T:
@@ -839,7 +833,7 @@ class Daemon:
             return None
         corrupted = bytearray(tx.fields[0])  # type: ignore[arg-type]
         corrupted[0] ^= 0x01
-        return rc.make_tx(self.genesis.chain_id, "stats", self.index, tx.round, [bytes(corrupted)], self.sign)
+        return rc.make_tx(self.genesis.chain_id, "stats", self.index, tx.round, [bytes(corrupted)], self.identity.sign)
 
     async def _model(self, model_hash: bytes) -> np.ndarray:
         """The global model with this hash: from memory, the store, or a peer; verified by hash."""
@@ -1182,7 +1176,7 @@ class Daemon:
             self.proposing = False
 
     def _my_tx(self, kind: str, round_id: int, fields: list[object]) -> bytes:
-        return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.sign)
+        return rc.make_tx(self.genesis.chain_id, kind, self.index, round_id, fields, self.identity.sign)
 
     async def _next_block_txs(self) -> list[bytes] | None:
         """What the primary proposes next, following the round contract's phases.
