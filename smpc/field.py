@@ -164,7 +164,13 @@ def ring_from_signed(values: npt.ArrayLike) -> RingArray:
 
 def ring_to_signed(values: RingArray) -> npt.NDArray[np.int64]:
     """Centred lift of ring elements to [-2^31, 2^31): the inverse of `ring_from_signed`."""
-    return np.asarray(values, dtype=np.uint32).view(np.int32).astype(np.int64)
+    return ring_view_signed(values).astype(np.int64)
+
+
+def ring_view_signed(values: RingArray) -> npt.NDArray[np.int32]:
+    """The centred lift as an int32 view, without a copy: for a caller that only reads it (a sketch, a
+    division) on model-sized vectors; use `ring_to_signed` before integer arithmetic that could overflow."""
+    return np.asarray(values, dtype=np.uint32).view(np.int32)
 
 
 def ring_sum(vectors: list[RingArray], length: int) -> RingArray:

@@ -120,4 +120,4 @@ def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: Random
 
 def dequantize_sum(total: RingArray, params: QuantParams) -> npt.NDArray[np.float64]:
     """The float sum of up to `max_participants` quantized updates from their ring sum."""
-    return field.ring_to_signed(total) / params.scale
+    return field.ring_view_signed(total) / params.scale

@@ -112,7 +112,7 @@ def sketch_update(
     quantized: RingArray, sketch: CountSketch, params: SketchParams, quant: QuantParams, rand: RandomBytes
 ) -> npt.NDArray[np.int64]:
     """z = round(sigma / scale * S q), clipped to slack * C: computed from exactly what was masked."""
-    exact = sketch.apply(_centred(quantized))
+    exact = sketch.apply(field.ring_view_signed(quantized))
     rounded = clip_and_round(exact / quant.scale, params.slack * params.clip_l2, params.scale, rand)
     return rounded.astype(np.int64)
 
@@ -193,11 +193,6 @@ def reconstruct_sketch_sum(
     return field.to_signed(result.secret), result
 
 
-def _centred(values: RingArray) -> npt.NDArray[np.int32]:
-    """`field.ring_to_signed` as an int32 view, without the int64 copy (the sketch reads it once)."""
-    return np.asarray(values, dtype=np.uint32).view(np.int32)
-
-
 def linear_identity_holds(
     sketch_sum: npt.NDArray[np.int64],
     unmasked_total: RingArray,
@@ -207,6 +202,6 @@ def linear_identity_holds(
     accepted_count: int,
 ) -> bool:
     """Whether the accepted sketches add up to the sketch of the unmasked sum, up to rounding."""
-    expected = sketch.apply(_centred(unmasked_total)) * (params.scale / quant.scale)
+    expected = sketch.apply(field.ring_view_signed(unmasked_total)) * (params.scale / quant.scale)
     tolerance = accepted_count + 1e-9 * np.abs(expected)
     return bool(np.all(np.abs(sketch_sum - expected) <= tolerance))
