@@ -29,7 +29,15 @@ re-check:
 * yamux data frames carry up to 1 MiB instead of 64 KiB and a stream starts
   with an 8 MiB window instead of 256 KiB: the library spends ~0.25 ms of
   Python per frame, so a 4 MB model took 64 frames plus as many window updates
-  (57 ms of CPU per 4 MB sent and received), and now takes 4 (25-35 ms).
+  (57 ms of CPU per 4 MB sent and received), and now takes 4 (25-35 ms);
+* a write to a secured connection is shielded from cancellation. The library
+  encrypts a Noise message (advancing the nonce) and then awaits the socket; a
+  timeout that lands in between (our 3 s bound on opening a stream, a request's
+  deadline) left the nonce used but the message unsent, or half a message on
+  the wire, and the peer's next decryption failed ("Failed authentication of
+  message"), killing the connection and every frame in flight on it. Seen in
+  7-node clusters as rounds stalled for a 30 s phase deadline; the reproduction
+  is `tests/process/test_network.py::test_cancelled_writes_do_not_break_the_connection`.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.rcmgr.manager import new_resource_manager
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.secure_session import SecureSession
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
@@ -106,6 +115,25 @@ def _apply_global_patches() -> None:
         RpcQueue, max_size=GOSSIP_OUTBOUND_QUEUE_RPCS
     )
     libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = GOSSIP_SUBSCRIPTION_QUEUE_MESSAGES  # type: ignore[attr-defined]
+    if not getattr(SecureSession.write, "_fednode_shielded", False):
+        SecureSession.write = _shielded_write(SecureSession.write)  # type: ignore[method-assign]
+
+
+def _shielded_write(write: Callable[[Any, bytes], Awaitable[None]]) -> Callable[[Any, bytes], Awaitable[None]]:
+    """`SecureSession.write` that always finishes once started (module docstring: cancelled writes).
+
+    Only the write of one yamux frame (at most `YAMUX_FRAME_MAX_BYTES`) is shielded; waiting for yamux's
+    write lock or for window stays cancellable. A peer that stops reading can still hold the writer
+    until its TCP buffer drains or the connection closes, as it already held the lock's next waiter.
+    """
+
+    @functools.wraps(write)
+    async def shielded(self: Any, data: bytes) -> None:
+        with trio.CancelScope(shield=True):
+            await write(self, data)
+
+    shielded._fednode_shielded = True  # type: ignore[attr-defined]
+    return shielded
 
 
 def key_pair_from_seed(seed32: bytes) -> KeyPair:

@@ -234,6 +234,60 @@ def test_control_lane_overtakes_a_bulk_frame() -> None:
     run(body)
 
 
+def test_cancelled_writes_do_not_break_the_connection() -> None:
+    """Timeouts that land inside a write must not desynchronise Noise (libp2p_compat: cancelled writes).
+
+    While 4 MB frames stream on the bulk lane, another task keeps opening streams under deadlines of
+    0.2-10 ms, so cancellations land at every point of the stream-opening writes. Without the shield
+    the connection broke within seconds (the peer failed to decrypt, every frame in flight was lost and
+    opening streams failed with "No valid connections"); with it, every frame sent is delivered and
+    only the deadlines themselves fail.
+    """
+
+    async def body() -> None:
+        async with cluster(2) as (a, b):
+            rng = random.Random(1)
+            frame = os.urandom(4 << 20)
+            sent = cancelled = 0
+            failures: list[str] = []
+            done = trio.Event()
+
+            async def bulk() -> None:
+                nonlocal sent
+                while not done.is_set():
+                    assert await a.send(b.peer_id, frame, "bulk")
+                    sent += 1
+
+            async def open_under_deadlines() -> None:
+                nonlocal cancelled
+                stop_at = trio.current_time() + 4.0
+                while trio.current_time() < stop_at:
+                    try:
+                        with trio.move_on_after(rng.uniform(0.0002, 0.01)) as scope:
+                            stream = await a._host.new_stream(ID.from_base58(b.peer_id), [DIRECT_PROTOCOL])
+                            await stream.write(encode_frame(b"poke"))
+                            await stream.close()
+                        cancelled += scope.cancelled_caught
+                    except Exception as error:  # noqa: BLE001 - any failure here is what the test counts
+                        failures.append(repr(error)[:120])
+                        await trio.sleep(0.05)
+                    await trio.sleep(0)
+                done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(bulk)
+                nursery.start_soon(open_under_deadlines)
+            delivered = 0
+            while delivered < sent:
+                kind, peer, data = await b.inbox.receive()
+                delivered += data == frame
+            assert cancelled > 50, f"only {cancelled} deadlines hit a stream opening: the test lost its teeth"
+            assert failures == [], failures[:3]
+            assert delivered == sent
+
+    run(body)
+
+
 def test_non_member_is_refused() -> None:
     async def body() -> None:
         everyone = {**MEMBERS, peer_id_from_seed(OUTSIDER_SEED): "outsider"}
