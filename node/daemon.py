@@ -428,6 +428,16 @@ class Daemon:
             elif self.contract.tx_valid_now(tx) and time.monotonic() - self.mempool_arrival[digest] >= RESUBMIT_S:
                 await self._send_to_all("tx", tx.round, raw)
 
+    async def _hand_own_txs_to(self, primary: int) -> None:
+        """A new primary gets every transaction of ours not yet committed, the next round's key
+        advertisement included: those are not valid yet, so `_resubmit_own_txs` would not send them, and
+        without them the new primary cannot close the keys phase in the block that opens the round."""
+        if primary == self.index:
+            return
+        for digest, raw in list(self.own_txs.items()):
+            if digest in self.mempool:
+                await self._send(primary, "tx", self.mempool[digest].round, raw)
+
     async def _inbox_loop(self) -> None:
         assert self.net is not None
         async for kind, peer, data in self.net.inbox:
@@ -530,6 +540,7 @@ class Daemon:
                 self.fetching = True
             elif isinstance(action, ViewChanged):
                 logger.info("entered view %d (primary %d)", action.view, action.view % self.genesis.n)
+                await self._hand_own_txs_to(action.view % self.genesis.n)
             else:
                 raise InvariantError(f"unknown action {action!r}")
 
