@@ -365,11 +365,21 @@ class Contract:
         return events
 
     def tx_valid_now(self, tx: Tx) -> bool:
-        """Whether a member's pending input would be valid in the next block (mempool filtering)."""
+        """Whether a member's pending input would be valid in the next block (mempool filtering).
+
+        Also cheap checks of the payload's kind: an `sa` message of the phase's type, `stats` of the length
+        for the candidates V (a holder publishes over U3 before V is fixed, `SecureRound`; if V came out
+        smaller, those statistics wait here, never proposed, until the round's end prunes them).
+        """
         s = self.state
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
-                and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG))  # type: ignore[arg-type]
+                and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
+                and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count()))  # type: ignore[arg-type]
+
+    def _statistics_count(self) -> int:
+        """Statistics of the validate phase: every candidate's norm and every pair's distance."""
+        return len(self.state.expected) * (len(self.state.expected) + 1) // 2
 
     def validation_check(self, accepted: tuple[int, ...] | None) -> ValidationCheck:
         """What the robust rule decides on in the validate phase: the published statistic shares so far,
@@ -437,9 +447,8 @@ class Contract:
 
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
-        count = len(self.state.expected) * (len(self.state.expected) + 1) // 2
         try:
-            field_vector_from_bytes(tx.fields[0], count)  # type: ignore[arg-type]
+            field_vector_from_bytes(tx.fields[0], self._statistics_count())  # type: ignore[arg-type]
         except ValueError as exc:
             raise TxError(f"stats from member {tx.author}: {exc}") from None
 

@@ -94,6 +94,12 @@ MAX_PENDING_BLOBS = 256
 OUTBOX_MAX_MESSAGES = 1024
 RESUBMIT_S = 1.0
 MAX_PHASE_STEPS_PER_BLOCK = 3
+STATS_MERGE_WAIT_S = 0.5
+"""How long the primary holds a block that closes the sketch phase (validated rounds) for the holders'
+statistics, so that the same block can also close the validate phase (`_hold_for_statistics`). Holders
+publish moments after the last dealer's shares reach them, so in a healthy round they arrive within one
+message delay; the wait is paid in full only when a holder cannot publish (a dealer that dealt to some
+holders only), where it is small against the phase deadline that follows."""
 BULK_KINDS = frozenset({"blob", "masked"})
 """Model-sized payloads: they travel on the bulk lane, so consensus votes never queue behind them."""
 SEND_RETRY_S = 15.0
@@ -1212,7 +1218,24 @@ class Daemon:
             shadow.extend([shadow.parse(raw) for raw in step], self.index)
             if shadow.finished:
                 break
+        if self._hold_for_statistics(shadow, txs):
+            return None
         return txs or None
+
+    def _hold_for_statistics(self, shadow: rc.Contract, txs: list[bytes]) -> bool:
+        """Whether to wait before proposing `txs`, which close the sketch phase with every U3 member as V
+        but leave the validate phase open: every holder has then dealt, so each will publish statistics over
+        V = U3 as soon as the last shares reach it (`SecureRound._maybe_publish_statistics`), and waiting
+        up to STATS_MERGE_WAIT_S after the last `dealt` arrived lets this block also accept: one PBFT
+        commit less per validated round."""
+        s, now = self.contract.state, shadow.state
+        if not (s.open and s.phase == "sketch" and now.open and now.round == s.round and now.phase == "validate"
+                and len(now.expected) == len(s.expected)):
+            return False
+        dealt = [hashlib.sha256(raw).digest() for raw in txs]
+        newest = max((self.mempool_arrival[d] for d in dealt if d in self.mempool_arrival
+                      and self.mempool[d].kind == "dealt"), default=0.0)
+        return time.monotonic() - newest < STATS_MERGE_WAIT_S
 
     async def _phase_txs(self, c: rc.Contract) -> tuple[list[bytes], bool]:
         """The transactions that move contract `c` on now, and whether they end its current phase.

@@ -195,7 +195,7 @@ class SecureRound:
         self.sketch_sum_checked = False
         self._candidates: tuple[int, ...] = ()
         self._sketch_shares: dict[int, tuple[FieldArray, FieldArray]] = {}
-        self._stats_sent = False
+        self._stats_over: tuple[int, ...] = ()
         self._summed_weights: dict[int, int] = {}
         self._left_at = ""
         self._early_shares: dict[int, bytes] = {}
@@ -327,7 +327,7 @@ class SecureRound:
             else:
                 out.append(SendShares(holder, codec.encode([self.round, share.astype("<u8").tobytes(),
                                                             zero.astype("<u8").tobytes()])))
-        return out + [self._tx("dealt", [])]
+        return out + [self._tx("dealt", [])] + self._maybe_publish_statistics()
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
         """Shares of `owner`'s sketch for us; once we hold every candidate's, publish our statistics.
@@ -360,14 +360,21 @@ class SecureRound:
         return self._maybe_publish_statistics()
 
     def _maybe_publish_statistics(self) -> list[Output]:
-        """Our shares of every statistic over V, re-randomized by the zero shares (restricted to V's pairs)."""
-        if self._stats_sent or not self._candidates or not set(self._candidates) <= set(self._sketch_shares):
+        """Our shares of every statistic over V, re-randomized by the zero shares (restricted to V's pairs).
+
+        Before the ledger fixes V we publish over U3 as soon as we hold every U3 member's shares: V is
+        U3 whenever every dealer's `dealt` arrives in time, and then the primary can close the sketch
+        phase and accept in one block (`Daemon._hold_for_statistics`). If V turns out smaller, those
+        statistics fit no block (`Contract.tx_valid_now` checks their length) and we publish again over V.
+        """
+        candidates = self._candidates or self._holders
+        if not candidates or candidates == self._stats_over or not set(candidates) <= set(self._sketch_shares):
             return []
-        self._stats_sent = True
+        self._stats_over = candidates
         index = {pair: k for k, pair in enumerate(statistic_pairs(self._holders))}
-        rows = [index[pair] for pair in statistic_pairs(self._candidates)]
-        shares = {owner + 1: self._sketch_shares[owner][0] for owner in self._candidates}
-        zeros = [self._sketch_shares[owner][1][rows] for owner in self._candidates]
+        rows = [index[pair] for pair in statistic_pairs(candidates)]
+        shares = {owner + 1: self._sketch_shares[owner][0] for owner in candidates}
+        zeros = [self._sketch_shares[owner][1][rows] for owner in candidates]
         stats = local_statistics(shares, zeros)
         return [self._tx("stats", [stats.astype("<u8").tobytes()])]
 

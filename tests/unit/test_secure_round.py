@@ -378,3 +378,54 @@ def test_a_node_that_missed_the_committed_keys_leaves_the_round_instead_of_crash
     with pytest.raises(RoundAborted, match="left round 1"):
         c.commit(c.tx("close", ["shares"]))
     assert all(c.rounds[i].machine.can_mask for i in range(n) if i != late)
+
+
+def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_validate() -> None:
+    """Holders publish over U3 as soon as they hold every U3 member's shares, before the ledger fixes V:
+    when V = U3 the primary's block carries the dealt txs, the sketch close, the statistics and the
+    accept (`Daemon._hold_for_statistics`), and the round unmasks the exact sum from it."""
+    n = 7
+    c = Cluster(n, 12, validate=True)
+    rng = np.random.default_rng(12)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    pending = [contract.parse(raw) for raw in c.mempool]
+    assert sorted((tx.kind, tx.author) for tx in pending) == sorted(
+        [("dealt", i) for i in range(n)] + [("stats", i) for i in range(n)])
+    shadow = contract.shadow()
+    txs = [tx.raw for tx in pending if tx.kind == "dealt"] + [c.tx("close", ["sketch"])]
+    shadow.extend([shadow.parse(raw) for raw in txs], 0)
+    stats = [tx.raw for tx in pending if shadow.tx_valid_now(tx)]
+    assert len(stats) == n, "statistics over U3 are valid once V = U3"
+    shadow.extend([shadow.parse(raw) for raw in stats], 0)
+    outcome = decide_accepted(shadow.validation_check(None), c.setup, c.quant)
+    c.mempool = []
+    c.commit(*txs, *stats, c.tx("accept", [list(outcome.accepted)]))
+    assert contract.state.phase == "unmask" and c.mempool == [], "no holder published a second time"
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_statistics_over_u3_are_never_proposed_when_v_comes_out_smaller() -> None:
+    """Member 6 dealt its shares but its `dealt` missed the sketch phase: the holders' early statistics
+    (over U3) fit no block, and every holder in V publishes again over V."""
+    n = 7
+    c = Cluster(n, 13, validate=True)
+    rng = np.random.default_rng(13)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    early = [raw for raw in c.mempool if contract.parse(raw).kind == "stats"]
+    assert len(early) == n
+    c.mempool = [raw for raw in c.mempool if contract.parse(raw).author != 6 or contract.parse(raw).kind != "dealt"]
+    c.commit(c.tx("close", ["sketch"]))
+    assert contract.state.expected == tuple(range(6))
+    assert not any(contract.tx_valid_now(contract.parse(raw)) for raw in early)
+    again = {contract.parse(raw).author for raw in c.mempool if contract.tx_valid_now(contract.parse(raw))}
+    assert again == set(range(6))
+    c.commit()
+    outcome = decide_accepted(contract.validation_check(None), c.setup, c.quant)
+    assert outcome.statistics.checked and set(outcome.accepted) <= set(range(6))
