@@ -49,6 +49,9 @@ from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
 
 MAX_TX_BODY_BYTES = 64 * 1024
+PARSE_CACHE_ENTRIES = 4096
+"""Parsed transactions (and verified secure-aggregation messages) a contract remembers; a round has a few
+per member, so this spans many rounds, and it bounds what a flood of distinct valid transactions can pin."""
 MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
@@ -299,6 +302,10 @@ class Contract:
         self.params = params
         self.verify = verify
         self.state = ContractState(model_hash=params.initial_model_hash)
+        self._parsed: dict[bytes, Tx] = {}
+        """Transactions already parsed and authenticated, by raw bytes (shared with shadows; see `parse`)."""
+        self._sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message] = {}
+        """Secure-aggregation messages already decoded and verified, by (bytes, round, participants)."""
 
     @property
     def min_members(self) -> int:
@@ -319,7 +326,15 @@ class Contract:
         return not self.state.open and self.committed_rounds >= self.params.rounds
 
     def parse(self, raw: bytes) -> Tx:
-        return parse_tx(raw, self.params.chain_id, self.params.n, self.verify)
+        """`parse_tx`, remembered: a transaction is parsed on arrival, when proposed, checked and applied,
+        each time with an Ed25519 verification, and `parse_tx` is a pure function of the bytes."""
+        tx = self._parsed.get(raw)
+        if tx is None:
+            tx = parse_tx(raw, self.params.chain_id, self.params.n, self.verify)
+            if len(self._parsed) >= PARSE_CACHE_ENTRIES:
+                self._parsed.clear()
+            self._parsed[raw] = tx
+        return tx
 
     def check_block(self, block: Block) -> list[Check]:
         """Validate a proposed block against a copy of the state; raise TxError on the first invalid tx.
@@ -338,6 +353,7 @@ class Contract:
         """A copy to try transactions on (a proposal being built, a block being checked)."""
         copy = Contract(self.params, self.verify)
         copy.state = self.state.copy()
+        copy._parsed, copy._sa_verified = self._parsed, self._sa_verified
         return copy
 
     def extend(self, txs: Sequence[Tx], proposer: int) -> None:
@@ -476,11 +492,17 @@ class Contract:
     def _check_sa_message(self, tx: Tx) -> None:
         s, p = self.state, self.params
         config = p.round_config(s.round, s.participants)
+        key = (tx.fields[0], s.round, s.participants)
         try:
-            message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
+            message = self._sa_verified.get(key)  # type: ignore[arg-type]
+            if message is None:
+                message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
+                verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
+                if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
+                    self._sa_verified.clear()
+                self._sa_verified[key] = message  # type: ignore[index]
             if type(message) is not SA_MESSAGE_OF_PHASE[s.phase] or message.sender != tx.author + 1:
                 raise TxError(f"sa tx carries the wrong message for phase {s.phase}")
-            verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
             if isinstance(message, sam.ShareKeys):
                 check_bundle_recipients(message, frozenset(i + 1 for i in s.u1))
         except ProtocolViolation as exc:
