@@ -643,6 +643,9 @@ class Daemon:
                 self.masked[out.digest] = out.message
                 self._masked_deliveries = 0
                 await self._send_to_all("masked", round_id, out.message)
+                opened = self.round_opened_at.get(round_id)
+                logger.info("round %d: masked input sent to every peer, %.2f s after the round opened", round_id,
+                            time.monotonic() - opened if opened is not None else math.nan)
         self._after_event()
 
     # ------------------------------------------------------------------ ledger delivery
@@ -716,20 +719,28 @@ class Daemon:
         self.nursery.start_soon(self._train_round, round_id, model_hash)
 
     def _join_round_found_open(self) -> None:
-        """After catching up: join the open round if it is still in its first phase.
+        """After catching up: join the open round if our update can still count.
 
-        A node that starts (or restarts) just after a round opened learns of it from fetched blocks; its
-        keys or its update are still welcome while the first phase lasts, and without them the round
-        would wait out a whole phase deadline for it.
+        A node that starts (or restarts) just after a round opened, or that lags and takes a block from a
+        peer instead of committing it with the others, learns of the round from fetched blocks. In its
+        first phase its keys or update are still welcome. In secure mode a round usually opens with its
+        keys phase already closed (keys are advertised ahead, `_prepare_next_round`): if ours are in U1,
+        our update still counts until the inputs phase closes, and without it the round would wait out a
+        whole phase deadline for us (seen in 7-node clusters: a lagging node never trained).
         """
         s = self.contract.state
-        first_phase = rc.PHASES[self.settings.contract.mode][0][0]
-        if s.open and s.phase == first_phase and self.index in s.participants and not s.inputs.get(self.index):
+        if s.open and self.index in s.participants and self._can_still_contribute(s):
             self._join_round(s.round, s.participants, s.model_hash)
         elif s.open and self.settings.contract.secure:
             # Too late for this round (its keys closed in the block that opened it, without ours), but not
             # for the next: without keys advertised ahead, we would miss that one too.
             self._prepare_next_round(s.round + 1)
+
+    def _can_still_contribute(self, s: rc.ContractState) -> bool:
+        if s.phase == rc.PHASES[self.settings.contract.mode][0][0]:
+            return self.index not in s.inputs
+        return (s.round in self.secure and self.index in s.expected
+                and (s.phase == "shares" or (s.phase == "inputs" and self.index not in s.inputs)))
 
     def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
         """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""
