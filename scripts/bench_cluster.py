@@ -66,12 +66,19 @@ class Setup:
     hidden: int = 32
     protocol: tuple[tuple[str, Any], ...] = ()
     seed: int = 1
+    trivial_training: bool = False
+    """One full-batch SGD step per round instead of the genesis default (2 epochs of batches of 32): the
+    "trivial local training" of the Flower figures the issue compares against."""
 
     def label(self) -> str:
         model = self.model_kind if self.model_kind == "logreg" else f"mlp{self.hidden}"
         proto = ",".join(f"{k}={v}" for k, v in self.protocol)
         mode = ("secure+validation" if self.validate else "secure") if self.secure else "plain"
-        return f"N={self.nodes} {model} {mode}" + (f" {proto}" if proto else "")
+        return (f"N={self.nodes} {model} {mode}" + (f" {proto}" if proto else "")
+                + (" trivial-training" if self.trivial_training else ""))
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(epochs=1, batch_size=1 << 20) if self.trivial_training else TrainConfig()
 
 
 @dataclass
@@ -133,7 +140,7 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
     split = mldata.SplitSpec(kind="iid", alpha=0.5, column=None)
     configs = create_testnet(workdir, setup.nodes, rounds=setup.rounds, seed=setup.seed, dataset=dataset,
                              split=split, model_kind=setup.model_kind, hidden=setup.hidden,
-                             training=TrainConfig(), protocol=dict(setup.protocol), secure=setup.secure,
+                             training=setup.training(), protocol=dict(setup.protocol), secure=setup.secure,
                              validate=setup.validate)
     load_start = os.getloadavg()[0]
     started = time.monotonic()
@@ -268,7 +275,8 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
 
 
 def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    setups = [Setup(n, 1, secure=not args.plain, validate=not args.no_validation, protocol=_protocol(args))
+    setups = [Setup(n, 1, secure=not args.plain, validate=not args.no_validation, protocol=_protocol(args),
+                    trivial_training=args.trivial_training)
               for n in args.nodes]
     results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
     rows = [summary_row(runs) for runs in results.values()]
@@ -282,7 +290,8 @@ def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     setups = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
-                    model_kind=args.model, hidden=args.hidden, protocol=_protocol(args)) for n in args.nodes]
+                    model_kind=args.model, hidden=args.hidden, protocol=_protocol(args),
+                    trivial_training=args.trivial_training) for n in args.nodes]
     results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
     rows = [summary_row(runs) for runs in results.values()]
     print("\nround time split (per node per round, median over nodes and repeats; rounds 2.. for round_s)",
@@ -302,7 +311,8 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for n in args.nodes:
         pair = [Setup(n, args.rounds, secure=s, validate=not args.no_validation, model_kind=args.model,
-                      hidden=args.hidden, protocol=_protocol(args)) for s in (False, True)]
+                      hidden=args.hidden, protocol=_protocol(args), trivial_training=args.trivial_training)
+                for s in (False, True)]
         results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
         plain, secure = (summary_row(results[s]) for s in pair)
         ratio = secure["round_s"] / plain["round_s"]
@@ -331,7 +341,7 @@ def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for n in args.nodes:
         pair = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
-                      model_kind=args.model, hidden=args.hidden,
+                      model_kind=args.model, hidden=args.hidden, trivial_training=args.trivial_training,
                       protocol=tuple(sorted({**dict(_protocol(args)), "consensus_transport": t}.items())))
                 for t in ("gossip", "direct")]
         results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
@@ -375,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=["logreg", "mlp"], default="logreg")
     parser.add_argument("--hidden", type=int, default=32, help="mlp hidden units (30300 = ~1,000,000 params)")
     parser.add_argument("--plain", action="store_true", help="no secure aggregation (startup, split, transport)")
+    parser.add_argument("--trivial-training", action="store_true",
+                        help="one full-batch SGD step per round (the issue's Flower comparison) instead of 2 epochs")
     parser.add_argument("--no-validation", action="store_true",
                         help="secure rounds without validation on shares (the poisoning defence; on by default)")
     parser.add_argument("--protocol", action="append", default=[], metavar="KEY=VALUE",

@@ -271,7 +271,7 @@ def test_cancelled_writes_do_not_break_the_connection() -> None:
                     except Exception as error:  # noqa: BLE001 - any failure here is what the test counts
                         failures.append(repr(error)[:120])
                         await trio.sleep(0.05)
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                 done.set()
 
             async with trio.open_nursery() as nursery:
@@ -279,7 +279,7 @@ def test_cancelled_writes_do_not_break_the_connection() -> None:
                 nursery.start_soon(open_under_deadlines)
             delivered = 0
             while delivered < sent:
-                kind, peer, data = await b.inbox.receive()
+                _, _, data = await b.inbox.receive()
                 delivered += data == frame
             assert cancelled > 50, f"only {cancelled} deadlines hit a stream opening: the test lost its teeth"
             assert failures == [], failures[:3]
