@@ -298,6 +298,8 @@ class Daemon:
         """Our transactions not yet committed, by digest: resubmitted to every member until they are."""
         self._resubmit_at = 0.0
         self.joined_rounds: set[int] = set()
+        self.sat_out: set[int] = set()
+        """Secure rounds whose keys we advertised before a restart (`_join_secure_round`)."""
         self._crash_round = int(self.behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
@@ -743,8 +745,24 @@ class Daemon:
                 and (s.phase == "shares" or (s.phase == "inputs" and self.index not in s.inputs)))
 
     def _join_secure_round(self, round_id: int, participants: tuple[int, ...]) -> None:
-        """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary."""
+        """Fresh secure-aggregation keys for `round_id`; their advertisement goes to the primary.
+
+        The round's secrets live only in memory. A node that restarted must not advertise again for a round
+        it advertised for before (two different advertisements are equivocation, and the ledger may commit
+        the first, whose secrets are gone: nobody could decrypt our shares and the round would abort at
+        unmasking). A synced marker, written before the advertisement leaves, names those rounds; we sit
+        them out. `SecureRound.on_committed` is the second line of defence.
+        """
         assert self.nursery is not None
+        marker = b"secagg/advertised/%d" % round_id
+        if round_id in self.sat_out:
+            return
+        if self.store.get(marker) is not None:
+            self.sat_out.add(round_id)
+            logger.warning("round %d: our keys were advertised before a restart and their secrets are lost; "
+                           "sitting this round out", round_id)
+            return
+        self.store.put_sync(marker, b"")
         opened = rc.RoundOpened(round_id, participants, b"", 0)
         self.secure[round_id] = SecureRound(
             self.settings.contract, opened, self.index, self.identity.sign, self.genesis.verify,
@@ -808,6 +826,11 @@ class Daemon:
         result = await self._in_worker("training", train, vec, round_id)
         weighted = self.settings.weighting.vector(result.update, result.n_samples)
         sr = self.secure.get(round_id)
+        if self.settings.contract.secure and sr is None:
+            # The round ended (or we sat it out) while we trained. In secure mode an update leaves this
+            # node masked or not at all: never fall through to the plain path below.
+            logger.info("round %d: ended before our update was ready; it stays here", round_id)
+            return
         if sr is not None:
             started = time.monotonic()
             quantized = await self._in_worker("quantizing", quantize, weighted, self.quant,

@@ -207,6 +207,7 @@ class SecureRound:
         self._quant = quant
         self.machine = SecAggParticipant(self.config, me + 1, sign, lambda i, d, s: verify(i - 1, d, s), rand)
         self.violations: list[ProtocolViolation] = []
+        self._advert: sam.AdvertiseKeys | None = None
         self._quantized: npt.NDArray[np.uint32] | None = None
         self.result: SecAggResult | None = None
         self.phase = "keys"
@@ -216,7 +217,8 @@ class SecureRound:
         return SubmitTx(rc.make_tx(self.params.chain_id, kind, self.me, self.round, fields, self._sign))
 
     def start(self) -> list[Output]:
-        return [self._tx("sa", [sam.encode(self.machine.start())])]
+        self._advert = self.machine.start()
+        return [self._tx("sa", [sam.encode(self._advert)])]
 
     def set_update(self, vector: npt.NDArray[np.float64]) -> list[Output]:
         """The local weighted vector is ready (training finished); mask it as soon as the phase allows."""
@@ -256,7 +258,15 @@ class SecureRound:
         return len(self.revealers) >= self.config.degree + 1
 
     def on_committed(self, event: rc.SecAggCommitted) -> None:
-        self.on_message(self.decode(event.message))
+        message = self.decode(event.message)
+        if (isinstance(message, sam.AdvertiseKeys) and message.sender == self.me + 1 and self._advert is not None
+                and message.signed_body() != self._advert.signed_body()):
+            # Keys this node advertised (ahead, `Daemon._prepare_next_round`) before it restarted: their
+            # secrets died with that process, so no peer could decrypt our shares nor we theirs, and the
+            # round would abort at unmasking. Stay out of it; it goes on without us from the shares phase.
+            self._left_at = "keys"
+            return
+        self.on_message(message)
 
     def on_phase_closed(self, event: rc.PhaseClosed) -> list[Output]:
         """Advance the machine with the set the ledger fixed. MissingMessages propagates (fetch, retry).

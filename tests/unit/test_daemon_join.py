@@ -87,3 +87,45 @@ def test_a_node_whose_update_can_no_longer_count_prepares_the_next_round(
 
 def test_without_keys_of_its_own_a_node_past_the_keys_phase_does_not_train(daemon: Daemon) -> None:
     assert "_train_round" not in _found_open(daemon, "shares", expected=tuple(range(N)), keys_ahead=False)
+
+
+def test_a_restarted_node_does_not_advertise_again_for_a_round_it_advertised_for(tmp_path: Path) -> None:
+    """Two different advertisements for one round are equivocation, and the ledger may commit the first,
+    whose secrets died with the process: the round would abort at unmasking (seen with `--crash 3@2`).
+    A synced marker written before the advertisement leaves makes the restarted node sit that round out."""
+    configs = create_testnet(tmp_path / "net", N, rounds=3, seed=1,
+                             dataset=mldata.DatasetSpec(name="breast_cancer", seed=1),
+                             split=mldata.SplitSpec(kind="iid"))
+    cfg = load_node_config(configs[ME])
+    genesis = load_genesis(cfg.genesis_path)
+    plan = LearningPlan.from_genesis(genesis)
+    learner = Learner(plan, genesis.n, ME)
+    started = []
+    for life in range(2):  # before and after a restart, on the same ledger directory
+        store = Store.open(cfg.db_path, genesis.chain_id)
+        d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, learner)
+        d.nursery = RecordingNursery()  # type: ignore[assignment]
+        d._prepare_next_round(1)
+        started.append((list(d.nursery.started), 1 in d.secure, 1 in d.sat_out))  # type: ignore[union-attr]
+        store.close()
+    assert started == [(["_submit"], True, False), ([], False, True)]
+
+
+def test_in_secure_mode_an_update_without_its_round_is_never_sent_in_the_clear(daemon: Daemon) -> None:
+    """If the round ended (or was sat out) while the node trained, the update stays on the node: the plain
+    path (a blob to every peer) must be unreachable in secure mode."""
+    import trio
+
+    sent: list[tuple[str, object]] = []
+
+    async def record_send_to_all(kind: str, height: int, payload: bytes) -> None:
+        sent.append((kind, height))
+
+    async def record_submit(outputs: Any, round_id: int) -> None:
+        sent.append(("submit", round_id))
+
+    daemon._send_to_all = record_send_to_all  # type: ignore[method-assign]
+    daemon._submit = record_submit  # type: ignore[method-assign]
+    assert daemon.settings.contract.secure and 1 not in daemon.secure
+    trio.run(daemon._train_round, 1, daemon.contract.state.model_hash)
+    assert sent == []
