@@ -1266,8 +1266,8 @@ class Daemon:
         if not (s.open and s.phase == "sketch" and now.open and now.round == s.round and now.phase == "validate"
                 and len(now.expected) == len(s.expected)):
             return False
-        dealt = [hashlib.sha256(raw).digest() for raw in txs]
-        newest = max((self.mempool_arrival[d] for d in dealt if d in self.mempool_arrival
+        digests = [hashlib.sha256(raw).digest() for raw in txs]
+        newest = max((self.mempool_arrival[d] for d in digests if d in self.mempool_arrival
                       and self.mempool[d].kind == "dealt"), default=0.0)
         return time.monotonic() - newest < STATS_MERGE_WAIT_S
 
