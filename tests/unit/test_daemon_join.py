@@ -8,6 +8,8 @@ into waits out an inputs deadline for it (seen in 7-node clusters before the fix
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +37,33 @@ class RecordingNursery:
             args[0].close()
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Daemon:
+def _member_config(tmp_path: Path) -> Path:
+    """Member ME's config in a fresh 4-member testnet (secure, validated: the testnet defaults)."""
     configs = create_testnet(tmp_path / "net", N, rounds=3, seed=1,
                              dataset=mldata.DatasetSpec(name="breast_cancer", seed=1),
                              split=mldata.SplitSpec(kind="iid"))
-    cfg = load_node_config(configs[ME])
+    return configs[ME]
+
+
+@contextmanager
+def _running(config_path: Path) -> Iterator[Daemon]:
+    """A daemon on the node home of `config_path`, with a nursery that only records what it is asked to start."""
+    cfg = load_node_config(config_path)
     genesis = load_genesis(cfg.genesis_path)
     plan = LearningPlan.from_genesis(genesis)
     store = Store.open(cfg.db_path, genesis.chain_id)
-    d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, Learner(plan, genesis.n, ME))
-    d.nursery = RecordingNursery()  # type: ignore[assignment]
-    yield d
-    store.close()
+    try:
+        d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, Learner(plan, genesis.n, ME))
+        d.nursery = RecordingNursery()  # type: ignore[assignment]
+        yield d
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    with _running(_member_config(tmp_path)) as d:
+        yield d
 
 
 def _found_open(d: Daemon, phase: str, expected: tuple[int, ...], inputs: tuple[int, ...] = (),
@@ -93,21 +109,12 @@ def test_a_restarted_node_does_not_advertise_again_for_a_round_it_advertised_for
     """Two different advertisements for one round are equivocation, and the ledger may commit the first,
     whose secrets died with the process: the round would abort at unmasking (seen with `--crash 3@2`).
     A synced marker written before the advertisement leaves makes the restarted node sit that round out."""
-    configs = create_testnet(tmp_path / "net", N, rounds=3, seed=1,
-                             dataset=mldata.DatasetSpec(name="breast_cancer", seed=1),
-                             split=mldata.SplitSpec(kind="iid"))
-    cfg = load_node_config(configs[ME])
-    genesis = load_genesis(cfg.genesis_path)
-    plan = LearningPlan.from_genesis(genesis)
-    learner = Learner(plan, genesis.n, ME)
+    config_path = _member_config(tmp_path)
     started = []
-    for life in range(2):  # before and after a restart, on the same ledger directory
-        store = Store.open(cfg.db_path, genesis.chain_id)
-        d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, learner)
-        d.nursery = RecordingNursery()  # type: ignore[assignment]
-        d._prepare_next_round(1)
-        started.append((list(d.nursery.started), 1 in d.secure, 1 in d.sat_out))  # type: ignore[union-attr]
-        store.close()
+    for _life in range(2):  # before and after a restart, on the same ledger directory
+        with _running(config_path) as d:
+            d._prepare_next_round(1)
+            started.append((list(d.nursery.started), 1 in d.secure, 1 in d.sat_out))  # type: ignore[union-attr]
     assert started == [(["_submit"], True, False), ([], False, True)]
 
 
