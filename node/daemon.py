@@ -685,6 +685,10 @@ class Daemon:
                 sr.on_committed(event)
         elif isinstance(event, rc.PhaseClosed):
             self.phase_started[(event.round, self.settings.contract.phase_info(event.phase)[2])] = now
+            opened = self.round_opened_at.get(event.round)
+            logger.info("round %d: phase %s closed at height %d with %d members, %.2f s after the round opened",
+                        event.round, event.phase, event.height, len(event.members),
+                        now - opened if opened is not None else math.nan)
             if event.phase == "validate":
                 logger.info("round %d: validation accepted %s, rejected %s", event.round, list(event.members),
                             list(self.contract.state.rejected))
@@ -843,6 +847,9 @@ class Daemon:
         digest = hashlib.sha256(blob).digest()
         self._keep_update_blob(digest, blob)
         await self._send_to_all("blob", round_id, blob)
+        opened = self.round_opened_at.get(round_id)
+        logger.info("round %d: update sent to every peer, %.2f s after the round opened", round_id,
+                    time.monotonic() - opened if opened is not None else math.nan)
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
                         self.identity.sign)
         await self._submit([SubmitTx(tx)], round_id)
