@@ -28,7 +28,16 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
-committed; it must name the current global model. `open`, `close`, `result` and `abort` [reason] are
+committed; it must name the current global model.
+
+**The next round's key phases run ahead** (secure modes). While round r is open, blocks may also carry round
+r + 1's `sa` AdvertiseKeys from every member, then `close` ["keys"] for r + 1, then its `sa` ShareKeys
+from that U1 and `close` ["shares"] for r + 1 (`ContractState.ahead_*`). Neither phase depends on the
+model, so they need no block of their own: the primary adds them to the blocks round r commits anyway, and
+round r + 1 opens in its inputs phase, its members masking as soon as they have trained. A phase ahead
+closes only with every expected member (no deadline runs before a round opens); whatever is incomplete
+when r + 1 opens carries over as that round's own keys or shares phase, under the usual deadlines. An
+`open` naming participants other than every member discards the phases ahead. `open`, `close`, `result` and `abort` [reason] are
 authored by the block's proposer. A `close` or `result` that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
@@ -218,12 +227,20 @@ class ContractState:
     """How many rounds each member's update was rejected by validation (the ledger's flag)."""
     outcomes: list[RoundOutcome] = field(default_factory=list)
     height: int = 0
+    ahead_phase: str = ""
+    """Round `round + 1`'s key phase running ahead: "keys", "shares", "inputs" once both closed, "" none."""
+    ahead_inputs: dict[int, bytes] = field(default_factory=dict)
+    """The committed `sa` messages of the phase running ahead, by author."""
+    ahead_u1: tuple[int, ...] = ()
+    ahead_u2: tuple[int, ...] = ()
 
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
                              u1=self.u1, digests=dict(self.digests), weights=dict(self.weights), rejected=self.rejected,
-                             rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height)
+                             rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
+                             ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
+                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2)
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -393,6 +410,37 @@ class Contract:
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
                 and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count()))  # type: ignore[arg-type]
 
+    def tx_valid_ahead(self, tx: Tx) -> bool:
+        """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
+        that round's key phases running ahead (cheap checks, like `tx_valid_now`)."""
+        s = self.state
+        return (self._ahead_open() and tx.round == s.round + 1 and tx.kind == "sa"
+                and tx.author in self._ahead_expected() and tx.author not in s.ahead_inputs
+                and sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.ahead_phase].TAG)  # type: ignore[arg-type]
+
+    def ahead_complete(self) -> bool:
+        """Whether the phase running ahead holds every expected member's message, so it may close."""
+        s = self.state
+        return self._ahead_open() and set(s.ahead_inputs) == set(self._ahead_expected())
+
+    def committed_sa_messages(self, round_id: int) -> list[tuple[int, bytes]]:
+        """The `sa` messages already committed in `round_id`'s current key phase (running ahead or not), by
+        author: what a node that prepares for the round only now must be told, as if it had seen them
+        committed (a node that restarted, or caught up, after some members' keys went ahead)."""
+        s = self.state
+        if round_id == s.round + 1 and self._ahead_open():
+            return sorted(s.ahead_inputs.items())
+        if round_id == s.round and s.open and s.phase in SA_MESSAGE_OF_PHASE:
+            return sorted((a, m) for a, (m, _) in s.inputs.items())  # type: ignore[misc]
+        return []
+
+    def _ahead_open(self) -> bool:
+        return self.params.secure and self.state.open and self.state.ahead_phase in SA_MESSAGE_OF_PHASE
+
+    def _ahead_expected(self) -> tuple[int, ...]:
+        s = self.state
+        return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+
     def _statistics_count(self) -> int:
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
         return len(self.state.expected) * (len(self.state.expected) + 1) // 2
@@ -441,6 +489,8 @@ class Contract:
             if len(participants) < self.min_members:  # type: ignore[arg-type]
                 raise TxError("too few participants to ever complete the round")
             return []
+        if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
+            return self._validate_ahead(tx)
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
@@ -456,9 +506,24 @@ class Contract:
             why = "a second input" if tx.author in s.inputs else "not expected"
             raise TxError(f"{tx.kind} from member {tx.author} for round {tx.round}: {why} in phase {s.phase}")
         if tx.kind == "sa":
-            self._check_sa_message(tx)
+            self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
         if tx.kind == "stats":
             self._check_statistics(tx)
+        return []
+
+    def _validate_ahead(self, tx: Tx) -> list[Check]:
+        """The next round's key phases, while this round is open (module doc)."""
+        s = self.state
+        if tx.kind == "close":
+            if tx.fields[0] != s.ahead_phase:
+                raise TxError(f"close {tx.fields[0]!r} for round {tx.round}, whose phase ahead is {s.ahead_phase}")
+            if not self.ahead_complete():
+                raise TxError(f"phase {s.ahead_phase} of round {tx.round} closes ahead only with every member")
+            return []
+        if not self.tx_valid_ahead(tx):
+            why = "a second input" if tx.author in s.ahead_inputs else "not expected"
+            raise TxError(f"sa from member {tx.author} for round {tx.round}: {why} in phase {s.ahead_phase} ahead")
+        self._check_sa_message(tx, tx.round, tuple(range(self.params.n)), s.ahead_phase, s.ahead_u1)
         return []
 
     def _check_statistics(self, tx: Tx) -> None:
@@ -489,10 +554,10 @@ class Contract:
             checks.append(DeadlineCheck(tx.round, s.phase))
         return checks
 
-    def _check_sa_message(self, tx: Tx) -> None:
-        s, p = self.state, self.params
-        config = p.round_config(s.round, s.participants)
-        key = (tx.fields[0], s.round, s.participants)
+    def _check_sa_message(self, tx: Tx, round_id: int, participants: tuple[int, ...], phase: str,
+                          u1: tuple[int, ...]) -> None:
+        config = self.params.round_config(round_id, participants)
+        key = (tx.fields[0], round_id, participants)
         try:
             message = self._sa_verified.get(key)  # type: ignore[arg-type]
             if message is None:
@@ -501,21 +566,44 @@ class Contract:
                 if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
                     self._sa_verified.clear()
                 self._sa_verified[key] = message  # type: ignore[index]
-            if type(message) is not SA_MESSAGE_OF_PHASE[s.phase] or message.sender != tx.author + 1:
-                raise TxError(f"sa tx carries the wrong message for phase {s.phase}")
+            if type(message) is not SA_MESSAGE_OF_PHASE[phase] or message.sender != tx.author + 1:
+                raise TxError(f"sa tx carries the wrong message for phase {phase}")
             if isinstance(message, sam.ShareKeys):
-                check_bundle_recipients(message, frozenset(i + 1 for i in s.u1))
+                check_bundle_recipients(message, frozenset(i + 1 for i in u1))
         except ProtocolViolation as exc:
             raise TxError(f"invalid secure-aggregation message from member {tx.author}: {exc}") from None
 
     # ------------------------------------------------------------------ transitions
 
+    def _apply_ahead(self, tx: Tx, height: int) -> list[Event]:
+        s = self.state
+        if tx.kind == "sa":
+            s.ahead_inputs[tx.author] = tx.fields[0]  # type: ignore[assignment]
+            return [SecAggCommitted(tx.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
+        members = tuple(sorted(s.ahead_inputs))
+        closed = PhaseClosed(tx.round, s.ahead_phase, members, (), height)
+        if s.ahead_phase == "keys":
+            s.ahead_u1, s.ahead_phase = members, "shares"
+        else:
+            s.ahead_u2, s.ahead_phase = members, "inputs"
+        s.ahead_inputs = {}
+        return [closed]
+
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
+        if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
+            return self._apply_ahead(tx, height)
         if tx.kind == "open":
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
+            if s.ahead_phase and s.participants == tuple(range(p.n)):
+                # The key phases that ran ahead become this round's: it opens in the first incomplete one.
+                s.phase = s.ahead_phase
+                s.u1 = s.ahead_u1
+                s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
+                s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
+            s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]

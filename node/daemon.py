@@ -686,9 +686,12 @@ class Daemon:
         elif isinstance(event, rc.PhaseClosed):
             self.phase_started[(event.round, self.settings.contract.phase_info(event.phase)[2])] = now
             opened = self.round_opened_at.get(event.round)
-            logger.info("round %d: phase %s closed at height %d with %d members, %.2f s after the round opened",
-                        event.round, event.phase, event.height, len(event.members),
-                        now - opened if opened is not None else math.nan)
+            if opened is None:
+                logger.info("round %d: phase %s closed ahead at height %d with %d members", event.round,
+                            event.phase, event.height, len(event.members))
+            else:
+                logger.info("round %d: phase %s closed at height %d with %d members, %.2f s after the round "
+                            "opened", event.round, event.phase, event.height, len(event.members), now - opened)
             if event.phase == "validate":
                 logger.info("round %d: validation accepted %s, rejected %s", event.round, list(event.members),
                             list(self.contract.state.rejected))
@@ -768,10 +771,12 @@ class Daemon:
             return
         self.store.put_sync(marker, b"")
         opened = rc.RoundOpened(round_id, participants, b"", 0)
-        self.secure[round_id] = SecureRound(
+        sr = self.secure[round_id] = SecureRound(
             self.settings.contract, opened, self.index, self.identity.sign, self.genesis.verify,
             SeededRandomBytes(os.urandom(32)), self.quant, self.settings.validation)
-        self.nursery.start_soon(self._submit, self.secure[round_id].start(), round_id)
+        for author, message in self.contract.committed_sa_messages(round_id):  # peers' keys already committed
+            sr.on_committed(rc.SecAggCommitted(round_id, author, message))
+        self.nursery.start_soon(self._submit, sr.start(), round_id)
 
     def _prepare_next_round(self, round_id: int) -> None:
         """Advertise our keys for the next round while this one runs, so the primary can open it and close
@@ -1242,7 +1247,8 @@ class Daemon:
         One block may carry several phases when their inputs are all at hand: a round's `result`, the next
         round's `open`, and that round's key advertisements (which members submit ahead, see
         `_prepare_next_round`) with the `close` of the keys phase. Every block saved is one PBFT commit
-        less on the round's critical path.
+        less on the round's critical path. In secure modes every block of an open round also carries what
+        the next round's key phases have ready (`_ahead_txs`), so that round opens ready for masked inputs.
         """
         if self.contract.finished:
             return None
@@ -1261,7 +1267,26 @@ class Daemon:
                 break
         if self._hold_for_statistics(shadow, txs):
             return None
-        return txs or None
+        return txs + self._ahead_txs(shadow) if txs else None
+
+    def _ahead_txs(self, shadow: rc.Contract) -> list[bytes]:
+        """The next round's pending `sa` transactions, and the `close` of its phase ahead once complete.
+
+        They only ride along in blocks the open round commits anyway: they never make the primary owe a
+        block (`_work_pending`), and whatever is missing when the next round opens is that round's own
+        phase then (contract module doc).
+        """
+        candidates = [tx for tx in self.mempool.values() if shadow.tx_valid_ahead(tx)]
+        valid, invalid = shadow.admissible(candidates)
+        for tx, exc in invalid:
+            self._drop_tx(tx, exc)
+        shadow.extend(valid, self.index)
+        out = [tx.raw for tx in valid]
+        if shadow.ahead_complete():
+            close = self._my_tx("close", shadow.state.round + 1, [shadow.state.ahead_phase])
+            shadow.extend([shadow.parse(close)], self.index)
+            out.append(close)
+        return out
 
     def _hold_for_statistics(self, shadow: rc.Contract, txs: list[bytes]) -> bool:
         """Whether to wait before proposing `txs`, which close the sketch phase with every U3 member as V

@@ -39,10 +39,10 @@ L = 50
 
 
 class Cluster:
-    def __init__(self, n: int, seed: int, validate: bool = False) -> None:
+    def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1) -> None:
         self.n = n
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
-        self.params = rc.ContractParams(CHAIN, n, rounds=1, initial_model_hash=b"\x00" * 32, min_updates=3,
+        self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=L + 1,
                                         validate=validate,
                                         validation_degree=1)
@@ -52,6 +52,8 @@ class Cluster:
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.rounds: dict[int, SecureRound] = {}
+        self.next_rounds: dict[int, SecureRound] = {}
+        """Each node's SecureRound for the round after the open one, if it prepared it (its keys ahead)."""
         self.mempool: list[bytes] = []
         self.wire: dict[int, list[bytes]] = {i: [] for i in range(n)}  # bytes each node received from others
         self.height = 0
@@ -93,7 +95,8 @@ class Cluster:
     def commit(self, *extra: bytes) -> None:
         """Commit a block of the pending valid txs plus `extra`, applying it at every live node."""
         contract = self.contracts[min(self.alive)]
-        txs = [raw for raw in self.mempool if contract.tx_valid_now(contract.parse(raw))] + list(extra)
+        txs = [raw for raw in self.mempool if contract.tx_valid_now(contract.parse(raw))]
+        txs += [raw for raw in self.mempool if contract.tx_valid_ahead(contract.parse(raw))] + list(extra)
         self.mempool = [raw for raw in self.mempool if raw not in txs]
         self.height += 1
         block = Block(CHAIN, self.height, CHAIN, 0, 0, tuple(txs))
@@ -104,19 +107,37 @@ class Cluster:
 
     def on_event(self, i: int, event: rc.Event) -> None:
         if isinstance(event, rc.RoundOpened):
+            if i in self.next_rounds and self.next_rounds[i].round == event.round:
+                self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `Daemon._prepare_next_round`
+                return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+            for author, message in self.contracts[i].committed_sa_messages(event.round):  # as `Daemon`
+                self.rounds[i].on_committed(rc.SecAggCommitted(event.round, author, message))
             self.emit(i, self.rounds[i].start())
         elif isinstance(event, rc.SecAggCommitted):
-            self.rounds[i].on_committed(event)
+            self.round_of(i, event.round).on_committed(event)
         elif isinstance(event, rc.PhaseClosed):
             try:
-                self.emit(i, self.rounds[i].on_phase_closed(event))
+                self.emit(i, self.round_of(i, event.round).on_phase_closed(event))
             except RoundAborted as exc:  # as `Daemon._advance_secure`: this node is out of the round
                 self.left[i] = str(exc)
 
-    def tx(self, kind: str, fields: list[object]) -> bytes:
-        return rc.make_tx(CHAIN, kind, 0, 1, fields, self.sign(0))
+    def round_of(self, i: int, round_id: int) -> SecureRound:
+        ahead = self.next_rounds.get(i)
+        return ahead if ahead is not None and ahead.round == round_id else self.rounds[i]
+
+    def prepare_next_round(self, i: int, round_id: int) -> None:
+        """Node i advertises its keys for `round_id` while the round before it is open."""
+        opened = rc.RoundOpened(round_id, tuple(range(self.n)), b"", 0)
+        self.next_rounds[i] = SecureRound(self.params, opened, i, self.sign(i), self.verify,
+                                          SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+        for author, message in self.contracts[i].committed_sa_messages(round_id):
+            self.next_rounds[i].on_committed(rc.SecAggCommitted(round_id, author, message))
+        self.emit(i, self.next_rounds[i].start())
+
+    def tx(self, kind: str, fields: list[object], round_id: int = 1) -> bytes:
+        return rc.make_tx(CHAIN, kind, 0, round_id, fields, self.sign(0))
 
     def mask_updates(self, updates: dict[int, np.ndarray], weights: dict[int, float] | None = None) -> None:
         """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples; the
@@ -464,3 +485,85 @@ def test_a_node_restarted_after_advertising_its_keys_stays_out_instead_of_aborti
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in range(n) if i != restarted], axis=0)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
     assert "left round 1" in c.left[restarted]
+
+
+def _finish_round_one(c: Cluster, updates: dict[int, np.ndarray]) -> np.ndarray:
+    """Round 1's masked inputs, the close of its inputs phase and every node's unmasked sum."""
+    for i in sorted(c.alive):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    return np.sum([c.weighting.vector(updates[i], 50) for i in sorted(c.alive)], axis=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_next_rounds_key_phases_run_ahead_so_it_opens_ready_for_masked_inputs(seed: int) -> None:
+    """Round 2's keys and shares are committed in round 1's blocks; round 2 opens in its inputs phase, every
+    member masks at once, and every node unmasks exactly the sum of round 2's vectors."""
+    n = 5
+    c = Cluster(n, 30 + seed, rounds=2)
+    rng = np.random.default_rng(seed)
+    first = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    second = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(first)
+    for i in range(n):
+        c.prepare_next_round(i, 2)
+    contract = c.contracts[0]
+    adverts = [raw for raw in c.mempool if contract.parse(raw).round == 2]
+    assert len(adverts) == n and not any(contract.tx_valid_now(contract.parse(raw)) for raw in adverts)
+    c.commit(c.tx("close", ["inputs"]), c.tx("close", ["keys"], round_id=2))  # round 1's block, round 2's keys
+    assert contract.state.phase == "unmask" and contract.state.ahead_phase == "shares"
+    shares = [raw for raw in c.mempool if contract.parse(raw).round == 2]
+    assert len(shares) == n  # every member dealt round 2's shares as the block committed
+    expected_first = np.sum([c.weighting.vector(first[i], 50) for i in range(n)], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None and np.allclose(total, expected_first, atol=n / c.quant.scale)
+    height = c.height
+    c.commit(c.tx("close", ["shares"], round_id=2),
+             c.tx("result", [list(range(n)), hashlib.sha256(b"m1").digest()]),
+             c.tx("open", [hashlib.sha256(b"m1").digest(), list(range(n))], round_id=2))
+    assert c.height == height + 1
+    state = contract.state
+    assert (state.round, state.phase, state.expected, state.u1) == (2, "inputs", tuple(range(n)), tuple(range(n)))
+    assert state.ahead_phase == "keys" and not c.mempool
+    for i in range(n):
+        out = c.rounds[i].set_update(c.weighting.vector(second[i], 50))
+        assert len(out) == 2  # masked at once: the masked vector and its input tx
+        c.emit(i, out)
+    c.commit(c.tx("close", ["inputs"], round_id=2))
+    expected = np.sum([c.weighting.vector(second[i], 50) for i in range(n)], axis=0)
+    for i in range(n):
+        total = c.rounds[i].try_sum(deadline_passed=False)
+        assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale), f"seed {seed}, node {i}"
+
+
+def test_an_incomplete_phase_ahead_never_closes_and_carries_over_into_the_opened_round() -> None:
+    """Member 3 did not advertise ahead (it restarted, say): no block may close round 2's keys early, since
+    no deadline runs before a round opens; round 2 opens in its keys phase with the four committed
+    advertisements, and completes once member 3 advertises."""
+    n, late = 5, 3
+    c = Cluster(n, 40, rounds=2)
+    rng = np.random.default_rng(40)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    for i in range(n):
+        if i != late:
+            c.prepare_next_round(i, 2)
+    contract = c.contracts[0]
+    early_close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, tuple(
+        [raw for raw in c.mempool if contract.tx_valid_ahead(contract.parse(raw))] + [c.tx("close", ["keys"], 2)]))
+    with pytest.raises(rc.TxError, match="only with every member"):
+        contract.check_block(early_close)
+    c.commit(c.tx("close", ["inputs"]))
+    assert contract.state.ahead_phase == "keys" and set(contract.state.ahead_inputs) == set(range(n)) - {late}
+    second = SecureRound(c.params, rc.RoundOpened(2, tuple(range(n)), b"", 0), 0, c.sign(0), c.verify,
+                         SeededRandomBytes(os.urandom(32)), c.quant, c.setup).start()[0]
+    assert isinstance(second, SubmitTx)
+    with pytest.raises(rc.TxError, match="a second input in phase keys ahead"):  # member 0 advertising twice
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (second.raw,)))
+    c.commit(c.tx("result", [list(range(n)), hashlib.sha256(b"m1").digest()]),
+             c.tx("open", [hashlib.sha256(b"m1").digest(), list(range(n))], round_id=2))
+    state = contract.state
+    assert (state.round, state.phase, set(state.inputs)) == (2, "keys", set(range(n)) - {late})
+    assert [contract.parse(raw).author for raw in c.mempool] == [late]  # it advertised as the round opened
+    c.commit(c.tx("close", ["keys"], round_id=2))
+    assert contract.state.phase == "shares" and contract.state.u1 == tuple(range(n))
+    c.commit(c.tx("close", ["shares"], round_id=2))
+    assert contract.state.phase == "inputs" and contract.state.expected == tuple(range(n))
