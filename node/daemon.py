@@ -289,6 +289,8 @@ class Daemon:
         self.contract = rc.Contract(self.settings.contract, genesis.verify)
         self.metrics = Metrics()
         self.models: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.aggregated: dict[tuple[int, bytes, tuple[tuple[int, bytes, int], ...]], bytes] = {}
+        """AggregateCheck (round, global model, included) -> the new model's hash, for the last few rounds."""
         self.update_blobs: OrderedDict[bytes, bytes] = OrderedDict()
         self.masked: OrderedDict[bytes, bytes] = OrderedDict()
         self.secure: dict[int, SecureRound] = {}
@@ -702,9 +704,11 @@ class Daemon:
                 return
             if sr is not None:
                 self.nursery.start_soon(self._submit, self._advance_secure(sr, event), event.round)
+            if self.settings.contract.phase_info(event.phase)[2] == "unmask" and self.contract.state.round == event.round:
+                self.nursery.start_soon(self._precompute_aggregate, event)
         else:
             self.secure.pop(event.round, None)
-            self.nursery.start_soon(self._finish_round, event)
+            self.nursery.start_soon(self._finish_round, event, now)
 
     def _maybe_crash(self) -> None:
         """Fault injection (config `behaviour.crash_after_input_round`): once our masked input of that round
@@ -807,17 +811,25 @@ class Daemon:
                            None if violation.sender is None else violation.sender - 1, violation)
         sr.violations.clear()
 
-    async def _finish_round(self, outcome: rc.RoundOutcome) -> None:
+    async def _finish_round(self, outcome: rc.RoundOutcome, committed: float) -> None:
+        """Store and evaluate the round's model; record it. `committed`: monotonic time the outcome was applied.
+
+        `round_s` runs from the round's open to the end of this evaluation, `commit_s` to the commit only;
+        `committed_at` (Unix time) lets benchmarks take the period between consecutive rounds' commits.
+        """
+        committed_at = time.time() - (time.monotonic() - committed)
         vec = await self._model(outcome.model_hash)
         if self.store.blob(outcome.model_hash) is None:
             self.store.put_blob(vector_bytes(vec))
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         opened = self.round_opened_at.get(outcome.round)
         wall_s = time.monotonic() - opened if opened is not None else math.nan
+        commit_s = committed - opened if opened is not None else math.nan
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
                                  "accuracy": result.accuracy,
                                  "loss": result.loss, "height": outcome.height, "round_s": wall_s,
+                                 "commit_s": commit_s, "committed_at": committed_at,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
         logger.info("round %d %s: %d inputs, accuracy %.4f, height %d", outcome.round,
@@ -925,6 +937,8 @@ class Daemon:
             self.metrics.rejected.labels("stale_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()
+        if digest not in self.mempool:
+            logger.debug("mempool: %s tx of member %d for round %d", tx.kind, tx.author, tx.round)
         self.mempool[digest] = tx
         self.mempool_arrival.setdefault(digest, time.monotonic())
 
@@ -1160,7 +1174,11 @@ class Daemon:
         return True
 
     async def _aggregate(self, check: rc.AggregateCheck, wait_s: float) -> bytes | None:
-        """Compute the round's new global model from its inputs; remember it; return its hash."""
+        """Compute the round's new global model from its inputs; remember it; return its hash (computed once
+        per check: the primary proposing, a replica checking and `_precompute_aggregate` share it)."""
+        key = (check.round, check.global_model_hash, check.included)
+        if (known := self.aggregated.get(key)) is not None and known in self.models:
+            return known
         global_vec = await self._model(check.global_model_hash)
         if self.settings.contract.secure:
             total = await self._secure_sum(check, wait_s)
@@ -1172,7 +1190,17 @@ class Daemon:
             new_vec = apply_sum(global_vec, total)
         except ValueError:
             return None
-        return self._remember_model(new_vec)
+        self.aggregated[key] = digest = self._remember_model(new_vec)
+        while len(self.aggregated) > 8:
+            del self.aggregated[next(iter(self.aggregated))]
+        return digest
+
+    async def _precompute_aggregate(self, event: rc.PhaseClosed) -> None:
+        """The unmask phase began (the survivors are fixed): unmask as soon as the reveals are in, so that
+        when the primary's `result` arrives this replica votes at once instead of unmasking only then."""
+        check = rc.AggregateCheck(event.round, self.contract.state.model_hash,
+                                  tuple((a, d, 0) for a, d in event.digests), b"")
+        await self._aggregate(check, wait_s=self.settings.phase_deadline_s)
 
     async def _plain_sum(self, check: rc.AggregateCheck) -> np.ndarray | None:
         """The float64 sum of the included update vectors, added one by one in ledger order (the order fixes

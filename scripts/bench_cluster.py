@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import os
@@ -96,6 +97,8 @@ class Run:
     load_start: float
     load_end: float
     extra: dict[str, Any] = field(default_factory=dict)
+    period_s: list[float] = field(default_factory=list)
+    """Seconds between consecutive committed rounds' commits (rounds 2..): what each round adds to a run."""
 
     def per_round(self, key: str) -> float:
         """Median over nodes of a cumulative phase_s entry divided by the number of committed rounds."""
@@ -178,12 +181,14 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
     first = final[0]
     committed = [e for e in first["evaluations"] if e.get("committed") and "round_s" in e]
     latencies = [ms for s in final for ms in s.get("commit_latency_ms", [])]
+    commits = sorted(e["committed_at"] for e in first["evaluations"] if e.get("committed") and "committed_at" in e)
     return Run(setup, first_block_s, first_round_s, wall_s, [e["round_s"] for e in committed],
                [s["phase_s"] for s in final], [s["bytes_sent"] for s in final], latencies, load_start,
                os.getloadavg()[0],
                {"accuracy": committed[-1]["accuracy"] if committed else None,
                 "views": [s["view"] for s in final], "cpu_after_first_block_s": cpu_after_first_block,
-                "heights": [s["height"] for s in final], "heads_equal": len({s["head_hash"] for s in final}) == 1})
+                "heights": [s["height"] for s in final], "heads_equal": len({s["head_hash"] for s in final}) == 1},
+               [b - a for a, b in itertools.pairwise(commits)])
 
 
 def read_profiles(directory: Path) -> Counter[tuple[str, ...]]:
@@ -218,6 +223,7 @@ def run_repeated(setups: list[Setup], repeats: int, root: Path, *, keep: bool = 
                       + profile_summary(stacks, top=25), file=sys.stderr, flush=True)
             results[setup].append(run)
             print(f"      first block {run.first_block_s:.2f}s, round_s {[round(x, 2) for x in run.round_s]}, "
+                  f"period_s {[round(x, 2) for x in run.period_s]}, "
                   f"wall {run.wall_s:.1f}s, load {run.load_start:.2f}->{run.load_end:.2f}", file=sys.stderr,
                   flush=True)
             if not keep:
@@ -251,6 +257,7 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
         "first_round_s": med([r.first_round_s for r in runs]),
         "round1_s": med([r.round_s[0] for r in runs if r.round_s]),
         "round_s": round_median(runs),
+        "period_s": med([x for r in runs for x in r.period_s]),
         "training_s": med([r.per_round("training") for r in runs]),
         "masking_s": med([r.per_round("masking") for r in runs]),
         "transfer_s": med([r.per_round("transfer") for r in runs]),
@@ -316,12 +323,15 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
         plain, secure = (summary_row(results[s]) for s in pair)
         ratio = secure["round_s"] / plain["round_s"]
+        period_ratio = secure["period_s"] / plain["period_s"]
         bytes_ratio = secure["bytes_per_node_round"] / plain["bytes_per_node_round"]
         model_bytes = {"plain": plain["bytes_by_kind_per_node_round"].get("blob", 0),
                        "secure": secure["bytes_by_kind_per_node_round"].get("masked", 0)}
         print(f"\n{pair[1].label()} vs plain ({args.repeats} repeats interleaved, median; load "
               f"{plain['load']} / {secure['load']})\n"
-              f"  round wall time: plain {plain['round_s']:.2f}s, secure {secure['round_s']:.2f}s, "
+              f"  round period (commit to next commit): plain {plain['period_s']:.2f}s, secure "
+              f"{secure['period_s']:.2f}s, ratio {period_ratio:.2f}\n"
+              f"  round wall time (open to evaluated): plain {plain['round_s']:.2f}s, secure {secure['round_s']:.2f}s, "
               f"ratio {ratio:.2f}  (round 1: {plain['round1_s']:.2f}s / {secure['round1_s']:.2f}s)\n"
               f"  bytes sent per node per round: plain {plain['bytes_per_node_round']:,.0f}, secure "
               f"{secure['bytes_per_node_round']:,.0f}, ratio {bytes_ratio:.3f}\n"
@@ -333,7 +343,8 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
               f"secure {secure['cpu_per_node_round_s']:.2f}s; of which training plain {plain['training_cpu_s']:.2f}s, "
               f"secure {secure['training_cpu_s']:.2f}s; max view plain {plain['max_view']}, secure "
               f"{secure['max_view']}", file=sys.stderr)
-        out.append({"nodes": n, "plain": plain, "secure": secure, "round_ratio": ratio, "bytes_ratio": bytes_ratio})
+        out.append({"nodes": n, "plain": plain, "secure": secure, "round_ratio": ratio, "period_ratio": period_ratio,
+                    "bytes_ratio": bytes_ratio})
     return {"secure_vs_plain": out}
 
 

@@ -114,7 +114,8 @@ class MaskedInput(_MessageBase):
     TAG: ClassVar[int] = 3
     round_id: int
     sender: int
-    masked: bytes
+    masked: bytes | memoryview
+    """Built by this node: bytes. Decoded: a read-only view into the received encoding (no 4 MB copy)."""
     signature: bytes = b""
     masked_sha256: bytes = field(init=False, repr=False, compare=False)
     """Hashed once at construction: signing, verifying and committing all need it."""
@@ -178,6 +179,8 @@ def decode(data: bytes, limits: Limits) -> Message:
     """Parse and fully validate one message, or raise MalformedMessage."""
     if len(data) > limits.max_message_bytes:
         raise MalformedMessage(f"message of {len(data)} bytes exceeds {limits.max_message_bytes}")
+    if peek_tag(data) == MaskedInput.TAG:
+        return _decode_masked_input(data, limits)
     try:
         items = msgpack.unpackb(
             data,
@@ -193,6 +196,40 @@ def decode(data: bytes, limits: Limits) -> Message:
     if not _is_encoding_of(message, data):
         raise MalformedMessage("non-canonical encoding")
     return message
+
+
+def _decode_masked_input(data: bytes, limits: Limits) -> MaskedInput:
+    """A masked input, its vector a view of `data` rather than a copy (a node receives N - 1 per round).
+
+    Its encoding has a fixed layout: [tag, round_id, sender, vector, signature] with the vector exactly
+    4 * vector_length bytes. msgpack parses only the few bytes before the vector and the signature after
+    it; `_is_encoding_of` then requires those bytes to be exactly the canonical head and tail, so `data` is
+    the one encoding of the message, as for every other message.
+    """
+    length = 4 * limits.vector_length
+    header = _bin_header(length)
+    start = len(data) - _SIGNATURE_TAIL_BYTES - length
+    head_end = start - len(header)
+    if head_end < 2 or data[0] != 0x95 or data[head_end:start] != header:
+        raise MalformedMessage("not a masked input of this round's vector length")
+    try:
+        _tag, round_id, sender = msgpack.unpackb(b"\x93" + data[1:head_end], max_str_len=0, max_bin_len=0,
+                                                 max_array_len=3, max_map_len=0, max_ext_len=0)
+        signature = msgpack.unpackb(data[start + length:], max_bin_len=SIGNATURE_BYTES, max_str_len=0,
+                                    max_array_len=0, max_map_len=0, max_ext_len=0)
+    except Exception as error:  # as in `decode`
+        raise MalformedMessage(f"masked input head or tail is not msgpack: {type(error).__name__}") from error
+    _check_int(round_id, 0, MAX_ROUND_ID, "round_id")
+    _check_int(sender, 1, limits.max_participant_id, "sender")
+    _check_bytes(signature, SIGNATURE_BYTES, SIGNATURE_BYTES, "signature")
+    message = MaskedInput(round_id, sender, memoryview(data)[start:start + length], signature)  # type: ignore[arg-type]
+    if not _is_encoding_of(message, data):
+        raise MalformedMessage("non-canonical encoding")
+    return message
+
+
+_SIGNATURE_TAIL_BYTES = 2 + SIGNATURE_BYTES
+"""A signature's msgpack encoding: bin 8 header (0xc4, 64) and the 64 bytes."""
 
 
 def _is_encoding_of(message: Message, data: bytes) -> bool:

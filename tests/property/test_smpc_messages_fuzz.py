@@ -142,3 +142,13 @@ def test_masked_input_with_a_widened_header_is_not_canonical(message: MaskedInpu
     data = head + b"".join(fields) + vector + signature
     assert msgpack.unpackb(data) == [message.TAG, message.round_id, message.sender, message.masked, message.signature]
     assert decode_or_typed_error(data) is None or data == encode(message)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.builds(MaskedInput, rounds, ids, st.binary(min_size=24, max_size=24), signatures))
+def test_a_decoded_masked_input_views_the_received_bytes_instead_of_copying_them(message: MaskedInput) -> None:
+    data = encode(message)
+    decoded = decode(data, LIMITS)
+    assert isinstance(decoded, MaskedInput) and decoded == message
+    assert isinstance(decoded.masked, memoryview) and decoded.masked.obj is data
+    assert decoded.masked_sha256 == message.masked_sha256 and decoded.digest() == message.digest()
