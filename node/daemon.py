@@ -708,7 +708,7 @@ class Daemon:
                 self.nursery.start_soon(self._precompute_aggregate, event)
         else:
             self.secure.pop(event.round, None)
-            self.nursery.start_soon(self._finish_round, event, now)
+            self.nursery.start_soon(self._finish_round, event, now, time.process_time())
 
     def _maybe_crash(self) -> None:
         """Fault injection (config `behaviour.crash_after_input_round`): once our masked input of that round
@@ -811,11 +811,13 @@ class Daemon:
                            None if violation.sender is None else violation.sender - 1, violation)
         sr.violations.clear()
 
-    async def _finish_round(self, outcome: rc.RoundOutcome, committed: float) -> None:
-        """Store and evaluate the round's model; record it. `committed`: monotonic time the outcome was applied.
+    async def _finish_round(self, outcome: rc.RoundOutcome, committed: float, cpu_s: float) -> None:
+        """Store and evaluate the round's model; record it. `committed`: monotonic time the outcome was applied;
+        `cpu_s`: this process's CPU time then.
 
         `round_s` runs from the round's open to the end of this evaluation, `commit_s` to the commit only;
-        `committed_at` (Unix time) lets benchmarks take the period between consecutive rounds' commits.
+        `committed_at` (Unix time) and `cpu_at_commit_s` let benchmarks take the period and the CPU between
+        consecutive rounds' commits.
         """
         committed_at = time.time() - (time.monotonic() - committed)
         vec = await self._model(outcome.model_hash)
@@ -829,7 +831,7 @@ class Daemon:
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
                                  "accuracy": result.accuracy,
                                  "loss": result.loss, "height": outcome.height, "round_s": wall_s,
-                                 "commit_s": commit_s, "committed_at": committed_at,
+                                 "commit_s": commit_s, "committed_at": committed_at, "cpu_at_commit_s": cpu_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
         logger.info("round %d %s: %d inputs, accuracy %.4f, height %d", outcome.round,

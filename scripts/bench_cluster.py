@@ -99,6 +99,8 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
     period_s: list[float] = field(default_factory=list)
     """Seconds between consecutive committed rounds' commits (rounds 2..): what each round adds to a run."""
+    round_cpu_s: list[float] = field(default_factory=list)
+    """CPU seconds of each node between consecutive commits (all nodes, rounds 2..): the steady-state cost."""
 
     def per_round(self, key: str) -> float:
         """Median over nodes of a cumulative phase_s entry divided by the number of committed rounds."""
@@ -188,7 +190,9 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
                {"accuracy": committed[-1]["accuracy"] if committed else None,
                 "views": [s["view"] for s in final], "cpu_after_first_block_s": cpu_after_first_block,
                 "heights": [s["height"] for s in final], "heads_equal": len({s["head_hash"] for s in final}) == 1},
-               [b - a for a, b in itertools.pairwise(commits)])
+               [b - a for a, b in itertools.pairwise(commits)],
+               [b - a for s in final for a, b in itertools.pairwise(
+                   [e["cpu_at_commit_s"] for e in s["evaluations"] if e.get("committed") and "cpu_at_commit_s" in e])])
 
 
 def read_profiles(directory: Path) -> Counter[tuple[str, ...]]:
@@ -258,6 +262,7 @@ def summary_row(runs: list[Run]) -> dict[str, Any]:
         "round1_s": med([r.round_s[0] for r in runs if r.round_s]),
         "round_s": round_median(runs),
         "period_s": med([x for r in runs for x in r.period_s]),
+        "round_cpu_s": med([x for r in runs for x in r.round_cpu_s]),
         "training_s": med([r.per_round("training") for r in runs]),
         "masking_s": med([r.per_round("masking") for r in runs]),
         "transfer_s": med([r.per_round("transfer") for r in runs]),
@@ -330,7 +335,8 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         print(f"\n{pair[1].label()} vs plain ({args.repeats} repeats interleaved, median; load "
               f"{plain['load']} / {secure['load']})\n"
               f"  round period (commit to next commit): plain {plain['period_s']:.2f}s, secure "
-              f"{secure['period_s']:.2f}s, ratio {period_ratio:.2f}\n"
+              f"{secure['period_s']:.2f}s, ratio {period_ratio:.2f}; CPU per node per round then: plain "
+              f"{plain['round_cpu_s']:.3f}s, secure {secure['round_cpu_s']:.3f}s\n"
               f"  round wall time (open to evaluated): plain {plain['round_s']:.2f}s, secure {secure['round_s']:.2f}s, "
               f"ratio {ratio:.2f}  (round 1: {plain['round1_s']:.2f}s / {secure['round1_s']:.2f}s)\n"
               f"  bytes sent per node per round: plain {plain['bytes_per_node_round']:,.0f}, secure "
