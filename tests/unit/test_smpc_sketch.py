@@ -38,3 +38,10 @@ def test_squared_norm_is_preserved_within_a_few_percent() -> None:
     x = np.random.default_rng(2).standard_normal(100_000)
     ratio = float(np.dot(sketch.apply(x), sketch.apply(x)) / np.dot(x, x))
     assert abs(ratio - 1) < 0.2, ratio  # relative std ~ 4.5% at k = 1000
+
+
+def test_buckets_match_the_definition_at_the_default_and_the_largest_widths() -> None:
+    for width in (1000, 2**31 - 1):
+        words = MaskGenerator(3000).expand(b"\x07" * 32).astype(np.int64)
+        expected = ((words >> 1) * width >> 31) + width * (1 - (words & 1))
+        assert np.array_equal(CountSketch(b"\x07" * 32, 3000, width).signed_buckets, expected), width
