@@ -1225,6 +1225,8 @@ class Daemon:
             return None
         deadline = time.monotonic() + wait_s
         while True:
+            if self.secure.get(check.round) is not sr:
+                return None  # the round ended (committed or aborted) while we waited
             late = self._phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
             try:
                 total = sr.try_sum(late and sr.enough_reveals)  # on this task: the machine is not thread-safe
