@@ -35,10 +35,13 @@ r + 1's `sa` AdvertiseKeys from every member, then `close` ["keys"] for r + 1, t
 from that U1 and `close` ["shares"] for r + 1 (`ContractState.ahead_*`). Neither phase depends on the
 model, so they need no block of their own: the primary adds them to the blocks round r commits anyway, and
 round r + 1 opens in its inputs phase, its members masking as soon as they have trained. A phase ahead
-closes only with every expected member (no deadline runs before a round opens); whatever is incomplete
-when r + 1 opens carries over as that round's own keys or shares phase, under the usual deadlines. An
-`open` naming participants other than every member discards the phases ahead. `open`, `close`, `result` and `abort` [reason] are
-authored by the block's proposer. A `close` or `result` that leaves out expected members, and any
+closes only with every expected member: a close without all of them needs a `DeadlineCheck`, which only an
+open round's phase gets. Whatever is incomplete when r + 1 opens carries over as that round's own keys or
+shares phase, under the usual rule; each replica's deadline clock for it started when the phase began,
+ahead (`Daemon.phase_started`), so a member that never sends its shares costs the wait only once. An
+`open` naming participants other than every member discards the phases ahead.
+
+`open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result` that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
 before voting. A primary that closes phases early gathers no quorum and is replaced by a view change.

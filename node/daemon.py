@@ -688,9 +688,9 @@ class Daemon:
         elif isinstance(event, rc.PhaseClosed):
             self.phase_started[(event.round, self.settings.contract.phase_info(event.phase)[2])] = now
             opened = self.round_opened_at.get(event.round)
-            if opened is None:
-                logger.info("round %d: phase %s closed ahead at height %d with %d members", event.round,
-                            event.phase, event.height, len(event.members))
+            if opened is None:  # ahead (a key phase of the next round), or opened before this process started
+                logger.info("round %d: phase %s closed%s at height %d with %d members", event.round, event.phase,
+                            " ahead" if event.phase in ("keys", "shares") else "", event.height, len(event.members))
             else:
                 logger.info("round %d: phase %s closed at height %d with %d members, %.2f s after the round "
                             "opened", event.round, event.phase, event.height, len(event.members), now - opened)
