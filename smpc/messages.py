@@ -206,6 +206,8 @@ def _decode_masked_input(data: bytes, limits: Limits) -> MaskedInput:
     it; `_is_encoding_of` then requires those bytes to be exactly the canonical head and tail, so `data` is
     the one encoding of the message, as for every other message.
     """
+    if not isinstance(data, bytes):
+        data = bytes(data)  # the vector will be a view: of immutable bytes only
     length = 4 * limits.vector_length
     header = _bin_header(length)
     start = len(data) - _SIGNATURE_TAIL_BYTES - length
