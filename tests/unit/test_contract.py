@@ -114,3 +114,13 @@ def test_aborted_round_is_retried_under_the_next_round_id() -> None:
     c.apply_block(block(2, 0, tx("abort", 0, 1, "deadline")))
     assert not c.finished and c.committed_rounds == 0
     assert c.check_block(block(3, 0, tx("open", 0, 2, M0, [0, 1, 2, 3]))) == []
+
+
+def test_plain_rounds_run_nothing_ahead() -> None:
+    """Key phases ahead exist only in secure modes: in a plain round a `close` for the next round is refused
+    and the contract keeps no state ahead."""
+    c = contract()
+    c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
+    assert c.state.ahead_phase == "" and c.committed_sa_messages(2) == []
+    with pytest.raises(rc.TxError, match="round 2, but round 1"):
+        c.check_block(block(2, 0, tx("close", 0, 2, "keys")))
