@@ -41,7 +41,8 @@ shares phase, under the usual rule; each replica's deadline clock for it started
 ahead (`Daemon.phase_started`), so a member that never sends its shares costs the wait only once. An
 `open` naming participants other than every member discards the phases ahead.
 
-`open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result` that leaves out expected members, and any
+`open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
+that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
 before voting. A primary that closes phases early gathers no quorum and is replaced by a view change.
@@ -236,6 +237,11 @@ class ContractState:
     """The committed `sa` messages of the phase running ahead, by author."""
     ahead_u1: tuple[int, ...] = ()
     ahead_u2: tuple[int, ...] = ()
+
+    def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
+        """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
+        for each survivor (the `included` of its `AggregateCheck`)."""
+        return tuple((a, self.digests[a], 0) for a in self.expected)
 
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
@@ -550,8 +556,7 @@ class Contract:
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
-            included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else \
-                tuple((a, s.digests[a], 0) for a in members)
+            included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else s.survivor_entries()
             checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1]))  # type: ignore[arg-type]
         if s.phase != "unmask" and len(members) < len(s.expected):
             checks.append(DeadlineCheck(tx.round, s.phase))

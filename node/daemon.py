@@ -499,6 +499,11 @@ class Daemon:
             self.proposing = True
             self.nursery.start_soon(self._propose)
 
+    def _since_open_s(self, round_id: int, now: float | None = None) -> float:
+        """Seconds since this process saw `round_id` open (NaN if it did not: ahead, or before a restart)."""
+        opened = self.round_opened_at.get(round_id)
+        return (time.monotonic() if now is None else now) - opened if opened is not None else math.nan
+
     def _phase_elapsed_s(self, round_id: int, phase: str) -> float:
         started = self.phase_started.get((round_id, phase))
         return -1.0 if started is None else time.monotonic() - started
@@ -647,9 +652,8 @@ class Daemon:
                 self.masked[out.digest] = out.message
                 self._masked_deliveries = 0
                 await self._send_to_all("masked", round_id, out.message)
-                opened = self.round_opened_at.get(round_id)
                 logger.info("round %d: masked input sent to every peer, %.2f s after the round opened", round_id,
-                            time.monotonic() - opened if opened is not None else math.nan)
+                            self._since_open_s(round_id))
         self._after_event()
 
     # ------------------------------------------------------------------ ledger delivery
@@ -687,13 +691,13 @@ class Daemon:
                 sr.on_committed(event)
         elif isinstance(event, rc.PhaseClosed):
             self.phase_started[(event.round, self.settings.contract.phase_info(event.phase)[2])] = now
-            opened = self.round_opened_at.get(event.round)
-            if opened is None:  # ahead (a key phase of the next round), or opened before this process started
+            since_open = self._since_open_s(event.round, now)
+            if math.isnan(since_open):  # ahead (a key phase of the next round), or opened before a restart
                 logger.info("round %d: phase %s closed%s at height %d with %d members", event.round, event.phase,
                             " ahead" if event.phase in ("keys", "shares") else "", event.height, len(event.members))
             else:
                 logger.info("round %d: phase %s closed at height %d with %d members, %.2f s after the round "
-                            "opened", event.round, event.phase, event.height, len(event.members), now - opened)
+                            "opened", event.round, event.phase, event.height, len(event.members), since_open)
             if event.phase == "validate":
                 logger.info("round %d: validation accepted %s, rejected %s", event.round, list(event.members),
                             list(self.contract.state.rejected))
@@ -704,8 +708,11 @@ class Daemon:
                 return
             if sr is not None:
                 self.nursery.start_soon(self._submit, self._advance_secure(sr, event), event.round)
-            if self.settings.contract.phase_info(event.phase)[2] == "unmask" and self.contract.state.round == event.round:
-                self.nursery.start_soon(self._precompute_aggregate, event)
+            s = self.contract.state
+            if (self.settings.contract.phase_info(event.phase)[2] == "unmask" and s.open and s.round == event.round
+                    and s.phase == "unmask"):
+                self.nursery.start_soon(self._precompute_aggregate,
+                                        rc.AggregateCheck(s.round, s.model_hash, s.survivor_entries(), b""))
         else:
             self.secure.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event, now, time.process_time())
@@ -824,14 +831,13 @@ class Daemon:
         if self.store.blob(outcome.model_hash) is None:
             self.store.put_blob(vector_bytes(vec))
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
-        opened = self.round_opened_at.get(outcome.round)
-        wall_s = time.monotonic() - opened if opened is not None else math.nan
-        commit_s = committed - opened if opened is not None else math.nan
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
                                  "accuracy": result.accuracy,
-                                 "loss": result.loss, "height": outcome.height, "round_s": wall_s,
-                                 "commit_s": commit_s, "committed_at": committed_at, "cpu_at_commit_s": cpu_s,
+                                 "loss": result.loss, "height": outcome.height,
+                                 "round_s": self._since_open_s(outcome.round),
+                                 "commit_s": self._since_open_s(outcome.round, committed),
+                                 "committed_at": committed_at, "cpu_at_commit_s": cpu_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
         logger.info("round %d %s: %d inputs, accuracy %.4f, height %d", outcome.round,
@@ -866,9 +872,8 @@ class Daemon:
         digest = hashlib.sha256(blob).digest()
         self._keep_update_blob(digest, blob)
         await self._send_to_all("blob", round_id, blob)
-        opened = self.round_opened_at.get(round_id)
         logger.info("round %d: update sent to every peer, %.2f s after the round opened", round_id,
-                    time.monotonic() - opened if opened is not None else math.nan)
+                    self._since_open_s(round_id))
         tx = rc.make_tx(self.genesis.chain_id, "update", self.index, round_id, [digest, result.n_samples],
                         self.identity.sign)
         await self._submit([SubmitTx(tx)], round_id)
@@ -1197,11 +1202,9 @@ class Daemon:
             del self.aggregated[next(iter(self.aggregated))]
         return digest
 
-    async def _precompute_aggregate(self, event: rc.PhaseClosed) -> None:
+    async def _precompute_aggregate(self, check: rc.AggregateCheck) -> None:
         """The unmask phase began (the survivors are fixed): unmask as soon as the reveals are in, so that
         when the primary's `result` arrives this replica votes at once instead of unmasking only then."""
-        check = rc.AggregateCheck(event.round, self.contract.state.model_hash,
-                                  tuple((a, d, 0) for a, d in event.digests), b"")
         await self._aggregate(check, wait_s=self.settings.phase_deadline_s)
 
     async def _plain_sum(self, check: rc.AggregateCheck) -> np.ndarray | None:
@@ -1389,8 +1392,7 @@ class Daemon:
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":
-            included = s.expected
-            entries = tuple((a, s.digests[a], 0) for a in included)
+            included, entries = s.expected, s.survivor_entries()
         else:
             inputs = dict(s.inputs)
             for tx in pending:
