@@ -8,13 +8,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.config import ConfigError
+
+if TYPE_CHECKING:
+    from node.hooks import FaultHooks
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -125,6 +128,17 @@ def testnet(nodes: int, out: str, rounds: int, seed: int, **kw: Any) -> None:
                f"{configs[0]}")
 
 
+def _fault_hooks(behaviour: dict[str, Any]) -> FaultHooks:
+    """The test-only misbehaviour a node config asks for (`fednode cluster` writes it); none in production."""
+    from node.hooks import NO_FAULTS
+
+    if not behaviour:
+        return NO_FAULTS
+    from node.faults import Faults
+
+    return Faults(behaviour)
+
+
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True,
               help="The node's config.json.")
@@ -159,7 +173,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
     except (ConfigError, IdentityError, StoreError, mldata.DataError) as exc:
         raise _fail(exc) from None
     try:
-        daemon = Daemon(cfg, genesis, ident, store, plan, learner)
+        daemon = Daemon(cfg, genesis, ident, store, plan, learner, _fault_hooks(cfg.behaviour))
         trio.run(run_until_signalled, daemon)
     except (ConfigError, ListenError) as exc:
         raise _fail(exc) from None

@@ -38,7 +38,7 @@ round r + 1 opens in its inputs phase, its members masking as soon as they have 
 closes only with every expected member: a close without all of them needs a `DeadlineCheck`, which only an
 open round's phase gets. Whatever is incomplete when r + 1 opens carries over as that round's own keys or
 shares phase, under the usual rule; each replica's deadline clock for it started when the phase began,
-ahead (`Daemon.phase_started`), so a member that never sends its shares costs the wait only once. An
+ahead (`Timings.phase_started`), so a member that never sends its shares costs the wait only once. An
 `open` naming participants other than every member discards the phases ahead.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`

@@ -261,7 +261,7 @@ class SecureRound:
         message = self.decode(event.message)
         if (isinstance(message, sam.AdvertiseKeys) and message.sender == self.me + 1 and self._advert is not None
                 and message.signed_body() != self._advert.signed_body()):
-            # Keys this node advertised (ahead, `Daemon._prepare_next_round`) before it restarted: their
+            # Keys this node advertised (ahead, `RoundDriver.prepare_next_round`) before it restarted: their
             # secrets died with that process, so no peer could decrypt our shares nor we theirs, and the
             # round would abort at unmasking. Stay out of it; it goes on without us from the shares phase.
             self._left_at = "keys"
@@ -374,7 +374,7 @@ class SecureRound:
 
         Before the ledger fixes V we publish over U3 as soon as we hold every U3 member's shares: V is
         U3 whenever every dealer's `dealt` arrives in time, and then the primary can close the sketch
-        phase and accept in one block (`Daemon._hold_for_statistics`). If V turns out smaller, those
+        phase and accept in one block (`Proposer._hold_for_statistics`). If V turns out smaller, those
         statistics fit no block (`Contract.tx_valid_now` checks their length) and we publish again over V.
         """
         candidates = self._candidates or self._holders

@@ -40,6 +40,14 @@ class Metrics:
         self.bytes_sent = Counter("fednode_bytes_sent", "Bytes sent to peers, by kind", ["kind"],
                                   registry=self.registry)
 
+    def bytes_sent_by_kind(self) -> dict[str, int]:
+        return {sample.labels["kind"]: int(sample.value) for metric in self.bytes_sent.collect()
+                for sample in metric.samples if sample.name.endswith("_total")}
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        return {sample.labels["reason"]: int(sample.value) for metric in self.rejected.collect()
+                for sample in metric.samples if sample.name.endswith("_total") and sample.value}
+
 
 async def serve_status(port: int, status: Callable[[], dict[str, Any]], metrics: Metrics,
                        *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ from typing import Any
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.cluster import ClusterError, ClusterProcess, start_cluster, wait_for_finish
-from node.daemon import PROFILE_ENV, profile_summary
 from node.status import fetch_status
 from node.testnet import create_testnet
 
@@ -195,36 +193,16 @@ def run_cluster(setup: Setup, workdir: Path, *, stop_when: Any = None, timeout_s
                    [e["cpu_at_commit_s"] for e in s["evaluations"] if e.get("committed") and "cpu_at_commit_s" in e])])
 
 
-def read_profiles(directory: Path) -> Counter[tuple[str, ...]]:
-    """Sum the daemons' CPU profiles (FEDNODE_PROFILE, `.folded` files) in `directory`: stack -> CPU us."""
-    stacks: Counter[tuple[str, ...]] = Counter()
-    for path in sorted(directory.glob("*.folded")):
-        for line in path.read_text().splitlines():
-            stack, _, cpu_us = line.rpartition(" ")
-            stacks[tuple(stack.split(";"))] += int(cpu_us)
-    return stacks
-
-
 def run_repeated(setups: list[Setup], repeats: int, root: Path, *, keep: bool = False,
-                 profile: Path | None = None, **kw: Any) -> dict[Setup, list[Run]]:
-    """Run every setup `repeats` times, interleaved (A, B, A, B...), so drifting load hits all alike.
-
-    With `profile`, every daemon writes a CPU profile into `profile/<run>/` and the CPU summed over the
-    run's daemons is printed by function (see node.daemon.Profiler).
-    """
+                 **kw: Any) -> dict[Setup, list[Run]]:
+    """Run every setup `repeats` times, interleaved (A, B, A, B...), so drifting load hits all alike."""
     results: dict[Setup, list[Run]] = {s: [] for s in setups}
     for r in range(repeats):
         for i, setup in enumerate(setups):
             work = root / f"r{r}-s{i}"
             print(f"  [{time.strftime('%H:%M:%S')}] {setup.label()} repeat {r + 1}/{repeats} ({load()})",
                   file=sys.stderr, flush=True)
-            if profile is not None:
-                os.environ[PROFILE_ENV] = str(profile / f"{root.name}-r{r}-s{i}")
             run = run_cluster(setup, work, **kw)
-            if profile is not None:
-                stacks = read_profiles(Path(os.environ.pop(PROFILE_ENV)))
-                print(f"      CPU profile of all {setup.nodes} daemons over {len(run.round_s)} rounds:\n"
-                      + profile_summary(stacks, top=25), file=sys.stderr, flush=True)
             results[setup].append(run)
             print(f"      first block {run.first_block_s:.2f}s, round_s {[round(x, 2) for x in run.round_s]}, "
                   f"period_s {[round(x, 2) for x in run.period_s]}, "
@@ -290,7 +268,7 @@ def cmd_startup(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     setups = [Setup(n, 1, secure=not args.plain, validate=not args.no_validation, protocol=_protocol(args),
                     trivial_training=args.trivial_training)
               for n in args.nodes]
-    results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
+    results = run_repeated(setups, args.repeats, root, keep=args.keep)
     rows = [summary_row(runs) for runs in results.values()]
     print(f"\nstart-up: process start -> first committed block on every node ({args.repeats} repeats, median)",
           file=sys.stderr)
@@ -304,7 +282,7 @@ def cmd_split(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     setups = [Setup(n, args.rounds, secure=not args.plain, validate=not args.no_validation,
                     model_kind=args.model, hidden=args.hidden, protocol=_protocol(args),
                     trivial_training=args.trivial_training) for n in args.nodes]
-    results = run_repeated(setups, args.repeats, root, keep=args.keep, profile=_profile_dir(args))
+    results = run_repeated(setups, args.repeats, root, keep=args.keep)
     rows = [summary_row(runs) for runs in results.values()]
     print("\nround time split (per node per round, median over nodes and repeats; rounds 2.. for round_s)",
           file=sys.stderr)
@@ -325,7 +303,7 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         pair = [Setup(n, args.rounds, secure=s, validate=not args.no_validation, model_kind=args.model,
                       hidden=args.hidden, protocol=_protocol(args), trivial_training=args.trivial_training)
                 for s in (False, True)]
-        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
+        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
         plain, secure = (summary_row(results[s]) for s in pair)
         ratio = secure["round_s"] / plain["round_s"]
         period_ratio = secure["period_s"] / plain["period_s"]
@@ -361,7 +339,7 @@ def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                       model_kind=args.model, hidden=args.hidden, trivial_training=args.trivial_training,
                       protocol=tuple(sorted({**dict(_protocol(args)), "consensus_transport": t}.items())))
                 for t in ("gossip", "direct")]
-        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep, profile=_profile_dir(args))
+        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
         gossip, direct = (summary_row(results[s]) for s in pair)
         print(f"\nN={n} consensus transport ({args.repeats} repeats interleaved, median; load {gossip['load']} / "
               f"{direct['load']})\n  round wall time: gossip {gossip['round_s']:.2f}s, direct {direct['round_s']:.2f}s, "
@@ -372,10 +350,6 @@ def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out.append({"nodes": n, "gossip": gossip, "direct": direct,
                     "round_ratio_direct_over_gossip": direct["round_s"] / gossip["round_s"]})
     return {"transport": out}
-
-
-def _profile_dir(args: argparse.Namespace) -> Path | None:
-    return Path(args.profile).resolve() if args.profile else None
 
 
 def _protocol(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
@@ -410,8 +384,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="genesis protocol setting (repeatable), e.g. batch_window_s=0.2")
     parser.add_argument("--workdir", help="where node homes go (default: a temporary directory, removed)")
     parser.add_argument("--keep", action="store_true", help="keep every run's node homes (logs) under --workdir")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="profile every daemon's CPU (FEDNODE_PROFILE) into DIR and print it per run")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     args = parser.parse_args(argv)
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fednode-bench-"))

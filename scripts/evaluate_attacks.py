@@ -73,7 +73,7 @@ SETTINGS = ("fedavg", "secagg", "fednode")
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = hashlib.sha256(b"fednode attack evaluation").digest()
 
-# The daemon's defaults (node/daemon.py round_settings, node/testnet.py build_genesis).
+# The daemon's defaults (node/settings.py round_settings, node/testnet.py build_genesis).
 CLIP_L2 = 10.0
 SAMPLE_CAP = 1000
 SKETCH_WIDTH = 1000

@@ -17,9 +17,9 @@ import numpy as np
 
 from node import contract as rc
 from node.config import load_genesis
-from node.daemon import round_settings
 from node.learning import Learner, LearningPlan, vector_from_bytes
 from node.secure_round import apply_sum
+from node.settings import round_settings
 from node.store import Store
 from tests.process.test_cluster import fednode
 

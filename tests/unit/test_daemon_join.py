@@ -1,4 +1,4 @@
-"""Which rounds a daemon joins after taking blocks from peers (Daemon._join_round_found_open).
+"""Which rounds a daemon joins after taking blocks from peers (RoundDriver.join_found_open).
 
 A node that lags takes committed blocks from a peer instead of voting on them. In secure mode a round
 opens in the same block that closes its keys phase (keys are advertised ahead), so that node first sees
@@ -54,7 +54,7 @@ def _running(config_path: Path) -> Iterator[Daemon]:
     store = Store.open(cfg.db_path, genesis.chain_id)
     try:
         d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, Learner(plan, genesis.n, ME))
-        d.nursery = RecordingNursery()  # type: ignore[assignment]
+        d.rounds.nursery = RecordingNursery()  # type: ignore[assignment]
         yield d
     finally:
         store.close()
@@ -73,19 +73,19 @@ def _found_open(d: Daemon, phase: str, expected: tuple[int, ...], inputs: tuple[
     s.round, s.open, s.phase, s.participants = 1, True, phase, tuple(range(N))
     s.expected, s.inputs = expected, {a: (b"", 0) for a in inputs}
     if keys_ahead:
-        d._prepare_next_round(1)
-    d.nursery.started.clear()  # type: ignore[union-attr]
-    d._join_round_found_open()
-    return d.nursery.started  # type: ignore[union-attr]
+        d.rounds.prepare_next_round(1)
+    d.rounds.nursery.started.clear()  # type: ignore[union-attr]
+    d.rounds.join_found_open()
+    return d.rounds.nursery.started  # type: ignore[union-attr]
 
 
 def test_a_node_in_u1_that_finds_the_shares_phase_open_still_trains(daemon: Daemon) -> None:
-    assert "_train_round" in _found_open(daemon, "shares", expected=tuple(range(N)))
+    assert "train_round" in _found_open(daemon, "shares", expected=tuple(range(N)))
     assert 2 in daemon.secure, "and it advertises keys for the next round ahead"
 
 
 def test_a_node_in_u2_that_has_not_sent_its_input_still_trains(daemon: Daemon) -> None:
-    assert "_train_round" in _found_open(daemon, "inputs", expected=tuple(range(N)), inputs=(0, 1))
+    assert "train_round" in _found_open(daemon, "inputs", expected=tuple(range(N)), inputs=(0, 1))
 
 
 @pytest.mark.parametrize(("phase", "expected", "inputs"), [
@@ -97,12 +97,12 @@ def test_a_node_in_u2_that_has_not_sent_its_input_still_trains(daemon: Daemon) -
 def test_a_node_whose_update_can_no_longer_count_prepares_the_next_round(
         daemon: Daemon, phase: str, expected: tuple[int, ...], inputs: tuple[int, ...]) -> None:
     started = _found_open(daemon, phase, expected, inputs)
-    assert "_train_round" not in started
+    assert "train_round" not in started
     assert 2 in daemon.secure
 
 
 def test_without_keys_of_its_own_a_node_past_the_keys_phase_does_not_train(daemon: Daemon) -> None:
-    assert "_train_round" not in _found_open(daemon, "shares", expected=tuple(range(N)), keys_ahead=False)
+    assert "train_round" not in _found_open(daemon, "shares", expected=tuple(range(N)), keys_ahead=False)
 
 
 def test_a_restarted_node_does_not_advertise_again_for_a_round_it_advertised_for(tmp_path: Path) -> None:
@@ -113,9 +113,9 @@ def test_a_restarted_node_does_not_advertise_again_for_a_round_it_advertised_for
     started = []
     for _life in range(2):  # before and after a restart, on the same ledger directory
         with _running(config_path) as d:
-            d._prepare_next_round(1)
-            started.append((list(d.nursery.started), 1 in d.secure, 1 in d.sat_out))  # type: ignore[union-attr]
-    assert started == [(["_submit"], True, False), ([], False, True)]
+            d.rounds.prepare_next_round(1)
+            started.append((list(d.rounds.nursery.started), 1 in d.secure, 1 in d.rounds.sat_out))  # type: ignore[union-attr]
+    assert started == [(["submit"], True, False), ([], False, True)]
 
 
 def test_in_secure_mode_an_update_without_its_round_is_never_sent_in_the_clear(daemon: Daemon) -> None:
@@ -131,8 +131,8 @@ def test_in_secure_mode_an_update_without_its_round_is_never_sent_in_the_clear(d
     async def record_submit(outputs: Any, round_id: int) -> None:
         sent.append(("submit", round_id))
 
-    daemon._send_to_all = record_send_to_all  # type: ignore[method-assign]
-    daemon._submit = record_submit  # type: ignore[method-assign]
+    daemon.transport.send_to_all = record_send_to_all  # type: ignore[method-assign]
+    daemon.rounds.submit = record_submit  # type: ignore[method-assign]
     assert daemon.settings.contract.secure and 1 not in daemon.secure
-    trio.run(daemon._train_round, 1, daemon.contract.state.model_hash)
+    trio.run(daemon.rounds.train_round, 1, daemon.contract.state.model_hash)
     assert sent == []

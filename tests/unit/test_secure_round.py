@@ -108,7 +108,7 @@ class Cluster:
     def on_event(self, i: int, event: rc.Event) -> None:
         if isinstance(event, rc.RoundOpened):
             if i in self.next_rounds and self.next_rounds[i].round == event.round:
-                self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `Daemon._prepare_next_round`
+                self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
@@ -120,7 +120,7 @@ class Cluster:
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))
-            except RoundAborted as exc:  # as `Daemon._advance_secure`: this node is out of the round
+            except RoundAborted as exc:  # as `RoundDriver._advance_secure`: this node is out of the round
                 self.left[i] = str(exc)
 
     def round_of(self, i: int, round_id: int) -> SecureRound:
@@ -408,7 +408,7 @@ def test_a_node_that_missed_the_committed_keys_leaves_the_round_instead_of_crash
 def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_validate() -> None:
     """Holders publish over U3 as soon as they hold every U3 member's shares, before the ledger fixes V:
     when V = U3 the primary's block carries the dealt txs, the sketch close, the statistics and the
-    accept (`Daemon._hold_for_statistics`), and the round unmasks the exact sum from it."""
+    accept (`Proposer._hold_for_statistics`), and the round unmasks the exact sum from it."""
     n = 7
     c = Cluster(n, 12, validate=True)
     rng = np.random.default_rng(12)

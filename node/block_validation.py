@@ -1,0 +1,92 @@
+"""Block validation: whether this replica votes for a proposed block.
+
+Owns no state. A block gets our vote only if every transaction is valid under the round contract, no
+phase ends before its deadline as this node saw it, and every result in it (a new global model, a
+validated round's accepted set) is what we compute ourselves. May call the round contract, the
+aggregator and the phase timings; it never touches the network or the replica (the daemon passes the
+verdict on).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from consensus.block import Block
+from node import contract as rc
+from node.aggregation import Aggregator
+from node.settings import RoundSettings
+from node.status import Metrics
+from node.timings import Timings
+
+logger = logging.getLogger("fednode")
+
+
+class BlockValidator:
+    """Checks a proposed block against the contract and against our own recomputation of its results."""
+
+    def __init__(self, contract: rc.Contract, settings: RoundSettings, aggregator: Aggregator, timings: Timings,
+                 metrics: Metrics, head_height: Callable[[], int]) -> None:
+        self.contract, self.settings, self.aggregator = contract, settings, aggregator
+        self.timings, self.metrics, self.head_height = timings, metrics, head_height
+
+    async def validate(self, block: Block) -> bool | None:
+        """Our verdict on `block`, None if it is not the next block (no vote then); the time goes to
+        phase_s["validation"]."""
+        if block.height != self.head_height() + 1:
+            logger.debug("not validating block %d at head %d", block.height, self.head_height())
+            return None
+        started = time.monotonic()
+        ok = await self.block_ok(block)
+        elapsed = time.monotonic() - started
+        self.timings.phase_s["validation"] += elapsed
+        logger.debug("block %d from %d validated in %.3fs: %s", block.height, block.proposer, elapsed, ok)
+        return ok
+
+    async def block_ok(self, block: Block) -> bool:
+        """Vote only for blocks whose every transaction is valid and whose results we reproduce."""
+        try:
+            checks = self.contract.check_block(block)
+        except rc.TxError as exc:
+            logger.warning("block %d from %d rejected: %s", block.height, block.proposer, exc)
+            return False
+        for check in checks:
+            if isinstance(check, rc.DeadlineCheck):
+                ok = self._deadline_ok(block, check)
+            elif isinstance(check, rc.ValidationCheck):
+                ok = self._validation_ok(block, check)
+            else:
+                ok = await self._aggregate_ok(block, check)
+            if not ok:
+                return False
+        return True
+
+    def _deadline_ok(self, block: Block, check: rc.DeadlineCheck) -> bool:
+        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * self.settings.phase_deadline_s:
+            logger.warning("block %d ends phase %s of round %d before its deadline", block.height, check.phase,
+                           check.round)
+            return False
+        return True
+
+    def _validation_ok(self, block: Block, check: rc.ValidationCheck) -> bool:
+        outcome = self.aggregator.validation_outcome(check)
+        for holder in outcome.statistics.inconsistent_publishers if outcome is not None else ():
+            self.metrics.rejected.labels("wrong_statistic_shares").inc()
+            logger.warning("round %d: member %d published statistic shares inconsistent with the others "
+                           "(corrected; evidence in block %d)", check.round, holder - 1, block.height)
+        if check.accepted is None:
+            if outcome is not None and len(outcome.accepted) >= self.contract.min_members:
+                logger.warning("block %d aborts round %d, whose statistics we reconstruct", block.height,
+                               check.round)
+                return False
+        elif outcome is None or outcome.accepted != check.accepted:
+            logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
+            return False
+        return True
+
+    async def _aggregate_ok(self, block: Block, check: rc.AggregateCheck) -> bool:
+        if await self.aggregator.aggregate(check, wait_s=self.settings.phase_deadline_s) != check.new_model_hash:
+            logger.warning("block %d: round %d aggregate does not match ours", block.height, check.round)
+            return False
+        return True

@@ -1,0 +1,69 @@
+"""The fault-injection plug-in interface: the points where a test-only misbehaviour may act.
+
+Production daemons run `FaultHooks` itself, whose every hook is a no-op (the honest behaviour). The
+chaos and attack tests plug in `node.faults.Faults` (built by `fednode start` from a node config's
+`behaviour`, which `fednode cluster` writes). The daemon's components call these hooks and nothing in
+`node.faults`; `lint-imports` enforces it.
+
+Adding a fault mode: implement it in `node/faults.py`. If it needs a point the daemon does not offer
+yet, add a no-op hook here, call it from the one component where the behaviour happens, and document
+the hook below. Hooks return what the honest code would otherwise use, so the call site stays one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from node import contract as rc
+
+if TYPE_CHECKING:
+    from ml.train import TrainResult
+    from node.learning import Learner, LearningPlan
+
+TrainFn = Callable[[np.ndarray, int], "TrainResult"]
+
+
+@dataclass(frozen=True)
+class FaultContext:
+    """What a fault may know about the node it runs in (given once, by `FaultHooks.bind`)."""
+
+    index: int
+    n: int
+    chain_id: bytes
+    sign: Callable[[bytes], bytes]
+    parse: Callable[[bytes], rc.Tx]
+    plan: LearningPlan
+    learner: Learner
+
+
+class FaultHooks:
+    """The honest node: every hook leaves the behaviour unchanged. Faults override the hooks they need."""
+
+    def bind(self, ctx: FaultContext) -> None:
+        """Called once by the daemon, before any other hook."""
+
+    def train_fn(self, honest: TrainFn) -> TrainFn:
+        """Round driver, before training: the function that produces this node's update."""
+        return honest
+
+    def outgoing_tx(self, raw: bytes) -> bytes | None:
+        """Round driver, before submitting our own transaction: what to submit instead (None: nothing)."""
+        return raw
+
+    def phase_closed(self, event: rc.PhaseClosed) -> bool:
+        """Round driver, on a committed phase close: True stops this node's part in the round there."""
+        return False
+
+    def masked_input_sent(self, round_id: int) -> None:
+        """Round driver: our masked input for `round_id` was queued for every peer."""
+
+    def frame_delivered(self, kind: str) -> None:
+        """Transport: a frame of `kind` was written to a peer (or given up on)."""
+
+
+NO_FAULTS = FaultHooks()
+"""The hooks of every production daemon."""

@@ -1,0 +1,188 @@
+"""The proposer: what this node puts in the next block when it is the primary.
+
+Owns no state of its own: it reads the mempool and the round contract, follows the contract's phases on
+a shadow of it, and returns the transactions of the next block (or None: nothing to propose yet). It
+drops pending transactions the backups would reject (`Contract.admissible`), so one stale or forged
+transaction costs itself, not a view change. May call the contract, the mempool, the aggregator and the
+phase timings; it never touches the network or the replica (the daemon proposes what it returns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+
+from node import contract as rc
+from node.aggregation import Aggregator
+from node.mempool import Mempool
+from node.settings import RoundSettings
+from node.timings import Timings
+
+MAX_PHASE_STEPS_PER_BLOCK = 3
+STATS_MERGE_WAIT_S = 0.5
+"""How long the primary holds a block that closes the sketch phase (validated rounds) for the holders'
+statistics, so that the same block can also close the validate phase (`_hold_for_statistics`). Holders
+publish moments after the last dealer's shares reach them, so in a healthy round they arrive within one
+message delay; the wait is paid in full only when a holder cannot publish (a dealer that dealt to some
+holders only), where it is small against the phase deadline that follows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Signer:
+    """Who we are on the ledger: enough to write our own transactions."""
+
+    chain_id: bytes
+    n: int
+    index: int
+    sign: Callable[[bytes], bytes]
+
+    def tx(self, kind: str, round_id: int, fields: list[object]) -> bytes:
+        return rc.make_tx(self.chain_id, kind, self.index, round_id, fields, self.sign)
+
+
+class Proposer:
+    """Builds the primary's next block from the mempool, following the round contract's phases."""
+
+    def __init__(self, contract: rc.Contract, settings: RoundSettings, mempool: Mempool, aggregator: Aggregator,
+                 timings: Timings, me: Signer, waiting_for_members: Callable[[], bool],
+                 head_height: Callable[[], int], bench_empty_blocks: int) -> None:
+        self.contract, self.settings, self.mempool, self.aggregator = contract, settings, mempool, aggregator
+        self.timings, self.me, self.waiting_for_members = timings, me, waiting_for_members
+        self.head_height, self.bench_empty_blocks = head_height, bench_empty_blocks
+
+    async def next_block_txs(self) -> list[bytes] | None:
+        """What the primary proposes next, following the round contract's phases.
+
+        One block may carry several phases when their inputs are all at hand: a round's `result`, the next
+        round's `open`, and that round's key advertisements (which members submit ahead, see
+        `RoundDriver.prepare_next_round`) with the `close` of the keys phase. Every block saved is one PBFT
+        commit less on the round's critical path. In secure modes every block of an open round also carries
+        what the next round's key phases have ready (`_ahead_txs`), so that round opens ready for masked
+        inputs.
+        """
+        if self.contract.finished:
+            return None
+        s = self.contract.state
+        if not s.open and s.round == 0 and self.head_height() < self.bench_empty_blocks:
+            return []  # benchmarks only (genesis protocol.bench_empty_blocks): empty blocks before round 1
+        shadow = self.contract.shadow()
+        txs: list[bytes] = []
+        for _ in range(MAX_PHASE_STEPS_PER_BLOCK):
+            step, advanced = await self._phase_txs(shadow)
+            txs += step
+            if not advanced:
+                break
+            shadow.extend([shadow.parse(raw) for raw in step], self.me.index)
+            if shadow.finished:
+                break
+        if self._hold_for_statistics(shadow, txs):
+            return None
+        return txs + self._ahead_txs(shadow) if txs else None
+
+    def _ahead_txs(self, shadow: rc.Contract) -> list[bytes]:
+        """The next round's pending `sa` transactions, and the `close` of its phase ahead once complete.
+
+        They only ride along in blocks the open round commits anyway: they never make the primary owe a
+        block (`Daemon._work_pending`), and whatever is missing when the next round opens is that round's
+        own phase then (contract module doc).
+        """
+        candidates = [tx for tx in self.mempool.txs.values() if shadow.tx_valid_ahead(tx)]
+        valid, invalid = shadow.admissible(candidates)
+        for tx, exc in invalid:
+            self.mempool.drop(tx, exc)
+        shadow.extend(valid, self.me.index)
+        out = [tx.raw for tx in valid]
+        if shadow.ahead_complete():
+            close = self.me.tx("close", shadow.state.round + 1, [shadow.state.ahead_phase])
+            shadow.extend([shadow.parse(close)], self.me.index)
+            out.append(close)
+        return out
+
+    def _hold_for_statistics(self, shadow: rc.Contract, txs: list[bytes]) -> bool:
+        """Whether to wait before proposing `txs`, which close the sketch phase with every U3 member as V
+        but leave the validate phase open: every holder has then dealt, so each will publish statistics over
+        V = U3 as soon as the last shares reach it (`SecureRound._maybe_publish_statistics`), and waiting
+        up to STATS_MERGE_WAIT_S after the last `dealt` arrived lets this block also accept: one PBFT
+        commit less per validated round."""
+        s, now = self.contract.state, shadow.state
+        if not (s.open and s.phase == "sketch" and now.open and now.round == s.round and now.phase == "validate"
+                and len(now.expected) == len(s.expected)):
+            return False
+        digests = [hashlib.sha256(raw).digest() for raw in txs]
+        newest = max((self.mempool.arrival[d] for d in digests if d in self.mempool.arrival
+                      and self.mempool.txs[d].kind == "dealt"), default=0.0)
+        return time.monotonic() - newest < STATS_MERGE_WAIT_S
+
+    async def _phase_txs(self, c: rc.Contract) -> tuple[list[bytes], bool]:
+        """The transactions that move contract `c` on now, and whether they end its current phase.
+
+        The cheap filter (`tx_valid_now`) decides; only a decision to propose pays for the full check the
+        backups will make (`admissible`: decoding and signature checks), and if that drops anything, the
+        decision is taken again without it. This runs on every event while the primary may propose.
+        """
+        s = c.state
+        if not s.open:
+            if self.waiting_for_members():
+                return [], False
+            return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
+        candidates = [tx for tx in self.mempool.txs.values() if c.tx_valid_now(tx)]
+        step = await self._phase_step(c, candidates)
+        if not step[0]:
+            return step
+        pending, invalid = c.admissible(candidates)
+        for tx, exc in invalid:
+            self.mempool.drop(tx, exc)
+        return await self._phase_step(c, pending) if invalid else step
+
+    async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
+        s = c.state
+        members = set(s.inputs) | {tx.author for tx in pending}
+        late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
+        enough = len(members) >= c.min_inputs(s.phase)
+        ready = len(members) == len(s.expected) or (late and enough)
+        raws = [tx.raw for tx in pending]
+        _, closing, _ = self.settings.contract.phase_info(s.phase)
+        if s.phase == "unmask" or (closing == "result" and ready):
+            result = await self._result_tx(s, pending)
+            if result is not None:
+                return raws + [result], True
+        elif closing == "accept" and ready:
+            return raws + [self._accept_tx(c, pending)], True
+        elif closing == "close" and ready:
+            return raws + [self.me.tx("close", s.round, [s.phase])], True
+        if late and not enough:
+            return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
+        oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
+                     default=time.monotonic())
+        if raws and time.monotonic() - oldest >= self.settings.batch_window_s:
+            return raws, False
+        return [], False
+
+    def _accept_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes:
+        """The validate phase's close: `accept` with the members the statistics accept, or `abort`."""
+        s = c.state
+        published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
+        check = dataclasses.replace(c.validation_check(None), published=tuple(sorted(published.items())))
+        outcome = self.aggregator.validation_outcome(check)  # type: ignore[arg-type]
+        if outcome is None:
+            return self.me.tx("abort", s.round, ["validation statistics cannot be reconstructed"])
+        if len(outcome.accepted) < c.min_members:
+            return self.me.tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])
+        return self.me.tx("accept", s.round, [list(outcome.accepted)])
+
+    async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
+        if s.phase == "unmask":
+            included, entries = s.expected, s.survivor_entries()
+        else:
+            inputs = dict(s.inputs)
+            for tx in pending:
+                inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            included = tuple(sorted(inputs))
+            entries = tuple((a, inputs[a][0], inputs[a][1]) for a in included)
+        new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b""),
+                                                   wait_s=0.0)
+        if new_hash is None:
+            return None
+        return self.me.tx("result", s.round, [list(included), new_hash])

@@ -1,0 +1,79 @@
+"""This node's live secure-aggregation machines, one per round, and the peer messages that feed them.
+
+Owns the `SecureRound` of each round this node takes part in (created by the round driver, dropped
+when the round ends) and the admission of peers' secure-aggregation messages: `sa` and `masked`
+(keys, shares, masked inputs, reveals), `vshare` (sketch shares) and `ssum` (sketch sums). A faulty
+peer's message is counted and recorded as a violation, never raised. May call `node.secure_round` and
+the content caches; returns outputs for the round driver to carry out instead of sending anything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from consensus import codec
+from node.content import Content
+from node.secure_round import Output, SecureRound
+from node.status import Metrics
+from smpc import messages as sam
+from smpc.errors import ProtocolViolation
+
+logger = logging.getLogger("fednode")
+
+
+class SecureRounds:
+    """Round id -> this node's `SecureRound`."""
+
+    def __init__(self, content: Content, metrics: Metrics) -> None:
+        self.content, self.metrics = content, metrics
+        self.rounds: dict[int, SecureRound] = {}
+
+    def get(self, round_id: int) -> SecureRound | None:
+        return self.rounds.get(round_id)
+
+    def __contains__(self, round_id: object) -> bool:
+        return round_id in self.rounds
+
+    def accept_secagg(self, round_id: int, data: bytes) -> None:
+        sr = self.rounds.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("secagg_no_round").inc()
+            return
+        try:
+            message = sr.decode(data)
+        except ProtocolViolation:
+            self.metrics.rejected.labels("secagg_malformed").inc()
+            return
+        if isinstance(message, sam.MaskedInput):
+            self.content.keep_masked(message.digest(), data)
+        sr.on_message(message)
+        self.record_violations(sr)
+
+    def accept_sketch_shares(self, round_id: int, sender: int, payload: bytes) -> list[Output] | None:
+        """A holder's sketch shares from `sender`; the outputs to carry out, None if refused."""
+        sr = self.rounds.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("vshare_no_round").inc()
+            return None
+        try:
+            return sr.on_sketch_shares(sender, payload)
+        except (codec.DecodeError, ValueError):
+            self.metrics.rejected.labels("vshare_malformed").inc()
+            return None
+
+    def accept_sketch_sum(self, round_id: int, sender: int, payload: bytes) -> None:
+        sr = self.rounds.get(round_id)
+        if sr is None:
+            self.metrics.rejected.labels("ssum_no_round").inc()
+            return
+        try:
+            sr.on_sketch_sum(sender, payload)
+        except (codec.DecodeError, ValueError):
+            self.metrics.rejected.labels("ssum_malformed").inc()
+
+    def record_violations(self, sr: SecureRound) -> None:
+        for violation in sr.violations:
+            self.metrics.rejected.labels("secagg_" + type(violation).__name__.lower()).inc()
+            logger.warning("round %d: member %s violated secure aggregation: %s", sr.round,
+                           None if violation.sender is None else violation.sender - 1, violation)
+        sr.violations.clear()

@@ -1,0 +1,71 @@
+"""What genesis fixes about rounds, read once at start-up, and the error for our own broken invariants.
+
+Owns no state beyond the frozen `RoundSettings`. May import the config, the round contract and the
+secure-round parameters; every component of the daemon reads its settings from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ml.robust import RobustRule
+from node import contract as rc
+from node.config import ConfigError, Genesis
+from node.learning import LearningPlan
+from node.secure_round import ValidationSetup, Weighting, quant_params
+from smpc.validation import SketchParams
+
+
+class InvariantError(AssertionError):
+    """Our own state is inconsistent: the node stops loudly rather than carry on wrong."""
+
+
+def protocol_params(genesis: Genesis) -> dict[str, Any]:
+    return genesis.section("protocol")
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """Everything about rounds that genesis fixes, with defaults."""
+
+    contract: rc.ContractParams
+    weighting: Weighting
+    phase_deadline_s: float
+    unmask_grace_s: float
+    batch_window_s: float
+    consensus_transport: str
+    validation: ValidationSetup | None
+
+
+def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
+    proto = protocol_params(genesis)
+    sa = genesis.section("secure_aggregation")
+    degree = int(sa.get("degree", max(0, genesis.n - genesis.f - 1)))
+    if not 0 <= degree < genesis.n:
+        raise ConfigError(f"genesis: secure_aggregation.degree must be in [0, {genesis.n - 1}]")
+    secure = bool(sa.get("enabled", True))
+    val = genesis.section("validation")
+    validation_degree = int(val.get("degree", 1))
+    validate = secure and bool(val.get("enabled", False))
+    if validate and not (1 <= validation_degree and 2 * validation_degree + 1 <= genesis.n):
+        raise ConfigError(f"genesis: validation.degree t must satisfy 2t+1 <= N = {genesis.n}")
+    params = rc.ContractParams(
+        chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
+        initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
+        secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
+        validation_degree=validation_degree)
+    weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
+    try:
+        quant_params(weighting, genesis.n)
+        rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
+        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound,
+                                                                         int(val.get("sketch_width", 1000))), rule)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
+    transport = str(proto.get("consensus_transport", "direct"))
+    if transport not in ("gossip", "direct"):
+        raise ConfigError("genesis: protocol.consensus_transport must be 'gossip' or 'direct'")
+    return RoundSettings(params, weighting, float(proto.get("phase_deadline_s", 30.0)),
+                         float(proto.get("unmask_grace_s", 1.0)), float(proto.get("batch_window_s", 1.0)),
+                         transport, setup if validate else None)

@@ -1,0 +1,30 @@
+"""When this process saw each round open and each phase start, and where its time went.
+
+Owns the monotonic timestamps of round opens and phase starts (deadlines are local judgements, read
+from here by the round driver, the proposer and block validation) and `phase_s`, the seconds spent per
+activity that `/status` reports. Calls nothing but the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+
+
+class Timings:
+    """Round and phase start times as this process saw them, and seconds per activity."""
+
+    def __init__(self) -> None:
+        self.round_opened_at: dict[int, float] = {}
+        self.phase_started: dict[tuple[int, str], float] = {}
+        self.phase_s: Counter[str] = Counter()
+
+    def since_open_s(self, round_id: int, now: float | None = None) -> float:
+        """Seconds since this process saw `round_id` open (NaN if it did not: ahead, or before a restart)."""
+        opened = self.round_opened_at.get(round_id)
+        return (time.monotonic() if now is None else now) - opened if opened is not None else math.nan
+
+    def phase_elapsed_s(self, round_id: int, phase: str) -> float:
+        started = self.phase_started.get((round_id, phase))
+        return -1.0 if started is None else time.monotonic() - started

@@ -1,0 +1,207 @@
+"""Peer transport: signed frames to and from the other members, without ever blocking the protocol task.
+
+Owns the network handle, this node's `Sealer` and `Opener` (envelopes), the bounded outbox per peer and
+lane and the gossip outbox, and the tasks that drain them. Sending never blocks the protocol task:
+messages go into bounded queues, two per peer (the control lane for votes, transactions and shares; the
+bulk lane for model-sized payloads, so that a vote never waits behind 4 MB of masked input) and one for
+gossip, each drained by its own task in order. A slow or dead peer fills only its own queues; overflow
+is dropped and counted, which the cores tolerate (PBFT retransmits, transactions are resubmitted,
+phases have deadlines).
+
+May call `node.network`, `node.wire`, the metrics and the fault hooks; never the mempool, the round
+driver, the proposer or sync (it hands authenticated envelopes to a `dispatch` callback instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from node.config import Genesis, NodeConfig
+from node.hooks import FaultHooks
+from node.network import LANES, NetLimits, Network, peer_id_from_public_key
+from node.settings import RoundSettings
+from node.status import Metrics
+from node.wire import Envelope, Opener, Rejected, Sealer
+
+logger = logging.getLogger("fednode")
+
+FETCH_TIMEOUT_S = 10.0
+OUTBOX_MAX_MESSAGES = 1024
+BULK_KINDS = frozenset({"blob", "masked"})
+"""Model-sized payloads: they travel on the bulk lane, so consensus votes never queue behind them."""
+SEND_RETRY_S = 15.0
+"""How long a message waits for its peer to (re)connect before it is dropped; one-shot messages such as a
+masked input or sketch shares would otherwise be lost to a member that started a few seconds late."""
+
+Outbox = trio.MemorySendChannel[tuple[str, bytes]]
+
+
+def _lane(kind: str) -> str:
+    return "bulk" if kind in BULK_KINDS else "control"
+
+
+class Transport:
+    """This node's outboxes and inbox. `start` once the network is open; the sends are then safe to call."""
+
+    def __init__(self, cfg: NodeConfig, genesis: Genesis, index: int, settings: RoundSettings, sealer: Sealer,
+                 opener: Opener, metrics: Metrics, phase_s: Counter[str], hooks: FaultHooks,
+                 frame_max_bytes: int) -> None:
+        self.cfg, self.genesis, self.index, self.settings = cfg, genesis, index, settings
+        self.sealer, self.opener, self.metrics, self.phase_s, self.hooks = sealer, opener, metrics, phase_s, hooks
+        self.peer_ids = [peer_id_from_public_key(m.public_key) for m in genesis.members]
+        self.limits = NetLimits(frame_max_bytes=frame_max_bytes)
+        self.net: Network | None = None
+        self._peer_queues: dict[tuple[int, str], Outbox] = {}
+        self._gossip_queue: Outbox | None = None
+
+    def allowed_peers(self) -> dict[str, str]:
+        """The genesis peer-id gate: peer id -> member name."""
+        return {peer_id_from_public_key(m.public_key): m.name for m in self.genesis.members}
+
+    async def start(self, net: Network, nursery: trio.Nursery) -> None:
+        """Dial the other members and start one draining task per outbox."""
+        self.net = net
+        for addr in self._peer_addresses():
+            await net.dial(addr)
+        for peer in range(self.genesis.n):
+            if peer == self.index:
+                continue
+            for lane in LANES:
+                send, receive = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
+                self._peer_queues[(peer, lane)] = send
+                nursery.start_soon(self._drain_peer, peer, lane, receive)
+        gossip_send, gossip_receive = trio.open_memory_channel[tuple[str, bytes]](OUTBOX_MAX_MESSAGES)
+        self._gossip_queue = gossip_send
+        nursery.start_soon(self._drain_gossip, gossip_receive)
+
+    def _peer_addresses(self) -> list[str]:
+        if self.cfg.peers:
+            return list(self.cfg.peers)
+        return [f"{m.address}/p2p/{peer_id_from_public_key(m.public_key)}"
+                for i, m in enumerate(self.genesis.members) if i != self.index]
+
+    def connected_peers(self) -> list[str]:
+        return self.net.connected_peers() if self.net is not None else []
+
+    # ------------------------------------------------------------------ inbound
+
+    async def serve_inbox(self, dispatch: Callable[[Envelope], Awaitable[None]], vector_bytes_max: int) -> None:
+        """Open every inbound frame (envelope checks, sender bound to its peer id) and hand it to `dispatch`."""
+        assert self.net is not None
+        async for kind, peer, data in self.net.inbox:
+            max_bytes = max(vector_bytes_max, 1 << 20) + 1024 if kind == "direct" else 4 << 20
+            try:
+                env = self.opener.open(data, max_bytes)
+            except Rejected as exc:
+                self.metrics.rejected.labels(exc.reason.name.lower()).inc()
+                logger.debug("rejected message from %s: %s", peer[:12], exc)
+                continue
+            if self.peer_ids[env.sender] != peer:
+                self.metrics.rejected.labels("sender_peer_mismatch").inc()
+                continue
+            await dispatch(env)
+
+    # ------------------------------------------------------------------ outbound
+
+    async def broadcast(self, kind: str, height: int, payload: bytes) -> None:
+        """A small message for every member, by the genesis `consensus_transport`: direct frames (N-1
+        transmissions) or gossip ((N-1)^2, each signature-checked; see docs/benchmarks.md)."""
+        if self.settings.consensus_transport == "direct":
+            await self.send_to_all(kind, height, payload)
+        else:
+            await self.gossip(kind, height, payload)
+
+    async def gossip(self, kind: str, height: int, payload: bytes) -> None:
+        """Gossip a small message; one above gossipsub's bound goes to every member directly instead."""
+        data = self.sealer.seal(kind, height, payload)
+        if len(data) > self.limits.gossip_max_bytes:
+            self._enqueue_all(kind, data)
+            return
+        self.metrics.bytes_sent.labels(kind).inc(len(data) * (self.genesis.n - 1))
+        assert self._gossip_queue is not None, "gossip before the network started"
+        self._enqueue(self._gossip_queue, kind, data)
+
+    async def send(self, to: int, kind: str, height: int, payload: bytes) -> None:
+        queue = self._peer_queues.get((to, _lane(kind)))
+        if queue is None:  # the replica addressed us (seen during view changes): nothing to send
+            logger.debug("dropping a %s send addressed to ourselves", kind)
+            return
+        data = self.sealer.seal(kind, height, payload)
+        self.metrics.bytes_sent.labels(kind).inc(len(data))
+        self._enqueue(queue, kind, data)
+
+    async def send_to_all(self, kind: str, height: int, payload: bytes) -> None:
+        """One direct frame to every member (model-sized payloads, PBFT messages with direct transport)."""
+        self._enqueue_all(kind, self.sealer.seal(kind, height, payload))
+
+    def _enqueue_all(self, kind: str, data: bytes) -> None:
+        lane = _lane(kind)
+        queues = [queue for (_peer, queue_lane), queue in self._peer_queues.items() if queue_lane == lane]
+        self.metrics.bytes_sent.labels(kind).inc(len(data) * len(queues))
+        for queue in queues:
+            self._enqueue(queue, kind, data)
+
+    def _enqueue(self, queue: Outbox, kind: str, data: bytes) -> None:
+        try:
+            queue.send_nowait((kind, data))
+        except trio.WouldBlock:
+            self.metrics.rejected.labels("outbox_full").inc()
+
+    async def _drain_peer(self, peer: int, lane: str, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        assert self.net is not None
+        async for kind, data in queue:
+            started = time.monotonic()
+            delay_s = 0.05
+            while not await self.net.send(self.peer_ids[peer], data, lane):
+                if time.monotonic() - started > SEND_RETRY_S:
+                    self.metrics.rejected.labels("send_failed").inc()
+                    break
+                await trio.sleep(delay_s)  # not connected yet (or reconnecting): keep order, try again
+                delay_s = min(2 * delay_s, 1.0)
+            if kind in BULK_KINDS:
+                self.phase_s["transfer"] += time.monotonic() - started
+            self.hooks.frame_delivered(kind)
+
+    async def _drain_gossip(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        assert self.net is not None
+        async for _kind, data in queue:
+            await self.net.publish(data)
+
+    # ------------------------------------------------------------------ requests
+
+    async def fetch(self, kind: str, digest: bytes) -> bytes | None:
+        """Ask connected peers in turn for content named by `digest`; the caller verifies what comes back."""
+        assert self.net is not None
+        request = self.sealer.seal(kind, 0, digest)
+        for peer in self.net.connected_peers():
+            data = await self.net.request(peer, request, FETCH_TIMEOUT_S)
+            if data:
+                return data
+        return None
+
+    async def request(self, peer: str, kind: str, payload: bytes) -> bytes:
+        """One sealed request to one peer; empty if it did not answer."""
+        assert self.net is not None
+        return await self.net.request(peer, self.sealer.seal(kind, 0, payload), FETCH_TIMEOUT_S)
+
+    def open_request(self, data: bytes) -> Envelope:
+        """Open a peer's request (raises `Rejected`)."""
+        return self.opener.open(data, 1024)
+
+    # ------------------------------------------------------------------ accounting for /status
+
+    def rejections(self) -> dict[str, int]:
+        """Everything dropped so far, by reason: bad envelopes, the network layer's refusals, and what the
+        daemon dropped (malformed or stale transactions, full outboxes, sends that never got through)."""
+        out = {r.name.lower(): c for r, c in self.opener.rejected.items()}
+        if self.net is not None:
+            out |= {k.split(":", 1)[1]: v for k, v in self.net.stats.items() if k.startswith("rejected:")}
+            if self.net.stats["stream_open_timeouts"]:
+                out["stream_open_timeouts"] = self.net.stats["stream_open_timeouts"]
+        return out | self.metrics.rejected_by_reason()
+

@@ -1,0 +1,88 @@
+"""The fault-injection plug-in (node/hooks.py, node/faults.py): honest no-ops by default, and each
+implemented fault doing what `fednode cluster` asks of it, without a running daemon."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import numpy as np
+import pytest
+
+from node import contract as rc
+from node import faults as faults_module
+from node.cli import _fault_hooks
+from node.hooks import NO_FAULTS, FaultContext, FaultHooks
+
+CHAIN, N, ME = b"c" * 32, 4, 2
+
+
+def _sign(body: bytes) -> bytes:
+    return b"\x00" * 64
+
+
+def _parse(raw: bytes) -> rc.Tx:
+    return rc.parse_tx(raw, CHAIN, N, lambda _i, _data, _sig: True)
+
+
+def _bound(behaviour: dict[str, Any]) -> faults_module.Faults:
+    faults = faults_module.Faults(behaviour)
+    faults.bind(FaultContext(ME, N, CHAIN, _sign, _parse, None, None))  # type: ignore[arg-type]
+    return faults
+
+
+def _tx(kind: str, fields: list[object]) -> bytes:
+    return rc.make_tx(CHAIN, kind, ME, 3, fields, _sign)
+
+
+def _inputs_closed(round_id: int, members: tuple[int, ...] = tuple(range(N))) -> rc.PhaseClosed:
+    return rc.PhaseClosed(round_id, "inputs", members, (), height=7)
+
+
+def test_a_node_without_behaviour_runs_the_honest_no_op_hooks() -> None:
+    assert _fault_hooks({}) is NO_FAULTS
+    raw = _tx("stats", [b"\x05" * 8])
+
+    def honest(vec: np.ndarray, round_id: int) -> Any:
+        return None
+
+    assert NO_FAULTS.outgoing_tx(raw) == raw
+    assert NO_FAULTS.train_fn(honest) is honest
+    assert NO_FAULTS.phase_closed(_inputs_closed(1)) is False
+
+
+def test_a_behaviour_plugs_in_the_faults() -> None:
+    assert isinstance(_fault_hooks({"validator": "withhold"}), faults_module.Faults)
+    assert isinstance(_fault_hooks({"validator": "withhold"}), FaultHooks)
+
+
+def test_a_withholding_validator_submits_no_statistics_and_everything_else_unchanged() -> None:
+    faults = _bound({"validator": "withhold"})
+    assert faults.outgoing_tx(_tx("stats", [b"\x05" * 8])) is None
+    other = _tx("input", [b"d" * 32, 1])
+    assert faults.outgoing_tx(other) == other
+
+
+def test_a_corrupting_validator_flips_a_bit_of_its_statistic_shares() -> None:
+    faults = _bound({"validator": "corrupt"})
+    out = faults.outgoing_tx(_tx("stats", [b"\x05" * 8]))
+    assert out is not None
+    tx = _parse(out)
+    assert (tx.kind, tx.author, tx.round, tx.fields) == ("stats", ME, 3, (b"\x04" + b"\x05" * 7,))
+
+
+def test_a_crashing_node_stops_at_its_round_and_dies_once_its_masked_input_reached_every_peer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    killed: list[int] = []
+    monkeypatch.setattr(faults_module.os, "kill", lambda _pid, signum: killed.append(signum))
+    faults = _bound({"crash_after_input_round": 2})
+    faults.masked_input_sent(2)
+    assert faults.phase_closed(_inputs_closed(1)) is False
+    assert faults.phase_closed(_inputs_closed(2, members=(0, 1, 3))) is False, "not in U2: nothing to crash on"
+    for _ in range(N - 2):
+        faults.frame_delivered("masked")
+    faults.frame_delivered("pbft")
+    assert faults.phase_closed(_inputs_closed(2)) is True
+    assert killed == []
+    faults.frame_delivered("masked")
+    assert killed == [signal.SIGKILL]
