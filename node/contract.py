@@ -21,8 +21,8 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | keys     | secure, valid.  | `sa` [AdvertiseKeys] from participants       | `close` ["keys"]   -> U1   |
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
 | inputs   | secure, valid.  | `input` [masked_input_digest] from U2        | `close` ["inputs"] -> U3   |
-| sketch   | validated       | `dealt` [] from U3 once its sketch shares    | `close` ["sketch"] -> V    |
-|          |                 | went to every holder                         |                            |
+| sketch   | validated       | `dealt` [H(PRZS commitments)] from U3 once   | `close` ["sketch"] -> V    |
+|          |                 | its sketch shares went to every holder       |                            |
 | validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
 |          |                 | over V, from holders                         |                            |
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
@@ -107,6 +107,12 @@ class ContractParams:
     vector_length: int = 1
     validate: bool = False
     validation_degree: int = 1
+    faulty: int | None = None
+    """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+
+    @property
+    def max_faulty(self) -> int:
+        return (self.n - 1) // 3 if self.faulty is None else self.faulty
 
     @property
     def mode(self) -> str:
@@ -196,6 +202,8 @@ class PhaseClosed:
     height: int
     weights: tuple[tuple[int, int], ...] = ()
     """With `digests`: each member's committed weight (quantized), which its masked weight coordinate must equal."""
+    commitments: tuple[tuple[int, bytes], ...] = ()
+    """Closing the sketch phase: each dealer's committed hash of its PRZS commitments (`dealt` tx)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +267,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 2, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 0}
+                 "accept": 1, "dealt": 1}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -308,7 +316,7 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "accept":
         return [_member_list(fields[0], n, "accept.accepted")]
     if kind == "dealt":
-        return []
+        return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -339,8 +347,11 @@ class Contract:
         return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
 
     def min_inputs(self, phase: str) -> int:
-        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 publishers to reconstruct."""
-        return 2 * self.params.validation_degree + 1 if phase == "validate" else self.min_members
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
+        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`)."""
+        if phase == "validate":
+            return 2 * self.params.validation_degree + 1 + self.params.max_faulty
+        return self.min_members
 
     @property
     def committed_rounds(self) -> int:
@@ -620,7 +631,7 @@ class Contract:
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
         if tx.kind in ("sa", "stats", "dealt"):
-            s.inputs[tx.author] = (tx.fields[0] if tx.fields else b"", 0)  # type: ignore[assignment]
+            s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
         if tx.kind in ("close", "accept"):
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
@@ -638,7 +649,8 @@ class Contract:
             with_inputs = s.phase in ("inputs", "validate")
             digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights)
+            commitments = tuple((a, s.inputs[a][0]) for a in members) if s.phase == "sketch" else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, commitments)  # type: ignore[arg-type]
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False

@@ -29,6 +29,7 @@ from node.secure_round import (
     decide_accepted,
     quant_params,
 )
+from smpc import validation_messages as vm
 from smpc.errors import InconsistentShares, MissingMessages, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
@@ -206,12 +207,38 @@ def test_dropout_after_masked_input_and_before_keys(seed: int) -> None:
         assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale), f"seed={seed} node={i}"
 
 
+def plaintext_needles(vec: np.ndarray, quantized: np.ndarray) -> list[bytes]:
+    """16-byte windows of every encoding of a node's update a leak could carry: float32, float64, and the
+    exact quantized ring vector it masked (quantization is stochastic, so rebuilding it with np.round
+    would miss a full plaintext leak of the quantized vector most of the time)."""
+    encodings = [vec.astype("<f4").tobytes(), vec.astype("<f8").tobytes(), quantized.astype("<u4").tobytes()]
+    return [e[k : k + 16] for e in encodings for k in range(0, len(e) - 15, 16)]
+
+
 def test_no_plaintext_update_bytes_reach_any_peer() -> None:
     c, updates, samples, _expected, _totals = run_round(5, 11, drop_after_input=set())
     for i in range(5):
-        vec = c.weighting.vector(updates[i], samples[i])
-        needles = [vec.astype("<f4").tobytes()[:16], vec.astype("<f8").tobytes()[:16],
-                   np.round(vec * c.quant.scale).astype("<i4").tobytes()[:16]]
+        quantized = c.rounds[i]._masked_quantized
+        assert quantized is not None
+        needles = plaintext_needles(c.weighting.vector(updates[i], samples[i]), quantized)
+        assert any(needle in b"junk" + quantized.astype("<u4").tobytes() for needle in needles), "detector works"
+        for j, received in c.wire.items():
+            if j != i:
+                assert not any(needle in payload for needle in needles for payload in received), (i, j)
+
+
+def test_no_plaintext_update_bytes_reach_any_peer_in_a_validated_round() -> None:
+    """The same with validation: sketch shares, statistics and sketch-sum shares carry no plaintext either."""
+    n = 7
+    c = Cluster(n, 17, validate=True)
+    rng = np.random.default_rng(17)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    assert c.rounds[0].try_sum(deadline_passed=False) is not None
+    for i in range(n):
+        needles = plaintext_needles(c.weighting.vector(updates[i], 50), c.rounds[i]._masked_quantized)  # type: ignore[arg-type]
         for j, received in c.wire.items():
             if j != i:
                 assert not any(needle in payload for needle in needles for payload in received), (i, j)
@@ -567,3 +594,62 @@ def test_an_incomplete_phase_ahead_never_closes_and_carries_over_into_the_opened
     assert contract.state.phase == "shares" and contract.state.u1 == tuple(range(n))
     c.commit(c.tx("close", ["shares"], round_id=2))
     assert contract.state.phase == "inputs" and contract.state.expected == tuple(range(n))
+
+
+JUNK = [b"", b"\x00", b"\x93\x01\x02\x03", bytes(range(256)) * 40, b"\xc6\xff\xff\xff\xff",
+        rc.make_tx(CHAIN, "dealt", 6, 1, [b"\x00" * 32], lambda data: b"\x00" * 64)]
+
+
+def test_junk_sketch_shares_and_sums_sent_early_are_violations_not_a_crash() -> None:
+    """Issue 17, finding 1: member 6 sends every peer junk `vshare` and `ssum` payloads as the round opens.
+    They were stored unchecked and decoded when the inputs phase closed, and the DecodeError ended every
+    honest daemon. Now each is checked on arrival, becomes a violation naming member 6, and the round goes
+    on: member 6's genuine shares, sent later, still count."""
+    n, sender = 7, 6
+    c = Cluster(n, 41, validate=True)
+    rng = np.random.default_rng(41)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    for i in range(n - 1):
+        for junk in JUNK:
+            assert c.rounds[i].on_sketch_shares(sender, junk) == []
+            c.rounds[i].on_sketch_sum(sender, junk)
+        assert {v.sender for v in c.rounds[i].violations} == {sender + 1} and len(c.rounds[i].violations) == 2 * len(JUNK)
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    assert sender in outcome.accepted + tuple(outcome.rejected) and outcome.statistics.checked
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_sketch_shares_relayed_forged_or_with_wrong_contributions_are_violations_of_their_author() -> None:
+    """A dealer's shares relayed by another member, addressed to another holder, or carrying a PRZS
+    contribution that does not match the dealer's signed commitment: each is refused on arrival, and
+    the holder keeps waiting for a valid message from that dealer."""
+    n = 7
+    c = Cluster(n, 42, validate=True)
+    rng = np.random.default_rng(42)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    sent: list[SendShares] = []
+    deliver = c.emit
+    c.emit = lambda i, outputs: (sent.extend((i, o) for o in outputs if isinstance(o, SendShares)),  # type: ignore[method-assign,func-returns-value]
+                                 deliver(i, [o for o in outputs if not isinstance(o, SendShares) or i != 2]))
+    c.commit(c.tx("close", ["inputs"]))
+    genuine = {o.to: o.payload for i, o in sent if i == 2}
+    victim = c.rounds[0]
+    assert victim.on_sketch_shares(5, genuine[0]) == []  # relayed by member 5
+    assert victim.on_sketch_shares(2, genuine[1]) == []  # member 1's shares
+    message = vm.decode_shares(genuine[0], victim._vlimits)  # type: ignore[arg-type]
+    forged = bytearray(message.contributions)
+    forged[0] ^= 1
+    bad = vm.sign_shares(CHAIN, c.sign(2), 1, 2, 0, message.share, bytes(forged), message.commitments)
+    assert victim.on_sketch_shares(2, bad) == []
+    assert [type(v).__name__ for v in victim.violations] == ["ProtocolViolation", "ProtocolViolation",
+                                                             "ProtocolViolation"]
+    assert [v.sender for v in victim.violations] == [6, 3, 3] and 2 not in victim._dealt  # participant ids
+    assert [type(o) for o in victim.on_sketch_shares(2, genuine[0])] == [SubmitTx]  # then it can publish
