@@ -29,8 +29,9 @@ from node.secure_round import (
     decide_accepted,
     quant_params,
 )
+from smpc import field, shamir
 from smpc import validation_messages as vm
-from smpc.errors import InconsistentShares, MissingMessages, RoundAborted
+from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
 from smpc.validation import SketchParams
@@ -653,3 +654,67 @@ def test_sketch_shares_relayed_forged_or_with_wrong_contributions_are_violations
                                                              "ProtocolViolation"]
     assert [v.sender for v in victim.violations] == [6, 3, 3] and 2 not in victim._dealt  # participant ids
     assert [type(o) for o in victim.on_sketch_shares(2, genuine[0])] == [SubmitTx]  # then it can publish
+
+
+def forged_statistics(check: rc.ValidationCheck, author: int, shifts: dict[int, int]) -> rc.ValidationCheck:
+    """`author`'s published statistic shares with `shifts[k]` added to statistic k: all a member can still
+    do to the statistics, now that no member deals the zero sharing that re-randomizes them."""
+    published = dict(check.published)
+    vector = np.frombuffer(published[author], dtype="<u8").copy()
+    for k, shift in shifts.items():
+        vector[k] = (int(vector[k]) + shift) % ((1 << 61) - 1)
+    published[author] = vector.astype("<u8").tobytes()
+    return dataclasses.replace(check, published=tuple(sorted(published.items())))
+
+
+@pytest.mark.parametrize("goal", ["hide_own_norm", "push_honest_norms_out"])
+def test_a_member_cannot_offset_the_statistics(goal: str) -> None:
+    """Issue 14, finding 1. Member 3 masks an unclipped -8x update and deals its true sketch (so the linear
+    identity holds). With dealt zero sharings it shifted every holder's re-randomization by an offset: its
+    own norm looked benign (accepted, the model stepped along its direction) or two honest norms left the
+    range (rejected outside the cap of f). Zero shares are now computed from keys, dealt by nobody: all it
+    can shift is its own published share, which the reconstruction corrects and names."""
+    n, attacker = 7, 3
+    rng = np.random.default_rng(43)
+    c = Cluster(n, 43, validate=True)
+    base = rng.normal(0, 0.3, L)
+    updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
+    c.mask_updates(updates)
+    poisoned = np.append(-8 * base * (c.weighting.clip_l2 / np.linalg.norm(base)), 0.5)
+    c.rounds[attacker]._masked_quantized = quantize(poisoned, c.quant, SeededRandomBytes(b"\x02" * 32))
+    check = c.publish_statistics()
+    honest = decide_accepted(check, c.setup, c.quant)
+    assert attacker in honest.rejected
+    scale = int(c.setup.sketch.scale**2)
+    shifts = {attacker: -scale * 10**6} if goal == "hide_own_norm" else {0: scale * 10**9, 1: scale * 10**9}
+    lied = decide_accepted(forged_statistics(check, attacker, shifts), c.setup, c.quant)
+    assert lied.statistics.inconsistent_publishers == (attacker + 1,)
+    assert lied.accepted == honest.accepted and set(lied.rejected) == set(honest.rejected)
+
+
+def test_three_publishers_never_decide() -> None:
+    """Issue 14, finding 2. A Byzantine primary holds the other holders out until the deadline and closes
+    the validate phase with its own forged statistics plus two honest ones: 2t_v + 1 = 3 points fit one
+    polynomial, so its forgery decided. The contract now needs 2t_v + 1 + f = 5 publishers, and with 5 of
+    which 2 lie in concert (their points on one forged polynomial through 2 honest ones) nothing decides."""
+    n, primary, accomplice = 7, 6, 5
+    rng = np.random.default_rng(44)
+    c = Cluster(n, 44, validate=True)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    stats = c.pending_statistics()
+    contract = c.contracts[0]
+    vectors = {a + 1: np.frombuffer(stats[a], dtype="<u8").astype(np.uint64) for a in stats}
+    target = {1: vectors[1], 2: vectors[2], primary + 1: field.add(vectors[primary + 1], np.uint64(10**12))}
+    forged = shamir.interpolate(target, [accomplice + 1])[0]
+    published = {0: stats[0], 1: stats[1], primary: target[primary + 1].astype("<u8").tobytes()}
+    three = contract.shadow()
+    three.extend([three.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
+    with pytest.raises(rc.TxError, match="needs 5"):
+        three.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("accept", [[0, 1, 2, 3, 4]]),)))
+    with pytest.raises(NotEnoughShares):
+        decide_accepted(three.validation_check(None), c.setup, c.quant)
+    published |= {2: stats[2], accomplice: forged.astype("<u8").tobytes()}
+    five = contract.shadow()
+    five.extend([five.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
+    with pytest.raises(InconsistentShares):
+        decide_accepted(five.validation_check(None), c.setup, c.quant)
