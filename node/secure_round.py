@@ -120,6 +120,21 @@ class ValidationSetup:
         return self.rule.f
 
 
+def validation_config_error(n: int, f: int, degree: int) -> str | None:
+    """Why genesis must refuse validation with sharing degree t_v among N members of whom f may be Byzantine,
+    in one line, or None. Below f, f colluding holders rebuild every member's sketch (with the default
+    logistic regression, d = 31 < k, the sketch is the update); the statistics need 2t_v + 1 + f publishers
+    to be decided at all (`smpc.shamir.reconstruct`); PRZS keys one secret per t_v-subset (`smpc.przs`)."""
+    if degree < f:
+        return (f"validation.degree t_v = {degree} is below f = {f}: {degree + 1} colluding members could rebuild "
+                "every member's sketch (and with a sketch as wide as the model, its update)")
+    if 2 * degree + 1 + f > n:
+        return f"validation.degree t_v = {degree} needs 2t_v + 1 + f = {2 * degree + 1 + f} publishers, more than N = {n}"
+    if math.comb(n, degree) > przs.MAX_SUBSETS:
+        return f"validation.degree t_v = {degree} at N = {n} means C(N, t_v) = {math.comb(n, degree)} zero-sharing keys"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationOutcome:
     accepted: tuple[int, ...]

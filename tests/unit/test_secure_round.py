@@ -28,6 +28,7 @@ from node.secure_round import (
     apply_sum,
     decide_accepted,
     quant_params,
+    validation_config_error,
 )
 from smpc import field, shamir
 from smpc import validation_messages as vm
@@ -41,16 +42,16 @@ L = 50
 
 
 class Cluster:
-    def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1) -> None:
+    def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1, validation_degree: int = 1,
+                 length: int = L, width: int = 200) -> None:
         self.n = n
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
-                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=L + 1,
-                                        validate=validate,
-                                        validation_degree=1)
+                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
+                                        validate=validate, validation_degree=validation_degree)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
-        self.setup = ValidationSetup(1, SketchParams.for_clip(self.weighting.total_bound, 200),
+        self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.rounds: dict[int, SecureRound] = {}
@@ -718,3 +719,13 @@ def test_three_publishers_never_decide() -> None:
     five.extend([five.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
     with pytest.raises(InconsistentShares):
         decide_accepted(five.validation_check(None), c.setup, c.quant)
+
+
+def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> None:
+    """Issue 14, finding 4: t_v = 1 at N = 7 let 2 colluders read every sketch. Genesis refuses a degree
+    below f, a degree whose statistics would need more publishers than members, and PRZS beyond its bound."""
+    assert validation_config_error(7, 2, 1) is not None and "below f = 2" in validation_config_error(7, 2, 1)  # type: ignore[operator]
+    assert validation_config_error(4, 1, 1) is None and validation_config_error(7, 2, 2) is None
+    assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
+    assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
+    assert "zero-sharing keys" in validation_config_error(40, 13, 13)  # type: ignore[operator]
