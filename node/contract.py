@@ -20,8 +20,10 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | collect  | plain           | `update` [update_hash, n_samples]            | `result` [included, model] |
 | keys     | secure, valid.  | `sa` [AdvertiseKeys] from participants       | `close` ["keys"]   -> U1   |
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
-| inputs   | secure, valid.  | `input` [masked_input_digest] from U2        | `close` ["inputs"] -> U3   |
-| sketch   | validated       | `dealt` [H(PRZS commitments)] from U3 once   | `close` ["sketch"] -> V    |
+| inputs   | secure, valid.  | `input` [masked_input_digest, weight,        | `close` ["inputs"] -> U3   |
+|          |                 | H(seed reveal)] from U2                      |                            |
+| seed     | validated       | `reveal` [seed reveal] from U3               | `close` ["seed"] -> R      |
+| sketch   | validated       | `dealt` [H(PRZS commitments)] from R once    | `close` ["sketch"] -> V    |
 |          |                 | its sketch shares went to every holder       |                            |
 | validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
 |          |                 | over V, from holders                         |                            |
@@ -60,6 +62,7 @@ from smpc import messages as sam
 from smpc.errors import ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
+from smpc.validation import seed_commitment
 
 MAX_TX_BODY_BYTES = 64 * 1024
 PARSE_CACHE_ENTRIES = 4096
@@ -74,7 +77,8 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                ("unmask", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
-                  ("sketch", "dealt", "close"), ("validate", "stats", "accept"), ("unmask", "", "result")),
+                  ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
+                  ("unmask", "", "result")),
 }
 """mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
 
@@ -202,8 +206,9 @@ class PhaseClosed:
     height: int
     weights: tuple[tuple[int, int], ...] = ()
     """With `digests`: each member's committed weight (quantized), which its masked weight coordinate must equal."""
-    commitments: tuple[tuple[int, bytes], ...] = ()
-    """Closing the sketch phase: each dealer's committed hash of its PRZS commitments (`dealt` tx)."""
+    payloads: tuple[tuple[int, bytes], ...] = ()
+    """The closed phase's committed inputs that later steps need, by member: the seed phase's reveals, the
+    sketch phase's hashes of each dealer's PRZS commitments (`dealt` tx)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,8 @@ class ContractState:
     digests: dict[int, bytes] = field(default_factory=dict)
     weights: dict[int, int] = field(default_factory=dict)
     """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""
+    seed_commitments: dict[int, bytes] = field(default_factory=dict)
+    """Each member's commitment to its sketch-seed reveal (the `input` tx's third field)."""
     rejected: tuple[int, ...] = ()
     rejections: dict[int, int] = field(default_factory=dict)
     """How many rounds each member's update was rejected by validation (the ledger's flag)."""
@@ -254,7 +261,8 @@ class ContractState:
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
-                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights), rejected=self.rejected,
+                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights),
+                             seed_commitments=dict(self.seed_commitments), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2)
@@ -266,8 +274,8 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
     return codec.encode([body, sign(body)])
 
 
-_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 2, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 1}
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
+                 "accept": 1, "dealt": 1, "reveal": 1}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -308,7 +316,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "sa.message", max_len=MAX_TX_BODY_BYTES)]
     if kind == "input":
         return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES),
-                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1)]
+                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1),
+                codec.expect_bytes(fields[2], "input.seed_commitment", HASH_BYTES)]
     if kind == "close":
         return [codec.expect_str(fields[0], "close.phase", 16)]
     if kind == "stats":
@@ -317,6 +326,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [_member_list(fields[0], n, "accept.accepted")]
     if kind == "dealt":
         return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
+    if kind == "reveal":
+        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -349,7 +360,7 @@ class Contract:
     def min_inputs(self, phase: str) -> int:
         """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
         agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`)."""
-        if phase == "validate":
+        if phase in ("seed", "validate"):
             return 2 * self.params.validation_degree + 1 + self.params.max_faulty
         return self.min_members
 
@@ -529,6 +540,9 @@ class Contract:
             self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
         if tx.kind == "stats":
             self._check_statistics(tx)
+        if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
+                s.seed_commitments[tx.author]:  # type: ignore[arg-type]
+            raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
         return []
 
     def _validate_ahead(self, tx: Tx) -> list[Check]:
@@ -616,6 +630,7 @@ class Contract:
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
+            s.seed_commitments = {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -629,8 +644,9 @@ class Contract:
             return []
         if tx.kind == "input":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
             return []
-        if tx.kind in ("sa", "stats", "dealt"):
+        if tx.kind in ("sa", "stats", "dealt", "reveal"):
             s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
         if tx.kind in ("close", "accept"):
@@ -649,8 +665,8 @@ class Contract:
             with_inputs = s.phase in ("inputs", "validate")
             digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
-            commitments = tuple((a, s.inputs[a][0]) for a in members) if s.phase == "sketch" else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, commitments)  # type: ignore[arg-type]
+            payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False

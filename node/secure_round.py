@@ -49,6 +49,7 @@ from smpc.validation import (
     local_statistics,
     reconstruct_sketch_sum,
     reconstruct_statistics,
+    seed_commitment,
     share_sketch,
     sketch_seed,
     sketch_update,
@@ -234,6 +235,8 @@ class SecureRound:
         self._bad_dealers: set[int] = set()
         self._stats_over: tuple[int, ...] = ()
         self._summed_weights: dict[int, int] = {}
+        self._seed_reveal = b""
+        self._inputs_commitment = b""
         self._left_at = ""
         self.config_members = frozenset(opened.participants)
         self._masked_quantized: npt.NDArray[np.uint32] | None = None
@@ -275,7 +278,9 @@ class SecureRound:
         masked = self.machine.mask(self._quantized)
         self._masked_quantized, self._quantized = self._quantized, None
         weight = int(field.ring_to_signed(self._masked_quantized[-1:])[0])
-        return [SendMasked(sam.encode(masked), masked.digest()), self._tx("input", [masked.digest(), weight])]
+        self._seed_reveal = self._rand(32)
+        committed = seed_commitment(self.params.chain_id, self.round, self.me, self._seed_reveal)
+        return [SendMasked(sam.encode(masked), masked.digest()), self._tx("input", [masked.digest(), weight, committed])]
 
     def decode(self, data: bytes) -> sam.Message:
         """Parse a peer's secagg message with this round's bounds; raises MalformedMessage."""
@@ -338,6 +343,8 @@ class SecureRound:
             self.machine.on_shares_committed(members)
             out += self._maybe_mask()
         elif event.phase == "inputs" and self.validation is not None:
+            out += self._reveal_seed(event)
+        elif event.phase == "seed":
             out += self._share_sketch(event)
         elif event.phase == "sketch":
             out += self._on_dealers_fixed(event)
@@ -352,16 +359,23 @@ class SecureRound:
         self.violations += self.machine.drain_violations()
         return out
 
+    def _reveal_seed(self, event: rc.PhaseClosed) -> list[Output]:
+        """U3 is fixed, and with it every input: now, and only now, reveal our share of the sketch seed."""
+        self._inputs_commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        if self.me not in event.members or not self._seed_reveal:
+            return []
+        return [self._tx("reveal", [self._seed_reveal])]
+
     def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
-        """U3 is fixed: sketch our masked update with the now-public seed and deal its shares to U3, with our
-        PRZS contributions (`smpc.przs`) to each holder and, on the ledger, the hash of our commitments."""
+        """R, the members of U3 whose reveals the ledger committed, is fixed, and with it the sketch seed:
+        sketch our masked update and deal its shares to R, with our PRZS contributions (`smpc.przs`) to each
+        holder and, on the ledger, the hash of our commitments."""
         assert self.validation is not None
         self._holders = event.members
-        commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        seed = sketch_seed(self.params.chain_id, self.round, self._inputs_commitment, dict(event.payloads))
         # The weight coordinate is left out: the statistics describe the weighted update alone, and the
         # weight is checked exactly against the committed ones (`_check_weights`).
-        self._sketch = CountSketch(sketch_seed(self.params.chain_id, self.round, commitment),
-                                   self.params.vector_length - 1, self.validation.sketch.width)
+        self._sketch = CountSketch(seed, self.params.vector_length - 1, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return []
         z = sketch_update(self._masked_quantized[:-1], self._sketch, self.validation.sketch, self._quant, self._rand)
@@ -411,7 +425,7 @@ class SecureRound:
         over V. A dealer whose ledger hash is not that of the commitments it signed to us equivocated: our
         keys could differ from other holders', so we publish nothing rather than an inconsistent share."""
         self._candidates = event.members
-        for dealer, digest in event.commitments:
+        for dealer, digest in event.payloads:
             message = self._dealt.get(dealer)
             if dealer != self.me and message is not None and message.commitments_digest() != digest:
                 self._bad_dealers.add(dealer)

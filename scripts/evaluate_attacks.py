@@ -143,6 +143,7 @@ class ProtocolRound:
         state.commit(state.tx("close", ["inputs"]))
         rejected: tuple[int, ...] = ()
         if self.setup is not None:
+            state.commit(state.tx("close", ["seed"]))
             state.commit(state.tx("close", ["sketch"]))
             contract = state.contracts[0]
             state.commit()

@@ -100,11 +100,26 @@ class ValidationStatistics:
     checked: bool
 
 
-def sketch_seed(chain_id: bytes, round_id: int, inputs_commitment: bytes) -> bytes:
-    """The public sketch seed of a round: SHA-256 of a domain tag, the chain id, the round id and
-    the ledger's commitment to the masked inputs, so it exists only after the updates are fixed."""
-    tag = b"fednode/validation/v1/sketch-seed" + len(chain_id).to_bytes(2, "big") + chain_id
-    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + inputs_commitment).digest()
+def seed_commitment(chain_id: bytes, round_id: int, member: int, reveal: bytes) -> bytes:
+    """H(member, reveal): what a member's `input` transaction commits to, before U3 closes."""
+    tag = b"fednode/validation/v1/seed-commitment" + len(chain_id).to_bytes(2, "big") + chain_id
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + member.to_bytes(2, "big") + reveal).digest()
+
+
+def sketch_seed(chain_id: bytes, round_id: int, inputs_commitment: bytes, reveals: Mapping[int, bytes]) -> bytes:
+    """The public sketch seed of a round: SHA-256 of a domain tag, the chain id, the round id, the ledger's
+    commitment to the masked inputs, and the revealed values R of the members whose reveals the ledger
+    committed after U3 closed (each opening the commitment its `input` carried).
+
+    Why the reveals. A seed that is a function of the masked inputs alone is known to the last member to
+    mask, who knows every other digest: it can vary its own input until the sketch cancels a chosen delta
+    (1,142 tries at d = 2,000). Each honest reveal is unknown to everyone until U3 is fixed, so nobody can
+    compute the seed while it can still change its input; what remains is the choice, after U3, of which
+    reveals count (members withholding theirs, a primary censoring others'), bounded in docs/validation.md.
+    """
+    tag = b"fednode/validation/v2/sketch-seed" + len(chain_id).to_bytes(2, "big") + chain_id
+    body = b"".join(member.to_bytes(2, "big") + reveals[member] for member in sorted(reveals))
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + inputs_commitment + body).digest()
 
 
 def sketch_update(

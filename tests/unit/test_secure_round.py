@@ -35,7 +35,8 @@ from smpc import validation_messages as vm
 from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
-from smpc.validation import SketchParams
+from smpc.sketch import CountSketch
+from smpc.validation import SketchParams, sketch_seed
 
 CHAIN = hashlib.sha256(b"secure round test").digest()
 L = 50
@@ -154,9 +155,14 @@ class Cluster:
                 vector[-1] = weights[i]
             self.emit(i, self.rounds[i].set_update(vector))
 
-    def pending_statistics(self) -> dict[int, bytes]:
-        """Commit U3 and V; return the statistic shares the holders then submitted, by author."""
+    def close_inputs(self) -> None:
+        """Commit U3, then R with every reveal submitted in reply: the sketch seed is fixed."""
         self.commit(self.tx("close", ["inputs"]))
+        self.commit(self.tx("close", ["seed"]))
+
+    def pending_statistics(self) -> dict[int, bytes]:
+        """Commit U3, R and V; return the statistic shares the holders then submitted, by author."""
+        self.close_inputs()
         self.commit(self.tx("close", ["sketch"]))
         contract = self.contracts[0]
         return {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in self.mempool}  # type: ignore[misc]
@@ -406,7 +412,7 @@ def test_a_weight_masked_other_than_committed_aborts_at_every_node(validate: boo
     for k, raw in enumerate(c.mempool):
         tx = contract.parse(raw)
         if tx.kind == "input" and tx.author == liar:
-            c.mempool[k] = rc.make_tx(CHAIN, "input", liar, 1, [tx.fields[0], int(tx.fields[1]) // 3], c.sign(liar))
+            c.mempool[k] = rc.make_tx(CHAIN, "input", liar, 1, [tx.fields[0], int(tx.fields[1]) // 3, tx.fields[2]], c.sign(liar))
     if validate:
         outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
         assert liar in outcome.accepted
@@ -443,7 +449,7 @@ def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_val
     rng = np.random.default_rng(12)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
-    c.commit(c.tx("close", ["inputs"]))
+    c.close_inputs()
     contract = c.contracts[0]
     pending = [contract.parse(raw) for raw in c.mempool]
     assert sorted((tx.kind, tx.author) for tx in pending) == sorted(
@@ -470,7 +476,7 @@ def test_statistics_over_u3_are_never_proposed_when_v_comes_out_smaller() -> Non
     c = Cluster(n, 13, validate=True)
     rng = np.random.default_rng(13)
     c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
-    c.commit(c.tx("close", ["inputs"]))
+    c.close_inputs()
     contract = c.contracts[0]
     early = [raw for raw in c.mempool if contract.parse(raw).kind == "stats"]
     assert len(early) == n
@@ -641,7 +647,7 @@ def test_sketch_shares_relayed_forged_or_with_wrong_contributions_are_violations
     deliver = c.emit
     c.emit = lambda i, outputs: (sent.extend((i, o) for o in outputs if isinstance(o, SendShares)),  # type: ignore[method-assign,func-returns-value]
                                  deliver(i, [o for o in outputs if not isinstance(o, SendShares) or i != 2]))
-    c.commit(c.tx("close", ["inputs"]))
+    c.close_inputs()
     genuine = {o.to: o.payload for i, o in sent if i == 2}
     victim = c.rounds[0]
     assert victim.on_sketch_shares(5, genuine[0]) == []  # relayed by member 5
@@ -729,3 +735,54 @@ def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> Non
     assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
     assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
     assert "zero-sharing keys" in validation_config_error(40, 13, 13)  # type: ignore[operator]
+
+
+def test_the_last_masker_cannot_predict_the_sketch_so_grinding_no_longer_helps() -> None:
+    """Issue 14, finding 3. The seed was H(U3's digests): the last member to mask knew every other digest,
+    so it could vary its own input until the public sketch cancelled a chosen delta (two coordinates in
+    one bucket, opposite signs), then move those coordinates freely. The seed now also hashes the reveals
+    committed after U3 closed: what members 5 and 6 (f = 2 colluders, 6 masking last) can compute when U3
+    closes, with any choice of which of their own reveals count, is not the round's sketch, and the delta
+    they tuned to cancel under their prediction shows in the round's sketch."""
+    n, length = 7, 2000
+    c = Cluster(n, 45, validate=True, length=length)
+    rng = np.random.default_rng(45)
+    c.mask_updates({i: rng.normal(0, 0.3, length) for i in range(n)})
+    contract = c.contracts[0]
+    digests = [contract.parse(raw).fields[0] for raw in c.mempool if contract.parse(raw).kind == "input"]
+    commitment = hashlib.sha256(b"".join(digests)).digest()  # type: ignore[arg-type]
+    c.close_inputs()
+    actual = c.rounds[6]._sketch
+    assert actual is not None and contract.state.phase == "sketch"
+    own = {i: c.rounds[i]._seed_reveal for i in (5, 6)}
+    for chosen in ({}, {6: own[6]}, own):
+        predicted = CountSketch(sketch_seed(CHAIN, 1, commitment, chosen), length, 200)
+        buckets = predicted.signed_buckets % 200
+        j1, j2 = next((a, b) for a in range(length) for b in range(a + 1, length) if buckets[a] == buckets[b])
+        sign = 1 if (predicted.signed_buckets[j1] < 200) == (predicted.signed_buckets[j2] < 200) else -1
+        delta = np.zeros(length, dtype=np.int64)
+        delta[j1], delta[j2] = 1000, -1000 * sign
+        assert not predicted.apply(delta).any(), "the delta cancels under the predicted sketch"
+        assert actual.apply(delta).any(), f"the round's sketch was predictable from {sorted(chosen)}"
+
+
+def test_a_reveal_must_open_its_commitment_and_the_seed_phase_closes_early_only_with_every_reveal() -> None:
+    n = 7
+    c = Cluster(n, 46, validate=True)
+    rng = np.random.default_rng(46)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    reveals = [contract.parse(raw) for raw in c.mempool]
+    assert sorted(tx.author for tx in reveals if tx.kind == "reveal") == list(range(n))
+    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32], c.sign(3))
+    with pytest.raises(rc.TxError, match="does not open"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (other,)))
+    early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                       (*[tx.raw for tx in reveals[:5]], c.tx("close", ["seed"]))))
+    assert [type(ch) for ch in early] == [rc.DeadlineCheck]
+    with pytest.raises(rc.TxError, match="needs 5"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*[tx.raw for tx in reveals[:4]],
+                                                                          c.tx("close", ["seed"]))))
+    assert contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                      (*[tx.raw for tx in reveals], c.tx("close", ["seed"])))) == []

@@ -52,7 +52,7 @@ def run(lying_sketch: bool) -> tuple[set[int], bool, np.ndarray, dict[int, np.nd
     quant = QuantParams.for_participants(clip_l2=1.0, max_participants=N)
     params = SketchParams.for_clip(1.0, WIDTH)
     quantized = updates_with_a_poisoner(rand, quant)
-    sketch = CountSketch(sketch_seed(b"v", 1, b"commitment to the masked inputs"), DIM, WIDTH)
+    sketch = CountSketch(sketch_seed(b"v", 1, b"commitment to the masked inputs", {1: b"\x01" * 32}), DIM, WIDTH)
     sketches = {i: sketch_update(quantized[i], sketch, params, quant, rand) for i in IDS}
     if lying_sketch:
         sketches[POISONER] = sketches[1].copy()

@@ -137,11 +137,15 @@ def test_parameters_that_could_wrap_the_field_are_refused() -> None:
         SketchParams(1000, 1.0, params.scale * 2)
 
 
-def test_sketch_seed_depends_on_chain_round_and_commitment() -> None:
-    base = sketch_seed(b"chain", 3, b"\x01" * 32)
+def test_sketch_seed_depends_on_chain_round_commitment_and_every_reveal() -> None:
+    reveals = {0: b"\x00" * 32, 3: b"\x03" * 32}
+    base = sketch_seed(b"chain", 3, b"\x01" * 32, reveals)
     variants = {
-        sketch_seed(b"chain2", 3, b"\x01" * 32),
-        sketch_seed(b"chain", 4, b"\x01" * 32),
-        sketch_seed(b"chain", 3, b"\x02" * 32),
+        sketch_seed(b"chain2", 3, b"\x01" * 32, reveals),
+        sketch_seed(b"chain", 4, b"\x01" * 32, reveals),
+        sketch_seed(b"chain", 3, b"\x02" * 32, reveals),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0]}),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0], 3: b"\x04" * 32}),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0], 2: reveals[3]}),
     }
-    assert len(base) == 32 and base not in variants and len(variants) == 3
+    assert len(base) == 32 and base not in variants and len(variants) == 6
