@@ -370,3 +370,25 @@ def test_a_node_that_masked_but_is_left_out_of_u3_is_excluded_and_stays_hidden()
         result = machine.try_finish()
         assert result is not None and result.dropped == frozenset({3})
         assert np.array_equal(result.total, plain_sum(updates, accepted))
+
+
+def test_two_lying_revealers_at_n_7_are_corrected_against_the_commitment_not_an_abort() -> None:
+    """Issue 14, finding 5: with N = 7 and t = 4, 7 reveals correct one wrong share by decoding, so two lying
+    revealers aborted every round. Each reconstructed secret is checked against its owner's advert (H(b_i),
+    or the mask public key), so trying the C(7, 5) = 21 subsets of t + 1 reveals finds the secret."""
+    n = 7
+    updates = make_updates(n, seed=12)
+
+    def corrupt(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        bad = tuple((owner, messages.encode_share(np.full(5, message.sender, dtype=np.uint64)))
+                    for owner, _ in message.self_seed_shares)
+        return resign(dataclasses.replace(message, self_seed_shares=bad), signer)
+
+    outcome = run_round(config(n, degree=4), updates, DropSchedule(), seed=12, tamper={3: corrupt, 6: corrupt})
+    honest = {i: r for i, r in outcome.results.items() if i not in (3, 6)}
+    assert len(honest) == n - 2 and not outcome.aborted
+    for result in honest.values():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+        assert set(result.inconsistent_revealers.values()) == {(3, 6)}
