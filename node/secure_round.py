@@ -547,7 +547,21 @@ class SecureRound:
         if self.validation is not None and not self.sketch_sum_checked \
                 and not self._check_linear_identity(deadline_passed):
             return None
-        return dequantize_sum(self.result.total, self._quant)
+        total = dequantize_sum(self.result.total, self._quant)
+        self._check_bound(total)
+        return total
+
+    def _check_bound(self, total: npt.NDArray[np.float64]) -> None:
+        """Every summed vector was clipped to the quantizer's bound C' before masking, and stochastic rounding
+        moves each coordinate by less than 1 / scale, so the sum of |S| vectors has L2 norm at most
+        |S| (C' + sqrt(L) / scale). A larger sum holds an unclipped vector: it is never released (applied).
+        Raises LinearIdentityFailed."""
+        count = len(self._summed_weights)
+        bound = count * (self._quant.clip_l2 + math.sqrt(total.size) / self._quant.scale)
+        norm = float(np.linalg.norm(total))
+        if not norm <= bound:
+            raise LinearIdentityFailed(f"the unmasked sum has L2 norm {norm:.4g}, beyond the clip bound {bound:.4g} "
+                                       f"of {count} clipped vectors")
 
 
 def _of_sender(violation: ProtocolViolation, sender: int) -> ProtocolViolation:

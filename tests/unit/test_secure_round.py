@@ -786,3 +786,26 @@ def test_a_reveal_must_open_its_commitment_and_the_seed_phase_closes_early_only_
                                                                           c.tx("close", ["seed"]))))
     assert contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
                                       (*[tx.raw for tx in reveals], c.tx("close", ["seed"])))) == []
+
+
+def test_an_aggregate_beyond_the_clip_bound_is_never_released() -> None:
+    """Issue 14, finding 6: every update is clipped to C before masking, so the unmasked sum of |S| vectors
+    is within |S| C (plus quantization). Member 2 masks an unclipped vector 40 times that long, with the
+    weight it committed: without validation nothing else looks at it, and the node released the sum."""
+    n, cheat = 5, 2
+    rng = np.random.default_rng(47)
+    c = Cluster(n, 47)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        vector = c.weighting.vector(updates[i], 50)
+        if i == cheat:
+            vector[:-1] = 40 * c.weighting.clip_l2 * vector[:-1] / np.linalg.norm(vector[:-1])
+        quantized = field.ring_from_signed(np.round(vector * c.quant.scale))  # quantize would clip it
+        c.emit(i, c.rounds[i].set_quantized(quantized))
+    c.commit(c.tx("close", ["inputs"]))
+    for i in range(n):
+        with pytest.raises(LinearIdentityFailed, match="clip bound"):
+            c.rounds[i].try_sum(deadline_passed=False)
