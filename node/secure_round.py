@@ -493,10 +493,10 @@ class SecureRound:
     def _check_linear_identity(self, deadline_passed: bool) -> bool:
         """Whether the unmasked sum matches the accepted sketches' sum; False: wait for more shares.
 
-        The holders' shares of the sketch sum are reconstructed like the statistics (Berlekamp-Welch, so
-        up to (m - t_v - 1) / 2 wrong shares among m are corrected). Before the unmask grace period all
-        holders are awaited; after it, any t_v + 1 + f (so that f liars cannot decide it). Raises
-        LinearIdentityFailed.
+        The holders' shares of the sketch sum are decided like the statistics: only by a polynomial agreeing
+        with t_v + 1 + f of them, so up to m - t_v - 1 - f wrong shares among m are corrected and f liars
+        never decide it. Before the unmask grace period all holders are awaited; after it, any t_v + 1 + f.
+        Raises LinearIdentityFailed.
         """
         assert self.validation is not None and self.result is not None and self._sketch is not None
         shares = {x: share for x, share in self._sum_shares.items() if x - 1 in self._holders}

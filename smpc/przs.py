@@ -34,6 +34,7 @@ and 13,860 elements per round. The number of subsets grows as C(N, t), so genesi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
@@ -90,19 +91,27 @@ def vanishing_weight(subset: Subset, x: int) -> int:
     """F_A(x) = prod_{a in A} (x - x_a) / (0 - x_a), with x_a = a + 1: 1 at zero, 0 on A."""
     value = 1
     for a in subset:
-        value = value * (x - (a + 1)) % field.P * field.inv(-(a + 1)) % field.P
+        value = value * (x - (a + 1)) % field.P * _negated_inverse(a + 1) % field.P
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _negated_inverse(x: int) -> int:
+    """1 / (0 - x) in GF(p), remembered: a modular exponentiation per subset member dominated `zero_share`."""
+    return field.inv(-x)
 
 
 def zero_share(keys: Mapping[Subset, bytes], holder: int, degree: int, count: int) -> FieldArray:
     """Holder `holder`'s share (at x = holder + 1) of a pseudo-random degree-2t sharing of `count` zeros,
-    from the keys of every subset not containing it."""
+    from the keys of every subset not containing it: one weighted sum over all keys' coefficients, weight
+    F_A(x) x^j for coefficient j of subset A."""
     x = holder + 1
-    powers = np.array([pow(x, j, field.P) for j in range(1, degree + 1)], dtype=np.uint64)
-    total = np.zeros(count, dtype=np.uint64)
-    for subset, key in sorted(keys.items()):
-        assert holder not in subset, "a holder has no key for a subset that contains it"
-        coefficients = field.random_elements(SeededRandomBytes(key), degree * count).reshape(degree, count)
-        inner = field.sum_mod(field.mul(coefficients, powers[:, None]), axis=0)
-        total = field.add(total, field.mul(inner, np.uint64(vanishing_weight(subset, x))))
-    return total
+    ordered = sorted(keys)
+    assert all(holder not in subset for subset in ordered), "a holder has no key for a subset that contains it"
+    if not ordered or degree == 0:
+        return np.zeros(count, dtype=np.uint64)
+    coefficients = np.concatenate([field.random_elements(SeededRandomBytes(keys[subset]), degree * count)
+                                   for subset in ordered]).reshape(len(ordered) * degree, count)
+    weights = np.array([vanishing_weight(subset, x) * pow(x, j, field.P) % field.P
+                        for subset in ordered for j in range(1, degree + 1)], dtype=np.uint64)
+    return field.sum_mod(field.mul(coefficients, weights[:, None]), axis=0)
