@@ -126,9 +126,9 @@ def validation_config_error(n: int, f: int, degree: int) -> str | None:
     in one line, or None. Below f, f colluding holders rebuild every member's sketch (with the default
     logistic regression, d = 31 < k, the sketch is the update); the statistics need 2t_v + 1 + f publishers
     to be decided at all (`smpc.shamir.reconstruct`); PRZS keys one secret per t_v-subset (`smpc.przs`)."""
-    if degree < f:
-        return (f"validation.degree t_v = {degree} is below f = {f}: {degree + 1} colluding members could rebuild "
-                "every member's sketch (and with a sketch as wide as the model, its update)")
+    if degree < max(1, f):
+        return (f"validation.degree t_v = {degree} is below max(1, f = {f}): {degree + 1} colluding members could "
+                "rebuild every member's sketch (and with a sketch as wide as the model, its update)")
     if 2 * degree + 1 + f > n:
         return f"validation.degree t_v = {degree} needs 2t_v + 1 + f = {2 * degree + 1 + f} publishers, more than N = {n}"
     if math.comb(n, degree) > przs.MAX_SUBSETS:

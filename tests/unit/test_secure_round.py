@@ -730,7 +730,8 @@ def test_three_publishers_never_decide() -> None:
 def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> None:
     """Issue 14, finding 4: t_v = 1 at N = 7 let 2 colluders read every sketch. Genesis refuses a degree
     below f, a degree whose statistics would need more publishers than members, and PRZS beyond its bound."""
-    assert validation_config_error(7, 2, 1) is not None and "below f = 2" in validation_config_error(7, 2, 1)  # type: ignore[operator]
+    assert "below max(1, f = 2)" in validation_config_error(7, 2, 1)  # type: ignore[operator]
+    assert "below max(1, f = 0)" in validation_config_error(3, 0, 0)  # type: ignore[operator]
     assert validation_config_error(4, 1, 1) is None and validation_config_error(7, 2, 2) is None
     assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
     assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
