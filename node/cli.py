@@ -15,6 +15,7 @@ import click
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.config import ConfigError
+from node.hooks import VALIDATOR_FAULTS
 
 if TYPE_CHECKING:
     from node.hooks import FaultHooks
@@ -68,8 +69,9 @@ def _dataset_options(func: Any) -> Any:
         click.option("--attack", default="sign-flip", show_default=True,
                      help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
                           "min-max, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
-        click.option("--validator-fault", type=click.Choice(["none", "withhold", "corrupt"]), default="none",
-                     show_default=True, help="Malicious hospitals also withhold or corrupt their validation shares."),
+        click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
+                     show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
+                     "docs/chaos.md)."),
     ]):
         func = option(func)
     return func

@@ -9,7 +9,13 @@ hooks. Only `node.cli` imports this module, and this module sees the daemon only
 Modes implemented (config `behaviour` keys):
 
 - `attack` (+ `attack_params`, `n_malicious`): train a poisoned update instead (`ml.attacks`).
-- `validator`: `withhold` or corrupt (`corrupt`, any other value) our statistic shares in validated rounds.
+- `validator` (validated rounds; `fednode cluster --validator-fault`, docs/validation.md G2-G6):
+  `withhold` our statistic shares; `corrupt` them (one bit); `forge-stats`: add 2^40 to every statistic
+  share we publish; `zero-offset`: send each holder PRZS contributions other than those we committed to
+  (the nearest thing to the dealt zero sharing with an offset, which no longer exists); `grind-seed`:
+  withhold our sketch-seed reveal (all a member can still do to the seed once the inputs are fixed);
+  `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
+  masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares.
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 
@@ -18,19 +24,19 @@ a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see no
 
 - consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
   PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
-- validator faults (zero-offset, forge-stats, grind-seed, lie-identity, lie-reveal): `outgoing_tx` and
-  hooks on the secure round's outputs (`RoundDriver.submit`);
 - shell faults (junk-shares, window-overrun, mempool-flood, stale-blocks, evidence-flood, replay-relay,
   bandwidth-flood): hooks on what the transport sends (`Transport`) and what sync serves (`Sync`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from ml.attacks import Attack, AttackContext, AttackError, make_attack, malicious_train
@@ -38,8 +44,16 @@ from ml.train import TrainResult
 from node import contract as rc
 from node.config import ConfigError
 from node.hooks import FaultContext, FaultHooks, TrainFn
+from node.secure_round import Gossip, Output, SendMasked, SendShares
+from smpc import field
+from smpc import messages as sam
+from smpc import validation_messages as vm
+from smpc.signing import signing_payload
 
 logger = logging.getLogger("fednode")
+
+LIE_IDENTITY_SHIFT = 1 << 20
+"""Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
 
 
 class Faults(FaultHooks):
@@ -55,6 +69,8 @@ class Faults(FaultHooks):
         self.crash_round = int(behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
+        self._forged_digests: dict[int, bytes] = {}
+        """Round -> digest of the masked input we forged (lie-identity), which our `input` tx must commit."""
         self._ctx: FaultContext | None = None
 
     @property
@@ -85,17 +101,78 @@ class Faults(FaultHooks):
     # ------------------------------------------------------------------ validator faults (behaviour.validator)
 
     def outgoing_tx(self, raw: bytes) -> bytes | None:
-        """Withhold or corrupt our statistic shares."""
+        """Withhold, corrupt or forge our statistic shares; withhold our seed reveal; commit a forged masked
+        input's digest."""
         mode = self.behaviour.get("validator")
         tx = self.ctx.parse(raw)
-        if mode is None or tx.kind != "stats":
+        if mode is None or tx.kind not in ("stats", "reveal", "input"):
             return raw
+        if tx.kind == "reveal":
+            return None if mode == "grind-seed" else raw
+        if tx.kind == "input":
+            forged = self._forged_digests.get(tx.round)
+            return raw if forged is None else self._resign_tx(tx, [forged, *tx.fields[1:]])
         if mode == "withhold":
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
-        corrupted = bytearray(tx.fields[0])  # type: ignore[arg-type]
-        corrupted[0] ^= 0x01
-        return rc.make_tx(self.ctx.chain_id, "stats", self.ctx.index, tx.round, [bytes(corrupted)], self.ctx.sign)
+        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal"):
+            return raw
+        shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
+        if mode == "forge-stats":
+            forged_shares = field.add(shares, np.uint64(1 << 40))
+        else:
+            forged_shares = shares ^ np.uint64(1)
+        return self._resign_tx(tx, [forged_shares.astype("<u8").tobytes()])
+
+    def _resign_tx(self, tx: rc.Tx, fields: list[object]) -> bytes:
+        return rc.make_tx(self.ctx.chain_id, tx.kind, self.ctx.index, tx.round, fields, self.ctx.sign)
+
+    def secure_output(self, out: Output) -> Output:
+        """Forge what the secure round sends: masked input (lie-identity), reveals (lie-reveal), PRZS
+        contributions (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
+        mode = self.behaviour.get("validator")
+        if mode == "lie-identity" and isinstance(out, SendMasked):
+            return self._shifted_masked_input(out)
+        if mode == "lie-reveal" and isinstance(out, Gossip):
+            return Gossip(self._junk_reveal(out.message))
+        if mode == "zero-offset" and isinstance(out, SendShares):
+            return SendShares(out.to, self._uncommitted_contributions(out.payload))
+        return out
+
+    def _secagg_message(self, data: bytes) -> sam.Message:
+        return sam.decode(data, sam.Limits(self.ctx.n, self.ctx.plan.n_params + 1))
+
+    def _resigned(self, message: sam.Message) -> bytes:
+        body = signing_payload(self.ctx.chain_id, message.signed_body())
+        return sam.encode(dataclasses.replace(message, signature=self.ctx.sign(body)))  # type: ignore[arg-type]
+
+    def _shifted_masked_input(self, out: SendMasked) -> SendMasked:
+        message = self._secagg_message(out.message)
+        assert isinstance(message, sam.MaskedInput)
+        vector = message.vector().copy()
+        vector[:-1] += np.uint32(LIE_IDENTITY_SHIFT)  # the weight coordinate stays as committed
+        forged = dataclasses.replace(message, masked=vector.astype("<u4").tobytes())
+        data = self._resigned(forged)
+        digest = self._secagg_message(data).digest()  # type: ignore[union-attr]
+        self._forged_digests[message.round_id] = digest
+        logger.info("behaviour: masked input of round %d shifted by %d per coordinate", message.round_id,
+                    LIE_IDENTITY_SHIFT)
+        return SendMasked(data, digest)
+
+    def _junk_reveal(self, data: bytes) -> bytes:
+        message = self._secagg_message(data)
+        if not isinstance(message, sam.UnmaskShares):
+            return data
+        junk = sam.encode_share(np.full(5, self.ctx.index + 7, dtype=np.uint64))
+        forged = dataclasses.replace(message, self_seed_shares=tuple((o, junk) for o, _ in message.self_seed_shares),
+                                     mask_key_shares=tuple((o, junk) for o, _ in message.mask_key_shares))
+        return self._resigned(forged)
+
+    def _uncommitted_contributions(self, payload: bytes) -> bytes:
+        _tag, round_id, dealer, holder, share, contributions, commitments, _sig = msgpack.unpackb(payload)
+        flipped = bytes(b ^ 0xFF for b in contributions)
+        return vm.sign_shares(self.ctx.chain_id, self.ctx.sign, round_id, dealer, holder,
+                              np.frombuffer(share, dtype="<u8").astype(np.uint64), flipped, commitments)
 
     # ------------------------------------------------------------------ crash (behaviour.crash_after_input_round)
 

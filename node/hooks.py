@@ -23,8 +23,12 @@ from node import contract as rc
 if TYPE_CHECKING:
     from ml.train import TrainResult
     from node.learning import Learner, LearningPlan
+    from node.secure_round import Output
 
 TrainFn = Callable[[np.ndarray, int], "TrainResult"]
+
+VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-reveal")
+"""The `behaviour.validator` modes `node.faults.Faults` implements (`fednode cluster --validator-fault`)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,11 @@ class FaultHooks:
     def outgoing_tx(self, raw: bytes) -> bytes | None:
         """Round driver, before submitting our own transaction: what to submit instead (None: nothing)."""
         return raw
+
+    def secure_output(self, out: Output) -> Output:
+        """Round driver, before carrying out a secure round's output (a masked input, sketch shares, a
+        reveal, ...; transactions then also pass `outgoing_tx`): what to carry out instead."""
+        return out
 
     def phase_closed(self, event: rc.PhaseClosed) -> bool:
         """Round driver, on a committed phase close: True stops this node's part in the round there."""

@@ -237,7 +237,8 @@ class RoundDriver:
 
     async def submit(self, outputs: Sequence[Output], round_id: int) -> None:
         """Carry out what a secure round (or training) asked for."""
-        for out in outputs:
+        for honest in outputs:
+            out = self.hooks.secure_output(honest)
             if isinstance(out, SubmitTx):
                 raw = self.hooks.outgoing_tx(out.raw)
                 if raw is not None:
