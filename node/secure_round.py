@@ -370,7 +370,7 @@ class SecureRound:
         """R, the members of U3 whose reveals the ledger committed, is fixed, and with it the sketch seed:
         sketch our masked update and deal its shares to R, with our PRZS contributions (`smpc.przs`) to each
         holder and, on the ledger, the hash of our commitments."""
-        assert self.validation is not None
+        assert self.validation is not None and self._inputs_commitment, "the seed phase closed before the inputs"
         self._holders = event.members
         seed = sketch_seed(self.params.chain_id, self.round, self._inputs_commitment, dict(event.payloads))
         # The weight coordinate is left out: the statistics describe the weighted update alone, and the
