@@ -349,6 +349,7 @@ class SecureRound:
         elif event.phase == "sketch":
             out += self._on_dealers_fixed(event)
         else:
+            self._check_committed_weights()
             reveal = self.machine.on_inputs_committed({a + 1: d for a, d in event.digests})
             if reveal is not None:
                 self.revealers.add(reveal.sender)
@@ -513,19 +514,25 @@ class SecureRound:
         self.sketch_sum_checked = True
         return True
 
-    def _check_weights(self) -> None:
-        """The unmasked weight coordinate must be the sum of the summed members' committed weights, each a
-        weight in (0, 1]. Otherwise a member masked a weight other than the one it signed, or signed a
-        negative or oversized one, which would let it shrink the FedAvg denominator and amplify the sum (or
-        veto the round). With validation such a member is rejected before (`decide_accepted`); without it,
-        nobody can tell who lied, so the round aborts. Raises LinearIdentityFailed."""
+    def _check_committed_weights(self) -> None:
+        """Before we reveal anything: every summed member's committed weight must be in (0, 1]. A negative or
+        oversized weight would let its member shrink the FedAvg denominator and amplify the sum (or veto the
+        round). With validation such a member is rejected before (`decide_accepted`); without it, nobody can
+        be left out, so the round aborts here, before unmasking, rather than after the sum is revealed.
+        Raises LinearIdentityFailed."""
         weights = self._summed_weights
         bound = math.ceil(self._quant.scale)
         if not weights:
             raise LinearIdentityFailed("the ledger fixed no committed weights for the summed members")
         if not all(0 < w <= bound for w in weights.values()):
             raise LinearIdentityFailed(f"a summed member committed a weight outside (0, 1]: {sorted(weights.items())}")
-        if int(self.result.total[-1]) != sum(weights.values()) % field.RING_MODULUS:  # type: ignore[union-attr]
+
+    def _check_weights(self) -> None:
+        """The unmasked weight coordinate must be the sum of the summed members' committed weights: otherwise
+        a member masked a weight other than the one it signed, which only the sum can show; nobody can tell
+        who, so the round aborts. Raises LinearIdentityFailed."""
+        self._check_committed_weights()
+        if int(self.result.total[-1]) != sum(self._summed_weights.values()) % field.RING_MODULUS:  # type: ignore[union-attr]
             raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:

@@ -810,3 +810,19 @@ def test_an_aggregate_beyond_the_clip_bound_is_never_released() -> None:
     for i in range(n):
         with pytest.raises(LinearIdentityFailed, match="clip bound"):
             c.rounds[i].try_sum(deadline_passed=False)
+
+
+def test_without_validation_a_weight_outside_0_1_aborts_before_anything_is_revealed() -> None:
+    """Issue 14, finding 6: no unmasking before every check that can still fail. The committed weights are
+    on the ledger when the inputs phase closes; one outside (0, 1] used to abort the round only after every
+    node had revealed its shares and unmasked the sum. Now no node reveals."""
+    n = 5
+    rng = np.random.default_rng(48)
+    c = Cluster(n, 48)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)}, weights={2: -0.3})
+    revealed: list[object] = []
+    deliver = c.emit
+    c.emit = lambda i, outputs: (revealed.extend(o for o in outputs if not isinstance(o, SubmitTx)),  # type: ignore[method-assign,func-returns-value]
+                                 deliver(i, outputs))
+    c.commit(c.tx("close", ["inputs"]))
+    assert revealed == [] and all("outside (0, 1]" in c.left.get(i, "") for i in range(n)), c.left
