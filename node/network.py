@@ -12,12 +12,20 @@ Everything received lands in one bounded `inbox`.  Only members listed in
 `allowed` (the genesis peer ids) can connect, open streams or get a message into
 the inbox.  This module never interprets payloads: signatures, decoding and
 replay checks belong to the daemon.  What it guarantees is that no peer's bytes
-can end the host, and that every length is bounded before anything is read.
+can end the host, that every length is bounded before anything is read, and
+that what a member costs us is bounded before any payload is decoded: each
+peer has a token bucket of bytes and one of messages (`PeerBudget`); its direct
+frames and requests wait for its buckets (so a flooding peer's streams stall
+behind their flow-control windows), its gossip is dropped when they are empty.
+A peer may write only where it was asked to: bytes on a direct stream we
+opened, or on a request stream after its one request frame, are a violation
+and reset the stream.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import random
@@ -59,6 +67,54 @@ GOSSIP_LIBRARY_MAX_BYTES = 1 << 20
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 
 
+@dataclass(slots=True)
+class TokenBucket:
+    """Tokens refilled at `rate` per second up to `capacity`; a charge may run into debt.
+
+    `charge` always takes the cost and returns how long the caller should wait for the debt to be repaid,
+    so a frame larger than the capacity still passes (after its wait). Pure: the caller passes the
+    monotonic time.
+    """
+
+    rate: float
+    capacity: float
+    tokens: float
+    stamp: float
+
+    def available(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
+
+    def charge(self, cost: float, now: float) -> float:
+        self.tokens = self.available(now) - cost
+        return max(0.0, -self.tokens / self.rate)
+
+
+@dataclass(slots=True)
+class PeerBudget:
+    """What one peer may make us receive: bytes and messages, each a token bucket."""
+
+    bytes: TokenBucket
+    messages: TokenBucket
+
+    @classmethod
+    def full(cls, limits: NetLimits, now: float) -> PeerBudget:
+        return cls(TokenBucket(limits.peer_bytes_per_s, limits.peer_bytes_burst, limits.peer_bytes_burst, now),
+                   TokenBucket(limits.peer_msgs_per_s, limits.peer_msgs_burst, limits.peer_msgs_burst, now))
+
+    def charge(self, size: int, now: float) -> float:
+        """Take one message of `size` bytes; return the seconds to wait before taking the next."""
+        return max(self.bytes.charge(size, now), self.messages.charge(1, now))
+
+    def try_charge(self, size: int, now: float) -> bool:
+        """Take one message of `size` bytes if both buckets hold enough, else take nothing."""
+        if self.bytes.available(now) < size or self.messages.available(now) < 1:
+            return False
+        self.charge(size, now)
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class NetLimits:
     """Every bound the network layer enforces; the defaults suit a 4-16 member consortium."""
@@ -70,6 +126,12 @@ class NetLimits:
     inbox_max_items: int = 1024
     inbound_requests_max_per_peer: int = 4
     inbound_direct_streams_max_per_peer: int = 4
+    peer_bytes_per_s: float = float(16 << 20)
+    """What one member's direct frames, requests and gossip may cost us, sustained; a round moves one
+    model-sized masked input per member, a few MB."""
+    peer_bytes_burst: float = float(64 << 20)
+    peer_msgs_per_s: float = 1000.0
+    peer_msgs_burst: float = 2000.0
     io_timeout_s: float = 60.0
     dial_timeout_s: float = 5.0
     stream_open_timeout_s: float = 3.0
@@ -86,6 +148,8 @@ class NetLimits:
         assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
         assert self.inbound_direct_streams_max_per_peer > 0
         assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
+        assert self.peer_bytes_per_s > 0 and self.peer_msgs_per_s > 0
+        assert self.peer_bytes_burst >= self.gossip_inbound_rpc_max_bytes and self.peer_msgs_burst >= 1
 
 
 class PeerViolation(Exception):
@@ -175,15 +239,20 @@ async def read_frame(stream: INetStream, frame_max_bytes: int) -> bytes:
 
 
 class _ConnectionEvents(INotifee):
-    """Wake the reconnect loops and `wait_connected` callers on connection changes."""
+    """Wake the reconnect loops and `wait_connected` callers on connection changes, and count the
+    connections closed because their peer broke flow control."""
 
-    def __init__(self, changed: Callable[[], None]) -> None:
+    def __init__(self, changed: Callable[[], None], on_reject: Callable[[str, ID], None]) -> None:
         self._changed = changed
+        self._on_reject = on_reject
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._changed()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        violation = libp2p_compat.flow_control_violation(conn.muxed_conn)
+        if violation is not None:
+            self._on_reject(violation, conn.muxed_conn.peer_id)
         self._changed()
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
@@ -234,6 +303,7 @@ class Network:
         self._conn_changed = trio.Event()
         self._pubsub: Pubsub | None = None
         self._rng = random.Random()
+        self._budgets: dict[str, PeerBudget] = {}
 
     # ----------------------------------------------------------------- membership
 
@@ -329,6 +399,23 @@ class Network:
 
     # ----------------------------------------------------------------- inbox
 
+    def _budget(self, peer: str) -> PeerBudget:
+        budget = self._budgets.get(peer)
+        if budget is None:
+            assert peer in self._allowed, peer
+            budget = self._budgets[peer] = PeerBudget.full(self._limits, time.monotonic())
+        return budget
+
+    async def _pay(self, peer: str, size: int) -> None:
+        """Charge `peer` for a message and wait until its buckets are out of debt.
+
+        Waiting stops reading the peer's stream, so its flow-control window closes and an honest sender
+        blocks; one that writes on regardless breaks flow control and loses its connection."""
+        wait_s = self._budget(peer).charge(size, time.monotonic())
+        if wait_s > 0:
+            self.stats["throttled_s"] += wait_s
+            await trio.sleep(wait_s)
+
     def _deliver(self, kind: str, peer: str, data: bytes) -> None:
         """Put a message in the inbox, dropping it (counted) when the inbox is full."""
         self.stats[f"bytes_in:{kind}"] += len(data)
@@ -395,6 +482,7 @@ class Network:
                         logger.debug("opening a %s stream to %s timed out", lane, peer_id)
                         return False
                     self._out_streams[(peer_id, lane)] = stream
+                    self._nursery.start_soon(self._watch_outbound, peer_id, lane, stream)
                 await stream.write(frame)
                 return True
             except BaseLibp2pError as error:
@@ -403,6 +491,21 @@ class Network:
         if stale is not None:
             await libp2p_compat.reset_quietly(stale)
         return False
+
+    async def _watch_outbound(self, peer_id: str, lane: str, stream: INetStream) -> None:
+        """Read a direct stream we opened, on which the peer must never write: any byte is a violation.
+
+        Without a reader those bytes would sit in the stream's buffer for the stream's life."""
+        try:
+            data = await stream.read(READ_CHUNK_BYTES)
+        except BaseLibp2pError:
+            return
+        if not data:
+            return
+        self._reject("bytes_on_outbound_stream", peer_id)
+        if self._out_streams.get((peer_id, lane)) is stream:
+            del self._out_streams[(peer_id, lane)]
+        await libp2p_compat.reset_quietly(stream)
 
     async def _serve_direct(self, stream: INetStream) -> None:
         """Read frames into the inbox until the stream ends.
@@ -421,7 +524,9 @@ class Network:
         async with slots:
             try:
                 while True:
-                    self._deliver("direct", peer, await reader.next())
+                    frame = await reader.next()
+                    await self._pay(peer, len(frame))
+                    self._deliver("direct", peer, frame)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer)
             except BaseLibp2pError:
@@ -472,16 +577,28 @@ class Network:
         async with slots:
             try:
                 data = await read_frame(stream, self._limits.frame_max_bytes)
+                await self._pay(peer, len(data))
                 self.stats["bytes_in:request"] += len(data)
                 response = await self._request_handler(peer, data)
                 await stream.write(encode_frame(response))
                 self.stats["bytes_out:response"] += len(response)
                 await stream.close()
+                await self._await_requester_reset(peer, stream)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer)
-                await libp2p_compat.reset_quietly(stream)
             except BaseLibp2pError:
+                pass
+            finally:
                 await libp2p_compat.reset_quietly(stream)
+
+    async def _await_requester_reset(self, peer: str, stream: INetStream) -> None:
+        """After the response, wait (at most `io_timeout_s`) for the requester to reset the stream, as
+        `request` does once it has read the response; resetting first could discard the response's tail
+        from its buffer. A requester that writes anything more breaks the protocol."""
+        with trio.move_on_after(self._limits.io_timeout_s):
+            with contextlib.suppress(BaseLibp2pError):
+                if await stream.read(READ_CHUNK_BYTES):
+                    self._reject("bytes_after_request", peer)
 
     # ----------------------------------------------------------------- gossip
 
@@ -513,12 +630,19 @@ class Network:
         return True
 
     def _validate_gossip(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        """Refuse to accept or relay gossip from non-members or above the size bound."""
+        """Refuse to accept or relay gossip from non-members, above the size bound, or beyond the budget of
+        the member that forwarded it (not its origin, whose budget a replaying forwarder could drain)."""
         if len(msg.data) > self._limits.gossip_max_bytes:
             self._reject("gossip_too_large", forwarder)
             return False
         if not self._is_allowed(ID(msg.from_id)):
             self._reject("gossip_from_unknown_origin", forwarder)
+            return False
+        if not self._is_allowed(forwarder):
+            self._reject("gossip_from_unknown_forwarder", forwarder)
+            return False
+        if not self._budget(forwarder.to_base58()).try_charge(len(msg.data), time.monotonic()):
+            self._reject("gossip_over_budget", forwarder)
             return False
         return True
 
@@ -556,7 +680,7 @@ class Network:
 
     async def _start(self) -> None:
         libp2p_compat.gate_connections(self._host, self._is_allowed, lambda pid: self._reject("peer_not_allowed", pid))
-        self._host.get_network().register_notifee(_ConnectionEvents(self._on_connection_change))
+        self._host.get_network().register_notifee(_ConnectionEvents(self._on_connection_change, self._reject))
         self._set_handler(DIRECT_PROTOCOL, self._serve_direct)
         self._set_handler(REQUEST_PROTOCOL, self._serve_request)
         await self._start_gossip()
