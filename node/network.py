@@ -539,29 +539,34 @@ class Network:
         """Install `async fn(peer_id, data) -> bytes`, which answers `request` calls."""
         self._request_handler = fn
 
-    async def request(self, peer_id: str, data: bytes, timeout_s: float) -> bytes | None:
+    async def request(self, peer_id: str, data: bytes, timeout_s: float,
+                      response_max_bytes: int | None = None) -> bytes | None:
         """Send a request frame on a fresh stream and return the response frame.
 
         Returns None if the peer is not a member, cannot be reached, has no
-        handler, answers with an oversize frame, or does not answer in time.
+        handler, answers with a frame above `response_max_bytes` (default
+        `frame_max_bytes`; refused from its header, before it is read), or
+        does not answer in time.
         """
         if peer_id not in self._allowed or len(data) > self._limits.frame_max_bytes:
             return None
+        response_max = self._limits.frame_max_bytes if response_max_bytes is None else response_max_bytes
+        assert 0 <= response_max <= self._limits.frame_max_bytes, response_max
         with trio.move_on_after(timeout_s):
             try:
-                return await self._exchange(peer_id, data)
+                return await self._exchange(peer_id, data, response_max)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer_id)
             except BaseLibp2pError as error:
                 logger.debug("request to %s failed: %r", peer_id, error)
         return None
 
-    async def _exchange(self, peer_id: str, data: bytes) -> bytes:
+    async def _exchange(self, peer_id: str, data: bytes, response_max_bytes: int) -> bytes:
         stream = await self._host.new_stream(ID.from_base58(peer_id), [REQUEST_PROTOCOL])
         try:
             await stream.write(encode_frame(data))
             self.stats["bytes_out:request"] += len(data)
-            response = await read_frame(stream, self._limits.frame_max_bytes)
+            response = await read_frame(stream, response_max_bytes)
             self.stats["bytes_in:response"] += len(response)
             return response
         finally:

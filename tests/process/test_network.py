@@ -213,6 +213,8 @@ def test_direct_send_and_request_carry_10_mb() -> None:
             assert await b.inbox.receive() == ("direct", a.peer_id, b"small after big")
             assert await a.request(b.peer_id, payload, timeout_s=10) == payload[::-1]
             assert await a.request(c.peer_id, b"no handler", timeout_s=5) is None
+            assert await a.request(b.peer_id, payload, timeout_s=10, response_max_bytes=len(payload) - 1) is None
+            assert a.stats["rejected:frame_too_large"] == 1
             assert b.stats["bytes_in:direct"] == len(payload) + len(b"small after big")
 
     run(body)
