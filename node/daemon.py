@@ -207,7 +207,7 @@ class Daemon:
         elif env.type == "tx":
             self.mempool.accept(env.payload)
         elif env.type == "blob":
-            self.content.accept_update_blob(env.height, env.payload, self.contract.state)
+            self.content.accept_update_blob(env.sender, env.height, env.payload, self.contract.state)
         elif env.type in ("sa", "masked"):
             self.secure.accept_secagg(env.height, env.payload)
         elif env.type == "vshare":
@@ -273,9 +273,7 @@ class Daemon:
             elif isinstance(action, Deliver):
                 self._deliver(action.block, action.cert)
             elif isinstance(action, RecordEvidence):
-                key = b"evidence/" + hashlib.sha256(action.data).digest()
-                self.store.put_sync(key, codec.encode([action.kind, action.data]))
-                logger.warning("recorded evidence of %s", action.kind)
+                self._record_evidence(action)
             elif isinstance(action, FetchBlocks):
                 self.sync.fetching = True
             elif isinstance(action, ViewChanged):
@@ -283,6 +281,13 @@ class Daemon:
                 await self.mempool.hand_own_to(action.view % self.genesis.n)
             else:
                 raise InvariantError(f"unknown action {action!r}")
+
+    def _record_evidence(self, action: RecordEvidence) -> None:
+        """Keep one proof per (sender, kind, slot), at most `EVIDENCE_MAX_PER_SENDER` per sender (the store
+        refuses the rest); every proof is counted, only the first per sender and kind is logged."""
+        sender, slot = evidence_slot(action.data)
+        written = self.store.record_evidence(action.kind, sender, slot, action.data)
+        self.transport.violation(sender, f"equivocation_{action.kind}", "evidence recorded" if written else None)
 
     def _deliver(self, block: Block, cert: CommitCertificate) -> None:
         """A block is final: store it (synced), apply it to the contract, react to what happened."""
@@ -351,6 +356,21 @@ class Daemon:
             "commit_latency_ms": self.commit_latency_ms,
             "rejected": self.transport.rejections(),
         }
+
+
+def evidence_slot(data: bytes) -> tuple[int, bytes]:
+    """The sender and the slot (view and height; height for a checkpoint; view for a view change) of the
+    first of the two conflicting messages our replica put in a `RecordEvidence`."""
+    first, _second = codec.decode(data, max_bytes=len(data), max_items=2)
+    msg = pbft.decode(first)
+    if isinstance(msg, pbft.ViewChange):
+        slot = [msg.new_view]
+    elif isinstance(msg, pbft.Checkpoint):
+        slot = [msg.height]
+    else:
+        assert isinstance(msg, (pbft.PrePrepare, pbft.Prepare, pbft.Commit)), msg
+        slot = [msg.view, msg.height]
+    return msg.sender, codec.encode(slot)
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

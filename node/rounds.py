@@ -227,7 +227,7 @@ class RoundDriver:
             return
         blob = vector_bytes(weighted)
         digest = hashlib.sha256(blob).digest()
-        self.content.keep_update_blob(digest, blob)
+        self.content.keep_update_blob(self.index, digest, blob)
         await self.transport.send_to_all("blob", round_id, blob)
         logger.info("round %d: update sent to every peer, %.2f s after the round opened", round_id,
                     self.timings.since_open_s(round_id))
@@ -250,7 +250,7 @@ class RoundDriver:
             elif isinstance(out, SendSketchSum):
                 await self.transport.send_to_all("ssum", round_id, out.payload)
             else:
-                self.content.keep_masked(out.digest, out.message)
+                self.content.keep_masked(self.index + 1, out.digest, out.message)  # smpc numbers members from 1
                 self.hooks.masked_input_sent(round_id)
                 await self.transport.send_to_all("masked", round_id, out.message)
                 logger.info("round %d: masked input sent to every peer, %.2f s after the round opened", round_id,

@@ -43,10 +43,22 @@ class SecureRounds:
         except ProtocolViolation:
             self.metrics.rejected.labels("secagg_malformed").inc()
             return
-        if isinstance(message, sam.MaskedInput):
-            self.content.keep_masked(message.digest(), data)
+        refused = len(sr.violations)
         sr.on_message(message)
+        if isinstance(message, sam.MaskedInput) and len(sr.violations) == refused:
+            self.content.keep_masked(message.sender, message.digest(), data)  # signature checked by now
         self.record_violations(sr)
+
+    def masked_digest(self, round_id: int, data: bytes) -> bytes | None:
+        """The name of a masked input of `round_id` (what a block commits to), None if `data` is not one."""
+        sr = self.rounds.get(round_id)
+        if sr is None:
+            return None
+        try:
+            message = sr.decode(data)
+        except ProtocolViolation:
+            return None
+        return message.digest() if isinstance(message, sam.MaskedInput) else None
 
     def accept_sketch_shares(self, round_id: int, sender: int, payload: bytes) -> list[Output] | None:
         """A holder's sketch shares from `sender`; the outputs to carry out, None if refused. The round checks
