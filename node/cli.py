@@ -15,7 +15,7 @@ import click
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.config import ConfigError
-from node.hooks import VALIDATOR_FAULTS
+from node.hooks import SHELL_FAULT_NAMES, VALIDATOR_FAULTS
 
 if TYPE_CHECKING:
     from node.hooks import FaultHooks
@@ -72,6 +72,10 @@ def _dataset_options(func: Any) -> Any:
         click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
                      show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
                      "docs/chaos.md)."),
+        click.option("--shell-fault", type=click.Choice(["none", *SHELL_FAULT_NAMES, "all"]), default="none",
+                     show_default=True,
+                     help="Malicious hospitals attack their peers' networking shell instead of poisoning their "
+                          "update (docs/chaos.md); 'all' runs every one at once."),
     ]):
         func = option(func)
     return func
@@ -101,6 +105,8 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
     except AttackError as exc:
         raise _fail(exc) from None
     behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": kw["malicious"]}
+    if kw["shell_fault"] != "none":
+        behaviour = {"shell_fault": kw["shell_fault"]}
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
     malicious = range(nodes - kw["malicious"], nodes)
@@ -271,6 +277,7 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         FaultInjector,
         backdoor_success_by_round,
         parse_fault,
+        peak_rss,
         print_summary,
         start_cluster,
         summarize,
@@ -303,7 +310,8 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         for p in procs:
             p.stop()
     summary = summarize(obs, wall_s, rounds, work, injector)
-    if kw["malicious"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
+    summary |= peak_rss(procs, range(nodes - kw["malicious"], nodes))
+    if kw["malicious"] and kw["shell_fault"] == "none" and len(summary["model_hashes"]) == summary["rounds_committed"]:
         try:
             summary["backdoor_success_by_round"] = backdoor_success_by_round(work, kw["attack"],
                                                                              summary["model_hashes"])

@@ -48,11 +48,11 @@ from node.aggregation import Aggregator
 from node.block_validation import BlockValidator
 from node.config import ConfigError, Genesis, NodeConfig
 from node.content import Content
-from node.hooks import NO_FAULTS, FaultContext, FaultHooks
+from node.hooks import NO_FAULTS, FaultContext, FaultHooks, ShellAccess
 from node.identity import Identity
 from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
 from node.mempool import Mempool
-from node.network import open_network
+from node.network import REQUEST_PROTOCOL, Network, open_network
 from node.proposer import Proposer, Signer
 from node.rounds import RoundDriver
 from node.secure_round import quant_params
@@ -62,7 +62,7 @@ from node.status import Metrics, serve_status
 from node.store import Store
 from node.sync import Sync
 from node.timings import Timings
-from node.transport import Transport
+from node.transport import FETCH_TIMEOUT_S, Transport
 from node.wire import DEFAULT_REPLAY_SPAN, Envelope, MonotonicSeq, Opener, Sealer
 
 logger = logging.getLogger("fednode")
@@ -178,7 +178,27 @@ class Daemon:
             nursery.start_soon(self._ticker)
             nursery.start_soon(transport.serve_inbox, self._on_message, self.vector_bytes_max)
             nursery.start_soon(self.sync.catch_up_loop)
+            nursery.start_soon(self.faults.shell_attack, self._shell_access(net))
             task_status.started()
+
+    def _shell_access(self, net: Network) -> ShellAccess:
+        """A hostile member's raw means, for the fault hooks (an honest node's hooks ignore them)."""
+
+        def block(height: int) -> tuple[bytes, bytes] | None:
+            stored = self.store.block(height)
+            return None if stored is None else (stored[0].encode(), stored[1].encode())
+
+        return ShellAccess(
+            peer_ids=[p for i, p in enumerate(self.transport.peer_ids) if i != self.index],
+            seal=lambda kind, height, payload, to: self.transport.sealer.seal(kind, height, payload, to),
+            send=net.send, request=lambda peer, data: net.request(peer, data, FETCH_TIMEOUT_S),
+            open_stream=net.open_stream, request_protocol=REQUEST_PROTOCOL, serve_requests=net.set_request_handler,
+            honest_requests=self.sync.serve_request, round=lambda: self.contract.state.round, block=block,
+            sleep=trio.sleep, spawn=self._spawn)
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(fn, *args)
 
     @staticmethod
     def _now_ms() -> int:

@@ -24,8 +24,11 @@ a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see no
 
 - consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
   PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
-- shell faults (junk-shares, window-overrun, mempool-flood, stale-blocks, evidence-flood, replay-relay,
-  bandwidth-flood): hooks on what the transport sends (`Transport`) and what sync serves (`Sync`).
+- `shell_fault`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
+  means `FaultHooks.shell_attack` is given (`node.hooks.ShellAccess`): `junk-shares`, `window-overrun`,
+  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood`, or `all` of them
+  at once. Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest enough that
+  the attacker's own CPU does not starve the honest nodes on a shared test machine.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from consensus import codec
+from consensus import messages as pbft
 from ml.attacks import Attack, AttackContext, AttackError, make_attack, malicious_train
 from ml.train import TrainResult
 from node import contract as rc
 from node.config import ConfigError
-from node.hooks import FaultContext, FaultHooks, TrainFn
+from node.hooks import SHELL_FAULT_NAMES, FaultContext, FaultHooks, ShellAccess, TrainFn
 from node.secure_round import Gossip, Output, SendMasked, SendShares
 from smpc import field
 from smpc import messages as sam
@@ -56,6 +61,11 @@ LIE_IDENTITY_SHIFT = 1 << 20
 """Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
 
 
+OVERRUN_MIB = 64
+"""How far past its window the window-overrun member writes on each attempt (then it redials)."""
+FLOOD_FRAME_BYTES = 1 << 20
+
+
 class Faults(FaultHooks):
     """The misbehaviour a node config's `behaviour` asks for (module doc)."""
 
@@ -66,6 +76,11 @@ class Faults(FaultHooks):
             self.attack: Attack | None = make_attack(attack, **behaviour.get("attack_params", {})) if attack else None
         except AttackError as exc:
             raise ConfigError(f"node config: behaviour.attack: {exc}") from None
+        shell_fault = behaviour.get("shell_fault")
+        if shell_fault is not None and shell_fault not in (*SHELL_FAULT_NAMES, "all"):
+            raise ConfigError(f"node config: behaviour.shell_fault: {shell_fault!r} is not one of "
+                              f"{', '.join(SHELL_FAULT_NAMES)}, all")
+        self.shell_faults = SHELL_FAULT_NAMES if shell_fault == "all" else (shell_fault,) if shell_fault else ()
         self.crash_round = int(behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
@@ -198,3 +213,103 @@ class Faults(FaultHooks):
             for handler in logging.getLogger().handlers + logger.handlers:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+
+    # ------------------------------------------------------------------ shell faults (behaviour.shell_fault)
+
+    async def shell_attack(self, shell: ShellAccess) -> None:
+        if not self.shell_faults:
+            return
+        logger.warning("behaviour: shell faults %s", ", ".join(self.shell_faults))
+        if "stale-blocks" in self.shell_faults or "replay-relay" in self.shell_faults:
+            shell.serve_requests(lambda peer, data: self._answer_request(shell, peer, data))
+        for name, attack in (("junk-shares", self._junk_shares), ("window-overrun", self._window_overrun),
+                             ("mempool-flood", self._mempool_flood), ("evidence-flood", self._evidence_flood),
+                             ("bandwidth-flood", self._bandwidth_flood)):
+            if name in self.shell_faults:
+                shell.spawn(attack, shell)
+
+    async def _junk_shares(self, shell: ShellAccess) -> None:
+        """Finding 1: junk sketch shares for the next round, to every peer, each time a round opens."""
+        seen = -1
+        while True:
+            if shell.round() != seen:
+                seen = shell.round()
+                for i, peer in enumerate(shell.peer_ids):
+                    await shell.send(peer, shell.seal("vshare", seen + 1, os.urandom(512), self._index_of(i)),
+                                     "control")
+            await shell.sleep(0.05)
+
+    async def _window_overrun(self, shell: ShellAccess) -> None:
+        """Finding 2: a request, then OVERRUN_MIB written on its stream ignoring the window granted."""
+        chunk = bytes(1 << 20)
+        while True:
+            for peer in shell.peer_ids:
+                try:
+                    stream: Any = await shell.open_stream(peer, shell.request_protocol)
+                    await stream.write(len(b"x").to_bytes(4, "big") + b"x")
+                    for _ in range(OVERRUN_MIB):
+                        stream.muxed_stream.send_window = 1 << 40
+                        await stream.write(chunk)
+                except Exception:  # noqa: BLE001 - the victim closing the connection is the expected end
+                    logger.info("behaviour: window overrun towards %s ended", peer[:12])
+            await shell.sleep(5.0)
+
+    async def _mempool_flood(self, shell: ShellAccess) -> None:
+        """Finding 3: signed 60 KiB transactions for the current, the next and far-future rounds."""
+        ctx, nonce = self.ctx, 0
+        while True:
+            nonce += 1
+            round_id = shell.round() + (nonce % 2 if nonce % 3 else 1000 + nonce)
+            raw = rc.make_tx(ctx.chain_id, "sa", ctx.index, min(round_id, 1 << 31),
+                             [os.urandom(16) + bytes(60 << 10)], ctx.sign)
+            for i, peer in enumerate(shell.peer_ids):
+                await shell.send(peer, shell.seal("tx", round_id, raw, self._index_of(i)), "control")
+            await shell.sleep(0.01)
+
+    async def _evidence_flood(self, shell: ShellAccess) -> None:
+        """Finding 5: signed conflicting checkpoints, many per height, over many heights."""
+        ctx, height = self.ctx, 0
+        while True:
+            height += 16
+            for _ in range(8):
+                checkpoint = pbft.Checkpoint(height, os.urandom(32), ctx.index)
+                signed = pbft.encode(pbft.Checkpoint(height, checkpoint.block_hash, ctx.index,
+                                                     ctx.sign(pbft.signing_bytes(ctx.chain_id, checkpoint))))
+                for i, peer in enumerate(shell.peer_ids):
+                    await shell.send(peer, shell.seal("pbft", 0, signed, self._index_of(i)), "control")
+            await shell.sleep(0.05)
+
+    async def _bandwidth_flood(self, shell: ShellAccess) -> None:
+        """Finding 7: one valid 1 MiB envelope per peer, re-sent without pause."""
+        frames = [shell.seal("pbft", 0, bytes(FLOOD_FRAME_BYTES), self._index_of(i))
+                  for i in range(len(shell.peer_ids))]
+        while True:
+            for peer, frame in zip(shell.peer_ids, frames, strict=True):
+                await shell.send(peer, frame, "bulk")
+            await shell.sleep(0)
+
+    async def _answer_request(self, shell: ShellAccess, peer: str, data: bytes) -> bytes:
+        """Findings 4 and 6: answer `get_blocks` with block 1 (stale-blocks); relay every request to the
+        other members before answering it (replay-relay)."""
+        if "replay-relay" in self.shell_faults:
+            for other in shell.peer_ids:
+                if other != peer:
+                    await shell.request(other, data)
+        if "stale-blocks" in self.shell_faults and _request_type(data) == "get_blocks":
+            first = shell.block(1)
+            return codec.encode([list(first)]) if first is not None else b""
+        return await shell.honest_requests(peer, data)
+
+    def _index_of(self, position: int) -> int:
+        """The member index of the `position`-th peer in `ShellAccess.peer_ids` (every member but us)."""
+        return position if position < self.ctx.index else position + 1
+
+
+def _request_type(data: bytes) -> str | None:
+    """The type field of an envelope, read without checking anything (the attacker's own parsing)."""
+    try:
+        body, _signature = codec.decode(data, max_bytes=len(data), max_items=2)
+        fields = codec.decode(body, max_bytes=len(body), max_items=8)
+    except (codec.DecodeError, ValueError, TypeError):
+        return None
+    return fields[2] if isinstance(fields, list) and len(fields) > 2 and isinstance(fields[2], str) else None

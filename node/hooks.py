@@ -12,7 +12,7 @@ the hook below. Hooks return what the honest code would otherwise use, so the ca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,41 @@ class FaultContext:
     learner: Learner
 
 
+RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
+SHELL_FAULT_NAMES = ("junk-shares", "window-overrun", "mempool-flood", "stale-blocks", "evidence-flood",
+                     "replay-relay", "bandwidth-flood")
+"""The hostile-member behaviours `FaultHooks.shell_attack` may play (`fednode cluster --shell-fault`)."""
+
+
+@dataclass(frozen=True)
+class ShellAccess:
+    """What a hostile member's shell faults may do with this node's connections (given to `shell_attack`).
+
+    Raw access, below the envelope checks a peer would apply: these are the member's own means (its key,
+    its libp2p host), used the way the review's patched daemon used them.
+    """
+
+    peer_ids: list[str]
+    seal: Callable[[str, int, bytes, int], bytes]
+    """(type, height, payload, recipient) -> an envelope signed by this member."""
+    send: Callable[[str, bytes, str], Awaitable[bool]]
+    """(peer id, data, lane) -> one direct frame, as `Network.send`."""
+    request: Callable[[str, bytes], Awaitable[bytes | None]]
+    """(peer id, data) -> one raw request, as `Network.request`."""
+    open_stream: Callable[[str, str], Awaitable[object]]
+    """(peer id, protocol) -> a raw libp2p stream (`Network.open_stream`)."""
+    request_protocol: str
+    serve_requests: Callable[[RequestHandler], None]
+    """Replace how this node answers requests (the honest handler is `honest_requests`)."""
+    honest_requests: RequestHandler
+    round: Callable[[], int]
+    block: Callable[[int], tuple[bytes, bytes] | None]
+    """Height -> (encoded block, encoded certificate) from our ledger."""
+    sleep: Callable[[float], Awaitable[None]]
+    spawn: Callable[..., None]
+    """(async fn, *args) -> run it as a task of the daemon's."""
+
+
 class FaultHooks:
     """The honest node: every hook leaves the behaviour unchanged. Faults override the hooks they need."""
 
@@ -72,6 +107,10 @@ class FaultHooks:
 
     def frame_delivered(self, kind: str) -> None:
         """Transport: a frame of `kind` was written to a peer (or given up on)."""
+
+    async def shell_attack(self, shell: ShellAccess) -> None:
+        """Daemon, once the network is up, as a task of its own: a hostile member's misbehaviour towards
+        its peers' shells (flooding, lying, relaying); returns at once for an honest node."""
 
 
 NO_FAULTS = FaultHooks()

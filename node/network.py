@@ -533,6 +533,11 @@ class Network:
                 return
             await libp2p_compat.reset_quietly(stream)
 
+    async def open_stream(self, peer_id: str, protocol: str) -> INetStream:
+        """A raw stream to a member, for fault injection (`node.hooks.ShellAccess`): the shell's own
+        traffic goes through `send` and `request`."""
+        return await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+
     # ----------------------------------------------------------------- request / response
 
     def set_request_handler(self, fn: RequestHandler) -> None:
