@@ -63,7 +63,8 @@ LIE_IDENTITY_SHIFT = 1 << 20
 
 OVERRUN_MIB = 64
 """How far past its window the window-overrun member writes on each attempt (then it redials)."""
-FLOOD_FRAME_BYTES = 1 << 20
+FLOOD_PAYLOAD_BYTES = (1 << 20) - 1024
+"""A 1 MiB envelope, within the smallest frame bound a daemon uses."""
 
 
 class Faults(FaultHooks):
@@ -281,7 +282,7 @@ class Faults(FaultHooks):
 
     async def _bandwidth_flood(self, shell: ShellAccess) -> None:
         """Finding 7: one valid 1 MiB envelope per peer, re-sent without pause."""
-        frames = [shell.seal("pbft", 0, bytes(FLOOD_FRAME_BYTES), self._index_of(i))
+        frames = [shell.seal("pbft", 0, bytes(FLOOD_PAYLOAD_BYTES), self._index_of(i))
                   for i in range(len(shell.peer_ids))]
         while True:
             for peer, frame in zip(shell.peer_ids, frames, strict=True):

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from consensus import codec
 from node import contract as rc
 from node.aggregation import Aggregator
 from node.content import Content
@@ -198,6 +199,12 @@ class RoundDriver:
             outputs = sr.on_phase_closed(event)
         except (RoundAborted, MissingMessages, RevealRefused) as exc:
             logger.warning("round %d: secure aggregation cannot continue here: %s", event.round, exc)
+            return []
+        except codec.DecodeError as exc:
+            # A member's message held for this phase turned out undecodable only now. Peer input: the round
+            # is lost here, the block (delivered in this very call) is not, and neither is the daemon.
+            logger.warning("round %d: a member's held message does not decode (%s); the round cannot "
+                           "continue here", event.round, exc)
             return []
         self.secure.record_violations(sr)
         return outputs

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -125,12 +126,13 @@ class Transport:
             await contained(dispatch(env), env, self.violation)
 
     def violation(self, member: int, reason: str, detail: object = None) -> None:
-        """Charge `member` with a violation: counted per reason, logged the first time only."""
+        """Charge `member` with a violation: counted per reason, logged the first time only (with the
+        traceback when there is one being handled)."""
         self.violations[(member, reason)] += 1
         self.metrics.rejected.labels(reason).inc()
         if self.violations[(member, reason)] == 1:
             logger.warning("member %d: %s%s (further ones counted, not logged)", member, reason,
-                           "" if detail is None else f": {detail}")
+                           "" if detail is None else f": {detail}", exc_info=sys.exc_info()[0] is not None)
 
     # ------------------------------------------------------------------ outbound
 

@@ -23,6 +23,7 @@ from consensus.block import Block
 from node import contract as rc
 from node.daemon import evidence_slot
 from node.mempool import AUTHOR_BYTES_MAX, AUTHOR_TXS_MAX, Mempool
+from node.rounds import RoundDriver
 from node.status import Metrics
 from node.store import Store
 from node.sync import Sync
@@ -235,3 +236,16 @@ def test_evidence_is_keyed_by_the_equivocators_slot() -> None:
     assert evidence_slot(data) == (3, codec.encode([16]))
     prepare = pbft.Prepare(2, 9, b"\x03" * 32, 1, b"\x00" * 64)
     assert evidence_slot(codec.encode([pbft.encode(prepare), pbft.encode(prepare)])) == (1, codec.encode([2, 9]))
+
+
+def test_a_junk_share_held_until_its_phase_closes_loses_the_round_here_not_the_daemon() -> None:
+    """Finding 1: a junk `vshare` stored on arrival and decoded only when the inputs phase closes (inside
+    the delivery of a block) ended every honest daemon. Now the round is lost at this node, nothing else."""
+
+    class JunkHeld:
+        def on_phase_closed(self, event: object) -> list[object]:
+            codec.decode(b"\x92\x01\x02\x03", max_bytes=8)  # the held junk, decoded now
+            return []
+
+    driver = object.__new__(RoundDriver)
+    assert driver._advance_secure(JunkHeld(), rc.PhaseClosed(5, "inputs", (0, 1, 2, 3), (), 9)) == []  # type: ignore[arg-type]
