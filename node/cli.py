@@ -72,10 +72,9 @@ def _dataset_options(func: Any) -> Any:
         click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
                      show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
                      "docs/chaos.md)."),
-        click.option("--shell-fault", type=click.Choice(["none", *SHELL_FAULT_NAMES, "all"]), default="none",
-                     show_default=True,
+        click.option("--shell-fault", "shell_faults", type=click.Choice([*SHELL_FAULT_NAMES, "all"]), multiple=True,
                      help="Malicious hospitals attack their peers' networking shell instead of poisoning their "
-                          "update (docs/chaos.md); 'all' runs every one at once."),
+                          "update (docs/chaos.md). Repeatable; 'all' runs every one at once."),
     ]):
         func = option(func)
     return func
@@ -105,8 +104,8 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
     except AttackError as exc:
         raise _fail(exc) from None
     behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": kw["malicious"]}
-    if kw["shell_fault"] != "none":
-        behaviour = {"shell_fault": kw["shell_fault"]}
+    if kw["shell_faults"]:
+        behaviour = {"shell_faults": list(kw["shell_faults"])}
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
     malicious = range(nodes - kw["malicious"], nodes)
@@ -311,7 +310,7 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
             p.stop()
     summary = summarize(obs, wall_s, rounds, work, injector)
     summary |= peak_rss(procs, range(nodes - kw["malicious"], nodes))
-    if kw["malicious"] and kw["shell_fault"] == "none" and len(summary["model_hashes"]) == summary["rounds_committed"]:
+    if kw["malicious"] and not kw["shell_faults"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
         try:
             summary["backdoor_success_by_round"] = backdoor_success_by_round(work, kw["attack"],
                                                                              summary["model_hashes"])

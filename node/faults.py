@@ -24,10 +24,10 @@ a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see no
 
 - consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
   PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
-- `shell_fault`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
+- `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
   means `FaultHooks.shell_attack` is given (`node.hooks.ShellAccess`): `junk-shares`, `window-overrun`,
-  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood`, or `all` of them
-  at once. Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest enough that
+  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood` (any of them, or
+  `all`, at once). Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest enough that
   the attacker's own CPU does not starve the honest nodes on a shared test machine.
 """
 
@@ -77,11 +77,12 @@ class Faults(FaultHooks):
             self.attack: Attack | None = make_attack(attack, **behaviour.get("attack_params", {})) if attack else None
         except AttackError as exc:
             raise ConfigError(f"node config: behaviour.attack: {exc}") from None
-        shell_fault = behaviour.get("shell_fault")
-        if shell_fault is not None and shell_fault not in (*SHELL_FAULT_NAMES, "all"):
-            raise ConfigError(f"node config: behaviour.shell_fault: {shell_fault!r} is not one of "
+        shell_faults = behaviour.get("shell_faults", [])
+        unknown = set(shell_faults) - {*SHELL_FAULT_NAMES, "all"}
+        if unknown:
+            raise ConfigError(f"node config: behaviour.shell_faults: {sorted(unknown)} not among "
                               f"{', '.join(SHELL_FAULT_NAMES)}, all")
-        self.shell_faults = SHELL_FAULT_NAMES if shell_fault == "all" else (shell_fault,) if shell_fault else ()
+        self.shell_faults = SHELL_FAULT_NAMES if "all" in shell_faults else tuple(shell_faults)
         self.crash_round = int(behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
