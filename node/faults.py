@@ -216,7 +216,7 @@ class Faults(FaultHooks):
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
-    # ------------------------------------------------------------------ shell faults (behaviour.shell_fault)
+    # ------------------------------------------------------------------ shell faults (behaviour.shell_faults)
 
     async def shell_attack(self, shell: ShellAccess) -> None:
         if not self.shell_faults:

@@ -705,3 +705,24 @@ def test_a_flooding_member_gets_no_more_than_its_budget() -> None:
             assert message == ("direct", honest.peer_id, b"still served")
 
     run(body)
+
+
+def test_a_peer_opening_too_many_streams_loses_the_connection() -> None:
+    """Streams that never finish protocol negotiation are held by the library; past the cap the connection
+    is closed and counted against the peer."""
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as victim:
+            listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+            attacker = libp2p_compat.build_host(SEEDS[1], listen, dial_timeout_s=5)
+            async with attacker.run([listen]):
+                info = info_from_p2p_addr(multiaddr.Multiaddr(victim.listen_addrs[0]))
+                await attacker.connect(info)
+                conn = attacker.get_network().connections[info.peer_id][0].muxed_conn
+                with contextlib.suppress(Exception):  # the connection closes under the attacker's feet
+                    for _ in range(libp2p_compat.YAMUX_INBOUND_STREAMS_MAX + 8):
+                        await (await conn.open_stream()).write(b"\x00")
+                await wait_until(lambda: victim.stats["rejected:flow_control_violation"] == 1)
+                assert attacker.get_id().to_base58() not in victim.connected_peers()
+
+    run(body)
