@@ -8,9 +8,9 @@ A `Network` owns one py-libp2p host (Noise + yamux only, see
   frames, for anything up to a model blob;
 * `request`: one stream per request/response exchange, for fetches.
 
-Everything received lands in one bounded `inbox`.  Only members listed in
-`allowed` (the genesis peer ids) can connect, open streams or get a message into
-the inbox.  This module never interprets payloads: signatures, decoding and
+Everything received lands in one `inbox`, queued per member (bounded) and
+handed out one member at a time in turn.  Only members listed in `allowed` (the
+genesis peer ids) can connect, open streams or get a message into the inbox.  This module never interprets payloads: signatures, decoding and
 replay checks belong to the daemon.  What it guarantees is that no peer's bytes
 can end the host, that every length is bounded before anything is read, and
 that what a member costs us is bounded before any payload is decoded: each
@@ -123,7 +123,7 @@ class NetLimits:
     gossip_max_bytes: int = 64 << 10
     gossip_inbound_rpc_max_bytes: int = 1 << 20
     gossip_rate_per_peer_per_s: float = 1000.0
-    inbox_max_items: int = 1024
+    inbox_max_items_per_peer: int = 512
     inbound_requests_max_per_peer: int = 4
     inbound_direct_streams_max_per_peer: int = 4
     peer_bytes_per_s: float = float(16 << 20)
@@ -145,7 +145,7 @@ class NetLimits:
         assert 0 < self.gossip_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= self.gossip_inbound_rpc_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= GOSSIP_LIBRARY_MAX_BYTES
-        assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
+        assert self.inbox_max_items_per_peer > 0 and self.inbound_requests_max_per_peer > 0
         assert self.inbound_direct_streams_max_per_peer > 0
         assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
         assert self.peer_bytes_per_s > 0 and self.peer_msgs_per_s > 0
@@ -238,6 +238,61 @@ async def read_frame(stream: INetStream, frame_max_bytes: int) -> bytes:
     return await FrameReader(stream, frame_max_bytes).next()
 
 
+InboxItem = tuple[str, str, bytes]
+"""(kind, peer id, data): kind is "gossip" or "direct"; for gossip the peer is the signed origin."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStatistics:
+    current_buffer_used: int
+
+
+class FairInbox:
+    """Received messages, one bounded queue per member, handed out one member at a time in turn.
+
+    With one shared queue, a member flooding within its budget could fill it while the protocol task is
+    busy, and every other member's messages arriving then would be dropped; here a member fills only its
+    own queue, and an honest member's message waits behind at most one message of each other member.
+    """
+
+    def __init__(self, per_peer_max: int) -> None:
+        self._per_peer_max = per_peer_max
+        self._queues: dict[str, collections.deque[InboxItem]] = {}
+        self._turns: collections.deque[str] = collections.deque()
+        self._arrived = trio.Event()
+
+    def put_nowait(self, item: InboxItem) -> bool:
+        """Queue `item` behind its member's earlier ones; False (dropped) if that member's queue is full."""
+        queue = self._queues.setdefault(item[1], collections.deque())
+        if len(queue) >= self._per_peer_max:
+            return False
+        if not queue:
+            self._turns.append(item[1])
+        queue.append(item)
+        self._arrived.set()
+        return True
+
+    async def receive(self) -> InboxItem:
+        while not self._turns:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        peer = self._turns.popleft()
+        queue = self._queues[peer]
+        item = queue.popleft()
+        if queue:
+            self._turns.append(peer)
+        return item
+
+    def __aiter__(self) -> FairInbox:
+        return self
+
+    async def __anext__(self) -> InboxItem:
+        return await self.receive()
+
+    def statistics(self) -> InboxStatistics:
+        return InboxStatistics(sum(len(queue) for queue in self._queues.values()))
+
+
 class _ConnectionEvents(INotifee):
     """Wake the reconnect loops and `wait_connected` callers on connection changes, and count the
     connections closed because their peer broke flow control."""
@@ -287,7 +342,7 @@ class Network:
         self.peer_id: str = host.get_id().to_base58()
         self.listen_addrs: list[str] = []
         self.stats: collections.Counter[str] = collections.Counter()
-        self._inbox_send, self.inbox = trio.open_memory_channel[tuple[str, str, bytes]](limits.inbox_max_items)
+        self.inbox = FairInbox(limits.inbox_max_items_per_peer)
         self._request_handler: RequestHandler | None = None
         self._out_streams: dict[tuple[str, str], INetStream] = {}
         self._send_locks: dict[tuple[str, str], trio.Lock] = collections.defaultdict(trio.Lock)
@@ -417,12 +472,10 @@ class Network:
             await trio.sleep(wait_s)
 
     def _deliver(self, kind: str, peer: str, data: bytes) -> None:
-        """Put a message in the inbox, dropping it (counted) when the inbox is full."""
+        """Put a message in the inbox, dropping it (counted) when its member's queue is full."""
         self.stats[f"bytes_in:{kind}"] += len(data)
         self.stats[f"msgs_in:{kind}"] += 1
-        try:
-            self._inbox_send.send_nowait((kind, peer, data))
-        except trio.WouldBlock:
+        if not self.inbox.put_nowait((kind, peer, data)):
             self.stats[f"rejected:inbox_full_{kind}"] += 1
 
     # ----------------------------------------------------------------- direct frames

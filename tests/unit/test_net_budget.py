@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from node.network import NetLimits, PeerBudget, TokenBucket
+import trio
+
+from node.network import FairInbox, NetLimits, PeerBudget, TokenBucket
 
 
 def test_charges_within_the_burst_do_not_wait_and_debt_is_repaid_at_the_rate() -> None:
@@ -34,3 +36,17 @@ def test_try_charge_takes_nothing_when_either_bucket_is_short() -> None:
     assert budget.messages.tokens == 5.0 and budget.bytes.tokens == float(1 << 20)
     assert budget.try_charge(1 << 20, now=0.0)
     assert not budget.try_charge(1, now=0.0)
+
+
+def test_a_flooding_member_fills_only_its_own_inbox_queue_and_others_are_served_in_turn() -> None:
+    inbox = FairInbox(per_peer_max=100)
+    flood = [("direct", "flooder", b"%d" % i) for i in range(1000)]
+    assert sum(inbox.put_nowait(item) for item in flood) == 100
+    assert inbox.put_nowait(("direct", "honest", b"vote"))
+    assert inbox.put_nowait(("gossip", "other", b"tx"))
+
+    async def first_three() -> list[tuple[str, str, bytes]]:
+        return [await inbox.receive() for _ in range(3)]
+
+    assert trio.run(first_three) == [flood[0], ("direct", "honest", b"vote"), ("gossip", "other", b"tx")]
+    assert inbox.statistics().current_buffer_used == 99
