@@ -103,9 +103,9 @@ class PeerBudget:
         return cls(TokenBucket(limits.peer_bytes_per_s, limits.peer_bytes_burst, limits.peer_bytes_burst, now),
                    TokenBucket(limits.peer_msgs_per_s, limits.peer_msgs_burst, limits.peer_msgs_burst, now))
 
-    def charge(self, size: int, now: float) -> float:
-        """Take one message of `size` bytes; return the seconds to wait before taking the next."""
-        return max(self.bytes.charge(size, now), self.messages.charge(1, now))
+    def charge(self, size: int, now: float, messages: int = 1) -> float:
+        """Take `size` bytes and `messages`; return the seconds to wait before taking more."""
+        return max(self.bytes.charge(size, now), self.messages.charge(messages, now))
 
     def try_charge(self, size: int, now: float) -> bool:
         """Take one message of `size` bytes if both buckets hold enough, else take nothing."""
@@ -461,12 +461,12 @@ class Network:
             budget = self._budgets[peer] = PeerBudget.full(self._limits, time.monotonic())
         return budget
 
-    async def _pay(self, peer: str, size: int) -> None:
-        """Charge `peer` for a message and wait until its buckets are out of debt.
+    async def _pay(self, peer: str, size: int, messages: int = 1) -> None:
+        """Charge `peer` for `size` bytes and `messages` and wait until its buckets are out of debt.
 
         Waiting stops reading the peer's stream, so its flow-control window closes and an honest sender
         blocks; one that writes on regardless breaks flow control and loses its connection."""
-        wait_s = self._budget(peer).charge(size, time.monotonic())
+        wait_s = self._budget(peer).charge(size, time.monotonic(), messages)
         if wait_s > 0:
             self.stats["throttled_s"] += wait_s
             await trio.sleep(wait_s)
@@ -643,6 +643,7 @@ class Network:
                 await self._pay(peer, len(data))
                 self.stats["bytes_in:request"] += len(data)
                 response = await self._request_handler(peer, data)
+                await self._pay(peer, len(response), messages=0)  # an answer costs its asker, not us
                 await stream.write(encode_frame(response))
                 self.stats["bytes_out:response"] += len(response)
                 await stream.close()

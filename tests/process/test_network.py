@@ -726,3 +726,23 @@ def test_a_peer_opening_too_many_streams_loses_the_connection() -> None:
                 assert attacker.get_id().to_base58() not in victim.connected_peers()
 
     run(body)
+
+
+def test_answers_are_charged_to_the_member_that_asks() -> None:
+    """A 100-byte request for a 2 MiB answer (the review measured 411x for get_blocks): the answer's bytes
+    come out of the asker's budget, so asking again and again is throttled like sending as much."""
+    limits = NetLimits(reconnect_initial_s=0.05, reconnect_max_s=0.3, peer_bytes_per_s=float(1 << 20),
+                       peer_bytes_burst=float(1 << 20))
+
+    async def body() -> None:
+        async with cluster(2, limits) as (server, asker):
+
+            async def big(peer: str, data: bytes) -> bytes:
+                return bytes(2 << 20)
+
+            server.set_request_handler(big)
+            for _ in range(3):
+                assert await asker.request(server.peer_id, b"x" * 100, timeout_s=20) == bytes(2 << 20)
+            assert server.stats["throttled_s"] >= 3.0, server.stats["throttled_s"]
+
+    run(body)
