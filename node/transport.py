@@ -247,7 +247,6 @@ class Transport:
         return out | self.metrics.rejected_by_reason()
 
 
-
 async def contained(handling: Awaitable[None], env: Envelope, violation: Callable[[int, str, object], None]) -> None:
     """Run a handler on a peer's message; anything it raises, except our own broken invariant, is that
     peer's violation (`handler_error`), not the end of the daemon."""

@@ -11,7 +11,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -23,12 +23,15 @@ from consensus.block import Block
 from node import contract as rc
 from node.daemon import evidence_slot
 from node.mempool import AUTHOR_BYTES_MAX, AUTHOR_TXS_MAX, Mempool
+from node.quotas import AuthorCache
 from node.rounds import RoundDriver
+from node.secure_rounds import SecureRounds
 from node.status import Metrics
 from node.store import Store
 from node.sync import Sync
 from node.transport import Transport, contained
 from node.wire import Envelope
+from smpc import messages as sam
 from tests.unit.test_store import build_chain, make_genesis
 
 CHAIN = hashlib.sha256(b"shell attacks").digest()
@@ -249,3 +252,26 @@ def test_a_junk_share_held_until_its_phase_closes_loses_the_round_here_not_the_d
 
     driver = object.__new__(RoundDriver)
     assert driver._advance_secure(JunkHeld(), rc.PhaseClosed(5, "inputs", (0, 1, 2, 3), (), 9)) == []  # type: ignore[arg-type]
+
+
+def test_a_masked_input_with_a_bad_signature_is_not_kept() -> None:
+    """Finding 8: masked inputs were cached before the round checked their signature, so anyone's junk took
+    room in the cache honest inputs are fetched from."""
+    forged = sam.MaskedInput(round_id=4, sender=2, masked=bytes(64), signature=bytes(64))
+
+    class Round:
+        round = 4
+        violations: ClassVar[list[object]] = []
+
+        def decode(self, data: bytes) -> sam.MaskedInput:
+            return forged
+
+        def on_message(self, message: object) -> None:
+            self.violations.append(SimpleNamespace(sender=3))  # what a bad signature records
+
+    content = SimpleNamespace(masked=AuthorCache(4))
+    content.keep_masked = lambda author, digest, data: content.masked.put(author, digest, data)
+    rounds = SecureRounds(content, Metrics())  # type: ignore[arg-type]
+    rounds.rounds[4] = Round()  # type: ignore[assignment]
+    rounds.accept_secagg(4, b"forged masked input")
+    assert forged.digest() not in content.masked
