@@ -18,17 +18,17 @@ Modes implemented (config `behaviour` keys):
   masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares.
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
+- `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
+  means `FaultHooks.shell_attack` is given (`node.hooks.ShellAccess`): `junk-shares`, `window-overrun`,
+  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood` (any of them, or
+  `all`, at once). Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest
+  enough that the attacker's own CPU does not starve the honest nodes on a shared test machine.
 
 Where further modes belong (a section of `Faults` each, selected by a `behaviour` key in `__init__`; add
 a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see node/hooks.py):
 
 - consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
   PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
-- `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
-  means `FaultHooks.shell_attack` is given (`node.hooks.ShellAccess`): `junk-shares`, `window-overrun`,
-  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood` (any of them, or
-  `all`, at once). Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest enough that
-  the attacker's own CPU does not starve the honest nodes on a shared test machine.
 """
 
 from __future__ import annotations
