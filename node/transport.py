@@ -159,7 +159,7 @@ class Transport:
         if queue is None:  # the replica addressed us (seen during view changes): nothing to send
             logger.debug("dropping a %s send addressed to ourselves", kind)
             return
-        data = self.sealer.seal(kind, height, payload)
+        data = self.sealer.seal(kind, height, payload, to=to)  # worthless to anyone it might be relayed to
         self.metrics.bytes_sent.labels(kind).inc(len(data))
         self._enqueue(queue, kind, data)
 
