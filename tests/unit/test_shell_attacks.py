@@ -21,7 +21,10 @@ from consensus import codec
 from consensus import messages as pbft
 from consensus.block import Block
 from node import contract as rc
+from node.config import ConfigError
 from node.daemon import evidence_slot
+from node.faults import Faults
+from node.hooks import SHELL_FAULT_NAMES
 from node.mempool import AUTHOR_BYTES_MAX, AUTHOR_TXS_MAX, Mempool
 from node.quotas import AuthorCache
 from node.rounds import RoundDriver
@@ -275,3 +278,10 @@ def test_a_masked_input_with_a_bad_signature_is_not_kept() -> None:
     rounds.rounds[4] = Round()  # type: ignore[assignment]
     rounds.accept_secagg(4, b"forged masked input")
     assert forged.digest() not in content.masked
+
+
+def test_shell_fault_names_are_checked_and_all_means_every_one() -> None:
+    assert Faults({"shell_faults": ["all"]}).shell_faults == SHELL_FAULT_NAMES
+    assert Faults({"shell_faults": ["stale-blocks"]}).shell_faults == ("stale-blocks",)
+    with pytest.raises(ConfigError, match="shell_faults"):
+        Faults({"shell_faults": ["window-overrun", "nope"]})
