@@ -49,6 +49,7 @@ from consensus.block import (
     Block,
     CertificateError,
     CommitCertificate,
+    sha256,
     verify_certificate,
     verify_certificate_signatures,
 )
@@ -82,7 +83,11 @@ PersistedState = Mapping[bytes, bytes]
 MAX_COMMIT_VIEWS_PER_SENDER = 4
 """Views per sender for which COMMITs of the current height are kept (bounds a Byzantine sender)."""
 MAX_CANDIDATE_BLOCKS = 8
-MAX_CHECKPOINT_HEIGHTS = 8
+MAX_EVIDENCE_PER_SENDER = 8
+"""Evidence records per sender and incarnation: one proof convicts; more would let a Byzantine member
+turn every variant of a message into a synced write."""
+MAX_WATCHED_TXS = 1024
+"""Transactions whose commitment the request timer tracks (the shell's own valid ones)."""
 MAX_TIMEOUT_DOUBLINGS = 30
 LAST_COMMIT_RESENDS = 3
 MAX_PROOF_SENDS = 3
@@ -107,9 +112,12 @@ class ReplicaConfig:
     window: int = 64
     view_timeout_ms: int = 2000
     max_view_timeout_ms: int = 30000
+    request_timeout_factor: int = 2
+    """A watched transaction not committed within this many current view timeouts starts a view change."""
 
     def __post_init__(self) -> None:
         assert self.checkpoint_interval >= 1 and self.window >= self.checkpoint_interval, self
+        assert self.request_timeout_factor >= 1, self
         assert 0 < self.view_timeout_ms <= self.max_view_timeout_ms, self
         quorum_size(self.n, self.f)
 
@@ -242,8 +250,11 @@ class Replica:
         self._last_commit_resends = 0
         self._head_cert: CommitCertificate | None = committed_cert
         self._future: dict[tuple[int, type], SlotMessage] = {}
-        self._seen: dict[tuple[type, int, int, int], SlotMessage | Checkpoint] = {}
-        self._evidenced: set[tuple[type, int, int, int]] = set()
+        self._seen: dict[tuple[type, int, int, int], SlotMessage] = {}
+        self._evidenced: dict[int, set[tuple[str, int, int]]] = {}
+        self._verified_view_changes: dict[int, ViewChange] = {}
+        self._forced: PrePrepare | None = None
+        self._watched: dict[bytes, int] = {}
         self._view_changes: dict[int, ViewChange] = {}
         self._my_view_change: ViewChange | None = None
         self._new_view: NewView | None = None
@@ -297,9 +308,12 @@ class Replica:
 
     def tick(self, now_ms: int) -> list[Action]:
         """Advance time: fire the view-change timer, retransmit, retry catch-up."""
-        actions: list[Action] = []
+        actions: list[Action] = self._take_forced(now_ms)
         if self.deadline_ms is not None and now_ms >= self.deadline_ms:
             self.stats["view_timeouts"] += 1
+            actions += self._start_view_change(self.view + 1, now_ms)
+        elif self.active and self._request_overdue(now_ms):
+            self.stats["request_timeouts"] += 1
             actions += self._start_view_change(self.view + 1, now_ms)
         if now_ms >= self._retransmit_at_ms:
             self._retransmit_at_ms = now_ms + max(1, self.config.view_timeout_ms // 2)
@@ -314,6 +328,28 @@ class Replica:
         self.work_pending = True
         self._arm_timer(now_ms)
         return []
+
+    def watch_tx(self, digest: bytes, now_ms: int) -> list[Action]:
+        """The shell holds a valid transaction it wants committed (its own; `digest` = sha256 of its bytes).
+
+        PBFT's request timer: if no delivered block carries it within `request_timeout_factor` view
+        timeouts, this replica starts a view change even while other blocks commit, so a primary that
+        censors it (or is slow to include it) is replaced once f+1 replicas watch it. Idempotent: the timer
+        runs from the first call and restarts when a new view is installed. A delivered block holding the
+        transaction ends the watch; `unwatch_tx` ends it when the transaction stops being valid.
+        """
+        if digest not in self._watched and len(self._watched) < MAX_WATCHED_TXS:
+            self._watched[digest] = now_ms
+        return self.note_pending(now_ms)
+
+    def unwatch_tx(self, digest: bytes) -> None:
+        """The shell no longer wants `digest` committed (it became invalid, or was dropped)."""
+        self._watched.pop(digest, None)
+
+    def _request_overdue(self, now_ms: int) -> bool:
+        """Watched transactions are kept in the order their timers started, so the first is the oldest."""
+        oldest = next(iter(self._watched.values()), None)
+        return oldest is not None and now_ms - oldest >= self.config.request_timeout_factor * self.timeout_ms()
 
     def propose(self, txs: tuple[bytes, ...], now_ms: int) -> list[Action]:
         """Propose a block of `txs` at the next height; a no-op unless `ready_to_propose`."""
@@ -341,7 +377,10 @@ class Replica:
         if msg.sender == self.index:
             self.stats["own_message"] += 1
             return []
-        if not self._check_signature(msg):
+        if self._stale(msg):
+            self.stats["stale"] += 1
+            return self._help_stale_sender(msg, now_ms)
+        if not self._known_valid(msg) and not self._check_signature(msg):
             self.stats["bad_signature"] += 1
             return []
         self.stats["received"] += 1
@@ -378,6 +417,37 @@ class Replica:
 
     def _check_signature(self, msg: Message) -> bool:
         return bool(self._verify(msg.sender, signing_bytes(self.config.chain_id, msg), msg.signature))
+
+    def _stale(self, msg: Message) -> bool:
+        """Cheap checks that run before any signature: a message that can no longer change our state
+        (an old view or a height already final) is not worth verifying."""
+        if isinstance(msg, PrePrepare):
+            return (msg.view < self.view or msg.height < self.committed_height
+                    or (msg.height == self.committed_height
+                        and self._justified != (msg.view, msg.height, hash_block(msg.block))))
+        if isinstance(msg, Prepare):
+            return msg.view < self.view or msg.height <= self.committed_height
+        if isinstance(msg, Commit):
+            return msg.height <= self.committed_height
+        if isinstance(msg, Checkpoint):
+            return msg.height % self.config.checkpoint_interval != 0
+        if isinstance(msg, ViewChange):
+            return msg.new_view < self.view
+        return msg.view < self.view or (msg.view == self.view and self.active and msg == self._new_view)
+
+    def _help_stale_sender(self, msg: Message, now_ms: int) -> list[Action]:
+        """A stale message may come from a peer that is behind: help it, rate-limited per peer, with what
+        is public anyway (our head certificate, our NEW-VIEW). Its claim is unverified, so it changes
+        nothing else."""
+        if isinstance(msg, (PrePrepare, Prepare)):
+            return self._help_peer(msg.sender, msg.height - 1, now_ms)
+        if isinstance(msg, ViewChange):
+            return self._forward_new_view(msg.sender, now_ms)
+        return []
+
+    def _known_valid(self, msg: Message) -> bool:
+        """A VIEW-CHANGE identical to the last one verified from its sender (a resend) needs no check."""
+        return isinstance(msg, ViewChange) and self._verified_view_changes.get(msg.sender) == msg
 
     def _on_preprepare(self, pp: PrePrepare, now_ms: int) -> list[Action]:
         actions = self._note_height(pp.sender, pp.height - 1, now_ms)
@@ -422,9 +492,11 @@ class Replica:
             return []
         if isinstance(msg, Commit) and not self._commit_view_allowed(msg):
             return []
-        actions = self._check_equivocation(msg)
+        first, actions = self._check_equivocation(msg)
         if isinstance(msg, PrePrepare):
             return actions + self._accept_preprepare(msg, now_ms)
+        if not first:
+            return actions
         if isinstance(msg, Prepare):
             self._prepares.setdefault((msg.view, msg.block_hash), {})[msg.sender] = msg
         else:
@@ -447,8 +519,7 @@ class Replica:
         if block.chain_id != self.config.chain_id or block.prev_hash != self.last_hash:
             self.stats["preprepare_bad_link"] += 1
             return []
-        fresh = block.view == pp.view and block.proposer == pp.sender
-        if not fresh and self._justified != (pp.view, pp.height, block_hash):
+        if not self._preprepare_allowed(pp, block_hash):
             self.stats["preprepare_unjustified"] += 1
             return []
         if self._slot is not None:
@@ -466,9 +537,31 @@ class Replica:
             actions.append(ValidateBlock(block))
         return actions + self._progress(now_ms)
 
+    def _preprepare_allowed(self, pp: PrePrepare, block_hash: bytes) -> bool:
+        """What a PRE-PREPARE of the current view may propose. Heights up to the NEW-VIEW's floor are final;
+        at the height where the NEW-VIEW forced a block, that block and nothing else (also after a restart:
+        the NEW-VIEW is persisted and restored); above it, only a fresh block of this view by its primary."""
+        if pp.height <= self._view_floor:
+            return False
+        if self._justified is not None and self._justified[:2] == (pp.view, pp.height):
+            return self._justified[2] == block_hash
+        return pp.block.view == pp.view and pp.block.proposer == pp.sender
+
+    def _take_forced(self, now_ms: int) -> list[Action]:
+        """Accept the NEW-VIEW's forced PRE-PREPARE once it is for our next height and no slot is open: at
+        install, after catching up to its height, and after a restart (the slot itself is not persisted).
+        It is held apart from the future buffer, so no later message can displace it."""
+        pp = self._forced
+        if (pp is None or not self.active or pp.view != self.view or self._slot is not None
+                or pp.height != self.committed_height + 1):
+            return []
+        return self._slot_message(pp, now_ms)
+
     def _remember_candidate(self, block_hash: bytes, block: Block) -> None:
         if len(self._candidates) >= MAX_CANDIDATE_BLOCKS and block_hash not in self._candidates:
-            self._candidates.pop(next(iter(self._candidates)))
+            evicted = next(iter(self._candidates))
+            self._candidates.pop(evicted)
+            self._validated.pop(evicted, None)
         self._candidates[block_hash] = block
 
     def _slot_validated(self, slot: _Slot) -> bool:
@@ -542,11 +635,15 @@ class Replica:
         if self.active:
             self.attempts = 0
             self.deadline_ms = None
-        self.work_pending = False
         self._behind_since_ms = None
+        if self._watched:
+            for tx in block.txs:
+                self._watched.pop(sha256(tx), None)
+        self.work_pending = bool(self._watched)
+        self._arm_timer(now_ms)
         if block.height % self.config.checkpoint_interval == 0:
             actions += self._make_checkpoint(block.height, cert.block_hash)
-        return actions + self._replay_future(now_ms)
+        return actions + self._take_forced(now_ms) + self._replay_future(now_ms)
 
     def _reset_height(self) -> None:
         """Forget everything about the height just committed."""
@@ -559,7 +656,6 @@ class Replica:
         if self._prepared is not None and self._prepared.preprepare.height <= self.committed_height:
             self._prepared = None
         self._seen = {k: m for k, m in self._seen.items() if k[3] > self.committed_height}
-        self._evidenced = {k for k in self._evidenced if k[3] > self.committed_height}
 
     def _replay_future(self, now_ms: int) -> list[Action]:
         ready = [m for m in self._future.values() if m.height <= self.committed_height + 1]
@@ -610,20 +706,27 @@ class Replica:
 
     # ------------------------------------------------------------------ equivocation
 
-    def _check_equivocation(self, msg: PrePrepare | Prepare | Commit | Checkpoint) -> list[Action]:
-        """Two validly signed messages by one sender for one slot but different blocks are evidence."""
-        view = 0 if isinstance(msg, Checkpoint) else msg.view
-        key = (type(msg), msg.sender, view, msg.height)
-        prior = self._seen.get(key)
-        if prior is None:
-            self._seen[key] = msg
+    def _check_equivocation(self, msg: SlotMessage) -> tuple[bool, list[Action]]:
+        """One message per (type, sender, view, height) counts: the first. A later one for another block is
+        evidence, and a vote is then ignored, so no sender makes us hold more than one vote per slot."""
+        key = (type(msg), msg.sender, msg.view, msg.height)
+        prior = self._seen.setdefault(key, msg)
+        if prior is msg or block_hash_of(prior) == block_hash_of(msg):
+            return True, []
+        return False, self._evidence(type(msg).__name__.lower(), msg.sender, (msg.view, msg.height), prior, msg)
+
+    def _evidence(self, kind: str, sender: int, slot: tuple[int, int], first: Message,
+                  second: Message) -> list[Action]:
+        """Record two conflicting messages signed by `sender`: once per (kind, sender, slot), and at most
+        MAX_EVIDENCE_PER_SENDER records per sender, because each record is a synced write."""
+        recorded = self._evidenced.setdefault(sender, set())
+        key = (kind, *slot)
+        if key in recorded or len(recorded) >= MAX_EVIDENCE_PER_SENDER:
+            self.stats["evidence_suppressed"] += 1
             return []
-        if key in self._evidenced or block_hash_of(prior) == block_hash_of(msg):
-            return []
-        self._evidenced.add(key)
+        recorded.add(key)
         self.stats["equivocations"] += 1
-        kind = type(msg).__name__.lower()
-        return [RecordEvidence(kind, codec.encode([encode(prior), encode(msg)]))]
+        return [RecordEvidence(kind, codec.encode([encode(first), encode(second)]))]
 
     # ------------------------------------------------------------------ checkpoints and watermarks
 
@@ -636,25 +739,21 @@ class Replica:
 
     def _on_checkpoint(self, checkpoint: Checkpoint, now_ms: int) -> list[Action]:
         actions = self._note_height(checkpoint.sender, checkpoint.height, now_ms)
-        if checkpoint.height % self.config.checkpoint_interval:
-            self.stats["checkpoint_ignored"] += 1
-            return actions
         if checkpoint.height <= self._stable[0]:
             return actions + self._forward_stable_proof(checkpoint, now_ms)
-        votes = self._checkpoint_votes.get(checkpoint.height)
-        if votes is None:
-            if len(self._checkpoint_votes) >= MAX_CHECKPOINT_HEIGHTS:
-                lowest = min(self._checkpoint_votes)
-                if checkpoint.height < lowest:
-                    return actions
-                del self._checkpoint_votes[lowest]
-            votes = self._checkpoint_votes[checkpoint.height] = {}
-        prior = votes.get(checkpoint.sender)
-        if prior is not None and prior.block_hash != checkpoint.block_hash:
-            self.stats["equivocations"] += 1
-            return actions + [RecordEvidence("checkpoint", codec.encode([encode(prior), encode(checkpoint)]))]
-        votes[checkpoint.sender] = checkpoint
+        if checkpoint.height > self._checkpoint_ceiling():
+            self.stats["checkpoint_above_window"] += 1
+            return actions + self._maybe_fetch(now_ms)
+        votes = self._checkpoint_votes.setdefault(checkpoint.height, {})
+        prior = votes.setdefault(checkpoint.sender, checkpoint)
+        if prior.block_hash != checkpoint.block_hash:
+            return actions + self._evidence("checkpoint", checkpoint.sender, (0, checkpoint.height), prior, checkpoint)
         return actions + self._check_stable(checkpoint.height) + self._maybe_fetch(now_ms)
+
+    def _checkpoint_ceiling(self) -> int:
+        """Checkpoint votes are kept only within a window above where we are, so each sender has at most
+        window/interval of them held; a peer further ahead still counts towards catch-up (`_note_height`)."""
+        return max(self.committed_height, self._stable[0]) + self.config.window
 
     def _check_stable(self, height: int) -> list[Action]:
         """A checkpoint signed by a quorum becomes the low watermark; everything below is collected."""
@@ -715,9 +814,14 @@ class Replica:
         known = max(committed_claim, self._ahead.get(sender, 0))
         if known > 0:
             self._ahead[sender] = known
+        return self._help_peer(sender, known, now_ms) if exact else []
+
+    def _help_peer(self, sender: int, claim: int, now_ms: int) -> list[Action]:
+        """Send a peer that is behind the quorum of signed COMMITs our head certificate is made of."""
         head = self._head_cert
-        if (exact and known < self.committed_height and head is not None
-                and head.height == self.committed_height and self._may_help("commit", sender, now_ms)):
+        known = max(claim, self._ahead.get(sender, 0))
+        if (known < self.committed_height and head is not None and head.height == self.committed_height
+                and self._may_help("commit", sender, now_ms)):
             return [Send(sender, Commit(head.view, head.height, head.block_hash, signer, signature))
                     for signer, signature in head.signatures if signer != sender]
         return []
@@ -809,7 +913,7 @@ class Replica:
         return self._try_new_view(now_ms)
 
     def _on_view_change(self, vc: ViewChange, now_ms: int) -> list[Action]:
-        if not self._valid_view_change(vc):
+        if not self._view_change_ok(vc, signature_checked=True):
             self.stats["bad_view_change"] += 1
             return []
         actions = self._note_height(vc.sender, 0 if vc.committed is None else vc.committed.height, now_ms)
@@ -823,8 +927,7 @@ class Replica:
         if prior is not None and prior.new_view > vc.new_view:
             return actions
         if prior is not None and prior.new_view == vc.new_view and prior != vc:
-            self.stats["equivocations"] += 1
-            return actions + [RecordEvidence("viewchange", codec.encode([encode(prior), encode(vc)]))]
+            return actions + self._evidence("viewchange", vc.sender, (vc.new_view, 0), prior, vc)
         self._view_changes[vc.sender] = vc
         return actions + self._view_change_progress(now_ms)
 
@@ -840,9 +943,19 @@ class Replica:
         actions: list[Action] = []
         quoted: list[PrePrepare | Prepare] = [prepared.preprepare, *prepared.prepares]
         for msg in quoted:
-            if msg.height > self.committed_height and msg.sender != self.index:
-                actions += self._check_equivocation(msg)
+            if msg.height == self.committed_height + 1 and msg.sender != self.index:
+                actions += self._check_equivocation(msg)[1]
         return actions
+
+    def _view_change_ok(self, vc: ViewChange, *, signature_checked: bool) -> bool:
+        """Verify a VIEW-CHANGE (its signature unless already checked, and its certificates) once per
+        sender and content: a resent or quoted copy then costs a comparison instead of ~2q signatures."""
+        if self._verified_view_changes.get(vc.sender) == vc:
+            return True
+        if not (signature_checked or self._check_signature(vc)) or not self._valid_view_change(vc):
+            return False
+        self._verified_view_changes[vc.sender] = vc
+        return True
 
     def _valid_view_change(self, vc: ViewChange) -> bool:
         """Check everything a VIEW-CHANGE claims: its certificate and its prepared certificate."""
@@ -896,6 +1009,9 @@ class Replica:
     def _on_new_view(self, nv: NewView, now_ms: int) -> list[Action]:
         if nv.view < self.view or (nv.view == self.view and self.active):
             self.stats["stale_new_view"] += 1
+            installed = self._new_view
+            if installed is not None and (installed.view, installed.sender) == (nv.view, nv.sender) and installed != nv:
+                return self._evidence("newview", nv.sender, (nv.view, 0), installed, nv)
             return []
         plan = self._check_new_view(nv)
         if plan is None:
@@ -917,7 +1033,7 @@ class Replica:
         for vc in nv.view_changes:
             if vc.new_view != nv.view or not 0 <= vc.sender < self.config.n:
                 return None
-            if not self._check_signature(vc) or not self._valid_view_change(vc):
+            if not self._view_change_ok(vc, signature_checked=False):
                 return None
         plan = new_view_plan(self.config.chain_id, nv.view_changes)
         pp = nv.preprepare
@@ -939,16 +1055,22 @@ class Replica:
         self._outbox.clear()
         self._view_floor = plan.floor_height
         self._view_changes = {s: vc for s, vc in self._view_changes.items() if vc.new_view > nv.view}
-        pp = nv.preprepare
-        self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
+        self._set_forced(nv.preprepare)
+        self._watched = dict.fromkeys(self._watched, now_ms)
         self.stats["views_installed"] += 1
         actions: list[Action] = [Persist(KEY_VIEW, self._view_record()), ViewChanged(nv.view)]
         if plan.floor_cert is not None:
             actions += self._learn_final(plan.floor_cert, now_ms)
-        if pp is not None:
-            actions += self._dispatch(pp, now_ms)
+        pp = nv.preprepare
+        if pp is not None and pp.height <= self.committed_height:
+            actions += self._help_reproposal(pp)
+        actions += self._take_forced(now_ms)
         self._arm_timer(now_ms)
         return actions
+
+    def _set_forced(self, pp: PrePrepare | None) -> None:
+        self._forced = pp
+        self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
 
     # ------------------------------------------------------------------ restart
 
@@ -995,8 +1117,7 @@ class Replica:
                 plan = new_view_plan(self.config.chain_id, nv.view_changes)
                 self._new_view = nv
                 self._view_floor = plan.floor_height
-                pp = nv.preprepare
-                self._justified = None if pp is None else (pp.view, pp.height, hash_block(pp.block))
+                self._set_forced(nv.preprepare)
         if KEY_VIEW_CHANGE in persisted:
             vc = decode(persisted[KEY_VIEW_CHANGE])
             assert isinstance(vc, ViewChange), vc

@@ -12,7 +12,7 @@ from consensus_net import CHAIN, Net, state_entries
 
 from consensus import messages as m
 from consensus.block import Block, CommitCertificate
-from consensus.replica import Broadcast, RecordEvidence, ValidateBlock
+from consensus.replica import MAX_COMMIT_VIEWS_PER_SENDER, MAX_EVIDENCE_PER_SENDER, Broadcast, ValidateBlock
 
 BYZ = 1
 
@@ -71,7 +71,7 @@ def fork_setup() -> tuple[Net, Block, m.NewView]:
 
 
 def test_finding_1_no_fork_after_new_view_restart_and_fresh_preprepare() -> None:
-    net, block_b, _ = fork_setup()
+    net, _, _ = fork_setup()
     net.restart(2)  # killed while validating the forced block
     h1 = net.ledgers[2][0][0].hash()
     fresh = Block(CHAIN, 2, h1, 1, BYZ, (b"B-prime",))
@@ -107,7 +107,7 @@ def test_finding_1_future_buffer_cannot_swap_the_forced_preprepare() -> None:
 
 
 def test_finding_1_a_fresh_preprepare_is_refused_where_the_new_view_forced_a_block() -> None:
-    net, block_b, _ = fork_setup()
+    net, _, _ = fork_setup()
     h1 = net.ledgers[2][0][0].hash()
     fresh = Block(CHAIN, 2, h1, 1, BYZ, (b"B-prime",))
     net.pending_validation[2].clear()
@@ -142,7 +142,8 @@ def test_finding_3_votes_with_many_hashes_are_bounded_and_evidenced_once() -> No
         digest = hashlib.sha256(b"%d" % k).digest()
         byz(net, m.Prepare(0, 1, digest, 3), 1)
         byz(net, m.Commit(k % 50, 1, digest, 3), 1)
-    assert state_entries(net.replicas[1]) - before <= 20, "one vote per (sender, view, height) is kept"
+    per_sender = 3 * (1 + MAX_COMMIT_VIEWS_PER_SENDER) + MAX_EVIDENCE_PER_SENDER + 2
+    assert state_entries(net.replicas[1]) - before <= per_sender, "one vote per (sender, view, height) is kept"
     kinds = [e.kind for e in net.evidence[1]]
     assert kinds.count("prepare") == 1 and kinds.count("commit") <= 4
 
@@ -202,7 +203,7 @@ def test_finding_6_a_resent_view_change_is_not_verified_again() -> None:
 
 
 def test_finding_6_conflicting_new_views_are_evidence() -> None:
-    net, block_b, nv = fork_setup()
+    net, _, nv = fork_setup()
     other = net.sign(m.NewView(1, (nv.view_changes[1], nv.view_changes[0], nv.view_changes[2]), nv.preprepare, BYZ))
     net.to(3, other)
     net.to(3, other)
