@@ -66,6 +66,11 @@ class Strategy:
         """What to answer a catch-up request with."""
         return blocks
 
+    def delay_ms(self, node: SimNode, src: int, to: int, height: int | None, msg: Message | None) -> int:
+        """Extra delay for a message (or, with `msg` None, a catch-up answer from `height`) to `to`; asked
+        only while network faults last."""
+        return 0
+
 
 class Silent(Strategy):
     name = "silent"
@@ -100,33 +105,6 @@ class Equivocate(Strategy):
             group = frozenset(i for i in range(node.sim.config.nodes) if node.rng.random() < 0.5)
             self.variants[key] = (hash_block(pp.block), node.sign(replace(pp, block=block)), group)
         return self.variants[key]
-
-
-class FreshAfterNewView(Strategy):
-    """As a new primary, a correct NEW-VIEW forcing a block, plus a fresh PRE-PREPARE (and own COMMIT) for
-    another block at the same height to some replicas, before or after the NEW-VIEW."""
-
-    name = "fresh_after_new_view"
-
-    def __init__(self) -> None:
-        self.fresh: dict[int, tuple[PrePrepare, Commit]] = {}
-
-    def outgoing(self, node: SimNode, to: int, msg: Message) -> Out:
-        pp = msg.preprepare if isinstance(msg, NewView) else msg if isinstance(msg, PrePrepare) else None
-        if pp is None or pp.sender != node.index or pp.block.view == pp.view or node.rng.random() < 0.3:
-            return [(to, msg)]
-        fresh, commit = self._fresh(node, pp)
-        extra: Out = [(to, fresh), (to, commit)]
-        return extra + [(to, msg)] if node.rng.random() < 0.5 else [(to, msg)] + extra
-
-    def _fresh(self, node: SimNode, forced: PrePrepare) -> tuple[PrePrepare, Commit]:
-        if forced.view not in self.fresh:
-            block = Block(forced.block.chain_id, forced.height, forced.block.prev_hash, forced.view, node.index,
-                          (node.rng.randbytes(8),))
-            pp = node.sign(PrePrepare(forced.view, forced.height, block, node.index))
-            commit = node.sign(Commit(forced.view, forced.height, hash_block(block), node.index))
-            self.fresh[forced.view] = (pp, commit)
-        return self.fresh[forced.view]
 
 
 class ChosenViewChange(Strategy):
@@ -201,6 +179,64 @@ class WithholdCommits(Strategy):
                 self.audience[msg.height] = frozenset(node.rng.sample(range(n), node.rng.randint(0, n - 1)))
             return [(to, msg)] if to in self.audience[msg.height] else []
         return [(to, msg)]
+
+
+class FreshAfterNewView(WithholdCommits):
+    """Splits who commits (withheld COMMITs), then as a new primary sends a correct NEW-VIEW forcing a
+    block plus a fresh PRE-PREPARE (and its own COMMIT) for another block at that height, before or after
+    the NEW-VIEW, and keeps re-sending the fresh one while its view lasts: a replica that restarts or
+    lags behind the forced block sees it."""
+
+    name = "fresh_after_new_view"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fresh: dict[int, tuple[PrePrepare, Commit]] = {}
+        self.plan: tuple[int, int, int, int] | None = None
+
+    def outgoing(self, node: SimNode, to: int, msg: Message) -> Out:
+        pp = msg.preprepare if isinstance(msg, NewView) else msg if isinstance(msg, PrePrepare) else None
+        if pp is None or pp.sender != node.index or pp.block.view == pp.view or node.rng.random() < 0.3:
+            return super().outgoing(node, to, msg)
+        fresh, commit = self._fresh(node, pp)
+        extra: Out = [(to, fresh), (to, commit)]
+        return extra + [(to, msg)] if node.rng.random() < 0.5 else [(to, msg)] + extra
+
+    def delay_ms(self, node: SimNode, src: int, to: int, height: int | None, msg: Message | None) -> int:
+        """The schedule that sets up a fork: once this member is next in line as primary, pick a height h
+        two above its head, one honest replica `lucky` that alone gets the COMMITs for h, and one `lagger`
+        that gets nothing at h-1 or above until the next view runs."""
+        replica = node.replica
+        n = node.sim.config.nodes
+        if self.plan is None and replica.primary(replica.view + 1) == node.index:
+            honest = sorted(node.sim.honest_indices)
+            if len(honest) >= 2:
+                lucky, lagger = node.rng.sample(honest, 2)
+                self.plan = (replica.committed_height + 2, lucky, lagger, replica.view)
+        if self.plan is None or replica.view > self.plan[3] + 1 or replica.view >= n * 4:
+            return 0
+        target, lucky, lagger, _ = self.plan
+        if to == lagger and height is not None and height >= target - 1:
+            return 1500
+        if (msg is None or isinstance(msg, Commit)) and height == target and to != lucky:
+            return 1500
+        return 0
+
+    def on_tick(self, node: SimNode, now_ms: int) -> None:
+        pair = self.fresh.get(node.replica.view)
+        if pair is not None and pair[0].height > node.replica.committed_height - 1:
+            to = node.rng.randrange(node.sim.config.nodes)
+            for msg in pair:
+                node.transmit(to, msg)
+
+    def _fresh(self, node: SimNode, forced: PrePrepare) -> tuple[PrePrepare, Commit]:
+        if forced.view not in self.fresh:
+            block = Block(forced.block.chain_id, forced.height, forced.block.prev_hash, forced.view, node.index,
+                          (node.rng.randbytes(8),))
+            pp = node.sign(PrePrepare(forced.view, forced.height, block, node.index))
+            commit = node.sign(Commit(forced.view, forced.height, hash_block(block), node.index))
+            self.fresh[forced.view] = (pp, commit)
+        return self.fresh[forced.view]
 
 
 class CheckpointFlood(Strategy):

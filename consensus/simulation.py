@@ -311,7 +311,10 @@ class SimNode:
                 if self.honest:
                     self.sim.checker.evidence(self.node_id, action.kind, action.data, self.sim.honest_indices)
             elif isinstance(action, FetchBlocks):
-                self.sim.schedule(now_ms + self.sim.rng.randint(5, 40), "fetch", self.node_id,
+                delay = self.sim.rng.randint(5, 40)
+                if self.sim.faulty(now_ms):
+                    delay += self.sim.adversary_delay(-1, self.index, action.from_height, None)
+                self.sim.schedule(now_ms + delay, "fetch", self.node_id,
                                   (self.incarnation, action.from_height, action.peer))
             elif isinstance(action, ViewChanged):
                 self.sim.stats["views_installed"] += 1
@@ -525,9 +528,18 @@ class Simulation:
             delay = rng.randint(1, self.config.max_delay_ms)
             if faulty and rng.random() < self.config.delay_tail:
                 delay += rng.randint(100, 1000)
+            if faulty:
+                delay += self.adversary_delay(src.index, to, getattr(msg, "height", None), msg)
             for node in self.by_index.get(to, ()):
                 if node.audience is None or src.index in node.audience:
                     self.schedule(now_ms + delay, "msg", node.node_id, (src.index, msg))
+
+    def adversary_delay(self, src: int, to: int, height: int | None, msg: Message | None) -> int:
+        """While faults last the network is asynchronous: the Byzantine strategies may hold back any
+        message or catch-up answer (`msg` None, src -1) between members; safety must hold under every
+        schedule."""
+        return max((node.strategy.delay_ms(node, src, to, height, msg) for node in self.nodes
+                    if node.strategy is not None and node.alive), default=0)
 
     def _on_msg(self, node: SimNode, src: int, msg: Message, now_ms: int) -> None:
         if self.partitioned(src, node.index, now_ms):
