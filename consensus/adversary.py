@@ -33,7 +33,7 @@ from consensus.messages import (
 from consensus.replica import new_view_plan
 
 if TYPE_CHECKING:
-    from consensus.simulation import SimNode
+    from consensus.sim_node import SimNode
 
 Out = list[tuple[int, Message]]
 FLOOD_PER_TICK = 12

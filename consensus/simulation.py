@@ -36,37 +36,23 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from consensus import messages as wire
-from consensus.adversary import STRATEGIES, Strategy, make
-from consensus.block import Block, CommitCertificate, sha256
-from consensus.messages import Message, ViewChange
+from consensus.adversary import STRATEGIES, make
+from consensus.messages import Message
 from consensus.quorum import max_faulty
 from consensus.replica import (
     MAX_WATCHED_TXS,
-    Action,
-    Broadcast,
-    Deliver,
-    FetchBlocks,
-    M,
-    Persist,
-    RecordEvidence,
-    Replica,
     ReplicaConfig,
-    Send,
-    ValidateBlock,
-    ViewChanged,
 )
 from consensus.sim_checker import Checker, memory_limit
+from consensus.sim_node import INVALID_TX_PREFIX, SimNode, make_signer
+from consensus.sim_report import RunResult, SimReport
 
 BEHAVIOURS = tuple(STRATEGIES)
 """Every Byzantine strategy; a run gives each Byzantine member one, drawn from `SimConfig.behaviours`."""
-INVALID_TX_PREFIX = b"\xff"
-"""The dummy application rejects any block holding a transaction that starts with this byte."""
-FETCH_BATCH = 16
-MAX_TXS_PER_PROPOSAL = 8
 TwinsScenario = tuple[int, frozenset[int], int]
 """(twinned identity, the replicas the first copy talks to, ms until the partition heals)."""
 
@@ -102,285 +88,6 @@ class SimConfig:
     """Plants a bug: replicas use this quorum instead of the correct one (tests that the checker bites)."""
 
 
-@dataclass(slots=True)
-class RunResult:
-    seed: int
-    violations: list[str]
-    validity_violations: list[str]
-    live: bool
-    heights: list[int]
-    stats: Counter[str]
-    recovery_ms: int | None
-    """Simulated time from the end of the faults until every honest node committed the fresh txs."""
-    strategies: tuple[str, ...] = ()
-    peak_memory: int = 0
-
-
-@dataclass(slots=True)
-class SimReport:
-    runs: int = 0
-    safety_violations: int = 0
-    liveness_failures: int = 0
-    runs_per_s: float = 0.0
-    failing_seeds: list[int] = field(default_factory=list)
-    details: dict[int, list[str]] = field(default_factory=dict)
-    stats: Counter[str] = field(default_factory=Counter)
-    recovery_ms: list[int] = field(default_factory=list)
-    validity_violations: int = 0
-    strategies: Counter[str] = field(default_factory=Counter)
-    peak_memory: int = 0
-
-    def add(self, result: RunResult, out: Any = None, label: str = "") -> None:
-        """Count one run; a failing one is printed to `out` with its seed."""
-        self.runs += 1
-        self.stats.update(result.stats)
-        self.strategies.update(result.strategies)
-        self.peak_memory = max(self.peak_memory, result.peak_memory)
-        if result.recovery_ms is not None:
-            self.recovery_ms.append(result.recovery_ms)
-        self.safety_violations += bool(result.violations)
-        self.validity_violations += bool(result.validity_violations)
-        self.liveness_failures += not result.live
-        problems = result.violations + result.validity_violations
-        problems += [] if result.live else ["liveness: an honest member's transaction did not commit everywhere"]
-        if problems:
-            self.failing_seeds.append(result.seed)
-            self.details[result.seed] = problems
-            if out is not None:
-                print(f"FAILED seed={result.seed} {label}: {problems}", file=out)
-
-    def merge(self, other: SimReport) -> None:
-        self.runs += other.runs
-        self.safety_violations += other.safety_violations
-        self.validity_violations += other.validity_violations
-        self.liveness_failures += other.liveness_failures
-        self.failing_seeds += other.failing_seeds
-        self.details.update(other.details)
-        self.stats.update(other.stats)
-        self.recovery_ms += other.recovery_ms
-        self.strategies.update(other.strategies)
-        self.peak_memory = max(self.peak_memory, other.peak_memory)
-
-    def to_json(self) -> dict[str, Any]:
-        recovery = sorted(self.recovery_ms)
-        return {"runs": self.runs, "safety_violations": self.safety_violations,
-                "validity_violations": self.validity_violations,
-                "liveness_failures": self.liveness_failures, "runs_per_s": round(self.runs_per_s, 2),
-                "runs_per_strategy": dict(sorted(self.strategies.items())),
-                "peak_replica_state_entries": self.peak_memory,
-                "failing_seeds": self.failing_seeds,
-                "recovery_ms_p50": recovery[len(recovery) // 2] if recovery else None,
-                "recovery_ms_p99": recovery[len(recovery) * 99 // 100] if recovery else None,
-                "recovery_ms_max": recovery[-1] if recovery else None,
-                "details": {str(s): v for s, v in self.details.items()}, "stats": dict(self.stats)}
-
-
-def _signer(secret: bytes) -> Callable[[bytes], bytes]:
-    def sign(data: bytes) -> bytes:
-        return hashlib.blake2b(data, key=secret, digest_size=16).digest()
-    return sign
-
-
-class SimNode:
-    """The shell of one replica: persisted map, ledger, mempool, and an optional Byzantine strategy
-    (whose replica is then only its bookkeeping: what it sends goes through the strategy)."""
-
-    def __init__(self, sim: Simulation, node_id: int, index: int, strategy: Strategy | None) -> None:
-        self.sim, self.node_id, self.index, self.strategy = sim, node_id, index, strategy
-        self.rng = sim.rng
-        self.signer = sim.signers[index]
-        self.persisted: dict[bytes, bytes] = {}
-        self.ledger: list[tuple[Block, CommitCertificate]] = []
-        self.committed_txs: set[bytes] = set()
-        self.mempool: dict[bytes, int] = {}
-        self.relayed: set[bytes] = set()
-        self.alive = True
-        self.crash_pending = False
-        self.incarnation = 0
-        self.audience: frozenset[int] | None = None
-        self.ticks = 0
-        self.lists_since_view_change: int | None = None
-        self.replica = self._new_replica()
-
-    @property
-    def honest(self) -> bool:
-        return self.strategy is None
-
-    @property
-    def behaviour(self) -> str | None:
-        return None if self.strategy is None else self.strategy.name
-
-    def sign(self, msg: M) -> M:
-        return replace(msg, signature=self.signer(wire.signing_bytes(self.sim.chain_id, msg)))
-
-    def genuine(self, msg: Message) -> bool:
-        return self.sim.verify(msg.sender, wire.signing_bytes(self.sim.chain_id, msg), msg.signature)
-
-    def transmit(self, to: int, msg: Message) -> None:
-        """Send exactly `msg` (a Byzantine strategy's own traffic)."""
-        if to != self.index:
-            self.sim.transmit(self, to, msg, self.sim.now)
-
-    def _new_replica(self) -> Replica:
-        sim = self.sim
-        head = self.ledger[-1] if self.ledger else None
-        committed = (len(self.ledger), head[1].block_hash if head else sim.chain_id)
-        replica = Replica(sim.replica_config, self.index, self.signer, sim.verify,
-                          persisted=dict(self.persisted), committed=committed,
-                          committed_cert=head[1] if head else None)
-        if sim.config.quorum_override is not None:
-            replica.quorum = sim.config.quorum_override
-        return replica
-
-    def crash(self) -> None:
-        self.alive = False
-        self.crash_pending = False
-        self.mempool.clear()
-        self.incarnation += 1
-        self.sim.stats["crashes"] += 1
-
-    def restart(self, now_ms: int) -> None:
-        self.alive = True
-        self.incarnation += 1
-        self.replica = self._new_replica()
-        self.sim.stats["restarts"] += 1
-        self.sim.schedule(now_ms + self.sim.config.tick_ms, "tick", self.node_id)
-        self.execute(self.replica.tick(now_ms), now_ms)
-
-    def execute(self, actions: Sequence[Action], now_ms: int) -> None:
-        """Run actions as the daemon does: every Persist in one batch, then the rest in order. A pending
-        crash cuts the list: after the batch (the daemon's case) or, half the time, between two actions
-        in list order (persists included, a stricter model)."""
-        self._count_view_change_step(actions, now_ms)
-        if self.crash_pending:
-            self._crash_during(actions, now_ms)
-            return
-        self._persist([a for a in actions if isinstance(a, Persist)])
-        self._run([a for a in actions if not isinstance(a, Persist)], now_ms)
-        self._maybe_propose(now_ms)
-
-    def _crash_during(self, actions: Sequence[Action], now_ms: int) -> None:
-        rng = self.sim.rng
-        if rng.random() < 0.5:
-            persists = [a for a in actions if isinstance(a, Persist)]
-            rest = [a for a in actions if not isinstance(a, Persist)]
-            self._persist(persists if rng.random() < 0.8 else [])
-            self._run(rest[:rng.randrange(len(rest) + 1)], now_ms)
-        else:
-            prefix = actions[:rng.randrange(len(actions) + 1)]
-            self._persist([a for a in prefix if isinstance(a, Persist)])
-            self._run([a for a in prefix if not isinstance(a, Persist)], now_ms)
-        self.crash()
-        self.sim.timeline.append((now_ms, self.node_id, "crash", 0))
-
-    def _count_view_change_step(self, actions: Sequence[Action], now_ms: int) -> None:
-        """The enumerated crash point: the k-th action list from the first VIEW-CHANGE this node sends."""
-        step = self.sim.config.crash_view_change_step
-        if step is None or self.node_id != self.sim.vc_victim:
-            return
-        if self.lists_since_view_change is None:
-            if any(isinstance(a, Broadcast) and isinstance(a.msg, ViewChange) for a in actions):
-                self.lists_since_view_change = 0
-            else:
-                return
-        if self.lists_since_view_change == step:
-            self.crash_pending = True
-            self.sim.schedule(now_ms + self.sim.rng.randint(20, 400), "restart", self.node_id)
-        self.lists_since_view_change += 1
-
-    def _persist(self, persists: Sequence[Action]) -> None:
-        for action in persists:
-            assert isinstance(action, Persist)
-            self.persisted[action.key] = action.value
-
-    def _run(self, actions: Sequence[Action], now_ms: int) -> None:
-        for action in actions:
-            if isinstance(action, Broadcast):
-                self.sim.broadcast(self, action.msg, now_ms)
-            elif isinstance(action, Send):
-                self.sim.send(self, action.to, action.msg, now_ms)
-            elif isinstance(action, ValidateBlock):
-                ok = all(self.sim.tx_valid(tx) for tx in action.block.txs)
-                self.sim.schedule(now_ms + self.sim.rng.randint(0, 15), "validated", self.node_id,
-                                  (self.incarnation, wire.hash_block(action.block), ok))
-            elif isinstance(action, Deliver):
-                self._deliver(action.block, action.cert)
-                self.sim.timeline.append((now_ms, self.node_id, "deliver", action.block.height))
-            elif isinstance(action, RecordEvidence):
-                self.sim.stats["evidence_" + action.kind] += 1
-                if self.honest:
-                    self.sim.checker.evidence(self.node_id, action.kind, action.data, self.sim.honest_indices)
-            elif isinstance(action, FetchBlocks):
-                delay = self.sim.rng.randint(5, 40)
-                if self.sim.faulty(now_ms):
-                    delay += self.sim.adversary_delay(-1, self.index, action.from_height, None)
-                self.sim.schedule(now_ms + delay, "fetch", self.node_id,
-                                  (self.incarnation, action.from_height, action.peer))
-            elif isinstance(action, ViewChanged):
-                self.sim.stats["views_installed"] += 1
-                self.sim.timeline.append((now_ms, self.node_id, "view", action.view))
-            else:
-                raise TypeError(f"unknown action {action!r}")
-
-    def _deliver(self, block: Block, cert: CommitCertificate) -> None:
-        if self.honest:
-            self.sim.checker.delivered(self.node_id, len(self.ledger), block, cert)
-        self.ledger.append((block, cert))
-        self.committed_txs.update(block.txs)
-        for tx in block.txs:
-            self.mempool.pop(tx, None)
-        self.sim.stats["deliveries"] += 1
-
-    def _maybe_propose(self, now_ms: int) -> None:
-        if not self.alive or not self.mempool or not self.replica.ready_to_propose:
-            return
-        txs: tuple[bytes, ...] | None = tuple(list(self.mempool)[:MAX_TXS_PER_PROPOSAL])
-        if self.strategy is not None:
-            txs = self.strategy.proposal(self, txs, now_ms)
-        if txs is None:
-            return
-        actions = self.replica.propose(txs, now_ms)
-        assert actions, "ready_to_propose promised that propose would act"
-        self.execute(actions, now_ms)
-
-    def on_tick(self, now_ms: int) -> None:
-        self.ticks += 1
-        if self.honest:
-            self._shell_tick(now_ms)
-        actions: list[Action] = []
-        if self.mempool:
-            actions += self.replica.note_pending(now_ms)
-        actions += self.replica.tick(now_ms)
-        self.execute(actions, now_ms)
-        if self.strategy is not None and self.alive:
-            self.strategy.on_tick(self, now_ms)
-
-    def _shell_tick(self, now_ms: int) -> None:
-        """What the daemon's mempool does: watch every valid pending transaction (request timers) and hand
-        the ones waiting longer than a view timeout to every member (as a PBFT client would)."""
-        cfg = self.sim.config
-        for tx, since in list(self.mempool.items()):
-            self.replica.watch_tx(sha256(tx), now_ms)
-            if now_ms - since >= cfg.view_timeout_ms and tx not in self.relayed and len(self.relayed) < 4096:
-                self.relayed.add(tx)
-                self.sim.relay(self, tx, now_ms)
-        if self.ticks % cfg.memory_check_every == 0:
-            self.sim.checker.memory(self.node_id, self.replica, self.sim.memory_limit)
-
-    def fetch(self, from_height: int, peer: int | None, now_ms: int) -> None:
-        server = self.sim.fetch_server(self, peer)
-        if server is None:
-            return
-        blocks = server.ledger[from_height - 1:from_height - 1 + FETCH_BATCH]
-        if server.strategy is not None:
-            blocks = server.strategy.serve(server, blocks, from_height)
-        for block, cert in blocks:
-            before = self.replica.committed_height
-            self.execute(self.replica.add_committed(block, cert, now_ms), now_ms)
-            if not self.alive or self.replica.committed_height == before:
-                return
-
-
 class Simulation:
     """One seeded run."""
 
@@ -393,7 +100,7 @@ class Simulation:
         assert config.byzantine <= n, config
         self.chain_id = hashlib.sha256(b"fednode-sim/" + str(seed).encode()).digest()
         secrets = [hashlib.sha256(self.chain_id + bytes([i])).digest() for i in range(n)]
-        self.signers = [_signer(s) for s in secrets]
+        self.signers = [make_signer(s) for s in secrets]
         self.replica_config = ReplicaConfig(self.chain_id, n, self.f, config.checkpoint_interval, config.window,
                                             config.view_timeout_ms, config.max_view_timeout_ms)
         self.memory_limit = memory_limit(n, config.window, config.checkpoint_interval, MAX_WATCHED_TXS)
@@ -727,3 +434,4 @@ def run_simulations(nodes: int, byzantine: int, seeds: Iterable[int], *, config:
     elapsed = (clock() - started) if clock else 0.0
     report.runs_per_s = report.runs / elapsed if elapsed > 0 else 0.0
     return report
+
