@@ -34,6 +34,15 @@ Design, in short (docs/consensus.md has the full argument):
   one it waits for (VIEW-CHANGEs for that view or higher), so a lone replica with a bad link cannot race
   ahead; f+1 VIEW-CHANGEs for higher views pull it forward, and a valid NEW-VIEW for any higher view
   installs that view directly.
+* The request timer (`watch_tx`): a transaction the shell wants committed that no delivered block
+  carries within `request_timeout_factor` view timeouts starts a view change even while blocks commit,
+  so a censoring or slow primary is replaced.
+* Cheap filters run before any signature check (`_stale`), and every state a peer can make us hold has
+  a limit (consensus.actions; docs/consensus.md lists them).
+
+The transitions live in mixins: normal case (consensus.normal_case), view change
+(consensus.view_change), checkpoints and watermarks (consensus.checkpoints), restore
+(consensus.restore); this module holds the public surface, dispatch, timers and catch-up.
 """
 
 from __future__ import annotations
