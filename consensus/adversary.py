@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Out = list[tuple[int, Message]]
 FLOOD_PER_TICK = 12
+VOTE_FLOOD_PER_TICK = 30
 MAX_REMEMBERED = 400
 
 
@@ -254,17 +255,20 @@ class CheckpointFlood(Strategy):
 
 
 class VoteFlood(Strategy):
-    """PREPAREs and COMMITs for many block hashes and views at the next heights, every tick."""
+    """PREPAREs and COMMITs for many block hashes at the open height (and a few views and the next
+    height), to every member, every tick: without one vote per (sender, view, height) each is held."""
 
     name = "vote_flood"
 
     def on_tick(self, node: SimNode, now_ms: int) -> None:
         replica = node.replica
-        for _ in range(FLOOD_PER_TICK):
+        for _ in range(VOTE_FLOOD_PER_TICK):
             kind = node.rng.choice([Prepare, Commit])
-            msg = kind(replica.view + node.rng.randint(0, 8), replica.committed_height + node.rng.randint(1, 2),
-                       node.rng.randbytes(32), node.index)
-            node.transmit(node.rng.randrange(node.sim.config.nodes), node.sign(msg))
+            view = replica.view + (node.rng.randint(0, 3) if kind is Commit else 0)
+            msg = node.sign(kind(view, replica.committed_height + node.rng.randint(1, 2), node.rng.randbytes(32),
+                                 node.index))
+            for to in range(node.sim.config.nodes):
+                node.transmit(to, msg)
 
 
 class Replay(Strategy):

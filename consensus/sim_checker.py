@@ -44,7 +44,7 @@ def state_entries(obj: object) -> int:
 def memory_limit(n: int, window: int, interval: int, watched: int) -> int:
     """The bound the checker enforces: a constant plus, per peer, a few dozen entries and one checkpoint
     vote per height of the window, plus the shell's watched transactions (not peer-controlled)."""
-    return 200 + n * (60 + 2 * (window // interval + 1)) + watched
+    return 100 + n * (40 + 2 * (window // interval + 1)) + watched
 
 
 class Checker:

@@ -34,6 +34,8 @@ INVALID_TX_PREFIX = b"\xff"
 """The dummy application rejects any block holding a transaction that starts with this byte."""
 FETCH_BATCH = 16
 MAX_TXS_PER_PROPOSAL = 8
+SHELL_WATCHED_TXS = 32
+"""The oldest mempool transactions a shell watches (a daemon watches its own few)."""
 
 
 def make_signer(secret: bytes) -> Callable[[bytes], bytes]:
@@ -220,7 +222,7 @@ class SimNode:
         """What the daemon's mempool does: watch every valid pending transaction (request timers) and hand
         the ones waiting longer than a view timeout to every member (as a PBFT client would)."""
         cfg = self.sim.config
-        for tx, since in list(self.mempool.items()):
+        for tx, since in list(self.mempool.items())[:SHELL_WATCHED_TXS]:
             self.replica.watch_tx(sha256(tx), now_ms)
             if now_ms - since >= cfg.view_timeout_ms and tx not in self.relayed and len(self.relayed) < 4096:
                 self.relayed.add(tx)

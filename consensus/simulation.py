@@ -44,11 +44,10 @@ from consensus.adversary import STRATEGIES, make
 from consensus.messages import Message
 from consensus.quorum import max_faulty
 from consensus.replica import (
-    MAX_WATCHED_TXS,
     ReplicaConfig,
 )
 from consensus.sim_checker import Checker, memory_limit
-from consensus.sim_node import INVALID_TX_PREFIX, SimNode, make_signer
+from consensus.sim_node import INVALID_TX_PREFIX, SHELL_WATCHED_TXS, SimNode, make_signer
 from consensus.sim_report import RunResult, SimReport
 
 BEHAVIOURS = tuple(STRATEGIES)
@@ -103,7 +102,7 @@ class Simulation:
         self.signers = [make_signer(s) for s in secrets]
         self.replica_config = ReplicaConfig(self.chain_id, n, self.f, config.checkpoint_interval, config.window,
                                             config.view_timeout_ms, config.max_view_timeout_ms)
-        self.memory_limit = memory_limit(n, config.window, config.checkpoint_interval, MAX_WATCHED_TXS)
+        self.memory_limit = memory_limit(n, config.window, config.checkpoint_interval, SHELL_WATCHED_TXS)
         self.stats: Counter[str] = Counter()
         self.queue: list[tuple[int, int, str, int, Any]] = []
         self._wire_cache: dict[int, tuple[Message, Message]] = {}
