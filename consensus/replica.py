@@ -48,7 +48,7 @@ The transitions live in mixins: normal case (consensus.normal_case), view change
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from consensus.actions import (
     KEY_CERT,
@@ -243,6 +243,17 @@ class Replica(NormalCase, ViewChanges, Checkpoints, Restore):
     def unwatch_tx(self, digest: bytes) -> None:
         """The shell no longer wants `digest` committed (it became invalid, or was dropped)."""
         self._watched.pop(digest, None)
+
+    def watch_only(self, digests: Iterable[bytes], now_ms: int) -> list[Action]:
+        """`watch_tx` for each of `digests` and `unwatch_tx` for every other watched one: a shell that
+        recomputes "what I am waiting for" on every event hands it over in one call."""
+        wanted = set(digests)
+        for digest in [d for d in self._watched if d not in wanted]:
+            del self._watched[digest]
+        for digest in wanted:
+            if digest not in self._watched and len(self._watched) < MAX_WATCHED_TXS:
+                self._watched[digest] = now_ms
+        return self.note_pending(now_ms) if self._watched else []
 
     def _request_overdue(self, now_ms: int) -> bool:
         """Watched transactions are kept in the order their timers started, so the first is the oldest."""

@@ -216,3 +216,14 @@ def test_finding_6_conflicting_new_views_are_evidence() -> None:
     net.to(3, other)
     net.to(3, other)
     assert [e.kind for e in net.evidence[3]] == ["newview"]
+
+
+def test_watch_only_keeps_the_timers_of_digests_still_wanted() -> None:
+    net = Net()
+    replica = net.replicas[1]
+    a, b, c = (hashlib.sha256(x).digest() for x in (b"a", b"b", b"c"))
+    replica.watch_only([a, b], 0)
+    replica.watch_only([b, c], 50)
+    assert replica._watched == {b: 0, c: 50}
+    replica.watch_only([], 60)
+    assert replica._watched == {}
