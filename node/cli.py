@@ -15,6 +15,7 @@ import click
 from ml import data as mldata
 from ml.train import TrainConfig
 from node.config import ConfigError
+from node.consensus_faults import MODES as CONSENSUS_FAULTS
 from node.hooks import SHELL_FAULT_NAMES, VALIDATOR_FAULTS
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def _dataset_options(func: Any) -> Any:
         click.option("--shell-fault", "shell_faults", type=click.Choice([*SHELL_FAULT_NAMES, "all"]), multiple=True,
                      help="Malicious hospitals attack their peers' networking shell instead of poisoning their "
                           "update (docs/chaos.md). Repeatable; 'all' runs every one at once."),
+        click.option("--consensus-fault", type=click.Choice(["none", *CONSENSUS_FAULTS]), default="none",
+                     show_default=True, help="Malicious hospitals also misbehave in consensus (docs/chaos.md)."),
     ]):
         func = option(func)
     return func
@@ -108,6 +111,8 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
         behaviour = {"shell_faults": list(kw["shell_faults"])}
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
+    if kw["consensus_fault"] != "none":
+        behaviour["consensus_fault"] = kw["consensus_fault"]
     malicious = range(nodes - kw["malicious"], nodes)
     behaviours: dict[int, dict[str, Any]] = {i: dict(behaviour) for i in malicious}
     for node, round_id in (crash_rounds or {}).items():

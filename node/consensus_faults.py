@@ -92,12 +92,16 @@ class ConsensusFault:
 
     # ------------------------------------------------------------------ the primary's proposal
 
-    def proposal(self, txs: list[bytes], authors: Sequence[int], height: int, now_ms: int) -> list[bytes] | None:
-        """What to propose instead of `txs` (whose authors are `authors`); None: not yet."""
+    def propose_now(self, height: int, now_ms: int) -> bool:
+        """Whether the primary may propose `height` now (slow-primary: only after 80 % of a view timeout)."""
+        if self.mode != "slow-primary":
+            return True
+        if self._ready_since is None or self._ready_since[0] != height:
+            self._ready_since = (height, now_ms)
+        return now_ms - self._ready_since[1] >= self.view_timeout_ms * 8 // 10
+
+    def proposal(self, txs: list[bytes], authors: Sequence[int]) -> list[bytes]:
+        """What to propose instead of `txs` (whose authors are `authors`): censor drops the victim's."""
         if self.mode == "censor":
             return [tx for tx, author in zip(txs, authors, strict=True) if author != self.victim]
-        if self.mode == "slow-primary":
-            if self._ready_since is None or self._ready_since[0] != height:
-                self._ready_since = (height, now_ms)
-            return txs if now_ms - self._ready_since[1] >= self.view_timeout_ms * 8 // 10 else None
         return txs

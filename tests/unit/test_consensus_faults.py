@@ -52,15 +52,16 @@ def test_a_flood_sends_at_most_its_rate() -> None:
 def test_censor_drops_only_the_victims_transactions() -> None:
     f = fault("censor", index=3)
     assert f.victim == 0
-    assert f.proposal([b"x", b"y", b"z"], [0, 1, 0], 5, 0) == [b"y"]
+    assert f.proposal([b"x", b"y", b"z"], [0, 1, 0]) == [b"y"]
 
 
 def test_slow_primary_waits_most_of_a_view_timeout() -> None:
     f = fault("slow-primary")
-    assert f.proposal([b"x"], [1], 5, 0) is None
-    assert f.proposal([b"x"], [1], 5, 79) is None
-    assert f.proposal([b"x"], [1], 5, 80) == [b"x"]
-    assert f.proposal([b"y"], [1], 6, 81) is None, "a new height, a new wait"
+    assert not f.propose_now(5, 0)
+    assert not f.propose_now(5, 79)
+    assert f.propose_now(5, 80)
+    assert not f.propose_now(6, 81), "a new height, a new wait"
+    assert fault("censor").propose_now(5, 0)
 
 
 def test_equivocation_sends_each_backup_one_pre_prepare() -> None:
