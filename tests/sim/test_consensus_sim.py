@@ -24,11 +24,11 @@ def assert_clean(nodes: int, byzantine: int, seeds: range, config: SimConfig | N
 
 
 def test_four_replicas_one_byzantine() -> None:
-    assert_clean(4, 1, range(400))
+    assert_clean(4, 1, range(300))
 
 
 def test_seven_replicas_two_byzantine() -> None:
-    assert_clean(7, 2, range(1000, 1080))
+    assert_clean(7, 2, range(1000, 1060))
 
 
 def test_four_replicas_crash_faults_only() -> None:
