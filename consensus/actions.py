@@ -7,16 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from consensus.block import (
-    Block,
-    CommitCertificate,
-)
-from consensus.messages import (
-    Commit,
-    Message,
-    Prepare,
-    PrePrepare,
-)
+from consensus.block import Block, CommitCertificate
+from consensus.messages import Commit, Message, Prepare, PrePrepare
 from consensus.quorum import quorum_size
 
 SlotMessage = PrePrepare | Prepare | Commit
@@ -36,8 +28,9 @@ MAX_WATCHED_TXS = 1024
 """Transactions whose commitment the request timer tracks (the shell's own valid ones)."""
 MAX_TIMEOUT_DOUBLINGS = 30
 LAST_COMMIT_RESENDS = 3
-MAX_PROOF_SENDS = 3
 """Idle retransmissions of our last COMMIT; a peer still behind after that is helped when it speaks."""
+MAX_PROOF_SENDS = 3
+"""Times one peer is sent the proof of one stable checkpoint."""
 
 KEY_VIEW = b"pbft/view"
 KEY_SIGNED = b"pbft/signed/"
