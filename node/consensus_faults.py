@@ -25,7 +25,7 @@ from consensus.block import Block
 from consensus.replica import Action, Broadcast, Send
 
 MODES = ("equivocate", "censor", "slow-primary", "checkpoint-flood", "vote-flood")
-FLOOD_PER_S = 200
+FLOOD_PER_S = 40
 FLOOD_BATCH = 10
 
 
