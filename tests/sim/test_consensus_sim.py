@@ -91,6 +91,7 @@ def test_planted_bug_quorum_of_2f_is_caught() -> None:
 
 def test_byzantine_traffic_exercises_the_rejection_paths() -> None:
     report = run_simulations(4, 1, range(4000, 4030), config=SimConfig(behaviours=("forge",)))
+    assert report.failing_seeds == [], report.details
     assert report.stats["replica_bad_signature"] > 0
     assert report.stats["replica_bad_view_change"] > 0
     assert report.stats["replica_bad_new_view"] + report.stats["replica_bad_signature"] > 0
