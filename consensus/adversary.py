@@ -183,10 +183,11 @@ class WithholdCommits(Strategy):
 
 
 class FreshAfterNewView(WithholdCommits):
-    """Splits who commits (withheld COMMITs), then as a new primary sends a correct NEW-VIEW forcing a
-    block plus a fresh PRE-PREPARE (and its own COMMIT) for another block at that height, before or after
-    the NEW-VIEW, and keeps re-sending the fresh one while its view lasts: a replica that restarts or
-    lags behind the forced block sees it."""
+    """Splits who commits (withheld COMMITs, and a network schedule that lets one replica alone commit a
+    block B while another lags), then as the new primary sends a correct NEW-VIEW built from VIEW-CHANGEs
+    that leave out the replica that committed B (so B is forced, not final), plus a fresh PRE-PREPARE
+    (and its own COMMIT) for another block at that height, before or after the NEW-VIEW, re-sent while its
+    view lasts: a replica that restarts or lags behind the forced block sees it."""
 
     name = "fresh_after_new_view"
 
@@ -194,8 +195,16 @@ class FreshAfterNewView(WithholdCommits):
         super().__init__()
         self.fresh: dict[int, tuple[PrePrepare, Commit]] = {}
         self.plan: tuple[int, int, int, int] | None = None
+        self.view_changes: dict[tuple[int, int], ViewChange] = {}
+        self.new_views: dict[int, NewView] = {}
+
+    def on_receive(self, node: SimNode, msg: Message, now_ms: int) -> None:
+        if isinstance(msg, ViewChange) and len(self.view_changes) < 256 and node.genuine(msg):
+            self.view_changes[(msg.new_view, msg.sender)] = msg
 
     def outgoing(self, node: SimNode, to: int, msg: Message) -> Out:
+        if isinstance(msg, NewView) and msg.sender == node.index:
+            msg = self._forcing_new_view(node, msg)
         pp = msg.preprepare if isinstance(msg, NewView) else msg if isinstance(msg, PrePrepare) else None
         if pp is None or pp.sender != node.index or pp.block.view == pp.view or node.rng.random() < 0.3:
             return super().outgoing(node, to, msg)
@@ -222,6 +231,23 @@ class FreshAfterNewView(WithholdCommits):
         if (msg is None or isinstance(msg, Commit)) and height == target and to != lucky:
             return 1500
         return 0
+
+    def _forcing_new_view(self, node: SimNode, nv: NewView) -> NewView:
+        """The same NEW-VIEW to everyone, from our VIEW-CHANGE and others' that leave out `lucky`, if those
+        still force a block (validly: `new_view_plan` of exactly the quoted VIEW-CHANGEs)."""
+        if nv.view in self.new_views or self.plan is None:
+            return self.new_views.get(nv.view, nv)
+        lucky = self.plan[1]
+        own = next(vc for vc in nv.view_changes if vc.sender == node.index)
+        others = [vc for (view, s), vc in sorted(self.view_changes.items())
+                  if view == nv.view and s not in (node.index, lucky)]
+        chosen = (own, *others[:len(nv.view_changes) - 1])
+        plan = new_view_plan(node.sim.chain_id, chosen)
+        if len(chosen) < len(nv.view_changes) or plan.block is None:
+            return nv
+        pp = node.sign(PrePrepare(nv.view, plan.floor_height + 1, plan.block, node.index))
+        self.new_views[nv.view] = node.sign(NewView(nv.view, chosen, pp, node.index))
+        return self.new_views[nv.view]
 
     def on_tick(self, node: SimNode, now_ms: int) -> None:
         pair = self.fresh.get(node.replica.view)
