@@ -226,9 +226,12 @@ class FreshAfterNewView(WithholdCommits):
         if self.plan is None or replica.view > self.plan[3] + 1 or replica.view >= n * 4:
             return 0
         target, lucky, lagger, _ = self.plan
-        if to == lagger and height is not None and height >= target - 1:
+        if to == lagger and (msg is None or (height is not None and height >= target - 1)):
             return 1500
-        if (msg is None or isinstance(msg, Commit)) and height == target and to != lucky:
+        if src == lucky and isinstance(msg, (ViewChange, NewView)):
+            return 1500  # its VIEW-CHANGE would carry the certificate of the block only it committed
+        fetch_reaching_target = msg is None and height is not None and height <= target
+        if (fetch_reaching_target or (isinstance(msg, Commit) and height == target)) and to != lucky:
             return 1500
         return 0
 
