@@ -93,8 +93,10 @@ class Daemon:
         self.commit_latency_ms: list[float] = []
         self.nursery: trio.Nursery | None = None
         self._wire(faults)
+        proto = protocol_params(genesis)
         faults.bind(FaultContext(self.index, genesis.n, genesis.chain_id, identity.sign, self.contract.parse, plan,
-                                 learner))
+                                 learner, int(proto.get("checkpoint_interval", 16)),
+                                 int(proto.get("view_timeout_ms", 2000))))
         self._replay_ledger()
         self.replica = self._open_replica()
 
@@ -156,7 +158,8 @@ class Daemon:
         return Replica(
             ReplicaConfig(chain_id=genesis.chain_id, n=genesis.n, f=genesis.f,
                           checkpoint_interval=int(proto.get("checkpoint_interval", 16)),
-                          view_timeout_ms=int(proto.get("view_timeout_ms", 2000))),
+                          view_timeout_ms=int(proto.get("view_timeout_ms", 2000)),
+                          request_timeout_factor=int(proto.get("request_timeout_factor", 2))),
             self.index, self.identity.sign, genesis.verify,
             persisted=dict(store.items(b"pbft/")),
             committed=(store.head_height, store.head_hash()),
@@ -209,6 +212,7 @@ class Daemon:
             await trio.sleep(TICK_S)
             await self._execute(self.replica.tick(self._now_ms()))
             await self.mempool.tick()
+            await self._execute(self.replica.watch_only(self.mempool.overdue(), self._now_ms()))
             self._after_event()
 
     async def _on_message(self, env: Envelope) -> None:
@@ -248,7 +252,8 @@ class Daemon:
             self.metrics.peers.set(len(self.transport.connected_peers()))
         if self._work_pending():
             self.replica.note_pending(self._now_ms())
-        if self.replica.is_primary and self.replica.ready_to_propose and not self.proposing:
+        if self.replica.is_primary and self.replica.ready_to_propose and not self.proposing \
+                and self.faults.propose_now(self.store.head_height + 1):
             assert self.nursery is not None
             self.proposing = True
             self.nursery.start_soon(self._propose)
@@ -277,6 +282,7 @@ class Daemon:
 
     async def _execute(self, actions: Sequence[Any]) -> None:
         """Run a core's actions in order; the order is the crash-safety contract (see module doc)."""
+        actions = self.faults.pbft_actions(list(actions), self.replica.view, self.store.head_height)
         persists = [(a.key, a.value) for a in actions if isinstance(a, Persist)]
         if persists:
             self.store.write_batch_sync(persists)
@@ -347,6 +353,7 @@ class Daemon:
         try:
             txs = await self.proposer.next_block_txs()
             if txs is not None and self.replica.is_primary and self.replica.ready_to_propose:
+                txs = self.faults.proposal(txs)
                 logger.debug("proposing height %d: %s", self.store.head_height + 1,
                              [self.contract.parse(raw).kind for raw in txs])
                 self.proposed_at[self.store.head_height + 1] = time.monotonic()

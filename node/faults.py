@@ -23,12 +23,11 @@ Modes implemented (config `behaviour` keys):
   `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood` (any of them, or
   `all`, at once). Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest
   enough that the attacker's own CPU does not starve the honest nodes on a shared test machine.
+- `consensus_fault`: one of `node.consensus_faults.MODES` (equivocate, censor, slow-primary,
+  checkpoint-flood, vote-flood), applied to the replica's actions and the primary's proposals.
 
-Where further modes belong (a section of `Faults` each, selected by a `behaviour` key in `__init__`; add
-a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see node/hooks.py):
-
-- consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
-  PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
+A further mode is a section of `Faults`, selected by a `behaviour` key in `__init__`; add a no-op hook to
+`FaultHooks` where the daemon offers no point for it yet (see node/hooks.py).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ import dataclasses
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 import msgpack
@@ -44,10 +44,12 @@ import numpy as np
 
 from consensus import codec
 from consensus import messages as pbft
+from consensus.replica import Action
 from ml.attacks import Attack, AttackContext, AttackError, make_attack, malicious_train
 from ml.train import TrainResult
 from node import contract as rc
 from node.config import ConfigError
+from node.consensus_faults import MODES, ConsensusFault
 from node.hooks import SHELL_FAULT_NAMES, FaultContext, FaultHooks, ShellAccess, TrainFn
 from node.secure_round import Gossip, Output, SendMasked, SendShares
 from smpc import field
@@ -89,6 +91,10 @@ class Faults(FaultHooks):
         self._forged_digests: dict[int, bytes] = {}
         """Round -> digest of the masked input we forged (lie-identity), which our `input` tx must commit."""
         self._ctx: FaultContext | None = None
+        self.consensus_mode = behaviour.get("consensus_fault")
+        if self.consensus_mode is not None and self.consensus_mode not in MODES:
+            raise ConfigError(f"node config: behaviour.consensus_fault: unknown mode {self.consensus_mode!r}")
+        self.consensus: ConsensusFault | None = None
 
     @property
     def ctx(self) -> FaultContext:
@@ -97,6 +103,24 @@ class Faults(FaultHooks):
 
     def bind(self, ctx: FaultContext) -> None:
         self._ctx = ctx
+        if self.consensus_mode is not None:
+            self.consensus = ConsensusFault(self.consensus_mode, ctx.index, ctx.n, ctx.chain_id, ctx.sign,
+                                            ctx.checkpoint_interval, ctx.view_timeout_ms)
+
+    # ------------------------------------------------------------------ consensus (behaviour.consensus_fault)
+
+    def pbft_actions(self, actions: list[Action], view: int, height: int) -> list[Action]:
+        if self.consensus is None:
+            return actions
+        return self.consensus.actions(actions, view, height, time.monotonic_ns() // 1_000_000)
+
+    def propose_now(self, height: int) -> bool:
+        return self.consensus is None or self.consensus.propose_now(height, time.monotonic_ns() // 1_000_000)
+
+    def proposal(self, txs: list[bytes]) -> list[bytes]:
+        if self.consensus is None:
+            return txs
+        return self.consensus.proposal(txs, [self.ctx.parse(raw).author for raw in txs])
 
     # ------------------------------------------------------------------ poisoning (behaviour.attack)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from consensus.replica import Action
 from node import contract as rc
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class FaultContext:
     parse: Callable[[bytes], rc.Tx]
     plan: LearningPlan
     learner: Learner
+    checkpoint_interval: int = 16
+    view_timeout_ms: int = 2000
 
 
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
@@ -111,6 +114,19 @@ class FaultHooks:
     async def shell_attack(self, shell: ShellAccess) -> None:
         """Daemon, once the network is up, as a task of its own: a hostile member's misbehaviour towards
         its peers' shells (flooding, lying, relaying); returns at once for an honest node."""
+
+    def pbft_actions(self, actions: list[Action], view: int, height: int) -> list[Action]:
+        """Daemon, before executing the replica's actions (view and committed height given): what to
+        execute instead."""
+        return actions
+
+    def propose_now(self, height: int) -> bool:
+        """Daemon, when the replica may propose `height`: whether to build the block now."""
+        return True
+
+    def proposal(self, txs: list[bytes]) -> list[bytes]:
+        """Daemon, before the primary proposes `txs`: what to propose instead."""
+        return txs
 
 
 NO_FAULTS = FaultHooks()

@@ -114,6 +114,14 @@ class Mempool:
         self.arrival.pop(digest, None)
         self.own.pop(digest, None)
 
+    def overdue(self) -> list[bytes]:
+        """Digests of the valid transactions a block should already carry: ours, and members' that waited
+        RESUBMIT_S (by then their author has handed them to everyone). The daemon hands them to the
+        replica's request timer (`Replica.watch_only`), which replaces a primary that leaves them out."""
+        now = time.monotonic()
+        return [d for d, tx in self.txs.items()
+                if (d in self.own or now - self.arrival[d] >= RESUBMIT_S) and self.contract.tx_valid_now(tx)]
+
     def any_valid_now(self) -> bool:
         return any(self.contract.tx_valid_now(tx) for tx in self.txs.values())
 
