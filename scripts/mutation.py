@@ -1,0 +1,199 @@
+"""Mutation testing of the protocol cores with mutmut, one target module at a time.
+
+    python scripts/mutation.py                    # every target of TARGETS
+    python scripts/mutation.py smpc/shamir.py     # only these
+    python scripts/mutation.py --list             # targets and the tests run against each
+
+For each target the repository's sources, tests and setup.cfg are copied to a scratch directory
+(WORKDIR/<target>, default /tmp/fednode-mutation), the `[mutmut]` section of setup.cfg is completed
+with the target (`only_mutate`) and its test files (`pytest_add_cli_args_test_selection`), and
+`mutmut run --max-children 1` runs there under `nice -n 15`: the worktree never holds mutants and a
+run uses one core. mutmut records which tests reach each mutated function and runs only those
+against each mutant, so a target takes seconds to a few minutes (docs/testing.md has the figures).
+
+A mutant "survives" when every selected test still passes. Survivors that no test can kill,
+because they do not change behaviour, are listed in EQUIVALENT with the argument; the report
+counts them apart. The script prints, per target, killed / (all - equivalent) and the diff of
+every other survivor, and exits 1 when a target is below TARGET_SCORE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MUTMUT = Path(sys.executable).with_name("mutmut")
+TARGET_SCORE = 0.90
+COPIED = ("consensus", "ml", "node", "smpc", "tests", "scripts", "setup.cfg", "pyproject.toml")
+
+UNIT = "tests/unit/"
+PROPERTY = "tests/property/"
+TARGETS: dict[str, tuple[str, ...]] = {
+    "ml/robust.py": (UNIT + "test_ml_robust.py",),
+    "node/wire.py": (UNIT + "test_wire.py", PROPERTY + "test_wire_fuzz.py"),
+    "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
+    "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),
+    "smpc/prg.py": (UNIT + "test_smpc_prg.py",),
+    "smpc/masking.py": (
+        UNIT + "test_smpc_masking.py",
+        UNIT + "test_smpc_secagg_protocol.py",
+        PROPERTY + "test_smpc_masking_sum.py",
+    ),
+    "smpc/quantize.py": (UNIT + "test_smpc_quantize.py",),
+    "smpc/secagg.py": (
+        UNIT + "test_smpc_secagg_protocol.py",
+        PROPERTY + "test_smpc_secagg_dropouts.py",
+        PROPERTY + "test_smpc_secagg_reordering.py",
+    ),
+    "smpc/messages.py": (UNIT + "test_smpc_secagg_protocol.py", PROPERTY + "test_smpc_messages_fuzz.py"),
+    "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validated_round.py"),
+    "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
+    "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
+    "node/contract.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py"),
+    "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
+    "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
+    "consensus/codec.py": (PROPERTY + "test_codec_fuzz.py", UNIT + "test_consensus_messages.py"),
+    "consensus/block.py": (UNIT + "test_consensus_messages.py", UNIT + "test_consensus_replica.py"),
+    "consensus/replica.py": (
+        UNIT + "test_consensus_replica.py",
+        UNIT + "test_consensus_view_change.py",
+        UNIT + "test_consensus_replica_fuzz.py",
+        "tests/sim/test_consensus_sim.py",
+    ),
+}
+"""Target module -> the test files run against its mutants (the ones that exercise it directly)."""
+
+EQUIVALENT: dict[tuple[str, str], str] = {}
+"""(target, mutated line as mutmut shows it, stripped) -> why no test can tell it from the original."""
+
+
+@dataclass
+class Outcome:
+    target: str
+    status: dict[str, list[str]] = field(default_factory=dict)
+    diffs: dict[str, str] = field(default_factory=dict)
+    equivalent: dict[str, str] = field(default_factory=dict)
+
+    def count(self, *statuses: str) -> int:
+        return sum(len(self.status.get(s, [])) for s in statuses)
+
+    @property
+    def total(self) -> int:
+        return sum(len(names) for names in self.status.values())
+
+    @property
+    def score(self) -> float:
+        relevant = self.total - len(self.equivalent)
+        return self.count("killed", "timeout", "segfault") / relevant if relevant else 1.0
+
+
+def prepare(target: str, tests: tuple[str, ...], workdir: Path) -> Path:
+    """A scratch copy of the repository whose setup.cfg aims mutmut at one target and its tests."""
+    scratch = workdir / target.replace("/", "_").removesuffix(".py")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutants")
+    for name in COPIED:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, scratch / name, ignore=ignore)
+        else:
+            shutil.copy2(source, scratch / name)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(scratch / "setup.cfg")
+    config["mutmut"]["only_mutate"] = target
+    config["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    with open(scratch / "setup.cfg", "w") as out:
+        config.write(out)
+    return scratch
+
+
+def mutmut(scratch: Path, *args: str, timeout: float) -> str:
+    """Run mutmut in its own process group, niced; on timeout the whole group is killed."""
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONHASHSEED="0")
+    with subprocess.Popen(
+        ["nice", "-n", "15", str(MUTMUT), *args],
+        cwd=scratch,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"mutmut {' '.join(args)} failed in {scratch}:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return stdout
+
+
+def mutated_line(diff: str) -> str:
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    return added[0] if added else ""
+
+
+def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
+    scratch = prepare(target, TARGETS[target], workdir)
+    mutmut(scratch, "run", "--max-children", "1", timeout=timeout)
+    outcome = Outcome(target)
+    for line in mutmut(scratch, "results", "--all", "true", timeout=600).splitlines():
+        match = re.match(r"\s*(\S+): (.+)$", line)
+        if match:
+            outcome.status.setdefault(match.group(2).strip(), []).append(match.group(1))
+    for name in outcome.status.get("survived", []) + outcome.status.get("no tests", []):
+        diff = mutmut(scratch, "show", name, timeout=600)
+        outcome.diffs[name] = diff
+        reason = EQUIVALENT.get((target, mutated_line(diff)))
+        if reason:
+            outcome.equivalent[name] = reason
+    return outcome
+
+
+def report(outcome: Outcome) -> str:
+    counts = ", ".join(f"{status} {len(names)}" for status, names in sorted(outcome.status.items()))
+    head = f"== {outcome.target}: {outcome.total} mutants ({counts}); equivalent {len(outcome.equivalent)}; "
+    lines = [head + f"score {outcome.score:.1%} of non-equivalent killed"]
+    for name, diff in outcome.diffs.items():
+        if name not in outcome.equivalent:
+            lines.append(diff.rstrip())
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="target modules (default: all of TARGETS)")
+    parser.add_argument("--list", action="store_true", help="print the targets and their tests, run nothing")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fednode-mutation"))
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per target")
+    args = parser.parse_args()
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"not a target: {sorted(unknown)}; see --list")
+    if args.list:
+        for target, tests in TARGETS.items():
+            print(target, "<-", " ".join(tests))
+        return 0
+    outcomes = []
+    for target in args.targets or TARGETS:
+        outcomes.append(campaign(target, args.workdir, args.timeout))
+        print(report(outcomes[-1]), flush=True)
+    below = [o.target for o in outcomes if o.score < TARGET_SCORE]
+    print(f"below {TARGET_SCORE:.0%}: {', '.join(below) or 'none'}")
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
