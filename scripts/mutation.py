@@ -38,7 +38,7 @@ COPIED = ("consensus", "ml", "node", "smpc", "tests", "scripts", "setup.cfg", "p
 UNIT = "tests/unit/"
 PROPERTY = "tests/property/"
 TARGETS: dict[str, tuple[str, ...]] = {
-    "ml/robust.py": (UNIT + "test_ml_robust.py",),
+    "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
     "node/wire.py": (UNIT + "test_wire.py", PROPERTY + "test_wire_fuzz.py"),
     "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
     "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),
