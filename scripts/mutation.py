@@ -39,7 +39,7 @@ UNIT = "tests/unit/"
 PROPERTY = "tests/property/"
 TARGETS: dict[str, tuple[str, ...]] = {
     "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
-    "node/wire.py": (UNIT + "test_wire.py", PROPERTY + "test_wire_fuzz.py"),
+    "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
     "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
     "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),
     "smpc/prg.py": (UNIT + "test_smpc_prg.py",),
