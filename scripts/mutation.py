@@ -105,22 +105,24 @@ EQUIVALENT: list[tuple[str, str, str]] = [
     ("smpc/shamir.py", r"^accumulator = np\.zeros_like\(None\)$", "a zero scalar broadcasts like the zero vector"),
     ("smpc/shamir.py", r"^for row in coefficients\[::\+1\]:$",
      "evaluates the polynomial with its i.i.d. random coefficients in reverse order: the same distribution"),
-    ("smpc/shamir.py", r"dtype=None\)$|, \)$|astype\(None\)",
-     "values already of the intended type (uint64 arrays, Lagrange weights and 56-bit chunks below 2^63, which "
-     "field.as_field / field.mul convert), or the default argument equals the removed one"),
+    ("smpc/shamir.py", r"lagrange_weights\(xs, at\) for at in targets\], (dtype=None)?\)$",
+     "Lagrange weights are Python ints below p < 2^63: int64 here, and field.mul converts them to uint64"),
+    ("smpc/shamir.py", r'int\.from_bytes\(chunk, "big"\) for chunk in chunks\], (dtype=None)?\)$',
+     "56-bit chunks are int64 here, and share_vector converts them with field.as_field"),
+    ("smpc/shamir.py", r"stacked\.astype\(None\)\.tobytes", "the stacked shares are uint64 already"),
+    ("smpc/shamir.py", r"field\.sum_mod\(field\.mul\(stacked, weights\[None, :\]\), \)\]$",
+     "sum_mod's default axis -1 is axis 1 of the 2-D stack"),
     ("smpc/shamir.py", r'int\.from_bytes\(chunk, \)', 'int.from_bytes defaults to "big" since Python 3.11'),
     ("smpc/shamir.py", r"pow\(x, k, (None)?\)|range\(q_terms \+ 2\)",
      "unreduced powers (or one unused extra) give the same solution: _solve_mod_p reduces modulo p"),
     ("smpc/shamir.py", r"\[\*solution\[q_terms:\], 2\]|^quotient = \[1\] \*|remainder\[: len\(monic\) \+ 1\]",
-     "_divide never reads the divisor's leading coefficient nor the quotient's initial values, and the "
-     "remainder's entries above len(monic) - 1 are zero after the division"),
+     ("_divide never reads the divisor's leading coefficient nor the quotient's initial values, and the "
+      "remainder's entries above len(monic) - 1 are zero after the division")),
     ("smpc/shamir.py", r"candidates\[: degree \+ 2\]|agreeing\[: degree \+ 2\]",
      "every candidate / agreeing share lies on the one polynomial, so t + 2 of them interpolate the same one"),
     ("smpc/shamir.py", r'InconsistentShares\((None|"XXshares disagree|"SHARES DISAGREE)',
-     "unreachable in a test: it needs a wrong share whose error cancels in a combination with SHA-256-derived "
-     "weights (probability about 2^-61)"),
-    ("smpc/shamir.py", r'astype\("<U8"\)',
-     "NOT equivalent (a weaker hash input): killed by test_compression_weights_depend_on_every_bit_of_every_share"),
+     ("unreachable in a test: it needs a wrong share whose error cancels in a combination with SHA-256-derived "
+      "weights (probability about 2^-61)")),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
