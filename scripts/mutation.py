@@ -76,7 +76,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
 FLOAT64_LATER = ("every later use converts the values to Python floats (tolist) or combines them with a float64 "
                  "operand, so int and float32 inputs give the same results")
-EQUIVALENT: list[tuple[str, str, str]] = [
+EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/prg.py", r'seed\.to_bytes\(SEED_BYTES, \)', 'int.to_bytes defaults to "big" since Python 3.11'),
     ("smpc/prg.py", r"bytearray\((4 \* length \+ _AES_BLOCK_BYTES \+ 1|5 \* length \+ _AES_BLOCK_BYTES - 1)\)",
      "a larger scratch buffer: the view reads only its first 4 * length bytes"),
@@ -122,14 +122,15 @@ EQUIVALENT: list[tuple[str, str, str]] = [
      "every candidate / agreeing share lies on the one polynomial, so t + 2 of them interpolate the same one"),
     ("smpc/shamir.py", r'InconsistentShares\((None|"XXshares disagree|"SHARES DISAGREE)',
      ("unreachable in a test: it needs a wrong share whose error cancels in a combination with SHA-256-derived "
-      "weights (probability about 2^-61)")),
+      "weights (probability about 2^-61)"), "shares disagree beyond their random combination"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
     ("node/wire.py", r"arrays nested too deeply|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
-"""(target, regex on the mutated line as mutmut shows it, stripped, why no test can tell it from the original)."""
+"""(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
+the original line must match too, where the mutated line alone is ambiguous])."""
 
 
 @dataclass
@@ -212,9 +213,21 @@ def diffs(scratch: Path, names: list[str]) -> dict[str, str]:
     return {name: f"# {name}\n{diff}" for name, diff in found.items()}
 
 
-def mutated_line(diff: str) -> str:
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    return added[0] if added else ""
+def changed_lines(diff: str) -> tuple[str, str]:
+    """The (original, mutated) line of a one-line mutant, stripped."""
+    lines = diff.splitlines()
+    removed = [line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
+    return (removed[0] if removed else ""), (added[0] if added else "")
+
+
+def equivalence(target: str, diff: str) -> str | None:
+    """The argument of the first EQUIVALENT entry that matches this mutant, if any."""
+    original, mutated = changed_lines(diff)
+    for where, pattern, why, *also in EQUIVALENT:
+        if where == target and re.search(pattern, mutated) and all(re.search(o, original) for o in also):
+            return why
+    return None
 
 
 def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
@@ -227,8 +240,7 @@ def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
             outcome.status.setdefault(match.group(2).strip(), []).append(match.group(1))
     outcome.diffs = diffs(scratch, outcome.status.get("survived", []) + outcome.status.get("no tests", []))
     for name, diff in outcome.diffs.items():
-        line = mutated_line(diff)
-        reason = next((why for where, pattern, why in EQUIVALENT if where == target and re.search(pattern, line)), None)
+        reason = equivalence(target, diff)
         if reason:
             outcome.equivalent[name] = reason
     return outcome
