@@ -103,6 +103,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "a zero update has cosine 0 with every other (_cosine), so its score is 0 / sqrt(spread) = 0.0 anyway"),
     ("smpc/masking.py", r"^if (other >= owner|dropped >= survivor):$",
      "the two ids are never equal (no pairwise mask with oneself; a dropped member is no survivor)"),
+    ("smpc/quantize.py", r"^return bound / norm if norm >= bound else 1\.0$", "at norm == bound the factor is 1.0 either way"),
     ("smpc/shamir.py", r"zip\(.*, (strict=(None|False))?\)", "the zipped sequences have equal lengths by construction"),
     ("smpc/shamir.py", r"^accumulator = np\.zeros_like\(None\)$", "a zero scalar broadcasts like the zero vector"),
     ("smpc/shamir.py", r"^for row in coefficients\[::\+1\]:$",
