@@ -59,6 +59,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validated_round.py"),
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
+    "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
+    "smpc/signing.py": (UNIT + "test_smpc_secagg_protocol.py",),
     "node/contract.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py"),
     "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
     "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
