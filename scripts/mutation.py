@@ -128,6 +128,9 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/shamir.py", r'InconsistentShares\((None|"XXshares disagree|"SHARES DISAGREE)',
      ("unreachable in a test: it needs a wrong share whose error cancels in a combination with SHA-256-derived "
       "weights (probability about 2^-61)"), "shares disagree beyond their random combination"),
+    ("ml/robust.py", r"^(return |keep = )np\.array\(\[.*\], (dtype=None)?\)$",
+     "the list is never empty there (the empty case returns earlier) and a non-empty list of bools is a bool array",
+     r"score == 0\.0 for score|score <= threshold for score in scores\], dtype=bool\)$|c >= min_cosine"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
