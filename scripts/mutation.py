@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,7 @@ the original line must match too, where the mutated line alone is ambiguous]).""
 @dataclass
 class Outcome:
     target: str
+    seconds: float = 0.0
     status: dict[str, list[str]] = field(default_factory=dict)
     diffs: dict[str, str] = field(default_factory=dict)
     equivalent: dict[str, str] = field(default_factory=dict)
@@ -239,9 +241,10 @@ def equivalence(target: str, diff: str) -> str | None:
 
 
 def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
+    began = time.monotonic()
     scratch = prepare(target, TARGETS[target], workdir)
     mutmut(scratch, "run", "--max-children", "1", timeout=timeout)
-    outcome = Outcome(target)
+    outcome = Outcome(target, seconds=time.monotonic() - began)
     for line in mutmut(scratch, "results", "--all", "true", timeout=600).splitlines():
         match = re.match(r"\s*(\S+): (.+)$", line)
         if match:
@@ -282,6 +285,11 @@ def main() -> int:
     for target in args.targets or TARGETS:
         outcomes.append(campaign(target, args.workdir, args.timeout))
         print(report(outcomes[-1]), flush=True)
+    print("\n| target | mutants | killed | equivalent | not killed | score | minutes |\n|---|---|---|---|---|---|---|")
+    for o in outcomes:
+        killed = o.count("killed", "timeout", "segfault")
+        print(f"| `{o.target}` | {o.total} | {killed} | {len(o.equivalent)} | {o.total - killed - len(o.equivalent)} "
+              f"| {o.score:.1%} | {o.seconds / 60:.0f} |")
     below = [o.target for o in outcomes if o.score < TARGET_SCORE]
     print(f"below {TARGET_SCORE:.0%}: {', '.join(below) or 'none'}")
     return 1 if below else 0
