@@ -244,7 +244,7 @@ def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
     began = time.monotonic()
     scratch = prepare(target, TARGETS[target], workdir)
     mutmut(scratch, "run", "--max-children", "1", timeout=timeout)
-    outcome = Outcome(target, seconds=time.monotonic() - began)
+    outcome = Outcome(target)
     for line in mutmut(scratch, "results", "--all", "true", timeout=600).splitlines():
         match = re.match(r"\s*(\S+): (.+)$", line)
         if match:
@@ -254,6 +254,7 @@ def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
         reason = equivalence(target, diff)
         if reason:
             outcome.equivalent[name] = reason
+    outcome.seconds = time.monotonic() - began
     return outcome
 
 
