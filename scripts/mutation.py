@@ -104,6 +104,14 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "two members are equally far from their mean, so the loop stops there anyway (factor >= 1)"),
     ("ml/robust.py", r"norms\[i\] >= 0 else 0\.0\)$",
      "a zero update has cosine 0 with every other (_cosine), so its score is 0 / sqrt(spread) = 0.0 anyway"),
+    ("smpc/field.py", (r"(np\.asarray\((x|a|b|values), (dtype=None)?\)|np\.add\(a, .*, (dtype=None)?\)\)|"
+                      r"np\.sum\(values .*, axis=axis, (dtype=None)?\)|, (dtype=None)?\)$)"),
+     ("the field operations take uint64 arrays and np.uint64 scalars (FieldArray, FieldLike), for which numpy's "
+      "own result type is uint64 already"),
+     (r"^(x = \(np\.asarray\(x|return np\.asarray\(x - _P64|return _fold\(|a = np\.asarray\(a|"
+     r"b = np\.asarray\(b|values = np\.asarray\(values, dtype=np\.uint64|low = np\.sum|high = np\.sum)")),
+    ("smpc/field.py", r"^return np\.asarray\(values, (dtype=None)?\)\.astype\(np\.uint32\)$",
+     "int32, int64 and float inputs reach the same uint32 values through either cast"),
     ("smpc/masking.py", r"^if (other >= owner|dropped >= survivor):$",
      "the two ids are never equal (no pairwise mask with oneself; a dropped member is no survivor)"),
     ("smpc/quantize.py", r"^return bound / norm if norm >= bound else 1\.0$", "at norm == bound the factor is 1.0 either way"),
@@ -135,7 +143,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
-    ("node/wire.py", r"arrays nested too deeply|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
+    ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that

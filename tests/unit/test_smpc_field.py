@@ -87,7 +87,7 @@ def test_canonical_field_vectors_from_peer_bytes() -> None:
         (field.P.to_bytes(8, "little"), 1, r"element outside GF\(p\)"),
         (((1 << 64) - 1).to_bytes(8, "little"), 1, r"element outside GF\(p\)"),
     ]:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match=f"^{message}$"):
             field.vector_from_bytes(bad, count)
 
 
@@ -98,6 +98,8 @@ def test_signed_lifts_are_exact_at_zero_and_at_the_extremes() -> None:
     assert _exact(lifted, np.uint64) == [x % field.P for x in signed]
     assert _exact(field.to_signed(lifted), np.int64) == signed
     assert _exact(field.to_signed([half + 1, field.P - 1]), np.int64) == [-half, -1]
+    narrow = np.array([-(1 << 31), (1 << 31) - 1], dtype=np.int32)  # negating -2^31 overflows in int32
+    assert _exact(field.from_signed(narrow), np.uint64) == [field.P - (1 << 31), (1 << 31) - 1]
     ring = [0, -1, (1 << 31) - 1, -(1 << 31)]
     assert _exact(field.ring_from_signed(ring), np.uint32) == [x % (1 << 32) for x in ring]
     assert _exact(field.ring_to_signed(field.ring_from_signed(ring)), np.int64) == ring
