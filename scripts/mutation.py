@@ -126,7 +126,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/shamir.py", r"stacked\.astype\(None\)\.tobytes", "the stacked shares are uint64 already"),
     ("smpc/shamir.py", r"field\.sum_mod\(field\.mul\(stacked, weights\[None, :\]\), \)\]$",
      "sum_mod's default axis -1 is axis 1 of the 2-D stack"),
-    ("smpc/shamir.py", r'int\.from_bytes\(chunk, \)', 'int.from_bytes defaults to "big" since Python 3.11'),
+    ("smpc/shamir.py", r'int\.from_bytes\(chunk, \)|\.to_bytes\(w, \)', 'int.from_bytes and int.to_bytes default to "big" since Python 3.11'),
     ("smpc/shamir.py", r"pow\(x, k, (None)?\)|range\(q_terms \+ 2\)",
      "unreduced powers (or one unused extra) give the same solution: _solve_mod_p reduces modulo p"),
     ("smpc/shamir.py", r"\[\*solution\[q_terms:\], 2\]|^quotient = \[1\] \*|remainder\[: len\(monic\) \+ 1\]",
