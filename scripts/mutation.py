@@ -112,6 +112,8 @@ EQUIVALENT: list[tuple[str, ...]] = [
      r"b = np\.asarray\(b|values = np\.asarray\(values, dtype=np\.uint64|low = np\.sum|high = np\.sum)")),
     ("smpc/field.py", r"^return np\.asarray\(values, (dtype=None)?\)\.astype\(np\.uint32\)$",
      "int32, int64 and float inputs reach the same uint32 values through either cast"),
+    ("smpc/keys.py", r'\.to_bytes\((2|8|4), \),$', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/keys.py", r"length=KEY_BYTES, info=info\)", "HKDF's salt defaults to None"),
     ("smpc/masking.py", r"^if (other >= owner|dropped >= survivor):$",
      "the two ids are never equal (no pairwise mask with oneself; a dropped member is no survivor)"),
     ("smpc/quantize.py", r"^return bound / norm if norm >= bound else 1\.0$", "at norm == bound the factor is 1.0 either way"),

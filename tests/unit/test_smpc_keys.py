@@ -1,11 +1,14 @@
 """X25519 agreement + HKDF separation, pair AEAD binding, Ed25519 signer adapters."""
 
+import hashlib
+import hmac
+
 import nacl.signing
 import pytest
 
 from smpc import aead
 from smpc.errors import BadPublicKey, DecryptionFailed
-from smpc.keys import KeyPurpose, agree, generate_keypair, pair_key
+from smpc.keys import KeyPurpose, agree, derive_pair_key, generate_keypair, pair_key
 from smpc.prg import SeededRandomBytes
 from smpc.signing import ed25519_signer, ed25519_verifier
 
@@ -32,9 +35,9 @@ def test_both_ends_derive_the_same_key_and_every_binding_changes_it() -> None:
 
 def test_low_order_and_malformed_public_keys_are_violations() -> None:
     a, _ = _pair()
-    with pytest.raises(BadPublicKey):
+    with pytest.raises(BadPublicKey, match="^low-order X25519 public key$"):
         agree(a.secret_key, bytes(32))
-    with pytest.raises(BadPublicKey):
+    with pytest.raises(BadPublicKey, match="^public key is not 32 bytes$"):
         agree(a.secret_key, bytes(31))
 
 
@@ -64,3 +67,20 @@ def test_ed25519_adapters() -> None:
     assert not verify(7, b"payload!", signature)
     assert not verify(8, b"payload", signature)
     assert not verify(7, b"payload", signature[:10])
+
+
+def _hkdf_sha256(secret: bytes, info: bytes) -> bytes:
+    """RFC 5869 with an empty salt and one 32-byte output block, written out with hmac."""
+    prk = hmac.new(bytes(32), secret, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+@pytest.mark.parametrize(("purpose", "label"), [(KeyPurpose.MASK, b"mask"), (KeyPurpose.SHARE_ENCRYPTION, b"share-enc")])
+def test_pair_key_derivation_is_the_documented_hkdf(purpose: KeyPurpose, label: bytes) -> None:
+    """Every node must derive the same bytes: HKDF-SHA256 over the X25519 output, info = prefix, label,
+    "/", chain id length (2 bytes) and chain id, round (8 bytes), then the lower and higher id (4 bytes
+    each), all big-endian."""
+    shared = bytes(range(32))
+    info = (b"fednode/secagg/v1/" + label + b"/" + len(CHAIN).to_bytes(2, "big") + CHAIN
+            + (3).to_bytes(8, "big") + (2).to_bytes(4, "big") + (9).to_bytes(4, "big"))
+    assert derive_pair_key(shared, purpose, CHAIN, 3, 9, 2) == _hkdf_sha256(shared, info)

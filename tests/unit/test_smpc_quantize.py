@@ -70,13 +70,13 @@ def test_float32_updates_with_all_mass_on_one_coordinate_respect_the_bound() -> 
     ((1.0, 1.0, 0), "max_participants must be at least 1"),
 ])
 def test_invalid_parameters_say_which(args: tuple[float, float, int], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match="^" + message):
         QuantParams(*args)
 
 
 @pytest.mark.parametrize(("clip", "n"), [(0.0, 3), (-1.0, 3), (float("inf"), 3), (float("nan"), 3), (1.0, 0)])
 def test_for_participants_refuses_what_cannot_be_quantized(clip: float, n: int) -> None:
-    with pytest.raises(ValueError, match="clip_l2 must be positive and finite, max_participants at least 1"):
+    with pytest.raises(ValueError, match="^clip_l2 must be positive and finite, max_participants at least 1$"):
         QuantParams.for_participants(clip, n)
 
 
