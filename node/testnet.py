@@ -23,19 +23,25 @@ from ml.train import TrainConfig
 from node import identity
 from node.config import GENESIS_FORMAT, ConfigError
 
+_RESERVED: list[socket.socket] = []
+"""Bound, never-listening sockets that keep this process's ports from being handed out again."""
+
 
 def free_ports(count: int) -> list[int]:
-    """Ports the OS reports free right now on 127.0.0.1 (all held open together, so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Distinct free ports on 127.0.0.1, reserved until this process exits.
+
+    Each port stays bound by a socket with SO_REUSEADDR that never listens: the kernel then gives the
+    port to no other bind(0) or outgoing connection, and a plain bind by another process fails, while a
+    daemon's listener (libp2p and trio set SO_REUSEADDR) still binds it. `fednode cluster` writes the
+    testnet and starts the daemons in one process, so no other process can take a port in between, nor
+    while a crashed member restarts.
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    _RESERVED.extend(sockets)
+    for s in sockets:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
 
 
 def build_genesis(public_keys: list[bytes], ports: list[int], *, rounds: int, seed: int,

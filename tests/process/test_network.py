@@ -45,6 +45,7 @@ from node.network import (
     peer_id_from_public_key,
     peer_id_from_seed,
 )
+from node.testnet import free_ports
 
 TOPIC = "fednode-test"
 DEADLINE_S = 45.0  # a hang guard only; the whole file takes ~20 s on an idle 2-core machine
@@ -102,6 +103,21 @@ def test_port_in_use_is_a_clear_error() -> None:
                     raise AssertionError("the network started on a busy port")
             except ListenError as error:
                 assert str(port) in str(error)
+
+    run(body)
+
+
+def test_a_port_reserved_by_free_ports_takes_the_member_listener() -> None:
+    """`fednode cluster` keeps each member's port bound (never listening) until it exits; libp2p's
+    listener must still bind it, and peers must reach it there."""
+    (port,) = free_ports(1)
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", port, MEMBERS, TOPIC, FAST_LIMITS) as a, \
+                open_network(SEEDS[1], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as b:
+            assert f"/tcp/{port}" in str(a.listen_addrs[0])
+            await b.dial(a.listen_addrs[0])
+            assert await b.wait_connected([a.peer_id], timeout_s=10)
 
     run(body)
 

@@ -7,7 +7,7 @@ import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ml.robust import (
@@ -41,8 +41,7 @@ def _brute_krum_score(d: np.ndarray, i: int, f: int) -> float:
 @given(n=st.integers(3, 8), f=st.integers(0, 3), m=st.integers(1, 8), seed=st.integers(0, 2**32 - 1),
        integer=st.booleans())
 def test_multi_krum_matches_brute_force(n: int, f: int, m: int, seed: int, integer: bool) -> None:
-    if n - f - 2 < 1 or m > n:
-        return
+    assume(n - f - 2 >= 1 and m <= n)
     rng = np.random.default_rng(seed)
     points = rng.integers(0, 3, size=(n, 2)) if integer else rng.normal(size=(n, 3))
     d = _sq_dists(points.astype(np.float64))
@@ -267,7 +266,10 @@ def test_history_decides_who_takes_the_f_places() -> None:
     honest = 1.0 + rng.normal(size=(6, 20)) * 0.05
     points = np.vstack([honest, 3.0 * honest[0], 3.0 * honest[1], 6.0 * honest[2]])
     by_score = decide(RobustRule(f=2), *_stats(points))
-    assert sorted(by_score.rejected) == [6, 8] or sorted(by_score.rejected) == [7, 8]
+    flagged, scores = norm_direction(*_stats(points))
+    assert np.flatnonzero(~flagged).tolist() == [6, 7, 8]
+    assert scores[7] > scores[6], "the scaled copies of honest[0] and honest[1] differ in score, not a tie"
+    assert by_score.rejected == {7: "norm_direction", 8: "norm_direction"}
     by_history = decide(RobustRule(f=2), *_stats(points), history=[0, 0, 0, 0, 0, 0, 3, 2, 0])
     assert sorted(by_history.rejected) == [6, 7]
 
@@ -289,3 +291,31 @@ def test_weights_are_checked_and_normalize_the_statistics() -> None:
     unit, dist = per_sample(*_stats(weighted), weights)
     assert unit == pytest.approx((steps**2).sum(axis=1))
     assert dist == pytest.approx(_sq_dists(steps), abs=1e-9)
+
+
+def _collinear(scales: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Updates pointing the same way (all cosines 1) whose norms are the given multiples of one."""
+    direction = np.linspace(1.0, 2.0, 8)
+    return _stats(np.outer(scales, direction / np.linalg.norm(direction)))
+
+
+@pytest.mark.parametrize(("scale", "kept"), [(1.3, True), (1.45, True), (1.55, False), (1.6, False)])
+def test_norm_factor_is_a_ratio_of_norms_not_of_squared_norms(scale: float, kept: bool) -> None:
+    """norm_factor 1.5 bounds the L2 norm by 1.5 times the median norm: a 1.3x step passes, a 1.6x one
+    does not (on squared norms the bound would be 1.5 ** 0.5 = 1.22x and both would be flagged)."""
+    keep, scores = norm_direction(*_collinear([1.0] * 6 + [scale]), norm_factor=1.5)
+    assert keep.tolist() == [True] * 6 + [kept]
+    assert scores[6] == pytest.approx(scale / 1.5)
+    assert decide(RobustRule(f=1), *_collinear([1.0] * 6 + [scale])).accepted == tuple(range(6 + kept))
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.0, -1e-300, 1.0 + 1e-12, float("inf"), float("nan")])
+def test_a_weight_outside_zero_one_is_rejected_not_a_crash(weight: float) -> None:
+    """A member's public weight comes from the ledger; weight 0 (or any value outside (0, 1]) is a
+    typed rejection of that update, and the others are judged as usual."""
+    steps = 1.0 + np.random.default_rng(6).normal(size=(5, 10)) * 0.05
+    weights = np.array([weight, 0.5, 0.5, 0.5, 1.0])
+    decision = decide(RobustRule(f=1), *_stats(steps * np.nan_to_num(weights, nan=0.0, posinf=1.0)[:, None]),
+                      weights=weights)
+    assert decision.rejected == {0: "weight_out_of_range"}
+    assert decision.accepted == (1, 2, 3, 4)

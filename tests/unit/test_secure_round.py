@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 import pytest
@@ -45,7 +44,7 @@ L = 50
 class Cluster:
     def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1, validation_degree: int = 1,
                  length: int = L, width: int = 200) -> None:
-        self.n = n
+        self.n, self.seed = n, seed
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
@@ -70,6 +69,10 @@ class Cluster:
         except Exception:  # noqa: BLE001 - the reference verifier treats every failure as invalid
             return False
         return True
+
+    def rand(self, i: int, round_id: int) -> SeededRandomBytes:
+        """Node i's randomness for a round: fixed by the cluster's seed, so every failure reproduces."""
+        return SeededRandomBytes(hashlib.sha256(f"{self.seed}/{i}/{round_id}".encode()).digest())
 
     def sign(self, i: int):  # type: ignore[no-untyped-def]
         return lambda data: self.keys[i].sign(data).signature
@@ -115,7 +118,7 @@ class Cluster:
                 self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
-                                         SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+                                         self.rand(i, event.round), self.quant, self.setup)
             for author, message in self.contracts[i].committed_sa_messages(event.round):  # as `Daemon`
                 self.rounds[i].on_committed(rc.SecAggCommitted(event.round, author, message))
             self.emit(i, self.rounds[i].start())
@@ -135,7 +138,7 @@ class Cluster:
         """Node i advertises its keys for `round_id` while the round before it is open."""
         opened = rc.RoundOpened(round_id, tuple(range(self.n)), b"", 0)
         self.next_rounds[i] = SecureRound(self.params, opened, i, self.sign(i), self.verify,
-                                          SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+                                          self.rand(i, round_id), self.quant, self.setup)
         for author, message in self.contracts[i].committed_sa_messages(round_id):
             self.next_rounds[i].on_committed(rc.SecAggCommitted(round_id, author, message))
         self.emit(i, self.next_rounds[i].start())
@@ -504,7 +507,7 @@ def test_a_node_restarted_after_advertising_its_keys_stays_out_instead_of_aborti
     c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
     opened = rc.RoundOpened(1, tuple(range(n)), b"\x00" * 32, c.height)
     c.rounds[restarted] = SecureRound(c.params, opened, restarted, c.sign(restarted), c.verify,
-                                      SeededRandomBytes(os.urandom(32)), c.quant, c.setup)
+                                      c.rand(n + restarted, 1), c.quant, c.setup)
     c.rounds[restarted].start()  # the fresh advertisement loses the race: the ledger has the old one
     c.commit(c.tx("close", ["keys"]))
     assert c.rounds[restarted].violations == [] and set(c.left) == {restarted}
@@ -589,7 +592,7 @@ def test_an_incomplete_phase_ahead_never_closes_and_carries_over_into_the_opened
     c.commit(c.tx("close", ["inputs"]))
     assert contract.state.ahead_phase == "keys" and set(contract.state.ahead_inputs) == set(range(n)) - {late}
     second = SecureRound(c.params, rc.RoundOpened(2, tuple(range(n)), b"", 0), 0, c.sign(0), c.verify,
-                         SeededRandomBytes(os.urandom(32)), c.quant, c.setup).start()[0]
+                         c.rand(n, 2), c.quant, c.setup).start()[0]
     assert isinstance(second, SubmitTx)
     with pytest.raises(rc.TxError, match="a second input in phase keys ahead"):  # member 0 advertising twice
         contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (second.raw,)))
