@@ -21,8 +21,8 @@ from ml.robust import (
     median_distances,
     median_mad,
     multi_krum,
-    norm_bound,
     neighbour_scores,
+    norm_bound,
     norm_direction,
     per_sample,
 )
