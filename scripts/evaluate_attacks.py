@@ -30,9 +30,12 @@ only has estimates from its own rows), and ``rule-aware`` knows fednode's rule a
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import dataclasses
+import datetime
 import hashlib
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -248,6 +251,8 @@ class Scenario:
     split: str
     seed: int
     rule: RobustRule | None = None
+    rounds: int | None = None
+    """None: the benchmark's number of rounds."""
 
     @property
     def f(self) -> int:
@@ -348,7 +353,7 @@ def run(scenario: Scenario, setting: str, protocol: bool = False) -> RunResult:
     global_vec = initial_params(fed.model, scenario.seed)
     fednode = FednodeAggregator(scenario, protocol) if setting == "fednode" else None
     rejected_per_round, aborted = [], 0
-    for round_id in range(1, fed.bench.rounds + 1):
+    for round_id in range(1, (scenario.rounds or fed.bench.rounds) + 1):
         updates = fed.updates(global_vec, round_id)
         if fednode is not None:
             new_vec, rejected = fednode.round(global_vec, updates, fed.samples, round_id)
@@ -415,10 +420,13 @@ class Grid:
     attacks: tuple[str, ...]
     seeds: tuple[int, ...]
     protocol: bool = False
+    rounds: int | None = None
+    """None: each benchmark's number of rounds."""
 
 
-FULL = Grid(benchmarks=("digits", "breast_cancer"), nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1))
-QUICK = Grid(benchmarks=("digits",), nodes=(4,), attacks=("sign-flip", "backdoor", "rule-aware"), seeds=(0,))
+FULL = Grid(benchmarks=("digits", "breast_cancer", "actg175"), nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1))
+QUICK = Grid(benchmarks=("digits", "actg175"), nodes=(4,), attacks=("sign-flip", "backdoor", "rule-aware"), seeds=(0,),
+             rounds=4)
 
 Key = tuple[str, str, int, str, str]
 """(benchmark, split, n, attack, setting)."""
@@ -441,7 +449,8 @@ def evaluate_grid(grid: Grid, jobs: int = 1) -> Results:
     """Every key of ``grid_keys`` for every seed. Runs are independent, so ``jobs`` worker processes share
     them; every run is seeded, so the results do not depend on ``jobs``."""
     keys = grid_keys(grid)
-    tasks = [(key, Scenario(key[0], key[2], key[3], key[1], seed)) for key in keys for seed in grid.seeds]
+    tasks = [(key, Scenario(key[0], key[2], key[3], key[1], seed, rounds=grid.rounds)) for key in keys
+             for seed in grid.seeds]
     results: Results = {key: [] for key in keys}
     began = time.monotonic()
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -456,3 +465,187 @@ def evaluate_grid(grid: Grid, jobs: int = 1) -> Results:
 
 def _run_task(task: tuple[Scenario, str, bool]) -> RunResult:
     return run(*task)
+
+
+def _acc(rs: list[RunResult]) -> str:
+    accs = [r.accuracy for r in rs]
+    return f"{100 * statistics.mean(accs):.1f} ({100 * min(accs):.1f})"
+
+
+def _bd(rs: list[RunResult]) -> str:
+    rates = [r.backdoor_rate for r in rs]
+    return f"{100 * statistics.mean(rates):.0f} ({100 * max(rates):.0f})"
+
+
+def _share(rs: list[RunResult], honest: bool) -> str:
+    parts = [r.rejected_share(honest) for r in rs]
+    whole = sum(total for _, total in parts)
+    return f"{100 * sum(part for part, _ in parts) / whole:.1f}" if whole else "-"
+
+
+SETTING_TITLES = {"fedavg": "FedAvg", "multi_krum": "Multi-Krum", "trimmed_mean": "trimmed mean", "flame": "FLAME",
+                  "fednode": "fednode"}
+
+
+def attack_table(results: Results, grid: Grid, bench: str) -> str:
+    """Accuracy per attack and setting on the benchmark's first split, fednode's rejections, backdoor success."""
+    split = BENCHMARKS[bench].splits[0]
+    accs = " | ".join(f"{SETTING_TITLES[s]} acc %" for s in SETTINGS)
+    lines = [(f"| attack | N | malicious | {accs} | fednode attackers rejected % | fednode honest rejected % | "
+             f"fednode aborted | backdoor success % {' / '.join(SETTING_TITLES[s] for s in SETTINGS)} |"),
+             "|---" * (8 + len(SETTINGS)) + "|"]
+    for n in grid.nodes:
+        for attack in ("none", *grid.attacks):
+            rs = {s: results[(bench, split, n, attack, s)] for s in SETTINGS}
+            node = rs["fednode"]
+            count = 0 if attack == "none" else max_faulty(n)
+            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", "backdoor") else ""
+            lines.append(f"| {attack} | {n} | {count} | {' | '.join(_acc(rs[s]) for s in SETTINGS)} | "
+                         f"{_share(node, honest=False)} | {_share(node, honest=True)} | "
+                         f"{sum(r.aborted for r in node)} | {bd} |")
+    return "\n".join(lines)
+
+
+def rejection_table(results: Results, grid: Grid) -> str:
+    """Without attackers, per benchmark and split: accuracy of FedAvg and fednode, fednode's honest
+    false-rejection rate and per-site fairness (the largest share of rounds one honest site was rejected)."""
+    lines = [("| benchmark | split | N | FedAvg acc % | fednode acc % | honest rejected % (mean, worst seed) | "
+             "worst site: share of rounds rejected % (mean, worst seed) | aborted |"), "|---" * 8 + "|"]
+    for bench in grid.benchmarks:
+        for split in BENCHMARKS[bench].splits:
+            for n in grid.nodes:
+                fedavg, node = results[(bench, split, n, "none", "fedavg")], results[(bench, split, n, "none", "fednode")]
+                rates = [r.rejected_share(True)[0] / r.rejected_share(True)[1] for r in node]
+                worst = [r.worst_honest_site() for r in node]
+                lines.append(f"| {bench} | {SPLIT_TITLES[split]} | {n} | {_acc(fedavg)} | {_acc(node)} | "
+                             f"{100 * statistics.mean(rates):.1f} ({100 * max(rates):.1f}) | "
+                             f"{100 * statistics.mean(worst):.0f} ({100 * max(worst):.0f}) | "
+                             f"{sum(r.aborted for r in node)} |")
+    return "\n".join(lines)
+
+
+SPLIT_TITLES = {"iid": "IID", "dirichlet": "Dirichlet(0.5)", "natural": "natural (arm x stratum)"}
+
+
+def _mean_accuracy(rs: list[RunResult]) -> float:
+    return statistics.mean(r.accuracy for r in rs)
+
+
+def targets(results: Results, grid: Grid, bench: str) -> str:
+    """Issue 16's targets on a benchmark, per N: fednode's largest loss against its clean run over the
+    attacks, its largest backdoor success, and FedAvg's largest loss (all means over seeds)."""
+    split = BENCHMARKS[bench].splits[0]
+    lines = []
+    for n in grid.nodes:
+        drops, fedavg = ({a: 100 * (_mean_accuracy(results[(bench, split, n, "none", s)])
+                                    - _mean_accuracy(results[(bench, split, n, a, s)])) for a in grid.attacks}
+                         for s in ("fednode", "fedavg"))
+        worst = max(drops, key=lambda a: drops[a])
+        bd = max((r.backdoor_rate for r in results.get((bench, split, n, "backdoor", "fednode"), [])), default=0.0)
+        lines.append(f"- N = {n}: fednode's largest loss against its clean run {drops[worst]:.1f} points ({worst}); "
+                     f"attacks within 2 points: {sum(d <= 2.0 for d in drops.values())} of {len(drops)}; backdoor "
+                     f"success worst seed {100 * bd:.0f}%; FedAvg's largest loss {max(fedavg.values()):.1f} points "
+                     f"({max(fedavg, key=lambda a: fedavg[a])}).")
+    return "\n".join(lines)
+
+
+def report(results: Results, grid: Grid) -> str:
+    """The markdown of every table."""
+    parts = []
+    for bench in grid.benchmarks:
+        if bench == "actg175":
+            continue
+        b = BENCHMARKS[bench]
+        parts += [(f"### {bench}: {b.model}{f' ({b.hidden} hidden)' if b.model == 'mlp' else ''}, {b.rounds} rounds, "
+                  f"{SPLIT_TITLES[b.splits[0]]}"), "", attack_table(results, grid, bench), "",
+                  targets(results, grid, bench), ""]
+    parts += ["### No attacker: honest false rejections and per-site fairness", "", rejection_table(results, grid)]
+    return "\n".join(parts)
+
+
+def plot(results: Results, grid: Grid, path: Path) -> None:
+    """Grouped bars of mean final accuracy per attack and setting, one panel per attacked benchmark and N
+    (dots: worst seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(b, n) for b in grid.benchmarks if b != "actg175" for n in grid.nodes]
+    attacks = ("none", *grid.attacks)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    x = np.arange(len(attacks))
+    width = 0.8 / len(SETTINGS)
+    for ax, (bench, n) in zip(axes[:, 0], panels, strict=True):
+        split = BENCHMARKS[bench].splits[0]
+        for k, setting in enumerate(SETTINGS):
+            accs = [[r.accuracy for r in results[(bench, split, n, a, setting)]] for a in attacks]
+            offset = (k - (len(SETTINGS) - 1) / 2) * width
+            ax.bar(x + offset, [100 * statistics.mean(a) for a in accs], width, label=SETTING_TITLES[setting])
+            ax.plot(x + offset, [100 * min(a) for a in accs], "k.", markersize=3)
+        ax.set_xticks(x, [a if a == "none" else f"{a}\n({max_faulty(n)} malicious)" for a in attacks], fontsize=8)
+        ax.set_ylabel("final test accuracy %")
+        ax.set_ylim(40, 100)
+        ax.set_title(f"{bench}, N = {n}, f = {max_faulty(n)}, {SPLIT_TITLES[split]}")
+        ax.legend(loc="lower left", fontsize=7, ncol=len(SETTINGS))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmarks", default=None, help="comma-separated (default digits,breast_cancer,actg175)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1)")
+    parser.add_argument("--nodes", default=None, help="comma-separated N values (default 7,10)")
+    parser.add_argument("--quick", action="store_true", help="tiny run: digits and ACTG 175, N=4, 4 rounds, 1 seed, 3 attacks")
+    parser.add_argument("--protocol", action="store_true", help="fednode through the real secure round (slow)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--write-docs", action="store_true", help="write docs/attacks.md and docs/attacks.png")
+    parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    grid = Grid(benchmarks=tuple(args.benchmarks.split(",")) if args.benchmarks else base.benchmarks,
+                nodes=tuple(int(v) for v in args.nodes.split(",")) if args.nodes else base.nodes,
+                attacks=base.attacks,
+                seeds=tuple(int(v) for v in args.seeds.split(",")) if args.seeds else base.seeds,
+                protocol=args.protocol, rounds=base.rounds)
+    began = time.monotonic()
+    results = evaluate_grid(grid, args.jobs)
+    text = report(results, grid)
+    print(text)
+    if args.write_docs:
+        command = "python scripts/evaluate_attacks.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_docs(args.docs_dir, text, grid, command.strip(), time.monotonic() - began)
+        plot(results, grid, args.docs_dir / "attacks.png")
+    return 0
+
+
+def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float) -> None:
+    """docs/attacks.md: how the numbers were made and the tables; an existing "## Reading" section is kept."""
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rule = RobustRule(f=1)
+    header = (f"# Poisoning attacks: FedAvg, plaintext robust aggregators, and fednode's rule\n\n"
+              f"Generated by `{command}` on {date} ({elapsed_s:.0f} s). Seeds {', '.join(map(str, grid.seeds))}; "
+              f"accuracy is the mean over seeds with the worst seed in parentheses (backdoor success: mean, worst "
+              f"seed). The last f = (N-1)//3 node indices are malicious; the `none` row is the clean run of every "
+              f"setting, i.e. each rule's accuracy without attacker against plain FedAvg. fednode: clip L2 "
+              f"{CLIP_L2}, sample cap {SAMPLE_CAP}, rule `{rule.kind}` (norm_ratio {rule.norm_ratio}, "
+              f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}) on count-sketch statistics "
+              f"(width {SKETCH_WIDTH}) of the weighted vectors and the public weights, "
+              f"{'through the real secure round' if grid.protocol else 'computed in the clear from the sketches'}; "
+              f"a round accepting fewer than N-f aborts and leaves the model unchanged. ALIE, min-max and "
+              f"rule-aware attackers are omniscient (they see the round's honest updates; rule-aware also knows "
+              f"the rule and its thresholds). See the script's docstring for what each setting runs.\n\n"
+              f"![accuracy per attack](attacks.png)\n\n")
+    path = docs / "attacks.md"
+    old = path.read_text() if path.exists() else ""
+    reading = old[old.index(READING_TITLE):] if READING_TITLE in old else READING_TITLE + "\n\nNot written yet.\n"
+    path.write_text(header + text + "\n\n" + reading)
+
+
+READING_TITLE = "## Reading"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
