@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ml.robust import (
     RobustRule,
+    adaptive_norm_bound,
     centroid_outliers,
     centroid_sq_dists,
     decide,
@@ -21,6 +22,7 @@ from ml.robust import (
     median_distances,
     median_mad,
     multi_krum,
+    neighbour_outliers,
     neighbour_scores,
     norm_bound,
     norm_direction,
@@ -310,23 +312,31 @@ def test_bounded_distance_is_the_default_long_steps_are_a_proof_far_ones_a_suspi
     assert decision.rejected == {7: "norm_ratio", 8: "bounded_distance"}
 
 
-def test_norm_bound_rejections_do_not_use_the_f_places() -> None:
-    """f = 1 and three overlong updates plus a flipped one: all four go (a proof is not a suspicion)."""
+def test_norm_bound_rejections_are_not_capped_and_take_the_suspicion_places_first() -> None:
+    """f = 1 and three overlong updates plus a flipped one: the three go whatever f (a proof is not a
+    suspicion), and the flipped one stays, since the round drops at most f in all on suspicion; with one
+    overlong update and f = 2, the flipped one goes too."""
     honest = _honest_cloud(6, n=9)
     points = np.vstack([honest, 4.0 * honest[0], 5.0 * honest[1], 6.0 * honest[2], -honest[3]])
-    decision = decide(RobustRule(f=1), *_stats(points))
-    assert decision.rejected == {9: "norm_ratio", 10: "norm_ratio", 11: "norm_ratio", 12: "bounded_distance"}
+    assert decide(RobustRule(f=1), *_stats(points)).rejected == {9: "norm_ratio", 10: "norm_ratio", 11: "norm_ratio"}
+    points = np.vstack([honest, 4.0 * honest[0], -honest[3]])
+    assert decide(RobustRule(f=2), *_stats(points)).rejected == {9: "norm_ratio", 10: "bounded_distance"}
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.lists(st.integers(0, 20), min_size=7, max_size=7))
 def test_history_never_excludes_an_update_the_rule_passes(seed: int, history: list[int]) -> None:
-    """Whatever the ledger's counts, the accepted set of an honest round (nothing flagged) is everyone,
-    and with one attacker it is everyone else: history only ranks the flagged."""
+    """Whatever the ledger's counts, every rejected update is one the rule flags (the set rejected with f
+    places for everyone), and when no more than f are flagged the decision ignores history."""
     honest = _honest_cloud(seed)
-    assert decide(RobustRule(f=2), *_stats(honest), history=history).accepted == tuple(range(7))
-    attacked = np.vstack([honest[:6], -3.0 * honest[6]])
-    assert decide(RobustRule(f=2), *_stats(attacked), history=history).accepted == tuple(range(6))
+    for points in (honest, np.vstack([honest[:6], -honest[6]])):
+        norms, d = _stats(points)
+        assert not adaptive_norm_bound(norms).any()
+        flagged = set(np.flatnonzero(neighbour_outliers(d, 2)[0]).tolist())
+        decision = decide(RobustRule(f=2), *_stats(points), history=history)
+        assert set(decision.rejected) <= flagged
+        if len(flagged) <= 2:
+            assert decision == decide(RobustRule(f=2), *_stats(points))
 
 
 def test_bounded_distance_ties_go_to_the_lower_index_and_permutations_agree() -> None:
