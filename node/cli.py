@@ -46,7 +46,7 @@ def cli(verbose: bool) -> None:
 
 def _dataset_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--dataset", type=click.Choice(["breast_cancer", "lung", "csv"]), default="breast_cancer",
+        click.option("--dataset", type=click.Choice(list(mldata.DATASET_NAMES)), default="breast_cancer",
                      show_default=True, help="Training data: a bundled medical dataset or your own CSV."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="CSV file (with --dataset csv)."),
         click.option("--label", "label_column", help="Label column of the CSV (with --dataset csv)."),
@@ -69,7 +69,7 @@ def _dataset_options(func: Any) -> Any:
                      help="Make the last K hospitals malicious (fault injection for evaluations and tests)."),
         click.option("--attack", default="sign-flip", show_default=True,
                      help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
-                          "min-max, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
+                          "min-max, rule-aware, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
         click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
                      show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
                      "docs/chaos.md)."),
