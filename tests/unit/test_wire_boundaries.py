@@ -15,6 +15,7 @@ from node.wire import (
     Limits,
     MonotonicSeq,
     Opener,
+    ANY_RECIPIENT,
     Rejected,
     RejectReason,
     ReplayWindow,
@@ -31,8 +32,8 @@ def opener() -> Opener:
 
 
 def body(*, version: object = WIRE_VERSION, chain: object = CHAIN, type_: object = "prepare", sender: object = 1,
-         height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
-    return [version, chain, type_, sender, height, seq, payload]
+         to: object = ANY_RECIPIENT, height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
+    return [version, chain, type_, sender, to, height, seq, payload]
 
 
 def envelope_of(fields: list[object]) -> bytes:
@@ -61,9 +62,10 @@ CASES = [
     ("garbage", lambda: b"\xc1", "malformed: " + codec_error(b"\xc1", 2)),
     ("body not a list", lambda: envelope_of(7), "malformed: body must be a non-empty list"),  # type: ignore[arg-type]
     ("empty body", lambda: envelope_of([]), "malformed: body must be a non-empty list"),
-    ("eight fields", lambda: envelope_of([*body(), b""]), "malformed: " + codec_error(codec.encode([*body(), b""]), 7)),
-    ("six fields", lambda: envelope_of(body()[:6]), "malformed: body must be a list of 7 fields"),
-    ("version", lambda: envelope_of(body(version=3)), f"bad_version: version 3, expected {WIRE_VERSION}"),
+    ("nine fields", lambda: envelope_of([*body(), b""]), "malformed: " + codec_error(codec.encode([*body(), b""]), 8)),
+    ("seven fields", lambda: envelope_of(body()[:7]), "malformed: body must be a list of 8 fields"),
+    ("version", lambda: envelope_of(body(version=WIRE_VERSION - 1)),
+     f"bad_version: version {WIRE_VERSION - 1}, expected {WIRE_VERSION}"),
     ("short chain", lambda: envelope_of(body(chain=b"c" * 31)), "malformed: chain id must be 32 bytes"),
     ("other chain", lambda: envelope_of(body(chain=OTHER_CHAIN)), "wrong_chain: chain 0000000000000000..."),
     ("long type", lambda: envelope_of(body(type_="t" * 33)),
@@ -72,11 +74,14 @@ CASES = [
     ("payload not bytes", lambda: envelope_of(body(payload="p")), "malformed: payload must be bytes"),
     ("big payload", lambda: envelope_of(body(payload=b"p" * 201)), "oversized: prepare payload of 201 bytes exceeds 200"),
     ("sender", lambda: envelope_of(body(sender=True)), "malformed: sender must be an integer in [0, 2^63)"),
+    ("recipient", lambda: envelope_of(body(to=-1)), "malformed: recipient must be an integer in [0, 2^63)"),
+    ("other recipient", lambda: envelope_of(body(to=2)), "wrong_recipient: sealed for member 2, not for us"),
     ("height", lambda: envelope_of(body(height=-1)), "malformed: height must be an integer in [0, 2^63)"),
     ("seq", lambda: envelope_of(body(seq=b"1")), "malformed: seq must be an integer in [0, 2^63)"),
     ("stranger", lambda: envelope_of(body(sender=4)), "unknown_sender: member 4 of 4"),
     ("echo", lambda: envelope_of(body(sender=0)), "self: our own message echoed back"),
-    ("impostor", lambda: raw_envelope(body(sender=2)), "bad_signature: signature does not verify for member 2"),
+    ("relayed", lambda: envelope_of(body(sender=3)), "wrong_peer: member 3's envelope relayed by member 1"),
+    ("impostor", lambda: raw_envelope(body(sender=1), member=2), "bad_signature: signature does not verify for member 1"),
 ]
 
 
@@ -84,7 +89,7 @@ CASES = [
 def test_each_rejection_says_what_was_wrong(data, message: str) -> None:  # type: ignore[no-untyped-def]
     op = opener()
     with pytest.raises(Rejected) as info:
-        op.open(data(), 100 if message.startswith("oversized: 101") else 1 << 16)
+        op.open(data(), 100 if message.startswith("oversized: 101") else 1 << 16, peer=1)
     assert str(info.value) == message
     assert info.value.reason.value + ": " + info.value.detail == message
     assert isinstance(info.value.reason, RejectReason)
@@ -93,25 +98,25 @@ def test_each_rejection_says_what_was_wrong(data, message: str) -> None:  # type
 def test_replays_name_the_sequence_number_and_the_window() -> None:
     op = opener()
     wire = sealer().seal("prepare", 1, b"x")
-    op.open(wire, 1 << 16)
+    op.open(wire, 1 << 16, peer=1)
     with pytest.raises(Rejected, match=r"^replayed: seq 100 from member 1 \(window floor -1\)$"):
-        op.open(wire, 1 << 16)
+        op.open(wire, 1 << 16, peer=1)
 
 
 def test_the_limits_themselves_are_accepted() -> None:
     op = opener()
     at_limit = sealer().seal("prepare", 0, b"p" * 200)
-    assert op.open(at_limit, len(at_limit)).payload == b"p" * 200
-    assert op.open(sealer(start=7).seal(LONGEST_TYPE, 0, b""), 1 << 16).type == LONGEST_TYPE
+    assert op.open(at_limit, len(at_limit), peer=1).payload == b"p" * 200
+    assert op.open(sealer(start=7).seal(LONGEST_TYPE, 0, b""), 1 << 16, peer=1).type == LONGEST_TYPE
 
 
 def test_counters_count_every_outcome() -> None:
     op = opener()
     for start in (1, 2):
-        op.open(sealer(start=start).seal("prepare", 0, b""), 1 << 16)
+        op.open(sealer(start=start).seal("prepare", 0, b""), 1 << 16, peer=1)
     for _ in range(2):
         with pytest.raises(Rejected):
-            op.open(b"\xc1", 1 << 16)
+            op.open(b"\xc1", 1 << 16, peer=1)
     assert op.accepted == 2 and op.rejected == {RejectReason.MALFORMED: 2}
 
 
