@@ -10,12 +10,12 @@ import pytest
 
 from consensus import codec
 from node.wire import (
+    ANY_RECIPIENT,
     ENVELOPE_OVERHEAD_BYTES,
     WIRE_VERSION,
     Limits,
     MonotonicSeq,
     Opener,
-    ANY_RECIPIENT,
     Rejected,
     RejectReason,
     ReplayWindow,
