@@ -222,8 +222,8 @@ def test_decide_passes_every_parameter_of_the_rule_to_the_distance_rule() -> Non
     cosines = direction_scores(*_stats(tilted))
     floor = (max(cosines[:6]) + cosines[6]) / 2 if cosines[6] < min(cosines[:6]) else None
     assert floor is not None, cosines
-    assert decide(RobustRule(f=1, min_cosine=floor), *_stats(tilted)).rejected == {6: "norm_direction"}
-    assert decide(RobustRule(f=1, min_cosine=-1.0), *_stats(tilted)).rejected == {}
+    assert decide(RobustRule(kind="norm_direction", f=1, min_cosine=floor), *_stats(tilted)).rejected == {6: "norm_direction"}
+    assert decide(RobustRule(kind="norm_direction", f=1, min_cosine=-1.0), *_stats(tilted)).rejected == {}
 
 
 @pytest.mark.parametrize(("n", "f"), [(3, 1), (4, 2), (4, 1), (5, 1)])
