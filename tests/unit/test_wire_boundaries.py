@@ -10,6 +10,8 @@ import pytest
 
 from consensus import codec
 from node.wire import (
+    ANY_RECIPIENT,
+    BODY_FIELDS,
     ENVELOPE_OVERHEAD_BYTES,
     WIRE_VERSION,
     Limits,
@@ -20,7 +22,7 @@ from node.wire import (
     ReplayWindow,
     signed_digest,
 )
-from tests.unit.test_wire import CHAIN, OTHER_CHAIN, raw_envelope, sealer, sign_as, verify
+from tests.unit.test_wire import CHAIN, OTHER_CHAIN, sealer, sign_as, verify
 
 LONGEST_TYPE = "t" * 32
 TYPES = {"prepare": 200, LONGEST_TYPE: 10}
@@ -31,8 +33,8 @@ def opener() -> Opener:
 
 
 def body(*, version: object = WIRE_VERSION, chain: object = CHAIN, type_: object = "prepare", sender: object = 1,
-         height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
-    return [version, chain, type_, sender, height, seq, payload]
+         recipient: object = ANY_RECIPIENT, height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
+    return [version, chain, type_, sender, recipient, height, seq, payload]
 
 
 def envelope_of(fields: list[object]) -> bytes:
@@ -61,9 +63,11 @@ CASES = [
     ("garbage", lambda: b"\xc1", "malformed: " + codec_error(b"\xc1", 2)),
     ("body not a list", lambda: envelope_of(7), "malformed: body must be a non-empty list"),  # type: ignore[arg-type]
     ("empty body", lambda: envelope_of([]), "malformed: body must be a non-empty list"),
-    ("eight fields", lambda: envelope_of([*body(), b""]), "malformed: " + codec_error(codec.encode([*body(), b""]), 7)),
-    ("six fields", lambda: envelope_of(body()[:6]), "malformed: body must be a list of 7 fields"),
-    ("version", lambda: envelope_of(body(version=3)), f"bad_version: version 3, expected {WIRE_VERSION}"),
+    ("one field too many", lambda: envelope_of([*body(), b""]),
+     "malformed: " + codec_error(codec.encode([*body(), b""]), BODY_FIELDS)),
+    ("one field short", lambda: envelope_of(body()[:-1]), f"malformed: body must be a list of {BODY_FIELDS} fields"),
+    ("version", lambda: envelope_of(body(version=WIRE_VERSION + 1)),
+     f"bad_version: version {WIRE_VERSION + 1}, expected {WIRE_VERSION}"),
     ("short chain", lambda: envelope_of(body(chain=b"c" * 31)), "malformed: chain id must be 32 bytes"),
     ("other chain", lambda: envelope_of(body(chain=OTHER_CHAIN)), "wrong_chain: chain 0000000000000000..."),
     ("long type", lambda: envelope_of(body(type_="t" * 33)),
@@ -74,9 +78,13 @@ CASES = [
     ("sender", lambda: envelope_of(body(sender=True)), "malformed: sender must be an integer in [0, 2^63)"),
     ("height", lambda: envelope_of(body(height=-1)), "malformed: height must be an integer in [0, 2^63)"),
     ("seq", lambda: envelope_of(body(seq=b"1")), "malformed: seq must be an integer in [0, 2^63)"),
+    ("recipient", lambda: envelope_of(body(recipient=-1)), "malformed: recipient must be an integer in [0, 2^63)"),
+    ("relayed", lambda: envelope_of(body(sender=2)), "wrong_peer: member 2's envelope relayed by member 1"),
+    ("for another", lambda: envelope_of(body(recipient=3)), "wrong_recipient: sealed for member 3, not for us"),
     ("stranger", lambda: envelope_of(body(sender=4)), "unknown_sender: member 4 of 4"),
     ("echo", lambda: envelope_of(body(sender=0)), "self: our own message echoed back"),
-    ("impostor", lambda: raw_envelope(body(sender=2)), "bad_signature: signature does not verify for member 2"),
+    ("impostor", lambda: envelope_of(body(sender=1, seq=6))[:-1] + b"\x00",
+     "bad_signature: signature does not verify for member 1"),
 ]
 
 
@@ -84,7 +92,7 @@ CASES = [
 def test_each_rejection_says_what_was_wrong(data, message: str) -> None:  # type: ignore[no-untyped-def]
     op = opener()
     with pytest.raises(Rejected) as info:
-        op.open(data(), 100 if message.startswith("oversized: 101") else 1 << 16)
+        op.open(data(), 100 if message.startswith("oversized: 101") else 1 << 16, peer=1)
     assert str(info.value) == message
     assert info.value.reason.value + ": " + info.value.detail == message
     assert isinstance(info.value.reason, RejectReason)
@@ -93,25 +101,25 @@ def test_each_rejection_says_what_was_wrong(data, message: str) -> None:  # type
 def test_replays_name_the_sequence_number_and_the_window() -> None:
     op = opener()
     wire = sealer().seal("prepare", 1, b"x")
-    op.open(wire, 1 << 16)
+    op.open(wire, 1 << 16, peer=1)
     with pytest.raises(Rejected, match=r"^replayed: seq 100 from member 1 \(window floor -1\)$"):
-        op.open(wire, 1 << 16)
+        op.open(wire, 1 << 16, peer=1)
 
 
 def test_the_limits_themselves_are_accepted() -> None:
     op = opener()
     at_limit = sealer().seal("prepare", 0, b"p" * 200)
-    assert op.open(at_limit, len(at_limit)).payload == b"p" * 200
-    assert op.open(sealer(start=7).seal(LONGEST_TYPE, 0, b""), 1 << 16).type == LONGEST_TYPE
+    assert op.open(at_limit, len(at_limit), peer=1).payload == b"p" * 200
+    assert op.open(sealer(start=7).seal(LONGEST_TYPE, 0, b""), 1 << 16, peer=1).type == LONGEST_TYPE
 
 
 def test_counters_count_every_outcome() -> None:
     op = opener()
     for start in (1, 2):
-        op.open(sealer(start=start).seal("prepare", 0, b""), 1 << 16)
+        op.open(sealer(start=start).seal("prepare", 0, b""), 1 << 16, peer=1)
     for _ in range(2):
         with pytest.raises(Rejected):
-            op.open(b"\xc1", 1 << 16)
+            op.open(b"\xc1", 1 << 16, peer=1)
     assert op.accepted == 2 and op.rejected == {RejectReason.MALFORMED: 2}
 
 
