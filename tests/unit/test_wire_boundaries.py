@@ -142,3 +142,11 @@ def test_replay_window_remembers_exactly_max_seen_numbers() -> None:
     assert window.floor == -1 and window.check(5) is None
     window.record(14)
     assert window.floor == 10 and window.check(10) is RejectReason.STALE and window.check(11) is RejectReason.REPLAYED
+
+
+def test_a_request_must_be_sealed_for_us_not_for_every_member() -> None:
+    op = opener()
+    with pytest.raises(Rejected) as info:
+        op.open(envelope_of(body()), 1 << 16, peer=1, addressed=True)
+    assert str(info.value) == "wrong_recipient: sealed for every member, not for us"
+    assert op.open(envelope_of(body(recipient=0)), 1 << 16, peer=1, addressed=True).sender == 1
