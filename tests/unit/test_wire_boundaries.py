@@ -11,6 +11,7 @@ import pytest
 from consensus import codec
 from node.wire import (
     ANY_RECIPIENT,
+    BODY_FIELDS,
     ENVELOPE_OVERHEAD_BYTES,
     WIRE_VERSION,
     Limits,
@@ -21,7 +22,7 @@ from node.wire import (
     ReplayWindow,
     signed_digest,
 )
-from tests.unit.test_wire import CHAIN, OTHER_CHAIN, raw_envelope, sealer, sign_as, verify
+from tests.unit.test_wire import CHAIN, OTHER_CHAIN, sealer, sign_as, verify
 
 LONGEST_TYPE = "t" * 32
 TYPES = {"prepare": 200, LONGEST_TYPE: 10}
@@ -32,8 +33,8 @@ def opener() -> Opener:
 
 
 def body(*, version: object = WIRE_VERSION, chain: object = CHAIN, type_: object = "prepare", sender: object = 1,
-         to: object = ANY_RECIPIENT, height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
-    return [version, chain, type_, sender, to, height, seq, payload]
+         recipient: object = ANY_RECIPIENT, height: object = 0, seq: object = 5, payload: object = b"") -> list[object]:
+    return [version, chain, type_, sender, recipient, height, seq, payload]
 
 
 def envelope_of(fields: list[object]) -> bytes:
@@ -62,10 +63,11 @@ CASES = [
     ("garbage", lambda: b"\xc1", "malformed: " + codec_error(b"\xc1", 2)),
     ("body not a list", lambda: envelope_of(7), "malformed: body must be a non-empty list"),  # type: ignore[arg-type]
     ("empty body", lambda: envelope_of([]), "malformed: body must be a non-empty list"),
-    ("nine fields", lambda: envelope_of([*body(), b""]), "malformed: " + codec_error(codec.encode([*body(), b""]), 8)),
-    ("seven fields", lambda: envelope_of(body()[:7]), "malformed: body must be a list of 8 fields"),
-    ("version", lambda: envelope_of(body(version=WIRE_VERSION - 1)),
-     f"bad_version: version {WIRE_VERSION - 1}, expected {WIRE_VERSION}"),
+    ("one field too many", lambda: envelope_of([*body(), b""]),
+     "malformed: " + codec_error(codec.encode([*body(), b""]), BODY_FIELDS)),
+    ("one field short", lambda: envelope_of(body()[:-1]), f"malformed: body must be a list of {BODY_FIELDS} fields"),
+    ("version", lambda: envelope_of(body(version=WIRE_VERSION + 1)),
+     f"bad_version: version {WIRE_VERSION + 1}, expected {WIRE_VERSION}"),
     ("short chain", lambda: envelope_of(body(chain=b"c" * 31)), "malformed: chain id must be 32 bytes"),
     ("other chain", lambda: envelope_of(body(chain=OTHER_CHAIN)), "wrong_chain: chain 0000000000000000..."),
     ("long type", lambda: envelope_of(body(type_="t" * 33)),
@@ -74,14 +76,15 @@ CASES = [
     ("payload not bytes", lambda: envelope_of(body(payload="p")), "malformed: payload must be bytes"),
     ("big payload", lambda: envelope_of(body(payload=b"p" * 201)), "oversized: prepare payload of 201 bytes exceeds 200"),
     ("sender", lambda: envelope_of(body(sender=True)), "malformed: sender must be an integer in [0, 2^63)"),
-    ("recipient", lambda: envelope_of(body(to=-1)), "malformed: recipient must be an integer in [0, 2^63)"),
-    ("other recipient", lambda: envelope_of(body(to=2)), "wrong_recipient: sealed for member 2, not for us"),
     ("height", lambda: envelope_of(body(height=-1)), "malformed: height must be an integer in [0, 2^63)"),
     ("seq", lambda: envelope_of(body(seq=b"1")), "malformed: seq must be an integer in [0, 2^63)"),
+    ("recipient", lambda: envelope_of(body(recipient=-1)), "malformed: recipient must be an integer in [0, 2^63)"),
+    ("relayed", lambda: envelope_of(body(sender=2)), "wrong_peer: member 2's envelope relayed by member 1"),
+    ("for another", lambda: envelope_of(body(recipient=3)), "wrong_recipient: sealed for member 3, not for us"),
     ("stranger", lambda: envelope_of(body(sender=4)), "unknown_sender: member 4 of 4"),
     ("echo", lambda: envelope_of(body(sender=0)), "self: our own message echoed back"),
-    ("relayed", lambda: envelope_of(body(sender=3)), "wrong_peer: member 3's envelope relayed by member 1"),
-    ("impostor", lambda: raw_envelope(body(sender=1), member=2), "bad_signature: signature does not verify for member 1"),
+    ("impostor", lambda: envelope_of(body(sender=1, seq=6))[:-1] + b"\x00",
+     "bad_signature: signature does not verify for member 1"),
 ]
 
 
@@ -139,3 +142,11 @@ def test_replay_window_remembers_exactly_max_seen_numbers() -> None:
     assert window.floor == -1 and window.check(5) is None
     window.record(14)
     assert window.floor == 10 and window.check(10) is RejectReason.STALE and window.check(11) is RejectReason.REPLAYED
+
+
+def test_a_request_must_be_sealed_for_us_not_for_every_member() -> None:
+    op = opener()
+    with pytest.raises(Rejected) as info:
+        op.open(envelope_of(body()), 1 << 16, peer=1, addressed=True)
+    assert str(info.value) == "wrong_recipient: sealed for every member, not for us"
+    assert op.open(envelope_of(body(recipient=0)), 1 << 16, peer=1, addressed=True).sender == 1
