@@ -12,10 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ml import data as mldata
-from ml.train import TrainConfig
-from node.config import ConfigError
-
 if TYPE_CHECKING:
     from node.hooks import FaultHooks
 
@@ -33,8 +29,22 @@ def _fail(exc: Exception) -> UserError:
     return UserError(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+GLOBAL_FLAGS = ("-v", "--verbose")
+
+
+class FednodeGroup(click.Group):
+    """Global flags are accepted after the subcommand too (`fednode start -v`): they are moved in front."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, flags + rest)
+
+
+@click.group(cls=FednodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fednode", prog_name="fednode", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr (also after the subcommand).")
 def cli(verbose: bool) -> None:
     """fednode: federated learning across hospitals, with secure aggregation and a PBFT ledger."""
     level = logging.DEBUG if verbose or os.environ.get("FEDNODE_DEBUG") else logging.INFO
@@ -56,9 +66,9 @@ def _dataset_options(func: Any) -> Any:
         click.option("--model", "model_kind", type=click.Choice(["logreg", "mlp"]), default="logreg",
                      show_default=True, help="Model trained by the consortium."),
         click.option("--hidden", type=int, default=32, show_default=True, help="Hidden units of --model mlp."),
-        click.option("--epochs", type=int, default=TrainConfig().epochs, show_default=True,
-                     help="Local epochs per round."),
-        click.option("--lr", type=float, default=TrainConfig().lr, show_default=True, help="Local learning rate."),
+        click.option("--epochs", type=click.IntRange(1), help="Local epochs per round (default: ml.train's)."),
+        click.option("--lr", type=click.FloatRange(0.0, min_open=True),
+                     help="Local learning rate (default: ml.train's)."),
         click.option("--plain", is_flag=True,
                      help="Send updates unmasked (no secure aggregation); for comparisons and debugging only."),
         click.option("--no-validation", is_flag=True,
@@ -75,20 +85,27 @@ def _dataset_options(func: Any) -> Any:
     return func
 
 
-def _specs(kw: dict[str, Any], seed: int) -> tuple[mldata.DatasetSpec, mldata.SplitSpec, TrainConfig]:
+def _specs(kw: dict[str, Any], seed: int) -> tuple[Any, Any, Any]:
+    """The dataset, split and training specs the options describe (ml is imported here: it loads torch)."""
+    from ml import data as mldata
+    from ml.train import TrainConfig
+
     if kw["dataset"] == "csv" and not (kw["csv_path"] and kw["label_column"]):
         raise UserError("--dataset csv needs --csv FILE and --label COLUMN")
     csv_path = str(Path(kw["csv_path"]).resolve()) if kw["csv_path"] else None
     dataset = mldata.DatasetSpec(name=kw["dataset"], csv_path=csv_path, label_column=kw["label_column"], seed=seed)
     split = mldata.SplitSpec(kind=kw["split"], alpha=kw["alpha"], column=kw["split_column"])
-    training = TrainConfig(epochs=kw["epochs"], lr=kw["lr"])
+    tuned = {k: kw[k] for k in ("epochs", "lr") if kw[k] is not None}
+    training = TrainConfig(**tuned)
     return dataset, split, training
 
 
 def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
                   protocol: dict[str, Any] | None = None, crash_rounds: dict[int | None, int] | None = None
                   ) -> list[Path]:
+    from ml import data as mldata
     from ml.attacks import AttackError, make_attack
+    from node.config import ConfigError
     from node.testnet import create_testnet
 
     dataset, split, training = _specs(kw, seed)
@@ -149,8 +166,9 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
 
     import trio
 
+    from ml import data as mldata
     from ml.train import configure_torch
-    from node.config import load_genesis, load_node_config
+    from node.config import ConfigError, load_genesis, load_node_config
     from node.daemon import Daemon, run_until_signalled
     from node.identity import IdentityError
     from node.identity import load as load_identity
@@ -187,7 +205,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status object.")
 def status(config_path: str, as_json: bool) -> None:
     """Ask a running node for its height, round, head hash, peers and view."""
-    from node.config import load_node_config
+    from node.config import ConfigError, load_node_config
     from node.status import fetch_status
 
     try:
@@ -211,7 +229,7 @@ def status(config_path: str, as_json: bool) -> None:
 def audit(home: str) -> None:
     """Verify a stopped node's ledger offline; exit 1 naming the first bad record."""
     from node.audit import audit_home
-    from node.config import load_genesis, load_node_config
+    from node.config import ConfigError, load_genesis, load_node_config
     from node.contract import referenced_blobs
 
     home_path = Path(home)
