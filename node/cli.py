@@ -162,33 +162,33 @@ def _fault_hooks(behaviour: dict[str, Any]) -> FaultHooks:
 @click.option("--peers", multiple=True, help="Peer multiaddr /ip4/H/tcp/P/p2p/ID (repeatable); default: genesis.")
 def start(config_path: str, peers: tuple[str, ...]) -> None:
     """Run one hospital's daemon until SIGINT/SIGTERM."""
-    import dataclasses
-
     import trio
+
+    from node.config import ConfigError, load_node
+    from node.identity import IdentityError
+    from node.identity import load as load_identity
+
+    try:
+        cfg, genesis = load_node(Path(config_path), peers)
+        ident = load_identity(cfg.key_path)
+        index = genesis.index_of(ident.public_key)
+    except (ConfigError, IdentityError) as exc:
+        raise _fail(exc) from None
 
     from ml import data as mldata
     from ml.train import configure_torch
-    from node.config import ConfigError, load_genesis, load_node_config
     from node.daemon import Daemon, run_until_signalled
-    from node.identity import IdentityError
-    from node.identity import load as load_identity
     from node.learning import Learner, LearningPlan
     from node.network import ListenError
     from node.store import Store, StoreError
 
     try:
-        cfg = load_node_config(Path(config_path))
-        if peers:
-            cfg = dataclasses.replace(cfg, peers=peers)
-        genesis = load_genesis(cfg.genesis_path)
-        ident = load_identity(cfg.key_path)
-        index = genesis.index_of(ident.public_key)
         plan = LearningPlan.from_genesis(genesis)
         learner = Learner(plan, genesis.n, index)
         configure_torch()
         learner.train(plan.initial_model(), 0)  # warm torch up now (seconds), not in the first round
         store = Store.open(cfg.db_path, genesis.chain_id)
-    except (ConfigError, IdentityError, StoreError, mldata.DataError) as exc:
+    except (ConfigError, StoreError, mldata.DataError) as exc:
         raise _fail(exc) from None
     try:
         daemon = Daemon(cfg, genesis, ident, store, plan, learner, _fault_hooks(cfg.behaviour))

@@ -21,7 +21,7 @@ from ml.models import ModelSpec
 from ml.params import initial_params, params_hash
 from ml.train import TrainConfig
 from node import identity
-from node.config import GENESIS_FORMAT, ConfigError
+from node.config import GENESIS_FORMAT, ConfigError, genesis_from_dict
 
 
 def free_ports(count: int) -> list[int]:
@@ -78,20 +78,24 @@ def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: 
         raise ConfigError("--nodes must be at least 1")
     if (out / "genesis.json").exists():
         raise ConfigError(f"{out} already holds a testnet (genesis.json exists); choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a directory")
     ports = free_ports(2 * n_nodes)
     keys = [identity.generate() for _ in range(n_nodes)]
     genesis = build_genesis([k.public_key for k in keys], ports[:n_nodes], rounds=rounds, seed=seed,
                             dataset=dataset, split=split, model_kind=model_kind, hidden=hidden,
                             training=training or TrainConfig(), protocol=protocol or {}, secure=secure,
                             validate=validate)
+    chain_id = genesis_from_dict(genesis).chain_id
+    out.mkdir(parents=True, exist_ok=True)
     (out / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     configs = []
     for i, key in enumerate(keys):
         home = out / f"node-{i}"
         home.mkdir(mode=0o700, exist_ok=True)
         identity.save(key, home / "node.key")
-        config = {"home": ".", "genesis": "../genesis.json", "key": "node.key", "listen_host": "127.0.0.1",
+        config = {"home": ".", "genesis": "../genesis.json", "genesis_hash": chain_id.hex(), "key": "node.key",
+                  "listen_host": "127.0.0.1",
                   "listen_port": ports[i], "status_port": ports[n_nodes + i], "peers": [],
                   "behaviour": (behaviours or {}).get(i, {})}
         path = home / "config.json"
