@@ -184,7 +184,7 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
 
     try:
         plan = LearningPlan.from_genesis(genesis)
-        learner = Learner(plan, genesis.n, index)
+        learner = Learner(plan, genesis.n, index, cfg.data_path, cfg.data_format)
         configure_torch()
         learner.train(plan.initial_model(), 0)  # warm torch up now (seconds), not in the first round
         store = Store.open(cfg.db_path, genesis.chain_id)
