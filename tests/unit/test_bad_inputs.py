@@ -84,6 +84,14 @@ def _drop_key(key: str) -> Callable[[Path], list[str]]:
     return apply
 
 
+def _corrupt_data(net: Path) -> list[str]:
+    path = net / "node-0" / "data.csv"
+    lines = path.read_text().splitlines()
+    lines[2] = "oops" + lines[2][lines[2].index(","):]
+    path.write_text("\n".join(lines) + "\n")
+    return []
+
+
 BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "binary bytes in config": (_write("config.json", b"\xff\xfe\x00{"), "not UTF-8"),
     "config not JSON": (_write("config.json", b'{"home": '), "not valid JSON"),
@@ -113,6 +121,9 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown genesis key": (_set_genesis(None, "roundz", 5), "roundz: unknown key"),
     "bad member key": (_set_genesis(None, "members", [{"name": "a", "public_key": "00", "address": "/ip4/1.2.3.4/tcp/1"}]),
                        "members.0.public_key"),
+    "data file bad cell": (_corrupt_data, "row 3, column 'mean radius': 'oops' is not a finite number"),
+    "data file missing": (_set("data", {"path": "nowhere.csv"}), "no such data file"),
+    "data format unknown": (_set("data", {"path": "data.csv", "format": "xlsx"}), "data.format"),
     "negative lr": (_set_genesis("training", "lr", -1.0), "training.lr"),
 }
 
