@@ -101,8 +101,8 @@ def _specs(kw: dict[str, Any], seed: int) -> tuple[Any, Any, Any]:
 
 
 def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
-                  protocol: dict[str, Any] | None = None, crash_rounds: dict[int | None, int] | None = None
-                  ) -> list[Path]:
+                  protocol: dict[str, Any] | None = None, crash_rounds: dict[int | None, int] | None = None,
+                  **layout: Any) -> list[Path]:
     from ml import data as mldata
     from ml.attacks import AttackError, make_attack
     from node.config import ConfigError
@@ -127,7 +127,8 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
         return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
                               model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
                               protocol=protocol, secure=not kw["plain"], validate=not kw["no_validation"],
-                              behaviours=behaviours)
+                              behaviours=behaviours, hosts=layout.get("layout"),
+                              base_port=layout.get("base_port", 26656), data_format=layout.get("data_format", "csv"))
     except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -137,10 +138,26 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to create.")
 @click.option("--rounds", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Federated rounds.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the model init and data split.")
+@click.option("--hosts", help="Comma-separated IPv4 address of each member's machine (cycled); nodes listen on "
+              "0.0.0.0 at fixed ports from --base-port. Default: every node on 127.0.0.1 at free ports.")
+@click.option("--starting-ip", help="First member's IPv4 address; member i is at this address + i (like --hosts).")
+@click.option("--base-port", type=click.IntRange(1, 65534), default=26656, show_default=True,
+              help="With --hosts/--starting-ip: p2p port of the first node on a host (status on port + 1).")
+@click.option("--format", "data_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="Format of each node's data file.")
 @_dataset_options
-def testnet(nodes: int, out: str, rounds: int, seed: int, **kw: Any) -> None:
-    """Create keys, a genesis file and one config per node for a local cluster (DIR/node-<i>/)."""
-    configs = _make_testnet(Path(out), nodes, rounds, seed, kw)
+def testnet(nodes: int, out: str, rounds: int, seed: int, hosts: str | None, starting_ip: str | None,
+            base_port: int, data_format: str, **kw: Any) -> None:
+    """Create keys, a genesis file, and one config and data file per node (DIR/node-<i>/)."""
+    from node.config import ConfigError
+    from node.testnet import host_list
+
+    try:
+        layout = host_list(nodes, hosts.split(",") if hosts else None, starting_ip)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    configs = _make_testnet(Path(out), nodes, rounds, seed, kw, layout=layout, base_port=base_port,
+                            data_format=data_format)
     click.echo(f"created {len(configs)} nodes under {out}; start each with: fednode start --config "
                f"{configs[0]}")
 
@@ -373,6 +390,175 @@ def simulate(nodes: int, byzantine: int, seeds: int, first_seed: int, as_json: b
                    f"liveness failures, {total.runs_per_s:.1f} runs/s; failing seeds: {total.failing_seeds}")
     if total.failing_seeds:
         sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False), required=True, help="This site's node directory.")
+@click.option("--name", required=True, help="This site's name in the consortium (letters, digits, . _ -).")
+@click.option("--listen-host", default="0.0.0.0", show_default=True, help="IP address the p2p port binds.")
+@click.option("--port", type=click.IntRange(1, 65535), default=26656, show_default=True, help="p2p port.")
+@click.option("--announce", help="Multiaddr other sites dial, /ip4/PUBLIC-IP/tcp/PORT (default: "
+              "/ip4/127.0.0.1/tcp/PORT, reachable from this machine only).")
+@click.option("--status-port", type=click.IntRange(0, 65535), default=26660, show_default=True,
+              help="Port of /status and /metrics (bound to 127.0.0.1).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), help="This site's data file (CSV or Parquet).")
+def init(home: str, name: str, listen_host: str, port: int, announce: str | None, status_port: int,
+         data_path: str | None) -> None:
+    """Create this site's key (mode 0600), member.json for the coordinator, and config.json."""
+    from node.config import ConfigError
+    from node.genesis import init_home
+
+    try:
+        result = init_home(Path(home), name=name, listen_host=listen_host, port=port, status_port=status_port,
+                           announce=announce, data=Path(data_path) if data_path else None)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    click.echo(f"peer id     {result.peer_id}")
+    click.echo(f"public key  {result.public_key}")
+    click.echo(f"send {result.member_file} to the consortium's coordinator; after the genesis ceremony run "
+               f"`fednode genesis check GENESIS --home {home} --confirm HASH`", err=True)
+    if announce is None:
+        click.echo(f"note: announced at /ip4/127.0.0.1/tcp/{port}, reachable from this machine only; give "
+                   f"--announce /ip4/PUBLIC-IP/tcp/{port} for other sites", err=True)
+
+
+@cli.command("show-node-id")
+@click.option("--home", type=click.Path(file_okay=False), required=True, help="The site's node directory.")
+@click.option("--public-key", "show_key", is_flag=True, help="Print the Ed25519 public key (hex) instead.")
+def show_node_id(home: str, show_key: bool) -> None:
+    """Print this site's libp2p peer id (or its public key)."""
+    from node.config import ConfigError
+    from node.genesis import home_identity
+    from node.identity import IdentityError, peer_id
+
+    try:
+        ident = home_identity(Path(home))
+    except (ConfigError, IdentityError) as exc:
+        raise _fail(exc) from None
+    click.echo(ident.public_key.hex() if show_key else peer_id(ident.public_key))
+
+
+@cli.group()
+def genesis() -> None:
+    """The genesis ceremony: new draft, add members, check and confirm the final file."""
+
+
+@genesis.command("new")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Draft genesis file to create.")
+@click.option("--task", "task_file", type=click.Path(dir_okay=False), required=True,
+              help="JSON file with the 'task' schema and the agreed 'scaling' (see `fednode data split`).")
+@click.option("--consortium", default="", help="The consortium's name.")
+@click.option("--rounds", type=click.IntRange(1, 1_000_000), default=5, show_default=True, help="Federated rounds.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the initial model.")
+@click.option("--model", "model_kind", type=click.Choice(["logreg", "mlp"]), default="logreg", show_default=True,
+              help="Built-in model (see --model-module for your own).")
+@click.option("--hidden", type=click.IntRange(1), default=32, show_default=True, help="Hidden units of mlp.")
+@click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Local epochs per round.")
+@click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=0.5, show_default=True,
+              help="Local learning rate.")
+@click.option("--phase-deadline", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Seconds a round phase waits for missing members.")
+@click.option("--plain", is_flag=True, help="No secure aggregation (comparisons only).")
+def genesis_new(out: str, task_file: str, consortium: str, rounds: int, seed: int, model_kind: str, hidden: int,
+                epochs: int, lr: float, phase_deadline: float, plain: bool) -> None:
+    """Write a draft genesis (no members yet) for the task in --task."""
+    from node.config import ConfigError, load_document
+    from node.genesis import new_genesis
+
+    out_path = Path(out)
+    try:
+        if out_path.exists():
+            raise ConfigError(f"{out} exists; choose another --out")
+        model: dict[str, Any] = {"kind": model_kind, "hidden": hidden}
+        draft = new_genesis(consortium=consortium, task_doc=load_document(Path(task_file), "task"), rounds=rounds,
+                            seed=seed, model=model, training={"epochs": epochs, "lr": lr},
+                            protocol={"phase_deadline_s": phase_deadline}, secure=not plain, validate=not plain)
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    out_path.write_text(json.dumps(draft, indent=2) + "\n")
+    click.echo(f"wrote {out}; add each site with: fednode genesis add-member {out} MEMBER.json ...")
+
+
+@genesis.command("add-member")
+@click.argument("genesis_file", type=click.Path(dir_okay=False))
+@click.argument("member_files", type=click.Path(dir_okay=False), nargs=-1, required=True)
+def genesis_add_member(genesis_file: str, member_files: tuple[str, ...]) -> None:
+    """Add sites (their member.json from `fednode init`) to a genesis file."""
+    from node.config import ConfigError, genesis_hash
+    from node.genesis import add_members
+
+    try:
+        raw = add_members(Path(genesis_file), [Path(m) for m in member_files])
+    except ConfigError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{len(raw['members'])} members; genesis hash now {genesis_hash(raw).hex()}")
+
+
+@genesis.command("check")
+@click.argument("genesis_file", type=click.Path(dir_okay=False))
+@click.option("--home", type=click.Path(file_okay=False), help="This site's node directory (with --confirm).")
+@click.option("--confirm", "confirm_hash", help="The final genesis hash as the coordinator read it out; with "
+              "--home, binds the site's config to this genesis (its node starts only then).")
+def genesis_check(genesis_file: str, home: str | None, confirm_hash: str | None) -> None:
+    """Validate a genesis file and print its hash and members; with --home and --confirm, confirm it."""
+    from ml.sitedata import SiteDataError
+    from node.config import ConfigError, load_genesis
+    from node.genesis import confirm, describe
+    from node.identity import IdentityError
+
+    if (home is None) != (confirm_hash is None):
+        raise UserError("--home and --confirm go together")
+    try:
+        if home is not None and confirm_hash is not None:
+            gen = confirm(Path(genesis_file), Path(home), confirm_hash)
+        else:
+            gen = load_genesis(Path(genesis_file))
+    except (ConfigError, IdentityError, SiteDataError) as exc:
+        raise _fail(exc) from None
+    for line in describe(gen):
+        click.echo(line)
+    if home is not None:
+        click.echo(f"confirmed: {home}/config.json is bound to this genesis; start with "
+                   f"`fednode start --config {home}/config.json`", err=True)
+
+
+@cli.group()
+def data() -> None:
+    """Site data files: split a bundled dataset into one file per site, with the matching task schema."""
+
+
+@data.command("split")
+@click.option("--dataset", type=click.Choice(["breast_cancer", "lung"]), default="breast_cancer", show_default=True,
+              help="Bundled public dataset.")
+@click.option("--sites", type=click.IntRange(1, 64), default=4, show_default=True, help="Number of sites.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to create.")
+@click.option("--split", type=click.Choice(["iid", "dirichlet", "column"]), default="iid", show_default=True,
+              help="How rows are divided among sites.")
+@click.option("--alpha", type=click.FloatRange(0.0, min_open=True), default=0.5, show_default=True,
+              help="Dirichlet concentration for --split dirichlet.")
+@click.option("--split-column", help="Column for --split column (e.g. inst for lung).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the split.")
+@click.option("--format", "data_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+def data_split(dataset: str, sites: int, out: str, split: str, alpha: float, split_column: str | None, seed: int,
+               data_format: str) -> None:
+    """Write OUT/site-<i>.csv (one per site) and OUT/task.json (the schema and scaling for `genesis new`)."""
+    from ml import data as mldata
+    from ml import sitedata
+
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()) if out_path.is_dir() else out_path.exists():
+        raise UserError(f"{out} exists and is not an empty directory")
+    spec = mldata.DatasetSpec(name=dataset, seed=seed)
+    try:
+        task, scaling = sitedata.task_for_dataset(spec)
+        frames = sitedata.site_frames(spec, mldata.SplitSpec(kind=split, alpha=alpha, column=split_column), sites)
+    except mldata.DataError as exc:
+        raise _fail(exc) from None
+    out_path.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        sitedata.write_table(frame, out_path / f"site-{i}.{data_format}")
+    (out_path / "task.json").write_text(json.dumps({"task": task, "scaling": scaling}, indent=2) + "\n")
+    click.echo(f"wrote {sites} site files and task.json under {out}")
 
 
 def main() -> None:

@@ -95,6 +95,8 @@ def genesis_from_dict(raw: dict[str, Any], what: str = "genesis") -> Genesis:
         raise ConfigError("\n".join(error_lines(what, exc))) from None
     members = tuple(Member(name=m.name, public_key=bytes.fromhex(m.public_key), address=m.address)
                     for m in parsed.members)
+    if not members:
+        raise ConfigError(f"{what}: members: no members yet (add them with `fednode genesis add-member`)")
     problems = []
     if len({m.public_key for m in members}) != len(members):
         problems.append(f"{what}: members: two members share a public key")

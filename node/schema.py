@@ -240,7 +240,7 @@ class SplitSection(Strict):
 class GenesisFile(Strict):
     fednode_genesis: Literal[1]
     consortium: str = Field(default="", max_length=256)
-    members: list[MemberEntry] = Field(min_length=1, max_length=MAX_MEMBERS)
+    members: list[MemberEntry] = Field(max_length=MAX_MEMBERS)
     f: int | None = Field(default=None, ge=0)
     rounds: int = Field(default=1, ge=1, le=MAX_ROUNDS)
     seed: int = 1
