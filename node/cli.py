@@ -243,23 +243,70 @@ def status(config_path: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("home", type=click.Path(file_okay=False))
-def audit(home: str) -> None:
-    """Verify a stopped node's ledger offline; exit 1 naming the first bad record."""
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False),
+              help="The genesis file (default: the one HOME/config.json names, else HOME/genesis.json).")
+@click.option("--model", "model_file", type=click.Path(dir_okay=False),
+              help="Also verify this exported model (and its .card.json) against the chain.")
+def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
+    """Verify a stopped node's ledger offline (HOME holds ledger/ and genesis.json, or a node config).
+
+    Exit 1 naming the first bad record, or what in an exported model does not match the chain.
+    """
     from node.audit import audit_home
-    from node.config import ConfigError, load_genesis, load_node_config
+    from node.config import ConfigError
     from node.contract import referenced_blobs
+    from node.export import locate, verify
+    from node.store import StoreError
 
     home_path = Path(home)
     try:
-        cfg = load_node_config(home_path / "config.json")
-        genesis = load_genesis(cfg.genesis_path)
+        genesis, _ = locate(home_path, Path(genesis_file) if genesis_file else None)
     except ConfigError as exc:
         raise _fail(exc) from None
-    report = audit_home(cfg.home, genesis,
+    report = audit_home(home_path, genesis,
                         lambda b: referenced_blobs(b, genesis.chain_id, genesis.n, genesis.verify))
     click.echo(report.describe())
     if report.first_error is not None:
         sys.exit(EXIT_FAILED)
+    if model_file is None:
+        return
+    try:
+        problems = verify(genesis, report.ledger, Path(model_file))
+    except StoreError as exc:
+        problems = [str(exc)]
+    for problem in problems:
+        click.echo(f"model {model_file}: FAILED: {problem}")
+    if problems:
+        sys.exit(EXIT_FAILED)
+    click.echo(f"model {model_file}: OK: byte for byte the model the ledger committed, card matches the chain")
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False), required=True,
+              help="A stopped node's home (or a directory with ledger/ and genesis.json).")
+@click.option("--round", "round_id", type=click.IntRange(1), help="Round to export (default: the last committed).")
+@click.option("--format", "fmt", type=click.Choice(["torch", "safetensors", "onnx"]), default="safetensors",
+              show_default=True, help="Model file format.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Model file (default: HOME/exports/model-round-R.EXT); "
+              "the card goes beside it as <file>.card.json.")
+def export(home: str, round_id: int | None, fmt: str, out: str | None) -> None:
+    """Write the consortium's model of a committed round with its model card."""
+    from ml import data as mldata
+    from node.config import ConfigError
+    from node.export import ExportError
+    from node.export import export as write_export
+    from node.identity import IdentityError
+    from node.store import StoreError
+
+    try:
+        path, card = write_export(Path(home), fmt, Path(out) if out else None, round_id)
+    except (ConfigError, ExportError, StoreError, IdentityError, mldata.DataError, OSError) as exc:
+        raise _fail(exc) from None
+    acc = card["accuracy"]
+    click.echo(f"wrote {path} (round {card['round']}, model {card['model_hash'][:16]}, chain "
+               f"{card['chain_id'][:16]}) and its card"
+               + (f"; held-out accuracy at {acc['site']}: {acc['accuracy']:.4f} ({acc['held_out_rows']} rows)"
+                  if acc else ""))
 
 
 @cli.command()
