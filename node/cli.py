@@ -500,6 +500,9 @@ def genesis() -> None:
 @click.option("--model", "model_kind", type=click.Choice(["logreg", "mlp"]), default="logreg", show_default=True,
               help="Built-in model (see --model-module for your own).")
 @click.option("--hidden", type=click.IntRange(1), default=32, show_default=True, help="Hidden units of mlp.")
+@click.option("--model-module", help="The consortium's own model instead: FILE.py:FUNC, FUNC(n_features, "
+              "n_classes) -> torch.nn.Module; the file's sha256 is pinned in genesis and each site puts the file "
+              "next to its genesis.json.")
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Local epochs per round.")
 @click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=0.5, show_default=True,
               help="Local learning rate.")
@@ -507,19 +510,23 @@ def genesis() -> None:
               help="Seconds a round phase waits for missing members.")
 @click.option("--plain", is_flag=True, help="No secure aggregation (comparisons only).")
 def genesis_new(out: str, task_file: str, consortium: str, rounds: int, seed: int, model_kind: str, hidden: int,
-                epochs: int, lr: float, phase_deadline: float, plain: bool) -> None:
+                model_module: str | None, epochs: int, lr: float, phase_deadline: float, plain: bool) -> None:
     """Write a draft genesis (no members yet) for the task in --task."""
     from node.config import ConfigError, load_document
-    from node.genesis import new_genesis
+    from node.genesis import module_model, new_genesis
 
     out_path = Path(out)
     try:
         if out_path.exists():
             raise ConfigError(f"{out} exists; choose another --out")
         model: dict[str, Any] = {"kind": model_kind, "hidden": hidden}
+        module_path = None
+        if model_module:
+            model, module_path = module_model(model_module)
         draft = new_genesis(consortium=consortium, task_doc=load_document(Path(task_file), "task"), rounds=rounds,
                             seed=seed, model=model, training={"epochs": epochs, "lr": lr},
-                            protocol={"phase_deadline_s": phase_deadline}, secure=not plain, validate=not plain)
+                            protocol={"phase_deadline_s": phase_deadline}, secure=not plain, validate=not plain,
+                            module_path=module_path)
     except ConfigError as exc:
         raise _fail(exc) from None
     out_path.write_text(json.dumps(draft, indent=2) + "\n")

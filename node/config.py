@@ -42,6 +42,8 @@ class Genesis:
     f: int
     chain_id: bytes
     _verify_keys: tuple[VerifyKey, ...] = field(repr=False, compare=False)
+    source: Path | None = field(default=None, compare=False)
+    """The file it was read from: files genesis names (a model module) are resolved next to it."""
 
     @property
     def n(self) -> int:
@@ -148,7 +150,7 @@ def load_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def load_genesis(path: Path) -> Genesis:
-    return genesis_from_dict(load_document(path, "genesis"), f"genesis {path}")
+    return replace(genesis_from_dict(load_document(path, "genesis"), f"genesis {path}"), source=path.resolve())
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,9 @@ def model_bytes(genesis: Genesis, vec: np.ndarray, fmt: str, record: RoundRecord
 
         # one metadata key: safetensors keeps metadata in a hash map, so several keys come out in any order
         return save(state, metadata={"fednode": json.dumps(meta, sort_keys=True)})
+    if fmt == "onnx" and plan.model.kind == "module":
+        raise ExportError("ONNX export covers the built-in models (logreg, mlp); export a module model as torch or "
+                          "safetensors")
     if fmt == "onnx":
         return _onnx_bytes(state, meta)
     raise ExportError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -93,8 +93,13 @@ def home_identity(home: Path) -> identity.Identity:
 
 
 def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed: int, model: dict[str, Any],
-                training: dict[str, Any], protocol: dict[str, Any], secure: bool, validate: bool) -> dict[str, Any]:
-    """A draft genesis without members; `task_doc` holds 'task' and, for standardization, 'scaling'."""
+                training: dict[str, Any], protocol: dict[str, Any], secure: bool, validate: bool,
+                module_path: Path | None = None) -> dict[str, Any]:
+    """A draft genesis without members; `task_doc` holds 'task' and, for standardization, 'scaling'.
+
+    A module model (`module_model`) is loaded from `module_path` to derive the initial model's hash; every
+    site then needs that file next to its genesis.json.
+    """
     from ml.models import ModelSpec
     from ml.params import initial_params, params_hash
 
@@ -115,10 +120,28 @@ def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed:
     if "scaling" in task_doc:
         draft["scaling"] = task_doc["scaling"]
     check_draft(draft)
-    if model.get("kind", "logreg") != "module":
-        spec = ModelSpec(**{k: v for k, v in model.items() if k in ("kind", "n_features", "n_classes", "hidden")})
+    spec_fields = {k: v for k, v in model.items() if k in ("kind", "n_features", "n_classes", "hidden")}
+    if module_path is not None:
+        spec_fields["module"] = f"{module_path.resolve()}:{model['module'].rpartition(':')[2]}"
+        spec_fields["module_sha256"] = model["module_sha256"]
+    try:
+        spec = ModelSpec(**spec_fields)
         draft["initial_model_hash"] = params_hash(initial_params(spec, seed)).hex()
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
     return draft
+
+
+def module_model(reference: str) -> tuple[dict[str, Any], Path]:
+    """The genesis model entry of the consortium's own model file, pinned by its sha256, and the file."""
+    from ml.custom_model import file_sha256, split_reference
+
+    try:
+        path, func = split_reference(reference)
+        digest = file_sha256(path)
+    except ValueError as exc:
+        raise ConfigError(f"--model-module: {exc}") from None
+    return {"kind": "module", "module": f"{path.name}:{func}", "module_sha256": digest}, path
 
 
 def check_draft(raw: dict[str, Any], what: str = "genesis") -> None:
@@ -208,6 +231,7 @@ def _check_site(config: dict[str, Any], config_path: Path, genesis: Genesis) -> 
         parsed = NodeConfigFile.model_validate(config)
     except ValidationError as exc:
         raise ConfigError("\n".join(error_lines(f"node config {config_path}", exc))) from None
+    _check_module(genesis, config_path.parent)
     task = genesis.raw.get("task")
     if task is None:
         return
@@ -223,3 +247,19 @@ def _check_site(config: dict[str, Any], config_path: Path, genesis: Genesis) -> 
     load_site_data(task, data_path if data_path.is_absolute() else config_path.parent / data_path,
                    fmt=parsed.data.format, seed=0,
                    scaling=(np.asarray(scaling["mean"]), np.asarray(scaling["std"])) if scaling else None)
+
+
+def _check_module(genesis: Genesis, home: Path) -> None:
+    """A module model's file must sit next to the site's genesis.json with the pinned hash."""
+    model = genesis.raw.get("model", {})
+    if model.get("kind") != "module":
+        return
+    from ml.custom_model import file_sha256, split_reference
+
+    try:
+        path, _ = split_reference(model["module"])
+        actual = file_sha256(home / path)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}; copy the consortium's model file to {home}") from None
+    if actual != model["module_sha256"]:
+        raise ConfigError(f"model module {home / path} has sha256 {actual} but genesis pins {model['module_sha256']}")

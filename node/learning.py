@@ -7,7 +7,7 @@ hash the ledger commits to (`ml.params.params_hash`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,20 @@ def _build(cls: type, section: dict[str, Any], what: str) -> Any:
         raise ConfigError(f"genesis: bad '{what}' section: {exc}") from None
 
 
+def _resolve_module(model: ModelSpec, genesis: Genesis) -> ModelSpec:
+    """A module model's file is the one next to the genesis file; its hash is checked when it is loaded."""
+    if model.kind != "module" or model.module is None:
+        return model
+    from ml.custom_model import split_reference
+
+    try:
+        path, func = split_reference(model.module)
+    except ValueError as exc:
+        raise ConfigError(f"genesis: model.module: {exc}") from None
+    base = genesis.source.parent if genesis.source is not None else Path.cwd()
+    return replace(model, module=f"{path if path.is_absolute() else base / path}:{func}")
+
+
 @dataclass(frozen=True)
 class LearningPlan:
     """The consortium's learning parameters, all read from genesis."""
@@ -48,7 +62,7 @@ class LearningPlan:
 
     @staticmethod
     def from_genesis(genesis: Genesis) -> LearningPlan:
-        model = _build(ModelSpec, genesis.section("model"), "model")
+        model = _resolve_module(_build(ModelSpec, genesis.section("model"), "model"), genesis)
         training = _build(TrainConfig, genesis.section("training"), "training")
         try:
             check_spec(model)
