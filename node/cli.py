@@ -227,11 +227,12 @@ def status(config_path: str, as_json: bool) -> None:
 
     try:
         cfg = load_node_config(Path(config_path))
-        st = fetch_status(cfg.status_port)
+        st = fetch_status(cfg.status_port, host=cfg.status_host, token=cfg.status_token)
     except ConfigError as exc:
         raise _fail(exc) from None
     except OSError as exc:
-        raise UserError(f"node is not running or not reachable on 127.0.0.1:{cfg.status_port} ({exc})") from None
+        raise UserError(f"node is not running or not reachable on {cfg.status_host}:{cfg.status_port} "
+                        f"({exc})") from None
     if as_json:
         click.echo(json.dumps(st))
         return
