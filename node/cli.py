@@ -583,8 +583,8 @@ def data() -> None:
 
 
 @data.command("split")
-@click.option("--dataset", type=click.Choice(["breast_cancer", "lung"]), default="breast_cancer", show_default=True,
-              help="Bundled public dataset.")
+@click.option("--dataset", default="breast_cancer", show_default=True,
+              help="Bundled public dataset (breast_cancer, lung, or another name ml.data registers).")
 @click.option("--sites", type=click.IntRange(1, 64), default=4, show_default=True, help="Number of sites.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to create.")
 @click.option("--split", type=click.Choice(["iid", "dirichlet", "column"]), default="iid", show_default=True,
@@ -603,6 +603,9 @@ def data_split(dataset: str, sites: int, out: str, split: str, alpha: float, spl
     out_path = Path(out)
     if out_path.exists() and any(out_path.iterdir()) if out_path.is_dir() else out_path.exists():
         raise UserError(f"{out} exists and is not an empty directory")
+    if dataset == "csv" or dataset not in mldata.DATASET_NAMES:
+        raise UserError(f"--dataset {dataset!r}: expected one of "
+                        f"{', '.join(n for n in mldata.DATASET_NAMES if n != 'csv')}")
     spec = mldata.DatasetSpec(name=dataset, seed=seed)
     try:
         task, scaling = sitedata.task_for_dataset(spec)
