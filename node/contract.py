@@ -46,8 +46,8 @@ phase closes (the keys phase of a secure round, the updates of a plain one) beco
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
-a member that comes back says so with `ready` [] (for the current round id, so that an old one cannot be
-replayed), and the phases after that wait for it again.
+a member that comes back says so with `ready` [] (for the open round, or the next one between rounds, so
+that an old one cannot be replayed), and the phases after that wait for it again.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
@@ -468,8 +468,12 @@ class Contract:
         return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
 
     def _ready_valid(self, tx: Tx) -> bool:
-        s = self.state
-        return tx.author in s.absent and tx.round == max(s.round, 1)
+        return tx.author in self.state.absent and tx.round == self.ready_round
+
+    @property
+    def ready_round(self) -> int:
+        """The round id a `ready` names: the open round, or the next one between rounds."""
+        return self.state.round if self.state.open else self.state.round + 1
 
     def _statistics_count(self) -> int:
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
@@ -524,7 +528,7 @@ class Contract:
         if tx.kind == "ready":
             if not self._ready_valid(tx):
                 raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
-                              f"round is {max(s.round, 1)}")
+                              f"round is {self.ready_round}")
             return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")

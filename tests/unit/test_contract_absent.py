@@ -42,7 +42,7 @@ def test_missing_member_costs_one_deadline_then_is_not_waited_for() -> None:
 def test_ready_brings_a_member_back_and_is_waited_for_again() -> None:
     c = contract(rounds=4)
     _round(c, 1, 1, [0, 1, 2], M0)
-    ready = tx("ready", 3, 1)
+    ready = tx("ready", 3, 2)
     assert c.tx_valid_now(c.parse(ready))
     c.apply_block(block(3, 1, ready))
     assert c.state.absent == ()
@@ -50,7 +50,8 @@ def test_ready_brings_a_member_back_and_is_waited_for_again() -> None:
     assert any(isinstance(ch, rc.DeadlineCheck) for ch in checks)
 
 
-@pytest.mark.parametrize("author, round_id, why", [(2, 1, "not absent"), (3, 2, "another round")])
+@pytest.mark.parametrize("author, round_id, why", [(2, 2, "not absent"), (3, 1, "a past round"),
+                                                    (3, 3, "a future round")])
 def test_ready_only_from_an_absent_member_for_the_current_round(author: int, round_id: int, why: str) -> None:
     c = contract(rounds=4)
     _round(c, 1, 1, [0, 1, 2], M0)
@@ -63,7 +64,7 @@ def test_ready_only_from_an_absent_member_for_the_current_round(author: int, rou
 def test_an_old_ready_cannot_be_replayed_after_the_member_left_again() -> None:
     c = contract(rounds=5)
     _round(c, 1, 1, [0, 1, 2], M0)
-    ready = tx("ready", 3, 1)
+    ready = tx("ready", 3, 2)
     c.apply_block(block(3, 0, ready))
     _round(c, 4, 2, [0, 1, 2], _model(1))
     assert c.state.absent == (3,)
