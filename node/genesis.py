@@ -192,7 +192,7 @@ def describe(genesis: Genesis) -> list[str]:
         lines.append(f"task: {len(task['features'])} feature columns, label {task['label']['name']!r} in "
                      f"{task['label']['values']}, missing values: {task.get('missing', 'reject')}")
     for i, m in enumerate(genesis.members):
-        lines.append(f"member {i}: {m.name} {identity.peer_id(m.public_key)} {m.address}")
+        lines.append(f"member {i}: {m.name} {m.address}/p2p/{identity.peer_id(m.public_key)}")
     return lines
 
 

@@ -75,7 +75,7 @@ def test_confirming_the_right_hash_binds_the_config(ceremony: Path) -> None:
     code, out = _run("genesis", "check", str(ceremony / "genesis.json"))
     assert code == 0
     chain = out.splitlines()[0].split()[-1]
-    assert "member 3: h3 12D3KooW" in out
+    assert "member 3: h3 /ip4/10.0.0.4/tcp/19003/p2p/12D3KooW" in out
     code, out = _run("genesis", "check", str(ceremony / "genesis.json"), "--home", str(ceremony / "site-3"),
                      "--confirm", chain)
     assert code == 0, out
