@@ -101,6 +101,7 @@ class Behaviour(Strict):
     n_malicious: int = Field(default=1, ge=0, le=MAX_MEMBERS)
     validator: Literal["withhold", "corrupt"] | None = None
     crash_after_input_round: int = Field(default=0, ge=0)
+    consensus_fault: str | None = None
 
 
 class NodeConfigFile(Strict):
@@ -205,6 +206,8 @@ class ProtocolSection(Strict):
     batch_window_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     checkpoint_interval: int = Field(default=16, ge=1)
     view_timeout_ms: int = Field(default=2000, ge=1)
+    request_timeout_factor: int = Field(default=2, ge=1)
+    bench_empty_blocks: int = Field(default=0, ge=0)
 
 
 class SecureAggregationSection(Strict):
