@@ -202,13 +202,14 @@ def start(config_path: str, peers: tuple[str, ...]) -> None:
     try:
         plan = LearningPlan.from_genesis(genesis)
         learner = Learner(plan, genesis.n, index, cfg.data_path, cfg.data_format)
+        hooks = _fault_hooks(cfg.behaviour)
         configure_torch()
         learner.train(plan.initial_model(), 0)  # warm torch up now (seconds), not in the first round
         store = Store.open(cfg.db_path, genesis.chain_id)
     except (ConfigError, StoreError, mldata.DataError) as exc:
         raise _fail(exc) from None
     try:
-        daemon = Daemon(cfg, genesis, ident, store, plan, learner, _fault_hooks(cfg.behaviour))
+        daemon = Daemon(cfg, genesis, ident, store, plan, learner, hooks)
         trio.run(run_until_signalled, daemon)
     except (ConfigError, ListenError) as exc:
         raise _fail(exc) from None
