@@ -44,6 +44,7 @@ from smpc.secagg import RevealRefused
 logger = logging.getLogger("fednode")
 
 T = TypeVar("T")
+READY_INTERVAL_S = 1.0
 
 
 class RoundDriver:
@@ -61,8 +62,8 @@ class RoundDriver:
         self.primary, self.after_event = primary, after_event
         self.n = contract.params.n
         self.joined_rounds: set[int] = set()
-        self.ready_sent: set[int] = set()
-        """Round ids of the `ready` transactions we submitted (`announce_presence`)."""
+        self.ready_sent = (0, -READY_INTERVAL_S)
+        """(round id, monotonic time) of the last `ready` we submitted (`announce_presence`)."""
         self.sat_out: set[int] = set()
         """Secure rounds whose keys we advertised before a restart (`_join_secure_round`)."""
         self.evaluations: list[dict[str, Any]] = []
@@ -151,12 +152,16 @@ class RoundDriver:
 
     def announce_presence(self) -> None:
         """Back after missing a round's first phase (the contract lists us absent, and no phase waits for us):
-        say so with `ready`, once per round id, so that the phases from then on wait for us again."""
+        say so with `ready`, once per round id and at most every READY_INTERVAL_S (a node catching up passes
+        many past rounds in which it was absent), so that the phases from then on wait for us again."""
         assert self.nursery is not None
         round_id = self.contract.ready_round
-        if self.index not in self.contract.state.absent or round_id in self.ready_sent or self.contract.finished:
+        now = time.monotonic()
+        last_round, last_at = self.ready_sent
+        if self.index not in self.contract.state.absent or round_id <= last_round or self.contract.finished \
+                or now - last_at < READY_INTERVAL_S:
             return
-        self.ready_sent.add(round_id)
+        self.ready_sent = (round_id, now)
         logger.info("missed a round: telling the consortium we are back (ready for round %d)", round_id)
         tx = rc.make_tx(self.contract.params.chain_id, "ready", self.index, round_id, [], self.identity.sign)
         self.nursery.start_soon(self.submit, [SubmitTx(tx)], round_id)
