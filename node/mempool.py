@@ -46,7 +46,7 @@ class Mempool:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "dealt", "stats") or len(self.txs) >= MAX_MEMPOOL_TXS:
+        if tx.kind not in ("update", "sa", "input", "dealt", "stats", "ready") or len(self.txs) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         s = self.contract.state
