@@ -46,8 +46,8 @@ phase closes (the keys phase of a secure round, the updates of a plain one) beco
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
-a member that comes back says so with `ready` [] (for the open round, or the next one between rounds, so
-that an old one cannot be replayed), and the phases after that wait for it again.
+a member that comes back says so with `ready` [] (for the last opened round or the next, so that one from
+rounds ago cannot be replayed), and the phases after that wait for it again.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
@@ -468,7 +468,9 @@ class Contract:
         return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
 
     def _ready_valid(self, tx: Tx) -> bool:
-        return tx.author in self.state.absent and tx.round == self.ready_round
+        """For the last opened round or the next: a primary whose block ends a round and opens the next still
+        carries a `ready` written a moment before, and one from rounds ago cannot be replayed."""
+        return tx.author in self.state.absent and tx.round in (self.state.round, self.state.round + 1)
 
     @property
     def ready_round(self) -> int:
@@ -528,7 +530,7 @@ class Contract:
         if tx.kind == "ready":
             if not self._ready_valid(tx):
                 raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
-                              f"round is {self.ready_round}")
+                              f"round is neither {s.round} nor {s.round + 1}")
             return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
