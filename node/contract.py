@@ -46,8 +46,8 @@ phase closes (the keys phase of a secure round, the updates of a plain one) beco
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
-a member that comes back says so with `ready` [] (for the last opened round or the next, so that one from
-rounds ago cannot be replayed), and the phases after that wait for it again.
+a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
+one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
@@ -247,6 +247,9 @@ class ContractState:
     ahead_u2: tuple[int, ...] = ()
     absent: tuple[int, ...] = ()
     """Members missing when a round's first phase closed, with no committed transaction since: not waited for."""
+    absent_since: dict[int, int] = field(default_factory=dict)
+    """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
+    one (a `ready` for the round it went missing in may predate its absence)."""
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
@@ -259,7 +262,8 @@ class ContractState:
                              u1=self.u1, digests=dict(self.digests), weights=dict(self.weights), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
-                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent)
+                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
+                             absent_since=dict(self.absent_since))
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -468,9 +472,11 @@ class Contract:
         return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
 
     def _ready_valid(self, tx: Tx) -> bool:
-        """For the last opened round or the next: a primary whose block ends a round and opens the next still
-        carries a `ready` written a moment before, and one from rounds ago cannot be replayed."""
-        return tx.author in self.state.absent and tx.round in (self.state.round, self.state.round + 1)
+        """From an absent member, for a round after the one it went missing in, up to the next round: a member
+        that lags a round or two behind still comes back, and a `ready` from before it went missing cannot be
+        replayed."""
+        s = self.state
+        return tx.author in s.absent and s.absent_since.get(tx.author, 0) <= tx.round <= s.round + 1
 
     @property
     def ready_round(self) -> int:
@@ -530,7 +536,7 @@ class Contract:
         if tx.kind == "ready":
             if not self._ready_valid(tx):
                 raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
-                              f"round is neither {s.round} nor {s.round + 1}")
+                              f"round is before it went missing or after {s.round + 1}")
             return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
@@ -631,12 +637,16 @@ class Contract:
         return [closed]
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
-        self.state.absent = tuple(sorted(set(self.state.absent) | set(missing)))
+        s = self.state
+        for m in missing:
+            s.absent_since.setdefault(m, s.round + 1)
+        s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
         if tx.author in s.absent:
             s.absent = tuple(m for m in s.absent if m != tx.author)
+            s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":
             return []
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():

@@ -34,6 +34,7 @@ def test_the_primary_closes_without_the_absent_member_and_carries_its_ready_last
         s = d.contract.state
         s.round, s.open, s.phase, s.participants = 1, True, "keys", tuple(range(N))
         s.expected, s.inputs, s.absent = tuple(range(N)), {a: (b"", 0) for a in range(N - 1)}, (ME,)
+        s.absent_since = {ME: 1}
         d.timings.phase_started[(1, "keys")] = time.monotonic()  # the phase deadline is far away
         d.mempool.accept(_ready(d, 1))
         assert len(d.mempool.txs) == 1, "the mempool admits a ready"

@@ -39,10 +39,12 @@ def test_missing_member_costs_one_deadline_then_is_not_waited_for() -> None:
     assert c.state.absent == (3,)
 
 
-def test_ready_for_the_last_opened_round_or_the_next() -> None:
-    c = contract(rounds=4)
+def test_ready_from_the_round_it_went_missing_to_the_next_one() -> None:
+    c = contract(rounds=6)
     _round(c, 1, 1, [0, 1, 2], M0)
-    assert [c.tx_valid_now(c.parse(tx("ready", 3, r))) for r in (1, 2, 3)] == [True, True, False]
+    _round(c, 3, 2, [0, 1, 2], _model(1))
+    assert c.state.absent_since == {3: 2}
+    assert [c.tx_valid_now(c.parse(tx("ready", 3, r))) for r in (1, 2, 3, 4)] == [False, True, True, False]
 
 
 def test_ready_brings_a_member_back_and_is_waited_for_again() -> None:
