@@ -49,8 +49,7 @@ class Mempool:
         if tx.kind not in ("update", "sa", "input", "dealt", "stats", "ready") or len(self.txs) >= MAX_MEMPOOL_TXS:
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
-        s = self.contract.state
-        if tx.round < s.round or (tx.round == s.round and not s.open):
+        if self._stale(tx):
             self.metrics.rejected.labels("stale_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()
@@ -74,10 +73,17 @@ class Mempool:
 
     def prune(self) -> None:
         """Forget transactions of rounds that are over: they can never be committed."""
-        s = self.contract.state
         for digest, tx in list(self.txs.items()):
-            if tx.round < s.round or (tx.round == s.round and not s.open):
+            if self._stale(tx):
                 self.forget(digest)
+
+    def _stale(self, tx: rc.Tx) -> bool:
+        """A transaction of a round that is over; a `ready` once the contract would no longer take it (its
+        author is back, or the ready predates its absence): a lagging member's ready names an older round."""
+        s = self.contract.state
+        if tx.kind == "ready":
+            return not self.contract.tx_valid_now(tx)
+        return tx.round < s.round or (tx.round == s.round and not s.open)
 
     def forget(self, digest: bytes) -> None:
         """Committed, invalid or stale: out of the mempool, and no longer ours to resubmit."""
