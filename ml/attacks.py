@@ -11,6 +11,9 @@ either estimates made from its own data (``estimate_benign_updates``: honest upd
 bootstrap resamples of the malicious node's rows, the realistic threat), or, in a simulation
 granting the attacker omniscience (the papers' strongest setting), the honest nodes' real updates.
 
+``RuleAware`` knows the consortium's robust rule and its thresholds (Kerckhoffs: the rule is in genesis) and
+submits the largest update the rule would still accept, pointed against the honest mean.
+
 ``make_attack("plugin:PATH.py:FUNC")`` loads ``FUNC(update, ctx) -> vector`` from a Python file, for
 attacks written outside this repository.
 """
@@ -28,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml.models import ModelSpec
+from ml.robust import RobustRule, decide
 from ml.train import TrainConfig, TrainResult, local_train, predict
 
 PLUGIN_PREFIX = "plugin:"
@@ -257,6 +261,74 @@ class MinMax(Attack):
 
 
 @dataclass(frozen=True)
+class RuleAware(Attack):
+    """The adaptive attacker of issue 16: it knows ``rule`` (default: the library default with f = the
+    number of colluders, at least (n - 1) // 3) and the benign updates, and all colluders submit
+    ``mean + gamma * d``, with d one of a few unit directions pointing away from the honest mean and
+    gamma the largest value for which the rule, run on the benign updates plus the colluders' copies,
+    still accepts every copy. Of the directions, the one allowing the largest deviation from the mean
+    wins: ``-mean`` (straight against it), ``-std`` (ALIE's), ``-std`` with its component along the
+    mean removed (orthogonal drift, which a cosine test cannot see), and the bisector of ``-mean`` and
+    that orthogonal direction. Gamma is found by doubling then bisection (``iterations`` steps), which
+    assumes acceptance is monotone along each ray; on a rule where it is not, the attacker is merely
+    weaker than optimal. It submits ``margin`` times that gamma.
+    """
+
+    name: ClassVar[str] = "rule-aware"
+    needs_benign: ClassVar[bool] = True
+    rule: RobustRule | None = None
+    iterations: int = 30
+    margin: float = 0.98
+    """Fraction of the largest accepted gamma submitted: room for float32 rounding and the sketch's error."""
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        benign = np.asarray(ctx.benign_updates, dtype=np.float64)
+        mean = benign.mean(axis=0)
+        rule = self.rule or RobustRule(f=max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
+        best, best_gamma = mean, 0.0
+        for direction in _away_from_mean(benign, mean):
+            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious))
+            if gamma > best_gamma:
+                best, best_gamma = mean + self.margin * gamma * direction, gamma
+        return best
+
+    def _largest_accepted(self, rule: RobustRule, benign: np.ndarray, mean: np.ndarray, direction: np.ndarray,
+                          copies: int) -> float:
+        def accepted(gamma: float) -> bool:
+            return _copies_accepted(rule, benign, mean + gamma * direction, copies)
+
+        scale = max(float(np.linalg.norm(mean)), float(np.sqrt((benign**2).sum(axis=1).max())), 1e-12)
+        low, high = 0.0, scale
+        while accepted(high) and high < 1e6 * scale:
+            low, high = high, 2.0 * high
+        for _ in range(self.iterations):
+            middle = (low + high) / 2.0
+            low, high = (middle, high) if accepted(middle) else (low, middle)
+        return low
+
+
+def _away_from_mean(benign: np.ndarray, mean: np.ndarray) -> list[np.ndarray]:
+    """Unit directions pointing away from the honest mean (see RuleAware)."""
+    unit_mean = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    spread = -benign.std(axis=0)
+    orthogonal = spread - float(spread @ unit_mean) * unit_mean
+    candidates = [-unit_mean, spread, orthogonal, orthogonal / max(float(np.linalg.norm(orthogonal)), 1e-12) - unit_mean]
+    return [d / float(np.linalg.norm(d)) for d in candidates if float(np.linalg.norm(d)) > 1e-12]
+
+
+def _copies_accepted(rule: RobustRule, benign: np.ndarray, candidate: np.ndarray, copies: int) -> bool:
+    """Whether ``rule`` accepts all ``copies`` of ``candidate`` submitted next to ``benign``, on exact statistics."""
+    stacked = np.vstack([benign, np.repeat(candidate[None, :], copies, axis=0)])
+    sq_norms = (stacked**2).sum(axis=1)
+    gram = stacked @ stacked.T
+    sq_dists = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
+    sq_dists = (sq_dists + sq_dists.T) / 2.0
+    np.fill_diagonal(sq_dists, 0.0)
+    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked)).accepted)
+    return all(len(benign) + k in accepted for k in range(copies))
+
+
+@dataclass(frozen=True)
 class Plugin(Attack):
     """``FUNC(update, ctx) -> vector`` loaded from a Python file, called for every update."""
 
@@ -272,9 +344,11 @@ class Plugin(Attack):
 
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, LittleIsEnough, MinMax)
+    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, LittleIsEnough, MinMax,
+                             RuleAware)
 }
-ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip"}
+ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip",
+           "ruleaware": "rule-aware"}
 
 
 def attack_names() -> list[str]:

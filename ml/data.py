@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-DATASET_NAMES = ("breast_cancer", "lung", "csv")
+DATASET_NAMES = ("breast_cancer", "lung", "csv", "digits", "actg175")
 SPLIT_KINDS = ("iid", "dirichlet", "column")
 
 # A Dirichlet draw can leave a hospital (almost) empty; the repair step tops every node up to this
@@ -100,7 +100,9 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 @functools.lru_cache(maxsize=16)
 def _load_cached(spec: DatasetSpec) -> Dataset:
     _check_spec(spec)
-    loaders = {"breast_cancer": _load_breast_cancer, "lung": _load_lung, "csv": _load_csv}
+    from ml.datasets import LOADERS
+
+    loaders = {"breast_cancer": _load_breast_cancer, "lung": _load_lung, "csv": _load_csv, **LOADERS}
     dataset = loaders[spec.name](spec)
     for array in (dataset.X, dataset.y, *dataset.groups.values()):
         array.setflags(write=False)

@@ -9,6 +9,7 @@ through the content's `fetch` callback).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -119,7 +120,8 @@ class Aggregator:
                 continue
             data = self.content.masked.get(digest)
             if not data and not in_flight:
-                data = await self.content.fetch("get_masked", digest)
+                data = await self.content.fetch("get_masked", digest,
+                                                functools.partial(self.secure.masked_digest, check.round))
             if data:
                 self.secure.accept_secagg(check.round, data)  # again if it came before its phase here
 

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from node.consensus_faults import MODES as CONSENSUS_FAULTS
+from node.hooks import SHELL_FAULT_NAMES, VALIDATOR_FAULTS
+
 if TYPE_CHECKING:
     from node.hooks import FaultHooks
 
@@ -54,8 +57,8 @@ def cli(verbose: bool) -> None:
 
 def _dataset_options(func: Any) -> Any:
     for option in reversed([
-        click.option("--dataset", type=click.Choice(["breast_cancer", "lung", "csv"]), default="breast_cancer",
-                     show_default=True, help="Training data: a bundled medical dataset or your own CSV."),
+        click.option("--dataset", default="breast_cancer", show_default=True,
+                     help="Training data: a bundled dataset (breast_cancer, lung, digits, actg175) or csv (your own)."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="CSV file (with --dataset csv)."),
         click.option("--label", "label_column", help="Label column of the CSV (with --dataset csv)."),
         click.option("--split", type=click.Choice(["iid", "dirichlet", "column"]), default="iid", show_default=True,
@@ -77,9 +80,15 @@ def _dataset_options(func: Any) -> Any:
                      help="Make the last K hospitals malicious (fault injection for evaluations and tests)."),
         click.option("--attack", default="sign-flip", show_default=True,
                      help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
-                          "min-max, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
-        click.option("--validator-fault", type=click.Choice(["none", "withhold", "corrupt"]), default="none",
-                     show_default=True, help="Malicious hospitals also withhold or corrupt their validation shares."),
+                          "min-max, rule-aware, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
+        click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
+                     show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
+                     "docs/chaos.md)."),
+        click.option("--shell-fault", "shell_faults", type=click.Choice([*SHELL_FAULT_NAMES, "all"]), multiple=True,
+                     help="Malicious hospitals attack their peers' networking shell instead of poisoning their "
+                          "update (docs/chaos.md). Repeatable; 'all' runs every one at once."),
+        click.option("--consensus-fault", type=click.Choice(["none", *CONSENSUS_FAULTS]), default="none",
+                     show_default=True, help="Malicious hospitals also misbehave in consensus (docs/chaos.md)."),
     ]):
         func = option(func)
     return func
@@ -90,6 +99,8 @@ def _specs(kw: dict[str, Any], seed: int) -> tuple[Any, Any, Any]:
     from ml import data as mldata
     from ml.train import TrainConfig
 
+    if kw["dataset"] not in mldata.DATASET_NAMES:
+        raise UserError(f"--dataset {kw['dataset']!r}: expected one of {', '.join(mldata.DATASET_NAMES)}")
     if kw["dataset"] == "csv" and not (kw["csv_path"] and kw["label_column"]):
         raise UserError("--dataset csv needs --csv FILE and --label COLUMN")
     csv_path = str(Path(kw["csv_path"]).resolve()) if kw["csv_path"] else None
@@ -116,8 +127,12 @@ def _make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, A
     except AttackError as exc:
         raise _fail(exc) from None
     behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": kw["malicious"]}
+    if kw["shell_faults"]:
+        behaviour = {"shell_faults": list(kw["shell_faults"])}
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
+    if kw["consensus_fault"] != "none":
+        behaviour["consensus_fault"] = kw["consensus_fault"]
     malicious = range(nodes - kw["malicious"], nodes)
     behaviours: dict[int, dict[str, Any]] = {i: dict(behaviour) for i in malicious}
     for node, round_id in (crash_rounds or {}).items():
@@ -353,6 +368,7 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         FaultInjector,
         backdoor_success_by_round,
         parse_fault,
+        peak_rss,
         print_summary,
         start_cluster,
         summarize,
@@ -385,7 +401,8 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         for p in procs:
             p.stop()
     summary = summarize(obs, wall_s, rounds, work, injector)
-    if kw["malicious"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
+    summary |= peak_rss(procs, range(nodes - kw["malicious"], nodes))
+    if kw["malicious"] and not kw["shell_faults"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
         try:
             summary["backdoor_success_by_round"] = backdoor_success_by_round(work, kw["attack"],
                                                                              summary["model_hashes"])
@@ -404,39 +421,52 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
               help="Byzantine replicas per run (at most (nodes-1)//3).")
 @click.option("--seeds", type=click.IntRange(1, 10_000_000), default=200, show_default=True, help="Runs.")
 @click.option("--first-seed", type=int, default=0, show_default=True, help="Seed of the first run.")
+@click.option("--strategies", default="all", show_default=True,
+              help="Comma-separated Byzantine strategies to draw from (docs/consensus.md), or 'all'.")
+@click.option("--twins", is_flag=True, help="Also run the Twins enumeration (N=4 only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (last stdout line).")
-def simulate(nodes: int, byzantine: int, seeds: int, first_seed: int, as_json: bool) -> None:
-    """Seeded simulations of the PBFT core with faults and Byzantine replicas; checks safety and liveness.
+def simulate(nodes: int, byzantine: int, seeds: int, first_seed: int, strategies: str, twins: bool,
+             as_json: bool) -> None:
+    """Seeded simulations of the PBFT core against network faults, crashes and an adaptive Byzantine
+    adversary; checks safety, validity, liveness and per-peer memory.
 
     Every failing seed is printed; rerun one with --first-seed SEED --seeds 1.
     """
+    from consensus.adversary import STRATEGIES
     from consensus.quorum import max_faulty
-    from consensus.simulation import SimReport, run_simulations
+    from consensus.simulation import SimConfig, SimReport, run_simulations, run_twins
 
     if byzantine > max_faulty(nodes):
         raise UserError(f"--byzantine {byzantine} exceeds (nodes-1)//3 = {max_faulty(nodes)} for {nodes} nodes")
-    total = SimReport(0, 0, 0, 0.0, [])
+    chosen = tuple(STRATEGIES) if strategies == "all" else tuple(s.strip() for s in strategies.split(","))
+    unknown = [s for s in chosen if s not in STRATEGIES]
+    if unknown or not chosen:
+        raise UserError(f"unknown strategies {unknown}; known: {', '.join(STRATEGIES)}")
+    if twins and nodes != 4:
+        raise UserError("--twins enumerates scenarios for --nodes 4 only")
+    config = SimConfig(behaviours=chosen)
+    total = SimReport()
     started = time.perf_counter()
     chunk = 100
     for start in range(first_seed, first_seed + seeds, chunk):
-        part = run_simulations(nodes, byzantine, range(start, min(start + chunk, first_seed + seeds)), out=sys.stderr)
-        total.runs += part.runs
-        total.safety_violations += part.safety_violations
-        total.liveness_failures += part.liveness_failures
-        total.failing_seeds += part.failing_seeds
-        total.details.update(part.details)
+        total.merge(run_simulations(nodes, byzantine, range(start, min(start + chunk, first_seed + seeds)),
+                                    config=config, out=sys.stderr))
         elapsed = time.perf_counter() - started
         click.echo(f"  {total.runs}/{seeds} runs, {total.safety_violations} safety violations, "
-                   f"{total.liveness_failures} liveness failures, {total.runs / elapsed:.1f} runs/s", err=True)
+                   f"{total.validity_violations} validity violations, {total.liveness_failures} liveness failures, "
+                   f"{total.runs / elapsed:.1f} runs/s", err=True)
+    if twins:
+        total.merge(run_twins(config=config, out=sys.stderr))
     total.runs_per_s = total.runs / (time.perf_counter() - started)
     report = total.to_json()
     report.pop("stats")
-    report.update(nodes=nodes, byzantine=byzantine, first_seed=first_seed)
+    report.update(nodes=nodes, byzantine=byzantine, first_seed=first_seed, strategies=list(chosen), twins=twins)
     if as_json:
         click.echo(json.dumps(report))
     else:
-        click.echo(f"{total.runs} runs: {total.safety_violations} safety violations, {total.liveness_failures} "
-                   f"liveness failures, {total.runs_per_s:.1f} runs/s; failing seeds: {total.failing_seeds}")
+        click.echo(f"{total.runs} runs: {total.safety_violations} safety violations, {total.validity_violations} "
+                   f"validity violations, {total.liveness_failures} liveness failures, {total.runs_per_s:.1f} runs/s; "
+                   f"failing seeds: {total.failing_seeds}")
     if total.failing_seeds:
         sys.exit(EXIT_FAILED)
 

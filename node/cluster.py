@@ -53,6 +53,8 @@ class ClusterProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     paused: bool = False
+    peak_rss_bytes: int = 0
+    """The largest resident set any run of this node reached (the kernel's VmHWM, read at each poll)."""
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed when it exits
@@ -64,6 +66,16 @@ class ClusterProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def note_rss(self) -> None:
+        assert self.proc is not None
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return  # exited between the check and the read
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_bytes = max(self.peak_rss_bytes, int(line.split()[1]) * 1024)
 
     def signal(self, signum: int) -> None:
         if self.alive():
@@ -103,6 +115,7 @@ class Observation:
             if not p.alive() or p.paused:
                 self.statuses.pop(p.index, None)
                 continue
+            p.note_rss()
             try:
                 self.statuses[p.index] = fetch_status(p.status_port, timeout_s=1.0)
             except (OSError, ValueError):
@@ -483,6 +496,14 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
     }
 
 
+def peak_rss(procs: Sequence[ClusterProcess], malicious: Sequence[int]) -> dict[str, Any]:
+    """Every node's peak resident set in MB, and the largest among the honest ones (the bound a hostile
+    member must not push them past, docs/threat-model.md)."""
+    by_node = {p.index: round(p.peak_rss_bytes / 1e6, 1) for p in procs}
+    honest = [mb for i, mb in by_node.items() if i not in malicious]
+    return {"peak_rss_mb": by_node, "honest_peak_rss_mb": max(honest, default=None)}
+
+
 def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     print(f"\nfednode cluster: {summary['rounds_committed']}/{summary['rounds_requested']} rounds committed "
           f"in {summary['wall_s']:.1f}s, height {summary['height']}", file=out)
@@ -500,6 +521,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         print(f"  backdoor success rate, per round: {summary['backdoor_success_by_round']}", file=out)
     if any(summary["rejected"]):
         print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
+    if summary.get("honest_peak_rss_mb") is not None:
+        print(f"  peak RSS of the honest nodes: {summary['honest_peak_rss_mb']} MB", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"
     print(f"  head hashes: {state} ({summary['head_hashes'][0][:16]}...)", file=out)
     print(f"  node homes: {summary['workdir']}  (inspect with: fednode audit {summary['workdir']}/node-0)",

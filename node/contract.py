@@ -20,9 +20,11 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | collect  | plain           | `update` [update_hash, n_samples]            | `result` [included, model] |
 | keys     | secure, valid.  | `sa` [AdvertiseKeys] from participants       | `close` ["keys"]   -> U1   |
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
-| inputs   | secure, valid.  | `input` [masked_input_digest] from U2        | `close` ["inputs"] -> U3   |
-| sketch   | validated       | `dealt` [] from U3 once its sketch shares    | `close` ["sketch"] -> V    |
-|          |                 | went to every holder                         |                            |
+| inputs   | secure, valid.  | `input` [masked_input_digest, weight,        | `close` ["inputs"] -> U3   |
+|          |                 | H(seed reveal)] from U2                      |                            |
+| seed     | validated       | `reveal` [seed reveal] from U3               | `close` ["seed"] -> R      |
+| sketch   | validated       | `dealt` [H(PRZS commitments)] from R once    | `close` ["sketch"] -> V    |
+|          |                 | its sketch shares went to every holder       |                            |
 | validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
 |          |                 | over V, from holders                         |                            |
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
@@ -68,6 +70,7 @@ from smpc import messages as sam
 from smpc.errors import ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import RoundConfig, check_bundle_recipients, verify_message
+from smpc.validation import seed_commitment
 
 MAX_TX_BODY_BYTES = 64 * 1024
 PARSE_CACHE_ENTRIES = 4096
@@ -82,7 +85,8 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                ("unmask", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
-                  ("sketch", "dealt", "close"), ("validate", "stats", "accept"), ("unmask", "", "result")),
+                  ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
+                  ("unmask", "", "result")),
 }
 """mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
 
@@ -115,6 +119,12 @@ class ContractParams:
     vector_length: int = 1
     validate: bool = False
     validation_degree: int = 1
+    faulty: int | None = None
+    """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+
+    @property
+    def max_faulty(self) -> int:
+        return (self.n - 1) // 3 if self.faulty is None else self.faulty
 
     @property
     def mode(self) -> str:
@@ -204,6 +214,9 @@ class PhaseClosed:
     height: int
     weights: tuple[tuple[int, int], ...] = ()
     """With `digests`: each member's committed weight (quantized), which its masked weight coordinate must equal."""
+    payloads: tuple[tuple[int, bytes], ...] = ()
+    """The closed phase's committed inputs that later steps need, by member: the seed phase's reveals, the
+    sketch phase's hashes of each dealer's PRZS commitments (`dealt` tx)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +247,8 @@ class ContractState:
     digests: dict[int, bytes] = field(default_factory=dict)
     weights: dict[int, int] = field(default_factory=dict)
     """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""
+    seed_commitments: dict[int, bytes] = field(default_factory=dict)
+    """Each member's commitment to its sketch-seed reveal (the `input` tx's third field)."""
     rejected: tuple[int, ...] = ()
     rejections: dict[int, int] = field(default_factory=dict)
     """How many rounds each member's update was rejected by validation (the ledger's flag)."""
@@ -259,7 +274,8 @@ class ContractState:
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
-                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights), rejected=self.rejected,
+                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights),
+                             seed_commitments=dict(self.seed_commitments), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
@@ -272,8 +288,8 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
     return codec.encode([body, sign(body)])
 
 
-_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 2, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 0, "ready": 0}
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
+                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -314,15 +330,20 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "sa.message", max_len=MAX_TX_BODY_BYTES)]
     if kind == "input":
         return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES),
-                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1)]
+                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1),
+                codec.expect_bytes(fields[2], "input.seed_commitment", HASH_BYTES)]
     if kind == "close":
         return [codec.expect_str(fields[0], "close.phase", 16)]
     if kind == "stats":
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
         return [_member_list(fields[0], n, "accept.accepted")]
-    if kind in ("dealt", "ready"):
+    if kind == "ready":
         return []
+    if kind == "dealt":
+        return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
+    if kind == "reveal":
+        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -353,8 +374,11 @@ class Contract:
         return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
 
     def min_inputs(self, phase: str) -> int:
-        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 publishers to reconstruct."""
-        return 2 * self.params.validation_degree + 1 if phase == "validate" else self.min_members
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
+        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`)."""
+        if phase in ("seed", "validate"):
+            return 2 * self.params.validation_degree + 1 + self.params.max_faulty
+        return self.min_members
 
     @property
     def committed_rounds(self) -> int:
@@ -556,6 +580,9 @@ class Contract:
             self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
         if tx.kind == "stats":
             self._check_statistics(tx)
+        if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
+                s.seed_commitments[tx.author]:  # type: ignore[arg-type]
+            raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
         return []
 
     def _validate_ahead(self, tx: Tx) -> list[Check]:
@@ -655,6 +682,7 @@ class Contract:
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
+            s.seed_commitments = {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -668,9 +696,10 @@ class Contract:
             return []
         if tx.kind == "input":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
             return []
-        if tx.kind in ("sa", "stats", "dealt"):
-            s.inputs[tx.author] = (tx.fields[0] if tx.fields else b"", 0)  # type: ignore[assignment]
+        if tx.kind in ("sa", "stats", "dealt", "reveal"):
+            s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
         if tx.kind in ("close", "accept"):
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
@@ -689,7 +718,8 @@ class Contract:
             with_inputs = s.phase in ("inputs", "validate")
             digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights)
+            payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False

@@ -49,11 +49,11 @@ from node.aggregation import Aggregator
 from node.block_validation import BlockValidator
 from node.config import ConfigError, Genesis, NodeConfig
 from node.content import Content
-from node.hooks import NO_FAULTS, FaultContext, FaultHooks
+from node.hooks import NO_FAULTS, FaultContext, FaultHooks, ShellAccess
 from node.identity import Identity
 from node.learning import Learner, LearningPlan, vector_bytes, vector_from_bytes
 from node.mempool import Mempool
-from node.network import open_network
+from node.network import REQUEST_PROTOCOL, Network, open_network
 from node.proposer import Proposer, Signer
 from node.rounds import RoundDriver
 from node.secure_round import quant_params
@@ -63,7 +63,7 @@ from node.status import Metrics, serve_status
 from node.store import Store
 from node.sync import Sync
 from node.timings import Timings
-from node.transport import Transport
+from node.transport import FETCH_TIMEOUT_S, Transport
 from node.wire import DEFAULT_REPLAY_SPAN, Envelope, MonotonicSeq, Opener, Sealer
 
 logger = logging.getLogger("fednode")
@@ -94,8 +94,10 @@ class Daemon:
         self.commit_latency_ms: list[float] = []
         self.nursery: trio.Nursery | None = None
         self._wire(faults)
+        proto = protocol_params(genesis)
         faults.bind(FaultContext(self.index, genesis.n, genesis.chain_id, identity.sign, self.contract.parse, plan,
-                                 learner))
+                                 learner, int(proto.get("checkpoint_interval", 16)),
+                                 int(proto.get("view_timeout_ms", 2000))))
         self._replay_ledger()
         self.replica = self._open_replica()
 
@@ -157,7 +159,8 @@ class Daemon:
         return Replica(
             ReplicaConfig(chain_id=genesis.chain_id, n=genesis.n, f=genesis.f,
                           checkpoint_interval=int(proto.get("checkpoint_interval", 16)),
-                          view_timeout_ms=int(proto.get("view_timeout_ms", 2000))),
+                          view_timeout_ms=int(proto.get("view_timeout_ms", 2000)),
+                          request_timeout_factor=int(proto.get("request_timeout_factor", 2))),
             self.index, self.identity.sign, genesis.verify,
             persisted=dict(store.items(b"pbft/")),
             committed=(store.head_height, store.head_hash()),
@@ -181,7 +184,27 @@ class Daemon:
             nursery.start_soon(self._ticker)
             nursery.start_soon(transport.serve_inbox, self._on_message, self.vector_bytes_max)
             nursery.start_soon(self.sync.catch_up_loop)
+            nursery.start_soon(self.faults.shell_attack, self._shell_access(net))
             task_status.started()
+
+    def _shell_access(self, net: Network) -> ShellAccess:
+        """A hostile member's raw means, for the fault hooks (an honest node's hooks ignore them)."""
+
+        def block(height: int) -> tuple[bytes, bytes] | None:
+            stored = self.store.block(height)
+            return None if stored is None else (stored[0].encode(), stored[1].encode())
+
+        return ShellAccess(
+            peer_ids=[p for i, p in enumerate(self.transport.peer_ids) if i != self.index],
+            seal=lambda kind, height, payload, to: self.transport.sealer.seal(kind, height, payload, to),
+            send=net.send, request=lambda peer, data: net.request(peer, data, FETCH_TIMEOUT_S),
+            open_stream=net.open_stream, request_protocol=REQUEST_PROTOCOL, serve_requests=net.set_request_handler,
+            honest_requests=self.sync.serve_request, round=lambda: self.contract.state.round, block=block,
+            sleep=trio.sleep, spawn=self._spawn)
+
+    def _spawn(self, fn: Any, *args: Any) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(fn, *args)
 
     @staticmethod
     def _now_ms() -> int:
@@ -192,6 +215,7 @@ class Daemon:
             await trio.sleep(TICK_S)
             await self._execute(self.replica.tick(self._now_ms()))
             await self.mempool.tick()
+            await self._execute(self.replica.watch_only(self.mempool.overdue(), self._now_ms()))
             self._after_event()
 
     async def _on_message(self, env: Envelope) -> None:
@@ -210,7 +234,7 @@ class Daemon:
         elif env.type == "tx":
             self.mempool.accept(env.payload)
         elif env.type == "blob":
-            self.content.accept_update_blob(env.height, env.payload, self.contract.state)
+            self.content.accept_update_blob(env.sender, env.height, env.payload, self.contract.state)
         elif env.type in ("sa", "masked"):
             self.secure.accept_secagg(env.height, env.payload)
         elif env.type == "vshare":
@@ -231,7 +255,8 @@ class Daemon:
             self.metrics.peers.set(len(self.transport.connected_peers()))
         if self._work_pending():
             self.replica.note_pending(self._now_ms())
-        if self.replica.is_primary and self.replica.ready_to_propose and not self.proposing:
+        if self.replica.is_primary and self.replica.ready_to_propose and not self.proposing \
+                and self.faults.propose_now(self.store.head_height + 1):
             assert self.nursery is not None
             self.proposing = True
             self.nursery.start_soon(self._propose)
@@ -260,6 +285,7 @@ class Daemon:
 
     async def _execute(self, actions: Sequence[Any]) -> None:
         """Run a core's actions in order; the order is the crash-safety contract (see module doc)."""
+        actions = self.faults.pbft_actions(list(actions), self.replica.view, self.store.head_height)
         persists = [(a.key, a.value) for a in actions if isinstance(a, Persist)]
         if persists:
             self.store.write_batch_sync(persists)
@@ -276,9 +302,7 @@ class Daemon:
             elif isinstance(action, Deliver):
                 self._deliver(action.block, action.cert)
             elif isinstance(action, RecordEvidence):
-                key = b"evidence/" + hashlib.sha256(action.data).digest()
-                self.store.put_sync(key, codec.encode([action.kind, action.data]))
-                logger.warning("recorded evidence of %s", action.kind)
+                self._record_evidence(action)
             elif isinstance(action, FetchBlocks):
                 self.sync.fetching = True
             elif isinstance(action, ViewChanged):
@@ -286,6 +310,13 @@ class Daemon:
                 await self.mempool.hand_own_to(action.view % self.genesis.n)
             else:
                 raise InvariantError(f"unknown action {action!r}")
+
+    def _record_evidence(self, action: RecordEvidence) -> None:
+        """Keep one proof per (sender, kind, slot), at most `EVIDENCE_MAX_PER_SENDER` per sender (the store
+        refuses the rest); every proof is counted, only the first per sender and kind is logged."""
+        sender, slot = evidence_slot(action.data)
+        written = self.store.record_evidence(action.kind, sender, slot, action.data)
+        self.transport.violation(sender, f"equivocation_{action.kind}", "evidence recorded" if written else None)
 
     def _deliver(self, block: Block, cert: CommitCertificate) -> None:
         """A block is final: store it (synced), apply it to the contract, react to what happened."""
@@ -328,6 +359,7 @@ class Daemon:
         try:
             txs = await self.proposer.next_block_txs()
             if txs is not None and self.replica.is_primary and self.replica.ready_to_propose:
+                txs = self.faults.proposal(txs)
                 logger.debug("proposing height %d: %s", self.store.head_height + 1,
                              [self.contract.parse(raw).kind for raw in txs])
                 self.proposed_at[self.store.head_height + 1] = time.monotonic()
@@ -358,6 +390,21 @@ class Daemon:
             "rejected": self.transport.rejections(),
             "absent": list(s.absent),
         }
+
+
+def evidence_slot(data: bytes) -> tuple[int, bytes]:
+    """The sender and the slot (view and height; height for a checkpoint; view for a view change) of the
+    first of the two conflicting messages our replica put in a `RecordEvidence`."""
+    first, _second = codec.decode(data, max_bytes=len(data), max_items=2)
+    msg = pbft.decode(first)
+    if isinstance(msg, pbft.ViewChange):
+        slot = [msg.new_view]
+    elif isinstance(msg, pbft.Checkpoint):
+        slot = [msg.height]
+    else:
+        assert isinstance(msg, (pbft.PrePrepare, pbft.Prepare, pbft.Commit)), msg
+        slot = [msg.view, msg.height]
+    return msg.sender, codec.encode(slot)
 
 
 async def run_until_signalled(daemon: Daemon) -> None:

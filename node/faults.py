@@ -9,37 +9,64 @@ hooks. Only `node.cli` imports this module, and this module sees the daemon only
 Modes implemented (config `behaviour` keys):
 
 - `attack` (+ `attack_params`, `n_malicious`): train a poisoned update instead (`ml.attacks`).
-- `validator`: `withhold` or corrupt (`corrupt`, any other value) our statistic shares in validated rounds.
+- `validator` (validated rounds; `fednode cluster --validator-fault`, docs/validation.md G2-G6):
+  `withhold` our statistic shares; `corrupt` them (one bit); `forge-stats`: add 2^40 to every statistic
+  share we publish; `zero-offset`: send each holder PRZS contributions other than those we committed to
+  (the nearest thing to the dealt zero sharing with an offset, which no longer exists); `grind-seed`:
+  withhold our sketch-seed reveal (all a member can still do to the seed once the inputs are fixed);
+  `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
+  masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares.
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
+- `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
+  means `FaultHooks.shell_attack` is given (`node.hooks.ShellAccess`): `junk-shares`, `window-overrun`,
+  `mempool-flood`, `stale-blocks`, `evidence-flood`, `replay-relay`, `bandwidth-flood` (any of them, or
+  `all`, at once). Each runs at a fixed pace, enough to have hurt the shell before its bounds, modest
+  enough that the attacker's own CPU does not starve the honest nodes on a shared test machine.
+- `consensus_fault`: one of `node.consensus_faults.MODES` (equivocate, censor, slow-primary,
+  checkpoint-flood, vote-flood), applied to the replica's actions and the primary's proposals.
 
-Where further modes belong (a section of `Faults` each, selected by a `behaviour` key in `__init__`; add
-a no-op hook to `FaultHooks` where the daemon offers no point for it yet, see node/hooks.py):
-
-- consensus faults (equivocate, censor, slow-primary, checkpoint-flood, vote-flood): a hook on the
-  PBFT actions the daemon executes (`Daemon._execute`) and on the primary's proposal (`Daemon._propose`);
-- validator faults (zero-offset, forge-stats, grind-seed, lie-identity, lie-reveal): `outgoing_tx` and
-  hooks on the secure round's outputs (`RoundDriver.submit`);
-- shell faults (junk-shares, window-overrun, mempool-flood, stale-blocks, evidence-flood, replay-relay,
-  bandwidth-flood): hooks on what the transport sends (`Transport`) and what sync serves (`Sync`).
+A further mode is a section of `Faults`, selected by a `behaviour` key in `__init__`; add a no-op hook to
+`FaultHooks` where the daemon offers no point for it yet (see node/hooks.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
+import time
 from typing import Any
 
+import msgpack
 import numpy as np
 
+from consensus import codec
+from consensus import messages as pbft
+from consensus.replica import Action
 from ml.attacks import Attack, AttackContext, AttackError, make_attack, malicious_train
 from ml.train import TrainResult
 from node import contract as rc
 from node.config import ConfigError
-from node.hooks import FaultContext, FaultHooks, TrainFn
+from node.consensus_faults import MODES, ConsensusFault
+from node.hooks import SHELL_FAULT_NAMES, FaultContext, FaultHooks, ShellAccess, TrainFn
+from node.secure_round import Gossip, Output, SendMasked, SendShares
+from smpc import field
+from smpc import messages as sam
+from smpc import validation_messages as vm
+from smpc.signing import signing_payload
 
 logger = logging.getLogger("fednode")
+
+LIE_IDENTITY_SHIFT = 1 << 20
+"""Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
+
+
+OVERRUN_MIB = 64
+"""How far past its window the window-overrun member writes on each attempt (then it redials)."""
+FLOOD_PAYLOAD_BYTES = (1 << 20) - 1024
+"""A 1 MiB envelope, within the smallest frame bound a daemon uses."""
 
 
 class Faults(FaultHooks):
@@ -52,10 +79,22 @@ class Faults(FaultHooks):
             self.attack: Attack | None = make_attack(attack, **behaviour.get("attack_params", {})) if attack else None
         except AttackError as exc:
             raise ConfigError(f"node config: behaviour.attack: {exc}") from None
+        shell_faults = behaviour.get("shell_faults", [])
+        unknown = set(shell_faults) - {*SHELL_FAULT_NAMES, "all"}
+        if unknown:
+            raise ConfigError(f"node config: behaviour.shell_faults: {sorted(unknown)} not among "
+                              f"{', '.join(SHELL_FAULT_NAMES)}, all")
+        self.shell_faults = SHELL_FAULT_NAMES if "all" in shell_faults else tuple(shell_faults)
         self.crash_round = int(behaviour.get("crash_after_input_round", 0))
         self._crash_armed = False
         self._masked_deliveries = 0
+        self._forged_digests: dict[int, bytes] = {}
+        """Round -> digest of the masked input we forged (lie-identity), which our `input` tx must commit."""
         self._ctx: FaultContext | None = None
+        self.consensus_mode = behaviour.get("consensus_fault")
+        if self.consensus_mode is not None and self.consensus_mode not in MODES:
+            raise ConfigError(f"node config: behaviour.consensus_fault: unknown mode {self.consensus_mode!r}")
+        self.consensus: ConsensusFault | None = None
 
     @property
     def ctx(self) -> FaultContext:
@@ -64,6 +103,24 @@ class Faults(FaultHooks):
 
     def bind(self, ctx: FaultContext) -> None:
         self._ctx = ctx
+        if self.consensus_mode is not None:
+            self.consensus = ConsensusFault(self.consensus_mode, ctx.index, ctx.n, ctx.chain_id, ctx.sign,
+                                            ctx.checkpoint_interval, ctx.view_timeout_ms)
+
+    # ------------------------------------------------------------------ consensus (behaviour.consensus_fault)
+
+    def pbft_actions(self, actions: list[Action], view: int, height: int) -> list[Action]:
+        if self.consensus is None:
+            return actions
+        return self.consensus.actions(actions, view, height, time.monotonic_ns() // 1_000_000)
+
+    def propose_now(self, height: int) -> bool:
+        return self.consensus is None or self.consensus.propose_now(height, time.monotonic_ns() // 1_000_000)
+
+    def proposal(self, txs: list[bytes]) -> list[bytes]:
+        if self.consensus is None:
+            return txs
+        return self.consensus.proposal(txs, [self.ctx.parse(raw).author for raw in txs])
 
     # ------------------------------------------------------------------ poisoning (behaviour.attack)
 
@@ -85,17 +142,78 @@ class Faults(FaultHooks):
     # ------------------------------------------------------------------ validator faults (behaviour.validator)
 
     def outgoing_tx(self, raw: bytes) -> bytes | None:
-        """Withhold or corrupt our statistic shares."""
+        """Withhold, corrupt or forge our statistic shares; withhold our seed reveal; commit a forged masked
+        input's digest."""
         mode = self.behaviour.get("validator")
         tx = self.ctx.parse(raw)
-        if mode is None or tx.kind != "stats":
+        if mode is None or tx.kind not in ("stats", "reveal", "input"):
             return raw
+        if tx.kind == "reveal":
+            return None if mode == "grind-seed" else raw
+        if tx.kind == "input":
+            forged = self._forged_digests.get(tx.round)
+            return raw if forged is None else self._resign_tx(tx, [forged, *tx.fields[1:]])
         if mode == "withhold":
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
-        corrupted = bytearray(tx.fields[0])  # type: ignore[arg-type]
-        corrupted[0] ^= 0x01
-        return rc.make_tx(self.ctx.chain_id, "stats", self.ctx.index, tx.round, [bytes(corrupted)], self.ctx.sign)
+        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal"):
+            return raw
+        shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
+        if mode == "forge-stats":
+            forged_shares = field.add(shares, np.uint64(1 << 40))
+        else:
+            forged_shares = shares ^ np.uint64(1)
+        return self._resign_tx(tx, [forged_shares.astype("<u8").tobytes()])
+
+    def _resign_tx(self, tx: rc.Tx, fields: list[object]) -> bytes:
+        return rc.make_tx(self.ctx.chain_id, tx.kind, self.ctx.index, tx.round, fields, self.ctx.sign)
+
+    def secure_output(self, out: Output) -> Output:
+        """Forge what the secure round sends: masked input (lie-identity), reveals (lie-reveal), PRZS
+        contributions (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
+        mode = self.behaviour.get("validator")
+        if mode == "lie-identity" and isinstance(out, SendMasked):
+            return self._shifted_masked_input(out)
+        if mode == "lie-reveal" and isinstance(out, Gossip):
+            return Gossip(self._junk_reveal(out.message))
+        if mode == "zero-offset" and isinstance(out, SendShares):
+            return SendShares(out.to, self._uncommitted_contributions(out.payload))
+        return out
+
+    def _secagg_message(self, data: bytes) -> sam.Message:
+        return sam.decode(data, sam.Limits(self.ctx.n, self.ctx.plan.n_params + 1))
+
+    def _resigned(self, message: sam.Message) -> bytes:
+        body = signing_payload(self.ctx.chain_id, message.signed_body())
+        return sam.encode(dataclasses.replace(message, signature=self.ctx.sign(body)))  # type: ignore[arg-type]
+
+    def _shifted_masked_input(self, out: SendMasked) -> SendMasked:
+        message = self._secagg_message(out.message)
+        assert isinstance(message, sam.MaskedInput)
+        vector = message.vector().copy()
+        vector[:-1] += np.uint32(LIE_IDENTITY_SHIFT)  # the weight coordinate stays as committed
+        forged = dataclasses.replace(message, masked=vector.astype("<u4").tobytes())
+        data = self._resigned(forged)
+        digest = self._secagg_message(data).digest()  # type: ignore[union-attr]
+        self._forged_digests[message.round_id] = digest
+        logger.info("behaviour: masked input of round %d shifted by %d per coordinate", message.round_id,
+                    LIE_IDENTITY_SHIFT)
+        return SendMasked(data, digest)
+
+    def _junk_reveal(self, data: bytes) -> bytes:
+        message = self._secagg_message(data)
+        if not isinstance(message, sam.UnmaskShares):
+            return data
+        junk = sam.encode_share(np.full(5, self.ctx.index + 7, dtype=np.uint64))
+        forged = dataclasses.replace(message, self_seed_shares=tuple((o, junk) for o, _ in message.self_seed_shares),
+                                     mask_key_shares=tuple((o, junk) for o, _ in message.mask_key_shares))
+        return self._resigned(forged)
+
+    def _uncommitted_contributions(self, payload: bytes) -> bytes:
+        _tag, round_id, dealer, holder, share, contributions, commitments, _sig = msgpack.unpackb(payload)
+        flipped = bytes(b ^ 0xFF for b in contributions)
+        return vm.sign_shares(self.ctx.chain_id, self.ctx.sign, round_id, dealer, holder,
+                              np.frombuffer(share, dtype="<u8").astype(np.uint64), flipped, commitments)
 
     # ------------------------------------------------------------------ crash (behaviour.crash_after_input_round)
 
@@ -121,3 +239,103 @@ class Faults(FaultHooks):
             for handler in logging.getLogger().handlers + logger.handlers:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+
+    # ------------------------------------------------------------------ shell faults (behaviour.shell_faults)
+
+    async def shell_attack(self, shell: ShellAccess) -> None:
+        if not self.shell_faults:
+            return
+        logger.warning("behaviour: shell faults %s", ", ".join(self.shell_faults))
+        if "stale-blocks" in self.shell_faults or "replay-relay" in self.shell_faults:
+            shell.serve_requests(lambda peer, data: self._answer_request(shell, peer, data))
+        for name, attack in (("junk-shares", self._junk_shares), ("window-overrun", self._window_overrun),
+                             ("mempool-flood", self._mempool_flood), ("evidence-flood", self._evidence_flood),
+                             ("bandwidth-flood", self._bandwidth_flood)):
+            if name in self.shell_faults:
+                shell.spawn(attack, shell)
+
+    async def _junk_shares(self, shell: ShellAccess) -> None:
+        """Finding 1: junk sketch shares for the next round, to every peer, each time a round opens."""
+        seen = -1
+        while True:
+            if shell.round() != seen:
+                seen = shell.round()
+                for i, peer in enumerate(shell.peer_ids):
+                    await shell.send(peer, shell.seal("vshare", seen + 1, os.urandom(512), self._index_of(i)),
+                                     "control")
+            await shell.sleep(0.05)
+
+    async def _window_overrun(self, shell: ShellAccess) -> None:
+        """Finding 2: a request, then OVERRUN_MIB written on its stream ignoring the window granted."""
+        chunk = bytes(1 << 20)
+        while True:
+            for peer in shell.peer_ids:
+                try:
+                    stream: Any = await shell.open_stream(peer, shell.request_protocol)
+                    await stream.write(len(b"x").to_bytes(4, "big") + b"x")
+                    for _ in range(OVERRUN_MIB):
+                        stream.muxed_stream.send_window = 1 << 40
+                        await stream.write(chunk)
+                except Exception:  # noqa: BLE001 - the victim closing the connection is the expected end
+                    logger.info("behaviour: window overrun towards %s ended", peer[:12])
+            await shell.sleep(5.0)
+
+    async def _mempool_flood(self, shell: ShellAccess) -> None:
+        """Finding 3: signed 60 KiB transactions for the current, the next and far-future rounds."""
+        ctx, nonce = self.ctx, 0
+        while True:
+            nonce += 1
+            round_id = shell.round() + (nonce % 2 if nonce % 3 else 1000 + nonce)
+            raw = rc.make_tx(ctx.chain_id, "sa", ctx.index, min(round_id, 1 << 31),
+                             [os.urandom(16) + bytes(60 << 10)], ctx.sign)
+            for i, peer in enumerate(shell.peer_ids):
+                await shell.send(peer, shell.seal("tx", round_id, raw, self._index_of(i)), "control")
+            await shell.sleep(0.01)
+
+    async def _evidence_flood(self, shell: ShellAccess) -> None:
+        """Finding 5: signed conflicting checkpoints, many per height, over many heights."""
+        ctx, height = self.ctx, 0
+        while True:
+            height += 16
+            for _ in range(8):
+                checkpoint = pbft.Checkpoint(height, os.urandom(32), ctx.index)
+                signed = pbft.encode(pbft.Checkpoint(height, checkpoint.block_hash, ctx.index,
+                                                     ctx.sign(pbft.signing_bytes(ctx.chain_id, checkpoint))))
+                for i, peer in enumerate(shell.peer_ids):
+                    await shell.send(peer, shell.seal("pbft", 0, signed, self._index_of(i)), "control")
+            await shell.sleep(0.05)
+
+    async def _bandwidth_flood(self, shell: ShellAccess) -> None:
+        """Finding 7: one valid 1 MiB envelope per peer, re-sent without pause."""
+        frames = [shell.seal("pbft", 0, bytes(FLOOD_PAYLOAD_BYTES), self._index_of(i))
+                  for i in range(len(shell.peer_ids))]
+        while True:
+            for peer, frame in zip(shell.peer_ids, frames, strict=True):
+                await shell.send(peer, frame, "bulk")
+            await shell.sleep(0)
+
+    async def _answer_request(self, shell: ShellAccess, peer: str, data: bytes) -> bytes:
+        """Findings 4 and 6: answer `get_blocks` with block 1 (stale-blocks); relay every request to the
+        other members before answering it (replay-relay)."""
+        if "replay-relay" in self.shell_faults:
+            for other in shell.peer_ids:
+                if other != peer:
+                    await shell.request(other, data)
+        if "stale-blocks" in self.shell_faults and _request_type(data) == "get_blocks":
+            first = shell.block(1)
+            return codec.encode([list(first)]) if first is not None else b""
+        return await shell.honest_requests(peer, data)
+
+    def _index_of(self, position: int) -> int:
+        """The member index of the `position`-th peer in `ShellAccess.peer_ids` (every member but us)."""
+        return position if position < self.ctx.index else position + 1
+
+
+def _request_type(data: bytes) -> str | None:
+    """The type field of an envelope, read without checking anything (the attacker's own parsing)."""
+    try:
+        body, _signature = codec.decode(data, max_bytes=len(data), max_items=2)
+        fields = codec.decode(body, max_bytes=len(body), max_items=8)
+    except (codec.DecodeError, ValueError, TypeError):
+        return None
+    return fields[2] if isinstance(fields, list) and len(fields) > 2 and isinstance(fields[2], str) else None

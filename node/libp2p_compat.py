@@ -30,6 +30,12 @@ re-check:
   with an 8 MiB window instead of 256 KiB: the library spends ~0.25 ms of
   Python per frame, so a 4 MB model took 64 frames plus as many window updates
   (57 ms of CPU per 4 MB sent and received), and now takes 4 (25-35 ms);
+* yamux flow control is enforced on what we receive. The library only logs a warning when a peer sends
+  more than the receive window it was granted and keeps buffering (a member grew a victim by 130 MB/s
+  that way); here a DATA frame that overruns its stream's window, a connection whose unread buffers
+  together pass `YAMUX_CONN_BUFFER_MAX_BYTES`, or a peer opening more than `YAMUX_INBOUND_STREAMS_MAX`
+  streams at once closes the whole connection before the bytes are stored, and the connection is
+  marked with the reason (`flow_control_violation`) for `node.network` to count against that peer;
 * a write to a secured connection is shielded from cancellation. The library
   encrypts a Noise message (advancing the nonce) and then awaits the socket; a
   timeout that lands in between (our 3 s bound on opening a stream, a request's
@@ -96,6 +102,13 @@ grown the window; 8 MiB lets a whole model go out at once. It bounds what one st
 and is below the 16 MiB the library's auto-tuning grants anyway. Every member must use the same value:
 yamux has no negotiation of the initial window, a sender assumes the receiver's."""
 
+YAMUX_CONN_BUFFER_MAX_BYTES = 8 * YAMUX_INITIAL_WINDOW_BYTES
+"""Unread bytes one connection may hold across all its streams: what a member can make us hold per
+connection however many streams it opens. An honest peer comes near it only when both its direct lanes
+wait for its byte budget (`node.network.PeerBudget`) with full windows, 2 x 16 MiB at most."""
+YAMUX_INBOUND_STREAMS_MAX = 64
+"""Streams a peer may have open towards us on one connection (2 lanes, a few requests, gossip)."""
+
 ROUTER_DIAL_DISABLED_S = 10**9
 """Delay before gossipsub would dial direct peers itself: never, in practice."""
 
@@ -117,6 +130,76 @@ def _apply_global_patches() -> None:
     libp2p_pubsub.SUBSCRIPTION_CHANNEL_SIZE = GOSSIP_SUBSCRIPTION_QUEUE_MESSAGES  # type: ignore[attr-defined]
     if not getattr(SecureSession.write, "_fednode_shielded", False):
         SecureSession.write = _shielded_write(SecureSession.write)  # type: ignore[method-assign]
+    if not getattr(Yamux.__init__, "_fednode_windowed", False):
+        Yamux.__init__ = _windowed_init(Yamux.__init__)  # type: ignore[method-assign]
+
+
+class FlowControlViolation(trio.TooSlowError):
+    """A peer sent yamux data it was not granted window for.
+
+    A subclass of trio.TooSlowError because that is the one exception yamux's frame loop lets through
+    every per-frame handler to its connection-level handler, which closes the connection (its log line
+    then says "timed out reading DATA frame body"; ours names the violation).
+    """
+
+
+def flow_control_violation(muxed_conn: object) -> str | None:
+    """The reason a connection was closed for a flow-control violation, if it was."""
+    return getattr(muxed_conn, "_fednode_violation", None)
+
+
+class _WindowedBuffer(bytearray):
+    """One stream's receive buffer, which refuses bytes beyond the window its connection granted."""
+
+    def __init__(self, conn: Yamux, stream_id: int, initial: bytes) -> None:
+        super().__init__(initial)
+        self._conn = conn
+        self._stream_id = stream_id
+
+    def extend(self, data: Any) -> None:  # type: ignore[override]
+        stream = self._conn.streams.get(self._stream_id)
+        if stream is not None and len(data) > stream.recv_window:
+            _violate(self._conn, f"{len(data)} bytes on stream {self._stream_id} with a window of "
+                                 f"{stream.recv_window}")
+        buffered = sum(len(buffer) for buffer in self._conn.stream_buffers.values())
+        if buffered + len(data) > YAMUX_CONN_BUFFER_MAX_BYTES:
+            _violate(self._conn, f"{buffered + len(data)} unread bytes on one connection")
+        super().extend(data)
+
+
+class _WindowedBuffers(dict[int, bytearray]):
+    """A connection's stream buffers, each a `_WindowedBuffer`, inbound streams capped in number."""
+
+    def __init__(self, conn: Yamux) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def __setitem__(self, stream_id: int, initial: bytearray) -> None:
+        stream = self._conn.streams.get(stream_id)
+        if stream is not None and not stream.is_initiator:
+            inbound = sum(1 for other in self._conn.streams.values() if not other.is_initiator)
+            if inbound > YAMUX_INBOUND_STREAMS_MAX:
+                _violate(self._conn, f"{inbound} streams opened at once")
+        super().__setitem__(stream_id, _WindowedBuffer(self._conn, stream_id, initial))
+
+
+def _violate(conn: Yamux, detail: str) -> None:
+    """Mark the connection and raise what makes yamux's frame loop close it (module docstring)."""
+    logger.warning("closing the connection of peer %s: flow-control violation: %s", conn.peer_id, detail)
+    conn._fednode_violation = "flow_control_violation"  # type: ignore[attr-defined]
+    raise FlowControlViolation(detail)
+
+
+def _windowed_init(init: Callable[..., None]) -> Callable[..., None]:
+    """`Yamux.__init__` that gives the connection window-enforcing stream buffers."""
+
+    @functools.wraps(init)
+    def windowed(self: Yamux, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.stream_buffers = _WindowedBuffers(self)
+
+    windowed._fednode_windowed = True  # type: ignore[attr-defined]
+    return windowed
 
 
 def _shielded_write(write: Callable[[Any, bytes], Awaitable[None]]) -> Callable[[Any, bytes], Awaitable[None]]:

@@ -1,8 +1,13 @@
 """The mempool: members' transactions waiting for a block, and our own until they are committed.
 
 Owns the pending transactions (bounded, in arrival order, with their arrival times) and the set of our
-own not yet committed. Admission checks a transaction against the round contract; pruning forgets what
-a committed block made useless; resubmission sends our own again like a PBFT client's retry. May read
+own not yet committed. Admission checks a transaction against the round contract and takes only the
+current round's and the next one's (nothing else can be committed soon, and a later round's would wait
+unpruned); each author has a quota of transactions and of bytes (`AUTHOR_TXS_MAX`, `AUTHOR_BYTES_MAX`),
+charged to the transaction's signer, so a member flooding valid transactions fills only its own share
+and never refuses an honest member's. Our own transactions are never refused. Pruning forgets what a
+committed block or a passing round made useless; resubmission sends our own again like a PBFT
+client's retry. May read
 the round contract; sends only through the two callbacks it is given (it never imports the transport).
 """
 
@@ -11,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 
 from node import contract as rc
@@ -19,7 +24,10 @@ from node.status import Metrics
 
 logger = logging.getLogger("fednode")
 
-MAX_MEMPOOL_TXS = 4096
+AUTHOR_TXS_MAX = 32
+"""Pending transactions per author, over the two rounds admitted: a member posts a handful per round."""
+AUTHOR_BYTES_MAX = 16 * rc.MAX_TX_BODY_BYTES
+"""Pending bytes per author (1 MiB): the mempool holds at most members x this, plus our own."""
 RESUBMIT_S = 1.0
 
 SendFn = Callable[[int, str, int, bytes], Awaitable[None]]
@@ -38,29 +46,45 @@ class Mempool:
         self.own: dict[bytes, bytes] = {}
         """Our transactions not yet committed, by digest: resubmitted to every member until they are."""
         self._resubmit_at = 0.0
+        self._held: Counter[int] = Counter()
+        self._held_bytes: Counter[int] = Counter()
 
-    def accept(self, raw: bytes) -> None:
-        """Admit a member's transaction (a peer's, or our own) if it may still be committed."""
+    def accept(self, raw: bytes, *, own: bool = False) -> None:
+        """Admit a member's transaction (a peer's, or our own) if it may still be committed soon."""
         try:
             tx = self.contract.parse(raw)
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "dealt", "stats", "ready") or len(self.txs) >= MAX_MEMPOOL_TXS:
+        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
-        if self._stale(tx):
-            self.metrics.rejected.labels("stale_tx").inc()
+        if self._stale(tx) or tx.round > self.contract.state.round + 1:
+            self.metrics.rejected.labels("stale_tx" if self._stale(tx) else "future_tx").inc()
             return
         digest = hashlib.sha256(raw).digest()
-        if digest not in self.txs:
-            logger.debug("mempool: %s tx of member %d for round %d", tx.kind, tx.author, tx.round)
+        if digest in self.txs:
+            return
+        if not own and not self._within_quota(tx):
+            self.metrics.rejected.labels("tx_over_author_quota").inc()
+            return
+        logger.debug("mempool: %s tx of member %d for round %d", tx.kind, tx.author, tx.round)
         self.txs[digest] = tx
-        self.arrival.setdefault(digest, time.monotonic())
+        self.arrival[digest] = time.monotonic()
+        self._held[tx.author] += 1
+        self._held_bytes[tx.author] += len(tx.raw)
+
+    def _within_quota(self, tx: rc.Tx) -> bool:
+        return (self._held[tx.author] < AUTHOR_TXS_MAX
+                and self._held_bytes[tx.author] + len(tx.raw) <= AUTHOR_BYTES_MAX)
+
+    def held(self, author: int) -> tuple[int, int]:
+        """How many transactions of `author`, and how many bytes, are pending."""
+        return self._held[author], self._held_bytes[author]
 
     async def submit_own(self, raw: bytes, round_id: int, primary: int) -> None:
         """Our own transaction: into the mempool, remembered for resubmission, and straight to the primary."""
-        self.accept(raw)
+        self.accept(raw, own=True)
         self.own[hashlib.sha256(raw).digest()] = raw
         if primary != self.index:
             await self._send(primary, "tx", round_id, raw)
@@ -87,9 +111,20 @@ class Mempool:
 
     def forget(self, digest: bytes) -> None:
         """Committed, invalid or stale: out of the mempool, and no longer ours to resubmit."""
-        self.txs.pop(digest, None)
+        tx = self.txs.pop(digest, None)
+        if tx is not None:
+            self._held[tx.author] -= 1
+            self._held_bytes[tx.author] -= len(tx.raw)
         self.arrival.pop(digest, None)
         self.own.pop(digest, None)
+
+    def overdue(self) -> list[bytes]:
+        """Digests of the valid transactions a block should already carry: ours, and members' that waited
+        RESUBMIT_S (by then their author has handed them to everyone). The daemon hands them to the
+        replica's request timer (`Replica.watch_only`), which replaces a primary that leaves them out."""
+        now = time.monotonic()
+        return [d for d, tx in self.txs.items()
+                if (d in self.own or now - self.arrival[d] >= RESUBMIT_S) and self.contract.tx_valid_now(tx)]
 
     def any_valid_now(self) -> bool:
         return any(self.contract.tx_valid_now(tx) for tx in self.txs.values())

@@ -8,16 +8,24 @@ A `Network` owns one py-libp2p host (Noise + yamux only, see
   frames, for anything up to a model blob;
 * `request`: one stream per request/response exchange, for fetches.
 
-Everything received lands in one bounded `inbox`.  Only members listed in
-`allowed` (the genesis peer ids) can connect, open streams or get a message into
-the inbox.  This module never interprets payloads: signatures, decoding and
+Everything received lands in one `inbox`, queued per member (bounded) and
+handed out one member at a time in turn.  Only members listed in `allowed` (the
+genesis peer ids) can connect, open streams or get a message into the inbox.  This module never interprets payloads: signatures, decoding and
 replay checks belong to the daemon.  What it guarantees is that no peer's bytes
-can end the host, and that every length is bounded before anything is read.
+can end the host, that every length is bounded before anything is read, and
+that what a member costs us is bounded before any payload is decoded: each
+peer has a token bucket of bytes and one of messages (`PeerBudget`); its direct
+frames and requests wait for its buckets (so a flooding peer's streams stall
+behind their flow-control windows), its gossip is dropped when they are empty.
+A peer may write only where it was asked to: bytes on a direct stream we
+opened, or on a request stream after its one request frame, are a violation
+and reset the stream.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import random
@@ -59,6 +67,54 @@ GOSSIP_LIBRARY_MAX_BYTES = 1 << 20
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 
 
+@dataclass(slots=True)
+class TokenBucket:
+    """Tokens refilled at `rate` per second up to `capacity`; a charge may run into debt.
+
+    `charge` always takes the cost and returns how long the caller should wait for the debt to be repaid,
+    so a frame larger than the capacity still passes (after its wait). Pure: the caller passes the
+    monotonic time.
+    """
+
+    rate: float
+    capacity: float
+    tokens: float
+    stamp: float
+
+    def available(self, now: float) -> float:
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return self.tokens
+
+    def charge(self, cost: float, now: float) -> float:
+        self.tokens = self.available(now) - cost
+        return max(0.0, -self.tokens / self.rate)
+
+
+@dataclass(slots=True)
+class PeerBudget:
+    """What one peer may make us receive: bytes and messages, each a token bucket."""
+
+    bytes: TokenBucket
+    messages: TokenBucket
+
+    @classmethod
+    def full(cls, limits: NetLimits, now: float) -> PeerBudget:
+        return cls(TokenBucket(limits.peer_bytes_per_s, limits.peer_bytes_burst, limits.peer_bytes_burst, now),
+                   TokenBucket(limits.peer_msgs_per_s, limits.peer_msgs_burst, limits.peer_msgs_burst, now))
+
+    def charge(self, size: int, now: float, messages: int = 1) -> float:
+        """Take `size` bytes and `messages`; return the seconds to wait before taking more."""
+        return max(self.bytes.charge(size, now), self.messages.charge(messages, now))
+
+    def try_charge(self, size: int, now: float) -> bool:
+        """Take one message of `size` bytes if both buckets hold enough, else take nothing."""
+        if self.bytes.available(now) < size or self.messages.available(now) < 1:
+            return False
+        self.charge(size, now)
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class NetLimits:
     """Every bound the network layer enforces; the defaults suit a 4-16 member consortium."""
@@ -67,9 +123,15 @@ class NetLimits:
     gossip_max_bytes: int = 64 << 10
     gossip_inbound_rpc_max_bytes: int = 1 << 20
     gossip_rate_per_peer_per_s: float = 1000.0
-    inbox_max_items: int = 1024
+    inbox_max_items_per_peer: int = 512
     inbound_requests_max_per_peer: int = 4
     inbound_direct_streams_max_per_peer: int = 4
+    peer_bytes_per_s: float = float(16 << 20)
+    """What one member's direct frames, requests and gossip may cost us, sustained; a round moves one
+    model-sized masked input per member, a few MB."""
+    peer_bytes_burst: float = float(64 << 20)
+    peer_msgs_per_s: float = 1000.0
+    peer_msgs_burst: float = 2000.0
     io_timeout_s: float = 60.0
     dial_timeout_s: float = 5.0
     stream_open_timeout_s: float = 3.0
@@ -83,9 +145,11 @@ class NetLimits:
         assert 0 < self.gossip_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= self.gossip_inbound_rpc_max_bytes
         assert self.gossip_max_bytes + GOSSIP_RPC_OVERHEAD_BYTES <= GOSSIP_LIBRARY_MAX_BYTES
-        assert self.inbox_max_items > 0 and self.inbound_requests_max_per_peer > 0
+        assert self.inbox_max_items_per_peer > 0 and self.inbound_requests_max_per_peer > 0
         assert self.inbound_direct_streams_max_per_peer > 0
         assert 0 < self.reconnect_initial_s <= self.reconnect_max_s
+        assert self.peer_bytes_per_s > 0 and self.peer_msgs_per_s > 0
+        assert self.peer_bytes_burst >= self.gossip_inbound_rpc_max_bytes and self.peer_msgs_burst >= 1
 
 
 class PeerViolation(Exception):
@@ -174,16 +238,76 @@ async def read_frame(stream: INetStream, frame_max_bytes: int) -> bytes:
     return await FrameReader(stream, frame_max_bytes).next()
 
 
-class _ConnectionEvents(INotifee):
-    """Wake the reconnect loops and `wait_connected` callers on connection changes."""
+InboxItem = tuple[str, str, bytes]
+"""(kind, peer id, data): kind is "gossip" or "direct"; for gossip the peer is the signed origin."""
 
-    def __init__(self, changed: Callable[[], None]) -> None:
+
+@dataclass(frozen=True, slots=True)
+class InboxStatistics:
+    current_buffer_used: int
+
+
+class FairInbox:
+    """Received messages, one bounded queue per member, handed out one member at a time in turn.
+
+    With one shared queue, a member flooding within its budget could fill it while the protocol task is
+    busy, and every other member's messages arriving then would be dropped; here a member fills only its
+    own queue, and an honest member's message waits behind at most one message of each other member.
+    """
+
+    def __init__(self, per_peer_max: int) -> None:
+        self._per_peer_max = per_peer_max
+        self._queues: dict[str, collections.deque[InboxItem]] = {}
+        self._turns: collections.deque[str] = collections.deque()
+        self._arrived = trio.Event()
+
+    def put_nowait(self, item: InboxItem) -> bool:
+        """Queue `item` behind its member's earlier ones; False (dropped) if that member's queue is full."""
+        queue = self._queues.setdefault(item[1], collections.deque())
+        if len(queue) >= self._per_peer_max:
+            return False
+        if not queue:
+            self._turns.append(item[1])
+        queue.append(item)
+        self._arrived.set()
+        return True
+
+    async def receive(self) -> InboxItem:
+        while not self._turns:
+            await self._arrived.wait()
+            self._arrived = trio.Event()
+        peer = self._turns.popleft()
+        queue = self._queues[peer]
+        item = queue.popleft()
+        if queue:
+            self._turns.append(peer)
+        return item
+
+    def __aiter__(self) -> FairInbox:
+        return self
+
+    async def __anext__(self) -> InboxItem:
+        return await self.receive()
+
+    def statistics(self) -> InboxStatistics:
+        return InboxStatistics(sum(len(queue) for queue in self._queues.values()))
+
+
+class _ConnectionEvents(INotifee):
+    """Wake the reconnect loops and `wait_connected` callers on connection changes, and count the
+    connections closed because their peer broke flow control."""
+
+    def __init__(self, changed: Callable[[], None], on_reject: Callable[[str, ID], None]) -> None:
         self._changed = changed
+        self._on_reject = on_reject
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._changed()
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        violation = libp2p_compat.flow_control_violation(conn.muxed_conn)
+        if violation is not None:
+            self._on_reject(violation, conn.muxed_conn.peer_id)
         self._changed()
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
@@ -218,7 +342,7 @@ class Network:
         self.peer_id: str = host.get_id().to_base58()
         self.listen_addrs: list[str] = []
         self.stats: collections.Counter[str] = collections.Counter()
-        self._inbox_send, self.inbox = trio.open_memory_channel[tuple[str, str, bytes]](limits.inbox_max_items)
+        self.inbox = FairInbox(limits.inbox_max_items_per_peer)
         self._request_handler: RequestHandler | None = None
         self._out_streams: dict[tuple[str, str], INetStream] = {}
         self._send_locks: dict[tuple[str, str], trio.Lock] = collections.defaultdict(trio.Lock)
@@ -234,6 +358,7 @@ class Network:
         self._conn_changed = trio.Event()
         self._pubsub: Pubsub | None = None
         self._rng = random.Random()
+        self._budgets: dict[str, PeerBudget] = {}
 
     # ----------------------------------------------------------------- membership
 
@@ -329,13 +454,28 @@ class Network:
 
     # ----------------------------------------------------------------- inbox
 
+    def _budget(self, peer: str) -> PeerBudget:
+        budget = self._budgets.get(peer)
+        if budget is None:
+            assert peer in self._allowed, peer
+            budget = self._budgets[peer] = PeerBudget.full(self._limits, time.monotonic())
+        return budget
+
+    async def _pay(self, peer: str, size: int, messages: int = 1) -> None:
+        """Charge `peer` for `size` bytes and `messages` and wait until its buckets are out of debt.
+
+        Waiting stops reading the peer's stream, so its flow-control window closes and an honest sender
+        blocks; one that writes on regardless breaks flow control and loses its connection."""
+        wait_s = self._budget(peer).charge(size, time.monotonic(), messages)
+        if wait_s > 0:
+            self.stats["throttled_s"] += wait_s
+            await trio.sleep(wait_s)
+
     def _deliver(self, kind: str, peer: str, data: bytes) -> None:
-        """Put a message in the inbox, dropping it (counted) when the inbox is full."""
+        """Put a message in the inbox, dropping it (counted) when its member's queue is full."""
         self.stats[f"bytes_in:{kind}"] += len(data)
         self.stats[f"msgs_in:{kind}"] += 1
-        try:
-            self._inbox_send.send_nowait((kind, peer, data))
-        except trio.WouldBlock:
+        if not self.inbox.put_nowait((kind, peer, data)):
             self.stats[f"rejected:inbox_full_{kind}"] += 1
 
     # ----------------------------------------------------------------- direct frames
@@ -395,6 +535,7 @@ class Network:
                         logger.debug("opening a %s stream to %s timed out", lane, peer_id)
                         return False
                     self._out_streams[(peer_id, lane)] = stream
+                    self._nursery.start_soon(self._watch_outbound, peer_id, lane, stream)
                 await stream.write(frame)
                 return True
             except BaseLibp2pError as error:
@@ -403,6 +544,21 @@ class Network:
         if stale is not None:
             await libp2p_compat.reset_quietly(stale)
         return False
+
+    async def _watch_outbound(self, peer_id: str, lane: str, stream: INetStream) -> None:
+        """Read a direct stream we opened, on which the peer must never write: any byte is a violation.
+
+        Without a reader those bytes would sit in the stream's buffer for the stream's life."""
+        try:
+            data = await stream.read(READ_CHUNK_BYTES)
+        except BaseLibp2pError:
+            return
+        if not data:
+            return
+        self._reject("bytes_on_outbound_stream", peer_id)
+        if self._out_streams.get((peer_id, lane)) is stream:
+            del self._out_streams[(peer_id, lane)]
+        await libp2p_compat.reset_quietly(stream)
 
     async def _serve_direct(self, stream: INetStream) -> None:
         """Read frames into the inbox until the stream ends.
@@ -421,12 +577,19 @@ class Network:
         async with slots:
             try:
                 while True:
-                    self._deliver("direct", peer, await reader.next())
+                    frame = await reader.next()
+                    await self._pay(peer, len(frame))
+                    self._deliver("direct", peer, frame)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer)
             except BaseLibp2pError:
                 return
             await libp2p_compat.reset_quietly(stream)
+
+    async def open_stream(self, peer_id: str, protocol: str) -> INetStream:
+        """A raw stream to a member, for fault injection (`node.hooks.ShellAccess`): the shell's own
+        traffic goes through `send` and `request`."""
+        return await self._host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
 
     # ----------------------------------------------------------------- request / response
 
@@ -434,29 +597,34 @@ class Network:
         """Install `async fn(peer_id, data) -> bytes`, which answers `request` calls."""
         self._request_handler = fn
 
-    async def request(self, peer_id: str, data: bytes, timeout_s: float) -> bytes | None:
+    async def request(self, peer_id: str, data: bytes, timeout_s: float,
+                      response_max_bytes: int | None = None) -> bytes | None:
         """Send a request frame on a fresh stream and return the response frame.
 
         Returns None if the peer is not a member, cannot be reached, has no
-        handler, answers with an oversize frame, or does not answer in time.
+        handler, answers with a frame above `response_max_bytes` (default
+        `frame_max_bytes`; refused from its header, before it is read), or
+        does not answer in time.
         """
         if peer_id not in self._allowed or len(data) > self._limits.frame_max_bytes:
             return None
+        response_max = self._limits.frame_max_bytes if response_max_bytes is None else response_max_bytes
+        assert 0 <= response_max <= self._limits.frame_max_bytes, response_max
         with trio.move_on_after(timeout_s):
             try:
-                return await self._exchange(peer_id, data)
+                return await self._exchange(peer_id, data, response_max)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer_id)
             except BaseLibp2pError as error:
                 logger.debug("request to %s failed: %r", peer_id, error)
         return None
 
-    async def _exchange(self, peer_id: str, data: bytes) -> bytes:
+    async def _exchange(self, peer_id: str, data: bytes, response_max_bytes: int) -> bytes:
         stream = await self._host.new_stream(ID.from_base58(peer_id), [REQUEST_PROTOCOL])
         try:
             await stream.write(encode_frame(data))
             self.stats["bytes_out:request"] += len(data)
-            response = await read_frame(stream, self._limits.frame_max_bytes)
+            response = await read_frame(stream, response_max_bytes)
             self.stats["bytes_in:response"] += len(response)
             return response
         finally:
@@ -472,16 +640,29 @@ class Network:
         async with slots:
             try:
                 data = await read_frame(stream, self._limits.frame_max_bytes)
+                await self._pay(peer, len(data))
                 self.stats["bytes_in:request"] += len(data)
                 response = await self._request_handler(peer, data)
+                await self._pay(peer, len(response), messages=0)  # an answer costs its asker, not us
                 await stream.write(encode_frame(response))
                 self.stats["bytes_out:response"] += len(response)
                 await stream.close()
+                await self._await_requester_reset(peer, stream)
             except PeerViolation as violation:
                 self._reject(violation.reason, peer)
-                await libp2p_compat.reset_quietly(stream)
             except BaseLibp2pError:
+                pass
+            finally:
                 await libp2p_compat.reset_quietly(stream)
+
+    async def _await_requester_reset(self, peer: str, stream: INetStream) -> None:
+        """After the response, wait (at most `io_timeout_s`) for the requester to reset the stream, as
+        `request` does once it has read the response; resetting first could discard the response's tail
+        from its buffer. A requester that writes anything more breaks the protocol."""
+        with trio.move_on_after(self._limits.io_timeout_s):
+            with contextlib.suppress(BaseLibp2pError):
+                if await stream.read(READ_CHUNK_BYTES):
+                    self._reject("bytes_after_request", peer)
 
     # ----------------------------------------------------------------- gossip
 
@@ -513,12 +694,19 @@ class Network:
         return True
 
     def _validate_gossip(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        """Refuse to accept or relay gossip from non-members or above the size bound."""
+        """Refuse to accept or relay gossip from non-members, above the size bound, or beyond the budget of
+        the member that forwarded it (not its origin, whose budget a replaying forwarder could drain)."""
         if len(msg.data) > self._limits.gossip_max_bytes:
             self._reject("gossip_too_large", forwarder)
             return False
         if not self._is_allowed(ID(msg.from_id)):
             self._reject("gossip_from_unknown_origin", forwarder)
+            return False
+        if not self._is_allowed(forwarder):
+            self._reject("gossip_from_unknown_forwarder", forwarder)
+            return False
+        if not self._budget(forwarder.to_base58()).try_charge(len(msg.data), time.monotonic()):
+            self._reject("gossip_over_budget", forwarder)
             return False
         return True
 
@@ -556,7 +744,7 @@ class Network:
 
     async def _start(self) -> None:
         libp2p_compat.gate_connections(self._host, self._is_allowed, lambda pid: self._reject("peer_not_allowed", pid))
-        self._host.get_network().register_notifee(_ConnectionEvents(self._on_connection_change))
+        self._host.get_network().register_notifee(_ConnectionEvents(self._on_connection_change, self._reject))
         self._set_handler(DIRECT_PROTOCOL, self._serve_direct)
         self._set_handler(REQUEST_PROTOCOL, self._serve_request)
         await self._start_gossip()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from consensus import codec
 from node import contract as rc
 from node.aggregation import Aggregator
 from node.content import Content
@@ -218,6 +219,12 @@ class RoundDriver:
         except (RoundAborted, MissingMessages, RevealRefused) as exc:
             logger.warning("round %d: secure aggregation cannot continue here: %s", event.round, exc)
             return []
+        except codec.DecodeError as exc:
+            # A member's message held for this phase turned out undecodable only now. Peer input: the round
+            # is lost here, the block (delivered in this very call) is not, and neither is the daemon.
+            logger.warning("round %d: a member's held message does not decode (%s); the round cannot "
+                           "continue here", event.round, exc)
+            return []
         self.secure.record_violations(sr)
         return outputs
 
@@ -246,7 +253,7 @@ class RoundDriver:
             return
         blob = vector_bytes(weighted)
         digest = hashlib.sha256(blob).digest()
-        self.content.keep_update_blob(digest, blob)
+        self.content.keep_update_blob(self.index, digest, blob)
         await self.transport.send_to_all("blob", round_id, blob)
         logger.info("round %d: update sent to every peer, %.2f s after the round opened", round_id,
                     self.timings.since_open_s(round_id))
@@ -256,7 +263,8 @@ class RoundDriver:
 
     async def submit(self, outputs: Sequence[Output], round_id: int) -> None:
         """Carry out what a secure round (or training) asked for."""
-        for out in outputs:
+        for honest in outputs:
+            out = self.hooks.secure_output(honest)
             if isinstance(out, SubmitTx):
                 raw = self.hooks.outgoing_tx(out.raw)
                 if raw is not None:
@@ -268,7 +276,7 @@ class RoundDriver:
             elif isinstance(out, SendSketchSum):
                 await self.transport.send_to_all("ssum", round_id, out.payload)
             else:
-                self.content.keep_masked(out.digest, out.message)
+                self.content.keep_masked(self.index + 1, out.digest, out.message)  # smpc numbers members from 1
                 self.hooks.masked_input_sent(round_id)
                 await self.transport.send_to_all("masked", round_id, out.message)
                 logger.info("round %d: masked input sent to every peer, %.2f s after the round opened", round_id,

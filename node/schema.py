@@ -99,9 +99,10 @@ class Behaviour(Strict):
     attack: str | None = None
     attack_params: dict[str, Any] = {}
     n_malicious: int = Field(default=1, ge=0, le=MAX_MEMBERS)
-    validator: Literal["withhold", "corrupt"] | None = None
+    validator: str | None = None
     crash_after_input_round: int = Field(default=0, ge=0)
     consensus_fault: str | None = None
+    shell_faults: list[str] = Field(default=[], max_length=64)
 
 
 class NodeConfigFile(Strict):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from consensus import codec
 from node.content import Content
 from node.secure_round import Output, SecureRound
 from node.status import Metrics
@@ -44,32 +43,41 @@ class SecureRounds:
         except ProtocolViolation:
             self.metrics.rejected.labels("secagg_malformed").inc()
             return
-        if isinstance(message, sam.MaskedInput):
-            self.content.keep_masked(message.digest(), data)
+        refused = len(sr.violations)
         sr.on_message(message)
+        if isinstance(message, sam.MaskedInput) and len(sr.violations) == refused:
+            self.content.keep_masked(message.sender, message.digest(), data)  # signature checked by now
         self.record_violations(sr)
 
+    def masked_digest(self, round_id: int, data: bytes) -> bytes | None:
+        """The name of a masked input of `round_id` (what a block commits to), None if `data` is not one."""
+        sr = self.rounds.get(round_id)
+        if sr is None:
+            return None
+        try:
+            message = sr.decode(data)
+        except ProtocolViolation:
+            return None
+        return message.digest() if isinstance(message, sam.MaskedInput) else None
+
     def accept_sketch_shares(self, round_id: int, sender: int, payload: bytes) -> list[Output] | None:
-        """A holder's sketch shares from `sender`; the outputs to carry out, None if refused."""
+        """A holder's sketch shares from `sender`; the outputs to carry out, None if refused. The round checks
+        the message on arrival and records a bad one as `sender`'s violation (it never raises)."""
         sr = self.rounds.get(round_id)
         if sr is None:
             self.metrics.rejected.labels("vshare_no_round").inc()
             return None
-        try:
-            return sr.on_sketch_shares(sender, payload)
-        except (codec.DecodeError, ValueError):
-            self.metrics.rejected.labels("vshare_malformed").inc()
-            return None
+        outputs = sr.on_sketch_shares(sender, payload)
+        self.record_violations(sr)
+        return outputs
 
     def accept_sketch_sum(self, round_id: int, sender: int, payload: bytes) -> None:
         sr = self.rounds.get(round_id)
         if sr is None:
             self.metrics.rejected.labels("ssum_no_round").inc()
             return
-        try:
-            sr.on_sketch_sum(sender, payload)
-        except (codec.DecodeError, ValueError):
-            self.metrics.rejected.labels("ssum_malformed").inc()
+        sr.on_sketch_sum(sender, payload)
+        self.record_violations(sr)
 
     def record_violations(self, sr: SecureRound) -> None:
         for violation in sr.violations:

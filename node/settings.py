@@ -13,7 +13,7 @@ from ml.robust import RobustRule
 from node import contract as rc
 from node.config import ConfigError, Genesis
 from node.learning import LearningPlan
-from node.secure_round import ValidationSetup, Weighting, quant_params
+from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
 
 
@@ -46,15 +46,15 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         raise ConfigError(f"genesis: secure_aggregation.degree must be in [0, {genesis.n - 1}]")
     secure = bool(sa.get("enabled", True))
     val = genesis.section("validation")
-    validation_degree = int(val.get("degree", 1))
+    validation_degree = int(val.get("degree", max(1, genesis.f)))
     validate = secure and bool(val.get("enabled", False))
-    if validate and not (1 <= validation_degree and 2 * validation_degree + 1 <= genesis.n):
-        raise ConfigError(f"genesis: validation.degree t must satisfy 2t+1 <= N = {genesis.n}")
+    if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree)) is not None:
+        raise ConfigError(f"genesis: {reason}")
     params = rc.ContractParams(
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
-        validation_degree=validation_degree)
+        validation_degree=validation_degree, faulty=genesis.f)
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)

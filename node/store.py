@@ -8,6 +8,9 @@ Key layout (see docs/ledger-format.md):
     cert/<height, 8B BE>   -> CommitCertificate.encode()
     hash/<block hash>      -> height, 8 bytes big-endian
     blob/<sha256>          -> content-addressed bytes (model parameters)
+    evidence/by/<sender, 4B BE>/<kind>/<slot>
+                           -> a peer's misbehaviour proof, one per (sender, kind, slot), at most
+                              EVIDENCE_MAX_PER_SENDER per sender (`record_evidence`)
     anything else          -> free for the cores' persisted state (b"pbft/...", b"evidence/...")
 
 Everything that must survive a crash is written with sync=True: a block, its certificate, its index
@@ -46,9 +49,16 @@ BLOCK_PREFIX = b"block/"
 CERT_PREFIX = b"cert/"
 HASH_PREFIX = b"hash/"
 BLOB_PREFIX = b"blob/"
-RESERVED_PREFIXES = (b"meta/", BLOCK_PREFIX, CERT_PREFIX, HASH_PREFIX, BLOB_PREFIX)
+EVIDENCE_PREFIX = b"evidence/by/"
+RESERVED_PREFIXES = (b"meta/", BLOCK_PREFIX, CERT_PREFIX, HASH_PREFIX, BLOB_PREFIX, EVIDENCE_PREFIX)
 """Prefixes only this module writes; put_sync and write_batch_sync refuse them."""
 MAX_BLOB_BYTES = 256 << 20
+EVIDENCE_MAX_PER_SENDER = 64
+"""Evidence records kept per member, across restarts: one proof convicts, and each record costs a synced
+write, so a member producing conflicting messages as fast as it can buys at most this many."""
+EVIDENCE_KIND_MAX_CHARS = 32
+EVIDENCE_SLOT_MAX_BYTES = 64
+EVIDENCE_MAX_BYTES = 16 << 20
 LEDGER_DIR = "ledger"
 """The LevelDB directory inside a node's home (NodeConfig.db_path)."""
 
@@ -110,6 +120,7 @@ class Store:
         self.chain_id = chain_id
         self.head_height = head_height
         self._head_hash = head_hash
+        self._evidence_counts: dict[int, int] = {}
 
     @staticmethod
     def open(path: Path, chain_id: bytes, *, create: bool = True) -> Store:
@@ -232,6 +243,36 @@ class Store:
         if data is not None and sha256(data) != digest:
             raise LedgerCorrupt(f"blob {digest.hex()[:16]}", "content does not hash to its key")
         return data
+
+    # ------------------------------------------------------------------ evidence
+
+    def record_evidence(self, kind: str, sender: int, slot: bytes, data: bytes) -> bool:
+        """Keep `data` as proof that member `sender` misbehaved (`kind`) at `slot`, synced; False (nothing
+        written) if that (sender, kind, slot) is already recorded or the sender has its
+        EVIDENCE_MAX_PER_SENDER records. Callers count refusals instead of logging each copy."""
+        assert 0 < len(kind) <= EVIDENCE_KIND_MAX_CHARS and "/" not in kind, kind
+        assert 0 <= sender < 1 << 32 and len(slot) <= EVIDENCE_SLOT_MAX_BYTES, (sender, slot)
+        assert len(data) <= EVIDENCE_MAX_BYTES, len(data)
+        key = EVIDENCE_PREFIX + sender.to_bytes(4, "big") + b"/" + kind.encode() + b"/" + slot
+        if self.evidence_count(sender) >= EVIDENCE_MAX_PER_SENDER or self.get(key) is not None:
+            return False
+        self._db.put(key, data, sync=True)
+        self._evidence_counts[sender] += 1
+        return True
+
+    def evidence_count(self, sender: int) -> int:
+        """How many evidence records `sender` has (counted on the ledger once per process, then tracked)."""
+        if sender not in self._evidence_counts:
+            prefix = EVIDENCE_PREFIX + sender.to_bytes(4, "big") + b"/"
+            self._evidence_counts[sender] = sum(1 for _ in self.items(prefix))
+        return self._evidence_counts[sender]
+
+    def evidence(self, sender: int) -> Iterator[tuple[str, bytes, bytes]]:
+        """The (kind, slot, data) records of `sender`, in key order."""
+        prefix = EVIDENCE_PREFIX + sender.to_bytes(4, "big") + b"/"
+        for key, data in self.items(prefix):
+            kind, _, slot = key[len(prefix):].partition(b"/")
+            yield kind.decode(), slot, data
 
     # ------------------------------------------------------------------ the cores' state
 

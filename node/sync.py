@@ -2,8 +2,14 @@
 
 Owns the `fetching` flag (set when the replica or a restart says we may be behind) and the task that
 then asks peers for blocks after our head. Every fetched block is checked against its link to our head
-and its commit certificate before the daemon's `on_fetched` callback applies it. Serving answers
-`get_blocks`, `get_blob` and `get_masked` from the store and the content caches. May call the
+and its commit certificate before the daemon's `on_fetched` callback applies it. A catch-up pass asks the
+members in random order (those that answered badly last) and stops at the first answer that added a
+block, or once every member was asked; an answer that adds nothing (old blocks, a broken link, a bad
+certificate, undecodable bytes) is that member's `bad_answer` and the next member is asked, so a member
+answering first with stale blocks cannot hold us back. Serving answers `get_blocks`, `get_blob` and
+`get_masked` from the store and the content caches; `get_blocks` names the most bytes the requester
+will read and is answered with as many whole blocks as fit in it, so an answer is never larger than
+its requester can take. May call the
 transport (requests), the store and the content caches; never the round driver or the proposer.
 """
 
@@ -26,6 +32,10 @@ from node.wire import Rejected
 logger = logging.getLogger("fednode")
 
 MAX_BLOCKS_PER_FETCH = 64
+BLOCKS_RESPONSE_MAX_BYTES = 16 << 20
+"""The most bytes of blocks we ask for (and serve) in one answer."""
+ANSWER_OVERHEAD_BYTES = 64
+"""Room for the msgpack headers of the answer's arrays around the blocks and certificates."""
 
 OnFetched = Callable[[Block, CommitCertificate], Awaitable[None]]
 
@@ -51,29 +61,38 @@ class Sync:
             await self._catch_up_once()
 
     async def _catch_up_once(self) -> None:
-        peers = self.transport.connected_peers()
+        peers = self.transport.fetch_order()
         if not peers and self.genesis.n > 1:
             self.fetching = True  # no peer connected yet: ask again on the next pass
             return
         for peer in peers:
-            data = await self.transport.request(peer, "get_blocks", codec.encode(self.store.head_height + 1))
+            budget = min(BLOCKS_RESPONSE_MAX_BYTES, self.transport.limits.frame_max_bytes)
+            asked_from = self.store.head_height + 1
+            data = await self.transport.request(peer, "get_blocks", codec.encode([asked_from, budget]), budget)
             if not data:
-                continue
-            try:
-                items = codec.decode(data, max_bytes=MAX_BLOCKS_PER_FETCH * (5 << 20),
-                                     max_items=MAX_BLOCKS_PER_FETCH)
-                pairs = [(Block.decode(b), CommitCertificate.decode(c)) for b, c in items]
-            except (codec.DecodeError, ValueError, TypeError):
-                self.metrics.rejected.labels("bad_catch_up").inc()
-                continue
-            for block, cert in pairs:
-                if block.height <= self.store.head_height:
-                    continue
-                if not await self._add_fetched(block, cert):
-                    break
-            if pairs:
-                self.fetching = True
+                continue  # nothing newer there (or no answer): ask the next member
+            before = self.store.head_height
+            if not await self._add_answer(data, asked_from):
+                self.transport.violation(self.transport.peer_index[peer], "bad_answer", "get_blocks")
+            elif self.store.head_height > before:
+                self.fetching = True  # progress: there may be more
                 return
+
+    async def _add_answer(self, data: bytes, asked_from: int) -> bool:
+        """Apply the blocks of a `get_blocks` answer that extend our head; False if the answer was bad:
+        undecodable, empty, starting elsewhere than asked, or holding a block that does not verify. (Blocks
+        we got meanwhile through consensus are skipped, not held against the member.)"""
+        try:
+            items = codec.decode(data, max_bytes=BLOCKS_RESPONSE_MAX_BYTES, max_items=MAX_BLOCKS_PER_FETCH)
+            pairs = [(Block.decode(b), CommitCertificate.decode(c)) for b, c in items]
+        except (codec.DecodeError, ValueError, TypeError):
+            return False
+        if not pairs or pairs[0][0].height != asked_from:
+            return False
+        for block, cert in pairs:
+            if block.height > self.store.head_height and not await self._add_fetched(block, cert):
+                return False
+        return True
 
     async def _add_fetched(self, block: Block, cert: CommitCertificate) -> bool:
         head = self.store.block(self.store.head_height)
@@ -92,7 +111,7 @@ class Sync:
 
     async def serve_request(self, peer: str, data: bytes) -> bytes:
         try:
-            env = self.transport.open_request(data)
+            env = self.transport.open_request(peer, data)
         except Rejected as exc:
             self.metrics.rejected.labels(exc.reason.name.lower()).inc()
             return b""
@@ -105,13 +124,21 @@ class Sync:
         return b""
 
     def _blocks_response(self, payload: bytes) -> bytes:
+        """Blocks from the asked height on, as many whole ones as fit the requester's byte budget."""
         try:
-            start = codec.expect_int(codec.decode(payload, max_bytes=32), "from_height", lo=1)
-        except codec.DecodeError:
+            start, budget = codec.decode(payload, max_bytes=64, max_items=2)
+            start = codec.expect_int(start, "from_height", lo=1)
+            budget = min(codec.expect_int(budget, "max_bytes", lo=1), BLOCKS_RESPONSE_MAX_BYTES)
+        except (codec.DecodeError, ValueError, TypeError):
             return b""
-        out = []
+        out: list[list[bytes]] = []
+        used = ANSWER_OVERHEAD_BYTES
         for height in range(start, min(start + MAX_BLOCKS_PER_FETCH, self.store.head_height + 1)):
             stored = self.store.block(height)
             assert stored is not None
-            out.append([stored[0].encode(), stored[1].encode()])
-        return codec.encode(out)
+            pair = [stored[0].encode(), stored[1].encode()]
+            used += len(pair[0]) + len(pair[1]) + ANSWER_OVERHEAD_BYTES
+            if used > budget:
+                break
+            out.append(pair)
+        return codec.encode(out) if out else b""

@@ -31,19 +31,25 @@ from ml.train import TrainConfig
 from node import identity
 from node.config import GENESIS_FORMAT, ConfigError, genesis_from_dict
 
+_RESERVED: list[socket.socket] = []
+"""Bound, never-listening sockets that keep this process's ports from being handed out again."""
+
 
 def free_ports(count: int) -> list[int]:
-    """Ports the OS reports free right now on 127.0.0.1 (all held open together, so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """Distinct free ports on 127.0.0.1, reserved until this process exits.
+
+    Each port stays bound by a socket with SO_REUSEADDR that never listens: the kernel then gives the
+    port to no other bind(0) or outgoing connection, and a plain bind by another process fails, while a
+    daemon's listener (libp2p and trio set SO_REUSEADDR) still binds it. `fednode cluster` writes the
+    testnet and starts the daemons in one process, so no other process can take a port in between, nor
+    while a crashed member restarts.
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    _RESERVED.extend(sockets)
+    for s in sockets:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
 
 
 def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int, seed: int,
@@ -70,8 +76,9 @@ def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int
         "initial_model_hash": params_hash(initial_params(model, seed)).hex(),
         "protocol": protocol,
         "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
-        "validation": {"enabled": secure and validate and n >= 3, "degree": 1, "sketch_width": 1000,
-                       "rule": {"kind": "norm_direction", "norm_factor": 1.5, "min_cosine": 0.0}},
+        "validation": {"enabled": secure and validate and n >= 3, "degree": max(1, max_faulty(n)), "sketch_width": 1000,
+                       "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
+                                "spread_power": 3}},
     }
 
 

@@ -8,13 +8,24 @@ gossip, each drained by its own task in order. A slow or dead peer fills only it
 is dropped and counted, which the cores tolerate (PBFT retransmits, transactions are resubmitted,
 phases have deadlines).
 
+Inbound, every envelope is opened against the member the network authenticated as its source (the
+connection's peer, or gossip's signed origin), and a request must be sealed for us; requests we send are
+sealed for the one member asked. Whatever a handler raises on a peer's message (other than our own
+broken invariant, an AssertionError or `InvariantError`) is contained here: counted, logged once per
+member and kind of failure, and charged to the sender as a violation, so no peer input ends the daemon.
+Fetches of content named by its SHA-256 check what they get, ask the members in random order with the
+ones that answered badly last, and move on to the next member until one answers correctly.
+
 May call `node.network`, `node.wire`, the metrics and the fault hooks; never the mempool, the round
 driver, the proposer or sync (it hands authenticated envelopes to a `dispatch` callback instead).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -39,6 +50,12 @@ SEND_RETRY_S = 15.0
 masked input or sketch shares would otherwise be lost to a member that started a few seconds late."""
 
 Outbox = trio.MemorySendChannel[tuple[str, bytes]]
+Names = Callable[[bytes], "bytes | None"]
+"""The name (digest) under which a fetched answer is known, None if it is not such content."""
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def _lane(kind: str) -> str:
@@ -54,6 +71,10 @@ class Transport:
         self.cfg, self.genesis, self.index, self.settings = cfg, genesis, index, settings
         self.sealer, self.opener, self.metrics, self.phase_s, self.hooks = sealer, opener, metrics, phase_s, hooks
         self.peer_ids = [peer_id_from_public_key(m.public_key) for m in genesis.members]
+        self.peer_index = {peer_id: i for i, peer_id in enumerate(self.peer_ids)}
+        self.violations: Counter[tuple[int, str]] = Counter()
+        """(member, reason) -> count: what each member's input made fail here (handlers, fetches)."""
+        self._rng = random.Random()
         self.limits = NetLimits(frame_max_bytes=frame_max_bytes)
         self.net: Network | None = None
         self._peer_queues: dict[tuple[int, str], Outbox] = {}
@@ -91,20 +112,27 @@ class Transport:
     # ------------------------------------------------------------------ inbound
 
     async def serve_inbox(self, dispatch: Callable[[Envelope], Awaitable[None]], vector_bytes_max: int) -> None:
-        """Open every inbound frame (envelope checks, sender bound to its peer id) and hand it to `dispatch`."""
+        """Open every inbound frame (envelope checks, sender bound to its peer id) and hand it to `dispatch`,
+        containing whatever the handler raises on it (module docstring)."""
         assert self.net is not None
         async for kind, peer, data in self.net.inbox:
             max_bytes = max(vector_bytes_max, 1 << 20) + 1024 if kind == "direct" else 4 << 20
             try:
-                env = self.opener.open(data, max_bytes)
+                env = self.opener.open(data, max_bytes, peer=self.peer_index[peer])
             except Rejected as exc:
                 self.metrics.rejected.labels(exc.reason.name.lower()).inc()
                 logger.debug("rejected message from %s: %s", peer[:12], exc)
                 continue
-            if self.peer_ids[env.sender] != peer:
-                self.metrics.rejected.labels("sender_peer_mismatch").inc()
-                continue
-            await dispatch(env)
+            await contained(dispatch(env), env, self.violation)
+
+    def violation(self, member: int, reason: str, detail: object = None) -> None:
+        """Charge `member` with a violation: counted per reason, logged the first time only (with the
+        traceback when there is one being handled)."""
+        self.violations[(member, reason)] += 1
+        self.metrics.rejected.labels(reason).inc()
+        if self.violations[(member, reason)] == 1:
+            logger.warning("member %d: %s%s (further ones counted, not logged)", member, reason,
+                           "" if detail is None else f": {detail}", exc_info=sys.exc_info()[0] is not None)
 
     # ------------------------------------------------------------------ outbound
 
@@ -131,7 +159,7 @@ class Transport:
         if queue is None:  # the replica addressed us (seen during view changes): nothing to send
             logger.debug("dropping a %s send addressed to ourselves", kind)
             return
-        data = self.sealer.seal(kind, height, payload)
+        data = self.sealer.seal(kind, height, payload, to=to)  # worthless to anyone it might be relayed to
         self.metrics.bytes_sent.labels(kind).inc(len(data))
         self._enqueue(queue, kind, data)
 
@@ -174,24 +202,37 @@ class Transport:
 
     # ------------------------------------------------------------------ requests
 
-    async def fetch(self, kind: str, digest: bytes) -> bytes | None:
-        """Ask connected peers in turn for content named by `digest`; the caller verifies what comes back."""
-        assert self.net is not None
-        request = self.sealer.seal(kind, 0, digest)
-        for peer in self.net.connected_peers():
-            data = await self.net.request(peer, request, FETCH_TIMEOUT_S)
-            if data:
+    def fetch_order(self) -> list[str]:
+        """The connected members to ask, in random order, those with fewer bad answers first: a member
+        that sorts first cannot make itself everyone's first choice, and one that lied is asked last."""
+        peers = list(self.connected_peers())
+        self._rng.shuffle(peers)
+        return sorted(peers, key=lambda peer: self.violations[(self.peer_index[peer], "bad_answer")])
+
+    async def fetch(self, kind: str, digest: bytes, names: Names | None = None) -> bytes | None:
+        """Content named by `digest` from the first member that answers with content it names.
+
+        `names(data)` gives the name of an answer (default: its SHA-256; a masked input is named by the
+        hash of its signed body). A member answering anything else is charged a `bad_answer` and the next
+        one is asked; None once every connected member was asked."""
+        name_of = names or sha256
+        for peer in self.fetch_order():
+            data = await self.request(peer, kind, digest)
+            if data and name_of(data) == digest:
                 return data
+            if data:
+                self.violation(self.peer_index[peer], "bad_answer", f"{kind} {digest.hex()[:16]}")
         return None
 
-    async def request(self, peer: str, kind: str, payload: bytes) -> bytes:
-        """One sealed request to one peer; empty if it did not answer."""
+    async def request(self, peer: str, kind: str, payload: bytes, response_max_bytes: int | None = None) -> bytes:
+        """One request, sealed for that member alone, to one peer; empty if it did not answer."""
         assert self.net is not None
-        return await self.net.request(peer, self.sealer.seal(kind, 0, payload), FETCH_TIMEOUT_S)
+        request = self.sealer.seal(kind, 0, payload, to=self.peer_index[peer])
+        return await self.net.request(peer, request, FETCH_TIMEOUT_S, response_max_bytes) or b""
 
-    def open_request(self, data: bytes) -> Envelope:
-        """Open a peer's request (raises `Rejected`)."""
-        return self.opener.open(data, 1024)
+    def open_request(self, peer: str, data: bytes) -> Envelope:
+        """Open a peer's request, which must be from that peer and sealed for us (raises `Rejected`)."""
+        return self.opener.open(data, 1024, peer=self.peer_index[peer], addressed=True)
 
     # ------------------------------------------------------------------ accounting for /status
 
@@ -205,3 +246,13 @@ class Transport:
                 out["stream_open_timeouts"] = self.net.stats["stream_open_timeouts"]
         return out | self.metrics.rejected_by_reason()
 
+
+async def contained(handling: Awaitable[None], env: Envelope, violation: Callable[[int, str, object], None]) -> None:
+    """Run a handler on a peer's message; anything it raises, except our own broken invariant, is that
+    peer's violation (`handler_error`), not the end of the daemon."""
+    try:
+        await handling
+    except AssertionError:  # InvariantError included: ours, not the peer's
+        raise
+    except Exception as exc:  # noqa: BLE001 - a peer's message must never end the daemon
+        violation(env.sender, "handler_error", f"{env.type}: {type(exc).__name__}: {exc}")

@@ -2,7 +2,7 @@
 
 Layout (see docs/wire-format.md):
 
-    body = codec.encode([version, chain_id, type, sender, height, seq, payload])
+    body = codec.encode([version, chain_id, type, sender, recipient, height, seq, payload])
     wire = codec.encode([body, signature])        # Ed25519 over SIGNATURE_DOMAIN + sha256(body)
 
 The body is signed as bytes rather than re-encoded from fields, so the receiver verifies precisely what
@@ -15,7 +15,12 @@ a message then needs a SHA-256 collision or second preimage, as forging a commit
 
 `Opener.open` runs the checks cheapest-first and bounded-first: size before any decoding, structure
 before the Ed25519 verification, and the verification before the replay window is touched (so a forged
-message can never consume or advance a sender's window). Every failure is a `Rejected` carrying a
+message can never consume or advance a sender's window). Every envelope names its recipient (one member, or
+`ANY_RECIPIENT` for a message meant for all), and the receiver is told which member the bytes came from (the
+connection's authenticated peer, or gossip's signed origin): a sender that is not that member, or a
+recipient that is not us, is refused before the signature check and before the window. A member relaying
+another's envelope therefore cannot spend the sequence number the genuine copy needs, and a request sealed
+for one member is worthless to any other. Every failure is a `Rejected` carrying a
 `RejectReason`, counted in `Opener.rejected`; nothing else escapes, whatever the bytes.
 
 Replay protection survives restarts on both sides. A sender numbers its messages with a `MonotonicSeq`,
@@ -36,8 +41,8 @@ from dataclasses import dataclass, field
 
 from consensus import codec
 
-WIRE_VERSION = 2
-"""2: the signature covers `signed_digest(body)`; version 1 signed the body bytes themselves."""
+WIRE_VERSION = 3
+"""3: the body names its recipient; 2 did not; version 1 signed the body bytes themselves."""
 SIGNATURE_DOMAIN = b"fednode/wire/v2/body-sha256:"
 """Separates envelope signatures from everything else a member's key signs (PBFT messages, transactions and
 blocks are msgpack arrays, secure-aggregation messages start with their own tag)."""
@@ -46,6 +51,9 @@ SIGNATURE_BYTES = 64
 MAX_TYPE_CHARS = 32
 MAX_SEQ = (1 << 63) - 1
 MAX_HEIGHT = (1 << 63) - 1
+ANY_RECIPIENT = MAX_SEQ
+"""The recipient of a message meant for every member (gossip, a broadcast sent as direct frames)."""
+BODY_FIELDS = 8
 ENVELOPE_OVERHEAD_BYTES = 256
 """An upper bound on what an envelope adds to its payload: headers, chain id, type, integers, signature."""
 
@@ -72,6 +80,8 @@ class RejectReason(enum.Enum):
     REPLAYED = "replayed"
     STALE = "stale"
     SELF = "self"
+    WRONG_PEER = "wrong_peer"
+    WRONG_RECIPIENT = "wrong_recipient"
 
 
 class Rejected(Exception):
@@ -154,10 +164,12 @@ class Sealer:
         self._sign = sign
         self._seq_source = seq_source
 
-    def seal(self, type: str, height: int, payload: bytes) -> bytes:
+    def seal(self, type: str, height: int, payload: bytes, to: int = ANY_RECIPIENT) -> bytes:
+        """Sign a message for member `to`, or for every member (ANY_RECIPIENT)."""
         assert 0 < len(type) <= MAX_TYPE_CHARS, type
         assert 0 <= height <= MAX_HEIGHT, height
-        body = codec.encode([WIRE_VERSION, self._chain_id, type, self._my_index, height, self._seq_source(),
+        assert to == ANY_RECIPIENT or (0 <= to != self._my_index), to
+        body = codec.encode([WIRE_VERSION, self._chain_id, type, self._my_index, to, height, self._seq_source(),
                              bytes(payload)])
         signature = self._sign(signed_digest(body))
         assert len(signature) == SIGNATURE_BYTES, len(signature)
@@ -221,17 +233,22 @@ class Opener:
         self.rejected: Counter[RejectReason] = Counter()
         self.accepted = 0
 
-    def open(self, data: bytes, max_bytes: int) -> Envelope:
-        """Return the authenticated envelope in `data`, or raise Rejected (and count it)."""
+    def open(self, data: bytes, max_bytes: int, *, peer: int | None, addressed: bool = False) -> Envelope:
+        """Return the authenticated envelope in `data`, or raise Rejected (and count it).
+
+        `peer` is the member the transport authenticated as the source of these bytes; None only for bytes
+        with no such source (a stored copy), where the sender check is skipped. `addressed` refuses
+        envelopes sealed for every member: a request must be sealed for the member it asks.
+        """
         try:
-            envelope = self._open(data, max_bytes)
+            envelope = self._open(data, max_bytes, peer, addressed)
         except Rejected as exc:
             self.rejected[exc.reason] += 1
             raise
         self.accepted += 1
         return envelope
 
-    def _open(self, data: bytes, max_bytes: int) -> Envelope:
+    def _open(self, data: bytes, max_bytes: int, peer: int | None, addressed: bool) -> Envelope:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise Rejected(RejectReason.MALFORMED, "not a byte string")
         if len(data) > max_bytes:
@@ -239,15 +256,17 @@ class Opener:
         body_bytes, signature = _fields(_decode(data, max_bytes, 2), 2, "envelope")
         if not isinstance(body_bytes, bytes) or not isinstance(signature, bytes) or len(signature) != SIGNATURE_BYTES:
             raise Rejected(RejectReason.MALFORMED, "envelope must be [body bytes, 64-byte signature]")
-        body = _decode(body_bytes, len(body_bytes), 7)
+        body = _decode(body_bytes, len(body_bytes), BODY_FIELDS)
         if not isinstance(body, list) or not body:
             raise Rejected(RejectReason.MALFORMED, "body must be a non-empty list")
         if body[0] != WIRE_VERSION or isinstance(body[0], bool):
             raise Rejected(RejectReason.BAD_VERSION, f"version {body[0]!r}, expected {WIRE_VERSION}")
-        _, chain_id, raw_type, sender, height, seq, raw_payload = _fields(body, 7, "body")
+        _, chain_id, raw_type, sender, recipient, height, seq, raw_payload = _fields(body, BODY_FIELDS, "body")
         type_, payload = self._check_header(chain_id, raw_type, raw_payload)
-        sender, height, seq = _int(sender, "sender"), _int(height, "height"), _int(seq, "seq")
-        self._check_sender(sender)
+        sender, recipient = _int(sender, "sender"), _int(recipient, "recipient")
+        height, seq = _int(height, "height"), _int(seq, "seq")
+        self._check_sender(sender, peer)
+        self._check_recipient(recipient, addressed)
         if not self._verify(sender, signed_digest(body_bytes), signature):
             raise Rejected(RejectReason.BAD_SIGNATURE, f"signature does not verify for member {sender}")
         window = self._windows[sender]
@@ -273,12 +292,22 @@ class Opener:
             raise Rejected(RejectReason.OVERSIZED, f"{type_} payload of {len(payload)} bytes exceeds {payload_max}")
         return type_, payload
 
-    def _check_sender(self, sender: int) -> None:
-        """Refuse unknown members, and our own messages echoed back by gossip before paying for a verify."""
+    def _check_sender(self, sender: int, peer: int | None) -> None:
+        """Refuse unknown members, our own messages echoed back by gossip, and a sender other than the member
+        the bytes came from, all before paying for a verify."""
         if sender >= self._n_members:
             raise Rejected(RejectReason.UNKNOWN_SENDER, f"member {sender} of {self._n_members}")
         if sender == self._my_index:
             raise Rejected(RejectReason.SELF, "our own message echoed back")
+        if peer is not None and sender != peer:
+            raise Rejected(RejectReason.WRONG_PEER, f"member {sender}'s envelope relayed by member {peer}")
+
+    def _check_recipient(self, recipient: int, addressed: bool) -> None:
+        if recipient == ANY_RECIPIENT and not addressed:
+            return
+        if recipient != self._my_index:
+            what = "every member" if recipient == ANY_RECIPIENT else f"member {recipient}"
+            raise Rejected(RejectReason.WRONG_RECIPIENT, f"sealed for {what}, not for us")
 
 
 def _decode(data: bytes, max_bytes: int, max_items: int) -> object:

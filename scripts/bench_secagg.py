@@ -26,10 +26,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from math import comb
 
 import nacl.signing
 import numpy as np
 
+from smpc import przs
 from smpc.masking import mask_input
 from smpc.messages import MaskedInput, Message, encode
 from smpc.prg import MaskGenerator, SeededRandomBytes
@@ -42,7 +44,6 @@ from smpc.validation import (
     local_statistics,
     reconstruct_statistics,
     share_sketch,
-    share_zero,
     sketch_update,
     statistic_pairs,
 )
@@ -155,25 +156,28 @@ def run_validation(
     sketch = CountSketch(os.urandom(32), length, width)
     sketch_ms = samples_ms(lambda: sketch_update(quantized, sketch, params, quant, rand), repeats)
     fixed = sketch_update(quantized, sketch, params, quant, rand)
-    deal_ms = samples_ms(
-        lambda: (share_sketch(fixed, degree, holders, rand), share_zero(count, degree, holders, rand)), repeats
-    )
+    deal_ms = samples_ms(lambda: share_sketch(fixed, degree, holders, rand), repeats)
     dealt = {i: share_sketch(fixed, degree, holders, rand) for i in holders}
-    zeros = {i: share_zero(count, degree, holders, rand) for i in holders}
+    keys = {a: rand(przs.KEY_BYTES) for a in przs.subsets([h - 1 for h in holders], degree)}
+    zeros = {h: przs.zero_share({a: k for a, k in keys.items() if h - 1 not in a}, h - 1, degree, count)
+             for h in holders}
     held = {h: {i: dealt[i][h] for i in holders} for h in holders}
-    local_ms = samples_ms(lambda: local_statistics(held[1], [zeros[i][1] for i in holders]), repeats)
-    published = {h: local_statistics(held[h], [zeros[i][h] for i in holders]) for h in holders}
-    reconstruct_ms = samples_ms(lambda: reconstruct_statistics(published, holders, degree, params), repeats)
-    sent = (nodes - 1) * (8 * width + 8 * count + 16) + 8 * count + 8 * width
+    local_ms = samples_ms(lambda: local_statistics(held[1], zeros[1]), repeats)
+    published = {h: local_statistics(held[h], zeros[h]) for h in holders}
+    f = (nodes - 1) // 3
+    reconstruct_ms = samples_ms(lambda: reconstruct_statistics(published, holders, degree, params, f), repeats)
+    przs_bytes = 32 * (comb(nodes - 2, degree) + comb(nodes - 1, degree))
+    sent = (nodes - 1) * (8 * width + przs_bytes + 8 * width + 160) + 8 * count + 2 * 146
     print(f"\n# validation primitives: N = {nodes}, L = {length:,}, k = {width}, sharing degree t = {degree}\n")
     print("| measure | median | best |")
     print("|---|---|---|")
     print(row("build the round's count sketch", build_ms))
     print(row("sketch one quantized update", sketch_ms))
-    print(row(f"deal sketch shares + zero shares to {nodes} holders", deal_ms))
+    print(row(f"deal sketch shares to {nodes} holders", deal_ms))
     print(row(f"holder: {count} statistic shares (norms + distances)", local_ms))
     print(row("reconstruct all statistics with cross-check", reconstruct_ms))
-    print(f"\npayload sent per node (sketch and zero shares, statistics, sketch-sum share): {sent:,} bytes, ", end="")
+    print(f"\npayload sent per node (sketch shares and PRZS keys, statistics, sketch-sum share, dealt and reveal "
+          f"txs, about): {sent:,} bytes, ", end="")
     print(f"{sent / (4 * length):.2%} of a plain update")
 
 

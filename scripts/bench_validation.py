@@ -6,9 +6,11 @@ the pending transactions, and every output a node returns is delivered to its pe
 call is timed on the node that makes it (time.perf_counter around the call) and every byte it sends is
 counted by kind. Per node per round:
 
-- validation time: `on_phase_closed(inputs)` (build the round's count sketch, sketch the masked update,
-  Shamir-share the sketch and the zero vector), every `on_sketch_shares` (decode the N - 1 payloads it
-  receives) and `on_phase_closed(sketch)` (the local statistic shares), and `decide_accepted`
+- validation time: `on_phase_closed(inputs)` (its seed reveal) and `on_phase_closed(seed)` (build the
+  round's count sketch, sketch the masked update, Shamir-share it, draw and commit to the PRZS
+  contributions, sign N - 1 messages), every `on_sketch_shares` (decode, verify and check the N - 1
+  payloads it receives; the last one also computes the local statistic shares with the PRZS zero share)
+  and `on_phase_closed(sketch)`, and `decide_accepted`
   (reconstruct all statistics with cross-checks, apply the robust rule), which every node runs to check
   the primary's accepted set, and the linear-identity check: `on_sketch_sum` for the N - 1 holders'
   shares of the accepted sketches' sum, then the `try_sum` call that reconstructs that sum and compares
@@ -21,17 +23,20 @@ counted by kind. Per node per round:
   (`start`, keys and shares phases) and receiving the N - 1 masked inputs are reported as well, and a
   second ratio is taken against the whole secure-aggregation work;
 - validation bytes: the sketch-share payloads it sends to the N - 1 other holders, its `stats` tx, its
-  (empty) `dealt` tx and its sketch-sum share sent to the N - 1 others; the baseline is its masked input
+  `dealt` and `reveal` txs and its sketch-sum share sent to the N - 1 others; the baseline is its masked input
   sent to the N - 1 peers.
 
 Byte formulas (msgpack framing; a bin of n bytes costs n + 2 below 256, n + 3 below 65536, else n + 5),
-with H the holders, V the candidates (both N here), k the sketch width, P(m) = m (m + 1) / 2 statistics:
+with H the holders, V the candidates (both N here), k the sketch width, t_v the sharing degree,
+P(m) = m (m + 1) / 2 statistics, C(n, r) binomial coefficients:
 
-    share payload = 1 + 1 + bin(8 k) + bin(8 P(|H|))                 (round id below 128)
+    share payload = 5 + bin(8 k) + bin(32 C(|H| - 2, t_v)) + bin(32 C(|H| - 1, t_v)) + bin(64)
+                    (array, tag, round, dealer, holder; share, PRZS contributions, commitments, signature)
     stats tx      = 1 + bin(body) + bin(64),  body = 1 + 6 + bin(32) + 1 + 1 + bin(8 P(|V|))
-    dealt tx      = 1 + bin(43) + bin(64) = 112
-    sketch-sum    = 1 + 1 + bin(8 k)                                 (its share of the accepted sum, to all)
-    validation bytes per node = (N - 1) (share payload + sketch-sum) + stats tx + dealt tx
+    dealt tx      = 1 + bin(1 + 6 + bin(32) + 1 + 1 + bin(32)) + bin(64) = 146
+    reveal tx     = 1 + bin(1 + 7 + bin(32) + 1 + 1 + bin(32)) + bin(64) = 147
+    sketch-sum    = 4 + bin(8 k) + bin(64)                            (its share of the accepted sum, to all)
+    validation bytes per node = (N - 1) (share payload + sketch-sum) + stats tx + dealt tx + reveal tx
 
 A transaction is counted once (the node sends it to the primary; the primary's block broadcast is
 consensus traffic, the same for every kind of tx).
@@ -51,6 +56,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from math import comb
 from typing import Any, TypeVar
 
 import numpy as np
@@ -90,12 +96,13 @@ def pair_count(m: int) -> int:
     return m * (m + 1) // 2
 
 
-def share_payload_bytes(holders: int, width: int) -> int:
-    return 1 + 1 + bin_bytes(8 * width) + bin_bytes(8 * pair_count(holders))
+def share_payload_bytes(holders: int, width: int, degree: int) -> int:
+    contributions, commitments = 32 * comb(holders - 2, degree), 32 * comb(holders - 1, degree)
+    return 5 + bin_bytes(8 * width) + bin_bytes(contributions) + bin_bytes(commitments) + bin_bytes(64)
 
 
 def sketch_sum_payload_bytes(width: int) -> int:
-    return 1 + 1 + bin_bytes(8 * width)
+    return 4 + bin_bytes(8 * width) + bin_bytes(64)
 
 
 def stats_tx_bytes(candidates: int) -> int:
@@ -103,13 +110,14 @@ def stats_tx_bytes(candidates: int) -> int:
     return 1 + bin_bytes(body) + bin_bytes(64)
 
 
-DEALT_TX_BYTES = 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1) + bin_bytes(64)
+DEALT_TX_BYTES = 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
+REVEAL_TX_BYTES = 1 + bin_bytes(1 + 7 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
 
 
-def validation_bytes_formula(nodes: int, width: int) -> int:
+def validation_bytes_formula(nodes: int, width: int, degree: int) -> int:
     """Bytes one node sends for validation when all N members hold shares and are candidates."""
-    return ((nodes - 1) * (share_payload_bytes(nodes, width) + sketch_sum_payload_bytes(width))
-            + stats_tx_bytes(nodes) + DEALT_TX_BYTES)
+    return ((nodes - 1) * (share_payload_bytes(nodes, width, degree) + sketch_sum_payload_bytes(width))
+            + stats_tx_bytes(nodes) + DEALT_TX_BYTES + REVEAL_TX_BYTES)
 
 
 class Round:
@@ -221,6 +229,7 @@ class Round:
             self.emit(i, self.timed(i, "quantize_mask", self.rounds[i].set_update, vector))
         self.deliver()
         self.close("close", ["inputs"], "sketch_deal")
+        self.close("close", ["seed"], "sketch_deal")
         self.close("close", ["sketch"], "local_stats")
         contract = self.contracts[0]
         self.commit()
@@ -255,8 +264,10 @@ def honest_updates(nodes: int, length: int, seed: int) -> dict[int, np.ndarray]:
     return {i: base + 0.3 * rng.standard_normal(length) / np.sqrt(length) for i in range(nodes)}
 
 
-def measure(nodes: int, length: int, width: int, degree: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Run `repeats` rounds; per node per round times (ms) and bytes, medians over nodes and rounds."""
+def measure(nodes: int, length: int, width: int, degree: int | None, repeats: int, seed: int = 0) -> dict[str, Any]:
+    """Run `repeats` rounds; per node per round times (ms) and bytes, medians over nodes and rounds.
+    `degree` None: t_v = f, the genesis default."""
+    degree = (nodes - 1) // 3 if degree is None else degree
     samples: list[dict[str, float]] = []
     sent: dict[str, int] = {}
     accepted = 0
@@ -277,16 +288,17 @@ def measure(nodes: int, length: int, width: int, degree: int, repeats: int, seed
         sent = dict(bench.sent[nodes - 1])  # not the author of the close txs
         del bench
     median = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
-    validation_bytes = sent["sketch_shares"] + sent["tx_stats"] + sent["tx_dealt"] + sent["sketch_sum"]
+    validation_bytes = (sent["sketch_shares"] + sent["tx_stats"] + sent["tx_dealt"] + sent["tx_reveal"]
+                        + sent["sketch_sum"])
     return {
         "nodes": nodes, "length": length, "width": width, "validation_degree": degree,
         "secagg_degree": nodes - (nodes - 1) // 3 - 1, "repeats": repeats, "accepted": accepted,
         "median_ms": median, "max_ratio": max(s["ratio"] for s in samples),
         "bytes": {"sketch_shares": sent["sketch_shares"], "tx_stats": sent["tx_stats"], "tx_dealt": sent["tx_dealt"],
-                  "sketch_sum": sent["sketch_sum"],
+                  "tx_reveal": sent["tx_reveal"], "sketch_sum": sent["sketch_sum"],
                   "validation": validation_bytes, "masked": sent["masked"],
                   "secagg_all": sent["masked"] + sent["gossip"] + sent["tx_sa"] + sent["tx_input"],
-                  "formula": validation_bytes_formula(nodes, width)},
+                  "formula": validation_bytes_formula(nodes, width, degree)},
         "bytes_ratio": validation_bytes / sent["masked"],
     }
 
@@ -310,13 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 7])
     parser.add_argument("--length", type=int, default=1_000_000, help="model parameters (the vector has one more)")
     parser.add_argument("--width", type=int, default=1000, help="count-sketch width k")
-    parser.add_argument("--validation-degree", type=int, default=1, help="t_v (genesis default 1)")
+    parser.add_argument("--validation-degree", type=int, default=None, help="t_v (default f, as genesis)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per N; medians over nodes x rounds")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     args = parser.parse_args(argv)
     load_start = os.getloadavg()[0]
     print(f"# validation vs secure aggregation per node per round: L = {args.length:,}, k = {args.width}, "
-          f"t_v = {args.validation_degree}, t = N - f - 1, repeats = {args.repeats}")
+          f"t_v = {args.validation_degree or 'f'}, t = N - f - 1, repeats = {args.repeats}")
     results = []
     for n in args.nodes:
         results.append(measure(n, args.length, args.width, args.validation_degree, args.repeats))
@@ -329,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nN={res['nodes']}: time target (< 10%) {'met' if met_time else 'NOT met'}, bytes target (< 5%) "
               f"{'met' if met_bytes else 'NOT met'}; accepted {res['accepted']} of {res['nodes']}; validation bytes "
               f"= {res['bytes']['sketch_shares']:,} shares + {res['bytes']['tx_stats']:,} stats tx + "
-              f"{res['bytes']['tx_dealt']} dealt tx + {res['bytes']['sketch_sum']:,} sketch-sum shares (formula: {res['bytes']['formula']:,})", end="")
+              f"{res['bytes']['tx_dealt']} dealt tx + {res['bytes']['tx_reveal']} reveal tx + "
+              f"{res['bytes']['sketch_sum']:,} sketch-sum shares (formula: {res['bytes']['formula']:,})", end="")
     print()
     if args.json:
         print(json.dumps({"validation": results, "load_start": load_start, "load_end": load_end}))

@@ -1,29 +1,31 @@
-"""Poisoning attacks against plain FedAvg, secure aggregation alone, and fednode with validation on shares.
+"""Poisoning attacks against plain FedAvg, plaintext robust references, and fednode's rule on what validation reveals.
 
-For each attack, N in {7, 10} (f = 2, 3) and 0 or f malicious nodes (the last f indices), trains
-logistic regression on breast cancer for a few rounds under three aggregations and reports the final
-test accuracy (and the backdoor success rate):
+For each benchmark, N in {7, 10} (f = 2, 3) and each attack of its last f nodes, trains for a few rounds
+under five aggregations and reports the final test accuracy, the backdoor success rate, and for fednode
+the rejections:
 
 - ``fedavg``: plain FedAvg of the raw updates, weighted by sample count (no clipping, no rule);
-- ``secagg``: the real secure round without validation (node/secure_round.py): every node submits
-  ``Weighting.vector`` (clipped, weighted, quantized), the masked sum is unmasked and applied with
-  ``apply_sum``, i.e. FedAvg of clipped weighted updates; nothing can be rejected;
-- ``fednode``: the real secure round with validation: count-sketch shares, statistics computed on
-  shares and published, ``decide_accepted`` with the default genesis rule (``RobustRule(f=f)``:
-  ``norm_direction``; ``--rule median_distance`` measures the previous default, factor 2), then
-  the sum of the accepted updates only.
+- ``multi_krum``, ``trimmed_mean``, ``flame``: plaintext references (``ml.reference``), which see every
+  update in the clear, as no node of a secure-aggregation consortium does;
+- ``fednode``: what a validated secure round computes: every update is clipped to L2 ``CLIP_L2`` and
+  weighted (``Weighting.vector``); the robust rule (``RobustRule(f=f)``, the genesis default) runs on the
+  squared norms and pairwise squared distances of the count sketches (width ``SKETCH_WIDTH``, seed per
+  round) of those vectors and the public weights, with each member's earlier rejections as its history;
+  the accepted vectors are summed and applied (``apply_sum``). A round accepting fewer than N - f aborts
+  and leaves the model unchanged, as the daemon's primary does. By default the statistics are computed in
+  the clear from the sketches (fast; shares and quantization change them by rounding only); with
+  ``--protocol`` every fednode round runs the real secure round with validation on shares in one process
+  (``ProtocolRound``: contracts, SecureRounds, hand-built blocks), which is slower.
 
-The protocol runs in one process (`ProtocolRound`, the same driver as tests/unit/test_secure_round.py):
-contract + SecureRound per node, blocks built by hand, every message delivered. Each round is its own
-one-round contract (the ledger's chaining of rounds is not what is measured here), which starts from the
-previous rounds' count of rejections per member, as the ledger's would (the rule ranks flagged members by
-it). Malicious nodes act
-as in the daemon: ``ml.attacks.malicious_train`` with an attacker that estimates benign statistics
-from its own rows (not omniscient; ``n_malicious`` = f colluders), then the honest weighting. It also reports the false-rejection
-rate of honest updates (0 malicious) under IID and Dirichlet(alpha) splits.
+Benchmarks (``BENCHMARKS``): breast cancer (logistic regression), scikit-learn's digits (an MLP with 32
+hidden units, 2,410 parameters; the benchmark where poisoning hurts), and ACTG 175 with its natural split
+(sites = treatment arm x stratum, an MLP), used for the honest false-rejection rate. Malicious nodes run
+``ml.attacks.malicious_train``; the adaptive attacks (ALIE, min-max, rule-aware) are omniscient: they get
+the honest updates of the round (the papers' strongest setting; under secure aggregation a real attacker
+only has estimates from its own rows), and ``rule-aware`` knows fednode's rule and thresholds.
 
-    python scripts/evaluate_attacks.py [--seeds 0,1,2] [--rounds 8] [--nodes 7,10] [--jobs 2] [--quick]
-        [--write-docs]  # also writes docs/attacks.md and docs/attacks.png
+    python scripts/evaluate_attacks.py [--benchmarks digits,breast_cancer] [--seeds 0,1] [--nodes 7,10]
+        [--jobs 2] [--quick] [--protocol] [--write-docs]  # also writes docs/attacks.md and docs/attacks.png
 """
 
 from __future__ import annotations
@@ -47,12 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consensus.block import Block
 from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_success_rate, make_attack, malicious_train
-from ml.data import DatasetSpec, LocalData, SplitSpec, node_data
+from ml.data import DatasetSpec, SplitSpec, node_data
 from ml.models import ModelSpec
 from ml.params import initial_params
-from ml.robust import RULE_KINDS, RobustRule
+from ml.reference import REFERENCES
+from ml.robust import RobustRule, decide
 from ml.simulation import train_seed
-from ml.train import TrainConfig, evaluate, fedavg, local_train
+from ml.train import TrainConfig, evaluate, local_train
 from node import contract as rc
 from node.secure_round import (
     SecureRound,
@@ -66,10 +69,12 @@ from node.secure_round import (
     quant_params,
 )
 from smpc.prg import SeededRandomBytes
+from smpc.sketch import CountSketch
 from smpc.validation import SketchParams
 
-ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max")
-SETTINGS = ("fedavg", "secagg", "fednode")
+ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max", "rule-aware")
+ADAPTIVE = ("alie", "min-max", "rule-aware")
+SETTINGS = ("fedavg", "multi_krum", "trimmed_mean", "flame", "fednode")
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = hashlib.sha256(b"fednode attack evaluation").digest()
 
@@ -78,12 +83,38 @@ CLIP_L2 = 10.0
 SAMPLE_CAP = 1000
 SKETCH_WIDTH = 1000
 VALIDATION_DEGREE = 1
-DEFAULT_RULE = RobustRule().kind
 
 
 def max_faulty(n: int) -> int:
     """f for N = 3f + 1 (PBFT), as genesis sets it."""
     return (n - 1) // 3
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """A dataset with its model, local training and number of rounds, and the splits it is measured on."""
+
+    dataset: str
+    model: str
+    hidden: int
+    training: TrainConfig
+    rounds: int
+    splits: tuple[str, ...]
+    backdoor: Backdoor = field(default_factory=Backdoor)
+
+
+BENCHMARKS = {
+    "breast_cancer": Benchmark("breast_cancer", "logreg", 1, TrainConfig(), 8, ("iid", "dirichlet")),
+    "digits": Benchmark("digits", "mlp", 32, TrainConfig(lr=0.3), 10, ("iid", "dirichlet"),
+                        Backdoor(features=(0, 7, 56, 63), trigger_value=8.0, target=0)),
+    "actg175": Benchmark("actg175", "mlp", 16, TrainConfig(lr=0.1), 8, ("natural",)),
+}
+"""Digits' backdoor stamps the four corner pixels (always near 0 in clean digits) and targets class 0."""
+
+
+def split_spec(kind: str) -> SplitSpec:
+    """``natural`` is ACTG 175's column split by site; the others are ``ml.data`` splits (Dirichlet alpha 0.5)."""
+    return SplitSpec(kind="column", column="site") if kind == "natural" else SplitSpec(kind=kind, alpha=0.5)
 
 
 class ProtocolRound:
@@ -95,7 +126,7 @@ class ProtocolRound:
     Node 0 unmasks the sum (every node could; tests/unit/test_secure_round.py checks that they agree).
     """
 
-    def __init__(self, n: int, validate: bool, seed: int, rule_kind: str = DEFAULT_RULE) -> None:
+    def __init__(self, n: int, validate: bool, seed: int, rule: RobustRule | None = None) -> None:
         f = max_faulty(n)
         self.n = n
         self.keys = [SigningKey(hashlib.sha256(b"key %d %d" % (seed, i)).digest()) for i in range(n)]
@@ -105,7 +136,7 @@ class ProtocolRound:
                                         vector_length=1, validate=validate,
                                         validation_degree=VALIDATION_DEGREE)
         self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
-                                     RobustRule(kind=rule_kind, f=f)) if validate else None
+                                     rule or RobustRule(f=f)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.seed = seed
         self.rejections: dict[int, int] = {}
@@ -143,6 +174,7 @@ class ProtocolRound:
         state.commit(state.tx("close", ["inputs"]))
         rejected: tuple[int, ...] = ()
         if self.setup is not None:
+            state.commit(state.tx("close", ["seed"]))
             state.commit(state.tx("close", ["sketch"]))
             contract = state.contracts[0]
             state.commit()
@@ -209,131 +241,230 @@ class _RoundState:
             self.emit(i, self.rounds[i].on_phase_closed(event))
 
 
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One federation: N nodes, the attack of its last f nodes ("none": all honest), split and seed."""
+    """One federation: benchmark, N nodes, the attack of its last f nodes ("none": all honest), split, seed."""
 
+    benchmark: str
     n: int
     attack: str
     split: str
     seed: int
-    rounds: int
-    alpha: float = 0.5
-    rule: str = DEFAULT_RULE
+    rule: RobustRule | None = None
+    rounds: int | None = None
+    """None: the benchmark's number of rounds."""
+
+    @property
+    def f(self) -> int:
+        return max_faulty(self.n)
 
     @property
     def malicious(self) -> tuple[int, ...]:
-        f = max_faulty(self.n)
-        return () if self.attack == "none" else tuple(range(self.n - f, self.n))
+        return () if self.attack == "none" else tuple(range(self.n - self.f, self.n))
+
+    @property
+    def fednode_rule(self) -> RobustRule:
+        return self.rule if self.rule is not None else RobustRule(f=self.f)
 
 
 @dataclass(slots=True)
 class RunResult:
-    """Final accuracy, backdoor success rate of the default trigger, and rejection counts over all rounds."""
+    """Final accuracy, backdoor success rate of the benchmark's trigger, and rejections in every round."""
 
     accuracy: float
     backdoor_rate: float
-    honest_rejected: int = 0
-    honest_total: int = 0
-    malicious_rejected: int = 0
-    malicious_total: int = 0
+    n: int
+    malicious: tuple[int, ...] = ()
     aborted: int = 0
     rejected_per_round: list[tuple[int, ...]] = field(default_factory=list)
 
+    def rejected_share(self, honest: bool) -> tuple[int, int]:
+        """(rejected, total) updates of honest or of malicious members over all rounds."""
+        members = [i for i in range(self.n) if (i not in self.malicious) == honest]
+        rejected = sum(1 for rejected in self.rejected_per_round for i in rejected if i in members)
+        return rejected, len(members) * len(self.rejected_per_round)
 
-def run(scenario: Scenario, setting: str) -> RunResult:
-    """Train `scenario.rounds` rounds with aggregation `setting` and evaluate on the shared test split."""
-    dataset = DatasetSpec(seed=scenario.seed)
-    split = SplitSpec(kind=scenario.split, alpha=scenario.alpha)
-    nodes = [node_data(dataset, split, scenario.n, i) for i in range(scenario.n)]
-    model = ModelSpec(n_features=nodes[0].X_train.shape[1], n_classes=2)
-    training = TrainConfig()
-    attack: Attack = NoAttack() if scenario.attack == "none" else make_attack(scenario.attack)
-    protocol = ProtocolRound(scenario.n, setting == "fednode", scenario.seed, scenario.rule) if setting != "fedavg" else None
-    global_vec = initial_params(model, scenario.seed)
-    result = RunResult(0.0, 0.0)
-    for round_id in range(1, scenario.rounds + 1):
-        updates = [_update(scenario, attack, model, training, nodes[i], global_vec, round_id, i)
-                   for i in range(scenario.n)]
-        samples = [len(local.y_train) for local in nodes]
-        if protocol is None:
-            global_vec = fedavg(global_vec, updates, [float(s) for s in samples])
-            rejected: tuple[int, ...] = ()
+    def worst_honest_site(self) -> float:
+        """The largest share of rounds in which one honest member was rejected (per-site fairness)."""
+        rounds = max(1, len(self.rejected_per_round))
+        counts = [sum(1 for rejected in self.rejected_per_round if i in rejected)
+                  for i in range(self.n) if i not in self.malicious]
+        return max(counts, default=0) / rounds
+
+
+class Federation:
+    """The data, model and attack of one scenario, and the honest and malicious updates of a round."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.bench = BENCHMARKS[scenario.benchmark]
+        dataset = DatasetSpec(name=self.bench.dataset, seed=scenario.seed)
+        self.nodes = [node_data(dataset, split_spec(scenario.split), scenario.n, i) for i in range(scenario.n)]
+        n_classes = int(max(int(local.y_train.max()) for local in self.nodes)) + 1
+        self.model = ModelSpec(kind=self.bench.model, n_features=self.nodes[0].X_train.shape[1], n_classes=n_classes,
+                               hidden=self.bench.hidden)
+        self.attack = self._attack()
+        self.samples = [len(local.y_train) for local in self.nodes]
+
+    def _attack(self) -> Attack:
+        name = self.scenario.attack
+        if name == "none":
+            return NoAttack()
+        if name == "backdoor":
+            return self.bench.backdoor
+        if name == "rule-aware":
+            return make_attack(name, rule=self.scenario.fednode_rule)
+        return make_attack(name)
+
+    def updates(self, global_vec: np.ndarray, round_id: int) -> list[np.ndarray]:
+        """Every node's update of this round: honest training, then the attackers' (which may read the honest ones)."""
+        s = self.scenario
+        updates: dict[int, np.ndarray] = {}
+        for i, local in enumerate(self.nodes):
+            if i not in s.malicious:
+                seed = train_seed(s.seed, round_id, i)
+                updates[i] = local_train(self.model, global_vec, local.X_train, local.y_train, self.bench.training,
+                                         seed).update
+        honest = np.stack(list(updates.values()))
+        for i in s.malicious:
+            updates[i] = self._malicious(global_vec, round_id, i, honest)
+        return [updates[i] for i in range(s.n)]
+
+    def _malicious(self, global_vec: np.ndarray, round_id: int, node: int, honest: np.ndarray) -> np.ndarray:
+        s = self.scenario
+        local = self.nodes[node]
+        ctx = AttackContext(round=round_id, node_index=node, n_nodes=s.n,
+                            rng=np.random.default_rng([s.seed, round_id, node]), global_params=global_vec,
+                            n_malicious=len(s.malicious), n_classes=self.model.n_classes,
+                            benign_updates=honest if s.attack in ADAPTIVE else None)
+        return malicious_train(self.attack, self.model, global_vec, local.X_train, local.y_train, self.bench.training,
+                               train_seed(s.seed, round_id, node), ctx).update
+
+    def result(self, global_vec: np.ndarray) -> RunResult:
+        test = self.nodes[0]
+        accuracy = evaluate(self.model, global_vec, test.X_test, test.y_test).accuracy
+        backdoor = backdoor_success_rate(self.bench.backdoor, self.model, global_vec, test.X_test, test.y_test)
+        return RunResult(accuracy, backdoor, self.scenario.n, self.scenario.malicious)
+
+
+def run(scenario: Scenario, setting: str, protocol: bool = False) -> RunResult:
+    """Train the benchmark's rounds with aggregation ``setting`` and evaluate on the shared test split."""
+    fed = Federation(scenario)
+    global_vec = initial_params(fed.model, scenario.seed)
+    fednode = FednodeAggregator(scenario, protocol) if setting == "fednode" else None
+    rejected_per_round, aborted = [], 0
+    for round_id in range(1, (scenario.rounds or fed.bench.rounds) + 1):
+        updates = fed.updates(global_vec, round_id)
+        if fednode is not None:
+            new_vec, rejected = fednode.round(global_vec, updates, fed.samples, round_id)
+            aborted += new_vec is None
+            global_vec = global_vec if new_vec is None else new_vec
         else:
-            vectors = [protocol.weighting.vector(u, s) for u, s in zip(updates, samples)]
-            total, rejected = protocol.run(vectors, round_id)
-            if total is None:
-                result.aborted += 1
-            else:
-                global_vec = apply_sum(global_vec, total)
-        _count(result, scenario.malicious, scenario.n, rejected)
-    test = nodes[0]
-    result.accuracy = evaluate(model, global_vec, test.X_test, test.y_test).accuracy
-    trigger = attack if isinstance(attack, Backdoor) else Backdoor()
-    result.backdoor_rate = backdoor_success_rate(trigger, model, global_vec, test.X_test, test.y_test)
+            aggregate, kept = _reference(setting, updates, fed.samples, scenario, round_id)
+            global_vec = (global_vec.astype(np.float64) + aggregate).astype(np.float32)
+            rejected = tuple(i for i in range(scenario.n) if i not in set(kept.tolist()))
+        rejected_per_round.append(rejected)
+    result = fed.result(global_vec)
+    result.rejected_per_round, result.aborted = rejected_per_round, aborted
     return result
 
 
-def _update(scenario: Scenario, attack: Attack, model: ModelSpec, training: TrainConfig, local: LocalData,
-            global_vec: np.ndarray, round_id: int, node: int) -> np.ndarray:
-    seed = train_seed(scenario.seed, round_id, node)
-    if node not in scenario.malicious:
-        return local_train(model, global_vec, local.X_train, local.y_train, training, seed).update
-    ctx = AttackContext(round=round_id, node_index=node, n_nodes=scenario.n,
-                        rng=np.random.default_rng([scenario.seed, round_id, node]), global_params=global_vec,
-                        n_malicious=len(scenario.malicious), n_classes=model.n_classes)
-    return malicious_train(attack, model, global_vec, local.X_train, local.y_train, training, seed, ctx).update
+def _reference(setting: str, updates: list[np.ndarray], samples: list[int], scenario: Scenario,
+               round_id: int) -> tuple[np.ndarray, np.ndarray]:
+    stacked = np.stack(updates).astype(np.float64)
+    weights = np.asarray(samples, dtype=np.float64)
+    if setting == "flame":
+        return REFERENCES[setting](stacked, weights, scenario.f, seed=scenario.seed * 1000 + round_id)
+    return REFERENCES[setting](stacked, weights, scenario.f)
 
 
-def _count(result: RunResult, malicious: tuple[int, ...], n: int, rejected: tuple[int, ...]) -> None:
-    result.rejected_per_round.append(rejected)
-    result.malicious_total += len(malicious)
-    result.malicious_rejected += sum(1 for i in rejected if i in malicious)
-    result.honest_total += n - len(malicious)
-    result.honest_rejected += sum(1 for i in rejected if i not in malicious)
+class FednodeAggregator:
+    """One validated secure round per call: clip and weight, the rule on sketch statistics, sum the accepted."""
+
+    def __init__(self, scenario: Scenario, protocol: bool) -> None:
+        self.scenario = scenario
+        self.rule = scenario.fednode_rule
+        self.weighting = Weighting(clip_l2=CLIP_L2, sample_cap=SAMPLE_CAP)
+        self.protocol = ProtocolRound(scenario.n, True, scenario.seed, self.rule) if protocol else None
+        self.history = [0] * scenario.n
+
+    def round(self, global_vec: np.ndarray, updates: list[np.ndarray], samples: list[int],
+              round_id: int) -> tuple[np.ndarray | None, tuple[int, ...]]:
+        """The new global model (None: the round aborted) and the rejected members."""
+        vectors = [self.weighting.vector(u, s) for u, s in zip(updates, samples, strict=True)]
+        if self.protocol is not None:
+            total, rejected = self.protocol.run(vectors, round_id)
+            return (None if total is None else apply_sum(global_vec, total)), rejected
+        accepted = self.accepted(np.stack(vectors), round_id)
+        rejected = tuple(i for i in range(len(vectors)) if i not in accepted)
+        for i in rejected:
+            self.history[i] += 1
+        if len(accepted) < self.scenario.n - self.scenario.f:
+            return None, rejected
+        return apply_sum(global_vec, np.sum([vectors[i] for i in accepted], axis=0)), rejected
+
+    def accepted(self, vectors: np.ndarray, round_id: int) -> tuple[int, ...]:
+        """The rule's accepted set on the count-sketch statistics of the weighted vectors (weight coordinate left out)."""
+        seed = hashlib.sha256(CHAIN + b"sketch %d %d" % (self.scenario.seed, round_id)).digest()
+        sketch = CountSketch(seed, vectors.shape[1] - 1, SKETCH_WIDTH)
+        z = np.stack([sketch.apply(v[:-1]) for v in vectors])
+        sq_norms = (z**2).sum(axis=1)
+        sq_dists = ((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2)
+        return decide(self.rule, sq_norms, sq_dists, vectors[:, -1], list(self.history)).accepted
 
 
 @dataclass(frozen=True, slots=True)
 class Grid:
+    benchmarks: tuple[str, ...]
     nodes: tuple[int, ...]
     attacks: tuple[str, ...]
     seeds: tuple[int, ...]
-    rounds: int
-    alpha: float
-    rule: str = DEFAULT_RULE
+    protocol: bool = False
+    rounds: int | None = None
+    """None: each benchmark's number of rounds."""
 
 
-FULL = Grid(nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1, 2), rounds=8, alpha=0.5)
-QUICK = Grid(nodes=(4,), attacks=("sign-flip", "backdoor"), seeds=(0,), rounds=2, alpha=0.5)
+FULL = Grid(benchmarks=("digits", "breast_cancer", "actg175"), nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1))
+QUICK = Grid(benchmarks=("digits", "actg175"), nodes=(4,), attacks=("sign-flip", "backdoor", "rule-aware"), seeds=(0,),
+             rounds=4)
 
-Results = dict[tuple[str, int, str, str], list[RunResult]]
-"""(split, n, attack, setting) -> one result per seed."""
+Key = tuple[str, str, int, str, str]
+"""(benchmark, split, n, attack, setting)."""
+Results = dict[Key, list[RunResult]]
+
+
+def grid_keys(grid: Grid) -> list[Key]:
+    """Every (attack, N, setting) on each benchmark's first split, plus fednode and FedAvg without attack on
+    every split (ACTG 175 only without attack: its label is hard to predict, so it measures false rejections)."""
+    keys: list[Key] = []
+    for bench in grid.benchmarks:
+        splits = BENCHMARKS[bench].splits
+        attacks = ("none", *grid.attacks) if bench != "actg175" else ("none",)
+        keys += [(bench, splits[0], n, a, s) for n in grid.nodes for a in attacks for s in SETTINGS]
+        keys += [(bench, split, n, "none", s) for split in splits[1:] for n in grid.nodes for s in ("fedavg", "fednode")]
+    return keys
 
 
 def evaluate_grid(grid: Grid, jobs: int = 1) -> Results:
-    """Every (attack, N, setting) on IID data, plus fednode without attack on Dirichlet data.
-
-    Runs are independent, so `jobs` worker processes share them; every run is seeded, so the results
-    do not depend on `jobs`.
-    """
-    keys = [("iid", n, attack, setting) for n in grid.nodes for attack in ("none", *grid.attacks)
-            for setting in SETTINGS]
-    keys += [("dirichlet", n, "none", "fednode") for n in grid.nodes]
-    tasks = [(key, Scenario(key[1], key[2], key[0], seed, grid.rounds, grid.alpha, grid.rule)) for key in keys
+    """Every key of ``grid_keys`` for every seed. Runs are independent, so ``jobs`` worker processes share
+    them; every run is seeded, so the results do not depend on ``jobs``."""
+    keys = grid_keys(grid)
+    tasks = [(key, Scenario(key[0], key[2], key[3], key[1], seed, rounds=grid.rounds)) for key in keys
              for seed in grid.seeds]
     results: Results = {key: [] for key in keys}
     began = time.monotonic()
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        outcomes = pool.map(_run_task, [(scenario, key[3]) for key, scenario in tasks])
-        for k, ((key, scenario), result) in enumerate(zip(tasks, outcomes), 1):
+        outcomes = pool.map(_run_task, [(scenario, key[4], grid.protocol) for key, scenario in tasks])
+        for k, ((key, scenario), result) in enumerate(zip(tasks, outcomes, strict=True), 1):
             results[key].append(result)
-            print(f"[{k}/{len(tasks)} {time.monotonic() - began:6.1f}s] {key[0]} N={key[1]} {key[2]} {key[3]} "
-                  f"seed {scenario.seed}: accuracy {result.accuracy:.3f}, rejected {result.rejected_per_round}",
-                  file=sys.stderr, flush=True)
+            print(f"[{k}/{len(tasks)} {time.monotonic() - began:6.1f}s] {' '.join(map(str, key))} seed {scenario.seed}: "
+                  f"accuracy {result.accuracy:.3f}, backdoor {result.backdoor_rate:.2f}, "
+                  f"rejected {result.rejected_per_round}", file=sys.stderr, flush=True)
     return results
 
 
-def _run_task(task: tuple[Scenario, str]) -> RunResult:
+def _run_task(task: tuple[Scenario, str, bool]) -> RunResult:
     return run(*task)
 
 
@@ -347,97 +478,142 @@ def _bd(rs: list[RunResult]) -> str:
     return f"{100 * statistics.mean(rates):.0f} ({100 * max(rates):.0f})"
 
 
-def _share(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}" if whole else "-"
+def _share(rs: list[RunResult], honest: bool) -> str:
+    parts = [r.rejected_share(honest) for r in rs]
+    whole = sum(total for _, total in parts)
+    return f"{100 * sum(part for part, _ in parts) / whole:.1f}" if whole else "-"
 
 
-def table(results: Results, grid: Grid) -> str:
-    """The markdown tables: accuracy per attack and setting, then the honest false-rejection rate."""
-    lines = [("| attack | N | malicious | FedAvg acc % | SecAgg acc % | fednode acc % | fednode malicious "
-              "rejected % | fednode honest rejected % | fednode aborted rounds | backdoor success % FedAvg / SecAgg / "
-              "fednode |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+SETTING_TITLES = {"fedavg": "FedAvg", "multi_krum": "Multi-Krum", "trimmed_mean": "trimmed mean", "flame": "FLAME",
+                  "fednode": "fednode"}
+
+
+def attack_table(results: Results, grid: Grid, bench: str) -> str:
+    """Accuracy per attack and setting on the benchmark's first split, fednode's rejections, backdoor success."""
+    split = BENCHMARKS[bench].splits[0]
+    accs = " | ".join(f"{SETTING_TITLES[s]} acc %" for s in SETTINGS)
+    lines = [(f"| attack | N | malicious | {accs} | fednode attackers rejected % | fednode honest rejected % | "
+             f"fednode aborted | backdoor success % {' / '.join(SETTING_TITLES[s] for s in SETTINGS)} |"),
+             "|---" * (8 + len(SETTINGS)) + "|"]
     for n in grid.nodes:
         for attack in ("none", *grid.attacks):
-            rs = {s: results[("iid", n, attack, s)] for s in SETTINGS}
+            rs = {s: results[(bench, split, n, attack, s)] for s in SETTINGS}
             node = rs["fednode"]
-            mal = _share(sum(r.malicious_rejected for r in node), sum(r.malicious_total for r in node))
-            hon = _share(sum(r.honest_rejected for r in node), sum(r.honest_total for r in node))
-            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", "backdoor") else ""
             count = 0 if attack == "none" else max_faulty(n)
-            lines.append(f"| {attack} | {n} | {count} | {_acc(rs['fedavg'])} | {_acc(rs['secagg'])} | "
-                         f"{_acc(rs['fednode'])} | {mal} | {hon} | {sum(r.aborted for r in node)} | {bd} |")
-    lines += ["", ("| split | N | fednode acc % | honest updates rejected % (mean over seeds, worst seed) | "
-                   "aborted rounds |"), "|---|---|---|---|---|"]
-    for split, label in (("iid", "IID"), ("dirichlet", f"Dirichlet({grid.alpha})")):
-        for n in grid.nodes:
-            rs = results[(split, n, "none", "fednode")]
-            rates = [r.honest_rejected / r.honest_total for r in rs]
-            lines.append(f"| {label} | {n} | {_acc(rs)} | {100 * statistics.mean(rates):.1f} "
-                         f"({100 * max(rates):.1f}) | {sum(r.aborted for r in rs)} |")
+            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", "backdoor") else ""
+            lines.append(f"| {attack} | {n} | {count} | {' | '.join(_acc(rs[s]) for s in SETTINGS)} | "
+                         f"{_share(node, honest=False)} | {_share(node, honest=True)} | "
+                         f"{sum(r.aborted for r in node)} | {bd} |")
     return "\n".join(lines)
 
 
+def rejection_table(results: Results, grid: Grid) -> str:
+    """Without attackers, per benchmark and split: accuracy of FedAvg and fednode, fednode's honest
+    false-rejection rate and per-site fairness (the largest share of rounds one honest site was rejected)."""
+    lines = [("| benchmark | split | N | FedAvg acc % | fednode acc % | honest rejected % (mean, worst seed) | "
+             "worst site: share of rounds rejected % (mean, worst seed) | aborted |"), "|---" * 8 + "|"]
+    for bench in grid.benchmarks:
+        for split in BENCHMARKS[bench].splits:
+            for n in grid.nodes:
+                fedavg, node = results[(bench, split, n, "none", "fedavg")], results[(bench, split, n, "none", "fednode")]
+                rates = [r.rejected_share(True)[0] / r.rejected_share(True)[1] for r in node]
+                worst = [r.worst_honest_site() for r in node]
+                lines.append(f"| {bench} | {SPLIT_TITLES[split]} | {n} | {_acc(fedavg)} | {_acc(node)} | "
+                             f"{100 * statistics.mean(rates):.1f} ({100 * max(rates):.1f}) | "
+                             f"{100 * statistics.mean(worst):.0f} ({100 * max(worst):.0f}) | "
+                             f"{sum(r.aborted for r in node)} |")
+    return "\n".join(lines)
+
+
+SPLIT_TITLES = {"iid": "IID", "dirichlet": "Dirichlet(0.5)", "natural": "natural (arm x stratum)"}
+
+
+def _mean_accuracy(rs: list[RunResult]) -> float:
+    return statistics.mean(r.accuracy for r in rs)
+
+
+def targets(results: Results, grid: Grid, bench: str) -> str:
+    """Issue 16's targets on a benchmark, per N: fednode's largest loss against its clean run over the
+    attacks, its largest backdoor success, and FedAvg's largest loss (all means over seeds)."""
+    split = BENCHMARKS[bench].splits[0]
+    lines = []
+    for n in grid.nodes:
+        drops, fedavg = ({a: 100 * (_mean_accuracy(results[(bench, split, n, "none", s)])
+                                    - _mean_accuracy(results[(bench, split, n, a, s)])) for a in grid.attacks}
+                         for s in ("fednode", "fedavg"))
+        worst = max(drops, key=lambda a: drops[a])
+        bd = max((r.backdoor_rate for r in results.get((bench, split, n, "backdoor", "fednode"), [])), default=0.0)
+        lines.append(f"- N = {n}: fednode's largest loss against its clean run {drops[worst]:.1f} points ({worst}); "
+                     f"attacks within 2 points: {sum(d <= 2.0 for d in drops.values())} of {len(drops)}; backdoor "
+                     f"success worst seed {100 * bd:.0f}%; FedAvg's largest loss {max(fedavg.values()):.1f} points "
+                     f"({max(fedavg, key=lambda a: fedavg[a])}).")
+    return "\n".join(lines)
+
+
+def report(results: Results, grid: Grid) -> str:
+    """The markdown of every table."""
+    parts = []
+    for bench in grid.benchmarks:
+        if bench == "actg175":
+            continue
+        b = BENCHMARKS[bench]
+        parts += [(f"### {bench}: {b.model}{f' ({b.hidden} hidden)' if b.model == 'mlp' else ''}, {b.rounds} rounds, "
+                  f"{SPLIT_TITLES[b.splits[0]]}"), "", attack_table(results, grid, bench), "",
+                  targets(results, grid, bench), ""]
+    parts += ["### No attacker: honest false rejections and per-site fairness", "", rejection_table(results, grid)]
+    return "\n".join(parts)
+
+
 def plot(results: Results, grid: Grid, path: Path) -> None:
-    """Grouped bars of mean final accuracy per attack and setting, one panel per N (dots: worst seed),
-    and a last panel with the backdoor success rate per N and setting."""
+    """Grouped bars of mean final accuracy per attack and setting, one panel per attacked benchmark and N
+    (dots: worst seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    panels = [(b, n) for b in grid.benchmarks if b != "actg175" for n in grid.nodes]
     attacks = ("none", *grid.attacks)
-    panels = len(grid.nodes) + ("backdoor" in grid.attacks)
-    fig, axes = plt.subplots(panels, 1, figsize=(11, 3.4 * panels), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
     x = np.arange(len(attacks))
-    width = 0.27
-    for ax, n in zip(axes[:, 0], grid.nodes):
+    width = 0.8 / len(SETTINGS)
+    for ax, (bench, n) in zip(axes[:, 0], panels, strict=True):
+        split = BENCHMARKS[bench].splits[0]
         for k, setting in enumerate(SETTINGS):
-            accs = [[r.accuracy for r in results[("iid", n, a, setting)]] for a in attacks]
-            ax.bar(x + (k - 1) * width, [100 * statistics.mean(a) for a in accs], width, label=setting)
-            ax.plot(x + (k - 1) * width, [100 * min(a) for a in accs], "k.", markersize=4)
+            accs = [[r.accuracy for r in results[(bench, split, n, a, setting)]] for a in attacks]
+            offset = (k - (len(SETTINGS) - 1) / 2) * width
+            ax.bar(x + offset, [100 * statistics.mean(a) for a in accs], width, label=SETTING_TITLES[setting])
+            ax.plot(x + offset, [100 * min(a) for a in accs], "k.", markersize=3)
         ax.set_xticks(x, [a if a == "none" else f"{a}\n({max_faulty(n)} malicious)" for a in attacks], fontsize=8)
         ax.set_ylabel("final test accuracy %")
-        ax.set_ylim(50, 100)
-        ax.set_title(f"N = {n}, f = {max_faulty(n)}, breast cancer, logreg, {grid.rounds} rounds, IID")
-        ax.legend(loc="lower left", fontsize=8)
-    if "backdoor" in grid.attacks:
-        ax = axes[-1, 0]
-        xn = np.arange(len(grid.nodes))
-        for k, setting in enumerate(SETTINGS):
-            rates = [statistics.mean(r.backdoor_rate for r in results[("iid", n, "backdoor", setting)])
-                     for n in grid.nodes]
-            ax.bar(xn + (k - 1) * width, [100 * r for r in rates], width, label=setting)
-        ax.set_xticks(xn, [f"N = {n}, {max_faulty(n)} malicious" for n in grid.nodes])
-        ax.set_ylabel("backdoor success %")
-        ax.set_ylim(0, 100)
-        ax.set_title("backdoor: triggered malignant test rows classified benign")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.set_ylim(40, 100)
+        ax.set_title(f"{bench}, N = {n}, f = {max_faulty(n)}, {SPLIT_TITLES[split]}")
+        ax.legend(loc="lower left", fontsize=7, ncol=len(SETTINGS))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--benchmarks", default=None, help="comma-separated (default digits,breast_cancer,actg175)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1)")
     parser.add_argument("--nodes", default=None, help="comma-separated N values (default 7,10)")
-    parser.add_argument("--quick", action="store_true", help="tiny run: N=4, 2 rounds, 1 seed, 2 attacks")
-    parser.add_argument("--rule", default=DEFAULT_RULE, choices=RULE_KINDS,
-                        help=f"robust rule kind with its default parameters (default {DEFAULT_RULE})")
+    parser.add_argument("--quick", action="store_true", help="tiny run: digits and ACTG 175, N=4, 4 rounds, 1 seed, 3 attacks")
+    parser.add_argument("--protocol", action="store_true", help="fednode through the real secure round (slow)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--write-docs", action="store_true", help="write docs/attacks.md and docs/attacks.png")
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
     args = parser.parse_args(argv)
-    grid = QUICK if args.quick else FULL
-    grid = Grid(nodes=tuple(int(v) for v in args.nodes.split(",")) if args.nodes else grid.nodes,
-                attacks=grid.attacks,
-                seeds=tuple(int(v) for v in args.seeds.split(",")) if args.seeds else grid.seeds,
-                rounds=args.rounds or grid.rounds, alpha=grid.alpha, rule=args.rule)
+    base = QUICK if args.quick else FULL
+    grid = Grid(benchmarks=tuple(args.benchmarks.split(",")) if args.benchmarks else base.benchmarks,
+                nodes=tuple(int(v) for v in args.nodes.split(",")) if args.nodes else base.nodes,
+                attacks=base.attacks,
+                seeds=tuple(int(v) for v in args.seeds.split(",")) if args.seeds else base.seeds,
+                protocol=args.protocol, rounds=base.rounds)
     began = time.monotonic()
     results = evaluate_grid(grid, args.jobs)
-    text = table(results, grid)
+    text = report(results, grid)
     print(text)
     if args.write_docs:
         command = "python scripts/evaluate_attacks.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -449,17 +625,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float) -> None:
     """docs/attacks.md: how the numbers were made and the tables; an existing "## Reading" section is kept."""
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"# Poisoning attacks: FedAvg vs secure aggregation vs fednode validation\n\n"
-              f"Generated by `{command}` on {date} ({elapsed_s:.0f} s). Breast cancer, logistic regression, "
-              f"{grid.rounds} rounds, seeds {', '.join(map(str, grid.seeds))}; accuracy is the mean over seeds "
-              f"with the worst seed in parentheses (backdoor success: mean, worst seed). The last f node indices "
-              f"are malicious; with 0 malicious the attack does not matter, so the `none` row is the clean "
-              f"baseline of every attack. Settings: clip_l2 {CLIP_L2}, sample_cap {SAMPLE_CAP}, sketch width "
-              f"{SKETCH_WIDTH}, validation degree {VALIDATION_DEGREE}, rule {_rule_text(grid.rule)}, "
-              f"secure degree N-f-1 (the daemon's defaults). A fednode round whose rule accepts fewer than "
-              f"the contract's minimum (N-f) aborts, as the daemon's primary does, and leaves the model "
-              f"unchanged; `aborted` counts those rounds over all seeds. See the script's docstring for what "
-              f"each setting runs.\n\n![accuracy per attack](attacks.png)\n\n")
+    rule = RobustRule(f=1)
+    header = (f"# Poisoning attacks: FedAvg, plaintext robust aggregators, and fednode's rule\n\n"
+              f"Generated by `{command}` on {date} ({elapsed_s:.0f} s). Seeds {', '.join(map(str, grid.seeds))}; "
+              f"accuracy is the mean over seeds with the worst seed in parentheses (backdoor success: mean, worst "
+              f"seed). The last f = (N-1)//3 node indices are malicious; the `none` row is the clean run of every "
+              f"setting, i.e. each rule's accuracy without attacker against plain FedAvg. fednode: clip L2 "
+              f"{CLIP_L2}, sample cap {SAMPLE_CAP}, rule `{rule.kind}` (norm_ratio {rule.norm_ratio}, "
+              f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}) on count-sketch statistics "
+              f"(width {SKETCH_WIDTH}) of the weighted vectors and the public weights, "
+              f"{'through the real secure round' if grid.protocol else 'computed in the clear from the sketches'}; "
+              f"a round accepting fewer than N-f aborts and leaves the model unchanged. ALIE, min-max and "
+              f"rule-aware attackers are omniscient (they see the round's honest updates; rule-aware also knows "
+              f"the rule and its thresholds). See the script's docstring for what each setting runs.\n\n"
+              f"![accuracy per attack](attacks.png)\n\n")
     path = docs / "attacks.md"
     old = path.read_text() if path.exists() else ""
     reading = old[old.index(READING_TITLE):] if READING_TITLE in old else READING_TITLE + "\n\nNot written yet.\n"
@@ -467,14 +646,6 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
 
 
 READING_TITLE = "## Reading"
-
-
-def _rule_text(kind: str) -> str:
-    """The rule's kind with the parameters it reads (the ``RobustRule`` defaults)."""
-    rule = RobustRule(kind=kind)
-    if kind == "median_mad":
-        return f"median_mad (min_ratio {rule.min_ratio}, spread_power {rule.spread_power})"
-    return f"{kind} (factor {rule.factor})" if kind in ("median_distance", "centroid") else kind
 
 
 if __name__ == "__main__":

@@ -47,7 +47,12 @@ class NotEnoughShares(SmpcError):
 
 
 class InconsistentShares(SmpcError):
-    """The available shares do not determine the secret (too many of them disagree)."""
+    """The available shares do not determine the secret (too many of them disagree). `suspects` are the
+    holders off the polynomial that fits most shares, when one was found: evidence, not proof."""
+
+    def __init__(self, reason: str, suspects: tuple[int, ...] = ()) -> None:
+        super().__init__(reason)
+        self.suspects = suspects
 
 
 class MissingMessages(SmpcError):

@@ -60,10 +60,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
+
+import numpy as np
 
 from smpc import aead, shamir
 from smpc.errors import (
@@ -98,6 +102,9 @@ from smpc.prg import SEED_BYTES, MaskGenerator
 from smpc.signing import Signer, Verifier, signing_payload
 
 _M = TypeVar("_M", AdvertiseKeys, ShareKeys, MaskedInput, UnmaskShares)
+
+MAX_REVEAL_SUBSETS = 20_000
+"""Most (t + 1)-subsets of the reveals tried against an owner's advert: C(16, 11) = 4,368, C(22, 15) = 170,544."""
 
 
 class Phase(Enum):
@@ -570,13 +577,45 @@ class SecAggParticipant:
                 shares[holder] = decode_share(share)
         try:
             secret, result = shamir.reconstruct_secret(shares, self.config.degree)
-        except (NotEnoughShares, InconsistentShares) as error:
+        except NotEnoughShares as error:
             raise self._abort(f"cannot recover the {kind.value} of {owner}: {error}") from error
-        if result.inconsistent_ids:
-            inconsistent[owner] = result.inconsistent_ids
-        if not self._matches_advert(owner, kind, secret):
+        except InconsistentShares:
+            secret, result = b"", None
+        if result is not None and self._matches_advert(owner, kind, secret):
+            if result.inconsistent_ids:
+                inconsistent[owner] = result.inconsistent_ids
+            return secret
+        found = self._recover_by_subsets(owner, kind, shares)
+        if found is None:
+            if result is None:
+                raise self._abort(f"cannot recover the {kind.value} of {owner}: no t + 1 reveals open its advert")
             raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement", owner)
+        secret, inconsistent[owner] = found
         return secret
+
+    def _recover_by_subsets(
+        self, owner: int, kind: SecretKind, shares: Mapping[int, FieldArray]
+    ) -> tuple[bytes, tuple[int, ...]] | None:
+        """The secret from the first t + 1 revealed shares whose reconstruction matches the owner's advert, and
+        the revealers off that polynomial; None if no subset does (or there are too many to try).
+
+        Decoding corrects floor((m - t - 1) / 2) lying revealers among m; the advert (H(b_i), or the mask
+        public key) is a check of the result, so any t + 1 honest reveals identify the secret even when more
+        revealers lie (at N = 7, t = 4: two liars among seven, beyond decoding, found among 21 subsets).
+        """
+        holders = sorted(shares)
+        if math.comb(len(holders), self.config.degree + 1) > MAX_REVEAL_SUBSETS:
+            return None
+        for subset in itertools.combinations(holders, self.config.degree + 1):
+            try:
+                secret = shamir.field_to_secret(shamir.interpolate_at({x: shares[x] for x in subset}, 0))
+            except InconsistentShares:
+                continue
+            if self._matches_advert(owner, kind, secret):
+                agreeing = shamir.interpolate({x: shares[x] for x in subset}, holders)
+                return secret, tuple(x for x, row in zip(holders, agreeing, strict=True)
+                                     if not np.array_equal(row, shares[x]))
+        return None
 
     def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:
         advert = self._stored(AdvertiseKeys, owner)

@@ -101,16 +101,23 @@ def interpolate_at(points: Mapping[int, FieldArray], at: int) -> FieldArray:
     return value
 
 
-def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction:
-    """Recover the secret from at least degree + 1 shares, naming the shares that disagree.
+def reconstruct(shares: Mapping[int, FieldArray], degree: int, max_faulty: int = 0) -> Reconstruction:
+    """Recover the secret from at least degree + 1 + max_faulty shares, naming the shares that disagree.
 
-    Raises NotEnoughShares below degree + 1 shares, and InconsistentShares when no degree-`degree`
-    polynomial explains a clear majority of the shares (too many wrong shares to tell which).
+    `max_faulty` is how many share holders may lie (f). A polynomial that agrees with degree + 1 + f shares
+    agrees with at least degree + 1 honest ones, so it is the true one; the result is returned only then
+    (with f = 0: whenever a majority polynomial exists, as Berlekamp-Welch finds it). Every true polynomial
+    with that much agreement is found: it disagrees with at most min(f, m - degree - 1 - f) shares, within
+    Berlekamp-Welch's radius floor((m - degree - 1) / 2). So with m shares, up to m - degree - 1 - f lies
+    are corrected and named, and more (up to f) are detected. Raises NotEnoughShares below
+    degree + 1 + max_faulty shares, and InconsistentShares (with the shares off the best polynomial found,
+    as suspects) when the rule cannot decide.
     """
     ids = sorted(shares)
     _check_ids(ids)
-    if len(ids) < degree + 1:
-        raise NotEnoughShares(f"have {len(ids)} shares, need {degree + 1}")
+    assert max_faulty >= 0, "a negative number of faulty holders"
+    if len(ids) < degree + 1 + max_faulty:
+        raise NotEnoughShares(f"have {len(ids)} shares, need {degree + 1 + max_faulty} with {max_faulty} possibly wrong")
     fast = _agreeing_ids(shares, ids[: degree + 1], ids)
     if len(fast) == len(ids):
         return _result(shares, degree, fast, ids)
@@ -123,6 +130,11 @@ def reconstruct(shares: Mapping[int, FieldArray], degree: int) -> Reconstruction
     agreeing = _agreeing_ids(shares, candidates[: degree + 1], ids)
     if agreeing != candidates:
         raise InconsistentShares("shares disagree beyond their random combination")
+    if len(agreeing) < degree + 1 + max_faulty:
+        suspects = tuple(x for x in ids if x not in set(agreeing))
+        raise InconsistentShares(f"the best degree-{degree} polynomial agrees with {len(agreeing)} of {len(ids)} "
+                                 f"shares, fewer than the {degree + 1 + max_faulty} that rule out {max_faulty} "
+                                 f"liars; off it: {list(suspects)}", suspects)
     return _result(shares, degree, agreeing, ids)
 
 

@@ -13,8 +13,9 @@ floor((w >> 1) k / 2^31) (a multiply-shift of its top 31 bits), sign from its lo
 
 Applying it is one `np.bincount` over 2k bins, those of sign -1 in the upper half, and one subtraction
 (about 5 ms per million coordinates). For integer inputs that is exact as long as every partial sum
-stays below 2^53, which `apply` checks (max |v| * d < 2^53); quantized updates are below 2^31 per
-coordinate, so that holds up to two million coordinates, and beyond it `apply` refuses rather than round.
+stays below 2^53 (max |v| * d < 2^53); quantized updates are below 2^31 per coordinate, so that holds up
+to two million coordinates, and beyond it `apply` sketches the high and low 16 bits apart (exact to 2^37
+coordinates).
 """
 
 from __future__ import annotations
@@ -50,13 +51,27 @@ class CountSketch:
         self.signed_buckets = scaled.view(np.int64).astype(np.intp, copy=False)
 
     def apply(self, vector: npt.NDArray[np.integer] | npt.NDArray[np.floating]) -> np.ndarray:
-        """S @ vector: int64 (exact) for integer vectors, float64 for float vectors."""
+        """S @ vector: int64 (exact) for integer vectors, float64 for float vectors.
+
+        The bincount sums in float64, exact while every partial sum stays below 2^53. An integer vector
+        too large for that (the unmasked sum of a member-controlled input can hold values near 2^31 on
+        millions of coordinates) is split into its high and low 16 bits, each sketched exactly.
+        """
         vector = np.asarray(vector)
         assert vector.shape == (self.dimension,), "vector has the wrong dimension"
-        both = np.bincount(self.signed_buckets, weights=vector, minlength=2 * self.width)
-        sums = both[: self.width] - both[self.width :]
         if not np.issubdtype(vector.dtype, np.integer):
-            return sums
-        largest = max(int(vector.max()), -int(vector.min())) if vector.size else 0
-        assert largest * self.dimension < _EXACT_FLOAT_INTEGER, "integer sketch would not be exact in float64"
-        return sums.astype(np.int64)
+            return self._sums(vector)
+        if _largest(vector) * self.dimension < _EXACT_FLOAT_INTEGER:
+            return self._sums(vector).astype(np.int64)
+        wide = vector.astype(np.int64)
+        high, low = wide >> np.int64(16), wide & np.int64(0xFFFF)
+        assert max(_largest(high), 1 << 16) * self.dimension < _EXACT_FLOAT_INTEGER, "vector too large to sketch"
+        return self._sums(high).astype(np.int64) * np.int64(1 << 16) + self._sums(low).astype(np.int64)
+
+    def _sums(self, vector: np.ndarray) -> npt.NDArray[np.float64]:
+        both = np.bincount(self.signed_buckets, weights=vector, minlength=2 * self.width)
+        return both[: self.width] - both[self.width :]
+
+
+def _largest(vector: np.ndarray) -> int:
+    return max(int(vector.max()), -int(vector.min())) if vector.size else 0

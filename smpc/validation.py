@@ -4,21 +4,20 @@ Flow for one round (the message layer and the robust rule live elsewhere):
 
 1. After the masked inputs are committed, a public seed fixes a `CountSketch` S. Each participant
    i sketches its own quantized update, z_i = round(sigma / scale * S q_i) (`sketch_update`), and
-   Shamir-shares z_i with degree t (`share_sketch`). It also deals shares of a zero vector with
-   degree 2t (`share_zero`), used to re-randomize what holders publish.
+   Shamir-shares z_i with degree t (`share_sketch`).
 2. Holder h, from its shares alone, computes shares of every squared norm ||z_i||^2 and every
    squared distance ||z_i - z_l||^2 (`local_statistics`): sums of products of two degree-t shares
    are points of a degree-2t polynomial whose constant term is the statistic. Without
    re-randomization that polynomial would reveal more than its constant term (its other
    coefficients are sums of products of the sketches' polynomial coefficients), so the holder
-   adds the sum of the zero shares it received: the published polynomial is then uniformly
-   random apart from its constant term, as long as one zero dealer is honest.
+   adds its share of a pseudo-random degree-2t sharing of zero (`smpc.przs`): computed from keys,
+   dealt by nobody, so no member can make it share anything but zero.
 3. Every node reconstructs all statistics at once from the published vectors
-   (`reconstruct_statistics`), which cross-checks the holders against each other: with m
-   publishers and degree 2t, publishers off the common polynomial are named and up to
-   floor((m - 2t - 1) / 2) of them are corrected; with fewer publishers than 2t + 1 nothing can
-   be reconstructed, and with exactly 2t + 1 nothing can be checked. So correcting e lying
-   publishers needs n >= 2t + 2e + 1 (for instance t = 1 tolerates e = 2 at n = 7).
+   (`reconstruct_statistics`), which cross-checks the holders against each other. With m
+   publishers of whom up to f may lie, the statistics are decided only by a polynomial that agrees
+   with 2t + 1 + f of them (then it is the true one); up to m - 2t - 1 - f liars are corrected and
+   named, more abort the round (`smpc.shamir.reconstruct`). So deciding at all needs
+   m >= 2t + 1 + f, and correcting f liars m >= 2t + 1 + 2f.
 4. After unmasking the accepted set A, every node checks sum_{i in A} z_i, reconstructed from
    holders' published sums of their shares (`sum_shares`, degree t), against sigma / scale * S of
    the unmasked sum (`linear_identity_holds`). Each z_i carries one stochastic-rounding error
@@ -101,11 +100,26 @@ class ValidationStatistics:
     checked: bool
 
 
-def sketch_seed(chain_id: bytes, round_id: int, inputs_commitment: bytes) -> bytes:
-    """The public sketch seed of a round: SHA-256 of a domain tag, the chain id, the round id and
-    the ledger's commitment to the masked inputs, so it exists only after the updates are fixed."""
-    tag = b"fednode/validation/v1/sketch-seed" + len(chain_id).to_bytes(2, "big") + chain_id
-    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + inputs_commitment).digest()
+def seed_commitment(chain_id: bytes, round_id: int, member: int, reveal: bytes) -> bytes:
+    """H(member, reveal): what a member's `input` transaction commits to, before U3 closes."""
+    tag = b"fednode/validation/v1/seed-commitment" + len(chain_id).to_bytes(2, "big") + chain_id
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + member.to_bytes(2, "big") + reveal).digest()
+
+
+def sketch_seed(chain_id: bytes, round_id: int, inputs_commitment: bytes, reveals: Mapping[int, bytes]) -> bytes:
+    """The public sketch seed of a round: SHA-256 of a domain tag, the chain id, the round id, the ledger's
+    commitment to the masked inputs, and the revealed values R of the members whose reveals the ledger
+    committed after U3 closed (each opening the commitment its `input` carried).
+
+    Why the reveals. A seed that is a function of the masked inputs alone is known to the last member to
+    mask, who knows every other digest: it can vary its own input until the sketch cancels a chosen delta
+    (1,142 tries at d = 2,000). Each honest reveal is unknown to everyone until U3 is fixed, so nobody can
+    compute the seed while it can still change its input; what remains is the choice, after U3, of which
+    reveals count (members withholding theirs, a primary censoring others'), bounded in docs/validation.md.
+    """
+    tag = b"fednode/validation/v2/sketch-seed" + len(chain_id).to_bytes(2, "big") + chain_id
+    body = b"".join(member.to_bytes(2, "big") + reveals[member] for member in sorted(reveals))
+    return hashlib.sha256(tag + round_id.to_bytes(8, "big") + inputs_commitment + body).digest()
 
 
 def sketch_update(
@@ -130,13 +144,9 @@ def statistic_pairs(owners: Iterable[int]) -> list[tuple[int, int]]:
     return [(i, i) for i in ordered] + list(itertools.combinations(ordered, 2))
 
 
-def share_zero(count: int, degree: int, holders: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
-    """Degree-2t shares of a zero vector of `count` statistics, for re-randomization."""
-    return shamir.share_vector(np.zeros(count, dtype=np.uint64), 2 * degree, holders, rand)
-
-
-def local_statistics(sketch_shares: Mapping[int, FieldArray], zero_shares: Iterable[FieldArray]) -> FieldArray:
-    """A holder's degree-2t shares of every statistic (order of `statistic_pairs`), re-randomized."""
+def local_statistics(sketch_shares: Mapping[int, FieldArray], zero_share: FieldArray) -> FieldArray:
+    """A holder's degree-2t shares of every statistic (order of `statistic_pairs`), re-randomized by its
+    share of a degree-2t sharing of zero (`smpc.przs.zero_share`)."""
     owners = sorted(sketch_shares)
     pairs = statistic_pairs(owners)
     position = {owner: row for row, owner in enumerate(owners)}
@@ -146,22 +156,20 @@ def local_statistics(sketch_shares: Mapping[int, FieldArray], zero_shares: Itera
     same = np.array([i == j for i, j in pairs])[:, None]
     diffs = field.sub(left, np.where(same, np.uint64(0), right))
     statistics = field.sum_mod(field.mul(diffs, diffs), axis=1)
-    for zero_share in zero_shares:
-        assert zero_share.shape == statistics.shape, "zero share of the wrong length"
-        statistics = field.add(statistics, zero_share)
-    return statistics
+    assert zero_share.shape == statistics.shape, "zero share of the wrong length"
+    return field.add(statistics, zero_share)
 
 
 def reconstruct_statistics(
-    published: Mapping[int, FieldArray], owners: Iterable[int], degree: int, params: SketchParams
+    published: Mapping[int, FieldArray], owners: Iterable[int], degree: int, params: SketchParams, max_faulty: int
 ) -> ValidationStatistics:
     """Reconstruct every statistic from the holders' published vectors, naming inconsistent ones.
 
-    Raises NotEnoughShares below 2t + 1 publishers and InconsistentShares when no degree-2t
-    polynomial explains a clear majority of them.
+    Raises NotEnoughShares below 2t + 1 + f publishers and InconsistentShares when no degree-2t
+    polynomial agrees with 2t + 1 + f of them (step 3 of the module docstring).
     """
     pairs = statistic_pairs(owners)
-    result = shamir.reconstruct(published, 2 * degree)
+    result = shamir.reconstruct(published, 2 * degree, max_faulty)
     values = field.to_signed(result.secret)
     assert values.shape == (len(pairs),), "published vectors do not match the owners"
     norm_bound, distance_bound = params.max_norm_fixed**2, 4 * params.max_norm_fixed**2
@@ -186,10 +194,11 @@ def sum_shares(sketch_shares: Mapping[int, FieldArray], accepted: Iterable[int])
 
 
 def reconstruct_sketch_sum(
-    published: Mapping[int, FieldArray], degree: int
+    published: Mapping[int, FieldArray], degree: int, max_faulty: int
 ) -> tuple[npt.NDArray[np.int64], shamir.Reconstruction]:
-    """The sum of the accepted sketches, from holders' `sum_shares`, with inconsistent publishers."""
-    result = shamir.reconstruct(published, degree)
+    """The sum of the accepted sketches, from holders' `sum_shares` (t + 1 + f of them on one polynomial),
+    with inconsistent publishers."""
+    result = shamir.reconstruct(published, degree, max_faulty)
     return field.to_signed(result.secret), result
 
 

@@ -11,24 +11,14 @@ certificates and model blobs, from its peers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from node.cluster import FaultSpec, parse_fault
+from tests.process.test_cluster import fednode
 
-REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 2
-
-
-def fednode(*args: str) -> subprocess.CompletedProcess[str]:
-    """No subprocess timeout: killing `fednode cluster` hard would orphan its daemons; --stall-timeout ends
-    a stuck run cleanly."""
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], check=False, cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +27,7 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     result = fednode("cluster", "--nodes", "4", "--rounds", str(ROUNDS), "--workdir", str(work), "--json",
                      "--kill", "primary@2+1", "--wipe", "3@2+20", "--max-down", "1", "--restart-after", "1",
                      "--phase-deadline", "10",
-                     "--stall-timeout", "150")
+                     "--stall-timeout", "150", timeout_s=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), work
 
@@ -69,11 +59,9 @@ def test_wiped_node_catches_up_from_peers(chaos_run: tuple[dict, Path]) -> None:
 
 def test_audit_passes_on_every_home(chaos_run: tuple[dict, Path]) -> None:
     _, work = chaos_run
-    audits = [subprocess.Popen([sys.executable, "-m", "node.cli", "audit", str(work / f"node-{i}")], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(4)]
-    for i, proc in enumerate(audits):
-        output, _ = proc.communicate()
-        assert proc.returncode == 0, f"node-{i}: {output}"
+    for i in range(4):
+        audit = fednode("audit", str(work / f"node-{i}"), timeout_s=300)
+        assert audit.returncode == 0, f"node-{i}: {audit.stdout}{audit.stderr}"
 
 
 def test_fault_specs_parse_and_bad_ones_are_refused() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +16,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fednode(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], check=False, cwd=REPO, capture_output=True,
-                          text=True,
-                          timeout=timeout_s, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    """Run the CLI in its own process group; past `timeout_s` the whole group (the CLI and any daemons
+    `fednode cluster` started) is killed, so a hung run fails the test and leaves no orphans."""
+    command = [sys.executable, "-m", "node.cli", *args]
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(f"fednode {' '.join(args)} ran over {timeout_s} s:\n{stderr[-3000:]}") from None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # daemons left behind by a CLI that exited
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ from node.network import (
     peer_id_from_public_key,
     peer_id_from_seed,
 )
+from node.testnet import free_ports
 
 TOPIC = "fednode-test"
 DEADLINE_S = 45.0  # a hang guard only; the whole file takes ~20 s on an idle 2-core machine
@@ -102,6 +103,21 @@ def test_port_in_use_is_a_clear_error() -> None:
                     raise AssertionError("the network started on a busy port")
             except ListenError as error:
                 assert str(port) in str(error)
+
+    run(body)
+
+
+def test_a_port_reserved_by_free_ports_takes_the_member_listener() -> None:
+    """`fednode cluster` keeps each member's port bound (never listening) until it exits; libp2p's
+    listener must still bind it, and peers must reach it there."""
+    (port,) = free_ports(1)
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", port, MEMBERS, TOPIC, FAST_LIMITS) as a, \
+                open_network(SEEDS[1], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as b:
+            assert f"/tcp/{port}" in str(a.listen_addrs[0])
+            await b.dial(a.listen_addrs[0])
+            assert await b.wait_connected([a.peer_id], timeout_s=10)
 
     run(body)
 
@@ -213,6 +229,8 @@ def test_direct_send_and_request_carry_10_mb() -> None:
             assert await b.inbox.receive() == ("direct", a.peer_id, b"small after big")
             assert await a.request(b.peer_id, payload, timeout_s=10) == payload[::-1]
             assert await a.request(c.peer_id, b"no handler", timeout_s=5) is None
+            assert await a.request(b.peer_id, payload, timeout_s=10, response_max_bytes=len(payload) - 1) is None
+            assert a.stats["rejected:frame_too_large"] == 1
             assert b.stats["bytes_in:direct"] == len(payload) + len(b"small after big")
 
     run(body)
@@ -551,5 +569,196 @@ def test_killed_peer_is_reconnected() -> None:
             finally:
                 proc.kill()
                 await proc.wait()
+
+    run(body)
+
+
+HOSTILE_WRITER_CODE = """
+import sys, trio, multiaddr
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from node import libp2p_compat
+from node.network import encode_frame
+async def main(seed_hex, target, protocol, total_mib):
+    listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+    host = libp2p_compat.build_host(bytes.fromhex(seed_hex), listen, 5)
+    async with host.run([listen]):
+        info = info_from_p2p_addr(multiaddr.Multiaddr(target))
+        await host.connect(info)
+        stream = await host.new_stream(info.peer_id, [protocol])
+        await stream.write(encode_frame(b"request"))
+        chunk, sent = bytes(1 << 20), 0
+        try:
+            for _ in range(int(total_mib)):
+                stream.muxed_stream.send_window = 1 << 40  # ignore the window the victim granted
+                await stream.write(chunk)
+                sent += 1
+        except Exception:
+            pass
+        print(sent, flush=True)
+trio.run(main, *sys.argv[1:])
+"""
+HOSTILE_MIB = 400
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _peak_rss_growth_during(proc: trio.Process) -> tuple[int, int]:
+    """Sample this process's RSS until the hostile child exits; return (peak growth, MiB it wrote)."""
+    assert proc.stdout is not None
+    baseline = peak = _rss_bytes()
+    output = b""
+    async with trio.open_nursery() as nursery:
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, _rss_bytes())
+                await trio.sleep(0.02)
+
+        nursery.start_soon(sample)
+        while chunk := await proc.stdout.receive_some(4096):
+            output += chunk
+        await proc.wait()
+        nursery.cancel_scope.cancel()
+    return peak - baseline, int(output or b"0")
+
+
+async def _run_hostile_writer(victim: Network, protocol: str) -> tuple[int, int]:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", HOSTILE_WRITER_CODE, SEEDS[1].hex(), victim.listen_addrs[0], protocol,
+         str(HOSTILE_MIB)],
+        stdout=subprocess.PIPE, cwd=REPO_ROOT)
+    try:
+        return await _peak_rss_growth_during(proc)
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def test_writing_on_after_a_request_is_a_violation_and_memory_stays_bounded() -> None:
+    """The member of the review: one request, then writes on the request stream ignoring flow control."""
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as victim:
+
+            async def answer(peer: str, data: bytes) -> bytes:
+                return b"answer"
+
+            victim.set_request_handler(answer)
+            growth, sent_mib = await _run_hostile_writer(victim, REQUEST_PROTOCOL)
+            assert victim.stats["rejected:bytes_after_request"] == 1, victim.stats
+            assert growth < 64 << 20, (growth, sent_mib)
+
+    run(body)
+
+
+def test_a_peer_overrunning_its_window_loses_the_connection() -> None:
+    """The request handler is busy, so nobody reads the stream: the peer may send one window, no more."""
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as victim:
+            release = trio.Event()
+
+            async def busy(peer: str, data: bytes) -> bytes:
+                await release.wait()
+                return b""
+
+            victim.set_request_handler(busy)
+            growth, sent_mib = await _run_hostile_writer(victim, REQUEST_PROTOCOL)
+            release.set()
+            assert victim.stats["rejected:flow_control_violation"] == 1, victim.stats
+            assert sent_mib < HOSTILE_MIB and growth < 64 << 20, (growth, sent_mib)
+            assert peer_id_from_seed(SEEDS[1]) not in victim.connected_peers()
+
+    run(body)
+
+
+def test_bytes_on_a_stream_we_opened_are_a_violation() -> None:
+    """Direct streams carry frames one way; a peer writing back on ours is reset and counted."""
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as victim:
+            listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+            attacker = libp2p_compat.build_host(SEEDS[1], listen, dial_timeout_s=5)
+
+            async def talk_back(stream) -> None:  # type: ignore[no-untyped-def]
+                await stream.write(b"\x00" * 4096)
+                await _expect_reset(stream)
+
+            attacker.set_stream_handler(DIRECT_PROTOCOL, talk_back)
+            async with attacker.run([listen]):
+                await attacker.connect(info_from_p2p_addr(multiaddr.Multiaddr(victim.listen_addrs[0])))
+                await victim.wait_connected([attacker.get_id().to_base58()], timeout_s=10)
+                assert await victim.send(attacker.get_id().to_base58(), b"a vote")
+                await wait_until(lambda: victim.stats["rejected:bytes_on_outbound_stream"] == 1)
+
+    run(body)
+
+
+def test_a_flooding_member_gets_no_more_than_its_budget() -> None:
+    """Re-sending one valid 1 MiB frame as fast as it can: what reaches the inbox (and so the daemon's
+    decoding and signature checks) is bounded by the peer's byte budget, and others are still served."""
+    limits = NetLimits(reconnect_initial_s=0.05, reconnect_max_s=0.3, peer_bytes_per_s=float(4 << 20),
+                       peer_bytes_burst=float(4 << 20))
+
+    async def body() -> None:
+        async with cluster(3, limits) as (victim, flooder, honest):
+            frame = bytes(1 << 20)
+            start_s = trio.current_time()
+            with trio.move_on_after(2.0):
+                while True:
+                    await flooder.send(victim.peer_id, frame, lane="bulk")
+            elapsed_s = trio.current_time() - start_s
+            delivered = victim.inbox.statistics().current_buffer_used
+            assert delivered <= 4 + 4 * elapsed_s + 1, (delivered, elapsed_s)
+            assert victim.stats["throttled_s"] > 0
+            assert await honest.send(victim.peer_id, b"still served")
+            while (message := await victim.inbox.receive())[1] != honest.peer_id:
+                pass
+            assert message == ("direct", honest.peer_id, b"still served")
+
+    run(body)
+
+
+def test_a_peer_opening_too_many_streams_loses_the_connection() -> None:
+    """Streams that never finish protocol negotiation are held by the library; past the cap the connection
+    is closed and counted against the peer."""
+
+    async def body() -> None:
+        async with open_network(SEEDS[0], "127.0.0.1", 0, MEMBERS, TOPIC, FAST_LIMITS) as victim:
+            listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+            attacker = libp2p_compat.build_host(SEEDS[1], listen, dial_timeout_s=5)
+            async with attacker.run([listen]):
+                info = info_from_p2p_addr(multiaddr.Multiaddr(victim.listen_addrs[0]))
+                await attacker.connect(info)
+                conn = attacker.get_network().connections[info.peer_id][0].muxed_conn
+                with contextlib.suppress(Exception):  # the connection closes under the attacker's feet
+                    for _ in range(libp2p_compat.YAMUX_INBOUND_STREAMS_MAX + 8):
+                        await (await conn.open_stream()).write(b"\x00")
+                await wait_until(lambda: victim.stats["rejected:flow_control_violation"] == 1)
+                assert attacker.get_id().to_base58() not in victim.connected_peers()
+
+    run(body)
+
+
+def test_answers_are_charged_to_the_member_that_asks() -> None:
+    """A 100-byte request for a 2 MiB answer (the review measured 411x for get_blocks): the answer's bytes
+    come out of the asker's budget, so asking again and again is throttled like sending as much."""
+    limits = NetLimits(reconnect_initial_s=0.05, reconnect_max_s=0.3, peer_bytes_per_s=float(1 << 20),
+                       peer_bytes_burst=float(1 << 20))
+
+    async def body() -> None:
+        async with cluster(2, limits) as (server, asker):
+
+            async def big(peer: str, data: bytes) -> bytes:
+                return bytes(2 << 20)
+
+            server.set_request_handler(big)
+            for _ in range(3):
+                assert await asker.request(server.peer_id, b"x" * 100, timeout_s=20) == bytes(2 << 20)
+            assert server.stats["throttled_s"] >= 3.0, server.stats["throttled_s"]
 
     run(body)

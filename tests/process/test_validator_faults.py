@@ -8,6 +8,7 @@ set before voting, and the poisoned update is rejected: no honest node commits a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.process.test_cluster import fednode
@@ -30,3 +31,20 @@ def test_corrupt_statistic_shares_are_corrected_and_the_poisoned_update_rejected
                 and "member 4 published statistic shares inconsistent" in
                 (work / f"node-{honest}" / "daemon.log").read_text()]
     assert len(named_by) >= 3, summary["wire_rejections"]
+
+
+def test_a_member_withholding_its_seed_reveal_leaves_each_round_and_the_others_commit(tmp_path: Path) -> None:
+    """Member 4 (of N = 5, f = 1, t_v = 1) masks its update but never reveals its sketch-seed value, the one
+    choice left to a member that would grind the sketch: the seed phase closes at its deadline with the
+    other four reveals (2t_v + 1 + f = 4), member 4 is out of the round, and both rounds commit without it."""
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack", "scaling",
+                     "--validator-fault", "grind-seed", "--phase-deadline", "4", "--workdir", str(work), "--json",
+                     "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 2 and len(set(summary["head_hashes"])) == 1
+    assert summary["accuracy"] >= 0.93
+    for honest in range(4):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert len(re.findall(r"phase seed closed at height \d+ with 4 members", log)) >= 2, honest

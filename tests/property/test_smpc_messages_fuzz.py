@@ -1,6 +1,7 @@
 """Every decoder: valid messages round-trip; any bytes give a message or MalformedMessage."""
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,7 +65,12 @@ def test_any_bytes_decode_or_raise_the_typed_error(data: bytes) -> None:
 @settings(max_examples=200, deadline=None)
 @given(valid_messages, st.data())
 def test_mutated_encodings_decode_or_raise_the_typed_error(message: Message, data: st.DataObject) -> None:
-    encoded = bytearray(encode(message))
+    decode_or_typed_error(mutate(encode(message), data))
+
+
+def mutate(original: bytes, data: st.DataObject) -> bytes:
+    """One to four byte flips, truncations or insertions."""
+    encoded = bytearray(original)
     for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
         position = data.draw(st.integers(min_value=0, max_value=len(encoded)))
         action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -74,7 +80,7 @@ def test_mutated_encodings_decode_or_raise_the_typed_error(message: Message, dat
             del encoded[position:]
         else:
             encoded[position:position] = data.draw(st.binary(min_size=1, max_size=4))
-    decode_or_typed_error(bytes(encoded))
+    return bytes(encoded)
 
 
 @settings(max_examples=200, deadline=None)
@@ -93,33 +99,35 @@ def test_structured_garbage_is_rejected_with_the_typed_error(value: object) -> N
 
 
 def test_oversized_messages_are_rejected_before_parsing() -> None:
-    try:
+    with pytest.raises(MalformedMessage, match="exceeds"):
         decode(b"\x00" * (LIMITS.max_message_bytes + 1), LIMITS)
-    except MalformedMessage as error:
-        assert "exceeds" in str(error)
-    else:
-        raise AssertionError("oversized input accepted")
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=120))
-def test_share_plaintext_decoder_is_total(data: bytes) -> None:
+plaintexts = st.builds(SharePlaintext, ids, ids, share, share)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plaintexts, st.data())
+def test_share_plaintext_decoder_gives_the_canonical_plaintext_or_the_typed_error(
+    plaintext: SharePlaintext, data: st.DataObject
+) -> None:
+    """Valid plaintexts round-trip; a corrupted one either raises MalformedMessage (any other exception
+    fails the test) or decodes to a plaintext whose encoding is exactly the bytes given."""
+    assert SharePlaintext.decode(plaintext.encode(), LIMITS) == plaintext
+    corrupted = mutate(plaintext.encode(), data)
     try:
-        SharePlaintext.decode(data, LIMITS)
+        decoded = SharePlaintext.decode(corrupted, LIMITS)
     except MalformedMessage:
-        pass
+        return
+    assert decoded.encode() == corrupted
 
 
 def test_share_plaintext_round_trip_and_field_check() -> None:
     good = SharePlaintext(1, 2, b"\x01" * SHARE_BYTES, b"\x02" * SHARE_BYTES)
     assert SharePlaintext.decode(good.encode(), LIMITS) == good
     bad = SharePlaintext(1, 2, b"\xff" * SHARE_BYTES, b"\x02" * SHARE_BYTES)
-    try:
+    with pytest.raises(MalformedMessage, match=r"GF\(p\)"):
         SharePlaintext.decode(bad.encode(), LIMITS)
-    except MalformedMessage as error:
-        assert "GF(p)" in str(error)
-    else:
-        raise AssertionError("non-canonical field element accepted")
 
 
 @settings(max_examples=200, deadline=None)

@@ -33,9 +33,9 @@ def fresh_opener() -> Opener:
     return Opener(CHAIN, 4, verify, TYPES, my_index=0)
 
 
-def open_or_reject(op: Opener, data: bytes) -> Envelope | Rejected:
+def open_or_reject(op: Opener, data: bytes, peer: int = 1) -> Envelope | Rejected:
     try:
-        return op.open(data, MAX_BYTES)
+        return op.open(data, MAX_BYTES, peer=peer)
     except Rejected as exc:
         return exc
 
@@ -74,8 +74,8 @@ def test_valid_envelopes_round_trip_and_replays_are_rejected(message) -> None:
     sender, type_, height, seq, payload = message
     op = fresh_opener()
     wire = seal(message)
-    assert op.open(wire, MAX_BYTES) == Envelope(type_, sender, height, seq, payload)
-    assert isinstance(open_or_reject(op, wire), Rejected)
+    assert op.open(wire, MAX_BYTES, peer=sender) == Envelope(type_, sender, height, seq, payload)
+    assert isinstance(open_or_reject(op, wire, sender), Rejected)
 
 
 @settings(max_examples=300, deadline=None)
@@ -95,7 +95,7 @@ def test_mutated_envelopes_are_rejected(message, data) -> None:
         position = data.draw(st.integers(0, len(wire) - 1))
         mutated = bytearray(wire)
         mutated[position] = data.draw(st.integers(0, 255).filter(lambda b: b != wire[position]))
-    assert isinstance(open_or_reject(fresh_opener(), bytes(mutated)), Rejected)
+    assert isinstance(open_or_reject(fresh_opener(), bytes(mutated), message[0]), Rejected)
 
 
 @settings(max_examples=200, deadline=None)

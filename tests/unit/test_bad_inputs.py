@@ -108,7 +108,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "listen_host not an address": (_set("listen_host", "my host"), "listen_host"),
     "typo in a key": (_set("status_prot", 9000), "status_prot: unknown key"),
     "peers in config not a list": (_set("peers", "/ip4/1.2.3.4/tcp/1"), "peers"),
-    "behaviour validator unknown": (_set("behaviour", {"validator": "bogus"}), "behaviour.validator"),
+    "behaviour validator not a string": (_set("behaviour", {"validator": 5}), "behaviour.validator"),
     "status off loopback without token": (_set("status_host", "0.0.0.0"), "status_token"),
     "short status token": (_set("status_token", "abc"), "status_token"),
     "genesis_hash missing": (_drop_key("genesis_hash"), "genesis_hash: required"),

@@ -61,28 +61,35 @@ def test_partial_result_and_abort_need_the_deadline() -> None:
     assert c.check_block(block(2, 0, tx("abort", 0, 1, "slow"))) == [rc.DeadlineCheck(1, "collect")]
 
 
-@pytest.mark.parametrize("bad", [
-    pytest.param(lambda: block(1, 0, tx("open", 0, 2, M0, [0, 1, 2, 3])), id="skips-a-round"),
-    pytest.param(lambda: block(1, 0, tx("open", 0, 1, b"\x01" * 32, [0, 1, 2, 3])), id="wrong-model"),
-    pytest.param(lambda: block(1, 1, tx("open", 0, 1, M0, [0, 1, 2, 3])), id="not-by-proposer"),
-    pytest.param(lambda: block(1, 0, tx("open", 0, 1, M0, [0, 1])), id="too-few-participants"),
-    pytest.param(lambda: block(1, 0, upd(1)), id="update-before-open"),
-    pytest.param(lambda: block(1, 0, b"\x93\x01\x02"), id="garbage"),
+@pytest.mark.parametrize(("bad", "reason"), [
+    pytest.param(lambda: block(1, 0, tx("open", 0, 2, M0, [0, 1, 2, 3])), "cannot open round 2", id="skips-a-round"),
+    pytest.param(lambda: block(1, 0, tx("open", 0, 1, b"\x01" * 32, [0, 1, 2, 3])), "a model other than the current",
+                 id="wrong-model"),
+    pytest.param(lambda: block(1, 1, tx("open", 0, 1, M0, [0, 1, 2, 3])), "authored by the block proposer",
+                 id="not-by-proposer"),
+    pytest.param(lambda: block(1, 0, tx("open", 0, 1, M0, [0, 1])), "too few participants",
+                 id="too-few-participants"),
+    pytest.param(lambda: block(1, 0, upd(1)), "round 0 open=False", id="update-before-open"),
+    pytest.param(lambda: block(1, 0, b"\x93\x01\x02"), "malformed tx", id="garbage"),
 ])
-def test_invalid_blocks_are_refused(bad) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(rc.TxError):
+def test_invalid_blocks_are_refused(bad, reason: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(rc.TxError, match=reason):
         contract().check_block(bad())
 
 
-def test_round_rules_inside_an_open_round() -> None:
+@pytest.mark.parametrize(("txs", "reason"), [
+    pytest.param(lambda: [upd(3)], "member 3 .*not expected", id="not-a-participant"),
+    pytest.param(lambda: [upd(1), upd(1)], "member 1 .*a second input", id="twice"),
+    pytest.param(lambda: [upd(0), upd(1), upd(2), tx("result", 0, 1, [0, 1], M0)], "exactly the round's committed",
+                 id="result-leaves-out-an-input"),
+    pytest.param(lambda: [upd(0), upd(1), tx("result", 0, 1, [0, 1], M0)], "has 2 inputs, needs 3",
+                 id="below-min-updates"),
+])
+def test_round_rules_inside_an_open_round(txs, reason: str) -> None:  # type: ignore[no-untyped-def]
     c = contract()
     c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2])))
-    for bad in (block(2, 0, upd(3)),                                      # not a participant
-                block(2, 0, upd(1), upd(1)),                              # twice
-                block(2, 0, upd(0), upd(1), tx("result", 0, 1, [0, 1, 2], M0)),  # includes a missing update
-                block(2, 0, upd(0), upd(1), tx("result", 0, 1, [0, 1], M0))):    # below min_updates
-        with pytest.raises(rc.TxError):
-            c.check_block(bad)
+    with pytest.raises(rc.TxError, match=reason):
+        c.check_block(block(2, 0, *txs()))
 
 
 def test_forged_signature_is_refused() -> None:
@@ -104,7 +111,7 @@ def test_finished_after_last_round() -> None:
     c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
     c.apply_block(block(2, 0, upd(0), upd(1), upd(2), upd(3), tx("result", 0, 1, [0, 1, 2, 3], M0)))
     assert c.finished
-    with pytest.raises(rc.TxError):
+    with pytest.raises(rc.TxError, match="cannot open round 2"):
         c.check_block(block(3, 0, tx("open", 0, 2, M0, [0, 1, 2, 3])))
 
 

@@ -59,7 +59,7 @@ def test_a_behaviour_plugs_in_the_faults() -> None:
 def test_a_withholding_validator_submits_no_statistics_and_everything_else_unchanged() -> None:
     faults = _bound({"validator": "withhold"})
     assert faults.outgoing_tx(_tx("stats", [b"\x05" * 8])) is None
-    other = _tx("input", [b"d" * 32, 1])
+    other = _tx("input", [b"d" * 32, 1, b"c" * 32])
     assert faults.outgoing_tx(other) == other
 
 

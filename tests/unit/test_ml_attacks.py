@@ -37,7 +37,8 @@ def _update(seed: int = 0, dim: int = 62) -> np.ndarray:
 
 
 def test_registry_lists_every_attack_of_the_issue() -> None:
-    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max"}
+    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max",
+                                  "rule-aware"}
     assert isinstance(make_attack("a-little-is-enough"), LittleIsEnough)
     with pytest.raises(AttackError, match="unknown attack 'flood'"):
         make_attack("flood")
@@ -204,3 +205,21 @@ def test_bad_plugin_outputs_are_reported(tmp_path: Path, body: str, message: str
     attack = make_attack(f"plugin:{_plugin(tmp_path, body)}:f")
     with pytest.raises(AttackError, match=message):
         attack.poison_update(_update(), _ctx())
+
+
+def test_rule_aware_submits_the_largest_update_the_rule_accepts() -> None:
+    """Against the default rule with f = 2, the two colluders' copies are accepted next to the benign
+    updates, yet sit farther from the benign mean than any benign update does; a little farther along the
+    same direction and the rule rejects them."""
+    from ml.attacks import _copies_accepted
+    from ml.robust import RobustRule
+
+    rng = np.random.default_rng(12)
+    benign = np.ones(30) / np.sqrt(30) + rng.normal(size=(5, 30)) * 0.15
+    rule = RobustRule(f=2)
+    attack = make_attack("rule-aware", rule=rule)
+    poisoned = attack.poison_update(benign[0].astype(np.float32), _ctx(30, benign=benign)).astype(np.float64)
+    mean = benign.mean(axis=0)
+    assert _copies_accepted(rule, benign, poisoned, 2)
+    assert np.linalg.norm(poisoned - mean) > np.linalg.norm(benign - mean, axis=1).max()
+    assert not _copies_accepted(rule, benign, mean + 1.2 * (poisoned - mean), 2)

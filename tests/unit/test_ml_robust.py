@@ -7,11 +7,12 @@ import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ml.robust import (
     RobustRule,
+    adaptive_norm_bound,
     centroid_outliers,
     centroid_sq_dists,
     decide,
@@ -21,6 +22,8 @@ from ml.robust import (
     median_distances,
     median_mad,
     multi_krum,
+    neighbour_outliers,
+    neighbour_scores,
     norm_bound,
     norm_direction,
     per_sample,
@@ -41,8 +44,7 @@ def _brute_krum_score(d: np.ndarray, i: int, f: int) -> float:
 @given(n=st.integers(3, 8), f=st.integers(0, 3), m=st.integers(1, 8), seed=st.integers(0, 2**32 - 1),
        integer=st.booleans())
 def test_multi_krum_matches_brute_force(n: int, f: int, m: int, seed: int, integer: bool) -> None:
-    if n - f - 2 < 1 or m > n:
-        return
+    assume(n - f - 2 >= 1 and m <= n)
     rng = np.random.default_rng(seed)
     points = rng.integers(0, 3, size=(n, 2)) if integer else rng.normal(size=(n, 3))
     d = _sq_dists(points.astype(np.float64))
@@ -231,14 +233,16 @@ def test_median_mad_breaks_ties_by_lower_index() -> None:
     assert list(decide(RobustRule(kind="median_mad", f=1), np.zeros(7), d).rejected) == [5]
 
 
+ND2 = RobustRule(kind="norm_direction", f=2)
+
+
 def _stats(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (points**2).sum(axis=1), _sq_dists(points)
 
 
-def test_norm_direction_is_the_default_and_catches_flipped_and_long_steps() -> None:
+def test_norm_direction_catches_flipped_and_long_steps() -> None:
     """Honest steps that are mostly noise around a common direction (pairwise cosines ~0.3): a flipped
     update and one four times as long are flagged, no honest one is."""
-    assert RobustRule().kind == "norm_direction"
     rng = np.random.default_rng(11)
     common = np.ones(40) / np.sqrt(40)
     honest = common + rng.normal(size=(7, 40)) * 0.2
@@ -247,7 +251,7 @@ def test_norm_direction_is_the_default_and_catches_flipped_and_long_steps() -> N
     assert keep.tolist() == [True] * 7 + [False, False]
     assert min(scores[7:]) > 1.0 >= max(scores[:7])
     assert min(direction_scores(*_stats(honest))) > 0.4 > -0.4 > direction_scores(*_stats(np.vstack([honest, flipped])))[7]
-    decision = decide(RobustRule(f=2), *_stats(np.vstack([honest, flipped, long_step])))
+    decision = decide(ND2, *_stats(np.vstack([honest, flipped, long_step])))
     assert sorted(decision.rejected) == [7, 8]
 
 
@@ -266,9 +270,12 @@ def test_history_decides_who_takes_the_f_places() -> None:
     rng = np.random.default_rng(3)
     honest = 1.0 + rng.normal(size=(6, 20)) * 0.05
     points = np.vstack([honest, 3.0 * honest[0], 3.0 * honest[1], 6.0 * honest[2]])
-    by_score = decide(RobustRule(f=2), *_stats(points))
-    assert sorted(by_score.rejected) == [6, 8] or sorted(by_score.rejected) == [7, 8]
-    by_history = decide(RobustRule(f=2), *_stats(points), history=[0, 0, 0, 0, 0, 0, 3, 2, 0])
+    by_score = decide(ND2, *_stats(points))
+    flagged, scores = norm_direction(*_stats(points))
+    assert np.flatnonzero(~flagged).tolist() == [6, 7, 8]
+    assert scores[7] > scores[6], "the scaled copies of honest[0] and honest[1] differ in score, not a tie"
+    assert by_score.rejected == {7: "norm_direction", 8: "norm_direction"}
+    by_history = decide(ND2, *_stats(points), history=[0, 0, 0, 0, 0, 0, 3, 2, 0])
     assert sorted(by_history.rejected) == [6, 7]
 
 
@@ -280,12 +287,103 @@ def test_weights_are_checked_and_normalize_the_statistics() -> None:
     steps[6] *= 4.0
     weights = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.5, 0.025])
     weighted = steps * weights[:, None]
-    assert sorted(decide(RobustRule(f=2), *_stats(weighted)).rejected) == [5]
-    assert decide(RobustRule(f=2), *_stats(weighted), weights=weights).rejected == {6: "norm_direction"}
+    assert sorted(decide(ND2, *_stats(weighted)).rejected) == [5]
+    assert decide(ND2, *_stats(weighted), weights=weights).rejected == {6: "norm_direction"}
     bad = weights.copy()
     bad[0], bad[1] = -0.1, 1.5
-    assert decide(RobustRule(f=2), *_stats(weighted), weights=bad).rejected == {
+    assert decide(ND2, *_stats(weighted), weights=bad).rejected == {
         0: "weight_out_of_range", 1: "weight_out_of_range", 6: "norm_direction"}
     unit, dist = per_sample(*_stats(weighted), weights)
     assert unit == pytest.approx((steps**2).sum(axis=1))
     assert dist == pytest.approx(_sq_dists(steps), abs=1e-9)
+
+
+def _collinear(scales: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Updates pointing the same way (all cosines 1) whose norms are the given multiples of one."""
+    direction = np.linspace(1.0, 2.0, 8)
+    return _stats(np.outer(scales, direction / np.linalg.norm(direction)))
+
+
+@pytest.mark.parametrize(("scale", "kept"), [(1.3, True), (1.45, True), (1.55, False), (1.6, False)])
+def test_norm_factor_is_a_ratio_of_norms_not_of_squared_norms(scale: float, kept: bool) -> None:
+    """norm_factor 1.5 bounds the L2 norm by 1.5 times the median norm: a 1.3x step passes, a 1.6x one
+    does not (on squared norms the bound would be 1.5 ** 0.5 = 1.22x and both would be flagged)."""
+    keep, scores = norm_direction(*_collinear([1.0] * 6 + [scale]), norm_factor=1.5)
+    assert keep.tolist() == [True] * 6 + [kept]
+    assert scores[6] == pytest.approx(scale / 1.5)
+    assert decide(RobustRule(kind="norm_direction", f=1), *_collinear([1.0] * 6 + [scale])).accepted == tuple(range(6 + kept))
+
+
+@pytest.mark.parametrize("weight", [0.0, -0.0, -1e-300, 1.0 + 1e-12, float("inf"), float("nan")])
+def test_a_weight_outside_zero_one_is_rejected_not_a_crash(weight: float) -> None:
+    """A member's public weight comes from the ledger; weight 0 (or any value outside (0, 1]) is a
+    typed rejection of that update, and the others are judged as usual."""
+    steps = 1.0 + np.random.default_rng(6).normal(size=(5, 10)) * 0.05
+    weights = np.array([weight, 0.5, 0.5, 0.5, 1.0])
+    decision = decide(RobustRule(f=1), *_stats(steps * np.nan_to_num(weights, nan=0.0, posinf=1.0)[:, None]),
+                      weights=weights)
+    assert decision.rejected == {0: "weight_out_of_range"}
+    assert decision.accepted == (1, 2, 3, 4)
+
+
+def _honest_cloud(seed: int, n: int = 7, dim: int = 40) -> np.ndarray:
+    """Honest steps as in a late round: a common direction plus as much noise (pairwise cosines ~0.5)."""
+    rng = np.random.default_rng(seed)
+    return np.ones(dim) / np.sqrt(dim) + rng.normal(size=(n, dim)) * (1.0 / np.sqrt(dim))
+
+
+def test_bounded_distance_is_the_default_long_steps_are_a_proof_far_ones_a_suspicion() -> None:
+    """A step 3 times the median norm is rejected by the norm bound, a flipped one by the distance rule,
+    and no honest one is rejected."""
+    assert RobustRule().kind == "bounded_distance"
+    honest = _honest_cloud(5)
+    points = np.vstack([honest, 3.0 * honest[0], -honest[1]])
+    decision = decide(RobustRule(f=2), *_stats(points))
+    assert decision.rejected == {7: "norm_ratio", 8: "bounded_distance"}
+
+
+def test_norm_bound_rejections_are_not_capped_and_take_the_suspicion_places_first() -> None:
+    """f = 1 and three overlong updates plus a flipped one: the three go whatever f (a proof is not a
+    suspicion), and the flipped one stays, since the round drops at most f in all on suspicion; with one
+    overlong update and f = 2, the flipped one goes too."""
+    honest = _honest_cloud(6, n=9)
+    points = np.vstack([honest, 4.0 * honest[0], 5.0 * honest[1], 6.0 * honest[2], -honest[3]])
+    assert decide(RobustRule(f=1), *_stats(points)).rejected == {9: "norm_ratio", 10: "norm_ratio", 11: "norm_ratio"}
+    points = np.vstack([honest, 4.0 * honest[0], -honest[3]])
+    assert decide(RobustRule(f=2), *_stats(points)).rejected == {9: "norm_ratio", 10: "bounded_distance"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.lists(st.integers(0, 20), min_size=7, max_size=7))
+def test_history_never_excludes_an_update_the_rule_passes(seed: int, history: list[int]) -> None:
+    """Whatever the ledger's counts, every rejected update is one the rule flags (the set rejected with f
+    places for everyone), and when no more than f are flagged the decision ignores history."""
+    honest = _honest_cloud(seed)
+    for points in (honest, np.vstack([honest[:6], -honest[6]])):
+        norms, d = _stats(points)
+        assert not adaptive_norm_bound(norms).any()
+        flagged = set(np.flatnonzero(neighbour_outliers(d, 2)[0]).tolist())
+        decision = decide(RobustRule(f=2), *_stats(points), history=history)
+        assert set(decision.rejected) <= flagged
+        if len(flagged) <= 2:
+            assert decision == decide(RobustRule(f=2), *_stats(points))
+
+
+def test_bounded_distance_ties_go_to_the_lower_index_and_permutations_agree() -> None:
+    """Two identical outliers and f = 1: the lower index is rejected; permuting the members permutes the
+    decision (exact tie-break, so every replica agrees whatever order it lists them in)."""
+    honest = _honest_cloud(8, n=6)
+    outlier = -2.0 * honest[0]
+    points = np.vstack([honest, outlier, outlier])
+    assert list(decide(RobustRule(f=1), *_stats(points)).rejected) == [6]
+    order = np.random.default_rng(2).permutation(7)
+    single = np.vstack([honest, outlier])[order]
+    rejected = decide(RobustRule(f=1), *_stats(single)).rejected
+    assert [int(order[i]) for i in rejected] == [6]
+
+
+def test_neighbour_scores_match_brute_force() -> None:
+    points = np.random.default_rng(9).normal(size=(7, 5))
+    d = _sq_dists(points)
+    expected = [statistics.fmean(sorted(d[i, j] for j in range(7) if j != i)[1:4]) for i in range(7)]
+    assert neighbour_scores(d, 2) == pytest.approx(expected)

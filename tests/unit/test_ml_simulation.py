@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ml.attacks import make_attack
-from ml.data import SplitSpec
+import numpy as np
+
+from ml.attacks import NoAttack, make_attack
+from ml.data import SplitSpec, node_data
 from ml.robust import RobustRule
 from ml.simulation import SimulationConfig, simulate
+from ml.train import predict
 
 
 def test_simulation_is_deterministic_and_learns() -> None:
@@ -27,6 +30,19 @@ def test_rule_rejects_noise_that_hurts_plain_fedavg() -> None:
     assert all({0, 1} <= set(rejected) for rejected in defended.rejected_per_round)
 
 
-def test_backdoor_rate_is_reported() -> None:
-    result = simulate(SimulationConfig(n_nodes=4, rounds=2, attack=make_attack("backdoor"), malicious=(0,)))
-    assert result.backdoor_rate is not None and 0.0 <= result.backdoor_rate <= 1.0
+def test_backdoor_rate_is_the_share_of_triggered_victims_classified_as_the_target() -> None:
+    """Recomputed here by hand: stamp features 0-2 at 8.0 on the test rows whose label is not the target
+    (1), and count how many the final model calls 1. The backdoored federation scores above a clean one."""
+    config = SimulationConfig(n_nodes=4, rounds=2, attack=make_attack("backdoor"), malicious=(0,))
+    backdoored = simulate(config)
+    clean = simulate(dataclasses.replace(config, attack=NoAttack(), malicious=()))
+    test = node_data(config.dataset, config.split, config.n_nodes, 0)
+    victims = np.array(test.X_test[test.y_test != 1], dtype=np.float32)
+    victims[:, [0, 1, 2]] = 8.0
+
+    def rate(params: np.ndarray) -> float:
+        return float(np.mean(predict(config.model, params, victims) == 1))
+
+    assert backdoored.backdoor_rate == rate(backdoored.final_params)
+    assert clean.backdoor_rate is None
+    assert rate(clean.final_params) < backdoored.backdoor_rate

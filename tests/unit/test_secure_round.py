@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 import pytest
@@ -28,27 +27,31 @@ from node.secure_round import (
     apply_sum,
     decide_accepted,
     quant_params,
+    validation_config_error,
 )
-from smpc.errors import InconsistentShares, MissingMessages, RoundAborted
+from smpc import field, shamir
+from smpc import validation_messages as vm
+from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
-from smpc.validation import SketchParams
+from smpc.sketch import CountSketch
+from smpc.validation import SketchParams, sketch_seed
 
 CHAIN = hashlib.sha256(b"secure round test").digest()
 L = 50
 
 
 class Cluster:
-    def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1) -> None:
-        self.n = n
+    def __init__(self, n: int, seed: int, validate: bool = False, rounds: int = 1, validation_degree: int = 1,
+                 length: int = L, width: int = 200) -> None:
+        self.n, self.seed = n, seed
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
-                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=L + 1,
-                                        validate=validate,
-                                        validation_degree=1)
+                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
+                                        validate=validate, validation_degree=validation_degree)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
-        self.setup = ValidationSetup(1, SketchParams.for_clip(self.weighting.total_bound, 200),
+        self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
         self.quant = quant_params(self.weighting, n)
         self.rounds: dict[int, SecureRound] = {}
@@ -66,6 +69,10 @@ class Cluster:
         except Exception:  # noqa: BLE001 - the reference verifier treats every failure as invalid
             return False
         return True
+
+    def rand(self, i: int, round_id: int) -> SeededRandomBytes:
+        """Node i's randomness for a round: fixed by the cluster's seed, so every failure reproduces."""
+        return SeededRandomBytes(hashlib.sha256(f"{self.seed}/{i}/{round_id}".encode()).digest())
 
     def sign(self, i: int):  # type: ignore[no-untyped-def]
         return lambda data: self.keys[i].sign(data).signature
@@ -111,7 +118,7 @@ class Cluster:
                 self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
-                                         SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+                                         self.rand(i, event.round), self.quant, self.setup)
             for author, message in self.contracts[i].committed_sa_messages(event.round):  # as `Daemon`
                 self.rounds[i].on_committed(rc.SecAggCommitted(event.round, author, message))
             self.emit(i, self.rounds[i].start())
@@ -131,7 +138,7 @@ class Cluster:
         """Node i advertises its keys for `round_id` while the round before it is open."""
         opened = rc.RoundOpened(round_id, tuple(range(self.n)), b"", 0)
         self.next_rounds[i] = SecureRound(self.params, opened, i, self.sign(i), self.verify,
-                                          SeededRandomBytes(os.urandom(32)), self.quant, self.setup)
+                                          self.rand(i, round_id), self.quant, self.setup)
         for author, message in self.contracts[i].committed_sa_messages(round_id):
             self.next_rounds[i].on_committed(rc.SecAggCommitted(round_id, author, message))
         self.emit(i, self.next_rounds[i].start())
@@ -151,9 +158,14 @@ class Cluster:
                 vector[-1] = weights[i]
             self.emit(i, self.rounds[i].set_update(vector))
 
-    def pending_statistics(self) -> dict[int, bytes]:
-        """Commit U3 and V; return the statistic shares the holders then submitted, by author."""
+    def close_inputs(self) -> None:
+        """Commit U3, then R with every reveal submitted in reply: the sketch seed is fixed."""
         self.commit(self.tx("close", ["inputs"]))
+        self.commit(self.tx("close", ["seed"]))
+
+    def pending_statistics(self) -> dict[int, bytes]:
+        """Commit U3, R and V; return the statistic shares the holders then submitted, by author."""
+        self.close_inputs()
         self.commit(self.tx("close", ["sketch"]))
         contract = self.contracts[0]
         return {contract.parse(raw).author: contract.parse(raw).fields[0] for raw in self.mempool}  # type: ignore[misc]
@@ -206,12 +218,38 @@ def test_dropout_after_masked_input_and_before_keys(seed: int) -> None:
         assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale), f"seed={seed} node={i}"
 
 
+def plaintext_needles(vec: np.ndarray, quantized: np.ndarray) -> list[bytes]:
+    """16-byte windows of every encoding of a node's update a leak could carry: float32, float64, and the
+    exact quantized ring vector it masked (quantization is stochastic, so rebuilding it with np.round
+    would miss a full plaintext leak of the quantized vector most of the time)."""
+    encodings = [vec.astype("<f4").tobytes(), vec.astype("<f8").tobytes(), quantized.astype("<u4").tobytes()]
+    return [e[k : k + 16] for e in encodings for k in range(0, len(e) - 15, 16)]
+
+
 def test_no_plaintext_update_bytes_reach_any_peer() -> None:
     c, updates, samples, _expected, _totals = run_round(5, 11, drop_after_input=set())
     for i in range(5):
-        vec = c.weighting.vector(updates[i], samples[i])
-        needles = [vec.astype("<f4").tobytes()[:16], vec.astype("<f8").tobytes()[:16],
-                   np.round(vec * c.quant.scale).astype("<i4").tobytes()[:16]]
+        quantized = c.rounds[i]._masked_quantized
+        assert quantized is not None
+        needles = plaintext_needles(c.weighting.vector(updates[i], samples[i]), quantized)
+        assert any(needle in b"junk" + quantized.astype("<u4").tobytes() for needle in needles), "detector works"
+        for j, received in c.wire.items():
+            if j != i:
+                assert not any(needle in payload for needle in needles for payload in received), (i, j)
+
+
+def test_no_plaintext_update_bytes_reach_any_peer_in_a_validated_round() -> None:
+    """The same with validation: sketch shares, statistics and sketch-sum shares carry no plaintext either."""
+    n = 7
+    c = Cluster(n, 17, validate=True)
+    rng = np.random.default_rng(17)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    assert c.rounds[0].try_sum(deadline_passed=False) is not None
+    for i in range(n):
+        needles = plaintext_needles(c.weighting.vector(updates[i], 50), c.rounds[i]._masked_quantized)  # type: ignore[arg-type]
         for j, received in c.wire.items():
             if j != i:
                 assert not any(needle in payload for needle in needles for payload in received), (i, j)
@@ -377,7 +415,7 @@ def test_a_weight_masked_other_than_committed_aborts_at_every_node(validate: boo
     for k, raw in enumerate(c.mempool):
         tx = contract.parse(raw)
         if tx.kind == "input" and tx.author == liar:
-            c.mempool[k] = rc.make_tx(CHAIN, "input", liar, 1, [tx.fields[0], int(tx.fields[1]) // 3], c.sign(liar))
+            c.mempool[k] = rc.make_tx(CHAIN, "input", liar, 1, [tx.fields[0], int(tx.fields[1]) // 3, tx.fields[2]], c.sign(liar))
     if validate:
         outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
         assert liar in outcome.accepted
@@ -414,7 +452,7 @@ def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_val
     rng = np.random.default_rng(12)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
-    c.commit(c.tx("close", ["inputs"]))
+    c.close_inputs()
     contract = c.contracts[0]
     pending = [contract.parse(raw) for raw in c.mempool]
     assert sorted((tx.kind, tx.author) for tx in pending) == sorted(
@@ -441,7 +479,7 @@ def test_statistics_over_u3_are_never_proposed_when_v_comes_out_smaller() -> Non
     c = Cluster(n, 13, validate=True)
     rng = np.random.default_rng(13)
     c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
-    c.commit(c.tx("close", ["inputs"]))
+    c.close_inputs()
     contract = c.contracts[0]
     early = [raw for raw in c.mempool if contract.parse(raw).kind == "stats"]
     assert len(early) == n
@@ -469,7 +507,7 @@ def test_a_node_restarted_after_advertising_its_keys_stays_out_instead_of_aborti
     c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
     opened = rc.RoundOpened(1, tuple(range(n)), b"\x00" * 32, c.height)
     c.rounds[restarted] = SecureRound(c.params, opened, restarted, c.sign(restarted), c.verify,
-                                      SeededRandomBytes(os.urandom(32)), c.quant, c.setup)
+                                      c.rand(n + restarted, 1), c.quant, c.setup)
     c.rounds[restarted].start()  # the fresh advertisement loses the race: the ledger has the old one
     c.commit(c.tx("close", ["keys"]))
     assert c.rounds[restarted].violations == [] and set(c.left) == {restarted}
@@ -554,7 +592,7 @@ def test_an_incomplete_phase_ahead_never_closes_and_carries_over_into_the_opened
     c.commit(c.tx("close", ["inputs"]))
     assert contract.state.ahead_phase == "keys" and set(contract.state.ahead_inputs) == set(range(n)) - {late}
     second = SecureRound(c.params, rc.RoundOpened(2, tuple(range(n)), b"", 0), 0, c.sign(0), c.verify,
-                         SeededRandomBytes(os.urandom(32)), c.quant, c.setup).start()[0]
+                         c.rand(n, 2), c.quant, c.setup).start()[0]
     assert isinstance(second, SubmitTx)
     with pytest.raises(rc.TxError, match="a second input in phase keys ahead"):  # member 0 advertising twice
         contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (second.raw,)))
@@ -567,3 +605,227 @@ def test_an_incomplete_phase_ahead_never_closes_and_carries_over_into_the_opened
     assert contract.state.phase == "shares" and contract.state.u1 == tuple(range(n))
     c.commit(c.tx("close", ["shares"], round_id=2))
     assert contract.state.phase == "inputs" and contract.state.expected == tuple(range(n))
+
+
+JUNK = [b"", b"\x00", b"\x93\x01\x02\x03", bytes(range(256)) * 40, b"\xc6\xff\xff\xff\xff",
+        rc.make_tx(CHAIN, "dealt", 6, 1, [b"\x00" * 32], lambda data: b"\x00" * 64)]
+
+
+def test_junk_sketch_shares_and_sums_sent_early_are_violations_not_a_crash() -> None:
+    """Issue 17, finding 1: member 6 sends every peer junk `vshare` and `ssum` payloads as the round opens.
+    They were stored unchecked and decoded when the inputs phase closed, and the DecodeError ended every
+    honest daemon. Now each is checked on arrival, becomes a violation naming member 6, and the round goes
+    on: member 6's genuine shares, sent later, still count."""
+    n, sender = 7, 6
+    c = Cluster(n, 41, validate=True)
+    rng = np.random.default_rng(41)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    for i in range(n - 1):
+        for junk in JUNK:
+            assert c.rounds[i].on_sketch_shares(sender, junk) == []
+            c.rounds[i].on_sketch_sum(sender, junk)
+        assert {v.sender for v in c.rounds[i].violations} == {sender + 1} and len(c.rounds[i].violations) == 2 * len(JUNK)
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    assert sender in outcome.accepted + tuple(outcome.rejected) and outcome.statistics.checked
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_sketch_shares_relayed_forged_or_with_wrong_contributions_are_violations_of_their_author() -> None:
+    """A dealer's shares relayed by another member, addressed to another holder, or carrying a PRZS
+    contribution that does not match the dealer's signed commitment: each is refused on arrival, and
+    the holder keeps waiting for a valid message from that dealer."""
+    n = 7
+    c = Cluster(n, 42, validate=True)
+    rng = np.random.default_rng(42)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    sent: list[SendShares] = []
+    deliver = c.emit
+    c.emit = lambda i, outputs: (sent.extend((i, o) for o in outputs if isinstance(o, SendShares)),  # type: ignore[method-assign,func-returns-value]
+                                 deliver(i, [o for o in outputs if not isinstance(o, SendShares) or i != 2]))
+    c.close_inputs()
+    genuine = {o.to: o.payload for i, o in sent if i == 2}
+    victim = c.rounds[0]
+    assert victim.on_sketch_shares(5, genuine[0]) == []  # relayed by member 5
+    assert victim.on_sketch_shares(2, genuine[1]) == []  # member 1's shares
+    message = vm.decode_shares(genuine[0], victim._vlimits)  # type: ignore[arg-type]
+    forged = bytearray(message.contributions)
+    forged[0] ^= 1
+    bad = vm.sign_shares(CHAIN, c.sign(2), 1, 2, 0, message.share, bytes(forged), message.commitments)
+    assert victim.on_sketch_shares(2, bad) == []
+    assert [type(v).__name__ for v in victim.violations] == ["ProtocolViolation", "ProtocolViolation",
+                                                             "ProtocolViolation"]
+    assert [v.sender for v in victim.violations] == [6, 3, 3] and 2 not in victim._dealt  # participant ids
+    assert [type(o) for o in victim.on_sketch_shares(2, genuine[0])] == [SubmitTx]  # then it can publish
+
+
+def forged_statistics(check: rc.ValidationCheck, author: int, shifts: dict[int, int]) -> rc.ValidationCheck:
+    """`author`'s published statistic shares with `shifts[k]` added to statistic k: all a member can still
+    do to the statistics, now that no member deals the zero sharing that re-randomizes them."""
+    published = dict(check.published)
+    vector = np.frombuffer(published[author], dtype="<u8").copy()
+    for k, shift in shifts.items():
+        vector[k] = (int(vector[k]) + shift) % ((1 << 61) - 1)
+    published[author] = vector.astype("<u8").tobytes()
+    return dataclasses.replace(check, published=tuple(sorted(published.items())))
+
+
+@pytest.mark.parametrize("goal", ["hide_own_norm", "push_honest_norms_out"])
+def test_a_member_cannot_offset_the_statistics(goal: str) -> None:
+    """Issue 14, finding 1. Member 3 masks an unclipped -8x update and deals its true sketch (so the linear
+    identity holds). With dealt zero sharings it shifted every holder's re-randomization by an offset: its
+    own norm looked benign (accepted, the model stepped along its direction) or two honest norms left the
+    range (rejected outside the cap of f). Zero shares are now computed from keys, dealt by nobody: all it
+    can shift is its own published share, which the reconstruction corrects and names."""
+    n, attacker = 7, 3
+    rng = np.random.default_rng(43)
+    c = Cluster(n, 43, validate=True)
+    base = rng.normal(0, 0.3, L)
+    updates = {i: base + rng.normal(0, 0.02, L) for i in range(n)}
+    c.mask_updates(updates)
+    poisoned = np.append(-8 * base * (c.weighting.clip_l2 / np.linalg.norm(base)), 0.5)
+    c.rounds[attacker]._masked_quantized = quantize(poisoned, c.quant, SeededRandomBytes(b"\x02" * 32))
+    check = c.publish_statistics()
+    honest = decide_accepted(check, c.setup, c.quant)
+    assert attacker in honest.rejected
+    scale = int(c.setup.sketch.scale**2)
+    shifts = {attacker: -scale * 10**6} if goal == "hide_own_norm" else {0: scale * 10**9, 1: scale * 10**9}
+    lied = decide_accepted(forged_statistics(check, attacker, shifts), c.setup, c.quant)
+    assert lied.statistics.inconsistent_publishers == (attacker + 1,)
+    assert lied.accepted == honest.accepted and set(lied.rejected) == set(honest.rejected)
+
+
+def test_three_publishers_never_decide() -> None:
+    """Issue 14, finding 2. A Byzantine primary holds the other holders out until the deadline and closes
+    the validate phase with its own forged statistics plus two honest ones: 2t_v + 1 = 3 points fit one
+    polynomial, so its forgery decided. The contract now needs 2t_v + 1 + f = 5 publishers, and with 5 of
+    which 2 lie in concert (their points on one forged polynomial through 2 honest ones) nothing decides."""
+    n, primary, accomplice = 7, 6, 5
+    rng = np.random.default_rng(44)
+    c = Cluster(n, 44, validate=True)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    stats = c.pending_statistics()
+    contract = c.contracts[0]
+    vectors = {a + 1: np.frombuffer(stats[a], dtype="<u8").astype(np.uint64) for a in stats}
+    target = {1: vectors[1], 2: vectors[2], primary + 1: field.add(vectors[primary + 1], np.uint64(10**12))}
+    forged = shamir.interpolate(target, [accomplice + 1])[0]
+    published = {0: stats[0], 1: stats[1], primary: target[primary + 1].astype("<u8").tobytes()}
+    three = contract.shadow()
+    three.extend([three.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
+    with pytest.raises(rc.TxError, match="needs 5"):
+        three.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("accept", [[0, 1, 2, 3, 4]]),)))
+    with pytest.raises(NotEnoughShares):
+        decide_accepted(three.validation_check(None), c.setup, c.quant)
+    published |= {2: stats[2], accomplice: forged.astype("<u8").tobytes()}
+    five = contract.shadow()
+    five.extend([five.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
+    with pytest.raises(InconsistentShares):
+        decide_accepted(five.validation_check(None), c.setup, c.quant)
+
+
+def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> None:
+    """Issue 14, finding 4: t_v = 1 at N = 7 let 2 colluders read every sketch. Genesis refuses a degree
+    below f, a degree whose statistics would need more publishers than members, and PRZS beyond its bound."""
+    assert "below max(1, f = 2)" in validation_config_error(7, 2, 1)  # type: ignore[operator]
+    assert "below max(1, f = 0)" in validation_config_error(3, 0, 0)  # type: ignore[operator]
+    assert validation_config_error(4, 1, 1) is None and validation_config_error(7, 2, 2) is None
+    assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
+    assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
+    assert "zero-sharing keys" in validation_config_error(40, 13, 13)  # type: ignore[operator]
+
+
+def test_the_last_masker_cannot_predict_the_sketch_so_grinding_no_longer_helps() -> None:
+    """Issue 14, finding 3. The seed was H(U3's digests): the last member to mask knew every other digest,
+    so it could vary its own input until the public sketch cancelled a chosen delta (two coordinates in
+    one bucket, opposite signs), then move those coordinates freely. The seed now also hashes the reveals
+    committed after U3 closed: what members 5 and 6 (f = 2 colluders, 6 masking last) can compute when U3
+    closes, with any choice of which of their own reveals count, is not the round's sketch, and the delta
+    they tuned to cancel under their prediction shows in the round's sketch."""
+    n, length = 7, 2000
+    c = Cluster(n, 45, validate=True, length=length)
+    rng = np.random.default_rng(45)
+    c.mask_updates({i: rng.normal(0, 0.3, length) for i in range(n)})
+    contract = c.contracts[0]
+    digests = [contract.parse(raw).fields[0] for raw in c.mempool if contract.parse(raw).kind == "input"]
+    commitment = hashlib.sha256(b"".join(digests)).digest()  # type: ignore[arg-type]
+    c.close_inputs()
+    actual = c.rounds[6]._sketch
+    assert actual is not None and contract.state.phase == "sketch"
+    own = {i: c.rounds[i]._seed_reveal for i in (5, 6)}
+    for chosen in ({}, {6: own[6]}, own):
+        predicted = CountSketch(sketch_seed(CHAIN, 1, commitment, chosen), length, 200)
+        buckets = predicted.signed_buckets % 200
+        j1, j2 = next((a, b) for a in range(length) for b in range(a + 1, length) if buckets[a] == buckets[b])
+        sign = 1 if (predicted.signed_buckets[j1] < 200) == (predicted.signed_buckets[j2] < 200) else -1
+        delta = np.zeros(length, dtype=np.int64)
+        delta[j1], delta[j2] = 1000, -1000 * sign
+        assert not predicted.apply(delta).any(), "the delta cancels under the predicted sketch"
+        assert actual.apply(delta).any(), f"the round's sketch was predictable from {sorted(chosen)}"
+
+
+def test_a_reveal_must_open_its_commitment_and_the_seed_phase_closes_early_only_with_every_reveal() -> None:
+    n = 7
+    c = Cluster(n, 46, validate=True)
+    rng = np.random.default_rng(46)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    c.commit(c.tx("close", ["inputs"]))
+    contract = c.contracts[0]
+    reveals = [contract.parse(raw) for raw in c.mempool]
+    assert sorted(tx.author for tx in reveals if tx.kind == "reveal") == list(range(n))
+    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32], c.sign(3))
+    with pytest.raises(rc.TxError, match="does not open"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (other,)))
+    early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                       (*[tx.raw for tx in reveals[:5]], c.tx("close", ["seed"]))))
+    assert [type(ch) for ch in early] == [rc.DeadlineCheck]
+    with pytest.raises(rc.TxError, match="needs 5"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*[tx.raw for tx in reveals[:4]],
+                                                                          c.tx("close", ["seed"]))))
+    assert contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                      (*[tx.raw for tx in reveals], c.tx("close", ["seed"])))) == []
+
+
+def test_an_aggregate_beyond_the_clip_bound_is_never_released() -> None:
+    """Issue 14, finding 6: every update is clipped to C before masking, so the unmasked sum of |S| vectors
+    is within |S| C (plus quantization). Member 2 masks an unclipped vector 40 times that long, with the
+    weight it committed: without validation nothing else looks at it, and the node released the sum."""
+    n, cheat = 5, 2
+    rng = np.random.default_rng(47)
+    c = Cluster(n, 47)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.commit(c.tx("close", ["shares"]))
+    for i in range(n):
+        vector = c.weighting.vector(updates[i], 50)
+        if i == cheat:
+            vector[:-1] = 40 * c.weighting.clip_l2 * vector[:-1] / np.linalg.norm(vector[:-1])
+        quantized = field.ring_from_signed(np.round(vector * c.quant.scale))  # quantize would clip it
+        c.emit(i, c.rounds[i].set_quantized(quantized))
+    c.commit(c.tx("close", ["inputs"]))
+    for i in range(n):
+        with pytest.raises(LinearIdentityFailed, match="clip bound"):
+            c.rounds[i].try_sum(deadline_passed=False)
+
+
+def test_without_validation_a_weight_outside_0_1_aborts_before_anything_is_revealed() -> None:
+    """Issue 14, finding 6: no unmasking before every check that can still fail. The committed weights are
+    on the ledger when the inputs phase closes; one outside (0, 1] used to abort the round only after every
+    node had revealed its shares and unmasked the sum. Now no node reveals."""
+    n = 5
+    rng = np.random.default_rng(48)
+    c = Cluster(n, 48)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)}, weights={2: -0.3})
+    revealed: list[object] = []
+    deliver = c.emit
+    c.emit = lambda i, outputs: (revealed.extend(o for o in outputs if not isinstance(o, SubmitTx)),  # type: ignore[method-assign,func-returns-value]
+                                 deliver(i, outputs))
+    c.commit(c.tx("close", ["inputs"]))
+    assert revealed == [] and all("outside (0, 1]" in c.left.get(i, "") for i in range(n)), c.left

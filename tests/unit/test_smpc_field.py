@@ -1,6 +1,7 @@
 """Field and ring arithmetic against Python's arbitrary-precision integers."""
 
 import numpy as np
+import pytest
 
 from smpc import field
 from smpc.prg import SeededRandomBytes
@@ -57,3 +58,49 @@ def test_random_elements_are_field_elements_and_rejection_sampling_retries() -> 
 
     out = field.random_elements(rigged, 2)
     assert calls == [16, 16] and field.is_field_vector(out)
+
+
+def _exact(values: np.ndarray, dtype: type) -> list[int]:
+    assert values.dtype == dtype, values.dtype
+    return [int(v) for v in values]
+
+
+def test_as_field_takes_python_integers_and_scalars_broadcast() -> None:
+    a = [int(x) for x in EDGE]
+    assert _exact(field.as_field(a), np.uint64) == a
+    arrays = field.as_field(a)
+    scalar = np.uint64(field.P - 1)
+    assert _exact(field.add(arrays, scalar), np.uint64) == [(x + field.P - 1) % field.P for x in a]
+    assert _exact(field.mul(scalar, arrays), np.uint64) == [(x * (field.P - 1)) % field.P for x in a]
+    assert int(field.sum_mod(arrays)) == sum(a) % field.P
+
+
+def test_canonical_field_vectors_from_peer_bytes() -> None:
+    elements = [0, 1, field.P - 1, 1 << 60]
+    data = b"".join(x.to_bytes(8, "little") for x in elements)
+    assert _exact(field.vector_from_bytes(data, 4), np.uint64) == elements
+    assert field.is_field_vector(np.array([field.P - 1], dtype=np.uint64))
+    assert not field.is_field_vector(np.array([field.P], dtype=np.uint64))
+    for bad, count, message in [
+        (data, 3, "32 bytes, expected 24 for 3 field elements"),
+        (data[:-1], 4, "31 bytes, expected 32 for 4 field elements"),
+        (field.P.to_bytes(8, "little"), 1, r"element outside GF\(p\)"),
+        (((1 << 64) - 1).to_bytes(8, "little"), 1, r"element outside GF\(p\)"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            field.vector_from_bytes(bad, count)
+
+
+def test_signed_lifts_are_exact_at_zero_and_at_the_extremes() -> None:
+    half = field.P // 2
+    signed = [0, 1, -1, half, -half, (1 << 60) - 3, -((1 << 60) - 3)]
+    lifted = field.from_signed(signed)
+    assert _exact(lifted, np.uint64) == [x % field.P for x in signed]
+    assert _exact(field.to_signed(lifted), np.int64) == signed
+    assert _exact(field.to_signed([half + 1, field.P - 1]), np.int64) == [-half, -1]
+    narrow = np.array([-(1 << 31), (1 << 31) - 1], dtype=np.int32)  # negating -2^31 overflows in int32
+    assert _exact(field.from_signed(narrow), np.uint64) == [field.P - (1 << 31), (1 << 31) - 1]
+    ring = [0, -1, (1 << 31) - 1, -(1 << 31)]
+    assert _exact(field.ring_from_signed(ring), np.uint32) == [x % (1 << 32) for x in ring]
+    assert _exact(field.ring_to_signed(field.ring_from_signed(ring)), np.int64) == ring
+    assert _exact(field.ring_view_signed([(1 << 32) - 1, 1 << 31]), np.int32) == [-1, -(1 << 31)]

@@ -5,7 +5,7 @@ import pytest
 
 from smpc import field
 from smpc.prg import SeededRandomBytes
-from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
+from smpc.quantize import RING_SIGNED_MAX, QuantParams, clip_and_round, clip_l2, dequantize_sum, quantize
 
 
 def test_parameters_that_could_wrap_are_refused() -> None:
@@ -54,9 +54,50 @@ def test_stochastic_rounding_is_unbiased() -> None:
 def test_float32_updates_with_all_mass_on_one_coordinate_respect_the_bound() -> None:
     params = QuantParams.for_participants(1.0, 10)
     rand = SeededRandomBytes.from_int(14)
-    for value in (1.0, 3.0e10, 1.0000001):
+    for value in (1.0, 3.0e10, 1.0000001, -1.0, -3.0e10, -1.0000001):
         update = np.zeros(1000, dtype=np.float32)
         update[7] = value
         update[8] = value * 1e-4
         q = field.ring_to_signed(quantize(update, params, rand))
         assert np.max(np.abs(q)) <= params.coordinate_bound
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((0.0, 1.0, 3), "clip_l2 must be a positive finite number, got 0.0"),
+    ((float("inf"), 1.0, 3), "clip_l2 must be a positive finite number, got inf"),
+    ((1.0, 0.0, 3), "scale must be a positive finite number, got 0.0"),
+    ((1.0, float("nan"), 3), "scale must be a positive finite number, got nan"),
+    ((1.0, 1.0, 0), "max_participants must be at least 1"),
+])
+def test_invalid_parameters_say_which(args: tuple[float, float, int], message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message):
+        QuantParams(*args)
+
+
+@pytest.mark.parametrize(("clip", "n"), [(0.0, 3), (-1.0, 3), (float("inf"), 3), (float("nan"), 3), (1.0, 0)])
+def test_for_participants_refuses_what_cannot_be_quantized(clip: float, n: int) -> None:
+    with pytest.raises(ValueError, match="^clip_l2 must be positive and finite, max_participants at least 1$"):
+        QuantParams.for_participants(clip, n)
+
+
+def test_the_limits_themselves_are_valid() -> None:
+    """One participant, a scale below 1, and N * bound exactly 2^31 - 1 are all allowed."""
+    assert QuantParams(clip_l2=1.0, scale=0.5, max_participants=1).coordinate_bound == 1
+    assert QuantParams(clip_l2=1.0, scale=float(RING_SIGNED_MAX), max_participants=1).coordinate_bound == RING_SIGNED_MAX
+    assert QuantParams.for_participants(float(RING_SIGNED_MAX), 1).scale == 1.0
+    assert QuantParams.for_participants(1.0, 1).max_participants == 1
+
+
+def test_for_participants_steps_down_when_rounding_up_would_wrap() -> None:
+    """C = 715827882.2 and N = 3: C * 1 fits (3 C < 2^31 - 1) but ceil(C) does not, so the scale is 1/2."""
+    clip = 715827882.2
+    with pytest.raises(ValueError, match="wrap"):
+        QuantParams(clip, 1.0, 3)
+    assert QuantParams.for_participants(clip, 3).scale == 0.5
+
+
+def test_clipping_computes_in_float64_whatever_the_input() -> None:
+    update = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+    assert clip_l2(update, 2.0).dtype == np.float64
+    assert clip_l2(update, 2.0).tolist() == update.astype(np.float64).tolist()
+    assert clip_and_round(update, 2.0, 2.0**20, SeededRandomBytes.from_int(15)).dtype == np.float64

@@ -6,10 +6,12 @@ import nacl.signing
 import numpy as np
 import pytest
 
-from smpc import field, messages
+from smpc import field, messages, shamir
 from smpc.errors import BadPublicKey, BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
+from smpc.keys import KeyPurpose, keypair_from_secret, pair_key
+from smpc.masking import unmask_sum
 from smpc.messages import AdvertiseKeys, Message, UnmaskShares
-from smpc.prg import SeededRandomBytes
+from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import (
     Phase,
@@ -370,3 +372,101 @@ def test_a_node_that_masked_but_is_left_out_of_u3_is_excluded_and_stays_hidden()
         result = machine.try_finish()
         assert result is not None and result.dropped == frozenset({3})
         assert np.array_equal(result.total, plain_sum(updates, accepted))
+
+
+def test_two_lying_revealers_at_n_7_are_corrected_against_the_commitment_not_an_abort() -> None:
+    """Issue 14, finding 5: with N = 7 and t = 4, 7 reveals correct one wrong share by decoding, so two lying
+    revealers aborted every round. Each reconstructed secret is checked against its owner's advert (H(b_i),
+    or the mask public key), so trying the C(7, 5) = 21 subsets of t + 1 reveals finds the secret."""
+    n = 7
+    updates = make_updates(n, seed=12)
+
+    def corrupt(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        bad = tuple((owner, messages.encode_share(np.full(5, message.sender, dtype=np.uint64)))
+                    for owner, _ in message.self_seed_shares)
+        return resign(dataclasses.replace(message, self_seed_shares=bad), signer)
+
+    outcome = run_round(config(n, degree=4), updates, DropSchedule(), seed=12, tamper={3: corrupt, 6: corrupt})
+    honest = {i: r for i, r in outcome.results.items() if i not in (3, 6)}
+    assert len(honest) == n - 2 and not outcome.aborted
+    for result in honest.values():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+        assert set(result.inconsistent_revealers.values()) == {(3, 6)}
+
+
+def test_an_honest_node_cannot_recover_the_update_of_a_member_left_out_of_u3() -> None:
+    """The attack on a member that masked but was excluded (node 3): every reveal is public, so anyone
+    reconstructs 3's mask key and all of 3's pairwise masks, exactly as the unmask phase does for a
+    dropped node. What is left of y_3 must still be hidden by 3's self mask, never revealed."""
+    harness = Harness()
+    harness.to_masked_input_phase()
+    updates = make_updates(4, seed=14)
+    inputs = {i: m.mask(updates[i]) for i, m in harness.machines.items()}
+    for message in inputs.values():
+        harness.deliver(message)
+    accepted = frozenset({1, 2, 4})
+    reveals = [m.on_inputs_committed({i: inputs[i].digest() for i in accepted}) for m in harness.machines.values()]
+    key_shares = {r.sender: messages.decode_share(dict(r.mask_key_shares)[3]) for r in reveals if r is not None}
+    seed_shares = {
+        owner: {r.sender: messages.decode_share(dict(r.self_seed_shares)[owner]) for r in reveals if r is not None}
+        for owner in accepted
+    }
+    mask_key, _ = shamir.reconstruct_secret(key_shares, harness.config.degree)
+    assert keypair_from_secret(mask_key).public_key == harness.adverts[3].mask_public_key, "the attack got sk_3"
+    pair_seeds = {
+        peer: pair_key(mask_key, harness.adverts[peer].mask_public_key, KeyPurpose.MASK, CHAIN, 7, 3, peer)
+        for peer in accepted
+    }
+    generator = MaskGenerator(LENGTH)
+    self_seeds = {owner: shamir.reconstruct_secret(shares, harness.config.degree)[0] for owner, shares in seed_shares.items()}
+    survivors_sum = unmask_sum(
+        {i: inputs[i].vector() for i in accepted}, self_seeds, {(3, j): s for j, s in pair_seeds.items()}, generator
+    )
+    assert np.array_equal(survivors_sum, plain_sum(updates, accepted)), "the attacker's pair keys are the real ones"
+
+    residue = inputs[3].vector().copy()
+    for peer, seed in pair_seeds.items():
+        (generator.subtract_into if peer > 3 else generator.add_into)(residue, seed)
+    assert np.count_nonzero(residue == updates[3]) <= 1, "node 3's update is exposed without its self mask"
+
+
+def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_typed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node 3 deals shares of a 'secret' whose last chunk is 2^32, wider than the 4 bytes it encodes.
+    Reconstruction must turn that into a typed abort (the dealer's fault), not an OverflowError."""
+    harness = Harness()
+    honest_share_secret = shamir.share_secret
+
+    def cheating_share_secret(secret: bytes, degree: int, ids: list[int], rand: field.RandomBytes) -> dict:
+        chunks = shamir.secret_to_field(secret)
+        chunks[-1] = np.uint64(1 << 32)
+        return shamir.share_vector(chunks, degree, ids, rand)
+
+    harness.adverts = {i: machine.start() for i, machine in harness.machines.items()}
+    for advert in harness.adverts.values():
+        harness.deliver(advert)
+    members = frozenset(harness.machines)
+    for i, machine in harness.machines.items():
+        monkeypatch.setattr(shamir, "share_secret", cheating_share_secret if i == 3 else honest_share_secret)
+        bundle = machine.on_keys_committed(members)
+        assert bundle is not None
+        harness.deliver(bundle)
+    monkeypatch.setattr(shamir, "share_secret", honest_share_secret)
+    for machine in harness.machines.values():
+        machine.on_shares_committed(members)
+    updates = make_updates(4, seed=15)
+    inputs = {i: m.mask(updates[i]) for i, m in harness.machines.items()}
+    for message in inputs.values():
+        harness.deliver(message)
+    digests = {i: message.digest() for i, message in inputs.items()}
+    for machine in harness.machines.values():
+        reveal = machine.on_inputs_committed(digests)
+        assert reveal is not None
+        harness.deliver(reveal)
+    for i, machine in harness.machines.items():
+        with pytest.raises(RoundAborted, match="cannot recover the self-seed of 3"):
+            machine.try_finish()
+        assert machine.phase is Phase.ABORTED, i

@@ -45,3 +45,17 @@ def test_buckets_match_the_definition_at_the_default_and_the_largest_widths() ->
         words = MaskGenerator(3000).expand(b"\x07" * 32).astype(np.int64)
         expected = ((words >> 1) * width >> 31) + width * (1 - (words & 1))
         assert np.array_equal(CountSketch(b"\x07" * 32, 3000, width).signed_buckets, expected), width
+
+
+def test_a_member_controlled_sum_on_millions_of_coordinates_is_sketched_exactly_not_refused() -> None:
+    """The linear identity sketches the unmasked ring sum, whose values a member controls up to 2^31: at
+    L >= 2^22 coordinates the float64 bincount is no longer exact, and `apply` used to stop the node on an
+    assertion there. It now splits the vector and stays exact."""
+    dimension = (1 << 22) + 9
+    sketch = CountSketch(b"\x07" * 32, dimension=dimension, width=1000)
+    rand = np.random.default_rng(3)
+    vector = rand.integers(-(2**31), 2**31, dimension).astype(np.int32)
+    vector[:1000] = np.int32(2**31 - 1)
+    exact = np.zeros(2 * 1000, dtype=np.int64)
+    np.add.at(exact, sketch.signed_buckets, vector.astype(np.int64))
+    assert np.array_equal(sketch.apply(vector), exact[:1000] - exact[1000:])

@@ -18,14 +18,14 @@ from smpc.validation import (
     reconstruct_sketch_sum,
     reconstruct_statistics,
     share_sketch,
-    share_zero,
     sketch_seed,
     sketch_update,
     statistic_pairs,
     sum_shares,
 )
+from tests.smpc_helpers import zero_shares
 
-N, DIM, WIDTH, DEGREE, POISONER = 6, 3000, 200, 1, 4
+N, DIM, WIDTH, DEGREE, F, POISONER = 6, 3000, 200, 1, 1, 4
 IDS = list(range(1, N + 1))
 
 
@@ -42,9 +42,9 @@ def norms_on_shares(
 ) -> tuple[ValidationStatistics, dict[int, dict[int, np.ndarray]]]:
     dealt = {i: share_sketch(sketches[i], DEGREE, IDS, rand) for i in IDS}
     held = {h: {i: dealt[i][h] for i in IDS} for h in IDS}
-    zeros = {i: share_zero(len(statistic_pairs(IDS)), DEGREE, IDS, rand) for i in IDS}
-    published = {h: local_statistics(held[h], [zeros[i][h] for i in IDS]) for h in IDS}
-    return reconstruct_statistics(published, IDS, DEGREE, params), held
+    zeros = zero_shares([i - 1 for i in IDS], DEGREE, len(statistic_pairs(IDS)), rand)
+    published = {h: local_statistics(held[h], zeros[h - 1]) for h in IDS}
+    return reconstruct_statistics(published, IDS, DEGREE, params, F), held
 
 
 def run(lying_sketch: bool) -> tuple[set[int], bool, np.ndarray, dict[int, np.ndarray]]:
@@ -52,7 +52,7 @@ def run(lying_sketch: bool) -> tuple[set[int], bool, np.ndarray, dict[int, np.nd
     quant = QuantParams.for_participants(clip_l2=1.0, max_participants=N)
     params = SketchParams.for_clip(1.0, WIDTH)
     quantized = updates_with_a_poisoner(rand, quant)
-    sketch = CountSketch(sketch_seed(b"v", 1, b"commitment to the masked inputs"), DIM, WIDTH)
+    sketch = CountSketch(sketch_seed(b"v", 1, b"commitment to the masked inputs", {1: b"\x01" * 32}), DIM, WIDTH)
     sketches = {i: sketch_update(quantized[i], sketch, params, quant, rand) for i in IDS}
     if lying_sketch:
         sketches[POISONER] = sketches[1].copy()
@@ -63,7 +63,7 @@ def run(lying_sketch: bool) -> tuple[set[int], bool, np.ndarray, dict[int, np.nd
     outcome = run_round(config, quantized, DropSchedule(left_out=frozenset(rejected)), seed=8)
     accepted = sorted(outcome.committed[2])
     total = outcome.results[1].total
-    sketch_sum, _ = reconstruct_sketch_sum({h: sum_shares(held[h], accepted) for h in IDS}, DEGREE)
+    sketch_sum, _ = reconstruct_sketch_sum({h: sum_shares(held[h], accepted) for h in IDS}, DEGREE, F)
     identity = linear_identity_holds(sketch_sum, total, sketch, params, quant, len(accepted))
     return rejected, identity, total, quantized
 

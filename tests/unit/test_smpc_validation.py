@@ -16,14 +16,14 @@ from smpc.validation import (
     reconstruct_sketch_sum,
     reconstruct_statistics,
     share_sketch,
-    share_zero,
     sketch_seed,
     sketch_update,
     statistic_pairs,
     sum_shares,
 )
+from tests.smpc_helpers import no_zero, zero_shares
 
-DIM, WIDTH, N, DEGREE = 4000, 64, 7, 1
+DIM, WIDTH, N, DEGREE, F = 4000, 64, 7, 1, 2
 HOLDERS = list(range(1, N + 1))
 
 
@@ -44,13 +44,13 @@ class Round:
         dealt = {i: share_sketch(self.sketches[i], DEGREE, HOLDERS, self.rand) for i in HOLDERS}
         self.held = {h: {i: dealt[i][h] for i in HOLDERS} for h in HOLDERS}
         count = len(statistic_pairs(HOLDERS))
-        zeros = {i: share_zero(count, DEGREE, HOLDERS, self.rand) for i in HOLDERS}
-        self.published = {h: local_statistics(self.held[h], [zeros[i][h] for i in HOLDERS]) for h in HOLDERS}
+        zeros = zero_shares([h - 1 for h in HOLDERS], DEGREE, count, self.rand)
+        self.published = {h: local_statistics(self.held[h], zeros[h - 1]) for h in HOLDERS}
 
 
 def test_statistics_equal_those_of_the_quantized_sketches() -> None:
     r = Round(seed=1)
-    stats = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params)
+    stats = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params, F)
     unit = r.params.scale**2
     for i in HOLDERS:
         assert stats.norms_sq[i] * unit == float(np.dot(r.sketches[i], r.sketches[i]))
@@ -62,7 +62,7 @@ def test_statistics_equal_those_of_the_quantized_sketches() -> None:
 
 def test_sketch_norms_estimate_update_norms() -> None:
     r = Round(seed=2)
-    stats = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params)
+    stats = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params, F)
     for i in HOLDERS:
         true_sq = float(np.sum(field.ring_to_signed(r.quantized[i]).astype(np.float64) ** 2)) / r.quant.scale**2
         assert stats.norms_sq[i] == pytest.approx(true_sq, rel=0.6)
@@ -73,9 +73,9 @@ def test_lying_publishers_are_named_and_corrected() -> None:
     published = dict(r.published)
     for liar in (2, 6):
         published[liar] = field.add(published[liar], np.ones_like(published[liar]))
-    stats = reconstruct_statistics(published, HOLDERS, DEGREE, r.params)
+    stats = reconstruct_statistics(published, HOLDERS, DEGREE, r.params, F)
     assert stats.inconsistent_publishers == (2, 6)
-    honest = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params)
+    honest = reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params, F)
     assert stats.norms_sq == honest.norms_sq and stats.distances_sq == honest.distances_sq
 
 
@@ -83,15 +83,15 @@ def test_too_many_liars_is_a_typed_error() -> None:
     r = Round(seed=4)
     published = {h: field.add(v, np.full_like(v, h)) if h <= 3 else v for h, v in r.published.items()}
     with pytest.raises(InconsistentShares):
-        reconstruct_statistics(published, HOLDERS, DEGREE, r.params)
+        reconstruct_statistics(published, HOLDERS, DEGREE, r.params, F)
 
 
 def test_zero_sharing_rerandomizes_published_shares() -> None:
     r = Round(seed=5)
-    bare = {h: local_statistics(r.held[h], []) for h in HOLDERS}
+    bare = {h: local_statistics(r.held[h], no_zero(len(statistic_pairs(HOLDERS)))) for h in HOLDERS}
     assert all(not np.array_equal(bare[h], r.published[h]) for h in HOLDERS)
-    assert reconstruct_statistics(bare, HOLDERS, DEGREE, r.params).norms_sq == (
-        reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params).norms_sq
+    assert reconstruct_statistics(bare, HOLDERS, DEGREE, r.params, F).norms_sq == (
+        reconstruct_statistics(r.published, HOLDERS, DEGREE, r.params, F).norms_sq
     )
 
 
@@ -99,8 +99,8 @@ def statistics_with_forged_sketch(r: Round, value: int) -> ValidationStatistics:
     dealt = share_sketch(np.full(WIDTH, value, dtype=np.int64), DEGREE, HOLDERS, r.rand)
     for h in HOLDERS:
         r.held[h][4] = dealt[h]
-    published = {h: local_statistics(r.held[h], []) for h in HOLDERS}
-    return reconstruct_statistics(published, HOLDERS, DEGREE, r.params)
+    published = {h: local_statistics(r.held[h], no_zero(len(statistic_pairs(HOLDERS)))) for h in HOLDERS}
+    return reconstruct_statistics(published, HOLDERS, DEGREE, r.params, F)
 
 
 def test_out_of_range_sketch_is_reported() -> None:
@@ -122,7 +122,7 @@ def test_linear_identity_accepts_honest_sums_and_catches_a_lying_sketch() -> Non
     accepted = [1, 2, 4, 5, 7]
     total = field.ring_sum([r.quantized[i] for i in accepted], DIM)
     sums = {h: sum_shares(r.held[h], accepted) for h in HOLDERS}
-    sketch_sum, result = reconstruct_sketch_sum(sums, DEGREE)
+    sketch_sum, result = reconstruct_sketch_sum(sums, DEGREE, F)
     assert not result.inconsistent_ids
     assert linear_identity_holds(sketch_sum, total, r.sketch, r.params, r.quant, len(accepted))
     cheat = field.ring_from_signed(field.ring_to_signed(r.quantized[4]) * 3)
@@ -137,11 +137,15 @@ def test_parameters_that_could_wrap_the_field_are_refused() -> None:
         SketchParams(1000, 1.0, params.scale * 2)
 
 
-def test_sketch_seed_depends_on_chain_round_and_commitment() -> None:
-    base = sketch_seed(b"chain", 3, b"\x01" * 32)
+def test_sketch_seed_depends_on_chain_round_commitment_and_every_reveal() -> None:
+    reveals = {0: b"\x00" * 32, 3: b"\x03" * 32}
+    base = sketch_seed(b"chain", 3, b"\x01" * 32, reveals)
     variants = {
-        sketch_seed(b"chain2", 3, b"\x01" * 32),
-        sketch_seed(b"chain", 4, b"\x01" * 32),
-        sketch_seed(b"chain", 3, b"\x02" * 32),
+        sketch_seed(b"chain2", 3, b"\x01" * 32, reveals),
+        sketch_seed(b"chain", 4, b"\x01" * 32, reveals),
+        sketch_seed(b"chain", 3, b"\x02" * 32, reveals),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0]}),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0], 3: b"\x04" * 32}),
+        sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0], 2: reveals[3]}),
     }
-    assert len(base) == 32 and base not in variants and len(variants) == 3
+    assert len(base) == 32 and base not in variants and len(variants) == 6

@@ -18,6 +18,7 @@ from nacl.signing import SigningKey
 from consensus.block import Block, CommitCertificate, commit_statement
 from node.config import Genesis, genesis_from_dict
 from node.store import (
+    EVIDENCE_MAX_PER_SENDER,
     AppendRefused,
     ChainMismatch,
     LedgerCorrupt,
@@ -221,3 +222,26 @@ def test_verify_chain_catches_a_tampered_transaction(genesis: Genesis, tmp_path:
     with pytest.raises(LedgerCorrupt, match="block 3: certificate is for another block"):
         store.verify_chain(genesis.n, genesis.quorum, genesis.verify)
     store.close()
+
+
+def test_an_evidence_flood_costs_one_write_per_sender_kind_and_slot_and_a_capped_total(tmp_path: Path) -> None:
+    """The review's member signed 50,752 conflicting checkpoints; each became a synced record. Copies of one
+    (sender, kind, slot) are one record, distinct slots stop at the per-sender cap, other senders unaffected,
+    and the cap holds across a restart."""
+    chain_id = hashlib.sha256(b"evidence chain").digest()
+    store = Store.open(tmp_path / "ledger", chain_id)
+    try:
+        assert store.record_evidence("checkpoint", 3, b"\x00" * 8, b"proof")
+        assert not any(store.record_evidence("checkpoint", 3, b"\x00" * 8, b"proof %d" % i) for i in range(100))
+        written = sum(store.record_evidence("checkpoint", 3, i.to_bytes(8, "big"), b"p") for i in range(1, 1000))
+        assert written == EVIDENCE_MAX_PER_SENDER - 1
+        assert store.record_evidence("checkpoint", 2, b"\x00" * 8, b"proof")
+        assert [kind for kind, _, _ in store.evidence(2)] == ["checkpoint"]
+    finally:
+        store.close()
+    again = Store.open(tmp_path / "ledger", chain_id)
+    try:
+        assert again.evidence_count(3) == EVIDENCE_MAX_PER_SENDER
+        assert not again.record_evidence("prepare", 3, b"\x01", b"one more")
+    finally:
+        again.close()

@@ -11,6 +11,7 @@ from nacl.signing import SigningKey
 
 from consensus import codec
 from node.wire import (
+    ANY_RECIPIENT,
     ENVELOPE_OVERHEAD_BYTES,
     SIGNATURE_DOMAIN,
     WIRE_VERSION,
@@ -29,6 +30,7 @@ CHAIN = bytes(range(32))
 OTHER_CHAIN = bytes(32)
 TYPES = {"prepare": 200, "update": 1 << 20}
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
+ANY = ANY_RECIPIENT
 
 
 def verify(member: int, data: bytes, signature: bytes) -> bool:
@@ -52,9 +54,10 @@ def opener(**kwargs) -> Opener:
     return Opener(CHAIN, 4, verify, TYPES, my_index=0, **kwargs)
 
 
-def expect(reason: RejectReason, op: Opener, data: bytes, max_bytes: int = 1 << 22) -> None:
+def expect(reason: RejectReason, op: Opener, data: bytes, max_bytes: int = 1 << 22, peer: int | None = 1,
+           addressed: bool = False) -> None:
     with pytest.raises(Rejected) as info:
-        op.open(data, max_bytes)
+        op.open(data, max_bytes, peer=peer, addressed=addressed)
     assert info.value.reason is reason, info.value
     assert op.rejected[reason] >= 1
 
@@ -66,7 +69,7 @@ def raw_envelope(body_fields: list, member: int = 1) -> bytes:
 
 def test_round_trip() -> None:
     op = opener()
-    env = op.open(sealer().seal("prepare", 7, b"hello"), 1 << 16)
+    env = op.open(sealer().seal("prepare", 7, b"hello"), 1 << 16, peer=1)
     assert env == Envelope(type="prepare", sender=1, height=7, seq=100, payload=b"hello")
     assert op.accepted == 1 and not op.rejected
 
@@ -75,15 +78,15 @@ def test_signature_covers_exactly_the_body() -> None:
     wire = sealer().seal("prepare", 3, b"x")
     body, signature = codec.decode(wire, max_bytes=1 << 16)
     KEYS[1].verify_key.verify(SIGNATURE_DOMAIN + hashlib.sha256(body).digest(), signature)
-    assert codec.decode(body, max_bytes=1 << 16) == [WIRE_VERSION, CHAIN, "prepare", 1, 3, 100, b"x"]
+    assert codec.decode(body, max_bytes=1 << 16) == [WIRE_VERSION, CHAIN, "prepare", 1, ANY, 3, 100, b"x"]
 
 
 def test_a_signature_over_the_body_itself_is_refused() -> None:
     """Version 1 signed the body bytes; such a signature (or one made for another purpose) is not valid now."""
-    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b"x"])
-    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(body)]))
+    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, ANY, 1, 1, b"x"])
+    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(body)]), peer=2)
     other_digest = hashlib.sha256(body).digest()
-    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(other_digest)]))
+    expect(RejectReason.BAD_SIGNATURE, opener(), codec.encode([body, sign_as(2)(other_digest)]), peer=2)
 
 
 def test_oversized_before_decoding() -> None:
@@ -107,7 +110,7 @@ def test_non_canonical_outer_encoding() -> None:
 
 
 def test_bad_version() -> None:
-    fields = [WIRE_VERSION - 1, CHAIN, "prepare", 1, 3, 5, b"x"]
+    fields = [WIRE_VERSION - 1, CHAIN, "prepare", 1, ANY, 3, 5, b"x"]
     expect(RejectReason.BAD_VERSION, opener(), raw_envelope(fields))
     expect(RejectReason.BAD_VERSION, opener(), raw_envelope([True, *fields[1:]]))
 
@@ -123,28 +126,31 @@ def test_unknown_type() -> None:
 def test_payload_limit_per_type() -> None:
     op = opener()
     expect(RejectReason.OVERSIZED, op, sealer().seal("prepare", 1, b"x" * 201))
-    assert op.open(sealer(start=5).seal("update", 1, b"x" * 201), 1 << 22).payload == b"x" * 201
+    assert op.open(sealer(start=5).seal("update", 1, b"x" * 201), 1 << 22, peer=1).payload == b"x" * 201
 
 
 def test_unknown_sender_and_self() -> None:
-    expect(RejectReason.UNKNOWN_SENDER, opener(), raw_envelope([WIRE_VERSION, CHAIN, "prepare", 4, 1, 1, b""]))
-    expect(RejectReason.SELF, opener(), sealer(member=0).seal("prepare", 1, b""))
+    expect(RejectReason.UNKNOWN_SENDER, opener(), raw_envelope([WIRE_VERSION, CHAIN, "prepare", 4, ANY, 1, 1, b""]))
+    expect(RejectReason.SELF, opener(), sealer(member=0).seal("prepare", 1, b""), peer=None)
 
 
 def test_bad_signature_from_impostor() -> None:
-    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b""])
+    body = codec.encode([WIRE_VERSION, CHAIN, "prepare", 2, ANY, 1, 1, b""])
     forged = codec.encode([body, sign_as(3)(signed_digest(body))])
     op = opener()
-    expect(RejectReason.BAD_SIGNATURE, op, forged)
+    expect(RejectReason.BAD_SIGNATURE, op, forged, peer=2)
     # A forged message must not consume the sequence number it claims.
-    assert op.open(raw_envelope([WIRE_VERSION, CHAIN, "prepare", 2, 1, 1, b""], member=2), 1 << 16).seq == 1
+    assert op.open(raw_envelope([WIRE_VERSION, CHAIN, "prepare", 2, ANY, 1, 1, b""], member=2), 1 << 16, peer=2).seq == 1
 
 
 def test_malformed_fields() -> None:
-    for fields in ([WIRE_VERSION, CHAIN[:31], "prepare", 1, 1, 1, b""], [WIRE_VERSION, CHAIN, 7, 1, 1, 1, b""],
-                   [WIRE_VERSION, CHAIN, "prepare", 1, 1, 1, "text"], [WIRE_VERSION, CHAIN, "prepare", -1, 1, 1, b""],
-                   [WIRE_VERSION, CHAIN, "prepare", 1, True, 1, b""], [WIRE_VERSION, CHAIN, "prepare", 1, 1, None, b""],
-                   [WIRE_VERSION, CHAIN, "prepare", 1, 1, 1], [WIRE_VERSION, CHAIN, "x" * 33, 1, 1, 1, b""]):
+    for fields in ([WIRE_VERSION, CHAIN[:31], "prepare", 1, ANY, 1, 1, b""], [WIRE_VERSION, CHAIN, 7, 1, ANY, 1, 1, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, ANY, 1, 1, "text"],
+                   [WIRE_VERSION, CHAIN, "prepare", -1, ANY, 1, 1, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, ANY, True, 1, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, ANY, 1, None, b""],
+                   [WIRE_VERSION, CHAIN, "prepare", 1, -1, 1, 1, b""], [WIRE_VERSION, CHAIN, "prepare", 1, ANY, 1, 1],
+                   [WIRE_VERSION, CHAIN, "x" * 33, 1, ANY, 1, 1, b""]):
         expect(RejectReason.MALFORMED, opener(), raw_envelope(fields))
 
 
@@ -152,17 +158,17 @@ def test_replay_and_reorder() -> None:
     op = opener()
     seal = sealer()
     first, second, third = (seal.seal("prepare", 1, b"") for _ in range(3))
-    assert op.open(third, 1 << 16).seq == 102
-    assert op.open(first, 1 << 16).seq == 100  # reordered by gossip: still fresh
+    assert op.open(third, 1 << 16, peer=1).seq == 102
+    assert op.open(first, 1 << 16, peer=1).seq == 100  # reordered by gossip: still fresh
     expect(RejectReason.REPLAYED, op, first)
     expect(RejectReason.REPLAYED, op, third)
-    assert op.open(second, 1 << 16).seq == 101
+    assert op.open(second, 1 << 16, peer=1).seq == 101
 
 
 def test_window_span_makes_old_messages_stale() -> None:
     op = opener(replay_span=10)
     old = sealer(start=5).seal("prepare", 1, b"")
-    op.open(sealer(start=50).seal("prepare", 1, b""), 1 << 16)
+    op.open(sealer(start=50).seal("prepare", 1, b""), 1 << 16, peer=1)
     expect(RejectReason.STALE, op, old)
 
 
@@ -177,11 +183,11 @@ def test_restarted_sender_is_accepted() -> None:
     before = MonotonicSeq(lambda: next(clock_us))
     op = opener()
     seal = Sealer(CHAIN, 1, sign_as(1), before)
-    op.open(seal.seal("prepare", 1, b""), 1 << 16)
-    op.open(seal.seal("prepare", 1, b""), 1 << 16)
-    op.open(seal.seal("prepare", 1, b""), 1 << 16)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16, peer=1)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16, peer=1)
+    op.open(seal.seal("prepare", 1, b""), 1 << 16, peer=1)
     after = Sealer(CHAIN, 1, sign_as(1), MonotonicSeq(lambda: next(clock_us)))
-    assert op.open(after.seal("prepare", 1, b""), 1 << 16).seq == 2_000
+    assert op.open(after.seal("prepare", 1, b""), 1 << 16, peer=1).seq == 2_000
 
 
 def test_monotonic_seq_never_repeats_when_clock_stalls_or_steps_back() -> None:
@@ -210,3 +216,25 @@ def test_limits_channel_selection() -> None:
 def test_envelope_overhead_bound_holds() -> None:
     wire = Sealer(CHAIN, 63, sign_as(1), lambda: (1 << 63) - 1).seal("x" * 32, (1 << 63) - 1, b"p" * 70_000)
     assert len(wire) - 70_000 <= ENVELOPE_OVERHEAD_BYTES
+
+
+def test_a_relayed_envelope_cannot_spend_the_genuine_copys_sequence_number() -> None:
+    """Member 2 relays member 1's request to us before member 1's own copy arrives: the relayed copy is
+    refused as coming from the wrong peer, before the window records its number, so the genuine copy passes."""
+    op = opener()
+    request = sealer(member=1).seal("prepare", 0, b"digest", to=0)
+    expect(RejectReason.WRONG_PEER, op, request, peer=2, addressed=True)
+    assert op.open(request, 1 << 16, peer=1, addressed=True).sender == 1
+
+
+def test_an_envelope_sealed_for_another_member_is_refused() -> None:
+    """A request member 1 sealed for member 2 is useless to anyone else, even arriving from member 1."""
+    op = opener()
+    expect(RejectReason.WRONG_RECIPIENT, op, sealer(member=1).seal("prepare", 0, b"", to=2))
+    assert op.open(sealer(member=1, start=9).seal("prepare", 0, b"", to=0), 1 << 16, peer=1).seq == 9
+
+
+def test_requests_must_be_sealed_for_us_not_for_everyone() -> None:
+    op = opener()
+    expect(RejectReason.WRONG_RECIPIENT, op, sealer(member=1).seal("prepare", 0, b""), addressed=True)
+    assert op.open(sealer(member=1).seal("prepare", 0, b""), 1 << 16, peer=1).seq == 100

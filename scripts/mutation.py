@@ -1,0 +1,318 @@
+"""Mutation testing of the protocol cores with mutmut, one target module at a time.
+
+    python scripts/mutation.py                    # the targets of MEASURED
+    python scripts/mutation.py smpc/shamir.py     # only these
+    python scripts/mutation.py --list             # targets and the tests run against each
+
+For each target the repository's sources, tests and setup.cfg are copied to a scratch directory
+(WORKDIR/<target>, default /tmp/fednode-mutation), the `[mutmut]` section of setup.cfg is completed
+with the target (`only_mutate`) and its test files (`pytest_add_cli_args_test_selection`), and
+`mutmut run --max-children 1` runs there under `nice -n 15`: the worktree never holds mutants and a
+run uses one core. mutmut records which tests reach each mutated function and runs only those
+against each mutant, so a target takes seconds to a few minutes (docs/testing.md has the figures).
+
+A mutant "survives" when every selected test still passes. Survivors that no test can kill,
+because they do not change behaviour, are listed in EQUIVALENT with the argument; the report
+counts them apart. The script prints, per target, killed / (all - equivalent) and the diff of
+every other survivor, and exits 1 when a target is below TARGET_SCORE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MUTMUT = Path(sys.executable).with_name("mutmut")
+TARGET_SCORE = 0.90
+COPIED = ("consensus", "ml", "node", "smpc", "tests", "scripts", "setup.cfg", "pyproject.toml")
+
+UNIT = "tests/unit/"
+PROPERTY = "tests/property/"
+TARGETS: dict[str, tuple[str, ...]] = {
+    "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
+    "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
+    "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
+    "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),
+    "smpc/prg.py": (UNIT + "test_smpc_prg.py",),
+    "smpc/masking.py": (
+        UNIT + "test_smpc_masking.py",
+        UNIT + "test_smpc_secagg_protocol.py",
+        PROPERTY + "test_smpc_masking_sum.py",
+    ),
+    "smpc/quantize.py": (UNIT + "test_smpc_quantize.py",),
+    "smpc/secagg.py": (
+        UNIT + "test_smpc_secagg_protocol.py",
+        PROPERTY + "test_smpc_secagg_dropouts.py",
+        PROPERTY + "test_smpc_secagg_reordering.py",
+    ),
+    "smpc/messages.py": (UNIT + "test_smpc_secagg_protocol.py", PROPERTY + "test_smpc_messages_fuzz.py"),
+    "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validated_round.py"),
+    "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
+    "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
+    "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
+    "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
+    "node/contract.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py"),
+    "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
+    "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
+    "consensus/codec.py": (PROPERTY + "test_codec_fuzz.py", UNIT + "test_consensus_messages.py"),
+    "consensus/block.py": (UNIT + "test_consensus_messages.py", UNIT + "test_consensus_replica.py"),
+    "consensus/replica.py": (
+        UNIT + "test_consensus_replica.py",
+        UNIT + "test_consensus_view_change.py",
+        UNIT + "test_consensus_replica_fuzz.py",
+        "tests/sim/test_consensus_sim.py",
+    ),
+}
+"""Target module -> the test files run against its mutants (the ones that exercise it directly)."""
+
+MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
+            "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py")
+"""What a run without arguments covers: the targets whose results docs/testing.md reports."""
+
+SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
+FLOAT64_LATER = ("every later use converts the values to Python floats (tolist) or combines them with a float64 "
+                 "operand, so int and float32 inputs give the same results")
+EQUIVALENT: list[tuple[str, ...]] = [
+    ("smpc/prg.py", r'seed\.to_bytes\(SEED_BYTES, \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/prg.py", r"bytearray\((4 \* length \+ _AES_BLOCK_BYTES \+ 1|5 \* length \+ _AES_BLOCK_BYTES - 1)\)",
+     "a larger scratch buffer: the view reads only its first 4 * length bytes"),
+    ("smpc/prg.py", r"bytearray\(4 \* length \+ _AES_BLOCK_BYTES - 2\)",
+     "the cryptography release pinned here needs only len(data) bytes for update_into (older ones needed 15 more)"),
+    ("ml/robust.py", r"shape\[1\]", SQUARE),
+    ("ml/robust.py", r"^d = np\.asarray\(sq_dists, (dtype=None)?\)$", FLOAT64_LATER),
+    ("ml/robust.py", r"^norms = \[float\(v\) for v in np\.asarray\(sq_norms, (dtype=None)?\)\.tolist\(\)\]$",
+     "tolist() then float() gives the same Python floats from float32 or float64"),
+    ("ml/robust.py", r"^(norms|w) = np\.asarray\((sq_norms|weights), (dtype=None)?\)$", FLOAT64_LATER),
+    ("ml/robust.py", r"per_sample\(norms, d, np\.asarray\(weights, (dtype=None)?\)\[survivors\]\)",
+     "per_sample converts the weights to float64 itself"),
+    ("ml/robust.py", r"return np\.array\(sorted\(ranked\[:m\]\), (dtype=None)?\)",
+     "a non-empty list of Python ints (m >= 1 is checked) is int64 either way"),
+    ("ml/robust.py", r"zip\(ratios, directions, (strict=(None|False))?\)", "both lists have one entry per update"),
+    ("ml/robust.py", r"^if len\(flagged\) < f:$",
+     "with exactly f flagged, capping rejects the f flagged ones: the same mask"),
+    ("ml/robust.py", r"^past = history if history is not None else \[1\] \* len\(keep\)$",
+     "a constant history ranks nobody ahead of anybody, whatever the constant"),
+    ("ml/robust.py", r"^capped\[worst\] = None$", "None stored into a bool array is False"),
+    ("ml/robust.py", r"len\(members\) >= 2:$",
+     "two members are equally far from their mean, so the loop stops there anyway (factor >= 1)"),
+    ("ml/robust.py", r"norms\[i\] >= 0 else 0\.0\)$",
+     "a zero update has cosine 0 with every other (_cosine), so its score is 0 / sqrt(spread) = 0.0 anyway"),
+    ("smpc/field.py", (r"(np\.asarray\((x|a|b|values), (dtype=None)?\)|np\.add\(a, .*, (dtype=None)?\)\)|"
+                      r"np\.sum\(values .*, axis=axis, (dtype=None)?\)|, (dtype=None)?\)$)"),
+     ("the field operations take uint64 arrays and np.uint64 scalars (FieldArray, FieldLike), for which numpy's "
+      "own result type is uint64 already"),
+     (r"^(x = \(np\.asarray\(x|return np\.asarray\(x - _P64|return _fold\(|a = np\.asarray\(a|"
+     r"b = np\.asarray\(b|values = np\.asarray\(values, dtype=np\.uint64|low = np\.sum|high = np\.sum)")),
+    ("smpc/field.py", r"^return np\.asarray\(values, (dtype=None)?\)\.astype\(np\.uint32\)$",
+     "int32, int64 and float inputs reach the same uint32 values through either cast"),
+    ("smpc/keys.py", r'\.to_bytes\((2|8|4), \),$', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/keys.py", r"length=KEY_BYTES, info=info\)", "HKDF's salt defaults to None"),
+    ("smpc/aead.py", r'\.to_bytes\((2|4|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/signing.py", r'\.to_bytes\(2, \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/signing.py", r"^if key is None and len\(signature\) != SIGNATURE_BYTES:$",
+     "a known key given a short signature: nacl raises BadSignatureError, which is also False"),
+    ("smpc/masking.py", r"^if (other >= owner|dropped >= survivor):$",
+     "the two ids are never equal (no pairwise mask with oneself; a dropped member is no survivor)"),
+    ("smpc/quantize.py", r"^return bound / norm if norm >= bound else 1\.0$", "at norm == bound the factor is 1.0 either way"),
+    ("smpc/shamir.py", r"zip\(.*, (strict=(None|False))?\)", "the zipped sequences have equal lengths by construction"),
+    ("smpc/shamir.py", r"^accumulator = np\.zeros_like\(None\)$", "a zero scalar broadcasts like the zero vector"),
+    ("smpc/shamir.py", r"^for row in coefficients\[::\+1\]:$",
+     "evaluates the polynomial with its i.i.d. random coefficients in reverse order: the same distribution"),
+    ("smpc/shamir.py", r"lagrange_weights\(xs, at\) for at in targets\], (dtype=None)?\)$",
+     "Lagrange weights are Python ints below p < 2^63: int64 here, and field.mul converts them to uint64"),
+    ("smpc/shamir.py", r'int\.from_bytes\(chunk, "big"\) for chunk in chunks\], (dtype=None)?\)$',
+     "56-bit chunks are int64 here, and share_vector converts them with field.as_field"),
+    ("smpc/shamir.py", r"stacked\.astype\(None\)\.tobytes", "the stacked shares are uint64 already"),
+    ("smpc/shamir.py", r"field\.sum_mod\(field\.mul\(stacked, weights\[None, :\]\), \)\]$",
+     "sum_mod's default axis -1 is axis 1 of the 2-D stack"),
+    ("smpc/shamir.py", r'int\.from_bytes\(chunk, \)|\.to_bytes\(w, \)', 'int.from_bytes and int.to_bytes default to "big" since Python 3.11'),
+    ("smpc/shamir.py", r"pow\(x, k, (None)?\)|range\(q_terms \+ 2\)",
+     "unreduced powers (or one unused extra) give the same solution: _solve_mod_p reduces modulo p"),
+    ("smpc/shamir.py", r"\[\*solution\[q_terms:\], 2\]|^quotient = \[1\] \*|remainder\[: len\(monic\) \+ 1\]",
+     ("_divide never reads the divisor's leading coefficient nor the quotient's initial values, and the "
+      "remainder's entries above len(monic) - 1 are zero after the division")),
+    ("smpc/shamir.py", r"candidates\[: degree \+ 2\]|agreeing\[: degree \+ 2\]",
+     "every candidate / agreeing share lies on the one polynomial, so t + 2 of them interpolate the same one"),
+    ("smpc/shamir.py", r'InconsistentShares\((None|"XXshares disagree|"SHARES DISAGREE)',
+     ("unreachable in a test: it needs a wrong share whose error cancels in a combination with SHA-256-derived "
+      "weights (probability about 2^-61)"), "shares disagree beyond their random combination"),
+    ("ml/robust.py", r"^(return |keep = )np\.array\(\[.*\], (dtype=None)?\)$",
+     "the list is never empty there (the empty case returns earlier) and a non-empty list of bools is a bool array",
+     r"score == 0\.0 for score|score <= threshold for score in scores\], dtype=bool\)$|c >= min_cosine"),
+    ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
+     ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
+      "the size bound then evicts it first without moving the floor")),
+    ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
+     "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
+]
+"""(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
+the original line must match too, where the mutated line alone is ambiguous])."""
+
+
+@dataclass
+class Outcome:
+    target: str
+    seconds: float = 0.0
+    status: dict[str, list[str]] = field(default_factory=dict)
+    diffs: dict[str, str] = field(default_factory=dict)
+    equivalent: dict[str, str] = field(default_factory=dict)
+
+    def count(self, *statuses: str) -> int:
+        return sum(len(self.status.get(s, [])) for s in statuses)
+
+    @property
+    def total(self) -> int:
+        return sum(len(names) for names in self.status.values())
+
+    @property
+    def score(self) -> float:
+        relevant = self.total - len(self.equivalent)
+        return self.count("killed", "timeout", "segfault") / relevant if relevant else 1.0
+
+
+def prepare(target: str, tests: tuple[str, ...], workdir: Path) -> Path:
+    """A scratch copy of the repository whose setup.cfg aims mutmut at one target and its tests."""
+    scratch = workdir / target.replace("/", "_").removesuffix(".py")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "mutants")
+    for name in COPIED:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, scratch / name, ignore=ignore)
+        else:
+            shutil.copy2(source, scratch / name)
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(scratch / "setup.cfg")
+    config["mutmut"]["only_mutate"] = target
+    config["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    with open(scratch / "setup.cfg", "w") as out:
+        config.write(out)
+    return scratch
+
+
+def mutmut(scratch: Path, *args: str, timeout: float) -> str:
+    """Run mutmut in its own process group, niced; on timeout the whole group is killed."""
+    env = dict(os.environ, HYPOTHESIS_PROFILE="ci", PYTHONHASHSEED="0")
+    with subprocess.Popen(
+        ["nice", "-n", "15", str(MUTMUT), *args],
+        cwd=scratch,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"mutmut {' '.join(args)} failed in {scratch}:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return stdout
+
+
+_DIFFS = """
+import json, sys
+from mutmut.__main__ import find_mutant, get_diff_for_mutant
+names = json.load(sys.stdin)
+print(json.dumps({name: get_diff_for_mutant(name, path=find_mutant(name).path) for name in names}))
+"""
+
+
+def diffs(scratch: Path, names: list[str]) -> dict[str, str]:
+    """`mutmut show` for many mutants in one process (one `mutmut show` call costs a second or two)."""
+    run = subprocess.run(["nice", "-n", "15", sys.executable, "-c", _DIFFS], cwd=scratch, input=json.dumps(names),
+                         capture_output=True, text=True, timeout=1800, check=True)
+    found: dict[str, str] = json.loads(run.stdout.strip().splitlines()[-1])
+    return {name: f"# {name}\n{diff}" for name, diff in found.items()}
+
+
+def changed_lines(diff: str) -> tuple[str, str]:
+    """The (original, mutated) line of a one-line mutant, stripped."""
+    lines = diff.splitlines()
+    removed = [line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
+    return (removed[0] if removed else ""), (added[0] if added else "")
+
+
+def equivalence(target: str, diff: str) -> str | None:
+    """The argument of the first EQUIVALENT entry that matches this mutant, if any."""
+    original, mutated = changed_lines(diff)
+    for where, pattern, why, *also in EQUIVALENT:
+        if where == target and re.search(pattern, mutated) and all(re.search(o, original) for o in also):
+            return why
+    return None
+
+
+def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
+    began = time.monotonic()
+    scratch = prepare(target, TARGETS[target], workdir)
+    mutmut(scratch, "run", "--max-children", "1", timeout=timeout)
+    outcome = Outcome(target)
+    for line in mutmut(scratch, "results", "--all", "true", timeout=600).splitlines():
+        match = re.match(r"\s*(\S+): (.+)$", line)
+        if match:
+            outcome.status.setdefault(match.group(2).strip(), []).append(match.group(1))
+    outcome.diffs = diffs(scratch, outcome.status.get("survived", []) + outcome.status.get("no tests", []))
+    for name, diff in outcome.diffs.items():
+        reason = equivalence(target, diff)
+        if reason:
+            outcome.equivalent[name] = reason
+    outcome.seconds = time.monotonic() - began
+    return outcome
+
+
+def report(outcome: Outcome) -> str:
+    counts = ", ".join(f"{status} {len(names)}" for status, names in sorted(outcome.status.items()))
+    head = f"== {outcome.target}: {outcome.total} mutants ({counts}); equivalent {len(outcome.equivalent)}; "
+    lines = [head + f"score {outcome.score:.1%} of non-equivalent killed"]
+    for name, diff in outcome.diffs.items():
+        if name not in outcome.equivalent:
+            lines.append(diff.rstrip())
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="target modules (default: MEASURED; any of TARGETS)")
+    parser.add_argument("--list", action="store_true", help="print the targets and their tests, run nothing")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fednode-mutation"))
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per target")
+    args = parser.parse_args()
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"not a target: {sorted(unknown)}; see --list")
+    if args.list:
+        for target, tests in TARGETS.items():
+            print(target, "<-", " ".join(tests))
+        return 0
+    outcomes = []
+    for target in args.targets or MEASURED:
+        outcomes.append(campaign(target, args.workdir, args.timeout))
+        print(report(outcomes[-1]), flush=True)
+    print("\n| target | mutants | killed | equivalent | not killed | score | minutes |\n|---|---|---|---|---|---|---|")
+    for o in outcomes:
+        killed = o.count("killed", "timeout", "segfault")
+        print(f"| `{o.target}` | {o.total} | {killed} | {len(o.equivalent)} | {o.total - killed - len(o.equivalent)} "
+              f"| {o.score:.1%} | {o.seconds / 60:.0f} |")
+    below = [o.target for o in outcomes if o.score < TARGET_SCORE]
+    print(f"below {TARGET_SCORE:.0%}: {', '.join(below) or 'none'}")
+    return 1 if below else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

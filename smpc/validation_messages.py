@@ -1,0 +1,215 @@
+"""The validation layer's point-to-point messages: a dealer's sketch shares, a holder's sketch-sum share.
+
+Both travel over the Noise-encrypted direct streams, not the ledger, and both are peer input: they are
+decoded against the round's exact sizes, checked to be canonical and signed by their author, on arrival,
+before anything is stored (a member sending junk a round early once crashed every honest node when the
+stored bytes were first decoded at the phase close). `decode_*` raise MalformedMessage, `verify` raises
+BadSignature or ProtocolViolation: nothing else escapes (a fuzz test checks it).
+
+    SketchShares = [tag 1, round, dealer, holder, share, contributions, commitments, signature]
+    SketchSum    = [tag 2, round, holder, share, signature]
+
+`share` is k little-endian GF(p) elements; `contributions` the dealer's PRZS contributions for the subsets
+that contain neither it nor the holder, 32 bytes each (`przs.shared_subsets` order); `commitments` its
+commitments to every contribution it made (`przs.dealt_subsets` order), whose SHA-256 its `dealt`
+transaction puts on the ledger. The signature covers the message without it, under `signing_payload`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from math import comb
+from typing import Any, cast
+
+import msgpack
+
+from smpc import field, przs
+from smpc.errors import BadSignature, MalformedMessage, ProtocolViolation
+from smpc.field import FieldArray
+from smpc.signing import SIGNATURE_BYTES, Signer, Verifier, signing_payload
+
+SHARES_TAG, SUM_TAG = 1, 2
+_DOMAIN = b"fednode/validation/v1/"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationLimits:
+    """Exact sizes of a round's messages: sketch width k, PRZS degree t, the round's participants."""
+
+    round_id: int
+    width: int
+    degree: int
+    participants: frozenset[int]
+
+    @property
+    def contributions_bytes(self) -> int:
+        return przs.KEY_BYTES * comb(len(self.participants) - 2, self.degree)
+
+    @property
+    def commitments_bytes(self) -> int:
+        return 32 * comb(len(self.participants) - 1, self.degree)
+
+    @property
+    def max_bytes(self) -> int:
+        return 8 * self.width + self.contributions_bytes + self.commitments_bytes + SIGNATURE_BYTES + 64
+
+
+@dataclass(frozen=True, slots=True)
+class SketchShares:
+    round_id: int
+    dealer: int
+    holder: int
+    share: FieldArray
+    contributions: bytes
+    commitments: bytes
+    signature: bytes
+
+    def body(self) -> list[Any]:
+        return [SHARES_TAG, self.round_id, self.dealer, self.holder, self.share.astype("<u8").tobytes(),
+                self.contributions, self.commitments]
+
+    @property
+    def author(self) -> int:
+        return self.dealer
+
+    def contribution_list(self) -> list[bytes]:
+        return _chunks(self.contributions, przs.KEY_BYTES)
+
+    def commitment_list(self) -> list[bytes]:
+        return _chunks(self.commitments, 32)
+
+    def commitments_digest(self) -> bytes:
+        """What the dealer's `dealt` transaction commits to on the ledger."""
+        return commitments_digest(self.commitments)
+
+
+@dataclass(frozen=True, slots=True)
+class SketchSum:
+    round_id: int
+    holder: int
+    share: FieldArray
+    signature: bytes
+
+    def body(self) -> list[Any]:
+        return [SUM_TAG, self.round_id, self.holder, self.share.astype("<u8").tobytes()]
+
+    @property
+    def author(self) -> int:
+        return self.holder
+
+
+def commitments_digest(commitments: bytes) -> bytes:
+    """SHA-256 of a dealer's concatenated PRZS commitments: the field of its `dealt` transaction."""
+    return hashlib.sha256(_DOMAIN + b"commitments" + commitments).digest()
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[k : k + size] for k in range(0, len(data), size)]
+
+
+def _pack(body: list[Any]) -> bytes:
+    return cast(bytes, msgpack.packb(body, use_bin_type=True))
+
+
+def sign_shares(chain_id: bytes, sign: Signer, round_id: int, dealer: int, holder: int, share: FieldArray,
+                contributions: bytes, commitments: bytes) -> bytes:
+    """The encoded, signed sketch shares of `dealer` for `holder` (member indices)."""
+    unsigned = SketchShares(round_id, dealer, holder, share, contributions, commitments, b"")
+    return _pack([*unsigned.body(), sign(signing_payload(chain_id, _DOMAIN + _pack(unsigned.body())))])
+
+
+def sign_sum(chain_id: bytes, sign: Signer, round_id: int, holder: int, share: FieldArray) -> bytes:
+    """The encoded, signed share of the accepted sketches' sum held by `holder`."""
+    unsigned = SketchSum(round_id, holder, share, b"")
+    return _pack([*unsigned.body(), sign(signing_payload(chain_id, _DOMAIN + _pack(unsigned.body())))])
+
+
+def _unpack(data: bytes, limits: ValidationLimits, fields: int) -> list[Any]:
+    if not isinstance(data, bytes) or len(data) > limits.max_bytes:
+        raise MalformedMessage(f"validation message is not bytes of at most {limits.max_bytes}")
+    try:
+        items = msgpack.unpackb(data, raw=False, max_bin_len=limits.max_bytes, max_str_len=0, max_array_len=fields,
+                                max_map_len=0, max_ext_len=0)
+    except Exception as error:  # msgpack documents that "other exceptions can be raised"
+        raise MalformedMessage(f"not msgpack within limits: {type(error).__name__}") from error
+    if not isinstance(items, list) or len(items) != fields:
+        raise MalformedMessage(f"expected an array of {fields} fields")
+    if _pack(items) != data:
+        raise MalformedMessage("non-canonical encoding")
+    return items
+
+
+def _int(value: Any, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise MalformedMessage(f"{what} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _bytes(value: Any, length: int, what: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise MalformedMessage(f"{what} must be exactly {length} bytes")
+    return value
+
+
+def _vector(value: Any, width: int) -> FieldArray:
+    try:
+        return field.vector_from_bytes(_bytes(value, 8 * width, "share"), width)
+    except ValueError as error:
+        raise MalformedMessage(str(error)) from None
+
+
+def _member(value: Any, limits: ValidationLimits, what: str) -> int:
+    member = _int(value, 0, 1 << 16, what)
+    if member not in limits.participants:
+        raise MalformedMessage(f"{what} {member} is not a participant of the round")
+    return member
+
+
+def _round(value: Any, limits: ValidationLimits) -> int:
+    if _int(value, 0, (1 << 63) - 1, "round") != limits.round_id:
+        raise MalformedMessage(f"validation message for round {value}, not {limits.round_id}")
+    return limits.round_id
+
+
+def decode_shares(data: bytes, limits: ValidationLimits) -> SketchShares:
+    """Parse a dealer's sketch shares with this round's sizes; raise MalformedMessage."""
+    tag, round_id, dealer, holder, share, contributions, commitments, signature = _unpack(data, limits, 8)
+    if tag != SHARES_TAG:
+        raise MalformedMessage("not sketch shares")
+    return SketchShares(_round(round_id, limits), _member(dealer, limits, "dealer"), _member(holder, limits, "holder"),
+                        _vector(share, limits.width), _bytes(contributions, limits.contributions_bytes, "contributions"),
+                        _bytes(commitments, limits.commitments_bytes, "commitments"),
+                        _bytes(signature, SIGNATURE_BYTES, "signature"))
+
+
+def decode_sum(data: bytes, limits: ValidationLimits) -> SketchSum:
+    """Parse a holder's share of the sketch sum with this round's sizes; raise MalformedMessage."""
+    tag, round_id, holder, share, signature = _unpack(data, limits, 5)
+    if tag != SUM_TAG:
+        raise MalformedMessage("not a sketch-sum share")
+    return SketchSum(_round(round_id, limits), _member(holder, limits, "holder"), _vector(share, limits.width),
+                     _bytes(signature, SIGNATURE_BYTES, "signature"))
+
+
+def verify(message: SketchShares | SketchSum, sender: int, chain_id: bytes, verifier: Verifier) -> None:
+    """The message must come from its author (the transport's authenticated sender) and carry the author's
+    signature. `verifier` takes member indices. Raises ProtocolViolation or BadSignature."""
+    if message.author != sender:
+        raise ProtocolViolation(f"message authored by member {message.author}, sent by member {sender}", sender)
+    if not verifier(sender, signing_payload(chain_id, _DOMAIN + _pack(message.body())), message.signature):
+        raise BadSignature("validation message signature does not verify", sender)
+
+
+def check_contributions(message: SketchShares, limits: ValidationLimits, chain_id: bytes) -> dict[przs.Subset, bytes]:
+    """The dealer's contributions by subset, each matching its commitment; raises ProtocolViolation."""
+    participants = sorted(limits.participants)
+    dealt = przs.dealt_subsets(participants, limits.degree, message.dealer)
+    commitments = dict(zip(dealt, message.commitment_list(), strict=True))
+    shared = przs.shared_subsets(participants, limits.degree, message.dealer, message.holder)
+    contributions = dict(zip(shared, message.contribution_list(), strict=True))
+    for subset, contribution in contributions.items():
+        expected = przs.commitment(chain_id, message.round_id, subset, message.dealer, contribution)
+        if commitments[subset] != expected:
+            raise ProtocolViolation(f"contribution for subset {subset} does not match its commitment", message.dealer)
+    return contributions

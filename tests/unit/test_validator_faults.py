@@ -1,0 +1,109 @@
+"""`fednode cluster --validator-fault` modes (node/faults.py) played by member 3 of an in-process validated
+round at N = 7 (f = 2, t_v = 2): each forgery is signed with the member's real key, and each either fails
+or aborts the round with a violation or evidence, never a poisoned accept."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from node import contract as rc
+from node.faults import Faults
+from node.hooks import FaultContext
+from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
+from smpc.errors import InconsistentShares, NotEnoughShares
+from tests.unit.test_secure_round import CHAIN, Cluster, L
+
+N, LIAR = 7, 3
+
+
+class FaultyCluster(Cluster):
+    """Member LIAR's outputs pass through `Faults`, as `RoundDriver.submit` passes them."""
+
+    def __init__(self, mode: str, seed: int, n: int = N) -> None:
+        super().__init__(n, seed, validate=True, validation_degree=2)
+        self.faults = Faults({"validator": mode})
+        plan = SimpleNamespace(n_params=L)
+        self.faults.bind(FaultContext(LIAR, n, CHAIN, self.sign(LIAR), self.contracts[0].parse, plan, None))  # type: ignore[arg-type]
+
+    def emit(self, sender: int, outputs: list[Any]) -> None:
+        if sender == LIAR:
+            forged = []
+            for out in map(self.faults.secure_output, outputs):
+                raw = self.faults.outgoing_tx(out.raw) if isinstance(out, SubmitTx) else b""
+                if not isinstance(out, SubmitTx):
+                    forged.append(out)
+                elif raw is not None:
+                    forged.append(SubmitTx(raw))
+            outputs = forged
+        super().emit(sender, outputs)
+
+
+def run(mode: str, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
+    c = FaultyCluster(mode, seed, n)
+    rng = np.random.default_rng(seed)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    return c, updates
+
+
+def test_forged_statistics_are_detected_and_decide_nothing() -> None:
+    c, _ = run("forge-stats")
+    with pytest.raises(InconsistentShares):
+        decide_accepted(c.publish_statistics(), c.setup, c.quant)
+
+
+def test_contributions_off_their_commitments_are_refused_and_name_the_dealer() -> None:
+    c, _ = run("zero-offset")
+    check = c.publish_statistics()
+    assert LIAR not in dict(check.published) or len(check.published) < N
+    for i in set(range(N)) - {LIAR}:
+        assert any(v.sender == LIAR + 1 and "commitment" in v.reason for v in c.rounds[i].violations), i
+    with pytest.raises(NotEnoughShares):
+        decide_accepted(check, c.setup, c.quant)
+
+
+def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_out_above() -> None:
+    """All a member can still do to the seed once the inputs are fixed is withhold its reveal. At N = 7 the
+    seed phase needs every reveal (2t_v + 1 + f = 7): the round aborts, the missing reveal on the ledger.
+    At N = 9 the member simply leaves the round and the others' sum is exact."""
+    c, _ = run("grind-seed")
+    c.commit(c.tx("close", ["inputs"]))
+    c.commit()
+    assert LIAR not in c.contracts[0].state.inputs and len(c.contracts[0].state.inputs) == N - 1
+    with pytest.raises(rc.TxError, match="needs 7"):
+        c.commit(c.tx("close", ["seed"]))
+    c, updates = run("grind-seed", n=9)
+    c.close_inputs()
+    assert LIAR not in c.contracts[0].state.expected
+    c.commit(c.tx("close", ["sketch"]))
+    c.commit()
+    outcome = decide_accepted(c.contracts[0].validation_check(None), c.setup, c.quant)
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    assert LIAR not in outcome.accepted and total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
+
+
+def test_a_masked_input_contradicting_its_sketch_aborts_at_every_node() -> None:
+    c, _ = run("lie-identity")
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    assert LIAR in outcome.accepted
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    for i in set(range(N)) - {LIAR}:
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+
+
+def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
+    c, updates = run("lie-reveal")
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    for i in set(range(N)) - {LIAR}:
+        total = c.rounds[i].try_sum(deadline_passed=False)
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+        assert all(holders == (LIAR + 1,) for holders in c.rounds[i].result.inconsistent_revealers.values())  # type: ignore[union-attr]
