@@ -7,19 +7,55 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-
-from node.consensus_faults import MODES as CONSENSUS_FAULTS
-from node.hooks import SHELL_FAULT_NAMES, VALIDATOR_FAULTS
 
 if TYPE_CHECKING:
     from node.hooks import FaultHooks
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+
+
+class LazyChoice(click.Choice):
+    """A Choice whose values come from a module imported only when they are needed (parsing, a subcommand's
+    --help), so that `fednode --help` stays fast."""
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        self._load = load
+        self._values: tuple[str, ...] | None = None
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        if self._values is None:
+            self._values = tuple(self._load())
+        return self._values
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:
+        """click.Choice assigns its choices in __init__; ours are loaded on first use."""
+
+
+def _validator_faults() -> list[str]:
+    from node.hooks import VALIDATOR_FAULTS
+
+    return ["none", *VALIDATOR_FAULTS]
+
+
+def _shell_faults() -> list[str]:
+    from node.hooks import SHELL_FAULT_NAMES
+
+    return [*SHELL_FAULT_NAMES, "all"]
+
+
+def _consensus_faults() -> list[str]:
+    from node.consensus_faults import MODES
+
+    return ["none", *MODES]
 
 
 class UserError(click.ClickException):
@@ -81,13 +117,13 @@ def _dataset_options(func: Any) -> Any:
         click.option("--attack", default="sign-flip", show_default=True,
                      help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
                           "min-max, rule-aware, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
-        click.option("--validator-fault", type=click.Choice(["none", *VALIDATOR_FAULTS]), default="none",
+        click.option("--validator-fault", type=LazyChoice(_validator_faults), default="none",
                      show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
                      "docs/chaos.md)."),
-        click.option("--shell-fault", "shell_faults", type=click.Choice([*SHELL_FAULT_NAMES, "all"]), multiple=True,
+        click.option("--shell-fault", "shell_faults", type=LazyChoice(_shell_faults), multiple=True,
                      help="Malicious hospitals attack their peers' networking shell instead of poisoning their "
                           "update (docs/chaos.md). Repeatable; 'all' runs every one at once."),
-        click.option("--consensus-fault", type=click.Choice(["none", *CONSENSUS_FAULTS]), default="none",
+        click.option("--consensus-fault", type=LazyChoice(_consensus_faults), default="none",
                      show_default=True, help="Malicious hospitals also misbehave in consensus (docs/chaos.md)."),
     ]):
         func = option(func)
