@@ -6,25 +6,29 @@ node builds the same starting model without exchanging it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-MODEL_KINDS = ("logreg", "mlp")
+MODEL_KINDS = ("logreg", "mlp", "module")
 MAX_PARAMS = 50_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     """``logreg``: one linear layer (multinomial logistic regression). ``mlp``: linear, ReLU, linear
-    with ``hidden`` units. ``hidden`` is ignored for ``logreg``."""
+    with ``hidden`` units. ``hidden`` is ignored for ``logreg``. ``module``: the consortium's own model,
+    ``module`` = "FILE.py:FUNC" whose file hash is ``module_sha256`` (see ``ml.custom_model``)."""
 
     kind: str = "logreg"
     n_features: int = 30
     n_classes: int = 2
     hidden: int = 32
+    module: str | None = None
+    module_sha256: str | None = None
 
 
 def check_spec(spec: ModelSpec) -> None:
@@ -38,7 +42,8 @@ def check_spec(spec: ModelSpec) -> None:
 
 
 def layer_shapes(spec: ModelSpec) -> list[tuple[int, int]]:
-    """(fan_in, fan_out) of each linear layer, in parameter order."""
+    """(fan_in, fan_out) of each linear layer, in parameter order (built-in kinds only)."""
+    assert spec.kind != "module", "a module model's layers are its own"
     if spec.kind == "logreg":
         return [(spec.n_features, spec.n_classes)]
     return [(spec.n_features, spec.hidden), (spec.hidden, spec.n_classes)]
@@ -46,6 +51,8 @@ def layer_shapes(spec: ModelSpec) -> list[tuple[int, int]]:
 
 def n_params(spec: ModelSpec) -> int:
     """Number of scalar parameters (weights and biases) of the model."""
+    if spec.kind == "module":
+        return _module_size(spec)
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in layer_shapes(spec))
 
 
@@ -62,14 +69,33 @@ def build_model(spec: ModelSpec, seed: int) -> nn.Module:
     from ml.params import initial_params, load_vector
 
     check_spec(spec)
+    if spec.kind == "module":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _architecture(spec)
     model = _architecture(spec)
     load_vector(model, initial_params(spec, seed))
     return model
 
 
+@functools.lru_cache(maxsize=8)
+def _module_size(spec: ModelSpec) -> int:
+    with torch.random.fork_rng(devices=[]):
+        return sum(p.numel() for p in _architecture(spec).parameters())
+
+
 def _architecture(spec: ModelSpec) -> nn.Module:
     """The layers, uninitialised: ``skip_init`` keeps torch's global RNG untouched, since the
-    parameters are loaded from ``initial_params`` right after."""
+    parameters are loaded from ``initial_params`` right after. A module model is built by its factory."""
+    if spec.kind == "module":
+        from ml.custom_model import load_factory
+
+        if spec.module is None or spec.module_sha256 is None:
+            raise ValueError("model kind 'module' needs 'module' and 'module_sha256'")
+        model = load_factory(spec.module, spec.module_sha256)(spec.n_features, spec.n_classes)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model module {spec.module} did not return a torch.nn.Module")
+        return model.to(torch.float32)
     layers: list[nn.Module] = []
     for index, (fan_in, fan_out) in enumerate(layer_shapes(spec)):
         if index > 0:

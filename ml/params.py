@@ -55,6 +55,8 @@ def initial_params(spec: ModelSpec, seed: int) -> np.ndarray:
     ``nn.Linear`` default uses, in the order of ``to_vector`` (weight of shape (out, in), then bias).
     """
     check_spec(spec)
+    if spec.kind == "module":
+        return _module_initial_params(spec, seed)
     rng = np.random.default_rng([seed, 0x1417])
     pieces = []
     for fan_in, fan_out in layer_shapes(spec):
@@ -63,3 +65,11 @@ def initial_params(spec: ModelSpec, seed: int) -> np.ndarray:
     vec = np.concatenate(pieces).astype(np.float32)
     assert vec.shape == (n_params(spec),)
     return vec
+
+
+def _module_initial_params(spec: ModelSpec, seed: int) -> np.ndarray:
+    """A module model's own initialisation under a seeded torch RNG (`build_model`): the same for every site
+    running the same file and the same torch version."""
+    from ml.models import build_model
+
+    return to_vector(build_model(spec, seed))

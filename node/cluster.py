@@ -394,9 +394,8 @@ def progress_line(obs: Observation, n: int, rounds: int, elapsed_s: float) -> st
         return f"[{elapsed_s:6.1f}s] starting {n} nodes..."
     heights = [s["height"] for s in obs.statuses.values()]
     done = min(sum(1 for e in s["evaluations"] if e["committed"]) for s in obs.statuses.values())
-    accs = [s["evaluations"][-1]["accuracy"] for s in obs.statuses.values()
-            if s["evaluations"] and "accuracy" in s["evaluations"][-1]]
-    acc = f"{accs[0]:.4f}" if accs else "  -   "
+    pooled = pooled_accuracy(list(obs.statuses.values()))
+    acc = f"{pooled[max(pooled)]:.4f}" if pooled else "  -   "
     peers = min(s["peers"] for s in obs.statuses.values())
     return (f"[{elapsed_s:6.1f}s] round {done}/{rounds} committed | height {min(heights)}-{max(heights)} | "
             f"accuracy {acc} | nodes up {len(obs.statuses)}/{n} | peers {peers}/{n - 1} | view {obs.view()}")
@@ -451,6 +450,20 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
                                f"{procs[0].log_path.parent.parent}")
 
 
+def pooled_accuracy(statuses: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """Each committed round's accuracy over every site's own held-out rows together: the sites' accuracies
+    weighted by their held-out row counts (each site evaluates on its own rows; there is no shared test set)."""
+    correct: dict[int, float] = {}
+    total: dict[int, int] = {}
+    for status in statuses:
+        for e in status["evaluations"]:
+            if e["committed"] and "accuracy" in e:
+                rows = int(e.get("held_out_rows", 1))
+                correct[e["round"]] = correct.get(e["round"], 0.0) + e["accuracy"] * rows
+                total[e["round"]] = total.get(e["round"], 0) + rows
+    return {r: correct[r] / total[r] for r in sorted(total) if total[r]}
+
+
 def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
               injector: FaultInjector | None = None) -> dict[str, Any]:
     statuses = [obs.statuses[i] for i in sorted(obs.statuses)]
@@ -458,14 +471,14 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
     first = max(statuses, key=lambda s: sum(1 for e in s["evaluations"] if "accuracy" in e))
     evaluations = sorted(first["evaluations"], key=lambda e: e["round"])
     committed = [e for e in evaluations if e["committed"]]
-    evaluated = [e for e in committed if "accuracy" in e]
+    pooled = pooled_accuracy(statuses)
     faults = injector.faults if injector is not None else []
     return {
         "rounds_requested": rounds,
         "rounds_committed": len(committed),
         "rounds_aborted": sum(1 for e in evaluations if not e["committed"]),
-        "accuracy": evaluated[-1]["accuracy"] if evaluated else None,
-        "accuracy_by_round": [round(e["accuracy"], 4) for e in committed if "accuracy" in e],
+        "accuracy": pooled[max(pooled)] if pooled else None,
+        "accuracy_by_round": [round(pooled[e["round"]], 4) for e in committed if e["round"] in pooled],
         "round_s": [round(e["round_s"], 3) for e in committed if "round_s" in e],
         "height": first["height"],
         "head_hashes": [s["head_hash"] for s in statuses],
@@ -534,7 +547,8 @@ def backdoor_success_by_round(workdir: Path, attack_name: str, model_hashes: Seq
         return None
     genesis = load_genesis(workdir / "genesis.json")
     plan = LearningPlan.from_genesis(genesis)
-    learner = Learner(plan, genesis.n, node)
+    cfg = load_node_config(workdir / f"node-{node}" / "config.json")
+    learner = Learner(plan, genesis.n, node, cfg.data_path, cfg.data_format)
     store = Store.open(workdir / f"node-{node}" / LEDGER_DIR, genesis.chain_id, create=False)
     try:
         rates = []

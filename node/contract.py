@@ -43,6 +43,14 @@ shares phase, under the usual rule; each replica's deadline clock for it started
 ahead (`Timings.phase_started`), so a member that never sends its shares costs the wait only once. An
 `open` naming participants other than every member discards the phases ahead.
 
+**A member that misses a round is not waited for in the next.** A participant missing when a round's first
+phase closes (the keys phase of a secure round, the updates of a plain one) becomes *absent*
+(`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
+for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
+deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
+a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
+one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
+
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
@@ -252,6 +260,11 @@ class ContractState:
     """The committed `sa` messages of the phase running ahead, by author."""
     ahead_u1: tuple[int, ...] = ()
     ahead_u2: tuple[int, ...] = ()
+    absent: tuple[int, ...] = ()
+    """Members missing when a round's first phase closed, with no committed transaction since: not waited for."""
+    absent_since: dict[int, int] = field(default_factory=dict)
+    """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
+    one (a `ready` for the round it went missing in may predate its absence)."""
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
@@ -265,7 +278,8 @@ class ContractState:
                              seed_commitments=dict(self.seed_commitments), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
-                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2)
+                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
+                             absent_since=dict(self.absent_since))
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -275,7 +289,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 1, "reveal": 1}
+                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -324,6 +338,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
         return [_member_list(fields[0], n, "accept.accepted")]
+    if kind == "ready":
+        return []
     if kind == "dealt":
         return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
     if kind == "reveal":
@@ -436,6 +452,8 @@ class Contract:
         smaller, those statistics wait here, never proposed, until the round's end prunes them).
         """
         s = self.state
+        if tx.kind == "ready":
+            return self._ready_valid(tx)
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
@@ -450,9 +468,14 @@ class Contract:
                 and sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.ahead_phase].TAG)  # type: ignore[arg-type]
 
     def ahead_complete(self) -> bool:
-        """Whether the phase running ahead holds every expected member's message, so it may close."""
+        """Whether the phase running ahead holds every expected member's message but the absent ones', so it
+        may close."""
         s = self.state
-        return self._ahead_open() and set(s.ahead_inputs) == set(self._ahead_expected())
+        return self._ahead_open() and set(s.ahead_inputs) >= set(self.awaited(self._ahead_expected()))
+
+    def awaited(self, expected: Iterable[int]) -> tuple[int, ...]:
+        """The members of `expected` a phase waits for: all but the absent (the proposer's and replicas' rule)."""
+        return tuple(m for m in expected if m not in self.state.absent)
 
     def committed_sa_messages(self, round_id: int) -> list[tuple[int, bytes]]:
         """The `sa` messages already committed in `round_id`'s current key phase (running ahead or not), by
@@ -471,6 +494,18 @@ class Contract:
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
         return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+
+    def _ready_valid(self, tx: Tx) -> bool:
+        """From an absent member, for a round after the one it went missing in, up to the next round: a member
+        that lags a round or two behind still comes back, and a `ready` from before it went missing cannot be
+        replayed."""
+        s = self.state
+        return tx.author in s.absent and s.absent_since.get(tx.author, 0) <= tx.round <= s.round + 1
+
+    @property
+    def ready_round(self) -> int:
+        """The round id a `ready` names: the open round, or the next one between rounds."""
+        return self.state.round if self.state.open else self.state.round + 1
 
     def _statistics_count(self) -> int:
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
@@ -522,6 +557,11 @@ class Contract:
             return []
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
             return self._validate_ahead(tx)
+        if tx.kind == "ready":
+            if not self._ready_valid(tx):
+                raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
+                              f"round is before it went missing or after {s.round + 1}")
+            return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
@@ -552,7 +592,8 @@ class Contract:
             if tx.fields[0] != s.ahead_phase:
                 raise TxError(f"close {tx.fields[0]!r} for round {tx.round}, whose phase ahead is {s.ahead_phase}")
             if not self.ahead_complete():
-                raise TxError(f"phase {s.ahead_phase} of round {tx.round} closes ahead only with every member")
+                raise TxError(f"phase {s.ahead_phase} of round {tx.round} closes ahead only with every member "
+                              f"present")
             return []
         if not self.tx_valid_ahead(tx):
             why = "a second input" if tx.author in s.ahead_inputs else "not expected"
@@ -583,7 +624,7 @@ class Contract:
                 raise TxError("result must include exactly the round's committed inputs")
             included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else s.survivor_entries()
             checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1]))  # type: ignore[arg-type]
-        if s.phase != "unmask" and len(members) < len(s.expected):
+        if s.phase != "unmask" and not set(members) >= set(self.awaited(s.expected)):
             checks.append(DeadlineCheck(tx.round, s.phase))
         return checks
 
@@ -622,8 +663,19 @@ class Contract:
         s.ahead_inputs = {}
         return [closed]
 
+    def _mark_absent(self, missing: tuple[int, ...]) -> None:
+        s = self.state
+        for m in missing:
+            s.absent_since.setdefault(m, s.round + 1)
+        s.absent = tuple(sorted(set(s.absent) | set(missing)))
+
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
+        if tx.author in s.absent:
+            s.absent = tuple(m for m in s.absent if m != tx.author)
+            s.absent_since.pop(tx.author, None)
+        if tx.kind == "ready":
+            return []
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
             return self._apply_ahead(tx, height)
         if tx.kind == "open":
@@ -653,6 +705,7 @@ class Contract:
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
             if s.phase == "keys":
                 s.u1 = members
+                self._mark_absent(tuple(m for m in s.participants if m not in members))
             if s.phase == "inputs":
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}
@@ -670,6 +723,8 @@ class Contract:
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False
+        if tx.kind == "result" and s.phase == "collect":
+            self._mark_absent(tuple(m for m in s.participants if m not in tx.fields[0]))  # type: ignore[operator]
         if tx.kind == "result":
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -174,9 +175,11 @@ class Daemon:
                                 transport.limits) as net, trio.open_nursery() as nursery:
             self.nursery = self.rounds.nursery = nursery
             net.set_request_handler(self.sync.serve_request)
-            status_port = await nursery.start(serve_status, self.cfg.status_port, self.status, self.metrics)
-            logger.info("%s (member %d) listening on %s, status on 127.0.0.1:%d", self.name, self.index,
-                        net.listen_addrs, status_port)
+            status_port = await nursery.start(partial(serve_status, host=self.cfg.status_host,
+                                                      token=self.cfg.status_token),
+                                              self.cfg.status_port, self.status, self.metrics)
+            logger.info("%s (member %d) listening on %s, status on %s:%d", self.name, self.index,
+                        net.listen_addrs, self.cfg.status_host, status_port)
             await transport.start(net, nursery)
             nursery.start_soon(self._ticker)
             nursery.start_soon(transport.serve_inbox, self._on_message, self.vector_bytes_max)
@@ -331,6 +334,8 @@ class Daemon:
         for event in self.contract.apply_block(block):
             self.rounds.on_event(event)
         self.mempool.prune()
+        if not self.rounds.applying_fetched:
+            self.rounds.announce_presence()
 
     async def _apply_fetched(self, block: Block, cert: CommitCertificate) -> None:
         """A block a peer gave us, its certificate checked (`Sync`): commit it as the replica would."""
@@ -340,6 +345,7 @@ class Daemon:
         finally:
             self.rounds.applying_fetched = False
         self.rounds.join_found_open()
+        self.rounds.announce_presence()
         self._after_event()
 
     async def _validate_block(self, block: Block) -> None:
@@ -382,6 +388,7 @@ class Daemon:
             "uptime_s": time.monotonic() - self.started_at,
             "commit_latency_ms": self.commit_latency_ms,
             "rejected": self.transport.rejections(),
+            "absent": list(s.absent),
         }
 
 

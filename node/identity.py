@@ -68,6 +68,26 @@ def load(path: Path) -> Identity:
     return Identity(seed)
 
 
+BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+# A libp2p peer id of an Ed25519 key is the identity multihash (0x00, length 0x24) of the key's protobuf
+# encoding (field 1 KeyType = 1 Ed25519, field 2 the 32 key bytes), in base58btc: "12D3KooW...".
+_PEER_ID_PREFIX = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20])
+
+
+def peer_id(public_key: bytes) -> str:
+    """The libp2p peer id of an Ed25519 public key, computed without importing libp2p (fast CLI commands)."""
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key has 32 bytes")
+    data = _PEER_ID_PREFIX + public_key
+    number = int.from_bytes(data, "big")
+    digits = []
+    while number:
+        number, rest = divmod(number, 58)
+        digits.append(BASE58_ALPHABET[rest])
+    leading_zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * leading_zeros + "".join(reversed(digits))
+
+
 def verify(public_key: bytes, data: bytes, signature: bytes) -> bool:
     """Check an Ed25519 signature; any malformed key or signature is simply invalid."""
     try:

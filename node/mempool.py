@@ -56,7 +56,7 @@ class Mempool:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats"):
+        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         if self._stale(tx) or tx.round > self.contract.state.round + 1:
@@ -73,10 +73,6 @@ class Mempool:
         self.arrival[digest] = time.monotonic()
         self._held[tx.author] += 1
         self._held_bytes[tx.author] += len(tx.raw)
-
-    def _stale(self, tx: rc.Tx) -> bool:
-        s = self.contract.state
-        return tx.round < s.round or (tx.round == s.round and not s.open)
 
     def _within_quota(self, tx: rc.Tx) -> bool:
         return (self._held[tx.author] < AUTHOR_TXS_MAX
@@ -104,6 +100,14 @@ class Mempool:
         for digest, tx in list(self.txs.items()):
             if self._stale(tx):
                 self.forget(digest)
+
+    def _stale(self, tx: rc.Tx) -> bool:
+        """A transaction of a round that is over; a `ready` once the contract would no longer take it (its
+        author is back, or the ready predates its absence): a lagging member's ready names an older round."""
+        s = self.contract.state
+        if tx.kind == "ready":
+            return not self.contract.tx_valid_now(tx)
+        return tx.round < s.round or (tx.round == s.round and not s.open)
 
     def forget(self, digest: bytes) -> None:
         """Committed, invalid or stale: out of the mempool, and no longer ours to resubmit."""

@@ -79,7 +79,19 @@ class Proposer:
                 break
         if self._hold_for_statistics(shadow, txs):
             return None
-        return txs + self._ahead_txs(shadow) if txs else None
+        txs = txs + self._ahead_txs(shadow) if txs else []
+        txs += self._ready_txs(shadow)
+        return txs or None
+
+    def _ready_txs(self, shadow: rc.Contract) -> list[bytes]:
+        """Absent members' pending `ready`, last in the block: the phases before it were decided without them
+        (a replica checks a close against the absent set as the block's earlier transactions left it)."""
+        candidates = [tx for tx in self.mempool.txs.values() if tx.kind == "ready" and shadow.tx_valid_now(tx)]
+        valid, invalid = shadow.admissible(candidates)
+        for tx, exc in invalid:
+            self.mempool.drop(tx, exc)
+        shadow.extend(valid, self.me.index)
+        return [tx.raw for tx in valid]
 
     def _ahead_txs(self, shadow: rc.Contract) -> list[bytes]:
         """The next round's pending `sa` transactions, and the `close` of its phase ahead once complete.
@@ -127,7 +139,7 @@ class Proposer:
             if self.waiting_for_members():
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
-        candidates = [tx for tx in self.mempool.txs.values() if c.tx_valid_now(tx)]
+        candidates = [tx for tx in self.mempool.txs.values() if tx.kind != "ready" and c.tx_valid_now(tx)]
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step
@@ -141,7 +153,7 @@ class Proposer:
         members = set(s.inputs) | {tx.author for tx in pending}
         late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
         enough = len(members) >= c.min_inputs(s.phase)
-        ready = len(members) == len(s.expected) or (late and enough)
+        ready = members >= set(c.awaited(s.expected)) or (late and enough)
         raws = [tx.raw for tx in pending]
         _, closing, _ = self.settings.contract.phase_info(s.phase)
         if s.phase == "unmask" or (closing == "result" and ready):

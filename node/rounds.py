@@ -45,6 +45,7 @@ from smpc.secagg import RevealRefused
 logger = logging.getLogger("fednode")
 
 T = TypeVar("T")
+READY_INTERVAL_S = 1.0
 
 
 class RoundDriver:
@@ -62,6 +63,8 @@ class RoundDriver:
         self.primary, self.after_event = primary, after_event
         self.n = contract.params.n
         self.joined_rounds: set[int] = set()
+        self.ready_sent = (0, -READY_INTERVAL_S)
+        """(round id, monotonic time) of the last `ready` we submitted (`announce_presence`)."""
         self.sat_out: set[int] = set()
         """Secure rounds whose keys we advertised before a restart (`_join_secure_round`)."""
         self.evaluations: list[dict[str, Any]] = []
@@ -147,6 +150,22 @@ class RoundDriver:
             # Too late for this round (its keys closed in the block that opened it, without ours), but not
             # for the next: without keys advertised ahead, we would miss that one too.
             self.prepare_next_round(s.round + 1)
+
+    def announce_presence(self) -> None:
+        """Back after missing a round's first phase (the contract lists us absent, and no phase waits for us):
+        say so with `ready`, once per round id and at most every READY_INTERVAL_S (a node catching up passes
+        many past rounds in which it was absent), so that the phases from then on wait for us again."""
+        assert self.nursery is not None
+        round_id = self.contract.ready_round
+        now = time.monotonic()
+        last_round, last_at = self.ready_sent
+        if self.index not in self.contract.state.absent or round_id <= last_round or self.contract.finished \
+                or now - last_at < READY_INTERVAL_S:
+            return
+        self.ready_sent = (round_id, now)
+        logger.info("missed a round: telling the consortium we are back (ready for round %d)", round_id)
+        tx = rc.make_tx(self.contract.params.chain_id, "ready", self.index, round_id, [], self.identity.sign)
+        self.nursery.start_soon(self.submit, [SubmitTx(tx)], round_id)
 
     def _can_still_contribute(self, s: rc.ContractState) -> bool:
         if s.phase == rc.PHASES[self.settings.contract.mode][0][0]:
@@ -296,7 +315,7 @@ class RoundDriver:
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
-                                 "accuracy": result.accuracy,
+                                 "accuracy": result.accuracy, "held_out_rows": result.n,
                                  "loss": result.loss, "height": outcome.height,
                                  "round_s": self.timings.since_open_s(outcome.round),
                                  "commit_s": self.timings.since_open_s(outcome.round, committed),

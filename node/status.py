@@ -1,12 +1,14 @@
 """The node's local HTTP endpoint: `/status` (JSON) and `/metrics` (Prometheus text format).
 
-It listens on loopback only: it is for the hospital's own operators and monitoring, never for peers.
-The server is deliberately tiny (HTTP/1.0, GET only, one request per connection, bounded request size),
+It listens on 127.0.0.1 unless the node config sets `status_host`; off loopback every request must carry
+`Authorization: Bearer <status_token>` (the config refuses a non-loopback host without a token). It is for
+the hospital's own operators and monitoring, never for peers. The server is deliberately tiny (HTTP/1.0, GET only, one request per connection, bounded request size),
 so it needs no web framework and cannot be made to hold much: a slow or malformed client is cut off.
 """
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import logging
@@ -50,15 +52,19 @@ class Metrics:
 
 
 async def serve_status(port: int, status: Callable[[], dict[str, Any]], metrics: Metrics,
-                       *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until cancelled on 127.0.0.1:`port`; reports the bound port through `task_status`."""
-    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+                       *, host: str = "127.0.0.1", token: str | None = None,
+                       task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled on `host`:`port`; reports the bound port through `task_status`.
+
+    With `token`, a request without the header `Authorization: Bearer <token>` is answered 401.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners[0].socket.getsockname()[1])
 
     async def handle(stream: trio.SocketStream) -> None:
         with trio.move_on_after(CLIENT_TIMEOUT_S):
             try:
-                await _answer(stream, status, metrics)
+                await _answer(stream, status, metrics, token)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
         await stream.aclose()
@@ -66,31 +72,48 @@ async def serve_status(port: int, status: Callable[[], dict[str, Any]], metrics:
     await trio.serve_listeners(handle, listeners)
 
 
-async def _answer(stream: trio.SocketStream, status: Callable[[], dict[str, Any]], metrics: Metrics) -> None:
+def authorized(request: bytes, token: str | None) -> bool:
+    """Whether the request's headers carry `Authorization: Bearer <token>` (always true without a token)."""
+    if token is None:
+        return True
+    for line in request.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"authorization":
+            scheme, _, credential = value.strip().partition(b" ")
+            return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), token.encode())
+    return False
+
+
+async def _answer(stream: trio.SocketStream, status: Callable[[], dict[str, Any]], metrics: Metrics,
+                  token: str | None = None) -> None:
     request = b""
-    while b"\r\n" not in request and len(request) < MAX_REQUEST_BYTES:
+    while b"\r\n\r\n" not in request and len(request) < MAX_REQUEST_BYTES:
         chunk = await stream.receive_some(MAX_REQUEST_BYTES)
         if not chunk:
-            return
+            break
         request += chunk
     parts = request.split(b"\r\n", 1)[0].split()
     path = parts[1].decode("ascii", "replace") if len(parts) >= 2 and parts[0] == b"GET" else ""
-    if path == "/status":
+    if not authorized(request, token):
+        code, ctype, body = 401, "text/plain", b"send Authorization: Bearer <status_token>\n"
+    elif path == "/status":
         code, ctype, body = 200, "application/json", json.dumps(status()).encode()
     elif path == "/metrics":
         code, ctype, body = 200, "text/plain; version=0.0.4", generate_latest(metrics.registry)
     else:
         code, ctype, body = 404, "text/plain", b"try /status or /metrics\n"
-    head = f"HTTP/1.0 {code} {'OK' if code == 200 else 'Not Found'}\r\nContent-Type: {ctype}\r\n" \
+    reason = {200: "OK", 401: "Unauthorized"}.get(code, "Not Found")
+    head = f"HTTP/1.0 {code} {reason}\r\nContent-Type: {ctype}\r\n" \
            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     await stream.send_all(head.encode() + body)
 
 
-def fetch_status(port: int, timeout_s: float = 3.0) -> dict[str, Any]:
+def fetch_status(port: int, timeout_s: float = 3.0, *, host: str = "127.0.0.1",
+                 token: str | None = None) -> dict[str, Any]:
     """Blocking client used by `fednode status` and `fednode cluster`; raises OSError when unreachable."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    conn = http.client.HTTPConnection("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, timeout=timeout_s)
     try:
-        conn.request("GET", "/status")
+        conn.request("GET", "/status", headers={"Authorization": f"Bearer {token}"} if token else {})
         response = conn.getresponse()
         if response.status != 200:
             raise OSError(f"status endpoint answered {response.status}")

@@ -53,7 +53,8 @@ def _running(config_path: Path) -> Iterator[Daemon]:
     plan = LearningPlan.from_genesis(genesis)
     store = Store.open(cfg.db_path, genesis.chain_id)
     try:
-        d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan, Learner(plan, genesis.n, ME))
+        d = Daemon(cfg, genesis, load_identity(cfg.key_path), store, plan,
+                   Learner(plan, genesis.n, ME, cfg.data_path))
         d.rounds.nursery = RecordingNursery()  # type: ignore[assignment]
         yield d
     finally:

@@ -35,7 +35,7 @@ MODEL_TX = b"model:"
 def make_genesis() -> Genesis:
     return genesis_from_dict({
         "fednode_genesis": 1, "f": 1,
-        "members": [{"name": f"h{i}", "public_key": bytes(k.verify_key).hex(), "address": f"/ip4/127.0.0.1/tcp/{i}"}
+        "members": [{"name": f"h{i}", "public_key": bytes(k.verify_key).hex(), "address": f"/ip4/127.0.0.1/tcp/{4000 + i}"}
                     for i, k in enumerate(MEMBER_KEYS)],
     })
 

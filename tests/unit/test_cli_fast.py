@@ -1,0 +1,47 @@
+"""The CLI answers --help and --version without loading the heavy libraries (torch, sklearn, libp2p)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from node.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "sklearn", "libp2p", "pandas", "trio", "pydantic")
+
+PROBE = """
+import sys
+from node.cli import main
+sys.argv = ["fednode", *{args!r}]
+try:
+    main()
+except SystemExit:
+    pass
+print(sorted(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["start", "--help"], ["testnet", "--help"],
+                                  ["genesis", "--help"], ["export", "--help"]])
+def test_help_and_version_import_no_heavy_library(args: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_version_names_the_package() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("fednode ")
+
+
+def test_verbose_flag_after_the_subcommand() -> None:
+    result = CliRunner().invoke(cli, ["status", "-v", "--config", "/nonexistent/config.json"])
+    assert result.exit_code == 2
+    assert "No such option" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
