@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus.quorum import max_faulty
 from node import identity
 from node.config import GENESIS_FORMAT, ConfigError, Genesis, genesis_from_dict, genesis_hash, load_document
 
@@ -176,6 +177,9 @@ def add_members(path: Path, member_files: list[Path]) -> dict[str, Any]:
     raw["members"] = members
     if "f" in raw:
         del raw["f"]  # f follows N (the largest with N >= 3f+1) unless set after the last member is added
+    if raw.get("validation", {}).get("enabled"):
+        # The sketches stay private against f colluders only with a sharing degree of at least f.
+        raw["validation"]["degree"] = max(1, max_faulty(len(members)))
     genesis_from_dict(raw, f"genesis {path}")
     _write_json(path, raw)
     return raw

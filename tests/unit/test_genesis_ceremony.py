@@ -118,3 +118,19 @@ def test_testnet_hosts_layout(tmp_path: Path) -> None:
     assert [m["address"] for m in genesis["members"]] == ["/ip4/192.168.0.10/tcp/26656", "/ip4/192.168.0.11/tcp/26656"]
     config = json.loads((tmp_path / "net2" / "node-1" / "config.json").read_text())
     assert (config["listen_host"], config["listen_port"], config["status_port"]) == ("0.0.0.0", 26656, 26657)
+
+
+def test_adding_members_raises_the_sharing_degree_to_f(tmp_path: Path) -> None:
+    """Seven members tolerate f = 2 colluders, so their sketches are shared with degree 2: add-member
+    keeps the validation degree at f as N grows (a degree-1 genesis for 7 would be refused)."""
+    assert _run("data", "split", "--sites", "7", "--out", str(tmp_path / "public"))[0] == 0
+    for i in range(7):
+        assert _run("init", "--home", str(tmp_path / f"site-{i}"), "--name", f"h{i}", "--port", str(19100 + i),
+                    "--data", str(tmp_path / "public" / f"site-{i}.csv"))[0] == 0
+    assert _run("genesis", "new", "--out", str(tmp_path / "genesis.json"),
+                "--task", str(tmp_path / "public" / "task.json"), "--rounds", "2")[0] == 0
+    code, out = _run("genesis", "add-member", str(tmp_path / "genesis.json"),
+                     *(str(tmp_path / f"site-{i}" / "member.json") for i in range(7)))
+    assert code == 0, out
+    genesis = load_genesis(tmp_path / "genesis.json")
+    assert genesis.f == 2 and genesis.raw["validation"]["degree"] == 2
