@@ -45,4 +45,5 @@ def test_a_misbehaving_primary_loses_its_view(tmp_path: Path, mode: str) -> None
     if mode == "censor":
         assert all(0 not in rejected for rejected in summary["rejected"]), summary["rejected"]
     else:
-        assert any("recorded evidence of preprepare" in log for log in logs)
+        assert any("member 3: equivocation_preprepare: evidence recorded" in log for log in logs), \
+            "the honest members must have recorded member 3's conflicting pre-prepares as evidence"
