@@ -107,12 +107,27 @@ class NormalCase:
         if isinstance(msg, PrePrepare):
             return actions + self._accept_preprepare(msg, now_ms)
         if not first:
-            return actions
+            if not isinstance(msg, Commit):
+                return actions
+            self._keep_as_second_commit(msg)
         if isinstance(msg, Prepare):
             self._prepares.setdefault((msg.view, msg.block_hash), {})[msg.sender] = msg
         else:
             self._commits.setdefault((msg.view, msg.block_hash), {})[msg.sender] = msg
         return actions + self._progress(now_ms)
+
+    def _keep_as_second_commit(self, commit: Commit) -> None:
+        """A COMMIT that conflicts with its sender's first for (view, height) is kept too, replacing any
+        earlier second one: a helper relays a certificate as its quorum of COMMITs, and a Byzantine signer
+        of it may have sent us a COMMIT for another block first. Two per (sender, view, height) at most."""
+        key = (commit.sender, commit.view)
+        old = self._second_commits.get(key)
+        if old is not None and old != commit.block_hash:
+            votes = self._commits.get((commit.view, old), {})
+            votes.pop(commit.sender, None)
+            if not votes:
+                self._commits.pop((commit.view, old), None)
+        self._second_commits[key] = commit.block_hash
 
     def _commit_view_allowed(self, commit: Commit) -> bool:
         """Bound what one sender can make us hold: COMMITs of at most a few views per height."""
@@ -261,6 +276,7 @@ class NormalCase:
         self._validated.clear()
         self._prepares.clear()
         self._commits.clear()
+        self._second_commits.clear()
         self._outbox.clear()
         if self._prepared is not None and self._prepared.preprepare.height <= self.committed_height:
             self._prepared = None

@@ -151,6 +151,7 @@ class Replica(NormalCase, ViewChanges, Checkpoints, Restore):
         self._head_cert: CommitCertificate | None = committed_cert
         self._future: dict[tuple[int, type], SlotMessage] = {}
         self._seen: dict[tuple[type, int, int, int], SlotMessage] = {}
+        self._second_commits: dict[tuple[int, int], bytes] = {}
         self._evidenced: dict[int, set[tuple[str, int, int]]] = {}
         self._verified_view_changes: dict[int, ViewChange] = {}
         self._forced: PrePrepare | None = None

@@ -142,10 +142,10 @@ def test_finding_3_votes_with_many_hashes_are_bounded_and_evidenced_once() -> No
         digest = hashlib.sha256(b"%d" % k).digest()
         byz(net, m.Prepare(0, 1, digest, 3), 1)
         byz(net, m.Commit(k % 50, 1, digest, 3), 1)
-    per_sender = 3 * (1 + MAX_COMMIT_VIEWS_PER_SENDER) + MAX_EVIDENCE_PER_SENDER + 2
+    per_sender = 3 * (1 + 2 * MAX_COMMIT_VIEWS_PER_SENDER) + MAX_EVIDENCE_PER_SENDER + 2
     assert state_entries(net.replicas[1]) - before <= per_sender, "one vote per (sender, view, height) is kept"
     kinds = [e.kind for e in net.evidence[1]]
-    assert kinds.count("prepare") == 1 and kinds.count("commit") <= 4
+    assert kinds.count("prepare") == 1 and kinds.count("commit") <= MAX_COMMIT_VIEWS_PER_SENDER
 
 
 def test_finding_4_censoring_primary_is_replaced_while_blocks_commit() -> None:
@@ -227,3 +227,21 @@ def test_watch_only_keeps_the_timers_of_digests_still_wanted() -> None:
     assert replica._watched == {b: 0, c: 50}
     replica.watch_only([], 60)
     assert replica._watched == {}
+
+
+def test_a_relayed_certificate_counts_although_its_byzantine_signer_equivocated_to_us() -> None:
+    """BYZ sends replica 3 a COMMIT for another block first, then signs the real one with 0 and 2. When 0
+    relays its head certificate (as its quorum of COMMITs), 3 must still learn the block is final: the
+    sender's second COMMIT for the slot is kept (two at most), not only evidenced."""
+    net = Net(byzantine={BYZ})
+    pp = net.propose(0, b"a")
+    h = pp.block.hash()
+    byz(net, m.Commit(0, 1, hashlib.sha256(b"other").digest(), BYZ), 3)
+    byz(net, m.Prepare(0, 1, h, BYZ), 0, 2)
+    net.deliver(only=lambda to, msg: to != 3)
+    byz(net, m.Commit(0, 1, h, BYZ), 0, 2)
+    net.deliver(only=lambda to, msg: to != 3)
+    assert BYZ in {s for s, _ in net.ledgers[0][0][1].signatures}, "the certificate needs the Byzantine COMMIT"
+    net.execute(0, net.replicas[0]._help_peer(3, 0, net.now))
+    net.deliver()
+    assert net.replicas[3]._final_height() == 1
