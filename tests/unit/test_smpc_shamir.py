@@ -129,3 +129,21 @@ def test_the_linear_solver_skips_a_column_without_pivot() -> None:
     pivot is a free variable (set to 0), and elimination goes on with the next column."""
     assert shamir._solve_mod_p([[0, 1], [0, 2]], [3, 6]) == [0, 3]
     assert shamir._solve_mod_p([[0, 1], [0, 2]], [3, 7]) is None
+
+
+def test_max_faulty_asks_for_t_plus_1_plus_f_agreeing_shares() -> None:
+    """With f possible liars a polynomial is trusted only when t + 1 + f shares agree with it."""
+    def wrong(shares: dict[int, np.ndarray], ids: tuple[int, ...]) -> dict[int, np.ndarray]:
+        return {x: field.add(s, np.ones(3, dtype=np.uint64)) if x in ids else s for x, s in shares.items()}
+
+    shares = shamir.share_vector(np.arange(3, dtype=np.uint64), 1, IDS, SeededRandomBytes.from_int(13))
+    with pytest.raises(NotEnoughShares, match="^have 3 shares, need 4 with 2 possibly wrong$"):
+        shamir.reconstruct({x: shares[x] for x in (1, 2, 3)}, 1, max_faulty=2)
+    six = {x: shares[x] for x in IDS[:6]}
+    at_limit = shamir.reconstruct(wrong(six, (2, 5)), 1, max_faulty=2)  # 4 agree: exactly t + 1 + f
+    assert at_limit.inconsistent_ids == (2, 5) and at_limit.secret.tolist() == [0, 1, 2]
+    with pytest.raises(InconsistentShares) as short:
+        shamir.reconstruct(wrong(shares, (2, 5)), 1, max_faulty=4)  # 5 of 7 agree, 6 needed
+    assert short.value.suspects == (2, 5)
+    assert str(short.value) == ("the best degree-1 polynomial agrees with 5 of 7 shares, fewer than the 6 that rule "
+                                "out 4 liars; off it: [2, 5]")
