@@ -227,6 +227,10 @@ class RoundOutcome:
     model_hash: bytes
     height: int
     rejected: tuple[int, ...] = ()
+    missing: tuple[int, ...] = ()
+    """An aborted round's expected members without an input in the phase it aborted in (a seed reveal, a
+    `dealt`, statistic shares...): who the round waited for in vain, on the ledger. Empty for an abort in the
+    unmask phase, whose reveals travel by gossip, and for an abort of statistics every holder published."""
 
 
 Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
@@ -730,7 +734,8 @@ class Contract:
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected)
         else:
-            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height)
+            missing = tuple(a for a in s.expected if a not in s.inputs) if s.phase != "unmask" else ()
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing)
         s.outcomes.append(outcome)
         return [outcome]
 
