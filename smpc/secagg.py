@@ -41,8 +41,9 @@ U1 are the nodes whose keys are on the ledger; U2 ⊆ U1 those whose share bundl
 pairwise between members of U2 (each has shares of its secrets at every member of U1); U3 ⊆ U2
 are the nodes whose masked inputs count. Threshold: the Shamir degree t; every phase needs at
 least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
-holders deliver their reveals (more when some reveals are wrong: m shares correct up to
-(m - t - 1) / 2 errors). The result is exactly the ring sum of the quantized updates of U3.
+holders deliver correct reveals. Each bundle commits to every holder's shares, so each revealed share is
+checked on its own: a wrong one proves its sender lied (`WrongReveal`, `SecAggResult.lying_revealers`) and
+drops its reveals for the round. The result is exactly the ring sum of the quantized updates of U3.
 
 Never both secrets. For a member i of U2, each holder reveals its share of b_i if i is in U3 and
 its share of sk_i (the mask key) otherwise, never both: `RevealGuard` remembers what was revealed
