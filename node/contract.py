@@ -379,8 +379,10 @@ class Contract:
 
     def min_inputs(self, phase: str) -> int:
         """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
-        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`)."""
-        if phase in ("seed", "validate"):
+        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`). The
+        publishers are holders of V, so the sketch phase needs as many dealers: a smaller V could never
+        validate, and its abort at the sketch deadline names the missing dealers instead of nobody later."""
+        if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.params.max_faulty
         return self.min_members
 

@@ -831,25 +831,30 @@ def test_without_validation_a_weight_outside_0_1_aborts_before_anything_is_revea
     assert revealed == [] and all("outside (0, 1]" in c.left.get(i, "") for i in range(n)), c.left
 
 
-@pytest.mark.parametrize("n", [4, 7])
+@pytest.mark.parametrize(("n", "phase"), [(4, "seed"), (7, "seed"), (4, "sketch"), (7, "sketch")])
 def test_a_member_silent_from_the_seed_phase_aborts_the_validated_round_naming_it_and_the_next_round_opens(
-        n: int) -> None:
+        n: int, phase: str) -> None:
     """Red team B6. With t_v = f at N = 3f + 1 the seed phase needs every member's reveal (2t_v + 1 + f = N);
-    that threshold stays. A member that masks and then goes silent makes the round abort at the seed phase's
-    deadline (the close is refused, the primary's `abort` needs only the deadline), the abort record on the
-    ledger names the silent member, and the next round opens and collects its keys as usual."""
+    that threshold stays. A member that masks and then goes silent (before its seed reveal, or after it and
+    before dealing its sketch) makes the round abort at that phase's deadline (the close is refused, the
+    primary's `abort` needs only the deadline), the abort record on the ledger names the silent member, and
+    the next round opens and collects its keys as usual."""
     f, silent = (n - 1) // 3, 3
-    c = Cluster(n, 60 + n, validate=True, rounds=2, validation_degree=(n - 1) // 3)
+    c = Cluster(n, 60 + n, validate=True, rounds=2, validation_degree=f)
     rng = np.random.default_rng(n)
     c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
-    c.alive -= {silent}
+    if phase == "seed":
+        c.alive -= {silent}
     c.commit(c.tx("close", ["inputs"]))
+    if phase == "sketch":
+        c.alive -= {silent}
+        c.commit(c.tx("close", ["seed"]))
     contract = c.contracts[0]
-    with pytest.raises(rc.TxError, match=f"needs {3 * f + 1}"):
-        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("close", ["seed"]))))
-    abort = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("abort", ["too few members in phase seed"])))
-    assert contract.check_block(abort) == [rc.DeadlineCheck(1, "seed")]
-    c.commit(c.tx("abort", ["too few members in phase seed"]))
+    with pytest.raises(rc.TxError, match=f"phase {phase} has {3 * f} inputs, needs {3 * f + 1}"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("close", [phase]))))
+    abort = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("abort", [f"too few members in phase {phase}"])))
+    assert contract.check_block(abort) == [rc.DeadlineCheck(1, phase)]
+    c.commit(c.tx("abort", [f"too few members in phase {phase}"]))
     outcome = contract.state.outcomes[-1]
     assert (outcome.round, outcome.committed, outcome.missing) == (1, False, (silent,))
     assert not contract.state.open and not contract.finished
