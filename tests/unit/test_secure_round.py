@@ -857,11 +857,20 @@ def test_a_member_silent_from_the_seed_phase_aborts_the_validated_round_naming_i
     c.commit(c.tx("abort", [f"too few members in phase {phase}"]))
     outcome = contract.state.outcomes[-1]
     assert (outcome.round, outcome.committed, outcome.missing) == (1, False, (silent,))
-    assert not contract.state.open and not contract.finished
+    assert not contract.state.open and not contract.finished and contract.state.absent == (silent,)
     c.commit(c.tx("open", [b"\x00" * 32, list(range(n))], round_id=2))
     assert (contract.state.round, contract.state.open, contract.state.phase) == (2, True, "keys")
-    c.commit(c.tx("close", ["keys"], round_id=2))
-    assert contract.state.u1 == tuple(sorted(c.alive)) and contract.state.phase == "shares"
+    for key_phase in ("keys", "shares"):  # the absent member is not waited for: no deadline needed
+        close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("close", [key_phase], round_id=2)))
+        assert contract.check_block(close) == []
+        c.commit(c.tx("close", [key_phase], round_id=2))
+    assert contract.state.u1 == tuple(sorted(c.alive)) and contract.state.phase == "inputs"
+    for i in sorted(c.alive):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
+    c.commit(c.tx("close", ["inputs"], round_id=2))
+    assert contract.state.phase == "seed" and silent not in contract.state.expected
+    c.commit(c.tx("abort", ["too few members in phase seed"], round_id=2))
+    assert contract.state.outcomes[-1].missing == (silent,)
 
 
 def test_five_hospitals_tolerate_one_offline_in_validated_rounds() -> None:
