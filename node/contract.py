@@ -44,7 +44,8 @@ ahead (`Timings.phase_started`), so a member that never sends its shares costs t
 `open` naming participants other than every member discards the phases ahead.
 
 **A member that misses a round is not waited for in the next.** A participant missing when a round's first
-phase closes (the keys phase of a secure round, the updates of a plain one) becomes *absent*
+phase closes (the keys phase of a secure round, the updates of a plain one), or named in the `missing` of a
+round that aborted for too few inputs (a silent member in a validated round at N = 3f + 1), becomes *absent*
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
@@ -227,6 +228,11 @@ class RoundOutcome:
     model_hash: bytes
     height: int
     rejected: tuple[int, ...] = ()
+    missing: tuple[int, ...] = ()
+    """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
+    `dealt`, statistic shares...): who the round waited for in vain, on the ledger; they become absent
+    (`ContractState.absent`). Empty for an abort in the unmask phase, whose reveals travel by gossip, and
+    for an abort with enough inputs (statistics every holder published that nobody can decide)."""
 
 
 Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
@@ -375,8 +381,10 @@ class Contract:
 
     def min_inputs(self, phase: str) -> int:
         """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
-        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`)."""
-        if phase in ("seed", "validate"):
+        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`). The
+        publishers are holders of V, so the sketch phase needs as many dealers: a smaller V could never
+        validate, and its abort at the sketch deadline names the missing dealers instead of nobody later."""
+        if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.params.max_faulty
         return self.min_members
 
@@ -669,6 +677,16 @@ class Contract:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
+    def _missing_inputs(self) -> tuple[int, ...]:
+        """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
+        the phase it aborted in (also those left out earlier, e.g. absent at its keys phase, since the phase
+        needed them). None for an abort with enough inputs (statistics every holder published but nobody can
+        decide) or in the unmask phase, whose reveals travel by gossip."""
+        s = self.state
+        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
+            return ()
+        return tuple(a for a in s.participants if a not in s.inputs)
+
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
         if tx.author in s.absent:
@@ -730,7 +748,9 @@ class Contract:
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected)
         else:
-            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height)
+            missing = self._missing_inputs()
+            self._mark_absent(missing)
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing)
         s.outcomes.append(outcome)
         return [outcome]
 

@@ -315,6 +315,7 @@ class RoundDriver:
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
+                                 "missing": list(outcome.missing),
                                  "accuracy": result.accuracy, "held_out_rows": result.n,
                                  "loss": result.loss, "height": outcome.height,
                                  "round_s": self.timings.since_open_s(outcome.round),
@@ -322,6 +323,6 @@ class RoundDriver:
                                  "committed_at": committed_at, "cpu_at_commit_s": cpu_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
-        logger.info("round %d %s: %d inputs, accuracy %.4f, height %d", outcome.round,
+        logger.info("round %d %s: %d inputs, accuracy %.4f, height %d%s", outcome.round,
                     "committed" if outcome.committed else "aborted", len(outcome.included), result.accuracy,
-                    outcome.height)
+                    outcome.height, f", missing {list(outcome.missing)}" if outcome.missing else "")

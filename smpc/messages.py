@@ -34,6 +34,8 @@ from smpc.keys import KEY_BYTES
 from smpc.signing import SIGNATURE_BYTES
 
 DIGEST_BYTES = 32
+SHARE_COMMITMENT_BYTES = 2 * DIGEST_BYTES
+"""Per holder in a ShareKeys bundle: the hash of its share of b_sender, then of its share of sk_sender."""
 SHARE_BYTES = 8 * shamir.SECRET_CHUNKS
 MAX_CIPHERTEXT_BYTES = 256
 MAX_ROUND_ID = (1 << 63) - 1
@@ -95,16 +97,25 @@ class AdvertiseKeys(_MessageBase):
 
 @dataclass(frozen=True, slots=True)
 class ShareKeys(_MessageBase):
-    """Phase 2: one ciphertext per recipient, each holding the recipient's two Shamir shares."""
+    """Phase 2: one ciphertext per recipient, each holding the recipient's two Shamir shares, and for every
+    holder (the sender included) the hashes of its two shares (`secagg.share_commitment`), so that each
+    share revealed later can be checked on its own."""
 
     TAG: ClassVar[int] = 2
     round_id: int
     sender: int
     ciphertexts: Pairs
+    commitments: Pairs
+    """(holder, H(share of b_sender) || H(share of sk_sender)) for every member of U1."""
     signature: bytes = b""
 
     def fields(self) -> list[Any]:
-        return [[list(pair) for pair in self.ciphertexts]]
+        return [[list(pair) for pair in self.ciphertexts], [list(pair) for pair in self.commitments]]
+
+    def commitment(self, holder: int, mask_key: bool) -> bytes | None:
+        """The committed hash of `holder`'s share of b_sender (or of sk_sender); None if there is none."""
+        both = dict(self.commitments).get(holder)
+        return None if both is None else both[DIGEST_BYTES:] if mask_key else both[:DIGEST_BYTES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +291,9 @@ def _build(items: object, limits: Limits) -> Message:
             _check_bytes(value, KEY_BYTES, KEY_BYTES, "key")
         return AdvertiseKeys(round_id, sender, payload[0], payload[1], payload[2], signature)
     if cls is ShareKeys:
-        _check_arity(payload, 1)
-        return ShareKeys(round_id, sender, _pairs(payload[0], limits, 1, MAX_CIPHERTEXT_BYTES), signature)
+        _check_arity(payload, 2)
+        return ShareKeys(round_id, sender, _pairs(payload[0], limits, 1, MAX_CIPHERTEXT_BYTES),
+                         _pairs(payload[1], limits, SHARE_COMMITMENT_BYTES, SHARE_COMMITMENT_BYTES), signature)
     if cls is MaskedInput:
         _check_arity(payload, 1)
         length = 4 * limits.vector_length

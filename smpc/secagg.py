@@ -41,8 +41,9 @@ U1 are the nodes whose keys are on the ledger; U2 ⊆ U1 those whose share bundl
 pairwise between members of U2 (each has shares of its secrets at every member of U1); U3 ⊆ U2
 are the nodes whose masked inputs count. Threshold: the Shamir degree t; every phase needs at
 least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
-holders deliver their reveals (more when some reveals are wrong: m shares correct up to
-(m - t - 1) / 2 errors). The result is exactly the ring sum of the quantized updates of U3.
+holders deliver correct reveals. Each bundle commits to every holder's shares, so each revealed share is
+checked on its own: a wrong one proves its sender lied (`WrongReveal`, `SecAggResult.lying_revealers`) and
+drops its reveals for the round. The result is exactly the ring sum of the quantized updates of U3.
 
 Never both secrets. For a member i of U2, each holder reveals its share of b_i if i is in U3 and
 its share of sk_i (the mask key) otherwise, never both: `RevealGuard` remembers what was revealed
@@ -60,14 +61,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
-
-import numpy as np
 
 from smpc import aead, shamir
 from smpc.errors import (
@@ -103,10 +100,6 @@ from smpc.signing import Signer, Verifier, signing_payload
 
 _M = TypeVar("_M", AdvertiseKeys, ShareKeys, MaskedInput, UnmaskShares)
 
-MAX_REVEAL_SUBSETS = 20_000
-"""Most (t + 1)-subsets of the reveals tried against an owner's advert: C(16, 11) = 4,368, C(22, 15) = 170,544."""
-
-
 class Phase(Enum):
     ADVERTISE = "advertise"
     SHARE_KEYS = "share-keys"
@@ -140,6 +133,11 @@ only their digests and the vectors themselves may arrive after the block."""
 class SecretKind(Enum):
     SELF_SEED = "self-seed"
     MASK_KEY = "mask-key"
+
+
+class WrongReveal(ProtocolViolation):
+    """A revealed share that does not open its dealer's committed hash of it: proof that its signed sender
+    lied (an honest holder checks its share against that hash on receipt and never reveals one that fails)."""
 
 
 class RevealRefused(SmpcError):
@@ -202,15 +200,26 @@ class SecAggResult:
     total: RingArray
     survivors: frozenset[int]
     dropped: frozenset[int]
-    inconsistent_revealers: Mapping[int, tuple[int, ...]]
-    """owner -> holders whose revealed share of its secret was off the polynomial (a lying holder
-    or a bad dealing by the owner: see docs/secure-aggregation.md)."""
+    lying_revealers: frozenset[int]
+    """Holders that revealed a share other than the one its dealer committed to, for some secret: proven
+    liars (each also a `WrongReveal` in `drain_violations`), whose reveals were dropped for the whole round."""
 
 
 def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes) -> bytes:
     """SHA-256 binding of b_owner, published with the keys so a reconstructed seed can be checked."""
     tag = b"fednode/secagg/v1/self-seed" + len(chain_id).to_bytes(2, "big") + chain_id
     return hashlib.sha256(tag + round_id.to_bytes(8, "big") + owner.to_bytes(4, "big") + seed).digest()
+
+
+def share_commitment(chain_id: bytes, round_id: int, owner: int, holder: int, kind: SecretKind, share: bytes) -> bytes:
+    """SHA-256 binding of `holder`'s share of the owner's secret, published in the owner's ShareKeys bundle.
+
+    It needs no salt: given any t shares, a share is a function of the 256-bit secret, so its hash tells no
+    more than the advert already does (H(b_i), or the public key of sk_i).
+    """
+    tag = b"fednode/secagg/v1/share/" + kind.value.encode() + len(chain_id).to_bytes(2, "big") + chain_id
+    ids = round_id.to_bytes(8, "big") + owner.to_bytes(4, "big") + holder.to_bytes(4, "big")
+    return hashlib.sha256(tag + ids + share).digest()
 
 
 def verify_message(message: Message, config: RoundConfig, verifier: Verifier) -> None:
@@ -235,10 +244,13 @@ def verify_message(message: Message, config: RoundConfig, verifier: Verifier) ->
 
 
 def check_bundle_recipients(bundle: ShareKeys, keys_set: frozenset[int]) -> None:
-    """A share bundle must hold exactly one ciphertext for every other member of U1."""
+    """A share bundle must hold exactly one ciphertext for every other member of U1, and the commitments to
+    the shares of every member of U1."""
     recipients = {recipient for recipient, _ in bundle.ciphertexts}
     if recipients != keys_set - {bundle.sender}:
         raise ProtocolViolation("share bundle does not cover exactly the other members of U1", bundle.sender)
+    if {holder for holder, _ in bundle.commitments} != keys_set:
+        raise ProtocolViolation("share bundle does not commit to the shares of exactly U1", bundle.sender)
 
 
 @dataclass(slots=True)
@@ -397,9 +409,22 @@ class SecAggParticipant:
             for holder in holders
             if holder != self.me
         )
-        bundle = self._sign(ShareKeys(self.config.round_id, self.me, ciphertexts))
+        commitments = tuple(
+            (holder, self._commit(self.me, holder, SecretKind.SELF_SEED, encode_share(seed_shares[holder]))
+             + self._commit(self.me, holder, SecretKind.MASK_KEY, encode_share(key_shares[holder])))
+            for holder in holders
+        )
+        bundle = self._sign(ShareKeys(self.config.round_id, self.me, ciphertexts, commitments))
         self._keep(bundle)
         return bundle
+
+    def _commit(self, owner: int, holder: int, kind: SecretKind, share: bytes) -> bytes:
+        return share_commitment(self.config.chain_id, self.config.round_id, owner, holder, kind, share)
+
+    def _opens_commitment(self, owner: int, holder: int, kind: SecretKind, share: bytes) -> bool:
+        """Whether `share` is the one the owner's committed bundle commits to as `holder`'s share."""
+        committed = self._stored(ShareKeys, owner).commitment(holder, kind is SecretKind.MASK_KEY)
+        return committed is not None and committed == self._commit(owner, holder, kind, share)
 
     def _pair_key(self, secret_key: bytes, owner: int, peer: int, purpose: KeyPurpose) -> bytes:
         advert = self._stored(AdvertiseKeys, peer)
@@ -455,6 +480,9 @@ class SecAggParticipant:
             raise MalformedMessage(error.reason, owner) from error
         if (shares.sender, shares.recipient) != (owner, self.me):
             raise ProtocolViolation("share plaintext names the wrong pair", owner)
+        if not (self._opens_commitment(owner, self.me, SecretKind.SELF_SEED, shares.self_seed_share)
+                and self._opens_commitment(owner, self.me, SecretKind.MASK_KEY, shares.mask_key_share)):
+            raise ProtocolViolation("dealt shares do not open the bundle's commitments to them", owner)
         return decode_share(shares.self_seed_share), decode_share(shares.mask_key_share)
 
     def _screen_buffered_inputs(self) -> None:
@@ -530,17 +558,18 @@ class SecAggParticipant:
             return None
         self._require_messages(MaskedInput, survivors, "unmask")
         dropped = self._shares_set - survivors
-        inconsistent: dict[int, tuple[int, ...]] = {}
-        seeds = {owner: self._recover(owner, SecretKind.SELF_SEED, reveals, inconsistent) for owner in survivors}
+        liars = self._lying_revealers(reveals)
+        checked = {holder: message for holder, message in reveals.items() if holder not in liars}
+        seeds = {owner: self._recover(owner, SecretKind.SELF_SEED, checked) for owner in survivors}
         dropped_seeds = {}
         for owner in sorted(dropped):
-            mask_secret = self._recover(owner, SecretKind.MASK_KEY, reveals, inconsistent)
+            mask_secret = self._recover(owner, SecretKind.MASK_KEY, checked)
             for peer in survivors:
                 dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
         masked = {owner: self._masked_vector(owner) for owner in survivors}
         total = unmask_sum(masked, seeds, dropped_seeds, self._generator)
         self._transition("finished")
-        return SecAggResult(total, survivors, dropped, inconsistent)
+        return SecAggResult(total, survivors, dropped, liars)
 
     def _masked_vector(self, owner: int) -> RingArray:
         message = self._stored(MaskedInput, owner)
@@ -561,14 +590,31 @@ class SecAggParticipant:
                 self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
         return valid
 
-    def _recover(
-        self,
-        owner: int,
-        kind: SecretKind,
-        reveals: Mapping[int, UnmaskShares],
-        inconsistent: dict[int, tuple[int, ...]],
-    ) -> bytes:
-        """Reconstruct one secret from the revealed shares and check it against the owner's advert."""
+    def _lying_revealers(self, reveals: Mapping[int, UnmaskShares]) -> frozenset[int]:
+        """Holders with a revealed share that does not open its dealer's commitment, each a `WrongReveal`.
+
+        One wrong share proves the lie, so all of that holder's reveals are dropped for the round: checking
+        costs one hash per revealed share, whatever the number of liars (a search over subsets of reveals
+        against the owner's advert cost C(N, t + 1) reconstructions per secret).
+        """
+        liars = set()
+        for holder, message in reveals.items():
+            revealed = [(owner, SecretKind.SELF_SEED, share) for owner, share in message.self_seed_shares]
+            revealed += [(owner, SecretKind.MASK_KEY, share) for owner, share in message.mask_key_shares]
+            wrong = sorted(owner for owner, kind, share in revealed
+                           if not self._opens_commitment(owner, holder, kind, share))
+            if wrong:
+                liars.add(holder)
+                self._violations.append(WrongReveal(f"revealed shares off their commitments for {wrong}", holder))
+        return frozenset(liars)
+
+    def _recover(self, owner: int, kind: SecretKind, reveals: Mapping[int, UnmaskShares]) -> bytes:
+        """Reconstruct one secret from checked reveals (each opens the owner's commitment to it).
+
+        Every share used is one the owner committed to, so shares off one polynomial, or a secret that does
+        not match the owner's advert, prove the owner dealt badly: the round aborts naming it. A majority
+        polynomial that matches the advert is used, and the owner is reported for the shares off it.
+        """
         shares = {}
         for holder, message in reveals.items():
             pairs = message.self_seed_shares if kind is SecretKind.SELF_SEED else message.mask_key_shares
@@ -579,43 +625,14 @@ class SecAggParticipant:
             secret, result = shamir.reconstruct_secret(shares, self.config.degree)
         except NotEnoughShares as error:
             raise self._abort(f"cannot recover the {kind.value} of {owner}: {error}") from error
-        except InconsistentShares:
-            secret, result = b"", None
-        if result is not None and self._matches_advert(owner, kind, secret):
-            if result.inconsistent_ids:
-                inconsistent[owner] = result.inconsistent_ids
-            return secret
-        found = self._recover_by_subsets(owner, kind, shares)
-        if found is None:
-            if result is None:
-                raise self._abort(f"cannot recover the {kind.value} of {owner}: no t + 1 reveals open its advert")
+        except InconsistentShares as error:
+            raise self._abort(f"the committed shares of the {kind.value} of {owner} fit no secret", owner) from error
+        if not self._matches_advert(owner, kind, secret):
             raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement", owner)
-        secret, inconsistent[owner] = found
+        if result.inconsistent_ids:
+            reason = f"dealt shares of its {kind.value} off its polynomial to {list(result.inconsistent_ids)}"
+            self._violations.append(ProtocolViolation(reason, owner))
         return secret
-
-    def _recover_by_subsets(
-        self, owner: int, kind: SecretKind, shares: Mapping[int, FieldArray]
-    ) -> tuple[bytes, tuple[int, ...]] | None:
-        """The secret from the first t + 1 revealed shares whose reconstruction matches the owner's advert, and
-        the revealers off that polynomial; None if no subset does (or there are too many to try).
-
-        Decoding corrects floor((m - t - 1) / 2) lying revealers among m; the advert (H(b_i), or the mask
-        public key) is a check of the result, so any t + 1 honest reveals identify the secret even when more
-        revealers lie (at N = 7, t = 4: two liars among seven, beyond decoding, found among 21 subsets).
-        """
-        holders = sorted(shares)
-        if math.comb(len(holders), self.config.degree + 1) > MAX_REVEAL_SUBSETS:
-            return None
-        for subset in itertools.combinations(holders, self.config.degree + 1):
-            try:
-                secret = shamir.field_to_secret(shamir.interpolate_at({x: shares[x] for x in subset}, 0))
-            except InconsistentShares:
-                continue
-            if self._matches_advert(owner, kind, secret):
-                agreeing = shamir.interpolate({x: shares[x] for x in subset}, holders)
-                return secret, tuple(x for x, row in zip(holders, agreeing, strict=True)
-                                     if not np.array_equal(row, shares[x]))
-        return None
 
     def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:
         advert = self._stored(AdvertiseKeys, owner)

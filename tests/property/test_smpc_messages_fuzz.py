@@ -35,7 +35,8 @@ def pairs(payload: st.SearchStrategy[bytes]) -> st.SearchStrategy[tuple[tuple[in
 key = st.binary(min_size=32, max_size=32)
 valid_messages = st.one_of(
     st.builds(AdvertiseKeys, rounds, ids, key, key, key, signatures),
-    st.builds(ShareKeys, rounds, ids, pairs(st.binary(min_size=1, max_size=256)), signatures),
+    st.builds(ShareKeys, rounds, ids, pairs(st.binary(min_size=1, max_size=256)),
+              pairs(st.binary(min_size=64, max_size=64)), signatures),
     st.builds(MaskedInput, rounds, ids, st.binary(min_size=24, max_size=24), signatures),
     st.builds(UnmaskShares, rounds, ids, pairs(share), pairs(share), signatures),
 )

@@ -829,3 +829,64 @@ def test_without_validation_a_weight_outside_0_1_aborts_before_anything_is_revea
                                  deliver(i, outputs))
     c.commit(c.tx("close", ["inputs"]))
     assert revealed == [] and all("outside (0, 1]" in c.left.get(i, "") for i in range(n)), c.left
+
+
+@pytest.mark.parametrize(("n", "phase"), [(4, "seed"), (7, "seed"), (4, "sketch"), (7, "sketch")])
+def test_a_member_silent_from_the_seed_phase_aborts_the_validated_round_naming_it_and_the_next_round_opens(
+        n: int, phase: str) -> None:
+    """Red team B6. With t_v = f at N = 3f + 1 the seed phase needs every member's reveal (2t_v + 1 + f = N);
+    that threshold stays. A member that masks and then goes silent (before its seed reveal, or after it and
+    before dealing its sketch) makes the round abort at that phase's deadline (the close is refused, the
+    primary's `abort` needs only the deadline), the abort record on the ledger names the silent member, and
+    the next round opens and collects its keys as usual."""
+    f, silent = (n - 1) // 3, 3
+    c = Cluster(n, 60 + n, validate=True, rounds=2, validation_degree=f)
+    rng = np.random.default_rng(n)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(n)})
+    if phase == "seed":
+        c.alive -= {silent}
+    c.commit(c.tx("close", ["inputs"]))
+    if phase == "sketch":
+        c.alive -= {silent}
+        c.commit(c.tx("close", ["seed"]))
+    contract = c.contracts[0]
+    with pytest.raises(rc.TxError, match=f"phase {phase} has {3 * f} inputs, needs {3 * f + 1}"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("close", [phase]))))
+    abort = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("abort", [f"too few members in phase {phase}"])))
+    assert contract.check_block(abort) == [rc.DeadlineCheck(1, phase)]
+    c.commit(c.tx("abort", [f"too few members in phase {phase}"]))
+    outcome = contract.state.outcomes[-1]
+    assert (outcome.round, outcome.committed, outcome.missing) == (1, False, (silent,))
+    assert not contract.state.open and not contract.finished and contract.state.absent == (silent,)
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))], round_id=2))
+    assert (contract.state.round, contract.state.open, contract.state.phase) == (2, True, "keys")
+    for key_phase in ("keys", "shares"):  # the absent member is not waited for: no deadline needed
+        close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*c.mempool, c.tx("close", [key_phase], round_id=2)))
+        assert contract.check_block(close) == []
+        c.commit(c.tx("close", [key_phase], round_id=2))
+    assert contract.state.u1 == tuple(sorted(c.alive)) and contract.state.phase == "inputs"
+    for i in sorted(c.alive):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(rng.normal(0, 0.3, L), 50)))
+    c.commit(c.tx("close", ["inputs"], round_id=2))
+    assert contract.state.phase == "seed" and silent not in contract.state.expected
+    c.commit(c.tx("abort", ["too few members in phase seed"], round_id=2))
+    assert contract.state.outcomes[-1].missing == (silent,)
+
+
+def test_five_hospitals_tolerate_one_offline_in_validated_rounds() -> None:
+    """N = 3f + 1 + e tolerates e silent members in validated rounds: at N = 5 (f = 1, t_v = 1) the seed and
+    validate phases need 2t_v + 1 + f = 4 of the 5, so a member silent after masking leaves the round (its
+    update is not summed) and the other four commit it."""
+    n, silent = 5, 3
+    c = Cluster(n, 65, validate=True, validation_degree=1)
+    rng = np.random.default_rng(65)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    c.alive -= {silent}
+    check = c.publish_statistics()
+    assert check.candidates == (0, 1, 2, 4) and [a for a, _ in check.published] == [0, 1, 2, 4]
+    outcome = decide_accepted(check, c.setup, c.quant)
+    c.commit(c.tx("accept", [list(outcome.accepted)]))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    total = c.rounds[0].try_sum(deadline_passed=True)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)

@@ -10,7 +10,7 @@ from smpc import field, messages, shamir
 from smpc.errors import BadPublicKey, BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
 from smpc.keys import KeyPurpose, keypair_from_secret, pair_key
 from smpc.masking import unmask_sum
-from smpc.messages import AdvertiseKeys, Message, UnmaskShares
+from smpc.messages import AdvertiseKeys, Message, ShareKeys, UnmaskShares
 from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.quantize import QuantParams, clip_l2, dequantize_sum, quantize
 from smpc.secagg import (
@@ -20,6 +20,7 @@ from smpc.secagg import (
     RoundConfig,
     SecAggParticipant,
     SecretKind,
+    WrongReveal,
     check_bundle_recipients,
     verify_message,
 )
@@ -208,7 +209,7 @@ def test_a_lying_revealer_is_named_and_the_sum_is_still_right() -> None:
     assert len(honest) == n - 1
     for result in honest.values():
         assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
-        assert set(result.inconsistent_revealers.values()) == {(4,)}
+        assert result.lying_revealers == {4}
 
 
 def test_a_revealer_of_a_forbidden_share_is_blamed_and_ignored() -> None:
@@ -376,8 +377,8 @@ def test_a_node_that_masked_but_is_left_out_of_u3_is_excluded_and_stays_hidden()
 
 def test_two_lying_revealers_at_n_7_are_corrected_against_the_commitment_not_an_abort() -> None:
     """Issue 14, finding 5: with N = 7 and t = 4, 7 reveals correct one wrong share by decoding, so two lying
-    revealers aborted every round. Each reconstructed secret is checked against its owner's advert (H(b_i),
-    or the mask public key), so trying the C(7, 5) = 21 subsets of t + 1 reveals finds the secret."""
+    revealers aborted every round. Each revealed share is checked against its dealer's commitment to it, so
+    both liars are dropped and the five honest reveals (t + 1) rebuild every secret."""
     n = 7
     updates = make_updates(n, seed=12)
 
@@ -393,7 +394,69 @@ def test_two_lying_revealers_at_n_7_are_corrected_against_the_commitment_not_an_
     assert len(honest) == n - 2 and not outcome.aborted
     for result in honest.values():
         assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
-        assert set(result.inconsistent_revealers.values()) == {(3, 6)}
+        assert result.lying_revealers == {3, 6}
+
+
+@pytest.mark.parametrize("n", [10, 19])
+def test_f_lying_revealers_with_the_lowest_ids_cost_a_bounded_number_of_reconstructions(
+        n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team B4: f = (N - 1) // 3 revealers with the lowest ids lie about every share they reveal, at the
+    default t = N - f - 1. The t + 1 honest reveals are then exactly enough and decoding corrects none of the
+    liars, so checking (t + 1)-subsets against the owner's advert cost C(N, t + 1) interpolations per secret
+    (C(16, 11) = 4,368 at N = 16: 22.6 s of CPU per node), and beyond 20,000 subsets (N = 19) every honest
+    node aborted, nobody named. Every revealed share is now checked against its dealer's committed hash of
+    it, so a liar is proven by one share and its reveals are dropped for the round: the cost is counted in
+    Lagrange interpolations (deterministic, unlike a clock) and must stay within a few per secret."""
+    f = (n - 1) // 3
+    liars = frozenset(range(1, f + 1))
+    updates = make_updates(n, seed=n)
+
+    def corrupt(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        bad = tuple((owner, messages.encode_share(np.full(5, 1000 + message.sender, dtype=np.uint64)))
+                    for owner, _ in message.self_seed_shares)
+        return resign(dataclasses.replace(message, self_seed_shares=bad), signer)
+
+    calls = [0]
+    interpolate = shamir.interpolate
+
+    def counting(points, targets):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return interpolate(points, targets)
+
+    monkeypatch.setattr(shamir, "interpolate", counting)
+    outcome = run_round(config(n, degree=n - f - 1), updates, DropSchedule(), seed=n,
+                        tamper=dict.fromkeys(liars, corrupt))
+    honest = {i: r for i, r in outcome.results.items() if i not in liars}
+    assert len(honest) == n - f, f"honest nodes aborted: {outcome.aborted}"
+    assert calls[0] <= 2 * n * n, f"{calls[0]} interpolations for {n} nodes and {n} secrets each"
+    for result in honest.values():
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+        assert result.lying_revealers == liars
+    assert {v.sender for found in outcome.violations.values() for v in found if isinstance(v, WrongReveal)} == liars
+
+
+def test_a_dealer_committing_another_share_than_it_sent_cannot_get_its_holder_named() -> None:
+    """A holder checks its decrypted shares against the dealer's committed hashes before it ever reveals them:
+    a dealer that commits to another share than it encrypted is a violation at that holder, which then
+    reveals nothing for the dealer, so no honest holder is ever proven a liar; t + 1 other reveals suffice."""
+    n, dealer, victim = 5, 3, 2
+    updates = make_updates(n, seed=13)
+
+    def false_commitment(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, ShareKeys):
+            return message
+        commitments = tuple((h, bytes(64) if h == victim else c) for h, c in message.commitments)
+        return resign(dataclasses.replace(message, commitments=commitments), signer)
+
+    outcome = run_round(config(n, degree=2), updates, DropSchedule(), seed=13, tamper={dealer: false_commitment})
+    assert set(outcome.results) == set(range(1, n + 1))
+    for result in outcome.results.values():
+        assert result.lying_revealers == frozenset()
+        assert np.array_equal(result.total, plain_sum(updates, frozenset(range(1, n + 1))))
+    assert any(v.sender == dealer and "commitments" in v.reason for v in outcome.violations[victim])
+    assert not any(isinstance(v, WrongReveal) for found in outcome.violations.values() for v in found)
 
 
 def test_an_honest_node_cannot_recover_the_update_of_a_member_left_out_of_u3() -> None:
@@ -467,6 +530,6 @@ def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_t
         assert reveal is not None
         harness.deliver(reveal)
     for i, machine in harness.machines.items():
-        with pytest.raises(RoundAborted, match="cannot recover the self-seed of 3"):
+        with pytest.raises(RoundAborted, match="self-seed of 3 fit no secret") as aborted:
             machine.try_finish()
-        assert machine.phase is Phase.ABORTED, i
+        assert machine.phase is Phase.ABORTED and aborted.value.culprit == 3, i

@@ -106,4 +106,4 @@ def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
     for i in set(range(N)) - {LIAR}:
         total = c.rounds[i].try_sum(deadline_passed=False)
         assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
-        assert all(holders == (LIAR + 1,) for holders in c.rounds[i].result.inconsistent_revealers.values())  # type: ignore[union-attr]
+        assert c.rounds[i].result.lying_revealers == {LIAR + 1}  # type: ignore[union-attr]
