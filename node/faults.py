@@ -3,8 +3,8 @@
 Nothing here runs in production. `fednode start` builds `Faults` only when the node config has a
 non-empty `behaviour` (which `fednode cluster --attack/--malicious/--validator-fault/--fault crash...`
 writes) and hands it to the daemon as its `node.hooks.FaultHooks`; without it the daemon runs the no-op
-hooks. Only `node.cli` imports this module, and this module sees the daemon only through the hooks
-(both enforced by `lint-imports`).
+hooks. Only `node.cli_node` (`fednode start`) imports this module, and this module sees the daemon only
+through the hooks (both enforced by `lint-imports`).
 
 Modes implemented (config `behaviour` keys):
 

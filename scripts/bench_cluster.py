@@ -1,7 +1,7 @@
 """Benchmark whole clusters of real daemons on loopback: start-up, round time split, secure vs plain, transports.
 
-Every figure comes from real `fednode start` processes (node.cluster.start_cluster) observed only through
-their /status endpoints, like `fednode cluster`. The machine is shared and loaded, so every configuration
+Every figure comes from real `fednode start` processes (node.cluster_processes.start_cluster) observed only
+through their /status endpoints, like `fednode cluster`. The machine is shared and loaded, so every configuration
 is repeated, the variants being compared run interleaved in the same invocation (A, B, A, B, ...), medians
 are reported, ratios are taken against the baseline measured in the same invocation, and the load average
 is printed with every figure.
@@ -40,7 +40,8 @@ from typing import Any
 
 from ml import data as mldata
 from ml.train import TrainConfig
-from node.cluster import ClusterError, ClusterProcess, start_cluster, wait_for_finish
+from node.cluster import wait_for_finish
+from node.cluster_processes import ClusterError, ClusterProcess, start_cluster
 from node.status import fetch_status
 from node.testnet import create_testnet
 

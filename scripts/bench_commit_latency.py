@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.cluster import ClusterError
+from node.cluster_processes import ClusterError
 from scripts.bench_cluster import Run, Setup, load, run_cluster
 
 WARMUP = 10

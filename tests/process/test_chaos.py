@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import FaultSpec, parse_fault
+from node.cluster_chaos import FaultSpec, parse_fault
 from tests.process.test_cluster import fednode
 
 ROUNDS = 2

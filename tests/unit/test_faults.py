@@ -11,7 +11,7 @@ import pytest
 
 from node import contract as rc
 from node import faults as faults_module
-from node.cli import _fault_hooks
+from node.cli_node import _fault_hooks
 from node.hooks import NO_FAULTS, FaultContext, FaultHooks
 
 CHAIN, N, ME = b"c" * 32, 4, 2
