@@ -62,7 +62,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
-    "node/contract.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py"),
+    **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py")
+       for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
     "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
     "consensus/codec.py": (PROPERTY + "test_codec_fuzz.py", UNIT + "test_consensus_messages.py"),

@@ -1,0 +1,103 @@
+"""What the round contract hands the shell: checks to perform before voting, events after a commit.
+
+Owns the result and outcome records of a round (`AggregateCheck`, `ValidationCheck`, `DeadlineCheck`;
+`RoundOpened`, `SecAggCommitted`, `PhaseClosed`, `RoundOutcome`). Plain data; calls nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateCheck:
+    """Before voting: the round's aggregate applied to the global model must hash to `new_model_hash`.
+
+    Plain mode: `included` lists (author, update_hash, n_samples). Secure mode: the survivors U3 with
+    their masked-input digests and n_samples 0; the shell unmasks the sum with its secure-aggregation core.
+    """
+
+    round: int
+    global_model_hash: bytes
+    included: tuple[tuple[int, bytes, int], ...]
+    new_model_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationCheck:
+    """Before voting: the robust rule on the statistics reconstructed from `published` must accept `accepted`.
+
+    `accepted` None checks an `abort` of the validate phase once every holder published: the statistics
+    must be beyond reconstruction (more wrong shares than the code corrects) or accept too few members.
+    Every replica can see that from the committed shares at once, so such an abort needs no deadline,
+    and the published shares stay on the ledger as the evidence.
+    """
+
+    round: int
+    candidates: tuple[int, ...]
+    published: tuple[tuple[int, bytes], ...]
+    accepted: tuple[int, ...] | None
+    weights: tuple[tuple[int, int], ...] = ()
+    """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
+    history: tuple[tuple[int, int], ...] = ()
+    """Each candidate's rejections in earlier rounds (the ledger's count): the rule's tie-breaker."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineCheck:
+    """Before voting: `phase` of `round` must have been open on this node's clock past its deadline."""
+
+    round: int
+    phase: str
+
+
+Check = AggregateCheck | ValidationCheck | DeadlineCheck
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOpened:
+    round: int
+    participants: tuple[int, ...]
+    model_hash: bytes
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecAggCommitted:
+    """A secure-aggregation message (AdvertiseKeys or ShareKeys) became part of the ledger."""
+
+    round: int
+    author: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseClosed:
+    round: int
+    phase: str
+    members: tuple[int, ...]
+    digests: tuple[tuple[int, bytes], ...]
+    height: int
+    weights: tuple[tuple[int, int], ...] = ()
+    """With `digests`: each member's committed weight (quantized), which its masked weight coordinate must equal."""
+    payloads: tuple[tuple[int, bytes], ...] = ()
+    """The closed phase's committed inputs that later steps need, by member: the seed phase's reveals, the
+    sketch phase's hashes of each dealer's PRZS commitments (`dealt` tx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutcome:
+    round: int
+    committed: bool
+    included: tuple[int, ...]
+    model_hash: bytes
+    height: int
+    rejected: tuple[int, ...] = ()
+    missing: tuple[int, ...] = ()
+    """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
+    `dealt`, statistic shares...): who the round waited for in vain, on the ledger; they become absent
+    (`ContractState.absent`). Empty for an abort in the unmask phase, whose reveals travel by gossip, and
+    for an abort with enough inputs (statistics every holder published that nobody can decide)."""
+
+
+Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome

@@ -1,0 +1,80 @@
+"""Who a phase of the round contract counts and waits for (module doc of `node.contract`).
+
+Owns the membership bookkeeping of `Contract`: the fewest members a phase may close with, the absent
+members (marked when a round's first phase or an abort leaves them out, present again on any transaction
+of theirs or a `ready`) and who the next round's key phases running ahead wait for. A mixin over the
+contract's `params` and `state`; pure, may call `node.contract_state` and `node.contract_tx` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
+from node.contract_tx import Tx
+
+
+class Membership:
+    """The membership queries and bookkeeping of `node.contract.Contract`."""
+
+    params: ContractParams
+    state: ContractState
+
+    @property
+    def min_members(self) -> int:
+        """Fewest members a phase may close with: enough updates, and t+1 for secure aggregation."""
+        return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
+
+    def min_inputs(self, phase: str) -> int:
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
+        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`). The
+        publishers are holders of V, so the sketch phase needs as many dealers: a smaller V could never
+        validate, and its abort at the sketch deadline names the missing dealers instead of nobody later."""
+        if phase in ("seed", "sketch", "validate"):
+            return 2 * self.params.validation_degree + 1 + self.params.max_faulty
+        return self.min_members
+
+    def ahead_complete(self) -> bool:
+        """Whether the phase running ahead holds every expected member's message but the absent ones', so it
+        may close."""
+        s = self.state
+        return self._ahead_open() and set(s.ahead_inputs) >= set(self.awaited(self._ahead_expected()))
+
+    def awaited(self, expected: Iterable[int]) -> tuple[int, ...]:
+        """The members of `expected` a phase waits for: all but the absent (the proposer's and replicas' rule)."""
+        return tuple(m for m in expected if m not in self.state.absent)
+
+    def _ahead_open(self) -> bool:
+        return self.params.secure and self.state.open and self.state.ahead_phase in SA_MESSAGE_OF_PHASE
+
+    def _ahead_expected(self) -> tuple[int, ...]:
+        s = self.state
+        return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+
+    def _ready_valid(self, tx: Tx) -> bool:
+        """From an absent member, for a round after the one it went missing in, up to the next round: a member
+        that lags a round or two behind still comes back, and a `ready` from before it went missing cannot be
+        replayed."""
+        s = self.state
+        return tx.author in s.absent and s.absent_since.get(tx.author, 0) <= tx.round <= s.round + 1
+
+    @property
+    def ready_round(self) -> int:
+        """The round id a `ready` names: the open round, or the next one between rounds."""
+        return self.state.round if self.state.open else self.state.round + 1
+
+    def _mark_absent(self, missing: tuple[int, ...]) -> None:
+        s = self.state
+        for m in missing:
+            s.absent_since.setdefault(m, s.round + 1)
+        s.absent = tuple(sorted(set(s.absent) | set(missing)))
+
+    def _missing_inputs(self) -> tuple[int, ...]:
+        """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
+        the phase it aborted in (also those left out earlier, e.g. absent at its keys phase, since the phase
+        needed them). None for an abort with enough inputs (statistics every holder published but nobody can
+        decide) or in the unmask phase, whose reveals travel by gossip."""
+        s = self.state
+        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
+            return ()
+        return tuple(a for a in s.participants if a not in s.inputs)

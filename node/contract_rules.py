@@ -1,0 +1,178 @@
+"""Whether a transaction is valid in the round contract's current state, and what a replica must check.
+
+Owns `Contract._validate` and the cheap mempool filters (`tx_valid_now`, `tx_valid_ahead`): which kind,
+author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline)
+a block needs before a replica may vote for it. Raises `TxError` for a peer's fault; never changes the
+state. A mixin; pure, may call `node.contract_membership`, `node.contract_state`, `node.contract_tx`,
+`node.contract_events` and the secure-aggregation message checks of `smpc`.
+"""
+
+from __future__ import annotations
+
+from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck
+from node.contract_membership import Membership
+from node.contract_state import SA_MESSAGE_OF_PHASE
+from node.contract_tx import PARSE_CACHE_ENTRIES, Tx, TxError, Verify
+from smpc import messages as sam
+from smpc.errors import ProtocolViolation
+from smpc.field import vector_from_bytes as field_vector_from_bytes
+from smpc.secagg import check_bundle_recipients, verify_message
+from smpc.validation import seed_commitment
+
+
+class Rules(Membership):
+    """The validation half of `node.contract.Contract`."""
+
+    verify: Verify
+    _sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message]
+
+    @property
+    def committed_rounds(self) -> int:
+        return sum(1 for o in self.state.outcomes if o.committed)
+
+    @property
+    def finished(self) -> bool:
+        """True once `rounds` rounds have committed; an aborted round is retried under the next round id."""
+        return not self.state.open and self.committed_rounds >= self.params.rounds
+
+    def tx_valid_now(self, tx: Tx) -> bool:
+        """Whether a member's pending input would be valid in the next block (mempool filtering).
+
+        Also cheap checks of the payload's kind: an `sa` message of the phase's type, `stats` of the length
+        for the candidates V (a holder publishes over U3 before V is fixed, `SecureRound`; if V came out
+        smaller, those statistics wait here, never proposed, until the round's end prunes them).
+        """
+        s = self.state
+        if tx.kind == "ready":
+            return self._ready_valid(tx)
+        return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
+                and tx.author in s.expected and tx.author not in s.inputs
+                and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
+                and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count()))  # type: ignore[arg-type]
+
+    def tx_valid_ahead(self, tx: Tx) -> bool:
+        """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
+        that round's key phases running ahead (cheap checks, like `tx_valid_now`)."""
+        s = self.state
+        return (self._ahead_open() and tx.round == s.round + 1 and tx.kind == "sa"
+                and tx.author in self._ahead_expected() and tx.author not in s.ahead_inputs
+                and sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.ahead_phase].TAG)  # type: ignore[arg-type]
+
+    def _statistics_count(self) -> int:
+        """Statistics of the validate phase: every candidate's norm and every pair's distance."""
+        return len(self.state.expected) * (len(self.state.expected) + 1) // 2
+
+    def validation_check(self, accepted: tuple[int, ...] | None) -> ValidationCheck:
+        """What the robust rule decides on in the validate phase: the published statistic shares so far,
+        the candidates' committed weights and their earlier rejections (the primary proposes from this;
+        a replica checks an `accept` or `abort` against it)."""
+        s = self.state
+        assert s.open and s.phase == "validate", "validation_check outside the validate phase"
+        return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
+                               accepted, tuple((a, s.weights[a]) for a in s.expected),
+                               tuple((a, s.rejections.get(a, 0)) for a in s.expected))
+
+    def _validate(self, tx: Tx, proposer: int) -> list[Check]:
+        s, p = self.state, self.params
+        if tx.kind in ("open", "close", "result", "abort") and tx.author != proposer:
+            raise TxError(f"{tx.kind} tx must be authored by the block proposer")
+        if tx.kind == "open":
+            model_hash, participants = tx.fields
+            if s.open or tx.round != s.round + 1 or self.finished:
+                raise TxError(f"cannot open round {tx.round} (current {s.round}, open={s.open})")
+            if model_hash != s.model_hash:
+                raise TxError("open names a model other than the current global model")
+            if len(participants) < self.min_members:  # type: ignore[arg-type]
+                raise TxError("too few participants to ever complete the round")
+            return []
+        if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
+            return self._validate_ahead(tx)
+        if tx.kind == "ready":
+            if not self._ready_valid(tx):
+                raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
+                              f"round is before it went missing or after {s.round + 1}")
+            return []
+        if not s.open or tx.round != s.round:
+            raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
+        if tx.kind == "abort":
+            if s.phase == "validate" and len(s.inputs) == len(s.expected):
+                return [self.validation_check(None)]
+            return [DeadlineCheck(tx.round, s.phase)]
+        _, closing_kind, _ = p.phase_info(s.phase)
+        if tx.kind in ("close", "result", "accept"):
+            if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
+                raise TxError(f"{tx.kind} cannot end phase {s.phase}")
+            return self._validate_closing(tx)
+        if not self.tx_valid_now(tx):
+            why = "a second input" if tx.author in s.inputs else "not expected"
+            raise TxError(f"{tx.kind} from member {tx.author} for round {tx.round}: {why} in phase {s.phase}")
+        if tx.kind == "sa":
+            self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
+        if tx.kind == "stats":
+            self._check_statistics(tx)
+        if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
+                s.seed_commitments[tx.author]:  # type: ignore[arg-type]
+            raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
+        return []
+
+    def _validate_ahead(self, tx: Tx) -> list[Check]:
+        """The next round's key phases, while this round is open (module doc)."""
+        s = self.state
+        if tx.kind == "close":
+            if tx.fields[0] != s.ahead_phase:
+                raise TxError(f"close {tx.fields[0]!r} for round {tx.round}, whose phase ahead is {s.ahead_phase}")
+            if not self.ahead_complete():
+                raise TxError(f"phase {s.ahead_phase} of round {tx.round} closes ahead only with every member "
+                              f"present")
+            return []
+        if not self.tx_valid_ahead(tx):
+            why = "a second input" if tx.author in s.ahead_inputs else "not expected"
+            raise TxError(f"sa from member {tx.author} for round {tx.round}: {why} in phase {s.ahead_phase} ahead")
+        self._check_sa_message(tx, tx.round, tuple(range(self.params.n)), s.ahead_phase, s.ahead_u1)
+        return []
+
+    def _check_statistics(self, tx: Tx) -> None:
+        """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
+        try:
+            field_vector_from_bytes(tx.fields[0], self._statistics_count())  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise TxError(f"stats from member {tx.author}: {exc}") from None
+
+    def _validate_closing(self, tx: Tx) -> list[Check]:
+        s = self.state
+        members = tuple(sorted(s.inputs)) if s.phase != "unmask" else s.expected
+        if len(members) < self.min_inputs(s.phase):
+            raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
+        checks: list[Check] = []
+        if tx.kind == "accept":
+            accepted = tuple(tx.fields[0])  # type: ignore[arg-type]
+            if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
+                raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
+            checks.append(self.validation_check(accepted))
+        if tx.kind == "result":
+            if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
+                raise TxError("result must include exactly the round's committed inputs")
+            included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else s.survivor_entries()
+            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1]))  # type: ignore[arg-type]
+        if s.phase != "unmask" and not set(members) >= set(self.awaited(s.expected)):
+            checks.append(DeadlineCheck(tx.round, s.phase))
+        return checks
+
+    def _check_sa_message(self, tx: Tx, round_id: int, participants: tuple[int, ...], phase: str,
+                          u1: tuple[int, ...]) -> None:
+        config = self.params.round_config(round_id, participants)
+        key = (tx.fields[0], round_id, participants)
+        try:
+            message = self._sa_verified.get(key)  # type: ignore[arg-type]
+            if message is None:
+                message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
+                verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
+                if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
+                    self._sa_verified.clear()
+                self._sa_verified[key] = message  # type: ignore[index]
+            if type(message) is not SA_MESSAGE_OF_PHASE[phase] or message.sender != tx.author + 1:
+                raise TxError(f"sa tx carries the wrong message for phase {phase}")
+            if isinstance(message, sam.ShareKeys):
+                check_bundle_recipients(message, frozenset(i + 1 for i in u1))
+        except ProtocolViolation as exc:
+            raise TxError(f"invalid secure-aggregation message from member {tx.author}: {exc}") from None

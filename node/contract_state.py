@@ -1,0 +1,114 @@
+"""The round contract's parameters, phase table and state (module doc of `node.contract`).
+
+Owns `ContractParams` (from genesis), `PHASES` (each mode's phases and the transaction kinds that feed and
+close them) and `ContractState` (what the committed blocks have established). Plain data; may call the
+secure-aggregation message types and round configuration of `smpc` and the events of `node.contract_events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from node.contract_events import RoundOutcome
+from smpc import messages as sam
+from smpc.secagg import RoundConfig
+
+PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "plain": (("collect", "update", "result"),),
+    "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
+               ("unmask", "", "result")),
+    "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
+                  ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
+                  ("unmask", "", "result")),
+}
+"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
+
+SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
+
+
+@dataclass(frozen=True, slots=True)
+class ContractParams:
+    chain_id: bytes
+    n: int
+    rounds: int
+    initial_model_hash: bytes
+    min_updates: int
+    secure: bool = False
+    degree: int = 0
+    vector_length: int = 1
+    validate: bool = False
+    validation_degree: int = 1
+    faulty: int | None = None
+    """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+
+    @property
+    def max_faulty(self) -> int:
+        return (self.n - 1) // 3 if self.faulty is None else self.faulty
+
+    @property
+    def mode(self) -> str:
+        return "plain" if not self.secure else "validated" if self.validate else "secure"
+
+    def phase_info(self, phase: str) -> tuple[str, str, str]:
+        """(input kind, closing kind, next phase) of `phase` in this mode; next is "" after the last."""
+        phases = PHASES[self.mode]
+        names = [p[0] for p in phases]
+        i = names.index(phase)
+        return phases[i][1], phases[i][2], names[i + 1] if i + 1 < len(names) else ""
+
+    def round_config(self, round_id: int, participants: Sequence[int]) -> RoundConfig:
+        """The secure-aggregation configuration of a round (participant ids are member index + 1)."""
+        return RoundConfig(self.chain_id, round_id, tuple(i + 1 for i in participants), self.degree,
+                           self.vector_length)
+
+
+
+@dataclass
+class ContractState:
+    round: int = 0
+    open: bool = False
+    phase: str = ""
+    model_hash: bytes = b""
+    participants: tuple[int, ...] = ()
+    inputs: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+    """This phase's inputs: author -> (hash or encoded message, n_samples)."""
+    expected: tuple[int, ...] = ()
+    """Who may submit in this phase: the participants, then U1, then U2; the survivors U3 in unmask."""
+    u1: tuple[int, ...] = ()
+    digests: dict[int, bytes] = field(default_factory=dict)
+    weights: dict[int, int] = field(default_factory=dict)
+    """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""
+    seed_commitments: dict[int, bytes] = field(default_factory=dict)
+    """Each member's commitment to its sketch-seed reveal (the `input` tx's third field)."""
+    rejected: tuple[int, ...] = ()
+    rejections: dict[int, int] = field(default_factory=dict)
+    """How many rounds each member's update was rejected by validation (the ledger's flag)."""
+    outcomes: list[RoundOutcome] = field(default_factory=list)
+    height: int = 0
+    ahead_phase: str = ""
+    """Round `round + 1`'s key phase running ahead: "keys", "shares", "inputs" once both closed, "" none."""
+    ahead_inputs: dict[int, bytes] = field(default_factory=dict)
+    """The committed `sa` messages of the phase running ahead, by author."""
+    ahead_u1: tuple[int, ...] = ()
+    ahead_u2: tuple[int, ...] = ()
+    absent: tuple[int, ...] = ()
+    """Members missing when a round's first phase closed, with no committed transaction since: not waited for."""
+    absent_since: dict[int, int] = field(default_factory=dict)
+    """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
+    one (a `ready` for the round it went missing in may predate its absence)."""
+
+    def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
+        """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
+        for each survivor (the `included` of its `AggregateCheck`)."""
+        return tuple((a, self.digests[a], 0) for a in self.expected)
+
+    def copy(self) -> ContractState:
+        return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
+                             participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
+                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights),
+                             seed_commitments=dict(self.seed_commitments), rejected=self.rejected,
+                             rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
+                             ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
+                             ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
+                             absent_since=dict(self.absent_since))

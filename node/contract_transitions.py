@@ -1,0 +1,99 @@
+"""The round contract's phase transitions: how a valid transaction changes the state, and the events it yields.
+
+Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
+closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`. Runs only after
+`node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`,
+`node.contract_state`, `node.contract_tx` and `node.contract_events`.
+"""
+
+from __future__ import annotations
+
+from node.contract_events import Event, PhaseClosed, RoundOpened, RoundOutcome, SecAggCommitted
+from node.contract_membership import Membership
+from node.contract_state import PHASES
+from node.contract_tx import Tx
+
+
+class Transitions(Membership):
+    """The state transitions of `node.contract.Contract`."""
+
+    def _apply_ahead(self, tx: Tx, height: int) -> list[Event]:
+        s = self.state
+        if tx.kind == "sa":
+            s.ahead_inputs[tx.author] = tx.fields[0]  # type: ignore[assignment]
+            return [SecAggCommitted(tx.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
+        members = tuple(sorted(s.ahead_inputs))
+        closed = PhaseClosed(tx.round, s.ahead_phase, members, (), height)
+        if s.ahead_phase == "keys":
+            s.ahead_u1, s.ahead_phase = members, "shares"
+        else:
+            s.ahead_u2, s.ahead_phase = members, "inputs"
+        s.ahead_inputs = {}
+        return [closed]
+
+    def _apply(self, tx: Tx, height: int) -> list[Event]:
+        s, p = self.state, self.params
+        if tx.author in s.absent:
+            s.absent = tuple(m for m in s.absent if m != tx.author)
+            s.absent_since.pop(tx.author, None)
+        if tx.kind == "ready":
+            return []
+        if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
+            return self._apply_ahead(tx, height)
+        if tx.kind == "open":
+            s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
+            s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
+            s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
+            s.seed_commitments = {}
+            if s.ahead_phase and s.participants == tuple(range(p.n)):
+                # The key phases that ran ahead become this round's: it opens in the first incomplete one.
+                s.phase = s.ahead_phase
+                s.u1 = s.ahead_u1
+                s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
+                s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
+            s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
+            return [RoundOpened(s.round, s.participants, s.model_hash, height)]
+        if tx.kind == "update":
+            s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            return []
+        if tx.kind == "input":
+            s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
+            return []
+        if tx.kind in ("sa", "stats", "dealt", "reveal"):
+            s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
+            return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
+        if tx.kind in ("close", "accept"):
+            members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
+            if s.phase == "keys":
+                s.u1 = members
+                self._mark_absent(tuple(m for m in s.participants if m not in members))
+            if s.phase == "inputs":
+                s.digests = {a: s.inputs[a][0] for a in members}
+                s.weights = {a: s.inputs[a][1] for a in members}
+            if tx.kind == "accept":
+                s.rejected = tuple(a for a in s.expected if a not in members)
+                for a in s.rejected:
+                    s.rejections[a] = s.rejections.get(a, 0) + 1
+                s.digests = {a: d for a, d in s.digests.items() if a in members}
+                s.weights = {a: w for a, w in s.weights.items() if a in members}
+            with_inputs = s.phase in ("inputs", "validate")
+            digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
+            weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
+            payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
+            s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
+            return [closed]
+        s.open = False
+        if tx.kind == "result" and s.phase == "collect":
+            self._mark_absent(tuple(m for m in s.participants if m not in tx.fields[0]))  # type: ignore[operator]
+        if tx.kind == "result":
+            s.model_hash = tx.fields[1]  # type: ignore[assignment]
+            outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
+                                   s.rejected)
+        else:
+            missing = self._missing_inputs()
+            self._mark_absent(missing)
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing)
+        s.outcomes.append(outcome)
+        return [outcome]

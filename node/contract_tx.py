@@ -1,0 +1,121 @@
+"""Round-contract transactions: their kinds, encoding, parsing and authentication.
+
+Owns the wire form of a transaction (`make_tx`, `parse_tx`: module doc of `node.contract`), its bounds
+(`MAX_TX_BODY_BYTES`, `MAX_PARTICIPANTS`) and `TxError`, a peer's fault. Pure: may call `consensus.codec`
+and `consensus.block` only; knows nothing of the contract state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from consensus import codec
+from consensus.block import HASH_BYTES, Block
+
+MAX_TX_BODY_BYTES = 64 * 1024
+PARSE_CACHE_ENTRIES = 4096
+"""Parsed transactions (and verified secure-aggregation messages) a contract remembers; a round has a few
+per member, so this spans many rounds, and it bounds what a flood of distinct valid transactions can pin."""
+MAX_PARTICIPANTS = 256
+
+Verify = Callable[[int, bytes, bytes], bool]
+MAX_STATS_BYTES = 8 * (MAX_PARTICIPANTS + MAX_PARTICIPANTS * (MAX_PARTICIPANTS - 1) // 2)
+
+
+class TxError(ValueError):
+    """A transaction is malformed, badly signed or not valid in the current contract state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    kind: str
+    author: int
+    round: int
+    fields: tuple[object, ...]
+    raw: bytes = field(compare=False, repr=False)
+
+
+def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
+            sign: Callable[[bytes], bytes]) -> bytes:
+    body = codec.encode([kind, chain_id, author, round_id, *fields])
+    return codec.encode([body, sign(body)])
+
+
+_FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
+                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0}
+
+
+def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
+    """Decode and authenticate a transaction; raise TxError (a peer's fault) on anything wrong."""
+    try:
+        body, signature = codec.expect_list(codec.decode(raw, max_bytes=MAX_TX_BODY_BYTES + 128), 2, "tx")
+        codec.expect_bytes(body, "tx.body", max_len=MAX_TX_BODY_BYTES)
+        codec.expect_bytes(signature, "tx.signature", 64)
+        fields = codec.decode(body, max_bytes=MAX_TX_BODY_BYTES, max_items=MAX_PARTICIPANTS + 8)
+        if not isinstance(fields, list) or len(fields) < 4:
+            raise codec.DecodeError("tx body: too few fields")
+        kind = codec.expect_str(fields[0], "tx.kind", 16)
+        if kind not in _FIELD_COUNTS or len(fields) != 4 + _FIELD_COUNTS[kind]:
+            raise codec.DecodeError(f"tx: unknown kind or wrong field count for {kind!r}")
+        if codec.expect_bytes(fields[1], "tx.chain_id", HASH_BYTES) != chain_id:
+            raise TxError("tx for another chain")
+        author = codec.expect_int(fields[2], "tx.author", hi=n - 1)
+        round_id = codec.expect_int(fields[3], "tx.round", lo=1, hi=1 << 31)
+        parsed = Tx(kind, author, round_id, tuple(_parse_fields(kind, fields[4:], n)), raw)
+    except codec.DecodeError as exc:
+        raise TxError(f"malformed tx: {exc}") from None
+    if not verify(author, body, signature):
+        raise TxError(f"bad signature on {kind} tx from member {author}")
+    return parsed
+
+
+def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
+    if kind == "open":
+        return [codec.expect_bytes(fields[0], "open.model_hash", HASH_BYTES),
+                _member_list(fields[1], n, "open.participants")]
+    if kind == "update":
+        return [codec.expect_bytes(fields[0], "update.hash", HASH_BYTES),
+                codec.expect_int(fields[1], "update.n_samples", lo=1, hi=1 << 40)]
+    if kind == "result":
+        return [_member_list(fields[0], n, "result.included"),
+                codec.expect_bytes(fields[1], "result.model_hash", HASH_BYTES)]
+    if kind == "sa":
+        return [codec.expect_bytes(fields[0], "sa.message", max_len=MAX_TX_BODY_BYTES)]
+    if kind == "input":
+        return [codec.expect_bytes(fields[0], "input.digest", HASH_BYTES),
+                codec.expect_int(fields[1], "input.weight", lo=-(1 << 31), hi=(1 << 31) - 1),
+                codec.expect_bytes(fields[2], "input.seed_commitment", HASH_BYTES)]
+    if kind == "close":
+        return [codec.expect_str(fields[0], "close.phase", 16)]
+    if kind == "stats":
+        return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
+    if kind == "accept":
+        return [_member_list(fields[0], n, "accept.accepted")]
+    if kind == "ready":
+        return []
+    if kind == "dealt":
+        return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
+    if kind == "reveal":
+        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
+    return [codec.expect_str(fields[0], "abort.reason", 200)]
+
+
+def _member_list(value: object, n: int, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise codec.DecodeError(f"{what}: expected a list")
+    members = tuple(codec.expect_int(v, what, hi=n - 1) for v in value)
+    if list(members) != sorted(set(members)):
+        raise codec.DecodeError(f"{what}: must be sorted and distinct")
+    return members
+
+
+def referenced_blobs(block: Block, chain_id: bytes, n: int, verify: Verify) -> Iterable[bytes]:
+    """Content hashes a committed block depends on: round-result models (what `fednode audit` checks)."""
+    for raw in block.txs:
+        try:
+            tx = parse_tx(raw, chain_id, n, verify)
+        except TxError:
+            continue
+        if tx.kind == "result":
+            yield tx.fields[1]  # type: ignore[misc]

@@ -1,0 +1,95 @@
+"""Validation settings from genesis and the robust decision over a round's committed statistics.
+
+Owns `ValidationSetup`, the genesis check `validation_config_error`, and `decide_accepted`: the statistics
+reconstructed from the holders' published shares, judged by the robust rule. Deterministic in committed
+data, so the primary and every replica reach the same accepted set. May call `ml.robust`,
+`smpc.validation`, `smpc.przs`, `smpc.field` and the records of `node.contract_events`; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.robust import RobustRule, decide
+from node import contract_events as rc
+from smpc import field, przs
+from smpc.quantize import QuantParams
+from smpc.validation import SketchParams, ValidationStatistics, reconstruct_statistics, statistic_pairs
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationSetup:
+    """Genesis validation settings: sharing degree t_v, count-sketch width, sketch scale, robust rule."""
+
+    degree: int
+    sketch: SketchParams
+    rule: RobustRule
+
+    @property
+    def max_faulty(self) -> int:
+        """f: how many statistic publishers may lie (the rule's f, genesis `f`)."""
+        return self.rule.f
+
+
+def validation_config_error(n: int, f: int, degree: int) -> str | None:
+    """Why genesis must refuse validation with sharing degree t_v among N members of whom f may be Byzantine,
+    in one line, or None. Below f, f colluding holders rebuild every member's sketch (with the default
+    logistic regression, d = 31 < k, the sketch is the update); the statistics need 2t_v + 1 + f publishers
+    to be decided at all (`smpc.shamir.reconstruct`); PRZS keys one secret per t_v-subset (`smpc.przs`)."""
+    if degree < max(1, f):
+        return (f"validation.degree t_v = {degree} is below max(1, f = {f}): {degree + 1} colluding members could "
+                "rebuild every member's sketch (and with a sketch as wide as the model, its update)")
+    if 2 * degree + 1 + f > n:
+        return f"validation.degree t_v = {degree} needs 2t_v + 1 + f = {2 * degree + 1 + f} publishers, more than N = {n}"
+    if math.comb(n, degree) > przs.MAX_SUBSETS:
+        return f"validation.degree t_v = {degree} at N = {n} means C(N, t_v) = {math.comb(n, degree)} zero-sharing keys"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationOutcome:
+    accepted: tuple[int, ...]
+    rejected: dict[int, str]
+    statistics: ValidationStatistics
+
+
+def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: QuantParams) -> ValidationOutcome:
+    """Reconstruct the statistics from the holders' published shares and apply the robust rule, with the
+    candidates' committed weights (in units of `quant.scale`) and their earlier rejections.
+
+    Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
+    that proposes an accepted set and every replica that checks it reach the same set. Raises
+    NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
+    publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
+    """
+    published, candidates = dict(check.published), check.candidates
+    weights, history = dict(check.weights), dict(check.history)
+    assert set(weights) == set(candidates) == set(history), "validation check without every candidate's weight"
+    count = len(statistic_pairs(candidates))
+    vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
+    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch, setup.max_faulty)
+    position = {c + 1: k for k, c in enumerate(candidates)}
+    norms = np.array([stats.norms_sq[c + 1] for c in candidates])
+    dists = np.zeros((len(candidates), len(candidates)))
+    for (i, j), value in stats.distances_sq.items():
+        dists[position[i], position[j]] = dists[position[j], position[i]] = value
+    rejected: dict[int, str] = {}
+    for i, j in stats.out_of_range:
+        if i == j:
+            rejected[i - 1] = "statistic_out_of_range"
+        else:
+            dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
+    keep = [k for k, c in enumerate(candidates) if c not in rejected]
+    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
+                      np.array([weights[candidates[k]] / quant.scale for k in keep]),
+                      [history[candidates[k]] for k in keep])
+    accepted = tuple(candidates[keep[k]] for k in decision.accepted)
+    rejected.update({candidates[keep[k]]: reason for k, reason in decision.rejected.items()})
+    return ValidationOutcome(accepted, rejected, stats)
+
+
+OUT_OF_RANGE_DISTANCE = 1e30
+"""A distance that left the proven range (one of its two sketches is not small integers): treat as far."""

@@ -1,0 +1,232 @@
+"""The validation half of one node's secure round: sketches, their shares and the statistics over them.
+
+Owns, as a mixin of `node.secure_round.SecureRound`: revealing the sketch seed once U3 is fixed, sketching
+our masked update and dealing its shares with PRZS contributions, checking the shares dealt to us,
+publishing our statistic shares over V, sharing the sum of the accepted sketches, and the linear identity
+that ties that sum to the unmasked sum. A peer's bad message becomes a violation, never an exception.
+Pure; may call `smpc.validation`, `smpc.validation_messages`, `smpc.przs`, `smpc.sketch` and the records of
+`node.contract_events` and `node.secure_outputs`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from node import contract_events as rc
+from node import contract_state
+from node.robust_validation import ValidationSetup
+from node.secure_outputs import LinearIdentityFailed, Output, SendShares, SendSketchSum, SubmitTx
+from smpc import przs
+from smpc import validation_messages as vm
+from smpc.errors import Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
+from smpc.field import FieldArray, RandomBytes
+from smpc.quantize import QuantParams
+from smpc.secagg import SecAggResult
+from smpc.sketch import CountSketch
+from smpc.validation import (
+    linear_identity_holds,
+    local_statistics,
+    reconstruct_sketch_sum,
+    share_sketch,
+    sketch_seed,
+    sketch_update,
+    statistic_pairs,
+    sum_shares,
+)
+
+
+class SketchValidation:
+    """The sketch and statistics steps of `node.secure_round.SecureRound` (its state lives there)."""
+
+    params: contract_state.ContractParams
+    round: int
+    me: int
+    validation: ValidationSetup | None
+    config_members: frozenset[int]
+    violations: list[ProtocolViolation]
+    result: SecAggResult | None
+    sketch_sum_checked: bool
+    _tx: Callable[[str, list[object]], SubmitTx]
+    _sign: Callable[[bytes], bytes]
+    _verify: Callable[[int, bytes, bytes], bool]
+    _rand: RandomBytes
+    _quant: QuantParams
+    _vlimits: vm.ValidationLimits | None
+    _masked_quantized: npt.NDArray[np.uint32] | None
+    _seed_reveal: bytes
+    _inputs_commitment: bytes
+    _holders: tuple[int, ...]
+    _candidates: tuple[int, ...]
+    _accepted: tuple[int, ...]
+    _sketch: CountSketch | None
+    _dealt: dict[int, vm.SketchShares]
+    _contributions: dict[int, dict[przs.Subset, bytes]]
+    _own_share: FieldArray | None
+    _own_contributions: dict[przs.Subset, bytes]
+    _bad_dealers: set[int]
+    _stats_over: tuple[int, ...]
+    _sum_shares: dict[int, FieldArray]
+
+    def _reveal_seed(self, event: rc.PhaseClosed) -> list[Output]:
+        """U3 is fixed, and with it every input: now, and only now, reveal our share of the sketch seed."""
+        self._inputs_commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
+        if self.me not in event.members or not self._seed_reveal:
+            return []
+        return [self._tx("reveal", [self._seed_reveal])]
+
+    def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
+        """R, the members of U3 whose reveals the ledger committed, is fixed, and with it the sketch seed:
+        sketch our masked update and deal its shares to R, with our PRZS contributions (`smpc.przs`) to each
+        holder and, on the ledger, the hash of our commitments."""
+        assert self.validation is not None and self._inputs_commitment, "the seed phase closed before the inputs"
+        self._holders = event.members
+        seed = sketch_seed(self.params.chain_id, self.round, self._inputs_commitment, dict(event.payloads))
+        # The weight coordinate is left out: the statistics describe the weighted update alone, and the
+        # weight is checked exactly against the committed ones (`_check_weights`).
+        self._sketch = CountSketch(seed, self.params.vector_length - 1, self.validation.sketch.width)
+        if self.me not in event.members or self._masked_quantized is None:
+            return []
+        z = sketch_update(self._masked_quantized[:-1], self._sketch, self.validation.sketch, self._quant, self._rand)
+        degree, participants = self.validation.degree, sorted(self.config_members)
+        sketch_shares = share_sketch(z, degree, [c + 1 for c in event.members], self._rand)
+        self._own_contributions = {a: self._rand(przs.KEY_BYTES) for a in przs.dealt_subsets(participants, degree,
+                                                                                               self.me)}
+        commitments = b"".join(przs.commitment(self.params.chain_id, self.round, a, self.me, c)
+                               for a, c in self._own_contributions.items())
+        out: list[Output] = []
+        for holder in event.members:
+            if holder == self.me:
+                self._own_share = sketch_shares[self.me + 1]
+                continue
+            contributions = b"".join(self._own_contributions[a]
+                                     for a in przs.shared_subsets(participants, degree, self.me, holder))
+            out.append(SendShares(holder, vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
+                                                         sketch_shares[holder + 1], contributions, commitments)))
+        return out + [self._tx("dealt", [vm.commitments_digest(commitments)])] + self._maybe_publish_statistics()
+
+    def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
+        """Shares of `owner`'s sketch for us (`owner`: the transport's authenticated sender), checked on arrival
+        whatever the phase: decoded to this round's exact sizes, signed by `owner`, its PRZS contributions
+        matching its commitments. A bad message becomes a violation; this never raises. Once we hold every
+        candidate's shares, we publish our statistics."""
+        if self.validation is None or self._vlimits is None:
+            return []
+        try:
+            message = vm.decode_shares(payload, self._vlimits)
+            vm.verify(message, owner, self.params.chain_id, self._verify)
+            if message.holder != self.me:
+                raise ProtocolViolation(f"sketch shares for member {message.holder}, sent to us", owner)
+            contributions = vm.check_contributions(message, self._vlimits, self.params.chain_id)
+        except ProtocolViolation as violation:
+            self.violations.append(_of_sender(violation, owner))
+            return []
+        known = self._dealt.get(owner)
+        if known is not None:
+            if known.signature != message.signature:
+                self.violations.append(Equivocation("two different sketch-share messages", owner + 1))
+            return []
+        self._dealt[owner], self._contributions[owner] = message, contributions
+        return self._maybe_publish_statistics()
+
+    def _on_dealers_fixed(self, event: rc.PhaseClosed) -> list[Output]:
+        """V, the members whose sketches were dealt, is fixed with each dealer's commitment hash: statistics are
+        over V. A dealer whose ledger hash is not that of the commitments it signed to us equivocated: our
+        keys could differ from other holders', so we publish nothing rather than an inconsistent share."""
+        self._candidates = event.members
+        for dealer, digest in event.payloads:
+            message = self._dealt.get(dealer)
+            if dealer != self.me and message is not None and message.commitments_digest() != digest:
+                self._bad_dealers.add(dealer)
+                self.violations.append(Equivocation("PRZS commitments differ from those on the ledger", dealer + 1))
+        return self._maybe_publish_statistics()
+
+    def _maybe_publish_statistics(self) -> list[Output]:
+        """Our shares of every statistic over V, re-randomized by our PRZS zero share over V.
+
+        Before the ledger fixes V we publish over U3 as soon as we hold every U3 member's shares: V is
+        U3 whenever every dealer's `dealt` arrives in time, and then the primary can close the sketch
+        phase and accept in one block (`Proposer._hold_for_statistics`). If V turns out smaller, those
+        statistics fit no block (`Contract.tx_valid_now` checks their length) and we publish again over V.
+        """
+        assert self.validation is not None
+        candidates = self._candidates or self._holders
+        if (not candidates or candidates == self._stats_over or self.me not in candidates or self._own_share is None
+                or not set(candidates) - {self.me} <= set(self._dealt) or self._bad_dealers & set(candidates)):
+            return []
+        self._stats_over = candidates
+        shares = {owner + 1: self._share_of(owner) for owner in candidates}
+        zero = przs.zero_share(self._subset_keys(candidates), self.me, self.validation.degree,
+                               len(statistic_pairs(candidates)))
+        return [self._tx("stats", [local_statistics(shares, zero).astype("<u8").tobytes()])]
+
+    def _share_of(self, owner: int) -> FieldArray:
+        if owner == self.me:
+            assert self._own_share is not None
+            return self._own_share
+        return self._dealt[owner].share
+
+    def _subset_keys(self, dealers: tuple[int, ...]) -> dict[przs.Subset, bytes]:
+        """r_A for every t-subset A of the participants not containing us, from the contributions of the
+        dealers outside A (the same set at every holder: V, fixed by the ledger)."""
+        assert self.validation is not None
+        keys = {}
+        for subset in przs.dealt_subsets(sorted(self.config_members), self.validation.degree, self.me):
+            contributions = {d: self._own_contributions[subset] if d == self.me else self._contributions[d][subset]
+                             for d in dealers if d not in subset}
+            keys[subset] = przs.subset_key(self.params.chain_id, self.round, subset, contributions)
+        return keys
+
+    def _share_sketch_sum(self, accepted: tuple[int, ...]) -> list[Output]:
+        """S is fixed: our share of the sum of S's sketches, so every node can check the unmasked sum."""
+        self._accepted = accepted
+        if self.me not in self._holders or self._own_share is None or not set(accepted) - {self.me} <= set(self._dealt):
+            return []
+        share = sum_shares({owner: self._share_of(owner) for owner in accepted}, accepted)
+        self._sum_shares[self.me + 1] = share
+        return [SendSketchSum(vm.sign_sum(self.params.chain_id, self._sign, self.round, self.me, share))]
+
+    def on_sketch_sum(self, holder: int, payload: bytes) -> None:
+        """A holder's share of the accepted sketches' sum (`holder`: the authenticated sender), checked on
+        arrival like `on_sketch_shares`; a bad message becomes a violation, this never raises."""
+        if self.validation is None or self._vlimits is None:
+            return
+        try:
+            message = vm.decode_sum(payload, self._vlimits)
+            vm.verify(message, holder, self.params.chain_id, self._verify)
+        except ProtocolViolation as violation:
+            self.violations.append(_of_sender(violation, holder))
+            return
+        self._sum_shares.setdefault(holder + 1, message.share)
+
+    def _check_linear_identity(self, deadline_passed: bool) -> bool:
+        """Whether the unmasked sum matches the accepted sketches' sum; False: wait for more shares.
+
+        The holders' shares of the sketch sum are decided like the statistics: only by a polynomial agreeing
+        with t_v + 1 + f of them, so up to m - t_v - 1 - f wrong shares among m are corrected and f liars
+        never decide it. Before the unmask grace period all holders are awaited; after it, any t_v + 1 + f.
+        Raises LinearIdentityFailed.
+        """
+        assert self.validation is not None and self.result is not None and self._sketch is not None
+        shares = {x: share for x, share in self._sum_shares.items() if x - 1 in self._holders}
+        needed = len(self._holders) if not deadline_passed else self.validation.degree + 1 + self.params.max_faulty
+        if len(shares) < needed:
+            return False
+        try:
+            sketch_sum, _ = reconstruct_sketch_sum(shares, self.validation.degree, self.params.max_faulty)
+        except (NotEnoughShares, InconsistentShares) as exc:
+            raise LinearIdentityFailed(f"the accepted sketches' sum cannot be reconstructed: {exc}") from None
+        if not linear_identity_holds(sketch_sum, self.result.total[:-1], self._sketch, self.validation.sketch,
+                                     self._quant, len(self._accepted)):
+            raise LinearIdentityFailed("the unmasked sum differs from the sum of the accepted sketches")
+        self.sketch_sum_checked = True
+        return True
+
+
+def _of_sender(violation: ProtocolViolation, sender: int) -> ProtocolViolation:
+    """The violation, attributed to member `sender`, who sent the bytes over an authenticated stream (as the
+    secagg core's, its `sender` is the participant id, member index + 1)."""
+    return type(violation)(violation.reason, sender + 1)

@@ -1,0 +1,46 @@
+"""How a local update becomes a summable vector, and a round's sum becomes the new global model (FedAvg).
+
+Owns `Weighting` (clip and sample weight: module doc of `node.secure_round`), `apply_sum` and the quantizer
+parameters that fit the weighted vectors. Deterministic arithmetic; may call `smpc.quantize` only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from smpc.quantize import QuantParams, clip_l2
+
+
+@dataclass(frozen=True, slots=True)
+class Weighting:
+    """How a local update becomes a summable vector: L2 clip bound and the sample count of weight 1."""
+
+    clip_l2: float
+    sample_cap: int
+
+    def vector(self, update: npt.NDArray[np.floating], n_samples: int) -> npt.NDArray[np.float64]:
+        """[w * clip(update), w] with w = min(n_samples, cap) / cap in (0, 1]."""
+        weight = min(n_samples, self.sample_cap) / self.sample_cap
+        return np.append(clip_l2(np.asarray(update, dtype=np.float64), self.clip_l2) * weight, weight)
+
+    @property
+    def total_bound(self) -> float:
+        """L2 bound of `vector(...)`: the quantizer's clip bound, so it never clips again."""
+        return math.sqrt(self.clip_l2**2 + 1.0)
+
+
+def apply_sum(global_vec: npt.NDArray[np.float32], total: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """New global model from the sum of weighted vectors; float64 arithmetic, deterministic."""
+    assert total.shape == (global_vec.size + 1,), (total.shape, global_vec.shape)
+    weight = float(total[-1])
+    if not weight > 0:
+        raise ValueError("aggregate weight is not positive")
+    return (global_vec.astype(np.float64) + total[:-1] / weight).astype(np.float32)
+
+
+def quant_params(weighting: Weighting, n_members: int) -> QuantParams:
+    return QuantParams.for_participants(weighting.total_bound, n_members)
