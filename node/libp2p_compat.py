@@ -105,7 +105,7 @@ yamux has no negotiation of the initial window, a sender assumes the receiver's.
 YAMUX_CONN_BUFFER_MAX_BYTES = 8 * YAMUX_INITIAL_WINDOW_BYTES
 """Unread bytes one connection may hold across all its streams: what a member can make us hold per
 connection however many streams it opens. An honest peer comes near it only when both its direct lanes
-wait for its byte budget (`node.network.PeerBudget`) with full windows, 2 x 16 MiB at most."""
+wait for its byte budget (`node.network.budget.PeerBudget`) with full windows, 2 x 16 MiB at most."""
 YAMUX_INBOUND_STREAMS_MAX = 64
 """Streams a peer may have open towards us on one connection (2 lanes, a few requests, gossip)."""
 

@@ -1,4 +1,4 @@
-"""Per-peer token buckets of the transport (node.network.PeerBudget): pure, driven by a fake clock."""
+"""Per-peer token buckets of the transport (node.network.budget.PeerBudget): pure, driven by a fake clock."""
 
 from __future__ import annotations
 
