@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import multiaddr
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -252,7 +253,7 @@ def test_control_lane_overtakes_a_bulk_frame() -> None:
     run(body)
 
 
-def test_cancelled_writes_do_not_break_the_connection() -> None:
+def test_cancelled_writes_do_not_break_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Timeouts that land inside a write must not desynchronise Noise (libp2p_compat: cancelled writes).
 
     While 4 MB frames stream on the bulk lane, another task keeps opening streams under deadlines of
@@ -260,7 +261,12 @@ def test_cancelled_writes_do_not_break_the_connection() -> None:
     the connection broke within seconds (the peer failed to decrypt, every frame in flight was lost and
     opening streams failed with "No valid connections"); with it, every frame sent is delivered and
     only the deadlines themselves fail.
+
+    The raw opener abandons hundreds of half-opened streams, which the receiver's cap on a member's open
+    inbound streams would rightly treat as a flood and answer by closing the connection (test_a_peer_opening_too_many_streams_loses_the_connection); the cap is
+    lifted here so that only Noise's behaviour under cancellation is judged.
     """
+    monkeypatch.setattr(libp2p_compat, "YAMUX_INBOUND_STREAMS_MAX", 1 << 20)
 
     async def body() -> None:
         async with cluster(2) as (a, b):
@@ -287,7 +293,7 @@ def test_cancelled_writes_do_not_break_the_connection() -> None:
                             await stream.close()
                         cancelled += scope.cancelled_caught
                     except Exception as error:  # noqa: BLE001 - any failure here is what the test counts
-                        failures.append(repr(error)[:120])
+                        failures.append(repr(error.__cause__ or error)[:200])
                         await trio.sleep(0.05)
                     await trio.lowlevel.checkpoint()
                 done.set()
@@ -300,7 +306,12 @@ def test_cancelled_writes_do_not_break_the_connection() -> None:
                 _, _, data = await b.inbox.receive()
                 delivered += data == frame
             assert cancelled > 50, f"only {cancelled} deadlines hit a stream opening: the test lost its teeth"
-            assert failures == [], failures[:3]
+            # The hardened receiver may refuse some of these abandoned-stream openings during protocol
+            # negotiation (a refused stream, not a broken connection); a desynchronised Noise session
+            # shows as lost frames and "No valid connections" instead.
+            broken = [f for f in failures if "fail to read from multiselect communicator" not in f]
+            assert broken == [], broken[:3]
+            assert len(failures) < cancelled, f"{len(failures)} refusals for {cancelled} cancellations"
             assert delivered == sent
 
     run(body)
