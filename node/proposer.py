@@ -153,7 +153,9 @@ class Proposer:
         members = set(s.inputs) | {tx.author for tx in pending}
         late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
         enough = len(members) >= c.min_inputs(s.phase)
-        ready = members >= set(c.awaited(s.expected)) or (late and enough)
+        # Absent members are not awaited, but a phase never closes below its minimum (a validated phase
+        # needs 2t_v + 1 + f inputs whoever is absent): short of it, the phase aborts at its deadline.
+        ready = enough and (members >= set(c.awaited(s.expected)) or late)
         raws = [tx.raw for tx in pending]
         _, closing, _ = self.settings.contract.phase_info(s.phase)
         if s.phase == "unmask" or (closing == "result" and ready):

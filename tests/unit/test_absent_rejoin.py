@@ -48,3 +48,22 @@ def test_the_primary_closes_without_the_absent_member_and_carries_its_ready_last
         checks = d.contract.check_block(Block(d.contract.params.chain_id, 1, b"\0" * 32, 0, ME, tuple(txs)))
         assert not any(isinstance(c, rc.DeadlineCheck) for c in checks), "no replica has to wait for member 0"
         assert d.contract.state.absent == (0,), "check_block leaves the state alone"
+
+
+def test_a_validated_phase_short_of_its_minimum_is_not_closed_for_an_absent_member(tmp_path: Path) -> None:
+    """At N = 4 the seed phase needs 2t_v + 1 + f = 4 inputs. With member 0 absent and the other three in,
+    nobody more is awaited, yet closing would be invalid (the shadow contract refuses it, which used to end
+    the primary's daemon): the primary waits, and aborts at the deadline."""
+    with _running(_member_config(tmp_path)) as d:
+        s = d.contract.state
+        s.round, s.open, s.phase, s.participants = 1, True, "seed", tuple(range(N))
+        s.expected, s.inputs = tuple(range(N)), {a: (b"", 0) for a in range(1, N)}
+        s.absent, s.absent_since = (0,), {0: 1}
+        assert d.contract.min_inputs("seed") == N
+        d.timings.phase_started[(1, "seed")] = time.monotonic()
+        assert trio.run(d.proposer.next_block_txs) is None, "before the deadline the primary waits"
+        d.timings.phase_started[(1, "seed")] = time.monotonic() - 10 * d.settings.phase_deadline_s
+        txs = trio.run(d.proposer.next_block_txs)
+        assert txs is not None
+        kinds = [d.contract.parse(raw).kind for raw in txs]
+        assert kinds[0] == "abort" and "close" not in kinds, kinds
