@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from node import contract as rc
-from node.config import load_genesis
+from node.config import load_genesis, load_node_config
 from node.learning import Learner, LearningPlan, vector_from_bytes
 from node.secure_round import apply_sum
 from node.settings import round_settings
 from node.store import Store
 from tests.process.test_cluster import fednode
 
-CRASHED, CRASH_ROUND, NODES = 3, 2, 4
+CRASHED, CRASH_ROUND, NODES = 4, 2, 5
+"""Five hospitals: a validated round needs 2t_v + 1 + f = 4 statistics publishers (t_v = f = 1), so the round
+survives one crashed member; at N = 3f + 1 = 4 it would abort instead (docs/validation.md)."""
 
 
 def committed_results(home: Path, genesis_path: Path) -> dict[int, tuple[tuple[int, ...], bytes]]:
@@ -79,7 +81,8 @@ def test_round_commits_the_survivors_sum_after_a_crash_following_the_masked_inpu
     def fedavg(members: tuple[int, ...]) -> np.ndarray:
         total = np.zeros(plan.n_params + 1)
         for i in members:
-            trained = Learner(plan, genesis.n, i).train(global_vec, CRASH_ROUND)
+            site = load_node_config(work / f"node-{i}" / "config.json")
+            trained = Learner(plan, genesis.n, i, site.data_path, site.data_format).train(global_vec, CRASH_ROUND)
             total += weighting.vector(trained.update, trained.n_samples)
         return apply_sum(global_vec, total)
 

@@ -680,6 +680,9 @@ def test_a_peer_overrunning_its_window_loses_the_connection() -> None:
             victim.set_request_handler(busy)
             growth, sent_mib = await _run_hostile_writer(victim, REQUEST_PROTOCOL)
             release.set()
+            # The violation is counted when libp2p reports the closed connection, after the child exits.
+            with trio.move_on_after(30):
+                await wait_until(lambda: victim.stats["rejected:flow_control_violation"] > 0)
             assert victim.stats["rejected:flow_control_violation"] == 1, victim.stats
             assert sent_mib < HOSTILE_MIB and growth < 64 << 20, (growth, sent_mib)
             assert peer_id_from_seed(SEEDS[1]) not in victim.connected_peers()
