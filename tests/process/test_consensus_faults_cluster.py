@@ -17,15 +17,18 @@ import pytest
 
 from tests.process.test_cluster import fednode
 
-ROTATE = ("--pause", "0@1:4", "--pause", "1@2:4", "--pause", "2@3:4", "--max-down", "1")
+ROTATE = ("--pause", "0@1:4", "--pause", "1@3:4", "--pause", "2@5:4", "--max-down", "1")
+"""Pauses two rounds apart, so that each (4 s, over two view timeouts) ends before the next is due (with
+`--max-down 1` a pause waits for the previous one), and three rounds after the last for member 3 to lead."""
+ROTATE_ROUNDS = 8
 
 
-def run(work: Path, mode: str, *extra: str) -> dict:
-    result = fednode("cluster", "--nodes", "4", "--rounds", "5", "--malicious", "1", "--consensus-fault", mode,
-                     "--workdir", str(work), "--json", "--stall-timeout", "180", *extra, timeout_s=600)
+def run(work: Path, mode: str, *extra: str, rounds: int = 5) -> dict:
+    result = fednode("cluster", "--nodes", "4", "--rounds", str(rounds), "--malicious", "1", "--consensus-fault",
+                     mode, "--workdir", str(work), "--json", "--stall-timeout", "180", *extra, timeout_s=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["rounds_committed"] == 5 and summary["heads_equal"], summary
+    assert summary["rounds_committed"] == rounds and summary["heads_equal"], summary
     return summary
 
 
@@ -37,7 +40,7 @@ def test_a_censoring_member_that_never_leads_changes_nothing(tmp_path: Path) -> 
 @pytest.mark.parametrize("mode", ["censor", "equivocate"])
 def test_a_misbehaving_primary_loses_its_view(tmp_path: Path, mode: str) -> None:
     work = tmp_path / "run"
-    summary = run(work, mode, *ROTATE)
+    summary = run(work, mode, *ROTATE, rounds=ROTATE_ROUNDS)
     logs = [(work / f"node-{i}" / "daemon.log").read_text() for i in range(3)]
     views = [int(v) for v in re.findall(r"entered view (\d+)", logs[1])]
     assert 3 in views, f"the pauses must have made member 3 primary: {views}"
