@@ -29,16 +29,7 @@ from ml.robust import (
     norm_direction,
     per_sample,
 )
-
-
-def _sq_dists(points: np.ndarray) -> np.ndarray:
-    diff = points[:, None, :] - points[None, :, :]
-    return (diff**2).sum(axis=2)
-
-
-def _stats(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (points**2).sum(axis=1), _sq_dists(points)
-
+from tests.unit.test_ml_robust import _sq_dists, _stats
 
 D4 = _sq_dists(np.arange(4.0)[:, None])
 STAR = np.ones((5, 5)) - np.eye(5)
