@@ -52,6 +52,14 @@ deadline, not one per round. A member is present again as soon as any transactio
 a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
 one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
 
+**Each member's evaluation goes on the ledger.** After a round's `result` commits, every member evaluates the
+new global model on its own held-out rows and submits `eval` [model_hash, correct, total] for that round: one
+per member per committed round, naming the model the round committed, for the last `EVAL_WINDOW` round ids
+only, and with the held-out rows its first committed eval declared (`node.contract_evals`). An `eval` needs
+no open round and no block of its own: it rides in the blocks the rounds commit anyway, and after the last
+round the primary proposes blocks for the pending ones. The consortium accuracy of a round is the pooled
+sum of its evals (`node.consortium`).
+
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
@@ -65,10 +73,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.block import Block
+from node.contract_evals import EVAL_WINDOW
 from node.contract_events import (
     AggregateCheck,
     Check,
     DeadlineCheck,
+    EvalCommitted,
     Event,
     PhaseClosed,
     RoundOpened,
@@ -80,6 +90,7 @@ from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
 from node.contract_tx import (
+    MAX_EVAL_ROWS,
     MAX_PARTICIPANTS,
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
@@ -94,10 +105,10 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
-    "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES", "PHASES",
-    "SA_MESSAGE_OF_PHASE", "AggregateCheck", "Check", "Contract", "ContractParams", "ContractState",
-    "DeadlineCheck", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx", "TxError",
-    "ValidationCheck", "Verify", "make_tx", "parse_tx", "referenced_blobs",
+    "EVAL_WINDOW", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
+    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "Check", "Contract", "ContractParams", "ContractState",
+    "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
+    "TxError", "ValidationCheck", "Verify", "make_tx", "parse_tx", "referenced_blobs",
 ]
 
 

@@ -1,7 +1,7 @@
 """What the round contract hands the shell: checks to perform before voting, events after a commit.
 
 Owns the result and outcome records of a round (`AggregateCheck`, `ValidationCheck`, `DeadlineCheck`;
-`RoundOpened`, `SecAggCommitted`, `PhaseClosed`, `RoundOutcome`). Plain data; calls nothing.
+`RoundOpened`, `SecAggCommitted`, `PhaseClosed`, `RoundOutcome`, `EvalCommitted`). Plain data; calls nothing.
 """
 
 from __future__ import annotations
@@ -100,4 +100,15 @@ class RoundOutcome:
     for an abort with enough inputs (statistics every holder published that nobody can decide)."""
 
 
-Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
+@dataclass(frozen=True, slots=True)
+class EvalCommitted:
+    """A member's evaluation of a committed round's model on its own held-out rows became part of the ledger."""
+
+    round: int
+    author: int
+    correct: int
+    total: int
+    height: int
+
+
+Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted

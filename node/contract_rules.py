@@ -3,12 +3,13 @@
 Owns `Contract._validate` and the cheap mempool filters (`tx_valid_now`, `tx_valid_ahead`): which kind,
 author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline)
 a block needs before a replica may vote for it. Raises `TxError` for a peer's fault; never changes the
-state. A mixin; pure, may call `node.contract_membership`, `node.contract_state`, `node.contract_tx`,
+state. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`, `node.contract_state`, `node.contract_tx`,
 `node.contract_events` and the secure-aggregation message checks of `smpc`.
 """
 
 from __future__ import annotations
 
+from node.contract_evals import Evaluations
 from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck
 from node.contract_membership import Membership
 from node.contract_state import SA_MESSAGE_OF_PHASE
@@ -20,7 +21,7 @@ from smpc.secagg import check_bundle_recipients, verify_message
 from smpc.validation import seed_commitment
 
 
-class Rules(Membership):
+class Rules(Membership, Evaluations):
     """The validation half of `node.contract.Contract`."""
 
     verify: Verify
@@ -45,6 +46,8 @@ class Rules(Membership):
         s = self.state
         if tx.kind == "ready":
             return self._ready_valid(tx)
+        if tx.kind == "eval":
+            return self.eval_error(tx) is None
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
@@ -91,6 +94,10 @@ class Rules(Membership):
             if not self._ready_valid(tx):
                 raise TxError(f"ready from member {tx.author} for round {tx.round}: it is not absent, or the "
                               f"round is before it went missing or after {s.round + 1}")
+            return []
+        if tx.kind == "eval":
+            if (why := self.eval_error(tx)) is not None:
+                raise TxError(f"eval from member {tx.author} for round {tx.round}: {why}")
             return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")

@@ -97,6 +97,19 @@ class ContractState:
     absent_since: dict[int, int] = field(default_factory=dict)
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
+    evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
+    eval_rows: dict[int, int] = field(default_factory=dict)
+    """Each member's held-out rows, as its first committed `eval` declared them: its later evals must match."""
+
+    def committed_model(self, round_id: int) -> bytes | None:
+        """The model round `round_id` committed, or None (aborted, still open, or not reached)."""
+        for outcome in reversed(self.outcomes):
+            if outcome.round == round_id:
+                return outcome.model_hash if outcome.committed else None
+            if outcome.round < round_id:
+                return None
+        return None
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
@@ -111,4 +124,5 @@ class ContractState:
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
-                             absent_since=dict(self.absent_since))
+                             absent_since=dict(self.absent_since),
+                             evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows))

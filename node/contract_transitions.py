@@ -2,19 +2,20 @@
 
 Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
 closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`. Runs only after
-`node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`,
+`node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`,
 `node.contract_state`, `node.contract_tx` and `node.contract_events`.
 """
 
 from __future__ import annotations
 
+from node.contract_evals import Evaluations
 from node.contract_events import Event, PhaseClosed, RoundOpened, RoundOutcome, SecAggCommitted
 from node.contract_membership import Membership
 from node.contract_state import PHASES
 from node.contract_tx import Tx
 
 
-class Transitions(Membership):
+class Transitions(Membership, Evaluations):
     """The state transitions of `node.contract.Contract`."""
 
     def _apply_ahead(self, tx: Tx, height: int) -> list[Event]:
@@ -38,6 +39,8 @@ class Transitions(Membership):
             s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":
             return []
+        if tx.kind == "eval":
+            return [self._apply_eval(tx, height)]
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
             return self._apply_ahead(tx, height)
         if tx.kind == "open":

@@ -21,6 +21,8 @@ MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
 MAX_STATS_BYTES = 8 * (MAX_PARTICIPANTS + MAX_PARTICIPANTS * (MAX_PARTICIPANTS - 1) // 2)
+MAX_EVAL_ROWS = 1 << 32
+"""Held-out rows an `eval` may declare: more than any hospital holds, and small enough that sums stay exact."""
 
 
 class TxError(ValueError):
@@ -43,7 +45,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0}
+                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0, "eval": 3}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -94,11 +96,23 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [_member_list(fields[0], n, "accept.accepted")]
     if kind == "ready":
         return []
+    if kind == "eval":
+        return _eval_fields(fields)
     if kind == "dealt":
         return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
     if kind == "reveal":
         return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
+
+
+def _eval_fields(fields: list[object]) -> list[object]:
+    """[model_hash, correct, total]: the held-out rows a member's evaluation counted, and those it got right."""
+    model_hash = codec.expect_bytes(fields[0], "eval.model_hash", HASH_BYTES)
+    correct = codec.expect_int(fields[1], "eval.correct", lo=0, hi=MAX_EVAL_ROWS)
+    total = codec.expect_int(fields[2], "eval.total", lo=1, hi=MAX_EVAL_ROWS)
+    if correct > total:
+        raise codec.DecodeError(f"eval: more correct rows than rows ({correct} > {total})")
+    return [model_hash, correct, total]
 
 
 def _member_list(value: object, n: int, what: str) -> tuple[int, ...]:
