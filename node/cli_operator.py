@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from node.cli_options import EXIT_FAILED, UserError, fail
+
+if TYPE_CHECKING:
+    from node.config import Genesis
+    from node.export import ChainView
 
 
 @click.command()
@@ -210,7 +214,7 @@ def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
     from node.audit import audit_home
     from node.config import ConfigError
     from node.contract import referenced_blobs
-    from node.export import locate, verify
+    from node.export import locate, read_chain, verify
     from node.store import StoreError
 
     home_path = Path(home)
@@ -223,6 +227,11 @@ def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
     click.echo(report.describe())
     if report.first_error is not None:
         sys.exit(EXIT_FAILED)
+    try:
+        _echo_consortium_accuracy(genesis, read_chain(report.ledger, genesis))
+    except StoreError as exc:
+        click.echo(f"consortium accuracy: FAILED: {exc}")
+        sys.exit(EXIT_FAILED)
     if model_file is None:
         return
     try:
@@ -234,6 +243,19 @@ def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
     if problems:
         sys.exit(EXIT_FAILED)
     click.echo(f"model {model_file}: OK: byte for byte the model the ledger committed, card matches the chain")
+
+
+def _echo_consortium_accuracy(genesis: Genesis, chain: ChainView) -> None:
+    """Each committed round's consortium accuracy, recomputed from the members' evals on the ledger."""
+    names = [m.name for m in genesis.members]
+    for record in chain.rounds:
+        figures = chain.consortium_accuracy(record.round, names, chain.head_height)
+        if figures is None:
+            click.echo(f"  round {record.round}: no member's eval on the ledger")
+            continue
+        click.echo(f"  round {record.round}: consortium accuracy {figures['pooled_accuracy']:.4f} pooled over "
+                   f"{figures['held_out_rows']} held-out rows of {figures['sites_reported']} sites, median site "
+                   f"{figures['median_site_accuracy']:.4f}")
 
 
 @click.command()
@@ -257,8 +279,10 @@ def export(home: str, round_id: int | None, fmt: str, out: str | None) -> None:
         path, card = write_export(Path(home), fmt, Path(out) if out else None, round_id)
     except (ConfigError, ExportError, StoreError, IdentityError, mldata.DataError, OSError) as exc:
         raise fail(exc) from None
-    acc = card["accuracy"]
+    acc, pooled = card["accuracy"], card["consortium_accuracy"]
     click.echo(f"wrote {path} (round {card['round']}, model {card['model_hash'][:16]}, chain "
                f"{card['chain_id'][:16]}) and its card"
+               + (f"; consortium accuracy {pooled['pooled_accuracy']:.4f} ({pooled['sites_reported']} sites, "
+                  f"median site {pooled['median_site_accuracy']:.4f})" if pooled else "; no member's eval yet")
                + (f"; held-out accuracy at {acc['site']}: {acc['accuracy']:.4f} ({acc['held_out_rows']} rows)"
                   if acc else ""))

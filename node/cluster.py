@@ -30,10 +30,11 @@ def node_finished(status: dict[str, Any], rounds: int) -> bool:
     """All rounds committed, no round open, and every round either evaluated here or replayed from the
     node's own ledger at start-up (a node restarted after the last round replays them all and evaluates
     none). Judged from the evaluations rather than the daemon's `finished` flag, which turns true as soon as
-    the last result block is applied, before that round's evaluation (a worker thread) is listed."""
+    the last result block is applied, before that round's evaluation (a worker thread) is listed. The node's
+    own `eval` of the last round must be committed too, so that the ledger holds the consortium accuracy."""
     evaluations = status["evaluations"]
     return not status["round_open"] and sum(1 for e in evaluations if e["committed"]) >= rounds \
-        and all("accuracy" in e or e.get("replayed") for e in evaluations)
+        and all("accuracy" in e or e.get("replayed") for e in evaluations) and not status.get("evals_pending")
 
 
 def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s: float, out: TextIO,

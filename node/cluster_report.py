@@ -1,5 +1,5 @@
 """What a local cluster run reports: the progress line while it runs, and afterwards the summary (rounds,
-pooled accuracy, heads, faults and their recovery, peak memory, a backdoor's success rate) as text and as
+pooled accuracy from the nodes' own figures and the consortium accuracy their `eval`s put on the ledger, heads, faults and their recovery, peak memory, a backdoor's success rate) as text and as
 JSON.
 """
 
@@ -50,12 +50,15 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
     committed = [e for e in evaluations if e["committed"]]
     pooled = pooled_accuracy(statuses)
     faults = injector.faults if injector is not None else []
+    ledger = {c["round"]: c for c in first.get("consortium_accuracy", [])}
     return {
         "rounds_requested": rounds,
         "rounds_committed": len(committed),
         "rounds_aborted": sum(1 for e in evaluations if not e["committed"]),
         "accuracy": pooled[max(pooled)] if pooled else None,
         "accuracy_by_round": [round(pooled[e["round"]], 4) for e in committed if e["round"] in pooled],
+        "consortium_accuracy": ledger[max(ledger)] if ledger else None,
+        "consortium_accuracy_by_round": {r: round(c["pooled_accuracy"], 4) for r, c in sorted(ledger.items())},
         "round_s": [round(e["round_s"], 3) for e in committed if "round_s" in e],
         "height": first["height"],
         "head_hashes": [s["head_hash"] for s in statuses],
@@ -73,6 +76,10 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
     }
 
 
+def _per_site(sites: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{site.get('site', site['member'])} {site['accuracy']:.4f}" for site in sites)
+
+
 def peak_rss(procs: Sequence[ClusterProcess], malicious: Sequence[int]) -> dict[str, Any]:
     """Every node's peak resident set in MB, and the largest among the honest ones (the bound a hostile
     member must not push them past, docs/threat-model.md)."""
@@ -86,6 +93,10 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
           f"in {summary['wall_s']:.1f}s, height {summary['height']}", file=out)
     for i, (acc, secs) in enumerate(zip(summary["accuracy_by_round"], summary["round_s"]), start=1):
         print(f"  round {i}: accuracy {acc:.4f}  ({secs:.2f}s)", file=out)
+    if (ledger := summary.get("consortium_accuracy")) is not None:
+        print(f"  consortium accuracy on the ledger, round {ledger['round']}: pooled {ledger['pooled_accuracy']:.4f} "
+              f"over {ledger['held_out_rows']} held-out rows of {ledger['sites_reported']} sites, median site "
+              f"{ledger['median_site_accuracy']:.4f} (per site: {_per_site(ledger['sites'])})", file=out)
     for fault in summary["faults"]:
         if "skipped" in fault or fault["injected_at_s"] is None:
             print(f"  fault {fault['fault']}: not injected ({fault.get('skipped', 'never due')})", file=out)

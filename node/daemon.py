@@ -146,6 +146,8 @@ class Daemon:
         self.content.remember_model(initial)
         for block, _cert in self.store.blocks(1):
             for event in self.contract.apply_block(block):
+                if isinstance(event, rc.EvalCommitted):
+                    self.rounds.record_eval(event)
                 if isinstance(event, rc.RoundOutcome):
                     self.rounds.evaluations.append({"round": event.round, "committed": event.committed,
                                                     "included": list(event.included), "height": event.height,
@@ -274,7 +276,7 @@ class Daemon:
         """Whether the primary owes the consortium a block: the view-change timer runs only then."""
         s = self.contract.state
         if self.contract.finished:
-            return False
+            return self.mempool.any_valid_now(frozenset({"eval"}))
         if not s.open and self._waiting_for_members():
             return False
         if not s.open or self.mempool.any_valid_now():
@@ -380,7 +382,8 @@ class Daemon:
             "secure": self.settings.contract.secure, "validation": self.settings.validation is not None,
             "rejections": {str(k): v for k, v in sorted(s.rejections.items())},
             "finished": self.contract.finished and all("accuracy" in e or e.get("replayed")
-                                                       for e in evaluations[-1:]),
+                                                       for e in evaluations[-1:])
+            and not self.mempool.own_pending("eval"),
             "view": self.replica.view, "primary": self.replica.view % self.genesis.n,
             "peers": len(self.transport.connected_peers()),
             "evaluations": evaluations, "phase_s": dict(self.timings.phase_s),
@@ -389,6 +392,8 @@ class Daemon:
             "commit_latency_ms": self.commit_latency_ms,
             "rejected": self.transport.rejections(),
             "absent": list(s.absent),
+            "evals_pending": self.mempool.own_pending("eval"),
+            "consortium_accuracy": self.rounds.consortium_figures([m.name for m in self.genesis.members]),
         }
 
 

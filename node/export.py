@@ -2,7 +2,9 @@
 
 An export is a model file (torch state dict, safetensors, or ONNX) plus a model card (`<file>.card.json`):
 chain id, round, the ledger's model hash, the members whose updates each round accepted, the ledger head
-at export time, and, when the exporting site has its data, its held-out accuracy.
+at export time, the consortium's accuracy of the round as the members' `eval` transactions committed it up to
+that head (pooled and median, with each site's figure: `node.consortium`), and, when the exporting site has
+its data, its own held-out accuracy.
 
 Every format is written canonically: the same parameters, model and card give the same bytes. The audit
 therefore needs no trust in the exporter: from the ledger and genesis.json alone it rebuilds the file the
@@ -52,6 +54,15 @@ class ChainView:
     head_hash: bytes
     block_hashes: dict[int, bytes]
     models: dict[bytes, bytes]
+    evals: dict[int, dict[int, tuple[int, int, int]]]
+    """The committed `eval`s the contract took: round -> member -> (correct, total, height of its block)."""
+
+    def consortium_accuracy(self, round_id: int, names: list[str], upto: int) -> dict[str, Any] | None:
+        """The round's consortium accuracy from the evals committed at heights up to `upto`."""
+        from node.consortium import consortium_accuracy
+
+        evals = {m: (c, t) for m, (c, t, h) in self.evals.get(round_id, {}).items() if h <= upto}
+        return consortium_accuracy(evals, names)
 
 
 def locate(home: Path, genesis_path: Path | None = None) -> tuple[Genesis, Path]:
@@ -75,29 +86,32 @@ def _opened(ledger: Path, genesis: Genesis) -> Iterator[Store]:
 
 
 def read_chain(ledger: Path, genesis: Genesis) -> ChainView:
-    """Rounds, head and model blobs of a stopped node's ledger (read from a private copy)."""
-    from node.contract import TxError, parse_tx
+    """Rounds, evals, head and model blobs of a stopped node's ledger (read from a private copy).
 
+    The blocks are applied to the round contract, as a node does, so that only the transactions it took
+    count (a committed block may carry one it skips, e.g. a second eval of the same member and round)."""
+    from node import contract as rc
+    from node.settings import round_settings
+
+    contract = rc.Contract(round_settings(genesis, _plan(genesis)).contract, genesis.verify)
     rounds: dict[int, RoundRecord] = {}
+    evals: dict[int, dict[int, tuple[int, int, int]]] = {}
     hashes: dict[int, bytes] = {}
     models: dict[bytes, bytes] = {}
     with _opened(ledger, genesis) as store:
         for block, _ in store.blocks():
             hashes[block.height] = block.hash()
-            for raw in block.txs:
-                try:
-                    tx = parse_tx(raw, genesis.chain_id, genesis.n, genesis.verify)
-                except TxError:
-                    continue
-                if tx.kind == "result" and tx.round not in rounds:
-                    included, model_hash = tx.fields[0], tx.fields[1]
-                    rounds[tx.round] = RoundRecord(tx.round, bytes(model_hash), tuple(included), block.height)  # type: ignore[arg-type]
+            for event in contract.apply_block(block):
+                if isinstance(event, rc.RoundOutcome) and event.committed:
+                    rounds[event.round] = RoundRecord(event.round, event.model_hash, event.included, block.height)
+                elif isinstance(event, rc.EvalCommitted):
+                    evals.setdefault(event.round, {})[event.author] = (event.correct, event.total, block.height)
         for record in rounds.values():
             blob = store.blob(record.model_hash)
             if blob is not None:
                 models[record.model_hash] = blob
         return ChainView(tuple(rounds[r] for r in sorted(rounds)), store.head_height, store.head_hash(), hashes,
-                         models)
+                         models, evals)
 
 
 def _plan(genesis: Genesis) -> Any:
@@ -128,9 +142,11 @@ def pick_round(chain: ChainView, round_id: int | None) -> RoundRecord:
 
 
 def card_for(genesis: Genesis, chain: ChainView, record: RoundRecord, fmt: str, file_bytes: bytes,
-             file_name: str, accuracy: dict[str, Any] | None) -> dict[str, Any]:
-    """The model card: everything in it but `accuracy` is derived from the ledger and genesis alone."""
+             file_name: str, accuracy: dict[str, Any] | None, head_height: int | None = None) -> dict[str, Any]:
+    """The model card: everything in it but `accuracy` (this site's own figure) is derived from the ledger and
+    genesis alone; the consortium accuracy counts the evals committed up to `head_height` (default: the head)."""
     names = [m.name for m in genesis.members]
+    upto = chain.head_height if head_height is None else head_height
     task = genesis.raw.get("task") or {}
     return {
         "fednode_model_card": CARD_FORMAT,
@@ -149,6 +165,7 @@ def card_for(genesis: Genesis, chain: ChainView, record: RoundRecord, fmt: str, 
                     "accepted_members": [names[i] for i in r.included if 0 <= i < len(names)]}
                    for r in chain.rounds if r.round <= record.round],
         "ledger_head": {"height": chain.head_height, "hash": chain.head_hash.hex()},
+        "consortium_accuracy": chain.consortium_accuracy(record.round, names, upto),
         "accuracy": accuracy,
     }
 
@@ -275,7 +292,8 @@ def verify(genesis: Genesis, ledger: Path, model_path: Path) -> list[str]:
             problems.append(f"the card's ledger head {head} is not a block of this ledger")
         vec = _vector(chain, record, _plan(genesis).n_params)
         expected_card = card_for(genesis, chain, record, str(card.get("format")), data, str(card.get("file")),
-                                 card.get("accuracy"))
+                                 card.get("accuracy"), head.get("height") if isinstance(head.get("height"), int)
+                                 else -1)
         expected_card["ledger_head"] = head
         for key in sorted(set(expected_card) | set(card)):
             if expected_card.get(key) != card.get(key):

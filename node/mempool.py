@@ -56,7 +56,7 @@ class Mempool:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready"):
+        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         if self._stale(tx) or tx.round > self.contract.state.round + 1:
@@ -103,10 +103,14 @@ class Mempool:
 
     def _stale(self, tx: rc.Tx) -> bool:
         """A transaction of a round that is over; a `ready` once the contract would no longer take it (its
-        author is back, or the ready predates its absence): a lagging member's ready names an older round."""
+        author is back, or the ready predates its absence): a lagging member's ready names an older round. An
+        `eval` once its round left the contract's window or its author's eval of it is committed (one that
+        arrives before its round's result does here is kept: the result is on its way)."""
         s = self.contract.state
         if tx.kind == "ready":
             return not self.contract.tx_valid_now(tx)
+        if tx.kind == "eval":
+            return self.contract.eval_expired(tx) or tx.author in s.evals.get(tx.round, {})
         return tx.round < s.round or (tx.round == s.round and not s.open)
 
     def forget(self, digest: bytes) -> None:
@@ -126,8 +130,18 @@ class Mempool:
         return [d for d, tx in self.txs.items()
                 if (d in self.own or now - self.arrival[d] >= RESUBMIT_S) and self.contract.tx_valid_now(tx)]
 
-    def any_valid_now(self) -> bool:
-        return any(self.contract.tx_valid_now(tx) for tx in self.txs.values())
+    def any_valid_now(self, kinds: frozenset[str] | None = None) -> bool:
+        """Whether a pending transaction (of one of `kinds`, default any) would be valid in the next block."""
+        return any(self.contract.tx_valid_now(tx) for tx in self.txs.values() if kinds is None or tx.kind in kinds)
+
+    def own_pending(self, kind: str) -> int:
+        """How many of our own transactions of `kind` wait for a block."""
+        return sum(1 for d in self.own if d in self.txs and self.txs[d].kind == kind)
+
+    def oldest_arrival(self, txs: list[rc.Tx]) -> float:
+        """When the earliest of `txs` (pending ones) arrived, monotonic seconds; now if none."""
+        return min((self.arrival.get(hashlib.sha256(tx.raw).digest(), time.monotonic()) for tx in txs),
+                   default=time.monotonic())
 
     async def tick(self) -> None:
         """Resubmit our own transactions every RESUBMIT_S (see `_resubmit_own`)."""

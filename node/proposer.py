@@ -63,7 +63,7 @@ class Proposer:
         inputs.
         """
         if self.contract.finished:
-            return None
+            return self._eval_txs(self.contract.shadow(), alone=True) or None
         s = self.contract.state
         if not s.open and s.round == 0 and self.head_height() < self.bench_empty_blocks:
             return []  # benchmarks only (genesis protocol.bench_empty_blocks): empty blocks before round 1
@@ -81,12 +81,27 @@ class Proposer:
             return None
         txs = txs + self._ahead_txs(shadow) if txs else []
         txs += self._ready_txs(shadow)
+        txs += self._eval_txs(shadow, alone=not txs)
         return txs or None
 
     def _ready_txs(self, shadow: rc.Contract) -> list[bytes]:
         """Absent members' pending `ready`, last in the block: the phases before it were decided without them
         (a replica checks a close against the absent set as the block's earlier transactions left it)."""
         candidates = [tx for tx in self.mempool.txs.values() if tx.kind == "ready" and shadow.tx_valid_now(tx)]
+        valid, invalid = shadow.admissible(candidates)
+        for tx, exc in invalid:
+            self.mempool.drop(tx, exc)
+        shadow.extend(valid, self.me.index)
+        return [tx.raw for tx in valid]
+
+    def _eval_txs(self, shadow: rc.Contract, alone: bool) -> list[bytes]:
+        """Members' pending `eval`s, last in the block. They ride in blocks the rounds commit anyway; a block
+        of evals `alone` waits until the oldest has waited the batch window, so that the members' evals of a
+        round, which arrive moments apart, share one block (after the last round, that is how they commit)."""
+        candidates = [tx for tx in self.mempool.txs.values() if tx.kind == "eval" and shadow.tx_valid_now(tx)]
+        if not candidates or (alone and time.monotonic() - self.mempool.oldest_arrival(candidates)
+                              < self.settings.batch_window_s):
+            return []
         valid, invalid = shadow.admissible(candidates)
         for tx, exc in invalid:
             self.mempool.drop(tx, exc)
@@ -139,7 +154,8 @@ class Proposer:
             if self.waiting_for_members():
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
-        candidates = [tx for tx in self.mempool.txs.values() if tx.kind != "ready" and c.tx_valid_now(tx)]
+        candidates = [tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
+                      and c.tx_valid_now(tx)]
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step

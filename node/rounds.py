@@ -25,6 +25,7 @@ import trio
 from consensus import codec
 from node import contract as rc
 from node.aggregation import Aggregator
+from node.consortium import consortium_accuracy
 from node.content import Content
 from node.hooks import FaultHooks
 from node.identity import Identity
@@ -68,6 +69,8 @@ class RoundDriver:
         self.sat_out: set[int] = set()
         """Secure rounds whose keys we advertised before a restart (`_join_secure_round`)."""
         self.evaluations: list[dict[str, Any]] = []
+        self.ledger_evals: dict[int, dict[int, tuple[int, int]]] = {}
+        """Every member's committed `eval` per round (at most N per committed round): the consortium accuracy."""
         self.applying_fetched = False
         """Set while blocks taken from a peer are applied: a round they open may be past (`join_found_open`)."""
         self.nursery: trio.Nursery | None = None
@@ -90,6 +93,8 @@ class RoundDriver:
                 sr.on_committed(event)
         elif isinstance(event, rc.PhaseClosed):
             self._on_phase_closed(event, now)
+        elif isinstance(event, rc.EvalCommitted):
+            self.record_eval(event)
         else:
             self.secure.rounds.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event, now, time.process_time())
@@ -300,8 +305,17 @@ class RoundDriver:
 
     # ------------------------------------------------------------------ finishing
 
+    def record_eval(self, event: rc.EvalCommitted) -> None:
+        self.ledger_evals.setdefault(event.round, {})[event.author] = (event.correct, event.total)
+
+    def consortium_figures(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """Per round with committed evals: the pooled and median accuracy of the members' evals (`/status`)."""
+        return [{"round": r, **summary} for r in sorted(self.ledger_evals)
+                if (summary := consortium_accuracy(self.ledger_evals[r], names)) is not None]
+
     async def _finish_round(self, outcome: rc.RoundOutcome, committed: float, cpu_s: float) -> None:
-        """Store and evaluate the round's model; record it. `committed`: monotonic time the outcome was applied;
+        """Store and evaluate the round's model; record it and, for a committed round, put our evaluation on the
+        ledger (`eval`: the consortium accuracy is pooled from the members'). `committed`: monotonic time the outcome was applied;
         `cpu_s`: this process's CPU time then.
 
         `round_s` runs from the round's open to the end of this evaluation, `commit_s` to the commit only;
@@ -323,6 +337,11 @@ class RoundDriver:
                                  "committed_at": committed_at, "cpu_at_commit_s": cpu_s,
                                  "model_hash": outcome.model_hash.hex()})
         self.metrics.accuracy.set(result.accuracy)
+        if outcome.committed:
+            correct = round(result.accuracy * result.n)
+            tx = rc.make_tx(self.contract.params.chain_id, "eval", self.index, outcome.round,
+                            [outcome.model_hash, correct, result.n], self.identity.sign)
+            await self.submit([SubmitTx(tx)], outcome.round)
         logger.info("round %d %s: %d inputs, accuracy %.4f, height %d%s", outcome.round,
                     "committed" if outcome.committed else "aborted", len(outcome.included), result.accuracy,
                     outcome.height, f", missing {list(outcome.missing)}" if outcome.missing else "")
