@@ -7,6 +7,8 @@ names the file, the row (the line number for CSV, counting the header as line 1)
 
 Each site holds out its own test rows (a seeded, stratified `test_fraction` of its file); nothing is shared.
 Standardization uses the scaling fixed in genesis, so no site's statistics are revealed by it.
+`site_statistics` gives this site's part of a scaling the consortium computes by secure aggregation: per
+feature, the count, sum and sum of squares of its training rows in fixed point (`node.scaling`).
 
 `site_files` builds a task and one file per site from a bundled public dataset, for local clusters and
 walk-throughs: the local cluster then runs exactly the path a hospital runs.
@@ -24,6 +26,10 @@ import pandas as pd
 from ml import data as mldata
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+STAT_FRAC_BITS = 16
+"""Fixed point of `site_statistics`: a value x counts as round(x * 2^16), a resolution of 1.5e-5 units."""
+STAT_MAX_ABS = float(1 << 24)
+"""Largest |value| `site_statistics` takes: a bound on what the sums can reach (`node.scaling`)."""
 MIN_ROWS = 4
 FORMATS = ("csv", "parquet")
 
@@ -88,6 +94,31 @@ def load_site_data(task: dict[str, Any], path: Path, *, fmt: str | None = None, 
     return SiteData(X_train=X[train], y_train=y[train], X_test=X[test], y_test=y[test])
 
 
+def site_statistics(task: dict[str, Any], path: Path, *, fmt: str | None = None,
+                    seed: int) -> list[tuple[int, int, int]]:
+    """Per feature: (cells with a value, sum, sum of squares) over this site's training rows (the split
+    `load_site_data` makes with the same seed), values in fixed point (`STAT_FRAC_BITS`), as exact integers.
+
+    Rows the missing-value policy drops are left out; under `impute_mean` a missing cell is left out of its
+    feature's count and sums (the mean to impute is what is being computed)."""
+    frame, row_offset = read_table(path, fmt)
+    policy = task.get("missing", "reject")
+    X, y = check_table({**task, "missing": "keep" if policy == "impute_mean" else policy}, frame, path, row_offset,
+                       None)
+    train, _ = _own_split(y, float(task.get("test_fraction", 0.2)), seed, path)
+    X = X[train]
+    too_big = np.abs(np.nan_to_num(X)) > STAT_MAX_ABS
+    if too_big.any():
+        row, col = (int(v[0]) for v in np.nonzero(too_big))
+        raise SiteDataError(f"{path}: column {task['features'][col]['name']!r}: |{X[row, col]:g}| is above "
+                            f"{STAT_MAX_ABS:g}, the largest value the scaling statistics take")
+    stats = []
+    for column in X.T:
+        fixed = np.round(column[~np.isnan(column)] * (1 << STAT_FRAC_BITS)).astype(np.int64).astype(object)
+        stats.append((len(fixed), int(fixed.sum()), int((fixed * fixed).sum())))
+    return stats
+
+
 def check_table(task: dict[str, Any], frame: pd.DataFrame, path: Path, row_offset: int,
                 scaling: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     """Features (float64, missing values handled by the task's policy) and label indices of the file."""
@@ -137,7 +168,8 @@ def _numeric_column(values: pd.Series, feature: dict[str, Any], path: Path, row_
 
 def _missing(task: dict[str, Any], X: np.ndarray, labels: pd.Series, path: Path, row_offset: int,
              scaling: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, pd.Series, np.ndarray]:
-    """Apply the missing-value policy; a missing label always drops the row under drop_row, else is an error."""
+    """Apply the missing-value policy; a missing label always drops the row under drop_row, else is an error.
+    `keep` (`site_statistics` only, never a genesis value) leaves missing feature cells as NaN."""
     policy = task.get("missing", "reject")
     missing_x = np.isnan(X)
     missing_y = labels.isna().to_numpy()
@@ -148,6 +180,8 @@ def _missing(task: dict[str, Any], X: np.ndarray, labels: pd.Series, path: Path,
     if missing_y.any():
         row = int(np.flatnonzero(missing_y)[0])
         raise SiteDataError(f"{_where(path, row + row_offset, task['label']['name'])}: missing label")
+    if policy == "keep":
+        return X, labels, kept
     if policy == "impute_mean" and missing_x.any():
         if scaling is None:
             raise SiteDataError("genesis: task.missing 'impute_mean' needs a 'scaling' section (its mean)")

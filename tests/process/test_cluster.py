@@ -49,11 +49,26 @@ def test_cluster_commits_every_round_with_equal_heads(finished_cluster: tuple[di
     assert summary["accuracy"] >= 0.93
 
 
+def test_the_ledger_holds_every_sites_eval_and_their_pooled_accuracy(finished_cluster: tuple[dict, Path]) -> None:
+    """The consortium accuracy the members' `eval`s committed is the pooled figure of the sites' own
+    evaluations (each site's /status), for every round."""
+    summary, _ = finished_cluster
+    ledger = summary["consortium_accuracy"]
+    assert ledger["sites_reported"] == 4 and len(ledger["sites"]) == 4
+    assert ledger["pooled_accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
+    assert ledger["pooled_accuracy"] == pytest.approx(ledger["correct"] / ledger["held_out_rows"])
+    assert list(summary["consortium_accuracy_by_round"].values()) == summary["accuracy_by_round"]
+    accuracies = sorted(site["accuracy"] for site in ledger["sites"])
+    assert ledger["median_site_accuracy"] == pytest.approx((accuracies[1] + accuracies[2]) / 2)
+
+
 def test_audit_passes_on_untouched_homes(finished_cluster: tuple[dict, Path]) -> None:
-    _, work = finished_cluster
+    summary, work = finished_cluster
     for i in range(4):
         result = fednode("audit", str(work / f"node-{i}"))
         assert result.returncode == 0, result.stdout + result.stderr
+        assert f"consortium accuracy {summary['consortium_accuracy']['pooled_accuracy']:.4f} pooled over " \
+               f"{summary['consortium_accuracy']['held_out_rows']} held-out rows of 4 sites" in result.stdout
 
 
 def test_audit_fails_after_a_flipped_byte(finished_cluster: tuple[dict, Path], tmp_path: Path) -> None:
