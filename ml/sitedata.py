@@ -8,7 +8,7 @@ names the file, the row (the line number for CSV, counting the header as line 1)
 Each site holds out its own test rows (a seeded, stratified `test_fraction` of its file); nothing is shared.
 Standardization uses the scaling fixed in genesis, so no site's statistics are revealed by it.
 `site_statistics` gives this site's part of a scaling the consortium computes by secure aggregation: per
-feature, the count, sum and sum of squares of its training rows in fixed point (`node.scaling`).
+feature, the count, sum and sum of squares of its rows in fixed point (`node.scaling`).
 
 `site_files` builds a task and one file per site from a bundled public dataset, for local clusters and
 walk-throughs: the local cluster then runs exactly the path a hospital runs.
@@ -94,19 +94,17 @@ def load_site_data(task: dict[str, Any], path: Path, *, fmt: str | None = None, 
     return SiteData(X_train=X[train], y_train=y[train], X_test=X[test], y_test=y[test])
 
 
-def site_statistics(task: dict[str, Any], path: Path, *, fmt: str | None = None,
-                    seed: int) -> list[tuple[int, int, int]]:
-    """Per feature: (cells with a value, sum, sum of squares) over this site's training rows (the split
-    `load_site_data` makes with the same seed), values in fixed point (`STAT_FRAC_BITS`), as exact integers.
+def site_statistics(task: dict[str, Any], path: Path, *, fmt: str | None = None) -> list[tuple[int, int, int]]:
+    """Per feature: (cells with a value, sum, sum of squares) over this site's rows, values in fixed point
+    (`STAT_FRAC_BITS`), as exact integers.
 
-    Rows the missing-value policy drops are left out; under `impute_mean` a missing cell is left out of its
-    feature's count and sums (the mean to impute is what is being computed)."""
+    Every row the task keeps counts, held-out rows included: the scaling is agreed before genesis fixes the
+    seed that splits them. Rows the missing-value policy drops are left out; under `impute_mean` a missing
+    cell is left out of its feature's count and sums (the mean to impute is what is being computed)."""
     frame, row_offset = read_table(path, fmt)
     policy = task.get("missing", "reject")
-    X, y = check_table({**task, "missing": "keep" if policy == "impute_mean" else policy}, frame, path, row_offset,
+    X, _ = check_table({**task, "missing": "keep" if policy == "impute_mean" else policy}, frame, path, row_offset,
                        None)
-    train, _ = _own_split(y, float(task.get("test_fraction", 0.2)), seed, path)
-    X = X[train]
     too_big = np.abs(np.nan_to_num(X)) > STAT_MAX_ABS
     if too_big.any():
         row, col = (int(v[0]) for v in np.nonzero(too_big))

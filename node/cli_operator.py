@@ -175,8 +175,11 @@ def data() -> None:
 @click.option("--split-column", help="Column for --split column (e.g. inst for lung).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the split.")
 @click.option("--format", "data_format", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--scaling", "scaling_method", type=click.Choice(["public", "secure-sum"]), default="public",
+              show_default=True, help="public: from the whole public dataset; secure-sum: from the site files' "
+              "counts, sums and sums of squares, summed by secure aggregation among the sites (in this process).")
 def data_split(dataset: str, sites: int, out: str, split: str, alpha: float, split_column: str | None, seed: int,
-               data_format: str) -> None:
+               data_format: str, scaling_method: str) -> None:
     """Write OUT/site-<i>.csv (one per site) and OUT/task.json (the schema and scaling for `genesis new`)."""
     from ml import data as mldata
     from ml import sitedata
@@ -196,8 +199,22 @@ def data_split(dataset: str, sites: int, out: str, split: str, alpha: float, spl
     out_path.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
         sitedata.write_table(frame, out_path / f"site-{i}.{data_format}")
+    if scaling_method == "secure-sum":
+        scaling = _secure_sum_scaling(task, [out_path / f"site-{i}.{data_format}" for i in range(sites)], seed)
     (out_path / "task.json").write_text(json.dumps({"task": task, "scaling": scaling}, indent=2) + "\n")
     click.echo(f"wrote {sites} site files and task.json under {out}")
+
+
+def _secure_sum_scaling(task: dict[str, Any], paths: list[Path], seed: int) -> dict[str, Any]:
+    """The scaling of the site files by a secure sum of their statistics (`node.scaling`)."""
+    import hashlib
+
+    from ml import sitedata
+    from node import scaling
+
+    vectors = [scaling.statistics_vector(sitedata.site_statistics(task, path)) for path in paths]
+    total = scaling.simulated_secure_sum(vectors, hashlib.sha256(b"fednode scaling").digest(), seed)
+    return scaling.scaling_from_sum(total, len(task["features"]), len(paths))
 
 
 @click.command()

@@ -9,7 +9,9 @@ and its own vector imply. `scaling_from_sum` turns the totals into the genesis `
 cancellation in sum(x^2)/n - mean^2 even for a large mean and a small spread.
 
 A round of this sum uses round id 0 (`STATISTICS_ROUND`), which no training round uses, so its masks and key
-material never meet a training round's. Pure: may call `smpc.limbs` only (the caller reads the site's file).
+material never meet a training round's. `simulated_secure_sum` runs that round with every site in one process
+(`smpc.simulation`): what `fednode data split --scaling secure-sum` does for the bundled datasets' site files.
+Pure: may call `smpc` only (the caller reads the sites' files).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 
 from smpc import limbs
 from smpc.field import RingArray
+from smpc.secagg import RoundConfig
+from smpc.simulation import DropSchedule, run_round
 
 STAT_LIMBS = 8
 """Ring coordinates per statistic: 128-bit two's complement; a site's sum of squares of 2^31 rows of values
@@ -64,3 +68,14 @@ def scaling_from_sum(total: RingArray, n_features: int, sites: int) -> dict[str,
         std.append(sd if sd > 0 else 1.0)
     return {"mean": mean, "std": std, "source": f"secure aggregation of {sites} sites' counts, sums and sums "
                                                 f"of squares ({int(min(counts))} to {int(max(counts))} rows)"}
+
+
+def simulated_secure_sum(vectors: Sequence[RingArray], chain_id: bytes, seed: int) -> RingArray:
+    """The ring sum of the sites' statistics vectors through one Bonawitz round among them, all in this process
+    (threshold: a majority of the sites). Raises ValueError if the round does not complete."""
+    n = len(vectors)
+    config = RoundConfig(chain_id, STATISTICS_ROUND, tuple(range(1, n + 1)), n // 2, len(vectors[0]))
+    outcome = run_round(config, {i + 1: v for i, v in enumerate(vectors)}, DropSchedule(), seed)
+    if len(outcome.results) != n:
+        raise ValueError(f"the statistics round did not complete: {outcome.aborted}")
+    return next(iter(outcome.results.values())).total

@@ -1,7 +1,7 @@
 """Feature scaling from a secure sum of the sites' counts, sums and sums of squares (node.scaling).
 
 The sites' statistics vectors go through a real Bonawitz round (smpc.simulation, round id 0): the consortium's
-mean and std decoded from the ring sum must equal those of the sites' training rows pooled, to the fixed
+mean and std decoded from the ring sum must equal those of the sites' rows pooled, to the fixed
 point's resolution, with a site dropping out before masking too; the limb encoding must not wrap at its bound.
 """
 
@@ -34,18 +34,16 @@ def _sites(tmp_path: Path) -> tuple[dict, list[Path]]:
     return task, paths
 
 
-def _training_rows(task: dict, path: Path, seed: int) -> np.ndarray:
+def _rows(task: dict, path: Path) -> np.ndarray:
     frame, offset = sitedata.read_table(path)
-    X, y = sitedata.check_table(task, frame, path, offset, None)
-    train, _ = sitedata._own_split(y, float(task["test_fraction"]), seed, path)
-    return X[train]
+    return sitedata.check_table(task, frame, path, offset, None)[0]
 
 
 @pytest.mark.parametrize("dropped", [frozenset(), frozenset({2})], ids=["all-sites", "one-drops-before-masking"])
 def test_the_secure_sum_gives_the_pooled_mean_and_std(tmp_path: Path, dropped: frozenset[int]) -> None:
     task, paths = _sites(tmp_path)
     n_features = len(task["features"])
-    vectors = {i + 1: scaling.statistics_vector(sitedata.site_statistics(task, p, seed=SEED + i))
+    vectors = {i + 1: scaling.statistics_vector(sitedata.site_statistics(task, p))
                for i, p in enumerate(paths)}
     config = RoundConfig(hashlib.sha256(b"consortium").digest(), scaling.STATISTICS_ROUND,
                          tuple(range(1, N_SITES + 1)), 2, scaling.vector_length(n_features))
@@ -55,7 +53,7 @@ def test_the_secure_sum_gives_the_pooled_mean_and_std(tmp_path: Path, dropped: f
     assert len(totals) == 1
     result = scaling.scaling_from_sum(next(iter(outcome.results.values())).total, n_features,
                                       N_SITES - len(dropped))
-    pooled = np.concatenate([_training_rows(task, p, SEED + i) for i, p in enumerate(paths) if i not in dropped])
+    pooled = np.concatenate([_rows(task, p) for i, p in enumerate(paths) if i not in dropped])
     np.testing.assert_allclose(result["mean"], pooled.mean(axis=0), rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(result["std"], pooled.std(axis=0), rtol=1e-5, atol=1e-4)
     assert f"{N_SITES - len(dropped)} sites" in result["source"]
@@ -95,4 +93,21 @@ def test_a_value_beyond_the_statistics_bound_names_file_and_column(tmp_path: Pat
     frame[column] = frame[column].astype(float) * 0 + 2.0**25
     sitedata.write_table(frame, paths[0])
     with pytest.raises(sitedata.SiteDataError, match=f"site-0.csv: column '{column}'"):
-        sitedata.site_statistics(task, paths[0], seed=SEED)
+        sitedata.site_statistics(task, paths[0])
+
+
+def test_data_split_writes_the_secure_sum_scaling(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from node.cli import cli
+
+    out = tmp_path / "split"
+    result = CliRunner().invoke(cli, ["data", "split", "--sites", "3", "--out", str(out), "--scaling", "secure-sum"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "task.json").read_text())
+    assert doc["scaling"]["source"].startswith("secure aggregation of 3 sites")
+    pooled = np.concatenate([_rows(doc["task"], out / f"site-{i}.csv") for i in range(3)])
+    np.testing.assert_allclose(doc["scaling"]["mean"], pooled.mean(axis=0), rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(doc["scaling"]["std"], pooled.std(axis=0), rtol=1e-5, atol=1e-4)
