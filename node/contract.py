@@ -48,7 +48,8 @@ phase closes (the keys phase of a secure round, the updates of a plain one), or 
 round that aborted for too few inputs (a silent member in a validated round at N = 3f + 1), becomes *absent*
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
-deadline, not one per round. A member is present again as soon as any transaction it signed is committed;
+deadline, not one per round. A member is present again as soon as any transaction it signed, other than an
+`eval` (which is about a past round), is committed;
 a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
 one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
 

@@ -315,8 +315,8 @@ class RoundDriver:
 
     async def _finish_round(self, outcome: rc.RoundOutcome, committed: float, cpu_s: float) -> None:
         """Store and evaluate the round's model; record it and, for a committed round, put our evaluation on the
-        ledger (`eval`: the consortium accuracy is pooled from the members'). `committed`: monotonic time the outcome was applied;
-        `cpu_s`: this process's CPU time then.
+        ledger (`eval`: the consortium accuracy is pooled from the members'). `committed`: monotonic time the
+        outcome was applied; `cpu_s`: this process's CPU time then.
 
         `round_s` runs from the round's open to the end of this evaluation, `commit_s` to the commit only;
         `committed_at` (Unix time) and `cpu_at_commit_s` let benchmarks take the period and the CPU between

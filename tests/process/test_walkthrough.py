@@ -79,6 +79,11 @@ def test_four_sites_set_up_without_a_shared_machine(tmp_path: Path) -> None:
 
     out = tmp_path / "model.safetensors"
     _ok("export", "--home", str(sites[0]), "--out", str(out))
+    consortium = json.loads((tmp_path / "model.safetensors.card.json").read_text())["consortium_accuracy"]
+    assert consortium["sites_reported"] == N
+    own = {s["name"]: s["evaluations"][-1] for s in statuses}
+    assert {site["site"]: (site["correct"], site["held_out_rows"]) for site in consortium["sites"]} == {
+        name: (round(e["accuracy"] * e["held_out_rows"]), e["held_out_rows"]) for name, e in own.items()}
     auditor = tmp_path / "auditor"
     shutil.copytree(sites[1] / "ledger", auditor / "ledger")
     shutil.copy(genesis, auditor / "genesis.json")

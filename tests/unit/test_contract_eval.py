@@ -141,3 +141,12 @@ def test_a_lying_site_moves_the_pooled_figure_but_not_the_median() -> None:
     assert consortium_accuracy(liar, None)["pooled_accuracy"] == pytest.approx(255 / 400)
     assert consortium_accuracy(honest, None)["median_site_accuracy"] == pytest.approx(0.85)
     assert consortium_accuracy({}, None) is None
+
+
+def test_an_absent_members_eval_counts_but_does_not_make_it_present() -> None:
+    c = contract(rounds=3)
+    c.apply_block(block(1, 0, tx("open", 0, 1, M0, [0, 1, 2, 3])))
+    c.apply_block(block(2, 0, upd(0), upd(1), upd(2), tx("result", 0, 1, [0, 1, 2], _model(1))))
+    assert c.state.absent == (3,)
+    c.apply_block(block(3, 0, ev(3, 1, 3, 4)))
+    assert c.state.evals[1] == {3: (3, 4)} and c.state.absent == (3,)
