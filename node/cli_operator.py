@@ -130,6 +130,55 @@ def genesis_add_member(genesis_file: str, member_files: tuple[str, ...]) -> None
     click.echo(f"{len(raw['members'])} members; genesis hash now {genesis_hash(raw).hex()}")
 
 
+@genesis.command("scaling")
+@click.option("--home", type=click.Path(file_okay=False), required=True, help="This site's node directory.")
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False), required=True,
+              help="The draft genesis with every member (from the coordinator).")
+@click.option("--relay", type=click.Path(file_okay=False), required=True,
+              help="The directory of every site's ceremony files, as the coordinator last sent it.")
+@click.option("--outbox", type=click.Path(file_okay=False),
+              help="Where this site's files go, to send to the coordinator (default: HOME/scaling-outbox).")
+def genesis_scaling(home: str, genesis_file: str, relay: str, outbox: str | None) -> None:
+    """One step of the scaling ceremony: the sites' feature statistics summed by secure aggregation.
+
+    Run it again each time the coordinator sends a fuller relay directory; after four steps it prints the
+    consortium's scaling and writes HOME/scaling.json (docs/operations.md, section 4).
+    """
+    from ml.sitedata import SiteDataError
+    from node.config import ConfigError
+    from node.identity import IdentityError
+    from node.scaling_ceremony import run_step
+
+    home_path = Path(home)
+    try:
+        outcome = run_step(home_path, Path(genesis_file), Path(relay),
+                           Path(outbox) if outbox else home_path / "scaling-outbox")
+    except (ConfigError, IdentityError, SiteDataError, ValueError) as exc:
+        raise fail(exc) from None
+    for path in outcome.wrote:
+        click.echo(f"wrote {path}: send it to the coordinator")
+    if outcome.waiting_for:
+        click.echo(f"waiting for the files of {', '.join(outcome.waiting_for)}; run again with the fuller relay")
+    if outcome.scaling is not None:
+        click.echo(f"scaling: {outcome.scaling['source']}; written to {home_path / 'scaling.json'}: send it to the "
+                   f"coordinator (genesis set-scaling)")
+
+
+@genesis.command("set-scaling")
+@click.argument("genesis_file", type=click.Path(dir_okay=False))
+@click.argument("results", type=click.Path(dir_okay=False), nargs=-1, required=True)
+def genesis_set_scaling(genesis_file: str, results: tuple[str, ...]) -> None:
+    """Put the scaling ceremony's result (the sites' scaling.json, all identical) into the draft genesis."""
+    from node.config import ConfigError, genesis_hash
+    from node.scaling_ceremony import apply_scaling
+
+    try:
+        raw = apply_scaling(Path(genesis_file), [Path(r) for r in results])
+    except ConfigError as exc:
+        raise fail(exc) from None
+    click.echo(f"scaling set ({raw['scaling']['source']}); genesis hash now {genesis_hash(raw).hex()}")
+
+
 @genesis.command("check")
 @click.argument("genesis_file", type=click.Path(dir_okay=False))
 @click.option("--home", type=click.Path(file_okay=False), help="This site's node directory (with --confirm).")

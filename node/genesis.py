@@ -215,6 +215,9 @@ def confirm(genesis_path: Path, home: Path, expected_hash: str) -> Genesis:
         raise ConfigError(f"genesis {genesis_path} does not list this site (peer id "
                           f"{identity.peer_id(ident.public_key)}); ask the coordinator to add {home / MEMBER_FILE}") \
             from None
+    from node.scaling_ceremony import check_own_result
+
+    check_own_result(home, genesis.raw)
     config_path = home / CONFIG_FILE
     config = {**load_document(config_path, "node config"), "genesis": GENESIS_FILE,
               "genesis_hash": genesis_hash(genesis.raw).hex()}
