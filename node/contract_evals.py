@@ -54,6 +54,10 @@ class Evaluations:
         _, correct, total = tx.fields
         s.evals.setdefault(tx.round, {})[tx.author] = (correct, total)  # type: ignore[assignment]
         s.eval_rows.setdefault(tx.author, total)  # type: ignore[arg-type]
+        return EvalCommitted(tx.round, tx.author, correct, total, height)  # type: ignore[arg-type]
+
+    def _forget_old_evals(self) -> None:
+        """When a round opens: the evals of rounds that left the window are on the ledger, no longer needed here."""
+        s = self.state
         for old in [r for r in s.evals if r <= s.round - EVAL_WINDOW]:
             del s.evals[old]
-        return EvalCommitted(tx.round, tx.author, correct, total, height)  # type: ignore[arg-type]

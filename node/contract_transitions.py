@@ -55,6 +55,7 @@ class Transitions(Membership, Evaluations):
                 s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
+            self._forget_old_evals()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]

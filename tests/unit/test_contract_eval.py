@@ -22,9 +22,10 @@ def _model(round_id: int) -> bytes:
     return hashlib.sha256(b"model %d" % round_id).digest()
 
 
-def _committed(rounds: int) -> tuple[rc.Contract, int]:
-    """A contract after `rounds` committed plain rounds; returns it and the next block height."""
-    c = contract(rounds=rounds + 2)
+def _committed(rounds: int, total: int | None = None) -> tuple[rc.Contract, int]:
+    """A contract (of `total` rounds, default two more) after `rounds` committed plain rounds; returns it and the
+    next block height."""
+    c = contract(rounds=total or rounds + 2)
     height = 1
     for r in range(1, rounds + 1):
         model = c.state.model_hash
@@ -122,16 +123,20 @@ def test_a_committed_block_skips_a_bad_eval_and_keeps_the_good_ones() -> None:
 
 
 def test_the_declared_rows_bind_later_rounds_and_old_rounds_are_forgotten() -> None:
-    c, h = _committed(1)
+    last = rc.EVAL_WINDOW + 2
+    c, h = _committed(1, total=last)
     c.apply_block(block(h, 0, ev(0, 1, 3, 4)))
     assert c.state.eval_rows == {0: 4}
-    for r in range(2, rc.EVAL_WINDOW + 3):
+    for r in range(2, last + 1):
         c.apply_block(block(h + 1, 0, tx("open", 0, r, c.state.model_hash, [0, 1, 2, 3])))
-        c.apply_block(block(h + 2, 0, *(upd(a, r) for a in range(N)), tx("result", 0, r, [0, 1, 2, 3], _model(r))))
+        c.apply_block(block(h + 2, 0, *(upd(a, r) for a in range(N)), tx("result", 0, r, [0, 1, 2, 3], _model(r)),
+                            ev(1, r - 1, 1, 2)))
         h += 2
-    assert set(c.state.evals) <= set(range(c.state.round - rc.EVAL_WINDOW + 1, c.state.round + 1))
-    with pytest.raises(rc.TxError, match="differs from the 4 held-out rows"):
-        c.check_block(block(h + 1, 0, ev(0, c.state.round, 30, 40)))
+    assert c.state.round == last and c.finished
+    assert sorted(c.state.evals) == list(range(last - rc.EVAL_WINDOW + 1, last))
+    for total in (40, 3):
+        with pytest.raises(rc.TxError, match=f"total {total} differs from the 4 held-out rows"):
+            c.check_block(block(h + 1, 0, ev(0, last, 3, total)))
 
 
 def test_a_lying_site_moves_the_pooled_figure_but_not_the_median() -> None:
