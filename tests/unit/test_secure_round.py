@@ -60,6 +60,8 @@ class Cluster:
         self.mempool: list[bytes] = []
         self.wire: dict[int, list[bytes]] = {i: [] for i in range(n)}  # bytes each node received from others
         self.height = 0
+        self.blocks: list[Block] = []
+        """Every committed block, so a member that was away can catch up on the ledger."""
         self.alive = set(range(n))
         self.left: dict[int, str] = {}
 
@@ -108,6 +110,7 @@ class Cluster:
         self.height += 1
         block = Block(CHAIN, self.height, CHAIN, 0, 0, tuple(txs))
         contract.check_block(block)
+        self.blocks.append(block)
         for i in sorted(self.alive):
             for event in self.contracts[i].apply_block(block):
                 self.on_event(i, event)

@@ -1,0 +1,207 @@
+"""A member the ledger already holds as faulty costs at most one validated round (issues 14 and 15).
+
+At N = 3f + 1 with t_v = f, the seed, sketch and validate phases of a validated round needed 2t_v + 1 + f = N
+inputs: one member that never started, crashed or stayed silent aborted every validated round for ever
+(it was named `missing` and became absent, yet the next round needed it again). A member absent when the
+round's validation starts is counted as one of the f faulty members and left out of the round's validation:
+the others hold at most f_eff = f - k faulty members, and the phases need 2t_v + 1 + f_eff inputs.
+
+Whole validated rounds in one process (contract + `SecureRound` for every live member, blocks built by hand,
+`tests.unit.test_secure_round.Cluster`); a silent member receives nothing and sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from consensus.block import Block
+from node import contract as rc
+from node.secure_round import decide_accepted
+from smpc.errors import InconsistentShares, SmpcError
+from tests.unit.test_secure_round import CHAIN, L, Cluster, forged_statistics
+
+
+def _model(round_id: int) -> bytes:
+    return hashlib.sha256(b"model %d" % round_id).digest()
+
+
+class Rounds(Cluster):
+    """A Cluster that drives whole validated rounds with its live members; `silent` never sends anything."""
+
+    def __init__(self, n: int, seed: int, rounds: int, silent: set[int]) -> None:
+        super().__init__(n, seed, validate=True, rounds=rounds, validation_degree=(n - 1) // 3)
+        self.alive -= silent
+        self.rng = np.random.default_rng(seed)
+        self.base = self.rng.normal(0, 0.3, L)
+        self.crash_after_input: set[int] = set()
+        self.updates: dict[int, np.ndarray] = {}
+
+    @property
+    def contract(self) -> rc.Contract:
+        return self.contracts[min(self.alive)]
+
+    def _try(self, closing: bytes) -> bool:
+        """Commit the pending inputs with `closing` if the contract accepts them (the primary's shadow check);
+        otherwise commit an abort, the primary's move at the phase deadline. True if it closed."""
+        txs = [raw for raw in self.mempool if self.contract.tx_valid_now(self.contract.parse(raw))]
+        try:
+            self.contract.check_block(Block(CHAIN, self.height + 1, CHAIN, 0, 0, (*txs, closing)))
+        except rc.TxError:
+            self.commit(self.tx("abort", ["too few members"], self.contract.state.round))
+            return False
+        self.commit(closing)
+        return True
+
+    def until_statistics(self, round_id: int) -> rc.ValidationCheck | None:
+        """Open `round_id` with every member and run it with the live members until every live holder's
+        statistic shares are committed: what the robust rule decides on. None if the round aborted."""
+        self.commit(self.tx("open", [self.contract.state.model_hash, list(range(self.n))], round_id))
+        for phase in ("keys", "shares"):
+            assert self._try(self.tx("close", [phase], round_id)), phase
+        self.updates = {i: self.base + self.rng.normal(0, 0.02, L) for i in sorted(self.alive)}
+        for i in sorted(self.alive):
+            self.emit(i, self.rounds[i].set_update(self.weighting.vector(self.updates[i], 50)))
+        if not self._try(self.tx("close", ["inputs"], round_id)):
+            return None
+        self.alive -= self.crash_after_input
+        self.mempool = [raw for raw in self.mempool if self.contract.parse(raw).author in self.alive]
+        for phase in ("seed", "sketch"):
+            if not self._try(self.tx("close", [phase], round_id)):
+                return None
+        self.commit()
+        return self.contract.validation_check(None)
+
+    def round(self, round_id: int) -> rc.RoundOutcome:
+        """A whole round: committed with the accepted set (every live node unmasks exactly its sum), or aborted."""
+        check = self.until_statistics(round_id)
+        if check is None:
+            return self.contract.state.outcomes[-1]
+        try:
+            accepted = decide_accepted(check, self.setup, self.quant).accepted  # type: ignore[arg-type]
+        except SmpcError:
+            self.commit(self.tx("abort", ["statistics cannot be reconstructed"], round_id))
+            return self.contract.state.outcomes[-1]
+        if not self._try(self.tx("accept", [list(accepted)], round_id)):
+            return self.contract.state.outcomes[-1]
+        expected = np.sum([self.weighting.vector(self.updates[i], 50) for i in accepted], axis=0)
+        for i in sorted(self.alive):
+            total = self.rounds[i].try_sum(deadline_passed=True)
+            assert total is not None and np.allclose(total, expected, atol=self.n / self.quant.scale), (round_id, i)
+        self.commit(self.tx("result", [list(self.contract.state.expected), _model(round_id)], round_id))
+        return self.contract.state.outcomes[-1]
+
+    def comes_back(self, member: int) -> None:
+        """`member` syncs the blocks it missed, as a restarted daemon does, then says `ready`
+        (`RoundDriver.announce_presence`)."""
+        for block in self.blocks:
+            self.contracts[member].apply_block(block)
+        self.alive.add(member)
+        self.mempool.append(rc.make_tx(CHAIN, "ready", member, self.contract.ready_round, [], self.sign(member)))
+
+
+@pytest.mark.parametrize(("n", "silent"), [(4, {3}), (7, {3}), (7, {2, 5})])
+def test_members_that_never_start_cost_at_most_the_first_round(n: int, silent: set[int]) -> None:
+    """Each silent member misses round 1's keys phase (one deadline), becomes absent and is left out of
+    validation from then on: every round commits, with the accepted set of the present members."""
+    rounds = 4
+    c = Rounds(n, 70 + n + len(silent), rounds, silent)
+    outcomes = [c.round(r) for r in range(1, rounds + 1)]
+    present = tuple(sorted(set(range(n)) - silent))
+    first = outcomes[0]
+    assert first.committed or set(first.missing) == silent, first
+    assert [(o.committed, o.included) for o in outcomes[1:]] == [(True, present)] * (rounds - 1), outcomes
+    assert c.contract.state.absent == tuple(sorted(silent)) and c.contract.finished
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_a_member_that_crashes_after_its_input_aborts_one_round_then_the_rest_commit(n: int) -> None:
+    """Member 3 masks its round-1 input and dies before its seed reveal: round 1's seed phase is short of
+    2t_v + 1 + f reveals, aborts and names it; from round 2 on it is absent, left out, and rounds commit."""
+    c = Rounds(n, 80 + n, 3, set())
+    c.crash_after_input = {3}
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (3,))
+    c.crash_after_input = set()
+    present = tuple(m for m in range(n) if m != 3)
+    assert [(o.committed, o.included) for o in (c.round(2), c.round(3), c.round(4))] == [(True, present)] * 3
+
+
+def test_a_member_back_with_ready_is_waited_for_again_and_contributes() -> None:
+    """Member 3 never started; rounds 1-2 commit without it. It catches up and says `ready`: round 3 counts it
+    again (f_eff = f: every member must publish), waits for it and sums its update."""
+    n = 4
+    c = Rounds(n, 90, 3, {3})
+    assert [c.round(r).committed for r in (1, 2)] == [True, True]
+    c.comes_back(3)
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 3))
+    state = c.contract.state
+    assert state.absent == () and state.excluded == ()
+    close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("close", ["keys"], 3),))
+    assert rc.DeadlineCheck(3, "keys") in c.contract.check_block(close), "member 3 is awaited again"
+    c.commit(*(raw for raw in c.mempool if c.contract.parse(raw).author != 3), c.tx("close", ["keys"], 3))
+    assert state.u1 == (0, 1, 2), "without its advertisement the keys phase closed at the deadline"
+
+
+def test_a_returning_member_is_waited_for_from_the_next_round_and_its_update_is_summed() -> None:
+    n = 4
+    c = Rounds(n, 91, 3, {3})
+    assert [c.round(r).committed for r in (1, 2)] == [True, True]
+    c.comes_back(3)
+    outcome = c.round(3)
+    assert (outcome.committed, outcome.included) == (True, (0, 1, 2, 3))
+    assert c.contract.state.absent == ()
+
+
+def test_f_eff_is_fixed_for_the_round_so_a_member_back_mid_round_is_still_left_out() -> None:
+    """Member 3, absent when round 2 opens, says `ready` during it: it is present for the next round, but this
+    round's validation was reckoned without it (f_eff = 0), so it stays out of it rather than raise the
+    phases' minimum above what the round can still reach, and it is not named missing for it."""
+    n = 4
+    c = Rounds(n, 92, 3, {3})
+    assert c.round(1).committed
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    c.comes_back(3)
+    c.commit()
+    state = c.contract.state
+    assert state.absent == () and state.excluded == (3,) and c.contract.min_inputs("seed") == 3
+    assert c.contract.effective_faulty == 0
+
+
+def test_a_forged_statistic_share_at_n4_with_one_absent_relies_on_the_absent_member_being_the_faulty_one() -> None:
+    """N = 4, f = 1, member 3 absent: f_eff = 0, and the 3 present members' degree-2 statistic shares have no
+    redundancy. A forged share from member 2 is neither corrected nor detected: the reconstruction is
+    unchecked and the statistics move as member 2 likes. The rule is sound only under its assumption: the
+    absent member is the one faulty member (f = 1), so the 3 present ones are honest. With all 4 present
+    (f_eff = 1) the same forgery is detected (the statistics are undecidable, the round aborts)."""
+    n, liar = 4, 2
+    c = Rounds(n, 93, 2, {3})
+    assert c.round(1).committed
+    check = c.until_statistics(2)
+    assert check is not None and check.max_faulty == 0 and [a for a, _ in check.published] == [0, 1, 2]
+    honest = decide_accepted(check, c.setup, c.quant)
+    assert honest.statistics.checked is False, "3 shares of a degree-2 polynomial: nothing to cross-check"
+    shift = int(c.setup.sketch.scale**2) * 10**9
+    lied = decide_accepted(forged_statistics(check, liar, {0: shift}), c.setup, c.quant)
+    assert lied.statistics.inconsistent_publishers == () and lied.statistics.norms_sq[1] != honest.statistics.norms_sq[1]
+
+    full = Rounds(n, 94, 1, set())
+    check = full.until_statistics(1)
+    assert check is not None and check.max_faulty == 1
+    with pytest.raises(InconsistentShares):
+        decide_accepted(forged_statistics(check, liar, {0: shift}), full.setup, full.quant)
+
+
+def test_a_forged_statistic_share_at_n7_with_one_absent_is_still_detected() -> None:
+    """N = 7, f = 2, member 3 absent: f_eff = 1, the 6 present members' statistic shares need 2t_v + 1 + 1 = 6
+    agreeing, so one present member's forged share leaves no decidable polynomial: the round aborts."""
+    n = 7
+    c = Rounds(n, 95, 2, {3})
+    assert c.round(1).committed
+    check = c.until_statistics(2)
+    assert check is not None and check.max_faulty == 1
+    shift = int(c.setup.sketch.scale**2) * 10**9
+    with pytest.raises(InconsistentShares):
+        decide_accepted(forged_statistics(check, 5, {0: shift}), c.setup, c.quant)
