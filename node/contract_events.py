@@ -37,6 +37,9 @@ class ValidationCheck:
     candidates: tuple[int, ...]
     published: tuple[tuple[int, bytes], ...]
     accepted: tuple[int, ...] | None
+    max_faulty: int
+    """f_eff: how many publishers may lie (the contract's `effective_faulty` for the round, fixed by the ledger;
+    f less the members it holds as faulty and kept out of the validation)."""
     weights: tuple[tuple[int, int], ...] = ()
     """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
     history: tuple[tuple[int, int], ...] = ()

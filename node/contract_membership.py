@@ -26,13 +26,22 @@ class Membership:
         return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
 
     def min_inputs(self, phase: str) -> int:
-        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
-        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`). The
-        publishers are holders of V, so the sketch phase needs as many dealers: a smaller V could never
-        validate, and its abort at the sketch deadline names the missing dealers instead of nobody later."""
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f_eff publishers, so that a
+        polynomial agreeing with that many is the true one whatever f_eff of them publish
+        (`smpc.shamir.reconstruct`). The publishers are holders of V, so the sketch phase needs as many dealers:
+        a smaller V could never validate, and its abort at the sketch deadline names the missing dealers
+        instead of nobody later."""
         if phase in ("seed", "sketch", "validate"):
-            return 2 * self.params.validation_degree + 1 + self.params.max_faulty
+            return 2 * self.params.validation_degree + 1 + self.effective_faulty
         return self.min_members
+
+    @property
+    def effective_faulty(self) -> int:
+        """f_eff = max(0, f - k): how many of the open round's validation participants may be faulty, k being
+        its members the ledger holds as faulty (`ContractState.excluded`). f bounds all faulty members, crashed
+        or Byzantine; the k excluded ones are among them (if absent members are faulty: docs/validation.md)
+        and take no part in the validation, so at most f - k of the others are faulty."""
+        return max(0, self.params.max_faulty - len(self.state.excluded))
 
     def ahead_complete(self) -> bool:
         """Whether the phase running ahead holds every expected member's message but the absent ones', so it
@@ -64,17 +73,22 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
+        """Missing members become absent; in an open round (its keys phase closing without them) they are also
+        excluded from its validation, which they could not join anyway (they are not in U1)."""
         s = self.state
         for m in missing:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
+        if s.open:
+            s.excluded = tuple(sorted(set(s.excluded) | set(missing)))
 
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
-        the phase it aborted in (also those left out earlier, e.g. absent at its keys phase, since the phase
-        needed them). None for an abort with enough inputs (statistics every holder published but nobody can
-        decide) or in the unmask phase, whose reveals travel by gossip."""
+        the phase it aborted in (also those left out earlier, e.g. missing from U3, since the phase needed
+        them), but not the excluded, whom the phase did not count on (a member back mid-round is not marked
+        absent again for a round it was kept out of). None for an abort with enough inputs (statistics every
+        holder published but nobody can decide) or in the unmask phase, whose reveals travel by gossip."""
         s = self.state
         if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
             return ()
-        return tuple(a for a in s.participants if a not in s.inputs)
+        return tuple(a for a in s.participants if a not in s.inputs and a not in s.excluded)

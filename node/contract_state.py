@@ -97,6 +97,11 @@ class ContractState:
     absent_since: dict[int, int] = field(default_factory=dict)
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
+    excluded: tuple[int, ...] = ()
+    """The open round's members the ledger holds as faulty: absent when it opened or missing when its keys
+    phase closed. Counted among the f faulty members and kept out of the round's validation (no reveal, no
+    sketch, no statistics), so the rest hold at most f - len(excluded) faulty ones (`Membership.effective_faulty`).
+    Fixed once the inputs phase closes; a member back mid-round stays excluded until the round ends."""
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
@@ -111,4 +116,5 @@ class ContractState:
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
-                             absent_since=dict(self.absent_since))
+                             absent_since=dict(self.absent_since),
+                             excluded=self.excluded)

@@ -61,7 +61,8 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
     candidates' committed weights (in units of `quant.scale`) and their earlier rejections.
 
     Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
-    that proposes an accepted set and every replica that checks it reach the same set. Raises
+    that proposes an accepted set and every replica that checks it reach the same set; that includes how many
+    publishers may lie (`check.max_faulty`, f_eff, never more than genesis f). Raises
     NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
     publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
@@ -70,7 +71,7 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
     assert set(weights) == set(candidates) == set(history), "validation check without every candidate's weight"
     count = len(statistic_pairs(candidates))
     vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
-    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch, setup.max_faulty)
+    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch, check.max_faulty)
     position = {c + 1: k for k, c in enumerate(candidates)}
     norms = np.array([stats.norms_sq[c + 1] for c in candidates])
     dists = np.zeros((len(candidates), len(candidates)))

@@ -21,7 +21,7 @@ from consensus.block import Block
 from node import contract as rc
 from node.secure_round import decide_accepted
 from smpc.errors import InconsistentShares, SmpcError
-from tests.unit.test_secure_round import CHAIN, L, Cluster, forged_statistics
+from tests.unit.test_secure_round import CHAIN, Cluster, L, forged_statistics
 
 
 def _model(round_id: int) -> bytes:
@@ -129,9 +129,9 @@ def test_a_member_that_crashes_after_its_input_aborts_one_round_then_the_rest_co
     assert [(o.committed, o.included) for o in (c.round(2), c.round(3), c.round(4))] == [(True, present)] * 3
 
 
-def test_a_member_back_with_ready_is_waited_for_again_and_contributes() -> None:
+def test_a_member_back_with_ready_is_counted_and_waited_for_again() -> None:
     """Member 3 never started; rounds 1-2 commit without it. It catches up and says `ready`: round 3 counts it
-    again (f_eff = f: every member must publish), waits for it and sums its update."""
+    again (not excluded, so f_eff = f and every member must publish) and its keys phase waits for it."""
     n = 4
     c = Rounds(n, 90, 3, {3})
     assert [c.round(r).committed for r in (1, 2)] == [True, True]
@@ -139,13 +139,13 @@ def test_a_member_back_with_ready_is_waited_for_again_and_contributes() -> None:
     c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 3))
     state = c.contract.state
     assert state.absent == () and state.excluded == ()
-    close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("close", ["keys"], 3),))
+    others = [raw for raw in c.mempool if c.contract.parse(raw).author != 3]
+    close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*others, c.tx("close", ["keys"], 3)))
     assert rc.DeadlineCheck(3, "keys") in c.contract.check_block(close), "member 3 is awaited again"
-    c.commit(*(raw for raw in c.mempool if c.contract.parse(raw).author != 3), c.tx("close", ["keys"], 3))
-    assert state.u1 == (0, 1, 2), "without its advertisement the keys phase closed at the deadline"
 
 
-def test_a_returning_member_is_waited_for_from_the_next_round_and_its_update_is_summed() -> None:
+def test_a_returning_member_contributes_to_the_next_round() -> None:
+    """As above, with member 3 taking part in round 3: it commits with all four, member 3's update summed."""
     n = 4
     c = Rounds(n, 91, 3, {3})
     assert [c.round(r).committed for r in (1, 2)] == [True, True]
@@ -163,8 +163,7 @@ def test_f_eff_is_fixed_for_the_round_so_a_member_back_mid_round_is_still_left_o
     c = Rounds(n, 92, 3, {3})
     assert c.round(1).committed
     c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
-    c.comes_back(3)
-    c.commit()
+    c.commit(rc.make_tx(CHAIN, "ready", 3, 2, [], c.sign(3)))
     state = c.contract.state
     assert state.absent == () and state.excluded == (3,) and c.contract.min_inputs("seed") == 3
     assert c.contract.effective_faulty == 0
