@@ -37,11 +37,15 @@ class Membership:
 
     @property
     def effective_faulty(self) -> int:
-        """f_eff = max(0, f - k): how many of the open round's validation participants may be faulty, k being
-        its members the ledger holds as faulty (`ContractState.excluded`). f bounds all faulty members, crashed
-        or Byzantine; the k excluded ones are among them (if absent members are faulty: docs/validation.md)
-        and take no part in the validation, so at most f - k of the others are faulty."""
-        return max(0, self.params.max_faulty - len(self.state.excluded))
+        """f_eff: how many of the open round's validation participants may be faulty. f bounds all faulty
+        members, crashed or Byzantine; the k members the ledger holds as faulty (`ContractState.excluded`) are
+        among them (if absent members are faulty: docs/validation.md) and take no part in the validation, so
+        at most f - k of the others are faulty. The first N - (2t_v + 1 + f) excluded members are spare
+        (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
+        timing assumption is relied on only where the round could not go on without it."""
+        p = self.params
+        spare = p.n - (2 * p.validation_degree + 1 + p.max_faulty)
+        return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
 
     def ahead_complete(self) -> bool:
         """Whether the phase running ahead holds every expected member's message but the absent ones', so it
@@ -73,14 +77,17 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
-        """Missing members become absent; in an open round (its keys phase closing without them) they are also
-        excluded from its validation, which they could not join anyway (they are not in U1)."""
         s = self.state
         for m in missing:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
-        if s.open:
-            s.excluded = tuple(sorted(set(s.excluded) | set(missing)))
+
+    def _exclude_outside_u1(self) -> None:
+        """The round's key phase closed: its participants outside U1 join the excluded. Each was absent when it
+        closed (not waited for; a phase running ahead closes only with every member not absent) or missed
+        its deadline, which the replicas checked on their clocks (and is now absent)."""
+        s = self.state
+        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(s.u1))))
 
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in

@@ -51,6 +51,8 @@ class Transitions(Membership):
                 s.u1 = s.ahead_u1
                 s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
+                if s.phase != "keys":
+                    self._exclude_outside_u1()
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
@@ -68,6 +70,7 @@ class Transitions(Membership):
             if s.phase == "keys":
                 s.u1 = members
                 self._mark_absent(tuple(m for m in s.participants if m not in members))
+                self._exclude_outside_u1()
             if s.phase == "inputs":
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}

@@ -21,6 +21,7 @@ from consensus.block import Block
 from node import contract as rc
 from node.secure_round import decide_accepted
 from smpc.errors import InconsistentShares, SmpcError
+from tests.unit import test_contract as contract_test
 from tests.unit.test_secure_round import CHAIN, Cluster, L, forged_statistics
 
 
@@ -204,3 +205,34 @@ def test_a_forged_statistic_share_at_n7_with_one_absent_is_still_detected() -> N
     shift = int(c.setup.sketch.scale**2) * 10**9
     with pytest.raises(InconsistentShares):
         decide_accepted(forged_statistics(check, 5, {0: shift}), c.setup, c.quant)
+
+
+def _validated_contract(n: int) -> rc.Contract:
+    f = (n - 1) // 3
+    return rc.Contract(rc.ContractParams(contract_test.CHAIN, n, 4, contract_test.M0, 3, secure=True, degree=1,
+                                         validate=True, validation_degree=f), contract_test.verify)
+
+
+def test_a_member_absent_when_the_next_rounds_keys_closed_ahead_is_excluded_from_that_round() -> None:
+    """Member 3 was absent while round 2's key phases ran ahead in round 1 (they closed without it, nobody
+    waits for the absent) and said `ready` before round 2 opened. It is no longer absent, but it is outside
+    round 2's U1: it was absent when round 2's keys closed, so it counts among the faulty for round 2, whose
+    validation then needs 3 inputs, not the 4 that U3 could never reach (which would abort round 2, name
+    member 3 missing and make it absent again)."""
+    c = _validated_contract(4)
+    s = c.state
+    s.round, s.ahead_phase, s.ahead_u1, s.ahead_u2, s.absent = 1, "inputs", (0, 1, 2), (0, 1, 2), ()
+    c.apply_block(contract_test.block(1, 0, contract_test.tx("open", 0, 2, contract_test.M0, [0, 1, 2, 3])))
+    assert (s.round, s.phase, s.u1, s.excluded) == (2, "inputs", (0, 1, 2), (3,))
+    assert c.effective_faulty == 0 and c.min_inputs("seed") == 3
+
+
+@pytest.mark.parametrize(("n", "excluded", "f_eff"), [
+    (4, 0, 1), (4, 1, 0), (5, 1, 1), (5, 2, 0), (7, 1, 1), (7, 2, 0), (8, 1, 2), (8, 2, 1), (10, 3, 0)])
+def test_f_eff_spends_the_spare_members_first(n: int, excluded: int, f_eff: int) -> None:
+    """N >= 3f + 1 + k tolerates k excluded members with f_eff = f (no timing assumption needed); beyond the
+    spare N - (2t_v + 1 + f), each excluded member lowers f_eff by one, so the phases need exactly the others."""
+    c = _validated_contract(n)
+    c.state.excluded = tuple(range(excluded))
+    assert c.effective_faulty == f_eff
+    assert c.min_inputs("validate") == 2 * ((n - 1) // 3) + 1 + f_eff <= n - excluded
