@@ -8,6 +8,7 @@ data, so the primary and every replica reach the same accepted set. May call `ml
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -61,8 +62,10 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
     candidates' committed weights (in units of `quant.scale`) and their earlier rejections.
 
     Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
-    that proposes an accepted set and every replica that checks it reach the same set; that includes how many
-    publishers may lie (`check.max_faulty`, f_eff, never more than genesis f). Raises
+    that proposes an accepted set and every replica that checks it reach the same set; that includes f_eff
+    (`check.max_faulty`), how many publishers may lie and how many candidates the rule may reject on
+    suspicion (the candidates are the publishers, so at most f_eff of them are faulty; rejections the
+    statistics prove, such as a norm out of range, are not capped). Raises
     NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
     publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
@@ -84,7 +87,8 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
         else:
             dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
     keep = [k for k, c in enumerate(candidates) if c not in rejected]
-    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
+    rule = dataclasses.replace(setup.rule, f=min(setup.rule.f, check.max_faulty))
+    decision = decide(rule, norms[keep], dists[np.ix_(keep, keep)],
                       np.array([weights[candidates[k]] / quant.scale for k in keep]),
                       [history[candidates[k]] for k in keep])
     accepted = tuple(candidates[keep[k]] for k in decision.accepted)

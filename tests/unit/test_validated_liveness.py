@@ -12,12 +12,14 @@ Whole validated rounds in one process (contract + `SecureRound` for every live m
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 import pytest
 
 from consensus.block import Block
+from ml.robust import RobustRule
 from node import contract as rc
 from node.secure_round import decide_accepted
 from smpc.errors import InconsistentShares, SmpcError
@@ -39,6 +41,8 @@ class Rounds(Cluster):
         self.base = self.rng.normal(0, 0.3, L)
         self.crash_after_input: set[int] = set()
         self.updates: dict[int, np.ndarray] = {}
+        self.odd: dict[int, np.ndarray] = {}
+        """Members whose update is this instead of one close to the others'."""
 
     @property
     def contract(self) -> rc.Contract:
@@ -62,7 +66,7 @@ class Rounds(Cluster):
         self.commit(self.tx("open", [self.contract.state.model_hash, list(range(self.n))], round_id))
         for phase in ("keys", "shares"):
             assert self._try(self.tx("close", [phase], round_id)), phase
-        self.updates = {i: self.base + self.rng.normal(0, 0.02, L) for i in sorted(self.alive)}
+        self.updates = {i: self.odd.get(i, self.base + self.rng.normal(0, 0.02, L)) for i in sorted(self.alive)}
         for i in sorted(self.alive):
             self.emit(i, self.rounds[i].set_update(self.weighting.vector(self.updates[i], 50)))
         if not self._try(self.tx("close", ["inputs"], round_id)):
@@ -236,3 +240,27 @@ def test_f_eff_spends_the_spare_members_first(n: int, excluded: int, f_eff: int)
     c.state.excluded = tuple(range(excluded))
     assert c.effective_faulty == f_eff
     assert c.min_inputs("validate") == 2 * ((n - 1) // 3) + 1 + f_eff <= n - excluded
+
+
+def test_the_rule_rejects_on_suspicion_at_most_f_eff_candidates() -> None:
+    """The robust rule may reject f candidates on suspicion (at most f are Byzantine). The candidates are the
+    round's validation participants, of whom at most f_eff are faulty, so it rejects at most f_eff: at N = 4
+    with member 3 absent (f_eff = 0) member 1's odd but honest update (the opposite of the others') is
+    summed, where the default rule with f = 1 would reject it and leave 2 < 3 members: the round would abort,
+    as would every round in which the rule suspects one of the three. With all four present (f_eff = 1) the
+    same update is rejected and the other three are summed."""
+    def rounds(rounds: int, silent: set[int]) -> Rounds:
+        c = Rounds(4, 96, rounds, silent)
+        c.setup = dataclasses.replace(c.setup, rule=RobustRule(f=1))  # type: ignore[arg-type]
+        return c
+
+    absent = rounds(2, {3})
+    assert absent.round(1).committed
+    absent.odd = {1: -absent.base}
+    check = absent.until_statistics(2)
+    assert check is not None
+    assert decide_accepted(check, absent.setup, absent.quant).accepted == (0, 1, 2)  # type: ignore[arg-type]
+    full = rounds(1, set())
+    full.odd = {1: -full.base}
+    outcome = full.round(1)
+    assert (outcome.committed, outcome.included, outcome.rejected) == (True, (0, 2, 3), (1,))
