@@ -46,7 +46,7 @@ def _evaluations(proc: ClusterProcess) -> list[dict[str, Any]]:
         return []
 
 
-def _wait(procs: list[ClusterProcess], until: Any, what: str) -> list[dict[str, Any]]:  # noqa: ANN401
+def _wait(procs: list[ClusterProcess], until: Any, what: str) -> list[dict[str, Any]]:
     deadline = time.monotonic() + TIMEOUT_S
     evaluations: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
