@@ -82,19 +82,21 @@ class Membership:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
-    def _exclude_outside_u1(self) -> None:
-        """The round's key phase closed: its participants outside U1 join the excluded. Each was absent when it
-        closed (not waited for; a phase running ahead closes only with every member not absent) or missed
-        its deadline, which the replicas checked on their clocks (and is now absent)."""
+    def _fix_excluded(self, u3: tuple[int, ...]) -> None:
+        """Validation starts (U3 is fixed): the round's participants outside U3 join the excluded, and the set is
+        fixed for the rest of the round. Each was absent when a phase closed without it (no phase waits for
+        the absent; a phase running ahead closes only with every member not absent) or missed the phase's
+        deadline, which the replicas checked on their own clocks before voting for the close."""
         s = self.state
-        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(s.u1))))
+        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(u3))))
 
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
-        the phase it aborted in (also those left out earlier, e.g. missing from U3, since the phase needed
-        them), but not the excluded, whom the phase did not count on (a member back mid-round is not marked
-        absent again for a round it was kept out of). None for an abort with enough inputs (statistics every
-        holder published but nobody can decide) or in the unmask phase, whose reveals travel by gossip."""
+        the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
+        sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
+        is not marked absent again for a round it was kept out of). None for an abort with enough inputs
+        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals
+        travel by gossip."""
         s = self.state
         if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
             return ()

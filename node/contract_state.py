@@ -98,11 +98,11 @@ class ContractState:
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
     excluded: tuple[int, ...] = ()
-    """The open round's members the ledger holds as faulty: absent when it opened, or outside U1 when its keys
-    phase closed (absent then, or past its deadline). Counted among the f faulty members and kept out of the
-    round's validation (no reveal, no sketch, no statistics), so the rest hold fewer faulty ones
-    (`Membership.effective_faulty`). Fixed once the key phase closed; a member back mid-round stays excluded
-    until the round ends."""
+    """The open round's members the ledger holds as faulty: absent when it opened, and, once its inputs phase
+    closed, every participant outside U3 (absent when a phase closed without it, or past a phase deadline).
+    Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
+    statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
+    phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)

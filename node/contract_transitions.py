@@ -51,8 +51,6 @@ class Transitions(Membership):
                 s.u1 = s.ahead_u1
                 s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
-                if s.phase != "keys":
-                    self._exclude_outside_u1()
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":
@@ -70,7 +68,6 @@ class Transitions(Membership):
             if s.phase == "keys":
                 s.u1 = members
                 self._mark_absent(tuple(m for m in s.participants if m not in members))
-                self._exclude_outside_u1()
             if s.phase == "inputs":
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}
@@ -86,6 +83,7 @@ class Transitions(Membership):
             payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
             closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
             if s.phase == "inputs" and p.validate:  # validation starts: the excluded neither reveal nor deal
+                self._fix_excluded(members)
                 members = tuple(m for m in members if m not in s.excluded)
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]

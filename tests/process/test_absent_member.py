@@ -3,7 +3,8 @@
 Four real daemons with validation on (N = 3f + 1 = 4, t_v = f = 1), member 3 not started. Round 1 waits out
 its keys deadline; member 3 is then absent, counted as the one faulty member and left out of validation, and
 every round commits with the three others at the pace of a round with every member up. Then member 3 starts,
-catches up, says `ready`, and its update is accepted in a later round. The round periods (between consecutive
+catches up, says `ready`, takes part again (the robust rule may still reject its update, as any member's) and
+its update is accepted in a later round. The round periods (between consecutive
 commits, from node 0's `/status` evaluations) of the rounds without member 3 are compared with those of the
 rounds with all four, measured in the same run.
 """
@@ -25,8 +26,9 @@ N, ABSENT, ROUNDS_WITHOUT, PHASE_DEADLINE_S, TIMEOUT_S = 4, 3, 5, 3.0, 150
 
 
 def _testnet(work: Path) -> list[Path]:
-    """`fednode testnet`, with a short phase deadline written into genesis (and its new hash into each config)."""
-    result = fednode("testnet", "--nodes", str(N), "--rounds", "30", "--out", str(work), timeout_s=120)
+    """`fednode testnet`, with a short phase deadline written into genesis (and its new hash into each config),
+    and more rounds than the test waits for: member 3 may take half a minute to start on a loaded machine."""
+    result = fednode("testnet", "--nodes", str(N), "--rounds", "500", "--out", str(work), timeout_s=120)
     assert result.returncode == 0, result.stderr[-2000:]
     genesis = json.loads((work / "genesis.json").read_text())
     genesis["protocol"]["phase_deadline_s"] = PHASE_DEADLINE_S
@@ -64,20 +66,27 @@ def _periods(evaluations: list[dict[str, Any]]) -> dict[int, float]:
     return {r: at[r] - at[r - 1] for r in at if r - 1 in at}
 
 
+def _all_up(evaluations: list[dict[str, Any]]) -> list[int]:
+    """Committed rounds in which member 3 took part (its update accepted or rejected by the rule), preceded by
+    another such round: their periods are those of rounds with every member up."""
+    up = {e["round"] for e in evaluations if e["committed"] and ABSENT in e["included"] + e["rejected"]}
+    return sorted(r for r in up if r - 1 in up)
+
+
+def _joined(evaluations: list[dict[str, Any]]) -> bool:
+    return len(_all_up(evaluations)) >= 3 and any(ABSENT in e["included"] for e in evaluations if e["committed"])
+
+
 def test_a_hospital_never_started_costs_one_deadline_then_joins_and_contributes(tmp_path: Path) -> None:
     configs = _testnet(tmp_path / "net")
     procs = start_cluster(configs[:ABSENT])
     late: list[ClusterProcess] = []
     try:
         without = _wait(procs, lambda ev: len(ev) >= ROUNDS_WITHOUT, f"{ROUNDS_WITHOUT} rounds without member 3")
+        started = time.monotonic()
         late = start_cluster([configs[ABSENT]])
-        everyone = procs + late
-
-        def all_up_rounds(ev: list[dict[str, Any]]) -> list[int]:
-            full = {e["round"] for e in ev if e["committed"] and ABSENT in e["included"]}
-            return sorted(r for r in full if r - 1 in full)
-
-        final = _wait(everyone, lambda ev: len(all_up_rounds(ev)) >= 2, "two consecutive rounds with member 3")
+        final = _wait(procs + late, _joined, "member 3 taking part in three rounds, its update accepted in one")
+        joined_s = time.monotonic() - started
     finally:
         for p in procs + late:
             p.stop()
@@ -87,10 +96,12 @@ def test_a_hospital_never_started_costs_one_deadline_then_joins_and_contributes(
     assert [(e["committed"], e["included"]) for e in later] == [(True, [0, 1, 2])] * (ROUNDS_WITHOUT - 1), later
     periods = _periods(final)
     without_s = [periods[e["round"]] for e in later]
-    with_s = [periods[r] for r in all_up_rounds(final)]
+    with_s = [periods[r] for r in _all_up(final)]
     baseline = statistics.median(with_s)
-    print(f"round 1: {first['round_s']:.2f} s (deadline {PHASE_DEADLINE_S} s); rounds 2-{ROUNDS_WITHOUT} without "
-          f"member 3: {[round(s, 2) for s in without_s]} s; with all four: {[round(s, 2) for s in with_s]} s")
+    print(f"\nround 1: {first['round_s']:.2f} s (phase deadline {PHASE_DEADLINE_S} s); periods of rounds 2-"
+          f"{ROUNDS_WITHOUT} without member 3: {[round(s, 2) for s in without_s]} s; of rounds with all four: "
+          f"{[round(s, 2) for s in with_s]} s (median {baseline:.2f} s); member 3 took part {joined_s:.0f} s "
+          f"after it was started; rounds including it: "
+          f"{[e['round'] for e in final if e['committed'] and ABSENT in e['included']]}")
     assert max(without_s) <= 2 * baseline + 0.5, (without_s, with_s)
-    joined = [e for e in final if e["committed"] and ABSENT in e["included"]]
-    assert joined and joined[0]["round"] > ROUNDS_WITHOUT, "member 3's update was accepted after it started"
+    assert all(e["committed"] for e in final[1:]), [e["round"] for e in final if not e["committed"]]

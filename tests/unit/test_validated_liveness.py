@@ -39,7 +39,8 @@ class Rounds(Cluster):
         self.alive -= silent
         self.rng = np.random.default_rng(seed)
         self.base = self.rng.normal(0, 0.3, L)
-        self.crash_after_input: set[int] = set()
+        self.leave_after: dict[str, set[int]] = {}
+        """phase -> members that fall silent as it closes (a crash, a stall, a lost connection)."""
         self.updates: dict[int, np.ndarray] = {}
         self.odd: dict[int, np.ndarray] = {}
         """Members whose update is this instead of one close to the others'."""
@@ -66,18 +67,20 @@ class Rounds(Cluster):
         self.commit(self.tx("open", [self.contract.state.model_hash, list(range(self.n))], round_id))
         for phase in ("keys", "shares"):
             assert self._try(self.tx("close", [phase], round_id)), phase
+            self._leave(phase)
         self.updates = {i: self.odd.get(i, self.base + self.rng.normal(0, 0.02, L)) for i in sorted(self.alive)}
         for i in sorted(self.alive):
             self.emit(i, self.rounds[i].set_update(self.weighting.vector(self.updates[i], 50)))
-        if not self._try(self.tx("close", ["inputs"], round_id)):
-            return None
-        self.alive -= self.crash_after_input
-        self.mempool = [raw for raw in self.mempool if self.contract.parse(raw).author in self.alive]
-        for phase in ("seed", "sketch"):
+        for phase in ("inputs", "seed", "sketch"):
             if not self._try(self.tx("close", [phase], round_id)):
                 return None
+            self._leave(phase)
         self.commit()
         return self.contract.validation_check(None)
+
+    def _leave(self, phase: str) -> None:
+        self.alive -= self.leave_after.pop(phase, set())
+        self.mempool = [raw for raw in self.mempool if self.contract.parse(raw).author in self.alive]
 
     def round(self, round_id: int) -> rc.RoundOutcome:
         """A whole round: committed with the accepted set (every live node unmasks exactly its sum), or aborted."""
@@ -126,10 +129,9 @@ def test_a_member_that_crashes_after_its_input_aborts_one_round_then_the_rest_co
     """Member 3 masks its round-1 input and dies before its seed reveal: round 1's seed phase is short of
     2t_v + 1 + f reveals, aborts and names it; from round 2 on it is absent, left out, and rounds commit."""
     c = Rounds(n, 80 + n, 3, set())
-    c.crash_after_input = {3}
+    c.leave_after = {"inputs": {3}}
     first = c.round(1)
     assert (first.committed, first.missing) == (False, (3,))
-    c.crash_after_input = set()
     present = tuple(m for m in range(n) if m != 3)
     assert [(o.committed, o.included) for o in (c.round(2), c.round(3), c.round(4))] == [(True, present)] * 3
 
@@ -220,15 +222,30 @@ def _validated_contract(n: int) -> rc.Contract:
 def test_a_member_absent_when_the_next_rounds_keys_closed_ahead_is_excluded_from_that_round() -> None:
     """Member 3 was absent while round 2's key phases ran ahead in round 1 (they closed without it, nobody
     waits for the absent) and said `ready` before round 2 opened. It is no longer absent, but it is outside
-    round 2's U1: it was absent when round 2's keys closed, so it counts among the faulty for round 2, whose
+    round 2's U3: it was absent when round 2's keys closed, so it counts among the faulty for round 2, whose
     validation then needs 3 inputs, not the 4 that U3 could never reach (which would abort round 2, name
-    member 3 missing and make it absent again)."""
+    member 3 missing and make it absent again, round after round)."""
     c = _validated_contract(4)
     s = c.state
     s.round, s.ahead_phase, s.ahead_u1, s.ahead_u2, s.absent = 1, "inputs", (0, 1, 2), (0, 1, 2), ()
     c.apply_block(contract_test.block(1, 0, contract_test.tx("open", 0, 2, contract_test.M0, [0, 1, 2, 3])))
-    assert (s.round, s.phase, s.u1, s.excluded) == (2, "inputs", (0, 1, 2), (3,))
+    assert (s.round, s.phase, s.u1, s.excluded) == (2, "inputs", (0, 1, 2), ())
+    inputs = [contract_test.tx("input", a, 2, bytes([a]) * 32, 1, bytes([a]) * 32) for a in (0, 1, 2)]
+    c.apply_block(contract_test.block(2, 0, *inputs, contract_test.tx("close", 0, 2, "inputs")))
+    assert (s.phase, s.expected, s.excluded) == ("seed", (0, 1, 2), (3,))
     assert c.effective_faulty == 0 and c.min_inputs("seed") == 3
+
+
+@pytest.mark.parametrize(("n", "phase"), [(4, "keys"), (4, "shares"), (7, "keys"), (7, "shares")])
+def test_a_member_that_stalls_before_its_masked_input_costs_a_deadline_not_the_round(n: int, phase: str) -> None:
+    """Member 3 advertises its keys (or also deals its shares) and then stalls: the next phase closes at its
+    deadline without it, it is outside U3, counted among the faulty and left out of the validation, and the
+    round commits with the others. It is not absent (it missed no keys phase): the next round waits for it."""
+    c = Rounds(n, 100 + n, 2, set())
+    c.leave_after = {phase: {3}}
+    outcome = c.round(1)
+    assert (outcome.committed, outcome.included) == (True, tuple(m for m in range(n) if m != 3))
+    assert c.contract.state.absent == ()
 
 
 @pytest.mark.parametrize(("n", "excluded", "f_eff"), [
