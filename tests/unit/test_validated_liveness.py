@@ -124,12 +124,14 @@ def test_members_that_never_start_cost_at_most_the_first_round(n: int, silent: s
     assert c.contract.state.absent == tuple(sorted(silent)) and c.contract.finished
 
 
-@pytest.mark.parametrize("n", [4, 7])
-def test_a_member_that_crashes_after_its_input_aborts_one_round_then_the_rest_commit(n: int) -> None:
-    """Member 3 masks its round-1 input and dies before its seed reveal: round 1's seed phase is short of
-    2t_v + 1 + f reveals, aborts and names it; from round 2 on it is absent, left out, and rounds commit."""
+@pytest.mark.parametrize("n", [4, 7, 10])
+@pytest.mark.parametrize("phase", ["inputs", "seed"])
+def test_a_member_that_falls_silent_during_validation_aborts_one_round_then_the_rest_commit(n: int, phase: str) -> None:
+    """Red team v7: member 3 masks its round-1 input and falls silent before its seed reveal (or after it,
+    before dealing its sketch). Round 1's next phase is short of 2t_v + 1 + f inputs: it aborts at its
+    deadline and names member 3. From round 2 on member 3 is absent, left out, and every round commits."""
     c = Rounds(n, 80 + n, 3, set())
-    c.leave_after = {"inputs": {3}}
+    c.leave_after = {phase: {3}}
     first = c.round(1)
     assert (first.committed, first.missing) == (False, (3,))
     present = tuple(m for m in range(n) if m != 3)
