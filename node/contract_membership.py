@@ -2,7 +2,8 @@
 
 Owns the membership bookkeeping of `Contract`: the fewest members a phase may close with, the absent
 members (marked when a round's first phase or an abort leaves them out, present again on any transaction
-of theirs or a `ready`) and who the next round's key phases running ahead wait for. A mixin over the
+of theirs or a `ready`), the members a validated round excludes from its validation and the f_eff that
+leaves (docs/validation.md, G7), and who the next round's key phases running ahead wait for. A mixin over the
 contract's `params` and `state`; pure, may call `node.contract_state` and `node.contract_tx` only.
 """
 
