@@ -389,6 +389,7 @@ class Daemon:
             "commit_latency_ms": self.commit_latency_ms,
             "rejected": self.transport.rejections(),
             "absent": list(s.absent),
+            "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
         }
 
 
