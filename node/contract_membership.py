@@ -45,7 +45,7 @@ class Membership:
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it."""
         p = self.params
-        spare = p.n - (2 * p.validation_degree + 1 + p.max_faulty)
+        spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
         return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
 
     def ahead_complete(self) -> bool:
