@@ -95,10 +95,13 @@ class Membership:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
         the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
         sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
-        is not marked absent again for a round it was kept out of). None for an abort with enough inputs
-        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals
-        travel by gossip."""
+        is not marked absent again for a round it was kept out of). Only inputs a member produces on its own
+        name it: none for the validate phase, since a holder publishes statistics only once every dealer's
+        shares reached it, so a dealer withholding them would get its honest victim named, absent and excluded
+        (lowering f_eff with a Byzantine member's choice). None either for an abort with enough inputs
+        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals travel
+        by gossip."""
         s = self.state
-        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
+        if s.phase in ("validate", "unmask") or len(s.inputs) >= self.min_inputs(s.phase):
             return ()
         return tuple(a for a in s.participants if a not in s.inputs and a not in s.excluded)

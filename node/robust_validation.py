@@ -8,7 +8,6 @@ data, so the primary and every replica reach the same accepted set. May call `ml
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,11 +27,6 @@ class ValidationSetup:
     degree: int
     sketch: SketchParams
     rule: RobustRule
-
-    @property
-    def max_faulty(self) -> int:
-        """f: how many statistic publishers may lie (the rule's f, genesis `f`)."""
-        return self.rule.f
 
 
 def validation_config_error(n: int, f: int, degree: int) -> str | None:
@@ -63,9 +57,9 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
 
     Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
     that proposes an accepted set and every replica that checks it reach the same set; that includes f_eff
-    (`check.max_faulty`), how many publishers may lie and how many candidates the rule may reject on
-    suspicion (the candidates are the publishers, so at most f_eff of them are faulty; rejections the
-    statistics prove, such as a norm out of range, are not capped). Raises
+    (`check.max_faulty`), how many publishers may lie. The rule keeps genesis f: f_eff rests on the members
+    the ledger excluded being faulty (docs/validation.md, G7), and the rule's suspicion needs no such
+    assumption, so it does not take one (a suspicion among few members aborts the round instead). Raises
     NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
     publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
@@ -87,8 +81,7 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
         else:
             dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
     keep = [k for k, c in enumerate(candidates) if c not in rejected]
-    rule = dataclasses.replace(setup.rule, f=min(setup.rule.f, check.max_faulty))
-    decision = decide(rule, norms[keep], dists[np.ix_(keep, keep)],
+    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
                       np.array([weights[candidates[k]] / quant.scale for k in keep]),
                       [history[candidates[k]] for k in keep])
     accepted = tuple(candidates[keep[k]] for k in decision.accepted)

@@ -21,7 +21,7 @@ import pytest
 from consensus.block import Block
 from ml.robust import RobustRule
 from node import contract as rc
-from node.secure_round import decide_accepted
+from node.secure_round import SendShares, decide_accepted
 from smpc.errors import InconsistentShares, SmpcError
 from tests.unit import test_contract as contract_test
 from tests.unit.test_secure_round import CHAIN, Cluster, L, forged_statistics
@@ -261,13 +261,11 @@ def test_f_eff_spends_the_spare_members_first(n: int, excluded: int, f_eff: int)
     assert c.min_inputs("validate") == 2 * ((n - 1) // 3) + 1 + f_eff <= n - excluded
 
 
-def test_the_rule_rejects_on_suspicion_at_most_f_eff_candidates() -> None:
-    """The robust rule may reject f candidates on suspicion (at most f are Byzantine). The candidates are the
-    round's validation participants, of whom at most f_eff are faulty, so it rejects at most f_eff: at N = 4
-    with member 3 absent (f_eff = 0) member 1's odd but honest update (the opposite of the others') is
-    summed, where the default rule with f = 1 would reject it and leave 2 < 3 members: the round would abort,
-    as would every round in which the rule suspects one of the three. With all four present (f_eff = 1) the
-    same update is rejected and the other three are summed."""
+def test_the_rule_keeps_genesis_f_so_a_suspicion_among_few_aborts_instead_of_admitting() -> None:
+    """f_eff rests on the excluded members being faulty; the rule's suspicion does not, and keeps genesis f.
+    At N = 4 with member 3 absent, member 1's odd update (the opposite of the others') is rejected on
+    suspicion as with all four present; 2 < 3 members remain, so the round aborts (naming nobody) rather
+    than sum an update the rule suspects on the strength of the timing assumption."""
     def rounds(rounds: int, silent: set[int]) -> Rounds:
         c = Rounds(4, 96, rounds, silent)
         c.setup = dataclasses.replace(c.setup, rule=RobustRule(f=1))  # type: ignore[arg-type]
@@ -276,10 +274,45 @@ def test_the_rule_rejects_on_suspicion_at_most_f_eff_candidates() -> None:
     absent = rounds(2, {3})
     assert absent.round(1).committed
     absent.odd = {1: -absent.base}
-    check = absent.until_statistics(2)
-    assert check is not None
-    assert decide_accepted(check, absent.setup, absent.quant).accepted == (0, 1, 2)  # type: ignore[arg-type]
+    outcome = absent.round(2)
+    assert (outcome.committed, outcome.missing) == (False, ())
     full = rounds(1, set())
     full.odd = {1: -full.base}
     outcome = full.round(1)
     assert (outcome.committed, outcome.included, outcome.rejected) == (True, (0, 2, 3), (1,))
+
+
+def test_a_dealer_withholding_shares_cannot_get_its_victim_excluded() -> None:
+    """Red team L2: at N = 7, Byzantine dealer 6 sends no sketch shares to honest member 3, which therefore
+    cannot publish statistics; round 1's validate phase is short and aborts. Had the abort named member 3
+    missing, it would be absent and excluded in round 2 (f_eff = 1) although online and honest, and f = 2
+    Byzantine publishers could forge round 2's statistics. A validate-phase abort names nobody: round 2
+    counts every member (f_eff = f) and commits."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    deliver = c.emit
+
+    def withhold(sender: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if sender == dealer and c.contract.state.round == 1:
+            outputs = [o for o in outputs if not (isinstance(o, SendShares) and o.to == victim)]
+        deliver(sender, outputs)
+
+    c.emit = withhold  # type: ignore[method-assign]
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, ())
+    c.emit = deliver  # type: ignore[method-assign]
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    state = c.contract.state
+    assert state.absent == () and state.excluded == () and c.contract.effective_faulty == 2
+
+
+def test_a_member_silent_after_dealing_aborts_one_round_unnamed_then_costs_a_deadline() -> None:
+    """Member 3 deals its sketch and dies before publishing statistics: round 1's validate phase is short and
+    aborts, naming nobody (a holder's statistics also depend on the other dealers). Round 2 waits for its
+    keys until the deadline, then it is absent and excluded, and the round commits with the others."""
+    n = 4
+    c = Rounds(n, 98, 3, set())
+    c.leave_after = {"sketch": {3}}
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, ())
+    assert [(o.committed, o.included) for o in (c.round(2), c.round(3))] == [(True, (0, 1, 2))] * 2
