@@ -98,9 +98,11 @@ class RoundOutcome:
     rejected: tuple[int, ...] = ()
     missing: tuple[int, ...] = ()
     """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
-    `dealt`, statistic shares...): who the round waited for in vain, on the ledger; they become absent
-    (`ContractState.absent`). Empty for an abort in the unmask phase, whose reveals travel by gossip, and
-    for an abort with enough inputs (statistics every holder published that nobody can decide)."""
+    `dealt`, a key message...): who the round waited for in vain, on the ledger; they become absent
+    (`ContractState.absent`). Empty for an abort in the validate phase (a holder's statistics wait for every
+    dealer's shares, so a withholding dealer would choose whom it names), in the unmask phase, whose reveals
+    travel by gossip, and for an abort with enough inputs (statistics every holder published that nobody
+    can decide)."""
 
 
 Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome
