@@ -43,8 +43,11 @@ class Membership:
         among them (if absent members are faulty: docs/validation.md) and take no part in the validation, so
         at most f - k of the others are faulty. The first N - (2t_v + 1 + f) excluded members are spare
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
-        timing assumption is relied on only where the round could not go on without it."""
+        timing assumption is relied on only where the round could not go on without it, and only where genesis
+        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise f_eff = f)."""
         p = self.params
+        if not p.exclude_late:
+            return p.max_faulty
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
         return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
 

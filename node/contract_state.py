@@ -41,6 +41,10 @@ class ContractParams:
     validation_degree: int = 1
     faulty: int | None = None
     """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+    exclude_late: bool = False
+    """Whether a member absent or late may be counted among the f faulty, lowering f_eff (docs/validation.md,
+    G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
+    out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
 
     @property
     def max_faulty(self) -> int:

@@ -22,7 +22,7 @@ from node.config import genesis_from_dict
 from node.status import fetch_status
 from tests.process.test_cluster import fednode
 
-N, ABSENT, ROUNDS_WITHOUT, PHASE_DEADLINE_S, TIMEOUT_S = 4, 3, 5, 6.0, 150
+N, ABSENT, ROUNDS_WITHOUT, PHASE_DEADLINE_S, VIEW_TIMEOUT_MS, TIMEOUT_S = 4, 3, 5, 8.0, 1000, 150
 BASELINE_ROUNDS = 3
 """The last rounds with all four up that the baseline takes (member 3's first rounds are slower: it is still
 catching up, and its transactions take seconds to reach the primary until the gossip mesh includes it)."""
@@ -31,6 +31,8 @@ catching up, and its transactions take seconds to reach the primary until the go
 def _testnet(work: Path) -> list[Path]:
     """`fednode testnet`, with a short phase deadline written into genesis (and its new hash into each config),
     and more rounds than the test waits for: member 3 may take half a minute to start on a loaded machine.
+    The deadline (8 s) outlasts a censoring primary (2 x 1 s view timeouts, doubled once: 6 s), so an absent
+    member may be counted among the faulty (`node.settings.censorship_bound_s`).
 
     The robust rule is `none` (validation still runs on shares, rejecting only what the statistics prove):
     this test is about who takes part, and the default rule's norm ratio rejects a newcomer's update for
@@ -39,7 +41,7 @@ def _testnet(work: Path) -> list[Path]:
     result = fednode("testnet", "--nodes", str(N), "--rounds", "500", "--out", str(work), timeout_s=120)
     assert result.returncode == 0, result.stderr[-2000:]
     genesis = json.loads((work / "genesis.json").read_text())
-    genesis["protocol"]["phase_deadline_s"] = PHASE_DEADLINE_S
+    genesis["protocol"] |= {"phase_deadline_s": PHASE_DEADLINE_S, "view_timeout_ms": VIEW_TIMEOUT_MS}
     genesis["validation"]["rule"] = {"kind": "none"}
     (work / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     chain_id = genesis_from_dict(genesis).chain_id.hex()

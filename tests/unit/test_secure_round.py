@@ -48,7 +48,8 @@ class Cluster:
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
-                                        validate=validate, validation_degree=validation_degree)
+                                        validate=validate, validation_degree=validation_degree,
+                                        exclude_late=True)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),

@@ -22,6 +22,7 @@ from consensus.block import Block
 from ml.robust import RobustRule
 from node import contract as rc
 from node.secure_round import SendShares, decide_accepted
+from node.settings import censorship_bound_s
 from smpc.errors import InconsistentShares, SmpcError
 from tests.unit import test_contract as contract_test
 from tests.unit.test_secure_round import CHAIN, Cluster, L, forged_statistics
@@ -218,7 +219,8 @@ def test_a_forged_statistic_share_at_n7_with_one_absent_is_still_detected() -> N
 def _validated_contract(n: int) -> rc.Contract:
     f = (n - 1) // 3
     return rc.Contract(rc.ContractParams(contract_test.CHAIN, n, 4, contract_test.M0, 3, secure=True, degree=1,
-                                         validate=True, validation_degree=f), contract_test.verify)
+                                         validate=True, validation_degree=f, exclude_late=True),
+                       contract_test.verify)
 
 
 def test_a_member_absent_when_the_next_rounds_keys_closed_ahead_is_excluded_from_that_round() -> None:
@@ -316,3 +318,15 @@ def test_a_member_silent_after_dealing_aborts_one_round_unnamed_then_costs_a_dea
     first = c.round(1)
     assert (first.committed, first.missing) == (False, ())
     assert [(o.committed, o.included) for o in (c.round(2), c.round(3))] == [(True, (0, 1, 2))] * 2
+
+
+def test_without_a_deadline_that_outlasts_censorship_nobody_lowers_f_eff() -> None:
+    """A member misses a deadline also when censoring primaries hold its transaction out: up to f of them in
+    a row, each replaced after `request_timeout_factor` doubling view timeouts. Genesis lets absent or late
+    members lower f_eff only when the phase deadline is longer than that (`censorship_bound_s`): with the
+    defaults (30 s, 2 s view timeouts, factor 2) at N = 4 and N = 7, not at N = 10 (60 s needed)."""
+    assert [censorship_bound_s(f, 2000, 2) for f in (1, 2, 3)] == [12.0, 28.0, 60.0]
+    c = _validated_contract(4)
+    c.params = dataclasses.replace(c.params, exclude_late=False)
+    c.state.excluded = (3,)
+    assert c.effective_faulty == 1 and c.min_inputs("seed") == 4
