@@ -61,6 +61,14 @@ no open round and no block of its own: it rides in the blocks the rounds commit 
 round the primary proposes blocks for the pending ones. The consortium accuracy of a round is the pooled
 sum of its evals (`node.consortium`).
 
+**A member the ledger holds as faulty is left out of a validated round's validation.** The round's excluded
+members (`ContractState.excluded`) are those absent when it opens and, once its inputs phase closes, every
+participant outside U3 (absent when a phase closed without it, or past a deadline). They neither reveal,
+deal nor publish, and count among the f faulty members, so the seed, sketch and validate phases need
+2t_v + 1 + f_eff inputs, f_eff = f - max(0, k - (N - 2t_v - 1 - f)) (`Membership.effective_faulty`), and
+the statistics tolerate f_eff liars (`ValidationCheck.max_faulty`). Sound if the absent and late members
+are faulty (docs/validation.md, G7).
+
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be

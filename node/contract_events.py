@@ -37,6 +37,9 @@ class ValidationCheck:
     candidates: tuple[int, ...]
     published: tuple[tuple[int, bytes], ...]
     accepted: tuple[int, ...] | None
+    max_faulty: int
+    """f_eff: how many publishers may lie (the contract's `effective_faulty` for the round, fixed by the ledger;
+    f less the members it holds as faulty and kept out of the validation)."""
     weights: tuple[tuple[int, int], ...] = ()
     """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
     history: tuple[tuple[int, int], ...] = ()
@@ -95,9 +98,11 @@ class RoundOutcome:
     rejected: tuple[int, ...] = ()
     missing: tuple[int, ...] = ()
     """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
-    `dealt`, statistic shares...): who the round waited for in vain, on the ledger; they become absent
-    (`ContractState.absent`). Empty for an abort in the unmask phase, whose reveals travel by gossip, and
-    for an abort with enough inputs (statistics every holder published that nobody can decide)."""
+    `dealt`, a key message...): who the round waited for in vain, on the ledger; they become absent
+    (`ContractState.absent`). Empty for an abort in the validate phase (a holder's statistics wait for every
+    dealer's shares, so a withholding dealer would choose whom it names), in the unmask phase, whose reveals
+    travel by gossip, and for an abort with enough inputs (statistics every holder published that nobody
+    can decide)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Owns the membership bookkeeping of `Contract`: the fewest members a phase may close with, the absent
 members (marked when a round's first phase or an abort leaves them out, present again on any transaction
-of theirs or a `ready`) and who the next round's key phases running ahead wait for. A mixin over the
+of theirs or a `ready`), the members a validated round excludes from its validation and the f_eff that
+leaves (docs/validation.md, G7), and who the next round's key phases running ahead wait for. A mixin over the
 contract's `params` and `state`; pure, may call `node.contract_state` and `node.contract_tx` only.
 """
 
@@ -26,13 +27,29 @@ class Membership:
         return max(self.params.min_updates, self.params.degree + 1 if self.params.secure else 1)
 
     def min_inputs(self, phase: str) -> int:
-        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f publishers, so that a polynomial
-        agreeing with that many is the true one whatever f of them publish (`smpc.shamir.reconstruct`). The
-        publishers are holders of V, so the sketch phase needs as many dealers: a smaller V could never
-        validate, and its abort at the sketch deadline names the missing dealers instead of nobody later."""
+        """Fewest inputs that may close `phase`: statistics need 2t_v + 1 + f_eff publishers, so that a
+        polynomial agreeing with that many is the true one whatever f_eff of them publish
+        (`smpc.shamir.reconstruct`). The publishers are holders of V, so the sketch phase needs as many dealers:
+        a smaller V could never validate, and its abort at the sketch deadline names the missing dealers
+        instead of nobody later."""
         if phase in ("seed", "sketch", "validate"):
-            return 2 * self.params.validation_degree + 1 + self.params.max_faulty
+            return 2 * self.params.validation_degree + 1 + self.effective_faulty
         return self.min_members
+
+    @property
+    def effective_faulty(self) -> int:
+        """f_eff: how many of the open round's validation participants may be faulty. f bounds all faulty
+        members, crashed or Byzantine; the k members the ledger holds as faulty (`ContractState.excluded`) are
+        among them (if absent members are faulty: docs/validation.md) and take no part in the validation, so
+        at most f - k of the others are faulty. The first N - (2t_v + 1 + f) excluded members are spare
+        (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
+        timing assumption is relied on only where the round could not go on without it, and only where genesis
+        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise f_eff = f)."""
+        p = self.params
+        if not p.exclude_late:
+            return p.max_faulty
+        spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
+        return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
 
     def ahead_complete(self) -> bool:
         """Whether the phase running ahead holds every expected member's message but the absent ones', so it
@@ -69,12 +86,25 @@ class Membership:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
+    def _fix_excluded(self, u3: tuple[int, ...]) -> None:
+        """Validation starts (U3 is fixed): the round's participants outside U3 join the excluded, and the set is
+        fixed for the rest of the round. Each was absent when a phase closed without it (no phase waits for
+        the absent; a phase running ahead closes only with every member not absent) or missed the phase's
+        deadline, which the replicas checked on their own clocks before voting for the close."""
+        s = self.state
+        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(u3))))
+
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
-        the phase it aborted in (also those left out earlier, e.g. absent at its keys phase, since the phase
-        needed them). None for an abort with enough inputs (statistics every holder published but nobody can
-        decide) or in the unmask phase, whose reveals travel by gossip."""
+        the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
+        sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
+        is not marked absent again for a round it was kept out of). Only inputs a member produces on its own
+        name it: none for the validate phase, since a holder publishes statistics only once every dealer's
+        shares reached it, so a dealer withholding them would get its honest victim named, absent and excluded
+        (lowering f_eff with a Byzantine member's choice). None either for an abort with enough inputs
+        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals travel
+        by gossip."""
         s = self.state
-        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
+        if s.phase in ("validate", "unmask") or len(s.inputs) >= self.min_inputs(s.phase):
             return ()
-        return tuple(a for a in s.participants if a not in s.inputs)
+        return tuple(a for a in s.participants if a not in s.inputs and a not in s.excluded)

@@ -72,7 +72,7 @@ class Rules(Membership, Evaluations):
         s = self.state
         assert s.open and s.phase == "validate", "validation_check outside the validate phase"
         return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
-                               accepted, tuple((a, s.weights[a]) for a in s.expected),
+                               accepted, self.effective_faulty, tuple((a, s.weights[a]) for a in s.expected),
                                tuple((a, s.rejections.get(a, 0)) for a in s.expected))
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:

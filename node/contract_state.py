@@ -41,6 +41,10 @@ class ContractParams:
     validation_degree: int = 1
     faulty: int | None = None
     """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+    exclude_late: bool = False
+    """Whether a member absent or late may be counted among the f faulty, lowering f_eff (docs/validation.md,
+    G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
+    out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
 
     @property
     def max_faulty(self) -> int:
@@ -97,6 +101,12 @@ class ContractState:
     absent_since: dict[int, int] = field(default_factory=dict)
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
+    excluded: tuple[int, ...] = ()
+    """The open round's members the ledger holds as faulty: absent when it opened, and, once its inputs phase
+    closed, every participant outside U3 (absent when a phase closed without it, or past a phase deadline).
+    Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
+    statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
+    phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
     evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
@@ -125,4 +135,5 @@ class ContractState:
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
                              absent_since=dict(self.absent_since),
-                             evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows))
+                             evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows),
+                             excluded=self.excluded)

@@ -47,7 +47,7 @@ class Transitions(Membership, Evaluations):
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments = {}
+            s.seed_commitments, s.excluded = {}, s.absent
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -86,6 +86,9 @@ class Transitions(Membership, Evaluations):
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
             payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
             closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
+            if s.phase == "inputs" and p.validate:  # validation starts: the excluded neither reveal nor deal
+                self._fix_excluded(members)
+                members = tuple(m for m in members if m not in s.excluded)
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
         s.open = False

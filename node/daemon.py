@@ -394,6 +394,7 @@ class Daemon:
             "absent": list(s.absent),
             "evals_pending": self.mempool.own_pending("eval"),
             "consortium_accuracy": self.rounds.consortium_figures([m.name for m in self.genesis.members]),
+            "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
         }
 
 

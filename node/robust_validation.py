@@ -28,11 +28,6 @@ class ValidationSetup:
     sketch: SketchParams
     rule: RobustRule
 
-    @property
-    def max_faulty(self) -> int:
-        """f: how many statistic publishers may lie (the rule's f, genesis `f`)."""
-        return self.rule.f
-
 
 def validation_config_error(n: int, f: int, degree: int) -> str | None:
     """Why genesis must refuse validation with sharing degree t_v among N members of whom f may be Byzantine,
@@ -61,7 +56,10 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
     candidates' committed weights (in units of `quant.scale`) and their earlier rejections.
 
     Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
-    that proposes an accepted set and every replica that checks it reach the same set. Raises
+    that proposes an accepted set and every replica that checks it reach the same set; that includes f_eff
+    (`check.max_faulty`), how many publishers may lie. The rule keeps genesis f: f_eff rests on the members
+    the ledger excluded being faulty (docs/validation.md, G7), and the rule's suspicion needs no such
+    assumption, so it does not take one (a suspicion among few members aborts the round instead). Raises
     NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
     publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
@@ -70,7 +68,7 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
     assert set(weights) == set(candidates) == set(history), "validation check without every candidate's weight"
     count = len(statistic_pairs(candidates))
     vectors = {holder + 1: field.vector_from_bytes(data, count) for holder, data in published.items()}
-    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch, setup.max_faulty)
+    stats = reconstruct_statistics(vectors, [c + 1 for c in candidates], setup.degree, setup.sketch, check.max_faulty)
     position = {c + 1: k for k, c in enumerate(candidates)}
     norms = np.array([stats.norms_sq[c + 1] for c in candidates])
     dists = np.zeros((len(candidates), len(candidates)))

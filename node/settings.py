@@ -38,6 +38,15 @@ class RoundSettings:
     validation: ValidationSetup | None
 
 
+def censorship_bound_s(f: int, view_timeout_ms: int, request_timeout_factor: int) -> float:
+    """How long censoring primaries can keep an honest member's transaction out of the ledger, roughly: each is
+    replaced once the transaction waited `request_timeout_factor` view timeouts (docs/consensus.md), the
+    timeout doubles with each failed view, and up to f primaries in a row may be Byzantine; one doubling more
+    for the new view to settle: factor * timeout * (2^(f+1) - 1). A member that missed a deadline longer than
+    this was not merely censored, so it may count among the faulty (docs/validation.md, G7)."""
+    return request_timeout_factor * view_timeout_ms / 1000 * (2 ** (f + 1) - 1)
+
+
 def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     proto = protocol_params(genesis)
     sa = genesis.section("secure_aggregation")
@@ -50,11 +59,14 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     validate = secure and bool(val.get("enabled", False))
     if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree)) is not None:
         raise ConfigError(f"genesis: {reason}")
+    deadline_s = float(proto.get("phase_deadline_s", 30.0))
+    censorship_s = censorship_bound_s(genesis.f, int(proto.get("view_timeout_ms", 2000)),
+                                      int(proto.get("request_timeout_factor", 2)))
     params = rc.ContractParams(
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
-        validation_degree=validation_degree, faulty=genesis.f)
+        validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s)
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)
@@ -66,6 +78,6 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     transport = str(proto.get("consensus_transport", "direct"))
     if transport not in ("gossip", "direct"):
         raise ConfigError("genesis: protocol.consensus_transport must be 'gossip' or 'direct'")
-    return RoundSettings(params, weighting, float(proto.get("phase_deadline_s", 30.0)),
+    return RoundSettings(params, weighting, deadline_s,
                          float(proto.get("unmask_grace_s", 1.0)), float(proto.get("batch_window_s", 1.0)),
                          transport, setup if validate else None)

@@ -51,9 +51,10 @@ def test_the_primary_closes_without_the_absent_member_and_carries_its_ready_last
 
 
 def test_a_validated_phase_short_of_its_minimum_is_not_closed_for_an_absent_member(tmp_path: Path) -> None:
-    """At N = 4 the seed phase needs 2t_v + 1 + f = 4 inputs. With member 0 absent and the other three in,
-    nobody more is awaited, yet closing would be invalid (the shadow contract refuses it, which used to end
-    the primary's daemon): the primary waits, and aborts at the deadline."""
+    """At N = 4 the seed phase needs 2t_v + 1 + f = 4 inputs while the round excludes nobody. With member 0
+    absent but not excluded (it went absent after the round's validation started, so f_eff stays f) and the
+    other three in, nobody more is awaited, yet closing would be invalid (the shadow contract refuses it,
+    which used to end the primary's daemon): the primary waits, and aborts at the deadline."""
     with _running(_member_config(tmp_path)) as d:
         s = d.contract.state
         s.round, s.open, s.phase, s.participants = 1, True, "seed", tuple(range(N))

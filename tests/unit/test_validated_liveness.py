@@ -1,0 +1,332 @@
+"""A member the ledger already holds as faulty costs at most one validated round (issues 14 and 15).
+
+At N = 3f + 1 with t_v = f, the seed, sketch and validate phases of a validated round needed 2t_v + 1 + f = N
+inputs: one member that never started, crashed or stayed silent aborted every validated round for ever
+(it was named `missing` and became absent, yet the next round needed it again). A member absent when the
+round's validation starts is counted as one of the f faulty members and left out of the round's validation:
+the others hold at most f_eff = f - k faulty members, and the phases need 2t_v + 1 + f_eff inputs.
+
+Whole validated rounds in one process (contract + `SecureRound` for every live member, blocks built by hand,
+`tests.unit.test_secure_round.Cluster`); a silent member receives nothing and sends nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+
+from consensus.block import Block
+from ml.robust import RobustRule
+from node import contract as rc
+from node.secure_round import SendShares, decide_accepted
+from node.settings import censorship_bound_s
+from smpc.errors import InconsistentShares, SmpcError
+from tests.unit import test_contract as contract_test
+from tests.unit.test_secure_round import CHAIN, Cluster, L, forged_statistics
+
+
+def _model(round_id: int) -> bytes:
+    return hashlib.sha256(b"model %d" % round_id).digest()
+
+
+class Rounds(Cluster):
+    """A Cluster that drives whole validated rounds with its live members; `silent` never sends anything."""
+
+    def __init__(self, n: int, seed: int, rounds: int, silent: set[int]) -> None:
+        super().__init__(n, seed, validate=True, rounds=rounds, validation_degree=(n - 1) // 3)
+        self.alive -= silent
+        self.rng = np.random.default_rng(seed)
+        self.base = self.rng.normal(0, 0.3, L)
+        self.leave_after: dict[str, set[int]] = {}
+        """phase -> members that fall silent as it closes (a crash, a stall, a lost connection)."""
+        self.updates: dict[int, np.ndarray] = {}
+        self.odd: dict[int, np.ndarray] = {}
+        """Members whose update is this instead of one close to the others'."""
+
+    @property
+    def contract(self) -> rc.Contract:
+        return self.contracts[min(self.alive)]
+
+    def _try(self, closing: bytes) -> bool:
+        """Commit the pending inputs with `closing` if the contract accepts them (the primary's shadow check);
+        otherwise commit an abort, the primary's move at the phase deadline. True if it closed."""
+        txs = [raw for raw in self.mempool if self.contract.tx_valid_now(self.contract.parse(raw))]
+        try:
+            self.contract.check_block(Block(CHAIN, self.height + 1, CHAIN, 0, 0, (*txs, closing)))
+        except rc.TxError:
+            self.commit(self.tx("abort", ["too few members"], self.contract.state.round))
+            return False
+        self.commit(closing)
+        return True
+
+    def until_statistics(self, round_id: int) -> rc.ValidationCheck | None:
+        """Open `round_id` with every member and run it with the live members until every live holder's
+        statistic shares are committed: what the robust rule decides on. None if the round aborted."""
+        self.commit(self.tx("open", [self.contract.state.model_hash, list(range(self.n))], round_id))
+        for phase in ("keys", "shares"):
+            assert self._try(self.tx("close", [phase], round_id)), phase
+            self._leave(phase)
+        self.updates = {i: self.odd.get(i, self.base + self.rng.normal(0, 0.02, L)) for i in sorted(self.alive)}
+        for i in sorted(self.alive):
+            self.emit(i, self.rounds[i].set_update(self.weighting.vector(self.updates[i], 50)))
+        for phase in ("inputs", "seed", "sketch"):
+            if not self._try(self.tx("close", [phase], round_id)):
+                return None
+            self._leave(phase)
+        self.commit()
+        return self.contract.validation_check(None)
+
+    def _leave(self, phase: str) -> None:
+        self.alive -= self.leave_after.pop(phase, set())
+        self.mempool = [raw for raw in self.mempool if self.contract.parse(raw).author in self.alive]
+
+    def round(self, round_id: int) -> rc.RoundOutcome:
+        """A whole round: committed with the accepted set (every live node unmasks exactly its sum), or aborted."""
+        check = self.until_statistics(round_id)
+        if check is None:
+            return self.contract.state.outcomes[-1]
+        try:
+            accepted = decide_accepted(check, self.setup, self.quant).accepted  # type: ignore[arg-type]
+        except SmpcError:
+            self.commit(self.tx("abort", ["statistics cannot be reconstructed"], round_id))
+            return self.contract.state.outcomes[-1]
+        if not self._try(self.tx("accept", [list(accepted)], round_id)):
+            return self.contract.state.outcomes[-1]
+        expected = np.sum([self.weighting.vector(self.updates[i], 50) for i in accepted], axis=0)
+        for i in sorted(self.alive):
+            total = self.rounds[i].try_sum(deadline_passed=True)
+            assert total is not None and np.allclose(total, expected, atol=self.n / self.quant.scale), (round_id, i)
+        self.commit(self.tx("result", [list(self.contract.state.expected), _model(round_id)], round_id))
+        return self.contract.state.outcomes[-1]
+
+    def comes_back(self, member: int) -> None:
+        """`member` syncs the blocks it missed, as a restarted daemon does, then says `ready`
+        (`RoundDriver.announce_presence`)."""
+        for block in self.blocks:
+            self.contracts[member].apply_block(block)
+        self.alive.add(member)
+        self.mempool.append(rc.make_tx(CHAIN, "ready", member, self.contract.ready_round, [], self.sign(member)))
+
+
+@pytest.mark.parametrize(("n", "silent"), [(4, {3}), (7, {3}), (7, {2, 5})])
+def test_members_that_never_start_cost_at_most_the_first_round(n: int, silent: set[int]) -> None:
+    """Each silent member misses round 1's keys phase (one deadline), becomes absent and is left out of
+    validation from then on: every round commits, with the accepted set of the present members."""
+    rounds = 4
+    c = Rounds(n, 70 + n + len(silent), rounds, silent)
+    outcomes = [c.round(r) for r in range(1, rounds + 1)]
+    present = tuple(sorted(set(range(n)) - silent))
+    first = outcomes[0]
+    assert first.committed or set(first.missing) == silent, first
+    assert [(o.committed, o.included) for o in outcomes[1:]] == [(True, present)] * (rounds - 1), outcomes
+    assert c.contract.state.absent == tuple(sorted(silent)) and c.contract.finished
+
+
+@pytest.mark.parametrize("n", [4, 7, 10])
+@pytest.mark.parametrize("phase", ["inputs", "seed"])
+def test_a_member_that_falls_silent_during_validation_aborts_one_round_then_the_rest_commit(n: int, phase: str) -> None:
+    """Red team v7: member 3 masks its round-1 input and falls silent before its seed reveal (or after it,
+    before dealing its sketch). Round 1's next phase is short of 2t_v + 1 + f inputs: it aborts at its
+    deadline and names member 3. From round 2 on member 3 is absent, left out, and every round commits."""
+    c = Rounds(n, 80 + n, 3, set())
+    c.leave_after = {phase: {3}}
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (3,))
+    present = tuple(m for m in range(n) if m != 3)
+    assert [(o.committed, o.included) for o in (c.round(2), c.round(3), c.round(4))] == [(True, present)] * 3
+
+
+def test_a_member_back_with_ready_is_counted_and_waited_for_again() -> None:
+    """Member 3 never started; rounds 1-2 commit without it. It catches up and says `ready`: round 3 counts it
+    again (not excluded, so f_eff = f and every member must publish) and its keys phase waits for it."""
+    n = 4
+    c = Rounds(n, 90, 3, {3})
+    assert [c.round(r).committed for r in (1, 2)] == [True, True]
+    c.comes_back(3)
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 3))
+    state = c.contract.state
+    assert state.absent == () and state.excluded == ()
+    others = [raw for raw in c.mempool if c.contract.parse(raw).author != 3]
+    close = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (*others, c.tx("close", ["keys"], 3)))
+    assert rc.DeadlineCheck(3, "keys") in c.contract.check_block(close), "member 3 is awaited again"
+
+
+def test_a_returning_member_contributes_to_the_next_round() -> None:
+    """As above, with member 3 taking part in round 3: it commits with all four, member 3's update summed."""
+    n = 4
+    c = Rounds(n, 91, 3, {3})
+    assert [c.round(r).committed for r in (1, 2)] == [True, True]
+    c.comes_back(3)
+    outcome = c.round(3)
+    assert (outcome.committed, outcome.included) == (True, (0, 1, 2, 3))
+    assert c.contract.state.absent == ()
+
+
+def test_f_eff_is_fixed_for_the_round_so_a_member_back_mid_round_is_still_left_out() -> None:
+    """Member 3, absent when round 2 opens, says `ready` during it: it is present for the next round, but this
+    round's validation was reckoned without it (f_eff = 0), so it stays out of it rather than raise the
+    phases' minimum above what the round can still reach, and it is not named missing for it."""
+    n = 4
+    c = Rounds(n, 92, 3, {3})
+    assert c.round(1).committed
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    c.commit(rc.make_tx(CHAIN, "ready", 3, 2, [], c.sign(3)))
+    state = c.contract.state
+    assert state.absent == () and state.excluded == (3,) and c.contract.min_inputs("seed") == 3
+    assert c.contract.effective_faulty == 0
+
+
+def test_a_forged_statistic_share_at_n4_with_one_absent_relies_on_the_absent_member_being_the_faulty_one() -> None:
+    """N = 4, f = 1, member 3 absent: f_eff = 0, and the 3 present members' degree-2 statistic shares have no
+    redundancy. A forged share from member 2 is neither corrected nor detected: the reconstruction is
+    unchecked and the statistics move as member 2 likes. The rule is sound only under its assumption: the
+    absent member is the one faulty member (f = 1), so the 3 present ones are honest. With all 4 present
+    (f_eff = 1) the same forgery is detected (the statistics are undecidable, the round aborts)."""
+    n, liar = 4, 2
+    c = Rounds(n, 93, 2, {3})
+    assert c.round(1).committed
+    check = c.until_statistics(2)
+    assert check is not None and check.max_faulty == 0 and [a for a, _ in check.published] == [0, 1, 2]
+    honest = decide_accepted(check, c.setup, c.quant)
+    assert honest.statistics.checked is False, "3 shares of a degree-2 polynomial: nothing to cross-check"
+    shift = int(c.setup.sketch.scale**2) * 10**9
+    lied = decide_accepted(forged_statistics(check, liar, {0: shift}), c.setup, c.quant)
+    assert lied.statistics.inconsistent_publishers == () and lied.statistics.norms_sq[1] != honest.statistics.norms_sq[1]
+
+    full = Rounds(n, 94, 1, set())
+    check = full.until_statistics(1)
+    assert check is not None and check.max_faulty == 1
+    with pytest.raises(InconsistentShares):
+        decide_accepted(forged_statistics(check, liar, {0: shift}), full.setup, full.quant)
+
+
+def test_a_forged_statistic_share_at_n7_with_one_absent_is_still_detected() -> None:
+    """N = 7, f = 2, member 3 absent: f_eff = 1, the 6 present members' statistic shares need 2t_v + 1 + 1 = 6
+    agreeing, so one present member's forged share leaves no decidable polynomial: the round aborts."""
+    n = 7
+    c = Rounds(n, 95, 2, {3})
+    assert c.round(1).committed
+    check = c.until_statistics(2)
+    assert check is not None and check.max_faulty == 1
+    shift = int(c.setup.sketch.scale**2) * 10**9
+    with pytest.raises(InconsistentShares):
+        decide_accepted(forged_statistics(check, 5, {0: shift}), c.setup, c.quant)
+
+
+def _validated_contract(n: int) -> rc.Contract:
+    f = (n - 1) // 3
+    return rc.Contract(rc.ContractParams(contract_test.CHAIN, n, 4, contract_test.M0, 3, secure=True, degree=1,
+                                         validate=True, validation_degree=f, exclude_late=True),
+                       contract_test.verify)
+
+
+def test_a_member_absent_when_the_next_rounds_keys_closed_ahead_is_excluded_from_that_round() -> None:
+    """Member 3 was absent while round 2's key phases ran ahead in round 1 (they closed without it, nobody
+    waits for the absent) and said `ready` before round 2 opened. It is no longer absent, but it is outside
+    round 2's U3: it was absent when round 2's keys closed, so it counts among the faulty for round 2, whose
+    validation then needs 3 inputs, not the 4 that U3 could never reach (which would abort round 2, name
+    member 3 missing and make it absent again, round after round)."""
+    c = _validated_contract(4)
+    s = c.state
+    s.round, s.ahead_phase, s.ahead_u1, s.ahead_u2, s.absent = 1, "inputs", (0, 1, 2), (0, 1, 2), ()
+    c.apply_block(contract_test.block(1, 0, contract_test.tx("open", 0, 2, contract_test.M0, [0, 1, 2, 3])))
+    assert (s.round, s.phase, s.u1, s.excluded) == (2, "inputs", (0, 1, 2), ())
+    inputs = [contract_test.tx("input", a, 2, bytes([a]) * 32, 1, bytes([a]) * 32) for a in (0, 1, 2)]
+    c.apply_block(contract_test.block(2, 0, *inputs, contract_test.tx("close", 0, 2, "inputs")))
+    assert (s.phase, s.expected, s.excluded) == ("seed", (0, 1, 2), (3,))
+    assert c.effective_faulty == 0 and c.min_inputs("seed") == 3
+
+
+@pytest.mark.parametrize(("n", "phase"), [(4, "keys"), (4, "shares"), (7, "keys"), (7, "shares")])
+def test_a_member_that_stalls_before_its_masked_input_costs_a_deadline_not_the_round(n: int, phase: str) -> None:
+    """Member 3 advertises its keys (or also deals its shares) and then stalls: the next phase closes at its
+    deadline without it, it is outside U3, counted among the faulty and left out of the validation, and the
+    round commits with the others. It is not absent (it missed no keys phase): the next round waits for it."""
+    c = Rounds(n, 100 + n, 2, set())
+    c.leave_after = {phase: {3}}
+    outcome = c.round(1)
+    assert (outcome.committed, outcome.included) == (True, tuple(m for m in range(n) if m != 3))
+    assert c.contract.state.absent == ()
+
+
+@pytest.mark.parametrize(("n", "excluded", "f_eff"), [
+    (4, 0, 1), (4, 1, 0), (5, 1, 1), (5, 2, 0), (7, 1, 1), (7, 2, 0), (8, 1, 2), (8, 2, 1), (10, 3, 0)])
+def test_f_eff_spends_the_spare_members_first(n: int, excluded: int, f_eff: int) -> None:
+    """N >= 3f + 1 + k tolerates k excluded members with f_eff = f (no timing assumption needed); beyond the
+    spare N - (2t_v + 1 + f), each excluded member lowers f_eff by one, so the phases need exactly the others."""
+    c = _validated_contract(n)
+    c.state.excluded = tuple(range(excluded))
+    assert c.effective_faulty == f_eff
+    assert c.min_inputs("validate") == 2 * ((n - 1) // 3) + 1 + f_eff <= n - excluded
+
+
+def test_the_rule_keeps_genesis_f_so_a_suspicion_among_few_aborts_instead_of_admitting() -> None:
+    """f_eff rests on the excluded members being faulty; the rule's suspicion does not, and keeps genesis f.
+    At N = 4 with member 3 absent, member 1's odd update (the opposite of the others') is rejected on
+    suspicion as with all four present; 2 < 3 members remain, so the round aborts (naming nobody) rather
+    than sum an update the rule suspects on the strength of the timing assumption."""
+    def rounds(rounds: int, silent: set[int]) -> Rounds:
+        c = Rounds(4, 96, rounds, silent)
+        c.setup = dataclasses.replace(c.setup, rule=RobustRule(f=1))  # type: ignore[arg-type]
+        return c
+
+    absent = rounds(2, {3})
+    assert absent.round(1).committed
+    absent.odd = {1: -absent.base}
+    outcome = absent.round(2)
+    assert (outcome.committed, outcome.missing) == (False, ())
+    full = rounds(1, set())
+    full.odd = {1: -full.base}
+    outcome = full.round(1)
+    assert (outcome.committed, outcome.included, outcome.rejected) == (True, (0, 2, 3), (1,))
+
+
+def test_a_dealer_withholding_shares_cannot_get_its_victim_excluded() -> None:
+    """Red team L2: at N = 7, Byzantine dealer 6 sends no sketch shares to honest member 3, which therefore
+    cannot publish statistics; round 1's validate phase is short and aborts. Had the abort named member 3
+    missing, it would be absent and excluded in round 2 (f_eff = 1) although online and honest, and f = 2
+    Byzantine publishers could forge round 2's statistics. A validate-phase abort names nobody: round 2
+    counts every member (f_eff = f) and commits."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    deliver = c.emit
+
+    def withhold(sender: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if sender == dealer and c.contract.state.round == 1:
+            outputs = [o for o in outputs if not (isinstance(o, SendShares) and o.to == victim)]
+        deliver(sender, outputs)
+
+    c.emit = withhold  # type: ignore[method-assign]
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, ())
+    c.emit = deliver  # type: ignore[method-assign]
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    state = c.contract.state
+    assert state.absent == () and state.excluded == () and c.contract.effective_faulty == 2
+
+
+def test_a_member_silent_after_dealing_aborts_one_round_unnamed_then_costs_a_deadline() -> None:
+    """Member 3 deals its sketch and dies before publishing statistics: round 1's validate phase is short and
+    aborts, naming nobody (a holder's statistics also depend on the other dealers). Round 2 waits for its
+    keys until the deadline, then it is absent and excluded, and the round commits with the others."""
+    n = 4
+    c = Rounds(n, 98, 3, set())
+    c.leave_after = {"sketch": {3}}
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, ())
+    assert [(o.committed, o.included) for o in (c.round(2), c.round(3))] == [(True, (0, 1, 2))] * 2
+
+
+def test_without_a_deadline_that_outlasts_censorship_nobody_lowers_f_eff() -> None:
+    """A member misses a deadline also when censoring primaries hold its transaction out: up to f of them in
+    a row, each replaced after `request_timeout_factor` doubling view timeouts. Genesis lets absent or late
+    members lower f_eff only when the phase deadline is longer than that (`censorship_bound_s`): with the
+    defaults (30 s, 2 s view timeouts, factor 2) at N = 4 and N = 7, not at N = 10 (60 s needed)."""
+    assert [censorship_bound_s(f, 2000, 2) for f in (1, 2, 3)] == [12.0, 28.0, 60.0]
+    c = _validated_contract(4)
+    c.params = dataclasses.replace(c.params, exclude_late=False)
+    c.state.excluded = (3,)
+    assert c.effective_faulty == 1 and c.min_inputs("seed") == 4
