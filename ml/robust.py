@@ -284,7 +284,7 @@ def neighbour_scores(sq_dists: np.ndarray, f: int) -> list[float]:
     return [math.fsum(sorted(np.delete(d[i], i).tolist())[skip:skip + count]) / count for i in range(n)]
 
 
-def adaptive_norm_bound(sq_norms: np.ndarray, norm_ratio: float = 3.0, spread_power: int = 5) -> np.ndarray:
+def adaptive_norm_bound(sq_norms: np.ndarray, norm_ratio: float = 3.0, spread_power: int = 3) -> np.ndarray:
     """Mask of the updates longer than ``max(norm_ratio, S ** spread_power)`` times the median norm, with S
     the round's median spread of norm ratios (`_adaptive_threshold`).
 
@@ -292,10 +292,11 @@ def adaptive_norm_bound(sq_norms: np.ndarray, norm_ratio: float = 3.0, spread_po
     submit, so the bound is a statement about this round's honest steps, and an update beyond it is
     rejected outright, not counted against f. It is what bounds every attack that passes the rule: FLAME
     clips to the median norm, which a sum of masked vectors cannot do after the fact, so the consortium
-    rejects what it cannot clip. The bound is generous (3 times the median, more in a round whose honest
-    steps spread: S^5 is 2.5 at S = 1.2) because honest steps are heavy-tailed: on breast cancer one
-    hospital in ten takes a step 2.5 times the median or longer; a tighter bound rejected those hospitals,
-    not attackers.
+    rejects what it cannot clip. The default floor is 3 times the median because honest steps are
+    heavy-tailed (on breast cancer one hospital in ten takes a step 2.5 times the median or longer), and
+    the spread power stays at 3: with 5 (S^5 = 5.4 at S = 1.4) a rule-aware attacker at the bound cost
+    breast cancer 19 points at N = 7, since f colluders at T times the median outweigh n - f honest steps
+    whose mean is much shorter than the median step.
     """
     if not (norm_ratio >= 1.0 and spread_power >= 0):
         raise ValueError(f"adaptive_norm_bound needs norm_ratio >= 1 and spread_power >= 0: {norm_ratio}, {spread_power}")
@@ -378,22 +379,22 @@ class RobustRule:
     ``kind`` is the distance rule: ``none``, ``multi_krum`` (keep the n' - f best Krum scores among
     the n' updates that passed the norm bound), ``median_distance`` (with ``factor``),
     ``median_mad`` (with ``min_ratio`` and ``spread_power``), ``bounded_distance`` (with ``norm_ratio`` and
-    ``norm_power`` for `adaptive_norm_bound`, then ``clip_ratio``, ``distance_ratio`` and ``spread_power`` for
+    ``spread_power`` for `adaptive_norm_bound`, then ``clip_ratio``, ``distance_ratio`` and ``spread_power`` for
     `neighbour_outliers` on `clipped_statistics`), ``centroid`` (trim up to f updates far from the mean, with
     ``factor``) or ``norm_direction`` (with ``norm_factor`` and ``min_cosine``). The median rules,
     ``bounded_distance`` and ``norm_direction`` reject at most f of the updates they flag, those with the
     most earlier rejections first. ``bound_sq <= 0`` disables the norm bound. When fewer than f + 3
     updates pass the norm bound, Multi-Krum cannot rank them and all of them are kept.
 
-    The default is ``bounded_distance`` (norm_ratio 3, norm_power 5, clip_ratio 1.5, distance_ratio 1.5,
-    spread_power 3): an update longer than max(3, S^5) times the round's median norm is rejected outright
+    The default is ``bounded_distance`` (norm_ratio 3, clip_ratio 1.5, distance_ratio 1.5, spread_power 3):
+    an update longer than max(3, S^3) times the round's median norm is rejected outright
     (a proof, not a suspicion); then, on the statistics clipped to 1.5 times the median norm, of those whose
     `neighbour_scores` is over max(1.5, S'^3) times the median, at most f minus the number of outright
     rejections are (a suspicion; earlier rejections only rank the flagged, never add to them). Against the
-    previous setting (norm_ratio 2, power 3, raw distances) it keeps every digits attack as bounded and
-    roughly halves the honest rejections on breast cancer and ACTG 175 (whose honest steps are
-    heavy-tailed), without reaching 5% there: docs/attacks.md has every figure. Multi-Krum rejects exactly
-    f updates every round even when all are honest.
+    previous setting (norm_ratio 2, raw distances) it keeps every digits attack as bounded and rejects fewer
+    honest updates on breast cancer and ACTG 175 (whose honest steps are heavy-tailed), without reaching 5%
+    there, and it is weaker against breast cancer's boosted backdoor and rule-aware attacker: docs/attacks.md
+    has every figure. Multi-Krum rejects exactly f updates every round even when all are honest.
     """
 
     kind: str = "bounded_distance"
@@ -407,7 +408,6 @@ class RobustRule:
     min_cosine: float = 0.0
     norm_ratio: float = 3.0
     distance_ratio: float = 1.5
-    norm_power: int = 5
     clip_ratio: float = 1.5
 
 
@@ -447,7 +447,7 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
         norms, d = per_sample(norms, d, np.asarray(weights, dtype=np.float64)[survivors])
     past = [history[i] for i in survivors] if history is not None else None
     if rule.kind == "bounded_distance":
-        short = ~adaptive_norm_bound(norms, rule.norm_ratio, rule.norm_power)
+        short = ~adaptive_norm_bound(norms, rule.norm_ratio, rule.spread_power)
         rejected.update({int(survivors[j]): "norm_ratio" for j in np.flatnonzero(~short)})
         survivors, norms, d = survivors[short], norms[short], d[np.ix_(short, short)]
         past = [p for p, kept in zip(past, short.tolist(), strict=True) if kept] if past is not None else None

@@ -116,7 +116,7 @@ def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed:
         "model": model, "task": task, "training": training, "protocol": protocol,
         "secure_aggregation": {"enabled": secure},
         "validation": {"enabled": secure and validate, "degree": 1,
-                       "rule": {"kind": "bounded_distance", "norm_ratio": 3.0, "norm_power": 5, "clip_ratio": 1.5,
+                       "rule": {"kind": "bounded_distance", "norm_ratio": 3.0, "clip_ratio": 1.5,
                                 "distance_ratio": 1.5, "spread_power": 3}},
     }
     if "scaling" in task_doc:
