@@ -589,12 +589,12 @@ def plot(results: Results, grid: Grid, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(b, n) for b in grid.benchmarks if b != "actg175" for n in grid.nodes]
-    attacks = ("none", *grid.attacks)
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
-    x = np.arange(len(attacks))
     width = 0.8 / len(SETTINGS)
     for ax, (bench, n) in zip(axes[:, 0], panels, strict=True):
         split = BENCHMARKS[bench].splits[0]
+        attacks = ("none", *bench_attacks(grid, bench))
+        x = np.arange(len(attacks))
         for k, setting in enumerate(SETTINGS):
             accs = [[r.accuracy for r in results[(bench, split, n, a, setting)]] for a in attacks]
             offset = (k - (len(SETTINGS) - 1) / 2) * width
