@@ -39,6 +39,9 @@ COPIED = ("consensus", "ml", "node", "smpc", "tests", "scripts", "setup.cfg", "p
 
 UNIT = "tests/unit/"
 PROPERTY = "tests/property/"
+CONSENSUS_UNIT = tuple(sorted(UNIT + path.name for path in (REPO / UNIT).glob("test_consensus_*.py")))
+"""Every consensus unit test file: together they run in about two seconds (the simulator's tests take a
+minute and are left out)."""
 TARGETS: dict[str, tuple[str, ...]] = {
     "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
     "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
@@ -64,16 +67,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
-    "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
-    "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
-    "consensus/codec.py": (PROPERTY + "test_codec_fuzz.py", UNIT + "test_consensus_messages.py"),
-    "consensus/block.py": (UNIT + "test_consensus_messages.py", UNIT + "test_consensus_replica.py"),
-    "consensus/replica.py": (
-        UNIT + "test_consensus_replica.py",
-        UNIT + "test_consensus_view_change.py",
-        UNIT + "test_consensus_replica_fuzz.py",
-        "tests/sim/test_consensus_sim.py",
-    ),
+    **{f"consensus/{name}.py": CONSENSUS_UNIT
+       for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
+    "consensus/messages.py": CONSENSUS_UNIT + (PROPERTY + "test_codec_fuzz.py",),
+    "consensus/codec.py": CONSENSUS_UNIT + (PROPERTY + "test_codec_fuzz.py",),
 }
 """Target module -> the test files run against its mutants (the ones that exercise it directly)."""
 
