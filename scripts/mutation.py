@@ -148,6 +148,19 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("ml/robust.py", r"^(return |keep = )np\.array\(\[.*\], (dtype=None)?\)$",
      "the list is never empty there (the empty case returns earlier) and a non-empty list of bools is a bool array",
      r"score == 0\.0 for score|score <= threshold for score in scores\], dtype=bool\)$|c >= min_cosine"),
+    ("consensus/view_change.py", r"_view_change_ok\(vc, signature_checked=None\):$",
+     "None is falsy like False: the quoted VIEW-CHANGE's signature is checked either way",
+     r"signature_checked=False\):$"),
+    ("consensus/view_change.py", r'_may_help\((None|"XXnew_viewXX"|"NEW_VIEW"), sender, now_ms\)',
+     "the rate-limit key's kind is a private label: any value distinct from the other kinds gives the same limits"),
+    ("consensus/view_change.py", r"_evidence\(\"(viewchange|newview)\", (vc|nv)\.sender, \((vc\.new_view|nv\.view), 1\)",
+     "the slot is only a de-duplication key next to the kind; (view, 1) is as unique as (view, 0)"),
+    ("consensus/view_change.py", r"if vc\.new_view >= nv\.view\}$",
+     ("keeps at most one stale VIEW-CHANGE per sender for the installed view, which no count reads (they ask "
+      "for new_view > view, or >= view only while no view is installed, by when view has moved above it) and "
+      "the sender's next VIEW-CHANGE replaces")),
+    ("consensus/view_change.py", r'^self\._justified = ""$',
+     "every read compares it with a tuple or slices it into one: \"\" answers like None"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
