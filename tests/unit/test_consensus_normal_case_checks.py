@@ -1,0 +1,121 @@
+"""The normal case's filters one at a time: each refused PRE-PREPARE or PREPARE is refused without a vote
+and counted under its own name (the counters are the operator's view of a misbehaving peer), equivocation
+evidence is recorded once per sender, kind and slot and bounded per sender, and honest PREPAREs never make
+a replica believe it is behind.
+
+N = 4, f = 1, quorum 3; replica 2 is the one under test and the others are driven by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+from consensus_net import CHAIN, Net
+from test_consensus_view_change_checks import prepared
+
+from consensus import messages as m
+from consensus.actions import MAX_EVIDENCE_PER_SENDER
+from consensus.block import Block
+from consensus.replica import Broadcast, RecordEvidence, ValidateBlock
+
+A = Block(CHAIN, 1, CHAIN, 0, 0, (b"A",))
+B = Block(CHAIN, 1, CHAIN, 0, 0, (b"B",))
+
+
+def victim() -> Net:
+    return Net(byzantine={0, 1, 3})
+
+
+REFUSED = {
+    "wrong_view (pre-prepare of view 1 while in view 0)":
+        ("wrong_view", m.PrePrepare(1, 1, Block(CHAIN, 1, CHAIN, 1, 1, (b"x",)), 1)),
+    "wrong_view (prepare of view 1 while in view 0)": ("wrong_view", m.Prepare(1, 1, A.hash(), 3)),
+    "pre-prepare not from the primary": ("preprepare_not_from_primary",
+                                         m.PrePrepare(0, 1, Block(CHAIN, 1, CHAIN, 0, 1, (b"x",)), 1)),
+    "prepare from the primary": ("prepare_from_primary", m.Prepare(0, 1, A.hash(), 0)),
+    "above the high watermark": ("above_watermark", m.Prepare(0, 10, A.hash(), 3)),
+    "block not linked to our head": ("preprepare_bad_link",
+                                     m.PrePrepare(0, 1, Block(CHAIN, 1, bytes(32), 0, 0, (b"x",)), 0)),
+    "block proposed in another's name": ("preprepare_unjustified",
+                                         m.PrePrepare(0, 1, Block(CHAIN, 1, CHAIN, 0, 1, (b"x",)), 0)),
+    "block of another view": ("preprepare_unjustified", m.PrePrepare(0, 1, Block(CHAIN, 1, CHAIN, 3, 0, (b"x",)), 0)),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_refused_message_draws_no_vote_and_is_counted_under_its_name(case: str) -> None:
+    stat, msg = REFUSED[case]
+    net = victim()
+    replica = net.replicas[2]
+    actions = []
+    for _ in range(2):
+        actions += replica.receive(net.sign(msg), net.now)
+    assert replica.stats[stat] == 2, replica.stats
+    assert not any(isinstance(a, (ValidateBlock, Broadcast)) for a in actions)
+    assert replica._slot is None
+
+
+def test_a_second_pre_prepare_for_an_open_slot_is_a_counted_duplicate() -> None:
+    net = victim()
+    replica = net.replicas[2]
+    pp = net.sign(m.PrePrepare(0, 1, A, 0))
+    net.to(2, pp)
+    assert replica._slot is not None
+    for _ in range(2):
+        net.to(2, pp)
+    assert replica.stats["preprepare_duplicate"] == 2
+
+
+def test_every_delivered_block_is_counted() -> None:
+    net = Net()
+    for k in range(3):
+        net.propose(0, b"tx%d" % k)
+        net.deliver()
+    assert [r.stats["delivered"] for r in net.replicas] == [3, 3, 3, 3]
+
+
+def test_prepares_for_our_next_height_do_not_make_us_think_we_are_behind() -> None:
+    """All PREPAREs arrive, the COMMITs do not: every replica is one vote from committing, not behind."""
+    net = Net()
+    net.propose(0, b"tx")
+    net.deliver(only=lambda to, msg: not isinstance(msg, m.Commit))
+    for _ in range(30):
+        net.now += 10
+        for i in range(4):
+            actions = net.replicas[i].tick(net.now)
+            assert not any(type(a).__name__ == "FetchBlocks" for a in actions), (i, actions)
+    assert all(r.stats["fetch_requests"] == 0 for r in net.replicas)
+
+
+def evidence_of(actions: list) -> list[str]:
+    return [a.kind for a in actions if isinstance(a, RecordEvidence)]
+
+
+def test_equivocation_is_evidence_once_per_sender_kind_and_slot_and_further_copies_are_counted() -> None:
+    net = victim()
+    replica = net.replicas[2]
+    actions = []
+    for msg in (m.PrePrepare(0, 1, A, 0), m.PrePrepare(0, 1, B, 0),
+                m.Prepare(0, 1, A.hash(), 3), m.Prepare(0, 1, B.hash(), 3),
+                m.Prepare(0, 1, A.hash(), 1), m.Prepare(0, 1, B.hash(), 1),
+                m.Commit(0, 1, A.hash(), 3), m.Commit(0, 1, B.hash(), 3)):
+        actions += replica.receive(net.sign(msg), net.now)
+    assert evidence_of(actions) == ["preprepare", "prepare", "prepare", "commit"]
+    assert replica.stats["equivocations"] == 4
+    third = Block(CHAIN, 1, CHAIN, 0, 0, (b"C",))
+    fourth = Block(CHAIN, 1, CHAIN, 0, 0, (b"D",))
+    again = replica.receive(net.sign(m.Prepare(0, 1, third.hash(), 3)), net.now)
+    again += replica.receive(net.sign(m.Prepare(0, 1, fourth.hash(), 3)), net.now)
+    assert evidence_of(again) == [] and replica.stats["evidence_suppressed"] == 2
+
+
+def test_a_sender_gets_at_most_max_evidence_per_sender_records() -> None:
+    """Replica 3 equivocates in its VIEW-CHANGE for one view after another; each record is a synced
+    write, so only the first MAX_EVIDENCE_PER_SENDER are recorded."""
+    net = victim()
+    replica = net.replicas[2]
+    actions = []
+    for view in range(1, MAX_EVIDENCE_PER_SENDER + 3):
+        actions += replica.receive(net.sign(m.ViewChange(view, None, None, 3)), net.now)
+        actions += replica.receive(net.sign(m.ViewChange(view, None, prepared(), 3)), net.now)
+    assert evidence_of(actions) == ["viewchange"] * MAX_EVIDENCE_PER_SENDER
+    assert replica.stats["evidence_suppressed"] == 2
