@@ -161,6 +161,18 @@ EQUIVALENT: list[tuple[str, ...]] = [
       "the sender's next VIEW-CHANGE replaces")),
     ("consensus/view_change.py", r'^self\._justified = ""$',
      "every read compares it with a tuple or slices it into one: \"\" answers like None"),
+    ("consensus/normal_case.py",
+     (r"_note_height\(prepare\.sender, prepare\.height - 1, None\)|"
+      r"_note_height\(commit\.sender, commit\.height - 1, (None, exact=False|now_ms, exact=None|now_ms, |now_ms, exact=True)\)"),
+     ("a PREPARE or COMMIT that passed the stale filter is for a height above ours, so the sender's claim is at "
+      "least our height: it is never helped, and the time (only read when helping) and `exact` change nothing")),
+    ("consensus/normal_case.py",
+     (r"^if old is not None or old != commit\.block_hash:$|self\._commits\.get\(\(commit\.view, old\), (None)?\)$|"
+      r"^votes\.pop\(commit\.sender, \)$|^self\._commits\.pop\(\(commit\.view, old\), \)$"),
+     ("the sender's previous second COMMIT is always held under (view, old) with the sender among its votes "
+      "(both are cleared together at the next height), so the defaults are never used, and old = None finds nothing")),
+    ("consensus/normal_case.py", r"if m\.height <= self\.committed_height \+ 2\]$",
+     "a message two heights ahead replayed early goes back into the future buffer (_slot_message), where it stays"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),

@@ -119,3 +119,34 @@ def test_a_sender_gets_at_most_max_evidence_per_sender_records() -> None:
         actions += replica.receive(net.sign(m.ViewChange(view, None, prepared(), 3)), net.now)
     assert evidence_of(actions) == ["viewchange"] * MAX_EVIDENCE_PER_SENDER
     assert replica.stats["evidence_suppressed"] == 2
+
+
+def test_a_sender_flooding_conflicting_commits_holds_at_most_two_votes_at_one_height() -> None:
+    net = victim()
+    replica = net.replicas[2]
+    for tag in (b"A", b"B", b"C", b"D", b"E"):
+        replica.receive(net.sign(m.Commit(0, 1, Block(CHAIN, 1, CHAIN, 0, 0, (tag,)).hash(), 3)), net.now)
+    assert sum(3 in votes for votes in replica._commits.values()) == 2, "its first COMMIT and its latest second"
+
+
+def test_messages_for_later_heights_are_held_and_replayed_once_their_height_is_next() -> None:
+    """Everything for heights 2 and 3 that replica 2 needs from others arrives before height 1 commits;
+    after height 1 it commits 2 from the held messages alone, votes for it, and keeps 3's for later."""
+    net = victim()
+    replica = net.replicas[2]
+    second = Block(CHAIN, 2, A.hash(), 0, 0, (b"two",))
+    third = Block(CHAIN, 3, second.hash(), 0, 0, (b"three",))
+    early = [m.PrePrepare(0, 2, second, 0), m.Prepare(0, 2, second.hash(), 1), m.Commit(0, 2, second.hash(), 0),
+             m.Commit(0, 2, second.hash(), 1), m.Prepare(0, 3, third.hash(), 3), m.Commit(0, 3, third.hash(), 3)]
+    for msg in early:
+        net.to(2, net.sign(msg))
+    assert replica.committed_height == 0
+    for msg in (m.PrePrepare(0, 1, A, 0), m.Prepare(0, 1, A.hash(), 1), m.Commit(0, 1, A.hash(), 0),
+                m.Commit(0, 1, A.hash(), 1)):
+        net.to(2, net.sign(msg))
+    assert replica.committed_height == 2
+    own_votes = {(type(msg), msg.height) for msg in net.inbox[0] if msg.sender == 2}
+    assert {(m.Prepare, 2), (m.Commit, 2)} <= own_votes, "its votes for height 2 were sent"
+    net.to(2, net.sign(m.PrePrepare(0, 3, third, 0)))
+    net.to(2, net.sign(m.Commit(0, 3, third.hash(), 0)))
+    assert replica.committed_height == 3, "replica 3's held PREPARE and COMMIT for height 3 still counted"

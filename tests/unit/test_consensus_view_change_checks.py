@@ -346,3 +346,49 @@ def test_the_request_timer_restarts_when_a_view_is_installed_and_still_fires_in_
     fired_at = net.now
     assert net.replicas[2].stats["request_timeouts"] == 1 and net.replicas[1].committed_height > 0
     assert fired_at >= installed_at + net.config.request_timeout_factor * net.config.view_timeout_ms, fired_at
+
+
+def test_a_restarted_replica_does_not_quote_a_prepared_certificate_for_a_final_height() -> None:
+    net = Net()
+    net.propose(0, b"tx")
+    net.deliver()
+    net.restart(2)
+    replica = net.replicas[2]
+    assert replica.committed_height == 1
+    vc = next(a.msg for a in replica._start_view_change(1, net.now) if isinstance(a, Broadcast))
+    assert vc.committed is not None and vc.committed.height == 1 and vc.prepared is None
+
+
+def test_every_peer_still_asking_for_the_installed_view_gets_its_new_view() -> None:
+    net = Net()
+    backup = net.replicas[3]
+    nv = sign(m.NewView(1, view_changes(1, (0, 1, 2)), None, 1))
+    backup.receive(nv, net.now)
+    for peer in (0, 2):
+        actions = backup.receive(net.sign(m.ViewChange(1, None, None, peer)), net.now)
+        assert Send(peer, nv) in actions, peer
+
+
+def test_views_installed_and_new_views_sent_count_every_view() -> None:
+    net = Net()
+    primary_of_view_1(net, (0, 2, 3))
+    primary = net.replicas[1]
+    primary._start_view_change(5, net.now)
+    for vc in view_changes(5, (0, 2)):
+        primary.receive(net.sign(vc), net.now)
+    assert primary.view == 5 and primary.active
+    assert primary.stats["new_views_sent"] == 2 and primary.stats["views_installed"] == 2
+
+
+def test_equivocations_quoted_anywhere_in_a_new_view_are_evidence() -> None:
+    """Backup 3 holds primary 0's PRE-PREPARE and replica 1's PREPARE for A; the NEW-VIEW quotes two
+    VIEW-CHANGEs with B's prepared certificate signed by both: each equivocation is recorded once."""
+    net = Net(byzantine={0, 1, 2})
+    a, b = block(b"A"), block(b"B")
+    net.to(3, net.sign(m.PrePrepare(0, 1, a, 0)))
+    net.to(3, net.sign(m.Prepare(0, 1, a.hash(), 1)))
+    cert = prepared(blk=b, backups=(1, 2))
+    vcs = (*view_changes(1, (0,)), *view_changes(1, (1, 2), prepared=cert))
+    actions = net.replicas[3].receive(sign(m.NewView(1, vcs, sign(m.PrePrepare(1, 1, b, 1)), 1)), net.now)
+    assert net.replicas[3].view == 1
+    assert [x.kind for x in actions if isinstance(x, RecordEvidence)] == ["preprepare", "prepare"]
