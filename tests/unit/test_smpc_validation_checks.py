@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from smpc import field, shamir
+from smpc.errors import NotEnoughShares
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import QuantParams
 from smpc.sketch import CountSketch
@@ -156,3 +157,19 @@ def test_a_sketch_is_clipped_to_slack_times_the_clip_bound() -> None:
     update = np.full(dim, 50 * 16, dtype=np.int64).astype(np.uint32)
     z = sketch_update(update, sketch, params, quant, SeededRandomBytes.from_int(3))
     assert abs(np.linalg.norm(z) - 2 * 4.0 * 8.0) <= math.sqrt(16)
+
+
+def test_statistics_need_2t_plus_1_plus_f_publishers() -> None:
+    """t = 1, f = 1: three publishers fit a degree-2 polynomial exactly, so they prove nothing."""
+    params = SketchParams(1, 1.0, 2.0, 1.0)
+    three = shared([4, 9, 1], 2, [1, 2, 3])
+    assert reconstruct_statistics(three, [1, 2], 1, params, 0).norms_sq == {1: 1.0, 2: 2.25}
+    with pytest.raises(NotEnoughShares):
+        reconstruct_statistics(three, [1, 2], 1, params, 1)
+
+
+def test_the_sketch_sum_needs_t_plus_1_plus_f_publishers() -> None:
+    three = shared([5, -7, 0], 2, [1, 2, 3])
+    assert reconstruct_sketch_sum(three, 2, 0)[0].tolist() == [5, -7, 0]
+    with pytest.raises(NotEnoughShares):
+        reconstruct_sketch_sum(three, 2, 1)
