@@ -185,6 +185,23 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/validation.py", r"^room = math\.sqrt\(_SIGNED_FIELD_MAX (/ 4\) \+|\* 4\) -) math\.sqrt\(width\)$",
      "a larger first guess only costs iterations: the loop lowers the exponent until the parameters fit"),
     ("smpc/validation.py", r'\.to_bytes\((2|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("consensus/normal_case.py", (r"^actions = (\[\*prepared\[1\], Broadcast\(prepared\[0\]\)\]|self\._send_prepare\(now_ms\)|"
+                                  r"self\._on_prepared\(slot, tuple\(backups\[:self\.quorum - 1\]\)\))$"),
+     "the list is still empty there, so assigning it equals extending it"),
+    ("consensus/normal_case.py", r"^actions \+= self\._send_prepare\(None\)$", "_send_prepare never reads the time"),
+    ("consensus/normal_case.py", r"^primary = None$",
+     ("no PREPARE of the primary is ever stored: a peer's is refused (prepare_from_primary) and a replica sends "
+      "none for its own PRE-PREPARE")),
+    ("consensus/normal_case.py", r"^block = (None|self\._candidates\.get\(None\))$",
+     "_learn_final delivers the block itself when it is a candidate for the next height, with the same certificate"),
+    ("consensus/normal_case.py", r"self\._known_cert\.height <= cert\.height:$",
+     "a certificate of the same height certifies the same block; either one proves it final in a VIEW-CHANGE"),
+    ("consensus/normal_case.py", r"self\._prepared\.preprepare\.height < self\.committed_height:$",
+     ("a prepared certificate for a final height is never read: _start_view_change drops any at or below the "
+      "final height, and the next prepared slot replaces it")),
+    ("consensus/normal_case.py", r"if k\[3\] >= self\.committed_height\}$",
+     ("entries for the committed height are never looked up again (such messages are stale before "
+      "_check_equivocation) and go at the next commit")),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),

@@ -8,14 +8,16 @@ N = 4, f = 1, quorum 3; replica 2 is the one under test and the others are drive
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from consensus_net import CHAIN, Net
 from test_consensus_view_change_checks import prepared
 
 from consensus import messages as m
-from consensus.actions import MAX_EVIDENCE_PER_SENDER
+from consensus.actions import KEY_CERT, LAST_COMMIT_RESENDS, MAX_CANDIDATE_BLOCKS, MAX_EVIDENCE_PER_SENDER
 from consensus.block import Block
-from consensus.replica import Broadcast, RecordEvidence, ValidateBlock
+from consensus.replica import Broadcast, Persist, RecordEvidence, Send, ValidateBlock
 
 A = Block(CHAIN, 1, CHAIN, 0, 0, (b"A",))
 B = Block(CHAIN, 1, CHAIN, 0, 0, (b"B",))
@@ -129,6 +131,15 @@ def test_a_sender_flooding_conflicting_commits_holds_at_most_two_votes_at_one_he
     assert sum(3 in votes for votes in replica._commits.values()) == 2, "its first COMMIT and its latest second"
 
 
+def test_replacing_a_flooders_second_commit_keeps_the_other_senders_votes_for_that_block() -> None:
+    net = victim()
+    replica = net.replicas[2]
+    replica.receive(net.sign(m.Commit(0, 1, B.hash(), 1)), net.now)
+    for block in (A, B, Block(CHAIN, 1, CHAIN, 0, 0, (b"C",))):
+        replica.receive(net.sign(m.Commit(0, 1, block.hash(), 3)), net.now)
+    assert set(replica._commits[(0, B.hash())]) == {1}
+
+
 def test_messages_for_later_heights_are_held_and_replayed_once_their_height_is_next() -> None:
     """Everything for heights 2 and 3 that replica 2 needs from others arrives before height 1 commits;
     after height 1 it commits 2 from the held messages alone, votes for it, and keeps 3's for later."""
@@ -150,3 +161,109 @@ def test_messages_for_later_heights_are_held_and_replayed_once_their_height_is_n
     net.to(2, net.sign(m.PrePrepare(0, 3, third, 0)))
     net.to(2, net.sign(m.Commit(0, 3, third.hash(), 0)))
     assert replica.committed_height == 3, "replica 3's held PREPARE and COMMIT for height 3 still counted"
+    assert replica.stats["old_height"] == 0, "a replayed message is not held for a second replay"
+
+
+def broadcasts(actions: list, kind: type) -> list:
+    return [a.msg for a in actions if isinstance(a, Broadcast) and isinstance(a.msg, kind)]
+
+
+def test_a_replica_signs_and_sends_one_commit_per_height_and_persists_the_certificate_first() -> None:
+    net = Net(byzantine={0, 1, 3})
+    replica = net.replicas[2]
+    actions = []
+    for msg in (m.PrePrepare(0, 1, A, 0), m.Prepare(0, 1, A.hash(), 1), m.Prepare(0, 1, A.hash(), 3),
+                m.Commit(0, 1, A.hash(), 0), m.Commit(0, 1, A.hash(), 1)):
+        actions += replica.receive(net.sign(msg), net.now)
+        if isinstance(actions[-1:][0] if actions else None, ValidateBlock):
+            actions += replica.block_validated(A.hash(), True, net.now)
+    assert len(broadcasts(actions, m.Commit)) == 1 and len(broadcasts(actions, m.Prepare)) == 1
+    deliver = next(i for i, a in enumerate(actions) if type(a).__name__ == "Deliver")
+    cert = actions[deliver].cert
+    assert actions[deliver - 1] == Persist(KEY_CERT, cert.encode())
+
+
+def test_a_prepared_certificate_holds_exactly_quorum_minus_one_prepares() -> None:
+    """Replica 2 validates late, after both other backups' PREPAREs: three backups have prepared, the
+    certificate it persists and quotes needs only two."""
+    net = Net(auto_validate=False)
+    net.propose(0, b"tx")
+    net.deliver()
+    for i in (1, 3):
+        net.validate(i)
+    net.deliver(only=lambda to, msg: not isinstance(msg, m.Commit))
+    net.validate(2)
+    assert net.replicas[2]._prepared is not None and len(net.replicas[2]._prepared.prepares) == 2
+
+
+def test_after_a_commit_the_own_commit_is_resent_a_few_times_and_checkpoints_name_the_block() -> None:
+    net = Net()
+    for k in range(2):
+        net.propose(0, b"tx%d" % k)
+        net.deliver()
+    replica = net.replicas[2]
+    resent = []
+    for _ in range(LAST_COMMIT_RESENDS + 2):
+        net.now += net.config.view_timeout_ms
+        resent += broadcasts(replica.tick(net.now), m.Commit)
+    assert [(c.height, c.sender) for c in resent] == [(2, 2)] * LAST_COMMIT_RESENDS
+    checkpoint = replica._my_checkpoint
+    assert checkpoint is not None and (checkpoint.height, checkpoint.block_hash) == (2, net.ledgers[2][1][0].hash())
+
+
+def test_a_block_without_the_watched_transaction_leaves_it_watched_and_the_timer_running() -> None:
+    net = Net()
+    digest = hashlib.sha256(b"wanted").digest()
+    net.execute(2, net.replicas[2].watch_tx(digest, net.now))
+    net.propose(0, b"other")
+    net.deliver()
+    replica = net.replicas[2]
+    assert replica.committed_height == 1 and digest in replica._watched
+    assert replica.work_pending is True and replica.deadline_ms is not None
+
+
+def test_a_replica_that_committed_and_then_falls_behind_fetches() -> None:
+    net = Net(byzantine={0, 1, 3})
+    replica = net.replicas[2]
+    for msg in (m.PrePrepare(0, 1, A, 0), m.Prepare(0, 1, A.hash(), 1), m.Commit(0, 1, A.hash(), 0),
+                m.Commit(0, 1, A.hash(), 1)):
+        net.to(2, net.sign(msg))
+    assert replica.committed_height == 1
+    for sender in (0, 1):
+        net.to(2, net.sign(m.Checkpoint(2, bytes(32), sender)))
+    grace = net.config.view_timeout_ms // 2
+    replica.tick(net.now + 1)
+    assert replica.stats["fetch_requests"] == 0, "one height behind: wait a grace period first"
+    fetched = [a for a in replica.tick(net.now + grace) if type(a).__name__ == "FetchBlocks"]
+    assert [a.from_height for a in fetched] == [2]
+
+
+def test_at_most_max_candidate_blocks_are_held_the_oldest_evicted_first() -> None:
+    replica = victim().replicas[2]
+    blocks = [Block(CHAIN, 1, CHAIN, v, v % 4, (b"c",)) for v in range(MAX_CANDIDATE_BLOCKS + 1)]
+    for blk in blocks:
+        replica._remember_candidate(blk.hash(), blk)
+        replica._validated[blk.hash()] = True
+    replica._remember_candidate(blocks[-1].hash(), blocks[-1])
+    assert list(replica._candidates) == [b.hash() for b in blocks[1:]]
+    assert blocks[0].hash() not in replica._validated and len(replica._validated) == MAX_CANDIDATE_BLOCKS
+
+
+def test_a_message_for_our_next_height_draws_no_help() -> None:
+    net = Net(byzantine={0, 1, 3})
+    replica = net.replicas[2]
+    for msg in (m.PrePrepare(0, 1, A, 0), m.Prepare(0, 1, A.hash(), 1), m.Commit(0, 1, A.hash(), 0),
+                m.Commit(0, 1, A.hash(), 1)):
+        net.to(2, net.sign(msg))
+    second = Block(CHAIN, 2, A.hash(), 0, 0, (b"two",))
+    actions = replica.receive(net.sign(m.PrePrepare(0, 2, second, 0)), net.now)
+    actions += replica.receive(net.sign(m.Prepare(0, 2, second.hash(), 3)), net.now)
+    assert not any(isinstance(a, Send) for a in actions)
+
+
+def test_the_future_buffer_keeps_a_senders_highest_message() -> None:
+    replica = victim().replicas[2]
+    net = Net()
+    replica.receive(net.sign(m.Prepare(0, 3, A.hash(), 3)), 0)
+    replica.receive(net.sign(m.Prepare(0, 2, A.hash(), 3)), 0)
+    assert replica._future[(3, m.Prepare)].height == 3

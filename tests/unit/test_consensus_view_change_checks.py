@@ -320,9 +320,18 @@ def test_a_replica_that_committed_a_re_proposed_block_votes_for_it_in_the_new_vi
     assert nv is not None and nv.preprepare is not None and nv.preprepare.block == a
     actions = net.replicas[3].receive(nv, net.now)
     assert ViewChanged(1) in actions
-    votes = {(type(x.msg), x.msg.view, x.msg.height, x.msg.block_hash) for x in actions
+    votes = {(type(x.msg), x.msg.view, x.msg.height, x.msg.block_hash, x.msg.sender) for x in actions
              if isinstance(x, Broadcast) and isinstance(x.msg, (m.Prepare, m.Commit))}
-    assert votes == {(m.Prepare, 1, 1, a.hash()), (m.Commit, 1, 1, a.hash())}
+    assert votes == {(m.Prepare, 1, 1, a.hash(), 3), (m.Commit, 1, 1, a.hash(), 3)}
+    for kind in (b"prepare", b"commit"):
+        assert Persist(KEY_SIGNED + kind, codec.encode([1, 1, a.hash()])) in actions
+    again = net.replicas[3].receive(nv.preprepare, net.now)
+    assert net.replicas[3].stats["preprepare_bad_link"] == 0
+    assert {type(x.msg) for x in again if isinstance(x, Broadcast)} == {m.Prepare, m.Commit}, \
+        "a retransmitted re-proposal is answered with the same votes"
+    net.now += net.config.view_timeout_ms
+    resent = [x.msg for x in net.replicas[3].tick(net.now) if isinstance(x, Broadcast)]
+    assert any(isinstance(x, m.Commit) and (x.view, x.height, x.sender) == (1, 1, 3) for x in resent)
 
 
 def test_the_request_timer_restarts_when_a_view_is_installed_and_still_fires_in_the_new_view() -> None:
