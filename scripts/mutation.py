@@ -185,6 +185,9 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/validation.py", r"^room = math\.sqrt\(_SIGNED_FIELD_MAX (/ 4\) \+|\* 4\) -) math\.sqrt\(width\)$",
      "a larger first guess only costs iterations: the loop lowers the exponent until the parameters fit"),
     ("smpc/validation.py", r'\.to_bytes\((2|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("consensus/view_change.py", r"prepared\.preprepare\.height < self\._final_height\(\):$",
+     ("a prepared certificate at exactly the final height is for the block certified there (quorum "
+      "intersection), which is then a candidate: _learn_final delivers it and the commit clears the certificate")),
     ("consensus/normal_case.py", (r"^actions = (\[\*prepared\[1\], Broadcast\(prepared\[0\]\)\]|self\._send_prepare\(now_ms\)|"
                                   r"self\._on_prepared\(slot, tuple\(backups\[:self\.quorum - 1\]\)\))$"),
      "the list is still empty there, so assigning it equals extending it"),
@@ -325,6 +328,8 @@ def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
         if reason:
             outcome.equivalent[name] = reason
     outcome.seconds = time.monotonic() - began
+    if not outcome.total:
+        raise RuntimeError(f"mutmut reported no mutants for {target}; see {scratch}")
     return outcome
 
 

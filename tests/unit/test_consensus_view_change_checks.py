@@ -401,3 +401,18 @@ def test_equivocations_quoted_anywhere_in_a_new_view_are_evidence() -> None:
     actions = net.replicas[3].receive(sign(m.NewView(1, vcs, sign(m.PrePrepare(1, 1, b, 1)), 1)), net.now)
     assert net.replicas[3].view == 1
     assert [x.kind for x in actions if isinstance(x, RecordEvidence)] == ["preprepare", "prepare"]
+
+
+def test_a_view_change_drops_a_prepared_certificate_below_a_height_it_learned_is_final() -> None:
+    """Replica 2 prepared A at height 1 (the COMMITs were lost) and then learns from a VIEW-CHANGE that
+    height 2 is final: its own VIEW-CHANGE carries that certificate and no prepared certificate."""
+    net = Net(byzantine={0, 1, 3})
+    a = block(b"A")
+    for msg in (m.PrePrepare(0, 1, a, 0), m.Prepare(0, 1, a.hash(), 1), m.Prepare(0, 1, a.hash(), 3)):
+        net.to(2, net.sign(msg))
+    replica = net.replicas[2]
+    assert replica._prepared is not None and replica.committed_height == 0
+    second = Block(CHAIN, 2, a.hash(), 0, 0, (b"two",))
+    net.to(2, net.sign(m.ViewChange(1, commit_cert(second), None, 3)))
+    vc = next(x.msg for x in replica._start_view_change(2, net.now) if isinstance(x, Broadcast))
+    assert vc.committed is not None and vc.committed.height == 2 and vc.prepared is None
