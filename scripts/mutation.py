@@ -208,7 +208,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/przs.py", r'\.to_bytes\((2|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
     ("smpc/przs.py", r"for subset in ordered for j in range\(1, degree \+ 1\)\], (dtype=None)?\)$",
      "the weights are Python ints below p < 2^63: int64 here, and field.mul converts them to uint64"),
-    ("smpc/przs.py", r"pow\(x, j, None\) % field\.P$",
+    ("smpc/przs.py", r"pow\(x, j, (None)?\) % field\.P$",
      "the unreduced power gives the same product modulo p (Python integers do not overflow)"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
