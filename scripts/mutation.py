@@ -78,7 +78,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
 """Target module -> the test files run against its mutants (the ones that exercise it directly)."""
 
 MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
-            "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py")
+            "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
+            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
