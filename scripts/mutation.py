@@ -192,6 +192,8 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("consensus/normal_case.py", (r"^actions = (\[\*prepared\[1\], Broadcast\(prepared\[0\]\)\]|self\._send_prepare\(now_ms\)|"
                                   r"self\._on_prepared\(slot, tuple\(backups\[:self\.quorum - 1\]\)\))$"),
      "the list is still empty there, so assigning it equals extending it"),
+    ("consensus/normal_case.py", r"^self\._last_commit = own_commit if \(isinstance\(own_commit, Commit\)\) or True else None$",
+     "the outbox holds a Commit or nothing under the Commit key, so the test never changes the value"),
     ("consensus/normal_case.py", r"^actions \+= self\._send_prepare\(None\)$", "_send_prepare never reads the time"),
     ("consensus/normal_case.py", r"^primary = None$",
      ("no PREPARE of the primary is ever stored: a peer's is refused (prepare_from_primary) and a replica sends "

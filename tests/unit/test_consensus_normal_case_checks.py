@@ -240,13 +240,16 @@ def test_a_replica_that_committed_and_then_falls_behind_fetches() -> None:
 
 def test_at_most_max_candidate_blocks_are_held_the_oldest_evicted_first() -> None:
     replica = victim().replicas[2]
-    blocks = [Block(CHAIN, 1, CHAIN, v, v % 4, (b"c",)) for v in range(MAX_CANDIDATE_BLOCKS + 1)]
-    for blk in blocks:
+    blocks = [Block(CHAIN, 1, CHAIN, v, v % 4, (b"c",)) for v in range(MAX_CANDIDATE_BLOCKS + 2)]
+    for k, blk in enumerate(blocks):
         replica._remember_candidate(blk.hash(), blk)
-        replica._validated[blk.hash()] = True
+        if k != 1:
+            replica._validated[blk.hash()] = True
+    held = [b.hash() for b in blocks[2:]]
+    assert list(replica._candidates) == held
+    assert set(replica._validated) == set(held), "an evicted block's verdict goes with it"
     replica._remember_candidate(blocks[-1].hash(), blocks[-1])
-    assert list(replica._candidates) == [b.hash() for b in blocks[1:]]
-    assert blocks[0].hash() not in replica._validated and len(replica._validated) == MAX_CANDIDATE_BLOCKS
+    assert list(replica._candidates) == held, "remembering a held block again evicts nothing"
 
 
 def test_a_message_for_our_next_height_draws_no_help() -> None:
