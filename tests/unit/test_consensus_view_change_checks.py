@@ -416,3 +416,16 @@ def test_a_view_change_drops_a_prepared_certificate_below_a_height_it_learned_is
     net.to(2, net.sign(m.ViewChange(1, commit_cert(second), None, 3)))
     vc = next(x.msg for x in replica._start_view_change(2, net.now) if isinstance(x, Broadcast))
     assert vc.committed is not None and vc.committed.height == 2 and vc.prepared is None
+
+
+def test_a_new_view_re_proposing_a_height_below_ours_draws_no_vote_and_is_counted() -> None:
+    net = committed(2)
+    replica = net.replicas[2]
+    a = block(b"A")
+    for view in (1, 5):
+        nv = sign(m.NewView(view, view_changes(view, (0, 1, 3), prepared=prepared(blk=a)),
+                            sign(m.PrePrepare(view, 1, a, 1)), 1))
+        actions = replica.receive(nv, net.now)
+        assert replica.view == view and not any(isinstance(x, Broadcast) and isinstance(x.msg, (m.Prepare, m.Commit))
+                                                for x in actions)
+    assert replica.stats["old_height"] == 2
