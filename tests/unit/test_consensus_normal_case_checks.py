@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 from consensus_net import CHAIN, Net
-from test_consensus_view_change_checks import prepared
+from test_consensus_view_change_checks import prepared, sign, view_changes
 
 from consensus import messages as m
 from consensus.actions import KEY_CERT, LAST_COMMIT_RESENDS, MAX_CANDIDATE_BLOCKS, MAX_EVIDENCE_PER_SENDER
@@ -270,3 +270,35 @@ def test_the_future_buffer_keeps_a_senders_highest_message() -> None:
     replica.receive(net.sign(m.Prepare(0, 3, A.hash(), 3)), 0)
     replica.receive(net.sign(m.Prepare(0, 2, A.hash(), 3)), 0)
     assert replica._future[(3, m.Prepare)].height == 3
+
+
+def view_1_installed_while_validating_x() -> tuple[Net, Block]:
+    net = Net(byzantine={0, 1, 3}, auto_validate=False)
+    x = Block(CHAIN, 1, CHAIN, 0, 0, (b"X",))
+    net.to(2, net.sign(m.PrePrepare(0, 1, x, 0)))
+    net.replicas[2].receive(sign(m.NewView(1, view_changes(1, (0, 1, 3)), None, 1)), net.now)
+    assert net.replicas[2].view == 1 and net.replicas[2].active and net.replicas[2]._slot is None
+    return net, x
+
+
+def test_a_late_validation_of_another_block_is_no_vote_for_the_open_slot() -> None:
+    """Replica 2 still validates view 0's block X when view 1 installs and proposes Y: X's verdict must
+    neither crash the replica (no slot yet) nor make it PREPARE Y, which nobody validated."""
+    net, x = view_1_installed_while_validating_x()
+    assert net.replicas[2].block_validated(x.hash(), True, net.now) == []
+    net, x = view_1_installed_while_validating_x()
+    net.to(2, net.sign(m.PrePrepare(1, 1, Block(CHAIN, 1, CHAIN, 1, 1, (b"Y",)), 1)))
+    assert net.replicas[2].block_validated(x.hash(), True, net.now) == []
+
+
+def test_the_primary_resends_its_pre_prepare_and_a_backup_its_prepare_until_they_commit() -> None:
+    net = Net()
+    pp = net.propose(0, b"tx")
+    net.deliver(only=lambda to, msg: False)
+    net.now += net.config.view_timeout_ms // 2
+    assert pp in broadcasts(net.replicas[0].tick(net.now), m.PrePrepare)
+    net.to(2, pp)
+    net.deliver(only=lambda to, msg: False)
+    net.now += net.config.view_timeout_ms // 2
+    resent = broadcasts(net.replicas[2].tick(net.now), m.Prepare)
+    assert [(p.height, p.sender) for p in resent] == [(1, 2)]
