@@ -533,3 +533,22 @@ def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_t
         with pytest.raises(RoundAborted, match="self-seed of 3 fit no secret") as aborted:
             machine.try_finish()
         assert machine.phase is Phase.ABORTED and aborted.value.culprit == 3, i
+
+
+def test_a_forbidden_reveal_is_refused_as_such_before_any_share_is_checked() -> None:
+    """Member 2 reveals a mask-key share of a survivor: the reveal is refused for what it asks, not only
+    caught later because the share does not open a commitment."""
+    n = 5
+    updates = make_updates(n, seed=8)
+
+    def leak_request(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        owner, share = message.self_seed_shares[0]
+        return resign(dataclasses.replace(message, mask_key_shares=((owner, share),)), signer)
+
+    outcome = run_round(config(n, degree=1), updates, DropSchedule(), seed=8, tamper={2: leak_request})
+    for i in outcome.results:
+        if i != 2:
+            reasons = [v.reason for v in outcome.violations[i] if v.sender == 2]
+            assert reasons == ["reveal of a share it must not reveal"], reasons
