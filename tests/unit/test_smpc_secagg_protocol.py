@@ -552,3 +552,26 @@ def test_a_forbidden_reveal_is_refused_as_such_before_any_share_is_checked() -> 
         if i != 2:
             reasons = [v.reason for v in outcome.violations[i] if v.sender == 2]
             assert reasons == ["reveal of a share it must not reveal"], reasons
+
+
+def test_a_masked_input_received_before_the_ledger_committed_another_digest_is_evidence_against_its_sender() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    inputs = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)) for i in (1, 2, 3)}
+    target = harness.machines[4]
+    for message in inputs.values():
+        target.receive(message)
+    forged = resign(dataclasses.replace(inputs[2], masked=bytes(4 * LENGTH)), harness.signers[2])
+    target.on_inputs_committed({i: (forged if i == 2 else m).digest() for i, m in inputs.items()})
+    found = [(type(v), v.reason, v.sender) for v in target.drain_violations()]
+    assert found == [(ProtocolViolation, "masked input differs from committed digest", 2)]
+    assert target.drain_violations() == []
+
+
+def test_a_node_masks_once() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    machine = harness.machines[1]
+    assert machine.can_mask
+    machine.mask(np.zeros(LENGTH, dtype=np.uint32))
+    assert not machine.can_mask
