@@ -575,3 +575,22 @@ def test_a_node_masks_once() -> None:
     assert machine.can_mask
     machine.mask(np.zeros(LENGTH, dtype=np.uint32))
     assert not machine.can_mask
+
+
+def test_a_bundle_without_our_ciphertext_is_evidence_against_its_dealer() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    for advert in adverts.values():
+        harness.deliver(advert)
+    members = frozenset(harness.machines)
+    bundles = {i: m.on_keys_committed(members) for i, m in harness.machines.items()}
+    bundles[3] = resign(dataclasses.replace(bundles[3], ciphertexts=tuple(
+        (h, c) for h, c in bundles[3].ciphertexts if h != 4)), harness.signers[3])
+    target = harness.machines[4]
+    for sender, bundle in bundles.items():
+        if sender != 4:
+            target.receive(bundle)
+    target.on_shares_committed(members)
+    found = [(v.reason, v.sender) for v in target.drain_violations()]
+    assert ("share bundle has no ciphertext for us", 3) in found
+    assert all(sender == 3 for _, sender in found)
