@@ -594,3 +594,33 @@ def test_a_bundle_without_our_ciphertext_is_evidence_against_its_dealer() -> Non
     found = [(v.reason, v.sender) for v in target.drain_violations()]
     assert ("share bundle has no ciphertext for us", 3) in found
     assert all(sender == 3 for _, sender in found)
+
+
+def test_each_transition_names_its_phase_when_messages_are_missing_or_too_few_members_remain() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    for advert in adverts.values():
+        harness.deliver(advert)
+    members = frozenset(harness.machines)
+    bundles = {i: m.on_keys_committed(members) for i, m in harness.machines.items()}
+    target = harness.machines[4]
+    for sender in (1, 3):
+        target.receive(bundles[sender])
+    with pytest.raises(MissingMessages) as missing:
+        target.on_shares_committed(members)
+    assert (missing.value.phase, missing.value.missing) == ("shares", frozenset({2}))
+    with pytest.raises(RoundAborted, match="shares: 1 members, need t \\+ 1 = 2"):
+        harness.machines[1].on_shares_committed(frozenset({1}))
+    harness = Harness()
+    harness.to_masked_input_phase()
+    with pytest.raises(RoundAborted, match="inputs: 1 members, need t \\+ 1 = 2"):
+        harness.machines[1].on_inputs_committed({1: b"d" * 32})
+    harness = Harness()
+    harness.to_masked_input_phase()
+    inputs = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)) for i in (1, 2, 3)}
+    target = harness.machines[4]
+    target.on_inputs_committed({i: m.digest() for i, m in inputs.items()})
+    assert target.try_finish() is None, "before the deadline it waits for the masked inputs and reveals"
+    with pytest.raises(MissingMessages) as missing:
+        target.try_finish(deadline_passed=True)
+    assert (missing.value.phase, missing.value.missing) == ("unmask", frozenset({1, 2, 3}))
