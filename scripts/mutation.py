@@ -39,6 +39,9 @@ COPIED = ("consensus", "ml", "node", "smpc", "tests", "scripts", "setup.cfg", "p
 
 UNIT = "tests/unit/"
 PROPERTY = "tests/property/"
+CONSENSUS_UNIT = tuple(sorted(UNIT + path.name for path in (REPO / UNIT).glob("test_consensus_*.py")))
+"""Every consensus unit test file: together they run in about two seconds (the simulator's tests take a
+minute and are left out)."""
 TARGETS: dict[str, tuple[str, ...]] = {
     "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
     "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
@@ -57,28 +60,26 @@ TARGETS: dict[str, tuple[str, ...]] = {
         PROPERTY + "test_smpc_secagg_reordering.py",
     ),
     "smpc/messages.py": (UNIT + "test_smpc_secagg_protocol.py", PROPERTY + "test_smpc_messages_fuzz.py"),
-    "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validated_round.py"),
+    "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validation_checks.py",
+                           UNIT + "test_smpc_validated_round.py"),
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
+    "smpc/przs.py": (UNIT + "test_smpc_przs.py", UNIT + "test_smpc_validated_round.py"),
+    "smpc/validation_messages.py": (PROPERTY + "test_smpc_validation_messages_fuzz.py", UNIT + "test_secure_round.py"),
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
-    **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_secure_round.py")
+    **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
-    "consensus/quorum.py": (UNIT + "test_consensus_quorum.py",),
-    "consensus/messages.py": (UNIT + "test_consensus_messages.py", PROPERTY + "test_codec_fuzz.py"),
-    "consensus/codec.py": (PROPERTY + "test_codec_fuzz.py", UNIT + "test_consensus_messages.py"),
-    "consensus/block.py": (UNIT + "test_consensus_messages.py", UNIT + "test_consensus_replica.py"),
-    "consensus/replica.py": (
-        UNIT + "test_consensus_replica.py",
-        UNIT + "test_consensus_view_change.py",
-        UNIT + "test_consensus_replica_fuzz.py",
-        "tests/sim/test_consensus_sim.py",
-    ),
+    **{f"consensus/{name}.py": CONSENSUS_UNIT
+       for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
+    "consensus/messages.py": CONSENSUS_UNIT + (PROPERTY + "test_codec_fuzz.py",),
+    "consensus/codec.py": CONSENSUS_UNIT + (PROPERTY + "test_codec_fuzz.py",),
 }
 """Target module -> the test files run against its mutants (the ones that exercise it directly)."""
 
 MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
-            "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py")
+            "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
+            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
@@ -151,6 +152,67 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("ml/robust.py", r"^(return |keep = )np\.array\(\[.*\], (dtype=None)?\)$",
      "the list is never empty there (the empty case returns earlier) and a non-empty list of bools is a bool array",
      r"score == 0\.0 for score|score <= threshold for score in scores\], dtype=bool\)$|c >= min_cosine"),
+    ("consensus/view_change.py", r"_view_change_ok\(vc, signature_checked=None\):$",
+     "None is falsy like False: the quoted VIEW-CHANGE's signature is checked either way",
+     r"signature_checked=False\):$"),
+    ("consensus/view_change.py", r'_may_help\((None|"XXnew_viewXX"|"NEW_VIEW"), sender, now_ms\)',
+     "the rate-limit key's kind is a private label: any value distinct from the other kinds gives the same limits"),
+    ("consensus/view_change.py", r"_evidence\(\"(viewchange|newview)\", (vc|nv)\.sender, \((vc\.new_view|nv\.view), 1\)",
+     "the slot is only a de-duplication key next to the kind; (view, 1) is as unique as (view, 0)"),
+    ("consensus/view_change.py", r"if vc\.new_view >= nv\.view\}$",
+     ("keeps at most one stale VIEW-CHANGE per sender for the installed view, which no count reads (they ask "
+      "for new_view > view, or >= view only while no view is installed, by when view has moved above it) and "
+      "the sender's next VIEW-CHANGE replaces")),
+    ("consensus/view_change.py", r'^self\._justified = ""$',
+     "every read compares it with a tuple or slices it into one: \"\" answers like None"),
+    ("consensus/normal_case.py",
+     (r"_note_height\(prepare\.sender, prepare\.height - 1, None\)|"
+      r"_note_height\(commit\.sender, commit\.height - 1, (None, exact=False|now_ms, exact=None|now_ms, |now_ms, exact=True)\)"),
+     ("a PREPARE or COMMIT that passed the stale filter is for a height above ours, so the sender's claim is at "
+      "least our height: it is never helped, and the time (only read when helping) and `exact` change nothing")),
+    ("consensus/normal_case.py",
+     (r"^if old is not None or old != commit\.block_hash:$|self\._commits\.get\(\(commit\.view, old\), (None)?\)$|"
+      r"^votes\.pop\(commit\.sender, \)$|^self\._commits\.pop\(\(commit\.view, old\), \)$"),
+     ("the sender's previous second COMMIT is always held under (view, old) with the sender among its votes "
+      "(both are cleared together at the next height), so the defaults are never used, and old = None finds nothing")),
+    ("consensus/normal_case.py", r"if m\.height <= self\.committed_height \+ 2\]$",
+     "a message two heights ahead replayed early goes back into the future buffer (_slot_message), where it stays"),
+    ("smpc/validation.py", r"zip\(pairs, values\.tolist\(\), (strict=(None|False))?\)",
+     "values has one entry per pair (asserted just above)"),
+    ("smpc/validation.py", r"^statistics = field\.sum_mod\(field\.mul\(diffs, diffs\), \)$",
+     "sum_mod's default axis -1 is axis 1 of the 2-D stack"),
+    ("smpc/validation.py", r"^if 4 \* self\.max_norm_fixed\*\*2 >= _SIGNED_FIELD_MAX:$",
+     "4 M^2 is a float and (p - 1) / 2 = 2^60 - 1 is not a double, so the two are never equal"),
+    ("smpc/validation.py", r"^room = math\.sqrt\(_SIGNED_FIELD_MAX (/ 4\) \+|\* 4\) -) math\.sqrt\(width\)$",
+     "a larger first guess only costs iterations: the loop lowers the exponent until the parameters fit"),
+    ("smpc/validation.py", r'\.to_bytes\((2|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("consensus/view_change.py", r"prepared\.preprepare\.height < self\._final_height\(\):$",
+     ("a prepared certificate at exactly the final height is for the block certified there (quorum "
+      "intersection), which is then a candidate: _learn_final delivers it and the commit clears the certificate")),
+    ("consensus/normal_case.py", (r"^actions = (\[\*prepared\[1\], Broadcast\(prepared\[0\]\)\]|self\._send_prepare\(now_ms\)|"
+                                  r"self\._on_prepared\(slot, tuple\(backups\[:self\.quorum - 1\]\)\))$"),
+     "the list is still empty there, so assigning it equals extending it"),
+    ("consensus/normal_case.py", r"^self\._last_commit = own_commit if \(isinstance\(own_commit, Commit\)\) or True else None$",
+     "the outbox holds a Commit or nothing under the Commit key, so the test never changes the value"),
+    ("consensus/normal_case.py", r"^actions \+= self\._send_prepare\(None\)$", "_send_prepare never reads the time"),
+    ("consensus/normal_case.py", r"^primary = None$",
+     ("no PREPARE of the primary is ever stored: a peer's is refused (prepare_from_primary) and a replica sends "
+      "none for its own PRE-PREPARE")),
+    ("consensus/normal_case.py", r"^block = (None|self\._candidates\.get\(None\))$",
+     "_learn_final delivers the block itself when it is a candidate for the next height, with the same certificate"),
+    ("consensus/normal_case.py", r"self\._known_cert\.height <= cert\.height:$",
+     "a certificate of the same height certifies the same block; either one proves it final in a VIEW-CHANGE"),
+    ("consensus/normal_case.py", r"self\._prepared\.preprepare\.height < self\.committed_height:$",
+     ("a prepared certificate for a final height is never read: _start_view_change drops any at or below the "
+      "final height, and the next prepared slot replaces it")),
+    ("consensus/normal_case.py", r"if k\[3\] >= self\.committed_height\}$",
+     ("entries for the committed height are never looked up again (such messages are stale before "
+      "_check_equivocation) and go at the next commit")),
+    ("smpc/przs.py", r'\.to_bytes\((2|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/przs.py", r"for subset in ordered for j in range\(1, degree \+ 1\)\], (dtype=None)?\)$",
+     "the weights are Python ints below p < 2^63: int64 here, and field.mul converts them to uint64"),
+    ("smpc/przs.py", r"pow\(x, j, (None)?\) % field\.P$",
+     "the unreduced power gives the same product modulo p (Python integers do not overflow)"),
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
@@ -274,6 +336,8 @@ def campaign(target: str, workdir: Path, timeout: float) -> Outcome:
         if reason:
             outcome.equivalent[name] = reason
     outcome.seconds = time.monotonic() - began
+    if not outcome.total:
+        raise RuntimeError(f"mutmut reported no mutants for {target}; see {scratch}")
     return outcome
 
 

@@ -1,5 +1,8 @@
 """Pseudo-random zero sharing: zero by construction whatever the keys, and private against t holders."""
 
+import hashlib
+import struct
+
 import numpy as np
 import pytest
 
@@ -46,3 +49,54 @@ def test_commitments_and_keys_are_bound_to_chain_round_subset_and_dealer() -> No
     assert len({base, przs.commitment(b"chain", 2, (0, 1), 2, c), przs.commitment(b"chain", 1, (0, 2), 2, c),
                 przs.commitment(b"chain", 1, (0, 1), 3, c), przs.commitment(b"other", 1, (0, 1), 2, c)}) == 5
     assert przs.subset_key(b"chain", 1, (0,), {1: c, 2: c}) != przs.subset_key(b"chain", 1, (0,), {1: c})
+
+
+def test_commitment_and_subset_key_are_sha256_of_the_documented_layout() -> None:
+    def tag(kind: bytes, subset: tuple[int, ...]) -> bytes:
+        return (b"fednode/validation/v1/przs-" + kind + struct.pack(">H", 5) + b"chain" + struct.pack(">QH", 9, len(subset))
+                + b"".join(struct.pack(">H", a) for a in subset))
+
+    c, d = b"\x01" * 32, b"\x02" * 32
+    assert przs.commitment(b"chain", 9, (0, 300), 2, c) == hashlib.sha256(
+        tag(b"commit", (0, 300)) + struct.pack(">H", 2) + c).digest()
+    assert przs.subset_key(b"chain", 9, (0, 300), {7: d, 2: c}) == hashlib.sha256(
+        tag(b"key", (0, 300)) + struct.pack(">H", 2) + c + struct.pack(">H", 7) + d).digest()
+
+
+def test_subsets_a_dealer_and_a_holder_take_part_in() -> None:
+    members = [3, 0, 2, 1]
+    assert przs.subsets(members, 2) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert przs.dealt_subsets(members, 2, 1) == [(0, 2), (0, 3), (2, 3)]
+    assert przs.shared_subsets(members, 2, 1, 3) == [(0, 2)]
+
+
+def test_the_vanishing_weight_is_one_at_zero_zero_on_the_subset_and_lagrange_elsewhere() -> None:
+    p = przs.field.P
+    subset = (0, 4)
+    assert przs.vanishing_weight(subset, 0) == 1
+    assert przs.vanishing_weight(subset, 1) == przs.vanishing_weight(subset, 5) == 0
+    expected = (3 - 1) * (3 - 5) * pow((0 - 1) * (0 - 5), p - 2, p) % p
+    assert przs.vanishing_weight(subset, 3) == expected
+
+
+@pytest.mark.parametrize("degree", [1, 2])
+def test_a_zero_share_is_the_documented_sum_over_the_holders_keys(degree: int) -> None:
+    """Z(h) = sum_A F_A(x_h) sum_{j=1..t} c_{A,j} x_h^j, recomputed with Python integers."""
+    p = przs.field.P
+    rand = SeededRandomBytes.from_int(40 + degree)
+    holder, count, x = 2, 3, 3
+    keys = {a: rand(32) for a in przs.subsets(MEMBERS, degree) if holder not in a}
+    expected = [0] * count
+    for subset, key in keys.items():
+        coefficients = przs.field.random_elements(SeededRandomBytes(key), degree * count).reshape(degree, count)
+        for j in range(1, degree + 1):
+            for k in range(count):
+                term = przs.vanishing_weight(subset, x) * int(coefficients[j - 1][k]) * pow(x, j, p)
+                expected[k] = (expected[k] + term) % p
+    share = przs.zero_share(keys, holder, degree, count)
+    assert share.dtype == np.uint64 and share.tolist() == expected
+
+
+def test_without_keys_or_at_degree_zero_the_zero_share_is_zero() -> None:
+    for share in (przs.zero_share({}, 1, 2, 4), przs.zero_share({(0,): b"k" * 32}, 1, 0, 4)):
+        assert share.dtype == np.uint64 and share.tolist() == [0, 0, 0, 0]

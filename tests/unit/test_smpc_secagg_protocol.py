@@ -533,3 +533,94 @@ def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_t
         with pytest.raises(RoundAborted, match="self-seed of 3 fit no secret") as aborted:
             machine.try_finish()
         assert machine.phase is Phase.ABORTED and aborted.value.culprit == 3, i
+
+
+def test_a_forbidden_reveal_is_refused_as_such_before_any_share_is_checked() -> None:
+    """Member 2 reveals a mask-key share of a survivor: the reveal is refused for what it asks, not only
+    caught later because the share does not open a commitment."""
+    n = 5
+    updates = make_updates(n, seed=8)
+
+    def leak_request(message: Message, signer: Signer) -> Message:
+        if not isinstance(message, UnmaskShares):
+            return message
+        owner, share = message.self_seed_shares[0]
+        return resign(dataclasses.replace(message, mask_key_shares=((owner, share),)), signer)
+
+    outcome = run_round(config(n, degree=1), updates, DropSchedule(), seed=8, tamper={2: leak_request})
+    for i in outcome.results:
+        if i != 2:
+            reasons = [v.reason for v in outcome.violations[i] if v.sender == 2]
+            assert reasons == ["reveal of a share it must not reveal"], reasons
+
+
+def test_a_masked_input_received_before_the_ledger_committed_another_digest_is_evidence_against_its_sender() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    inputs = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)) for i in (1, 2, 3)}
+    target = harness.machines[4]
+    for message in inputs.values():
+        target.receive(message)
+    forged = resign(dataclasses.replace(inputs[2], masked=bytes(4 * LENGTH)), harness.signers[2])
+    target.on_inputs_committed({i: (forged if i == 2 else m).digest() for i, m in inputs.items()})
+    found = [(type(v), v.reason, v.sender) for v in target.drain_violations()]
+    assert found == [(ProtocolViolation, "masked input differs from committed digest", 2)]
+    assert target.drain_violations() == []
+
+
+def test_a_node_masks_once() -> None:
+    harness = Harness()
+    harness.to_masked_input_phase()
+    machine = harness.machines[1]
+    assert machine.can_mask
+    machine.mask(np.zeros(LENGTH, dtype=np.uint32))
+    assert not machine.can_mask
+
+
+def test_a_bundle_without_our_ciphertext_is_evidence_against_its_dealer() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    for advert in adverts.values():
+        harness.deliver(advert)
+    members = frozenset(harness.machines)
+    bundles = {i: m.on_keys_committed(members) for i, m in harness.machines.items()}
+    bundles[3] = resign(dataclasses.replace(bundles[3], ciphertexts=tuple(
+        (h, c) for h, c in bundles[3].ciphertexts if h != 4)), harness.signers[3])
+    target = harness.machines[4]
+    for sender, bundle in bundles.items():
+        if sender != 4:
+            target.receive(bundle)
+    target.on_shares_committed(members)
+    found = [(v.reason, v.sender) for v in target.drain_violations()]
+    assert ("share bundle has no ciphertext for us", 3) in found
+    assert all(sender == 3 for _, sender in found)
+
+
+def test_each_transition_names_its_phase_when_messages_are_missing_or_too_few_members_remain() -> None:
+    harness = Harness()
+    adverts = {i: m.start() for i, m in harness.machines.items()}
+    for advert in adverts.values():
+        harness.deliver(advert)
+    members = frozenset(harness.machines)
+    bundles = {i: m.on_keys_committed(members) for i, m in harness.machines.items()}
+    target = harness.machines[4]
+    for sender in (1, 3):
+        target.receive(bundles[sender])
+    with pytest.raises(MissingMessages) as missing:
+        target.on_shares_committed(members)
+    assert (missing.value.phase, missing.value.missing) == ("shares", frozenset({2}))
+    with pytest.raises(RoundAborted, match="shares: 1 members, need t \\+ 1 = 2"):
+        harness.machines[1].on_shares_committed(frozenset({1}))
+    harness = Harness()
+    harness.to_masked_input_phase()
+    with pytest.raises(RoundAborted, match="inputs: 1 members, need t \\+ 1 = 2"):
+        harness.machines[1].on_inputs_committed({1: b"d" * 32})
+    harness = Harness()
+    harness.to_masked_input_phase()
+    inputs = {i: harness.machines[i].mask(np.zeros(LENGTH, dtype=np.uint32)) for i in (1, 2, 3)}
+    target = harness.machines[4]
+    target.on_inputs_committed({i: m.digest() for i, m in inputs.items()})
+    assert target.try_finish() is None, "before the deadline it waits for the masked inputs and reveals"
+    with pytest.raises(MissingMessages) as missing:
+        target.try_finish(deadline_passed=True)
+    assert (missing.value.phase, missing.value.missing) == ("unmask", frozenset({1, 2, 3}))
