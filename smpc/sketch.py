@@ -13,16 +13,17 @@ floor((w >> 1) k / 2^31) (a multiply-shift of its top 31 bits), sign from its lo
 coordinate of sign -1 goes to bin h + k, so applying S is one `np.bincount` over 2k bins and one
 subtraction, with no pass multiplying the vector by its signs.
 
-Streaming. A node applies S twice per round (to its own update, then to the unmasked sum), both
-times to a vector of integers. It does so block by block (`_BLOCK` coordinates): read the block's
-keystream, compute its buckets, bincount the block. Nothing of size d is allocated or kept: the map
-is recomputed from the seed (AES-CTR is ~1 ms per million words), and every temporary is a few
-hundred kilobytes that stays in cache and is reused by the allocator. The whole-vector version wrote
-and then read an 8-byte bucket per coordinate and allocated ~30 MB per round, whose fresh pages cost
-more than the arithmetic. Integer sums are exact: each block's bincount sums in float64, exact while
-max |v| * _BLOCK < 2^53 (always for 32-bit inputs), and blocks are added in int64; a wider vector with
-larger values is sketched as its high and low 26 bits. Float vectors (simulations, tests) take the
-whole-vector bincount, whose summation order they depend on bit for bit.
+Blocks. A node applies S twice per round (to its own update, then to the unmasked sum), both times
+to a vector of integers. It does so block by block (`_BLOCK` coordinates): the block's buckets, then
+one bincount of the block. The first pass computes the buckets from the keystream and keeps them in
+2 bytes per coordinate (the default k = 1000 has 2k bins below 2^16; wider sketches keep 8); later
+passes read them back. Every temporary is a block, a few hundred kilobytes that stay in cache and are
+reused by the allocator: the whole-vector version allocated ~30 MB per round (the keystream, 8-byte
+buckets, the vector converted to float64), whose fresh pages cost more than the arithmetic. Integer
+sums are exact: each block's bincount sums in float64, exact while max |v| * _BLOCK < 2^53 (always for
+32-bit inputs), and blocks are added in int64; a wider vector with larger values is sketched as its
+high and low 26 bits. Float vectors (simulations, tests) take the whole-vector bincount, whose
+summation order they depend on bit for bit.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _SPLIT_BITS = 26
 class CountSketch:
     """The count sketch S: R^dimension -> R^width determined by a 32-byte public seed."""
 
-    __slots__ = ("_buckets", "_seed", "dimension", "width")
+    __slots__ = ("_buckets", "_compact", "_seed", "dimension", "width")
 
     def __init__(self, seed: bytes, dimension: int, width: int) -> None:
         assert dimension > 0 and 0 < width < 1 << 31, "sketch needs a positive dimension and width"
@@ -52,6 +53,7 @@ class CountSketch:
         self.dimension = dimension
         self.width = width
         self._buckets: npt.NDArray[np.intp] | None = None
+        self._compact: npt.NDArray[np.uint16] | npt.NDArray[np.intp] | None = None
 
     @property
     def signed_buckets(self) -> npt.NDArray[np.intp]:
@@ -88,7 +90,20 @@ class CountSketch:
 
     def _blocks(self) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
         """(start, signed buckets of the coordinates from start on), one block at a time, in place: each
-        block is overwritten by the next. Bucket floor((w >> 1) k / 2^31), plus k where w is even."""
+        block is overwritten by the next. Read back from the compact copy once a pass has completed it."""
+        if self._compact is None:
+            yield from self._computed_blocks()
+            return
+        index = np.empty(min(_BLOCK, self.dimension), dtype=np.intp)
+        for start in range(0, self.dimension, _BLOCK):
+            block = self._compact[start : start + _BLOCK]
+            np.copyto(index[: block.size], block)
+            yield start, index[: block.size]
+
+    def _computed_blocks(self) -> Iterator[tuple[int, npt.NDArray[np.intp]]]:
+        """The blocks from the keystream: bucket floor((w >> 1) k / 2^31), plus k where w is even; each is also
+        written to a compact copy, kept once the pass is complete (a pass abandoned midway keeps nothing)."""
+        compact = np.empty(self.dimension, dtype=np.uint16 if 2 * self.width <= 1 << 16 else np.intp)
         size = min(_BLOCK, self.dimension)
         scaled, negative = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.uint32)
         width64, width32 = np.uint64(self.width), np.uint32(self.width)
@@ -102,8 +117,10 @@ class CountSketch:
             np.subtract(np.uint32(1), sign, out=sign)
             np.multiply(sign, width32, out=sign)
             np.add(bucket, sign, out=bucket)
+            compact[start : start + words.size] = bucket
             yield start, bucket.view(np.intp)
             start += words.size
+        self._compact = compact
 
 
 def _largest(vector: np.ndarray) -> int:
