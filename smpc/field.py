@@ -121,6 +121,32 @@ def sum_mod(values: FieldArray, axis: int = -1) -> FieldArray:
     return add(mul(_fold(high), np.uint64(1 << 32)), _fold(low))
 
 
+_LIMB_BITS = 21
+_LIMB_MASK = np.uint64((1 << _LIMB_BITS) - 1)
+_LIMB_WEIGHTS = [pow(2, _LIMB_BITS * e, P) for e in range(5)]
+
+
+def inner_products(rows: FieldArray) -> FieldArray:
+    """The Gram matrix (rows @ rows.T) mod p of an (m, n) field matrix, exactly, in one integer matmul.
+
+    Each element is cut into three 21-bit limbs (61 = 21 + 21 + 19 bits), so a product of two limbs is
+    below 2^42 and a sum of n of them fits uint64 for n < 2^22. Stacking the limbs as a (3m, n) matrix L,
+    L @ L.T holds every limb pair's inner products; block (a, b) weighs 2^(21 (a + b)) mod p. A pairwise
+    loop over the m rows with `mul` and `sum_mod` makes ~25 passes over each pair's n elements; this
+    makes three over the rows and one product.
+    """
+    rows = np.asarray(rows, dtype=np.uint64)
+    m, n = rows.shape
+    assert n < 1 << (64 - 2 * _LIMB_BITS), "too many columns for 21-bit limb products"
+    limbs = np.concatenate([(rows >> np.uint64(_LIMB_BITS * a)) & _LIMB_MASK for a in range(3)])
+    blocks = _fold(limbs @ limbs.T).reshape(3, m, 3, m)
+    total = np.zeros((m, m), dtype=np.uint64)
+    for a in range(3):
+        for b in range(3):
+            total = add(total, mul(blocks[a, :, b, :], np.uint64(_LIMB_WEIGHTS[a + b])))
+    return total
+
+
 def inv(value: int) -> int:
     """Multiplicative inverse of a non-zero scalar, by Fermat's little theorem."""
     value %= P

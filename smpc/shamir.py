@@ -57,16 +57,26 @@ def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand
     _check_ids(share_ids)
     assert 0 <= degree < len(share_ids), "need more share holders than the degree"
     coefficients = field.random_elements(rand, degree * secret.size).reshape(degree, secret.size)
-    return {share_id: _evaluate(secret, coefficients, share_id) for share_id in share_ids}
+    group = max(1, _EVALUATION_ELEMENTS // max(1, degree * secret.size))
+    shares: dict[int, FieldArray] = {}
+    for start in range(0, len(share_ids), group):
+        ids = list(share_ids[start : start + group])
+        shares.update(zip(ids, _evaluate_at(secret, coefficients, ids), strict=True))
+    return shares
 
 
-def _evaluate(constant: FieldArray, coefficients: FieldArray, x: int) -> FieldArray:
-    """Evaluate the polynomials constant + c_1 x + ... + c_t x^t at x, by Horner's rule."""
-    x_field = np.uint64(x)
-    accumulator = np.zeros_like(constant)
-    for row in coefficients[::-1]:
-        accumulator = field.add(field.mul(accumulator, x_field), row)
-    return field.add(field.mul(accumulator, x_field), constant)
+_EVALUATION_ELEMENTS = 1 << 20
+"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds."""
+
+
+def _evaluate_at(constant: FieldArray, coefficients: FieldArray, xs: Sequence[int]) -> FieldArray:
+    """The polynomials constant + c_1 x + ... + c_t x^t at every x of `xs`, one row per x: the coefficients
+    times the powers x^j (a Vandermonde matrix) and one sum, for all holders at once (a Horner loop per
+    holder made 4t field calls each, numpy call overhead at sketch sizes)."""
+    powers = np.array([[pow(x, j, field.P) for j in range(1, len(coefficients) + 1)] for x in xs],
+                      dtype=np.uint64).reshape(len(xs), len(coefficients))
+    terms = field.mul(coefficients[None, :, :], powers[:, :, None])
+    return field.add(field.sum_mod(terms, axis=1), constant[None, :])
 
 
 def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
