@@ -123,7 +123,9 @@ def sum_mod(values: FieldArray, axis: int = -1) -> FieldArray:
 
 _LIMB_BITS = 21
 _LIMB_MASK = np.uint64((1 << _LIMB_BITS) - 1)
-_LIMB_WEIGHTS = [pow(2, _LIMB_BITS * e, P) for e in range(5)]
+_LIMB_PAIR_WEIGHTS = np.array([pow(2, _LIMB_BITS * (a + b), P) for a in range(3) for b in range(3)],
+                              dtype=np.uint64).reshape(9, 1, 1)
+"""2^(21 (a + b)) mod p for limb pair (a, b), in `inner_products`' block order."""
 
 
 def inner_products(rows: FieldArray) -> FieldArray:
@@ -139,12 +141,8 @@ def inner_products(rows: FieldArray) -> FieldArray:
     m, n = rows.shape
     assert n < 1 << (64 - 2 * _LIMB_BITS), "too many columns for 21-bit limb products"
     limbs = np.concatenate([(rows >> np.uint64(_LIMB_BITS * a)) & _LIMB_MASK for a in range(3)])
-    blocks = _fold(limbs @ limbs.T).reshape(3, m, 3, m)
-    total = np.zeros((m, m), dtype=np.uint64)
-    for a in range(3):
-        for b in range(3):
-            total = add(total, mul(blocks[a, :, b, :], np.uint64(_LIMB_WEIGHTS[a + b])))
-    return total
+    blocks = _fold(limbs @ limbs.T).reshape(3, m, 3, m).transpose(0, 2, 1, 3).reshape(9, m, m)
+    return sum_mod(mul(blocks, _LIMB_PAIR_WEIGHTS), axis=0)
 
 
 def inv(value: int) -> int:
