@@ -25,6 +25,7 @@ reported by id. With exactly t + 1 shares nothing can be checked, and the result
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,13 @@ def _evaluate_at(constant: FieldArray, coefficients: FieldArray, xs: Sequence[in
 
 def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
     """Weights w_k such that f(at) = sum_k w_k f(xs[k]) for every polynomial of degree < len(xs)."""
+    return list(_lagrange_weights(tuple(xs), at))
+
+
+@functools.lru_cache(maxsize=4096)
+def _lagrange_weights(xs: tuple[int, ...], at: int) -> tuple[int, ...]:
+    """Remembered: a round interpolates over the same few holder sets again and again (every secret of the
+    unmasking, every check of the validation), and each weight costs a modular inversion."""
     weights = []
     for k, x_k in enumerate(xs):
         numerator, denominator = 1, 1
@@ -89,7 +97,7 @@ def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
                 numerator = numerator * (at - x_m) % field.P
                 denominator = denominator * (x_k - x_m) % field.P
         weights.append(numerator * field.inv(denominator) % field.P)
-    return weights
+    return tuple(weights)
 
 
 def interpolate(points: Mapping[int, FieldArray], targets: Sequence[int]) -> FieldArray:
