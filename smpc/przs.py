@@ -110,8 +110,19 @@ def zero_share(keys: Mapping[Subset, bytes], holder: int, degree: int, count: in
     assert all(holder not in subset for subset in ordered), "a holder has no key for a subset that contains it"
     if not ordered or degree == 0:
         return np.zeros(count, dtype=np.uint64)
-    coefficients = np.concatenate([field.random_elements(SeededRandomBytes(keys[subset]), degree * count)
-                                   for subset in ordered]).reshape(len(ordered) * degree, count)
-    weights = np.array([vanishing_weight(subset, x) * pow(x, j, field.P) % field.P
-                        for subset in ordered for j in range(1, degree + 1)], dtype=np.uint64)
-    return field.sum_mod(field.mul(coefficients, weights[:, None]), axis=0)
+    coefficients = _coefficients([keys[subset] for subset in ordered], degree * count)
+    powers = [pow(x, j, field.P) for j in range(1, degree + 1)]
+    weights = np.array([vanishing_weight(subset, x) * power % field.P for subset in ordered for power in powers],
+                       dtype=np.uint64)
+    return field.sum_mod(field.mul(coefficients.reshape(len(ordered) * degree, count), weights[:, None]), axis=0)
+
+
+def _coefficients(keys: list[bytes], count: int) -> FieldArray:
+    """`field.random_elements(SeededRandomBytes(key), count)` for each key, one row per key: the keystreams
+    are read and masked all at once, and only a key whose first draw hit the rejected value p (probability
+    about count 2^-61) is drawn again on its own, exactly as `random_elements` would."""
+    raw = b"".join(SeededRandomBytes(key)(8 * count) for key in keys)
+    rows = np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), count) & np.uint64(field.P)
+    for row in np.flatnonzero((rows == np.uint64(field.P)).any(axis=1)):
+        rows[row] = field.random_elements(SeededRandomBytes(keys[row]), count)
+    return rows

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from smpc import przs, shamir
+from smpc import field, przs, shamir
 from smpc.prg import SeededRandomBytes
 
 MEMBERS = list(range(7))
@@ -46,3 +46,32 @@ def test_commitments_and_keys_are_bound_to_chain_round_subset_and_dealer() -> No
     assert len({base, przs.commitment(b"chain", 2, (0, 1), 2, c), przs.commitment(b"chain", 1, (0, 2), 2, c),
                 przs.commitment(b"chain", 1, (0, 1), 3, c), przs.commitment(b"other", 1, (0, 1), 2, c)}) == 5
     assert przs.subset_key(b"chain", 1, (0,), {1: c, 2: c}) != przs.subset_key(b"chain", 1, (0,), {1: c})
+
+
+class _RejectedFirst:
+    """A key's stream whose first word is all ones for keys starting with a zero byte: masked to 61 bits it is
+    p, the one value `random_elements` rejects and draws again (a real stream does that about once in 2^61)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._stream, self._first = SeededRandomBytes(key), key[0] == 0
+
+    def __call__(self, count: int) -> bytes:
+        data = self._stream(count)
+        if self._first:
+            data, self._first = b"\xff" * 8 + data[8:], False
+        return data
+
+
+def test_batched_coefficients_are_each_keys_random_elements_rejected_draws_included(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`zero_share` reads every key's coefficients in one batch: exactly `field.random_elements` of each key's
+    stream, also for keys whose first draw is rejected."""
+    rand = SeededRandomBytes.from_int(21)
+    keys = [rand(32) for _ in range(20)]
+    assert np.array_equal(przs._coefficients(keys, 6),
+                          np.stack([field.random_elements(SeededRandomBytes(key), 6) for key in keys]))
+    keys[3], keys[11] = b"\x00" + keys[3][1:], b"\x00" + keys[11][1:]
+    monkeypatch.setattr(przs, "SeededRandomBytes", _RejectedFirst)
+    expected = np.stack([field.random_elements(_RejectedFirst(key), 6) for key in keys])
+    assert np.array_equal(przs._coefficients(keys, 6), expected)
+    assert expected[3, 0] != np.uint64(field.P)
