@@ -52,6 +52,10 @@ class Reconstruction:
     checked: bool
 
 
+_EVALUATION_ELEMENTS = 1 << 20
+"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds."""
+
+
 def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
     """Split a vector of field elements into one share per id; any degree + 1 shares rebuild it."""
     secret = field.as_field(secret)
@@ -64,10 +68,6 @@ def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand
         ids = list(share_ids[start : start + group])
         shares.update(zip(ids, _evaluate_at(secret, coefficients, ids), strict=True))
     return shares
-
-
-_EVALUATION_ELEMENTS = 1 << 20
-"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds."""
 
 
 def _evaluate_at(constant: FieldArray, coefficients: FieldArray, xs: Sequence[int]) -> FieldArray:

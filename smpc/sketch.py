@@ -18,8 +18,8 @@ to a vector of integers. It does so block by block (`_BLOCK` coordinates): the b
 one bincount of the block. The first pass computes the buckets from the keystream and keeps them in
 2 bytes per coordinate (the default k = 1000 has 2k bins below 2^16; wider sketches keep 8); later
 passes read them back. Every temporary is a block, a few hundred kilobytes that stay in cache and are
-reused by the allocator: the whole-vector version allocated ~30 MB per round (the keystream, 8-byte
-buckets, the vector converted to float64), whose fresh pages cost more than the arithmetic. Integer
+reused by the allocator: whole-vector passes would allocate ~30 MB per round (the keystream, 8-byte
+buckets, the vector converted to float64), and fresh pages cost more than the arithmetic. Integer
 sums are exact: each block's bincount sums in float64, exact while max |v| * _BLOCK < 2^53 (always for
 32-bit inputs), and blocks are added in int64; a wider vector with larger values is sketched as its
 high and low 26 bits. Float vectors (simulations, tests) take the whole-vector bincount, whose
