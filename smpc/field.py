@@ -70,9 +70,11 @@ def vector_from_bytes(data: bytes, count: int) -> FieldArray:
 
 
 def _fold(x: FieldLike) -> FieldArray:
-    """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
-    x = (np.asarray(x, dtype=np.uint64) & _P64) + (x >> _SHIFT61)
-    return np.asarray(x - _P64 * (x >= _P64), dtype=np.uint64)
+    """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo < 2p, then one
+    conditional subtraction as min(y, y - p): below p, y - p wraps around to above y."""
+    x = np.asarray(x, dtype=np.uint64)
+    y = np.asarray((x & _P64) + (x >> _SHIFT61), dtype=np.uint64)
+    return np.asarray(np.minimum(y, y - _P64), dtype=np.uint64)
 
 
 def add(a: FieldLike, b: FieldLike) -> FieldArray:
@@ -101,9 +103,14 @@ def mul(a: FieldLike, b: FieldLike) -> FieldArray:
     b = np.asarray(b, dtype=np.uint64)
     a1, a0 = a >> _SHIFT32, a & _MASK32
     b1, b0 = b >> _SHIFT32, b & _MASK32
-    middle = a1 * b0 + a0 * b1
-    total = (a1 * b1) << _SHIFT3
-    total = total + (middle >> _SHIFT29) + ((middle & _MASK29) << _SHIFT32)
+    middle = np.asarray(a1 * b0, dtype=np.uint64)  # in place from here: fewer temporaries of the full shape
+    middle += a0 * b1
+    total = np.asarray(a1 * b1, dtype=np.uint64)
+    total <<= _SHIFT3
+    total += middle >> _SHIFT29
+    middle &= _MASK29
+    middle <<= _SHIFT32
+    total += middle
     return add(_fold(total), _fold(a0 * b0))
 
 

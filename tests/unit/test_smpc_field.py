@@ -115,3 +115,19 @@ def test_inner_products_match_python_integers() -> None:
     assert field.inner_products(rows).tolist() == expected
     full = np.full((2, 4000), field.P - 1, dtype=np.uint64)
     assert field.inner_products(full).tolist() == [[4000 % field.P] * 2] * 2  # (-1)(-1) summed 4000 times
+
+
+def test_mul_and_fold_match_python_integers_on_random_broadcast_shapes() -> None:
+    """`mul` works in place on the broadcast shape and `_fold` subtracts p as a minimum: every shape and value
+    still gives the exact residue."""
+    rand = np.random.default_rng(6)
+    a = rand.integers(0, field.P, (1, 3, 40), dtype=np.uint64)
+    b = rand.integers(0, field.P, (5, 3, 1), dtype=np.uint64)
+    got = field.mul(a, b)
+    assert got.shape == (5, 3, 40)
+    assert got.tolist() == [[[int(x) * int(y[0]) % field.P for x in ra] for ra, y in zip(a[0], rb, strict=True)]
+                            for rb in b]
+    raw = np.concatenate([rand.integers(0, 2**64 - 1, 2000, dtype=np.uint64),
+                          np.array([field.P, field.P + 1, 2 * field.P - 1, 2 * field.P, 2**64 - 1], dtype=np.uint64)])
+    assert [int(v) for v in field._fold(raw)] == [int(v) % field.P for v in raw]
+    assert int(field.mul(np.uint64(field.P - 1), np.uint64(field.P - 1))) == 1
