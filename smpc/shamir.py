@@ -52,8 +52,10 @@ class Reconstruction:
     checked: bool
 
 
-_EVALUATION_ELEMENTS = 1 << 20
-"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds."""
+_EVALUATION_ELEMENTS = 1 << 13
+"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds, so
+that each temporary (64 KB) stays below glibc's mmap threshold and reuses heap memory instead of fresh pages
+(at sketch size, all holders at once were slower: 1.8 against 1.5 ms at N = 10, t = 3)."""
 
 
 def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
