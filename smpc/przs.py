@@ -68,9 +68,19 @@ def shared_subsets(members: Sequence[int], degree: int, dealer: int, holder: int
 
 
 def _tag(chain_id: bytes, round_id: int, kind: bytes, subset: Subset) -> bytes:
-    header = b"fednode/validation/v1/przs-" + kind + len(chain_id).to_bytes(2, "big") + chain_id
-    return header + round_id.to_bytes(8, "big") + len(subset).to_bytes(2, "big") + b"".join(
-        a.to_bytes(2, "big") for a in subset)
+    """Domain tag, chain, round, then the subset: a holder hashes C(N - 2, t) of these per dealer per round, so
+    both halves are remembered (their encoding took half the time of a commitment)."""
+    return _tag_prefix(chain_id, round_id, kind) + _subset_bytes(subset)
+
+
+@functools.lru_cache(maxsize=64)
+def _tag_prefix(chain_id: bytes, round_id: int, kind: bytes) -> bytes:
+    return b"fednode/validation/v1/przs-" + kind + len(chain_id).to_bytes(2, "big") + chain_id + round_id.to_bytes(8, "big")
+
+
+@functools.lru_cache(maxsize=MAX_SUBSETS)
+def _subset_bytes(subset: Subset) -> bytes:
+    return len(subset).to_bytes(2, "big") + b"".join(a.to_bytes(2, "big") for a in subset)
 
 
 def commitment(chain_id: bytes, round_id: int, subset: Subset, dealer: int, contribution: bytes) -> bytes:
