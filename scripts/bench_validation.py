@@ -13,13 +13,13 @@ counted by kind. Per node per round:
   and `on_phase_closed(sketch)`, and `decide_accepted`
   (reconstruct all statistics with cross-checks, apply the robust rule), which every node runs to check
   the primary's accepted set, and the linear-identity check: `on_sketch_sum` for the N - 1 holders'
-  shares of the accepted sketches' sum, then the `try_sum` call that reconstructs that sum and compares
-  it with the sketch of the unmasked sum (those shares are held back until the first `try_sum` has
-  unmasked, so that the two costs are timed apart; that second call also dequantizes the sum, which
-  a third, cached call times again and moves to unmasking);
+  shares of the accepted sketches' sum, then `_check_linear_identity`, which the second `try_sum` calls to
+  reconstruct that sum and compare it with the sketch of the unmasked sum (those shares are held back
+  until the first `try_sum` has unmasked; the check is timed on its own, by a wrapper);
 - secure-aggregation time (the baseline): `set_update` (quantize + mask + sign), and unmasking:
   `on_phase_closed(validate)` (its reveal, and its own sketch-sum share: k additions, negligible),
-  receiving the other reveals, the first `try_sum`. Key agreement
+  receiving the other reveals, the first `try_sum` and the rest of the second (dequantizing the sum and
+  checking its norm). Key agreement
   (`start`, keys and shares phases) and receiving the N - 1 masked inputs are reported as well, and a
   second ratio is taken against the whole secure-aggregation work;
 - validation bytes: the sketch-share payloads it sends to the N - 1 other holders, its `stats` tx, its
@@ -42,12 +42,13 @@ A transaction is counted once (the node sends it to the primary; the primary's b
 consensus traffic, the same for every kind of tx).
 
 Usage: python -m scripts.bench_validation [--nodes 10 7] [--length 1000000] [--width 1000]
-                                          [--validation-degree 1] [--repeats 3] [--json]
+                                          [--validation-degree 1] [--repeats 3] [--json] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import json
 import os
@@ -145,6 +146,7 @@ class Round:
         self.cpu_ms: dict[int, dict[str, float]] = {i: defaultdict(float) for i in range(nodes)}
         self.sent: dict[int, dict[str, int]] = {i: defaultdict(int) for i in range(nodes)}
         self.accepted: tuple[int, ...] = ()
+        self._nested: list[tuple[float, float]] = []
 
     def verify(self, i: int, data: bytes, sig: bytes) -> bool:
         try:
@@ -157,12 +159,24 @@ class Round:
         return lambda data: self.keys[i].sign(data).signature
 
     def timed(self, node: int, step: str, call: Callable[..., T], *args: Any) -> T:
-        """Run `call` on behalf of `node`, adding its wall time and this process's CPU time to `step`."""
+        """Run `call` on behalf of `node`, adding its wall time and this process's CPU time to `step`; a timed
+        call nested in it (`time_inner`) counts for its own step only."""
+        self._nested.append((0.0, 0.0))
         start, cpu_start = time.perf_counter(), time.process_time()
-        result = call(*args)
-        self.ms[node][step] += (time.perf_counter() - start) * 1000
-        self.cpu_ms[node][step] += (time.process_time() - cpu_start) * 1000
-        return result
+        try:
+            return call(*args)
+        finally:
+            wall, cpu = (time.perf_counter() - start) * 1000, (time.process_time() - cpu_start) * 1000
+            inner_wall, inner_cpu = self._nested.pop()
+            self.ms[node][step] += wall - inner_wall
+            self.cpu_ms[node][step] += cpu - inner_cpu
+            if self._nested:
+                outer_wall, outer_cpu = self._nested[-1]
+                self._nested[-1] = (outer_wall + wall, outer_cpu + cpu)
+
+    def time_inner(self, node: int, step: str, method: Callable[..., T]) -> Callable[..., T]:
+        """`method`, timed for `step` whenever it is called, also from inside another timed call."""
+        return lambda *args: self.timed(node, step, method, *args)
 
     def emit(self, sender: int, outputs: list[Output]) -> None:
         self.queue += [(sender, out) for out in outputs]
@@ -210,6 +224,8 @@ class Round:
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          SeededRandomBytes(hashlib.sha256(f"rand {self.seed} {i}".encode()).digest()),
                                          self.quant, self.setup)
+            check = self.rounds[i]._check_linear_identity  # called from `try_sum`: its own step
+            self.rounds[i]._check_linear_identity = self.time_inner(i, "linear_identity", check)  # type: ignore[method-assign]
             self.emit(i, self.timed(i, "key_agreement", self.rounds[i].start))
         elif isinstance(event, rc.SecAggCommitted):
             self.timed(i, "key_agreement", self.rounds[i].on_committed, event)
@@ -246,12 +262,7 @@ class Round:
             for j in range(self.n):
                 if j != sender:
                     self.timed(j, "linear_identity", self.rounds[j].on_sketch_sum, sender, out.payload)
-        totals = [self.timed(i, "linear_identity", self.rounds[i].try_sum, False) for i in range(self.n)]
-        for i in range(self.n):  # that call also dequantized the sum: unmasking work, timed again and moved
-            self.timed(i, "dequantize", self.rounds[i].try_sum, False)
-            for clock in (self.ms[i], self.cpu_ms[i]):
-                clock["linear_identity"] -= clock["dequantize"]
-                clock["unmask"] += clock.pop("dequantize")
+        totals = [self.timed(i, "unmask", self.rounds[i].try_sum, False) for i in range(self.n)]
         expected = np.sum([self.weighting.vector(updates[i], 500) for i in self.accepted], axis=0)
         for total in totals:
             assert total is not None and np.allclose(total, expected, atol=self.n / self.quant.scale), "wrong sum"
@@ -284,6 +295,11 @@ def measure(nodes: int, length: int, width: int, degree: int | None, repeats: in
             ms["ratio_all"] = ms["validation"] / ms["secagg_all"]
             cpu = bench.cpu_ms[i]
             ms["cpu_ratio"] = sum(cpu[s] for s in VALIDATION_STEPS) / sum(cpu[s] for s in BASELINE_STEPS)
+            ms["cpu_ratio_all"] = sum(cpu[s] for s in VALIDATION_STEPS) / sum(cpu[s] for s in SECAGG_STEPS)
+            for step in VALIDATION_STEPS + SECAGG_STEPS:
+                ms[f"cpu_{step}"] = cpu[step]
+            ms["cpu_validation"] = sum(cpu[s] for s in VALIDATION_STEPS)
+            ms["cpu_secure"] = sum(cpu[s] for s in BASELINE_STEPS)
             samples.append(ms)
         sent = dict(bench.sent[nodes - 1])  # not the author of the close txs
         del bench
@@ -317,6 +333,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
               f"{res['bytes_ratio']:.2%} |")
 
 
+def print_cpu_table(results: list[dict[str, Any]]) -> None:
+    """The same steps in CPU time (this process's, around each call): less sensitive to other load."""
+    print("| N | validation CPU ms (sketch+deal / shares in / stats / decide / linear identity) "
+          "| secure CPU ms (quantize+mask / unmask) | CPU ratio | key agreement + masked in CPU ms | CPU ratio vs all secagg |")
+    print("|---|---|---|---|---|---|")
+    for res in results:
+        m = res["median_ms"]
+        steps = " / ".join(f"{m['cpu_' + s]:.1f}" for s in VALIDATION_STEPS)
+        print(f"| {res['nodes']} | {m['cpu_validation']:.1f} ({steps}) | {m['cpu_secure']:.1f} ({m['cpu_quantize_mask']:.1f} / "
+              f"{m['cpu_unmask']:.1f}) | {m['cpu_ratio']:.1%} | {m['cpu_key_agreement']:.1f} + {m['cpu_receive_masked']:.1f} "
+              f"| {m['cpu_ratio_all']:.1%} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 7])
@@ -325,7 +354,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-degree", type=int, default=None, help="t_v (default f, as genesis)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per N; medians over nodes x rounds")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    parser.add_argument("--profile", metavar="FILE", help="also write a cProfile of the whole run to FILE "
+                        "(read it with python -m pstats FILE)")
     args = parser.parse_args(argv)
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            return run(args)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()[0]
     print(f"# validation vs secure aggregation per node per round: L = {args.length:,}, k = {args.width}, "
           f"t_v = {args.validation_degree or 'f'}, t = N - f - 1, repeats = {args.repeats}")
@@ -336,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()[0]
     print(f"cpu count: {os.cpu_count()}, load average (1 min): {load_start:.1f} at start, {load_end:.1f} at end\n")
     print_table(results)
+    print()
+    print_cpu_table(results)
     for res in results:
         met_time, met_bytes = res["median_ms"]["ratio"] < 0.10, res["bytes_ratio"] < 0.05
         print(f"\nN={res['nodes']}: time target (< 10%) {'met' if met_time else 'NOT met'}, bytes target (< 5%) "

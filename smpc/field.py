@@ -70,9 +70,11 @@ def vector_from_bytes(data: bytes, count: int) -> FieldArray:
 
 
 def _fold(x: FieldLike) -> FieldArray:
-    """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo."""
-    x = (np.asarray(x, dtype=np.uint64) & _P64) + (x >> _SHIFT61)
-    return np.asarray(x - _P64 * (x >= _P64), dtype=np.uint64)
+    """Reduce any uint64 modulo p, using 2^61 = 1 (mod p): x = hi * 2^61 + lo = hi + lo < 2p, then one
+    conditional subtraction as min(y, y - p): below p, y - p wraps around to above y."""
+    x = np.asarray(x, dtype=np.uint64)
+    y = np.asarray((x & _P64) + (x >> _SHIFT61), dtype=np.uint64)
+    return np.asarray(np.minimum(y, y - _P64), dtype=np.uint64)
 
 
 def add(a: FieldLike, b: FieldLike) -> FieldArray:
@@ -101,9 +103,14 @@ def mul(a: FieldLike, b: FieldLike) -> FieldArray:
     b = np.asarray(b, dtype=np.uint64)
     a1, a0 = a >> _SHIFT32, a & _MASK32
     b1, b0 = b >> _SHIFT32, b & _MASK32
-    middle = a1 * b0 + a0 * b1
-    total = (a1 * b1) << _SHIFT3
-    total = total + (middle >> _SHIFT29) + ((middle & _MASK29) << _SHIFT32)
+    middle = np.asarray(a1 * b0, dtype=np.uint64)  # in place from here: fewer temporaries of the full shape
+    middle += a0 * b1
+    total = np.asarray(a1 * b1, dtype=np.uint64)
+    total <<= _SHIFT3
+    total += middle >> _SHIFT29
+    middle &= _MASK29
+    middle <<= _SHIFT32
+    total += middle
     return add(_fold(total), _fold(a0 * b0))
 
 
@@ -119,6 +126,30 @@ def sum_mod(values: FieldArray, axis: int = -1) -> FieldArray:
     low = np.sum(values & _MASK32, axis=axis, dtype=np.uint64)
     high = np.sum(values >> _SHIFT32, axis=axis, dtype=np.uint64)
     return add(mul(_fold(high), np.uint64(1 << 32)), _fold(low))
+
+
+_LIMB_BITS = 21
+_LIMB_MASK = np.uint64((1 << _LIMB_BITS) - 1)
+_LIMB_PAIR_WEIGHTS = np.array([pow(2, _LIMB_BITS * (a + b), P) for a in range(3) for b in range(3)],
+                              dtype=np.uint64).reshape(9, 1, 1)
+"""2^(21 (a + b)) mod p for limb pair (a, b), in `inner_products`' block order."""
+
+
+def inner_products(rows: FieldArray) -> FieldArray:
+    """The Gram matrix (rows @ rows.T) mod p of an (m, n) field matrix, exactly, in one integer matmul.
+
+    Each element is cut into three 21-bit limbs (61 = 21 + 21 + 19 bits), so a product of two limbs is
+    below 2^42 and a sum of n of them fits uint64 for n < 2^22. Stacking the limbs as a (3m, n) matrix L,
+    L @ L.T holds every limb pair's inner products; block (a, b) weighs 2^(21 (a + b)) mod p. A pairwise
+    loop over the m rows with `mul` and `sum_mod` makes ~25 passes over each pair's n elements; this
+    makes three over the rows and one product.
+    """
+    rows = np.asarray(rows, dtype=np.uint64)
+    m, n = rows.shape
+    assert n < 1 << (64 - 2 * _LIMB_BITS), "too many columns for 21-bit limb products"
+    limbs = np.concatenate([(rows >> np.uint64(_LIMB_BITS * a)) & _LIMB_MASK for a in range(3)])
+    blocks = _fold(limbs @ limbs.T).reshape(3, m, 3, m).transpose(0, 2, 1, 3).reshape(9, m, m)
+    return sum_mod(mul(blocks, _LIMB_PAIR_WEIGHTS), axis=0)
 
 
 def inv(value: int) -> int:

@@ -11,7 +11,9 @@ twice as fast as ChaCha20. numpy's generators are never used: they are not crypt
 seeds are at most a few words.
 
 `MaskGenerator` keeps one zero input buffer and one output buffer and encrypts with `update_into`,
-so masking a million-parameter update allocates nothing per seed.
+so masking a million-parameter update allocates nothing per seed. `keystream_blocks` reads the same
+keystream in fixed-size blocks through one small buffer, for a caller that consumes it block by block
+(the count sketch): its blocks, concatenated, are exactly `MaskGenerator(length).expand(seed)`.
 
 `SeededRandomBytes` is a CSPRNG (the ChaCha20 keystream under a 32-byte seed). Seeded with a fixed
 value it makes tests and simulations reproducible; seeded with 32 bytes from the OS it is the fast
@@ -21,6 +23,8 @@ Shamir coefficients) can come straight from `secrets.token_bytes`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -62,6 +66,26 @@ class MaskGenerator:
     def subtract_into(self, accumulator: RingArray, seed: bytes) -> None:
         """accumulator -= PRG(seed) (mod 2^32), in place."""
         np.subtract(accumulator, self.expand(seed), out=accumulator)
+
+
+def keystream_blocks(seed: bytes, length: int, block: int) -> Iterator[RingArray]:
+    """The mask PRG(seed) of `length` words, as successive views of at most `block` words each.
+
+    Each view is overwritten by the next one: a consumer keeps what it needs before asking for more. The
+    buffers are `block` words whatever the length, so reading a million-word keystream touches a few
+    hundred kilobytes of memory instead of allocating 8 MB (fresh pages cost more than the AES itself).
+    """
+    assert len(seed) == SEED_BYTES, "mask seeds are 256-bit"
+    assert length > 0 and block > 0, "keystream length and block must be positive"
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(_AES_BLOCK_BYTES))).encryptor()
+    zeros = bytes(4 * min(block, length))
+    buffer = bytearray(len(zeros) + _AES_BLOCK_BYTES - 1)
+    words = np.frombuffer(buffer, dtype="<u4", count=len(zeros) // 4)
+    for start in range(0, length, block):
+        count = min(block, length - start)
+        written = encryptor.update_into(memoryview(zeros)[: 4 * count], buffer)
+        assert written == 4 * count
+        yield words[:count]
 
 
 class SeededRandomBytes:

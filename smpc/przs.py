@@ -68,9 +68,19 @@ def shared_subsets(members: Sequence[int], degree: int, dealer: int, holder: int
 
 
 def _tag(chain_id: bytes, round_id: int, kind: bytes, subset: Subset) -> bytes:
-    header = b"fednode/validation/v1/przs-" + kind + len(chain_id).to_bytes(2, "big") + chain_id
-    return header + round_id.to_bytes(8, "big") + len(subset).to_bytes(2, "big") + b"".join(
-        a.to_bytes(2, "big") for a in subset)
+    """Domain tag, chain, round, then the subset: a holder hashes C(N - 2, t) of these per dealer per round, so
+    both halves are remembered (their encoding took half the time of a commitment)."""
+    return _tag_prefix(chain_id, round_id, kind) + _subset_bytes(subset)
+
+
+@functools.lru_cache(maxsize=64)
+def _tag_prefix(chain_id: bytes, round_id: int, kind: bytes) -> bytes:
+    return b"fednode/validation/v1/przs-" + kind + len(chain_id).to_bytes(2, "big") + chain_id + round_id.to_bytes(8, "big")
+
+
+@functools.lru_cache(maxsize=MAX_SUBSETS)
+def _subset_bytes(subset: Subset) -> bytes:
+    return len(subset).to_bytes(2, "big") + b"".join(a.to_bytes(2, "big") for a in subset)
 
 
 def commitment(chain_id: bytes, round_id: int, subset: Subset, dealer: int, contribution: bytes) -> bytes:
@@ -110,8 +120,19 @@ def zero_share(keys: Mapping[Subset, bytes], holder: int, degree: int, count: in
     assert all(holder not in subset for subset in ordered), "a holder has no key for a subset that contains it"
     if not ordered or degree == 0:
         return np.zeros(count, dtype=np.uint64)
-    coefficients = np.concatenate([field.random_elements(SeededRandomBytes(keys[subset]), degree * count)
-                                   for subset in ordered]).reshape(len(ordered) * degree, count)
-    weights = np.array([vanishing_weight(subset, x) * pow(x, j, field.P) % field.P
-                        for subset in ordered for j in range(1, degree + 1)], dtype=np.uint64)
-    return field.sum_mod(field.mul(coefficients, weights[:, None]), axis=0)
+    coefficients = _coefficients([keys[subset] for subset in ordered], degree * count)
+    powers = [pow(x, j, field.P) for j in range(1, degree + 1)]
+    weights = np.array([vanishing_weight(subset, x) * power % field.P for subset in ordered for power in powers],
+                       dtype=np.uint64)
+    return field.sum_mod(field.mul(coefficients.reshape(len(ordered) * degree, count), weights[:, None]), axis=0)
+
+
+def _coefficients(keys: list[bytes], count: int) -> FieldArray:
+    """`field.random_elements(SeededRandomBytes(key), count)` for each key, one row per key: the keystreams
+    are read and masked all at once, and only a key whose first draw hit the rejected value p (probability
+    about count 2^-61) is drawn again on its own, exactly as `random_elements` would."""
+    raw = b"".join(SeededRandomBytes(key)(8 * count) for key in keys)
+    rows = np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(len(keys), count) & np.uint64(field.P)
+    for row in np.flatnonzero((rows == np.uint64(field.P)).any(axis=1)):
+        rows[row] = field.random_elements(SeededRandomBytes(keys[row]), count)
+    return rows

@@ -25,6 +25,7 @@ reported by id. With exactly t + 1 shares nothing can be checked, and the result
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,26 +52,45 @@ class Reconstruction:
     checked: bool
 
 
+_EVALUATION_ELEMENTS = 1 << 13
+"""Most field elements `share_vector` multiplies at once: holders are evaluated in groups this size bounds, so
+that each temporary (64 KB) stays below glibc's mmap threshold and reuses heap memory instead of fresh pages
+(at sketch size, all holders at once were slower: 1.8 against 1.5 ms at N = 10, t = 3)."""
+
+
 def share_vector(secret: FieldArray, degree: int, share_ids: Sequence[int], rand: RandomBytes) -> dict[int, FieldArray]:
     """Split a vector of field elements into one share per id; any degree + 1 shares rebuild it."""
     secret = field.as_field(secret)
     _check_ids(share_ids)
     assert 0 <= degree < len(share_ids), "need more share holders than the degree"
     coefficients = field.random_elements(rand, degree * secret.size).reshape(degree, secret.size)
-    return {share_id: _evaluate(secret, coefficients, share_id) for share_id in share_ids}
+    group = max(1, _EVALUATION_ELEMENTS // max(1, degree * secret.size))
+    shares: dict[int, FieldArray] = {}
+    for start in range(0, len(share_ids), group):
+        ids = list(share_ids[start : start + group])
+        shares.update(zip(ids, _evaluate_at(secret, coefficients, ids), strict=True))
+    return shares
 
 
-def _evaluate(constant: FieldArray, coefficients: FieldArray, x: int) -> FieldArray:
-    """Evaluate the polynomials constant + c_1 x + ... + c_t x^t at x, by Horner's rule."""
-    x_field = np.uint64(x)
-    accumulator = np.zeros_like(constant)
-    for row in coefficients[::-1]:
-        accumulator = field.add(field.mul(accumulator, x_field), row)
-    return field.add(field.mul(accumulator, x_field), constant)
+def _evaluate_at(constant: FieldArray, coefficients: FieldArray, xs: Sequence[int]) -> FieldArray:
+    """The polynomials constant + c_1 x + ... + c_t x^t at every x of `xs`, one row per x: the coefficients
+    times the powers x^j (a Vandermonde matrix) and one sum, for all holders at once (a Horner loop per
+    holder made 4t field calls each, numpy call overhead at sketch sizes)."""
+    powers = np.array([[pow(x, j, field.P) for j in range(1, len(coefficients) + 1)] for x in xs],
+                      dtype=np.uint64).reshape(len(xs), len(coefficients))
+    terms = field.mul(coefficients[None, :, :], powers[:, :, None])
+    return field.add(field.sum_mod(terms, axis=1), constant[None, :])
 
 
 def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
     """Weights w_k such that f(at) = sum_k w_k f(xs[k]) for every polynomial of degree < len(xs)."""
+    return list(_lagrange_weights(tuple(xs), at))
+
+
+@functools.lru_cache(maxsize=4096)
+def _lagrange_weights(xs: tuple[int, ...], at: int) -> tuple[int, ...]:
+    """Remembered: a round interpolates over the same few holder sets again and again (every secret of the
+    unmasking, every check of the validation), and each weight costs a modular inversion."""
     weights = []
     for k, x_k in enumerate(xs):
         numerator, denominator = 1, 1
@@ -79,7 +99,7 @@ def lagrange_weights(xs: Sequence[int], at: int) -> list[int]:
                 numerator = numerator * (at - x_m) % field.P
                 denominator = denominator * (x_k - x_m) % field.P
         weights.append(numerator * field.inv(denominator) % field.P)
-    return weights
+    return tuple(weights)
 
 
 def interpolate(points: Mapping[int, FieldArray], targets: Sequence[int]) -> FieldArray:

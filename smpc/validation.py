@@ -146,16 +146,20 @@ def statistic_pairs(owners: Iterable[int]) -> list[tuple[int, int]]:
 
 def local_statistics(sketch_shares: Mapping[int, FieldArray], zero_share: FieldArray) -> FieldArray:
     """A holder's degree-2t shares of every statistic (order of `statistic_pairs`), re-randomized by its
-    share of a degree-2t sharing of zero (`smpc.przs.zero_share`)."""
+    share of a degree-2t sharing of zero (`smpc.przs.zero_share`).
+
+    From the Gram matrix G of the shares (`field.inner_products`): ||a||^2 = G_aa and ||a - b||^2 =
+    G_aa + G_bb - 2 G_ab: the same field elements as summing the squared differences pair by pair, for
+    one integer matrix product instead of ~25 field passes over each of the m (m + 1) / 2 pairs."""
     owners = sorted(sketch_shares)
     pairs = statistic_pairs(owners)
     position = {owner: row for row, owner in enumerate(owners)}
-    stacked = np.stack([sketch_shares[owner] for owner in owners])
-    left = stacked[[position[i] for i, _ in pairs]]
-    right = stacked[[position[j] for _, j in pairs]]
-    same = np.array([i == j for i, j in pairs])[:, None]
-    diffs = field.sub(left, np.where(same, np.uint64(0), right))
-    statistics = field.sum_mod(field.mul(diffs, diffs), axis=1)
+    gram = field.inner_products(np.stack([sketch_shares[owner] for owner in owners]))
+    left = np.array([position[i] for i, _ in pairs], dtype=np.intp)
+    right = np.array([position[j] for _, j in pairs], dtype=np.intp)
+    cross = gram[left, right]
+    distances = field.sub(field.add(gram[left, left], gram[right, right]), field.add(cross, cross))
+    statistics = np.where(left == right, cross, distances)
     assert zero_share.shape == statistics.shape, "zero share of the wrong length"
     return field.add(statistics, zero_share)
 

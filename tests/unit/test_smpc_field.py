@@ -104,3 +104,30 @@ def test_signed_lifts_are_exact_at_zero_and_at_the_extremes() -> None:
     assert _exact(field.ring_from_signed(ring), np.uint32) == [x % (1 << 32) for x in ring]
     assert _exact(field.ring_to_signed(field.ring_from_signed(ring)), np.int64) == ring
     assert _exact(field.ring_view_signed([(1 << 32) - 1, 1 << 31]), np.int32) == [-1, -(1 << 31)]
+
+
+def test_inner_products_match_python_integers() -> None:
+    """The Gram matrix by 21-bit limbs, on the edge values (p - 1 in every limb position) and random rows."""
+    rand = np.random.default_rng(5)
+    rows = np.concatenate([np.array([EDGE * 3, EDGE[::-1] * 3], dtype=np.uint64),
+                           rand.integers(0, field.P, (4, 3 * len(EDGE)), dtype=np.uint64)])
+    expected = [[sum(int(a) * int(b) for a, b in zip(x, y, strict=True)) % field.P for y in rows] for x in rows]
+    assert field.inner_products(rows).tolist() == expected
+    full = np.full((2, 4000), field.P - 1, dtype=np.uint64)
+    assert field.inner_products(full).tolist() == [[4000 % field.P] * 2] * 2  # (-1)(-1) summed 4000 times
+
+
+def test_mul_and_fold_match_python_integers_on_random_broadcast_shapes() -> None:
+    """`mul` works in place on the broadcast shape and `_fold` subtracts p as a minimum: every shape and value
+    still gives the exact residue."""
+    rand = np.random.default_rng(6)
+    a = rand.integers(0, field.P, (1, 3, 40), dtype=np.uint64)
+    b = rand.integers(0, field.P, (5, 3, 1), dtype=np.uint64)
+    got = field.mul(a, b)
+    assert got.shape == (5, 3, 40)
+    assert got.tolist() == [[[int(x) * int(y[0]) % field.P for x in ra] for ra, y in zip(a[0], rb, strict=True)]
+                            for rb in b]
+    raw = np.concatenate([rand.integers(0, 2**64 - 1, 2000, dtype=np.uint64),
+                          np.array([field.P, field.P + 1, 2 * field.P - 1, 2 * field.P, 2**64 - 1], dtype=np.uint64)])
+    assert [int(v) for v in field._fold(raw)] == [int(v) % field.P for v in raw]
+    assert int(field.mul(np.uint64(field.P - 1), np.uint64(field.P - 1))) == 1

@@ -3,7 +3,7 @@
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from smpc.prg import MaskGenerator, SeededRandomBytes
+from smpc.prg import MaskGenerator, SeededRandomBytes, keystream_blocks
 
 
 def test_mask_is_the_aes_256_ctr_keystream_of_the_seed() -> None:
@@ -36,3 +36,10 @@ def test_seeded_random_bytes_is_deterministic_and_a_continuing_stream() -> None:
     one, two = SeededRandomBytes.from_int(7), SeededRandomBytes.from_int(7)
     assert one(10) + one(6) == two(16)
     assert SeededRandomBytes.from_int(8)(16) != SeededRandomBytes.from_int(7)(16)
+
+
+def test_keystream_blocks_are_the_mask_prg_cut_into_blocks() -> None:
+    seed = b"\x03" * 32
+    whole = MaskGenerator(1000).expand(seed).copy()
+    for block in (1, 7, 256, 999, 1000, 4096):
+        assert np.array_equal(np.concatenate([b.copy() for b in keystream_blocks(seed, 1000, block)]), whole), block

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from smpc import przs, shamir
+from smpc import field, przs, shamir
 from smpc.prg import SeededRandomBytes
 
 MEMBERS = list(range(7))
@@ -100,3 +100,32 @@ def test_a_zero_share_is_the_documented_sum_over_the_holders_keys(degree: int) -
 def test_without_keys_or_at_degree_zero_the_zero_share_is_zero() -> None:
     for share in (przs.zero_share({}, 1, 2, 4), przs.zero_share({(0,): b"k" * 32}, 1, 0, 4)):
         assert share.dtype == np.uint64 and share.tolist() == [0, 0, 0, 0]
+
+
+class _RejectedFirst:
+    """A key's stream whose first word is all ones for keys starting with a zero byte: masked to 61 bits it is
+    p, the one value `random_elements` rejects and draws again (a real stream does that about once in 2^61)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._stream, self._first = SeededRandomBytes(key), key[0] == 0
+
+    def __call__(self, count: int) -> bytes:
+        data = self._stream(count)
+        if self._first:
+            data, self._first = b"\xff" * 8 + data[8:], False
+        return data
+
+
+def test_batched_coefficients_are_each_keys_random_elements_rejected_draws_included(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`zero_share` reads every key's coefficients in one batch: exactly `field.random_elements` of each key's
+    stream, also for keys whose first draw is rejected."""
+    rand = SeededRandomBytes.from_int(21)
+    keys = [rand(32) for _ in range(20)]
+    assert np.array_equal(przs._coefficients(keys, 6),
+                          np.stack([field.random_elements(SeededRandomBytes(key), 6) for key in keys]))
+    keys[3], keys[11] = b"\x00" + keys[3][1:], b"\x00" + keys[11][1:]
+    monkeypatch.setattr(przs, "SeededRandomBytes", _RejectedFirst)
+    expected = np.stack([field.random_elements(_RejectedFirst(key), 6) for key in keys])
+    assert np.array_equal(przs._coefficients(keys, 6), expected)
+    assert expected[3, 0] != np.uint64(field.P)

@@ -147,3 +147,23 @@ def test_max_faulty_asks_for_t_plus_1_plus_f_agreeing_shares() -> None:
     assert short.value.suspects == (2, 5)
     assert str(short.value) == ("the best degree-1 polynomial agrees with 5 of 7 shares, fewer than the 6 that rule "
                                 "out 4 liars; off it: [2, 5]")
+
+
+@pytest.mark.parametrize("group_elements", [1 << 20, 7])
+def test_shares_are_the_polynomials_evaluated_by_horner_in_python_integers(group_elements: int,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`share_vector` evaluates all holders at once (in groups bounded by `_EVALUATION_ELEMENTS`): each share is
+    exactly secret + c_1 x + ... + c_t x^t with the coefficients drawn, in order, from the same random bytes."""
+    monkeypatch.setattr(shamir, "_EVALUATION_ELEMENTS", group_elements)
+    secret = np.array([0, 1, field.P - 1, 12345], dtype=np.uint64)
+    for degree in (0, 1, 3):
+        shares = shamir.share_vector(secret, degree, IDS, SeededRandomBytes.from_int(13))
+        coefficients = field.random_elements(SeededRandomBytes.from_int(13), degree * 4).reshape(degree, 4)
+        for x in IDS:
+            expected = []
+            for k, s in enumerate(secret):
+                value = 0
+                for c in [*coefficients[::-1, k], s]:
+                    value = (value * x + int(c)) % field.P
+                expected.append(value)
+            assert [int(v) for v in shares[x]] == expected, (degree, x)

@@ -149,3 +149,21 @@ def test_sketch_seed_depends_on_chain_round_commitment_and_every_reveal() -> Non
         sketch_seed(b"chain", 3, b"\x01" * 32, {0: reveals[0], 2: reveals[3]}),
     }
     assert len(base) == 32 and base not in variants and len(variants) == 6
+
+
+def _statistics_by_pairs(shares: dict[int, np.ndarray], zero: np.ndarray) -> list[int]:
+    """The definition in Python integers: sum over buckets of (a - b)^2 (a^2 for a norm), plus the zero share."""
+    rows = {x: [int(v) for v in share] for x, share in shares.items()}
+    return [(sum((a - (0 if i == j else b)) ** 2 for a, b in zip(rows[i], rows[j], strict=True)) + int(z)) % field.P
+            for (i, j), z in zip(statistic_pairs(rows), zero, strict=True)]
+
+
+def test_local_statistics_from_the_gram_matrix_equal_the_pairwise_definition() -> None:
+    """`local_statistics` reads norms and distances off one Gram matrix; on random field elements (the edges
+    0 and p - 1 included) they are exactly the pairwise sums of squared differences."""
+    rand = np.random.default_rng(7)
+    for owners, width in ((3, 5), (7, 1000), (10, 257)):
+        shares = {x: rand.integers(0, field.P, width, dtype=np.uint64) for x in range(1, owners + 1)}
+        shares[1][:2] = [0, field.P - 1]
+        zero = rand.integers(0, field.P, owners * (owners + 1) // 2, dtype=np.uint64)
+        assert [int(v) for v in local_statistics(shares, zero)] == _statistics_by_pairs(shares, zero), (owners, width)
