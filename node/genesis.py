@@ -116,8 +116,8 @@ def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed:
         "model": model, "task": task, "training": training, "protocol": protocol,
         "secure_aggregation": {"enabled": secure},
         "validation": {"enabled": secure and validate, "degree": 1,
-                       "rule": {"kind": "bounded_distance", "norm_ratio": 3.0, "clip_ratio": 1.5,
-                                "distance_ratio": 1.5, "spread_power": 3}},
+                       "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
+                                "spread_power": 3}},
     }
     if "scaling" in task_doc:
         draft["scaling"] = task_doc["scaling"]

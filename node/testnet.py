@@ -77,8 +77,8 @@ def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int
         "protocol": protocol,
         "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
         "validation": {"enabled": secure and validate and n >= 3, "degree": max(1, max_faulty(n)), "sketch_width": 1000,
-                       "rule": {"kind": "bounded_distance", "norm_ratio": 3.0, "clip_ratio": 1.5,
-                                "distance_ratio": 1.5, "spread_power": 3}},
+                       "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
+                                "spread_power": 3}},
     }
 
 

@@ -72,11 +72,7 @@ from smpc.prg import SeededRandomBytes
 from smpc.sketch import CountSketch
 from smpc.validation import SketchParams
 
-ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "backdoor-default", "alie", "min-max",
-           "rule-aware")
-BACKDOORS = ("backdoor", "backdoor-default")
-"""``backdoor`` uses the benchmark's trigger; ``backdoor-default`` ``ml.attacks``' default one (what
-``fednode cluster --attack backdoor`` runs), measured only where the two differ."""
+ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max", "rule-aware")
 ADAPTIVE = ("alie", "min-max", "rule-aware")
 SETTINGS = ("fedavg", "multi_krum", "trimmed_mean", "flame", "fednode")
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,8 +109,7 @@ BENCHMARKS = {
                         Backdoor(features=(0, 7, 56, 63), trigger_value=8.0, target=0)),
     "actg175": Benchmark("actg175", "mlp", 16, TrainConfig(lr=0.1), 8, ("natural",)),
 }
-"""Digits' backdoor stamps the four corner pixels (always near 0 in clean digits) and targets class 0; the
-``backdoor-default`` attack adds ``ml.attacks``' default trigger (pixels 0-2 at 8, target 1) on digits."""
+"""Digits' backdoor stamps the four corner pixels (always near 0 in clean digits) and targets class 0."""
 
 
 def split_spec(kind: str) -> SplitSpec:
@@ -275,8 +270,7 @@ class Scenario:
 
 @dataclass(slots=True)
 class RunResult:
-    """Final accuracy, backdoor success rate (of the attack's trigger for ``backdoor-default``, else of the
-    benchmark's), and rejections in every round."""
+    """Final accuracy, backdoor success rate of the benchmark's trigger, and rejections in every round."""
 
     accuracy: float
     backdoor_rate: float
@@ -311,7 +305,6 @@ class Federation:
         self.model = ModelSpec(kind=self.bench.model, n_features=self.nodes[0].X_train.shape[1], n_classes=n_classes,
                                hidden=self.bench.hidden)
         self.attack = self._attack()
-        self.trigger = Backdoor() if scenario.attack == "backdoor-default" else self.bench.backdoor
         self.samples = [len(local.y_train) for local in self.nodes]
 
     def _attack(self) -> Attack:
@@ -320,8 +313,6 @@ class Federation:
             return NoAttack()
         if name == "backdoor":
             return self.bench.backdoor
-        if name == "backdoor-default":
-            return Backdoor()
         if name == "rule-aware":
             return make_attack(name, rule=self.scenario.fednode_rule)
         return make_attack(name)
@@ -353,7 +344,7 @@ class Federation:
     def result(self, global_vec: np.ndarray) -> RunResult:
         test = self.nodes[0]
         accuracy = evaluate(self.model, global_vec, test.X_test, test.y_test).accuracy
-        backdoor = backdoor_success_rate(self.trigger, self.model, global_vec, test.X_test, test.y_test)
+        backdoor = backdoor_success_rate(self.bench.backdoor, self.model, global_vec, test.X_test, test.y_test)
         return RunResult(accuracy, backdoor, self.scenario.n, self.scenario.malicious)
 
 
@@ -443,19 +434,13 @@ Key = tuple[str, str, int, str, str]
 Results = dict[Key, list[RunResult]]
 
 
-def bench_attacks(grid: Grid, bench: str) -> tuple[str, ...]:
-    """The grid's attacks on a benchmark; ``backdoor-default`` only where the benchmark's own trigger differs."""
-    same = BENCHMARKS[bench].backdoor == Backdoor()
-    return tuple(a for a in grid.attacks if not (a == "backdoor-default" and same))
-
-
 def grid_keys(grid: Grid) -> list[Key]:
     """Every (attack, N, setting) on each benchmark's first split, plus fednode and FedAvg without attack on
     every split (ACTG 175 only without attack: its label is hard to predict, so it measures false rejections)."""
     keys: list[Key] = []
     for bench in grid.benchmarks:
         splits = BENCHMARKS[bench].splits
-        attacks = ("none", *bench_attacks(grid, bench)) if bench != "actg175" else ("none",)
+        attacks = ("none", *grid.attacks) if bench != "actg175" else ("none",)
         keys += [(bench, splits[0], n, a, s) for n in grid.nodes for a in attacks for s in SETTINGS]
         keys += [(bench, split, n, "none", s) for split in splits[1:] for n in grid.nodes for s in ("fedavg", "fednode")]
     return keys
@@ -511,11 +496,11 @@ def attack_table(results: Results, grid: Grid, bench: str) -> str:
              f"fednode aborted | backdoor success % {' / '.join(SETTING_TITLES[s] for s in SETTINGS)} |"),
              "|---" * (8 + len(SETTINGS)) + "|"]
     for n in grid.nodes:
-        for attack in ("none", *bench_attacks(grid, bench)):
+        for attack in ("none", *grid.attacks):
             rs = {s: results[(bench, split, n, attack, s)] for s in SETTINGS}
             node = rs["fednode"]
             count = 0 if attack == "none" else max_faulty(n)
-            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", *BACKDOORS) else ""
+            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", "backdoor") else ""
             lines.append(f"| {attack} | {n} | {count} | {' | '.join(_acc(rs[s]) for s in SETTINGS)} | "
                          f"{_share(node, honest=False)} | {_share(node, honest=True)} | "
                          f"{sum(r.aborted for r in node)} | {bd} |")
@@ -554,11 +539,10 @@ def targets(results: Results, grid: Grid, bench: str) -> str:
     lines = []
     for n in grid.nodes:
         drops, fedavg = ({a: 100 * (_mean_accuracy(results[(bench, split, n, "none", s)])
-                                    - _mean_accuracy(results[(bench, split, n, a, s)])) for a in bench_attacks(grid, bench)}
+                                    - _mean_accuracy(results[(bench, split, n, a, s)])) for a in grid.attacks}
                          for s in ("fednode", "fedavg"))
         worst = max(drops, key=lambda a: drops[a])
-        bd = max((r.backdoor_rate for a in BACKDOORS for r in results.get((bench, split, n, a, "fednode"), [])),
-                 default=0.0)
+        bd = max((r.backdoor_rate for r in results.get((bench, split, n, "backdoor", "fednode"), [])), default=0.0)
         lines.append(f"- N = {n}: fednode's largest loss against its clean run {drops[worst]:.1f} points ({worst}); "
                      f"attacks within 2 points: {sum(d <= 2.0 for d in drops.values())} of {len(drops)}; backdoor "
                      f"success worst seed {100 * bd:.0f}%; FedAvg's largest loss {max(fedavg.values()):.1f} points "
@@ -589,12 +573,12 @@ def plot(results: Results, grid: Grid, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [(b, n) for b in grid.benchmarks if b != "actg175" for n in grid.nodes]
+    attacks = ("none", *grid.attacks)
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.2 * len(panels)), squeeze=False)
+    x = np.arange(len(attacks))
     width = 0.8 / len(SETTINGS)
     for ax, (bench, n) in zip(axes[:, 0], panels, strict=True):
         split = BENCHMARKS[bench].splits[0]
-        attacks = ("none", *bench_attacks(grid, bench))
-        x = np.arange(len(attacks))
         for k, setting in enumerate(SETTINGS):
             accs = [[r.accuracy for r in results[(bench, split, n, a, setting)]] for a in attacks]
             offset = (k - (len(SETTINGS) - 1) / 2) * width
@@ -647,8 +631,8 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
               f"accuracy is the mean over seeds with the worst seed in parentheses (backdoor success: mean, worst "
               f"seed). The last f = (N-1)//3 node indices are malicious; the `none` row is the clean run of every "
               f"setting, i.e. each rule's accuracy without attacker against plain FedAvg. fednode: clip L2 "
-              f"{CLIP_L2}, sample cap {SAMPLE_CAP}, rule `{rule.kind}` (norm_ratio {rule.norm_ratio}, clip_ratio "
-              f"{rule.clip_ratio}, distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}) on count-sketch statistics "
+              f"{CLIP_L2}, sample cap {SAMPLE_CAP}, rule `{rule.kind}` (norm_ratio {rule.norm_ratio}, "
+              f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}) on count-sketch statistics "
               f"(width {SKETCH_WIDTH}) of the weighted vectors and the public weights, "
               f"{'through the real secure round' if grid.protocol else 'computed in the clear from the sketches'}; "
               f"a round accepting fewer than N-f aborts and leaves the model unchanged. ALIE, min-max and "

@@ -10,13 +10,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ml.attacks import AttackContext, RuleAware
 from ml.robust import (
     RobustRule,
     adaptive_norm_bound,
     centroid_outliers,
     centroid_sq_dists,
-    clipped_statistics,
     decide,
     direction_scores,
     krum_scores,
@@ -335,11 +333,11 @@ def _honest_cloud(seed: int, n: int = 7, dim: int = 40) -> np.ndarray:
 
 
 def test_bounded_distance_is_the_default_long_steps_are_a_proof_far_ones_a_suspicion() -> None:
-    """A step 4 times the median norm is rejected by the norm bound, a flipped one by the distance rule,
+    """A step 3 times the median norm is rejected by the norm bound, a flipped one by the distance rule,
     and no honest one is rejected."""
     assert RobustRule().kind == "bounded_distance"
     honest = _honest_cloud(5)
-    points = np.vstack([honest, 4.0 * honest[0], -honest[1]])
+    points = np.vstack([honest, 3.0 * honest[0], -honest[1]])
     decision = decide(RobustRule(f=2), *_stats(points))
     assert decision.rejected == {7: "norm_ratio", 8: "bounded_distance"}
 
@@ -364,7 +362,7 @@ def test_history_never_excludes_an_update_the_rule_passes(seed: int, history: li
     for points in (honest, np.vstack([honest[:6], -honest[6]])):
         norms, d = _stats(points)
         assert not adaptive_norm_bound(norms).any()
-        flagged = set(np.flatnonzero(neighbour_outliers(clipped_statistics(norms, d, 1.5)[1], 2)[0]).tolist())
+        flagged = set(np.flatnonzero(neighbour_outliers(d, 2)[0]).tolist())
         decision = decide(RobustRule(f=2), *_stats(points), history=history)
         assert set(decision.rejected) <= flagged
         if len(flagged) <= 2:
@@ -389,62 +387,3 @@ def test_neighbour_scores_match_brute_force() -> None:
     d = _sq_dists(points)
     expected = [statistics.fmean(sorted(d[i, j] for j in range(7) if j != i)[1:4]) for i in range(7)]
     assert neighbour_scores(d, 2) == pytest.approx(expected)
-
-
-HONEST_NON_IID_ROUNDS = [
-    ([0.1912, 1.0, 0.03341, 0.08487, 0.178, 0.2199, 0.1096],
-     [1.389, 0.3269, 0.3708, 0.3016, 0.2263, 0.438, 0.824, 0.7809, 1.07, 0.9476, 0.6663, 0.03143, 0.1961, 0.2562,
-      0.0545, 0.2353, 0.3042, 0.05954, 0.1951, 0.2767, 0.3256]),
-    ([1.0, 0.4394, 0.02241, 0.09856, 0.5194, 0.3393, 0.09863],
-     [1.998, 1.263, 1.161, 1.083, 0.8767, 1.433, 0.366, 0.4213, 1.101, 0.9956, 0.3723, 0.0942, 0.5542, 0.3851,
-      0.07289, 0.6504, 0.4924, 0.2029, 0.4663, 0.7375, 0.5107]),
-    ([0.4521, 0.3193, 0.1204, 1.0, 0.151, 0.1492, 0.1542],
-     [0.4196, 0.7575, 0.5532, 0.7525, 0.3263, 0.8685, 0.5922, 1.396, 0.7615, 0.3028, 0.6398, 1.214, 0.1432, 0.3304,
-      0.04002, 1.167, 0.9054, 1.41, 0.3574, 0.1273, 0.3433]),
-]
-"""Per-sample squared norms and pairwise squared distances (upper triangle, row by row; scaled so the largest
-norm is 1, 4 digits) of three rounds of 7 honest hospitals: breast cancer, logistic regression, Dirichlet(0.5)
-split, seeds 0 and 1 (rounds 2, 7 and 4 of scripts/evaluate_attacks.py's fednode run). In each, one hospital's
-step is 2.2-3 times the median norm."""
-
-
-@pytest.mark.parametrize(("norms", "upper"), HONEST_NON_IID_ROUNDS)
-def test_an_honest_non_iid_consortium_passes_whole(norms: list[float], upper: list[float]) -> None:
-    """Issue 16: with no attacker, the default rule rejects nobody in these rounds; the previous setting
-    (norm bound 2, distances on the raw statistics) rejected the hospital with the long step in each."""
-    d = np.zeros((7, 7))
-    d[np.triu_indices(7, 1)] = upper
-    assert decide(RobustRule(f=2), np.array(norms), d + d.T).rejected == {}
-
-
-def test_a_rule_aware_attacker_at_the_bound_moves_the_mean_no_further_than_the_bound() -> None:
-    """Two colluders who know the rule submit the largest update it accepts, against the honest mean: they
-    may be accepted, but each accepted update is within the norm bound (3 times the median here, the honest
-    spread being small), so the accepted mean moves at most f/n of that bound from the honest mean."""
-    honest = _honest_cloud(3, n=5)
-    rule = RobustRule(f=2)
-    ctx = AttackContext(round=1, node_index=5, n_nodes=7, rng=np.random.default_rng(0),
-                        global_params=np.zeros(40, dtype=np.float32), n_malicious=2, benign_updates=honest)
-    attack = RuleAware(rule=rule).poison_update(np.zeros(40, dtype=np.float32), ctx).astype(np.float64)
-    points = np.vstack([honest, attack, attack])
-    decision = decide(rule, *_stats(points))
-    accepted = points[list(decision.accepted)]
-    median_norm = float(np.median(np.linalg.norm(points, axis=1)))
-    assert len(decision.accepted) == 7, "at the bound, the attacker is accepted: the test measures its effect"
-    assert np.linalg.norm(attack) <= 3.0 * median_norm
-    shift = np.linalg.norm(accepted.mean(axis=0) - honest.mean(axis=0))
-    assert shift <= 2 / 7 * (3.0 * median_norm + np.linalg.norm(honest.mean(axis=0)))
-
-
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 8), seed=st.integers(0, 2**32 - 1), ratio=st.sampled_from([1.0, 1.5, 3.0]))
-def test_clipped_statistics_match_explicit_clipping(n: int, seed: int, ratio: float) -> None:
-    rng = np.random.default_rng(seed)
-    points = rng.normal(size=(n, 4)) * np.exp(rng.normal(size=(n, 1)))
-    norms, d = _stats(points)
-    bound = ratio * np.sqrt(statistics.median(norms.tolist()))
-    lengths = np.linalg.norm(points, axis=1)
-    clipped = points * np.minimum(1.0, bound / lengths)[:, None]
-    got_norms, got_d = clipped_statistics(norms, d, ratio)
-    assert got_norms == pytest.approx((clipped**2).sum(axis=1)), f"seed={seed}"
-    assert np.allclose(got_d, _sq_dists(clipped), atol=1e-9), f"seed={seed}"
