@@ -20,15 +20,16 @@ from smpc.prg import SeededRandomBytes
 from smpc.secagg import SecAggParticipant
 from smpc.validation import seed_commitment
 from tests.unit.test_contract import CHAIN, KEYS, M0, N, block, tx, verify
-from tests.unit.test_validated_liveness import _validated_contract
 
 ALL = tuple(range(N))
 M1 = hashlib.sha256(b"model 1").digest()
 
 
 def validated() -> rc.Contract:
-    """N = 4, f = 1, t = t_v = 1, late members may lower f_eff (`ContractParams.exclude_late`)."""
-    return _validated_contract(N)
+    """N = 4, f = 1, t = t_v = 1, late members may lower f_eff (`ContractParams.exclude_late`): the parameters
+    of `test_validated_liveness._validated_contract`, whose module imports torch (3 s)."""
+    return rc.Contract(rc.ContractParams(CHAIN, N, 4, M0, 3, secure=True, degree=1, validate=True, validation_degree=1,
+                                         exclude_late=True), verify)
 
 
 def secure() -> rc.Contract:
