@@ -69,7 +69,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py",
-                                   UNIT + "test_contract_secure_phases.py")
+                                   UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     **{f"consensus/{name}.py": CONSENSUS_UNIT
        for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},

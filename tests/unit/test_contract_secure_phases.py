@@ -593,7 +593,41 @@ def test_committed_sa_messages_of_the_open_key_phase() -> None:
     d.commit(*d.inputs("keys", (3, 1)))
     adverts = sa_messages(1, ALL)[0]
     assert d.c.committed_sa_messages(1) == [(1, adverts[1]), (3, adverts[3])]
+    assert d.s.inputs == {1: (adverts[1], 0), 3: (adverts[3], 0)}
     assert d.c.committed_sa_messages(2) == []
     d.close("keys", (0, 2))
     d.close("shares", ALL)
     assert d.c.committed_sa_messages(1) == []
+
+
+# ------------------------------------------------------------------------------------- absent members
+
+
+def test_a_ready_during_an_open_round_brings_the_member_back_and_changes_nothing_else() -> None:
+    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    before = d.s.copy()
+    assert d.commit(tx("ready", 3, 2)) == []
+    assert (d.s.absent, d.s.absent_since) == ((), {})
+    assert dataclasses.replace(d.s, absent=before.absent, absent_since=before.absent_since, height=before.height) \
+        == before
+
+
+def test_an_eval_from_an_absent_member_does_not_make_it_present() -> None:
+    """An eval is about a past round, not a promise to take part: member 3, absent since round 1's keys
+    phase, evaluates round 1's model during round 2 and stays absent."""
+    d = Driver(validated()).to("unmask", {"keys": (0, 1, 2)})
+    d.commit(tx("result", 0, 1, [0, 1, 2], M1))
+    d.open(2)
+    assert d.commit(tx("eval", 3, 1, M1, 7, 9)) == [rc.EvalCommitted(1, 3, 7, 9, d.s.height)]
+    assert (d.s.absent, d.s.absent_since, d.s.evals, d.s.eval_rows) == ((3,), {3: 2}, {1: {3: (7, 9)}}, {3: 9})
+
+
+def test_a_plain_result_aggregates_each_update_with_its_sample_count() -> None:
+    c = rc.Contract(rc.ContractParams(CHAIN, N, 1, M0, 3), verify)
+    d = Driver(c)
+    d.open()
+    updates = {a: _h("update", a) for a in (0, 2, 3)}
+    d.commit(*(tx("update", a, 1, updates[a], 5 + a) for a in updates))
+    assert d.s.inputs == {a: (updates[a], 5 + a) for a in updates}
+    assert d.check(tx("result", 0, 1, [0, 2, 3], M1)) == [
+        rc.AggregateCheck(1, M0, tuple((a, updates[a], 5 + a) for a in updates), M1), rc.DeadlineCheck(1, "collect")]
