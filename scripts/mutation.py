@@ -214,6 +214,11 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
+    ("node/contract_transitions.py", r"^s\.absent_since\.pop\(tx\.author, \)$",
+     "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
+    ("node/contract_rules.py",
+     r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
+     "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]

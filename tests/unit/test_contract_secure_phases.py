@@ -631,3 +631,64 @@ def test_a_plain_result_aggregates_each_update_with_its_sample_count() -> None:
     assert d.s.inputs == {a: (updates[a], 5 + a) for a in updates}
     assert d.check(tx("result", 0, 1, [0, 2, 3], M1)) == [
         rc.AggregateCheck(1, M0, tuple((a, updates[a], 5 + a) for a in updates), M1), rc.DeadlineCheck(1, "collect")]
+
+
+# ------------------------------------------------------------------------------- exact reasons, caches
+
+
+@pytest.mark.parametrize(("author", "kind", "fields"), [
+    (1, "result", ([0, 1, 2, 3], M1)), (2, "abort", ("deadline",)), (3, "close", ("unmask",))])
+def test_only_the_proposer_may_end_a_round(author: int, kind: str, fields: tuple[object, ...]) -> None:
+    d = Driver(validated()).to("unmask")
+    d.refused(f"^{kind} tx must be authored by the block proposer$", tx(kind, author, 1, *fields))
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda: tx("open", 0, 1, M1, list(ALL)), "open names a model other than the current global model"),
+    (lambda: tx("open", 0, 1, M0, [0, 1]), "too few participants to ever complete the round"),
+])
+def test_an_open_is_refused_with_its_exact_reason(make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    Driver(validated()).refused(f"^{reason}$", make())
+
+
+def test_a_result_other_than_the_survivors_is_refused_with_its_exact_reason() -> None:
+    d = Driver(validated()).to("unmask")
+    d.refused("^result must include exactly the round's committed inputs$", tx("result", 0, 1, [0, 1, 2], M1))
+
+
+def test_a_ready_from_a_present_member_names_the_rounds_it_may_name() -> None:
+    d = Driver(validated()).to("keys")
+    d.refused(r"^ready from member 2 for round 1: it is not absent, or the round is before it went missing or "
+              r"after 2$", tx("ready", 2, 1))
+
+
+def test_an_sa_message_is_verified_once_for_the_contract_and_its_shadows() -> None:
+    calls: list[int] = []
+
+    def counting(i: int, data: bytes, sig: bytes) -> bool:
+        calls.append(i)
+        return verify(i, data, sig)
+
+    c = validated()
+    c.verify = counting
+    d = Driver(c)
+    d.open()
+    advert = d.inputs("keys", (2,))
+    before = len(calls)
+    d.check(*advert)
+    first = len(calls)
+    assert calls[before:] == [2, 2]  # the tx's signature, then the AdvertiseKeys'
+    d.check(*advert)
+    d.commit(*advert)
+    assert len(calls) == first
+
+
+def test_the_verified_sa_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node import contract_rules
+
+    monkeypatch.setattr(contract_rules, "PARSE_CACHE_ENTRIES", 2)
+    d = Driver(validated())
+    d.open()
+    for a in ALL:
+        d.check(*d.inputs("keys", (a,)))
+        assert 1 <= len(d.c._sa_verified) <= 2
