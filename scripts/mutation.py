@@ -80,7 +80,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
 
 MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
             "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
-            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py")
+            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
+            "node/contract_transitions.py", "node/contract_rules.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
