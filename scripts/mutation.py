@@ -68,7 +68,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
-    **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py")
+    **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py",
+                                   UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     **{f"consensus/{name}.py": CONSENSUS_UNIT
        for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
@@ -79,7 +80,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
 
 MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
             "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
-            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py")
+            "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
+            "node/contract_transitions.py", "node/contract_rules.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
@@ -213,6 +215,11 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/wire.py", r"^while self\._order and \(self\._order\[0\] < self\.floor",
      ("keeps a number equal to the floor one record longer; check() calls it STALE before looking it up, and "
       "the size bound then evicts it first without moving the floor")),
+    ("node/contract_transitions.py", r"^s\.absent_since\.pop\(tx\.author, \)$",
+     "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
+    ("node/contract_rules.py",
+     r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
+     "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
