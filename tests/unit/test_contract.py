@@ -36,6 +36,13 @@ def contract(rounds: int = 2, min_updates: int = 3) -> rc.Contract:
     return rc.Contract(rc.ContractParams(CHAIN, N, rounds, M0, min_updates), verify)
 
 
+def validated_contract(n: int = N) -> rc.Contract:
+    """A validated-mode contract of N = n members: f = (n - 1) // 3, t = 1, t_v = f, 4 rounds, 3 updates, late
+    members may lower f_eff (`ContractParams.exclude_late`)."""
+    return rc.Contract(rc.ContractParams(CHAIN, n, 4, M0, 3, secure=True, degree=1, validate=True,
+                                         validation_degree=(n - 1) // 3, exclude_late=True), verify)
+
+
 def upd(author: int, round_id: int = 1) -> bytes:
     return tx("update", author, round_id, hashlib.sha256(bytes([author, round_id])).digest(), 10 + author)
 

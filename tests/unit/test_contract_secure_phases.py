@@ -19,22 +19,15 @@ from smpc import messages as sam
 from smpc.prg import SeededRandomBytes
 from smpc.secagg import SecAggParticipant
 from smpc.validation import seed_commitment
-from tests.unit.test_contract import CHAIN, KEYS, M0, N, block, tx, verify
+from tests.unit.test_contract import CHAIN, KEYS, M0, N, block, tx, validated_contract, verify
 
 ALL = tuple(range(N))
 M1 = hashlib.sha256(b"model 1").digest()
 
 
-def validated() -> rc.Contract:
-    """N = 4, f = 1, t = t_v = 1, late members may lower f_eff (`ContractParams.exclude_late`): the parameters
-    of `test_validated_liveness._validated_contract`, whose module imports torch (3 s)."""
-    return rc.Contract(rc.ContractParams(CHAIN, N, 4, M0, 3, secure=True, degree=1, validate=True, validation_degree=1,
-                                         exclude_late=True), verify)
-
-
 def secure() -> rc.Contract:
-    """As `validated`, without validation: keys, shares, inputs, unmask."""
-    c = validated()
+    """As `validated_contract`, without validation: keys, shares, inputs, unmask."""
+    c = validated_contract()
     c.params = dataclasses.replace(c.params, validate=False)
     return c
 
@@ -47,7 +40,7 @@ def _h(*parts: object) -> bytes:
 def sa_messages(round_id: int, u1: tuple[int, ...]) -> tuple[dict[int, bytes], dict[int, bytes]]:
     """Every member's encoded AdvertiseKeys for `round_id` (all members participate), and the ShareKeys of
     the members of `u1` once U1 = `u1`."""
-    config = validated().params.round_config(round_id, ALL)
+    config = validated_contract().params.round_config(round_id, ALL)
     members = [SecAggParticipant(config, i + 1, lambda b, i=i: KEYS[i].sign(b).signature,  # type: ignore[misc]
                                  lambda s, d, sig: verify(s - 1, d, sig),
                                  SeededRandomBytes(_h("secure phases", round_id, i)))
@@ -141,7 +134,7 @@ def close_tx(phase: str, round_id: int = 1) -> bytes:
 
 
 def test_a_validated_round_fixes_each_set_and_yields_exact_events_and_checks() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     s = d.s
     assert d.open() == [rc.RoundOpened(1, ALL, M0, 1)]
     assert (s.phase, s.expected, s.u1, s.excluded, s.ahead_phase) == ("keys", ALL, (), (), "keys")
@@ -191,7 +184,7 @@ def test_a_secure_round_unmasks_u3_after_its_inputs_phase() -> None:
 
 
 def test_rejections_accumulate_over_rounds_and_feed_the_next_validation_check() -> None:
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     d.commit(*d.inputs("validate", ALL), tx("accept", 0, 1, [0, 1, 3]))
     d.commit(tx("result", 0, 1, [0, 1, 3], M1))
     d.open(2)
@@ -218,7 +211,7 @@ OTHER_INPUTS = {
 
 @pytest.mark.parametrize("phase", ["keys", "shares", "inputs", "seed", "sketch", "validate"])
 def test_each_phase_takes_only_its_own_input_once_from_an_expected_member(phase: str) -> None:
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     own = d.inputs(phase, (1,))[0]
     assert own == OTHER_INPUTS[phase]() and d.c.tx_valid_now(d.c.parse(own)) and d.check(own) == []
     d.refused(f"member 1 for round 1: a second input in phase {phase}", own, own)
@@ -229,20 +222,20 @@ def test_each_phase_takes_only_its_own_input_once_from_an_expected_member(phase:
 
 
 def test_a_key_message_of_the_other_key_phase_is_refused() -> None:
-    d = Driver(validated()).to("shares")
+    d = Driver(validated_contract()).to("shares")
     advert = tx("sa", 1, 1, sa_messages(1, ALL)[0][1])
     assert not d.c.tx_valid_now(d.c.parse(advert))
     d.refused("sa from member 1 for round 1: not expected in phase shares", advert)
 
 
 def test_inputs_of_another_round_are_refused() -> None:
-    d = Driver(validated()).to("inputs")
+    d = Driver(validated_contract()).to("inputs")
     d.refused(r"input for round 2, but round 1 open=True", *d.inputs("inputs", (1,), round_id=2))
     d.refused(r"close for round 3, but round 1 open=True", close_tx("inputs", 3))
 
 
 def test_an_input_from_a_non_participant_is_refused_in_every_phase() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.open(1, (0, 1, 2))
     assert d.s.excluded == ()
     while True:
@@ -256,7 +249,7 @@ def test_an_input_from_a_non_participant_is_refused_in_every_phase() -> None:
 
 def test_a_member_outside_the_previous_set_is_not_expected() -> None:
     """U1 = {0, 1, 2}: member 3 may not deal shares, nor mask, nor (outside U3) reveal."""
-    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("shares", {"keys": (0, 1, 2)})
     assert (d.s.u1, d.s.expected, d.s.absent) == ((0, 1, 2), (0, 1, 2), (3,))
     d.refused("member 3 for round 1: not expected in phase shares", tx("sa", 3, 1, sa_messages(1, ALL)[0][3]))
     d.close("shares", (0, 1, 2))
@@ -264,7 +257,7 @@ def test_a_member_outside_the_previous_set_is_not_expected() -> None:
 
 
 def test_an_sa_message_for_another_sender_bad_signature_or_short_bundle_is_refused() -> None:
-    d = Driver(validated()).to("keys")
+    d = Driver(validated_contract()).to("keys")
     adverts = sa_messages(1, ALL)[0]
     d.refused("sa tx carries the wrong message for phase keys", tx("sa", 1, 1, adverts[2]))
     message = sam.decode(adverts[1], d.c.params.round_config(1, ALL).limits)
@@ -279,13 +272,13 @@ def test_an_sa_message_for_another_sender_bad_signature_or_short_bundle_is_refus
 
 def test_shares_dealt_for_another_u1_are_refused() -> None:
     """U1 = {0, 1, 2}: a bundle that also covers member 3 does not match it."""
-    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("shares", {"keys": (0, 1, 2)})
     d.refused("invalid secure-aggregation message from member 1: .*share bundle does not cover exactly the other",
               tx("sa", 1, 1, sa_messages(1, ALL)[1][1]))
 
 
 def test_a_reveal_that_does_not_open_the_commitment_is_refused() -> None:
-    d = Driver(validated()).to("seed")
+    d = Driver(validated_contract()).to("seed")
     d.refused("reveal from member 2 does not open its committed seed commitment",
               tx("reveal", 2, 1, reveal_value(1, 1)))
     assert d.check(*d.inputs("seed", (2,))) == []
@@ -293,7 +286,7 @@ def test_a_reveal_that_does_not_open_the_commitment_is_refused() -> None:
 
 @pytest.mark.parametrize("length", [8 * 10 - 8, 8 * 10 + 8, 8 * 6])
 def test_statistics_of_the_wrong_length_are_refused(length: int) -> None:
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     stats = tx("stats", 1, 1, bytes(length))
     assert not d.c.tx_valid_now(d.c.parse(stats))
     d.refused("stats from member 1 for round 1: not expected in phase validate", stats)
@@ -301,14 +294,14 @@ def test_statistics_of_the_wrong_length_are_refused(length: int) -> None:
 
 def test_statistics_for_a_smaller_v_have_fewer_entries() -> None:
     """V = {0, 1, 2} (member 3 outside U3): 3 norms and 3 distances, 48 bytes."""
-    d = Driver(validated()).to("validate", {"inputs": (0, 1, 2)})
+    d = Driver(validated_contract()).to("validate", {"inputs": (0, 1, 2)})
     assert d.s.expected == (0, 1, 2) and d.c._statistics_count() == 6
     assert d.check(tx("stats", 1, 1, bytes(48))) == []
     d.refused("not expected in phase validate", tx("stats", 1, 1, bytes(80)))
 
 
 def test_statistics_outside_the_field_are_refused() -> None:
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     stats = tx("stats", 1, 1, b"\xff" * 80)
     assert d.c.tx_valid_now(d.c.parse(stats))
     d.refused("stats from member 1: ", stats)
@@ -326,34 +319,34 @@ def test_statistics_outside_the_field_are_refused() -> None:
     ("unmask", close_tx("unmask"), "close cannot end phase unmask"),
 ])
 def test_a_phase_closes_only_with_its_own_closing_tx(phase: str, closing: bytes, why: str) -> None:
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     if phase == "validate":
         d.commit(*d.inputs(phase, ALL))
     d.refused(why, closing)
 
 
 def test_a_close_by_another_member_than_the_proposer_is_refused() -> None:
-    d = Driver(validated()).to("keys")
+    d = Driver(validated_contract()).to("keys")
     d.refused("close tx must be authored by the block proposer", *d.inputs("keys", ALL), tx("close", 1, 1, "keys"))
 
 
 @pytest.mark.parametrize("phase", ["keys", "shares", "inputs"])
 def test_a_close_that_omits_an_expected_member_needs_a_deadline_check(phase: str) -> None:
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     assert d.check(*d.inputs(phase, ALL), close_tx(phase)) == []
     assert d.check(*d.inputs(phase, (0, 1, 2)), close_tx(phase)) == [rc.DeadlineCheck(1, phase)]
 
 
 def test_an_accept_needs_the_statistics_of_every_holder_of_v_when_nobody_is_excluded() -> None:
     """N = 4, f_eff = 1: 2 t_v + 1 + f_eff = 4 publishers, so all of V; the accept is judged on the statistics."""
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     accept = tx("accept", 0, 1, [0, 1, 2])
     assert [type(c) for c in d.check(*d.inputs("validate", ALL), accept)] == [rc.ValidationCheck]
     d.refused("phase validate has 3 inputs, needs 4: abort", *d.inputs("validate", (0, 1, 2)), accept)
 
 
 def test_a_close_that_omits_only_absent_members_needs_no_deadline_check() -> None:
-    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("shares", {"keys": (0, 1, 2)})
     assert d.s.absent == (3,)
     assert d.check(*d.inputs("shares", (0, 1, 2)), close_tx("shares")) == []
 
@@ -361,7 +354,7 @@ def test_a_close_that_omits_only_absent_members_needs_no_deadline_check() -> Non
 @pytest.mark.parametrize("phase", ["keys", "shares", "inputs"])
 def test_the_key_and_input_phases_need_min_members(phase: str) -> None:
     """t + 1 = 2 but min_updates = 3: three inputs close the phase, two are refused."""
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     assert d.check(*d.inputs(phase, (0, 1, 2)), close_tx(phase)) == [rc.DeadlineCheck(1, phase)]
     d.refused(f"phase {phase} has 2 inputs, needs 3: abort", *d.inputs(phase, (0, 1)), close_tx(phase))
 
@@ -369,7 +362,7 @@ def test_the_key_and_input_phases_need_min_members(phase: str) -> None:
 @pytest.mark.parametrize("phase", ["seed", "sketch", "validate"])
 def test_validation_phases_need_2tv_plus_1_plus_f_inputs(phase: str) -> None:
     """Nobody excluded: f_eff = f = 1, so 2 t_v + 1 + f_eff = 4 inputs; 3 are refused."""
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     closing = tx("accept", 0, 1, list(ALL)) if phase == "validate" else close_tx(phase)
     assert d.c.min_inputs(phase) == 4
     assert len(d.check(*d.inputs(phase, ALL), closing)) == (1 if phase == "validate" else 0)
@@ -379,7 +372,7 @@ def test_validation_phases_need_2tv_plus_1_plus_f_inputs(phase: str) -> None:
 @pytest.mark.parametrize("phase", ["seed", "sketch", "validate"])
 def test_with_one_member_excluded_validation_phases_need_one_fewer(phase: str) -> None:
     """Member 3 outside U3 is excluded: f_eff = 0, so exactly 3 inputs close the phase and 2 are refused."""
-    d = Driver(validated()).to(phase, {"inputs": (0, 1, 2)})
+    d = Driver(validated_contract()).to(phase, {"inputs": (0, 1, 2)})
     closing = tx("accept", 0, 1, [0, 1, 2]) if phase == "validate" else close_tx(phase)
     assert (d.s.excluded, d.s.expected, d.c.effective_faulty, d.c.min_inputs(phase)) == ((3,), (0, 1, 2), 0, 3)
     assert rc.DeadlineCheck(1, phase) not in d.check(*d.inputs(phase, (0, 1, 2)), closing)
@@ -387,7 +380,7 @@ def test_with_one_member_excluded_validation_phases_need_one_fewer(phase: str) -
 
 
 def test_without_exclude_late_a_member_outside_u3_does_not_lower_the_threshold() -> None:
-    c = validated()
+    c = validated_contract()
     c.params = dataclasses.replace(c.params, exclude_late=False)
     d = Driver(c).to("seed", {"inputs": (0, 1, 2)})
     assert (d.s.excluded, d.c.effective_faulty) == ((3,), 1)
@@ -402,21 +395,21 @@ def test_without_exclude_late_a_member_outside_u3_does_not_lower_the_threshold()
     ([0], r"accepted set \(0,\) is not"),
 ])
 def test_an_accepted_set_below_min_members_is_refused(accepted: list[int], why: str) -> None:
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     d.commit(*d.inputs("validate", ALL))
     d.refused(why, tx("accept", 0, 1, accepted))
     assert len(d.check(tx("accept", 0, 1, [0, 1, 2]))) == 1
 
 
 def test_an_accepted_set_outside_v_is_refused() -> None:
-    d = Driver(validated()).to("validate", {"inputs": (0, 1, 2)})
+    d = Driver(validated_contract()).to("validate", {"inputs": (0, 1, 2)})
     d.commit(*d.inputs("validate", (0, 1, 2)))
     d.refused(r"accepted set \(0, 1, 2, 3\) is not a large enough subset of \(0, 1, 2\)", tx("accept", 0, 1, [0, 1, 2, 3]))
     d.refused(r"accepted set \(1, 2, 3\) is not", tx("accept", 0, 1, [1, 2, 3]))
 
 
 def test_the_validation_check_carries_v_the_published_shares_and_the_weights() -> None:
-    d = Driver(validated()).to("validate", {"inputs": (0, 2, 3)})
+    d = Driver(validated_contract()).to("validate", {"inputs": (0, 2, 3)})
     d.commit(*d.inputs("validate", (3, 0)))
     check = d.c.validation_check((0, 3))
     assert check == rc.ValidationCheck(1, (0, 2, 3), ((0, bytes(48)), (3, bytes(48))), (0, 3), 0,
@@ -427,7 +420,7 @@ def test_the_validation_check_carries_v_the_published_shares_and_the_weights() -
     (ALL, "validation"), ((0, 1, 2), "deadline")])
 def test_an_abort_in_validate_is_judged_on_the_statistics_once_all_published(published: tuple[int, ...],
                                                                             check: str) -> None:
-    d = Driver(validated()).to("validate")
+    d = Driver(validated_contract()).to("validate")
     d.commit(*d.inputs("validate", published))
     expected = d.c.validation_check(None) if check == "validation" else rc.DeadlineCheck(1, "validate")
     assert d.check(tx("abort", 0, 1, "undecidable")) == [expected]
@@ -441,7 +434,7 @@ def test_an_abort_in_validate_is_judged_on_the_statistics_once_all_published(pub
     ("sketch", (1, 2, 3), (0,))])
 def test_an_abort_for_too_few_inputs_names_the_missing_and_makes_them_absent(
         phase: str, present: tuple[int, ...], missing: tuple[int, ...]) -> None:
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     d.commit(*d.inputs(phase, present))
     abort = tx("abort", 0, 1, "deadline")
     assert d.check(abort) == [rc.DeadlineCheck(1, phase)]
@@ -452,27 +445,27 @@ def test_an_abort_for_too_few_inputs_names_the_missing_and_makes_them_absent(
 
 @pytest.mark.parametrize("phase", ["validate", "unmask"])
 def test_an_abort_in_validate_or_unmask_names_nobody(phase: str) -> None:
-    d = Driver(validated()).to(phase)
+    d = Driver(validated_contract()).to(phase)
     assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == ()  # type: ignore[union-attr]
     assert d.s.absent == ()
 
 
 def test_an_abort_with_enough_inputs_names_nobody() -> None:
-    d = Driver(validated()).to("seed")
+    d = Driver(validated_contract()).to("seed")
     d.commit(*d.inputs("seed", ALL))
     assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == ()  # type: ignore[union-attr]
 
 
 def test_an_abort_does_not_name_the_excluded() -> None:
     """Member 3 is outside U3 (excluded): the seed phase aborting with two reveals names only member 2."""
-    d = Driver(validated()).to("seed", {"inputs": (0, 1, 2)})
+    d = Driver(validated_contract()).to("seed", {"inputs": (0, 1, 2)})
     d.commit(*d.inputs("seed", (0, 1)))
     assert d.commit(tx("abort", 0, 1, "deadline"))[-1].missing == (2,)  # type: ignore[union-attr]
     assert d.s.absent == (2,)
 
 
 def test_a_member_absent_when_the_round_opens_is_excluded_and_not_awaited() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.s.absent, d.s.absent_since = (3,), {3: 1}
     d.open()
     assert (d.s.excluded, d.c.effective_faulty, d.c.min_inputs("seed")) == ((3,), 0, 3)
@@ -482,7 +475,7 @@ def test_a_member_absent_when_the_round_opens_is_excluded_and_not_awaited() -> N
 
 
 def test_an_input_from_an_absent_member_makes_it_present_but_keeps_it_excluded() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.s.absent, d.s.absent_since = (3,), {3: 1}
     d.open()
     d.commit(*d.inputs("keys", (3,)))
@@ -496,12 +489,12 @@ def test_an_input_from_an_absent_member_makes_it_present_but_keeps_it_excluded()
 
 
 def test_the_keys_close_marks_the_participants_outside_u1_absent() -> None:
-    d = Driver(validated()).to("shares", {"keys": (1, 2, 3)})
+    d = Driver(validated_contract()).to("shares", {"keys": (1, 2, 3)})
     assert (d.s.absent, d.s.absent_since, d.s.u1) == ((0,), {0: 2}, (1, 2, 3))
 
 
 def test_only_the_participants_outside_u3_are_excluded_when_the_inputs_close() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.open(1, (0, 1, 2, 3))
     d.close("keys", ALL)
     d.close("shares", ALL)
@@ -515,7 +508,7 @@ def test_only_the_participants_outside_u3_are_excluded_when_the_inputs_close() -
 
 
 def _in_round_one(phase: str = "inputs") -> Driver:
-    return Driver(validated()).to(phase)
+    return Driver(validated_contract()).to(phase)
 
 
 def test_the_next_rounds_keys_run_ahead_and_close_only_complete() -> None:
@@ -575,7 +568,7 @@ def test_an_open_without_every_member_discards_the_phases_ahead() -> None:
 
 
 def test_an_absent_member_is_not_awaited_ahead() -> None:
-    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("shares", {"keys": (0, 1, 2)})
     adverts = d.inputs("keys", (0, 1, 2), round_id=2)
     assert d.c.ahead_complete() is False
     d.commit(*adverts)
@@ -587,7 +580,7 @@ def test_an_absent_member_is_not_awaited_ahead() -> None:
 
 
 def test_committed_sa_messages_of_the_open_key_phase() -> None:
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.open()
     d.commit(*d.inputs("keys", (3, 1)))
     adverts = sa_messages(1, ALL)[0]
@@ -603,7 +596,7 @@ def test_committed_sa_messages_of_the_open_key_phase() -> None:
 
 
 def test_a_ready_during_an_open_round_brings_the_member_back_and_changes_nothing_else() -> None:
-    d = Driver(validated()).to("shares", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("shares", {"keys": (0, 1, 2)})
     before = d.s.copy()
     assert d.commit(tx("ready", 3, 2)) == []
     assert (d.s.absent, d.s.absent_since) == ((), {})
@@ -614,7 +607,7 @@ def test_a_ready_during_an_open_round_brings_the_member_back_and_changes_nothing
 def test_an_eval_from_an_absent_member_does_not_make_it_present() -> None:
     """An eval is about a past round, not a promise to take part: member 3, absent since round 1's keys
     phase, evaluates round 1's model during round 2 and stays absent."""
-    d = Driver(validated()).to("unmask", {"keys": (0, 1, 2)})
+    d = Driver(validated_contract()).to("unmask", {"keys": (0, 1, 2)})
     d.commit(tx("result", 0, 1, [0, 1, 2], M1))
     d.open(2)
     assert d.commit(tx("eval", 3, 1, M1, 7, 9)) == [rc.EvalCommitted(1, 3, 7, 9, d.s.height)]
@@ -638,7 +631,7 @@ def test_a_plain_result_aggregates_each_update_with_its_sample_count() -> None:
 @pytest.mark.parametrize(("author", "kind", "fields"), [
     (1, "result", ([0, 1, 2, 3], M1)), (2, "abort", ("deadline",)), (3, "close", ("unmask",))])
 def test_only_the_proposer_may_end_a_round(author: int, kind: str, fields: tuple[object, ...]) -> None:
-    d = Driver(validated()).to("unmask")
+    d = Driver(validated_contract()).to("unmask")
     d.refused(f"^{kind} tx must be authored by the block proposer$", tx(kind, author, 1, *fields))
 
 
@@ -647,16 +640,16 @@ def test_only_the_proposer_may_end_a_round(author: int, kind: str, fields: tuple
     (lambda: tx("open", 0, 1, M0, [0, 1]), "too few participants to ever complete the round"),
 ])
 def test_an_open_is_refused_with_its_exact_reason(make, reason: str) -> None:  # type: ignore[no-untyped-def]
-    Driver(validated()).refused(f"^{reason}$", make())
+    Driver(validated_contract()).refused(f"^{reason}$", make())
 
 
 def test_a_result_other_than_the_survivors_is_refused_with_its_exact_reason() -> None:
-    d = Driver(validated()).to("unmask")
+    d = Driver(validated_contract()).to("unmask")
     d.refused("^result must include exactly the round's committed inputs$", tx("result", 0, 1, [0, 1, 2], M1))
 
 
 def test_a_ready_from_a_present_member_names_the_rounds_it_may_name() -> None:
-    d = Driver(validated()).to("keys")
+    d = Driver(validated_contract()).to("keys")
     d.refused(r"^ready from member 2 for round 1: it is not absent, or the round is before it went missing or "
               r"after 2$", tx("ready", 2, 1))
 
@@ -668,7 +661,7 @@ def test_an_sa_message_is_verified_once_for_the_contract_and_its_shadows() -> No
         calls.append(i)
         return verify(i, data, sig)
 
-    c = validated()
+    c = validated_contract()
     c.verify = counting
     d = Driver(c)
     d.open()
@@ -686,7 +679,7 @@ def test_the_verified_sa_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     from node import contract_rules
 
     monkeypatch.setattr(contract_rules, "PARSE_CACHE_ENTRIES", 2)
-    d = Driver(validated())
+    d = Driver(validated_contract())
     d.open()
     for a in ALL:
         d.check(*d.inputs("keys", (a,)))

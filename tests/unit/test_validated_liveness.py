@@ -216,20 +216,13 @@ def test_a_forged_statistic_share_at_n7_with_one_absent_is_still_detected() -> N
         decide_accepted(forged_statistics(check, 5, {0: shift}), c.setup, c.quant)
 
 
-def _validated_contract(n: int) -> rc.Contract:
-    f = (n - 1) // 3
-    return rc.Contract(rc.ContractParams(contract_test.CHAIN, n, 4, contract_test.M0, 3, secure=True, degree=1,
-                                         validate=True, validation_degree=f, exclude_late=True),
-                       contract_test.verify)
-
-
 def test_a_member_absent_when_the_next_rounds_keys_closed_ahead_is_excluded_from_that_round() -> None:
     """Member 3 was absent while round 2's key phases ran ahead in round 1 (they closed without it, nobody
     waits for the absent) and said `ready` before round 2 opened. It is no longer absent, but it is outside
     round 2's U3: it was absent when round 2's keys closed, so it counts among the faulty for round 2, whose
     validation then needs 3 inputs, not the 4 that U3 could never reach (which would abort round 2, name
     member 3 missing and make it absent again, round after round)."""
-    c = _validated_contract(4)
+    c = contract_test.validated_contract(4)
     s = c.state
     s.round, s.ahead_phase, s.ahead_u1, s.ahead_u2, s.absent = 1, "inputs", (0, 1, 2), (0, 1, 2), ()
     c.apply_block(contract_test.block(1, 0, contract_test.tx("open", 0, 2, contract_test.M0, [0, 1, 2, 3])))
@@ -257,7 +250,7 @@ def test_a_member_that_stalls_before_its_masked_input_costs_a_deadline_not_the_r
 def test_f_eff_spends_the_spare_members_first(n: int, excluded: int, f_eff: int) -> None:
     """N >= 3f + 1 + k tolerates k excluded members with f_eff = f (no timing assumption needed); beyond the
     spare N - (2t_v + 1 + f), each excluded member lowers f_eff by one, so the phases need exactly the others."""
-    c = _validated_contract(n)
+    c = contract_test.validated_contract(n)
     c.state.excluded = tuple(range(excluded))
     assert c.effective_faulty == f_eff
     assert c.min_inputs("validate") == 2 * ((n - 1) // 3) + 1 + f_eff <= n - excluded
@@ -326,7 +319,7 @@ def test_without_a_deadline_that_outlasts_censorship_nobody_lowers_f_eff() -> No
     members lower f_eff only when the phase deadline is longer than that (`censorship_bound_s`): with the
     defaults (30 s, 2 s view timeouts, factor 2) at N = 4 and N = 7, not at N = 10 (60 s needed)."""
     assert [censorship_bound_s(f, 2000, 2) for f in (1, 2, 3)] == [12.0, 28.0, 60.0]
-    c = _validated_contract(4)
+    c = contract_test.validated_contract(4)
     c.params = dataclasses.replace(c.params, exclude_late=False)
     c.state.excluded = (3,)
     assert c.effective_faulty == 1 and c.min_inputs("seed") == 4
