@@ -61,6 +61,8 @@ logger = logging.getLogger("fednode")
 
 LIE_IDENTITY_SHIFT = 1 << 20
 """Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
+EVIDENCE_HEIGHTS = 8
+"""The checkpoint heights the evidence flood cycles through (the first 8 checkpoints: within a short run's window)."""
 
 
 OVERRUN_MIB = 64
@@ -293,10 +295,14 @@ class Faults(FaultHooks):
             await shell.sleep(0.01)
 
     async def _evidence_flood(self, shell: ShellAccess) -> None:
-        """Finding 5: signed conflicting checkpoints, many per height, over many heights."""
-        ctx, height = self.ctx, 0
+        """Finding 5: signed conflicting checkpoints, many per height, over the heights of the first
+        EVIDENCE_HEIGHTS checkpoints, again and again. Heights only ever rising would leave every member's vote
+        window (`consensus.checkpoints`) within a fraction of a second, so a flood that began before the
+        connections were up would never be seen."""
+        ctx, step = self.ctx, 0
         while True:
-            height += 16
+            step += 1
+            height = ctx.checkpoint_interval * (1 + step % EVIDENCE_HEIGHTS)
             for _ in range(8):
                 checkpoint = pbft.Checkpoint(height, os.urandom(32), ctx.index)
                 signed = pbft.encode(pbft.Checkpoint(height, checkpoint.block_hash, ctx.index,
