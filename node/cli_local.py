@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from node.cli_options import EXIT_FAILED, UserError, dataset_options, fail, make_testnet
+from node.cli_options import EXIT_FAILED, UserError, dataset_options, fail, make_testnet, malicious_members
 
 
 @click.command()
@@ -114,8 +114,9 @@ def cluster(nodes: int, rounds: int, workdir: str | None, seed: int, as_json: bo
         for p in procs:
             p.stop()
     summary = summarize(obs, wall_s, rounds, work, injector)
-    summary |= peak_rss(procs, range(nodes - kw["malicious"], nodes))
-    if kw["malicious"] and not kw["shell_faults"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
+    malicious = malicious_members(kw, nodes)
+    summary |= peak_rss(procs, malicious)
+    if malicious and not kw["shell_faults"] and len(summary["model_hashes"]) == summary["rounds_committed"]:
         try:
             summary["backdoor_success_by_round"] = backdoor_success_by_round(work, kw["attack"],
                                                                              summary["model_hashes"])

@@ -89,6 +89,9 @@ def dataset_options(func: Any) -> Any:
                      help="Skip validation on shares (secure aggregation alone); for comparisons only."),
         click.option("--malicious", type=click.IntRange(0, 64), default=0, show_default=True,
                      help="Make the last K hospitals malicious (fault injection for evaluations and tests)."),
+        click.option("--malicious-members", metavar="I,J,...",
+                     help="Which members are malicious instead of the last K (member 0 is the first primary); "
+                          "sets K."),
         click.option("--attack", default="sign-flip", show_default=True,
                      help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
                           "min-max, rule-aware, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
@@ -122,6 +125,24 @@ def _specs(kw: dict[str, Any], seed: int) -> tuple[Any, Any, Any]:
     return dataset, split, training
 
 
+def malicious_members(kw: dict[str, Any], nodes: int) -> tuple[int, ...]:
+    """The malicious members: --malicious-members if given, else the last --malicious K."""
+    text = kw.get("malicious_members")
+    if text is None:
+        if kw["malicious"] > nodes:
+            raise UserError(f"--malicious {kw['malicious']} exceeds --nodes {nodes}")
+        return tuple(range(nodes - kw["malicious"], nodes))
+    try:
+        members = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--malicious-members {text!r}: expected member indices like 0,2") from None
+    if len(set(members)) != len(members) or any(not 0 <= i < nodes for i in members):
+        raise UserError(f"--malicious-members {text!r}: expected distinct indices in 0..{nodes - 1}")
+    if kw["malicious"] not in (0, len(members)):
+        raise UserError(f"--malicious {kw['malicious']} contradicts --malicious-members {text!r}")
+    return tuple(sorted(members))
+
+
 def make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, Any],
                   protocol: dict[str, Any] | None = None, crash_rounds: dict[int | None, int] | None = None,
                   **layout: Any) -> list[Path]:
@@ -131,20 +152,18 @@ def make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, An
     from node.testnet import create_testnet
 
     dataset, split, training = _specs(kw, seed)
-    if kw["malicious"] > nodes:
-        raise UserError(f"--malicious {kw['malicious']} exceeds --nodes {nodes}")
+    malicious = malicious_members(kw, nodes)
     try:
         make_attack(kw["attack"])
     except AttackError as exc:
         raise fail(exc) from None
-    behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": kw["malicious"]}
+    behaviour: dict[str, Any] = {"attack": kw["attack"], "n_malicious": len(malicious)}
     if kw["shell_faults"]:
         behaviour = {"shell_faults": list(kw["shell_faults"])}
     if kw["validator_fault"] != "none":
         behaviour["validator"] = kw["validator_fault"]
     if kw["consensus_fault"] != "none":
         behaviour["consensus_fault"] = kw["consensus_fault"]
-    malicious = range(nodes - kw["malicious"], nodes)
     behaviours: dict[int, dict[str, Any]] = {i: dict(behaviour) for i in malicious}
     for node, round_id in (crash_rounds or {}).items():
         assert node is not None, "parse_fault gives crash faults a member index"

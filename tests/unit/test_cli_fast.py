@@ -45,3 +45,16 @@ def test_verbose_flag_after_the_subcommand() -> None:
     assert result.exit_code == 2
     assert "No such option" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_malicious_members_choose_who_misbehaves() -> None:
+    from node.cli_options import UserError, malicious_members
+    assert malicious_members({"malicious": 2}, 5) == (3, 4)
+    assert malicious_members({"malicious": 0, "malicious_members": "2,0"}, 4) == (0, 2)
+    assert malicious_members({"malicious": 1, "malicious_members": "0"}, 4) == (0,)
+    for kw, match in [({"malicious": 5}, "exceeds"), ({"malicious": 0, "malicious_members": "0,0"}, "distinct"),
+                      ({"malicious": 0, "malicious_members": "4"}, "distinct"),
+                      ({"malicious": 0, "malicious_members": "a"}, "indices like"),
+                      ({"malicious": 2, "malicious_members": "0"}, "contradicts")]:
+        with pytest.raises(UserError, match=match):
+            malicious_members(kw, 4)
