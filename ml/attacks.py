@@ -58,6 +58,8 @@ class AttackContext:
     n_malicious: int = 1
     n_classes: int = 2
     benign_updates: np.ndarray | None = None
+    clip_bound: float | None = None
+    """The round's per-sample norm bound B (public on the ledger), for an attacker that knows the rule."""
 
 
 class Attack:
@@ -287,15 +289,15 @@ class RuleAware(Attack):
         rule = self.rule or RobustRule(f=max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
         best, best_gamma = mean, 0.0
         for direction in _away_from_mean(benign, mean):
-            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious))
+            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx.clip_bound)
             if gamma > best_gamma:
                 best, best_gamma = mean + self.margin * gamma * direction, gamma
         return best
 
     def _largest_accepted(self, rule: RobustRule, benign: np.ndarray, mean: np.ndarray, direction: np.ndarray,
-                          copies: int) -> float:
+                          copies: int, clip_bound: float | None) -> float:
         def accepted(gamma: float) -> bool:
-            return _copies_accepted(rule, benign, mean + gamma * direction, copies)
+            return _copies_accepted(rule, benign, mean + gamma * direction, copies, clip_bound)
 
         scale = max(float(np.linalg.norm(mean)), float(np.sqrt((benign**2).sum(axis=1).max())), 1e-12)
         low, high = 0.0, scale
@@ -316,15 +318,17 @@ def _away_from_mean(benign: np.ndarray, mean: np.ndarray) -> list[np.ndarray]:
     return [d / float(np.linalg.norm(d)) for d in candidates if float(np.linalg.norm(d)) > 1e-12]
 
 
-def _copies_accepted(rule: RobustRule, benign: np.ndarray, candidate: np.ndarray, copies: int) -> bool:
-    """Whether ``rule`` accepts all ``copies`` of ``candidate`` submitted next to ``benign``, on exact statistics."""
+def _copies_accepted(rule: RobustRule, benign: np.ndarray, candidate: np.ndarray, copies: int,
+                     clip_bound: float | None = None) -> bool:
+    """Whether ``rule`` (with the round's bound ``clip_bound``) accepts all ``copies`` of ``candidate`` submitted
+    next to ``benign``, on exact statistics."""
     stacked = np.vstack([benign, np.repeat(candidate[None, :], copies, axis=0)])
     sq_norms = (stacked**2).sum(axis=1)
     gram = stacked @ stacked.T
     sq_dists = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
     sq_dists = (sq_dists + sq_dists.T) / 2.0
     np.fill_diagonal(sq_dists, 0.0)
-    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked)).accepted)
+    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked), clip_bound=clip_bound).accepted)
     return all(len(benign) + k in accepted for k in range(copies))
 
 

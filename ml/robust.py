@@ -375,22 +375,41 @@ class RobustRule:
     min_cosine: float = 0.0
     norm_ratio: float = 2.0
     distance_ratio: float = 1.5
+    clip_factor: float = 0.0
+    """B of the next round over the median per-sample norm this round accepted (`next_clip_bound`); 0: no
+    per-round bound, members clip to C alone."""
+    clip_slack: float = 0.25
+    """Relative error of a sketched squared norm tolerated before an update is called longer than B."""
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The accepted indices (ascending) and, for each rejected index, the rule that rejected it."""
+    """The accepted indices (ascending), for each rejected index the rule that rejected it, and the median
+    per-sample squared norm of the accepted updates (0.0 if none), from which the next round's bound follows."""
 
     accepted: tuple[int, ...]
     rejected: dict[int, str]
+    median_sq_norm: float = 0.0
+
+
+def next_clip_bound(rule: RobustRule, previous: float, cap: float, decision: Decision | None) -> float:
+    """The per-sample L2 bound B of the next round: ``clip_factor`` times the median norm this round accepted,
+    never above ``cap`` (the clip C); ``previous`` again after an aborted round (``decision`` None) or when
+    nothing non-zero was accepted. Only `_median`'s sort, one product and ``math.sqrt``: every replica gets
+    the same bits from the same committed statistics."""
+    if rule.clip_factor <= 0 or decision is None or decision.median_sq_norm <= 0:
+        return previous
+    return min(cap, rule.clip_factor * math.sqrt(decision.median_sq_norm))
 
 
 def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights: np.ndarray | None = None,
-           history: list[int] | None = None) -> Decision:
+           history: list[int] | None = None, clip_bound: float | None = None) -> Decision:
     """Apply ``rule`` to the revealed statistics of n weighted vectors: a weight outside (0, 1] is
     rejected, the norm bound comes next, then the distance rule on the survivors, judged per sample
     (`per_sample`) when ``weights`` are given; ``history`` (earlier rejections per update) ranks the
-    flagged updates of the capped rules."""
+    flagged updates of the capped rules. ``clip_bound`` is the round's per-sample bound B, to which every
+    honest member clipped its update before masking: a per-sample norm above it (``clip_slack`` allowed for
+    the sketch) is a proof, rejected outright (`clip_bound`) and not counted against f."""
     if rule.kind not in RULE_KINDS:
         raise ValueError(f"unknown robust rule {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
     d = _check_sq_dists(sq_dists)
@@ -412,7 +431,13 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
     if weights is not None:
         norms, d = per_sample(norms, d, np.asarray(weights, dtype=np.float64)[survivors])
     past = [history[i] for i in survivors] if history is not None else None
-    if rule.kind == "bounded_distance":
+    if clip_bound is not None:
+        within = norms <= clip_bound * clip_bound * (1.0 + rule.clip_slack)
+        rejected.update({int(survivors[j]): "clip_bound" for j in np.flatnonzero(~within)})
+        survivors, norms, d = survivors[within], norms[within], d[np.ix_(within, within)]
+        past = [p for p, kept in zip(past, within.tolist(), strict=True) if kept] if past is not None else None
+        rule = dataclasses.replace(rule, f=max(0, rule.f - int((~within).sum())))
+    if rule.kind == "bounded_distance" and rule.norm_ratio > 0:
         short = ~adaptive_norm_bound(norms, rule.norm_ratio, rule.spread_power)
         rejected.update({int(survivors[j]): "norm_ratio" for j in np.flatnonzero(~short)})
         survivors, norms, d = survivors[short], norms[short], d[np.ix_(short, short)]
@@ -420,7 +445,7 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
         rule = dataclasses.replace(rule, f=max(0, rule.f - int((~short).sum())))
     keep = _distance_rule(rule, norms, d, past)
     rejected.update({int(survivors[j]): rule.kind for j in np.flatnonzero(~keep)})
-    return Decision(accepted=tuple(int(i) for i in survivors[keep]), rejected=rejected)
+    return Decision(tuple(int(i) for i in survivors[keep]), rejected, _median(norms[keep].tolist()))
 
 
 def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: list[int] | None) -> np.ndarray:

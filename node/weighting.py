@@ -22,10 +22,13 @@ class Weighting:
     clip_l2: float
     sample_cap: int
 
-    def vector(self, update: npt.NDArray[np.floating], n_samples: int) -> npt.NDArray[np.float64]:
-        """[w * clip(update), w] with w = min(n_samples, cap) / cap in (0, 1]."""
+    def vector(self, update: npt.NDArray[np.floating], n_samples: int,
+               bound: float | None = None) -> npt.NDArray[np.float64]:
+        """[w * clip(update), w] with w = min(n_samples, cap) / cap in (0, 1], the update clipped to the
+        round's bound B (``bound``, from the ledger) if one is given and to C in any case."""
         weight = min(n_samples, self.sample_cap) / self.sample_cap
-        return np.append(clip_l2(np.asarray(update, dtype=np.float64), self.clip_l2) * weight, weight)
+        limit = self.clip_l2 if bound is None else min(bound, self.clip_l2)
+        return np.append(clip_l2(np.asarray(update, dtype=np.float64), limit) * weight, weight)
 
     @property
     def total_bound(self) -> float:

@@ -53,7 +53,7 @@ from ml.data import DatasetSpec, SplitSpec, node_data
 from ml.models import ModelSpec
 from ml.params import initial_params
 from ml.reference import REFERENCES
-from ml.robust import RobustRule, decide
+from ml.robust import Decision, RobustRule, decide, next_clip_bound
 from ml.simulation import train_seed
 from ml.train import TrainConfig, evaluate, local_train
 from node import contract as rc
@@ -69,6 +69,7 @@ from node.secure_round import (
     quant_params,
 )
 from smpc.prg import SeededRandomBytes
+from smpc.quantize import clip_l2
 from smpc.sketch import CountSketch
 from smpc.validation import SketchParams
 
@@ -254,6 +255,8 @@ class Scenario:
     rule: RobustRule | None = None
     rounds: int | None = None
     """None: the benchmark's number of rounds."""
+    rule_changes: tuple[tuple[str, float], ...] = ()
+    """Fields of the default rule changed for this run (``--rule``), when ``rule`` is None."""
 
     @property
     def f(self) -> int:
@@ -265,7 +268,9 @@ class Scenario:
 
     @property
     def fednode_rule(self) -> RobustRule:
-        return self.rule if self.rule is not None else RobustRule(f=self.f)
+        if self.rule is not None:
+            return self.rule
+        return dataclasses.replace(RobustRule(f=self.f), **dict(self.rule_changes))
 
 
 @dataclass(slots=True)
@@ -317,8 +322,9 @@ class Federation:
             return make_attack(name, rule=self.scenario.fednode_rule)
         return make_attack(name)
 
-    def updates(self, global_vec: np.ndarray, round_id: int) -> list[np.ndarray]:
-        """Every node's update of this round: honest training, then the attackers' (which may read the honest ones)."""
+    def updates(self, global_vec: np.ndarray, round_id: int, bound: float | None = None) -> list[np.ndarray]:
+        """Every node's update of this round: honest training, then the attackers' (which may read the honest
+        ones, as fednode's members submit them: clipped to the round's bound ``bound`` when there is one)."""
         s = self.scenario
         updates: dict[int, np.ndarray] = {}
         for i, local in enumerate(self.nodes):
@@ -326,18 +332,19 @@ class Federation:
                 seed = train_seed(s.seed, round_id, i)
                 updates[i] = local_train(self.model, global_vec, local.X_train, local.y_train, self.bench.training,
                                          seed).update
-        honest = np.stack(list(updates.values()))
+        honest = np.stack([u if bound is None else clip_l2(u, bound) for u in updates.values()])
         for i in s.malicious:
-            updates[i] = self._malicious(global_vec, round_id, i, honest)
+            updates[i] = self._malicious(global_vec, round_id, i, honest, bound)
         return [updates[i] for i in range(s.n)]
 
-    def _malicious(self, global_vec: np.ndarray, round_id: int, node: int, honest: np.ndarray) -> np.ndarray:
+    def _malicious(self, global_vec: np.ndarray, round_id: int, node: int, honest: np.ndarray,
+                   bound: float | None) -> np.ndarray:
         s = self.scenario
         local = self.nodes[node]
         ctx = AttackContext(round=round_id, node_index=node, n_nodes=s.n,
                             rng=np.random.default_rng([s.seed, round_id, node]), global_params=global_vec,
                             n_malicious=len(s.malicious), n_classes=self.model.n_classes,
-                            benign_updates=honest if s.attack in ADAPTIVE else None)
+                            benign_updates=honest if s.attack in ADAPTIVE else None, clip_bound=bound)
         return malicious_train(self.attack, self.model, global_vec, local.X_train, local.y_train, self.bench.training,
                                train_seed(s.seed, round_id, node), ctx).update
 
@@ -355,7 +362,7 @@ def run(scenario: Scenario, setting: str, protocol: bool = False) -> RunResult:
     fednode = FednodeAggregator(scenario, protocol) if setting == "fednode" else None
     rejected_per_round, aborted = [], 0
     for round_id in range(1, (scenario.rounds or fed.bench.rounds) + 1):
-        updates = fed.updates(global_vec, round_id)
+        updates = fed.updates(global_vec, round_id, fednode.clip_bound if fednode is not None else None)
         if fednode is not None:
             new_vec, rejected = fednode.round(global_vec, updates, fed.samples, round_id)
             aborted += new_vec is None
@@ -386,32 +393,39 @@ class FednodeAggregator:
         self.scenario = scenario
         self.rule = scenario.fednode_rule
         self.weighting = Weighting(clip_l2=CLIP_L2, sample_cap=SAMPLE_CAP)
+        if protocol and self.rule.clip_factor > 0:
+            raise ValueError("--protocol runs the daemon's secure round, which has no per-round bound (clip_factor)")
         self.protocol = ProtocolRound(scenario.n, True, scenario.seed, self.rule) if protocol else None
         self.history = [0] * scenario.n
+        self.clip_bound: float | None = CLIP_L2 if self.rule.clip_factor > 0 else None
+        """The round's per-sample bound B (the ledger's, `next_clip_bound`); None: members clip to C alone."""
 
     def round(self, global_vec: np.ndarray, updates: list[np.ndarray], samples: list[int],
               round_id: int) -> tuple[np.ndarray | None, tuple[int, ...]]:
         """The new global model (None: the round aborted) and the rejected members."""
-        vectors = [self.weighting.vector(u, s) for u, s in zip(updates, samples, strict=True)]
+        vectors = [self.weighting.vector(u, s, self.clip_bound) for u, s in zip(updates, samples, strict=True)]
         if self.protocol is not None:
             total, rejected = self.protocol.run(vectors, round_id)
             return (None if total is None else apply_sum(global_vec, total)), rejected
-        accepted = self.accepted(np.stack(vectors), round_id)
+        decision = self.decision(np.stack(vectors), round_id)
+        accepted = decision.accepted
         rejected = tuple(i for i in range(len(vectors)) if i not in accepted)
         for i in rejected:
             self.history[i] += 1
         if len(accepted) < self.scenario.n - self.scenario.f:
             return None, rejected
+        if self.clip_bound is not None:
+            self.clip_bound = next_clip_bound(self.rule, self.clip_bound, CLIP_L2, decision)
         return apply_sum(global_vec, np.sum([vectors[i] for i in accepted], axis=0)), rejected
 
-    def accepted(self, vectors: np.ndarray, round_id: int) -> tuple[int, ...]:
-        """The rule's accepted set on the count-sketch statistics of the weighted vectors (weight coordinate left out)."""
+    def decision(self, vectors: np.ndarray, round_id: int) -> Decision:
+        """The rule's decision on the count-sketch statistics of the weighted vectors (weight coordinate left out)."""
         seed = hashlib.sha256(CHAIN + b"sketch %d %d" % (self.scenario.seed, round_id)).digest()
         sketch = CountSketch(seed, vectors.shape[1] - 1, SKETCH_WIDTH)
         z = np.stack([sketch.apply(v[:-1]) for v in vectors])
         sq_norms = (z**2).sum(axis=1)
         sq_dists = ((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2)
-        return decide(self.rule, sq_norms, sq_dists, vectors[:, -1], list(self.history)).accepted
+        return decide(self.rule, sq_norms, sq_dists, vectors[:, -1], list(self.history), self.clip_bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +437,8 @@ class Grid:
     protocol: bool = False
     rounds: int | None = None
     """None: each benchmark's number of rounds."""
+    rule_changes: tuple[tuple[str, float], ...] = ()
+    """Fields of fednode's default rule changed (``--rule``)."""
 
 
 FULL = Grid(benchmarks=("digits", "breast_cancer", "actg175"), nodes=(7, 10), attacks=ATTACKS, seeds=(0, 1))
@@ -450,7 +466,8 @@ def evaluate_grid(grid: Grid, jobs: int = 1) -> Results:
     """Every key of ``grid_keys`` for every seed. Runs are independent, so ``jobs`` worker processes share
     them; every run is seeded, so the results do not depend on ``jobs``."""
     keys = grid_keys(grid)
-    tasks = [(key, Scenario(key[0], key[2], key[3], key[1], seed, rounds=grid.rounds)) for key in keys
+    tasks = [(key, Scenario(key[0], key[2], key[3], key[1], seed, rounds=grid.rounds, rule_changes=grid.rule_changes))
+             for key in keys
              for seed in grid.seeds]
     results: Results = {key: [] for key in keys}
     began = time.monotonic()
@@ -602,6 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny run: digits and ACTG 175, N=4, 4 rounds, 1 seed, 3 attacks")
     parser.add_argument("--protocol", action="store_true", help="fednode through the real secure round (slow)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--rule", default="", type=rule_changes,
+                        help="fields of fednode's default rule to change, e.g. clip_factor=1,norm_ratio=0")
     parser.add_argument("--write-docs", action="store_true", help="write docs/attacks.md and docs/attacks.png")
     parser.add_argument("--docs-dir", type=Path, default=ROOT / "docs")
     args = parser.parse_args(argv)
@@ -610,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 nodes=tuple(int(v) for v in args.nodes.split(",")) if args.nodes else base.nodes,
                 attacks=base.attacks,
                 seeds=tuple(int(v) for v in args.seeds.split(",")) if args.seeds else base.seeds,
-                protocol=args.protocol, rounds=base.rounds)
+                protocol=args.protocol, rounds=base.rounds, rule_changes=args.rule)
     began = time.monotonic()
     results = evaluate_grid(grid, args.jobs)
     text = report(results, grid)
@@ -622,17 +641,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def rule_changes(text: str) -> tuple[tuple[str, float], ...]:
+    """``--rule`` as (field, value) pairs: ``clip_factor=1,norm_ratio=0``; only numeric fields of RobustRule."""
+    numeric = {f.name for f in dataclasses.fields(RobustRule) if f.type in ("float", "int") and f.name != "f"}
+    changes = []
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in numeric:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(sorted(numeric))}")
+        changes.append((name, int(value) if name == "spread_power" else float(value)))
+    return tuple(changes)
+
+
 def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float) -> None:
     """docs/attacks.md: how the numbers were made and the tables; an existing "## Reading" section is kept."""
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rule = RobustRule(f=1)
+    rule = dataclasses.replace(RobustRule(f=1), **dict(grid.rule_changes))
+    bound = f", per-round bound B = {rule.clip_factor} x the previous round's median accepted norm" \
+        if rule.clip_factor > 0 else ""
     header = (f"# Poisoning attacks: FedAvg, plaintext robust aggregators, and fednode's rule\n\n"
               f"Generated by `{command}` on {date} ({elapsed_s:.0f} s). Seeds {', '.join(map(str, grid.seeds))}; "
               f"accuracy is the mean over seeds with the worst seed in parentheses (backdoor success: mean, worst "
               f"seed). The last f = (N-1)//3 node indices are malicious; the `none` row is the clean run of every "
               f"setting, i.e. each rule's accuracy without attacker against plain FedAvg. fednode: clip L2 "
               f"{CLIP_L2}, sample cap {SAMPLE_CAP}, rule `{rule.kind}` (norm_ratio {rule.norm_ratio}, "
-              f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}) on count-sketch statistics "
+              f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}{bound}) on count-sketch statistics "
               f"(width {SKETCH_WIDTH}) of the weighted vectors and the public weights, "
               f"{'through the real secure round' if grid.protocol else 'computed in the clear from the sketches'}; "
               f"a round accepting fewer than N-f aborts and leaves the model unchanged. ALIE, min-max and "
