@@ -362,6 +362,13 @@ class RobustRule:
     (breast cancer and ACTG 175, whose honest steps are heavy-tailed). ``norm_direction`` (the previous
     default) rejected 17-25% of honest updates with no attacker. Multi-Krum rejects exactly f updates every
     round even when all are honest.
+
+    ``clip_factor`` > 0 adds a per-round bound B, fixed before masking: B of round r + 1 is ``clip_factor``
+    times the median per-sample norm round r accepted (`next_clip_bound`; C in the first round), every
+    member clips its update to B (`node.weighting.Weighting.vector`), and `decide` rejects outright an update
+    longer than B (``clip_slack`` on squared norms allowed for the sketch). ``norm_ratio`` 0 then drops the
+    adaptive norm tier. Not the default, and the daemon refuses it in genesis (it does not carry B on the
+    ledger yet): clipped, a backdoor loses the length that gives it away (docs/validation.md has the figures).
     """
 
     kind: str = "bounded_distance"
@@ -430,22 +437,35 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
     norms, d = norms[survivors], d[np.ix_(survivors, survivors)]
     if weights is not None:
         norms, d = per_sample(norms, d, np.asarray(weights, dtype=np.float64)[survivors])
-    past = [history[i] for i in survivors] if history is not None else None
+    round_ = _Survivors(rule, survivors, norms, d, [history[i] for i in survivors] if history is not None else None)
     if clip_bound is not None:
-        within = norms <= clip_bound * clip_bound * (1.0 + rule.clip_slack)
-        rejected.update({int(survivors[j]): "clip_bound" for j in np.flatnonzero(~within)})
-        survivors, norms, d = survivors[within], norms[within], d[np.ix_(within, within)]
-        past = [p for p, kept in zip(past, within.tolist(), strict=True) if kept] if past is not None else None
-        rule = dataclasses.replace(rule, f=max(0, rule.f - int((~within).sum())))
+        round_ = round_.prove(norms <= clip_bound * clip_bound * (1.0 + rule.clip_slack), "clip_bound", rejected)
     if rule.kind == "bounded_distance" and rule.norm_ratio > 0:
-        short = ~adaptive_norm_bound(norms, rule.norm_ratio, rule.spread_power)
-        rejected.update({int(survivors[j]): "norm_ratio" for j in np.flatnonzero(~short)})
-        survivors, norms, d = survivors[short], norms[short], d[np.ix_(short, short)]
-        past = [p for p, kept in zip(past, short.tolist(), strict=True) if kept] if past is not None else None
-        rule = dataclasses.replace(rule, f=max(0, rule.f - int((~short).sum())))
-    keep = _distance_rule(rule, norms, d, past)
-    rejected.update({int(survivors[j]): rule.kind for j in np.flatnonzero(~keep)})
-    return Decision(tuple(int(i) for i in survivors[keep]), rejected, _median(norms[keep].tolist()))
+        round_ = round_.prove(~adaptive_norm_bound(round_.norms, rule.norm_ratio, rule.spread_power), "norm_ratio",
+                              rejected)
+    keep = _distance_rule(round_.rule, round_.norms, round_.d, round_.past)
+    rejected.update({int(round_.indices[j]): rule.kind for j in np.flatnonzero(~keep)})
+    return Decision(tuple(int(i) for i in round_.indices[keep]), rejected, _median(round_.norms[keep].tolist()))
+
+
+@dataclass(frozen=True, slots=True)
+class _Survivors:
+    """The updates still in the running, with their per-sample statistics and history, and the rule with
+    the f places left for suspicion."""
+
+    rule: RobustRule
+    indices: np.ndarray
+    norms: np.ndarray
+    d: np.ndarray
+    past: list[int] | None
+
+    def prove(self, passed: np.ndarray, reason: str, rejected: dict[int, str]) -> _Survivors:
+        """Reject outright (``reason``) the updates outside ``passed``: a proof, not a suspicion, so it is not
+        capped by f; each one proven Byzantine leaves one place fewer for the suspicion that follows."""
+        rejected.update({int(self.indices[j]): reason for j in np.flatnonzero(~passed)})
+        past = [p for p, kept in zip(self.past, passed.tolist(), strict=True) if kept] if self.past is not None else None
+        return _Survivors(dataclasses.replace(self.rule, f=max(0, self.rule.f - int((~passed).sum()))),
+                          self.indices[passed], self.norms[passed], self.d[np.ix_(passed, passed)], past)
 
 
 def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: list[int] | None) -> np.ndarray:

@@ -71,6 +71,9 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     try:
         quant_params(weighting, genesis.n)
         rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
+        if rule.clip_factor > 0:
+            raise ValueError("validation.rule.clip_factor (a per-round bound B) needs B on the ledger, which the "
+                             "daemon does not carry yet; it is measured in scripts/evaluate_attacks.py only")
         setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound,
                                                                          int(val.get("sketch_width", 1000))), rule)
     except (ValueError, TypeError) as exc:
