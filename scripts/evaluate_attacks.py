@@ -12,7 +12,10 @@ the rejections:
   squared norms and pairwise squared distances of the count sketches (width ``SKETCH_WIDTH``, seed per
   round) of those vectors and the public weights, with each member's earlier rejections as its history;
   the accepted vectors are summed and applied (``apply_sum``). A round accepting fewer than N - f aborts
-  and leaves the model unchanged, as the daemon's primary does. By default the statistics are computed in
+  and leaves the model unchanged, as the daemon's primary does. With ``--rule clip_factor=X`` (a per-round
+  bound B, ``ml.robust.next_clip_bound``; the daemon refuses it in genesis) every member, attackers
+  included as they run the same pipeline, clips its update to B before weighting, the omniscient attackers
+  see the clipped honest updates, and the rule rejects a longer one outright. By default the statistics are computed in
   the clear from the sketches (fast; shares and quantization change them by rounding only); with
   ``--protocol`` every fednode round runs the real secure round with validation on shares in one process
   (``ProtocolRound``: contracts, SecureRounds, hand-built blocks), which is slower.
@@ -25,7 +28,8 @@ the honest updates of the round (the papers' strongest setting; under secure agg
 only has estimates from its own rows), and ``rule-aware`` knows fednode's rule and thresholds.
 
     python scripts/evaluate_attacks.py [--benchmarks digits,breast_cancer] [--seeds 0,1] [--nodes 7,10]
-        [--jobs 2] [--quick] [--protocol] [--write-docs]  # also writes docs/attacks.md and docs/attacks.png
+        [--jobs 2] [--quick] [--protocol] [--rule clip_factor=1,norm_ratio=0] [--write-docs]
+    # --write-docs also writes docs/attacks.md and docs/attacks.png
 """
 
 from __future__ import annotations
