@@ -62,6 +62,35 @@ def test_sketch_statistics_and_the_real_protocol_reject_the_same_members() -> No
     assert fast.round(start, updates, [60] * 7, 1)[1] == slow.round(start, updates, [60] * 7, 1)[1] == (5, 6)
 
 
+def test_a_per_round_bound_clips_every_member_and_follows_the_accepted_norms() -> None:
+    """``--rule clip_factor=1,norm_ratio=0``: round 1 is bounded by C (a step 40 times the others' is clipped to
+    C and rejected as far), B of the next round is the median per-sample norm accepted, and in round 2 every
+    vector, that one too (an attacker runs the same pipeline), is clipped to B and accepted; the real secure
+    round, which has no B, refuses such a rule."""
+    changes = ev.rule_changes("clip_factor=1,norm_ratio=0")
+    assert changes == (("clip_factor", 1.0), ("norm_ratio", 0.0))
+    with pytest.raises(Exception, match="not one of"):
+        ev.rule_changes("clip=1")
+    scenario = ev.Scenario("digits", 7, "none", "iid", 5, rule_changes=changes)
+    aggregator = ev.FednodeAggregator(scenario, protocol=False)
+    assert aggregator.clip_bound == ev.CLIP_L2
+    rng = np.random.default_rng(6)
+    base = rng.normal(0, 0.3, 200)
+    updates = [base + rng.normal(0, 0.1, 200) for _ in range(7)]
+    updates[6] = 40.0 * updates[6]
+    start = np.zeros(200, dtype=np.float32)
+    new, rejected = aggregator.round(start, updates, [60] * 7, 1)
+    assert new is not None and rejected == (6,)  # clipped to C only in round 1: far from the others
+    assert aggregator.clip_bound == pytest.approx(float(np.median([np.linalg.norm(u) for u in updates[:6]])), rel=0.1)
+    bound = aggregator.clip_bound
+    new, rejected = aggregator.round(new, updates, [60] * 7, 2)
+    assert new is not None and rejected == ()
+    step = np.asarray(new, dtype=np.float64) - np.asarray(start, dtype=np.float64)
+    assert np.linalg.norm(step) <= 2 * bound
+    with pytest.raises(ValueError, match="per-round bound"):
+        ev.FednodeAggregator(scenario, protocol=True)
+
+
 def test_quick_grid_measures_every_setting(quick_results) -> None:  # type: ignore[no-untyped-def]
     for attack in ("none", *QUICK.attacks):
         for setting in ev.SETTINGS:
