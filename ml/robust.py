@@ -416,7 +416,8 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
     (`per_sample`) when ``weights`` are given; ``history`` (earlier rejections per update) ranks the
     flagged updates of the capped rules. ``clip_bound`` is the round's per-sample bound B, to which every
     honest member clipped its update before masking: a per-sample norm above it (``clip_slack`` allowed for
-    the sketch) is a proof, rejected outright (`clip_bound`) and not counted against f."""
+    the sketch) is a proof, rejected outright (`clip_bound`) and not capped by f (each such rejection leaves
+    one place fewer for the suspicion tier)."""
     if rule.kind not in RULE_KINDS:
         raise ValueError(f"unknown robust rule {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
     d = _check_sq_dists(sq_dists)
@@ -437,15 +438,14 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
     norms, d = norms[survivors], d[np.ix_(survivors, survivors)]
     if weights is not None:
         norms, d = per_sample(norms, d, np.asarray(weights, dtype=np.float64)[survivors])
-    round_ = _Survivors(rule, survivors, norms, d, [history[i] for i in survivors] if history is not None else None)
+    left = _Survivors(rule, survivors, norms, d, [history[i] for i in survivors] if history is not None else None)
     if clip_bound is not None:
-        round_ = round_.prove(norms <= clip_bound * clip_bound * (1.0 + rule.clip_slack), "clip_bound", rejected)
+        left = left.prove(norms <= clip_bound * clip_bound * (1.0 + rule.clip_slack), "clip_bound", rejected)
     if rule.kind == "bounded_distance" and rule.norm_ratio > 0:
-        round_ = round_.prove(~adaptive_norm_bound(round_.norms, rule.norm_ratio, rule.spread_power), "norm_ratio",
-                              rejected)
-    keep = _distance_rule(round_.rule, round_.norms, round_.d, round_.past)
-    rejected.update({int(round_.indices[j]): rule.kind for j in np.flatnonzero(~keep)})
-    return Decision(tuple(int(i) for i in round_.indices[keep]), rejected, _median(round_.norms[keep].tolist()))
+        left = left.prove(~adaptive_norm_bound(left.norms, rule.norm_ratio, rule.spread_power), "norm_ratio", rejected)
+    keep = _distance_rule(left.rule, left.norms, left.d, left.past)
+    rejected.update({int(left.indices[j]): rule.kind for j in np.flatnonzero(~keep)})
+    return Decision(tuple(int(i) for i in left.indices[keep]), rejected, _median(left.norms[keep].tolist()))
 
 
 @dataclass(frozen=True, slots=True)
