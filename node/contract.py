@@ -85,7 +85,10 @@ from consensus.block import Block
 from node.contract_evals import EVAL_WINDOW
 from node.contract_events import (
     AggregateCheck,
+    AnswerCommitted,
     Check,
+    ComplaintCommitted,
+    ComplaintWindowCheck,
     DeadlineCheck,
     EvalCommitted,
     Event,
@@ -99,11 +102,14 @@ from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
 from node.contract_tx import (
+    COMPLAINT_REFUSALS,
+    MAX_ANSWER_BYTES,
     MAX_EVAL_ROWS,
     MAX_PARTICIPANTS,
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
     PARSE_CACHE_ENTRIES,
+    ComplaintRefused,
     Tx,
     TxError,
     Verify,
@@ -114,8 +120,9 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
-    "EVAL_WINDOW", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
-    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "Check", "Contract", "ContractParams", "ContractState",
+    "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
+    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
+    "ComplaintRefused", "ComplaintWindowCheck", "Contract", "ContractParams", "ContractState",
     "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
     "TxError", "ValidationCheck", "Verify", "make_tx", "parse_tx", "referenced_blobs",
 ]

@@ -54,7 +54,16 @@ class DeadlineCheck:
     phase: str
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck
+@dataclass(frozen=True, slots=True)
+class ComplaintWindowCheck:
+    """Before voting for a `complaint`: the validate phase of `round` must still be in its first part on this
+    node's clock (`node.settings.COMPLAINT_WINDOW`), so that the dealer has the rest of the phase to answer
+    before an abort can name it for not answering."""
+
+    round: int
+
+
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | ComplaintWindowCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,26 @@ class SecAggCommitted:
     round: int
     author: int
     message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintCommitted:
+    """A holder's complaint that it lacks `dealer`'s sketch shares is on the ledger: the dealer must answer."""
+
+    round: int
+    holder: int
+    dealer: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCommitted:
+    """A dealer's answer to a complaint is on the ledger: `ciphertext` is the one its `dealt` committed for
+    `holder`, the holder's sketch shares encrypted to it alone."""
+
+    round: int
+    dealer: int
+    holder: int
+    ciphertext: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +128,11 @@ class RoundOutcome:
     missing: tuple[int, ...] = ()
     """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
     `dealt`, a key message...): who the round waited for in vain, on the ledger; they become absent
-    (`ContractState.absent`). Empty for an abort in the validate phase (a holder's statistics wait for every
-    dealer's shares, so a withholding dealer would choose whom it names), in the unmask phase, whose reveals
-    travel by gossip, and for an abort with enough inputs (statistics every holder published that nobody
-    can decide)."""
+    (`ContractState.absent`). For an abort in the validate phase: the dealers with a complaint they did not
+    answer and the holders without statistics that filed no complaint (a holder that complained waited for a
+    dealer, which chose that, `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
+    by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
+    decide)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,4 +146,4 @@ class EvalCommitted:
     height: int
 
 
-Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted
+Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted | AnswerCommitted

@@ -99,12 +99,26 @@ class Membership:
         the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
         sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
         is not marked absent again for a round it was kept out of). Only inputs a member produces on its own
-        name it: none for the validate phase, since a holder publishes statistics only once every dealer's
-        shares reached it, so a dealer withholding them would get its honest victim named, absent and excluded
-        (lowering f_eff with a Byzantine member's choice). None either for an abort with enough inputs
-        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals travel
-        by gossip."""
+        name it. In the validate phase (`_missing_in_validation`) a holder's statistics wait for every
+        dealer's shares, so a holder is named only if it never said it lacked any. None for an abort with
+        enough inputs (statistics every holder published but nobody can decide) or in the unmask phase,
+        whose reveals travel by gossip."""
         s = self.state
-        if s.phase in ("validate", "unmask") or len(s.inputs) >= self.min_inputs(s.phase):
+        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
             return ()
+        if s.phase == "validate":
+            return self._missing_in_validation()
         return tuple(a for a in s.participants if a not in s.inputs and a not in s.excluded)
+
+    def _missing_in_validation(self) -> tuple[int, ...]:
+        """The validate phase aborts with too few statistics: it names every dealer with a complaint it did not
+        answer (the complaint came within the window, `ComplaintWindowCheck`, so it had the rest of the phase;
+        red team v6), and every holder without statistics that filed no complaint (it lacked nothing it said;
+        red team l4). A holder that complained is not named, answered or not: an answer may decrypt to garbage
+        for it, which the ledger cannot tell (docs/validation.md), and naming it would let a dealer choose an
+        honest victim, absent and excluded."""
+        s = self.state
+        complained = {holder for holder, _ in s.complaints}
+        silent_dealers = {dealer for (_, dealer), answered in s.complaints.items() if not answered}
+        silent_holders = {h for h in s.expected if h not in s.inputs and h not in complained}
+        return tuple(sorted(silent_dealers | silent_holders))

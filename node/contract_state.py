@@ -107,6 +107,11 @@ class ContractState:
     Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
     statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
     phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
+    dealt_hashes: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    """Each dealer's committed hash of the ciphertext of every holder's sketch shares (its `dealt` tx, in the
+    order of the holders R it dealt to): dealer -> holder -> hash. What an `answer` must match."""
+    complaints: dict[tuple[int, int], bool] = field(default_factory=dict)
+    """The validate phase's complaints, (holder, dealer) -> answered: at most one per pair (|V|^2 in all)."""
     evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
@@ -136,4 +141,5 @@ class ContractState:
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
                              absent_since=dict(self.absent_since),
                              evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows),
-                             excluded=self.excluded)
+                             excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
+                             complaints=dict(self.complaints))

@@ -9,7 +9,15 @@ closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`
 from __future__ import annotations
 
 from node.contract_evals import Evaluations
-from node.contract_events import Event, PhaseClosed, RoundOpened, RoundOutcome, SecAggCommitted
+from node.contract_events import (
+    AnswerCommitted,
+    ComplaintCommitted,
+    Event,
+    PhaseClosed,
+    RoundOpened,
+    RoundOutcome,
+    SecAggCommitted,
+)
 from node.contract_membership import Membership
 from node.contract_state import PHASES
 from node.contract_tx import Tx
@@ -47,7 +55,7 @@ class Transitions(Membership, Evaluations):
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded = {}, s.absent
+            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -64,6 +72,15 @@ class Transitions(Membership, Evaluations):
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
             return []
+        if tx.kind == "complaint":
+            s.complaints[(tx.author, tx.fields[0])] = False  # type: ignore[index]
+            return [ComplaintCommitted(s.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
+        if tx.kind == "answer":
+            s.complaints[(tx.fields[0], tx.author)] = True  # type: ignore[index]
+            return [AnswerCommitted(s.round, tx.author, tx.fields[0], tx.fields[1])]  # type: ignore[arg-type]
+        if tx.kind == "dealt":
+            hashes: bytes = tx.fields[1]  # type: ignore[assignment]
+            s.dealt_hashes[tx.author] = {h: hashes[32 * i : 32 * i + 32] for i, h in enumerate(s.expected)}
         if tx.kind in ("sa", "stats", "dealt", "reveal"):
             s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]

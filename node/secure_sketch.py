@@ -20,12 +20,12 @@ from node import contract_events as rc
 from node import contract_state
 from node.robust_validation import ValidationSetup
 from node.secure_outputs import LinearIdentityFailed, Output, SendShares, SendSketchSum, SubmitTx
-from smpc import przs
+from smpc import aead, przs
 from smpc import validation_messages as vm
-from smpc.errors import Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
+from smpc.errors import DecryptionFailed, Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams
-from smpc.secagg import SecAggResult
+from smpc.secagg import SecAggParticipant, SecAggResult
 from smpc.sketch import CountSketch
 from smpc.validation import (
     linear_identity_holds,
@@ -50,6 +50,7 @@ class SketchValidation:
     violations: list[ProtocolViolation]
     result: SecAggResult | None
     sketch_sum_checked: bool
+    machine: SecAggParticipant
     _tx: Callable[[str, list[object]], SubmitTx]
     _sign: Callable[[bytes], bytes]
     _verify: Callable[[int, bytes, bytes], bool]
@@ -70,6 +71,9 @@ class SketchValidation:
     _bad_dealers: set[int]
     _stats_over: tuple[int, ...]
     _sum_shares: dict[int, FieldArray]
+    _sealed: dict[int, bytes]
+    _dealt_digests: dict[int, bytes]
+    _complained: set[int]
 
     def _reveal_seed(self, event: rc.PhaseClosed) -> list[Output]:
         """U3 is fixed, and with it every input: now, and only now, reveal our share of the sketch seed."""
@@ -101,12 +105,49 @@ class SketchValidation:
         for holder in event.members:
             if holder == self.me:
                 self._own_share = sketch_shares[self.me + 1]
+                self._sealed[holder] = b""
                 continue
             contributions = b"".join(self._own_contributions[a]
                                      for a in przs.shared_subsets(participants, degree, self.me, holder))
-            out.append(SendShares(holder, vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
-                                                         sketch_shares[holder + 1], contributions, commitments)))
-        return out + [self._tx("dealt", [vm.commitments_digest(commitments)])] + self._maybe_publish_statistics()
+            payload = vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
+                                     sketch_shares[holder + 1], contributions, commitments)
+            self._sealed[holder] = self._seal(holder, payload)
+            out.append(SendShares(holder, payload))
+        sealed = b"".join(hashlib.sha256(self._sealed[h]).digest() for h in event.members)
+        return out + [self._tx("dealt", [vm.commitments_digest(commitments), sealed])] + \
+            self._maybe_publish_statistics()
+
+    def _seal(self, holder: int, payload: bytes) -> bytes:
+        """The sketch shares for `holder`, encrypted to it alone under the pair's sketch key: what our `dealt`
+        commits to (by hash) and what we put on the ledger if `holder` complains that it lacks them."""
+        key = self.machine.sketch_channel_key(holder + 1)
+        return aead.encrypt(key, self.params.chain_id, self.round, self.me + 1, holder + 1, payload, b"sketch")
+
+    def on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> list[Output]:
+        """A complaint against us is answered with the committed ciphertext for its holder; an answer to our
+        complaint gives us the dealer's shares, checked as if they had come directly (`on_sketch_shares`)."""
+        if isinstance(event, rc.ComplaintCommitted):
+            sealed = self._sealed.get(event.holder) if event.dealer == self.me else None
+            return [] if not sealed else [self._tx("answer", [event.holder, sealed])]
+        if event.holder != self.me or self.validation is None:
+            return []
+        try:
+            key = self.machine.sketch_channel_key(event.dealer + 1)
+            payload = aead.decrypt(key, self.params.chain_id, self.round, event.dealer + 1, self.me + 1,
+                                   event.ciphertext, b"sketch")
+        except DecryptionFailed:
+            self.violations.append(ProtocolViolation("its answer does not decrypt", event.dealer + 1))
+            return []
+        self._dealt.pop(event.dealer, None)
+        self._bad_dealers.discard(event.dealer)
+        out = self.on_sketch_shares(event.dealer, payload)
+        message = self._dealt.get(event.dealer)
+        digest = self._dealt_digests.get(event.dealer)
+        if message is not None and digest is not None and message.commitments_digest() != digest:
+            self._bad_dealers.add(event.dealer)
+            self.violations.append(Equivocation("its answer's commitments differ from the ledger", event.dealer + 1))
+            return []
+        return out
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
         """Shares of `owner`'s sketch for us (`owner`: the transport's authenticated sender), checked on arrival
@@ -137,12 +178,25 @@ class SketchValidation:
         over V. A dealer whose ledger hash is not that of the commitments it signed to us equivocated: our
         keys could differ from other holders', so we publish nothing rather than an inconsistent share."""
         self._candidates = event.members
+        self._dealt_digests = dict(event.payloads)
         for dealer, digest in event.payloads:
             message = self._dealt.get(dealer)
             if dealer != self.me and message is not None and message.commitments_digest() != digest:
                 self._bad_dealers.add(dealer)
                 self.violations.append(Equivocation("PRZS commitments differ from those on the ledger", dealer + 1))
-        return self._maybe_publish_statistics()
+        return self._complain() + self._maybe_publish_statistics()
+
+    def _complain(self) -> list[Output]:
+        """V is fixed: a complaint on the ledger against every dealer of V whose shares we lack or refused, so
+        that it must answer with the ciphertext its `dealt` committed for us, or be named when the validate
+        phase aborts (`Membership._missing_in_validation`); without the complaint, our missing statistics
+        would name us. Once per dealer."""
+        if self.me not in self._candidates:
+            return []
+        lacking = [d for d in self._candidates if d != self.me and d not in self._complained
+                   and (d not in self._dealt or d in self._bad_dealers)]
+        self._complained.update(lacking)
+        return [self._tx("complaint", [d]) for d in lacking]
 
     def _maybe_publish_statistics(self) -> list[Output]:
         """Our shares of every statistic over V, re-randomized by our PRZS zero share over V.

@@ -128,6 +128,8 @@ class Cluster:
             self.emit(i, self.rounds[i].start())
         elif isinstance(event, rc.SecAggCommitted):
             self.round_of(i, event.round).on_committed(event)
+        elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):  # as `RoundDriver.on_event`
+            self.emit(i, self.round_of(i, event.round).on_complaint(event))
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))

@@ -1,0 +1,128 @@
+"""Complaints answered on the ledger: a sketch dealer that withholds shares, and a holder that withholds statistics.
+
+Driven directly with signed transactions at N = 4 (f = 1, t_v = 1: every holder of V must publish). A holder
+that lacks a dealer's sketch shares files `complaint` [dealer] in the validate phase; the dealer answers with
+`answer` [holder, ciphertext], the ciphertext whose hash its `dealt` committed for that holder. When the
+validate phase aborts for too few statistics, the abort names every dealer with an unanswered complaint (red
+team v6) and every holder without statistics that filed no complaint (red team l4); a holder whose complaint
+went unanswered is not named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from node import contract as rc
+from tests.unit.test_contract import CHAIN, tx, validated_contract
+from tests.unit.test_contract_secure_phases import ALL, Driver, ciphertext
+
+
+def answer(dealer: int, holder: int) -> bytes:
+    return tx("answer", dealer, 1, holder, ciphertext(dealer, holder, 1))
+
+
+def complaint(holder: int, dealer: int) -> bytes:
+    return tx("complaint", holder, 1, dealer)
+
+
+def abort() -> bytes:
+    return tx("abort", 0, 1, "too few members in phase validate")
+
+
+def validating() -> Driver:
+    return Driver(validated_contract()).to("validate")
+
+
+def test_a_dealer_that_never_answers_a_complaint_is_named_by_the_abort_and_absent_next_round() -> None:
+    """Red team v6: dealer 3 committed `dealt` but sent holder 1 nothing; holder 1 complains, 3 never answers."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
+    [outcome] = d.commit(abort())
+    assert isinstance(outcome, rc.RoundOutcome) and not outcome.committed
+    assert outcome.missing == (3,)
+    assert d.s.absent == (3,)
+
+
+def test_a_holder_that_withholds_its_statistics_without_complaining_is_named() -> None:
+    """Red team l4: holder 2 took part in every phase but publishes no statistics and files no complaint."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 1, 3)))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (2,)  # type: ignore[union-attr]
+    assert d.s.absent == (2,)
+
+
+def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> None:
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
+    events = d.commit(answer(3, 1))
+    assert events == [rc.AnswerCommitted(1, 3, 1, ciphertext(3, 1, 1))]
+    assert d.s.complaints == {(1, 3): True}
+    accept = tx("accept", 0, 1, list(ALL))
+    assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
+
+
+def test_a_holder_whose_complaint_went_unanswered_is_not_named_but_the_silent_dealer_is() -> None:
+    """Dealer 3 withholds from holders 1 and 2, both complain; only 3 is named, though 1 and 2 publish nothing."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 3)), complaint(1, 3), complaint(2, 3))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (3,)  # type: ignore[union-attr]
+
+
+def test_a_complaint_answered_yet_without_statistics_does_not_name_the_holder() -> None:
+    """The answer may decrypt to garbage, which the ledger cannot tell (docs/validation.md): not named."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3), answer(3, 1))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == ()  # type: ignore[union-attr]
+
+
+def test_a_complaint_needs_the_window_check_and_an_answer_needs_none() -> None:
+    d = validating()
+    assert d.check(complaint(1, 3)) == [rc.ComplaintWindowCheck(1)]
+    d.commit(complaint(1, 3))
+    assert d.check(answer(3, 1)) == []
+
+
+def test_complaints_are_bounded_one_per_holder_and_dealer_from_holders_against_dealers() -> None:
+    d = validating()
+    d.commit(complaint(1, 3))
+    d.refused("duplicate", complaint(1, 3))
+    d.refused("self", complaint(1, 1))
+    d.commit(*d.inputs("validate", (0,)))
+    d.refused("already_published", complaint(0, 3))
+    e = validating()
+    e.s.expected = (0, 1, 2)  # as if V = {0, 1, 2} (at N = 4 a smaller V never validates)
+    e.refused("not_a_dealer", complaint(1, 3))
+    e.refused("not_a_holder", complaint(3, 1))
+
+
+def test_a_complaint_outside_the_validate_phase_is_refused() -> None:
+    d = Driver(validated_contract()).to("sketch")
+    d.refused("not_validating", complaint(1, 3))
+
+
+def test_an_answer_must_be_the_committed_ciphertext_for_an_open_complaint() -> None:
+    d = validating()
+    d.refused("no_complaint", answer(3, 1))
+    d.commit(complaint(1, 3))
+    d.refused("wrong_ciphertext", tx("answer", 3, 1, 1, ciphertext(3, 2, 1)))
+    d.refused("no_complaint", answer(2, 1))
+    d.commit(answer(3, 1))
+    d.refused("already_answered", answer(3, 1))
+
+
+def test_dealt_must_commit_one_ciphertext_hash_per_holder_of_r() -> None:
+    d = Driver(validated_contract()).to("sketch")
+    d.refused("not expected", tx("dealt", 1, 1, hashlib.sha256(b"x").digest(), bytes(32 * 3)))
+    assert d.check(*d.inputs("sketch", (1,))) == []
+
+
+def test_complaints_reset_with_the_next_round_and_survive_copy() -> None:
+    d = validating()
+    d.commit(complaint(1, 3))
+    copy = d.s.copy()
+    d.commit(answer(3, 1))
+    assert copy.complaints == {(1, 3): False}
+    assert CHAIN and d.s.dealt_hashes[3][1] == hashlib.sha256(ciphertext(3, 1, 1)).digest()
