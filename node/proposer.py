@@ -17,7 +17,7 @@ from collections.abc import Callable
 from node import contract as rc
 from node.aggregation import Aggregator
 from node.mempool import Mempool
-from node.settings import RoundSettings
+from node.settings import COMPLAINT_WINDOW, RoundSettings
 from node.timings import Timings
 
 MAX_PHASE_STEPS_PER_BLOCK = 3
@@ -154,8 +154,9 @@ class Proposer:
             if self.waiting_for_members():
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
+        window = self.timings.phase_elapsed_s(s.round, "validate") <= COMPLAINT_WINDOW * self.settings.phase_deadline_s
         candidates = [tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
-                      and c.tx_valid_now(tx)]
+                      and (tx.kind != "complaint" or window) and c.tx_valid_now(tx)]
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step
@@ -166,14 +167,14 @@ class Proposer:
 
     async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
         s = c.state
-        members = set(s.inputs) | {tx.author for tx in pending}
+        kind, closing, _ = self.settings.contract.phase_info(s.phase)
+        members = set(s.inputs) | {tx.author for tx in pending if tx.kind == kind}  # not complaints, answers
         late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
         enough = len(members) >= c.min_inputs(s.phase)
         # Absent members are not awaited, but a phase never closes below its minimum (a validated phase
         # needs 2t_v + 1 + f inputs whoever is absent): short of it, the phase aborts at its deadline.
         ready = enough and (members >= set(c.awaited(s.expected)) or late)
         raws = [tx.raw for tx in pending]
-        _, closing, _ = self.settings.contract.phase_info(s.phase)
         if s.phase == "unmask" or (closing == "result" and ready):
             result = await self._result_tx(s, pending)
             if result is not None:
@@ -193,7 +194,8 @@ class Proposer:
     def _accept_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes:
         """The validate phase's close: `accept` with the members the statistics accept, or `abort`."""
         s = c.state
-        published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
+        published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending
+                                                              if tx.kind == "stats"}
         check = dataclasses.replace(c.validation_check(None), published=tuple(sorted(published.items())))
         outcome = self.aggregator.validation_outcome(check)  # type: ignore[arg-type]
         if outcome is None:

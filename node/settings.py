@@ -16,6 +16,12 @@ from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
 
+COMPLAINT_WINDOW = 0.4
+"""The primary proposes a `complaint` only while the validate phase is younger than this share of the phase
+deadline; a replica votes for one up to `COMPLAINT_WINDOW_SLACK` times that (its clock started the phase a
+little apart). An abort needs 0.8 of the deadline, so a dealer has at least 0.3 of it to answer."""
+COMPLAINT_WINDOW_SLACK = 1.25
+
 
 class InvariantError(AssertionError):
     """Our own state is inconsistent: the node stops loudly rather than carry on wrong."""

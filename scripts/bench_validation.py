@@ -111,14 +111,18 @@ def stats_tx_bytes(candidates: int) -> int:
     return 1 + bin_bytes(body) + bin_bytes(64)
 
 
-DEALT_TX_BYTES = 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
+def dealt_tx_bytes(holders: int) -> int:
+    """A `dealt`: the hash of the PRZS commitments, and one ciphertext hash per holder (answers to complaints)."""
+    return 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(32) + bin_bytes(32 * holders)) + bin_bytes(64)
+
+
 REVEAL_TX_BYTES = 1 + bin_bytes(1 + 7 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
 
 
 def validation_bytes_formula(nodes: int, width: int, degree: int) -> int:
     """Bytes one node sends for validation when all N members hold shares and are candidates."""
     return ((nodes - 1) * (share_payload_bytes(nodes, width, degree) + sketch_sum_payload_bytes(width))
-            + stats_tx_bytes(nodes) + DEALT_TX_BYTES + REVEAL_TX_BYTES)
+            + stats_tx_bytes(nodes) + dealt_tx_bytes(nodes) + REVEAL_TX_BYTES)
 
 
 class Round:
