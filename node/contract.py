@@ -88,7 +88,6 @@ from node.contract_events import (
     AnswerCommitted,
     Check,
     ComplaintCommitted,
-    ComplaintWindowCheck,
     DeadlineCheck,
     EvalCommitted,
     Event,
@@ -97,6 +96,7 @@ from node.contract_events import (
     RoundOutcome,
     SecAggCommitted,
     ValidationCheck,
+    WindowCheck,
 )
 from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
@@ -122,9 +122,9 @@ from smpc import messages as sam
 __all__ = [
     "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
     "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
-    "ComplaintRefused", "ComplaintWindowCheck", "Contract", "ContractParams", "ContractState",
+    "ComplaintRefused", "Contract", "ContractParams", "ContractState",
     "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
-    "TxError", "ValidationCheck", "Verify", "make_tx", "parse_tx", "referenced_blobs",
+    "TxError", "ValidationCheck", "Verify", "WindowCheck", "make_tx", "parse_tx", "referenced_blobs",
 ]
 
 

@@ -55,15 +55,16 @@ class DeadlineCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class ComplaintWindowCheck:
-    """Before voting for a `complaint`: the validate phase of `round` must still be in its first part on this
-    node's clock (`node.settings.COMPLAINT_WINDOW`), so that the dealer has the rest of the phase to answer
-    before an abort can name it for not answering."""
+class WindowCheck:
+    """Before voting for a `complaint` or an `answer` (`kind`): the validate phase of `round` must still be in
+    that kind's part of the phase on this node's clock (`node.settings.WINDOWS`): a dealer then has time to
+    answer, and a holder to disclose a bad answer, before an abort may name them."""
 
     round: int
+    kind: str
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck | ComplaintWindowCheck
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ class PhaseClosed:
     payloads: tuple[tuple[int, bytes], ...] = ()
     """The closed phase's committed inputs that later steps need, by member: the seed phase's reveals, the
     sketch phase's hashes of each dealer's PRZS commitments (`dealt` tx)."""
+    channel_keys: tuple[tuple[int, bytes], ...] = ()
+    """The seed phase's: each revealer's channel public keys, 32 bytes per member (`reveal` tx)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,8 @@ class RoundOutcome:
     `dealt`, a key message...): who the round waited for in vain, on the ledger; they become absent
     (`ContractState.absent`). For an abort in the validate phase: the dealers with a complaint they did not
     answer and the holders without statistics that filed no complaint (a holder that complained waited for a
-    dealer, which chose that, `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
+    dealer, which chose that, unless the dealer's answer came and the holder could not prove it bad,
+    `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
     by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
     decide)."""
 

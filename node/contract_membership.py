@@ -112,13 +112,13 @@ class Membership:
 
     def _missing_in_validation(self) -> tuple[int, ...]:
         """The validate phase aborts with too few statistics: it names every dealer with a complaint it did not
-        answer (the complaint came within the window, `ComplaintWindowCheck`, so it had the rest of the phase;
-        red team v6), and every holder without statistics that filed no complaint (it lacked nothing it said;
-        red team l4). A holder that complained is not named, answered or not: an answer may decrypt to garbage
-        for it, which the ledger cannot tell (docs/validation.md), and naming it would let a dealer choose an
-        honest victim, absent and excluded."""
+        answer (the complaint came within its window, `WindowCheck`, so it had time; red team v6) or answered
+        with a bundle its holder proved bad (`disclose`), and every holder without statistics except those
+        waiting for such a dealer (red team l4): a holder that lacked nothing, or whose answers were good, had
+        everything it needed to publish. An honest holder is never named by a dealer's choice: it complains
+        about every missing or bad bundle within the window and discloses every bad answer."""
         s = self.state
-        complained = {holder for holder, _ in s.complaints}
-        silent_dealers = {dealer for (_, dealer), answered in s.complaints.items() if not answered}
-        silent_holders = {h for h in s.expected if h not in s.inputs and h not in complained}
-        return tuple(sorted(silent_dealers | silent_holders))
+        faulty_dealers = {dealer for (_, dealer), state in s.complaints.items() if state != "answered"}
+        excused = {holder for (holder, _), state in s.complaints.items() if state != "answered"}
+        silent_holders = {h for h in s.expected if h not in s.inputs and h not in excused}
+        return tuple(sorted(faulty_dealers | silent_holders))

@@ -56,6 +56,7 @@ class Transitions(Membership, Evaluations):
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
+            s.channel_keys, s.answers, s.dealt_digests = {}, {}, {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -73,14 +74,21 @@ class Transitions(Membership, Evaluations):
             s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
             return []
         if tx.kind == "complaint":
-            s.complaints[(tx.author, tx.fields[0])] = False  # type: ignore[index]
+            s.complaints[(tx.author, tx.fields[0])] = "open"  # type: ignore[index]
             return [ComplaintCommitted(s.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
         if tx.kind == "answer":
-            s.complaints[(tx.fields[0], tx.author)] = True  # type: ignore[index]
+            s.complaints[(tx.fields[0], tx.author)] = "answered"  # type: ignore[index]
+            s.answers[(tx.fields[0], tx.author)] = tx.fields[1]  # type: ignore[index,assignment]
             return [AnswerCommitted(s.round, tx.author, tx.fields[0], tx.fields[1])]  # type: ignore[arg-type]
+        if tx.kind == "disclose":
+            s.complaints[(tx.author, tx.fields[0])] = "bad"  # type: ignore[index]
+            return []
+        if tx.kind == "reveal":
+            s.channel_keys[tx.author] = tx.fields[1]  # type: ignore[assignment]
         if tx.kind == "dealt":
             hashes: bytes = tx.fields[1]  # type: ignore[assignment]
             s.dealt_hashes[tx.author] = {h: hashes[32 * i : 32 * i + 32] for i, h in enumerate(s.expected)}
+            s.dealt_digests[tx.author] = tx.fields[0]  # type: ignore[assignment]
         if tx.kind in ("sa", "stats", "dealt", "reveal"):
             s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
@@ -102,7 +110,9 @@ class Transitions(Membership, Evaluations):
             digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
             payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
+            channels = tuple((a, s.channel_keys[a]) for a in members) if s.phase == "seed" else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads,  # type: ignore[arg-type]
+                                 channels)
             if s.phase == "inputs" and p.validate:  # validation starts: the excluded neither reveal nor deal
                 self._fix_excluded(members)
                 members = tuple(m for m in members if m not in s.excluded)

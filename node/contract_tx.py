@@ -33,11 +33,12 @@ class TxError(ValueError):
 
 
 COMPLAINT_REFUSALS = frozenset({"not_validating", "not_a_holder", "not_a_dealer", "self", "duplicate",
-                                "already_published", "no_complaint", "already_answered", "wrong_ciphertext"})
+                                "already_published", "no_complaint", "already_answered", "wrong_ciphertext",
+                                "not_answered", "wrong_channel_secret", "answer_valid"})
 
 
 class ComplaintRefused(TxError):
-    """A `complaint` or `answer` the contract refuses, with its reason (one of `COMPLAINT_REFUSALS`)."""
+    """A `complaint`, `answer` or `disclose` the contract refuses, with its reason (one of `COMPLAINT_REFUSALS`)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         assert reason in COMPLAINT_REFUSALS, f"unknown complaint refusal {reason!r}"
@@ -61,8 +62,8 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 2, "reveal": 1, "ready": 0, "eval": 3, "complaint": 1,
-                "answer": 2}
+                 "accept": 1, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
+                "answer": 2, "disclose": 2}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -126,7 +127,13 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_int(fields[0], "answer.holder", hi=n - 1),
                 codec.expect_bytes(fields[1], "answer.ciphertext", max_len=MAX_ANSWER_BYTES)]
     if kind == "reveal":
-        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
+        channels = codec.expect_bytes(fields[1], "reveal.channel_keys", max_len=HASH_BYTES * MAX_PARTICIPANTS)
+        if len(channels) != HASH_BYTES * n:
+            raise codec.DecodeError("reveal.channel_keys: not one key per member")
+        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES), channels]
+    if kind == "disclose":
+        return [codec.expect_int(fields[0], "disclose.dealer", hi=n - 1),
+                codec.expect_bytes(fields[1], "disclose.channel_secret", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 

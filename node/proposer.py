@@ -17,7 +17,7 @@ from collections.abc import Callable
 from node import contract as rc
 from node.aggregation import Aggregator
 from node.mempool import Mempool
-from node.settings import COMPLAINT_WINDOW, RoundSettings
+from node.settings import WINDOWS, RoundSettings
 from node.timings import Timings
 
 MAX_PHASE_STEPS_PER_BLOCK = 3
@@ -154,9 +154,9 @@ class Proposer:
             if self.waiting_for_members():
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
-        window = self.timings.phase_elapsed_s(s.round, "validate") <= COMPLAINT_WINDOW * self.settings.phase_deadline_s
+        elapsed = self.timings.phase_elapsed_s(s.round, "validate") / self.settings.phase_deadline_s
         candidates = [tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
-                      and (tx.kind != "complaint" or window) and c.tx_valid_now(tx)]
+                      and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind]) and c.tx_valid_now(tx)]
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step

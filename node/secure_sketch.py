@@ -20,12 +20,12 @@ from node import contract_events as rc
 from node import contract_state
 from node.robust_validation import ValidationSetup
 from node.secure_outputs import LinearIdentityFailed, Output, SendShares, SendSketchSum, SubmitTx
-from smpc import aead, przs
+from smpc import przs
 from smpc import validation_messages as vm
-from smpc.errors import DecryptionFailed, Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
+from smpc.errors import BadPublicKey, Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams
-from smpc.secagg import SecAggParticipant, SecAggResult
+from smpc.secagg import SecAggResult
 from smpc.sketch import CountSketch
 from smpc.validation import (
     linear_identity_holds,
@@ -50,7 +50,6 @@ class SketchValidation:
     violations: list[ProtocolViolation]
     result: SecAggResult | None
     sketch_sum_checked: bool
-    machine: SecAggParticipant
     _tx: Callable[[str, list[object]], SubmitTx]
     _sign: Callable[[bytes], bytes]
     _verify: Callable[[int, bytes, bytes], bool]
@@ -74,13 +73,16 @@ class SketchValidation:
     _sealed: dict[int, bytes]
     _dealt_digests: dict[int, bytes]
     _complained: set[int]
+    _channel_secrets: dict[int, bytes]
 
     def _reveal_seed(self, event: rc.PhaseClosed) -> list[Output]:
         """U3 is fixed, and with it every input: now, and only now, reveal our share of the sketch seed."""
         self._inputs_commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
         if self.me not in event.members or not self._seed_reveal:
             return []
-        return [self._tx("reveal", [self._seed_reveal])]
+        self._channel_secrets = {m: self._rand(32) for m in range(self.params.n)}
+        channel_keys = b"".join(vm.channel_public_key(self._channel_secrets[m]) for m in range(self.params.n))
+        return [self._tx("reveal", [self._seed_reveal, channel_keys])]
 
     def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
         """R, the members of U3 whose reveals the ledger committed, is fixed, and with it the sketch seed:
@@ -101,6 +103,7 @@ class SketchValidation:
                                                                                                self.me)}
         commitments = b"".join(przs.commitment(self.params.chain_id, self.round, a, self.me, c)
                                for a, c in self._own_contributions.items())
+        channels = dict(event.channel_keys)
         out: list[Output] = []
         for holder in event.members:
             if holder == self.me:
@@ -111,43 +114,42 @@ class SketchValidation:
                                      for a in przs.shared_subsets(participants, degree, self.me, holder))
             payload = vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
                                      sketch_shares[holder + 1], contributions, commitments)
-            self._sealed[holder] = self._seal(holder, payload)
+            self._sealed[holder] = self._seal(holder, channels[holder][32 * self.me : 32 * self.me + 32], payload)
             out.append(SendShares(holder, payload))
         sealed = b"".join(hashlib.sha256(self._sealed[h]).digest() for h in event.members)
         return out + [self._tx("dealt", [vm.commitments_digest(commitments), sealed])] + \
             self._maybe_publish_statistics()
 
-    def _seal(self, holder: int, payload: bytes) -> bytes:
-        """The sketch shares for `holder`, encrypted to it alone under the pair's sketch key: what our `dealt`
-        commits to (by hash) and what we put on the ledger if `holder` complains that it lacks them."""
-        key = self.machine.sketch_channel_key(holder + 1)
-        return aead.encrypt(key, self.params.chain_id, self.round, self.me + 1, holder + 1, payload, b"sketch")
+    def _seal(self, holder: int, channel_key: bytes, payload: bytes) -> bytes:
+        """The sketch shares for `holder`, sealed to the channel key it published for us (`reveal`): what our
+        `dealt` commits to (by hash) and what we put on the ledger if `holder` complains that it lacks them. A
+        holder's unusable key is its own violation: it gets nothing to complain about."""
+        try:
+            return vm.seal(payload, channel_key, self._rand(32), self.params.chain_id, self.round, self.me, holder)
+        except BadPublicKey:
+            self.violations.append(BadPublicKey("its channel key is of low order", holder + 1))
+            return b""
 
     def on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> list[Output]:
-        """A complaint against us is answered with the committed ciphertext for its holder; an answer to our
-        complaint gives us the dealer's shares, checked as if they had come directly (`on_sketch_shares`)."""
+        """A complaint against us is answered with the sealed bundle our `dealt` committed for its holder. An
+        answer to our complaint is judged exactly as the replicas would judge our disclosure
+        (`vm.answer_fault`): good, its shares are ours, as if they had come directly; bad, we disclose our
+        channel secret for that dealer, which proves it on the ledger and exposes only that channel."""
         if isinstance(event, rc.ComplaintCommitted):
             sealed = self._sealed.get(event.holder) if event.dealer == self.me else None
             return [] if not sealed else [self._tx("answer", [event.holder, sealed])]
-        if event.holder != self.me or self.validation is None:
+        if event.holder != self.me or self._vlimits is None or event.dealer not in self._dealt_digests:
             return []
-        try:
-            key = self.machine.sketch_channel_key(event.dealer + 1)
-            payload = aead.decrypt(key, self.params.chain_id, self.round, event.dealer + 1, self.me + 1,
-                                   event.ciphertext, b"sketch")
-        except DecryptionFailed:
-            self.violations.append(ProtocolViolation("its answer does not decrypt", event.dealer + 1))
-            return []
+        secret = self._channel_secrets[event.dealer]
+        fault = vm.answer_fault(event.ciphertext, secret, self._vlimits, self.params.chain_id, self._verify,
+                                event.dealer, self.me, self._dealt_digests[event.dealer])
+        if fault is not None:
+            self.violations.append(ProtocolViolation(f"its answer holds no valid shares: {fault}", event.dealer + 1))
+            return [self._tx("disclose", [event.dealer, secret])]
+        payload = vm.unseal(event.ciphertext, secret, self.params.chain_id, self.round, event.dealer, self.me)
         self._dealt.pop(event.dealer, None)
         self._bad_dealers.discard(event.dealer)
-        out = self.on_sketch_shares(event.dealer, payload)
-        message = self._dealt.get(event.dealer)
-        digest = self._dealt_digests.get(event.dealer)
-        if message is not None and digest is not None and message.commitments_digest() != digest:
-            self._bad_dealers.add(event.dealer)
-            self.violations.append(Equivocation("its answer's commitments differ from the ledger", event.dealer + 1))
-            return []
-        return out
+        return self.on_sketch_shares(event.dealer, payload)
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
         """Shares of `owner`'s sketch for us (`owner`: the transport's authenticated sender), checked on arrival

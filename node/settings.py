@@ -16,11 +16,13 @@ from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
 
-COMPLAINT_WINDOW = 0.4
-"""The primary proposes a `complaint` only while the validate phase is younger than this share of the phase
-deadline; a replica votes for one up to `COMPLAINT_WINDOW_SLACK` times that (its clock started the phase a
-little apart). An abort needs 0.8 of the deadline, so a dealer has at least 0.3 of it to answer."""
-COMPLAINT_WINDOW_SLACK = 1.25
+WINDOWS = {"complaint": 0.3, "answer": 0.6}
+"""The primary proposes a `complaint` (an `answer`) only while the validate phase is younger than this share of
+the phase deadline; a replica votes for one up to `WINDOW_SLACK` later (its clock started the phase a little
+apart). A replica votes for an abort from 0.8 of the deadline on (`DeadlineCheck`), so a dealer has at least
+0.25 of the deadline to answer a complaint, and a holder 0.15 of it to disclose a bad answer (an honest
+primary aborts at 1.0: 0.7 and 0.4)."""
+WINDOW_SLACK = 0.05
 
 
 class InvariantError(AssertionError):
@@ -72,7 +74,8 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
-        validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s)
+        validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
+        sketch_width=int(val.get("sketch_width", 1000)))
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)

@@ -431,13 +431,6 @@ class SecAggParticipant:
         public_key = advert.mask_public_key if purpose is KeyPurpose.MASK else advert.encryption_public_key
         return pair_key(secret_key, public_key, purpose, self.config.chain_id, self.config.round_id, owner, peer)
 
-    def sketch_channel_key(self, peer: int) -> bytes:
-        """The key this participant and `peer` share for the validation layer's sketch shares (a purpose of its
-        own, so that the bundle one dealer sends one holder can be put on the ledger, encrypted to that holder
-        alone). Needs the peer's committed advert: any member of U1."""
-        assert self._secrets is not None, "no keys before start()"
-        return self._pair_key(self._secrets.encryption_keys.secret_key, self.me, peer, KeyPurpose.SKETCH_ENCRYPTION)
-
     def _encrypt_shares(self, holder: int, seed_share: FieldArray, key_share: FieldArray) -> bytes:
         assert self._secrets is not None
         key = self._pair_key(self._secrets.encryption_keys.secret_key, self.me, holder, KeyPurpose.SHARE_ENCRYPTION)

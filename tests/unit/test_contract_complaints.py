@@ -4,8 +4,8 @@ Driven directly with signed transactions at N = 4 (f = 1, t_v = 1: every holder 
 that lacks a dealer's sketch shares files `complaint` [dealer] in the validate phase; the dealer answers with
 `answer` [holder, ciphertext], the ciphertext whose hash its `dealt` committed for that holder. When the
 validate phase aborts for too few statistics, the abort names every dealer with an unanswered complaint (red
-team v6) and every holder without statistics that filed no complaint (red team l4); a holder whose complaint
-went unanswered is not named.
+team v6) or answered with a bundle its holder proves bad by disclosing the channel secret it committed for that
+dealer (`disclose`), and every holder without statistics that is not waiting for such a dealer (red team l4).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import hashlib
 
 from node import contract as rc
 from tests.unit.test_contract import CHAIN, tx, validated_contract
-from tests.unit.test_contract_secure_phases import ALL, Driver, ciphertext
+from tests.unit.test_contract_secure_phases import ALL, Driver, channel_secret, ciphertext
 
 
 def answer(dealer: int, holder: int) -> bytes:
@@ -23,6 +23,10 @@ def answer(dealer: int, holder: int) -> bytes:
 
 def complaint(holder: int, dealer: int) -> bytes:
     return tx("complaint", holder, 1, dealer)
+
+
+def disclose(holder: int, dealer: int) -> bytes:
+    return tx("disclose", holder, 1, dealer, channel_secret(holder, dealer, 1))
 
 
 def abort() -> bytes:
@@ -57,7 +61,7 @@ def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> No
     d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
     events = d.commit(answer(3, 1))
     assert events == [rc.AnswerCommitted(1, 3, 1, ciphertext(3, 1, 1))]
-    assert d.s.complaints == {(1, 3): True}
+    assert d.s.complaints == {(1, 3): "answered"}
     accept = tx("accept", 0, 1, list(ALL))
     assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
 
@@ -70,19 +74,43 @@ def test_a_holder_whose_complaint_went_unanswered_is_not_named_but_the_silent_de
     assert outcome.missing == (3,)  # type: ignore[union-attr]
 
 
-def test_a_complaint_answered_yet_without_statistics_does_not_name_the_holder() -> None:
-    """The answer may decrypt to garbage, which the ledger cannot tell (docs/validation.md): not named."""
+def test_a_holder_answered_yet_without_statistics_is_named() -> None:
+    """Red team l4 with a frivolous complaint: holder 1 complains about dealer 3, which answers; 1 could then
+    publish, and does not (nor proves the answer bad): named."""
     d = validating()
     d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3), answer(3, 1))
     [outcome] = d.commit(abort())
-    assert outcome.missing == ()  # type: ignore[union-attr]
+    assert outcome.missing == (1,)  # type: ignore[union-attr]
 
 
-def test_a_complaint_needs_the_window_check_and_an_answer_needs_none() -> None:
+def test_a_holder_that_proves_the_answer_bad_is_not_named_and_the_dealer_is() -> None:
+    """Dealer 3 commits (and answers with) a ciphertext holding no valid shares for holder 1; 1 discloses its
+    channel secret for 3, every replica decrypts the answer with it and finds it bad: 3 is named, 1 is not."""
     d = validating()
-    assert d.check(complaint(1, 3)) == [rc.ComplaintWindowCheck(1)]
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3), answer(3, 1))
+    assert d.check(disclose(1, 3)) == []
+    d.commit(disclose(1, 3))
+    assert d.s.complaints == {(1, 3): "bad"}
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (3,)  # type: ignore[union-attr]
+
+
+def test_a_disclosure_needs_an_answer_and_the_committed_channel_secret() -> None:
+    d = validating()
     d.commit(complaint(1, 3))
-    assert d.check(answer(3, 1)) == []
+    d.refused("not_answered", disclose(1, 3))
+    d.commit(answer(3, 1))
+    d.refused("wrong_channel_secret", tx("disclose", 1, 1, 3, channel_secret(1, 2, 1)))
+    d.refused("not_answered", disclose(1, 2))
+    d.commit(disclose(1, 3))
+    d.refused("not_answered", disclose(1, 3))
+
+
+def test_complaints_and_answers_need_their_window_checks() -> None:
+    d = validating()
+    assert d.check(complaint(1, 3)) == [rc.WindowCheck(1, "complaint")]
+    d.commit(complaint(1, 3))
+    assert d.check(answer(3, 1)) == [rc.WindowCheck(1, "answer")]
 
 
 def test_complaints_are_bounded_one_per_holder_and_dealer_from_holders_against_dealers() -> None:
@@ -124,5 +152,5 @@ def test_complaints_reset_with_the_next_round_and_survive_copy() -> None:
     d.commit(complaint(1, 3))
     copy = d.s.copy()
     d.commit(answer(3, 1))
-    assert copy.complaints == {(1, 3): False}
+    assert copy.complaints == {(1, 3): "open"}
     assert CHAIN and d.s.dealt_hashes[3][1] == hashlib.sha256(ciphertext(3, 1, 1)).digest()

@@ -49,7 +49,7 @@ class Cluster:
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
                                         validate=validate, validation_degree=validation_degree,
-                                        exclude_late=True)
+                                        exclude_late=True, sketch_width=width)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
@@ -785,7 +785,7 @@ def test_a_reveal_must_open_its_commitment_and_the_seed_phase_closes_early_only_
     contract = c.contracts[0]
     reveals = [contract.parse(raw) for raw in c.mempool]
     assert sorted(tx.author for tx in reveals if tx.kind == "reveal") == list(range(n))
-    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32], c.sign(3))
+    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32, bytes(32 * c.n)], c.sign(3))
     with pytest.raises(rc.TxError, match="does not open"):
         contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (other,)))
     early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
