@@ -149,8 +149,8 @@ class Cluster:
             self.next_rounds[i].on_committed(rc.SecAggCommitted(round_id, author, message))
         self.emit(i, self.next_rounds[i].start())
 
-    def tx(self, kind: str, fields: list[object], round_id: int = 1) -> bytes:
-        return rc.make_tx(CHAIN, kind, 0, round_id, fields, self.sign(0))
+    def tx(self, kind: str, fields: list[object], round_id: int = 1, author: int = 0) -> bytes:
+        return rc.make_tx(CHAIN, kind, author, round_id, fields, self.sign(author))
 
     def mask_updates(self, updates: dict[int, np.ndarray], weights: dict[int, float] | None = None) -> None:
         """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples; the

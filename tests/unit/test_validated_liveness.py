@@ -333,6 +333,77 @@ def test_a_holder_withholding_only_its_statistics_is_named() -> None:
     assert c.contract.state.excluded == (withholder,)
 
 
+def _junk_for(c: Rounds, dealer: int, victim: int) -> None:
+    """Dealer `dealer` of cluster `c` deals junk to `victim` in round 1: its `dealt` commits the hash of a junk
+    "sealed bundle" for it, its direct message is junk, and it answers the complaint with that junk (all
+    signed with its real key, as a Byzantine member would)."""
+    deliver = c.emit
+    junk = hashlib.sha256(b"junk").digest() * 40
+
+    def forged(out):  # type: ignore[no-untyped-def]
+        if isinstance(out, SendShares) and out.to == victim:
+            return SendShares(victim, b"junk")
+        if not isinstance(out, SubmitTx):
+            return out
+        tx = c.contract.parse(out.raw)
+        if tx.kind == "dealt":
+            hashes = bytearray(tx.fields[1])  # type: ignore[arg-type]
+            at = 32 * c.contract.state.expected.index(victim)
+            hashes[at : at + 32] = hashlib.sha256(junk).digest()
+            return SubmitTx(c.tx("dealt", [tx.fields[0], bytes(hashes)], 1, author=dealer))
+        if tx.kind == "answer" and tx.fields[0] == victim:
+            return SubmitTx(c.tx("answer", [victim, junk], 1, author=dealer))
+        return out
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        deliver(who, [forged(o) for o in outputs] if who == dealer and c.contract.state.round == 1 else outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def test_a_dealer_answering_with_junk_is_proven_and_named_not_its_victim() -> None:
+    """Dealer 6 commits and answers a sealed bundle for honest holder 3 that holds no valid shares. Holder 3
+    discloses its channel secret for 6 (only that channel), every replica finds the answer bad, and the abort
+    names 6, not 3."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 95, 2, set())
+    _junk_for(c, dealer, victim)
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (dealer,))
+    assert any(c.contract.parse(raw).kind == "disclose" for b in c.blocks for raw in b.txs)
+
+
+def test_a_holder_disclosing_a_good_answer_is_refused_and_named() -> None:
+    """Red team l4 with a frivolous complaint and a false disclosure: holder 2 complains about honest dealer 5,
+    which answers; 2 then claims the answer bad (discloses its channel secret for 5) and withholds its
+    statistics. The disclosure is refused (the answer is good: `answer_valid`) and the abort names 2."""
+    n, liar, dealer = 7, 2, 5
+    c = Rounds(n, 94, 2, set())
+    deliver = c.emit
+    lied: list[rc.TxError] = []
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if who == liar and c.contract.state.round == 1:
+            outputs = [o for o in outputs if not _is_tx(c, "stats")(o)]
+            complaint = c.tx("complaint", [dealer], 1, author=liar)
+            if (c.contract.state.phase == "validate" and (liar, dealer) not in c.contract.state.complaints
+                    and complaint not in c.mempool):
+                outputs.append(SubmitTx(complaint))
+            secret = c.rounds[liar]._channel_secrets.get(dealer)
+            if c.contract.state.complaints.get((liar, dealer)) == "answered" and secret is not None:
+                claim = c.tx("disclose", [dealer, secret], 1, author=liar)
+                try:
+                    c.contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (claim,)))
+                except rc.TxError as exc:
+                    lied.append(exc)
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (liar,))
+    assert lied and all(isinstance(e, rc.ComplaintRefused) and e.reason == "answer_valid" for e in lied)
+
+
 def test_a_member_silent_after_dealing_aborts_one_round_and_is_named() -> None:
     """Member 3 deals its sketch and dies before publishing statistics: round 1's validate phase is short and
     aborts, naming it (it filed no complaint, so it lacked no dealer's shares). Round 2 opens with it absent
