@@ -65,7 +65,8 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     val = genesis.section("validation")
     validation_degree = int(val.get("degree", max(1, genesis.f)))
     validate = secure and bool(val.get("enabled", False))
-    if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree)) is not None:
+    width = int(val.get("sketch_width", 1000))
+    if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree, width)) is not None:
         raise ConfigError(f"genesis: {reason}")
     deadline_s = float(proto.get("phase_deadline_s", 30.0))
     censorship_s = censorship_bound_s(genesis.f, int(proto.get("view_timeout_ms", 2000)),
@@ -75,13 +76,12 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
         validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
-        sketch_width=int(val.get("sketch_width", 1000)))
+        sketch_width=width)
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)
         rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
-        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound,
-                                                                         int(val.get("sketch_width", 1000))), rule)
+        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
     transport = str(proto.get("consensus_transport", "direct"))

@@ -745,6 +745,9 @@ def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> Non
     assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
     assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
     assert "zero-sharing keys" in validation_config_error(40, 13, 13)  # type: ignore[operator]
+    assert validation_config_error(13, 4, 4) is None and validation_config_error(13, 4, 4, 4000) is None
+    assert "exceed an answer transaction" in validation_config_error(16, 5, 5)  # type: ignore[operator]
+    assert "exceed an answer transaction" in validation_config_error(7, 2, 2, 8000)  # type: ignore[operator]
 
 
 def test_the_last_masker_cannot_predict_the_sketch_so_grinding_no_longer_helps() -> None:
