@@ -22,11 +22,14 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
 | inputs   | secure, valid.  | `input` [masked_input_digest, weight,        | `close` ["inputs"] -> U3   |
 |          |                 | H(seed reveal)] from U2                      |                            |
-| seed     | validated       | `reveal` [seed reveal] from U3               | `close` ["seed"] -> R      |
-| sketch   | validated       | `dealt` [H(PRZS commitments)] from R once    | `close` ["sketch"] -> V    |
-|          |                 | its sketch shares went to every holder       |                            |
+| seed     | validated       | `reveal` [seed reveal, channel keys] from U3 | `close` ["seed"] -> R      |
+| sketch   | validated       | `dealt` [H(PRZS commitments), H(sealed       | `close` ["sketch"] -> V    |
+|          |                 | shares) per holder] from R once its sketch   |                            |
+|          |                 | shares went to every holder                  |                            |
 | validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
-|          |                 | over V, from holders                         |                            |
+|          |                 | over V, from holders; `complaint` [dealer],  |                            |
+|          |                 | `answer` [holder, sealed], `disclose`        |                            |
+|          |                 | [dealer, channel secret] (below)             |                            |
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
@@ -68,6 +71,15 @@ deal nor publish, and count among the f faulty members, so the seed, sketch and 
 2t_v + 1 + f_eff inputs, f_eff = f - max(0, k - (N - 2t_v - 1 - f)) (`Membership.effective_faulty`), and
 the statistics tolerate f_eff liars (`ValidationCheck.max_faulty`). Sound if the absent and late members
 are faulty (docs/validation.md, G7).
+
+**A withholding dealer or holder is named by the validate phase's abort** (docs/validation.md, G8). A holder of V
+that lacks a dealer's valid sketch shares files `complaint` [dealer] (a `WindowCheck`: early in the phase); the
+dealer answers with `answer` [holder, sealed], the bundle whose hash its `dealt` committed for that holder (also a
+`WindowCheck`); a holder whose answer holds no valid shares proves it with `disclose` [dealer, channel secret], the
+secret of the key it published for that dealer in its `reveal`, with which every replica opens the answer and finds
+the fault (`smpc.validation_messages.answer_fault`). An abort for too few statistics names the dealers with a
+complaint unanswered or disproved, and the holders without statistics waiting for no such dealer. Bad ones are
+refused with a `ComplaintRefused` reason.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
