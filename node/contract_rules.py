@@ -52,23 +52,26 @@ class Rules(Membership, Evaluations):
         if tx.kind == "eval":
             return self.eval_error(tx) is None
         if tx.kind in ("complaint", "answer", "disclose"):
-            return self.complaint_refusal(tx) is None
+            return self.complaint_refusal(tx, judge=False) is None
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
                 and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count())  # type: ignore[arg-type]
                 and (tx.kind != "dealt" or len(tx.fields[1]) == 32 * len(s.expected)))  # type: ignore[arg-type]
 
-    def _disclosure_refusal(self, tx: Tx) -> ComplaintRefused | None:
+    def _disclosure_refusal(self, tx: Tx, judge: bool) -> ComplaintRefused | None:
         """A `disclose` [dealer, channel secret] proves `dealer`'s answer bad: the secret must be the one whose
         public key the holder committed for that dealer in its `reveal`, and with it the committed answer must
         fail to yield valid shares (`smpc.validation_messages.answer_fault`). It exposes that one channel, whose
-        dealer is then proven faulty; a good answer's channel is never disclosed by an honest holder."""
+        dealer is then proven faulty; a good answer's channel is never disclosed by an honest holder. Without
+        `judge` (the mempool's cheap filter) only the state is checked, not the secret nor the answer."""
         s, p = self.state, self.params
         holder, dealer = tx.author, tx.fields[0]
         state = s.complaints.get((holder, dealer))  # type: ignore[arg-type]
         if state != "answered":
             return ComplaintRefused("not_answered", f"member {dealer} has no answer to member {holder} to disprove")
+        if not judge:
+            return None
         committed = s.channel_keys.get(holder, b"")[32 * dealer : 32 * dealer + 32]  # type: ignore[operator]
         if vm.channel_public_key(tx.fields[1]) != committed:  # type: ignore[arg-type]
             return ComplaintRefused("wrong_channel_secret", f"member {holder} committed another key for {dealer}")
@@ -77,11 +80,12 @@ class Rules(Membership, Evaluations):
                                 self.verify, dealer, holder, s.dealt_digests[dealer])  # type: ignore[arg-type]
         return ComplaintRefused("answer_valid", f"member {dealer}'s answer is good") if fault is None else None
 
-    def complaint_refusal(self, tx: Tx) -> ComplaintRefused | None:
-        """Why a `complaint` or `answer` cannot be committed now, None if it can. A complaint [dealer]: in the
-        validate phase, from a holder of V without statistics yet, against another dealer of V, once per pair
-        (so at most |V| - 1 per holder). An answer [holder, ciphertext]: from the dealer of an unanswered
-        complaint, carrying exactly the ciphertext whose hash its `dealt` committed for that holder."""
+    def complaint_refusal(self, tx: Tx, judge: bool = True) -> ComplaintRefused | None:
+        """Why a `complaint`, `answer` or `disclose` cannot be committed now, None if it can. A complaint [dealer]:
+        in the validate phase, from a holder of V without statistics yet, against another dealer of V, once per
+        pair (so at most |V| - 1 per holder). An answer [holder, sealed]: from the dealer of an unanswered
+        complaint, carrying exactly the sealed bundle whose hash its `dealt` committed for that holder (at most
+        |V| (|V| - 1) answers a round, each within `MAX_ANSWER_BYTES`). A disclosure: `_disclosure_refusal`."""
         s = self.state
         if not (s.open and s.phase == "validate" and tx.round == s.round):
             return ComplaintRefused("not_validating", f"round {tx.round} is not validating")
@@ -99,7 +103,7 @@ class Rules(Membership, Evaluations):
                 return ComplaintRefused("already_published", f"member {holder} published its statistics")
             return None
         if tx.kind == "disclose":
-            return self._disclosure_refusal(tx)
+            return self._disclosure_refusal(tx, judge)
         if (holder, dealer) not in s.complaints:
             return ComplaintRefused("no_complaint", f"member {holder} did not complain about {dealer}")
         if s.complaints[(holder, dealer)] != "open":

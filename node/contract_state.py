@@ -49,6 +49,9 @@ class ContractParams:
     G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
     out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
 
+    def __post_init__(self) -> None:
+        assert not self.validate or self.sketch_width > 0, "a validated contract needs the sketch width"
+
     @property
     def max_faulty(self) -> int:
         return (self.n - 1) // 3 if self.faulty is None else self.faulty
