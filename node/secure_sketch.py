@@ -138,9 +138,9 @@ class SketchValidation:
         if isinstance(event, rc.ComplaintCommitted):
             sealed = self._sealed.get(event.holder) if event.dealer == self.me else None
             return [] if not sealed else [self._tx("answer", [event.holder, sealed])]
-        if event.holder != self.me or self._vlimits is None or event.dealer not in self._dealt_digests:
+        secret = self._channel_secrets.get(event.dealer)
+        if event.holder != self.me or self._vlimits is None or event.dealer not in self._dealt_digests or not secret:
             return []
-        secret = self._channel_secrets[event.dealer]
         fault = vm.answer_fault(event.ciphertext, secret, self._vlimits, self.params.chain_id, self._verify,
                                 event.dealer, self.me, self._dealt_digests[event.dealer])
         if fault is not None:
@@ -178,7 +178,8 @@ class SketchValidation:
     def _on_dealers_fixed(self, event: rc.PhaseClosed) -> list[Output]:
         """V, the members whose sketches were dealt, is fixed with each dealer's commitment hash: statistics are
         over V. A dealer whose ledger hash is not that of the commitments it signed to us equivocated: our
-        keys could differ from other holders', so we publish nothing rather than an inconsistent share."""
+        keys could differ from other holders', so we publish nothing rather than an inconsistent share, and
+        complain, as about every dealer of V whose shares we lack (`_complain`)."""
         self._candidates = event.members
         self._dealt_digests = dict(event.payloads)
         for dealer, digest in event.payloads:
