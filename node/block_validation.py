@@ -65,7 +65,7 @@ class BlockValidator:
         return True
 
     def _deadline_ok(self, block: Block, check: rc.DeadlineCheck) -> bool:
-        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * self.settings.phase_deadline_s:
+        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * self.settings.phase_deadline_s:
             logger.warning("block %d ends phase %s of round %d before its deadline", block.height, check.phase,
                            check.round)
             return False

@@ -48,17 +48,19 @@ class ValidationCheck:
 
 @dataclass(frozen=True, slots=True)
 class DeadlineCheck:
-    """Before voting: `phase` of `round` must have been open on this node's clock past its deadline."""
+    """Before voting: `phase` of `round` must have been open on this node's clock past `deadlines` times its
+    deadline (more than one for a validate phase with complaints: `Membership.abort_deadlines`)."""
 
     round: int
     phase: str
+    deadlines: int = 1
 
 
 @dataclass(frozen=True, slots=True)
 class WindowCheck:
-    """Before voting for a `complaint` or an `answer` (`kind`): the validate phase of `round` must still be in
-    that kind's part of the phase on this node's clock (`node.settings.WINDOWS`): a dealer then has time to
-    answer, and a holder to disclose a bad answer, before an abort may name them."""
+    """Before voting for a `complaint` or an `answer` (`kind`): the validate phase of `round` must still be
+    within that kind's window on this node's clock (`node.settings.WINDOWS`, in phase deadlines): a dealer then
+    has a phase deadline to answer, and a holder one to disclose a bad answer, before an abort may name them."""
 
     round: int
     kind: str

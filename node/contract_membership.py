@@ -14,6 +14,11 @@ from collections.abc import Iterable
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_tx import Tx
 
+COMPLAINT_ABORT_DEADLINES = 4
+"""Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
+answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
+this) vote for the abort (`node.settings.WINDOWS`)."""
+
 
 class Membership:
     """The membership queries and bookkeeping of `node.contract.Contract`."""
@@ -35,6 +40,14 @@ class Membership:
         if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.effective_faulty
         return self.min_members
+
+    def abort_deadlines(self) -> int:
+        """How many phase deadlines an abort of the open phase waits: one, but in a validate phase with
+        complaints `COMPLAINT_ABORT_DEADLINES`, so that each step of a complaint (complain, answer, disclose)
+        has a whole phase deadline, the span genesis makes longer than censoring primaries can hold a
+        transaction out when it lets named members lower f_eff (docs/validation.md, G8)."""
+        s = self.state
+        return COMPLAINT_ABORT_DEADLINES if s.phase == "validate" and s.complaints else 1
 
     @property
     def effective_faulty(self) -> int:

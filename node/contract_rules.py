@@ -163,7 +163,7 @@ class Rules(Membership, Evaluations):
         if tx.kind == "abort":
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
-            return [DeadlineCheck(tx.round, s.phase)]
+            return [DeadlineCheck(tx.round, s.phase, self.abort_deadlines())]
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal

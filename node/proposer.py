@@ -183,7 +183,10 @@ class Proposer:
             return raws + [self._accept_tx(c, pending)], True
         elif closing == "close" and ready:
             return raws + [self.me.tx("close", s.round, [s.phase])], True
-        if late and not enough:
+        # With complaints (committed, or in this very block) the validate phase waits longer to abort: G8.
+        deadlines = rc.COMPLAINT_ABORT_DEADLINES if any(tx.kind == "complaint" for tx in pending) else \
+            c.abort_deadlines()
+        if not enough and self.timings.phase_elapsed_s(s.round, s.phase) > deadlines * self.settings.phase_deadline_s:
             return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())

@@ -16,12 +16,13 @@ from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
 
-WINDOWS = {"complaint": 0.3, "answer": 0.6}
-"""The primary proposes a `complaint` (an `answer`) only while the validate phase is younger than this share of
-the phase deadline; a replica votes for one up to `WINDOW_SLACK` later (its clock started the phase a little
-apart). A replica votes for an abort from 0.8 of the deadline on (`DeadlineCheck`), so a dealer has at least
-0.25 of the deadline to answer a complaint, and a holder 0.15 of it to disclose a bad answer (an honest
-primary aborts at 1.0: 0.7 and 0.4)."""
+WINDOWS = {"complaint": 1.0, "answer": 2.1}
+"""The primary proposes a `complaint` (an `answer`) only while the validate phase is younger than this many
+phase deadlines; a replica votes for one up to `WINDOW_SLACK` later (its clock started the phase a little
+apart). With complaints, a replica votes for an abort from 0.8 x 4 = 3.2 deadlines on
+(`rc.COMPLAINT_ABORT_DEADLINES`), so a holder has a deadline to complain, a dealer at least a deadline to answer
+a complaint committed as late as replicas allow, and a holder more than a deadline to disclose a bad answer:
+each step outlasts censoring primaries whenever the deadline does (docs/validation.md, G8)."""
 WINDOW_SLACK = 0.05
 
 

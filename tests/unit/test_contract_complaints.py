@@ -154,3 +154,15 @@ def test_complaints_reset_with_the_next_round_and_survive_copy() -> None:
     d.commit(answer(3, 1))
     assert copy.complaints == {(1, 3): "open"}
     assert CHAIN and d.s.dealt_hashes[3][1] == hashlib.sha256(ciphertext(3, 1, 1)).digest()
+
+
+def test_an_abort_with_complaints_waits_four_phase_deadlines() -> None:
+    """Each step of a complaint (complain, answer, disclose) gets a whole phase deadline before an abort may
+    name anyone for it: the abort's DeadlineCheck asks replicas for 4 deadlines once a complaint is committed,
+    or is in the same block."""
+    d = validating()
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate")]
+    assert d.check(complaint(1, 3), abort()) == [rc.WindowCheck(1, "complaint"),
+                                                 rc.DeadlineCheck(1, "validate", rc.COMPLAINT_ABORT_DEADLINES)]
+    d.commit(complaint(1, 3), answer(3, 1))
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", 4)]
