@@ -21,6 +21,10 @@ from node.settings import WINDOWS, RoundSettings
 from node.timings import Timings
 
 MAX_PHASE_STEPS_PER_BLOCK = 3
+ANSWER_BYTES_PER_BLOCK = 1 << 19
+"""The dealers' answers (sealed sketch shares, up to `rc.MAX_ANSWER_BYTES` each, |V| (|V| - 1) in a round at
+most) one block carries, so that a block stays well within what a peer accepts in a pre-prepare (1 MiB); the
+rest go in the next blocks, well within the answers' window of a phase deadline."""
 STATS_MERGE_WAIT_S = 0.5
 """How long the primary holds a block that closes the sketch phase (validated rounds) for the holders'
 statistics, so that the same block can also close the validate phase (`_hold_for_statistics`). Holders
@@ -155,8 +159,9 @@ class Proposer:
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
         elapsed = self.timings.phase_elapsed_s(s.round, "validate") / self.settings.phase_deadline_s
-        candidates = [tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
-                      and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind]) and c.tx_valid_now(tx)]
+        candidates = _within_answer_budget([tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
+                                            and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind])
+                                            and c.tx_valid_now(tx)])
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step
@@ -221,3 +226,15 @@ class Proposer:
         if new_hash is None:
             return None
         return self.me.tx("result", s.round, [list(included), new_hash])
+
+
+def _within_answer_budget(txs: list[rc.Tx]) -> list[rc.Tx]:
+    """`txs` without the answers beyond `ANSWER_BYTES_PER_BLOCK`, in order."""
+    kept, answers = [], 0
+    for tx in txs:
+        if tx.kind == "answer":
+            answers += len(tx.raw)
+            if answers > ANSWER_BYTES_PER_BLOCK:
+                continue
+        kept.append(tx)
+    return kept
