@@ -52,7 +52,8 @@ round that aborted for too few inputs (a silent member in a validated round at N
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed, other than an
-`eval` (which is about a past round), is committed;
+`eval` (which is about a past round) or, as the block's proposer, an `open`, `close`, `abort` or `result` (its
+duty as primary: a member named by the abort it proposes stays absent), is committed;
 a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
 one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
 

@@ -42,7 +42,9 @@ class Transitions(Membership, Evaluations):
 
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
-        if tx.author in s.absent and tx.kind != "eval":  # an eval is about a past round, not a promise to take part
+        # An eval is about a past round, and a proposer's open, close, abort or result its duty as primary: neither
+        # says that its author takes part again (a withholder named by the abort it proposes stays absent).
+        if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result"):
             s.absent = tuple(m for m in s.absent if m != tx.author)
             s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":

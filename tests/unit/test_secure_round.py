@@ -102,14 +102,14 @@ class Cluster:
                     sr = self.rounds[j]
                     sr.on_message(sr.decode(out.message))
 
-    def commit(self, *extra: bytes) -> None:
+    def commit(self, *extra: bytes, proposer: int = 0) -> None:
         """Commit a block of the pending valid txs plus `extra`, applying it at every live node."""
         contract = self.contracts[min(self.alive)]
         txs = [raw for raw in self.mempool if contract.tx_valid_now(contract.parse(raw))]
         txs += [raw for raw in self.mempool if contract.tx_valid_ahead(contract.parse(raw))] + list(extra)
         self.mempool = [raw for raw in self.mempool if raw not in txs]
         self.height += 1
-        block = Block(CHAIN, self.height, CHAIN, 0, 0, tuple(txs))
+        block = Block(CHAIN, self.height, CHAIN, 0, proposer, tuple(txs))
         contract.check_block(block)
         self.blocks.append(block)
         for i in sorted(self.alive):

@@ -321,6 +321,21 @@ def test_a_dealer_withholding_shares_and_its_answer_is_named_not_its_victim() ->
     assert state.absent == (dealer,) and state.excluded == (dealer,) and c.contract.effective_faulty == 1
 
 
+def test_a_named_dealer_that_proposes_the_abort_and_the_next_open_is_still_excluded() -> None:
+    """The withholding dealer 6 is the primary when round 1 aborts: it proposes (and signs) the abort that
+    names it and the open of round 2. A block's own `open`, `close`, `abort` or `result` is the proposer's
+    duty, not a sign that it takes part again: 6 stays absent, and excluded from round 2's validation."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    _dropping(c, dealer, lambda o: (isinstance(o, SendShares) and o.to == victim) or _is_tx(c, "answer")(o))
+    assert c.until_statistics(1) is not None
+    c.commit(c.tx("abort", ["too few members"], 1, author=dealer),
+             c.tx("open", [c.contract.state.model_hash, list(range(n))], 2, author=dealer), proposer=dealer)
+    state = c.contract.state
+    assert state.outcomes[-1].missing == (dealer,)
+    assert (state.round, state.absent, state.excluded) == (2, (dealer,), (dealer,))
+
+
 def test_a_holder_withholding_only_its_statistics_is_named() -> None:
     """Red team l4: member 2 takes part in every phase but never publishes statistics nor complains: round 1
     aborts at the validate deadline naming it, and round 2 excludes it."""
