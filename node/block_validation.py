@@ -16,7 +16,7 @@ from collections.abc import Callable
 from consensus.block import Block
 from node import contract as rc
 from node.aggregation import Aggregator
-from node.settings import RoundSettings
+from node.settings import WINDOW_SLACK, WINDOWS, RoundSettings
 from node.status import Metrics
 from node.timings import Timings
 
@@ -54,6 +54,8 @@ class BlockValidator:
         for check in checks:
             if isinstance(check, rc.DeadlineCheck):
                 ok = self._deadline_ok(block, check)
+            elif isinstance(check, rc.WindowCheck):
+                ok = self._window_ok(block, check)
             elif isinstance(check, rc.ValidationCheck):
                 ok = self._validation_ok(block, check)
             else:
@@ -63,8 +65,18 @@ class BlockValidator:
         return True
 
     def _deadline_ok(self, block: Block, check: rc.DeadlineCheck) -> bool:
-        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * self.settings.phase_deadline_s:
+        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * self.settings.phase_deadline_s:
             logger.warning("block %d ends phase %s of round %d before its deadline", block.height, check.phase,
+                           check.round)
+            return False
+        return True
+
+    def _window_ok(self, block: Block, check: rc.WindowCheck) -> bool:
+        """A complaint (answer) late in the validate phase would leave its dealer (holder) no time to answer
+        (disclose a bad answer) before an abort names it: refused past its window (`node.settings.WINDOWS`)."""
+        limit = (WINDOWS[check.kind] + WINDOW_SLACK) * self.settings.phase_deadline_s
+        if self.timings.phase_elapsed_s(check.round, "validate") > limit:
+            logger.warning("block %d carries a %s past its window in round %d", block.height, check.kind,
                            check.round)
             return False
         return True

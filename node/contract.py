@@ -22,11 +22,14 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | shares   | secure, valid.  | `sa` [ShareKeys] from U1                     | `close` ["shares"] -> U2   |
 | inputs   | secure, valid.  | `input` [masked_input_digest, weight,        | `close` ["inputs"] -> U3   |
 |          |                 | H(seed reveal)] from U2                      |                            |
-| seed     | validated       | `reveal` [seed reveal] from U3               | `close` ["seed"] -> R      |
-| sketch   | validated       | `dealt` [H(PRZS commitments)] from R once    | `close` ["sketch"] -> V    |
-|          |                 | its sketch shares went to every holder       |                            |
+| seed     | validated       | `reveal` [seed reveal, channel keys] from U3 | `close` ["seed"] -> R      |
+| sketch   | validated       | `dealt` [H(PRZS commitments), H(sealed       | `close` ["sketch"] -> V    |
+|          |                 | shares) per holder] from R once its sketch   |                            |
+|          |                 | shares went to every holder                  |                            |
 | validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
-|          |                 | over V, from holders                         |                            |
+|          |                 | over V, from holders; `complaint` [dealer],  |                            |
+|          |                 | `answer` [holder, sealed], `disclose`        |                            |
+|          |                 | [dealer, channel secret] (below)             |                            |
 | unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
@@ -49,7 +52,8 @@ round that aborted for too few inputs (a silent member in a validated round at N
 (`ContractState.absent`). Rounds still open with every member, but no phase, running ahead or not, waits
 for an absent member: its close needs no `DeadlineCheck`, so an offline member costs the others one phase
 deadline, not one per round. A member is present again as soon as any transaction it signed, other than an
-`eval` (which is about a past round), is committed;
+`eval` (which is about a past round) or, as the block's proposer, an `open`, `close`, `abort` or `result` (its
+duty as primary: a member named by the abort it proposes stays absent), is committed;
 a member that comes back says so with `ready` [] (for a round after the one it went missing in, up to the next
 one, so that a `ready` from before cannot be replayed), and the phases after that wait for it again.
 
@@ -69,6 +73,15 @@ deal nor publish, and count among the f faulty members, so the seed, sketch and 
 the statistics tolerate f_eff liars (`ValidationCheck.max_faulty`). Sound if the absent and late members
 are faulty (docs/validation.md, G7).
 
+**A withholding dealer or holder is named by the validate phase's abort** (docs/validation.md, G8). A holder of V
+that lacks a dealer's valid sketch shares files `complaint` [dealer] (a `WindowCheck`: early in the phase); the
+dealer answers with `answer` [holder, sealed], the bundle whose hash its `dealt` committed for that holder (also a
+`WindowCheck`); a holder whose answer holds no valid shares proves it with `disclose` [dealer, channel secret], the
+secret of the key it published for that dealer in its `reveal`, with which every replica opens the answer and finds
+the fault (`smpc.validation_messages.answer_fault`). An abort for too few statistics names the dealers with a
+complaint unanswered or disproved, and the holders without statistics waiting for no such dealer. Bad ones are
+refused with a `ComplaintRefused` reason.
+
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
@@ -85,7 +98,9 @@ from consensus.block import Block
 from node.contract_evals import EVAL_WINDOW
 from node.contract_events import (
     AggregateCheck,
+    AnswerCommitted,
     Check,
+    ComplaintCommitted,
     DeadlineCheck,
     EvalCommitted,
     Event,
@@ -94,16 +109,21 @@ from node.contract_events import (
     RoundOutcome,
     SecAggCommitted,
     ValidationCheck,
+    WindowCheck,
 )
+from node.contract_membership import COMPLAINT_ABORT_DEADLINES
 from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
 from node.contract_tx import (
+    COMPLAINT_REFUSALS,
+    MAX_ANSWER_BYTES,
     MAX_EVAL_ROWS,
     MAX_PARTICIPANTS,
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
     PARSE_CACHE_ENTRIES,
+    ComplaintRefused,
     Tx,
     TxError,
     Verify,
@@ -114,10 +134,11 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
-    "EVAL_WINDOW", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
-    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "Check", "Contract", "ContractParams", "ContractState",
+    "COMPLAINT_ABORT_DEADLINES", "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
+    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
+    "ComplaintRefused", "Contract", "ContractParams", "ContractState",
     "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
-    "TxError", "ValidationCheck", "Verify", "make_tx", "parse_tx", "referenced_blobs",
+    "TxError", "ValidationCheck", "Verify", "WindowCheck", "make_tx", "parse_tx", "referenced_blobs",
 ]
 
 

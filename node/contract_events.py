@@ -48,13 +48,25 @@ class ValidationCheck:
 
 @dataclass(frozen=True, slots=True)
 class DeadlineCheck:
-    """Before voting: `phase` of `round` must have been open on this node's clock past its deadline."""
+    """Before voting: `phase` of `round` must have been open on this node's clock past `deadlines` times its
+    deadline (more than one for a validate phase with complaints: `Membership.abort_deadlines`)."""
 
     round: int
     phase: str
+    deadlines: int = 1
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck
+@dataclass(frozen=True, slots=True)
+class WindowCheck:
+    """Before voting for a `complaint` or an `answer` (`kind`): the validate phase of `round` must still be
+    within that kind's window on this node's clock (`node.settings.WINDOWS`, in phase deadlines): a dealer then
+    has a phase deadline to answer, and a holder one to disclose a bad answer, before an abort may name them."""
+
+    round: int
+    kind: str
+
+
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,26 @@ class SecAggCommitted:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplaintCommitted:
+    """A holder's complaint that it lacks `dealer`'s sketch shares is on the ledger: the dealer must answer."""
+
+    round: int
+    holder: int
+    dealer: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCommitted:
+    """A dealer's answer to a complaint is on the ledger: `ciphertext` is the one its `dealt` committed for
+    `holder`, the holder's sketch shares encrypted to it alone."""
+
+    round: int
+    dealer: int
+    holder: int
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class PhaseClosed:
     round: int
     phase: str
@@ -86,6 +118,8 @@ class PhaseClosed:
     payloads: tuple[tuple[int, bytes], ...] = ()
     """The closed phase's committed inputs that later steps need, by member: the seed phase's reveals, the
     sketch phase's hashes of each dealer's PRZS commitments (`dealt` tx)."""
+    channel_keys: tuple[tuple[int, bytes], ...] = ()
+    """The seed phase's: each revealer's channel public keys, 32 bytes per member (`reveal` tx)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +133,12 @@ class RoundOutcome:
     missing: tuple[int, ...] = ()
     """An aborted round's participants without an input in the phase that had too few (a seed reveal, a
     `dealt`, a key message...): who the round waited for in vain, on the ledger; they become absent
-    (`ContractState.absent`). Empty for an abort in the validate phase (a holder's statistics wait for every
-    dealer's shares, so a withholding dealer would choose whom it names), in the unmask phase, whose reveals
-    travel by gossip, and for an abort with enough inputs (statistics every holder published that nobody
-    can decide)."""
+    (`ContractState.absent`). For an abort in the validate phase: the dealers with a complaint they did not
+    answer and the holders without statistics that filed no complaint (a holder that complained waited for a
+    dealer, which chose that, unless the dealer's answer came and the holder could not prove it bad,
+    `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
+    by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
+    decide)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,4 +152,4 @@ class EvalCommitted:
     height: int
 
 
-Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted
+Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted | AnswerCommitted

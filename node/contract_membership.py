@@ -14,6 +14,11 @@ from collections.abc import Iterable
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_tx import Tx
 
+COMPLAINT_ABORT_DEADLINES = 4
+"""Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
+answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
+this) vote for the abort (`node.settings.WINDOWS`)."""
+
 
 class Membership:
     """The membership queries and bookkeeping of `node.contract.Contract`."""
@@ -35,6 +40,14 @@ class Membership:
         if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.effective_faulty
         return self.min_members
+
+    def abort_deadlines(self) -> int:
+        """How many phase deadlines an abort of the open phase waits: one, but in a validate phase with
+        complaints `COMPLAINT_ABORT_DEADLINES`, so that each step of a complaint (complain, answer, disclose)
+        has a whole phase deadline, the span genesis makes longer than censoring primaries can hold a
+        transaction out when it lets named members lower f_eff (docs/validation.md, G8)."""
+        s = self.state
+        return COMPLAINT_ABORT_DEADLINES if s.phase == "validate" and s.complaints else 1
 
     @property
     def effective_faulty(self) -> int:
@@ -99,12 +112,26 @@ class Membership:
         the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
         sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
         is not marked absent again for a round it was kept out of). Only inputs a member produces on its own
-        name it: none for the validate phase, since a holder publishes statistics only once every dealer's
-        shares reached it, so a dealer withholding them would get its honest victim named, absent and excluded
-        (lowering f_eff with a Byzantine member's choice). None either for an abort with enough inputs
-        (statistics every holder published but nobody can decide) or in the unmask phase, whose reveals travel
-        by gossip."""
+        name it. In the validate phase (`_missing_in_validation`) a holder's statistics wait for every
+        dealer's shares, so a holder is named only if it never said it lacked any. None for an abort with
+        enough inputs (statistics every holder published but nobody can decide) or in the unmask phase,
+        whose reveals travel by gossip."""
         s = self.state
-        if s.phase in ("validate", "unmask") or len(s.inputs) >= self.min_inputs(s.phase):
+        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
             return ()
+        if s.phase == "validate":
+            return self._missing_in_validation()
         return tuple(a for a in s.participants if a not in s.inputs and a not in s.excluded)
+
+    def _missing_in_validation(self) -> tuple[int, ...]:
+        """The validate phase aborts with too few statistics: it names every dealer with a complaint it did not
+        answer (the complaint came within its window, `WindowCheck`, so it had time; red team v6) or answered
+        with a bundle its holder proved bad (`disclose`), and every holder without statistics except those
+        waiting for such a dealer (red team l4): a holder that lacked nothing, or whose answers were good, had
+        everything it needed to publish. An honest holder is never named by a dealer's choice: it complains
+        about every missing or bad bundle within the window and discloses every bad answer."""
+        s = self.state
+        faulty_dealers = {dealer for (_, dealer), state in s.complaints.items() if state != "answered"}
+        excused = {holder for (holder, _), state in s.complaints.items() if state != "answered"}
+        silent_holders = {h for h in s.expected if h not in s.inputs and h not in excused}
+        return tuple(sorted(faulty_dealers | silent_holders))

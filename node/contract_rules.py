@@ -9,12 +9,15 @@ state. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`
 
 from __future__ import annotations
 
+import hashlib
+
 from node.contract_evals import Evaluations
-from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck
+from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck, WindowCheck
 from node.contract_membership import Membership
 from node.contract_state import SA_MESSAGE_OF_PHASE
-from node.contract_tx import PARSE_CACHE_ENTRIES, Tx, TxError, Verify
+from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
 from smpc import messages as sam
+from smpc import validation_messages as vm
 from smpc.errors import ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import check_bundle_recipients, verify_message
@@ -48,10 +51,66 @@ class Rules(Membership, Evaluations):
             return self._ready_valid(tx)
         if tx.kind == "eval":
             return self.eval_error(tx) is None
+        if tx.kind in ("complaint", "answer", "disclose"):
+            return self.complaint_refusal(tx, judge=False) is None
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
-                and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count()))  # type: ignore[arg-type]
+                and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count())  # type: ignore[arg-type]
+                and (tx.kind != "dealt" or len(tx.fields[1]) == 32 * len(s.expected)))  # type: ignore[arg-type]
+
+    def _disclosure_refusal(self, tx: Tx, judge: bool) -> ComplaintRefused | None:
+        """A `disclose` [dealer, channel secret] proves `dealer`'s answer bad: the secret must be the one whose
+        public key the holder committed for that dealer in its `reveal`, and with it the committed answer must
+        fail to yield valid shares (`smpc.validation_messages.answer_fault`). It exposes that one channel, whose
+        dealer is then proven faulty; a good answer's channel is never disclosed by an honest holder. Without
+        `judge` (the mempool's cheap filter) only the state is checked, not the secret nor the answer."""
+        s, p = self.state, self.params
+        holder, dealer = tx.author, tx.fields[0]
+        state = s.complaints.get((holder, dealer))  # type: ignore[arg-type]
+        if state != "answered":
+            return ComplaintRefused("not_answered", f"member {dealer} has no answer to member {holder} to disprove")
+        if not judge:
+            return None
+        committed = s.channel_keys.get(holder, b"")[32 * dealer : 32 * dealer + 32]  # type: ignore[operator]
+        if vm.channel_public_key(tx.fields[1]) != committed:  # type: ignore[arg-type]
+            return ComplaintRefused("wrong_channel_secret", f"member {holder} committed another key for {dealer}")
+        limits = vm.ValidationLimits(s.round, p.sketch_width, p.validation_degree, frozenset(s.participants))
+        fault = vm.answer_fault(s.answers[(holder, dealer)], tx.fields[1], limits, p.chain_id,  # type: ignore[index,arg-type]
+                                self.verify, dealer, holder, s.dealt_digests[dealer])  # type: ignore[arg-type]
+        return ComplaintRefused("answer_valid", f"member {dealer}'s answer is good") if fault is None else None
+
+    def complaint_refusal(self, tx: Tx, judge: bool = True) -> ComplaintRefused | None:
+        """Why a `complaint`, `answer` or `disclose` cannot be committed now, None if it can. A complaint [dealer]:
+        in the validate phase, from a holder of V without statistics yet, against another dealer of V, once per
+        pair (so at most |V| - 1 per holder). An answer [holder, sealed]: from the dealer of an unanswered
+        complaint, carrying exactly the sealed bundle whose hash its `dealt` committed for that holder (at most
+        |V| (|V| - 1) answers a round, each within `MAX_ANSWER_BYTES`). A disclosure: `_disclosure_refusal`."""
+        s = self.state
+        if not (s.open and s.phase == "validate" and tx.round == s.round):
+            return ComplaintRefused("not_validating", f"round {tx.round} is not validating")
+        holder, dealer = (tx.author, tx.fields[0]) if tx.kind != "answer" else (tx.fields[0], tx.author)
+        if holder not in s.expected:
+            return ComplaintRefused("not_a_holder", f"member {holder} holds no shares of V")
+        if dealer not in s.expected:
+            return ComplaintRefused("not_a_dealer", f"member {dealer} dealt no sketch of V")
+        if holder == dealer:
+            return ComplaintRefused("self", f"member {holder} about itself")
+        if tx.kind == "complaint":
+            if (holder, dealer) in s.complaints:
+                return ComplaintRefused("duplicate", f"member {holder} already complained about {dealer}")
+            if holder in s.inputs:
+                return ComplaintRefused("already_published", f"member {holder} published its statistics")
+            return None
+        if tx.kind == "disclose":
+            return self._disclosure_refusal(tx, judge)
+        if (holder, dealer) not in s.complaints:
+            return ComplaintRefused("no_complaint", f"member {holder} did not complain about {dealer}")
+        if s.complaints[(holder, dealer)] != "open":
+            return ComplaintRefused("already_answered", f"member {dealer} already answered {holder}")
+        if hashlib.sha256(tx.fields[1]).digest() != s.dealt_hashes[dealer][holder]:  # type: ignore[arg-type]
+            return ComplaintRefused("wrong_ciphertext", f"member {dealer} committed another ciphertext for {holder}")
+        return None
 
     def tx_valid_ahead(self, tx: Tx) -> bool:
         """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
@@ -104,7 +163,11 @@ class Rules(Membership, Evaluations):
         if tx.kind == "abort":
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
-            return [DeadlineCheck(tx.round, s.phase)]
+            return [DeadlineCheck(tx.round, s.phase, self.abort_deadlines())]
+        if tx.kind in ("complaint", "answer", "disclose"):
+            if (refusal := self.complaint_refusal(tx)) is not None:
+                raise refusal
+            return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
         _, closing_kind, _ = p.phase_info(s.phase)
         if tx.kind in ("close", "result", "accept"):
             if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):

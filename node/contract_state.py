@@ -41,10 +41,16 @@ class ContractParams:
     validation_degree: int = 1
     faulty: int | None = None
     """f, the Byzantine members tolerated (genesis `f`); None: (n - 1) // 3."""
+    sketch_width: int = 0
+    """k, the count-sketch width (validated mode): the exact size of the sketch shares a disclosed answer must
+    hold (`smpc.validation_messages.answer_fault`)."""
     exclude_late: bool = False
     """Whether a member absent or late may be counted among the f faulty, lowering f_eff (docs/validation.md,
     G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
     out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
+
+    def __post_init__(self) -> None:
+        assert not self.validate or self.sketch_width > 0, "a validated contract needs the sketch width"
 
     @property
     def max_faulty(self) -> int:
@@ -107,6 +113,19 @@ class ContractState:
     Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
     statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
     phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
+    dealt_hashes: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    """Each dealer's committed hash of the ciphertext of every holder's sketch shares (its `dealt` tx, in the
+    order of the holders R it dealt to): dealer -> holder -> hash. What an `answer` must match."""
+    dealt_digests: dict[int, bytes] = field(default_factory=dict)
+    """Each dealer's committed hash of its PRZS commitments (its `dealt` tx's first field)."""
+    channel_keys: dict[int, bytes] = field(default_factory=dict)
+    """Each revealer's channel public keys, one per member (its `reveal` tx): a dealer seals the sketch shares
+    for that holder to the holder's key for it (`smpc.validation_messages.seal`)."""
+    complaints: dict[tuple[int, int], str] = field(default_factory=dict)
+    """The validate phase's complaints, (holder, dealer) -> "open", "answered", or "bad" (the holder disclosed
+    its channel secret and the answer holds no valid shares): at most one per pair (|V|^2 in all)."""
+    answers: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    """The committed answers' sealed bundles, (holder, dealer) -> bytes: what a disclosure is judged on."""
     evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
@@ -136,4 +155,7 @@ class ContractState:
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
                              absent_since=dict(self.absent_since),
                              evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows),
-                             excluded=self.excluded)
+                             excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
+                             complaints=dict(self.complaints), channel_keys=dict(self.channel_keys),
+                             dealt_digests=dict(self.dealt_digests),
+                             answers=dict(self.answers))

@@ -9,7 +9,15 @@ closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`
 from __future__ import annotations
 
 from node.contract_evals import Evaluations
-from node.contract_events import Event, PhaseClosed, RoundOpened, RoundOutcome, SecAggCommitted
+from node.contract_events import (
+    AnswerCommitted,
+    ComplaintCommitted,
+    Event,
+    PhaseClosed,
+    RoundOpened,
+    RoundOutcome,
+    SecAggCommitted,
+)
 from node.contract_membership import Membership
 from node.contract_state import PHASES
 from node.contract_tx import Tx
@@ -34,7 +42,9 @@ class Transitions(Membership, Evaluations):
 
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
-        if tx.author in s.absent and tx.kind != "eval":  # an eval is about a past round, not a promise to take part
+        # An eval is about a past round, and a proposer's open, close, abort or result its duty as primary: neither
+        # says that its author takes part again (a withholder named by the abort it proposes stays absent).
+        if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result"):
             s.absent = tuple(m for m in s.absent if m != tx.author)
             s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":
@@ -47,7 +57,8 @@ class Transitions(Membership, Evaluations):
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded = {}, s.absent
+            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
+            s.channel_keys, s.answers, s.dealt_digests = {}, {}, {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -64,6 +75,22 @@ class Transitions(Membership, Evaluations):
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             s.seed_commitments[tx.author] = tx.fields[2]  # type: ignore[assignment]
             return []
+        if tx.kind == "complaint":
+            s.complaints[(tx.author, tx.fields[0])] = "open"  # type: ignore[index]
+            return [ComplaintCommitted(s.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
+        if tx.kind == "answer":
+            s.complaints[(tx.fields[0], tx.author)] = "answered"  # type: ignore[index]
+            s.answers[(tx.fields[0], tx.author)] = tx.fields[1]  # type: ignore[index,assignment]
+            return [AnswerCommitted(s.round, tx.author, tx.fields[0], tx.fields[1])]  # type: ignore[arg-type]
+        if tx.kind == "disclose":
+            s.complaints[(tx.author, tx.fields[0])] = "bad"  # type: ignore[index]
+            return []
+        if tx.kind == "reveal":
+            s.channel_keys[tx.author] = tx.fields[1]  # type: ignore[assignment]
+        if tx.kind == "dealt":
+            hashes: bytes = tx.fields[1]  # type: ignore[assignment]
+            s.dealt_hashes[tx.author] = {h: hashes[32 * i : 32 * i + 32] for i, h in enumerate(s.expected)}
+            s.dealt_digests[tx.author] = tx.fields[0]  # type: ignore[assignment]
         if tx.kind in ("sa", "stats", "dealt", "reveal"):
             s.inputs[tx.author] = (tx.fields[0], 0)  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])] if tx.kind == "sa" else []  # type: ignore[arg-type]
@@ -85,7 +112,9 @@ class Transitions(Membership, Evaluations):
             digests = tuple((a, s.digests[a]) for a in members) if with_inputs else ()
             weights = tuple((a, s.weights[a]) for a in members) if with_inputs else ()
             payloads = tuple((a, s.inputs[a][0]) for a in members) if s.phase in ("seed", "sketch") else ()
-            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads)  # type: ignore[arg-type]
+            channels = tuple((a, s.channel_keys[a]) for a in members) if s.phase == "seed" else ()
+            closed = PhaseClosed(s.round, s.phase, members, digests, height, weights, payloads,  # type: ignore[arg-type]
+                                 channels)
             if s.phase == "inputs" and p.validate:  # validation starts: the excluded neither reveal nor deal
                 self._fix_excluded(members)
                 members = tuple(m for m in members if m not in s.excluded)

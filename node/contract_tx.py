@@ -21,12 +21,29 @@ MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
 MAX_STATS_BYTES = 8 * (MAX_PARTICIPANTS + MAX_PARTICIPANTS * (MAX_PARTICIPANTS - 1) // 2)
+MAX_ANSWER_BYTES = MAX_TX_BODY_BYTES - 1024
+"""A dealer's `answer`: the ciphertext of one holder's sketch shares (its plaintext is bounded by
+`smpc.validation_messages.ValidationLimits.max_bytes`; genesis keeps it within this, `validation_config_error`)."""
 MAX_EVAL_ROWS = 1 << 32
 """Held-out rows an `eval` may declare: more than any hospital holds, and small enough that sums stay exact."""
 
 
 class TxError(ValueError):
     """A transaction is malformed, badly signed or not valid in the current contract state."""
+
+
+COMPLAINT_REFUSALS = frozenset({"not_validating", "not_a_holder", "not_a_dealer", "self", "duplicate",
+                                "already_published", "no_complaint", "already_answered", "wrong_ciphertext",
+                                "not_answered", "wrong_channel_secret", "answer_valid"})
+
+
+class ComplaintRefused(TxError):
+    """A `complaint`, `answer` or `disclose` the contract refuses, with its reason (one of `COMPLAINT_REFUSALS`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in COMPLAINT_REFUSALS, f"unknown complaint refusal {reason!r}"
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +62,8 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 1, "reveal": 1, "ready": 0, "eval": 3}
+                 "accept": 1, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
+                "answer": 2, "disclose": 2}
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -99,9 +117,23 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "eval":
         return _eval_fields(fields)
     if kind == "dealt":
-        return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES)]
+        hashes = codec.expect_bytes(fields[1], "dealt.ciphertexts", max_len=HASH_BYTES * MAX_PARTICIPANTS)
+        if len(hashes) % HASH_BYTES:
+            raise codec.DecodeError("dealt.ciphertexts: not a whole number of hashes")
+        return [codec.expect_bytes(fields[0], "dealt.commitments", HASH_BYTES), hashes]
+    if kind == "complaint":
+        return [codec.expect_int(fields[0], "complaint.dealer", hi=n - 1)]
+    if kind == "answer":
+        return [codec.expect_int(fields[0], "answer.holder", hi=n - 1),
+                codec.expect_bytes(fields[1], "answer.ciphertext", max_len=MAX_ANSWER_BYTES)]
     if kind == "reveal":
-        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES)]
+        channels = codec.expect_bytes(fields[1], "reveal.channel_keys", max_len=HASH_BYTES * MAX_PARTICIPANTS)
+        if len(channels) != HASH_BYTES * n:
+            raise codec.DecodeError("reveal.channel_keys: not one key per member")
+        return [codec.expect_bytes(fields[0], "reveal.value", HASH_BYTES), channels]
+    if kind == "disclose":
+        return [codec.expect_int(fields[0], "disclose.dealer", hi=n - 1),
+                codec.expect_bytes(fields[1], "disclose.channel_secret", HASH_BYTES)]
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 

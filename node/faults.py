@@ -15,7 +15,9 @@ Modes implemented (config `behaviour` keys):
   (the nearest thing to the dealt zero sharing with an offset, which no longer exists); `grind-seed`:
   withhold our sketch-seed reveal (all a member can still do to the seed once the inputs are fixed);
   `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
-  masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares.
+  masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares;
+  `withhold-shares`: commit `dealt` but send every holder junk instead of its sketch shares, and never
+  answer the complaints that follow (red team v6).
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 - `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
@@ -148,6 +150,9 @@ class Faults(FaultHooks):
         input's digest."""
         mode = self.behaviour.get("validator")
         tx = self.ctx.parse(raw)
+        if mode == "withhold-shares" and tx.kind == "answer":
+            logger.info("behaviour: not answering a complaint in round %d", tx.round)
+            return None
         if mode is None or tx.kind not in ("stats", "reveal", "input"):
             return raw
         if tx.kind == "reveal":
@@ -158,7 +163,7 @@ class Faults(FaultHooks):
         if mode == "withhold":
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
-        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal"):
+        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal", "withhold-shares"):
             return raw
         shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
         if mode == "forge-stats":
@@ -180,6 +185,8 @@ class Faults(FaultHooks):
             return Gossip(self._junk_reveal(out.message))
         if mode == "zero-offset" and isinstance(out, SendShares):
             return SendShares(out.to, self._uncommitted_contributions(out.payload))
+        if mode == "withhold-shares" and isinstance(out, SendShares):
+            return SendShares(out.to, b"withheld")
         return out
 
     def _secagg_message(self, data: bytes) -> sam.Message:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 TrainFn = Callable[[np.ndarray, int], "TrainResult"]
 
-VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-reveal")
+VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-reveal",
+                    "withhold-shares")
 """The `behaviour.validator` modes `node.faults.Faults` implements (`fednode cluster --validator-fault`)."""
 
 

@@ -56,7 +56,7 @@ class Mempool:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval"):
+        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval", "complaint", "answer"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         if self._stale(tx) or tx.round > self.contract.state.round + 1:

@@ -17,10 +17,14 @@ from collections.abc import Callable
 from node import contract as rc
 from node.aggregation import Aggregator
 from node.mempool import Mempool
-from node.settings import RoundSettings
+from node.settings import WINDOWS, RoundSettings
 from node.timings import Timings
 
 MAX_PHASE_STEPS_PER_BLOCK = 3
+ANSWER_BYTES_PER_BLOCK = 1 << 19
+"""The dealers' answers (sealed sketch shares, up to `rc.MAX_ANSWER_BYTES` each, |V| (|V| - 1) in a round at
+most) one block carries, so that a block stays well within what a peer accepts in a pre-prepare (1 MiB); the
+rest go in the next blocks, well within the answers' window of a phase deadline."""
 STATS_MERGE_WAIT_S = 0.5
 """How long the primary holds a block that closes the sketch phase (validated rounds) for the holders'
 statistics, so that the same block can also close the validate phase (`_hold_for_statistics`). Holders
@@ -154,8 +158,10 @@ class Proposer:
             if self.waiting_for_members():
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
-        candidates = [tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
-                      and c.tx_valid_now(tx)]
+        elapsed = self.timings.phase_elapsed_s(s.round, "validate") / self.settings.phase_deadline_s
+        candidates = _within_answer_budget([tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
+                                            and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind])
+                                            and c.tx_valid_now(tx)])
         step = await self._phase_step(c, candidates)
         if not step[0]:
             return step
@@ -166,14 +172,14 @@ class Proposer:
 
     async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
         s = c.state
-        members = set(s.inputs) | {tx.author for tx in pending}
+        kind, closing, _ = self.settings.contract.phase_info(s.phase)
+        members = set(s.inputs) | {tx.author for tx in pending if tx.kind == kind}  # not complaints, answers
         late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
         enough = len(members) >= c.min_inputs(s.phase)
         # Absent members are not awaited, but a phase never closes below its minimum (a validated phase
         # needs 2t_v + 1 + f inputs whoever is absent): short of it, the phase aborts at its deadline.
         ready = enough and (members >= set(c.awaited(s.expected)) or late)
         raws = [tx.raw for tx in pending]
-        _, closing, _ = self.settings.contract.phase_info(s.phase)
         if s.phase == "unmask" or (closing == "result" and ready):
             result = await self._result_tx(s, pending)
             if result is not None:
@@ -182,7 +188,10 @@ class Proposer:
             return raws + [self._accept_tx(c, pending)], True
         elif closing == "close" and ready:
             return raws + [self.me.tx("close", s.round, [s.phase])], True
-        if late and not enough:
+        # With complaints (committed, or in this very block) the validate phase waits longer to abort: G8.
+        deadlines = rc.COMPLAINT_ABORT_DEADLINES if any(tx.kind == "complaint" for tx in pending) else \
+            c.abort_deadlines()
+        if not enough and self.timings.phase_elapsed_s(s.round, s.phase) > deadlines * self.settings.phase_deadline_s:
             return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
@@ -193,7 +202,8 @@ class Proposer:
     def _accept_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes:
         """The validate phase's close: `accept` with the members the statistics accept, or `abort`."""
         s = c.state
-        published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending}
+        published = {a: v[0] for a, v in s.inputs.items()} | {tx.author: tx.fields[0] for tx in pending
+                                                              if tx.kind == "stats"}
         check = dataclasses.replace(c.validation_check(None), published=tuple(sorted(published.items())))
         outcome = self.aggregator.validation_outcome(check)  # type: ignore[arg-type]
         if outcome is None:
@@ -216,3 +226,15 @@ class Proposer:
         if new_hash is None:
             return None
         return self.me.tx("result", s.round, [list(included), new_hash])
+
+
+def _within_answer_budget(txs: list[rc.Tx]) -> list[rc.Tx]:
+    """`txs` without the answers beyond `ANSWER_BYTES_PER_BLOCK`, in order."""
+    kept, answers = [], 0
+    for tx in txs:
+        if tx.kind == "answer":
+            answers += len(tx.raw)
+            if answers > ANSWER_BYTES_PER_BLOCK:
+                continue
+        kept.append(tx)
+    return kept

@@ -15,7 +15,9 @@ import numpy as np
 
 from ml.robust import RobustRule, decide
 from node import contract_events as rc
+from node.contract_tx import MAX_ANSWER_BYTES
 from smpc import field, przs
+from smpc import validation_messages as vm
 from smpc.quantize import QuantParams
 from smpc.validation import SketchParams, ValidationStatistics, reconstruct_statistics, statistic_pairs
 
@@ -29,11 +31,12 @@ class ValidationSetup:
     rule: RobustRule
 
 
-def validation_config_error(n: int, f: int, degree: int) -> str | None:
+def validation_config_error(n: int, f: int, degree: int, width: int = 1000) -> str | None:
     """Why genesis must refuse validation with sharing degree t_v among N members of whom f may be Byzantine,
     in one line, or None. Below f, f colluding holders rebuild every member's sketch (with the default
     logistic regression, d = 31 < k, the sketch is the update); the statistics need 2t_v + 1 + f publishers
-    to be decided at all (`smpc.shamir.reconstruct`); PRZS keys one secret per t_v-subset (`smpc.przs`)."""
+    to be decided at all (`smpc.shamir.reconstruct`); PRZS keys one secret per t_v-subset (`smpc.przs`); a
+    dealer's sealed sketch shares of width k must fit in one `answer` transaction (complaints)."""
     if degree < max(1, f):
         return (f"validation.degree t_v = {degree} is below max(1, f = {f}): {degree + 1} colluding members could "
                 "rebuild every member's sketch (and with a sketch as wide as the model, its update)")
@@ -41,6 +44,10 @@ def validation_config_error(n: int, f: int, degree: int) -> str | None:
         return f"validation.degree t_v = {degree} needs 2t_v + 1 + f = {2 * degree + 1 + f} publishers, more than N = {n}"
     if math.comb(n, degree) > przs.MAX_SUBSETS:
         return f"validation.degree t_v = {degree} at N = {n} means C(N, t_v) = {math.comb(n, degree)} zero-sharing keys"
+    answer = vm.ValidationLimits(1, width, degree, frozenset(range(n))).max_bytes + vm.SEAL_OVERHEAD
+    if answer > MAX_ANSWER_BYTES:
+        return (f"validation at N = {n}, t_v = {degree}, sketch_width = {width}: one holder's sealed sketch shares "
+                f"({answer} bytes) exceed an answer transaction ({MAX_ANSWER_BYTES} bytes)")
     return None
 
 

@@ -95,6 +95,8 @@ class RoundDriver:
             self._on_phase_closed(event, now)
         elif isinstance(event, rc.EvalCommitted):
             self.record_eval(event)
+        elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
+            self._on_complaint(event)
         else:
             self.secure.rounds.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event, now, time.process_time())
@@ -122,6 +124,19 @@ class RoundDriver:
                 and s.phase == "unmask"):
             self.nursery.start_soon(self.aggregator.precompute,
                                     rc.AggregateCheck(s.round, s.model_hash, s.survivor_entries(), b""))
+
+    def _on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> None:
+        """A complaint against us is answered; an answer to ours gives us the dealer's shares (in block order)."""
+        assert self.nursery is not None
+        if isinstance(event, rc.ComplaintCommitted):
+            logger.warning("round %d: member %d complains that member %d sent it no valid sketch shares",
+                           event.round, event.holder, event.dealer)
+        sr = self.secure.get(event.round)
+        if sr is None:
+            return
+        outputs = sr.on_complaint(event)
+        self.secure.record_violations(sr)
+        self.nursery.start_soon(self.submit, outputs, event.round)
 
     # ------------------------------------------------------------------ joining
 

@@ -79,6 +79,12 @@ class SecureRound(SketchValidation):
         self._own_share: FieldArray | None = None
         self._own_contributions: dict[przs.Subset, bytes] = {}
         self._bad_dealers: set[int] = set()
+        self._sealed: dict[int, bytes] = {}
+        """The ciphertext of the sketch shares we dealt each holder, whose hashes our `dealt` committed."""
+        self._dealt_digests: dict[int, bytes] = {}
+        self._complained: set[int] = set()
+        self._channel_secrets: dict[int, bytes] = {}
+        """Our channel secret for each dealer's sealed shares (their public keys went out in our `reveal`)."""
         self._stats_over: tuple[int, ...] = ()
         self._summed_weights: dict[int, int] = {}
         self._seed_reveal = b""

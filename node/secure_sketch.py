@@ -22,7 +22,7 @@ from node.robust_validation import ValidationSetup
 from node.secure_outputs import LinearIdentityFailed, Output, SendShares, SendSketchSum, SubmitTx
 from smpc import przs
 from smpc import validation_messages as vm
-from smpc.errors import Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
+from smpc.errors import BadPublicKey, Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams
 from smpc.secagg import SecAggResult
@@ -70,13 +70,19 @@ class SketchValidation:
     _bad_dealers: set[int]
     _stats_over: tuple[int, ...]
     _sum_shares: dict[int, FieldArray]
+    _sealed: dict[int, bytes]
+    _dealt_digests: dict[int, bytes]
+    _complained: set[int]
+    _channel_secrets: dict[int, bytes]
 
     def _reveal_seed(self, event: rc.PhaseClosed) -> list[Output]:
         """U3 is fixed, and with it every input: now, and only now, reveal our share of the sketch seed."""
         self._inputs_commitment = hashlib.sha256(b"".join(d for _, d in event.digests)).digest()
         if self.me not in event.members or not self._seed_reveal:
             return []
-        return [self._tx("reveal", [self._seed_reveal])]
+        self._channel_secrets = {m: self._rand(32) for m in range(self.params.n)}
+        channel_keys = b"".join(vm.channel_public_key(self._channel_secrets[m]) for m in range(self.params.n))
+        return [self._tx("reveal", [self._seed_reveal, channel_keys])]
 
     def _share_sketch(self, event: rc.PhaseClosed) -> list[Output]:
         """R, the members of U3 whose reveals the ledger committed, is fixed, and with it the sketch seed:
@@ -97,16 +103,53 @@ class SketchValidation:
                                                                                                self.me)}
         commitments = b"".join(przs.commitment(self.params.chain_id, self.round, a, self.me, c)
                                for a, c in self._own_contributions.items())
+        channels = dict(event.channel_keys)
         out: list[Output] = []
         for holder in event.members:
             if holder == self.me:
                 self._own_share = sketch_shares[self.me + 1]
+                self._sealed[holder] = b""
                 continue
             contributions = b"".join(self._own_contributions[a]
                                      for a in przs.shared_subsets(participants, degree, self.me, holder))
-            out.append(SendShares(holder, vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
-                                                         sketch_shares[holder + 1], contributions, commitments)))
-        return out + [self._tx("dealt", [vm.commitments_digest(commitments)])] + self._maybe_publish_statistics()
+            payload = vm.sign_shares(self.params.chain_id, self._sign, self.round, self.me, holder,
+                                     sketch_shares[holder + 1], contributions, commitments)
+            self._sealed[holder] = self._seal(holder, channels[holder][32 * self.me : 32 * self.me + 32], payload)
+            out.append(SendShares(holder, payload))
+        sealed = b"".join(hashlib.sha256(self._sealed[h]).digest() for h in event.members)
+        return out + [self._tx("dealt", [vm.commitments_digest(commitments), sealed])] + \
+            self._maybe_publish_statistics()
+
+    def _seal(self, holder: int, channel_key: bytes, payload: bytes) -> bytes:
+        """The sketch shares for `holder`, sealed to the channel key it published for us (`reveal`): what our
+        `dealt` commits to (by hash) and what we put on the ledger if `holder` complains that it lacks them. A
+        holder's unusable key is its own violation: it gets nothing to complain about."""
+        try:
+            return vm.seal(payload, channel_key, self._rand(32), self.params.chain_id, self.round, self.me, holder)
+        except BadPublicKey:
+            self.violations.append(BadPublicKey("its channel key is of low order", holder + 1))
+            return b""
+
+    def on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> list[Output]:
+        """A complaint against us is answered with the sealed bundle our `dealt` committed for its holder. An
+        answer to our complaint is judged exactly as the replicas would judge our disclosure
+        (`vm.answer_fault`): good, its shares are ours, as if they had come directly; bad, we disclose our
+        channel secret for that dealer, which proves it on the ledger and exposes only that channel."""
+        if isinstance(event, rc.ComplaintCommitted):
+            sealed = self._sealed.get(event.holder) if event.dealer == self.me else None
+            return [] if not sealed else [self._tx("answer", [event.holder, sealed])]
+        secret = self._channel_secrets.get(event.dealer)
+        if event.holder != self.me or self._vlimits is None or event.dealer not in self._dealt_digests or not secret:
+            return []
+        fault = vm.answer_fault(event.ciphertext, secret, self._vlimits, self.params.chain_id, self._verify,
+                                event.dealer, self.me, self._dealt_digests[event.dealer])
+        if fault is not None:
+            self.violations.append(ProtocolViolation(f"its answer holds no valid shares: {fault}", event.dealer + 1))
+            return [self._tx("disclose", [event.dealer, secret])]
+        payload = vm.unseal(event.ciphertext, secret, self.params.chain_id, self.round, event.dealer, self.me)
+        self._dealt.pop(event.dealer, None)
+        self._bad_dealers.discard(event.dealer)
+        return self.on_sketch_shares(event.dealer, payload)
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
         """Shares of `owner`'s sketch for us (`owner`: the transport's authenticated sender), checked on arrival
@@ -135,14 +178,28 @@ class SketchValidation:
     def _on_dealers_fixed(self, event: rc.PhaseClosed) -> list[Output]:
         """V, the members whose sketches were dealt, is fixed with each dealer's commitment hash: statistics are
         over V. A dealer whose ledger hash is not that of the commitments it signed to us equivocated: our
-        keys could differ from other holders', so we publish nothing rather than an inconsistent share."""
+        keys could differ from other holders', so we publish nothing rather than an inconsistent share, and
+        complain, as about every dealer of V whose shares we lack (`_complain`)."""
         self._candidates = event.members
+        self._dealt_digests = dict(event.payloads)
         for dealer, digest in event.payloads:
             message = self._dealt.get(dealer)
             if dealer != self.me and message is not None and message.commitments_digest() != digest:
                 self._bad_dealers.add(dealer)
                 self.violations.append(Equivocation("PRZS commitments differ from those on the ledger", dealer + 1))
-        return self._maybe_publish_statistics()
+        return self._complain() + self._maybe_publish_statistics()
+
+    def _complain(self) -> list[Output]:
+        """V is fixed: a complaint on the ledger against every dealer of V whose shares we lack or refused, so
+        that it must answer with the ciphertext its `dealt` committed for us, or be named when the validate
+        phase aborts (`Membership._missing_in_validation`); without the complaint, our missing statistics
+        would name us. Once per dealer."""
+        if self.me not in self._candidates:
+            return []
+        lacking = [d for d in self._candidates if d != self.me and d not in self._complained
+                   and (d not in self._dealt or d in self._bad_dealers)]
+        self._complained.update(lacking)
+        return [self._tx("complaint", [d]) for d in lacking]
 
     def _maybe_publish_statistics(self) -> list[Output]:
         """Our shares of every statistic over V, re-randomized by our PRZS zero share over V.

@@ -16,6 +16,15 @@ from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
 
+WINDOWS = {"complaint": 1.0, "answer": 2.1}
+"""The primary proposes a `complaint` (an `answer`) only while the validate phase is younger than this many
+phase deadlines; a replica votes for one up to `WINDOW_SLACK` later (its clock started the phase a little
+apart). With complaints, a replica votes for an abort from 0.8 x 4 = 3.2 deadlines on
+(`rc.COMPLAINT_ABORT_DEADLINES`), so a holder has a deadline to complain, a dealer at least a deadline to answer
+a complaint committed as late as replicas allow, and a holder more than a deadline to disclose a bad answer:
+each step outlasts censoring primaries whenever the deadline does (docs/validation.md, G8)."""
+WINDOW_SLACK = 0.05
+
 
 class InvariantError(AssertionError):
     """Our own state is inconsistent: the node stops loudly rather than carry on wrong."""
@@ -57,7 +66,8 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     val = genesis.section("validation")
     validation_degree = int(val.get("degree", max(1, genesis.f)))
     validate = secure and bool(val.get("enabled", False))
-    if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree)) is not None:
+    width = int(val.get("sketch_width", 1000))
+    if validate and (reason := validation_config_error(genesis.n, genesis.f, validation_degree, width)) is not None:
         raise ConfigError(f"genesis: {reason}")
     deadline_s = float(proto.get("phase_deadline_s", 30.0))
     censorship_s = censorship_bound_s(genesis.f, int(proto.get("view_timeout_ms", 2000)),
@@ -66,7 +76,8 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
-        validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s)
+        validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
+        sketch_width=width)
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
         quant_params(weighting, genesis.n)
@@ -74,8 +85,7 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         if rule.clip_factor > 0:
             raise ValueError("validation.rule.clip_factor (a per-round bound B) needs B on the ledger, which the "
                              "daemon does not carry yet; it is measured in scripts/evaluate_attacks.py only")
-        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound,
-                                                                         int(val.get("sketch_width", 1000))), rule)
+        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
     transport = str(proto.get("consensus_transport", "direct"))

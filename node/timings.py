@@ -25,6 +25,13 @@ class Timings:
         opened = self.round_opened_at.get(round_id)
         return (time.monotonic() if now is None else now) - opened if opened is not None else math.nan
 
-    def phase_elapsed_s(self, round_id: int, phase: str) -> float:
+    def phase_elapsed_s(self, round_id: int, phase: str, now: float | None = None) -> float:
+        """Seconds since `phase` of `round_id` started here; -1 if it did not, or if this process has not seen
+        the round open yet. A round opened in the block being proposed or checked has no phase past any
+        deadline: its inputs phase, which its key phases ahead started long before, waits for training that
+        begins only at the open (a validate-phase abort once opened the retry and aborted it in one block,
+        naming every member missing)."""
         started = self.phase_started.get((round_id, phase))
-        return -1.0 if started is None else time.monotonic() - started
+        if started is None or round_id not in self.round_opened_at:
+            return -1.0
+        return (time.monotonic() if now is None else now) - started

@@ -111,14 +111,20 @@ def stats_tx_bytes(candidates: int) -> int:
     return 1 + bin_bytes(body) + bin_bytes(64)
 
 
-DEALT_TX_BYTES = 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
-REVEAL_TX_BYTES = 1 + bin_bytes(1 + 7 + bin_bytes(32) + 1 + 1 + bin_bytes(32)) + bin_bytes(64)
+def dealt_tx_bytes(holders: int) -> int:
+    """A `dealt`: the hash of the PRZS commitments, and one ciphertext hash per holder (answers to complaints)."""
+    return 1 + bin_bytes(1 + 6 + bin_bytes(32) + 1 + 1 + bin_bytes(32) + bin_bytes(32 * holders)) + bin_bytes(64)
+
+
+def reveal_tx_bytes(members: int) -> int:
+    """A `reveal`: the seed reveal, and a channel public key per member (complaints' answers are sealed to it)."""
+    return 1 + bin_bytes(1 + 7 + bin_bytes(32) + 1 + 1 + bin_bytes(32) + bin_bytes(32 * members)) + bin_bytes(64)
 
 
 def validation_bytes_formula(nodes: int, width: int, degree: int) -> int:
     """Bytes one node sends for validation when all N members hold shares and are candidates."""
     return ((nodes - 1) * (share_payload_bytes(nodes, width, degree) + sketch_sum_payload_bytes(width))
-            + stats_tx_bytes(nodes) + DEALT_TX_BYTES + REVEAL_TX_BYTES)
+            + stats_tx_bytes(nodes) + dealt_tx_bytes(nodes) + reveal_tx_bytes(nodes))
 
 
 class Round:
@@ -130,7 +136,8 @@ class Round:
         self.keys = [SigningKey(hashlib.sha256(f"bench {seed} {i}".encode()).digest()) for i in range(nodes)]
         self.params = rc.ContractParams(CHAIN, nodes, rounds=1, initial_model_hash=b"\x00" * 32,
                                         min_updates=2 * f + 1, secure=True, degree=nodes - f - 1,
-                                        vector_length=length + 1, validate=True, validation_degree=degree)
+                                        vector_length=length + 1, validate=True, validation_degree=degree,
+                                        sketch_width=width)
         self.weighting = Weighting(clip_l2=10.0, sample_cap=1000)
         self.quant = quant_params(self.weighting, nodes)
         self.setup = ValidationSetup(degree, SketchParams.for_clip(self.weighting.total_bound, width),

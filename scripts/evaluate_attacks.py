@@ -139,7 +139,7 @@ class ProtocolRound:
         self.params = rc.ContractParams(CHAIN, n, rounds=1, initial_model_hash=b"\x00" * 32,
                                         min_updates=2 * f + 1, secure=True, degree=n - f - 1,
                                         vector_length=1, validate=validate,
-                                        validation_degree=VALIDATION_DEGREE)
+                                        validation_degree=VALIDATION_DEGREE, sketch_width=SKETCH_WIDTH)
         self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
                                      rule or RobustRule(f=f)) if validate else None
         self.quant = quant_params(self.weighting, n)

@@ -1,6 +1,7 @@
 """Authenticated encryption of Shamir shares between two participants (ChaCha20-Poly1305).
 
-The key is the pair's share-encryption key from `keys.pair_key`, unique to (chain, round, pair).
+The key is the pair's share-encryption key from `keys.pair_key`, unique to (chain, round, pair); the
+validation layer's sketch shares use the pair's sketch-encryption key and the label `sketch`.
 Both directions of a pair use that key, so the 96-bit nonce encodes the direction: sender id,
 recipient id and a zero counter. Each sender encrypts exactly one share bundle per recipient per
 round, so a (key, nonce) pair is never used twice. The associated data binds the chain id, round
@@ -22,10 +23,10 @@ def _nonce(sender: int, recipient: int) -> bytes:
     return sender.to_bytes(4, "big") + recipient.to_bytes(4, "big") + bytes(4)
 
 
-def _associated_data(chain_id: bytes, round_id: int, sender: int, recipient: int) -> bytes:
+def _associated_data(chain_id: bytes, round_id: int, sender: int, recipient: int, label: bytes) -> bytes:
     return b"".join(
         [
-            b"fednode/secagg/v1/shares",
+            b"fednode/secagg/v1/" + label,
             len(chain_id).to_bytes(2, "big"),
             chain_id,
             round_id.to_bytes(8, "big"),
@@ -35,15 +36,18 @@ def _associated_data(chain_id: bytes, round_id: int, sender: int, recipient: int
     )
 
 
-def encrypt(key: bytes, chain_id: bytes, round_id: int, sender: int, recipient: int, plaintext: bytes) -> bytes:
-    """Encrypt one share bundle from `sender` to `recipient`."""
-    aad = _associated_data(chain_id, round_id, sender, recipient)
+def encrypt(key: bytes, chain_id: bytes, round_id: int, sender: int, recipient: int, plaintext: bytes,
+            label: bytes = b"shares") -> bytes:
+    """Encrypt one share bundle from `sender` to `recipient`. Deterministic: one (key, nonce) per message, so the
+    same bundle always gives the same ciphertext (a dealer commits its hash on the ledger before sending it)."""
+    aad = _associated_data(chain_id, round_id, sender, recipient, label)
     return ChaCha20Poly1305(key).encrypt(_nonce(sender, recipient), plaintext, aad)
 
 
-def decrypt(key: bytes, chain_id: bytes, round_id: int, sender: int, recipient: int, ciphertext: bytes) -> bytes:
+def decrypt(key: bytes, chain_id: bytes, round_id: int, sender: int, recipient: int, ciphertext: bytes,
+            label: bytes = b"shares") -> bytes:
     """Decrypt and authenticate; any tampering or mis-binding raises DecryptionFailed."""
-    aad = _associated_data(chain_id, round_id, sender, recipient)
+    aad = _associated_data(chain_id, round_id, sender, recipient, label)
     try:
         return ChaCha20Poly1305(key).decrypt(_nonce(sender, recipient), ciphertext, aad)
     except InvalidTag as error:

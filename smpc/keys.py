@@ -33,6 +33,7 @@ class KeyPurpose(Enum):
 
     MASK = b"mask"
     SHARE_ENCRYPTION = b"share-enc"
+    SKETCH_ENCRYPTION = b"sketch-enc"
 
 
 @dataclass(frozen=True, slots=True)

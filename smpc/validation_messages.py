@@ -24,8 +24,8 @@ from typing import Any, cast
 
 import msgpack
 
-from smpc import field, przs
-from smpc.errors import BadSignature, MalformedMessage, ProtocolViolation
+from smpc import aead, field, keys, przs
+from smpc.errors import BadPublicKey, BadSignature, DecryptionFailed, MalformedMessage, ProtocolViolation
 from smpc.field import FieldArray
 from smpc.signing import SIGNATURE_BYTES, Signer, Verifier, signing_payload
 
@@ -213,3 +213,61 @@ def check_contributions(message: SketchShares, limits: ValidationLimits, chain_i
         if commitments[subset] != expected:
             raise ProtocolViolation(f"contribution for subset {subset} does not match its commitment", message.dealer)
     return contributions
+
+
+# ------------------------------------------------------------------ shares sealed for the ledger (complaints)
+
+SEAL_OVERHEAD = 32 + 16
+"""A sealed bundle: the dealer's ephemeral X25519 public key, then the AEAD ciphertext (16-byte tag)."""
+
+
+def channel_public_key(secret: bytes) -> bytes:
+    """The public key of a holder's channel secret for one dealer (published in its `reveal` transaction)."""
+    return keys.keypair_from_secret(secret).public_key
+
+
+def _seal_key(shared: bytes, chain_id: bytes, round_id: int, dealer: int, holder: int) -> bytes:
+    return keys.derive_pair_key(shared, keys.KeyPurpose.SKETCH_ENCRYPTION, chain_id, round_id, dealer + 1, holder + 1)
+
+
+def seal(payload: bytes, holder_public_key: bytes, ephemeral_secret: bytes, chain_id: bytes, round_id: int,
+         dealer: int, holder: int) -> bytes:
+    """`dealer`'s signed sketch shares for `holder`, encrypted to the channel key `holder` published for this
+    dealer: what the dealer's `dealt` commits to by hash and what its `answer` to a complaint carries. Whoever
+    learns that channel's secret (the holder disclosing it to prove a bad answer) reads this bundle only.
+    Raises BadPublicKey for a holder's low-order key."""
+    ephemeral = keys.keypair_from_secret(ephemeral_secret)
+    key = _seal_key(keys.agree(ephemeral.secret_key, holder_public_key), chain_id, round_id, dealer, holder)
+    return ephemeral.public_key + aead.encrypt(key, chain_id, round_id, dealer + 1, holder + 1, payload, b"sketch")
+
+
+def unseal(sealed: bytes, channel_secret: bytes, chain_id: bytes, round_id: int, dealer: int, holder: int) -> bytes:
+    """The payload of a sealed bundle, with the holder's channel secret for `dealer`. Raises DecryptionFailed
+    or BadPublicKey (the dealer's fault: the sealed bytes are its)."""
+    if len(sealed) < SEAL_OVERHEAD:
+        raise DecryptionFailed("sealed sketch shares too short", dealer + 1)
+    try:
+        shared = keys.agree(channel_secret, sealed[:32])
+    except BadPublicKey:
+        raise BadPublicKey("sealed sketch shares carry a low-order key", dealer + 1) from None
+    key = _seal_key(shared, chain_id, round_id, dealer, holder)
+    return aead.decrypt(key, chain_id, round_id, dealer + 1, holder + 1, sealed[32:], b"sketch")
+
+
+def answer_fault(sealed: bytes, channel_secret: bytes, limits: ValidationLimits, chain_id: bytes, verifier: Verifier,
+                 dealer: int, holder: int, dealt_digest: bytes) -> str | None:
+    """Why a dealer's answer cannot give `holder` its shares, None if it can: it does not decrypt, or holds no
+    signed sketch shares of `dealer` for `holder` in this round, or its PRZS contributions or commitments
+    differ from the dealer's commitments on the ledger (`dealt_digest`). Pure: what every replica computes
+    once the holder disclosed `channel_secret`."""
+    try:
+        message = decode_shares(unseal(sealed, channel_secret, chain_id, limits.round_id, dealer, holder), limits)
+        verify(message, dealer, chain_id, verifier)
+        if message.holder != holder:
+            raise ProtocolViolation(f"shares for member {message.holder}", dealer)
+        check_contributions(message, limits, chain_id)
+    except ProtocolViolation as violation:
+        return str(violation)
+    if message.commitments_digest() != dealt_digest:
+        return "its commitments differ from its dealt transaction"
+    return None

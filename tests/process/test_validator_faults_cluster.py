@@ -48,3 +48,21 @@ def test_a_member_withholding_its_seed_reveal_leaves_each_round_and_the_others_c
     for honest in range(4):
         log = (work / f"node-{honest}" / "daemon.log").read_text()
         assert len(re.findall(r"phase seed closed at height \d+ with 4 members", log)) >= 2, honest
+
+
+def test_a_dealer_withholding_its_sketch_shares_is_named_on_the_ledger_and_left_out(tmp_path: Path) -> None:
+    """Red team v6 on real daemons: member 4 (of N = 5, f = 1, t_v = 1) commits `dealt` but sends every holder
+    junk instead of its sketch shares, and never answers the complaints the holders then put on the ledger.
+    Round 1 aborts at the validate deadline naming member 4 (its unanswered complaints), which is absent and
+    excluded when round 2 opens; round 2 validates without it and commits."""
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
+                     "--validator-fault", "withhold-shares", "--phase-deadline", "6", "--workdir", str(work),
+                     "--json", "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
+    for honest in range(4):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert re.search(rf"member {honest} complains that member 4 sent it no valid sketch shares", log), honest
+        assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest

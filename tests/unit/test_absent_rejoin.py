@@ -61,6 +61,7 @@ def test_a_validated_phase_short_of_its_minimum_is_not_closed_for_an_absent_memb
         s.expected, s.inputs = tuple(range(N)), {a: (b"", 0) for a in range(1, N)}
         s.absent, s.absent_since = (0,), {0: 1}
         assert d.contract.min_inputs("seed") == N
+        d.timings.round_opened_at[1] = time.monotonic()  # deadlines count only for a round seen open here
         d.timings.phase_started[(1, "seed")] = time.monotonic()
         assert trio.run(d.proposer.next_block_txs) is None, "before the deadline the primary waits"
         d.timings.phase_started[(1, "seed")] = time.monotonic() - 10 * d.settings.phase_deadline_s

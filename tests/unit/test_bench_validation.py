@@ -10,10 +10,10 @@ import pytest
 from node import contract as rc
 from scripts.bench_validation import (
     BASELINE_STEPS,
-    DEALT_TX_BYTES,
-    REVEAL_TX_BYTES,
     VALIDATION_STEPS,
+    dealt_tx_bytes,
     measure,
+    reveal_tx_bytes,
     share_payload_bytes,
     sketch_sum_payload_bytes,
     stats_tx_bytes,
@@ -36,8 +36,8 @@ def test_measured_bytes_match_independently_computed_sizes(n: int, width: int) -
     b = res["bytes"]
     statistics = n * (n + 1) // 2  # n squared norms and n(n-1)/2 distances, one GF(p) element each
     assert b["tx_stats"] == _tx_bytes("stats", n, bytes(8 * statistics)) == stats_tx_bytes(n)
-    assert b["tx_dealt"] == _tx_bytes("dealt", n, bytes(32)) == DEALT_TX_BYTES
-    assert b["tx_reveal"] == _tx_bytes("reveal", n, bytes(32)) == REVEAL_TX_BYTES
+    assert b["tx_dealt"] == _tx_bytes("dealt", n, bytes(32), bytes(32 * n)) == dealt_tx_bytes(n)
+    assert b["tx_reveal"] == _tx_bytes("reveal", n, bytes(32), bytes(32 * n)) == reveal_tx_bytes(n)
     # 5 fixints, then bins: the share (8 bytes per bucket), C(n-2, 1) contributions and C(n-1, 1)
     # commitments of 32 bytes, and a 64-byte signature
     share = 5 + (3 + 8 * width) + (2 + 32 * (n - 2)) + (2 + 32 * (n - 1)) + (2 + 64)

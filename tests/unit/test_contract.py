@@ -40,7 +40,8 @@ def validated_contract(n: int = N) -> rc.Contract:
     """A validated-mode contract of N = n members: f = (n - 1) // 3, t = 1, t_v = f, 4 rounds, 3 updates, late
     members may lower f_eff (`ContractParams.exclude_late`)."""
     return rc.Contract(rc.ContractParams(CHAIN, n, 4, M0, 3, secure=True, degree=1, validate=True,
-                                         validation_degree=(n - 1) // 3, exclude_late=True), verify)
+                                         validation_degree=(n - 1) // 3, exclude_late=True, sketch_width=8),
+                       verify)
 
 
 def upd(author: int, round_id: int = 1) -> bytes:

@@ -16,6 +16,7 @@ import pytest
 
 from node import contract as rc
 from smpc import messages as sam
+from smpc import validation_messages as vm
 from smpc.prg import SeededRandomBytes
 from smpc.secagg import SecAggParticipant
 from smpc.validation import seed_commitment
@@ -64,6 +65,24 @@ def digest(author: int, round_id: int) -> bytes:
     return _h("masked input", author, round_id)
 
 
+def channel_secret(holder: int, dealer: int, round_id: int) -> bytes:
+    return _h("channel secret", holder, dealer, round_id)
+
+
+def channel_keys(holder: int, round_id: int) -> bytes:
+    """The channel public keys `holder` publishes in its `reveal`, one per member."""
+    return b"".join(vm.channel_public_key(channel_secret(holder, d, round_id)) for d in ALL)
+
+
+def ciphertext(dealer: int, holder: int, round_id: int) -> bytes:
+    """Stands for the sketch shares `dealer` encrypted to `holder`, whose hash its `dealt` commits."""
+    return _h("sketch ciphertext", dealer, holder, round_id) * 3
+
+
+def ciphertext_hashes(dealer: int, round_id: int, holders: tuple[int, ...]) -> bytes:
+    return b"".join(hashlib.sha256(ciphertext(dealer, h, round_id)).digest() for h in holders)
+
+
 def weight(author: int) -> int:
     return 10 + author
 
@@ -103,9 +122,9 @@ class Driver:
             return [tx("input", a, r, digest(a, r), weight(a), seed_commitment(CHAIN, r, a, reveal_value(a, r)))
                     for a in members]
         if phase == "seed":
-            return [tx("reveal", a, r, reveal_value(a, r)) for a in members]
+            return [tx("reveal", a, r, reveal_value(a, r), channel_keys(a, r)) for a in members]
         if phase == "sketch":
-            return [tx("dealt", a, r, _h("dealt", a, r)) for a in members]
+            return [tx("dealt", a, r, _h("dealt", a, r), ciphertext_hashes(a, r, self.s.expected)) for a in members]
         assert phase == "validate"
         return [tx("stats", a, r, bytes(8 * self.c._statistics_count())) for a in members]
 
@@ -153,7 +172,8 @@ def test_a_validated_round_fixes_each_set_and_yields_exact_events_and_checks() -
     assert (s.phase, s.expected, s.excluded, s.digests, s.weights) == ("seed", ALL, (), dict(digests), dict(weights))
     assert s.seed_commitments == {a: seed_commitment(CHAIN, 1, a, reveal_value(a, 1)) for a in ALL}
     reveals = tuple((a, reveal_value(a, 1)) for a in ALL)
-    assert d.close("seed", ALL) == [rc.PhaseClosed(1, "seed", ALL, (), 5, (), reveals)]
+    channels = tuple((a, channel_keys(a, 1)) for a in ALL)
+    assert d.close("seed", ALL) == [rc.PhaseClosed(1, "seed", ALL, (), 5, (), reveals, channels)]
     assert (s.phase, s.expected) == ("sketch", ALL)
     dealt = tuple((a, _h("dealt", a, 1)) for a in ALL)
     assert d.close("sketch", ALL) == [rc.PhaseClosed(1, "sketch", ALL, (), 6, (), dealt)]
@@ -202,8 +222,8 @@ OTHER_INPUTS = {
     "keys": lambda: tx("sa", 1, 1, sa_messages(1, ALL)[0][1]),
     "shares": lambda: tx("sa", 1, 1, sa_messages(1, ALL)[1][1]),
     "inputs": lambda: tx("input", 1, 1, digest(1, 1), weight(1), seed_commitment(CHAIN, 1, 1, reveal_value(1, 1))),
-    "seed": lambda: tx("reveal", 1, 1, reveal_value(1, 1)),
-    "sketch": lambda: tx("dealt", 1, 1, _h("dealt", 1, 1)),
+    "seed": lambda: tx("reveal", 1, 1, reveal_value(1, 1), channel_keys(1, 1)),
+    "sketch": lambda: tx("dealt", 1, 1, _h("dealt", 1, 1), ciphertext_hashes(1, 1, ALL)),
     "validate": lambda: tx("stats", 1, 1, bytes(80)),
 }
 """Member 1's input of each phase of round 1, every member in every set."""
@@ -280,7 +300,7 @@ def test_shares_dealt_for_another_u1_are_refused() -> None:
 def test_a_reveal_that_does_not_open_the_commitment_is_refused() -> None:
     d = Driver(validated_contract()).to("seed")
     d.refused("reveal from member 2 does not open its committed seed commitment",
-              tx("reveal", 2, 1, reveal_value(1, 1)))
+              tx("reveal", 2, 1, reveal_value(1, 1), channel_keys(2, 1)))
     assert d.check(*d.inputs("seed", (2,))) == []
 
 
@@ -443,11 +463,18 @@ def test_an_abort_for_too_few_inputs_names_the_missing_and_makes_them_absent(
     assert (d.s.open, d.s.absent, d.s.absent_since) == (False, missing, {m: 2 for m in missing})
 
 
-@pytest.mark.parametrize("phase", ["validate", "unmask"])
-def test_an_abort_in_validate_or_unmask_names_nobody(phase: str) -> None:
-    d = Driver(validated_contract()).to(phase)
+def test_an_abort_in_unmask_names_nobody() -> None:
+    d = Driver(validated_contract()).to("unmask")
     assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == ()  # type: ignore[union-attr]
     assert d.s.absent == ()
+
+
+def test_an_abort_in_validate_names_the_holders_without_statistics_that_did_not_complain() -> None:
+    """Whom else it names: tests/unit/test_contract_complaints.py."""
+    d = Driver(validated_contract()).to("validate")
+    d.commit(tx("complaint", 2, 1, 0))
+    assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == (0, 1, 3)  # type: ignore[union-attr]
+    assert d.s.absent == (0, 1, 3)
 
 
 def test_an_abort_with_enough_inputs_names_nobody() -> None:

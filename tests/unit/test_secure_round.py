@@ -49,7 +49,7 @@ class Cluster:
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
                                         validate=validate, validation_degree=validation_degree,
-                                        exclude_late=True)
+                                        exclude_late=True, sketch_width=width)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
@@ -102,14 +102,14 @@ class Cluster:
                     sr = self.rounds[j]
                     sr.on_message(sr.decode(out.message))
 
-    def commit(self, *extra: bytes) -> None:
+    def commit(self, *extra: bytes, proposer: int = 0) -> None:
         """Commit a block of the pending valid txs plus `extra`, applying it at every live node."""
         contract = self.contracts[min(self.alive)]
         txs = [raw for raw in self.mempool if contract.tx_valid_now(contract.parse(raw))]
         txs += [raw for raw in self.mempool if contract.tx_valid_ahead(contract.parse(raw))] + list(extra)
         self.mempool = [raw for raw in self.mempool if raw not in txs]
         self.height += 1
-        block = Block(CHAIN, self.height, CHAIN, 0, 0, tuple(txs))
+        block = Block(CHAIN, self.height, CHAIN, 0, proposer, tuple(txs))
         contract.check_block(block)
         self.blocks.append(block)
         for i in sorted(self.alive):
@@ -128,6 +128,8 @@ class Cluster:
             self.emit(i, self.rounds[i].start())
         elif isinstance(event, rc.SecAggCommitted):
             self.round_of(i, event.round).on_committed(event)
+        elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):  # as `RoundDriver.on_event`
+            self.emit(i, self.round_of(i, event.round).on_complaint(event))
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))
@@ -147,8 +149,8 @@ class Cluster:
             self.next_rounds[i].on_committed(rc.SecAggCommitted(round_id, author, message))
         self.emit(i, self.next_rounds[i].start())
 
-    def tx(self, kind: str, fields: list[object], round_id: int = 1) -> bytes:
-        return rc.make_tx(CHAIN, kind, 0, round_id, fields, self.sign(0))
+    def tx(self, kind: str, fields: list[object], round_id: int = 1, author: int = 0) -> bytes:
+        return rc.make_tx(CHAIN, kind, author, round_id, fields, self.sign(author))
 
     def mask_updates(self, updates: dict[int, np.ndarray], weights: dict[int, float] | None = None) -> None:
         """Open round 1, commit the key phases, and let every member mask its update (weight 50 samples; the
@@ -743,6 +745,9 @@ def test_genesis_refuses_validation_that_would_leak_or_could_not_decide() -> Non
     assert validation_config_error(10, 3, 3) is None and validation_config_error(13, 4, 4) is None
     assert "more than N = 7" in validation_config_error(7, 2, 3)  # type: ignore[operator]
     assert "zero-sharing keys" in validation_config_error(40, 13, 13)  # type: ignore[operator]
+    assert validation_config_error(13, 4, 4) is None and validation_config_error(13, 4, 4, 4000) is None
+    assert "exceed an answer transaction" in validation_config_error(16, 5, 5)  # type: ignore[operator]
+    assert "exceed an answer transaction" in validation_config_error(7, 2, 2, 8000)  # type: ignore[operator]
 
 
 def test_the_last_masker_cannot_predict_the_sketch_so_grinding_no_longer_helps() -> None:
@@ -783,7 +788,7 @@ def test_a_reveal_must_open_its_commitment_and_the_seed_phase_closes_early_only_
     contract = c.contracts[0]
     reveals = [contract.parse(raw) for raw in c.mempool]
     assert sorted(tx.author for tx in reveals if tx.kind == "reveal") == list(range(n))
-    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32], c.sign(3))
+    other = rc.make_tx(CHAIN, "reveal", 3, 1, [b"\x00" * 32, bytes(32 * c.n)], c.sign(3))
     with pytest.raises(rc.TxError, match="does not open"):
         contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (other,)))
     early = contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,

@@ -21,7 +21,7 @@ import pytest
 from consensus.block import Block
 from ml.robust import RobustRule
 from node import contract as rc
-from node.secure_round import SendShares, decide_accepted
+from node.secure_round import SendShares, SubmitTx, decide_accepted
 from node.settings import censorship_bound_s
 from smpc.errors import InconsistentShares, SmpcError
 from tests.unit import test_contract as contract_test
@@ -76,7 +76,8 @@ class Rounds(Cluster):
             if not self._try(self.tx("close", [phase], round_id)):
                 return None
             self._leave(phase)
-        self.commit()
+        for _ in range(3):  # statistics and complaints; answers; statistics from answered shares
+            self.commit()
         return self.contract.validation_check(None)
 
     def _leave(self, phase: str) -> None:
@@ -277,39 +278,156 @@ def test_the_rule_keeps_genesis_f_so_a_suspicion_among_few_aborts_instead_of_adm
     assert (outcome.committed, outcome.included, outcome.rejected) == (True, (0, 2, 3), (1,))
 
 
-def test_a_dealer_withholding_shares_cannot_get_its_victim_excluded() -> None:
-    """Red team L2: at N = 7, Byzantine dealer 6 sends no sketch shares to honest member 3, which therefore
-    cannot publish statistics; round 1's validate phase is short and aborts. Had the abort named member 3
-    missing, it would be absent and excluded in round 2 (f_eff = 1) although online and honest, and f = 2
-    Byzantine publishers could forge round 2's statistics. A validate-phase abort names nobody: round 2
-    counts every member (f_eff = f) and commits."""
-    n, dealer, victim = 7, 6, 3
-    c = Rounds(n, 97, 2, set())
+def _dropping(c: Rounds, sender: int, drop) -> None:  # type: ignore[no-untyped-def]
+    """Make member `sender` of cluster `c` leave out, in round 1, every output `drop(output)` is true of."""
     deliver = c.emit
 
-    def withhold(sender: int, outputs: list) -> None:  # type: ignore[type-arg]
-        if sender == dealer and c.contract.state.round == 1:
-            outputs = [o for o in outputs if not (isinstance(o, SendShares) and o.to == victim)]
-        deliver(sender, outputs)
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if who == sender and c.contract.state.round == 1:
+            outputs = [o for o in outputs if not drop(o)]
+        deliver(who, outputs)
 
-    c.emit = withhold  # type: ignore[method-assign]
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def _is_tx(c: Rounds, kind: str):  # type: ignore[no-untyped-def]
+    return lambda o: isinstance(o, SubmitTx) and c.contract.parse(o.raw).kind == kind
+
+
+def test_a_dealer_withholding_shares_that_answers_the_complaint_costs_nothing() -> None:
+    """Dealer 6 sends no sketch shares to member 3 (a lost connection, or red team v6): 3 complains on the
+    ledger, 6 answers with the ciphertext its `dealt` committed for 3, 3 takes its shares from the answer and
+    publishes, and the round commits with everyone."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    _dropping(c, dealer, lambda o: isinstance(o, SendShares) and o.to == victim)
     first = c.round(1)
-    assert (first.committed, first.missing) == (False, ())
-    c.emit = deliver  # type: ignore[method-assign]
+    assert (first.committed, first.missing) == (True, ())
+    assert c.contract.state.outcomes[-1].included == tuple(range(n))
+
+
+def test_a_dealer_withholding_shares_and_its_answer_is_named_not_its_victim() -> None:
+    """Red teams L2 and v6: at N = 7, Byzantine dealer 6 sends no sketch shares to honest member 3 and does
+    not answer 3's complaint, so 3 cannot publish statistics and round 1 aborts at the validate deadline.
+    The abort names the dealer (an unanswered complaint), never its victim (which complained): in round 2,
+    6 is absent and excluded, 3 is not, and f_eff = 1 (spare 0 at N = 7)."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    _dropping(c, dealer, lambda o: (isinstance(o, SendShares) and o.to == victim) or _is_tx(c, "answer")(o))
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (dealer,))
     c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
     state = c.contract.state
-    assert state.absent == () and state.excluded == () and c.contract.effective_faulty == 2
+    assert state.absent == (dealer,) and state.excluded == (dealer,) and c.contract.effective_faulty == 1
 
 
-def test_a_member_silent_after_dealing_aborts_one_round_unnamed_then_costs_a_deadline() -> None:
+def test_a_named_dealer_that_proposes_the_abort_and_the_next_open_is_still_excluded() -> None:
+    """The withholding dealer 6 is the primary when round 1 aborts: it proposes (and signs) the abort that
+    names it and the open of round 2. A block's own `open`, `close`, `abort` or `result` is the proposer's
+    duty, not a sign that it takes part again: 6 stays absent, and excluded from round 2's validation."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    _dropping(c, dealer, lambda o: (isinstance(o, SendShares) and o.to == victim) or _is_tx(c, "answer")(o))
+    assert c.until_statistics(1) is not None
+    c.commit(c.tx("abort", ["too few members"], 1, author=dealer),
+             c.tx("open", [c.contract.state.model_hash, list(range(n))], 2, author=dealer), proposer=dealer)
+    state = c.contract.state
+    assert state.outcomes[-1].missing == (dealer,)
+    assert (state.round, state.absent, state.excluded) == (2, (dealer,), (dealer,))
+
+
+def test_a_holder_withholding_only_its_statistics_is_named() -> None:
+    """Red team l4: member 2 takes part in every phase but never publishes statistics nor complains: round 1
+    aborts at the validate deadline naming it, and round 2 excludes it."""
+    n, withholder = 7, 2
+    c = Rounds(n, 96, 2, set())
+    _dropping(c, withholder, _is_tx(c, "stats"))
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (withholder,))
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    assert c.contract.state.excluded == (withholder,)
+
+
+def _junk_for(c: Rounds, dealer: int, victim: int) -> None:
+    """Dealer `dealer` of cluster `c` deals junk to `victim` in round 1: its `dealt` commits the hash of a junk
+    "sealed bundle" for it, its direct message is junk, and it answers the complaint with that junk (all
+    signed with its real key, as a Byzantine member would)."""
+    deliver = c.emit
+    junk = hashlib.sha256(b"junk").digest() * 40
+
+    def forged(out):  # type: ignore[no-untyped-def]
+        if isinstance(out, SendShares) and out.to == victim:
+            return SendShares(victim, b"junk")
+        if not isinstance(out, SubmitTx):
+            return out
+        tx = c.contract.parse(out.raw)
+        if tx.kind == "dealt":
+            hashes = bytearray(tx.fields[1])  # type: ignore[arg-type]
+            at = 32 * c.contract.state.expected.index(victim)
+            hashes[at : at + 32] = hashlib.sha256(junk).digest()
+            return SubmitTx(c.tx("dealt", [tx.fields[0], bytes(hashes)], 1, author=dealer))
+        if tx.kind == "answer" and tx.fields[0] == victim:
+            return SubmitTx(c.tx("answer", [victim, junk], 1, author=dealer))
+        return out
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        deliver(who, [forged(o) for o in outputs] if who == dealer and c.contract.state.round == 1 else outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def test_a_dealer_answering_with_junk_is_proven_and_named_not_its_victim() -> None:
+    """Dealer 6 commits and answers a sealed bundle for honest holder 3 that holds no valid shares. Holder 3
+    discloses its channel secret for 6 (only that channel), every replica finds the answer bad, and the abort
+    names 6, not 3."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 95, 2, set())
+    _junk_for(c, dealer, victim)
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (dealer,))
+    assert any(c.contract.parse(raw).kind == "disclose" for b in c.blocks for raw in b.txs)
+
+
+def test_a_holder_disclosing_a_good_answer_is_refused_and_named() -> None:
+    """Red team l4 with a frivolous complaint and a false disclosure: holder 2 complains about honest dealer 5,
+    which answers; 2 then claims the answer bad (discloses its channel secret for 5) and withholds its
+    statistics. The disclosure is refused (the answer is good: `answer_valid`) and the abort names 2."""
+    n, liar, dealer = 7, 2, 5
+    c = Rounds(n, 94, 2, set())
+    deliver = c.emit
+    lied: list[rc.TxError] = []
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if who == liar and c.contract.state.round == 1:
+            outputs = [o for o in outputs if not _is_tx(c, "stats")(o)]
+            complaint = c.tx("complaint", [dealer], 1, author=liar)
+            if (c.contract.state.phase == "validate" and (liar, dealer) not in c.contract.state.complaints
+                    and complaint not in c.mempool):
+                outputs.append(SubmitTx(complaint))
+            secret = c.rounds[liar]._channel_secrets.get(dealer)
+            if c.contract.state.complaints.get((liar, dealer)) == "answered" and secret is not None:
+                claim = c.tx("disclose", [dealer, secret], 1, author=liar)
+                try:
+                    c.contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (claim,)))
+                except rc.TxError as exc:
+                    lied.append(exc)
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+    first = c.round(1)
+    assert (first.committed, first.missing) == (False, (liar,))
+    assert lied and all(isinstance(e, rc.ComplaintRefused) and e.reason == "answer_valid" for e in lied)
+
+
+def test_a_member_silent_after_dealing_aborts_one_round_and_is_named() -> None:
     """Member 3 deals its sketch and dies before publishing statistics: round 1's validate phase is short and
-    aborts, naming nobody (a holder's statistics also depend on the other dealers). Round 2 waits for its
-    keys until the deadline, then it is absent and excluded, and the round commits with the others."""
+    aborts, naming it (it filed no complaint, so it lacked no dealer's shares). Round 2 opens with it absent
+    and excluded, and rounds 2 and 3 commit with the others."""
     n = 4
     c = Rounds(n, 98, 3, set())
     c.leave_after = {"sketch": {3}}
     first = c.round(1)
-    assert (first.committed, first.missing) == (False, ())
+    assert (first.committed, first.missing) == (False, (3,))
     assert [(o.committed, o.included) for o in (c.round(2), c.round(3))] == [(True, (0, 1, 2))] * 2
 
 

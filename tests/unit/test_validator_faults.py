@@ -66,6 +66,22 @@ def test_contributions_off_their_commitments_are_refused_and_name_the_dealer() -
         decide_accepted(check, c.setup, c.quant)
 
 
+def test_contributions_off_their_commitments_are_replaced_by_the_committed_answer() -> None:
+    """The holders that refused the liar's shares complain on the ledger; its answers are the sealed bundles
+    its `dealt` committed (the honest ones: a dealer cannot answer with anything else), so every holder then
+    publishes and the statistics decide."""
+    c, _ = run("zero-offset")
+    c.publish_statistics()
+    complaints = c.contracts[0].state.complaints
+    assert complaints == {(i, LIAR): "open" for i in set(range(N)) - {LIAR}}
+    c.commit()  # the answers
+    c.commit()  # the statistics from the answered shares
+    check = c.contracts[0].validation_check(None)
+    assert sorted(dict(check.published)) == list(range(N))
+    assert set(decide_accepted(check, c.setup, c.quant).accepted) <= set(range(N))
+    assert set(c.contracts[0].state.complaints.values()) == {"answered"}
+
+
 def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_out_above() -> None:
     """All a member can still do to the seed once the inputs are fixed is withhold its reveal. At N = 7 the
     seed phase needs every reveal (2t_v + 1 + f = 7): the round aborts, the missing reveal on the ledger.

@@ -1,0 +1,63 @@
+"""The daemon side of complaints (docs/validation.md, G8): the primary waits 4 phase deadlines before it aborts a
+validate phase with complaints, and a replica votes for a complaint only within its window and for such an
+abort only after 0.8 x 4 deadlines, each on its own clock."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import trio
+
+from consensus.block import Block
+from node import contract as rc
+from tests.unit.test_daemon_join import ME, N, _member_config, _running
+
+DEALER = (ME + 1) % N
+
+
+def _validating(d, *, complaints: dict[tuple[int, int], str], started_deadlines_ago: float) -> float:  # type: ignore[no-untyped-def]
+    """Put the daemon's contract in round 1's validate phase, opened here, the phase started that long ago."""
+    s = d.contract.state
+    s.round, s.open, s.phase, s.participants = 1, True, "validate", tuple(range(N))
+    s.expected, s.inputs, s.complaints = tuple(range(N)), {}, dict(complaints)
+    deadline = d.settings.phase_deadline_s
+    d.timings.round_opened_at[1] = time.monotonic()
+    d.timings.phase_started[(1, "validate")] = time.monotonic() - started_deadlines_ago * deadline
+    return deadline
+
+
+def _block(d, *txs: bytes) -> Block:  # type: ignore[no-untyped-def]
+    return Block(d.contract.params.chain_id, d.contract.state.height + 1, b"\0" * 32, 0, ME, tuple(txs))
+
+
+def test_with_complaints_the_primary_aborts_after_four_deadlines_and_replicas_agree_only_then(tmp_path: Path) -> None:
+    with _running(_member_config(tmp_path)) as d:
+        _validating(d, complaints={(DEALER, ME): "open"}, started_deadlines_ago=2.0)
+        assert trio.run(d.proposer.next_block_txs) is None, "a dealer may still answer: no abort yet"
+        _validating(d, complaints={(DEALER, ME): "open"}, started_deadlines_ago=4.1)
+        txs = trio.run(d.proposer.next_block_txs)
+        assert txs is not None and d.contract.parse(txs[0]).kind == "abort"  # (then the retry's open)
+        block = _block(d, txs[0])
+        assert d.contract.check_block(block) == [rc.DeadlineCheck(1, "validate", rc.COMPLAINT_ABORT_DEADLINES)]
+        _validating(d, complaints={(DEALER, ME): "open"}, started_deadlines_ago=3.0)
+        assert not trio.run(d.validator.block_ok, block), "3 deadlines are less than 0.8 x 4"
+        _validating(d, complaints={(DEALER, ME): "open"}, started_deadlines_ago=3.3)
+        assert trio.run(d.validator.block_ok, block)
+
+
+def test_without_complaints_the_validate_phase_aborts_after_one_deadline(tmp_path: Path) -> None:
+    with _running(_member_config(tmp_path)) as d:
+        _validating(d, complaints={}, started_deadlines_ago=1.1)
+        txs = trio.run(d.proposer.next_block_txs)
+        assert txs is not None and d.contract.parse(txs[0]).kind == "abort"
+        assert d.contract.check_block(_block(d, txs[0])) == [rc.DeadlineCheck(1, "validate")]
+
+
+def test_a_replica_votes_for_a_complaint_only_within_its_window(tmp_path: Path) -> None:
+    with _running(_member_config(tmp_path)) as d:
+        complaint = rc.make_tx(d.contract.params.chain_id, "complaint", ME, 1, [DEALER], d.identity.sign)
+        _validating(d, complaints={}, started_deadlines_ago=0.5)
+        assert trio.run(d.validator.block_ok, _block(d, complaint))
+        _validating(d, complaints={}, started_deadlines_ago=1.2)
+        assert not trio.run(d.validator.block_ok, _block(d, complaint))

@@ -1,0 +1,168 @@
+"""Complaints answered on the ledger: a sketch dealer that withholds shares, and a holder that withholds statistics.
+
+Driven directly with signed transactions at N = 4 (f = 1, t_v = 1: every holder of V must publish). A holder
+that lacks a dealer's sketch shares files `complaint` [dealer] in the validate phase; the dealer answers with
+`answer` [holder, ciphertext], the ciphertext whose hash its `dealt` committed for that holder. When the
+validate phase aborts for too few statistics, the abort names every dealer with an unanswered complaint (red
+team v6) or answered with a bundle its holder proves bad by disclosing the channel secret it committed for that
+dealer (`disclose`), and every holder without statistics that is not waiting for such a dealer (red team l4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from node import contract as rc
+from tests.unit.test_contract import CHAIN, tx, validated_contract
+from tests.unit.test_contract_secure_phases import ALL, Driver, channel_secret, ciphertext
+
+
+def answer(dealer: int, holder: int) -> bytes:
+    return tx("answer", dealer, 1, holder, ciphertext(dealer, holder, 1))
+
+
+def complaint(holder: int, dealer: int) -> bytes:
+    return tx("complaint", holder, 1, dealer)
+
+
+def disclose(holder: int, dealer: int) -> bytes:
+    return tx("disclose", holder, 1, dealer, channel_secret(holder, dealer, 1))
+
+
+def abort() -> bytes:
+    return tx("abort", 0, 1, "too few members in phase validate")
+
+
+def validating() -> Driver:
+    return Driver(validated_contract()).to("validate")
+
+
+def test_a_dealer_that_never_answers_a_complaint_is_named_by_the_abort_and_absent_next_round() -> None:
+    """Red team v6: dealer 3 committed `dealt` but sent holder 1 nothing; holder 1 complains, 3 never answers."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
+    [outcome] = d.commit(abort())
+    assert isinstance(outcome, rc.RoundOutcome) and not outcome.committed
+    assert outcome.missing == (3,)
+    assert d.s.absent == (3,)
+
+
+def test_a_holder_that_withholds_its_statistics_without_complaining_is_named() -> None:
+    """Red team l4: holder 2 took part in every phase but publishes no statistics and files no complaint."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 1, 3)))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (2,)  # type: ignore[union-attr]
+    assert d.s.absent == (2,)
+
+
+def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> None:
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
+    events = d.commit(answer(3, 1))
+    assert events == [rc.AnswerCommitted(1, 3, 1, ciphertext(3, 1, 1))]
+    assert d.s.complaints == {(1, 3): "answered"}
+    accept = tx("accept", 0, 1, list(ALL))
+    assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
+
+
+def test_a_holder_whose_complaint_went_unanswered_is_not_named_but_the_silent_dealer_is() -> None:
+    """Dealer 3 withholds from holders 1 and 2, both complain; only 3 is named, though 1 and 2 publish nothing."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 3)), complaint(1, 3), complaint(2, 3))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (3,)  # type: ignore[union-attr]
+
+
+def test_a_holder_answered_yet_without_statistics_is_named() -> None:
+    """Red team l4 with a frivolous complaint: holder 1 complains about dealer 3, which answers; 1 could then
+    publish, and does not (nor proves the answer bad): named."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3), answer(3, 1))
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (1,)  # type: ignore[union-attr]
+
+
+def test_a_holder_that_proves_the_answer_bad_is_not_named_and_the_dealer_is() -> None:
+    """Dealer 3 commits (and answers with) a ciphertext holding no valid shares for holder 1; 1 discloses its
+    channel secret for 3, every replica decrypts the answer with it and finds it bad: 3 is named, 1 is not."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3), answer(3, 1))
+    assert d.check(disclose(1, 3)) == []
+    d.commit(disclose(1, 3))
+    assert d.s.complaints == {(1, 3): "bad"}
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (3,)  # type: ignore[union-attr]
+
+
+def test_a_disclosure_needs_an_answer_and_the_committed_channel_secret() -> None:
+    d = validating()
+    d.commit(complaint(1, 3))
+    d.refused("not_answered", disclose(1, 3))
+    d.commit(answer(3, 1))
+    d.refused("wrong_channel_secret", tx("disclose", 1, 1, 3, channel_secret(1, 2, 1)))
+    d.refused("not_answered", disclose(1, 2))
+    d.commit(disclose(1, 3))
+    d.refused("not_answered", disclose(1, 3))
+
+
+def test_complaints_and_answers_need_their_window_checks() -> None:
+    d = validating()
+    assert d.check(complaint(1, 3)) == [rc.WindowCheck(1, "complaint")]
+    d.commit(complaint(1, 3))
+    assert d.check(answer(3, 1)) == [rc.WindowCheck(1, "answer")]
+
+
+def test_complaints_are_bounded_one_per_holder_and_dealer_from_holders_against_dealers() -> None:
+    d = validating()
+    d.commit(complaint(1, 3))
+    d.refused("duplicate", complaint(1, 3))
+    d.refused("self", complaint(1, 1))
+    d.commit(*d.inputs("validate", (0,)))
+    d.refused("already_published", complaint(0, 3))
+    e = validating()
+    e.s.expected = (0, 1, 2)  # as if V = {0, 1, 2} (at N = 4 a smaller V never validates)
+    e.refused("not_a_dealer", complaint(1, 3))
+    e.refused("not_a_holder", complaint(3, 1))
+
+
+def test_a_complaint_outside_the_validate_phase_is_refused() -> None:
+    d = Driver(validated_contract()).to("sketch")
+    d.refused("not_validating", complaint(1, 3))
+
+
+def test_an_answer_must_be_the_committed_ciphertext_for_an_open_complaint() -> None:
+    d = validating()
+    d.refused("no_complaint", answer(3, 1))
+    d.commit(complaint(1, 3))
+    d.refused("wrong_ciphertext", tx("answer", 3, 1, 1, ciphertext(3, 2, 1)))
+    d.refused("no_complaint", answer(2, 1))
+    d.commit(answer(3, 1))
+    d.refused("already_answered", answer(3, 1))
+
+
+def test_dealt_must_commit_one_ciphertext_hash_per_holder_of_r() -> None:
+    d = Driver(validated_contract()).to("sketch")
+    d.refused("not expected", tx("dealt", 1, 1, hashlib.sha256(b"x").digest(), bytes(32 * 3)))
+    assert d.check(*d.inputs("sketch", (1,))) == []
+
+
+def test_complaints_reset_with_the_next_round_and_survive_copy() -> None:
+    d = validating()
+    d.commit(complaint(1, 3))
+    copy = d.s.copy()
+    d.commit(answer(3, 1))
+    assert copy.complaints == {(1, 3): "open"}
+    assert CHAIN and d.s.dealt_hashes[3][1] == hashlib.sha256(ciphertext(3, 1, 1)).digest()
+
+
+def test_an_abort_with_complaints_waits_four_phase_deadlines() -> None:
+    """Each step of a complaint (complain, answer, disclose) gets a whole phase deadline before an abort may
+    name anyone for it: the abort's DeadlineCheck asks replicas for 4 deadlines once a complaint is committed,
+    or is in the same block."""
+    d = validating()
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate")]
+    assert d.check(complaint(1, 3), abort()) == [rc.WindowCheck(1, "complaint"),
+                                                 rc.DeadlineCheck(1, "validate", rc.COMPLAINT_ABORT_DEADLINES)]
+    d.commit(complaint(1, 3), answer(3, 1))
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", 4)]
