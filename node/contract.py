@@ -111,7 +111,7 @@ from node.contract_events import (
     ValidationCheck,
     WindowCheck,
 )
-from node.contract_membership import COMPLAINT_ABORT_DEADLINES
+from node.contract_membership import COMPLAINT_ABORT_DEADLINES, VALIDATE_ABORT_DEADLINES
 from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
@@ -135,7 +135,7 @@ from smpc import messages as sam
 
 __all__ = [
     "COMPLAINT_ABORT_DEADLINES", "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
-    "PHASES", "SA_MESSAGE_OF_PHASE", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
+    "PHASES", "SA_MESSAGE_OF_PHASE", "VALIDATE_ABORT_DEADLINES", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
     "ComplaintRefused", "Contract", "ContractParams", "ContractState",
     "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
     "TxError", "ValidationCheck", "Verify", "WindowCheck", "make_tx", "parse_tx", "referenced_blobs",

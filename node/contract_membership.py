@@ -18,6 +18,11 @@ COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
 answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
 this) vote for the abort (`node.settings.WINDOWS`)."""
+VALIDATE_ABORT_DEADLINES = 2
+"""Phase deadlines a validate phase without complaints waits before it may abort: replicas vote for the abort
+from 0.8 x 2 = 1.6 deadlines, after the complaint window (1 deadline and `WINDOW_SLACK`) closed, so a holder
+whose complaint censoring primaries delayed by less than a deadline is never named for its missing statistics
+before the complaint could land (red team g8 f2: with one deadline, the abort came at 0.8)."""
 
 
 class Membership:
@@ -42,12 +47,14 @@ class Membership:
         return self.min_members
 
     def abort_deadlines(self) -> int:
-        """How many phase deadlines an abort of the open phase waits: one, but in a validate phase with
-        complaints `COMPLAINT_ABORT_DEADLINES`, so that each step of a complaint (complain, answer, disclose)
+        """How many phase deadlines an abort of the open phase waits: one, but in a validate phase
+        `VALIDATE_ABORT_DEADLINES` (past the complaint window), and with complaints `COMPLAINT_ABORT_DEADLINES`, so that each step of a complaint (complain, answer, disclose)
         has a whole phase deadline, the span genesis makes longer than censoring primaries can hold a
         transaction out when it lets named members lower f_eff (docs/validation.md, G8)."""
         s = self.state
-        return COMPLAINT_ABORT_DEADLINES if s.phase == "validate" and s.complaints else 1
+        if s.phase != "validate":
+            return 1
+        return COMPLAINT_ABORT_DEADLINES if s.complaints else VALIDATE_ABORT_DEADLINES
 
     @property
     def effective_faulty(self) -> int:

@@ -183,7 +183,17 @@ class Rules(Membership, Evaluations):
         if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
                 s.seed_commitments[tx.author]:  # type: ignore[arg-type]
             raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
+        if tx.kind == "reveal":
+            self._check_channel_keys(tx)
         return []
+
+    def _check_channel_keys(self, tx: Tx) -> None:
+        """A `reveal`'s channel keys (one per member) must each be one its dealer can seal to: a holder that
+        published a low-order key would get no sealed bundle, complain, and have an honest dealer named."""
+        channels = tx.fields[1]
+        for dealer in range(self.params.n):
+            if dealer != tx.author and not vm.channel_key_usable(channels[32 * dealer : 32 * dealer + 32]):  # type: ignore[index]
+                raise TxError(f"reveal from member {tx.author}: its channel key for member {dealer} is of low order")
 
     def _validate_ahead(self, tx: Tx) -> list[Check]:
         """The next round's key phases, while this round is open (module doc)."""

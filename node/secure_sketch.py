@@ -137,7 +137,7 @@ class SketchValidation:
         channel secret for that dealer, which proves it on the ledger and exposes only that channel."""
         if isinstance(event, rc.ComplaintCommitted):
             sealed = self._sealed.get(event.holder) if event.dealer == self.me else None
-            return [] if not sealed else [self._tx("answer", [event.holder, sealed])]
+            return [] if sealed is None else [self._tx("answer", [event.holder, sealed])]
         secret = self._channel_secrets.get(event.dealer)
         if event.holder != self.me or self._vlimits is None or event.dealer not in self._dealt_digests or not secret:
             return []
@@ -171,6 +171,13 @@ class SketchValidation:
         if known is not None:
             if known.signature != message.signature:
                 self.violations.append(Equivocation("two different sketch-share messages", owner + 1))
+            return []
+        committed = self._dealt_digests.get(owner)
+        if committed is not None and message.commitments_digest() != committed:
+            # V is fixed and this dealer's message contradicts its `dealt`: publishing with it would give a
+            # statistic share inconsistent with the other holders', and no abort could then name the dealer
+            # our complaint stands against (red team g8 f7). We keep waiting for its committed answer.
+            self.violations.append(Equivocation("PRZS commitments differ from those on the ledger", owner + 1))
             return []
         self._dealt[owner], self._contributions[owner] = message, contributions
         return self._maybe_publish_statistics()

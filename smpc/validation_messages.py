@@ -221,6 +221,22 @@ SEAL_OVERHEAD = 32 + 16
 """A sealed bundle: the dealer's ephemeral X25519 public key, then the AEAD ciphertext (16-byte tag)."""
 
 
+_PROBE_SECRET = bytes([8]) + bytes(30) + bytes([64])
+"""A fixed clamped X25519 scalar (a multiple of 8): its product with a key is zero exactly when the key is of low
+order, which is when every dealer's seal to it fails, whatever its ephemeral secret."""
+
+
+def channel_key_usable(public_key: bytes) -> bool:
+    """Whether a dealer can seal to this channel key (it is not of low order): a check every replica runs on a
+    `reveal`, so that no holder can publish a key its dealers cannot answer to and then blame them (red team
+    g8 f1)."""
+    try:
+        keys.agree(_PROBE_SECRET, public_key)
+    except BadPublicKey:
+        return False
+    return True
+
+
 def channel_public_key(secret: bytes) -> bytes:
     """The public key of a holder's channel secret for one dealer (published in its `reveal` transaction)."""
     return keys.keypair_from_secret(secret).public_key

@@ -46,12 +46,18 @@ def test_with_complaints_the_primary_aborts_after_four_deadlines_and_replicas_ag
         assert trio.run(d.validator.block_ok, block)
 
 
-def test_without_complaints_the_validate_phase_aborts_after_one_deadline(tmp_path: Path) -> None:
+def test_without_complaints_the_validate_phase_aborts_after_two_deadlines(tmp_path: Path) -> None:
+    """Past the complaint window (1.05 deadlines on a replica's clock) before anyone votes for the abort."""
     with _running(_member_config(tmp_path)) as d:
         _validating(d, complaints={}, started_deadlines_ago=1.1)
+        assert trio.run(d.proposer.next_block_txs) is None, "a complaint may still land: no abort yet"
+        _validating(d, complaints={}, started_deadlines_ago=2.1)
         txs = trio.run(d.proposer.next_block_txs)
         assert txs is not None and d.contract.parse(txs[0]).kind == "abort"
-        assert d.contract.check_block(_block(d, txs[0])) == [rc.DeadlineCheck(1, "validate")]
+        block = _block(d, txs[0])
+        assert d.contract.check_block(block) == [rc.DeadlineCheck(1, "validate", rc.VALIDATE_ABORT_DEADLINES)]
+        _validating(d, complaints={}, started_deadlines_ago=1.1)
+        assert not trio.run(d.validator.block_ok, block), "1.1 deadlines are inside the complaint window"
 
 
 def test_a_replica_votes_for_a_complaint_only_within_its_window(tmp_path: Path) -> None:

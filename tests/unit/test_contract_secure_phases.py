@@ -442,7 +442,8 @@ def test_an_abort_in_validate_is_judged_on_the_statistics_once_all_published(pub
                                                                             check: str) -> None:
     d = Driver(validated_contract()).to("validate")
     d.commit(*d.inputs("validate", published))
-    expected = d.c.validation_check(None) if check == "validation" else rc.DeadlineCheck(1, "validate")
+    expected = d.c.validation_check(None) if check == "validation" else \
+        rc.DeadlineCheck(1, "validate", rc.VALIDATE_ABORT_DEADLINES)
     assert d.check(tx("abort", 0, 1, "undecidable")) == [expected]
 
 

@@ -441,3 +441,106 @@ def test_without_a_deadline_that_outlasts_censorship_nobody_lowers_f_eff() -> No
     c.params = dataclasses.replace(c.params, exclude_late=False)
     c.state.excluded = (3,)
     assert c.effective_faulty == 1 and c.min_inputs("seed") == 4
+
+
+
+def test_a_holder_cannot_publish_a_channel_key_its_dealers_cannot_seal_to() -> None:
+    """Red team g8 f1: holder 6 puts the low-order point 0 in its `reveal` as its channel key for honest dealer
+    5. Had the contract taken it, 5 could seal nothing to it, commit the hash of nothing, and leave 6's complaint
+    unanswered: 6 withholds its statistics, and the abort names 5. Every replica refuses such a reveal, so 6
+    has none on the ledger, and the seed phase (which needs all 7 at N = 3f + 1) aborts naming 6 alone."""
+    n, holder, victim = 7, 6, 5
+    c = Rounds(n, 97, 2, set())
+    refused: list[bytes] = []
+    deliver = c.emit
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if who == holder and c.contract.state.round == 1:
+            kept = []
+            for o in outputs:
+                if not _is_tx(c, "reveal")(o):
+                    kept.append(o)
+                    continue
+                tx = c.contract.parse(o.raw)
+                keys = bytearray(tx.fields[1])  # type: ignore[arg-type]
+                keys[32 * victim : 32 * victim + 32] = bytes(32)
+                forged = c.tx("reveal", [tx.fields[0], bytes(keys)], 1, author=holder)
+                with pytest.raises(rc.TxError, match=f"channel key for member {victim} is of low order"):
+                    c.contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (forged,)))
+                refused.append(forged)
+            outputs = kept
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+    first = c.round(1)
+    assert refused and (first.committed, first.missing) == (False, (holder,))
+
+
+def test_an_abort_without_complaints_waits_past_the_complaint_window() -> None:
+    """Red team g8 f2: dealer 6 sends honest holder 3 nothing, and censoring primaries keep 3's complaint out
+    of the blocks. With a one-deadline abort, replicas voted for it at 0.8 D, inside the complaint window
+    (1.05 D on their clocks), and it named 3, not 6. Replicas now vote for it only from 1.6 D."""
+    from types import SimpleNamespace
+
+    from node.block_validation import BlockValidator
+    from node.settings import WINDOW_SLACK, WINDOWS
+    from node.timings import Timings
+
+    n, dealer, victim, deadline = 7, 6, 3, 30.0
+    c = Rounds(n, 97, 2, set())
+    _dropping(c, dealer, lambda o: (isinstance(o, SendShares) and o.to == victim) or _is_tx(c, "answer")(o))
+    deliver = c.emit
+    c.emit = lambda who, outputs: deliver(who, [o for o in outputs if who != victim  # type: ignore[method-assign]
+                                                or not _is_tx(c, "complaint")(o)])
+    assert c.until_statistics(1) is not None and not c.contract.state.complaints
+    block = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("abort", ["too few members in phase validate"], 1),))
+    checks = [ch for ch in c.contract.check_block(block) if isinstance(ch, rc.DeadlineCheck)]
+    window_end = (WINDOWS["complaint"] + WINDOW_SLACK) * deadline
+
+    def votes_at(elapsed_s: float) -> bool:
+        timings = Timings()
+        timings.round_opened_at[1] = timings.phase_started[(1, "validate")] = 0.0
+        replica = SimpleNamespace(timings=SimpleNamespace(phase_elapsed_s=lambda r, p: elapsed_s),
+                                  settings=SimpleNamespace(phase_deadline_s=deadline))
+        return all(BlockValidator._deadline_ok(replica, block, ch) for ch in checks)  # type: ignore[arg-type]
+
+    assert checks and not votes_at(window_end) and votes_at(2 * deadline)
+
+
+def test_a_late_direct_message_off_the_dealers_commitments_is_refused_so_the_abort_names_the_dealer() -> None:
+    """Red team g8 f7: dealer 6 withholds its shares from holder 3 until 3's complaint is committed, then sends
+    them directly, signed, with PRZS commitments other than those its `dealt` committed, and never answers. Had
+    3 taken them, its statistic share would fit no one else's, the round would abort with every statistic
+    published and nobody named. 3 refuses a message off the ledger's commitments and keeps waiting for the
+    answer, so the abort names 6."""
+    from smpc import przs
+    from smpc import validation_messages as vm
+
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    held: list[bytes] = []
+    deliver = c.emit
+
+    def forged(payload: bytes) -> bytes:
+        r = c.rounds[dealer]
+        m = vm.decode_shares(payload, r._vlimits)  # type: ignore[arg-type]
+        parts = sorted(r.config_members)
+        commits = dict(zip(przs.dealt_subsets(parts, r.validation.degree, dealer), m.commitment_list()))  # type: ignore[union-attr]
+        for subset in przs.shared_subsets(parts, r.validation.degree, dealer, victim):  # type: ignore[union-attr]
+            commits[subset] = przs.commitment(c.params.chain_id, 1, subset, dealer, bytes(32))
+        return vm.sign_shares(c.params.chain_id, c.sign(dealer), 1, dealer, victim, m.share,
+                              bytes(len(m.contributions)), b"".join(commits.values()))
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        s = c.contract.state
+        if who == dealer and s.round == 1:
+            held.extend(o.payload for o in outputs if isinstance(o, SendShares) and o.to == victim)
+            outputs = [o for o in outputs if not (isinstance(o, SendShares) and o.to == victim)
+                       and not _is_tx(c, "answer")(o)]
+        deliver(who, outputs)
+        if s.round == 1 and s.phase == "validate" and held and (victim, dealer) in s.complaints:
+            deliver(dealer, [SendShares(victim, forged(held.pop()))])
+
+    c.emit = emit  # type: ignore[method-assign]
+    first = c.round(1)
+    assert not held and (first.committed, first.missing) == (False, (dealer,))
