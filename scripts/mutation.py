@@ -56,6 +56,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/quantize.py": (UNIT + "test_smpc_quantize.py",),
     "smpc/secagg.py": (
         UNIT + "test_smpc_secagg_protocol.py",
+        UNIT + "test_smpc_secagg_boundaries.py",
+        UNIT + "test_smpc_secagg_evidence.py",
         PROPERTY + "test_smpc_secagg_dropouts.py",
         PROPERTY + "test_smpc_secagg_reordering.py",
     ),
@@ -220,11 +222,30 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/contract_rules.py",
      r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
      "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
+    ("smpc/secagg.py", r'\.to_bytes\((2|4|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/secagg.py", r"^probe = bytes\(\[10\]\) \+ bytes\(31\)",
+     "X25519 clears the scalar's three low bits: 9 and 10 both become 8, the same probe"),
+    ("smpc/secagg.py", r"^probe = bytes\(\[9\]\) \+ bytes\(32\)",
+     "libsodium's crypto_scalarmult reads the first 32 bytes of the scalar; a 33rd is never read"),
+    ("smpc/secagg.py", r"^self\._(keys_set|shares_set|input_digests): (frozenset\[int\]|dict\[int, bytes\]) = None$",
+     ("read only once the transition that sets it ran (on_keys_committed, on_shares_committed, on_inputs_committed); "
+      "a call out of phase fails the phase assert (or a TypeError) either way, and no ledger closes a phase empty")),
+    ("smpc/secagg.py", r"^self\._pair_seeds: dict\[int, bytes\] = None$",
+     "read only by mask(), which needs can_mask (U2, so on_shares_committed set it) and our secrets (asserted)"),
+    ("smpc/secagg.py", r"^self\._masked_sent = None$", "only read as `not self._masked_sent`: None is falsy like False"),
+    ("smpc/secagg.py", r"^\"(XX)?(masked input not decoded with this round's limits|MASKED INPUT NOT DECODED)",
+     "the message of a multi-line assert (its second line escapes do_not_mutate_patterns)"),
+    ("smpc/secagg.py", r'\.astype\("<u4", (copy=(None|True))?\)\.tobytes\(\)',
+     "whether astype copies changes no byte that tobytes() returns"),
+    ("smpc/secagg.py", r"^return True$",
+     ("unreachable: keypair_from_secret never raises BadPublicKey (crypto_scalarmult_base of a clamped scalar "
+      "cannot fail), so the except branch never runs"), r"^return False$", r"ǁ_matches_advert__mutmut_\d+$"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
-the original line must match too, where the mutated line alone is ambiguous])."""
+the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated
+line alone is ambiguous)."""
 
 
 @dataclass
@@ -319,8 +340,11 @@ def changed_lines(diff: str) -> tuple[str, str]:
 def equivalence(target: str, diff: str) -> str | None:
     """The argument of the first EQUIVALENT entry that matches this mutant, if any."""
     original, mutated = changed_lines(diff)
-    for where, pattern, why, *also in EQUIVALENT:
-        if where == target and re.search(pattern, mutated) and all(re.search(o, original) for o in also):
+    name = diff.split("\n", 1)[0].removeprefix("# ")
+    for where, pattern, why, *extra in EQUIVALENT:
+        on_original, on_name = (*extra, None, None)[:2]
+        if (where == target and re.search(pattern, mutated) and (on_original is None or re.search(on_original, original))
+                and (on_name is None or re.search(on_name, name))):
             return why
     return None
 
