@@ -61,7 +61,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         PROPERTY + "test_smpc_secagg_dropouts.py",
         PROPERTY + "test_smpc_secagg_reordering.py",
     ),
-    "smpc/messages.py": (UNIT + "test_smpc_secagg_protocol.py", PROPERTY + "test_smpc_messages_fuzz.py"),
+    "smpc/messages.py": (UNIT + "test_smpc_messages.py", UNIT + "test_smpc_secagg_protocol.py",
+                         PROPERTY + "test_smpc_messages_fuzz.py"),
     "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validation_checks.py",
                            UNIT + "test_smpc_validated_round.py"),
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
@@ -242,6 +243,18 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/secagg.py", r"^return True$",
      ("unreachable: keypair_from_secret never raises BadPublicKey (crypto_scalarmult_base of a clamped scalar "
       "cannot fail), so the except branch never runs"), r"^return False$", r"ǁ_matches_advert__mutmut_\d+$"),
+    ("smpc/messages.py", r"cast\(None, msgpack\.packb\(", "typing.cast returns its value unchanged at run time"),
+    ("smpc/messages.py", r"\.astype\(np\.uint32, (copy=(None|True))?\)$",
+     "a copy of the read-only view holds the same values, and no caller writes into the vector"),
+    ("smpc/messages.py", r"length\.to_bytes\((1|2|4), \)$", 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/messages.py",
+     (r"^signature = msgpack\.unpackb\(data\[start \+ length:\], (max_str_len=0,|max_bin_len=SIGNATURE_BYTES, "
+      r"max_str_len=1,)$|^max_array_len=0, max_map_len=0, max_ext_len=1\)$"),
+     ("the tail is exactly the 66 bytes of one msgpack object: a bin over 64 bytes, a one-character string or a "
+      "one-byte ext cannot fill it, so these limits never decide")),
+    ("smpc/messages.py", r"^return MaskedInput\(",
+     ("_build's masked input is always refused as non-canonical: a canonical one starts 0x95 0x03, which peek_tag "
+      "sends to _decode_masked_input instead"), r"^return MaskedInput\(round_id, sender, payload\[0\], signature\)$"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
