@@ -243,7 +243,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/secagg.py", r"^return True$",
      ("unreachable: keypair_from_secret never raises BadPublicKey (crypto_scalarmult_base of a clamped scalar "
       "cannot fail), so the except branch never runs"), r"^return False$", r"ǁ_matches_advert__mutmut_\d+$"),
-    ("smpc/messages.py", r"cast\(None, msgpack\.packb\(", "typing.cast returns its value unchanged at run time"),
+    ("smpc/messages.py", r"(cast\(None, |^None, )msgpack\.packb\(", "typing.cast returns its value unchanged at run time"),
     ("smpc/messages.py", r"\.astype\(np\.uint32, (copy=(None|True))?\)$",
      "a copy of the read-only view holds the same values, and no caller writes into the vector"),
     ("smpc/messages.py", r"length\.to_bytes\((1|2|4), \)$", 'int.to_bytes defaults to "big" since Python 3.11'),
