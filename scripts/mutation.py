@@ -255,6 +255,17 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/messages.py", r"^return MaskedInput\(",
      ("_build's masked input is always refused as non-canonical: a canonical one starts 0x95 0x03, which peek_tag "
       "sends to _decode_masked_input instead"), r"^return MaskedInput\(round_id, sender, payload\[0\], signature\)$"),
+    ("smpc/validation_messages.py", r"cast\(None, msgpack\.packb\(|msgpack\.packb\(body, \)\)$",
+     "typing.cast returns its value unchanged at run time, and use_bin_type defaults to True"),
+    ("smpc/validation_messages.py", r"^unsigned = Sketch(Shares|Sum)\(.*, (None|b\"XXXX\")\)$",
+     "the unsigned message's signature is never read: body() leaves it out"),
+    ("smpc/validation_messages.py",
+     r"^items = msgpack\.unpackb\(data, (raw=None, max_bin_len|max_bin_len|raw=False, max_str_len)",
+     ("raw defaults to False (None is falsy), and a byte string longer than max_bytes cannot fit in a message "
+      "that is at most max_bytes long")),
+    ("smpc/validation_messages.py", r"message\.(commitment|contribution)_list\(\), (strict=(None|False))?\)\)$",
+     ("decode_shares checked the sizes: one commitment per dealt subset, one contribution per shared subset, so the "
+      "zipped lists have equal lengths")),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
