@@ -266,6 +266,21 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/validation_messages.py", r"message\.(commitment|contribution)_list\(\), (strict=(None|False))?\)\)$",
      ("decode_shares checked the sizes: one commitment per dealt subset, one contribution per shared subset, so the "
       "zipped lists have equal lengths")),
+    ("smpc/sketch.py", r"^if vector\.dtype\.itemsize (<= 4 and|< 4 or|<= 5 or) _largest",
+     "both integer paths are exact (splitting into high and low bits only costs time), and no dtype has 5 bytes"),
+    ("smpc/sketch.py", r"_largest\(vector\) \* _BLOCK <= _EXACT_FLOAT_INTEGER:$",
+     "at |v| * 2^15 = 2^53 every block sum still lies within float64's exact integers"),
+    ("smpc/sketch.py", r"^weights = np\.empty\(min\(_BLOCK, self\.dimension\), (dtype=None)?\)$",
+     "np.empty's default dtype is float64"),
+    ("smpc/sketch.py", r"^np\.copyto\(block, vector\[start : start \+ buckets\.size\], \)$",
+     "only integer vectors get here, and the default same_kind casting copies every integer dtype into float64"),
+    ("smpc/sketch.py",
+     (r"dtype=np\.uint16 if (\(2 \* self\.width <= 1 << 16\) and False|3 \* self\.width <= 1 << 16|"
+      r"2 \* self\.width < 1 << 16|2 \* self\.width <= 1 >> 16) else np\.intp\)$"),
+     "the 8-byte compact copy for more widths: more memory, the same buckets"),
+    ("smpc/sketch.py", r"^self\._compact = None$", "later passes recompute the same buckets from the keystream, only slower"),
+    ("smpc/sketch.py", r"if \(vector\.size\) or True else 0$|if vector\.size else 1$",
+     "apply asserts the vector has `dimension` > 0 entries, so it is never empty"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
