@@ -74,7 +74,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py",
                                    UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py",
-                                   UNIT + "test_contract_tx.py")
+                                   UNIT + "test_contract_tx.py", UNIT + "test_contract_proposal.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     **{f"consensus/{name}.py": CONSENSUS_UNIT
        for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
@@ -281,6 +281,18 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/sketch.py", r"^self\._compact = None$", "later passes recompute the same buckets from the keystream, only slower"),
     ("smpc/sketch.py", r"if \(vector\.size\) or True else 0$|if vector\.size else 1$",
      "apply asserts the vector has `dimension` > 0 entries, so it is never empty"),
+    ("node/contract.py", r"^if len\(self\._parsed\) > PARSE_CACHE_ENTRIES:$",
+     "the parse cache holds one more transaction before it is cleared: memory, not behaviour"),
+    ("node/contract.py", r"^shadow\._apply\(tx, (None|self\.state\.height - 1|self\.state\.height \+ 2)\)$",
+     ("the height only stamps the events and outcomes of a shadow that is thrown away: no rule reads a stored "
+      "height, so what the later candidates are checked against is the same")),
+    ("node/contract.py", r"^shadow\._validate\(tx, proposer=(None|-2)\)$",
+     "any id no member has refuses every proposer-only transaction alike"),
+    ("node/contract_tx.py", r'expect_bytes\(fields\[0\], "(sa\.message|stats\.shares)", \)\]$',
+     ("the body's bound (MAX_TX_BODY_BYTES, checked first) is the tighter one: MAX_STATS_BYTES is larger, and a field "
+      "cannot be longer than the body holding it")),
+    ("node/contract_tx.py", r'expect_int\(fields\[1\], "eval\.correct", hi=MAX_EVAL_ROWS\)$',
+     "expect_int's lo defaults to 0"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]

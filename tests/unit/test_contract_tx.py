@@ -74,6 +74,8 @@ REFUSED = [
     (codec.encode([b"body"]), "malformed tx: tx: expected a list of 2 fields"),
     (codec.encode(["body", bytes(64)]), "malformed tx: tx.body: expected bytes"),
     (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 1), bytes(64)]), "malformed tx: tx.body: 65537 bytes exceeds 65536"),
+    (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 56), bytes(64)]), "malformed tx: tx.body: 65592 bytes exceeds 65536"),
+    (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 57), bytes(64)]), "malformed tx: 65665 bytes exceeds limit 65664"),
     (codec.encode([codec.encode(body()), bytes(63)]), "malformed tx: tx.signature: expected 64 bytes, got 63"),
     (raw(["update", CHAIN, 1]), "malformed tx: tx body: too few fields"),
     (codec.encode([codec.encode(5), bytes(64)]), "malformed tx: tx body: too few fields"),
