@@ -2,6 +2,7 @@
 the peer it names (the evidence the daemon records), and what it keeps or drops because of it."""
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ class _Garbage(SharePlaintext):
 
 
 def deal_to_holder_4(harness: Harness, monkeypatch: pytest.MonkeyPatch, plaintext: type[SharePlaintext] | None = None,
-                     commitment=None) -> list[tuple[type, str, int | None]]:  # type: ignore[no-untyped-def]
+                     commitment: Callable[[bytes], bytes] | None = None) -> list[tuple[type, str, int | None]]:
     """Dealer 3 encrypts its plaintexts with `plaintext`'s encoding and commits `commitment(c)` for holder 4;
     the violations holder 4 finds when U2 is fixed."""
     members = advertise(harness)
