@@ -56,20 +56,26 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/quantize.py": (UNIT + "test_smpc_quantize.py",),
     "smpc/secagg.py": (
         UNIT + "test_smpc_secagg_protocol.py",
+        UNIT + "test_smpc_secagg_boundaries.py",
+        UNIT + "test_smpc_secagg_evidence.py",
         PROPERTY + "test_smpc_secagg_dropouts.py",
         PROPERTY + "test_smpc_secagg_reordering.py",
     ),
-    "smpc/messages.py": (UNIT + "test_smpc_secagg_protocol.py", PROPERTY + "test_smpc_messages_fuzz.py"),
+    "smpc/messages.py": (UNIT + "test_smpc_messages.py", UNIT + "test_smpc_secagg_protocol.py",
+                         PROPERTY + "test_smpc_messages_fuzz.py"),
     "smpc/validation.py": (UNIT + "test_smpc_validation.py", UNIT + "test_smpc_validation_checks.py",
                            UNIT + "test_smpc_validated_round.py"),
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
     "smpc/przs.py": (UNIT + "test_smpc_przs.py", UNIT + "test_smpc_validated_round.py"),
-    "smpc/validation_messages.py": (PROPERTY + "test_smpc_validation_messages_fuzz.py", UNIT + "test_secure_round.py"),
+    "smpc/validation_messages.py": (UNIT + "test_smpc_validation_messages.py", PROPERTY + "test_smpc_validation_messages_fuzz.py",
+                                    UNIT + "test_secure_round.py"),
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py",
-                                   UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py")
+                                   UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py",
+                                   UNIT + "test_contract_tx.py", UNIT + "test_contract_proposal.py",
+                                   UNIT + "test_contract_state.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     **{f"consensus/{name}.py": CONSENSUS_UNIT
        for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
@@ -81,7 +87,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
 MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "smpc/prg.py", "smpc/masking.py",
             "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
             "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
-            "node/contract_transitions.py", "node/contract_rules.py")
+            "node/contract_transitions.py", "node/contract_rules.py", "smpc/secagg.py", "smpc/messages.py",
+            "smpc/validation_messages.py", "smpc/sketch.py", "node/contract.py", "node/contract_tx.py",
+            "node/contract_state.py", "node/contract_membership.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
@@ -220,11 +228,84 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/contract_rules.py",
      r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
      "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
+    ("smpc/secagg.py", r'\.to_bytes\((2|4|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/secagg.py", r"^probe = bytes\(\[10\]\) \+ bytes\(31\)",
+     "X25519 clears the scalar's three low bits: 9 and 10 both become 8, the same probe"),
+    ("smpc/secagg.py", r"^probe = bytes\(\[9\]\) \+ bytes\(32\)",
+     "libsodium's crypto_scalarmult reads the first 32 bytes of the scalar; a 33rd is never read"),
+    ("smpc/secagg.py", r"^self\._(keys_set|shares_set|input_digests): (frozenset\[int\]|dict\[int, bytes\]) = None$",
+     ("read only once the transition that sets it ran (on_keys_committed, on_shares_committed, on_inputs_committed); "
+      "a call out of phase fails the phase assert (or a TypeError) either way, and no ledger closes a phase empty")),
+    ("smpc/secagg.py", r"^self\._pair_seeds: dict\[int, bytes\] = None$",
+     "read only by mask(), which needs can_mask (U2, so on_shares_committed set it) and our secrets (asserted)"),
+    ("smpc/secagg.py", r"^self\._masked_sent = None$", "only read as `not self._masked_sent`: None is falsy like False"),
+    ("smpc/secagg.py", r"^\"(XX)?(masked input not decoded with this round's limits|MASKED INPUT NOT DECODED)",
+     "the message of a multi-line assert (its second line escapes do_not_mutate_patterns)"),
+    ("smpc/secagg.py", r'\.astype\("<u4", (copy=(None|True))?\)\.tobytes\(\)',
+     "whether astype copies changes no byte that tobytes() returns"),
+    ("smpc/secagg.py", r"^return True$",
+     ("unreachable: keypair_from_secret never raises BadPublicKey (crypto_scalarmult_base of a clamped scalar "
+      "cannot fail), so the except branch never runs"), r"^return False$", r"ǁ_matches_advert__mutmut_\d+$"),
+    ("smpc/messages.py", r"(cast\(None, |^None, )msgpack\.packb\(", "typing.cast returns its value unchanged at run time"),
+    ("smpc/messages.py", r"\.astype\(np\.uint32, (copy=(None|True))?\)$",
+     "a copy of the read-only view holds the same values, and no caller writes into the vector"),
+    ("smpc/messages.py", r"length\.to_bytes\((1|2|4), \)$", 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("smpc/messages.py",
+     (r"^signature = msgpack\.unpackb\(data\[start \+ length:\], (max_str_len=0,|max_bin_len=SIGNATURE_BYTES, "
+      r"max_str_len=1,)$|^max_array_len=0, max_map_len=0, max_ext_len=1\)$"),
+     ("the tail is exactly the 66 bytes of one msgpack object: a bin over 64 bytes, a one-character string or a "
+      "one-byte ext cannot fill it, so these limits never decide")),
+    ("smpc/messages.py", r"^return MaskedInput\(",
+     ("_build's masked input is always refused as non-canonical: a canonical one starts 0x95 0x03, which peek_tag "
+      "sends to _decode_masked_input instead"), r"^return MaskedInput\(round_id, sender, payload\[0\], signature\)$"),
+    ("smpc/validation_messages.py", r"cast\(None, msgpack\.packb\(|msgpack\.packb\(body, \)\)$",
+     "typing.cast returns its value unchanged at run time, and use_bin_type defaults to True"),
+    ("smpc/validation_messages.py", r"^unsigned = Sketch(Shares|Sum)\(.*, (None|b\"XXXX\")\)$",
+     "the unsigned message's signature is never read: body() leaves it out"),
+    ("smpc/validation_messages.py",
+     r"^items = msgpack\.unpackb\(data, (raw=None, max_bin_len|max_bin_len|raw=False, max_str_len)",
+     ("raw defaults to False (None is falsy), and a byte string longer than max_bytes cannot fit in a message "
+      "that is at most max_bytes long")),
+    ("smpc/validation_messages.py", r"message\.(commitment|contribution)_list\(\), (strict=(None|False))?\)\)$",
+     ("decode_shares checked the sizes: one commitment per dealt subset, one contribution per shared subset, so the "
+      "zipped lists have equal lengths")),
+    ("smpc/sketch.py", r"^if vector\.dtype\.itemsize (<= 4 and|< 4 or|<= 5 or) _largest",
+     "both integer paths are exact (splitting into high and low bits only costs time), and no dtype has 5 bytes"),
+    ("smpc/sketch.py", r"_largest\(vector\) \* _BLOCK <= _EXACT_FLOAT_INTEGER:$",
+     "at |v| * 2^15 = 2^53 every block sum still lies within float64's exact integers"),
+    ("smpc/sketch.py", r"^weights = np\.empty\(min\(_BLOCK, self\.dimension\), (dtype=None)?\)$",
+     "np.empty's default dtype is float64"),
+    ("smpc/sketch.py", r"^np\.copyto\(block, vector\[start : start \+ buckets\.size\], \)$",
+     "only integer vectors get here, and the default same_kind casting copies every integer dtype into float64"),
+    ("smpc/sketch.py",
+     (r"dtype=np\.uint16 if (\(2 \* self\.width <= 1 << 16\) and False|3 \* self\.width <= 1 << 16|"
+      r"2 \* self\.width < 1 << 16|2 \* self\.width <= 1 >> 16) else np\.intp\)$"),
+     "the 8-byte compact copy for more widths: more memory, the same buckets"),
+    ("smpc/sketch.py", r"^self\._compact = None$", "later passes recompute the same buckets from the keystream, only slower"),
+    ("smpc/sketch.py", r"if \(vector\.size\) or True else 0$|if vector\.size else 1$",
+     "apply asserts the vector has `dimension` > 0 entries, so it is never empty"),
+    ("node/contract.py", r"^if len\(self\._parsed\) > PARSE_CACHE_ENTRIES:$",
+     "the parse cache holds one more transaction before it is cleared: memory, not behaviour"),
+    ("node/contract.py", r"^shadow\._apply\(tx, (None|self\.state\.height - 1|self\.state\.height \+ 2)\)$",
+     ("the height only stamps the events and outcomes of a shadow that is thrown away: no rule reads a stored "
+      "height, so what the later candidates are checked against is the same")),
+    ("node/contract.py", r"^shadow\._validate\(tx, proposer=(None|-2)\)$",
+     "any id no member has refuses every proposer-only transaction alike"),
+    ("node/contract_tx.py", r'expect_bytes\(fields\[0\], "(sa\.message|stats\.shares)", \)\]$',
+     ("the body's bound (MAX_TX_BODY_BYTES, checked first) is the tighter one: MAX_STATS_BYTES is larger, and a field "
+      "cannot be longer than the body holding it")),
+    ("node/contract_tx.py", r'expect_int\(fields\[1\], "eval\.correct", hi=MAX_EVAL_ROWS\)$',
+     "expect_int's lo defaults to 0"),
+    ("node/contract_state.py", r"^if outcome\.round <= round_id:$",
+     "an outcome of round_id itself was returned by the test just before"),
+    ("node/contract_membership.py", r"s\.absent_since\.get\(tx\.author, (None|1)?\) <= tx\.round",
+     "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
-the original line must match too, where the mutated line alone is ambiguous])."""
+the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated
+line alone is ambiguous)."""
 
 
 @dataclass
@@ -319,8 +400,11 @@ def changed_lines(diff: str) -> tuple[str, str]:
 def equivalence(target: str, diff: str) -> str | None:
     """The argument of the first EQUIVALENT entry that matches this mutant, if any."""
     original, mutated = changed_lines(diff)
-    for where, pattern, why, *also in EQUIVALENT:
-        if where == target and re.search(pattern, mutated) and all(re.search(o, original) for o in also):
+    name = diff.split("\n", 1)[0].removeprefix("# ")
+    for where, pattern, why, *extra in EQUIVALENT:
+        on_original, on_name = (*extra, None, None)[:2]
+        if (where == target and re.search(pattern, mutated) and (on_original is None or re.search(on_original, original))
+                and (on_name is None or re.search(on_name, name))):
             return why
     return None
 

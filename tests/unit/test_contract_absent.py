@@ -95,3 +95,14 @@ def test_ahead_phase_completes_without_absent_members() -> None:
     c.state.absent = (3,)
     assert c.ahead_complete()
     assert c.awaited(range(N)) == (0, 1, 2)
+
+
+@pytest.mark.parametrize(("authors", "missing"), [([0, 1], (2, 3)), ([0, 1, 2], ())])
+def test_an_abort_names_the_missing_only_when_too_few_inputs_came(authors: list[int], missing: tuple[int, ...]) -> None:
+    """With min_updates = 3, two updates leave the round short of the others'; with three, the round had
+    enough and its abort (statistics nobody could decide, a primary out of time) waited for nobody in vain."""
+    c = contract(rounds=2, min_updates=3)
+    c.apply_block(block(1, 0, tx("open", 0, 1, M0, list(range(N))), *(upd(a) for a in authors)))
+    events = c.apply_block(block(2, 0, tx("abort", 0, 1, "deadline")))
+    assert events == [rc.RoundOutcome(1, False, (), M0, 2, missing=missing)]
+    assert c.state.absent == missing

@@ -614,9 +614,10 @@ def test_committed_sa_messages_of_the_open_key_phase() -> None:
     adverts = sa_messages(1, ALL)[0]
     assert d.c.committed_sa_messages(1) == [(1, adverts[1]), (3, adverts[3])]
     assert d.s.inputs == {1: (adverts[1], 0), 3: (adverts[3], 0)}
-    assert d.c.committed_sa_messages(2) == []
+    assert d.c.committed_sa_messages(2) == [] and d.c.committed_sa_messages(3) == []
     d.close("keys", (0, 2))
     d.close("shares", ALL)
+    d.commit(*d.inputs("inputs", (0,)))
     assert d.c.committed_sa_messages(1) == []
 
 

@@ -105,7 +105,7 @@ def test_reveal_guard_refuses_the_other_kind() -> None:
     guard = RevealGuard()
     guard.record({1: SecretKind.SELF_SEED, 2: SecretKind.MASK_KEY})
     guard.record({1: SecretKind.SELF_SEED})
-    with pytest.raises(RevealRefused):
+    with pytest.raises(RevealRefused, match=r"^would reveal both self seed and mask key of \[2\]$"):
         guard.record({3: SecretKind.SELF_SEED, 2: SecretKind.SELF_SEED})
     assert guard.revealed() == {1: SecretKind.SELF_SEED, 2: SecretKind.MASK_KEY}
 
@@ -249,8 +249,8 @@ def test_wrong_committed_input_vector_is_a_violation() -> None:
         target.receive(forged)
     with pytest.raises(MissingMessages):
         target.try_finish(deadline_passed=True)
-    with pytest.raises(RoundAborted):
-        raise target.abort("test")
+    with pytest.raises(RoundAborted, match="^the contract aborted the round$"):
+        raise target.abort("the contract aborted the round")
     assert target.phase is Phase.ABORTED
 
 
@@ -333,7 +333,8 @@ def test_a_dealer_whose_shares_contradict_its_advert_is_named_as_culprit() -> No
     outcome = run_round(config(n, degree=2), updates, DropSchedule(), seed=11, tamper={3: false_commitment})
     assert set(outcome.results) == {3}, "only the cheater, which kept its true advert, finishes"
     assert set(outcome.aborted) == {1, 2, 4, 5}
-    assert all(aborted.culprit == 3 for aborted in outcome.aborted.values())
+    for aborted in outcome.aborted.values():
+        assert (str(aborted), aborted.culprit) == ("recovered self-seed of 3 does not match its advertisement", 3)
 
 
 def test_float_updates_round_trip_through_quantization_and_masking() -> None:

@@ -78,3 +78,33 @@ def test_the_blockwise_map_equals_the_definition_across_block_boundaries() -> No
     assert np.array_equal(sketch.apply(floats), whole[:width] - whole[width:])
     words = MaskGenerator(dimension).expand(seed).astype(np.int64)
     assert np.array_equal(sketch.signed_buckets, ((words >> 1) * width >> 31) + width * (1 - (words & 1)))
+
+
+def test_a_vector_shorter_than_the_sketch_still_has_width_coordinates() -> None:
+    """Few coordinates leave most bins empty: the sketch is still `width` long, exact for integers (int64) and the
+    definition's sums for floats."""
+    seed, width = b"\x0a" * 32, 50
+    sketch = CountSketch(seed, dimension=3, width=width)
+    integers = np.array([5, -7, 11], dtype=np.int32)
+    exact = sketch.apply(integers)
+    assert exact.dtype == np.int64 and np.array_equal(exact, reference(seed, width, integers.astype(np.int64)))
+    floats = sketch.apply(integers.astype(np.float64))
+    assert floats.dtype == np.float64 and np.array_equal(floats, exact.astype(np.float64))
+
+
+def test_a_sketch_wider_than_the_compact_bucket_type_gives_the_same_sums_on_every_pass() -> None:
+    """With 2k > 2^16 bins the buckets do not fit the 2-byte compact copy that later passes read back."""
+    seed, width = b"\x0b" * 32, 40_000
+    sketch = CountSketch(seed, dimension=5000, width=width)
+    vector = np.random.default_rng(5).integers(-(2**31), 2**31, 5000).astype(np.int32)
+    expected = reference(seed, width, vector.astype(np.int64))
+    for _ in range(2):
+        assert np.array_equal(sketch.apply(vector), expected)
+
+
+def test_an_int64_vector_whose_largest_magnitude_is_negative_is_still_exact() -> None:
+    seed = b"\x0c" * 32
+    sketch = CountSketch(seed, dimension=3000, width=20)
+    vector = -np.random.default_rng(6).integers(2**45, 2**50, 3000)
+    vector[0] = 1
+    assert np.array_equal(sketch.apply(vector), reference(seed, 20, vector))

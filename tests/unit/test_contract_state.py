@@ -1,0 +1,42 @@
+"""The round contract's plain data: the phase table as `phase_info` reads it, and a state copy that shares nothing
+mutable with its original (what a shadow contract tries transactions on)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from node import contract as rc
+from tests.unit.test_contract import CHAIN, M0
+
+
+def params(**changes: object) -> rc.ContractParams:
+    return dataclasses.replace(rc.ContractParams(CHAIN, 4, 2, M0, 3), **changes)
+
+
+def test_phase_info_gives_the_input_and_closing_kinds_and_the_next_phase_empty_after_the_last() -> None:
+    assert params().phase_info("collect") == ("update", "result", "")
+    assert params(secure=True).phase_info("inputs") == ("input", "close", "unmask")
+    assert params(secure=True).phase_info("unmask") == ("", "result", "")
+    assert params(secure=True, validate=True).phase_info("inputs") == ("input", "close", "seed")
+    assert params(secure=True, validate=True).phase_info("validate") == ("stats", "accept", "unmask")
+
+
+def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
+    outcome = rc.RoundOutcome(1, True, (0, 1), M0, 5)
+    state = rc.ContractState(
+        round=3, open=True, phase="validate", model_hash=M0, participants=(0, 1, 2), inputs={1: (b"i", 2)},
+        expected=(1, 2), u1=(0, 1, 2), digests={1: b"d"}, weights={1: 11}, seed_commitments={1: b"s"}, rejected=(2,),
+        rejections={2: 1}, outcomes=[outcome], height=9, ahead_phase="shares", ahead_inputs={0: b"a"},
+        ahead_u1=(0, 1), ahead_u2=(0,), absent=(3,), absent_since={3: 2}, excluded=(3,), evals={2: {0: (5, 9)}},
+        eval_rows={0: 9})
+    assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(state)
+               if f.default is not dataclasses.MISSING), "every plain field differs from its default"
+    copy = state.copy()
+    assert copy == state
+    for name in ("inputs", "digests", "weights", "seed_commitments", "rejections", "ahead_inputs", "absent_since",
+                 "eval_rows"):
+        getattr(copy, name)[7] = None
+    copy.outcomes.append(outcome)
+    copy.evals[2][1] = (0, 1)
+    assert copy != state and state.inputs == {1: (b"i", 2)} and state.evals == {2: {0: (5, 9)}}
+    assert state.outcomes == [outcome] and state.eval_rows == {0: 9}

@@ -1,0 +1,147 @@
+"""Round-contract transactions on the wire: the documented layout, each kind's fields at their bounds, and the
+exact reason a peer's malformed or misaddressed transaction is refused with."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from consensus import codec
+from node import contract_tx as ct
+from tests.unit.test_contract import CHAIN, KEYS, N, block, verify
+
+H = hashlib.sha256(b"h").digest()
+
+
+def sign(author: int):  # type: ignore[no-untyped-def]
+    return lambda body: KEYS[author].sign(body).signature
+
+
+def raw(items: list, author: int = 1) -> bytes:
+    """A transaction over an arbitrary body, signed by `author`."""
+    body = codec.encode(items)
+    return codec.encode([body, sign(author)(body)])
+
+
+def parse(data: bytes) -> ct.Tx:
+    return ct.parse_tx(data, CHAIN, N, verify)
+
+
+def test_a_transaction_is_the_signed_body_documented_in_the_contract() -> None:
+    bodies = []
+
+    def signer(body: bytes) -> bytes:
+        bodies.append(body)
+        return bytes(64)
+
+    data = ct.make_tx(CHAIN, "update", 2, 5, [H, 7], signer)
+    assert bodies == [codec.encode(["update", CHAIN, 2, 5, H, 7])]
+    assert data == codec.encode([bodies[0], bytes(64)])
+
+
+@pytest.mark.parametrize(("kind", "fields", "parsed"), [
+    ("open", [H, [0, 2, 3]], (H, (0, 2, 3))),
+    ("open", [H, []], (H, ())),
+    ("update", [H, 1], (H, 1)),
+    ("update", [H, 1 << 40], (H, 1 << 40)),
+    ("result", [[1, 3], H], ((1, 3), H)),
+    ("abort", ["x" * 200], ("x" * 200,)),
+    ("sa", [b"m"], (b"m",)),
+    ("input", [H, -(1 << 31), H], (H, -(1 << 31), H)),
+    ("input", [H, (1 << 31) - 1, H], (H, (1 << 31) - 1, H)),
+    ("close", ["x" * 16], ("x" * 16,)),
+    ("stats", [b"s" * 1000], (b"s" * 1000,)),
+    ("accept", [[0, 1, 2, 3]], ((0, 1, 2, 3),)),
+    ("dealt", [H], (H,)),
+    ("reveal", [H], (H,)),
+    ("ready", [], ()),
+    ("eval", [H, 0, 1], (H, 0, 1)),
+    ("eval", [H, 1 << 32, 1 << 32], (H, 1 << 32, 1 << 32)),
+])
+def test_each_kind_parses_to_its_typed_fields(kind: str, fields: list, parsed: tuple) -> None:
+    data = ct.make_tx(CHAIN, kind, N - 1, 1 << 31, fields, sign(N - 1))
+    assert parse(data) == ct.Tx(kind, N - 1, 1 << 31, parsed, data)
+    assert parse(data).raw == data
+
+
+def body(kind: str = "update", *fields: object, chain: bytes = CHAIN, author: object = 1, round_id: object = 1) -> list:
+    return [kind, chain, author, round_id, *(fields or (H, 5))]
+
+
+REFUSED = [
+    (b"\xc1", "malformed tx: malformed msgpack: FormatError"),
+    (codec.encode([b"body"]), "malformed tx: tx: expected a list of 2 fields"),
+    (codec.encode(["body", bytes(64)]), "malformed tx: tx.body: expected bytes"),
+    (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 1), bytes(64)]), "malformed tx: tx.body: 65537 bytes exceeds 65536"),
+    (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 56), bytes(64)]), "malformed tx: tx.body: 65592 bytes exceeds 65536"),
+    (codec.encode([bytes(ct.MAX_TX_BODY_BYTES + 57), bytes(64)]), "malformed tx: 65665 bytes exceeds limit 65664"),
+    (codec.encode([codec.encode(body()), bytes(63)]), "malformed tx: tx.signature: expected 64 bytes, got 63"),
+    (raw(["update", CHAIN, 1]), "malformed tx: tx body: too few fields"),
+    (codec.encode([codec.encode(5), bytes(64)]), "malformed tx: tx body: too few fields"),
+    (raw(body(3)), "malformed tx: tx.kind: expected a string of at most 16 characters"),
+    (raw(body("x" * 17)), "malformed tx: tx.kind: expected a string of at most 16 characters"),
+    (raw(body("vote")), "malformed tx: tx: unknown kind or wrong field count for 'vote'"),
+    (raw(body("update", H, 5, 6)), "malformed tx: tx: unknown kind or wrong field count for 'update'"),
+    (raw(body("ready", H)), "malformed tx: tx: unknown kind or wrong field count for 'ready'"),
+    (raw(body(chain=CHAIN[:31])), "malformed tx: tx.chain_id: expected 32 bytes, got 31"),
+    (raw(body(chain=hashlib.sha256(b"other").digest())), "tx for another chain"),
+    (raw(body(author=N)), "malformed tx: tx.author: expected an integer in [0, 3]"),
+    (raw(body(author=-1)), "malformed tx: tx.author: expected an integer in [0, 3]"),
+    (raw(body(round_id=0)), "malformed tx: tx.round: expected an integer in [1, 2147483648]"),
+    (raw(body(round_id=(1 << 31) + 1)), "malformed tx: tx.round: expected an integer in [1, 2147483648]"),
+    (raw(body("open", H[:31], [0])), "malformed tx: open.model_hash: expected 32 bytes, got 31"),
+    (raw(body("open", H, 0)), "malformed tx: open.participants: expected a list"),
+    (raw(body("open", H, [1, 0])), "malformed tx: open.participants: must be sorted and distinct"),
+    (raw(body("open", H, [1, 1])), "malformed tx: open.participants: must be sorted and distinct"),
+    (raw(body("open", H, [0, N])), "malformed tx: open.participants: expected an integer in [0, 3]"),
+    (raw(body("update", H[:31], 5)), "malformed tx: update.hash: expected 32 bytes, got 31"),
+    (raw(body("update", H, 0)), "malformed tx: update.n_samples: expected an integer in [1, 1099511627776]"),
+    (raw(body("update", H, (1 << 40) + 1)), "malformed tx: update.n_samples: expected an integer in [1, 1099511627776]"),
+    (raw(body("result", 0, H)), "malformed tx: result.included: expected a list"),
+    (raw(body("result", [0], H[:31])), "malformed tx: result.model_hash: expected 32 bytes, got 31"),
+    (raw(body("sa", "m")), "malformed tx: sa.message: expected bytes"),
+    (raw(body("input", H[:31], 0, H)), "malformed tx: input.digest: expected 32 bytes, got 31"),
+    (raw(body("input", H, -(1 << 31) - 1, H)),
+     "malformed tx: input.weight: expected an integer in [-2147483648, 2147483647]"),
+    (raw(body("input", H, 1 << 31, H)), "malformed tx: input.weight: expected an integer in [-2147483648, 2147483647]"),
+    (raw(body("input", H, 0, H[:31])), "malformed tx: input.seed_commitment: expected 32 bytes, got 31"),
+    (raw(body("close", "x" * 17)), "malformed tx: close.phase: expected a string of at most 16 characters"),
+    (raw(body("stats", "s")), "malformed tx: stats.shares: expected bytes"),
+    (raw(body("accept", [2, 1])), "malformed tx: accept.accepted: must be sorted and distinct"),
+    (raw(body("dealt", H[:31])), "malformed tx: dealt.commitments: expected 32 bytes, got 31"),
+    (raw(body("reveal", H[:31])), "malformed tx: reveal.value: expected 32 bytes, got 31"),
+    (raw(body("abort", "x" * 201)), "malformed tx: abort.reason: expected a string of at most 200 characters"),
+    (raw(body("eval", H[:31], 0, 1)), "malformed tx: eval.model_hash: expected 32 bytes, got 31"),
+    (raw(body("eval", H, -1, 1)), "malformed tx: eval.correct: expected an integer in [0, 4294967296]"),
+    (raw(body("eval", H, 0, 0)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
+    (raw(body("eval", H, 0, (1 << 32) + 1)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
+    (raw(body("eval", H, 3, 2)), "malformed tx: eval: more correct rows than rows (3 > 2)"),
+    (raw(body(), author=2), "bad signature on update tx from member 1"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), REFUSED)
+def test_a_bad_transaction_is_refused_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ct.TxError) as error:
+        parse(data)
+    assert str(error.value) == reason
+
+
+def test_bodies_and_lists_at_their_bounds_parse() -> None:
+    filler = codec.encode(body("sa", b""))
+    message = b"m" * (ct.MAX_TX_BODY_BYTES - len(filler) - 1)  # a 3-byte bin header instead of 2
+    assert len(codec.encode(body("sa", message))) == ct.MAX_TX_BODY_BYTES
+    assert parse(raw(body("sa", message))).fields == (message,)
+    longest = [0] * (ct.MAX_PARTICIPANTS + 8)
+    with pytest.raises(ct.TxError, match=r"^malformed tx: accept.accepted: must be sorted and distinct$"):
+        parse(raw(body("accept", longest)))
+    with pytest.raises(ct.TxError, match=r"^malformed tx: malformed msgpack: ValueError$"):
+        parse(raw(body("accept", [*longest, 0])))
+
+
+def test_only_round_results_reference_model_blobs() -> None:
+    m1, m2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
+    txs = (raw(body("result", [0, 1], m1, author=0), author=0), b"\xc1", raw(body("update", m2, 5)),
+           raw(body("result", [1], m2, author=3), author=2), raw(body("result", [1], m2, author=3), author=3))
+    assert list(ct.referenced_blobs(block(1, 0, *txs), CHAIN, N, verify)) == [m1, m2]
