@@ -68,14 +68,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
     "smpc/przs.py": (UNIT + "test_smpc_przs.py", UNIT + "test_smpc_validated_round.py"),
     "smpc/validation_messages.py": (UNIT + "test_smpc_validation_messages.py", PROPERTY + "test_smpc_validation_messages_fuzz.py",
-                                    UNIT + "test_secure_round.py"),
+                                    UNIT + "test_secure_round.py", UNIT + "test_smpc_sealed_shares.py"),
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
     "smpc/aead.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     "smpc/signing.py": (UNIT + "test_smpc_keys.py", UNIT + "test_smpc_secagg_protocol.py"),
     **{f"node/contract{part}.py": (UNIT + "test_contract.py", UNIT + "test_contract_absent.py",
                                    UNIT + "test_contract_secure_phases.py", UNIT + "test_contract_eval.py",
                                    UNIT + "test_contract_tx.py", UNIT + "test_contract_proposal.py",
-                                   UNIT + "test_contract_state.py")
+                                   UNIT + "test_contract_state.py", UNIT + "test_contract_complaints.py")
        for part in ("", "_tx", "_state", "_membership", "_rules", "_transitions")},
     **{f"consensus/{name}.py": CONSENSUS_UNIT
        for name in ("quorum", "block", "normal_case", "view_change", "checkpoints", "replica", "restore", "actions")},
