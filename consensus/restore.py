@@ -66,6 +66,8 @@ class Restore:
             checkpoint = decode(persisted[KEY_CHECKPOINT])
             assert isinstance(checkpoint, Checkpoint)
             self._my_checkpoint = checkpoint
+            if checkpoint.height > self._stable[0]:
+                self._checkpoint_votes[checkpoint.height] = {self.index: checkpoint}
         self._restore_view_messages(persisted)
 
     def _restore_view_messages(self, persisted: PersistedState) -> None:

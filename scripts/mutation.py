@@ -159,6 +159,18 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("ml/robust.py", r"^(return |keep = )np\.array\(\[.*\], (dtype=None)?\)$",
      "the list is never empty there (the empty case returns earlier) and a non-empty list of bools is a bool array",
      r"score == 0\.0 for score|score <= threshold for score in scores\], dtype=bool\)$|c >= min_cosine"),
+    ("consensus/checkpoints.py", r'_evidence\("checkpoint", checkpoint\.sender, \(1, checkpoint\.height\)',
+     "the slot is only a de-duplication key next to the kind; (1, height) is as unique as (0, height)"),
+    ("consensus/checkpoints.py", r"_checkpoint_votes\.get\(height, (None)?\)\.values\(\)",
+     "both callers store a vote at that height just before (_make_checkpoint, _on_checkpoint), so the default is never used"),
+    ("consensus/checkpoints.py", r"^if not winners or height < self\._stable\[0\]:$",
+     ("at the stable height only our own vote can be tallied (the others were collected and _on_checkpoint refuses "
+      "any at or below it), below every quorum but a lone replica's, whose stable checkpoint is its own, made once")),
+    ("consensus/checkpoints.py", r"_proofs_sent\.get\(checkpoint\.sender, \((1, 0|0, 1)\)\)$",
+     ("the default counts only when the stable height equals its 0 (times is 0 otherwise), and at stable height 0 "
+      "there is no proof to send")),
+    ("consensus/checkpoints.py", r'_may_help\((None|"XXcheckpointXX"|"CHECKPOINT"), checkpoint\.sender,$',
+     "the rate-limit key's kind is a private label: any value distinct from the other kinds gives the same limits"),
     ("consensus/view_change.py", r"_view_change_ok\(vc, signature_checked=None\):$",
      "None is falsy like False: the quoted VIEW-CHANGE's signature is checked either way",
      r"signature_checked=False\):$"),
