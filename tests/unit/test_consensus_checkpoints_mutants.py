@@ -33,6 +33,7 @@ def test_a_restarted_replica_keeps_its_stable_checkpoint() -> None:
     net.restart(1)
     assert net.replicas[1].stable_checkpoint == stable
     assert net.replicas[1].high_watermark == 2 + net.config.window
+    assert not net.replicas[1]._checkpoint_votes, "its own checkpoint, at the stable height, is no vote to hold"
 
 
 def test_replicas_restarted_before_any_checkpoint_arrived_resend_their_own_and_agree() -> None:
