@@ -56,7 +56,8 @@ class Mempool:
         except rc.TxError:
             self.metrics.rejected.labels("bad_tx").inc()
             return
-        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval", "complaint", "answer"):
+        if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval", "complaint", "answer",
+                           "disclose"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         if self._stale(tx) or tx.round > self.contract.state.round + 1:

@@ -67,3 +67,17 @@ def test_a_replica_votes_for_a_complaint_only_within_its_window(tmp_path: Path) 
         assert trio.run(d.validator.block_ok, _block(d, complaint))
         _validating(d, complaints={}, started_deadlines_ago=1.2)
         assert not trio.run(d.validator.block_ok, _block(d, complaint))
+
+
+def test_every_complaint_step_reaches_the_primarys_mempool(tmp_path: Path) -> None:
+    """A complaint, an answer and a disclosure from a peer are admitted by the mempool (a disclosure dropped
+    there would leave a holder that received a junk answer unable to prove it: named instead of its dealer)."""
+    with _running(_member_config(tmp_path)) as d:
+        _validating(d, complaints={(ME, DEALER): "answered"}, started_deadlines_ago=1.5)
+        chain = d.contract.params.chain_id
+        sign = d.identity.sign
+        for kind, fields in (("complaint", [DEALER]), ("answer", [DEALER, b"sealed"]),
+                             ("disclose", [DEALER, bytes(32)])):
+            raw = rc.make_tx(chain, kind, ME, 1, fields, sign)
+            d.mempool.accept(raw)
+            assert any(tx.raw == raw for tx in d.mempool.txs.values()), kind
