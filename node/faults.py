@@ -17,7 +17,9 @@ Modes implemented (config `behaviour` keys):
   `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
   masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares;
   `withhold-shares`: commit `dealt` but send every holder junk instead of its sketch shares, and never
-  answer the complaints that follow (red team v6).
+  answer the complaints that follow (red team v6); `junk-answer`: the same junk to every holder, with the
+  hash of a junk bundle committed in `dealt` and that bundle as its answer to every complaint, so that each
+  holder must prove it bad on the ledger (`disclose`).
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 - `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
@@ -35,6 +37,7 @@ A further mode is a section of `Faults`, selected by a `behaviour` key in `__ini
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import signal
@@ -61,6 +64,8 @@ from smpc.signing import signing_payload
 
 logger = logging.getLogger("fednode")
 
+JUNK_BUNDLE = b"\x00" * 32 + b"junk answer"
+"""What a `junk-answer` dealer commits to (by hash) and answers with: a sealed bundle that opens to nothing."""
 LIE_IDENTITY_SHIFT = 1 << 20
 """Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
 EVIDENCE_HEIGHTS = 8
@@ -153,6 +158,8 @@ class Faults(FaultHooks):
         if mode == "withhold-shares" and tx.kind == "answer":
             logger.info("behaviour: not answering a complaint in round %d", tx.round)
             return None
+        if mode == "junk-answer" and tx.kind in ("dealt", "answer"):
+            return self._junk_answer_tx(tx)
         if mode is None or tx.kind not in ("stats", "reveal", "input"):
             return raw
         if tx.kind == "reveal":
@@ -163,7 +170,7 @@ class Faults(FaultHooks):
         if mode == "withhold":
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
-        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal", "withhold-shares"):
+        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal", "withhold-shares", "junk-answer"):
             return raw
         shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
         if mode == "forge-stats":
@@ -171,6 +178,15 @@ class Faults(FaultHooks):
         else:
             forged_shares = shares ^ np.uint64(1)
         return self._resign_tx(tx, [forged_shares.astype("<u8").tobytes()])
+
+    def _junk_answer_tx(self, tx: rc.Tx) -> bytes:
+        """`dealt` committing, for every holder, the hash of one junk bundle; an `answer` carrying that bundle."""
+        if tx.kind == "dealt":
+            hashes: bytes = tx.fields[1]  # type: ignore[assignment]
+            junk_hash = hashlib.sha256(JUNK_BUNDLE).digest()
+            return self._resign_tx(tx, [tx.fields[0], junk_hash * (len(hashes) // len(junk_hash))])
+        logger.info("behaviour: answering a complaint with junk in round %d", tx.round)
+        return self._resign_tx(tx, [tx.fields[0], JUNK_BUNDLE])
 
     def _resign_tx(self, tx: rc.Tx, fields: list[object]) -> bytes:
         return rc.make_tx(self.ctx.chain_id, tx.kind, self.ctx.index, tx.round, fields, self.ctx.sign)
@@ -185,7 +201,7 @@ class Faults(FaultHooks):
             return Gossip(self._junk_reveal(out.message))
         if mode == "zero-offset" and isinstance(out, SendShares):
             return SendShares(out.to, self._uncommitted_contributions(out.payload))
-        if mode == "withhold-shares" and isinstance(out, SendShares):
+        if mode in ("withhold-shares", "junk-answer") and isinstance(out, SendShares):
             return SendShares(out.to, b"withheld")
         return out
 

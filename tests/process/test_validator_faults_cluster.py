@@ -66,3 +66,22 @@ def test_a_dealer_withholding_its_sketch_shares_is_named_on_the_ledger_and_left_
         log = (work / f"node-{honest}" / "daemon.log").read_text()
         assert re.search(rf"member {honest} complains that member 4 sent it no valid sketch shares", log), honest
         assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest
+
+
+def test_a_dealer_answering_with_junk_is_proven_by_disclosures_and_named(tmp_path: Path) -> None:
+    """Member 4 commits in `dealt` the hash of a junk bundle for every holder, sends them junk and answers every
+    complaint with that junk. Each honest holder proves the answer bad on the ledger (`disclose`, its channel
+    secret for member 4), so round 1's abort names member 4 alone, not the holders whose complaints it did
+    answer; round 2 validates without it and commits. (On real daemons only: a disclosure must pass the
+    primary's mempool, which the in-process tests do not have.)"""
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
+                     "--validator-fault", "junk-answer", "--phase-deadline", "6", "--workdir", str(work),
+                     "--json", "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
+    for honest in range(4):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert "answer holds no valid shares" in log, honest
+        assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest
