@@ -255,9 +255,6 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "the message of a multi-line assert (its second line escapes do_not_mutate_patterns)"),
     ("smpc/secagg.py", r'\.astype\("<u4", (copy=(None|True))?\)\.tobytes\(\)',
      "whether astype copies changes no byte that tobytes() returns"),
-    ("smpc/secagg.py", r"^return True$",
-     ("unreachable: keypair_from_secret never raises BadPublicKey (crypto_scalarmult_base of a clamped scalar "
-      "cannot fail), so the except branch never runs"), r"^return False$", r"ǁ_matches_advert__mutmut_\d+$"),
     ("smpc/messages.py", r"(cast\(None, |^None, )msgpack\.packb\(", "typing.cast returns its value unchanged at run time"),
     ("smpc/messages.py", r"\.astype\(np\.uint32, (copy=(None|True))?\)$",
      "a copy of the read-only view holds the same values, and no caller writes into the vector"),

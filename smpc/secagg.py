@@ -639,10 +639,7 @@ class SecAggParticipant:
         if kind is SecretKind.SELF_SEED:
             expected = self_seed_commitment(self.config.chain_id, self.config.round_id, owner, secret)
             return expected == advert.self_seed_commitment
-        try:
-            return keypair_from_secret(secret).public_key == advert.mask_public_key
-        except BadPublicKey:
-            return False
+        return keypair_from_secret(secret).public_key == advert.mask_public_key
 
     def abort(self, reason: str) -> RoundAborted:
         """The caller gives up on the round (e.g. the contract aborted it); returns the error to log."""
