@@ -11,24 +11,15 @@ import hashlib
 
 import numpy as np
 import pytest
-from nacl.signing import SigningKey
 
 from smpc import field, przs
 from smpc import validation_messages as vm
 from smpc.errors import BadPublicKey, DecryptionFailed
+from tests.unit.test_contract import KEYS, verify
 
 CHAIN = hashlib.sha256(b"sealed shares").digest()
 N, DEGREE, WIDTH, ROUND = 4, 1, 8, 3
-KEYS = [SigningKey(bytes([i + 7]) * 32) for i in range(N)]
 LIMITS = vm.ValidationLimits(ROUND, WIDTH, DEGREE, frozenset(range(N)))
-
-
-def verify(i: int, data: bytes, sig: bytes) -> bool:
-    try:
-        KEYS[i].verify_key.verify(data, sig)
-    except Exception:  # noqa: BLE001 - any failure means invalid in this reference verifier
-        return False
-    return True
 
 
 def secret(holder: int, dealer: int) -> bytes:
