@@ -50,20 +50,24 @@ def test_a_member_withholding_its_seed_reveal_leaves_each_round_and_the_others_c
         assert len(re.findall(r"phase seed closed at height \d+ with 4 members", log)) >= 2, honest
 
 
+def _one_round_against_a_faulty_dealer(work: Path, fault: str) -> list[tuple[int, str]]:
+    """`fednode cluster` of 5 with member 4 a dealer running validator fault `fault`: the one round commits with
+    equal heads; each honest member's index and daemon log."""
+    result = fednode("cluster", "--nodes", "5", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
+                     "--validator-fault", fault, "--phase-deadline", "6", "--workdir", str(work),
+                     "--json", "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
+    return [(honest, (work / f"node-{honest}" / "daemon.log").read_text()) for honest in range(4)]
+
+
 def test_a_dealer_withholding_its_sketch_shares_is_named_on_the_ledger_and_left_out(tmp_path: Path) -> None:
     """Red team v6 on real daemons: member 4 (of N = 5, f = 1, t_v = 1) commits `dealt` but sends every holder
     junk instead of its sketch shares, and never answers the complaints the holders then put on the ledger.
     Round 1 aborts at the validate deadline naming member 4 (its unanswered complaints), which is absent and
     excluded when round 2 opens; round 2 validates without it and commits."""
-    work = tmp_path / "run"
-    result = fednode("cluster", "--nodes", "5", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
-                     "--validator-fault", "withhold-shares", "--phase-deadline", "6", "--workdir", str(work),
-                     "--json", "--stall-timeout", "180", timeout_s=420)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
-    for honest in range(4):
-        log = (work / f"node-{honest}" / "daemon.log").read_text()
+    for honest, log in _one_round_against_a_faulty_dealer(tmp_path / "run", "withhold-shares"):
         assert re.search(rf"member {honest} complains that member 4 sent it no valid sketch shares", log), honest
         assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest
 
@@ -74,14 +78,6 @@ def test_a_dealer_answering_with_junk_is_proven_by_disclosures_and_named(tmp_pat
     secret for member 4), so round 1's abort names member 4 alone, not the holders whose complaints it did
     answer; round 2 validates without it and commits. (On real daemons only: a disclosure must pass the
     primary's mempool, which the in-process tests do not have.)"""
-    work = tmp_path / "run"
-    result = fednode("cluster", "--nodes", "5", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
-                     "--validator-fault", "junk-answer", "--phase-deadline", "6", "--workdir", str(work),
-                     "--json", "--stall-timeout", "180", timeout_s=420)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
-    for honest in range(4):
-        log = (work / f"node-{honest}" / "daemon.log").read_text()
+    for honest, log in _one_round_against_a_faulty_dealer(tmp_path / "run", "junk-answer"):
         assert "answer holds no valid shares" in log, honest
         assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest
