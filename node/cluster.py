@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -28,13 +29,47 @@ STARTUP_GRACE_S = 180.0  # extra patience before any node first answers: many da
 
 def node_finished(status: dict[str, Any], rounds: int) -> bool:
     """All rounds committed, no round open, and every round either evaluated here or replayed from the
-    node's own ledger at start-up (a node restarted after the last round replays them all and evaluates
-    none). Judged from the evaluations rather than the daemon's `finished` flag, which turns true as soon as
-    the last result block is applied, before that round's evaluation (a worker thread) is listed. The node's
-    own `eval` of the last round must be committed too, so that the ledger holds the consortium accuracy."""
+    node's own ledger at start-up (see `unfinished_reason`)."""
+    return unfinished_reason(status, rounds) is None
+
+
+def unfinished_reason(status: dict[str, Any], rounds: int) -> str | None:
+    """Why a node has not finished all `rounds`, or None once it has: its rounds committed, no round open, and
+    every round either evaluated here or replayed from the node's own ledger at start-up (a node restarted
+    after the last round replays them all and evaluates none). Judged from the evaluations rather than the
+    daemon's `finished` flag, which turns true as soon as the last result block is applied, before that
+    round's evaluation (a worker thread) is listed. The node's own `eval` of the last round must be committed
+    too, so that the ledger holds the consortium accuracy. The reason is printed when a cluster stalls."""
     evaluations = status["evaluations"]
-    return not status["round_open"] and sum(1 for e in evaluations if e["committed"]) >= rounds \
-        and all("accuracy" in e or e.get("replayed") for e in evaluations) and not status.get("evals_pending")
+    committed = sum(1 for e in evaluations if e["committed"])
+    if status["round_open"]:
+        return f"round {status.get('round', '?')} open"
+    if committed < rounds:
+        return f"{committed} of {rounds} rounds committed"
+    waiting = [e.get("round") for e in evaluations if "accuracy" not in e and not e.get("replayed")]
+    if waiting:
+        return f"evaluation of round(s) {waiting} not done"
+    if status.get("evals_pending"):
+        return f"{status['evals_pending']} own eval transaction(s) not on the ledger"
+    return None
+
+
+def stall_report(obs: Observation, procs: list[ClusterProcess], rounds: int) -> str:
+    """One clause per node that keeps the cluster from finishing: silent, unfinished, or on another head."""
+    heads = Counter(s["head_hash"] for s in obs.statuses.values())
+    common = heads.most_common(1)[0][0] if heads else None
+    clauses = []
+    for p in procs:
+        s = obs.statuses.get(p.index)
+        if s is None:
+            clauses.append(f"node {p.index}: no status")
+            continue
+        reason = unfinished_reason(s, rounds)
+        if reason is None and s["head_hash"] != common:
+            reason = f"head {str(s['head_hash'])[:12]} at height {s['height']} differs"
+        if reason is not None:
+            clauses.append(f"node {p.index} (height {s['height']}, view {s['view']}): {reason}")
+    return "; ".join(clauses) or "every node finished"
 
 
 def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s: float, out: TextIO,
@@ -72,5 +107,5 @@ def wait_for_finish(procs: list[ClusterProcess], rounds: int, *, stall_timeout_s
                 and (injector is None or injector.done):
             return obs, now - started
         if now - last_progress > stall_timeout_s + (0.0 if heights_seen else STARTUP_GRACE_S):
-            raise ClusterError(f"no progress for {stall_timeout_s:.0f}s; node logs are in "
-                               f"{procs[0].log_path.parent.parent}")
+            raise ClusterError(f"no progress for {stall_timeout_s:.0f}s ({stall_report(obs, procs, rounds)}); "
+                               f"node logs are in {procs[0].log_path.parent.parent}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.cluster import node_finished
-from node.cluster_processes import Observation
+from node.cluster import node_finished, stall_report, unfinished_reason
+from node.cluster_processes import ClusterProcess, Observation
 from node.cluster_report import print_summary, summarize
 from node.consortium import consortium_accuracy
 
@@ -40,3 +40,21 @@ def test_the_summary_reports_the_ledgers_consortium_accuracy() -> None:
     print_summary(summary, out)
     assert ("consortium accuracy on the ledger, round 1: pooled 0.9655 over 58 held-out rows of 2 sites, median "
             "site 0.9655 (per site: hospital-0 0.9310, hospital-1 1.0000)") in out.getvalue()
+
+
+def test_a_stall_names_each_node_that_keeps_the_cluster_from_finishing() -> None:
+    procs = [ClusterProcess(index=i, config_path=Path("c.json"), status_port=0, log_path=Path("d.log"), home=Path("h"))
+             for i in range(4)]
+    other_head = {**_status(1), "head_hash": "ef" * 32}
+    obs = Observation({0: _status(0), 1: other_head, 2: _status(0, evals_pending=1)})
+    report = stall_report(obs, procs, rounds=1)
+    assert report.split("; ") == [
+        "node 1 (height 5, view 0): head efefefefefef at height 5 differs",
+        "node 2 (height 5, view 0): 1 own eval transaction(s) not on the ledger",
+        "node 3: no status",
+    ]
+    assert unfinished_reason({**_status(0), "round_open": True, "round": 2}, rounds=1) == "round 2 open"
+    assert unfinished_reason(_status(0), rounds=2) == "1 of 2 rounds committed"
+    pending = {**_status(0), "evaluations": [{"round": 1, "committed": True}]}
+    assert unfinished_reason(pending, rounds=1) == "evaluation of round(s) [1] not done"
+    assert stall_report(Observation({0: _status(0)}), procs[:1], rounds=1) == "every node finished"
