@@ -488,3 +488,22 @@ def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: 
         keep = np.zeros(n, dtype=bool)
         keep[multi_krum(d, rule.f, n - rule.f)] = True
     return keep
+
+
+def rule_changes(text: str) -> dict[str, float | int]:
+    """Fields of the rule to change, from ``clip_factor=1,norm_ratio=0`` (numeric fields only, ``f`` aside: genesis
+    fixes it); ValueError with a one-line reason for an unknown field or a value that is not a number."""
+    numeric = {f.name for f in dataclasses.fields(RobustRule) if f.type in ("float", "int") and f.name != "f"}
+    changes: dict[str, float | int] = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in numeric:
+            raise ValueError(f"{name!r} is not one of {', '.join(sorted(numeric))}")
+        try:
+            number = int(value) if name == "spread_power" else float(value)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not a number") from None
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{name}={value!r} is not a finite number >= 0")
+        changes[name] = number
+    return changes

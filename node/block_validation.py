@@ -95,6 +95,10 @@ class BlockValidator:
         elif outcome is None or outcome.accepted != check.accepted:
             logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
             return False
+        elif outcome.next_clip_bound_micro != check.next_clip_bound_micro:
+            logger.warning("block %d: next round's bound %d does not match ours, %d", block.height,
+                           check.next_clip_bound_micro, outcome.next_clip_bound_micro)
+            return False
         return True
 
     async def _aggregate_ok(self, block: Block, check: rc.AggregateCheck) -> bool:

@@ -87,6 +87,9 @@ def dataset_options(func: Any) -> Any:
                      help="Send updates unmasked (no secure aggregation); for comparisons and debugging only."),
         click.option("--no-validation", is_flag=True,
                      help="Skip validation on shares (secure aggregation alone); for comparisons only."),
+        click.option("--rule", "rule_text", default="", metavar="KEY=VALUE,...",
+                     help="Change the robust rule in genesis, e.g. clip_factor=1,norm_ratio=0,distance_ratio=2.5 "
+                          "(a per-round norm bound B; docs/validation.md, 'The robust rule')."),
         click.option("--malicious", type=click.IntRange(0, 64), default=0, show_default=True,
                      help="Make the last K hospitals malicious (fault injection for evaluations and tests)."),
         click.option("--malicious-members", metavar="I,J,...",
@@ -148,11 +151,17 @@ def make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, An
                   **layout: Any) -> list[Path]:
     from ml import data as mldata
     from ml.attacks import AttackError, make_attack
+    from ml.robust import RobustRule, rule_changes
     from node.config import ConfigError
     from node.testnet import create_testnet
 
     dataset, split, training = _specs(kw, seed)
     malicious = malicious_members(kw, nodes)
+    try:
+        rule = rule_changes(kw["rule_text"])
+        RobustRule(**rule)
+    except ValueError as exc:
+        raise UserError(f"--rule {kw['rule_text']!r}: {exc}") from None
     try:
         make_attack(kw["attack"])
     except AttackError as exc:
@@ -172,7 +181,7 @@ def make_testnet(out: Path, nodes: int, rounds: int, seed: int, kw: dict[str, An
         return create_testnet(out, nodes, rounds=rounds, seed=seed, dataset=dataset, split=split,
                               model_kind=kw["model_kind"], hidden=kw["hidden"], training=training,
                               protocol=protocol, secure=not kw["plain"], validate=not kw["no_validation"],
-                              behaviours=behaviours, hosts=layout.get("layout"),
+                              behaviours=behaviours, hosts=layout.get("layout"), rule=rule,
                               base_port=layout.get("base_port", 26656), data_format=layout.get("data_format", "csv"))
     except (ConfigError, mldata.DataError, ValueError, OSError) as exc:
         raise fail(exc) from None

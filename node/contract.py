@@ -127,6 +127,7 @@ from node.contract_tx import (
     Tx,
     TxError,
     Verify,
+    clip_bound_value,
     make_tx,
     parse_tx,
     referenced_blobs,
@@ -134,11 +135,42 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
-    "COMPLAINT_ABORT_DEADLINES", "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
-    "PHASES", "SA_MESSAGE_OF_PHASE", "VALIDATE_ABORT_DEADLINES", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
-    "ComplaintRefused", "Contract", "ContractParams", "ContractState",
-    "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
-    "TxError", "ValidationCheck", "Verify", "WindowCheck", "make_tx", "parse_tx", "referenced_blobs",
+    "COMPLAINT_ABORT_DEADLINES",
+    "COMPLAINT_REFUSALS",
+    "EVAL_WINDOW",
+    "MAX_ANSWER_BYTES",
+    "MAX_EVAL_ROWS",
+    "MAX_PARTICIPANTS",
+    "MAX_STATS_BYTES",
+    "MAX_TX_BODY_BYTES",
+    "PARSE_CACHE_ENTRIES",
+    "PHASES",
+    "SA_MESSAGE_OF_PHASE",
+    "VALIDATE_ABORT_DEADLINES",
+    "AggregateCheck",
+    "AnswerCommitted",
+    "Check",
+    "ComplaintCommitted",
+    "ComplaintRefused",
+    "Contract",
+    "ContractParams",
+    "ContractState",
+    "DeadlineCheck",
+    "EvalCommitted",
+    "Event",
+    "PhaseClosed",
+    "RoundOpened",
+    "RoundOutcome",
+    "SecAggCommitted",
+    "Tx",
+    "TxError",
+    "ValidationCheck",
+    "Verify",
+    "WindowCheck",
+    "clip_bound_value",
+    "make_tx",
+    "parse_tx",
+    "referenced_blobs",
 ]
 
 
@@ -148,7 +180,7 @@ class Contract(Rules, Transitions):
     def __init__(self, params: ContractParams, verify: Verify) -> None:
         self.params = params
         self.verify = verify
-        self.state = ContractState(model_hash=params.initial_model_hash)
+        self.state = ContractState(model_hash=params.initial_model_hash, clip_bound_micro=params.clip_bound_micro)
         self._parsed: dict[bytes, Tx] = {}
         """Transactions already parsed and authenticated, by raw bytes (shared with shadows; see `parse`)."""
         self._sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message] = {}

@@ -44,6 +44,10 @@ class ValidationCheck:
     """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
     history: tuple[tuple[int, int], ...] = ()
     """Each candidate's rejections in earlier rounds (the ledger's count): the rule's tie-breaker."""
+    clip_bound_micro: int = 0
+    """The round's bound B in millionths (0: none): an update longer than B is rejected outright."""
+    next_clip_bound_micro: int = 0
+    """The next round's B the `accept` names (`ml.robust.next_clip_bound` of this decision, in millionths)."""
 
 
 @dataclass(frozen=True, slots=True)

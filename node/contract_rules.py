@@ -124,7 +124,7 @@ class Rules(Membership, Evaluations):
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
         return len(self.state.expected) * (len(self.state.expected) + 1) // 2
 
-    def validation_check(self, accepted: tuple[int, ...] | None) -> ValidationCheck:
+    def validation_check(self, accepted: tuple[int, ...] | None, next_clip_bound_micro: int = 0) -> ValidationCheck:
         """What the robust rule decides on in the validate phase: the published statistic shares so far,
         the candidates' committed weights and their earlier rejections (the primary proposes from this;
         a replica checks an `accept` or `abort` against it)."""
@@ -132,7 +132,8 @@ class Rules(Membership, Evaluations):
         assert s.open and s.phase == "validate", "validation_check outside the validate phase"
         return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
                                accepted, self.effective_faulty, tuple((a, s.weights[a]) for a in s.expected),
-                               tuple((a, s.rejections.get(a, 0)) for a in s.expected))
+                               tuple((a, s.rejections.get(a, 0)) for a in s.expected), s.clip_bound_micro,
+                               next_clip_bound_micro)
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
@@ -225,10 +226,13 @@ class Rules(Membership, Evaluations):
             raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
         checks: list[Check] = []
         if tx.kind == "accept":
-            accepted = tuple(tx.fields[0])  # type: ignore[arg-type]
+            accepted, next_bound = tuple(tx.fields[0]), tx.fields[1]  # type: ignore[arg-type]
             if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
                 raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
-            checks.append(self.validation_check(accepted))
+            if (next_bound == 0) != (s.clip_bound_micro == 0) or next_bound > self.params.clip_bound_micro:
+                raise TxError(f"next round's bound {next_bound} outside (0, {self.params.clip_bound_micro}]"
+                              if s.clip_bound_micro else f"next round's bound {next_bound} without a per-round bound")
+            checks.append(self.validation_check(accepted, next_bound))  # type: ignore[arg-type]
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")

@@ -48,6 +48,10 @@ class ContractParams:
     """Whether a member absent or late may be counted among the f faulty, lowering f_eff (docs/validation.md,
     G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
     out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
+    clip_bound_micro: int = 0
+    """The first round's per-round bound B in millionths (the clip C when genesis sets `clip_factor`), 0 for no
+    per-round bound (`ml.robust.next_clip_bound`). Later rounds' B comes from the `accept` of the last
+    validated round that committed."""
 
     def __post_init__(self) -> None:
         assert not self.validate or self.sketch_width > 0, "a validated contract needs the sketch width"
@@ -130,6 +134,12 @@ class ContractState:
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
     """Each member's held-out rows, as its first committed `eval` declared them: its later evals must match."""
+    clip_bound_micro: int = 0
+    """B of the open round (and of the next, until a validated round commits), in millionths; 0: members clip
+    to C alone. Set from `ContractParams.clip_bound_micro` at genesis, then from each committed round's `accept`."""
+    next_clip_bound_micro: int = 0
+    """The bound the open round's `accept` named for the next round: B once that round's result commits, dropped
+    if it aborts (the next round keeps this round's B)."""
 
     def committed_model(self, round_id: int) -> bytes | None:
         """The model round `round_id` committed, or None (aborted, still open, or not reached)."""
@@ -158,4 +168,5 @@ class ContractState:
                              excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
                              complaints=dict(self.complaints), channel_keys=dict(self.channel_keys),
                              dealt_digests=dict(self.dealt_digests),
-                             answers=dict(self.answers))
+                             answers=dict(self.answers), clip_bound_micro=self.clip_bound_micro,
+                             next_clip_bound_micro=self.next_clip_bound_micro)

@@ -58,7 +58,7 @@ class Transitions(Membership, Evaluations):
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
-            s.channel_keys, s.answers, s.dealt_digests = {}, {}, {}
+            s.channel_keys, s.answers, s.dealt_digests, s.next_clip_bound_micro = {}, {}, {}, 0
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -103,6 +103,7 @@ class Transitions(Membership, Evaluations):
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}
             if tx.kind == "accept":
+                s.next_clip_bound_micro = tx.fields[1]  # type: ignore[assignment]
                 s.rejected = tuple(a for a in s.expected if a not in members)
                 for a in s.rejected:
                     s.rejections[a] = s.rejections.get(a, 0) + 1
@@ -125,6 +126,7 @@ class Transitions(Membership, Evaluations):
             self._mark_absent(tuple(m for m in s.participants if m not in tx.fields[0]))  # type: ignore[operator]
         if tx.kind == "result":
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
+            s.clip_bound_micro = s.next_clip_bound_micro or s.clip_bound_micro
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected)
         else:

@@ -25,6 +25,20 @@ MAX_ANSWER_BYTES = MAX_TX_BODY_BYTES - 1024
 """A dealer's `answer`: the ciphertext of one holder's sketch shares (its plaintext is bounded by
 `smpc.validation_messages.ValidationLimits.max_bytes`; genesis keeps it within this, `validation_config_error`)."""
 MAX_EVAL_ROWS = 1 << 32
+MAX_CLIP_BOUND_MICRO = 1 << 40
+"""The largest per-round bound B an `accept` may name, in millionths (B is at most the clip C)."""
+CLIP_BOUND_UNIT = 1_000_000
+"""B travels on the ledger as an integer number of millionths (`clip_bound_micro`): no float is signed."""
+
+
+def clip_bound_micro(bound: float) -> int:
+    """B in the ledger's unit, rounded down (every node floors the same correctly rounded product)."""
+    return int(bound * CLIP_BOUND_UNIT)
+
+
+def clip_bound_value(micro: int) -> float | None:
+    """The ledger's B as the float every member clips to and every replica judges with; None for 0 (no bound)."""
+    return micro / CLIP_BOUND_UNIT if micro > 0 else None
 """Held-out rows an `eval` may declare: more than any hospital holds, and small enough that sums stay exact."""
 
 
@@ -62,7 +76,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
+                 "accept": 2, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
                 "answer": 2, "disclose": 2}
 
 
@@ -111,7 +125,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "stats":
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
-        return [_member_list(fields[0], n, "accept.accepted")]
+        return [_member_list(fields[0], n, "accept.accepted"),
+                codec.expect_int(fields[1], "accept.next_clip_bound", lo=0, hi=MAX_CLIP_BOUND_MICRO)]
     if kind == "ready":
         return []
     if kind == "eval":

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ml.robust import RobustRule, decide
+from ml.robust import RobustRule, decide, next_clip_bound
 from node import contract_events as rc
-from node.contract_tx import MAX_ANSWER_BYTES
+from node.contract_tx import MAX_ANSWER_BYTES, clip_bound_micro, clip_bound_value
 from smpc import field, przs
 from smpc import validation_messages as vm
 from smpc.quantize import QuantParams
@@ -29,6 +29,8 @@ class ValidationSetup:
     degree: int
     sketch: SketchParams
     rule: RobustRule
+    clip_l2: float = 10.0
+    """C, the clip of every weighted update (genesis `secure_aggregation.clip_l2`): the per-round bound B's cap."""
 
 
 def validation_config_error(n: int, f: int, degree: int, width: int = 1000) -> str | None:
@@ -56,6 +58,8 @@ class ValidationOutcome:
     accepted: tuple[int, ...]
     rejected: dict[int, str]
     statistics: ValidationStatistics
+    next_clip_bound_micro: int = 0
+    """The next round's bound B in millionths (`ml.robust.next_clip_bound` of this decision); 0: no bound."""
 
 
 def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: QuantParams) -> ValidationOutcome:
@@ -88,12 +92,14 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
         else:
             dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
     keep = [k for k, c in enumerate(candidates) if c not in rejected]
+    bound = clip_bound_value(check.clip_bound_micro)
     decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
                       np.array([weights[candidates[k]] / quant.scale for k in keep]),
-                      [history[candidates[k]] for k in keep])
+                      [history[candidates[k]] for k in keep], bound)
     accepted = tuple(candidates[keep[k]] for k in decision.accepted)
     rejected.update({candidates[keep[k]]: reason for k, reason in decision.rejected.items()})
-    return ValidationOutcome(accepted, rejected, stats)
+    next_bound = 0 if bound is None else clip_bound_micro(next_clip_bound(setup.rule, bound, setup.clip_l2, decision))
+    return ValidationOutcome(accepted, rejected, stats, next_bound)
 
 
 OUT_OF_RANGE_DISTANCE = 1e30

@@ -250,13 +250,19 @@ class RoundDriver:
 
     # ------------------------------------------------------------------ training and contributing
 
+    def _clip_bound(self, round_id: int) -> float | None:
+        """The ledger's per-round bound B of the open round `round_id` (None: clip to C alone). B changes only
+        when a round commits; once `round_id` is over here its update is not sent, and C alone is returned."""
+        s = self.contract.state
+        return rc.clip_bound_value(s.clip_bound_micro) if s.round == round_id else None
+
     async def train_round(self, round_id: int, model_hash: bytes) -> None:
         """Train on local data from the committed global model; contribute the weighted update."""
         vec = await self.content.model(model_hash)
         if hashlib.sha256(vector_bytes(vec)).digest() != model_hash:
             raise InvariantError("the model about to be trained does not match the committed hash")
         result = await self._in_worker("training", self.hooks.train_fn(self.learner.train), vec, round_id)
-        weighted = self.settings.weighting.vector(result.update, result.n_samples)
+        weighted = self.settings.weighting.vector(result.update, result.n_samples, self._clip_bound(round_id))
         sr = self.secure.get(round_id)
         if self.settings.contract.secure and sr is None:
             # The round ended (or we sat it out) while we trained. In secure mode an update leaves this

@@ -12,6 +12,7 @@ from typing import Any
 from ml.robust import RobustRule
 from node import contract as rc
 from node.config import ConfigError, Genesis
+from node.contract_tx import clip_bound_micro
 from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
 from smpc.validation import SketchParams
@@ -72,22 +73,21 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     deadline_s = float(proto.get("phase_deadline_s", 30.0))
     censorship_s = censorship_bound_s(genesis.f, int(proto.get("view_timeout_ms", 2000)),
                                       int(proto.get("request_timeout_factor", 2)))
+    weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
+    try:
+        quant_params(weighting, genesis.n)
+        rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
+        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule,
+                                weighting.clip_l2)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
     params = rc.ContractParams(
         chain_id=genesis.chain_id, n=genesis.n, rounds=int(genesis.raw.get("rounds", 1)),
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
         validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
-        sketch_width=width)
-    weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
-    try:
-        quant_params(weighting, genesis.n)
-        rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
-        if rule.clip_factor > 0:
-            raise ValueError("validation.rule.clip_factor (a per-round bound B) needs B on the ledger, which the "
-                             "daemon does not carry yet; it is measured in scripts/evaluate_attacks.py only")
-        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
+        sketch_width=width,
+        clip_bound_micro=clip_bound_micro(weighting.clip_l2) if validate and rule.clip_factor > 0 else 0)
     transport = str(proto.get("consensus_transport", "direct"))
     if transport not in ("gossip", "direct"):
         raise ConfigError("genesis: protocol.consensus_transport must be 'gossip' or 'direct'")

@@ -55,7 +55,7 @@ def free_ports(count: int) -> list[int]:
 def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int, seed: int,
                   dataset: mldata.DatasetSpec, model_kind: str, hidden: int, training: TrainConfig,
                   protocol: dict[str, Any], secure: bool = True, validate: bool = True,
-                  consortium: str = "local-testnet") -> dict[str, Any]:
+                  consortium: str = "local-testnet", rule: dict[str, float | int] | None = None) -> dict[str, Any]:
     """A genesis dict whose task (schema, scaling, model shape) is derived from a bundled public dataset."""
     n = len(public_keys)
     task, scaling = sitedata.task_for_dataset(dataset)
@@ -78,7 +78,7 @@ def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int
         "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
         "validation": {"enabled": secure and validate and n >= 3, "degree": max(1, max_faulty(n)), "sketch_width": 1000,
                        "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
-                                "spread_power": 3}},
+                                "spread_power": 3, **(rule or {})}},
     }
 
 
@@ -120,7 +120,7 @@ def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: 
                    training: TrainConfig | None = None, protocol: dict[str, Any] | None = None,
                    behaviours: dict[int, dict[str, Any]] | None = None, secure: bool = True,
                    validate: bool = True, hosts: list[str] | None = None, base_port: int = 26656,
-                   data_format: str = "csv") -> list[Path]:
+                   data_format: str = "csv", rule: dict[str, float | int] | None = None) -> list[Path]:
     """Write the consortium files and return each node's config path. Refuses to overwrite a testnet, and
     writes nothing before every input is checked."""
     if n_nodes < 1:
@@ -133,7 +133,7 @@ def create_testnet(out: Path, n_nodes: int, *, rounds: int, seed: int, dataset: 
     keys = [identity.generate() for _ in range(n_nodes)]
     genesis = build_genesis([k.public_key for k in keys], addresses, rounds=rounds, seed=seed, dataset=dataset,
                             model_kind=model_kind, hidden=hidden, training=training or TrainConfig(),
-                            protocol=protocol or {}, secure=secure, validate=validate)
+                            protocol=protocol or {}, secure=secure, validate=validate, rule=rule)
     chain_id = genesis_from_dict(genesis).chain_id
     frames = sitedata.site_frames(dataset, split, n_nodes)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,7 @@ from nacl.signing import SigningKey
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consensus.block import Block
+from ml import robust
 from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_success_rate, make_attack, malicious_train
 from ml.data import DatasetSpec, SplitSpec, node_data
 from ml.models import ModelSpec
@@ -187,7 +188,7 @@ class ProtocolRound:
             rejected = tuple(sorted(outcome.rejected))
             if len(outcome.accepted) < contract.min_members:
                 return None, rejected
-            state.commit(state.tx("accept", [list(outcome.accepted)]))
+            state.commit(state.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
             self.rejections = dict(contract.state.rejections)
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)
@@ -646,15 +647,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def rule_changes(text: str) -> tuple[tuple[str, float], ...]:
-    """``--rule`` as (field, value) pairs: ``clip_factor=1,norm_ratio=0``; only numeric fields of RobustRule."""
-    numeric = {f.name for f in dataclasses.fields(RobustRule) if f.type in ("float", "int") and f.name != "f"}
-    changes = []
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        if name not in numeric:
-            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(sorted(numeric))}")
-        changes.append((name, int(value) if name == "spread_power" else float(value)))
-    return tuple(changes)
+    """``--rule`` as (field, value) pairs: ``clip_factor=1,norm_ratio=0`` (`ml.robust.rule_changes`)."""
+    try:
+        return tuple(robust.rule_changes(text).items())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,25 @@ def test_malicious_members_choose_who_misbehaves() -> None:
                       ({"malicious": 2, "malicious_members": "0"}, "contradicts")]:
         with pytest.raises(UserError, match=match):
             malicious_members(kw, 4)
+
+
+def test_rule_changes_reach_genesis_or_fail_in_one_line(tmp_path: Path) -> None:
+    from ml.robust import rule_changes
+    from node.cli_options import UserError, make_testnet
+
+    assert rule_changes("clip_factor=1,norm_ratio=0,spread_power=2") == {"clip_factor": 1.0, "norm_ratio": 0.0,
+                                                                          "spread_power": 2}
+    for text, match in [("f=2", "'f' is not one of"), ("clip_factor=x", "is not a number"),
+                        ("clip_factor=nan", "finite"), ("distance_ratio=-1", "finite"), ("kind=x", "not one of")]:
+        with pytest.raises(ValueError, match=match):
+            rule_changes(text)
+    kw = {"dataset": "breast_cancer", "csv_path": None, "label_column": None, "split": "iid", "alpha": 0.5,
+          "split_column": None, "model_kind": "logreg", "hidden": 8, "epochs": None, "lr": None, "plain": False,
+          "no_validation": False, "malicious": 0, "attack": "sign-flip", "shell_faults": (),
+          "validator_fault": "none", "consensus_fault": "none", "rule_text": "clip_factor=x"}
+    with pytest.raises(UserError, match=r"^--rule 'clip_factor=x': clip_factor='x' is not a number$"):
+        make_testnet(tmp_path / "bad", 4, 1, 0, kw)
+    assert not (tmp_path / "bad").exists()
+    make_testnet(tmp_path / "net", 4, 1, 0, {**kw, "rule_text": "clip_factor=1,norm_ratio=0"})
+    rule = json.loads((tmp_path / "net" / "genesis.json").read_text())["validation"]["rule"]
+    assert rule["clip_factor"] == 1.0 and rule["norm_ratio"] == 0.0 and rule["distance_ratio"] == 1.5

@@ -12,14 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from consensus.block import Block
 from ml import data as mldata
 from ml.robust import Decision, RobustRule, decide, next_clip_bound
-from node.config import ConfigError, load_genesis
+from node import contract as rc
+from node.config import load_genesis
 from node.learning import LearningPlan
+from node.robust_validation import decide_accepted
 from node.settings import round_settings
 from node.testnet import create_testnet
 from node.weighting import Weighting
 from smpc.sketch import CountSketch
+from tests.unit.test_secure_round import CHAIN, Cluster, L
 
 BOUNDED = RobustRule(f=2, clip_factor=1.0, norm_ratio=0.0)
 WEIGHTING = Weighting(clip_l2=10.0, sample_cap=1000)
@@ -112,15 +116,77 @@ def test_the_bound_is_a_function_of_the_committed_statistics() -> None:
     assert next_clip_bound(RobustRule(f=2), 0.7, 10.0, decision) == 0.7
 
 
-def test_genesis_refuses_a_per_round_bound_the_daemon_does_not_carry(tmp_path: Path) -> None:
-    """The daemon does not put B on the ledger, so a genesis asking for it is refused rather than run with
-    members that clip to C while the rule assumes B."""
+def test_genesis_puts_c_as_the_first_rounds_bound_on_the_ledger_when_it_asks_for_b(tmp_path: Path) -> None:
+    """With `clip_factor` in genesis, the contract starts with B = C (in millionths); without it, no bound."""
     create_testnet(tmp_path / "net", 4, rounds=2, seed=1, dataset=mldata.DatasetSpec(name="breast_cancer", seed=1),
                    split=mldata.SplitSpec(kind="iid"))
     genesis = load_genesis(tmp_path / "net" / "genesis.json")
     plan = LearningPlan.from_genesis(genesis)
-    assert round_settings(genesis, plan).validation is not None
+    assert round_settings(genesis, plan).contract.clip_bound_micro == 0
     raw = {**genesis.raw, "validation": {**genesis.raw["validation"],
                                          "rule": {**genesis.raw["validation"]["rule"], "clip_factor": 1.0}}}
-    with pytest.raises(ConfigError, match="clip_factor"):
-        round_settings(dataclasses.replace(genesis, raw=raw), plan)
+    settings = round_settings(dataclasses.replace(genesis, raw=raw), plan)
+    assert settings.contract.clip_bound_micro == 10_000_000
+    assert settings.validation is not None and settings.validation.clip_l2 == 10.0
+
+
+def _bounded_cluster(seed: int) -> Cluster:
+    """A validated 7-member round whose genesis asks for B (clip_factor 1, C = 10)."""
+    c = Cluster(7, seed, validate=True)
+    c.params = dataclasses.replace(c.params, clip_bound_micro=10_000_000)
+    c.contracts = [rc.Contract(c.params, c.verify) for _ in range(7)]
+    assert c.setup is not None
+    c.setup = dataclasses.replace(c.setup, rule=RobustRule(f=2, clip_factor=1.0, norm_ratio=0.0))
+    return c
+
+
+def test_the_accept_carries_the_next_rounds_bound_and_the_result_makes_it_b() -> None:
+    """B on the ledger: round 1 judges with B = C; its `accept` names clip_factor times the median per-sample
+    norm it accepted (here about |u| = 0.3 sqrt(50), measured on the updates themselves, not through the
+    code under test); the result makes that the contract's B. An accept that names another bound is refused
+    by a replica's check, as one naming another accepted set is."""
+    from types import SimpleNamespace
+
+    from node.block_validation import BlockValidator
+
+    c = _bounded_cluster(23)
+    rng = np.random.default_rng(23)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(7)}
+    c.mask_updates(updates)
+    check = c.publish_statistics()
+    assert check.clip_bound_micro == 10_000_000
+    outcome = decide_accepted(check, c.setup, c.quant)  # type: ignore[arg-type]
+    true_median = float(np.median([np.linalg.norm(updates[i]) for i in outcome.accepted]))
+    assert outcome.next_clip_bound_micro == pytest.approx(true_median * 1e6, rel=0.15)
+    metrics = SimpleNamespace(rejected=SimpleNamespace(labels=lambda _reason: SimpleNamespace(inc=lambda: None)))
+    replica = SimpleNamespace(aggregator=SimpleNamespace(validation_outcome=lambda ch: decide_accepted(ch, c.setup, c.quant)),
+                              metrics=metrics, contract=c.contracts[1])
+
+    def votes_for(next_bound: int) -> bool:
+        accept = c.tx("accept", [list(outcome.accepted), next_bound])
+        block = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (accept,))
+        checks = [ch for ch in c.contracts[1].check_block(block) if isinstance(ch, rc.ValidationCheck)]
+        return all(BlockValidator._validation_ok(replica, block, ch) for ch in checks)  # type: ignore[arg-type]
+
+    assert votes_for(outcome.next_clip_bound_micro)
+    assert not votes_for(outcome.next_clip_bound_micro + 1) and not votes_for(10_000_000)
+    with pytest.raises(rc.TxError, match=r"outside \(0, 10000000\]"):
+        c.contracts[1].check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                         (c.tx("accept", [list(outcome.accepted), 10_000_001]),)))
+    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    assert all(k.state.clip_bound_micro == 10_000_000 for k in c.contracts), "B changes only when the round commits"
+    total = c.rounds[0].try_sum(deadline_passed=False)
+    assert total is not None
+    c.commit(c.tx("result", [list(outcome.accepted), b"\x01" * 32]))
+    assert all(k.state.clip_bound_micro == outcome.next_clip_bound_micro for k in c.contracts)
+
+
+def test_a_contract_without_b_refuses_an_accept_that_names_one() -> None:
+    c = Cluster(7, 5, validate=True)
+    rng = np.random.default_rng(5)
+    c.mask_updates({i: rng.normal(0, 0.3, L) for i in range(7)})
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)  # type: ignore[arg-type]
+    assert outcome.next_clip_bound_micro == 0
+    with pytest.raises(rc.TxError, match="next round's bound 5 without a per-round bound"):
+        c.contracts[0].check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
+                                         (c.tx("accept", [list(outcome.accepted), 5]),)))

@@ -94,7 +94,7 @@ class Rounds(Cluster):
         except SmpcError:
             self.commit(self.tx("abort", ["statistics cannot be reconstructed"], round_id))
             return self.contract.state.outcomes[-1]
-        if not self._try(self.tx("accept", [list(accepted)], round_id)):
+        if not self._try(self.tx("accept", [list(accepted), 0], round_id)):
             return self.contract.state.outcomes[-1]
         expected = np.sum([self.weighting.vector(self.updates[i], 50) for i in accepted], axis=0)
         for i in sorted(self.alive):
