@@ -367,8 +367,8 @@ class RobustRule:
     times the median per-sample norm round r accepted (`next_clip_bound`; C in the first round), every
     member clips its update to B (`node.weighting.Weighting.vector`), and `decide` rejects outright an update
     longer than B (``clip_slack`` on squared norms allowed for the sketch). ``norm_ratio`` 0 then drops the
-    adaptive norm tier. Not the default, and the daemon refuses it in genesis (it does not carry B on the
-    ledger yet): clipped, a backdoor loses the length that gives it away (docs/validation.md has the figures).
+    adaptive norm tier. Not the default (clipped, a backdoor loses the length that gives it away:
+    docs/validation.md has the figures); the daemon carries B on the ledger in each `accept`.
     """
 
     kind: str = "bounded_distance"

@@ -13,7 +13,7 @@ the rejections:
   round) of those vectors and the public weights, with each member's earlier rejections as its history;
   the accepted vectors are summed and applied (``apply_sum``). A round accepting fewer than N - f aborts
   and leaves the model unchanged, as the daemon's primary does. With ``--rule clip_factor=X`` (a per-round
-  bound B, ``ml.robust.next_clip_bound``; the daemon refuses it in genesis) every member, attackers
+  bound B, ``ml.robust.next_clip_bound``, carried on the daemon's ledger in each accept) every member, attackers
   included as they run the same pipeline, clips its update to B before weighting, the omniscient attackers
   see the clipped honest updates, and the rule rejects a longer one outright. By default the statistics are computed in
   the clear from the sketches (fast; shares and quantization change them by rounding only); with
