@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml.models import ModelSpec
-from ml.robust import RobustRule, decide
+from ml.robust import AngleHistory, RobustRule, decide
 from ml.train import TrainConfig, TrainResult, local_train, predict
 
 PLUGIN_PREFIX = "plugin:"
@@ -60,6 +60,9 @@ class AttackContext:
     benign_updates: np.ndarray | None = None
     clip_bound: float | None = None
     """The round's per-sample norm bound B (public on the ledger), for an attacker that knows the rule."""
+    angle_history: tuple[AngleHistory, ...] | None = None
+    """The persistence tier's history (public on the ledger): each benign update's member's, then each
+    colluder's, in the order of ``benign_updates`` and the colluders' indices."""
 
 
 class Attack:
@@ -173,6 +176,22 @@ class Backdoor(Attack):
 
     def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
         return self.boost * update
+
+
+@dataclass(frozen=True)
+class MedianNormBackdoor(Backdoor):
+    """The trigger backdoor of `Backdoor`, rescaled to the median norm of the benign updates: it gives up the
+    length that a norm bound or a far-neighbour test rejects, and keeps its direction (red team r1: under the
+    default rule it succeeded on 98-100% of triggered digits). Needs benign statistics, as ALIE does."""
+
+    name: ClassVar[str] = "backdoor-median"
+    needs_benign: ClassVar[bool] = True
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        benign = np.asarray(ctx.benign_updates, dtype=np.float64)
+        target = float(np.median(np.sqrt((benign**2).sum(axis=1))))
+        length = float(np.linalg.norm(update))
+        return update * (target / length) if length > 0 else update
 
 
 def backdoor_success_rate(attack: Backdoor, spec: ModelSpec, vec: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
@@ -289,15 +308,15 @@ class RuleAware(Attack):
         rule = self.rule or RobustRule(f=max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
         best, best_gamma = mean, 0.0
         for direction in _away_from_mean(benign, mean):
-            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx.clip_bound)
+            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx)
             if gamma > best_gamma:
                 best, best_gamma = mean + self.margin * gamma * direction, gamma
         return best
 
     def _largest_accepted(self, rule: RobustRule, benign: np.ndarray, mean: np.ndarray, direction: np.ndarray,
-                          copies: int, clip_bound: float | None) -> float:
+                          copies: int, ctx: AttackContext) -> float:
         def accepted(gamma: float) -> bool:
-            return _copies_accepted(rule, benign, mean + gamma * direction, copies, clip_bound)
+            return _copies_accepted(rule, benign, mean + gamma * direction, copies, ctx.clip_bound, ctx.angle_history)
 
         scale = max(float(np.linalg.norm(mean)), float(np.sqrt((benign**2).sum(axis=1).max())), 1e-12)
         low, high = 0.0, scale
@@ -319,16 +338,18 @@ def _away_from_mean(benign: np.ndarray, mean: np.ndarray) -> list[np.ndarray]:
 
 
 def _copies_accepted(rule: RobustRule, benign: np.ndarray, candidate: np.ndarray, copies: int,
-                     clip_bound: float | None = None) -> bool:
-    """Whether ``rule`` (with the round's bound ``clip_bound``) accepts all ``copies`` of ``candidate`` submitted
-    next to ``benign``, on exact statistics."""
+                     clip_bound: float | None = None, angle_history: tuple[AngleHistory, ...] | None = None) -> bool:
+    """Whether ``rule`` (with the round's bound ``clip_bound`` and the persistence tier's ``angle_history``)
+    accepts all ``copies`` of ``candidate`` submitted next to ``benign``, on exact statistics."""
     stacked = np.vstack([benign, np.repeat(candidate[None, :], copies, axis=0)])
     sq_norms = (stacked**2).sum(axis=1)
     gram = stacked @ stacked.T
     sq_dists = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
     sq_dists = (sq_dists + sq_dists.T) / 2.0
     np.fill_diagonal(sq_dists, 0.0)
-    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked), clip_bound=clip_bound).accepted)
+    history = list(angle_history) if angle_history is not None and len(angle_history) == len(stacked) else None
+    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked), clip_bound=clip_bound,
+                          angle_history=history).accepted)
     return all(len(benign) + k in accepted for k in range(copies))
 
 
@@ -348,8 +369,8 @@ class Plugin(Attack):
 
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, LittleIsEnough, MinMax,
-                             RuleAware)
+    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, MedianNormBackdoor,
+                             LittleIsEnough, MinMax, RuleAware)
 }
 ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip",
            "ruleaware": "rule-aware"}
