@@ -12,6 +12,7 @@ from ml.attacks import (
     AttackError,
     Backdoor,
     LittleIsEnough,
+    MedianNormBackdoor,
     MinMax,
     attack_names,
     backdoor_success_rate,
@@ -37,8 +38,8 @@ def _update(seed: int = 0, dim: int = 62) -> np.ndarray:
 
 
 def test_registry_lists_every_attack_of_the_issue() -> None:
-    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max",
-                                  "rule-aware"}
+    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor",
+                                  "backdoor-median", "alie", "min-max", "rule-aware"}
     assert isinstance(make_attack("a-little-is-enough"), LittleIsEnough)
     with pytest.raises(AttackError, match="unknown attack 'flood'"):
         make_attack("flood")
@@ -94,6 +95,20 @@ def test_backdoor_implants_a_trigger_and_keeps_clean_accuracy() -> None:
     assert evaluate(SPEC, dirty, data.X_test, data.y_test).accuracy > 0.9
     with pytest.raises(AttackError, match="out of range"):
         Backdoor(features=(40,)).with_trigger(data.X_test)
+
+
+def test_median_norm_backdoor_keeps_the_direction_and_takes_the_median_benign_length() -> None:
+    """The backdoor that gives up its length: the same poisoned rows as `Backdoor`, the update rescaled to the
+    median norm of the benign updates (here 2, 3 and 10: 3), so no norm test can tell it from them."""
+    attack = make_attack("backdoor-median", features=(0, 1), target=0)
+    assert isinstance(attack, MedianNormBackdoor) and attack.needs_benign and attack.features == (0, 1)
+    update = _update(1)
+    benign = np.stack([scale * _update(2 + k) / np.linalg.norm(_update(2 + k)) for k, scale in enumerate((2, 3, 10))])
+    poisoned = attack.poison_update(update, _ctx(benign=benign))
+    assert np.linalg.norm(poisoned) == pytest.approx(3.0, rel=1e-5)
+    assert float(poisoned @ update) / (np.linalg.norm(poisoned) * np.linalg.norm(update)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(AttackError, match="needs ctx.benign_updates"):
+        attack.poison_update(update, _ctx())
 
 
 def _benign(k: int = 6, dim: int = 200, seed: int = 0) -> np.ndarray:
