@@ -63,6 +63,9 @@ class AttackContext:
     angle_history: tuple[AngleHistory, ...] | None = None
     """The persistence tier's history (public on the ledger): each benign update's member's, then each
     colluder's, in the order of ``benign_updates`` and the colluders' indices."""
+    clean_update: np.ndarray | None = None
+    """The update the node would submit if honest (its clean rows, same seed), for attacks whose
+    ``needs_clean_update`` is true; `malicious_train` fills it in."""
 
 
 class Attack:
@@ -70,6 +73,7 @@ class Attack:
 
     name: ClassVar[str] = "none"
     needs_benign: ClassVar[bool] = False
+    needs_clean_update: ClassVar[bool] = False
 
     def poison_data(self, X: np.ndarray, y: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
         """The rows the malicious node trains on instead of (X, y)."""
@@ -192,6 +196,25 @@ class MedianNormBackdoor(Backdoor):
         target = float(np.median(np.sqrt((benign**2).sum(axis=1))))
         length = float(np.linalg.norm(update))
         return update * (target / length) if length > 0 else update
+
+
+@dataclass(frozen=True)
+class DilutedBackdoor(Backdoor):
+    """The trigger backdoor of `Backdoor` diluted into the node's honest update: ``clean + share * (poisoned -
+    clean)``, so each colluder keeps its own clean direction and only ``share`` of the trigger's component,
+    which is all the colluders have in common. Aimed at rules that look for colluders pointing away from the
+    honest updates or close to each other across rounds (``RobustRule.persistence_ratio``): it gives up part
+    of the backdoor's strength per round for inconspicuousness, and a trigger needs little per round."""
+
+    name: ClassVar[str] = "backdoor-diluted"
+    needs_clean_update: ClassVar[bool] = True
+    share: float = 0.5
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        if ctx.clean_update is None:
+            raise AttackError("backdoor-diluted needs ctx.clean_update (malicious_train fills it in)")
+        clean = np.asarray(ctx.clean_update, dtype=np.float64)
+        return clean + self.share * (np.asarray(update, dtype=np.float64) - clean)
 
 
 def backdoor_success_rate(attack: Backdoor, spec: ModelSpec, vec: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
@@ -370,7 +393,7 @@ class Plugin(Attack):
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, MedianNormBackdoor,
-                             LittleIsEnough, MinMax, RuleAware)
+                             DilutedBackdoor, LittleIsEnough, MinMax, RuleAware)
 }
 ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip",
            "ruleaware": "rule-aware"}
@@ -475,4 +498,6 @@ def malicious_train(
     trained = local_train(spec, global_vec, X_poisoned, y_poisoned, cfg, seed)
     if attack.needs_benign and ctx.benign_updates is None:
         ctx = dataclasses.replace(ctx, benign_updates=estimate_benign_updates(spec, global_vec, X, y, cfg, seed))
+    if attack.needs_clean_update:
+        ctx = dataclasses.replace(ctx, clean_update=local_train(spec, global_vec, X, y, cfg, seed).update)
     return TrainResult(update=attack.poison_update(trained.update, ctx), n_samples=len(y), loss=trained.loss)

@@ -23,8 +23,9 @@ the rejections:
 Benchmarks (``BENCHMARKS``): breast cancer (logistic regression), scikit-learn's digits (an MLP with 32
 hidden units, 2,410 parameters; the benchmark where poisoning hurts), and ACTG 175 with its natural split
 (sites = treatment arm x stratum, an MLP), used for the honest false-rejection rate. Malicious nodes run
-``ml.attacks.malicious_train``; the adaptive attacks (``backdoor-median``: the backdoor rescaled to the median
-honest norm; ALIE, min-max, rule-aware) are omniscient: they get the honest updates of the round (the papers'
+``ml.attacks.malicious_train``; ``backdoor-diluted`` submits its clean update plus half of the backdoor's
+difference from it (aimed at the persistence tier); the adaptive attacks (``backdoor-median``: the backdoor
+rescaled to the median honest norm; ALIE, min-max, rule-aware) are omniscient: they get the honest updates of the round (the papers'
 strongest setting; under secure aggregation a real attacker only has estimates from its own rows), and
 ``rule-aware`` knows fednode's rule and thresholds.
 
@@ -57,6 +58,7 @@ from ml.attacks import (
     Attack,
     AttackContext,
     Backdoor,
+    DilutedBackdoor,
     MedianNormBackdoor,
     NoAttack,
     backdoor_success_rate,
@@ -87,9 +89,10 @@ from smpc.quantize import clip_l2
 from smpc.sketch import CountSketch
 from smpc.validation import SketchParams
 
-ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "backdoor-median", "alie", "min-max", "rule-aware")
+ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "backdoor-median", "backdoor-diluted", "alie",
+           "min-max", "rule-aware")
 ADAPTIVE = ("backdoor-median", "alie", "min-max", "rule-aware")
-BACKDOORS = ("backdoor", "backdoor-median")
+BACKDOORS = ("backdoor", "backdoor-median", "backdoor-diluted")
 SETTINGS = ("fedavg", "multi_krum", "trimmed_mean", "flame", "fednode")
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = hashlib.sha256(b"fednode attack evaluation").digest()
@@ -333,8 +336,9 @@ class Federation:
             return NoAttack()
         if name == "backdoor":
             return self.bench.backdoor
-        if name == "backdoor-median":
-            return MedianNormBackdoor(**dataclasses.asdict(self.bench.backdoor))
+        if name in ("backdoor-median", "backdoor-diluted"):
+            return {"backdoor-median": MedianNormBackdoor, "backdoor-diluted": DilutedBackdoor}[name](
+                **dataclasses.asdict(self.bench.backdoor))
         if name == "rule-aware":
             return make_attack(name, rule=self.scenario.fednode_rule)
         return make_attack(name)

@@ -11,6 +11,7 @@ from ml.attacks import (
     AttackContext,
     AttackError,
     Backdoor,
+    DilutedBackdoor,
     LittleIsEnough,
     MedianNormBackdoor,
     MinMax,
@@ -39,7 +40,7 @@ def _update(seed: int = 0, dim: int = 62) -> np.ndarray:
 
 def test_registry_lists_every_attack_of_the_issue() -> None:
     assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor",
-                                  "backdoor-median", "alie", "min-max", "rule-aware"}
+                                  "backdoor-median", "backdoor-diluted", "alie", "min-max", "rule-aware"}
     assert isinstance(make_attack("a-little-is-enough"), LittleIsEnough)
     with pytest.raises(AttackError, match="unknown attack 'flood'"):
         make_attack("flood")
@@ -109,6 +110,23 @@ def test_median_norm_backdoor_keeps_the_direction_and_takes_the_median_benign_le
     assert float(poisoned @ update) / (np.linalg.norm(poisoned) * np.linalg.norm(update)) == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(AttackError, match="needs ctx.benign_updates"):
         attack.poison_update(update, _ctx())
+
+
+def test_diluted_backdoor_is_its_clean_update_plus_a_share_of_the_poisoned_difference() -> None:
+    """`malicious_train` gives the diluted backdoor the node's clean update (same rows, same seed): the
+    submission is clean + share * (poisoned - clean), here exactly halfway between the honest and the full
+    backdoor's updates."""
+    data = node_data(DatasetSpec(), SplitSpec(), 2, 0)
+    start = initial_params(SPEC, 0)
+    cfg = TrainConfig(epochs=2)
+    diluted = make_attack("backdoor-diluted")
+    assert isinstance(diluted, DilutedBackdoor) and diluted.share == 0.5
+    half = malicious_train(diluted, SPEC, start, data.X_train, data.y_train, cfg, 4, _ctx()).update
+    full = malicious_train(Backdoor(), SPEC, start, data.X_train, data.y_train, cfg, 4, _ctx()).update
+    clean = local_train(SPEC, start, data.X_train, data.y_train, cfg, 4).update
+    np.testing.assert_allclose(half, (clean + full) / 2, atol=1e-6)
+    with pytest.raises(AttackError, match="needs ctx.clean_update"):
+        diluted.poison_update(clean, _ctx())
 
 
 def _benign(k: int = 6, dim: int = 200, seed: int = 0) -> np.ndarray:
