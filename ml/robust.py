@@ -450,6 +450,11 @@ class RobustRule:
     longer than B (``clip_slack`` on squared norms allowed for the sketch). ``norm_ratio`` 0 then drops the
     adaptive norm tier. Not the default, and the daemon refuses it in genesis (it does not carry B on the
     ledger yet): clipped, a backdoor loses the length that gives it away (docs/validation.md has the figures).
+
+    ``persistence_ratio`` > 0 adds a last suspicion tier on each member's history of direction statistics
+    (`persistent_outliers`, fed by ``decide``'s ``angle_history``): with B it keeps digits' bounded backdoor
+    out, but it rejects honest hospitals of heterogeneous federations and a diluted backdoor passes it
+    (docs/validation.md). Not the default; the daemon carries no such history, so there it rejects nothing.
     """
 
     kind: str = "bounded_distance"
@@ -552,7 +557,8 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
                 ratios, cliques, past, rule.persistence_ratio, rule.clique_ratio, rule.persistence_rounds))
             rejected.update({int(left.indices[j]): "persistence" for j in np.flatnonzero(~keep)
                              if int(left.indices[j]) not in rejected})
-    return Decision(tuple(int(i) for i in left.indices[keep]), rejected, _median(left.norms[keep].tolist()), angles)
+    accepted = tuple(int(i) for i in left.indices[keep])
+    return Decision(accepted, rejected, _median(left.norms[keep].tolist()), angles)
 
 
 def _persistence_tier(left: _Survivors, keep: np.ndarray, outliers: tuple[np.ndarray, list[float]]) -> np.ndarray:
