@@ -25,9 +25,9 @@ hidden units, 2,410 parameters; the benchmark where poisoning hurts), and ACTG 1
 (sites = treatment arm x stratum, an MLP), used for the honest false-rejection rate. Malicious nodes run
 ``ml.attacks.malicious_train``; ``backdoor-diluted`` submits its clean update plus half of the backdoor's
 difference from it (aimed at the persistence tier); the adaptive attacks (``backdoor-median``: the backdoor
-rescaled to the median honest norm; ALIE, min-max, rule-aware) are omniscient: they get the honest updates of the round (the papers'
-strongest setting; under secure aggregation a real attacker only has estimates from its own rows), and
-``rule-aware`` knows fednode's rule and thresholds.
+rescaled to the median honest norm; ALIE, min-max, rule-aware) are omniscient: they get the honest updates of
+the round (the papers' strongest setting; under secure aggregation a real attacker only has estimates from its
+own rows), and ``rule-aware`` knows fednode's rule and thresholds.
 
     python scripts/evaluate_attacks.py [--benchmarks digits,breast_cancer] [--seeds 0,1] [--nodes 7,10]
         [--jobs 2] [--quick] [--protocol] [--rule clip_factor=1,norm_ratio=0] [--write-docs]
