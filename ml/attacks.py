@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml.models import ModelSpec
-from ml.robust import RobustRule, decide
+from ml.robust import AngleHistory, RobustRule, decide
 from ml.train import TrainConfig, TrainResult, local_train, predict
 
 PLUGIN_PREFIX = "plugin:"
@@ -60,6 +60,12 @@ class AttackContext:
     benign_updates: np.ndarray | None = None
     clip_bound: float | None = None
     """The round's per-sample norm bound B (public on the ledger), for an attacker that knows the rule."""
+    angle_history: tuple[AngleHistory, ...] | None = None
+    """The persistence tier's history (public on the ledger): each benign update's member's, then each
+    colluder's, in the order of ``benign_updates`` and the colluders' indices."""
+    clean_update: np.ndarray | None = None
+    """The update the node would submit if honest (its clean rows, same seed), for attacks whose
+    ``needs_clean_update`` is true; `malicious_train` fills it in."""
 
 
 class Attack:
@@ -67,6 +73,7 @@ class Attack:
 
     name: ClassVar[str] = "none"
     needs_benign: ClassVar[bool] = False
+    needs_clean_update: ClassVar[bool] = False
 
     def poison_data(self, X: np.ndarray, y: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
         """The rows the malicious node trains on instead of (X, y)."""
@@ -173,6 +180,41 @@ class Backdoor(Attack):
 
     def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
         return self.boost * update
+
+
+@dataclass(frozen=True)
+class MedianNormBackdoor(Backdoor):
+    """The trigger backdoor of `Backdoor`, rescaled to the median norm of the benign updates: it gives up the
+    length that a norm bound or a far-neighbour test rejects, and keeps its direction (red team r1: under the
+    default rule it succeeded on 98-100% of triggered digits). Needs benign statistics, as ALIE does."""
+
+    name: ClassVar[str] = "backdoor-median"
+    needs_benign: ClassVar[bool] = True
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        benign = np.asarray(ctx.benign_updates, dtype=np.float64)
+        target = float(np.median(np.sqrt((benign**2).sum(axis=1))))
+        length = float(np.linalg.norm(update))
+        return update * (target / length) if length > 0 else update
+
+
+@dataclass(frozen=True)
+class DilutedBackdoor(Backdoor):
+    """The trigger backdoor of `Backdoor` diluted into the node's honest update: ``clean + share * (poisoned -
+    clean)``, so each colluder keeps its own clean direction and only ``share`` of the trigger's component,
+    which is all the colluders have in common. Aimed at rules that look for colluders pointing away from the
+    honest updates or close to each other across rounds (``RobustRule.persistence_ratio``): it gives up part
+    of the backdoor's strength per round for inconspicuousness, and a trigger needs little per round."""
+
+    name: ClassVar[str] = "backdoor-diluted"
+    needs_clean_update: ClassVar[bool] = True
+    share: float = 0.5
+
+    def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
+        if ctx.clean_update is None:
+            raise AttackError("backdoor-diluted needs ctx.clean_update (malicious_train fills it in)")
+        clean = np.asarray(ctx.clean_update, dtype=np.float64)
+        return clean + self.share * (np.asarray(update, dtype=np.float64) - clean)
 
 
 def backdoor_success_rate(attack: Backdoor, spec: ModelSpec, vec: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
@@ -289,15 +331,15 @@ class RuleAware(Attack):
         rule = self.rule or RobustRule(f=max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
         best, best_gamma = mean, 0.0
         for direction in _away_from_mean(benign, mean):
-            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx.clip_bound)
+            gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx)
             if gamma > best_gamma:
                 best, best_gamma = mean + self.margin * gamma * direction, gamma
         return best
 
     def _largest_accepted(self, rule: RobustRule, benign: np.ndarray, mean: np.ndarray, direction: np.ndarray,
-                          copies: int, clip_bound: float | None) -> float:
+                          copies: int, ctx: AttackContext) -> float:
         def accepted(gamma: float) -> bool:
-            return _copies_accepted(rule, benign, mean + gamma * direction, copies, clip_bound)
+            return _copies_accepted(rule, benign, mean + gamma * direction, copies, ctx.clip_bound, ctx.angle_history)
 
         scale = max(float(np.linalg.norm(mean)), float(np.sqrt((benign**2).sum(axis=1).max())), 1e-12)
         low, high = 0.0, scale
@@ -319,16 +361,18 @@ def _away_from_mean(benign: np.ndarray, mean: np.ndarray) -> list[np.ndarray]:
 
 
 def _copies_accepted(rule: RobustRule, benign: np.ndarray, candidate: np.ndarray, copies: int,
-                     clip_bound: float | None = None) -> bool:
-    """Whether ``rule`` (with the round's bound ``clip_bound``) accepts all ``copies`` of ``candidate`` submitted
-    next to ``benign``, on exact statistics."""
+                     clip_bound: float | None = None, angle_history: tuple[AngleHistory, ...] | None = None) -> bool:
+    """Whether ``rule`` (with the round's bound ``clip_bound`` and the persistence tier's ``angle_history``)
+    accepts all ``copies`` of ``candidate`` submitted next to ``benign``, on exact statistics."""
     stacked = np.vstack([benign, np.repeat(candidate[None, :], copies, axis=0)])
     sq_norms = (stacked**2).sum(axis=1)
     gram = stacked @ stacked.T
     sq_dists = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram, 0.0)
     sq_dists = (sq_dists + sq_dists.T) / 2.0
     np.fill_diagonal(sq_dists, 0.0)
-    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked), clip_bound=clip_bound).accepted)
+    history = list(angle_history) if angle_history is not None and len(angle_history) == len(stacked) else None
+    accepted = set(decide(rule, sq_norms, sq_dists, history=[0] * len(stacked), clip_bound=clip_bound,
+                          angle_history=history).accepted)
     return all(len(benign) + k in accepted for k in range(copies))
 
 
@@ -348,8 +392,8 @@ class Plugin(Attack):
 
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, LittleIsEnough, MinMax,
-                             RuleAware)
+    cls.name: cls for cls in (NoAttack, SignFlip, Scaling, GaussianNoise, LabelFlip, Backdoor, MedianNormBackdoor,
+                             DilutedBackdoor, LittleIsEnough, MinMax, RuleAware)
 }
 ALIASES = {"a-little-is-enough": "alie", "minmax": "min-max", "signflip": "sign-flip", "labelflip": "label-flip",
            "ruleaware": "rule-aware"}
@@ -454,4 +498,6 @@ def malicious_train(
     trained = local_train(spec, global_vec, X_poisoned, y_poisoned, cfg, seed)
     if attack.needs_benign and ctx.benign_updates is None:
         ctx = dataclasses.replace(ctx, benign_updates=estimate_benign_updates(spec, global_vec, X, y, cfg, seed))
+    if attack.needs_clean_update:
+        ctx = dataclasses.replace(ctx, clean_update=local_train(spec, global_vec, X, y, cfg, seed).update)
     return TrainResult(update=attack.poison_update(trained.update, ctx), n_samples=len(y), loss=trained.loss)

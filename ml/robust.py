@@ -225,6 +225,87 @@ def _cosine(norm_i: float, norm_j: float, dist: float) -> float:
     return max(-1.0, min(1.0, (norm_i + norm_j - dist) / (2.0 * math.sqrt(norm_i * norm_j))))
 
 
+def _angle_rows(sq_norms: np.ndarray, sq_dists: np.ndarray) -> list[list[float]]:
+    """For each update, its angular distances 1 - cos(u_i, u_j) to the others, ascending (`_cosine`)."""
+    norms = [float(v) for v in np.asarray(sq_norms, dtype=np.float64).tolist()]
+    d = _check_sq_dists(sq_dists)
+    n = len(norms)
+    return [sorted(1.0 - _cosine(norms[i], norms[j], float(d[i, j])) for j in range(n) if j != i) for i in range(n)]
+
+
+def angle_statistics(sq_norms: np.ndarray, sq_dists: np.ndarray, f: int) -> tuple[list[float], list[float]]:
+    """Two direction statistics per update, from revealed scalars only (`_cosine`):
+
+    - the angular ratio: its mean angular distance to its others of ranks f to n - f - 1 (the f - 1 nearest
+      skipped, as in `neighbour_scores`, so colluders do not vouch for each other), over the median of those;
+      above 1, it points farther from the others than the round's typical update;
+    - the clique ratio: its mean angular distance to its f - 1 nearest (at least one) over the same mean of
+      ranks f to n - f - 1; well below 1, it has a few others much closer than the rest, as colluders pursuing
+      one backdoor do (1.0 when every update points the same way).
+
+    Length is left out on purpose: under a per-round bound B every update, a backdoor's too, has about the same
+    length, and what is left of a bounded backdoor is its direction (the trigger's component, which no honest
+    hospital's data produce), shared by the colluders."""
+    rows = _angle_rows(sq_norms, sq_dists)
+    n = len(rows)
+    skip = max(0, min(f - 1, n - 2))
+    count = max(1, n - 2 * f)
+    far = [math.fsum(row[skip:skip + count]) / count for row in rows]
+    near = [math.fsum(row[:max(1, skip)]) / max(1, skip) for row in rows]
+    typical = _median(far)
+    angles = [v / typical if typical > 0 else 1.0 for v in far]
+    cliques = [c / v if v > 0 else 1.0 for c, v in zip(near, far, strict=True)]
+    return angles, cliques
+
+
+@dataclass(frozen=True, slots=True)
+class AngleHistory:
+    """One member's direction statistics in earlier rounds (`angle_statistics`), as the ledger would fold them:
+    the sums of its angular and clique ratios (one IEEE addition per round, in round order, so every replica
+    gets the same bits) and how many rounds."""
+
+    angle: float = 0.0
+    clique: float = 0.0
+    rounds: int = 0
+
+    def after(self, angle: float, clique: float) -> AngleHistory:
+        """The history once this round's statistics are committed."""
+        return AngleHistory(self.angle + angle, self.clique + clique, self.rounds + 1)
+
+
+def persistent_outliers(angles: list[float], cliques: list[float], past: list[AngleHistory], persistence_ratio: float,
+                        clique_ratio: float, min_rounds: int) -> tuple[np.ndarray, list[float]]:
+    """Flag update i iff its member has been seen in at least ``min_rounds`` rounds (this one included) and
+    either its mean angular ratio over them exceeds ``persistence_ratio`` times the median of those means and
+    this round's ratio exceeds 1, or its mean clique ratio is below ``clique_ratio`` times the median of those
+    means and this round's is below this round's median; returns the flags and a score (how far past the
+    median mean, the larger of the two) for ranking.
+
+    Colluders pursuing one bounded backdoor point a little away from the honest updates in every round until
+    the trigger is learnt (angular ratio 1.1-1.6 on digits), and closer to each other than to anyone else in
+    every round, which is all that shows late in training, when honest updates are almost orthogonal and every
+    angular distance is near 1 (clique ratio 0.2-0.5 against 0.7-1 for honest pairs). Honest updates of a
+    homogeneous federation take turns at being unusual, so their means converge to the median; the colluders'
+    do not. History only raises scrutiny: the update must also be off-centre this round, so a member that was
+    unusual before and is typical now is never rejected for its past. Honest hospitals whose data really
+    differ are persistent outliers too, and pairs of hospitals with similar data persistent cliques; that is
+    this tier's price (docs/validation.md)."""
+    if not (persistence_ratio >= 1.0 and 0.0 <= clique_ratio <= 1.0 and min_rounds >= 1):
+        raise ValueError(f"persistent_outliers needs persistence_ratio >= 1, clique_ratio in [0, 1] and "
+                         f"min_rounds >= 1: {persistence_ratio}, {clique_ratio}, {min_rounds}")
+    mean_angles = [(h.angle + a) / (h.rounds + 1) for a, h in zip(angles, past, strict=True)]
+    mean_cliques = [(h.clique + c) / (h.rounds + 1) for c, h in zip(cliques, past, strict=True)]
+    typical_angle, typical_clique, clique_now = _median(mean_angles), _median(mean_cliques), _median(cliques)
+    flags, scores = [], []
+    for a, c, h, mean_a, mean_c in zip(angles, cliques, past, mean_angles, mean_cliques, strict=True):
+        far = mean_a > persistence_ratio * typical_angle and a > 1.0
+        close = mean_c < clique_ratio * typical_clique and c < clique_now
+        flags.append(h.rounds + 1 >= min_rounds and (far or close))
+        scores.append(max(mean_a / typical_angle if typical_angle > 0 else 1.0,
+                          typical_clique / mean_c if mean_c > 0 else math.inf))
+    return np.array(flags, dtype=bool), scores
+
+
 def norm_direction(sq_norms: np.ndarray, sq_dists: np.ndarray, norm_factor: float = 1.5,
                    min_cosine: float = 0.0) -> tuple[np.ndarray, list[float]]:
     """Flag update i iff its norm exceeds ``norm_factor`` times the median norm, or its cosine with the
@@ -369,6 +450,11 @@ class RobustRule:
     longer than B (``clip_slack`` on squared norms allowed for the sketch). ``norm_ratio`` 0 then drops the
     adaptive norm tier. Not the default (clipped, a backdoor loses the length that gives it away:
     docs/validation.md has the figures); the daemon carries B on the ledger in each `accept`.
+
+    ``persistence_ratio`` > 0 adds a last suspicion tier on each member's history of direction statistics
+    (`persistent_outliers`, fed by ``decide``'s ``angle_history``): with B it keeps digits' bounded backdoor
+    out, but it rejects honest hospitals of heterogeneous federations and a diluted backdoor passes it
+    (docs/validation.md). Not the default; the daemon carries no such history, so genesis refuses it.
     """
 
     kind: str = "bounded_distance"
@@ -387,6 +473,16 @@ class RobustRule:
     per-round bound, members clip to C alone."""
     clip_slack: float = 0.25
     """Relative error of a sketched squared norm tolerated before an update is called longer than B."""
+    persistence_ratio: float = 0.0
+    """> 0: the persistence tier (`persistent_outliers`): an update off-centre in direction this round whose
+    member's mean angular ratio over its rounds exceeds this times the median of those means, or whose mean
+    clique ratio is below ``clique_ratio`` times theirs, is rejected on suspicion within the f places left;
+    0: no such tier. Needs each member's `AngleHistory` (``decide``'s ``angle_history``), which the daemon does
+    not carry."""
+    clique_ratio: float = 0.6
+    """The persistence tier's bound on a member's mean clique ratio, as a fraction of the median member's."""
+    persistence_rounds: int = 2
+    """Rounds a member must have been seen (this one included) before the persistence tier may reject it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +493,10 @@ class Decision:
     accepted: tuple[int, ...]
     rejected: dict[int, str]
     median_sq_norm: float = 0.0
+    angles: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    """With the persistence tier: each index that reached the suspicion tiers and its angular and clique ratios
+    this round (`angle_statistics`), which the caller folds into the member's `AngleHistory` once the round is
+    committed."""
 
 
 def next_clip_bound(rule: RobustRule, previous: float, cap: float, decision: Decision | None) -> float:
@@ -410,14 +510,16 @@ def next_clip_bound(rule: RobustRule, previous: float, cap: float, decision: Dec
 
 
 def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights: np.ndarray | None = None,
-           history: list[int] | None = None, clip_bound: float | None = None) -> Decision:
+           history: list[int] | None = None, clip_bound: float | None = None,
+           angle_history: list[AngleHistory] | None = None) -> Decision:
     """Apply ``rule`` to the revealed statistics of n weighted vectors: a weight outside (0, 1] is
     rejected, the norm bound comes next, then the distance rule on the survivors, judged per sample
     (`per_sample`) when ``weights`` are given; ``history`` (earlier rejections per update) ranks the
     flagged updates of the capped rules. ``clip_bound`` is the round's per-sample bound B, to which every
     honest member clipped its update before masking: a per-sample norm above it (``clip_slack`` allowed for
     the sketch) is a proof, rejected outright (`clip_bound`) and not capped by f (each such rejection leaves
-    one place fewer for the suspicion tier)."""
+    one place fewer for the suspicion tier). ``angle_history`` (each update's member's `AngleHistory`) feeds the
+    persistence tier (``persistence_ratio`` > 0), which runs after the distance rule on the places it left."""
     if rule.kind not in RULE_KINDS:
         raise ValueError(f"unknown robust rule {rule.kind!r}; expected one of {', '.join(RULE_KINDS)}")
     d = _check_sq_dists(sq_dists)
@@ -445,7 +547,29 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
         left = left.prove(~adaptive_norm_bound(left.norms, rule.norm_ratio, rule.spread_power), "norm_ratio", rejected)
     keep = _distance_rule(left.rule, left.norms, left.d, left.past)
     rejected.update({int(left.indices[j]): rule.kind for j in np.flatnonzero(~keep)})
-    return Decision(tuple(int(i) for i in left.indices[keep]), rejected, _median(left.norms[keep].tolist()))
+    angles: dict[int, tuple[float, float]] = {}
+    if rule.persistence_ratio > 0 and len(left.indices) > 0:
+        ratios, cliques = angle_statistics(left.norms, left.d, left.rule.f)
+        angles = {int(i): pair for i, pair in zip(left.indices.tolist(), zip(ratios, cliques, strict=True), strict=True)}
+        if angle_history is not None:
+            past = [angle_history[i] for i in left.indices.tolist()]
+            keep = _persistence_tier(left, keep, persistent_outliers(
+                ratios, cliques, past, rule.persistence_ratio, rule.clique_ratio, rule.persistence_rounds))
+            rejected.update({int(left.indices[j]): "persistence" for j in np.flatnonzero(~keep)
+                             if int(left.indices[j]) not in rejected})
+    accepted = tuple(int(i) for i in left.indices[keep])
+    return Decision(accepted, rejected, _median(left.norms[keep].tolist()), angles)
+
+
+def _persistence_tier(left: _Survivors, keep: np.ndarray, outliers: tuple[np.ndarray, list[float]]) -> np.ndarray:
+    """``keep`` less the persistent outliers (`persistent_outliers`: flags and scores) among the kept, the highest
+    scores first (ties: the lower index goes), within the f places the proofs and the distance rule left."""
+    flagged, scores = outliers
+    places = left.rule.f - int((~keep).sum())
+    worst = sorted((j for j in range(len(keep)) if keep[j] and flagged[j]), key=lambda j: (-scores[j], j))
+    capped = keep.copy()
+    capped[worst[:max(0, places)]] = False
+    return capped
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,14 +617,14 @@ def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: 
 def rule_changes(text: str) -> dict[str, float | int]:
     """Fields of the rule to change, from ``clip_factor=1,norm_ratio=0`` (numeric fields only, ``f`` aside: genesis
     fixes it); ValueError with a one-line reason for an unknown field or a value that is not a number."""
-    numeric = {f.name for f in dataclasses.fields(RobustRule) if f.type in ("float", "int") and f.name != "f"}
+    numeric = {f.name: f.type for f in dataclasses.fields(RobustRule) if f.type in ("float", "int") and f.name != "f"}
     changes: dict[str, float | int] = {}
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
         if name not in numeric:
             raise ValueError(f"{name!r} is not one of {', '.join(sorted(numeric))}")
         try:
-            number = int(value) if name == "spread_power" else float(value)
+            number = int(value) if numeric[name] == "int" else float(value)
         except ValueError:
             raise ValueError(f"{name}={value!r} is not a number") from None
         if not math.isfinite(number) or number < 0:

@@ -96,8 +96,9 @@ def dataset_options(func: Any) -> Any:
                      help="Which members are malicious instead of the last K (member 0 is the first primary); "
                           "sets K."),
         click.option("--attack", default="sign-flip", show_default=True,
-                     help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, alie, "
-                          "min-max, rule-aware, or plugin:PATH.py:FUNC (FUNC(update, ctx) -> vector)."),
+                     help="What malicious hospitals do: sign-flip, scaling, gaussian, label-flip, backdoor, "
+                          "backdoor-median, backdoor-diluted, alie, min-max, rule-aware, or plugin:PATH.py:FUNC "
+                          "(FUNC(update, ctx) -> vector)."),
         click.option("--validator-fault", type=LazyChoice(_validator_faults), default="none",
                      show_default=True, help="Malicious hospitals also misbehave as validators (node/faults.py, "
                      "docs/chaos.md)."),

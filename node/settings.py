@@ -77,6 +77,9 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     try:
         quant_params(weighting, genesis.n)
         rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
+        if rule.persistence_ratio > 0:
+            raise ValueError("validation.rule.persistence_ratio needs each member's history of direction statistics "
+                             "on the ledger, which the daemon does not carry; scripts/evaluate_attacks.py measures it")
         setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule,
                                 weighting.clip_l2)
     except (ValueError, TypeError) as exc:

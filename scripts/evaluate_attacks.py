@@ -23,9 +23,11 @@ the rejections:
 Benchmarks (``BENCHMARKS``): breast cancer (logistic regression), scikit-learn's digits (an MLP with 32
 hidden units, 2,410 parameters; the benchmark where poisoning hurts), and ACTG 175 with its natural split
 (sites = treatment arm x stratum, an MLP), used for the honest false-rejection rate. Malicious nodes run
-``ml.attacks.malicious_train``; the adaptive attacks (ALIE, min-max, rule-aware) are omniscient: they get
-the honest updates of the round (the papers' strongest setting; under secure aggregation a real attacker
-only has estimates from its own rows), and ``rule-aware`` knows fednode's rule and thresholds.
+``ml.attacks.malicious_train``; ``backdoor-diluted`` submits its clean update plus half of the backdoor's
+difference from it (aimed at the persistence tier); the adaptive attacks (``backdoor-median``: the backdoor
+rescaled to the median honest norm; ALIE, min-max, rule-aware) are omniscient: they get the honest updates of
+the round (the papers' strongest setting; under secure aggregation a real attacker only has estimates from its
+own rows), and ``rule-aware`` knows fednode's rule and thresholds.
 
     python scripts/evaluate_attacks.py [--benchmarks digits,breast_cancer] [--seeds 0,1] [--nodes 7,10]
         [--jobs 2] [--quick] [--protocol] [--rule clip_factor=1,norm_ratio=0] [--write-docs]
@@ -53,12 +55,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consensus.block import Block
 from ml import robust
-from ml.attacks import Attack, AttackContext, Backdoor, NoAttack, backdoor_success_rate, make_attack, malicious_train
+from ml.attacks import (
+    Attack,
+    AttackContext,
+    Backdoor,
+    DilutedBackdoor,
+    MedianNormBackdoor,
+    NoAttack,
+    backdoor_success_rate,
+    make_attack,
+    malicious_train,
+)
 from ml.data import DatasetSpec, SplitSpec, node_data
 from ml.models import ModelSpec
 from ml.params import initial_params
 from ml.reference import REFERENCES
-from ml.robust import Decision, RobustRule, decide, next_clip_bound
+from ml.robust import AngleHistory, Decision, RobustRule, decide, next_clip_bound
 from ml.simulation import train_seed
 from ml.train import TrainConfig, evaluate, local_train
 from node import contract as rc
@@ -78,8 +90,10 @@ from smpc.quantize import clip_l2
 from smpc.sketch import CountSketch
 from smpc.validation import SketchParams
 
-ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max", "rule-aware")
-ADAPTIVE = ("alie", "min-max", "rule-aware")
+ATTACKS = ("sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "backdoor-median", "backdoor-diluted", "alie",
+           "min-max", "rule-aware")
+ADAPTIVE = ("backdoor-median", "alie", "min-max", "rule-aware")
+BACKDOORS = ("backdoor", "backdoor-median", "backdoor-diluted")
 SETTINGS = ("fedavg", "multi_krum", "trimmed_mean", "flame", "fednode")
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = hashlib.sha256(b"fednode attack evaluation").digest()
@@ -323,13 +337,18 @@ class Federation:
             return NoAttack()
         if name == "backdoor":
             return self.bench.backdoor
+        if name in ("backdoor-median", "backdoor-diluted"):
+            return {"backdoor-median": MedianNormBackdoor, "backdoor-diluted": DilutedBackdoor}[name](
+                **dataclasses.asdict(self.bench.backdoor))
         if name == "rule-aware":
             return make_attack(name, rule=self.scenario.fednode_rule)
         return make_attack(name)
 
-    def updates(self, global_vec: np.ndarray, round_id: int, bound: float | None = None) -> list[np.ndarray]:
+    def updates(self, global_vec: np.ndarray, round_id: int, bound: float | None = None,
+                angles: list[AngleHistory] | None = None) -> list[np.ndarray]:
         """Every node's update of this round: honest training, then the attackers' (which may read the honest
-        ones, as fednode's members submit them: clipped to the round's bound ``bound`` when there is one)."""
+        ones, as fednode's members submit them: clipped to the round's bound ``bound`` when there is one, and
+        the ledger's ``angles``, the persistence tier's history, ordered as the honest updates then the colluders)."""
         s = self.scenario
         updates: dict[int, np.ndarray] = {}
         for i, local in enumerate(self.nodes):
@@ -338,18 +357,20 @@ class Federation:
                 updates[i] = local_train(self.model, global_vec, local.X_train, local.y_train, self.bench.training,
                                          seed).update
         honest = np.stack([u if bound is None else clip_l2(u, bound) for u in updates.values()])
+        ordered = None if angles is None else tuple(angles[i] for i in [*updates, *s.malicious])
         for i in s.malicious:
-            updates[i] = self._malicious(global_vec, round_id, i, honest, bound)
+            updates[i] = self._malicious(global_vec, round_id, i, honest, bound, ordered)
         return [updates[i] for i in range(s.n)]
 
     def _malicious(self, global_vec: np.ndarray, round_id: int, node: int, honest: np.ndarray,
-                   bound: float | None) -> np.ndarray:
+                   bound: float | None, angles: tuple[AngleHistory, ...] | None) -> np.ndarray:
         s = self.scenario
         local = self.nodes[node]
         ctx = AttackContext(round=round_id, node_index=node, n_nodes=s.n,
                             rng=np.random.default_rng([s.seed, round_id, node]), global_params=global_vec,
                             n_malicious=len(s.malicious), n_classes=self.model.n_classes,
-                            benign_updates=honest if s.attack in ADAPTIVE else None, clip_bound=bound)
+                            benign_updates=honest if s.attack in ADAPTIVE else None, clip_bound=bound,
+                            angle_history=angles)
         return malicious_train(self.attack, self.model, global_vec, local.X_train, local.y_train, self.bench.training,
                                train_seed(s.seed, round_id, node), ctx).update
 
@@ -367,7 +388,7 @@ def run(scenario: Scenario, setting: str, protocol: bool = False) -> RunResult:
     fednode = FednodeAggregator(scenario, protocol) if setting == "fednode" else None
     rejected_per_round, aborted = [], 0
     for round_id in range(1, (scenario.rounds or fed.bench.rounds) + 1):
-        updates = fed.updates(global_vec, round_id, fednode.clip_bound if fednode is not None else None)
+        updates = fed.updates(global_vec, round_id, *((fednode.clip_bound, fednode.angles) if fednode else (None, None)))
         if fednode is not None:
             new_vec, rejected = fednode.round(global_vec, updates, fed.samples, round_id)
             aborted += new_vec is None
@@ -402,6 +423,8 @@ class FednodeAggregator:
             raise ValueError("--protocol runs the daemon's secure round, which has no per-round bound (clip_factor)")
         self.protocol = ProtocolRound(scenario.n, True, scenario.seed, self.rule) if protocol else None
         self.history = [0] * scenario.n
+        self.angles = [AngleHistory()] * scenario.n
+        """Each member's angular ratios so far (the persistence tier's history), folded when a round is accepted."""
         self.clip_bound: float | None = CLIP_L2 if self.rule.clip_factor > 0 else None
         """The round's per-sample bound B (the ledger's, `next_clip_bound`); None: members clip to C alone."""
 
@@ -419,6 +442,8 @@ class FednodeAggregator:
             self.history[i] += 1
         if len(accepted) < self.scenario.n - self.scenario.f:
             return None, rejected
+        for i, (angle, clique) in decision.angles.items():
+            self.angles[i] = self.angles[i].after(angle, clique)
         if self.clip_bound is not None:
             self.clip_bound = next_clip_bound(self.rule, self.clip_bound, CLIP_L2, decision)
         return apply_sum(global_vec, np.sum([vectors[i] for i in accepted], axis=0)), rejected
@@ -430,7 +455,8 @@ class FednodeAggregator:
         z = np.stack([sketch.apply(v[:-1]) for v in vectors])
         sq_norms = (z**2).sum(axis=1)
         sq_dists = ((z[:, None, :] - z[None, :, :]) ** 2).sum(axis=2)
-        return decide(self.rule, sq_norms, sq_dists, vectors[:, -1], list(self.history), self.clip_bound)
+        return decide(self.rule, sq_norms, sq_dists, vectors[:, -1], list(self.history), self.clip_bound,
+                      list(self.angles))
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,7 +548,7 @@ def attack_table(results: Results, grid: Grid, bench: str) -> str:
             rs = {s: results[(bench, split, n, attack, s)] for s in SETTINGS}
             node = rs["fednode"]
             count = 0 if attack == "none" else max_faulty(n)
-            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", "backdoor") else ""
+            bd = " / ".join(_bd(rs[s]) for s in SETTINGS) if attack in ("none", *BACKDOORS) else ""
             lines.append(f"| {attack} | {n} | {count} | {' | '.join(_acc(rs[s]) for s in SETTINGS)} | "
                          f"{_share(node, honest=False)} | {_share(node, honest=True)} | "
                          f"{sum(r.aborted for r in node)} | {bd} |")
@@ -564,7 +590,8 @@ def targets(results: Results, grid: Grid, bench: str) -> str:
                                     - _mean_accuracy(results[(bench, split, n, a, s)])) for a in grid.attacks}
                          for s in ("fednode", "fedavg"))
         worst = max(drops, key=lambda a: drops[a])
-        bd = max((r.backdoor_rate for r in results.get((bench, split, n, "backdoor", "fednode"), [])), default=0.0)
+        bd = max((r.backdoor_rate for a in BACKDOORS for r in results.get((bench, split, n, a, "fednode"), [])),
+                 default=0.0)
         lines.append(f"- N = {n}: fednode's largest loss against its clean run {drops[worst]:.1f} points ({worst}); "
                      f"attacks within 2 points: {sum(d <= 2.0 for d in drops.values())} of {len(drops)}; backdoor "
                      f"success worst seed {100 * bd:.0f}%; FedAvg's largest loss {max(fedavg.values()):.1f} points "
@@ -660,6 +687,9 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
     rule = dataclasses.replace(RobustRule(f=1), **dict(grid.rule_changes))
     bound = f", per-round bound B = {rule.clip_factor} x the previous round's median accepted norm" \
         if rule.clip_factor > 0 else ""
+    if rule.persistence_ratio > 0:
+        bound += (f", persistence tier: persistence_ratio {rule.persistence_ratio}, clique_ratio "
+                  f"{rule.clique_ratio}, from round {rule.persistence_rounds}")
     header = (f"# Poisoning attacks: FedAvg, plaintext robust aggregators, and fednode's rule\n\n"
               f"Generated by `{command}` on {date} ({elapsed_s:.0f} s). Seeds {', '.join(map(str, grid.seeds))}; "
               f"accuracy is the mean over seeds with the worst seed in parentheses (backdoor success: mean, worst "
@@ -669,8 +699,8 @@ def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float
               f"distance_ratio {rule.distance_ratio}, spread_power {rule.spread_power}{bound}) on count-sketch statistics "
               f"(width {SKETCH_WIDTH}) of the weighted vectors and the public weights, "
               f"{'through the real secure round' if grid.protocol else 'computed in the clear from the sketches'}; "
-              f"a round accepting fewer than N-f aborts and leaves the model unchanged. ALIE, min-max and "
-              f"rule-aware attackers are omniscient (they see the round's honest updates; rule-aware also knows "
+              f"a round accepting fewer than N-f aborts and leaves the model unchanged. The median-norm backdoor, "
+              f"ALIE, min-max and rule-aware attackers are omniscient (they see the round's honest updates; rule-aware also knows "
               f"the rule and its thresholds). See the script's docstring for what each setting runs.\n\n"
               f"![accuracy per attack](attacks.png)\n\n")
     path = docs / "attacks.md"

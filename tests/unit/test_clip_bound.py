@@ -16,7 +16,7 @@ from consensus.block import Block
 from ml import data as mldata
 from ml.robust import Decision, RobustRule, decide, next_clip_bound
 from node import contract as rc
-from node.config import load_genesis
+from node.config import ConfigError, load_genesis
 from node.learning import LearningPlan
 from node.robust_validation import decide_accepted
 from node.settings import round_settings
@@ -128,6 +128,9 @@ def test_genesis_puts_c_as_the_first_rounds_bound_on_the_ledger_when_it_asks_for
     settings = round_settings(dataclasses.replace(genesis, raw=raw), plan)
     assert settings.contract.clip_bound_micro == 10_000_000
     assert settings.validation is not None and settings.validation.clip_l2 == 10.0
+    raw["validation"]["rule"]["persistence_ratio"] = 1.15
+    with pytest.raises(ConfigError, match="persistence_ratio needs each member's history"):
+        round_settings(dataclasses.replace(genesis, raw=raw), plan)
 
 
 def _bounded_cluster(seed: int) -> Cluster:

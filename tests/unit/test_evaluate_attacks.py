@@ -91,6 +91,23 @@ def test_a_per_round_bound_clips_every_member_and_follows_the_accepted_norms() -
         ev.FednodeAggregator(scenario, protocol=True)
 
 
+def test_the_persistence_tier_folds_accepted_rounds_and_rejects_a_clique_from_round_two() -> None:
+    """``--rule persistence_ratio=1.15``: two members submitting the same vector pass round 1 (no history yet) and
+    are rejected as a clique in round 2; each accepted round is folded into every member's history, which the
+    rule-aware attacker also receives."""
+    changes = ev.rule_changes("persistence_ratio=1.15,persistence_rounds=2")
+    assert changes == (("persistence_ratio", 1.15), ("persistence_rounds", 2))
+    aggregator = ev.FednodeAggregator(ev.Scenario("digits", 7, "none", "iid", 5, rule_changes=changes), protocol=False)
+    rng = np.random.default_rng(7)
+    start = np.zeros(200, dtype=np.float32)
+    for round_id, expected in ((1, ()), (2, (5, 6))):
+        updates = [rng.normal(0, 0.3, 200) for _ in range(7)]
+        updates[6] = updates[5]
+        new, rejected = aggregator.round(start, updates, [60] * 7, round_id)
+        assert new is not None and rejected == expected
+        assert [h.rounds for h in aggregator.angles] == [round_id] * 7
+
+
 def test_quick_grid_measures_every_setting(quick_results) -> None:  # type: ignore[no-untyped-def]
     for attack in ("none", *QUICK.attacks):
         for setting in ev.SETTINGS:

@@ -11,7 +11,9 @@ from ml.attacks import (
     AttackContext,
     AttackError,
     Backdoor,
+    DilutedBackdoor,
     LittleIsEnough,
+    MedianNormBackdoor,
     MinMax,
     attack_names,
     backdoor_success_rate,
@@ -37,8 +39,8 @@ def _update(seed: int = 0, dim: int = 62) -> np.ndarray:
 
 
 def test_registry_lists_every_attack_of_the_issue() -> None:
-    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor", "alie", "min-max",
-                                  "rule-aware"}
+    assert set(attack_names()) == {"none", "sign-flip", "scaling", "gaussian", "label-flip", "backdoor",
+                                  "backdoor-median", "backdoor-diluted", "alie", "min-max", "rule-aware"}
     assert isinstance(make_attack("a-little-is-enough"), LittleIsEnough)
     with pytest.raises(AttackError, match="unknown attack 'flood'"):
         make_attack("flood")
@@ -94,6 +96,37 @@ def test_backdoor_implants_a_trigger_and_keeps_clean_accuracy() -> None:
     assert evaluate(SPEC, dirty, data.X_test, data.y_test).accuracy > 0.9
     with pytest.raises(AttackError, match="out of range"):
         Backdoor(features=(40,)).with_trigger(data.X_test)
+
+
+def test_median_norm_backdoor_keeps_the_direction_and_takes_the_median_benign_length() -> None:
+    """The backdoor that gives up its length: the same poisoned rows as `Backdoor`, the update rescaled to the
+    median norm of the benign updates (here 2, 3 and 10: 3), so no norm test can tell it from them."""
+    attack = make_attack("backdoor-median", features=(0, 1), target=0)
+    assert isinstance(attack, MedianNormBackdoor) and attack.needs_benign and attack.features == (0, 1)
+    update = _update(1)
+    benign = np.stack([scale * _update(2 + k) / np.linalg.norm(_update(2 + k)) for k, scale in enumerate((2, 3, 10))])
+    poisoned = attack.poison_update(update, _ctx(benign=benign))
+    assert np.linalg.norm(poisoned) == pytest.approx(3.0, rel=1e-5)
+    assert float(poisoned @ update) / (np.linalg.norm(poisoned) * np.linalg.norm(update)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(AttackError, match="needs ctx.benign_updates"):
+        attack.poison_update(update, _ctx())
+
+
+def test_diluted_backdoor_is_its_clean_update_plus_a_share_of_the_poisoned_difference() -> None:
+    """`malicious_train` gives the diluted backdoor the node's clean update (same rows, same seed): the
+    submission is clean + share * (poisoned - clean), here exactly halfway between the honest and the full
+    backdoor's updates."""
+    data = node_data(DatasetSpec(), SplitSpec(), 2, 0)
+    start = initial_params(SPEC, 0)
+    cfg = TrainConfig(epochs=2)
+    diluted = make_attack("backdoor-diluted")
+    assert isinstance(diluted, DilutedBackdoor) and diluted.share == 0.5
+    half = malicious_train(diluted, SPEC, start, data.X_train, data.y_train, cfg, 4, _ctx()).update
+    full = malicious_train(Backdoor(), SPEC, start, data.X_train, data.y_train, cfg, 4, _ctx()).update
+    clean = local_train(SPEC, start, data.X_train, data.y_train, cfg, 4).update
+    np.testing.assert_allclose(half, (clean + full) / 2, atol=1e-6)
+    with pytest.raises(AttackError, match="needs ctx.clean_update"):
+        diluted.poison_update(clean, _ctx())
 
 
 def _benign(k: int = 6, dim: int = 200, seed: int = 0) -> np.ndarray:
