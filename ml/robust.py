@@ -493,20 +493,40 @@ class Decision:
     accepted: tuple[int, ...]
     rejected: dict[int, str]
     median_sq_norm: float = 0.0
+    at_bound: int = 0
+    """How many accepted updates reached the round's bound B (per-sample squared norm at least `AT_BOUND` B^2):
+    clipped to it, by their members, so the median says nothing about how long their steps wanted to be."""
     angles: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
     """With the persistence tier: each index that reached the suspicion tiers and its angular and clique ratios
     this round (`angle_statistics`), which the caller folds into the member's `AngleHistory` once the round is
     committed."""
 
 
+AT_BOUND = 0.8
+"""An accepted update whose per-sample squared norm on the sketch is at least this share of B^2 counts as clipped
+to B (an update clipped to B has a sketched squared norm of B^2 within a few percent at k = 1000)."""
+CLIP_GROWTH = 1.25
+"""B's growth per round while most accepted updates are clipped to it: three times longer honest steps are
+followed in five rounds."""
+CLIP_FLOOR = 1e-3
+"""B never falls below this share of C: far below any honest step, and above the ledger's unit (millionths)."""
+
+
 def next_clip_bound(rule: RobustRule, previous: float, cap: float, decision: Decision | None) -> float:
-    """The per-sample L2 bound B of the next round: ``clip_factor`` times the median norm this round accepted,
-    never above ``cap`` (the clip C); ``previous`` again after an aborted round (``decision`` None) or when
-    nothing non-zero was accepted. Only `_median`'s sort, one product and ``math.sqrt``: every replica gets
-    the same bits from the same committed statistics."""
+    """The per-sample L2 bound B of the next round, from this round's B (``previous``): ``CLIP_GROWTH`` times B
+    when more than half the accepted updates were clipped to it (their median only says B; the honest steps
+    may need more), else ``clip_factor`` times the median norm this round accepted; within [``CLIP_FLOOR`` C, C]
+    (``cap`` = C). ``previous`` again after an aborted round (``decision`` None) or when nothing non-zero was
+    accepted. f colluders move the median at most f ranks and are fewer than half of those accepted, so they
+    can neither hold B below the honest steps (once most honest updates are clipped, B grows) nor make it grow.
+    Only sorting, products and ``math.sqrt``: every replica gets the same bits from the same statistics."""
     if rule.clip_factor <= 0 or decision is None or decision.median_sq_norm <= 0:
         return previous
-    return min(cap, rule.clip_factor * math.sqrt(decision.median_sq_norm))
+    if 2 * decision.at_bound > len(decision.accepted):
+        wanted = previous * CLIP_GROWTH
+    else:
+        wanted = rule.clip_factor * math.sqrt(decision.median_sq_norm)
+    return min(cap, max(cap * CLIP_FLOOR, wanted))
 
 
 def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights: np.ndarray | None = None,
@@ -558,7 +578,8 @@ def decide(rule: RobustRule, sq_norms: np.ndarray, sq_dists: np.ndarray, weights
             rejected.update({int(left.indices[j]): "persistence" for j in np.flatnonzero(~keep)
                              if int(left.indices[j]) not in rejected})
     accepted = tuple(int(i) for i in left.indices[keep])
-    return Decision(accepted, rejected, _median(left.norms[keep].tolist()), angles)
+    at_bound = 0 if clip_bound is None else int(np.count_nonzero(left.norms[keep] >= AT_BOUND * clip_bound * clip_bound))
+    return Decision(accepted, rejected, _median(left.norms[keep].tolist()), at_bound, angles)
 
 
 def _persistence_tier(left: _Survivors, keep: np.ndarray, outliers: tuple[np.ndarray, list[float]]) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 
 from consensus.block import Block
 from ml import data as mldata
-from ml.robust import Decision, RobustRule, decide, next_clip_bound
+from ml.robust import CLIP_FLOOR, CLIP_GROWTH, Decision, RobustRule, decide, next_clip_bound
 from node import contract as rc
 from node.config import ConfigError, load_genesis
 from node.learning import LearningPlan
@@ -114,6 +114,37 @@ def test_the_bound_is_a_function_of_the_committed_statistics() -> None:
     assert next_clip_bound(BOUNDED, 0.7, 10.0, None) == 0.7
     assert next_clip_bound(BOUNDED, 0.7, 10.0, Decision((), {})) == 0.7
     assert next_clip_bound(RobustRule(f=2), 0.7, 10.0, decision) == 0.7
+
+
+def _bound_over_rounds(scales: list[float], tiny_colluders: int, seed: int = 7) -> list[float]:
+    """B round after round when honest steps have norm about `scales[r]` and `tiny_colluders` of the 7 members
+    submit a twentieth of the honest mean (exact statistics: the sketch's error is another test's subject)."""
+    rng = np.random.default_rng(seed)
+    bound, bounds = 10.0, []
+    for scale in scales:
+        honest = _honest(int(rng.integers(1 << 30)), n=7 - tiny_colluders) * scale / np.sqrt(2.0)
+        tiny = [honest.mean(axis=0) / 20] * tiny_colluders
+        decision = decide(BOUNDED, *_weighted_stats(_submit(np.stack([*honest, *tiny]), bound)), clip_bound=bound)
+        bound = next_clip_bound(BOUNDED, bound, 10.0, decision)
+        bounds.append(bound)
+    return bounds
+
+
+def test_the_bound_follows_longer_honest_steps_and_colluders_cannot_hold_it_down() -> None:
+    """Red team r9 c2: with B the median of updates already clipped to B, B could only fall: f colluders with
+    tiny steps pushed it down for good, and three times longer honest steps never raised it. Now B grows by
+    CLIP_GROWTH while most accepted updates are clipped to it, and stays within [CLIP_FLOOR C, C]."""
+    honest_median = 1.0  # _honest's steps have norm about sqrt(2); scaled by 1/sqrt(2) above
+    clean = _bound_over_rounds([1.0] * 10 + [3.0] * 10, tiny_colluders=0)
+    assert 0.7 * honest_median <= clean[9] <= 1.3 * honest_median
+    assert 0.7 * 3 <= clean[-1] <= 1.3 * 3, "B followed the longer steps"
+    attacked = _bound_over_rounds([1.0] * 30, tiny_colluders=2)
+    assert min(attacked[5:]) >= 0.5 * honest_median, "two colluders of seven cannot hold B below the honest steps"
+    stuck = Decision(tuple(range(7)), {}, 1e-30, at_bound=0)
+    assert next_clip_bound(BOUNDED, 1.0, 10.0, stuck) == 10.0 * CLIP_FLOOR
+    assert next_clip_bound(BOUNDED, 9.0, 10.0, Decision(tuple(range(7)), {}, 81.0, at_bound=4)) == 10.0
+    assert next_clip_bound(BOUNDED, 2.0, 10.0, Decision(tuple(range(7)), {}, 4.0, at_bound=4)) == 2.0 * CLIP_GROWTH
+    assert next_clip_bound(BOUNDED, 2.0, 10.0, Decision(tuple(range(8)), {}, 1.0, at_bound=4)) == 1.0
 
 
 def test_genesis_puts_c_as_the_first_rounds_bound_on_the_ledger_when_it_asks_for_b(tmp_path: Path) -> None:
