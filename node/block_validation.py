@@ -65,9 +65,17 @@ class BlockValidator:
         return True
 
     def _deadline_ok(self, block: Block, check: rc.DeadlineCheck) -> bool:
-        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * self.settings.phase_deadline_s:
+        """The phase (and, after answers, the round's last answer) must be older on our clock than 0.8 of what
+        the primary waits: the primary's clock may have started a little before ours."""
+        deadline_s = self.settings.phase_deadline_s
+        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * deadline_s:
             logger.warning("block %d ends phase %s of round %d before its deadline", block.height, check.phase,
                            check.round)
+            return False
+        if check.after_answer and \
+                self.timings.phase_elapsed_s(check.round, "answered") < 0.8 * check.after_answer * deadline_s:
+            logger.warning("block %d ends phase %s of round %d too soon after its last answer", block.height,
+                           check.phase, check.round)
             return False
         return True
 

@@ -79,8 +79,9 @@ dealer answers with `answer` [holder, sealed], the bundle whose hash its `dealt`
 `WindowCheck`); a holder whose answer holds no valid shares proves it with `disclose` [dealer, channel secret], the
 secret of the key it published for that dealer in its `reveal`, with which every replica opens the answer and finds
 the fault (`smpc.validation_messages.answer_fault`). An abort for too few statistics names the dealers with a
-complaint unanswered or disproved, and the holders without statistics waiting for no such dealer. Bad ones are
-refused with a `ComplaintRefused` reason.
+complaint unanswered or disproved, and the holders without statistics waiting for no such dealer; it waits past
+each step's window, and after answers also past a window for the statistics measured from the last one
+(`Membership.abort_wait`), never riding in an answer's block. Bad ones are refused with a `ComplaintRefused` reason.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
@@ -111,7 +112,11 @@ from node.contract_events import (
     ValidationCheck,
     WindowCheck,
 )
-from node.contract_membership import COMPLAINT_ABORT_DEADLINES, VALIDATE_ABORT_DEADLINES
+from node.contract_membership import (
+    COMPLAINT_ABORT_DEADLINES,
+    STATISTICS_AFTER_ANSWER_DEADLINES,
+    VALIDATE_ABORT_DEADLINES,
+)
 from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
@@ -135,7 +140,7 @@ from smpc import messages as sam
 
 __all__ = [
     "COMPLAINT_ABORT_DEADLINES", "COMPLAINT_REFUSALS", "EVAL_WINDOW", "MAX_ANSWER_BYTES", "MAX_EVAL_ROWS", "MAX_PARTICIPANTS", "MAX_STATS_BYTES", "MAX_TX_BODY_BYTES", "PARSE_CACHE_ENTRIES",
-    "PHASES", "SA_MESSAGE_OF_PHASE", "VALIDATE_ABORT_DEADLINES", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
+    "PHASES", "SA_MESSAGE_OF_PHASE", "STATISTICS_AFTER_ANSWER_DEADLINES", "VALIDATE_ABORT_DEADLINES", "AggregateCheck", "AnswerCommitted", "Check", "ComplaintCommitted",
     "ComplaintRefused", "Contract", "ContractParams", "ContractState",
     "DeadlineCheck", "EvalCommitted", "Event", "PhaseClosed", "RoundOpened", "RoundOutcome", "SecAggCommitted", "Tx",
     "TxError", "ValidationCheck", "Verify", "WindowCheck", "make_tx", "parse_tx", "referenced_blobs",

@@ -49,11 +49,13 @@ class ValidationCheck:
 @dataclass(frozen=True, slots=True)
 class DeadlineCheck:
     """Before voting: `phase` of `round` must have been open on this node's clock past `deadlines` times its
-    deadline (more than one for a validate phase with complaints: `Membership.abort_deadlines`)."""
+    deadline (more than one in a validate phase: `Membership.abort_wait`), and the round's last answer committed
+    past `after_answer` times it (0: no answer to wait after)."""
 
     round: int
     phase: str
     deadlines: int = 1
+    after_answer: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

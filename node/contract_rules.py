@@ -163,7 +163,10 @@ class Rules(Membership, Evaluations):
         if tx.kind == "abort":
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
-            return [DeadlineCheck(tx.round, s.phase, self.abort_deadlines())]
+            if s.answered_height > s.height:
+                raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
+                              f"publish or disclose")
+            return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal

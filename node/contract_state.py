@@ -126,6 +126,10 @@ class ContractState:
     its channel secret and the answer holds no valid shares): at most one per pair (|V|^2 in all)."""
     answers: dict[tuple[int, int], bytes] = field(default_factory=dict)
     """The committed answers' sealed bundles, (holder, dealer) -> bytes: what a disclosure is judged on."""
+    answered_height: int = 0
+    """The height of the block that carried the open round's last committed answer (0: none yet). An abort of the
+    validate phase waits a while after it (`Membership.abort_wait`), never rides in that block, and each replica
+    times that wait from when it saw the answer committed (`Timings.phase_started`, key "answered")."""
     evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
@@ -158,4 +162,4 @@ class ContractState:
                              excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
                              complaints=dict(self.complaints), channel_keys=dict(self.channel_keys),
                              dealt_digests=dict(self.dealt_digests),
-                             answers=dict(self.answers))
+                             answers=dict(self.answers), answered_height=self.answered_height)

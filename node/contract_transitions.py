@@ -58,7 +58,7 @@ class Transitions(Membership, Evaluations):
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
-            s.channel_keys, s.answers, s.dealt_digests = {}, {}, {}
+            s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -81,6 +81,7 @@ class Transitions(Membership, Evaluations):
         if tx.kind == "answer":
             s.complaints[(tx.fields[0], tx.author)] = "answered"  # type: ignore[index]
             s.answers[(tx.fields[0], tx.author)] = tx.fields[1]  # type: ignore[index,assignment]
+            s.answered_height = height
             return [AnswerCommitted(s.round, tx.author, tx.fields[0], tx.fields[1])]  # type: ignore[arg-type]
         if tx.kind == "disclose":
             s.complaints[(tx.author, tx.fields[0])] = "bad"  # type: ignore[index]

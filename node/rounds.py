@@ -96,6 +96,8 @@ class RoundDriver:
         elif isinstance(event, rc.EvalCommitted):
             self.record_eval(event)
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
+            if isinstance(event, rc.AnswerCommitted):  # an abort waits after the last answer (`abort_wait`)
+                self.timings.phase_started[(event.round, "answered")] = now
             self._on_complaint(event)
         else:
             self.secure.rounds.pop(event.round, None)

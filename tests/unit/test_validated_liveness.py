@@ -544,3 +544,64 @@ def test_a_late_direct_message_off_the_dealers_commitments_is_refused_so_the_abo
     c.emit = emit  # type: ignore[method-assign]
     first = c.round(1)
     assert not held and (first.committed, first.missing) == (False, (dealer,))
+
+
+def _complaining(c: Rounds, holder: int, dealer: int) -> None:
+    """Holder `holder` of cluster `c` complains in round 1 about `dealer` (which served it well) as soon as V is
+    fixed, and keeps its statistics back: red team g8 f3's frivolous complaint, before the holder publishes late."""
+    deliver = c.emit
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        s = c.contract.state
+        if who == holder and s.round == 1:
+            outputs = [o for o in outputs if not _is_tx(c, "stats")(o)]
+            complaint = c.tx("complaint", [dealer], 1, author=holder)
+            if s.phase == "validate" and (holder, dealer) not in s.complaints and complaint not in c.mempool:
+                outputs.append(SubmitTx(complaint))
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def _first_vote_deadlines(c: Rounds, block: Block, answered_at: float) -> float:
+    """The earliest time, in phase deadlines D since the validate phase started on a replica's clock, at which it
+    votes for `block`'s deadline checks, if it saw the round's last answer committed at `answered_at` D (5 if it
+    never does within 5 D). Found on a grid of D / 100."""
+    from types import SimpleNamespace
+
+    from node.block_validation import BlockValidator
+
+    deadline = 30.0
+    checks = [ch for ch in c.contract.check_block(block) if isinstance(ch, rc.DeadlineCheck)]
+    assert checks
+
+    def votes_at(t: float) -> bool:
+        stamps = {"validate": 0.0, "answered": answered_at}
+        elapsed = lambda r, p: (t - stamps[p]) * deadline if p in stamps and t >= stamps[p] else -1.0
+        replica = SimpleNamespace(timings=SimpleNamespace(phase_elapsed_s=elapsed),
+                                  settings=SimpleNamespace(phase_deadline_s=deadline))
+        return all(BlockValidator._deadline_ok(replica, block, ch) for ch in checks)  # type: ignore[arg-type]
+
+    return next((k / 100 for k in range(500) if votes_at(k / 100)), 5.0)
+
+
+@pytest.mark.parametrize("answered_at", [0.02, 1.05])
+def test_a_frivolous_complaint_delays_a_round_by_at_most_a_deadline_after_its_answer_then_names_the_complainer(
+        answered_at: float) -> None:
+    """Red team g8 f3: holder 2 lacks nothing, complains about honest dealer 5 (at once, or as late as a replica
+    takes a complaint, 1.05 D), gets its answer at once, and keeps its statistics back. Replicas voted for the
+    abort only from 3.2 D, so 2 published just before and the round committed with everyone, nobody named,
+    3.2 D late, every round. Now the statistics' deadline runs from the last answer on the ledger: replicas
+    vote for the abort a whole D after it (and past the complaint window, 1.6 D), never later, so the
+    complainer gains at most that, and the abort then names it."""
+    n, liar, dealer = 7, 2, 5
+    c = Rounds(n, 94, 2, set())
+    _complaining(c, liar, dealer)
+    assert c.until_statistics(1) is not None
+    state = c.contract.state
+    assert state.complaints == {(liar, dealer): "answered"} and set(state.inputs) == set(range(n)) - {liar}
+    abort = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("abort", ["too few members in phase validate"], 1),))
+    first_vote = _first_vote_deadlines(c, abort, answered_at)
+    assert answered_at + 1.0 <= first_vote <= max(1.6, answered_at + 1.0) + 0.02, first_vote
+    c.commit(*abort.txs)
+    assert (state.outcomes[-1].committed, state.outcomes[-1].missing) == (False, (liar,))
