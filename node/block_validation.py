@@ -100,8 +100,9 @@ class BlockValidator:
                 logger.warning("block %d aborts round %d, whose statistics we reconstruct", block.height,
                                check.round)
                 return False
-        elif outcome is None or outcome.accepted != check.accepted:
-            logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
+        elif outcome is None or not outcome.agrees(check):
+            logger.warning("block %d: accepted set %s with liars %s does not match ours", block.height,
+                           check.accepted, check.liars)
             return False
         return True
 

@@ -26,7 +26,7 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | sketch   | validated       | `dealt` [H(PRZS commitments), H(sealed       | `close` ["sketch"] -> V    |
 |          |                 | shares) per holder] from R once its sketch   |                            |
 |          |                 | shares went to every holder                  |                            |
-| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
+| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V, L] -> S   |
 |          |                 | over V, from holders; `complaint` [dealer],  |                            |
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
@@ -66,8 +66,10 @@ round the primary proposes blocks for the pending ones. The consortium accuracy 
 sum of its evals (`node.consortium`).
 
 **A member the ledger holds as faulty is left out of a validated round's validation.** The round's excluded
-members (`ContractState.excluded`) are those absent when it opens and, once its inputs phase closes, every
-participant outside U3 (absent when a phase closed without it, or past a deadline). They neither reveal,
+members (`ContractState.excluded`) are those absent when it opens, the publishers L the previous round's `accept`
+proved to lie (statistic shares off the decided polynomial, which every replica recomputes before voting; they are
+absent from that accept on) and, once its inputs phase closes, every participant outside U3 (absent when a phase
+closed without it, or past a deadline). They neither reveal,
 deal nor publish, and count among the f faulty members, so the seed, sketch and validate phases need
 2t_v + 1 + f_eff inputs, f_eff = f - max(0, k - (N - 2t_v - 1 - f)) (`Membership.effective_faulty`), and
 the statistics tolerate f_eff liars (`ValidationCheck.max_faulty`). Sound if the absent and late members

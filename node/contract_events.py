@@ -44,6 +44,9 @@ class ValidationCheck:
     """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
     history: tuple[tuple[int, int], ...] = ()
     """Each candidate's rejections in earlier rounds (the ledger's count): the rule's tie-breaker."""
+    liars: tuple[int, ...] = ()
+    """With `accepted`: the publishers the `accept` names as proven liars, which must be exactly those whose
+    shares are off the decided polynomial (`ValidationOutcome.agrees`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,9 @@ class RoundOutcome:
     `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
     by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
     decide)."""
+    liars: tuple[int, ...] = ()
+    """The statistics publishers the round's `accept` proved to lie (G3): excluded from the next round's
+    validation."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,15 +124,15 @@ class Rules(Membership, Evaluations):
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
         return len(self.state.expected) * (len(self.state.expected) + 1) // 2
 
-    def validation_check(self, accepted: tuple[int, ...] | None) -> ValidationCheck:
+    def validation_check(self, accepted: tuple[int, ...] | None, liars: tuple[int, ...] = ()) -> ValidationCheck:
         """What the robust rule decides on in the validate phase: the published statistic shares so far,
         the candidates' committed weights and their earlier rejections (the primary proposes from this;
-        a replica checks an `accept` or `abort` against it)."""
+        a replica checks an `accept`, with the liars it names, or an `abort` against it)."""
         s = self.state
         assert s.open and s.phase == "validate", "validation_check outside the validate phase"
         return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
                                accepted, self.effective_faulty, tuple((a, s.weights[a]) for a in s.expected),
-                               tuple((a, s.rejections.get(a, 0)) for a in s.expected))
+                               tuple((a, s.rejections.get(a, 0)) for a in s.expected), liars)
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
@@ -228,10 +228,12 @@ class Rules(Membership, Evaluations):
             raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
         checks: list[Check] = []
         if tx.kind == "accept":
-            accepted = tuple(tx.fields[0])  # type: ignore[arg-type]
+            accepted, liars = tuple(tx.fields[0]), tuple(tx.fields[1])  # type: ignore[arg-type]
             if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
                 raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
-            checks.append(self.validation_check(accepted))
+            if not set(liars) <= set(members) or len(members) - len(liars) < self.min_inputs(s.phase):
+                raise TxError(f"liars {liars} are not publishers the statistics can be decided without")
+            checks.append(self.validation_check(accepted, liars))
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")

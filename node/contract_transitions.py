@@ -57,7 +57,8 @@ class Transitions(Membership, Evaluations):
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
+            s.seed_commitments, s.dealt_hashes, s.complaints = {}, {}, {}
+            s.excluded, s.liars = tuple(sorted(set(s.absent) | set(s.liars))), ()
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
@@ -105,6 +106,8 @@ class Transitions(Membership, Evaluations):
                 s.weights = {a: s.inputs[a][1] for a in members}
             if tx.kind == "accept":
                 s.rejected = tuple(a for a in s.expected if a not in members)
+                s.liars = tx.fields[1]  # type: ignore[assignment]
+                self._mark_absent(s.liars)
                 for a in s.rejected:
                     s.rejections[a] = s.rejections.get(a, 0) + 1
                 s.digests = {a: d for a, d in s.digests.items() if a in members}
@@ -127,10 +130,10 @@ class Transitions(Membership, Evaluations):
         if tx.kind == "result":
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
-                                   s.rejected)
+                                   s.rejected, liars=s.liars)
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
-            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing)
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars)
         s.outcomes.append(outcome)
         return [outcome]

@@ -62,7 +62,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 1, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
+                 "accept": 2, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
                 "answer": 2, "disclose": 2}
 
 
@@ -111,7 +111,7 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "stats":
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
-        return [_member_list(fields[0], n, "accept.accepted")]
+        return [_member_list(fields[0], n, "accept.accepted"), _member_list(fields[1], n, "accept.liars")]
     if kind == "ready":
         return []
     if kind == "eval":

@@ -221,7 +221,7 @@ class Proposer:
             return self.me.tx("abort", s.round, ["validation statistics cannot be reconstructed"])
         if len(outcome.accepted) < c.min_members:
             return self.me.tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])
-        return self.me.tx("accept", s.round, [list(outcome.accepted)])
+        return self.me.tx("accept", s.round, [list(outcome.accepted), list(outcome.liars)])
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":

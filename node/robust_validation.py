@@ -57,6 +57,17 @@ class ValidationOutcome:
     rejected: dict[int, str]
     statistics: ValidationStatistics
 
+    @property
+    def liars(self) -> tuple[int, ...]:
+        """The publishers (member indices) whose shares are off the decided polynomial: proven to lie, since
+        that polynomial agrees with 2t_v + 1 + f_eff shares and is the true one (docs/validation.md, G3)."""
+        return tuple(holder - 1 for holder in self.statistics.inconsistent_publishers)
+
+    def agrees(self, check: rc.ValidationCheck) -> bool:
+        """Whether an `accept` is ours: the same accepted set, and exactly the proven liars (a primary naming an
+        honest publisher would have it excluded next round; one leaving a liar out would keep it counted)."""
+        return check.accepted == self.accepted and check.liars == self.liars
+
 
 def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: QuantParams) -> ValidationOutcome:
     """Reconstruct the statistics from the holders' published shares and apply the robust rule, with the

@@ -346,7 +346,7 @@ class RoundDriver:
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
-                                 "missing": list(outcome.missing),
+                                 "missing": list(outcome.missing), "liars": list(outcome.liars),
                                  "accuracy": result.accuracy, "held_out_rows": result.n,
                                  "loss": result.loss, "height": outcome.height,
                                  "round_s": self.timings.since_open_s(outcome.round),

@@ -187,7 +187,7 @@ class ProtocolRound:
             rejected = tuple(sorted(outcome.rejected))
             if len(outcome.accepted) < contract.min_members:
                 return None, rejected
-            state.commit(state.tx("accept", [list(outcome.accepted)]))
+            state.commit(state.tx("accept", [list(outcome.accepted), list(outcome.liars)]))
             self.rejections = dict(contract.state.rejections)
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)

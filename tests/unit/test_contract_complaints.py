@@ -62,7 +62,7 @@ def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> No
     events = d.commit(answer(3, 1))
     assert events == [rc.AnswerCommitted(1, 3, 1, ciphertext(3, 1, 1))]
     assert d.s.complaints == {(1, 3): "answered"}
-    accept = tx("accept", 0, 1, list(ALL))
+    accept = tx("accept", 0, 1, list(ALL), [])
     assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
 
 
