@@ -109,10 +109,11 @@ class ContractState:
     one (a `ready` for the round it went missing in may predate its absence)."""
     excluded: tuple[int, ...] = ()
     """The open round's members the ledger holds as faulty: absent when it opened or proven to lie by the previous
-    round's `accept`, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed without it, or past a phase deadline).
-    Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
-    statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
-    phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
+    round's `accept`, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed
+    without it, or past a phase deadline). Counted among the f faulty members and kept out of the round's
+    validation (no reveal, no sketch, no statistics), so the rest hold fewer faulty ones
+    (`Membership.effective_faulty`). Fixed when the inputs phase closes, as validation starts; a member back
+    mid-round stays excluded until the round ends."""
     dealt_hashes: dict[int, dict[int, bytes]] = field(default_factory=dict)
     """Each dealer's committed hash of the ciphertext of every holder's sketch shares (its `dealt` tx, in the
     order of the holders R it dealt to): dealer -> holder -> hash. What an `answer` must match."""
