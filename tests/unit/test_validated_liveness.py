@@ -649,6 +649,19 @@ def test_a_publisher_proven_to_lie_is_named_by_the_accept_and_excluded_from_the_
 
 
 
+def test_a_proven_liar_is_excluded_from_the_next_round_whatever_it_signs_before_it_opens() -> None:
+    """The liar named by round 1's accept says `ready` for round 2 before round 2 opens (or has its next keys
+    committed ahead): it is present again, but round 2 still leaves it out of its validation."""
+    n, liar = 5, 4
+    c = Rounds(n, 112, 2, set())
+    _lying_statistics(c, liar)
+    assert c.round(1).liars == (liar,)
+    c.commit(rc.make_tx(CHAIN, "ready", liar, 2, [], c.sign(liar)))
+    assert liar not in c.contract.state.absent
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    assert c.contract.state.excluded == (liar,) and c.contract.state.liars == ()
+
+
 def _replica_votes_for(c: Rounds, closing: bytes) -> bool:
     """Whether a replica votes for a block carrying `closing` (an `accept`) on the committed statistics: the
     contract's checks, then `BlockValidator._validation_ok` with the robust decision as its aggregator makes it."""
