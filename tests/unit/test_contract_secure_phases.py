@@ -216,6 +216,33 @@ def test_rejections_accumulate_over_rounds_and_feed_the_next_validation_check() 
     assert d.s.rejections == {2: 2}
 
 
+def test_an_accept_names_liars_that_are_absent_and_excluded_from_the_next_round_whatever_they_sign() -> None:
+    """`accept` [S, L]: L are publishers (at most as many as the statistics can be decided without), absent from
+    the accept on, and excluded from the next round's validation even if they signed something in between
+    (here with f = 0, so that 4 publishers leave room for one liar at N = 4)."""
+    def validating() -> Driver:
+        c = validated_contract()
+        c.params = dataclasses.replace(c.params, faulty=0)
+        return Driver(c).to("validate")
+
+    partial = validating()
+    partial.commit(*partial.inputs("validate", (0, 1, 2)))
+    partial.refused("not publishers", tx("accept", 0, 1, [0, 1, 2], [3]))
+    d = validating()
+    d.commit(*d.inputs("validate", ALL))
+    d.refused("not publishers the statistics can be decided without", tx("accept", 0, 1, [0, 1, 2], [2, 3]))
+    accept = tx("accept", 0, 1, [0, 1, 2], [3])
+    [check] = d.check(accept)
+    assert isinstance(check, rc.ValidationCheck) and (check.accepted, check.liars) == ((0, 1, 2), (3,))
+    d.commit(accept)
+    assert (d.s.liars, d.s.absent) == ((3,), (3,))
+    d.commit(tx("ready", 3, 2))
+    assert d.s.absent == ()
+    assert d.commit(tx("result", 0, 1, [0, 1, 2], M1)) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 10, (3,), liars=(3,))]
+    d.open(2)
+    assert (d.s.excluded, d.s.liars) == ((3,), ())
+
+
 # ------------------------------------------------------------------------------ which tx in which phase
 
 OTHER_INPUTS = {
