@@ -231,7 +231,7 @@ class Rules(Membership, Evaluations):
             accepted, liars = tuple(tx.fields[0]), tuple(tx.fields[1])  # type: ignore[arg-type]
             if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
                 raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
-            if not set(liars) <= set(members) or len(members) - len(liars) < self.min_inputs(s.phase):
+            if set(liars) - set(members) or len(members) - len(liars) < self.min_inputs(s.phase):
                 raise TxError(f"liars {liars} are not publishers the statistics can be decided without")
             checks.append(self.validation_check(accepted, liars))
         if tx.kind == "result":

@@ -219,10 +219,10 @@ def test_rejections_accumulate_over_rounds_and_feed_the_next_validation_check() 
 def test_an_accept_names_liars_that_are_absent_and_excluded_from_the_next_round_whatever_they_sign() -> None:
     """`accept` [S, L]: L are publishers (at most as many as the statistics can be decided without), absent from
     the accept on, and excluded from the next round's validation even if they signed something in between
-    (here with f = 0, so that 4 publishers leave room for one liar at N = 4)."""
+    (here with f = 0, so that 4 publishers leave room for one liar at N = 4, and 2 updates may commit)."""
     def validating() -> Driver:
         c = validated_contract()
-        c.params = dataclasses.replace(c.params, faulty=0)
+        c.params = dataclasses.replace(c.params, faulty=0, min_updates=2)
         return Driver(c).to("validate")
 
     partial = validating()
@@ -238,6 +238,8 @@ def test_an_accept_names_liars_that_are_absent_and_excluded_from_the_next_round_
     assert (d.s.liars, d.s.absent) == ((3,), (3,))
     d.commit(tx("ready", 3, 2))
     assert d.s.absent == ()
+    [aborted] = d.c.shadow().apply_block(block(d.s.height + 1, 0, tx("abort", 0, 1, "the sum failed a check")))
+    assert isinstance(aborted, rc.RoundOutcome) and (aborted.committed, aborted.liars) == (False, (3,))
     assert d.commit(tx("result", 0, 1, [0, 1, 2], M1)) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 10, (3,), liars=(3,))]
     d.open(2)
     assert (d.s.excluded, d.s.liars) == ((3,), ())
