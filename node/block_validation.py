@@ -65,9 +65,17 @@ class BlockValidator:
         return True
 
     def _deadline_ok(self, block: Block, check: rc.DeadlineCheck) -> bool:
-        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * self.settings.phase_deadline_s:
+        """The phase (and, after answers, the round's last answer) must be older on our clock than 0.8 of what
+        the primary waits: the primary's clock may have started a little before ours."""
+        deadline_s = self.settings.phase_deadline_s
+        if self.timings.phase_elapsed_s(check.round, check.phase) < 0.8 * check.deadlines * deadline_s:
             logger.warning("block %d ends phase %s of round %d before its deadline", block.height, check.phase,
                            check.round)
+            return False
+        if check.after_answer and \
+                self.timings.phase_elapsed_s(check.round, "answered") < 0.8 * check.after_answer * deadline_s:
+            logger.warning("block %d ends phase %s of round %d too soon after its last answer", block.height,
+                           check.phase, check.round)
             return False
         return True
 
@@ -92,12 +100,9 @@ class BlockValidator:
                 logger.warning("block %d aborts round %d, whose statistics we reconstruct", block.height,
                                check.round)
                 return False
-        elif outcome is None or outcome.accepted != check.accepted:
-            logger.warning("block %d: accepted set %s does not match ours", block.height, check.accepted)
-            return False
-        elif outcome.next_clip_bound_micro != check.next_clip_bound_micro:
-            logger.warning("block %d: next round's bound %d does not match ours, %d", block.height,
-                           check.next_clip_bound_micro, outcome.next_clip_bound_micro)
+        elif outcome is None or not outcome.agrees(check):
+            logger.warning("block %d: accepted set %s with inconsistent publishers %s and next bound %d does not "
+                           "match ours", block.height, check.accepted, check.liars, check.next_clip_bound_micro)
             return False
         return True
 

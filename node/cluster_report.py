@@ -66,6 +66,7 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
         "views": [s["view"] for s in statuses],
         "phase_s": {i: s["phase_s"] for i, s in enumerate(statuses)},
         "rejected": [e.get("rejected", []) for e in committed],
+        "liars": [e.get("liars", []) for e in committed],
         "model_hashes": [e["model_hash"] for e in committed],
         "rejections_by_member": first.get("rejections", {}),
         "wire_rejections": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
@@ -109,6 +110,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         print(f"  backdoor success rate, per round: {summary['backdoor_success_by_round']}", file=out)
     if any(summary["rejected"]):
         print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
+    if any(summary["liars"]):
+        print(f"  statistics publishers proven to lie, per round: {summary['liars']}", file=out)
     if summary.get("honest_peak_rss_mb") is not None:
         print(f"  peak RSS of the honest nodes: {summary['honest_peak_rss_mb']} MB", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"

@@ -26,7 +26,7 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 | sketch   | validated       | `dealt` [H(PRZS commitments), H(sealed       | `close` ["sketch"] -> V    |
 |          |                 | shares) per holder] from R once its sketch   |                            |
 |          |                 | shares went to every holder                  |                            |
-| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V] -> S      |
+| validate | validated       | `stats` [shares of norms and distances]      | `accept` [S ⊆ V, L] -> S   |
 |          |                 | over V, from holders; `complaint` [dealer],  |                            |
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
@@ -66,8 +66,10 @@ round the primary proposes blocks for the pending ones. The consortium accuracy 
 sum of its evals (`node.consortium`).
 
 **A member the ledger holds as faulty is left out of a validated round's validation.** The round's excluded
-members (`ContractState.excluded`) are those absent when it opens and, once its inputs phase closes, every
-participant outside U3 (absent when a phase closed without it, or past a deadline). They neither reveal,
+members (`ContractState.excluded`) are those absent when it opens, the publishers L the previous round's `accept`
+proved to lie (statistic shares off the decided polynomial, which every replica recomputes before voting; they are
+absent from that accept on) and, once its inputs phase closes, every participant outside U3 (absent when a phase
+closed without it, or past a deadline). They neither reveal,
 deal nor publish, and count among the f faulty members, so the seed, sketch and validate phases need
 2t_v + 1 + f_eff inputs, f_eff = f - max(0, k - (N - 2t_v - 1 - f)) (`Membership.effective_faulty`), and
 the statistics tolerate f_eff liars (`ValidationCheck.max_faulty`). Sound if the absent and late members
@@ -79,8 +81,9 @@ dealer answers with `answer` [holder, sealed], the bundle whose hash its `dealt`
 `WindowCheck`); a holder whose answer holds no valid shares proves it with `disclose` [dealer, channel secret], the
 secret of the key it published for that dealer in its `reveal`, with which every replica opens the answer and finds
 the fault (`smpc.validation_messages.answer_fault`). An abort for too few statistics names the dealers with a
-complaint unanswered or disproved, and the holders without statistics waiting for no such dealer. Bad ones are
-refused with a `ComplaintRefused` reason.
+complaint unanswered or disproved, and the holders without statistics waiting for no such dealer; it waits past
+each step's window, and after answers also past a window for the statistics measured from the last one
+(`Membership.abort_wait`), never riding in an answer's block. Bad ones are refused with a `ComplaintRefused` reason.
 
 `open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
@@ -111,7 +114,11 @@ from node.contract_events import (
     ValidationCheck,
     WindowCheck,
 )
-from node.contract_membership import COMPLAINT_ABORT_DEADLINES, VALIDATE_ABORT_DEADLINES
+from node.contract_membership import (
+    COMPLAINT_ABORT_DEADLINES,
+    STATISTICS_AFTER_ANSWER_DEADLINES,
+    VALIDATE_ABORT_DEADLINES,
+)
 from node.contract_rules import Rules
 from node.contract_state import PHASES, SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_transitions import Transitions
@@ -146,6 +153,7 @@ __all__ = [
     "PARSE_CACHE_ENTRIES",
     "PHASES",
     "SA_MESSAGE_OF_PHASE",
+    "STATISTICS_AFTER_ANSWER_DEADLINES",
     "VALIDATE_ABORT_DEADLINES",
     "AggregateCheck",
     "AnswerCommitted",

@@ -44,6 +44,9 @@ class ValidationCheck:
     """Each candidate's committed weight (its quantized weight coordinate, from its `input` tx)."""
     history: tuple[tuple[int, int], ...] = ()
     """Each candidate's rejections in earlier rounds (the ledger's count): the rule's tie-breaker."""
+    liars: tuple[int, ...] = ()
+    """With `accepted`: the publishers the `accept` names as inconsistent, which must be exactly those whose
+    shares are off the decided polynomial (`ValidationOutcome.agrees`)."""
     clip_bound_micro: int = 0
     """The round's bound B in millionths (0: none): an update longer than B is rejected outright."""
     next_clip_bound_micro: int = 0
@@ -53,11 +56,13 @@ class ValidationCheck:
 @dataclass(frozen=True, slots=True)
 class DeadlineCheck:
     """Before voting: `phase` of `round` must have been open on this node's clock past `deadlines` times its
-    deadline (more than one for a validate phase with complaints: `Membership.abort_deadlines`)."""
+    deadline (more than one in a validate phase: `Membership.abort_wait`), and the round's last answer committed
+    past `after_answer` times it (0: no answer to wait after)."""
 
     round: int
     phase: str
     deadlines: int = 1
+    after_answer: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,9 @@ class RoundOutcome:
     `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
     by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
     decide)."""
+    liars: tuple[int, ...] = ()
+    """The statistics publishers whose shares the round's `accept` found off the decided polynomial (G3): they
+    lied, or a dealer dealt them inconsistent shares; evidence on the ledger, not an exclusion."""
 
 
 @dataclass(frozen=True, slots=True)

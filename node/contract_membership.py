@@ -23,6 +23,12 @@ VALIDATE_ABORT_DEADLINES = 2
 from 0.8 x 2 = 1.6 deadlines, after the complaint window (1 deadline and `WINDOW_SLACK`) closed, so a holder
 whose complaint censoring primaries delayed by less than a deadline is never named for its missing statistics
 before the complaint could land (red team g8 f2: with one deadline, the abort came at 0.8)."""
+STATISTICS_AFTER_ANSWER_DEADLINES = 1.25
+"""Phase deadlines a validate phase with answers also waits, after the last answer committed, before it may
+abort: replicas vote for the abort from 0.8 x 1.25 = 1 deadline after it on their own clocks, so every holder
+has a whole deadline after its last answer to publish its statistics or disclose a bad answer, and a holder that
+complained about a dealer that served it well gains at most that before the abort names it (red team g8 f3:
+with only `COMPLAINT_ABORT_DEADLINES`, it published at 3.2 deadlines, every round, unnamed)."""
 
 
 class Membership:
@@ -46,15 +52,20 @@ class Membership:
             return 2 * self.params.validation_degree + 1 + self.effective_faulty
         return self.min_members
 
-    def abort_deadlines(self) -> int:
-        """How many phase deadlines an abort of the open phase waits: one, but in a validate phase
-        `VALIDATE_ABORT_DEADLINES` (past the complaint window), and with complaints `COMPLAINT_ABORT_DEADLINES`, so that each step of a complaint (complain, answer, disclose)
-        has a whole phase deadline, the span genesis makes longer than censoring primaries can hold a
-        transaction out when it lets named members lower f_eff (docs/validation.md, G8)."""
+    def abort_wait(self) -> tuple[int, float]:
+        """How long an abort of the open phase waits, in phase deadlines: since the phase started, and since the
+        round's last committed answer (0: no answer). One since the phase started, but in a validate phase
+        `VALIDATE_ABORT_DEADLINES` (past the complaint window), and while a complaint is unanswered
+        `COMPLAINT_ABORT_DEADLINES`, so that its dealer has a whole deadline to answer and its holder one to
+        disclose a bad answer; once complaints were answered, also `STATISTICS_AFTER_ANSWER_DEADLINES` after the
+        last answer, so that its holder has a whole deadline to publish or disclose (docs/validation.md, G8). A
+        deadline is the span genesis makes longer than censoring primaries can hold a transaction out when it
+        lets named members lower f_eff."""
         s = self.state
         if s.phase != "validate":
-            return 1
-        return COMPLAINT_ABORT_DEADLINES if s.complaints else VALIDATE_ABORT_DEADLINES
+            return 1, 0.0
+        since_phase = COMPLAINT_ABORT_DEADLINES if "open" in s.complaints.values() else VALIDATE_ABORT_DEADLINES
+        return since_phase, STATISTICS_AFTER_ANSWER_DEADLINES if s.answered_height else 0.0
 
     @property
     def effective_faulty(self) -> int:

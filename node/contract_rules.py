@@ -57,7 +57,16 @@ class Rules(Membership, Evaluations):
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
                 and (tx.kind != "stats" or len(tx.fields[0]) == 8 * self._statistics_count())  # type: ignore[arg-type]
+                and (tx.kind != "stats" or self._unanswered_complaint(tx.author) is None)
                 and (tx.kind != "dealt" or len(tx.fields[1]) == 32 * len(s.expected)))  # type: ignore[arg-type]
+
+    def _unanswered_complaint(self, holder: int) -> int | None:
+        """The dealer of `holder`'s unanswered complaint, if any. Such a holder lacks that dealer's shares, so
+        statistics from it are refused: otherwise a holder and its colluding dealer (which never answers) would
+        hold the phase open for the 4 deadlines an unanswered complaint buys, then publish just before the
+        abort, every round, with nobody named (red team r9 a2). An honest holder publishes only once answered."""
+        return next((dealer for (who, dealer), status in self.state.complaints.items()
+                     if who == holder and status == "open"), None)
 
     def _disclosure_refusal(self, tx: Tx, judge: bool) -> ComplaintRefused | None:
         """A `disclose` [dealer, channel secret] proves `dealer`'s answer bad: the secret must be the one whose
@@ -124,15 +133,16 @@ class Rules(Membership, Evaluations):
         """Statistics of the validate phase: every candidate's norm and every pair's distance."""
         return len(self.state.expected) * (len(self.state.expected) + 1) // 2
 
-    def validation_check(self, accepted: tuple[int, ...] | None, next_clip_bound_micro: int = 0) -> ValidationCheck:
+    def validation_check(self, accepted: tuple[int, ...] | None, liars: tuple[int, ...] = (),
+                         next_clip_bound_micro: int = 0) -> ValidationCheck:
         """What the robust rule decides on in the validate phase: the published statistic shares so far,
         the candidates' committed weights and their earlier rejections (the primary proposes from this;
-        a replica checks an `accept` or `abort` against it)."""
+        a replica checks an `accept`, with the liars it names, or an `abort` against it)."""
         s = self.state
         assert s.open and s.phase == "validate", "validation_check outside the validate phase"
         return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
                                accepted, self.effective_faulty, tuple((a, s.weights[a]) for a in s.expected),
-                               tuple((a, s.rejections.get(a, 0)) for a in s.expected), s.clip_bound_micro,
+                               tuple((a, s.rejections.get(a, 0)) for a in s.expected), liars, s.clip_bound_micro,
                                next_clip_bound_micro)
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
@@ -164,7 +174,10 @@ class Rules(Membership, Evaluations):
         if tx.kind == "abort":
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
-            return [DeadlineCheck(tx.round, s.phase, self.abort_deadlines())]
+            if s.answered_height > s.height:
+                raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
+                              f"publish or disclose")
+            return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
@@ -174,6 +187,8 @@ class Rules(Membership, Evaluations):
             if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
                 raise TxError(f"{tx.kind} cannot end phase {s.phase}")
             return self._validate_closing(tx)
+        if tx.kind == "stats" and (dealer := self._unanswered_complaint(tx.author)) is not None:
+            raise TxError(f"stats from member {tx.author}, whose complaint about dealer {dealer} is unanswered")
         if not self.tx_valid_now(tx):
             why = "a second input" if tx.author in s.inputs else "not expected"
             raise TxError(f"{tx.kind} from member {tx.author} for round {tx.round}: {why} in phase {s.phase}")
@@ -226,13 +241,15 @@ class Rules(Membership, Evaluations):
             raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
         checks: list[Check] = []
         if tx.kind == "accept":
-            accepted, next_bound = tuple(tx.fields[0]), tx.fields[1]  # type: ignore[arg-type]
+            accepted, liars, next_bound = tuple(tx.fields[0]), tuple(tx.fields[1]), tx.fields[2]  # type: ignore[arg-type]
             if not set(accepted) <= set(s.expected) or len(accepted) < self.min_members:
                 raise TxError(f"accepted set {accepted} is not a large enough subset of {s.expected}")
+            if set(liars) - set(members) or len(members) - len(liars) < self.min_inputs(s.phase):
+                raise TxError(f"liars {liars} are not publishers the statistics can be decided without")
             if (next_bound == 0) != (s.clip_bound_micro == 0) or next_bound > self.params.clip_bound_micro:
                 raise TxError(f"next round's bound {next_bound} outside (0, {self.params.clip_bound_micro}]"
                               if s.clip_bound_micro else f"next round's bound {next_bound} without a per-round bound")
-            checks.append(self.validation_check(accepted, next_bound))  # type: ignore[arg-type]
+            checks.append(self.validation_check(accepted, liars, next_bound))  # type: ignore[arg-type]
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")

@@ -112,11 +112,12 @@ class ContractState:
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
     excluded: tuple[int, ...] = ()
-    """The open round's members the ledger holds as faulty: absent when it opened, and, once its inputs phase
-    closed, every participant outside U3 (absent when a phase closed without it, or past a phase deadline).
-    Counted among the f faulty members and kept out of the round's validation (no reveal, no sketch, no
-    statistics), so the rest hold fewer faulty ones (`Membership.effective_faulty`). Fixed when the inputs
-    phase closes, as validation starts; a member back mid-round stays excluded until the round ends."""
+    """The open round's members the ledger holds as faulty: absent when it opened or proven to lie by the previous
+    round's `accept`, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed
+    without it, or past a phase deadline). Counted among the f faulty members and kept out of the round's
+    validation (no reveal, no sketch, no statistics), so the rest hold fewer faulty ones
+    (`Membership.effective_faulty`). Fixed when the inputs phase closes, as validation starts; a member back
+    mid-round stays excluded until the round ends."""
     dealt_hashes: dict[int, dict[int, bytes]] = field(default_factory=dict)
     """Each dealer's committed hash of the ciphertext of every holder's sketch shares (its `dealt` tx, in the
     order of the holders R it dealt to): dealer -> holder -> hash. What an `answer` must match."""
@@ -130,6 +131,14 @@ class ContractState:
     its channel secret and the answer holds no valid shares): at most one per pair (|V|^2 in all)."""
     answers: dict[tuple[int, int], bytes] = field(default_factory=dict)
     """The committed answers' sealed bundles, (holder, dealer) -> bytes: what a disclosure is judged on."""
+    liars: tuple[int, ...] = ()
+    """The statistics publishers whose shares the open round's `accept` found off the decided polynomial
+    (docs/validation.md G3): each lied, or one of its dealers dealt it shares off a polynomial, which nothing
+    proves (red team r9 a1), so they are recorded, not excluded."""
+    answered_height: int = 0
+    """The height of the block that carried the open round's last committed answer (0: none yet). An abort of the
+    validate phase waits a while after it (`Membership.abort_wait`), never rides in that block, and each replica
+    times that wait from when it saw the answer committed (`Timings.phase_started`, key "answered")."""
     evals: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     """The committed `eval`s of the rounds still taking them (`EVAL_WINDOW`): round -> author -> (correct, total)."""
     eval_rows: dict[int, int] = field(default_factory=dict)
@@ -168,5 +177,6 @@ class ContractState:
                              excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
                              complaints=dict(self.complaints), channel_keys=dict(self.channel_keys),
                              dealt_digests=dict(self.dealt_digests),
-                             answers=dict(self.answers), clip_bound_micro=self.clip_bound_micro,
+                             answers=dict(self.answers), answered_height=self.answered_height,
+                             liars=self.liars, clip_bound_micro=self.clip_bound_micro,
                              next_clip_bound_micro=self.next_clip_bound_micro)

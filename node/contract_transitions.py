@@ -57,8 +57,9 @@ class Transitions(Membership, Evaluations):
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints = {}, s.absent, {}, {}
-            s.channel_keys, s.answers, s.dealt_digests, s.next_clip_bound_micro = {}, {}, {}, 0
+            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, s.absent, {}, {}, ()
+            s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
+            s.next_clip_bound_micro = 0
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -81,6 +82,7 @@ class Transitions(Membership, Evaluations):
         if tx.kind == "answer":
             s.complaints[(tx.fields[0], tx.author)] = "answered"  # type: ignore[index]
             s.answers[(tx.fields[0], tx.author)] = tx.fields[1]  # type: ignore[index,assignment]
+            s.answered_height = height
             return [AnswerCommitted(s.round, tx.author, tx.fields[0], tx.fields[1])]  # type: ignore[arg-type]
         if tx.kind == "disclose":
             s.complaints[(tx.author, tx.fields[0])] = "bad"  # type: ignore[index]
@@ -103,8 +105,8 @@ class Transitions(Membership, Evaluations):
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}
             if tx.kind == "accept":
-                s.next_clip_bound_micro = tx.fields[1]  # type: ignore[assignment]
                 s.rejected = tuple(a for a in s.expected if a not in members)
+                s.liars, s.next_clip_bound_micro = tx.fields[1], tx.fields[2]  # type: ignore[assignment]
                 for a in s.rejected:
                     s.rejections[a] = s.rejections.get(a, 0) + 1
                 s.digests = {a: d for a, d in s.digests.items() if a in members}
@@ -128,10 +130,10 @@ class Transitions(Membership, Evaluations):
             s.model_hash = tx.fields[1]  # type: ignore[assignment]
             s.clip_bound_micro = s.next_clip_bound_micro or s.clip_bound_micro
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
-                                   s.rejected)
+                                   s.rejected, liars=s.liars)
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
-            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing)
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars)
         s.outcomes.append(outcome)
         return [outcome]

@@ -76,7 +76,7 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
-                 "accept": 2, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
+                 "accept": 3, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
                 "answer": 2, "disclose": 2}
 
 
@@ -125,8 +125,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "stats":
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
-        return [_member_list(fields[0], n, "accept.accepted"),
-                codec.expect_int(fields[1], "accept.next_clip_bound", lo=0, hi=MAX_CLIP_BOUND_MICRO)]
+        return [_member_list(fields[0], n, "accept.accepted"), _member_list(fields[1], n, "accept.liars"),
+                codec.expect_int(fields[2], "accept.next_clip_bound", lo=0, hi=MAX_CLIP_BOUND_MICRO)]
     if kind == "ready":
         return []
     if kind == "eval":

@@ -19,7 +19,9 @@ Modes implemented (config `behaviour` keys):
   `withhold-shares`: commit `dealt` but send every holder junk instead of its sketch shares, and never
   answer the complaints that follow (red team v6); `junk-answer`: the same junk to every holder, with the
   hash of a junk bundle committed in `dealt` and that bundle as its answer to every complaint, so that each
-  holder must prove it bad on the ledger (`disclose`).
+  holder must prove it bad on the ledger (`disclose`); `frivolous-complaint`: in place of our statistics, complain
+  about the next member, which served us well, and never publish (red team g8 f3, without the late publication:
+  what the abort's timing after the answer bounds).
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 - `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
@@ -160,6 +162,11 @@ class Faults(FaultHooks):
             return None
         if mode == "junk-answer" and tx.kind in ("dealt", "answer"):
             return self._junk_answer_tx(tx)
+        if mode == "frivolous-complaint" and tx.kind == "stats":
+            dealer = (self.ctx.index + 1) % self.ctx.n
+            logger.info("behaviour: complaining about member %d instead of publishing statistics in round %d", dealer,
+                        tx.round)
+            return rc.make_tx(self.ctx.chain_id, "complaint", self.ctx.index, tx.round, [dealer], self.ctx.sign)
         if mode is None or tx.kind not in ("stats", "reveal", "input"):
             return raw
         if tx.kind == "reveal":

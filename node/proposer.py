@@ -188,16 +188,27 @@ class Proposer:
             return raws + [self._accept_tx(c, pending)], True
         elif closing == "close" and ready:
             return raws + [self.me.tx("close", s.round, [s.phase])], True
-        # With complaints (committed, or in this very block) the validate phase waits longer to abort: G8.
-        deadlines = rc.COMPLAINT_ABORT_DEADLINES if any(tx.kind == "complaint" for tx in pending) else \
-            c.abort_deadlines()
-        if not enough and self.timings.phase_elapsed_s(s.round, s.phase) > deadlines * self.settings.phase_deadline_s:
+        if not enough and self._abort_due(c, pending):
             return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
         if raws and time.monotonic() - oldest >= self.settings.batch_window_s:
             return raws, False
         return [], False
+
+    def _abort_due(self, c: rc.Contract, pending: list[rc.Tx]) -> bool:
+        """Whether the open phase, short of inputs, has waited what the contract asks before an abort
+        (`Membership.abort_wait`): with a complaint in this very block as with an open one (G8), and never in the
+        block of an answer, whose holder then had no time to publish or disclose."""
+        s = c.state
+        if s.answered_height > s.height or any(tx.kind == "answer" for tx in pending):
+            return False
+        deadlines, after_answer = c.abort_wait()
+        if any(tx.kind == "complaint" for tx in pending):
+            deadlines = rc.COMPLAINT_ABORT_DEADLINES
+        deadline_s = self.settings.phase_deadline_s
+        return (self.timings.phase_elapsed_s(s.round, s.phase) > deadlines * deadline_s
+                and (not after_answer or self.timings.phase_elapsed_s(s.round, "answered") > after_answer * deadline_s))
 
     def _accept_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes:
         """The validate phase's close: `accept` with the members the statistics accept, or `abort`."""
@@ -210,7 +221,7 @@ class Proposer:
             return self.me.tx("abort", s.round, ["validation statistics cannot be reconstructed"])
         if len(outcome.accepted) < c.min_members:
             return self.me.tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])
-        return self.me.tx("accept", s.round, [list(outcome.accepted), outcome.next_clip_bound_micro])
+        return self.me.tx("accept", s.round, outcome.accept_fields())
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":

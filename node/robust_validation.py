@@ -61,6 +61,24 @@ class ValidationOutcome:
     next_clip_bound_micro: int = 0
     """The next round's bound B in millionths (`ml.robust.next_clip_bound` of this decision); 0: no bound."""
 
+    @property
+    def liars(self) -> tuple[int, ...]:
+        """The publishers (member indices) whose statistic shares are off the decided polynomial, which agrees
+        with 2t_v + 1 + f_eff shares and is the true one (docs/validation.md, G3): each lied, or one of its
+        dealers dealt it sketch shares off a polynomial, which nothing proves (red team r9 a1). Recorded as
+        evidence in the `accept`, not excluded."""
+        return tuple(holder - 1 for holder in self.statistics.inconsistent_publishers)
+
+    def accept_fields(self) -> list[object]:
+        """The `accept` transaction's fields for this outcome: [accepted, inconsistent publishers, next B]."""
+        return [list(self.accepted), list(self.liars), self.next_clip_bound_micro]
+
+    def agrees(self, check: rc.ValidationCheck) -> bool:
+        """Whether an `accept` is ours: the same accepted set, exactly the inconsistent publishers (the ledger's
+        evidence must not name an honest publisher, nor leave one out), and the same next bound B."""
+        return check.accepted == self.accepted and check.liars == self.liars \
+            and check.next_clip_bound_micro == self.next_clip_bound_micro
+
 
 def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: QuantParams) -> ValidationOutcome:
     """Reconstruct the statistics from the holders' published shares and apply the robust rule, with the

@@ -96,6 +96,8 @@ class RoundDriver:
         elif isinstance(event, rc.EvalCommitted):
             self.record_eval(event)
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
+            if isinstance(event, rc.AnswerCommitted):  # an abort waits after the last answer (`abort_wait`)
+                self.timings.phase_started[(event.round, "answered")] = now
             self._on_complaint(event)
         else:
             self.secure.rounds.pop(event.round, None)
@@ -350,7 +352,7 @@ class RoundDriver:
         result = await self._in_worker("evaluation", self.learner.evaluate, vec)
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
-                                 "missing": list(outcome.missing),
+                                 "missing": list(outcome.missing), "liars": list(outcome.liars),
                                  "accuracy": result.accuracy, "held_out_rows": result.n,
                                  "loss": result.loss, "height": outcome.height,
                                  "round_s": self.timings.since_open_s(outcome.round),

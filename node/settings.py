@@ -20,10 +20,12 @@ from smpc.validation import SketchParams
 WINDOWS = {"complaint": 1.0, "answer": 2.1}
 """The primary proposes a `complaint` (an `answer`) only while the validate phase is younger than this many
 phase deadlines; a replica votes for one up to `WINDOW_SLACK` later (its clock started the phase a little
-apart). With complaints, a replica votes for an abort from 0.8 x 4 = 3.2 deadlines on
-(`rc.COMPLAINT_ABORT_DEADLINES`), so a holder has a deadline to complain, a dealer at least a deadline to answer
-a complaint committed as late as replicas allow, and a holder more than a deadline to disclose a bad answer:
-each step outlasts censoring primaries whenever the deadline does (docs/validation.md, G8)."""
+apart). While a complaint is unanswered, a replica votes for an abort from 0.8 x 4 = 3.2 deadlines on
+(`rc.COMPLAINT_ABORT_DEADLINES`), and after answers only a deadline after the last one
+(`rc.STATISTICS_AFTER_ANSWER_DEADLINES`), so a holder has a deadline to complain, a dealer at least a deadline
+to answer a complaint committed as late as replicas allow, and a holder a deadline after its last answer to
+publish or disclose a bad answer: each step outlasts censoring primaries whenever the deadline does
+(docs/validation.md, G8)."""
 WINDOW_SLACK = 0.05
 
 

@@ -1,7 +1,8 @@
 """When this process saw each round open and each phase start, and where its time went.
 
-Owns the monotonic timestamps of round opens and phase starts (deadlines are local judgements, read
-from here by the round driver, the proposer and block validation) and `phase_s`, the seconds spent per
+Owns the monotonic timestamps of round opens, phase starts and each round's last committed answer (key
+"answered" of `phase_started`: an abort of a validate phase also waits after it), on which deadlines are local
+judgements read by the round driver, the proposer and block validation; and `phase_s`, the seconds spent per
 activity that `/status` reports. Calls nothing but the monotonic clock.
 """
 

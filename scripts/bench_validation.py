@@ -262,7 +262,7 @@ class Round:
         assert all(o.accepted == outcomes[0].accepted for o in outcomes), "nodes disagree on the accepted set"
         assert outcomes[0].statistics.checked, "statistics were not cross-checked"
         self.accepted = outcomes[0].accepted
-        self.close("accept", [list(self.accepted), 0], "unmask")
+        self.close("accept", [list(self.accepted), [], 0], "unmask")
         unmasked = [self.timed(i, "unmask", self.rounds[i].try_sum, False) for i in range(self.n)]
         assert not any(t is not None for t in unmasked), "the sum was released before the linear-identity check"
         for sender, out in self.sketch_sums:

@@ -202,7 +202,7 @@ class ProtocolRound:
             rejected = tuple(sorted(outcome.rejected))
             if len(outcome.accepted) < contract.min_members:
                 return None, rejected
-            state.commit(state.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+            state.commit(state.tx("accept", outcome.accept_fields()))
             self.rejections = dict(contract.state.rejections)
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)

@@ -1,14 +1,16 @@
-"""A malicious hospital that also corrupts its validation shares, on real daemons.
+"""Malicious hospitals that also misbehave as validators, on real daemons.
 
 Member 4 (of N = 5, f = 1) poisons its update (Gaussian noise) and publishes wrong statistic shares. The honest majority's
-reconstruction (Berlekamp-Welch: 5 degree-2 shares correct one error) corrects its shares and names it, every replica re-derives the accepted
-set before voting, and the poisoned update is rejected: no honest node commits a wrong accepted set.
+reconstruction (Berlekamp-Welch: 5 degree-2 shares correct one error) corrects its shares and names it in the `accept`,
+every replica re-derives the accepted set and the liars before voting, the poisoned update is rejected, and the
+next round leaves the proven liar out: no honest node commits a wrong accepted set.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 from tests.process.test_cluster import fednode
@@ -22,12 +24,16 @@ def test_corrupt_statistic_shares_are_corrected_and_the_poisoned_update_rejected
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["rounds_committed"] == 2 and len(set(summary["head_hashes"])) == 1
-    assert summary["rejected"] == [[4], [4]], summary["rejected"]
+    # Round 1 names it a proven liar on the ledger and rejects its update; round 2 leaves it out of validation
+    # (neither a candidate nor a publisher), so it is neither rejected nor named there.
+    assert summary["liars"][0] == [4] and summary["rejected"][0] == [4], summary
+    accepted = re.findall(r"validation accepted \[([0-9, ]*)\]", (work / "node-0" / "daemon.log").read_text())
+    assert accepted and all("4" not in sets for sets in accepted), accepted
     assert summary["accuracy"] >= 0.93
     assert summary["backdoor_success_by_round"] is None  # measured only for a trigger backdoor
-    # Every replica checks the accepted set before voting (the primary, which proposed it, need not).
+    # Every replica checks the accepted set and the liars before voting (the primary, which proposed it, need not).
     named_by = [honest for honest in range(4)
-                if summary["wire_rejections"].get(str(honest), {}).get("wrong_statistic_shares", 0) >= 2
+                if summary["wire_rejections"].get(str(honest), {}).get("wrong_statistic_shares", 0) >= 1
                 and "member 4 published statistic shares inconsistent" in
                 (work / f"node-{honest}" / "daemon.log").read_text()]
     assert len(named_by) >= 3, summary["wire_rejections"]
@@ -81,3 +87,33 @@ def test_a_dealer_answering_with_junk_is_proven_by_disclosures_and_named(tmp_pat
     for honest, log in _one_round_against_a_faulty_dealer(tmp_path / "run", "junk-answer"):
         assert "answer holds no valid shares" in log, honest
         assert re.search(r"round 1 aborted: .*missing \[4\]", log), honest
+
+
+def _logged_at(log: str, pattern: str) -> datetime:
+    """When the first line of `log` matching `pattern` was written (the daemon log's asctime)."""
+    match = re.search(rf"^(\S+ \S+) .*{pattern}", log, re.MULTILINE)
+    assert match, pattern
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_frivolous_complaint_is_named_about_two_deadlines_into_the_validate_phase(tmp_path: Path) -> None:
+    """Red team g8 f3 on real daemons: member 3 (of N = 4, f = 1, t_v = 1: every holder must publish) complains
+    about member 0, which served it well, and publishes no statistics. Member 0 answers at once; the abort then
+    waits 1.25 deadlines after that answer (past the complaint window), not the 4 deadlines it waited with
+    complaints before, and names member 3; the retry leaves it out and commits. The deadline, 13 s, outlasts
+    the censorship bound at f = 1 (12 s), so the named member lowers f_eff and the three others validate alone."""
+    deadline_s, work = 13.0, tmp_path / "run"
+    result = fednode("cluster", "--nodes", "4", "--rounds", "1", "--malicious", "1", "--attack", "scaling",
+                     "--validator-fault", "frivolous-complaint", "--phase-deadline", str(deadline_s),
+                     "--workdir", str(work), "--json", "--stall-timeout", "240", timeout_s=480)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 1 and len(set(summary["head_hashes"])) == 1
+    for honest in range(3):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert re.search(r"member 3 complains that member 0 sent it no valid sketch shares", log), honest
+        assert re.search(r"round 1 aborted: .*missing \[3\]", log), honest
+    log = (work / "node-0" / "daemon.log").read_text()
+    validate_s = (_logged_at(log, r"round 1 aborted") - _logged_at(log, r"round 1: phase sketch closed")).total_seconds()
+    print(f"validate phase of the frivolously complained round: {validate_s:.1f} s = {validate_s / deadline_s:.2f} D")
+    assert validate_s < 3.2 * deadline_s, validate_s

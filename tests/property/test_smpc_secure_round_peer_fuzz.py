@@ -74,7 +74,7 @@ def test_any_sketch_message_from_a_member_is_a_violation_never_an_exception(data
     if len(check.published) < N:  # SENDER's tampered shares kept holders from publishing: the round aborts
         return
     outcome = decide_accepted(check, c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     inject("accepted")
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)

@@ -197,7 +197,7 @@ def test_the_accept_carries_the_next_rounds_bound_and_the_result_makes_it_b() ->
                               metrics=metrics, contract=c.contracts[1])
 
     def votes_for(next_bound: int) -> bool:
-        accept = c.tx("accept", [list(outcome.accepted), next_bound])
+        accept = c.tx("accept", [list(outcome.accepted), [], next_bound])
         block = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (accept,))
         checks = [ch for ch in c.contracts[1].check_block(block) if isinstance(ch, rc.ValidationCheck)]
         return all(BlockValidator._validation_ok(replica, block, ch) for ch in checks)  # type: ignore[arg-type]
@@ -206,7 +206,7 @@ def test_the_accept_carries_the_next_rounds_bound_and_the_result_makes_it_b() ->
     assert not votes_for(outcome.next_clip_bound_micro + 1) and not votes_for(10_000_000)
     with pytest.raises(rc.TxError, match=r"outside \(0, 10000000\]"):
         c.contracts[1].check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
-                                         (c.tx("accept", [list(outcome.accepted), 10_000_001]),)))
+                                         (c.tx("accept", [list(outcome.accepted), [], 10_000_001]),)))
     c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
     assert all(k.state.clip_bound_micro == 10_000_000 for k in c.contracts), "B changes only when the round commits"
     total = c.rounds[0].try_sum(deadline_passed=False)

@@ -60,6 +60,34 @@ def test_without_complaints_the_validate_phase_aborts_after_two_deadlines(tmp_pa
         assert not trio.run(d.validator.block_ok, block), "1.1 deadlines are inside the complaint window"
 
 
+def test_after_answers_the_primary_aborts_a_deadline_and_a_quarter_after_the_last_and_replicas_a_deadline_after_it(
+        tmp_path: Path) -> None:
+    """Red team g8 f3: every complaint answered, the validate phase 3 deadlines old, the last answer committed
+    half a deadline ago: its holder still has time to publish or disclose, so no abort yet; 1.3 deadlines after
+    the answer the primary aborts, and a replica votes for it only once it saw the answer committed a deadline
+    ago (0.8 x 1.25)."""
+    with _running(_member_config(tmp_path)) as d:
+        deadline = d.settings.phase_deadline_s
+
+        def answered(deadlines_ago: float) -> None:
+            _validating(d, complaints={(DEALER, ME): "answered"}, started_deadlines_ago=3.0)
+            d.contract.state.height, d.contract.state.answered_height = 5, 4
+            d.timings.phase_started[(1, "answered")] = time.monotonic() - deadlines_ago * deadline
+
+        answered(0.5)
+        assert trio.run(d.proposer.next_block_txs) is None, "the answered holder may still publish"
+        answered(1.3)
+        txs = trio.run(d.proposer.next_block_txs)
+        assert txs is not None and d.contract.parse(txs[0]).kind == "abort"
+        block = _block(d, txs[0])
+        assert d.contract.check_block(block) == [rc.DeadlineCheck(1, "validate", rc.VALIDATE_ABORT_DEADLINES,
+                                                                  rc.STATISTICS_AFTER_ANSWER_DEADLINES)]
+        answered(0.95)
+        assert not trio.run(d.validator.block_ok, block), "less than a deadline after the answer"
+        answered(1.02)
+        assert trio.run(d.validator.block_ok, block)
+
+
 def test_a_replica_votes_for_a_complaint_only_within_its_window(tmp_path: Path) -> None:
     with _running(_member_config(tmp_path)) as d:
         complaint = rc.make_tx(d.contract.params.chain_id, "complaint", ME, 1, [DEALER], d.identity.sign)

@@ -62,7 +62,7 @@ def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> No
     events = d.commit(answer(3, 1))
     assert events == [rc.AnswerCommitted(1, 3, 1, ciphertext(3, 1, 1))]
     assert d.s.complaints == {(1, 3): "answered"}
-    accept = tx("accept", 0, 1, list(ALL), 0)
+    accept = tx("accept", 0, 1, list(ALL), [], 0)
     assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
 
 
@@ -156,15 +156,33 @@ def test_complaints_reset_with_the_next_round_and_survive_copy() -> None:
     assert CHAIN and d.s.dealt_hashes[3][1] == hashlib.sha256(ciphertext(3, 1, 1)).digest()
 
 
-def test_an_abort_with_complaints_waits_four_phase_deadlines() -> None:
+def test_an_abort_with_an_unanswered_complaint_waits_four_phase_deadlines_and_after_answers_one_more() -> None:
     """Each step of a complaint (complain, answer, disclose) gets a whole phase deadline before an abort may
-    name anyone for it: the abort's DeadlineCheck asks replicas for 4 deadlines once a complaint is committed,
-    or is in the same block. Without complaints it asks for 2, so that replicas (at 0.8 of it) vote for the abort
-    only after the complaint window closed: a holder whose complaint was held out for less than a deadline is
-    not named before it lands (red team g8 f2: at one deadline the abort came at 0.8, inside the window)."""
+    name anyone for it: the abort's DeadlineCheck asks replicas for 4 deadlines while a complaint is unanswered
+    (committed, or in the same block). Without complaints it asks for 2, so that replicas (at 0.8 of it) vote for
+    the abort only after the complaint window closed: a holder whose complaint was held out for less than a
+    deadline is not named before it lands (red team g8 f2: at one deadline the abort came at 0.8, inside the
+    window). Once every complaint is answered, 2 again, and 1.25 after the last answer (red team g8 f3: a holder
+    that complained about a dealer serving it well published just before 3.2 deadlines, every round)."""
     d = validating()
     assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", rc.VALIDATE_ABORT_DEADLINES)]
     assert d.check(complaint(1, 3), abort()) == [rc.WindowCheck(1, "complaint"),
                                                  rc.DeadlineCheck(1, "validate", rc.COMPLAINT_ABORT_DEADLINES)]
-    d.commit(complaint(1, 3), answer(3, 1))
-    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", 4)]
+    d.commit(complaint(1, 3), complaint(2, 3))
+    d.commit(answer(3, 1))
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", 4, rc.STATISTICS_AFTER_ANSWER_DEADLINES)]
+    d.commit(answer(3, 2))
+    assert d.check(abort()) == [rc.DeadlineCheck(1, "validate", 2, 1.25)]
+
+
+def test_an_abort_never_rides_in_the_block_of_an_answer() -> None:
+    """The holder of an answer committed with the abort had no time to publish or disclose; a replica's clock
+    for the last answer would be an earlier answer's."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 3)), complaint(1, 3), complaint(2, 3))
+    d.commit(answer(3, 1))
+    d.refused("in the block of an answer", answer(3, 2), abort())
+    d.commit(answer(3, 2), abort())
+    assert d.s.open and d.s.complaints == {(1, 3): "answered", (2, 3): "answered"}, "the abort was skipped"
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (1, 2)  # type: ignore[union-attr]

@@ -131,7 +131,7 @@ class Driver:
     def close(self, phase: str, members: tuple[int, ...]) -> list[rc.Event]:
         """Commit `members`' inputs of `phase` and the close (in validate, an `accept` of them); the close must
         be valid."""
-        closing = tx("accept", 0, self.s.round, list(members), 0) if phase == "validate" else \
+        closing = tx("accept", 0, self.s.round, list(members), [], 0) if phase == "validate" else \
             tx("close", 0, self.s.round, phase)
         self.check(*self.inputs(phase, members), closing)
         return self.commit(*self.inputs(phase, members), closing)
@@ -181,7 +181,7 @@ def test_a_validated_round_fixes_each_set_and_yields_exact_events_and_checks() -
     stats = d.inputs("validate", ALL)
     assert d.commit(*stats) == []
     published = tuple((a, bytes(8 * 10)) for a in ALL)
-    accept = tx("accept", 0, 1, [0, 1, 2], 0)
+    accept = tx("accept", 0, 1, [0, 1, 2], [], 0)
     assert d.check(accept) == [rc.ValidationCheck(1, ALL, published, (0, 1, 2), 1, weights, tuple((a, 0) for a in ALL))]
     assert d.commit(accept) == [rc.PhaseClosed(1, "validate", (0, 1, 2), digests[:3], 8, weights[:3])]
     assert (s.phase, s.expected, s.rejected, s.rejections) == ("unmask", (0, 1, 2), (3,), {3: 1})
@@ -205,15 +205,43 @@ def test_a_secure_round_unmasks_u3_after_its_inputs_phase() -> None:
 
 def test_rejections_accumulate_over_rounds_and_feed_the_next_validation_check() -> None:
     d = Driver(validated_contract()).to("validate")
-    d.commit(*d.inputs("validate", ALL), tx("accept", 0, 1, [0, 1, 3], 0))
+    d.commit(*d.inputs("validate", ALL), tx("accept", 0, 1, [0, 1, 3], [], 0))
     d.commit(tx("result", 0, 1, [0, 1, 3], M1))
     d.open(2)
     while d.s.phase != "validate":
         d.close(d.s.phase, ALL)
     d.commit(*d.inputs("validate", ALL))
     assert d.c.validation_check(None).history == ((0, 0), (1, 0), (2, 1), (3, 0))
-    d.commit(tx("accept", 0, 2, [0, 1, 3], 0))
+    d.commit(tx("accept", 0, 2, [0, 1, 3], [], 0))
     assert d.s.rejections == {2: 2}
+
+
+def test_an_accept_records_inconsistent_publishers_without_excluding_them() -> None:
+    """`accept` [S, L, B']: L are publishers (at most as many as the statistics can be decided without), recorded
+    in the round's outcome and not excluded: a dealer can put an honest holder's shares off the polynomial (red
+    team r9 a1), so L is evidence, not proof (here with f = 0, so that 4 publishers leave room for one at N = 4,
+    and 2 updates may commit)."""
+    def validating() -> Driver:
+        c = validated_contract()
+        c.params = dataclasses.replace(c.params, faulty=0, min_updates=2)
+        return Driver(c).to("validate")
+
+    partial = validating()
+    partial.commit(*partial.inputs("validate", (0, 1, 2)))
+    partial.refused("not publishers", tx("accept", 0, 1, [0, 1, 2], [3], 0))
+    d = validating()
+    d.commit(*d.inputs("validate", ALL))
+    d.refused("not publishers the statistics can be decided without", tx("accept", 0, 1, [0, 1, 2], [2, 3], 0))
+    accept = tx("accept", 0, 1, [0, 1, 2], [3], 0)
+    [check] = d.check(accept)
+    assert isinstance(check, rc.ValidationCheck) and (check.accepted, check.liars) == ((0, 1, 2), (3,))
+    d.commit(accept)
+    assert (d.s.liars, d.s.absent) == ((3,), ())
+    [aborted] = d.c.shadow().apply_block(block(d.s.height + 1, 0, tx("abort", 0, 1, "the sum failed a check")))
+    assert isinstance(aborted, rc.RoundOutcome) and (aborted.committed, aborted.liars) == (False, (3,))
+    assert d.commit(tx("result", 0, 1, [0, 1, 2], M1)) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 10, (3,), liars=(3,))]
+    d.open(2)
+    assert (d.s.excluded, d.s.liars) == ((), ())
 
 
 # ------------------------------------------------------------------------------ which tx in which phase
@@ -333,7 +361,7 @@ def test_statistics_outside_the_field_are_refused() -> None:
 @pytest.mark.parametrize(("phase", "closing", "why"), [
     ("keys", close_tx("shares"), "close cannot end phase keys"),
     ("shares", close_tx("keys"), "close cannot end phase shares"),
-    ("seed", tx("accept", 0, 1, [0, 1, 2], 0), "accept cannot end phase seed"),
+    ("seed", tx("accept", 0, 1, [0, 1, 2], [], 0), "accept cannot end phase seed"),
     ("validate", close_tx("validate"), "close cannot end phase validate"),
     ("inputs", tx("result", 0, 1, [0, 1, 2, 3], M1), "result cannot end phase inputs"),
     ("unmask", close_tx("unmask"), "close cannot end phase unmask"),
@@ -360,7 +388,7 @@ def test_a_close_that_omits_an_expected_member_needs_a_deadline_check(phase: str
 def test_an_accept_needs_the_statistics_of_every_holder_of_v_when_nobody_is_excluded() -> None:
     """N = 4, f_eff = 1: 2 t_v + 1 + f_eff = 4 publishers, so all of V; the accept is judged on the statistics."""
     d = Driver(validated_contract()).to("validate")
-    accept = tx("accept", 0, 1, [0, 1, 2], 0)
+    accept = tx("accept", 0, 1, [0, 1, 2], [], 0)
     assert [type(c) for c in d.check(*d.inputs("validate", ALL), accept)] == [rc.ValidationCheck]
     d.refused("phase validate has 3 inputs, needs 4: abort", *d.inputs("validate", (0, 1, 2)), accept)
 
@@ -383,7 +411,7 @@ def test_the_key_and_input_phases_need_min_members(phase: str) -> None:
 def test_validation_phases_need_2tv_plus_1_plus_f_inputs(phase: str) -> None:
     """Nobody excluded: f_eff = f = 1, so 2 t_v + 1 + f_eff = 4 inputs; 3 are refused."""
     d = Driver(validated_contract()).to(phase)
-    closing = tx("accept", 0, 1, list(ALL), 0) if phase == "validate" else close_tx(phase)
+    closing = tx("accept", 0, 1, list(ALL), [], 0) if phase == "validate" else close_tx(phase)
     assert d.c.min_inputs(phase) == 4
     assert len(d.check(*d.inputs(phase, ALL), closing)) == (1 if phase == "validate" else 0)
     d.refused(f"phase {phase} has 3 inputs, needs 4: abort", *d.inputs(phase, (0, 1, 2)), closing)
@@ -393,7 +421,7 @@ def test_validation_phases_need_2tv_plus_1_plus_f_inputs(phase: str) -> None:
 def test_with_one_member_excluded_validation_phases_need_one_fewer(phase: str) -> None:
     """Member 3 outside U3 is excluded: f_eff = 0, so exactly 3 inputs close the phase and 2 are refused."""
     d = Driver(validated_contract()).to(phase, {"inputs": (0, 1, 2)})
-    closing = tx("accept", 0, 1, [0, 1, 2], 0) if phase == "validate" else close_tx(phase)
+    closing = tx("accept", 0, 1, [0, 1, 2], [], 0) if phase == "validate" else close_tx(phase)
     assert (d.s.excluded, d.s.expected, d.c.effective_faulty, d.c.min_inputs(phase)) == ((3,), (0, 1, 2), 0, 3)
     assert rc.DeadlineCheck(1, phase) not in d.check(*d.inputs(phase, (0, 1, 2)), closing)
     d.refused(f"phase {phase} has 2 inputs, needs 3: abort", *d.inputs(phase, (0, 1)), closing)
@@ -417,15 +445,15 @@ def test_without_exclude_late_a_member_outside_u3_does_not_lower_the_threshold()
 def test_an_accepted_set_below_min_members_is_refused(accepted: list[int], why: str) -> None:
     d = Driver(validated_contract()).to("validate")
     d.commit(*d.inputs("validate", ALL))
-    d.refused(why, tx("accept", 0, 1, accepted, 0))
-    assert len(d.check(tx("accept", 0, 1, [0, 1, 2], 0))) == 1
+    d.refused(why, tx("accept", 0, 1, accepted, [], 0))
+    assert len(d.check(tx("accept", 0, 1, [0, 1, 2], [], 0))) == 1
 
 
 def test_an_accepted_set_outside_v_is_refused() -> None:
     d = Driver(validated_contract()).to("validate", {"inputs": (0, 1, 2)})
     d.commit(*d.inputs("validate", (0, 1, 2)))
-    d.refused(r"accepted set \(0, 1, 2, 3\) is not a large enough subset of \(0, 1, 2\)", tx("accept", 0, 1, [0, 1, 2, 3], 0))
-    d.refused(r"accepted set \(1, 2, 3\) is not", tx("accept", 0, 1, [1, 2, 3], 0))
+    d.refused(r"accepted set \(0, 1, 2, 3\) is not a large enough subset of \(0, 1, 2\)", tx("accept", 0, 1, [0, 1, 2, 3], [], 0))
+    d.refused(r"accepted set \(1, 2, 3\) is not", tx("accept", 0, 1, [1, 2, 3], [], 0))
 
 
 def test_the_validation_check_carries_v_the_published_shares_and_the_weights() -> None:

@@ -29,7 +29,8 @@ def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
         rejections={2: 1}, outcomes=[outcome], height=9, ahead_phase="shares", ahead_inputs={0: b"a"},
         ahead_u1=(0, 1), ahead_u2=(0,), absent=(3,), absent_since={3: 2}, excluded=(3,), evals={2: {0: (5, 9)}},
         eval_rows={0: 9}, dealt_hashes={1: {2: b"h"}}, complaints={(1, 2): "open"}, channel_keys={1: b"k"},
-        dealt_digests={2: b"g"}, answers={(1, 2): b"a"}, clip_bound_micro=5, next_clip_bound_micro=4)
+        dealt_digests={2: b"g"}, answers={(1, 2): b"a"}, answered_height=8, liars=(2,), clip_bound_micro=5,
+        next_clip_bound_micro=4)
     assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(state)
                if f.default is not dataclasses.MISSING), "every plain field differs from its default"
     copy = state.copy()

@@ -52,8 +52,8 @@ def test_a_transaction_is_the_signed_body_documented_in_the_contract() -> None:
     ("input", [H, (1 << 31) - 1, H], (H, (1 << 31) - 1, H)),
     ("close", ["x" * 16], ("x" * 16,)),
     ("stats", [b"s" * 1000], (b"s" * 1000,)),
-    ("accept", [[0, 1, 2, 3], 0], ((0, 1, 2, 3), 0)),
-    ("accept", [[0, 1, 2, 3], 1 << 40], ((0, 1, 2, 3), 1 << 40)),
+    ("accept", [[0, 1, 2, 3], [2], 0], ((0, 1, 2, 3), (2,), 0)),
+    ("accept", [[0, 1, 2, 3], [], 1 << 40], ((0, 1, 2, 3), (), 1 << 40)),
     ("dealt", [H, H * 2], (H, H * 2)),
     ("reveal", [H, H * N], (H, H * N)),
     ("ready", [], ()),
@@ -109,11 +109,12 @@ REFUSED = [
     (raw(body("input", H, 0, H[:31])), "malformed tx: input.seed_commitment: expected 32 bytes, got 31"),
     (raw(body("close", "x" * 17)), "malformed tx: close.phase: expected a string of at most 16 characters"),
     (raw(body("stats", "s")), "malformed tx: stats.shares: expected bytes"),
-    (raw(body("accept", [2, 1], 0)), "malformed tx: accept.accepted: must be sorted and distinct"),
-    (raw(body("accept", [1, 2], -1)), "malformed tx: accept.next_clip_bound: expected an integer in [0, 1099511627776]"),
-    (raw(body("accept", [1, 2], (1 << 40) + 1)),
+    (raw(body("accept", [2, 1], [], 0)), "malformed tx: accept.accepted: must be sorted and distinct"),
+    (raw(body("accept", [1, 2], [3, 3], 0)), "malformed tx: accept.liars: must be sorted and distinct"),
+    (raw(body("accept", [1, 2], [], -1)), "malformed tx: accept.next_clip_bound: expected an integer in [0, 1099511627776]"),
+    (raw(body("accept", [1, 2], [], (1 << 40) + 1)),
      "malformed tx: accept.next_clip_bound: expected an integer in [0, 1099511627776]"),
-    (raw(body("accept", [1, 2])), "malformed tx: tx: unknown kind or wrong field count for 'accept'"),
+    (raw(body("accept", [1, 2], [])), "malformed tx: tx: unknown kind or wrong field count for 'accept'"),
     (raw(body("dealt", H[:31], H)), "malformed tx: dealt.commitments: expected 32 bytes, got 31"),
     (raw(body("dealt", H, H[:31])), "malformed tx: dealt.ciphertexts: not a whole number of hashes"),
     (raw(body("reveal", H[:31], H * N)), "malformed tx: reveal.value: expected 32 bytes, got 31"),
@@ -142,9 +143,9 @@ def test_bodies_and_lists_at_their_bounds_parse() -> None:
     assert parse(raw(body("sa", message))).fields == (message,)
     longest = [0] * (ct.MAX_PARTICIPANTS + 8)
     with pytest.raises(ct.TxError, match=r"^malformed tx: accept.accepted: must be sorted and distinct$"):
-        parse(raw(body("accept", longest, 0)))
+        parse(raw(body("accept", longest, [], 0)))
     with pytest.raises(ct.TxError, match=r"^malformed tx: malformed msgpack: ValueError$"):
-        parse(raw(body("accept", [*longest, 0], 0)))
+        parse(raw(body("accept", [*longest, 0], [], 0)))
 
 
 def test_only_round_results_reference_model_blobs() -> None:

@@ -71,6 +71,16 @@ def test_a_corrupting_validator_flips_a_bit_of_its_statistic_shares() -> None:
     assert (tx.kind, tx.author, tx.round, tx.fields) == ("stats", ME, 3, (b"\x04" + b"\x05" * 7,))
 
 
+def test_a_frivolous_complainer_complains_about_the_next_member_instead_of_publishing() -> None:
+    faults = _bound({"validator": "frivolous-complaint"})
+    out = faults.outgoing_tx(_tx("stats", [b"\x05" * 8]))
+    assert out is not None
+    tx = _parse(out)
+    assert (tx.kind, tx.author, tx.round, tx.fields) == ("complaint", ME, 3, ((ME + 1) % N,))
+    other = _tx("dealt", [b"d" * 32, b"h" * 32])
+    assert faults.outgoing_tx(other) == other
+
+
 def test_a_crashing_node_stops_at_its_round_and_dies_once_its_masked_input_reached_every_peer(
         monkeypatch: pytest.MonkeyPatch) -> None:
     killed: list[int] = []

@@ -252,7 +252,7 @@ def test_no_plaintext_update_bytes_reach_any_peer_in_a_validated_round() -> None
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     assert c.rounds[0].try_sum(deadline_passed=False) is not None
     for i in range(n):
         needles = plaintext_needles(c.weighting.vector(updates[i], 50), c.rounds[i]._masked_quantized)  # type: ignore[arg-type]
@@ -283,7 +283,7 @@ def test_validation_on_shares_rejects_poisoned_updates_and_sums_the_rest() -> No
     assert [a for a, _ in check.published] == list(range(n)), "every holder publishes its statistic shares"
     outcome = decide_accepted(check, c.setup, c.quant)
     assert set(outcome.rejected) == poisoned and outcome.statistics.checked
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     assert contract.state.phase == "unmask" and contract.state.rejected == tuple(sorted(poisoned))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=False)
@@ -304,7 +304,7 @@ def test_an_update_that_lied_about_its_sketch_fails_the_linear_identity() -> Non
                                                 SeededRandomBytes(b"\x01" * 32))
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert liar in outcome.accepted, "the lie passes validation; only the identity can catch it"
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     for i in range(n):
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
@@ -338,7 +338,7 @@ def test_a_node_dying_after_its_masked_input_is_treated_as_dropped() -> None:
     check = c.publish_statistics()
     assert check.candidates == (0, 1, 2, 3, 4, 5)
     outcome = decide_accepted(check, c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
@@ -403,7 +403,7 @@ def test_a_weight_outside_0_1_is_rejected_before_it_can_amplify_the_sum() -> Non
     assert dict(check.weights)[1] < 0 < dict(check.weights)[0]
     outcome = decide_accepted(check, c.setup, c.quant)
     assert outcome.rejected == {1: "weight_out_of_range", 4: "weight_out_of_range"}
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     total = c.rounds[0].try_sum(deadline_passed=False)
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
@@ -425,7 +425,7 @@ def test_a_weight_masked_other_than_committed_aborts_at_every_node(validate: boo
     if validate:
         outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
         assert liar in outcome.accepted
-        c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+        c.commit(c.tx("accept", outcome.accept_fields()))
     else:
         c.commit(c.tx("close", ["inputs"]))
     for i in range(n):
@@ -471,7 +471,7 @@ def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_val
     shadow.extend([shadow.parse(raw) for raw in stats], 0)
     outcome = decide_accepted(shadow.validation_check(None), c.setup, c.quant)
     c.mempool = []
-    c.commit(*txs, *stats, c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(*txs, *stats, c.tx("accept", outcome.accept_fields()))
     assert contract.state.phase == "unmask" and c.mempool == [], "no holder published a second time"
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=False)
@@ -638,7 +638,7 @@ def test_junk_sketch_shares_and_sums_sent_early_are_violations_not_a_crash() -> 
         c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert sender in outcome.accepted + tuple(outcome.rejected) and outcome.statistics.checked
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=False)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
@@ -726,7 +726,7 @@ def test_three_publishers_never_decide() -> None:
     three = contract.shadow()
     three.extend([three.parse(rc.make_tx(CHAIN, "stats", a, 1, [v], c.sign(a))) for a, v in published.items()], 0)
     with pytest.raises(rc.TxError, match="needs 5"):
-        three.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("accept", [[0, 1, 2, 3, 4], 0]),)))
+        three.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("accept", [[0, 1, 2, 3, 4], [], 0]),)))
     with pytest.raises(NotEnoughShares):
         decide_accepted(three.validation_check(None), c.setup, c.quant)
     published |= {2: stats[2], accomplice: forged.astype("<u8").tobytes()}
@@ -898,7 +898,7 @@ def test_five_hospitals_tolerate_one_offline_in_validated_rounds() -> None:
     check = c.publish_statistics()
     assert check.candidates == (0, 1, 2, 4) and [a for a, _ in check.published] == [0, 1, 2, 4]
     outcome = decide_accepted(check, c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)

@@ -29,7 +29,7 @@ def run(length: int, validation_degree: int, seed: int) -> Cluster:
     rng = np.random.default_rng(seed)
     c.mask_updates({i: rng.normal(0, 0.3, length) for i in range(N)})
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     assert VICTIM in outcome.accepted and c.rounds[COLLUDERS[0]].try_sum(deadline_passed=False) is not None
     return c
 

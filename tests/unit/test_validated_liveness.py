@@ -90,11 +90,12 @@ class Rounds(Cluster):
         if check is None:
             return self.contract.state.outcomes[-1]
         try:
-            accepted = decide_accepted(check, self.setup, self.quant).accepted  # type: ignore[arg-type]
+            decision = decide_accepted(check, self.setup, self.quant)  # type: ignore[arg-type]
         except SmpcError:
             self.commit(self.tx("abort", ["statistics cannot be reconstructed"], round_id))
             return self.contract.state.outcomes[-1]
-        if not self._try(self.tx("accept", [list(accepted), 0], round_id)):
+        accepted = decision.accepted
+        if not self._try(self.tx("accept", decision.accept_fields(), round_id)):
             return self.contract.state.outcomes[-1]
         expected = np.sum([self.weighting.vector(self.updates[i], 50) for i in accepted], axis=0)
         for i in sorted(self.alive):
@@ -544,3 +545,159 @@ def test_a_late_direct_message_off_the_dealers_commitments_is_refused_so_the_abo
     c.emit = emit  # type: ignore[method-assign]
     first = c.round(1)
     assert not held and (first.committed, first.missing) == (False, (dealer,))
+
+
+def _complaining(c: Rounds, holder: int, dealer: int) -> None:
+    """Holder `holder` of cluster `c` complains in round 1 about `dealer` (which served it well) as soon as V is
+    fixed, and keeps its statistics back: red team g8 f3's frivolous complaint, before the holder publishes late."""
+    deliver = c.emit
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        s = c.contract.state
+        if who == holder and s.round == 1:
+            outputs = [o for o in outputs if not _is_tx(c, "stats")(o)]
+            complaint = c.tx("complaint", [dealer], 1, author=holder)
+            if s.phase == "validate" and (holder, dealer) not in s.complaints and complaint not in c.mempool:
+                outputs.append(SubmitTx(complaint))
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def _first_vote_deadlines(c: Rounds, block: Block, answered_at: float) -> float:
+    """The earliest time, in phase deadlines D since the validate phase started on a replica's clock, at which it
+    votes for `block`'s deadline checks, if it saw the round's last answer committed at `answered_at` D (5 if it
+    never does within 5 D). Found on a grid of D / 100."""
+    from types import SimpleNamespace
+
+    from node.block_validation import BlockValidator
+
+    deadline = 30.0
+    checks = [ch for ch in c.contract.check_block(block) if isinstance(ch, rc.DeadlineCheck)]
+    assert checks
+
+    def votes_at(t: float) -> bool:
+        stamps = {"validate": 0.0, "answered": answered_at}
+        elapsed = lambda r, p: (t - stamps[p]) * deadline if p in stamps and t >= stamps[p] else -1.0
+        replica = SimpleNamespace(timings=SimpleNamespace(phase_elapsed_s=elapsed),
+                                  settings=SimpleNamespace(phase_deadline_s=deadline))
+        return all(BlockValidator._deadline_ok(replica, block, ch) for ch in checks)  # type: ignore[arg-type]
+
+    return next((k / 100 for k in range(500) if votes_at(k / 100)), 5.0)
+
+
+@pytest.mark.parametrize("answered_at", [0.02, 1.05])
+def test_a_frivolous_complaint_delays_a_round_by_at_most_a_deadline_after_its_answer_then_names_the_complainer(
+        answered_at: float) -> None:
+    """Red team g8 f3: holder 2 lacks nothing, complains about honest dealer 5 (at once, or as late as a replica
+    takes a complaint, 1.05 D), gets its answer at once, and keeps its statistics back. Replicas voted for the
+    abort only from 3.2 D, so 2 published just before and the round committed with everyone, nobody named,
+    3.2 D late, every round. Now the statistics' deadline runs from the last answer on the ledger: replicas
+    vote for the abort a whole D after it (and past the complaint window, 1.6 D), never later, so the
+    complainer gains at most that, and the abort then names it."""
+    n, liar, dealer = 7, 2, 5
+    c = Rounds(n, 94, 2, set())
+    _complaining(c, liar, dealer)
+    assert c.until_statistics(1) is not None
+    state = c.contract.state
+    assert state.complaints == {(liar, dealer): "answered"} and set(state.inputs) == set(range(n)) - {liar}
+    abort = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("abort", ["too few members in phase validate"], 1),))
+    first_vote = _first_vote_deadlines(c, abort, answered_at)
+    assert answered_at + 1.0 <= first_vote <= max(1.6, answered_at + 1.0) + 0.02, first_vote
+    c.commit(*abort.txs)
+    assert (state.outcomes[-1].committed, state.outcomes[-1].missing) == (False, (liar,))
+
+
+def _lying_statistics(c: Rounds, liar: int) -> None:
+    """Member `liar` of cluster `c` publishes, in every round, statistic shares off the polynomial the others'
+    lie on: its first statistic shifted (a Byzantine holder moving a norm, signed with its real key)."""
+    deliver = c.emit
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if who == liar:
+            outputs = [_shifted(c, liar, o) if _is_tx(c, "stats")(o) else o for o in outputs]
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+
+
+def _shifted(c: Rounds, liar: int, out: SubmitTx) -> SubmitTx:
+    tx = c.contract.parse(out.raw)
+    vector = np.frombuffer(tx.fields[0], dtype="<u8").copy()  # type: ignore[arg-type]
+    vector[0] = (int(vector[0]) + 10**12) % ((1 << 61) - 1)
+    return SubmitTx(c.tx("stats", [vector.astype("<u8").tobytes()], tx.round, author=liar))
+
+
+def test_a_publisher_proven_to_lie_is_named_by_the_accept_and_excluded_from_the_next_round() -> None:
+    """At N = 5 (f = 1, t_v = 1) the statistics need 4 agreeing shares of 5, so one lying holder is corrected and
+    proven to lie (G3). It lied in every round and was never excluded: the accept did not carry it, so only the
+    replicas' logs knew. The accept now names it, every replica checks that, and the contract excludes it from
+    the next round's validation as it does the absent: it lies in round 1, is left out of round 2 (which
+    commits without it), and is back in round 3, where it is named again."""
+    n, liar = 5, 4
+    c = Rounds(n, 110, 3, set())
+    _lying_statistics(c, liar)
+    state = c.contract.state
+    first = c.round(1)
+    assert (first.committed, first.included, first.liars) == (True, tuple(range(n)), (liar,))
+    assert liar in state.absent
+    second = c.round(2)
+    assert state.excluded == (liar,) and c.contract.effective_faulty == 1, "f_eff = f: the spare member at N = 5"
+    assert (second.committed, second.included, second.liars) == (True, (0, 1, 2, 3), ())
+    third = c.round(3)
+    assert state.excluded == () and (third.committed, third.liars) == (True, (liar,))
+
+
+
+def test_a_proven_liar_is_excluded_from_the_next_round_whatever_it_signs_before_it_opens() -> None:
+    """The liar named by round 1's accept says `ready` for round 2 before round 2 opens (or has its next keys
+    committed ahead): it is present again, but round 2 still leaves it out of its validation."""
+    n, liar = 5, 4
+    c = Rounds(n, 112, 2, set())
+    _lying_statistics(c, liar)
+    assert c.round(1).liars == (liar,)
+    c.commit(rc.make_tx(CHAIN, "ready", liar, 2, [], c.sign(liar)))
+    assert liar not in c.contract.state.absent
+    c.commit(c.tx("open", [c.contract.state.model_hash, list(range(n))], 2))
+    assert c.contract.state.excluded == (liar,) and c.contract.state.liars == ()
+
+
+def _replica_votes_for(c: Rounds, closing: bytes) -> bool:
+    """Whether a replica votes for a block carrying `closing` (an `accept`) on the committed statistics: the
+    contract's checks, then `BlockValidator._validation_ok` with the robust decision as its aggregator makes it."""
+    from types import SimpleNamespace
+
+    from node.block_validation import BlockValidator
+
+    block = Block(CHAIN, c.height + 1, CHAIN, 0, 0, (closing,))
+    [check] = c.contract.check_block(block)
+    assert isinstance(check, rc.ValidationCheck)
+    counter = SimpleNamespace(inc=lambda: None)
+    replica = SimpleNamespace(
+        aggregator=SimpleNamespace(validation_outcome=lambda ch: decide_accepted(ch, c.setup, c.quant)),
+        metrics=SimpleNamespace(rejected=SimpleNamespace(labels=lambda reason: counter)), contract=c.contract)
+    return BlockValidator._validation_ok(replica, block, check)  # type: ignore[arg-type]
+
+
+def test_an_accept_must_name_exactly_the_proven_liars() -> None:
+    """A Byzantine primary that names an honest publisher as a liar would have it excluded next round (lowering
+    f_eff with an honest member out); one that leaves the proven liar out keeps it counted. Every replica
+    recomputes the liars from the same committed shares and refuses both; the contract alone refuses more
+    liars than a decided polynomial leaves room for (at N = 5, one)."""
+    n, liar = 5, 4
+    c = Rounds(n, 111, 1, set())
+    _lying_statistics(c, liar)
+    check = c.until_statistics(1)
+    assert check is not None
+    decision = decide_accepted(check, c.setup, c.quant)
+    assert decision.liars == (liar,)
+
+    def accept(liars: list[int]) -> bytes:
+        return c.tx("accept", [list(decision.accepted), liars, 0], 1)
+
+    assert _replica_votes_for(c, accept([liar]))
+    assert not _replica_votes_for(c, accept([0])), "an honest publisher named"
+    assert not _replica_votes_for(c, accept([])), "the proven liar left out"
+    for liars in ([0, liar], [1, 2, 3, 4]):
+        with pytest.raises(rc.TxError, match="not publishers the statistics can be decided without"):
+            c.contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (accept(liars),)))

@@ -98,7 +98,7 @@ def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_
     c.commit(c.tx("close", ["sketch"]))
     c.commit()
     outcome = decide_accepted(c.contracts[0].validation_check(None), c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     total = c.rounds[0].try_sum(deadline_passed=False)
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     assert LIAR not in outcome.accepted and total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
@@ -108,7 +108,7 @@ def test_a_masked_input_contradicting_its_sketch_aborts_at_every_node() -> None:
     c, _ = run("lie-identity")
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert LIAR in outcome.accepted
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     for i in set(range(N)) - {LIAR}:
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
@@ -117,7 +117,7 @@ def test_a_masked_input_contradicting_its_sketch_aborts_at_every_node() -> None:
 def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
     c, updates = run("lie-reveal")
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     for i in set(range(N)) - {LIAR}:
         total = c.rounds[i].try_sum(deadline_passed=False)
