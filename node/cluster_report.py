@@ -111,7 +111,7 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     if any(summary["rejected"]):
         print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
     if any(summary["liars"]):
-        print(f"  statistics publishers proven to lie, per round: {summary['liars']}", file=out)
+        print(f"  statistics publishers off the decided polynomial (corrected), per round: {summary['liars']}", file=out)
     if summary.get("honest_peak_rss_mb") is not None:
         print(f"  peak RSS of the honest nodes: {summary['honest_peak_rss_mb']} MB", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"

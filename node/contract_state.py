@@ -112,8 +112,7 @@ class ContractState:
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
     one (a `ready` for the round it went missing in may predate its absence)."""
     excluded: tuple[int, ...] = ()
-    """The open round's members the ledger holds as faulty: absent when it opened or proven to lie by the previous
-    round's `accept`, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed
+    """The open round's members the ledger holds as faulty: absent when it opened, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed
     without it, or past a phase deadline). Counted among the f faulty members and kept out of the round's
     validation (no reveal, no sketch, no statistics), so the rest hold fewer faulty ones
     (`Membership.effective_faulty`). Fixed when the inputs phase closes, as validation starts; a member back

@@ -207,7 +207,7 @@ def test_the_accept_carries_the_next_rounds_bound_and_the_result_makes_it_b() ->
     with pytest.raises(rc.TxError, match=r"outside \(0, 10000000\]"):
         c.contracts[1].check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
                                          (c.tx("accept", [list(outcome.accepted), [], 10_000_001]),)))
-    c.commit(c.tx("accept", [list(outcome.accepted), outcome.next_clip_bound_micro]))
+    c.commit(c.tx("accept", outcome.accept_fields()))
     assert all(k.state.clip_bound_micro == 10_000_000 for k in c.contracts), "B changes only when the round commits"
     total = c.rounds[0].try_sum(deadline_passed=False)
     assert total is not None
@@ -223,4 +223,4 @@ def test_a_contract_without_b_refuses_an_accept_that_names_one() -> None:
     assert outcome.next_clip_bound_micro == 0
     with pytest.raises(rc.TxError, match="next round's bound 5 without a per-round bound"):
         c.contracts[0].check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0,
-                                         (c.tx("accept", [list(outcome.accepted), 5]),)))
+                                         (c.tx("accept", [list(outcome.accepted), [], 5]),)))

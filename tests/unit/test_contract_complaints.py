@@ -66,6 +66,20 @@ def test_an_answered_dealer_is_not_named_and_the_holder_can_then_publish() -> No
     assert [type(c) for c in d.check(*d.inputs("validate", (1,)), accept)] == [rc.ValidationCheck]
 
 
+def test_a_holder_with_an_unanswered_complaint_cannot_publish_so_a_silent_accomplice_is_named() -> None:
+    """Red team r9 a2: holder 1 complains about its accomplice, dealer 3, which never answers, so the abort waits
+    4 deadlines; then 1 published just before it, the accept closed the phase, and nobody was named, every round.
+    Statistics from a holder whose complaint is unanswered are now refused (it lacks that dealer's shares, so an
+    honest one never has them), and the abort names the silent dealer."""
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 2, 3)), complaint(1, 3))
+    [late] = d.inputs("validate", (1,))
+    assert not d.c.tx_valid_now(d.c.parse(late))
+    d.refused("stats from member 1, whose complaint about dealer 3 is unanswered", late)
+    [outcome] = d.commit(abort())
+    assert outcome.missing == (3,)  # type: ignore[union-attr]
+
+
 def test_a_holder_whose_complaint_went_unanswered_is_not_named_but_the_silent_dealer_is() -> None:
     """Dealer 3 withholds from holders 1 and 2, both complain; only 3 is named, though 1 and 2 publish nothing."""
     d = validating()

@@ -239,7 +239,7 @@ def test_an_accept_records_inconsistent_publishers_without_excluding_them() -> N
     assert (d.s.liars, d.s.absent) == ((3,), ())
     [aborted] = d.c.shadow().apply_block(block(d.s.height + 1, 0, tx("abort", 0, 1, "the sum failed a check")))
     assert isinstance(aborted, rc.RoundOutcome) and (aborted.committed, aborted.liars) == (False, (3,))
-    assert d.commit(tx("result", 0, 1, [0, 1, 2], M1)) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 10, (3,), liars=(3,))]
+    assert d.commit(tx("result", 0, 1, [0, 1, 2], M1)) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 9, (3,), liars=(3,))]
     d.open(2)
     assert (d.s.excluded, d.s.liars) == ((), ())
 
