@@ -311,6 +311,26 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
+    ("consensus/codec.py",
+     r"^return msgpack\.packb\(_check\(value, 0\), (use_bin_type=True, (strict_types=None)?|strict_types=False)\)$",
+     "packb's use_bin_type defaults to True and strict_types to False (None is falsy)"),
+    ("consensus/codec.py", r"^(raw=None,)?$", "unpackb's raw defaults to False (None is falsy too)", r"^raw=False,$"),
+    ("consensus/codec.py", r"^$", "unpackb's use_list defaults to True", r"^use_list=True,$"),
+    ("consensus/codec.py", r"^(strict_map_key=(None|False),)?$",
+     "max_map_len=0 refuses every non-empty map while parsing, and the empty map has no key to check",
+     r"^strict_map_key=True,$"),
+    ("consensus/codec.py", r"^$", "unpackb's default string limits are the input's length, which max_bytes bounds",
+     r"^max_(bin|str)_len=max_bytes,$"),
+    ("consensus/codec.py", r"^if len\(data\) > WALK_CHECK_MIN_BYTES:$",
+     ("at exactly the threshold the re-encoding check runs instead of the walk, and the two agree on every input "
+      "(test_codec_fuzz.py::test_the_walk_accepts_exactly_the_canonical_encoding)")),
+    ("consensus/codec.py", r"len\(value\) > LARGE_BIN_BYTES:$",
+     ("a byte string of exactly 256 bytes compared in full instead of by its header: its content was parsed from "
+      "the input at that offset, so the comparison gives the same verdict")),
+    ("consensus/codec.py", r'^raise DecodeError\((None|"XXnon-canonical encodingXX"|"NON-CANONICAL ENCODING")\)$',
+     ("unreachable: msgpack refuses trailing bytes (ExtraData), and a walk that matched every item of the parsed "
+      "value ends where the value ends"), None, r"x__check_canonical_by_walk__"),
+    ("consensus/codec.py", r'\.to_bytes\((2|4), \)$', 'int.to_bytes defaults to "big" since Python 3.11'),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
 the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated
