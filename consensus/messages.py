@@ -271,7 +271,7 @@ def _parse_preprepare(f: list[Any], sender: int, sig: bytes) -> PrePrepare:
     return PrePrepare(_view(f[0]), height, block, sender, sig)
 
 
-def _parse_vote(kind: type[Prepare] | type[Commit], f: list[Any], sender: int, sig: bytes) -> Prepare | Commit:
+def _parse_vote(kind: type[Prepare | Commit], f: list[Any], sender: int, sig: bytes) -> Prepare | Commit:
     return kind(_view(f[0]), _height(f[1]), _hash(f[2]), sender, sig)
 
 

@@ -331,6 +331,21 @@ EQUIVALENT: list[tuple[str, ...]] = [
      ("unreachable: msgpack refuses trailing bytes (ExtraData), and a walk that matched every item of the parsed "
       "value ends where the value ends"), None, r"x__check_canonical_by_walk__"),
     ("consensus/codec.py", r'\.to_bytes\((2|4), \)$', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("consensus/restore.py", (r"= codec\.decode\((persisted\[KEY_VIEW\], max_bytes=65|record, max_bytes=129|"
+                              r"persisted\[KEY_STABLE\], max_bytes=129)\)$"),
+     ("a bound one byte higher on our own records, which are at most 53 bytes (view record 20, vote record 53, "
+      "stable record 44)")),
+    ("consensus/restore.py", r"= int\(view\), bool\(None\), int\(attempts\)$",
+     ("only _install_view writes a view record with active = True, in the batch that persists that view's NEW-VIEW, "
+      "which _restore_view_messages then installs again (active = True)")),
+    ("consensus/restore.py", r"^if cert\.height >= self\._final_height\(\):$",
+     "a persisted certificate of the height already known certifies the same block; either one proves it final"),
+    ("consensus/restore.py", r"^if prepared\.preprepare\.height >= self\.committed_height:$",
+     ("a prepared certificate at the committed height is never read (_start_view_change drops any at or below the "
+      "final height, which is at least the committed one) and its block, kept as a candidate, is never looked up "
+      "(candidates are looked up for the next height) and is evicted first")),
+    ("consensus/restore.py", r"^plan = new_view_plan\(None, nv\.view_changes\)$",
+     "restore reads only the plan's floor height, and the chain id is only the floor hash's genesis fallback"),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
 the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated
