@@ -13,11 +13,13 @@ from collections import Counter
 
 import pytest
 from consensus_net import CHAIN, Net, signer
+from test_consensus_attacks import fork_setup
+from test_consensus_view_change_checks import sign, view_changes
 
 from consensus import messages as m
 from consensus.actions import KEY_NEW_VIEW, MAX_WATCHED_TXS
 from consensus.block import Block, CommitCertificate, commit_statement, sha256
-from consensus.replica import Broadcast, FetchBlocks, Replica, Send
+from consensus.replica import Broadcast, FetchBlocks, Replica, Send, ValidateBlock
 
 H = b"\7" * 32
 A = Block(CHAIN, 1, CHAIN, 0, 0, (b"A",))
@@ -100,14 +102,15 @@ def test_the_first_tick_already_resends() -> None:
 def test_a_lagging_peer_is_helped_at_most_once_per_half_timeout_and_every_peer_on_its_own(timeout_ms: int) -> None:
     net = committed_at_1(view_timeout_ms=timeout_ms)
     helper = net.replicas[1]
-    helped_at = []
+    helped_at: dict[int, list[int]] = {3: [], 2: []}
     for now in range(3 * half(timeout_ms) + 1):
-        for peer in (3, 2):
+        for peer, times in helped_at.items():
             actions = helper.receive(net.sign(m.Prepare(0, 1, A.hash(), peer)), now)
-            if peer == 3 and actions:
-                helped_at.append(now)
-                assert {a.to for a in actions} == {3} and all(isinstance(a.msg, m.Commit) for a in actions)
-    assert helped_at == [k * half(timeout_ms) for k in range(4)]
+            if actions:
+                times.append(now)
+                assert {a.to for a in actions} == {peer} and all(isinstance(a.msg, m.Commit) for a in actions)
+    expected = [k * half(timeout_ms) for k in range(4)]
+    assert helped_at == {3: expected, 2: expected}
 
 
 def test_a_peer_that_showed_a_higher_height_is_not_helped_on_an_old_message() -> None:
@@ -269,12 +272,40 @@ def test_a_certificate_that_finalises_a_held_block_rearms_the_timer_at_that_time
     assert replica.committed_height == 1 and replica.deadline_ms == 70 + replica.timeout_ms()
 
 
-def test_a_single_replica_changes_view_on_its_own_when_its_timer_fires() -> None:
+@pytest.mark.parametrize("timer", ["view_timeouts", "request_timeouts"])
+def test_a_single_replica_changes_view_on_its_own_when_a_timer_fires(timer: str) -> None:
+    """Its own VIEW-CHANGE is a quorum: the NEW-VIEW's timer is armed at the time of the tick."""
     net = Net(n=1, f=0)
     replica = net.replicas[0]
-    replica.note_pending(0)
-    replica.tick(100)
-    assert replica.view == 1 and replica.active and replica.stats["view_timeouts"] == 1
+    replica.watch_tx(sha256(b"never proposed"), 0)
+    now = 0
+    while replica.view == 0:
+        now += 50
+        if timer == "request_timeouts":
+            net.execute(0, replica.propose((b"%d" % now,), now))
+        replica.tick(now)
+    assert replica.active
+    assert (replica.stats["view_timeouts"], replica.stats["request_timeouts"]) == (
+        (1, 0) if timer == "view_timeouts" else (0, 1))
+    assert replica.deadline_ms == now + replica.timeout_ms()
+
+
+def test_a_restored_replica_takes_up_its_forced_pre_prepare_on_a_tick_that_also_changes_view() -> None:
+    net, block_b, _ = fork_setup()
+    block, cert = net.ledgers[2][-1]
+    replica = Replica(net.config, 2, signer(2), net.verify, persisted=dict(net.persisted[2]),
+                      committed=(block.height, cert.block_hash), committed_cert=cert)
+    replica.note_pending(net.now)
+    actions = replica.tick(net.now + replica.timeout_ms())
+    assert ValidateBlock(block_b) in actions
+    assert any(isinstance(a, Broadcast) and isinstance(a.msg, m.ViewChange) for a in actions)
+
+
+def test_a_replica_with_nothing_pending_installs_a_view_without_arming_its_timer() -> None:
+    net = Net()
+    replica = net.replicas[2]
+    replica.receive(sign(m.NewView(1, view_changes(1, (0, 1, 3)), None, 1)), net.now)
+    assert replica.view == 1 and replica.active and replica.deadline_ms is None
 
 
 def test_block_verdicts_count_each_invalid_candidate_once_and_ignore_unknown_or_repeated_ones() -> None:
