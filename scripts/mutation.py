@@ -346,6 +346,41 @@ EQUIVALENT: list[tuple[str, ...]] = [
       "(candidates are looked up for the next height) and is evicted first")),
     ("consensus/restore.py", r"^plan = new_view_plan\(None, nv\.view_changes\)$",
      "restore reads only the plan's floor height, and the chain id is only the floor hash's genesis fallback"),
+    ("consensus/replica.py", r"^self\.work_pending = None$", "only read as a truth value: None is falsy like False",
+     None, "ǁ__init__"),
+    ("consensus/replica.py", r"^self\._last_commit(: Commit \| None = \"\"|_resends = (None|1))$",
+     ("read only once _last_commit is not None and _last_commit_resends > 0, and every assignment of either sets "
+      "both")),
+    ("consensus/replica.py", r"^self\._my_view_change: ViewChange \| None = \"\"$",
+     ("read only while inactive, and every path to an inactive state sets it first (_start_view_change; restore, "
+      "where the view record is persisted after the VIEW-CHANGE it follows)")),
+    ("consensus/replica.py", r"^self\._justified: tuple\[int, int, bytes\] \| None = \"\"$",
+     "every read compares it with a tuple"),
+    ("consensus/replica.py", r"^self\._fetch_(target = 1|retry_at_ms = (None|1))$",
+     ("read only in `target <= self._fetch_target and now_ms < self._fetch_retry_at_ms`, which is false until the "
+      "first fetch sets both: every target reaching it is at least 1 and no time is negative")),
+    ("consensus/replica.py", r"^self\._stable_proof: tuple\[Checkpoint, \.\.\.\] = None$",
+     "only read as `not self._stable_proof` before it is first set: None is falsy like ()"),
+    ("consensus/replica.py", r"^actions = self\._start_view_change\(self\.view \+ 1, now_ms\)$",
+     ("_take_forced returns actions in tick only on the first tick after a restart (install, delivery and catch-up "
+      "take the forced PRE-PREPARE themselves), and a transaction watched by then armed the view timer one timeout "
+      "after it was first watched, so the view timer, not the request timer, fires on that tick"),
+     None, r"tick__mutmut_26$"),
+    ("consensus/replica.py", r"^return self\._send_prepare\(None\) \+ self\._progress\(now_ms\)$",
+     "_send_prepare never reads the time"),
+    ("consensus/replica.py", r"^if known >= 0:$",
+     ("a zero claim kept changes no catch-up decision: the f+1-th highest claim is 0 either way when fewer than f+1 "
+      "peers claim more, no target is 0, and a missing claim reads as 0")),
+    ("consensus/replica.py", r"^return self\._help_peer\(sender, known, now_ms\) if \(exact\) or True else \[\]$",
+     ("only a COMMIT passes exact=False, and one that passed the stale filter is above our height: its sender's "
+      "claim (height - 1) is at least our height, so _help_peer sends nothing")),
+    ("consensus/replica.py", r'and self\._may_help\((None|"XXcommitXX"|"COMMIT"), sender, now_ms\)\):$',
+     "a private label of the rate limit, distinct from the other kinds (new_view, checkpoint) either way"),
+    ("consensus/replica.py", r"^if cert\.height >= self\._final_height\(\):$",
+     "a certificate of the height already known certifies the same block; either one proves it final"),
+    ("consensus/replica.py", r"^peer = peers\[self\._fetch_rotation % len\(peers\)\] if \(peers\) or True else None$",
+     ("peers holds every other replica, so it is empty only when n = 1, and a lone replica is never behind: every "
+      "certificate and checkpoint it knows is its own")),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
 the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated
