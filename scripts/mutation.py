@@ -89,7 +89,8 @@ MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "
             "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
             "node/contract_transitions.py", "node/contract_rules.py", "smpc/secagg.py", "smpc/messages.py",
             "smpc/validation_messages.py", "smpc/sketch.py", "node/contract.py", "node/contract_tx.py",
-            "node/contract_state.py", "node/contract_membership.py", "consensus/checkpoints.py", "consensus/actions.py")
+            "node/contract_state.py", "node/contract_membership.py", "consensus/checkpoints.py", "consensus/actions.py",
+            "consensus/codec.py", "consensus/messages.py", "consensus/restore.py", "consensus/replica.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
