@@ -58,6 +58,9 @@ def test_a_transaction_is_the_signed_body_documented_in_the_contract() -> None:
     ("ready", [], ()),
     ("eval", [H, 0, 1], (H, 0, 1)),
     ("eval", [H, 1 << 32, 1 << 32], (H, 1 << 32, 1 << 32)),
+    ("complaint", [N - 1], (N - 1,)),
+    ("answer", [0, b"c" * ct.MAX_ANSWER_BYTES], (0, b"c" * ct.MAX_ANSWER_BYTES)),
+    ("disclose", [N - 1, H], (N - 1, H)),
 ])
 def test_each_kind_parses_to_its_typed_fields(kind: str, fields: list, parsed: tuple) -> None:
     data = ct.make_tx(CHAIN, kind, N - 1, 1 << 31, fields, sign(N - 1))
@@ -119,6 +122,16 @@ REFUSED = [
     (raw(body("eval", H, 0, 0)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
     (raw(body("eval", H, 0, (1 << 32) + 1)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
     (raw(body("eval", H, 3, 2)), "malformed tx: eval: more correct rows than rows (3 > 2)"),
+    (raw(body("complaint", N)), "malformed tx: complaint.dealer: expected an integer in [0, 3]"),
+    (raw(body("complaint", 0, 1)), "malformed tx: tx: unknown kind or wrong field count for 'complaint'"),
+    (raw(body("answer", -1, b"c")), "malformed tx: answer.holder: expected an integer in [0, 3]"),
+    (raw(body("answer", 0, "c")), "malformed tx: answer.ciphertext: expected bytes"),
+    (raw(body("answer", 0, bytes(ct.MAX_ANSWER_BYTES + 1))),
+     f"malformed tx: answer.ciphertext: {ct.MAX_ANSWER_BYTES + 1} bytes exceeds {ct.MAX_ANSWER_BYTES}"),
+    (raw(body("answer", 0)), "malformed tx: tx: unknown kind or wrong field count for 'answer'"),
+    (raw(body("disclose", N, H)), "malformed tx: disclose.dealer: expected an integer in [0, 3]"),
+    (raw(body("disclose", 0, H[:31])), "malformed tx: disclose.channel_secret: expected 32 bytes, got 31"),
+    (raw(body("disclose", 0)), "malformed tx: tx: unknown kind or wrong field count for 'disclose'"),
     (raw(body(), author=2), "bad signature on update tx from member 1"),
 ]
 
