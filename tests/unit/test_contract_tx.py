@@ -114,8 +114,13 @@ REFUSED = [
     (raw(body("accept", [2, 1])), "malformed tx: accept.accepted: must be sorted and distinct"),
     (raw(body("dealt", H[:31], H)), "malformed tx: dealt.commitments: expected 32 bytes, got 31"),
     (raw(body("dealt", H, H[:31])), "malformed tx: dealt.ciphertexts: not a whole number of hashes"),
+    (raw(body("dealt", H, "c")), "malformed tx: dealt.ciphertexts: expected bytes"),
+    (raw(body("dealt", H, H * (ct.MAX_PARTICIPANTS + 1))), "malformed tx: dealt.ciphertexts: 8224 bytes exceeds 8192"),
     (raw(body("reveal", H[:31], H * N)), "malformed tx: reveal.value: expected 32 bytes, got 31"),
     (raw(body("reveal", H, H * (N - 1))), "malformed tx: reveal.channel_keys: not one key per member"),
+    (raw(body("reveal", H, "k")), "malformed tx: reveal.channel_keys: expected bytes"),
+    (raw(body("reveal", H, H * (ct.MAX_PARTICIPANTS + 1))),
+     "malformed tx: reveal.channel_keys: 8224 bytes exceeds 8192"),
     (raw(body("abort", "x" * 201)), "malformed tx: abort.reason: expected a string of at most 200 characters"),
     (raw(body("eval", H[:31], 0, 1)), "malformed tx: eval.model_hash: expected 32 bytes, got 31"),
     (raw(body("eval", H, -1, 1)), "malformed tx: eval.correct: expected an integer in [0, 4294967296]"),
@@ -141,6 +146,13 @@ def test_a_bad_transaction_is_refused_with_the_reason(data: bytes, reason: str) 
     with pytest.raises(ct.TxError) as error:
         parse(data)
     assert str(error.value) == reason
+
+
+@pytest.mark.parametrize("reason", sorted(ct.COMPLAINT_REFUSALS))
+def test_a_complaint_refusal_carries_its_reason_apart_and_in_its_message(reason: str) -> None:
+    refusal = ct.ComplaintRefused(reason, "member 1 about 3")
+    assert (refusal.reason, str(refusal)) == (reason, f"{reason}: member 1 about 3")
+    assert isinstance(refusal, ct.TxError)
 
 
 def test_bodies_and_lists_at_their_bounds_parse() -> None:
