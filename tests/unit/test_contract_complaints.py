@@ -16,7 +16,15 @@ import pytest
 
 from node import contract as rc
 from tests.unit.test_contract import CHAIN, tx, validated_contract
-from tests.unit.test_contract_secure_phases import ALL, Driver, channel_keys, channel_secret, ciphertext, reveal_value
+from tests.unit.test_contract_secure_phases import (
+    ALL,
+    Driver,
+    _h,
+    channel_keys,
+    channel_secret,
+    ciphertext,
+    reveal_value,
+)
 
 
 def answer(dealer: int, holder: int) -> bytes:
@@ -243,3 +251,9 @@ def test_a_reveal_with_a_low_order_key_for_another_dealer_is_refused_and_its_own
         "reveal from member 2: its channel key for member 1 is of low order")
     low_for_itself = keys[:64] + bytes(32) + keys[96:]
     assert d.check(tx("reveal", 2, 1, reveal_value(2, 1), low_for_itself)) == []
+
+
+def test_a_committed_complaint_is_an_event_naming_round_holder_and_dealer_and_dealt_keeps_its_digest() -> None:
+    d = validating()
+    assert d.commit(complaint(1, 3)) == [rc.ComplaintCommitted(1, 1, 3)]
+    assert d.s.dealt_digests == {dealer: _h("dealt", dealer, 1) for dealer in ALL}, "the commitments' digest"
