@@ -238,6 +238,8 @@ EQUIVALENT: list[tuple[str, ...]] = [
       "the size bound then evicts it first without moving the floor")),
     ("node/contract_transitions.py", r"^s\.absent_since\.pop\(tx\.author, \)$",
      "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
+    ("node/contract_rules.py", r"^return self\.complaint_refusal\(tx, judge=None\) is None$",
+     "judge is only read as a truth value: None is falsy like False"),
     ("node/contract_rules.py",
      r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
      "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
