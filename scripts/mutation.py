@@ -238,6 +238,10 @@ EQUIVALENT: list[tuple[str, ...]] = [
       "the size bound then evicts it first without moving the floor")),
     ("node/contract_transitions.py", r"^s\.absent_since\.pop\(tx\.author, \)$",
      "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
+    ("node/contract_rules.py",
+     r'^committed = s\.channel_keys\.get\(holder, (None|b"XXXX")?\)\[32 \* dealer : 32 \* dealer \+ 32\]',
+     ("the default is never read: a holder of V revealed its channel keys, since each phase expects the members "
+      "that closed the one before, and the seed (reveal) phase comes before the sketch phase that fixes V")),
     ("node/contract_rules.py", r"^return self\.complaint_refusal\(tx, judge=None\) is None$",
      "judge is only read as a truth value: None is falsy like False"),
     ("node/contract_rules.py",
