@@ -127,9 +127,9 @@ def _expect(view: memoryview, offset: int, expected: bytes) -> int:
 
 
 def _bin_header(length: int) -> bytes:
-    """The shortest msgpack bin header for `length` bytes, as msgpack's packer writes it."""
-    if length < 1 << 8:
-        return b"\xc4" + length.to_bytes(1, "big")
+    """The shortest msgpack bin header for a large byte string, as msgpack's packer writes it (the walk
+    compares shorter ones in full, so the one-byte length of bin 8 never occurs here)."""
+    assert length >= LARGE_BIN_BYTES >= 1 << 8, length
     if length < 1 << 16:
         return b"\xc5" + length.to_bytes(2, "big")
     return b"\xc6" + length.to_bytes(4, "big")

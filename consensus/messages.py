@@ -14,7 +14,7 @@ re-verified on its own signature. Decoding rejects anything malformed, oversized
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from consensus import codec
@@ -271,10 +271,8 @@ def _parse_preprepare(f: list[Any], sender: int, sig: bytes) -> PrePrepare:
     return PrePrepare(_view(f[0]), height, block, sender, sig)
 
 
-def _parse_vote(kind: type) -> Any:
-    def parse(f: list[Any], sender: int, sig: bytes) -> Prepare | Commit:
-        return kind(_view(f[0]), _height(f[1]), _hash(f[2]), sender, sig)
-    return parse
+def _parse_vote(kind: type[Prepare | Commit], f: list[Any], sender: int, sig: bytes) -> Prepare | Commit:
+    return kind(_view(f[0]), _height(f[1]), _hash(f[2]), sender, sig)
 
 
 def _parse_checkpoint(f: list[Any], sender: int, sig: bytes) -> Checkpoint:
@@ -302,8 +300,8 @@ def _parse_new_view(f: list[Any], sender: int, sig: bytes) -> NewView:
 
 _PARSERS: dict[int, tuple[int, Any]] = {
     1: (3, _parse_preprepare),
-    2: (3, _parse_vote(Prepare)),
-    3: (3, _parse_vote(Commit)),
+    2: (3, partial(_parse_vote, Prepare)),
+    3: (3, partial(_parse_vote, Commit)),
     4: (2, _parse_checkpoint),
     5: (3, _parse_view_change),
     6: (3, _parse_new_view),

@@ -89,7 +89,8 @@ MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "
             "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
             "node/contract_transitions.py", "node/contract_rules.py", "smpc/secagg.py", "smpc/messages.py",
             "smpc/validation_messages.py", "smpc/sketch.py", "node/contract.py", "node/contract_tx.py",
-            "node/contract_state.py", "node/contract_membership.py", "consensus/checkpoints.py", "consensus/actions.py")
+            "node/contract_state.py", "node/contract_membership.py", "consensus/checkpoints.py", "consensus/actions.py",
+            "consensus/codec.py", "consensus/messages.py", "consensus/restore.py", "consensus/replica.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
 
 SQUARE = "the distance matrix is checked square first, so shape[1] == shape[0]"
@@ -238,6 +239,12 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("node/contract_transitions.py", r"^s\.absent_since\.pop\(tx\.author, \)$",
      "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
     ("node/contract_rules.py",
+     r'^committed = s\.channel_keys\.get\(holder, (None|b"XXXX")?\)\[32 \* dealer : 32 \* dealer \+ 32\]',
+     ("the default is never read: a holder of V revealed its channel keys, since each phase expects the members "
+      "that closed the one before, and the seed (reveal) phase comes before the sketch phase that fixes V")),
+    ("node/contract_rules.py", r"^return self\.complaint_refusal\(tx, judge=None\) is None$",
+     "judge is only read as a truth value: None is falsy like False"),
+    ("node/contract_rules.py",
      r'^if s\.phase != "(XXunmaskXX|UNMASK)" and not set\(members\) >= set\(self\.awaited\(s\.expected\)\):$',
      "in the unmask phase members is s.expected, which holds every awaited member, so no DeadlineCheck either way"),
     ("smpc/secagg.py", r'\.to_bytes\((2|4|8), \)', 'int.to_bytes defaults to "big" since Python 3.11'),
@@ -311,6 +318,76 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "every absent member has an absent_since entry (_mark_absent sets both, _apply removes both)"),
     ("node/wire.py", r"arrays nested too deeply|ARRAYS NESTED TOO DEEPLY|^raise Rejected\(RejectReason\.MALFORMED, (None)?\) from None$",
      "the RecursionError branch is unreachable: codec.decode refuses nesting deeper than 16 before recursing"),
+    ("consensus/codec.py",
+     r"^return msgpack\.packb\(_check\(value, 0\), (use_bin_type=True, (strict_types=None)?|strict_types=False)\)$",
+     "packb's use_bin_type defaults to True and strict_types to False (None is falsy)"),
+    ("consensus/codec.py", r"^(raw=None,)?$", "unpackb's raw defaults to False (None is falsy too)", r"^raw=False,$"),
+    ("consensus/codec.py", r"^$", "unpackb's use_list defaults to True", r"^use_list=True,$"),
+    ("consensus/codec.py", r"^(strict_map_key=(None|False),)?$",
+     "max_map_len=0 refuses every non-empty map while parsing, and the empty map has no key to check",
+     r"^strict_map_key=True,$"),
+    ("consensus/codec.py", r"^$", "unpackb's default string limits are the input's length, which max_bytes bounds",
+     r"^max_(bin|str)_len=max_bytes,$"),
+    ("consensus/codec.py", r"^if len\(data\) > WALK_CHECK_MIN_BYTES:$",
+     ("at exactly the threshold the re-encoding check runs instead of the walk, and the two agree on every input "
+      "(test_codec_fuzz.py::test_the_walk_accepts_exactly_the_canonical_encoding)")),
+    ("consensus/codec.py", r"len\(value\) > LARGE_BIN_BYTES:$",
+     ("a byte string of exactly 256 bytes compared in full instead of by its header: its content was parsed from "
+      "the input at that offset, so the comparison gives the same verdict")),
+    ("consensus/codec.py", r'^raise DecodeError\((None|"XXnon-canonical encodingXX"|"NON-CANONICAL ENCODING")\)$',
+     ("unreachable: msgpack refuses trailing bytes (ExtraData), and a walk that matched every item of the parsed "
+      "value ends where the value ends"), None, r"x__check_canonical_by_walk__"),
+    ("consensus/codec.py", r'\.to_bytes\((2|4), \)$', 'int.to_bytes defaults to "big" since Python 3.11'),
+    ("consensus/restore.py", (r"= codec\.decode\((persisted\[KEY_VIEW\], max_bytes=65|record, max_bytes=129|"
+                              r"persisted\[KEY_STABLE\], max_bytes=129)\)$"),
+     ("a bound one byte higher on our own records, which are at most 53 bytes (view record 20, vote record 53, "
+      "stable record 44)")),
+    ("consensus/restore.py", r"= int\(view\), bool\(None\), int\(attempts\)$",
+     ("only _install_view writes a view record with active = True, in the batch that persists that view's NEW-VIEW, "
+      "which _restore_view_messages then installs again (active = True)")),
+    ("consensus/restore.py", r"^if cert\.height >= self\._final_height\(\):$",
+     "a persisted certificate of the height already known certifies the same block; either one proves it final"),
+    ("consensus/restore.py", r"^if prepared\.preprepare\.height >= self\.committed_height:$",
+     ("a prepared certificate at the committed height is never read (_start_view_change drops any at or below the "
+      "final height, which is at least the committed one) and its block, kept as a candidate, is never looked up "
+      "(candidates are looked up for the next height) and is evicted first")),
+    ("consensus/restore.py", r"^plan = new_view_plan\(None, nv\.view_changes\)$",
+     "restore reads only the plan's floor height, and the chain id is only the floor hash's genesis fallback"),
+    ("consensus/replica.py", r"^self\.work_pending = None$", "only read as a truth value: None is falsy like False",
+     None, "ǁ__init__"),
+    ("consensus/replica.py", r"^self\._last_commit(: Commit \| None = \"\"|_resends = (None|1))$",
+     ("read only once _last_commit is not None and _last_commit_resends > 0, and every assignment of either sets "
+      "both")),
+    ("consensus/replica.py", r"^self\._my_view_change: ViewChange \| None = \"\"$",
+     ("read only while inactive, and every path to an inactive state sets it first (_start_view_change; restore, "
+      "where the view record is persisted after the VIEW-CHANGE it follows)")),
+    ("consensus/replica.py", r"^self\._justified: tuple\[int, int, bytes\] \| None = \"\"$",
+     "every read compares it with a tuple"),
+    ("consensus/replica.py", r"^self\._fetch_(target = 1|retry_at_ms = (None|1))$",
+     ("read only in `target <= self._fetch_target and now_ms < self._fetch_retry_at_ms`, which is false until the "
+      "first fetch sets both: every target reaching it is at least 1 and no time is negative")),
+    ("consensus/replica.py", r"^self\._stable_proof: tuple\[Checkpoint, \.\.\.\] = None$",
+     "only read as `not self._stable_proof` before it is first set: None is falsy like ()"),
+    ("consensus/replica.py", r"^actions = self\._start_view_change\(self\.view \+ 1, now_ms\)$",
+     ("_take_forced returns actions in tick only on the first tick after a restart (install, delivery and catch-up "
+      "take the forced PRE-PREPARE themselves), and a transaction watched by then armed the view timer one timeout "
+      "after it was first watched, so the view timer, not the request timer, fires on that tick"),
+     None, r"tick__mutmut_26$"),
+    ("consensus/replica.py", r"^return self\._send_prepare\(None\) \+ self\._progress\(now_ms\)$",
+     "_send_prepare never reads the time"),
+    ("consensus/replica.py", r"^if known >= 0:$",
+     ("a zero claim kept changes no catch-up decision: the f+1-th highest claim is 0 either way when fewer than f+1 "
+      "peers claim more, no target is 0, and a missing claim reads as 0")),
+    ("consensus/replica.py", r"^return self\._help_peer\(sender, known, now_ms\) if \(exact\) or True else \[\]$",
+     ("only a COMMIT passes exact=False, and one that passed the stale filter is above our height: its sender's "
+      "claim (height - 1) is at least our height, so _help_peer sends nothing")),
+    ("consensus/replica.py", r'and self\._may_help\((None|"XXcommitXX"|"COMMIT"), sender, now_ms\)\):$',
+     "a private label of the rate limit, distinct from the other kinds (new_view, checkpoint) either way"),
+    ("consensus/replica.py", r"^if cert\.height >= self\._final_height\(\):$",
+     "a certificate of the height already known certifies the same block; either one proves it final"),
+    ("consensus/replica.py", r"^peer = peers\[self\._fetch_rotation % len\(peers\)\] if \(peers\) or True else None$",
+     ("peers holds every other replica, so it is empty only when n = 1, and a lone replica is never behind: every "
+      "certificate and checkpoint it knows is its own")),
 ]
 """(target, regex on the mutated line as mutmut shows it, why no test can tell it from the original[, regex that
 the original line must match too (or None)[, regex on the mutant's name, e.g. its function]], where the mutated

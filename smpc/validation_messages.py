@@ -274,16 +274,17 @@ def answer_fault(sealed: bytes, channel_secret: bytes, limits: ValidationLimits,
                  dealer: int, holder: int, dealt_digest: bytes) -> str | None:
     """Why a dealer's answer cannot give `holder` its shares, None if it can: it does not decrypt, or holds no
     signed sketch shares of `dealer` for `holder` in this round, or its PRZS contributions or commitments
-    differ from the dealer's commitments on the ledger (`dealt_digest`). Pure: what every replica computes
-    once the holder disclosed `channel_secret`."""
+    differ from the dealer's commitments on the ledger (`dealt_digest`). The reason names no participant (the
+    unsealing's errors carry participant ids, the checks' member indexes): the caller names the dealer. Pure:
+    what every replica computes once the holder disclosed `channel_secret`."""
     try:
         message = decode_shares(unseal(sealed, channel_secret, chain_id, limits.round_id, dealer, holder), limits)
         verify(message, dealer, chain_id, verifier)
         if message.holder != holder:
-            raise ProtocolViolation(f"shares for member {message.holder}", dealer)
+            raise ProtocolViolation(f"shares for member {message.holder}")
         check_contributions(message, limits, chain_id)
     except ProtocolViolation as violation:
-        return str(violation)
+        return violation.reason
     if message.commitments_digest() != dealt_digest:
         return "its commitments differ from its dealt transaction"
     return None

@@ -106,3 +106,22 @@ def test_an_abort_names_the_missing_only_when_too_few_inputs_came(authors: list[
     events = c.apply_block(block(2, 0, tx("abort", 0, 1, "deadline")))
     assert events == [rc.RoundOutcome(1, False, (), M0, 2, missing=missing)]
     assert c.state.absent == missing
+
+
+def test_an_absent_proposer_opening_a_round_stays_absent() -> None:
+    """The primary's open is its duty, not a sign that it takes part again."""
+    c = contract(rounds=4)
+    _round(c, 1, 1, [1, 2, 3], M0)
+    assert c.state.absent == (0,)
+    c.apply_block(block(3, 0, tx("open", 0, 2, _model(1), list(range(N)))))
+    assert c.state.absent == (0,)
+
+
+@pytest.mark.parametrize("closing", ["result", "abort"])
+def test_an_absent_proposer_closing_a_round_stays_absent_since_the_round_it_went_missing(closing: str) -> None:
+    c = contract(rounds=4, min_updates=3)
+    _round(c, 1, 1, [1, 2, 3], M0)
+    assert c.state.absent_since == {0: 2}
+    c.apply_block(block(3, 0, tx("open", 0, 2, _model(1), list(range(N))), *(upd(a, 2) for a in (1, 2, 3))))
+    c.apply_block(block(4, 0, _result(2, [1, 2, 3]) if closing == "result" else tx("abort", 0, 2, "deadline")))
+    assert (c.state.absent, c.state.absent_since) == ((0,), {0: 2})

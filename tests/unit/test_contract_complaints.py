@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from node import contract as rc
 from tests.unit.test_contract import CHAIN, tx, validated_contract
-from tests.unit.test_contract_secure_phases import ALL, Driver, channel_secret, ciphertext
+from tests.unit.test_contract_secure_phases import (
+    ALL,
+    Driver,
+    _h,
+    channel_keys,
+    channel_secret,
+    ciphertext,
+    reveal_value,
+)
 
 
 def answer(dealer: int, holder: int) -> bytes:
@@ -200,3 +210,82 @@ def test_an_abort_never_rides_in_the_block_of_an_answer() -> None:
     assert d.s.open and d.s.complaints == {(1, 3): "answered", (2, 3): "answered"}, "the abort was skipped"
     [outcome] = d.commit(abort())
     assert outcome.missing == (1, 2)  # type: ignore[union-attr]
+
+
+def refusal_message(d: Driver, *txs: bytes) -> str:
+    with pytest.raises(rc.TxError) as refused:
+        d.check(*txs)
+    return str(refused.value)
+
+
+def smaller_v() -> Driver:
+    d = validating()
+    d.s.expected = (0, 1, 2)  # as in test_complaints_are_bounded_...: V = {0, 1, 2}
+    return d
+
+
+REFUSAL_MESSAGES = [
+    (lambda: Driver(validated_contract()).to("sketch"), (), complaint(1, 3),
+     "not_validating: round 1 is not validating"),
+    (smaller_v, (), complaint(3, 1), "not_a_holder: member 3 holds no shares of V"),
+    (smaller_v, (), complaint(1, 3), "not_a_dealer: member 3 dealt no sketch of V"),
+    (validating, (), complaint(1, 1), "self: member 1 about itself"),
+    (validating, (complaint(1, 3),), complaint(1, 3), "duplicate: member 1 already complained about 3"),
+    (validating, ("inputs 0",), complaint(0, 3), "already_published: member 0 published its statistics"),
+    (validating, (), answer(3, 1), "no_complaint: member 1 did not complain about 3"),
+    (validating, (complaint(1, 3), answer(3, 1)), answer(3, 1), "already_answered: member 3 already answered 1"),
+    (validating, (complaint(1, 3),), tx("answer", 3, 1, 1, ciphertext(3, 2, 1)),
+     "wrong_ciphertext: member 3 committed another ciphertext for 1"),
+    (validating, (complaint(1, 3),), disclose(1, 3), "not_answered: member 3 has no answer to member 1 to disprove"),
+    (validating, (complaint(1, 3), answer(3, 1)), tx("disclose", 1, 1, 3, channel_secret(1, 2, 1)),
+     "wrong_channel_secret: member 1 committed another key for 3"),
+]
+
+
+@pytest.mark.parametrize(("setup", "before", "refused", "message"), REFUSAL_MESSAGES,
+                         ids=[message.split(":")[0] for *_, message in REFUSAL_MESSAGES])
+def test_each_complaint_refusal_names_its_reason_and_the_members_concerned(setup, before, refused, message) -> None:
+    d = setup()
+    for item in before:
+        d.commit(*(d.inputs("validate", (0,)) if item == "inputs 0" else [item]))
+    assert refusal_message(d, refused) == message
+
+
+def test_the_mempool_filter_takes_complaints_answers_and_disclosures_on_their_state_alone() -> None:
+    """`tx_valid_now` runs the complaint rules without judging a disclosure's secret or the answer it opens."""
+    d = validating()
+
+    def pending(raw: bytes) -> bool:
+        return d.c.tx_valid_now(d.c.parse(raw))
+
+    assert pending(complaint(1, 3)) and not pending(complaint(1, 1))
+    d.commit(complaint(1, 3))
+    assert pending(answer(3, 1)) and not pending(answer(2, 1)) and not pending(disclose(1, 3))
+    d.commit(answer(3, 1))
+    wrong_secret = tx("disclose", 1, 1, 3, channel_secret(1, 2, 1))
+    assert pending(wrong_secret) and pending(disclose(1, 3))
+    assert refusal_message(d, wrong_secret).startswith("wrong_channel_secret:")
+
+
+def test_a_disclosure_about_a_dealer_other_than_the_last_reads_that_dealers_channel_key() -> None:
+    d = validating()
+    d.commit(*d.inputs("validate", (0, 3)), complaint(1, 2), answer(2, 1))
+    assert d.check(disclose(1, 2)) == []
+    d.commit(disclose(1, 2))
+    assert d.s.complaints == {(1, 2): "bad"}
+
+
+def test_a_reveal_with_a_low_order_key_for_another_dealer_is_refused_and_its_own_slot_is_free() -> None:
+    d = Driver(validated_contract()).to("seed")
+    keys = channel_keys(2, 1)
+    low_for_1 = keys[:32] + bytes(32) + keys[64:]
+    assert refusal_message(d, tx("reveal", 2, 1, reveal_value(2, 1), low_for_1)) == (
+        "reveal from member 2: its channel key for member 1 is of low order")
+    low_for_itself = keys[:64] + bytes(32) + keys[96:]
+    assert d.check(tx("reveal", 2, 1, reveal_value(2, 1), low_for_itself)) == []
+
+
+def test_a_committed_complaint_is_an_event_naming_round_holder_and_dealer_and_dealt_keeps_its_digest() -> None:
+    d = validating()
+    assert d.commit(complaint(1, 3)) == [rc.ComplaintCommitted(1, 1, 3)]
+    assert d.s.dealt_digests == {dealer: _h("dealt", dealer, 1) for dealer in ALL}, "the commitments' digest"

@@ -59,6 +59,9 @@ def test_a_transaction_is_the_signed_body_documented_in_the_contract() -> None:
     ("ready", [], ()),
     ("eval", [H, 0, 1], (H, 0, 1)),
     ("eval", [H, 1 << 32, 1 << 32], (H, 1 << 32, 1 << 32)),
+    ("complaint", [N - 1], (N - 1,)),
+    ("answer", [0, b"c" * ct.MAX_ANSWER_BYTES], (0, b"c" * ct.MAX_ANSWER_BYTES)),
+    ("disclose", [N - 1, H], (N - 1, H)),
 ])
 def test_each_kind_parses_to_its_typed_fields(kind: str, fields: list, parsed: tuple) -> None:
     data = ct.make_tx(CHAIN, kind, N - 1, 1 << 31, fields, sign(N - 1))
@@ -117,14 +120,29 @@ REFUSED = [
     (raw(body("accept", [1, 2], [])), "malformed tx: tx: unknown kind or wrong field count for 'accept'"),
     (raw(body("dealt", H[:31], H)), "malformed tx: dealt.commitments: expected 32 bytes, got 31"),
     (raw(body("dealt", H, H[:31])), "malformed tx: dealt.ciphertexts: not a whole number of hashes"),
+    (raw(body("dealt", H, "c")), "malformed tx: dealt.ciphertexts: expected bytes"),
+    (raw(body("dealt", H, H * (ct.MAX_PARTICIPANTS + 1))), "malformed tx: dealt.ciphertexts: 8224 bytes exceeds 8192"),
     (raw(body("reveal", H[:31], H * N)), "malformed tx: reveal.value: expected 32 bytes, got 31"),
     (raw(body("reveal", H, H * (N - 1))), "malformed tx: reveal.channel_keys: not one key per member"),
+    (raw(body("reveal", H, "k")), "malformed tx: reveal.channel_keys: expected bytes"),
+    (raw(body("reveal", H, H * (ct.MAX_PARTICIPANTS + 1))),
+     "malformed tx: reveal.channel_keys: 8224 bytes exceeds 8192"),
     (raw(body("abort", "x" * 201)), "malformed tx: abort.reason: expected a string of at most 200 characters"),
     (raw(body("eval", H[:31], 0, 1)), "malformed tx: eval.model_hash: expected 32 bytes, got 31"),
     (raw(body("eval", H, -1, 1)), "malformed tx: eval.correct: expected an integer in [0, 4294967296]"),
     (raw(body("eval", H, 0, 0)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
     (raw(body("eval", H, 0, (1 << 32) + 1)), "malformed tx: eval.total: expected an integer in [1, 4294967296]"),
     (raw(body("eval", H, 3, 2)), "malformed tx: eval: more correct rows than rows (3 > 2)"),
+    (raw(body("complaint", N)), "malformed tx: complaint.dealer: expected an integer in [0, 3]"),
+    (raw(body("complaint", 0, 1)), "malformed tx: tx: unknown kind or wrong field count for 'complaint'"),
+    (raw(body("answer", -1, b"c")), "malformed tx: answer.holder: expected an integer in [0, 3]"),
+    (raw(body("answer", 0, "c")), "malformed tx: answer.ciphertext: expected bytes"),
+    (raw(body("answer", 0, bytes(ct.MAX_ANSWER_BYTES + 1))),
+     f"malformed tx: answer.ciphertext: {ct.MAX_ANSWER_BYTES + 1} bytes exceeds {ct.MAX_ANSWER_BYTES}"),
+    (raw(body("answer", 0)), "malformed tx: tx: unknown kind or wrong field count for 'answer'"),
+    (raw(body("disclose", N, H)), "malformed tx: disclose.dealer: expected an integer in [0, 3]"),
+    (raw(body("disclose", 0, H[:31])), "malformed tx: disclose.channel_secret: expected 32 bytes, got 31"),
+    (raw(body("disclose", 0)), "malformed tx: tx: unknown kind or wrong field count for 'disclose'"),
     (raw(body(), author=2), "bad signature on update tx from member 1"),
 ]
 
@@ -134,6 +152,13 @@ def test_a_bad_transaction_is_refused_with_the_reason(data: bytes, reason: str) 
     with pytest.raises(ct.TxError) as error:
         parse(data)
     assert str(error.value) == reason
+
+
+@pytest.mark.parametrize("reason", sorted(ct.COMPLAINT_REFUSALS))
+def test_a_complaint_refusal_carries_its_reason_apart_and_in_its_message(reason: str) -> None:
+    refusal = ct.ComplaintRefused(reason, "member 1 about 3")
+    assert (refusal.reason, str(refusal)) == (reason, f"{reason}: member 1 about 3")
+    assert isinstance(refusal, ct.TxError)
 
 
 def test_bodies_and_lists_at_their_bounds_parse() -> None:

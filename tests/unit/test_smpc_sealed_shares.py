@@ -78,3 +78,39 @@ def test_answer_fault_accepts_a_good_bundle_and_names_every_kind_of_bad_one() ->
     forged, _ = bundle(2, 1, signer=0)
     assert "signature" in fault(sealed(forged, 2, 1), 2, 1, digest)  # type: ignore[operator]
     assert "dealt" in fault(sealed(payload, 2, 1), 2, 1, bytes(32))  # type: ignore[operator]
+
+
+def test_answer_fault_gives_each_faults_reason_and_leaves_naming_the_dealer_to_its_caller() -> None:
+    """The reasons come from the unsealing (whose errors carry participant ids, index + 1) and from the checks
+    of the shares (member indexes): the verdict names no participant, so both kinds read alike."""
+    payload, digest = bundle(2, 1)
+    other, _ = bundle(2, 3)
+    forged, _ = bundle(2, 1, signer=0)
+    reasons = [fault(box, 2, 1, dealt) for box, dealt in (
+        (sealed(payload, 3, 1), digest), (b"junk", digest), (bytes(32) + bytes(20), digest),
+        (sealed(other, 2, 1), digest), (sealed(forged, 2, 1), digest), (sealed(payload, 2, 1), bytes(32)))]
+    assert reasons == ["share ciphertext does not authenticate", "sealed sketch shares too short",
+                       "sealed sketch shares carry a low-order key", "shares for member 3",
+                       "validation message signature does not verify",
+                       "its commitments differ from its dealt transaction"]
+
+
+@pytest.mark.parametrize(("box", "error", "reason"), [
+    (b"x" * (vm.SEAL_OVERHEAD - 1), DecryptionFailed, "sealed sketch shares too short"),
+    (bytes(32) + bytes(16), BadPublicKey, "sealed sketch shares carry a low-order key"),
+])
+def test_unseal_blames_the_dealer_by_its_participant_id(box: bytes, error: type, reason: str) -> None:
+    with pytest.raises(error) as refused:
+        vm.unseal(box, secret(1, 2), CHAIN, ROUND, 2, 1)
+    assert (refused.value.reason, refused.value.sender) == (reason, 3)
+
+
+def test_an_empty_payload_seals_to_exactly_the_overhead_and_opens() -> None:
+    box = sealed(b"", 2, 1)
+    assert len(box) == vm.SEAL_OVERHEAD
+    assert vm.unseal(box, secret(1, 2), CHAIN, ROUND, 2, 1) == b""
+
+
+def test_only_a_key_that_is_not_of_low_order_is_usable_as_a_channel() -> None:
+    assert vm.channel_key_usable(vm.channel_public_key(secret(1, 2)))
+    assert not vm.channel_key_usable(bytes(32))
