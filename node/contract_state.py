@@ -146,8 +146,8 @@ class ContractState:
     """B of the open round (and of the next, until a validated round commits), in millionths; 0: members clip
     to C alone. Set from `ContractParams.clip_bound_micro` at genesis, then from each committed round's `accept`."""
     next_clip_bound_micro: int = 0
-    """The bound the open round's `accept` named for the next round: B once that round's result commits, dropped
-    if it aborts (the next round keeps this round's B)."""
+    """The bound the last `accept` named for the next round: B once that round's result commits (a result always
+    follows its round's accept in a validated round; an aborted round's is overwritten by the retry's accept)."""
 
     def committed_model(self, round_id: int) -> bytes | None:
         """The model round `round_id` committed, or None (aborted, still open, or not reached)."""

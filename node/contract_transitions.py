@@ -59,7 +59,6 @@ class Transitions(Membership, Evaluations):
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, s.absent, {}, {}, ()
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
-            s.next_clip_bound_micro = 0
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase

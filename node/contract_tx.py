@@ -126,7 +126,7 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
         return [codec.expect_bytes(fields[0], "stats.shares", max_len=MAX_STATS_BYTES)]
     if kind == "accept":
         return [_member_list(fields[0], n, "accept.accepted"), _member_list(fields[1], n, "accept.liars"),
-                codec.expect_int(fields[2], "accept.next_clip_bound", lo=0, hi=MAX_CLIP_BOUND_MICRO)]
+                codec.expect_int(fields[2], "accept.next_clip_bound", hi=MAX_CLIP_BOUND_MICRO)]
     if kind == "ready":
         return []
     if kind == "eval":

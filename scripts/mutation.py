@@ -43,7 +43,8 @@ CONSENSUS_UNIT = tuple(sorted(UNIT + path.name for path in (REPO / UNIT).glob("t
 """Every consensus unit test file: together they run in about two seconds (the simulator's tests take a
 minute and are left out)."""
 TARGETS: dict[str, tuple[str, ...]] = {
-    "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py"),
+    "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py",
+                     UNIT + "test_ml_robust_persistence.py", UNIT + "test_clip_bound.py"),
     "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
     "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
     "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),

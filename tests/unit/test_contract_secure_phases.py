@@ -216,6 +216,37 @@ def test_rejections_accumulate_over_rounds_and_feed_the_next_validation_check() 
     assert d.s.rejections == {2: 2}
 
 
+@pytest.mark.parametrize(("genesis_bound", "named", "refusal"), [
+    (10_000_000, 0, r"^next round's bound 0 outside \(0, 10000000\]$"),
+    (10_000_000, 10_000_001, r"^next round's bound 10000001 outside \(0, 10000000\]$"),
+    (0, 5, r"^next round's bound 5 without a per-round bound$"),
+    (10_000_000, 1, None),
+    (10_000_000, 10_000_000, None),
+    (0, 0, None),
+])
+def test_an_accept_names_a_next_bound_within_c_exactly_when_genesis_asks_for_one(
+        genesis_bound: int, named: int, refusal: str | None) -> None:
+    """`accept` [S, L, B']: with `clip_factor` in genesis (B = C = 10 in millionths here) B' is in (0, C], without it
+    B' is 0. The replicas' check carries the round's B and the B' named (each replica compares B' with its own);
+    B changes only when the round's result commits."""
+    c = validated_contract()
+    c.params = dataclasses.replace(c.params, clip_bound_micro=genesis_bound)
+    c.state.clip_bound_micro = genesis_bound
+    d = Driver(c).to("validate")
+    d.commit(*d.inputs("validate", ALL))
+    accept = tx("accept", 0, 1, list(ALL), [], named)
+    if refusal is not None:
+        d.refused(refusal, accept)
+        return
+    [check] = d.check(accept)
+    assert isinstance(check, rc.ValidationCheck)
+    assert (check.liars, check.clip_bound_micro, check.next_clip_bound_micro) == ((), genesis_bound, named)
+    d.commit(accept)
+    assert (d.s.clip_bound_micro, d.s.next_clip_bound_micro) == (genesis_bound, named)
+    d.commit(tx("result", 0, 1, list(ALL), M1))
+    assert d.s.clip_bound_micro == (named or genesis_bound)
+
+
 def test_an_accept_records_inconsistent_publishers_without_excluding_them() -> None:
     """`accept` [S, L, B']: L are publishers (at most as many as the statistics can be decided without), recorded
     in the round's outcome and not excluded: a dealer can put an honest holder's shares off the polynomial (red

@@ -178,3 +178,10 @@ def test_only_round_results_reference_model_blobs() -> None:
     txs = (raw(body("result", [0, 1], m1, author=0), author=0), b"\xc1", raw(body("update", m2, 5)),
            raw(body("result", [1], m2, author=3), author=2), raw(body("result", [1], m2, author=3), author=3))
     assert list(ct.referenced_blobs(block(1, 0, *txs), CHAIN, N, verify)) == [m1, m2]
+
+
+def test_the_bound_travels_in_millionths_rounded_down_and_zero_means_none() -> None:
+    assert ct.clip_bound_micro(2.5) == 2_500_000 and ct.clip_bound_micro(0.9999999) == 999_999
+    assert ct.clip_bound_micro(1e-7) == 0
+    assert ct.clip_bound_value(2_500_000) == 2.5 and ct.clip_bound_value(1) == 1e-6
+    assert ct.clip_bound_value(0) is None
