@@ -44,7 +44,7 @@ CONSENSUS_UNIT = tuple(sorted(UNIT + path.name for path in (REPO / UNIT).glob("t
 minute and are left out)."""
 TARGETS: dict[str, tuple[str, ...]] = {
     "ml/robust.py": (UNIT + "test_ml_robust.py", UNIT + "test_ml_robust_boundaries.py",
-                     UNIT + "test_ml_robust_persistence.py", UNIT + "test_clip_bound.py"),
+                     UNIT + "test_ml_robust_persistence.py", UNIT + "test_clip_bound.py", UNIT + "test_ml_robust_angles.py"),
     "node/wire.py": (UNIT + "test_wire.py", UNIT + "test_wire_boundaries.py", PROPERTY + "test_wire_fuzz.py"),
     "smpc/field.py": (UNIT + "test_smpc_field.py", UNIT + "test_smpc_shamir.py"),
     "smpc/shamir.py": (UNIT + "test_smpc_shamir.py", PROPERTY + "test_smpc_shamir_reference.py"),
