@@ -248,3 +248,51 @@ def test_rule_changes_refuses_with_a_one_line_reason(text: str, message: str) ->
         rule_changes(text)
     assert raised.value.__cause__ is None
     assert raised.value.__suppress_context__ == message.endswith("is not a number$")
+
+
+def _orthogonal(sq_norms: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    norms = np.array(sq_norms)
+    return norms, norms[:, None] + norms[None, :] - 2 * np.diag(norms)
+
+
+def test_decide_takes_weights_in_0_1_and_the_clip_slack_inclusively() -> None:
+    lax = RobustRule(f=2, norm_ratio=0.0, distance_ratio=1000.0, clip_slack=0.25)
+    sq_norms, sq_dists = _orthogonal([1.0] * 6)
+    weights = np.array([1.0, 0.0, 1.0 + 1e-12, -0.5, 1e-3, 0.5])
+    decision = decide(lax, sq_norms, sq_dists, weights)
+    assert decision.rejected == dict.fromkeys((1, 2, 3), "weight_out_of_range")
+    sq_norms, sq_dists = _orthogonal([1.0, 1.0, 1.0, 1.0, 1.25, 1.25 * (1 + 1e-12)])
+    assert decide(lax, sq_norms, sq_dists, clip_bound=1.0).rejected == {5: "clip_bound"}
+    assert decide(dataclasses.replace(lax, clip_slack=0.0), sq_norms, sq_dists, clip_bound=1.0).rejected == \
+        {4: "clip_bound", 5: "clip_bound"}
+
+
+def test_each_proof_leaves_one_place_fewer_for_suspicion() -> None:
+    """Five honest updates, one pointing the other way (a suspicion) and one three times as long (a proof, under
+    B = 1.5): with f = 1 the proof takes the only place, with f = 2 both are rejected."""
+    rng = np.random.default_rng(3)
+    honest = np.array([1.0, 0.0, 0.0]) + rng.normal(size=(5, 3)) * 0.05
+    points = np.vstack([honest, [[-1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    sq_norms, sq_dists = _stats(points)
+    rule = RobustRule(f=1, norm_ratio=0.0)
+    assert decide(rule, sq_norms, sq_dists, clip_bound=1.5).rejected == {6: "clip_bound"}
+    assert decide(dataclasses.replace(rule, f=2), sq_norms, sq_dists, clip_bound=1.5).rejected == \
+        {6: "clip_bound", 5: "bounded_distance"}
+    assert decide(dataclasses.replace(rule, f=2, norm_ratio=2.0), sq_norms, sq_dists).rejected == \
+        {6: "norm_ratio", 5: "bounded_distance"}
+
+
+def test_earlier_rejections_stay_with_their_updates_after_a_proof() -> None:
+    """A proof (index 0, too long) removes an update before the suspicion tier; of the two flipped updates the
+    one rejected in more earlier rounds (6) goes, though the other (7) is farther."""
+    rng = np.random.default_rng(4)
+    honest = np.array([1.0, 0.0, 0.0]) + rng.normal(size=(5, 3)) * 0.05
+    points = np.vstack([[[3.0, 0.0, 0.0]], honest, [[-0.9, 0.0, 0.0], [-1.0, 0.1, 0.0]]])
+    sq_norms, sq_dists = _stats(points)
+    rule = RobustRule(f=2, norm_ratio=0.0)
+    assert decide(rule, sq_norms, sq_dists, clip_bound=1.5).rejected == {0: "clip_bound", 7: "bounded_distance"}
+    history = [0, 0, 0, 0, 0, 0, 5, 0]
+    assert decide(rule, sq_norms, sq_dists, history=history, clip_bound=1.5).rejected == \
+        {0: "clip_bound", 6: "bounded_distance"}
+    assert decide(rule, sq_norms, sq_dists, history=[9, *history[1:]], clip_bound=1.5).rejected == \
+        {0: "clip_bound", 6: "bounded_distance"}

@@ -254,8 +254,8 @@ def test_adaptive_norm_bound_is_exclusive_and_handles_zero_norms() -> None:
 
 
 def test_neighbour_outliers_thresholds_scores_and_zero_median() -> None:
-    """Points 0, 1, 2, 3, 13 on a line, f = 1 (no skip, the 3 nearest): scores 14/3, 3, 2, 3 and 110 ... over a
-    median of 3, so with no spread term the bound is ``distance_ratio``, exclusive, and each score is its ratio
+    """Points 0, 1, 2, 3, 13 on a line, f = 1 (no skip, the 3 nearest): scores 14/3, 2, 2, 14/3 and 365/3 over a
+    median of 14/3, so with no spread term the bound is ``distance_ratio``, exclusive, and each score is its ratio
     over that bound; most updates identical (a zero median) flags the others with an infinite score."""
     d = _sq_dists(np.array([0.0, 1.0, 2.0, 3.0, 13.0])[:, None])
     expected = [sum(sorted(np.delete(d[i], i))[:3]) / 3 for i in range(5)]
