@@ -296,3 +296,12 @@ def test_earlier_rejections_stay_with_their_updates_after_a_proof() -> None:
         {0: "clip_bound", 6: "bounded_distance"}
     assert decide(rule, sq_norms, sq_dists, history=[9, *history[1:]], clip_bound=1.5).rejected == \
         {0: "clip_bound", 6: "bounded_distance"}
+
+
+@pytest.mark.parametrize(("f", "rejected"), [(1, {6}), (2, {4, 6})])
+def test_the_tier_rejects_the_highest_scores_first(f: int, rejected: set[int]) -> None:
+    """Of the three members of the clique, the one with the lowest mean clique ratio (6) scores highest and goes
+    first; the two others tie, and the lower index goes next."""
+    past = [*CLIQUE[:4], AngleHistory(3.0, 0.6, 3), AngleHistory(3.0, 0.6, 3), AngleHistory(3.0, 0.3, 3)]
+    rule = RobustRule(f=f, persistence_ratio=1.15, norm_ratio=0.0, distance_ratio=1000.0)
+    assert decide(rule, *_clique_round(), angle_history=past).rejected == dict.fromkeys(rejected, "persistence")
