@@ -44,7 +44,7 @@ def _reference(updates: np.ndarray, f: int) -> tuple[list[float], list[float]]:
     return list(far / np.median(far)), list(near / far)
 
 
-@pytest.mark.parametrize(("n", "f"), [(3, 0), (3, 1), (4, 1), (5, 2), (6, 2), (7, 2), (7, 3), (8, 3), (5, 4)])
+@pytest.mark.parametrize(("n", "f"), [(3, 0), (3, 1), (4, 1), (5, 2), (6, 2), (7, 2), (7, 3), (8, 3), (5, 4), (4, 4), (3, 5)])
 @pytest.mark.parametrize("seed", range(2))
 def test_angle_statistics_match_the_cosines_of_the_vectors(n: int, f: int, seed: int) -> None:
     updates = np.random.default_rng(seed).normal(size=(n, 12))
@@ -112,6 +112,17 @@ def test_a_member_is_judged_from_its_min_rounds_th_round_on() -> None:
     assert _flags(angles, [1.0] * 3, past, rounds=2) == [False, False, True]
     assert _flags(angles, [1.0] * 3, past, rounds=3) == [False] * 3
     assert _flags([1.0, 1.0, 4.0], [1.0] * 3, [NO_HISTORY] * 3, rounds=1) == [False, False, True]
+
+
+def test_means_are_over_each_members_own_rounds() -> None:
+    """Seen in 2, 1 and 4 rounds: mean angular ratios 1.5, 1 and 2 (median 1.5), mean clique ratios 1.5, 1 and 1
+    (median 1); each score is the larger of its angular mean over 1.5 and 1 over its clique mean."""
+    past = [AngleHistory(2.0, 2.0, 1), NO_HISTORY, AngleHistory(6.0, 3.0, 3)]
+    flags, scores = persistent_outliers([1.0, 1.0, 2.0], [1.0, 1.0, 1.0], past, 1.3, 0.5, 1)
+    assert flags.tolist() == [False, False, True]
+    assert scores == [1.0, 1.0, 2.0 / 1.5]
+    flags, scores = persistent_outliers([], [], [], 1.3, 0.5, 1)
+    assert flags.dtype == bool and flags.shape == (0,) and scores == []
 
 
 def test_scores_with_a_zero_median_or_a_zero_clique() -> None:

@@ -246,6 +246,15 @@ def test_adaptive_norm_bound_is_exclusive_and_handles_zero_norms() -> None:
     assert adaptive_norm_bound(np.array([], dtype=float), 1.0, 1).tolist() == []
     assert norm_ratios([0.0, 0.0, 0.0, 9.0]) == [1.0, 1.0, 1.0, np.inf]
     assert norm_ratios([1.0, 4.0, 9.0]) == [0.5, 1.0, 1.5]
+    assert norm_ratios([0.25, 0.5, 1.0]) == [np.sqrt(0.5), 1.0, np.sqrt(2.0)]
+    spread = np.array([1.0, 1.0, 4.0, 36.0, 36.0])  # ratios 0.5, 0.5, 1, 3, 3: spread 2
+    assert adaptive_norm_bound(spread, 1.0, 2).tolist() == [False] * 5
+    assert adaptive_norm_bound(spread, 1.0, 1).tolist() == [False] * 3 + [True] * 2
+    assert adaptive_norm_bound(np.array([1.0, 1.0, 4.0, 16.0, 16.0]), 1.0, 1).tolist() == [False] * 5
+    assert adaptive_norm_bound(np.array([1.0, 1.0, 1.0, 1.0, 6.25])).tolist() == [False] * 4 + [True]
+    wide = np.array([1 / 1.69, 1 / 1.69, 1.0, 1.69, 6.25])  # spread 1.3: 2.197 at the default power 3
+    assert adaptive_norm_bound(wide).tolist() == [False] * 4 + [True]
+    assert adaptive_norm_bound(wide, 2.0, 4).tolist() == [False] * 5
     for ratio, power in ((0.99, 3), (2.0, -1)):
         with pytest.raises(ValueError, match=rf"^adaptive_norm_bound needs norm_ratio >= 1 and spread_power >= 0: "
                                              rf"{ratio}, {power}$"):
@@ -267,6 +276,15 @@ def test_neighbour_outliers_thresholds_scores_and_zero_median() -> None:
     assert scores == pytest.approx([r / ratios[4] for r in ratios], rel=1e-12)
     assert neighbour_outliers(d, 1, ratios[4] * 0.999, 0)[0].tolist() == [False] * 4 + [True]
     assert neighbour_outliers(d, 1, 1.0, 0)[0].tolist() == [r > 1.0 for r in ratios]
+    assert neighbour_outliers(d / 100, 1, ratios[4] * 0.999, 0)[0].tolist() == [False] * 4 + [True]
+    for f in range(7):
+        skip, count = max(0, min(f - 1, 3)), max(1, 5 - 2 * f)
+        assert neighbour_scores(d, f) == [sum(sorted(np.delete(d[i], i))[skip:skip + count]) / count for i in range(5)]
+    simplex = 2.0 * (np.ones((5, 5)) - np.eye(5))
+    assert neighbour_outliers(simplex, 1)[1] == [1 / 1.5] * 5
+    points = _sq_dists(np.random.default_rng(0).normal(size=(7, 3)))
+    assert neighbour_outliers(points, 2)[1] == neighbour_outliers(points, 2, 1.5, 3)[1] \
+        != neighbour_outliers(points, 2, 1.5, 4)[1]
     same = _sq_dists(np.array([0.0, 0.0, 0.0, 0.0, 5.0])[:, None])
     flags, scores = neighbour_outliers(same, 1, 1.5, 3)
     assert flags.tolist() == [False] * 4 + [True]
