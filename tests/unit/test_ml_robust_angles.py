@@ -316,3 +316,20 @@ def test_the_tier_rejects_the_highest_scores_first(f: int, rejected: set[int]) -
     past = [*CLIQUE[:4], AngleHistory(3.0, 0.6, 3), AngleHistory(3.0, 0.6, 3), AngleHistory(3.0, 0.3, 3)]
     rule = RobustRule(f=f, persistence_ratio=1.15, norm_ratio=0.0, distance_ratio=1000.0)
     assert decide(rule, *_clique_round(), angle_history=past).rejected == dict.fromkeys(rejected, "persistence")
+
+
+def test_decide_runs_each_tier_at_its_lowest_valid_parameter_and_with_the_rules_spread_power() -> None:
+    """norm_ratio 1 and persistence_ratio 1 are valid and switch their tiers on (0 switches them off); the adaptive
+    norm bound and the distance rule get the rule's spread_power, not their default."""
+    sq_norms, sq_dists = _orthogonal([1.0, 1.0, 1.0, 1.0, 4.0])
+    strict = RobustRule(f=2, norm_ratio=1.0, spread_power=0, distance_ratio=1000.0)
+    assert decide(strict, sq_norms, sq_dists).rejected == {4: "norm_ratio"}
+    assert decide(dataclasses.replace(strict, persistence_ratio=1.0), sq_norms, sq_dists).angles.keys() == {0, 1, 2, 3}
+    wide, wide_dists = _orthogonal([1 / 1.69, 1 / 1.69, 1.0, 1.69, 6.25])  # norm spread 1.3
+    rule = RobustRule(f=2, norm_ratio=2.0, spread_power=4, distance_ratio=1000.0)
+    assert decide(rule, wide, wide_dists).rejected == {}
+    assert decide(dataclasses.replace(rule, spread_power=3), wide, wide_dists).rejected == {4: "norm_ratio"}
+    line = np.array([0.0, 1.0, 2.0, 3.0, 6.0])[:, None]
+    flagging = RobustRule(f=1, norm_ratio=0.0, distance_ratio=1.0, spread_power=0)
+    assert decide(flagging, *_stats(line)).rejected == {4: "bounded_distance"}
+    assert decide(dataclasses.replace(flagging, spread_power=3), *_stats(line)).rejected == {}
