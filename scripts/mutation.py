@@ -122,6 +122,8 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "both sequences have one entry per update (per survivor), so strict has nothing to check"),
     ("ml/robust.py", r"and len\(left\.indices\) >= 0:$",
      "with no update left the tier's statistics, flags and places are all empty: the same decision"),
+    ("ml/robust.py", r"zip\((left\.indices\.tolist\(\), zip\(ratios, cliques, .*\)|ratios, cliques), (strict=(None|False))?\)",
+     "angle_statistics returns one ratio and one clique ratio per survivor"),
     ("ml/robust.py", r"zip\((angles, past|cliques, past|angles, cliques, past, mean_angles, mean_cliques), (strict=(None|False))?\)",
      "persistent_outliers zips its three inputs three times: any length mismatch reaches one of the other two strict zips"),
     ("ml/robust.py", r"len\(members\) >= 2:$",

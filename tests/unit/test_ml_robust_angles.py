@@ -333,3 +333,10 @@ def test_decide_runs_each_tier_at_its_lowest_valid_parameter_and_with_the_rules_
     flagging = RobustRule(f=1, norm_ratio=0.0, distance_ratio=1.0, spread_power=0)
     assert decide(flagging, *_stats(line)).rejected == {4: "bounded_distance"}
     assert decide(dataclasses.replace(flagging, spread_power=3), *_stats(line)).rejected == {}
+
+
+def test_a_lone_survivor_gets_neutral_statistics() -> None:
+    """One update left: no others to compare with, so both of its ratios are 1.0, and the tier rejects nothing."""
+    history = [AngleHistory(9.0, 0.0, 3)]
+    decision = decide(RobustRule(f=1, persistence_ratio=1.15), np.array([1.0]), np.zeros((1, 1)), angle_history=history)
+    assert decision.angles == {0: (1.0, 1.0)} and decision.accepted == (0,)
