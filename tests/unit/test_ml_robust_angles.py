@@ -103,6 +103,8 @@ def test_the_clique_threshold_is_exclusive_and_needs_this_round_under_the_median
     assert scores == [2.0, 1.0, 1.0]
     assert _flags([1.0] * 3, [0.5, 0.5, 1.0], [past[0], past[0], past[1]], clique=1.0) == [False] * 3
     assert _flags([1.0] * 3, [0.25, 0.5, 1.0], [past[0], past[0], past[1]], clique=1.0) == [True, False, False]
+    assert _flags([1.0] * 3, [0.3, 0.5, 0.5], [NO_HISTORY] * 3, clique=0.5) == [False] * 3  # 0.3 > 0.5 * 0.5
+    assert _flags([1.0] * 3, [0.2, 0.5, 0.5], [NO_HISTORY] * 3, clique=0.5) == [True, False, False]
 
 
 def test_a_member_is_judged_from_its_min_rounds_th_round_on() -> None:
