@@ -120,6 +120,8 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("ml/robust.py", r"^capped\[worst(\[:max\(0, places\)\])?\] = None$", "None stored into a bool array is False"),
     ("ml/robust.py", r"zip\((near, far|self\.past, passed\.tolist\(\)), (strict=(None|False))?\)",
      "both sequences have one entry per update (per survivor), so strict has nothing to check"),
+    ("ml/robust.py", r"if ratios else 2\.0$",
+     "with no ratios the threshold is compared with nothing: both callers return an empty mask (and no scores)"),
     ("ml/robust.py", r"and len\(left\.indices\) >= 0:$",
      "with no update left the tier's statistics, flags and places are all empty: the same decision"),
     ("ml/robust.py", r"zip\((left\.indices\.tolist\(\), zip\(ratios, cliques, .*\)|ratios, cliques), (strict=(None|False))?\)",
