@@ -105,7 +105,7 @@ EQUIVALENT: list[tuple[str, ...]] = [
      "the cryptography release pinned here needs only len(data) bytes for update_into (older ones needed 15 more)"),
     ("ml/robust.py", r"shape\[1\]", SQUARE),
     ("ml/robust.py", r"^d = np\.asarray\(sq_dists, (dtype=None)?\)$", FLOAT64_LATER),
-    ("ml/robust.py", r"^norms = \[float\(v\) for v in np\.asarray\(sq_norms, (dtype=None)?\)\.tolist\(\)\]$",
+    ("ml/robust.py", r"^(norms = |ratios = norm_ratios\()\[float\(v\) for v in np\.asarray\(sq_norms, (dtype=None)?\)\.tolist\(\)\]\)?$",
      "tolist() then float() gives the same Python floats from float32 or float64"),
     ("ml/robust.py", r"^(norms|w) = np\.asarray\((sq_norms|weights), (dtype=None)?\)$", FLOAT64_LATER),
     ("ml/robust.py", r"per_sample\(norms, d, np\.asarray\(weights, (dtype=None)?\)\[survivors\]\)",
