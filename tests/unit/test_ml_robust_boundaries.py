@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ml.robust import (
     RobustRule,
+    adaptive_norm_bound,
     centroid_outliers,
     centroid_sq_dists,
     decide,
@@ -25,8 +26,11 @@ from ml.robust import (
     median_distances,
     median_mad,
     multi_krum,
+    neighbour_outliers,
+    neighbour_scores,
     norm_bound,
     norm_direction,
+    norm_ratios,
     per_sample,
 )
 from tests.unit.test_ml_robust import _sq_dists, _stats
@@ -226,3 +230,67 @@ def test_decide_multi_krum_keeps_all_below_f_plus_3_and_exactly_n_minus_f_from_t
     else:
         assert decision.accepted == tuple(multi_krum(_sq_dists(points), f, n - f).tolist())
         assert len(decision.accepted) == n - f and n - 1 in decision.rejected
+
+
+def test_adaptive_norm_bound_is_exclusive_and_handles_zero_norms() -> None:
+    """Squared norms 1, 1, 1, 4: L2 ratios 1, 1, 1, 2 to the median and a spread of 1, so the bound is
+    ``norm_ratio`` itself and exclusive; a zero median makes every non-zero update infinitely long; zero norms
+    below a non-zero median spread infinitely, which accepts everyone."""
+    norms = np.array([1.0, 1.0, 1.0, 4.0])
+    assert adaptive_norm_bound(norms, 2.0, 3).tolist() == [False] * 4
+    assert adaptive_norm_bound(norms, 1.99, 3).tolist() == [False, False, False, True]
+    assert adaptive_norm_bound(norms, 1.0, 0).tolist() == [False, False, False, True]
+    assert adaptive_norm_bound(np.array([1.0, 1.0, 1.0, 4.0, 16.0]), 1.0, 1).tolist() == [False] * 3 + [True] * 2
+    assert adaptive_norm_bound(np.array([0.0, 0.0, 0.0, 1.0]), 1.0, 3).tolist() == [False] * 3 + [True]
+    assert adaptive_norm_bound(np.array([0.0, 0.0, 1.0, 1.0]), 1.0, 1).tolist() == [False] * 4
+    assert adaptive_norm_bound(np.array([], dtype=float), 1.0, 1).tolist() == []
+    assert norm_ratios([0.0, 0.0, 0.0, 9.0]) == [1.0, 1.0, 1.0, np.inf]
+    assert norm_ratios([1.0, 4.0, 9.0]) == [0.5, 1.0, 1.5]
+    assert norm_ratios([0.25, 0.5, 1.0]) == [np.sqrt(0.5), 1.0, np.sqrt(2.0)]
+    spread = np.array([1.0, 1.0, 4.0, 36.0, 36.0])  # ratios 0.5, 0.5, 1, 3, 3: spread 2
+    assert adaptive_norm_bound(spread, 1.0, 2).tolist() == [False] * 5
+    assert adaptive_norm_bound(spread, 1.0, 1).tolist() == [False] * 3 + [True] * 2
+    assert adaptive_norm_bound(np.array([1.0, 1.0, 4.0, 16.0, 16.0]), 1.0, 1).tolist() == [False] * 5
+    assert adaptive_norm_bound(np.array([1.0, 1.0, 1.0, 1.0, 6.25])).tolist() == [False] * 4 + [True]
+    wide = np.array([1 / 1.69, 1 / 1.69, 1.0, 1.69, 6.25])  # spread 1.3: 2.197 at the default power 3
+    assert adaptive_norm_bound(wide).tolist() == [False] * 4 + [True]
+    assert adaptive_norm_bound(wide, 2.0, 4).tolist() == [False] * 5
+    for ratio, power in ((0.99, 3), (2.0, -1)):
+        with pytest.raises(ValueError, match=rf"^adaptive_norm_bound needs norm_ratio >= 1 and spread_power >= 0: "
+                                             rf"{ratio}, {power}$"):
+            adaptive_norm_bound(norms, ratio, power)
+    adaptive_norm_bound(norms, 1.0, 0)
+
+
+def test_neighbour_outliers_thresholds_scores_and_zero_median() -> None:
+    """Points 0, 1, 2, 3, 13 on a line, f = 1 (no skip, the 3 nearest): scores 14/3, 2, 2, 14/3 and 365/3 over a
+    median of 14/3, so with no spread term the bound is ``distance_ratio``, exclusive, and each score is its ratio
+    over that bound; most updates identical (a zero median) flags the others with an infinite score."""
+    d = _sq_dists(np.array([0.0, 1.0, 2.0, 3.0, 13.0])[:, None])
+    expected = [sum(sorted(np.delete(d[i], i))[:3]) / 3 for i in range(5)]
+    assert neighbour_scores(d, 1) == pytest.approx(expected, rel=1e-12)
+    typical = sorted(expected)[2]
+    ratios = [s / typical for s in expected]
+    flags, scores = neighbour_outliers(d, 1, ratios[4], 0)
+    assert flags.tolist() == [False] * 5
+    assert scores == pytest.approx([r / ratios[4] for r in ratios], rel=1e-12)
+    assert neighbour_outliers(d, 1, ratios[4] * 0.999, 0)[0].tolist() == [False] * 4 + [True]
+    assert neighbour_outliers(d, 1, 1.0, 0)[0].tolist() == [r > 1.0 for r in ratios]
+    assert neighbour_outliers(d / 100, 1, ratios[4] * 0.999, 0)[0].tolist() == [False] * 4 + [True]
+    for f in range(7):
+        skip, count = max(0, min(f - 1, 3)), max(1, 5 - 2 * f)
+        assert neighbour_scores(d, f) == [sum(sorted(np.delete(d[i], i))[skip:skip + count]) / count for i in range(5)]
+    simplex = 2.0 * (np.ones((5, 5)) - np.eye(5))
+    assert neighbour_outliers(simplex, 1)[1] == [1 / 1.5] * 5
+    points = _sq_dists(np.random.default_rng(0).normal(size=(7, 3)))
+    assert neighbour_outliers(points, 2)[1] == neighbour_outliers(points, 2, 1.5, 3)[1] \
+        != neighbour_outliers(points, 2, 1.5, 4)[1]
+    same = _sq_dists(np.array([0.0, 0.0, 0.0, 0.0, 5.0])[:, None])
+    flags, scores = neighbour_outliers(same, 1, 1.5, 3)
+    assert flags.tolist() == [False] * 4 + [True]
+    assert scores == [1 / 1.5] * 4 + [np.inf]
+    for ratio, power, f in ((0.99, 3, 1), (1.5, -1, 1), (1.5, 3, -1)):
+        with pytest.raises(ValueError, match=rf"^neighbour_outliers needs distance_ratio >= 1, spread_power >= 0, "
+                                             rf"f >= 0: {ratio}, {power}, {f}$"):
+            neighbour_outliers(d, f, ratio, power)
+    neighbour_outliers(d, 0, 1.0, 0)
