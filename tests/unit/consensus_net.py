@@ -171,6 +171,16 @@ class Net:
             self.execute(i, self.replicas[i].add_committed(block, cert, self.now))
 
 
+def view_1_installed() -> Net:
+    """Replica 0 is down; 1, 2 and 3 give up view 0 and install view 1 (its primary is 1)."""
+    net = Net(byzantine={0})
+    for i in net.honest:
+        net.execute(i, net.replicas[i].note_pending(net.now))
+    net.tick(200)
+    assert all(net.replicas[i].view == 1 and net.replicas[i].active for i in net.honest)
+    return net
+
+
 def state_entries(replica: Replica) -> int:
     """Everything a replica holds in containers, counted generically (independent of its own accounting):
     the length of every dict, list, set or tuple attribute, and of containers one level inside them. The

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from consensus_net import CHAIN, Net, signer
+from consensus_net import CHAIN, Net, signer, view_1_installed
 from test_consensus_attacks import fork_setup
 from test_consensus_view_change_checks import sign, view_changes
 
@@ -36,16 +36,6 @@ def committed_at_1(**cfg: int) -> Net:
     net.propose(0, b"A")
     net.deliver(only=lambda to, msg: not (to == 3 and isinstance(msg, m.Commit)))
     assert [r.committed_height for r in net.replicas] == [1, 1, 1, 0]
-    return net
-
-
-def view_1_installed() -> Net:
-    """Replica 0 is down; 1, 2 and 3 give up view 0 and install view 1 (its primary is 1)."""
-    net = Net(byzantine={0})
-    for i in net.honest:
-        net.execute(i, net.replicas[i].note_pending(net.now))
-    net.tick(200)
-    assert all(net.replicas[i].view == 1 and net.replicas[i].active for i in net.honest)
     return net
 
 

@@ -4,7 +4,7 @@ the NEW-VIEW that installed it, and the VIEW-CHANGE it was waiting on."""
 
 from __future__ import annotations
 
-from consensus_net import CHAIN, Net, signer
+from consensus_net import CHAIN, Net, signer, view_1_installed
 
 from consensus import messages as m
 from consensus.actions import KEY_NEW_VIEW, KEY_VIEW_CHANGE
@@ -66,11 +66,7 @@ def test_a_replica_restarted_without_its_head_certificate_restores_it_to_help_a_
 
 
 def test_a_replica_restarted_after_a_view_change_runs_the_view_and_forwards_its_new_view() -> None:
-    net = Net(byzantine={0})
-    for i in net.honest:
-        net.execute(i, net.replicas[i].note_pending(net.now))
-    net.tick(200)
-    assert all(net.replicas[i].view == 1 and net.replicas[i].active for i in net.honest)
+    net = view_1_installed()
     net.restart(2)
     restarted = net.replicas[2]
     assert restarted.view == 1 and restarted.active
