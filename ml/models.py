@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import skip_init
@@ -66,15 +67,27 @@ def benchmark_spec(target_params: int = 1_000_000, n_features: int = 30, n_class
 
 def build_model(spec: ModelSpec, seed: int) -> nn.Module:
     """The torch module for ``spec``, initialised with ``initial_params(spec, seed)``."""
-    from ml.params import initial_params, load_vector
+    from ml.params import initial_params
 
     check_spec(spec)
     if spec.kind == "module":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return _architecture(spec)
-    model = _architecture(spec)
-    load_vector(model, initial_params(spec, seed))
+    return model_at(spec, initial_params(spec, seed))
+
+
+def model_at(spec: ModelSpec, vec: np.ndarray) -> nn.Module:
+    """The torch module for ``spec`` holding the parameters ``vec`` (``to_vector`` order).
+
+    Every round trains from the committed global model: building it from ``initial_params`` first
+    would draw (and then overwrite) a fresh random vector of the model's size each time."""
+    from ml.params import load_vector
+
+    check_spec(spec)
+    with torch.random.fork_rng(devices=[]):
+        model = _architecture(spec)
+    load_vector(model, vec)
     return model
 
 

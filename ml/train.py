@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.models import ModelSpec, build_model
-from ml.params import load_vector, to_vector
+from ml.models import ModelSpec, model_at
+from ml.params import to_vector
 
 OPTIMIZERS = ("sgd", "adam")
 MAX_EPOCHS = 1000
@@ -91,12 +91,6 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _model_at(spec: ModelSpec, vec: np.ndarray) -> nn.Module:
-    model = build_model(spec, seed=0)
-    load_vector(model, vec)
-    return model
-
-
 def _tensors(spec: ModelSpec, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.ascontiguousarray(y, dtype=np.int64)
@@ -125,7 +119,7 @@ def local_train(
     X_t, y_t = _tensors(spec, X, y)
     if len(y_t) == 0:
         raise ValueError("local_train needs at least one training row")
-    model = _model_at(spec, global_vec)
+    model = model_at(spec, global_vec)
     optimizer = _optimizer(cfg, model)
     generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
@@ -149,7 +143,7 @@ def evaluate(spec: ModelSpec, vec: np.ndarray, X: np.ndarray, y: np.ndarray) -> 
     X_t, y_t = _tensors(spec, X, y)
     if len(y_t) == 0:
         raise ValueError("evaluate needs at least one row")
-    model = _model_at(spec, vec)
+    model = model_at(spec, vec)
     model.eval()
     with torch.no_grad():
         logits = model(X_t)
@@ -162,7 +156,7 @@ def predict(spec: ModelSpec, vec: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Predicted class of each row of X (int64)."""
     configure_torch()
     X_t, _ = _tensors(spec, X, np.zeros(len(X), dtype=np.int64))
-    model = _model_at(spec, vec)
+    model = model_at(spec, vec)
     model.eval()
     with torch.no_grad():
         return model(X_t).argmax(dim=1).numpy().astype(np.int64)

@@ -172,12 +172,10 @@ def card_for(genesis: Genesis, chain: ChainView, record: RoundRecord, fmt: str, 
 
 def model_bytes(genesis: Genesis, vec: np.ndarray, fmt: str, record: RoundRecord) -> bytes:
     """The canonical bytes of the round's model in `fmt` (deterministic: the audit rebuilds and compares)."""
-    from ml.models import build_model
-    from ml.params import load_vector
+    from ml.models import model_at
 
     plan = _plan(genesis)
-    model = build_model(plan.model, plan.seed)
-    load_vector(model, vec)
+    model = model_at(plan.model, vec)
     state = {name: tensor.detach().contiguous().clone() for name, tensor in model.state_dict().items()}
     meta = {"chain_id": genesis.chain_id.hex(), "model_hash": record.model_hash.hex(), "round": str(record.round)}
     if fmt == "torch":
