@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ml.models import ModelSpec
-from ml.robust import AngleHistory, RobustRule, decide
+from ml.robust import AngleHistory, RobustRule, consortium_rule, decide
 from ml.train import TrainConfig, TrainResult, local_train, predict
 
 PLUGIN_PREFIX = "plugin:"
@@ -328,7 +328,7 @@ class RuleAware(Attack):
     def _update(self, update: np.ndarray, ctx: AttackContext) -> np.ndarray:
         benign = np.asarray(ctx.benign_updates, dtype=np.float64)
         mean = benign.mean(axis=0)
-        rule = self.rule or RobustRule(f=max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
+        rule = self.rule or consortium_rule(max(ctx.n_malicious, (ctx.n_nodes - 1) // 3))
         best, best_gamma = mean, 0.0
         for direction in _away_from_mean(benign, mean):
             gamma = self._largest_accepted(rule, benign, mean, direction, max(1, ctx.n_malicious), ctx)

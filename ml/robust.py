@@ -434,22 +434,19 @@ class RobustRule:
     most earlier rejections first. ``bound_sq <= 0`` disables the norm bound. When fewer than f + 3
     updates pass the norm bound, Multi-Krum cannot rank them and all of them are kept.
 
-    The default is ``bounded_distance`` (norm_ratio 2, distance_ratio 1.5, spread_power 3): an update longer
+    The field defaults give ``bounded_distance`` (norm_ratio 2, distance_ratio 1.5, spread_power 3): an update longer
     than max(2, S^3) times the round's median norm is rejected outright (a proof, not a suspicion), then of
     those whose `neighbour_scores` is over max(1.5, S'^3) times the median, at most f minus the number of
-    outright rejections are (a suspicion; earlier rejections only rank the flagged). On digits (an
-    MLP, N = 7 and 10, IID and Dirichlet 0.5) it rejects at most 2% of honest updates with no attacker and
-    keeps the backdoor out; docs/attacks.md has every figure, including where it does not reach the targets
-    (breast cancer and ACTG 175, whose honest steps are heavy-tailed). ``norm_direction`` (the previous
-    default) rejected 17-25% of honest updates with no attacker. Multi-Krum rejects exactly f updates every
-    round even when all are honest.
+    outright rejections are (a suspicion; earlier rejections only rank the flagged). It keeps digits' fixed-length
+    backdoor out but rejects 8-22% of honest updates on breast cancer and ACTG 175, whose honest steps are
+    heavy-tailed (docs/attacks.md). Multi-Krum rejects exactly f updates every round even when all are honest.
 
     ``clip_factor`` > 0 adds a per-round bound B, fixed before masking: B of round r + 1 is ``clip_factor``
     times the median per-sample norm round r accepted (`next_clip_bound`; C in the first round), every
     member clips its update to B (`node.weighting.Weighting.vector`), and `decide` rejects outright an update
     longer than B (``clip_slack`` on squared norms allowed for the sketch). ``norm_ratio`` 0 then drops the
-    adaptive norm tier. Not the default (clipped, a backdoor loses the length that gives it away:
-    docs/validation.md has the figures); the daemon carries B on the ledger in each `accept`.
+    adaptive norm tier. The consortium default (`GENESIS_RULE`: clip_factor 1, norm_ratio 0, distance_ratio 2.5);
+    the daemon carries B on the ledger in each `accept`.
 
     ``persistence_ratio`` > 0 adds a last suspicion tier on each member's history of direction statistics
     (`persistent_outliers`, fed by ``decide``'s ``angle_history``): with B it keeps digits' bounded backdoor
@@ -633,6 +630,20 @@ def _distance_rule(rule: RobustRule, norms: np.ndarray, d: np.ndarray, history: 
         keep = np.zeros(n, dtype=bool)
         keep[multi_krum(d, rule.f, n - rule.f)] = True
     return keep
+
+
+GENESIS_RULE: dict[str, str | float | int] = {"kind": "bounded_distance", "clip_factor": 1.0, "norm_ratio": 0.0,
+                                               "distance_ratio": 2.5, "spread_power": 3}
+"""The rule a new genesis writes (`fednode genesis`, `fednode testnet`, `fednode cluster`; `--rule` changes fields
+of it): the per-round bound B, enforced as a proof, then a loose distance tier. `RobustRule`'s own field defaults
+are each tier's defaults, not the consortium's. Against `bounded_distance` with the adaptive norm tier (norm_ratio
+2, distance_ratio 1.5, no B), it rejects far fewer honest updates of hospitals whose data differ, and lets in a
+backdoor that stays inside the honest lengths (docs/attacks.md has both)."""
+
+
+def consortium_rule(f: int, changes: dict[str, float | int] | None = None) -> RobustRule:
+    """The rule of a consortium tolerating ``f`` whose genesis is the default with ``changes`` applied."""
+    return RobustRule(**{**GENESIS_RULE, **(changes or {}), "f": f})  # type: ignore[arg-type]
 
 
 def rule_changes(text: str) -> dict[str, float | int]:

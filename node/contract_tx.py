@@ -25,6 +25,7 @@ MAX_ANSWER_BYTES = MAX_TX_BODY_BYTES - 1024
 """A dealer's `answer`: the ciphertext of one holder's sketch shares (its plaintext is bounded by
 `smpc.validation_messages.ValidationLimits.max_bytes`; genesis keeps it within this, `validation_config_error`)."""
 MAX_EVAL_ROWS = 1 << 32
+"""Held-out rows an `eval` may declare: more than any hospital holds, and small enough that sums stay exact."""
 MAX_CLIP_BOUND_MICRO = 1 << 40
 """The largest per-round bound B an `accept` may name, in millionths (B is at most the clip C)."""
 CLIP_BOUND_UNIT = 1_000_000
@@ -39,7 +40,6 @@ def clip_bound_micro(bound: float) -> int:
 def clip_bound_value(micro: int) -> float | None:
     """The ledger's B as the float every member clips to and every replica judges with; None for 0 (no bound)."""
     return micro / CLIP_BOUND_UNIT if micro > 0 else None
-"""Held-out rows an `eval` may declare: more than any hospital holds, and small enough that sums stay exact."""
 
 
 class TxError(ValueError):

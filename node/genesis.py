@@ -103,6 +103,7 @@ def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed:
     """
     from ml.models import ModelSpec
     from ml.params import initial_params, params_hash
+    from ml.robust import GENESIS_RULE
 
     unknown = set(task_doc) - {"task", "scaling"}
     if unknown or "task" not in task_doc:
@@ -116,8 +117,7 @@ def new_genesis(*, consortium: str, task_doc: dict[str, Any], rounds: int, seed:
         "model": model, "task": task, "training": training, "protocol": protocol,
         "secure_aggregation": {"enabled": secure},
         "validation": {"enabled": secure and validate, "degree": 1,
-                       "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
-                                "spread_power": 3}},
+                       "rule": dict(GENESIS_RULE)},
     }
     if "scaling" in task_doc:
         draft["scaling"] = task_doc["scaling"]

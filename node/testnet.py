@@ -27,6 +27,7 @@ from ml import data as mldata
 from ml import sitedata
 from ml.models import ModelSpec
 from ml.params import initial_params, params_hash
+from ml.robust import GENESIS_RULE
 from ml.train import TrainConfig
 from node import identity
 from node.config import GENESIS_FORMAT, ConfigError, genesis_from_dict
@@ -77,8 +78,7 @@ def build_genesis(public_keys: list[bytes], addresses: list[str], *, rounds: int
         "protocol": protocol,
         "secure_aggregation": {"enabled": secure, "clip_l2": 10.0, "sample_cap": 1000},
         "validation": {"enabled": secure and validate and n >= 3, "degree": max(1, max_faulty(n)), "sketch_width": 1000,
-                       "rule": {"kind": "bounded_distance", "norm_ratio": 2.0, "distance_ratio": 1.5,
-                                "spread_power": 3, **(rule or {})}},
+                       "rule": {**GENESIS_RULE, **(rule or {})}},
     }
 
 

@@ -8,7 +8,7 @@ the rejections:
 - ``multi_krum``, ``trimmed_mean``, ``flame``: plaintext references (``ml.reference``), which see every
   update in the clear, as no node of a secure-aggregation consortium does;
 - ``fednode``: what a validated secure round computes: every update is clipped to L2 ``CLIP_L2`` and
-  weighted (``Weighting.vector``); the robust rule (``RobustRule(f=f)``, the genesis default) runs on the
+  weighted (``Weighting.vector``); the robust rule (``robust.consortium_rule(f)``, the genesis default) runs on the
   squared norms and pairwise squared distances of the count sketches (width ``SKETCH_WIDTH``, seed per
   round) of those vectors and the public weights, with each member's earlier rejections as its history;
   the accepted vectors are summed and applied (``apply_sum``). A round accepting fewer than N - f aborts
@@ -74,6 +74,7 @@ from ml.robust import AngleHistory, Decision, RobustRule, decide, next_clip_boun
 from ml.simulation import train_seed
 from ml.train import TrainConfig, evaluate, local_train
 from node import contract as rc
+from node.contract_tx import clip_bound_micro
 from node.secure_round import (
     SecureRound,
     SendShares,
@@ -156,7 +157,11 @@ class ProtocolRound:
                                         vector_length=1, validate=validate,
                                         validation_degree=VALIDATION_DEGREE, sketch_width=SKETCH_WIDTH)
         self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
-                                     rule or RobustRule(f=f)) if validate else None
+                                     rule or robust.consortium_rule(f)) if validate else None
+        ceiling = clip_bound_micro(CLIP_L2) if self.setup is not None and self.setup.rule.clip_factor > 0 else 0
+        self.params = dataclasses.replace(self.params, clip_bound_micro=ceiling)
+        self.clip_bound_micro = ceiling
+        """The round's per-round bound B on the ledger (C in the first round, then each accept's next bound); 0: none."""
         self.quant = quant_params(self.weighting, n)
         self.seed = seed
         self.rejections: dict[int, int] = {}
@@ -204,6 +209,7 @@ class ProtocolRound:
                 return None, rejected
             state.commit(state.tx("accept", outcome.accept_fields()))
             self.rejections = dict(contract.state.rejections)
+            self.clip_bound_micro = contract.state.next_clip_bound_micro or self.clip_bound_micro
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)
         assert total is not None, "every node is alive and honest as a protocol party: node 0 must unmask"
@@ -218,6 +224,7 @@ class _RoundState:
         self.contracts = [rc.Contract(params, owner.verify) for _ in range(owner.n)]
         for contract in self.contracts:
             contract.state.rejections = dict(owner.rejections)
+            contract.state.clip_bound_micro = owner.clip_bound_micro
         self.rounds: dict[int, SecureRound] = {}
         self.mempool: list[bytes] = []
         self.height = 0
@@ -289,7 +296,7 @@ class Scenario:
     def fednode_rule(self) -> RobustRule:
         if self.rule is not None:
             return self.rule
-        return dataclasses.replace(RobustRule(f=self.f), **dict(self.rule_changes))
+        return robust.consortium_rule(self.f, dict(self.rule_changes))
 
 
 @dataclass(slots=True)
@@ -419,8 +426,6 @@ class FednodeAggregator:
         self.scenario = scenario
         self.rule = scenario.fednode_rule
         self.weighting = Weighting(clip_l2=CLIP_L2, sample_cap=SAMPLE_CAP)
-        if protocol and self.rule.clip_factor > 0:
-            raise ValueError("--protocol runs the daemon's secure round, which has no per-round bound (clip_factor)")
         self.protocol = ProtocolRound(scenario.n, True, scenario.seed, self.rule) if protocol else None
         self.history = [0] * scenario.n
         self.angles = [AngleHistory()] * scenario.n
@@ -434,6 +439,7 @@ class FednodeAggregator:
         vectors = [self.weighting.vector(u, s, self.clip_bound) for u, s in zip(updates, samples, strict=True)]
         if self.protocol is not None:
             total, rejected = self.protocol.run(vectors, round_id)
+            self.clip_bound = rc.clip_bound_value(self.protocol.clip_bound_micro)
             return (None if total is None else apply_sum(global_vec, total)), rejected
         decision = self.decision(np.stack(vectors), round_id)
         accepted = decision.accepted
@@ -684,7 +690,7 @@ def rule_changes(text: str) -> tuple[tuple[str, float], ...]:
 def write_docs(docs: Path, text: str, grid: Grid, command: str, elapsed_s: float) -> None:
     """docs/attacks.md: how the numbers were made and the tables; an existing "## Reading" section is kept."""
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rule = dataclasses.replace(RobustRule(f=1), **dict(grid.rule_changes))
+    rule = robust.consortium_rule(1, dict(grid.rule_changes))
     bound = f", per-round bound B = {rule.clip_factor} x the previous round's median accepted norm" \
         if rule.clip_factor > 0 else ""
     if rule.persistence_ratio > 0:

@@ -78,6 +78,10 @@ def test_rule_changes_reach_genesis_or_fail_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"^--rule 'clip_factor=x': clip_factor='x' is not a number$"):
         make_testnet(tmp_path / "bad", 4, 1, 0, kw)
     assert not (tmp_path / "bad").exists()
-    make_testnet(tmp_path / "net", 4, 1, 0, {**kw, "rule_text": "clip_factor=1,norm_ratio=0"})
+    make_testnet(tmp_path / "default", 4, 1, 0, {**kw, "rule_text": ""})
+    rule = json.loads((tmp_path / "default" / "genesis.json").read_text())["validation"]["rule"]
+    assert rule == {"kind": "bounded_distance", "clip_factor": 1.0, "norm_ratio": 0.0, "distance_ratio": 2.5,
+                    "spread_power": 3}
+    make_testnet(tmp_path / "net", 4, 1, 0, {**kw, "rule_text": "clip_factor=0,norm_ratio=2,distance_ratio=1.5"})
     rule = json.loads((tmp_path / "net" / "genesis.json").read_text())["validation"]["rule"]
-    assert rule["clip_factor"] == 1.0 and rule["norm_ratio"] == 0.0 and rule["distance_ratio"] == 1.5
+    assert rule["clip_factor"] == 0.0 and rule["norm_ratio"] == 2.0 and rule["distance_ratio"] == 1.5

@@ -148,17 +148,18 @@ def test_the_bound_follows_longer_honest_steps_and_colluders_cannot_hold_it_down
 
 
 def test_genesis_puts_c_as_the_first_rounds_bound_on_the_ledger_when_it_asks_for_b(tmp_path: Path) -> None:
-    """With `clip_factor` in genesis, the contract starts with B = C (in millionths); without it, no bound."""
+    """With `clip_factor` in genesis (the default), the contract starts with B = C (in millionths); without it, no
+    bound."""
     create_testnet(tmp_path / "net", 4, rounds=2, seed=1, dataset=mldata.DatasetSpec(name="breast_cancer", seed=1),
                    split=mldata.SplitSpec(kind="iid"))
     genesis = load_genesis(tmp_path / "net" / "genesis.json")
     plan = LearningPlan.from_genesis(genesis)
-    assert round_settings(genesis, plan).contract.clip_bound_micro == 0
-    raw = {**genesis.raw, "validation": {**genesis.raw["validation"],
-                                         "rule": {**genesis.raw["validation"]["rule"], "clip_factor": 1.0}}}
-    settings = round_settings(dataclasses.replace(genesis, raw=raw), plan)
+    settings = round_settings(genesis, plan)
     assert settings.contract.clip_bound_micro == 10_000_000
     assert settings.validation is not None and settings.validation.clip_l2 == 10.0
+    raw = {**genesis.raw, "validation": {**genesis.raw["validation"],
+                                         "rule": {**genesis.raw["validation"]["rule"], "clip_factor": 0.0}}}
+    assert round_settings(dataclasses.replace(genesis, raw=raw), plan).contract.clip_bound_micro == 0
     raw["validation"]["rule"]["persistence_ratio"] = 1.15
     with pytest.raises(ConfigError, match="persistence_ratio needs each member's history"):
         round_settings(dataclasses.replace(genesis, raw=raw), plan)

@@ -66,7 +66,7 @@ def test_a_per_round_bound_clips_every_member_and_follows_the_accepted_norms() -
     """``--rule clip_factor=1,norm_ratio=0``: round 1 is bounded by C (a step 40 times the others' is clipped to
     C and rejected as far), B of the next round is the median per-sample norm accepted, and in round 2 every
     vector, that one too (an attacker runs the same pipeline), is clipped to B and accepted; the real secure
-    round, which has no B, refuses such a rule."""
+    round, whose ledger carries B, rejects the same members and moves B alike."""
     changes = ev.rule_changes("clip_factor=1,norm_ratio=0")
     assert changes == (("clip_factor", 1.0), ("norm_ratio", 0.0))
     with pytest.raises(Exception, match="not one of"):
@@ -79,16 +79,18 @@ def test_a_per_round_bound_clips_every_member_and_follows_the_accepted_norms() -
     updates = [base + rng.normal(0, 0.1, 200) for _ in range(7)]
     updates[6] = 40.0 * updates[6]
     start = np.zeros(200, dtype=np.float32)
+    slow = ev.FednodeAggregator(scenario, protocol=True)
+    assert slow.round(start, updates, [60] * 7, 1)[1] == (6,)
     new, rejected = aggregator.round(start, updates, [60] * 7, 1)
     assert new is not None and rejected == (6,)  # clipped to C only in round 1: far from the others
+    assert slow.clip_bound == pytest.approx(aggregator.clip_bound, rel=0.1)  # the shares' integer sketch is coarser
     assert aggregator.clip_bound == pytest.approx(float(np.median([np.linalg.norm(u) for u in updates[:6]])), rel=0.1)
     bound = aggregator.clip_bound
     new, rejected = aggregator.round(new, updates, [60] * 7, 2)
     assert new is not None and rejected == ()
     step = np.asarray(new, dtype=np.float64) - np.asarray(start, dtype=np.float64)
     assert np.linalg.norm(step) <= 2 * bound
-    with pytest.raises(ValueError, match="per-round bound"):
-        ev.FednodeAggregator(scenario, protocol=True)
+    assert slow.round(start, updates, [60] * 7, 2)[1] == ()
 
 
 def test_the_persistence_tier_folds_accepted_rounds_and_rejects_a_clique_from_round_two() -> None:
