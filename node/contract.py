@@ -30,7 +30,11 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 | over V, from holders; `complaint` [dealer],  |                            |
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
-| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
+| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]; |
+|          |                 |                                              | validated: or `fail`       |
+|          |                 |                                              | [weight failed, b*]        |
+| blame    | validated       | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
+|          |                 | from R (below)                               | disputes]: round aborted   |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
 committed; it must name the current global model.
@@ -85,7 +89,19 @@ complaint unanswered or disproved, and the holders without statistics waiting fo
 each step's window, and after answers also past a window for the statistics measured from the last one
 (`Membership.abort_wait`), never riding in an answer's block. Bad ones are refused with a `ComplaintRefused` reason.
 
-`open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
+**A member whose masked input contradicts its sketch or weight is convicted** (docs/validation.md, "Blame after a
+failed identity"). When unmasking S fails the weight check or the linear identity, the primary proposes `fail`
+[1 if the weight failed else 0, b* or -1] instead of a `result` (a `FailureCheck`: every replica confirms with its
+own unmasking). In the blame phase each member of S discloses the scalars its pairwise masks with the other members
+of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the
+primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
+`smpc.blame.verdict`). The verdict aborts the round (the model is unchanged; holders that did not disclose become
+absent); the convicted, and every member in disputes with more than f distinct members, are
+`ContractState.convicted`: no later `open` may name them, and they count among the f faulty
+(`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) mask nothing between them in later
+rounds. Once a member is convicted, the next rounds' key phases no longer run ahead (they run for every member).
+
+`open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any
 `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
@@ -102,16 +118,19 @@ from node.contract_evals import EVAL_WINDOW
 from node.contract_events import (
     AggregateCheck,
     AnswerCommitted,
+    BlameStarted,
     Check,
     ComplaintCommitted,
     DeadlineCheck,
     EvalCommitted,
     Event,
+    FailureCheck,
     PhaseClosed,
     RoundOpened,
     RoundOutcome,
     SecAggCommitted,
     ValidationCheck,
+    VerdictCheck,
     WindowCheck,
 )
 from node.contract_membership import (
@@ -157,6 +176,7 @@ __all__ = [
     "VALIDATE_ABORT_DEADLINES",
     "AggregateCheck",
     "AnswerCommitted",
+    "BlameStarted",
     "Check",
     "ComplaintCommitted",
     "ComplaintRefused",
@@ -166,6 +186,7 @@ __all__ = [
     "DeadlineCheck",
     "EvalCommitted",
     "Event",
+    "FailureCheck",
     "PhaseClosed",
     "RoundOpened",
     "RoundOutcome",
@@ -173,6 +194,7 @@ __all__ = [
     "Tx",
     "TxError",
     "ValidationCheck",
+    "VerdictCheck",
     "Verify",
     "WindowCheck",
     "clip_bound_value",

@@ -50,6 +50,8 @@ class Membership:
         instead of nobody later."""
         if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.effective_faulty
+        if phase == "blame":
+            return 0  # the verdict is decided on whatever was disclosed; who did not disclose is named
         return self.min_members
 
     def abort_wait(self) -> tuple[int, float]:
@@ -75,12 +77,12 @@ class Membership:
         at most f - k of the others are faulty. The first N - (2t_v + 1 + f) excluded members are spare
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it, and only where genesis
-        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise f_eff = f)."""
-        p = self.params
-        if not p.exclude_late:
-            return p.max_faulty
+        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise only the convicted
+        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count."""
+        p, s = self.params, self.state
+        counted = len(s.convicted) + (len(s.excluded) if p.exclude_late else 0)
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
-        return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
+        return max(0, p.max_faulty - max(0, counted - spare))
 
     def ahead_complete(self) -> bool:
         """Whether the phase running ahead holds every expected member's message but the absent ones', so it
@@ -94,6 +96,21 @@ class Membership:
 
     def _ahead_open(self) -> bool:
         return self.params.secure and self.state.open and self.state.ahead_phase in SA_MESSAGE_OF_PHASE
+
+    def _convict(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+        """Record a verdict: its disputes join the ledger's, and the convicted are its convicted plus every member
+        now in disputes with more than f distinct members (an honest member only disputes with Byzantine ones,
+        at most f). Returns the newly convicted."""
+        s = self.state
+        s.disputes = tuple(sorted(set(s.disputes) | set(disputes)))
+        partners: dict[int, set[int]] = {}
+        for i, j in s.disputes:
+            partners.setdefault(i, set()).add(j)
+            partners.setdefault(j, set()).add(i)
+        over = {m for m, others in partners.items() if len(others) > self.params.max_faulty}
+        new = tuple(sorted((set(convicted) | over) - set(s.convicted)))
+        s.convicted = tuple(sorted(set(s.convicted) | set(new)))
+        return new
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state

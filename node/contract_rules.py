@@ -12,13 +12,22 @@ from __future__ import annotations
 import hashlib
 
 from node.contract_evals import Evaluations
-from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck, WindowCheck
+from node.contract_events import (
+    AggregateCheck,
+    Check,
+    DeadlineCheck,
+    FailureCheck,
+    ValidationCheck,
+    VerdictCheck,
+    WindowCheck,
+)
 from node.contract_membership import Membership
 from node.contract_state import SA_MESSAGE_OF_PHASE
 from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
+from smpc import blame
 from smpc import messages as sam
 from smpc import validation_messages as vm
-from smpc.errors import ProtocolViolation
+from smpc.errors import MalformedMessage, ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import check_bundle_recipients, verify_message
 from smpc.validation import seed_commitment
@@ -147,7 +156,7 @@ class Rules(Membership, Evaluations):
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
-        if tx.kind in ("open", "close", "result", "abort") and tx.author != proposer:
+        if tx.kind in ("open", "close", "result", "abort", "fail", "verdict") and tx.author != proposer:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields
@@ -157,6 +166,8 @@ class Rules(Membership, Evaluations):
                 raise TxError("open names a model other than the current global model")
             if len(participants) < self.min_members:  # type: ignore[arg-type]
                 raise TxError("too few participants to ever complete the round")
+            if set(participants) & set(s.convicted):  # type: ignore[arg-type]
+                raise TxError(f"open names a convicted member ({s.convicted})")
             return []
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
             return self._validate_ahead(tx)
@@ -182,8 +193,10 @@ class Rules(Membership, Evaluations):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
+        if tx.kind == "fail":
+            return [self._validate_failure(tx)]
         _, closing_kind, _ = p.phase_info(s.phase)
-        if tx.kind in ("close", "result", "accept"):
+        if tx.kind in ("close", "result", "accept", "verdict"):
             if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
                 raise TxError(f"{tx.kind} cannot end phase {s.phase}")
             return self._validate_closing(tx)
@@ -196,6 +209,8 @@ class Rules(Membership, Evaluations):
             self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
         if tx.kind == "stats":
             self._check_statistics(tx)
+        if tx.kind == "blame":
+            self._check_disclosure(tx)
         if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
                 s.seed_commitments[tx.author]:  # type: ignore[arg-type]
             raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
@@ -227,6 +242,47 @@ class Rules(Membership, Evaluations):
         self._check_sa_message(tx, tx.round, tuple(range(self.params.n)), s.ahead_phase, s.ahead_u1)
         return []
 
+    def _validate_failure(self, tx: Tx) -> FailureCheck:
+        """A `fail` [weight, b*] ends a validated round's unmask phase instead of a `result` when unmasking S fails
+        the weight check or the linear identity (each replica confirms with its own unmasking); the bound check
+        stays an unnamed abort (docs/validation.md)."""
+        s, p = self.state, self.params
+        weight, coordinate = tx.fields
+        if not (p.validate and s.phase == "unmask"):
+            raise TxError(f"fail outside a validated round's unmask phase ({s.phase})")
+        if coordinate >= p.sketch_width or (weight, coordinate) == (0, -1):  # type: ignore[operator]
+            raise TxError(f"fail names no failure or a coordinate outside the sketch: {tx.fields}")
+        return FailureCheck(s.round, s.model_hash, s.survivor_entries(), weight == 1,
+                            None if coordinate == -1 else coordinate)  # type: ignore[arg-type]
+
+    def _check_disclosure(self, tx: Tx) -> None:
+        """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S (from a member of S),
+        the shares of z_l[b*] for exactly S (from a holder, when a sketch coordinate failed), in range
+        (`smpc.blame.check_disclosure`)."""
+        s = self.state
+        survivors, holders = frozenset(s.summed), frozenset(s.holders)
+        try:
+            disclosure = self.disclosure_of(tx.author, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
+            blame.check_disclosure(tx.author, disclosure, survivors, holders, s.failure[1] >= 0)
+        except MalformedMessage as exc:
+            raise TxError(f"blame from member {tx.author}: {exc}") from None
+
+    def disclosure_of(self, author: int, pairs: bytes, shares: bytes) -> blame.Disclosure:
+        """A committed (or proposed) `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises
+        MalformedMessage on sizes other than S needs."""
+        s = self.state
+        others = [m for m in s.summed if m != author] if author in s.summed else []
+        owners = s.summed if shares else ()
+        return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, owners))
+
+    def verdict_check(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...]) -> VerdictCheck:
+        """What a replica recomputes before voting for a `verdict` (the primary proposes from it)."""
+        s = self.state
+        weight, coordinate = s.failure
+        disclosures = tuple((a, *s.disclosures[a]) for a in sorted(s.disclosures))
+        return VerdictCheck(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
+                            disclosures, convicted, disputes, self.effective_faulty)
+
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
         try:
@@ -250,6 +306,12 @@ class Rules(Membership, Evaluations):
                 raise TxError(f"next round's bound {next_bound} outside (0, {self.params.clip_bound_micro}]"
                               if s.clip_bound_micro else f"next round's bound {next_bound} without a per-round bound")
             checks.append(self.validation_check(accepted, liars, next_bound))  # type: ignore[arg-type]
+        if tx.kind == "verdict":
+            convicted, disputes = tx.fields
+            named = set(convicted) | {m for pair in disputes for m in pair}  # type: ignore[union-attr,attr-defined]
+            if not named <= set(s.summed) or set(convicted) & {m for pair in disputes for m in pair}:  # type: ignore[arg-type,union-attr,attr-defined]
+                raise TxError(f"verdict names members outside S or convicts a disputing one: {tx.fields}")
+            checks.append(self.verdict_check(convicted, disputes))  # type: ignore[arg-type]
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
