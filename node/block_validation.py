@@ -111,10 +111,12 @@ class BlockValidator:
     async def _blame_ok(self, block: Block, check: rc.FailureCheck | rc.VerdictCheck) -> bool:
         """A `fail` must name the failure our own unmasking found; a `verdict` what `smpc.blame.verdict` finds on the
         committed disclosures with our unmasking state."""
-        ours = await (self.aggregator.failure(check) if isinstance(check, rc.FailureCheck)
-                      else self.aggregator.verdict(check))
-        if ours is None or ours != ((check.weight, check.coordinate) if isinstance(check, rc.FailureCheck)
-                                    else (check.convicted, check.disputes)):
+        if isinstance(check, rc.FailureCheck):
+            ours: object = await self.aggregator.failure(check)
+            theirs: object = (check.weight, check.coordinate)
+        else:
+            ours, theirs = await self.aggregator.verdict(check), (check.convicted, check.disputes)
+        if ours is None or ours != theirs:
             logger.warning("block %d: round %d %s does not match ours (%s)", block.height, check.round,
                            type(check).__name__, ours)
             return False

@@ -203,6 +203,10 @@ class SecAggResult:
     lying_revealers: frozenset[int]
     """Holders that revealed a share other than the one its dealer committed to, for some secret: proven
     liars (each also a `WrongReveal` in `drain_violations`), whose reveals were dropped for the whole round."""
+    self_seeds: Mapping[int, bytes] = dataclasses.field(default_factory=dict)
+    """The survivors' reconstructed self seeds b_i: what a blame verdict removes from each masked input."""
+    dropped_pair_seeds: Mapping[tuple[int, int], bytes] = dataclasses.field(default_factory=dict)
+    """s_dj for each dropped d and survivor j, recomputed from d's reconstructed mask key (`unmask_sum`)."""
 
 
 def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes) -> bytes:
@@ -566,14 +570,19 @@ class SecAggParticipant:
             mask_secret = self._recover(owner, SecretKind.MASK_KEY, checked)
             for peer in survivors:
                 dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
-        masked = {owner: self._masked_vector(owner) for owner in survivors}
+        masked = {owner: self.masked_vector(owner) for owner in survivors}
         total = unmask_sum(masked, seeds, dropped_seeds, self._generator)
         self._transition("finished")
-        return SecAggResult(total, survivors, dropped, liars)
+        return SecAggResult(total, survivors, dropped, liars, seeds, dropped_seeds)
 
-    def _masked_vector(self, owner: int) -> RingArray:
+    def masked_vector(self, owner: int) -> RingArray:
+        """A committed masked input y_owner (after unmasking: every survivor's is stored)."""
         message = self._stored(MaskedInput, owner)
         return message.vector()
+
+    def pair_seeds(self) -> dict[int, bytes]:
+        """Our pairwise mask keys s_{me,j}, by peer: what our blame disclosure expands (`smpc.blame.disclose`)."""
+        return dict(self._pair_seeds)
 
     def _valid_reveals(self) -> dict[int, UnmaskShares]:
         """Stored reveals from holders (members of U1) that only reveal the allowed kind per owner."""

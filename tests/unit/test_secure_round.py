@@ -130,6 +130,8 @@ class Cluster:
             self.round_of(i, event.round).on_committed(event)
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):  # as `RoundDriver.on_event`
             self.emit(i, self.round_of(i, event.round).on_complaint(event))
+        elif isinstance(event, rc.BlameStarted):
+            self.emit(i, self.round_of(i, event.round).on_blame_started(event))
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from consensus.block import Block
 from node import contract as rc
 from node.faults import Faults
 from node.hooks import FaultContext
@@ -42,12 +43,22 @@ class FaultyCluster(Cluster):
         super().emit(sender, outputs)
 
 
-def run(mode: str, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
-    c = FaultyCluster(mode, seed, n)
+def run(mode: str | None, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
+    c = FaultyCluster(mode, seed, n)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
     return c, updates
+
+
+def lie_about_weight(c: FaultyCluster) -> None:
+    """LIAR's pending `input` commits 1.5 times the weight it masked (re-signed: a Byzantine member's own)."""
+    contract = c.contracts[0]
+    for k, raw in enumerate(c.mempool):
+        tx = contract.parse(raw)
+        if tx.kind == "input" and tx.author == LIAR:
+            fields = [tx.fields[0], int(tx.fields[1]) * 3 // 2, tx.fields[2]]  # type: ignore[call-overload]
+            c.mempool[k] = rc.make_tx(CHAIN, "input", LIAR, 1, fields, c.sign(LIAR))
 
 
 def test_forged_statistics_are_detected_and_decide_nothing() -> None:
@@ -104,14 +115,90 @@ def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_
     assert LIAR not in outcome.accepted and total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
 
 
-def test_a_masked_input_contradicting_its_sketch_aborts_at_every_node() -> None:
-    c, _ = run("lie-identity")
+def blame(c: FaultyCluster, round_id: int = 1) -> rc.RoundOutcome:
+    """Unmasking fails at every honest node, identically: commit the `fail` they find, the disclosures the
+    `BlameStarted` event made every holder submit, and the `verdict` every honest node computes (each checks
+    the other's, as `BlockValidator._blame_ok`). Returns the round's outcome."""
+    honest = sorted(c.alive - {LIAR})
+    for i in honest:
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+    (failure,) = {c.rounds[i].failure for i in honest}
+    assert failure is not None
+    fail = c.tx("fail", [int(failure.weight), -1 if failure.coordinate is None else failure.coordinate], round_id)
+    c.commit(fail)
+    c.commit()
+    contract = c.contracts[0]
+    assert contract.state.phase == "blame" and set(contract.state.disclosures) == set(contract.state.holders)
+    (judged,) = {c.rounds[i].blame_verdict(contract.verdict_check((), ())) for i in honest}
+    assert judged is not None
+    c.commit(c.tx("verdict", [list(judged[0]), [list(pair) for pair in judged[1]]], round_id))
+    outcome = contract.state.outcomes[-1]
+    assert not outcome.committed and outcome.round == round_id
+    return outcome
+
+
+def retry_without(c: FaultyCluster, out: int, updates: dict[int, np.ndarray]) -> None:
+    """Round 2, opened without the convicted member `out` (the contract refuses it), validated and unmasked:
+    every honest node's sum is exactly the accepted members'."""
+    c.alive -= {out}
+    contract = c.contracts[min(c.alive)]
+    with pytest.raises(rc.TxError, match="convicted"):
+        contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (c.tx("open", [b"\x00" * 32, list(range(N))], 2),)))
+    c.commit(c.tx("open", [b"\x00" * 32, list(contract.state.eligible(N))], 2))
+    c.commit(c.tx("close", ["keys"], 2))
+    c.commit(c.tx("close", ["shares"], 2))
+    for i in sorted(c.alive):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    c.commit(c.tx("close", ["inputs"], 2))
+    c.commit(c.tx("close", ["seed"], 2))
+    c.commit(c.tx("close", ["sketch"], 2))
+    c.commit()
+    outcome = decide_accepted(contract.validation_check(None), c.setup, c.quant)
+    c.commit(c.tx("accept", outcome.accept_fields(), 2))
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
+    for i in sorted(c.alive):
+        total = c.rounds[i].try_sum(deadline_passed=False)
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+
+
+def test_a_masked_input_contradicting_its_sketch_is_convicted_after_one_aborted_round() -> None:
+    c, updates = run("lie-identity")
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert LIAR in outcome.accepted
     c.commit(c.tx("accept", outcome.accept_fields()))
-    for i in set(range(N)) - {LIAR}:
+    result = blame(c)
+    assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
+    assert c.contracts[0].state.convicted == (LIAR,)
+    retry_without(c, LIAR, updates)
+
+
+def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> None:
+    c, updates = run(None)
+    lie_about_weight(c)
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    assert LIAR in outcome.accepted
+    c.commit(c.tx("accept", outcome.accept_fields()))
+    result = blame(c)
+    assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
+    retry_without(c, LIAR, updates)
+
+
+def test_a_replica_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
+    c, _ = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    for i in sorted(c.alive - {LIAR}):
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
+    failure = c.rounds[0].failure
+    assert failure is not None and failure.coordinate is not None
+    c.commit(c.tx("fail", [int(failure.weight), failure.coordinate]))
+    c.commit()
+    contract = c.contracts[0]
+    for convicted, disputes in [((), ()), ((0,), ()), ((0, LIAR), ()), ((), ((0, LIAR),))]:
+        check = contract.verdict_check(convicted, disputes)
+        for i in sorted(c.alive - {LIAR}):
+            assert c.rounds[i].blame_verdict(check) != (check.convicted, check.disputes), (convicted, disputes, i)
 
 
 def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
