@@ -97,9 +97,10 @@ of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blam
 primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
 `smpc.blame.verdict`). The verdict aborts the round (the model is unchanged; holders that did not disclose become
 absent); the convicted, and every member in disputes with more than f distinct members, are
-`ContractState.convicted`: no later `open` may name them, and they count among the f faulty
-(`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) mask nothing between them in later
-rounds. Once a member is convicted, the next rounds' key phases no longer run ahead (they run for every member).
+`ContractState.convicted`: rounds still name every member as a participant, but no phase of a later round (nor
+of the key phases running ahead) expects or accepts anything from a convicted one (`Membership.eligible`), and they
+count among the f faulty (`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) exchange
+no pairwise mask in later rounds (`smpc.secagg.SecAggParticipant.exclude_pairs`).
 
 `open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
 that leaves out expected members, and any

@@ -110,11 +110,17 @@ class Membership:
         over = {m for m, others in partners.items() if len(others) > self.params.max_faulty}
         new = tuple(sorted((set(convicted) | over) - set(s.convicted)))
         s.convicted = tuple(sorted(set(s.convicted) | set(new)))
+        s.absent = self.eligible(s.absent)
         return new
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
-        return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+        return self.eligible(tuple(range(self.params.n))) if s.ahead_phase == "keys" else s.ahead_u1
+
+    def eligible(self, members: Iterable[int]) -> tuple[int, ...]:
+        """`members` but the convicted: a round's participants are every member, but its first phase expects (and
+        accepts) nothing from a convicted one, so it is in no later set (U1, ..., S) of any round."""
+        return tuple(m for m in members if m not in self.state.convicted)
 
     def _ready_valid(self, tx: Tx) -> bool:
         """From an absent member, for a round after the one it went missing in, up to the next round: a member
@@ -129,7 +135,9 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
+        """Absent until back (`ready`); the convicted are out for good and counted as such, never as absent."""
         s = self.state
+        missing = self.eligible(missing)
         for m in missing:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
@@ -140,7 +148,7 @@ class Membership:
         the absent; a phase running ahead closes only with every member not absent) or missed the phase's
         deadline, which the replicas checked on their own clocks before voting for the close."""
         s = self.state
-        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(u3))))
+        s.excluded = tuple(sorted(set(s.excluded) | set(self.eligible(set(s.participants) - set(u3)))))
 
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in

@@ -166,8 +166,6 @@ class Rules(Membership, Evaluations):
                 raise TxError("open names a model other than the current global model")
             if len(participants) < self.min_members:  # type: ignore[arg-type]
                 raise TxError("too few participants to ever complete the round")
-            if set(participants) & set(s.convicted):  # type: ignore[arg-type]
-                raise TxError(f"open names a convicted member ({s.convicted})")
             return []
         if tx.kind in ("sa", "close") and tx.round == s.round + 1 and self._ahead_open():
             return self._validate_ahead(tx)

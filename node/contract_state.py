@@ -157,7 +157,8 @@ class ContractState:
     """In a blame phase: each discloser's committed `blame` [pair scalars, sketch shares] (`smpc.blame`)."""
     convicted: tuple[int, ...] = ()
     """Members a blame verdict convicted (their own disclosures contradict their input), or in disputes with more
-    than f distinct members: kept out of every later round, counted among the f faulty. Never cleared."""
+    than f distinct members: no later phase expects or accepts their input (`Membership.eligible`), and they count
+    among the f faulty. Never cleared."""
     disputes: tuple[tuple[int, int], ...] = ()
     """Pairs (i < j) a blame verdict found disagreeing about their pairwise mask (one of the two lied): they
     exchange no pairwise mask in later rounds (`smpc.secagg.RoundConfig.disputed`). Never cleared."""
@@ -198,6 +199,3 @@ class ContractState:
                              summed=self.summed, failure=self.failure, disclosures=dict(self.disclosures),
                              convicted=self.convicted, disputes=self.disputes)
 
-    def eligible(self, n: int) -> tuple[int, ...]:
-        """The members a round may open with: all but the convicted."""
-        return tuple(m for m in range(n) if m not in self.convicted)

@@ -56,20 +56,20 @@ class Transitions(Membership, Evaluations):
             return self._apply_ahead(tx, height)
         if tx.kind == "open":
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
-            s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
+            s.participants = tx.fields[1]  # type: ignore[assignment]
+            s.expected = self.eligible(s.participants)
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, s.absent, {}, {}, ()
+            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, self.eligible(s.absent), {}, {}, ()
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             s.holders, s.summed, s.failure, s.disclosures = (), (), (0, -1), {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
                 s.u1 = s.ahead_u1
-                s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
+                s.expected = {"keys": self.eligible(s.participants), "shares": s.ahead_u1,
+                              "inputs": s.ahead_u2}[s.ahead_phase]
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
-            # Once a member is convicted, rounds open without it: their keys cannot run ahead for every member.
-            ahead = "keys" if p.secure and not s.convicted else ""
-            s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ahead, {}, (), ()
+            s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
             return [RoundOpened(s.round, s.participants, s.model_hash, height)]
         if tx.kind == "update":

@@ -120,13 +120,21 @@ def test_a_verdict_only_from_the_proposer_and_with_well_formed_disputes() -> Non
     d.refused("sorted and distinct", tx("verdict", 0, 1, [], [[1, 0]]))
 
 
-def test_the_convicted_are_kept_out_of_later_rounds_which_no_longer_run_ahead() -> None:
+def test_the_convicted_are_expected_in_no_phase_of_later_rounds_and_count_among_the_faulty() -> None:
     d = in_blame()
     d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], []))
-    d.refused("open names a convicted member", tx("open", 0, 2, M0, list(ALL)))
-    assert d.s.eligible(4) == (0, 2, 3)
-    assert d.commit(tx("open", 0, 2, M0, [0, 2, 3])) == [rc.RoundOpened(2, (0, 2, 3), M0, d.s.height)]
-    assert (d.s.phase, d.s.ahead_phase, d.s.expected) == ("keys", "", (0, 2, 3))
+    assert (d.s.convicted, d.s.absent, d.c.effective_faulty) == ((1,), (), 0)
+    d.open(2)
+    assert (d.s.participants, d.s.phase, d.s.expected, d.s.excluded) == (ALL, "keys", (0, 2, 3), ())
+    d.refused("not expected in phase keys", *d.inputs("keys", (1,)))
+    d.close("keys", (0, 2, 3))
+    assert (d.s.u1, d.s.absent) == ((0, 2, 3), ())
+    d.refused("not expected in phase keys ahead", *d.inputs("keys", (1,), round_id=3))
+    d.commit(*d.inputs("keys", (0, 2, 3), round_id=3))
+    assert d.check(tx("close", 0, 3, "keys")) == []
+    d.close("shares", (0, 2, 3))
+    d.close("inputs", (0, 2, 3))
+    assert (d.s.excluded, d.s.absent, d.s.expected, d.c.min_inputs("seed")) == ((), (), (0, 2, 3), 3)
 
 
 def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -> None:
