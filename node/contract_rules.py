@@ -254,14 +254,15 @@ class Rules(Membership, Evaluations):
                             None if coordinate == -1 else coordinate)  # type: ignore[arg-type]
 
     def _check_disclosure(self, tx: Tx) -> None:
-        """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S (from a member of S),
+        """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S it shares a mask with (from
+        a member of S: not its disputed partners),
         the shares of z_l[b*] for exactly S (from a holder, when a sketch coordinate failed), in range
         (`smpc.blame.check_disclosure`)."""
         s = self.state
         survivors, holders = frozenset(s.summed), frozenset(s.holders)
         try:
             disclosure = self.disclosure_of(tx.author, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
-            blame.check_disclosure(tx.author, disclosure, survivors, holders, s.failure[1] >= 0)
+            blame.check_disclosure(tx.author, disclosure, survivors, holders, s.failure[1] >= 0, s.disputes)
         except MalformedMessage as exc:
             raise TxError(f"blame from member {tx.author}: {exc}") from None
 
@@ -269,7 +270,7 @@ class Rules(Membership, Evaluations):
         """A committed (or proposed) `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises
         MalformedMessage on sizes other than S needs."""
         s = self.state
-        others = [m for m in s.summed if m != author] if author in s.summed else []
+        others = blame.paired_with(author, s.summed, s.disputes)
         owners = s.summed if shares else ()
         return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, owners))
 

@@ -164,6 +164,8 @@ class RoundDriver:
             sr = self.secure.get(round_id)
             if sr is None or sr.config_members != frozenset(participants):
                 self._join_secure_round(round_id, participants)
+            if (sr := self.secure.get(round_id)) is not None:
+                sr.set_disputes(self.contract.state.disputes)  # before we mask: fixed by the verdicts so far
             self.prepare_next_round(round_id + 1)
         self.nursery.start_soon(self.train_round, round_id, model_hash)
 

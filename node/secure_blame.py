@@ -28,6 +28,13 @@ class BlameSide(SketchValidation):
     machine: SecAggParticipant
     failure: blame.Failure | None
     _summed_weights: dict[int, int]
+    _disputed: tuple[tuple[int, int], ...]
+
+    def set_disputes(self, disputes: tuple[tuple[int, int], ...]) -> None:
+        """The ledger's disputed pairs when the round opened (member indices): no pairwise mask between them
+        (`smpc.secagg.SecAggParticipant.exclude_pairs`), nor a disclosure about one."""
+        self._disputed = tuple((i + 1, j + 1) for i, j in disputes)
+        self.machine.exclude_pairs(self._disputed)
 
     def _row(self, coordinate: int | None) -> blame.SketchRow | None:
         assert self._sketch is not None
@@ -41,7 +48,7 @@ class BlameSide(SketchValidation):
             return []
         summed = set(event.survivors)
         pair_seeds = self.machine.pair_seeds() if self.me in summed else {}
-        if self.me in summed and not {j + 1 for j in summed - {self.me}} <= set(pair_seeds):
+        if not set(blame.paired_with(self.me + 1, {m + 1 for m in summed}, self._disputed)) <= set(pair_seeds):
             return []
         held = {} if event.coordinate is None else \
             {owner + 1: self._share_of(owner) for owner in summed if owner == self.me or owner in self._dealt}
@@ -59,7 +66,7 @@ class BlameSide(SketchValidation):
         if (self.validation is None or self.result is None or self.failure != failure
                 or survivors != self.result.survivors):
             return None
-        disclosures = {author + 1: _disclosure(author, pairs, shares, check.survivors)
+        disclosures = {author + 1: self._disclosure(author + 1, pairs, shares, survivors)
                        for author, pairs, shares in check.disclosures}
         row = self._row(check.coordinate)
         case = blame.BlameCase(failure, survivors, {m: self.machine.masked_vector(m) for m in survivors},
@@ -83,9 +90,7 @@ class BlameSide(SketchValidation):
         except (NotEnoughShares, InconsistentShares):
             return None
 
-
-def _disclosure(author: int, pairs: bytes, shares: bytes, summed: tuple[int, ...]) -> blame.Disclosure:
-    """A committed `blame` (the contract checked its sizes) in participant ids."""
-    others = [m + 1 for m in summed if m != author] if author in summed else []
-    return blame.Disclosure(blame.decode_pairs(pairs, others),
-                            blame.decode_shares(shares, [m + 1 for m in summed] if shares else []))
+    def _disclosure(self, author: int, pairs: bytes, shares: bytes, survivors: frozenset[int]) -> blame.Disclosure:
+        """A committed `blame` (the contract checked its sizes), `author` and the survivors in participant ids."""
+        return blame.Disclosure(blame.decode_pairs(pairs, blame.paired_with(author, survivors, self._disputed)),
+                                blame.decode_shares(shares, survivors if shares else []))

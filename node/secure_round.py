@@ -107,6 +107,7 @@ class SecureRound(BlameSide):
         self.result: SecAggResult | None = None
         self.phase = "keys"
         self.revealers: set[int] = set()
+        self._disputed: tuple[tuple[int, int], ...] = ()
         self.failure: Failure | None = None
         """What unmasking failed, with validation (`_checks_pass`): what this node's `fail` names or checks."""
 

@@ -162,12 +162,20 @@ def disclose(pair_seeds: Mapping[int, bytes], survivors: Iterable[int], row: Ske
     return Disclosure(pairs, shares)
 
 
+def paired_with(member: int, survivors: Iterable[int], disputed: Iterable[tuple[int, int]]) -> list[int]:
+    """The survivors `member` shares a pairwise mask with, in increasing order: all others but its disputed
+    partners (`smpc.secagg.SecAggParticipant.exclude_pairs`); none if it is not a survivor."""
+    survivors = set(survivors)
+    partners = {j for pair in disputed if member in pair for j in pair}
+    return sorted(survivors - partners - {member}) if member in survivors else []
+
+
 def check_disclosure(member: int, disclosure: Disclosure, survivors: frozenset[int], holders: frozenset[int],
-                     with_sketch: bool) -> None:
-    """A disclosure must cover exactly the other survivors (if its author is one) and hold a share for every
-    survivor (if its author holds sketch shares and a sketch coordinate failed), with every value in range.
-    Raises MalformedMessage naming the author."""
-    expected_pairs = survivors - {member} if member in survivors else frozenset()
+                     with_sketch: bool, disputed: Iterable[tuple[int, int]] = ()) -> None:
+    """A disclosure must cover exactly the survivors its author shares a mask with (`paired_with`) and hold a
+    share for every survivor (if its author holds sketch shares and a sketch coordinate failed), with every value
+    in range. Raises MalformedMessage naming the author."""
+    expected_pairs = set(paired_with(member, survivors, disputed))
     expected_shares = survivors if member in holders and with_sketch else frozenset()
     if set(disclosure.pairs) != expected_pairs or set(disclosure.shares) != expected_shares:
         raise MalformedMessage("blame disclosure does not cover exactly the survivors", member)
@@ -260,5 +268,5 @@ def verdict(case: BlameCase, disclosures: Mapping[int, Disclosure], sketch_entri
         m, case, disclosures[m].pairs, row, None if sketch_entries is None else sketch_entries[m], generator))
     cleared = [m for m in present if m not in convicted]
     disputes = tuple((i, j) for n, i in enumerate(cleared) for j in cleared[n + 1 :]
-                     if disclosures[i].pairs[j] != disclosures[j].pairs[i])
+                     if j in disclosures[i].pairs and disclosures[i].pairs[j] != disclosures[j].pairs.get(i))
     return Verdict(convicted, disputes, absent)

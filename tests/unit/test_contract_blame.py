@@ -145,8 +145,10 @@ def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -
     while d.s.phase != "validate":
         d.close(d.s.phase, d.s.expected)
     d.commit(*d.inputs("validate", d.s.expected), tx("accept", 0, 2, list(S), [], 0), tx("fail", 0, 2, 1, -1))
-    disclosures = [tx("blame", a, 2, blame.encode_pairs({j: blame.PairScalars(0, 0) for j in S if j != a})
-                      if a in S else b"", b"") for a in ALL]
+    disclosures = [tx("blame", a, 2, blame.encode_pairs({j: blame.PairScalars(0, 0)
+                                                         for j in blame.paired_with(a, S, d.s.disputes)}), b"")
+                   for a in ALL]
+    d.refused("blame pairs of 16 bytes, expected 8", tx("blame", 0, 2, bytes(16), b""))
     outcome = d.commit(*disclosures, tx("verdict", 0, 2, [], [[1, 2]]))[-1]
     assert outcome == rc.RoundOutcome(2, False, (), M0, d.s.height, convicted=(2,), disputes=((1, 2),))
     assert (d.s.convicted, d.s.disputes) == ((2,), ((0, 2), (1, 2)))

@@ -25,6 +25,7 @@ from smpc.blame import (
     encode_pairs,
     encode_shares,
     locate_failure,
+    paired_with,
     verdict,
 )
 from smpc.errors import MalformedMessage
@@ -50,7 +51,8 @@ class BlameRound:
     (their pair keys public); `liar` masks something other than what it sketched or committed (`lie`)."""
 
     def __init__(self, seed: int, n: int = 7, dropped: frozenset[int] = frozenset(), liar: int | None = None,
-                 lie: str = "identity") -> None:
+                 lie: str = "identity", disputed: tuple[tuple[int, int], ...] = ()) -> None:
+        self.disputed = disputed
         self.rand = SeededRandomBytes.from_int(seed)
         gen = np.random.default_rng(seed)
         self.ids = list(range(1, n + 1))
@@ -84,12 +86,14 @@ class BlameRound:
         return lied
 
     def seeds_of(self, member: int, within: frozenset[int] | None = None) -> dict[int, bytes]:
+        """`member`'s pair keys with the members of `within` (default all) it shares a mask with."""
         others = frozenset(self.ids) if within is None else within
-        return {j: self.pair_seeds[min(member, j), max(member, j)] for j in others if j != member}
+        return {j: self.pair_seeds[min(member, j), max(member, j)]
+                for j in paired_with(member, others | {member}, self.disputed)}
 
     def dropped_pair_seeds(self) -> dict[tuple[int, int], bytes]:
-        return {(d, j): self.pair_seeds[min(d, j), max(d, j)]
-                for d in frozenset(self.ids) - self.survivors for j in self.survivors}
+        return {(d, j): seed for d in frozenset(self.ids) - self.survivors for j, seed in self.seeds_of(d).items()
+                if j in self.survivors}
 
     def failure(self) -> Failure | None:
         survivors = self.survivors
@@ -119,7 +123,7 @@ class BlameRound:
     def judge(self, failure: Failure, disclosures: dict[int, Disclosure]) -> Verdict:
         row = self.row(failure)
         for member, disclosure in disclosures.items():
-            check_disclosure(member, disclosure, self.survivors, frozenset(self.ids), row is not None)
+            check_disclosure(member, disclosure, self.survivors, frozenset(self.ids), row is not None, self.disputed)
         entries = None if row is None else decode_sketch_entries(disclosures, {m: m for m in self.ids},
                                                                  self.survivors, DEGREE, F)
         return verdict(self.case(failure), disclosures, entries, row, self.generator)
@@ -191,26 +195,53 @@ def test_dropped_members_pairs_are_recomputed_not_disclosed() -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_honest_members_are_never_convicted_nor_in_a_dispute_with_each_other(seed: int) -> None:
-    """Over seeds: random dropouts, at most one liar of a random kind, a random liar's pair lie, and honest
-    members checked at every failing coordinate and (with no liar) at an arbitrary one."""
+    """Over seeds: random dropouts, at most one liar of a random kind with up to two earlier disputes, a random
+    pair lie, and honest members checked at every failing coordinate and (with no liar) at an arbitrary one."""
     gen = np.random.default_rng(1000 + seed)
     n = int(gen.integers(4, 9))
     dropped = frozenset(int(d) for d in gen.choice(np.arange(1, n + 1), size=int(gen.integers(0, 2)), replace=False))
     candidates = sorted(frozenset(range(1, n + 1)) - dropped)
     liar = int(gen.choice(candidates)) if gen.random() < 0.7 else None
     lie = "identity" if gen.random() < 0.5 else "weight"
-    r = BlameRound(seed=seed, n=n, dropped=dropped, liar=liar, lie=lie)
+    others = [m for m in range(1, n + 1) if m != liar]
+    disputed = () if liar is None else tuple(sorted((min(liar, int(j)), max(liar, int(j)))
+                                                    for j in gen.choice(others, size=int(gen.integers(0, 3)),
+                                                                        replace=False)))
+    r = BlameRound(seed=seed, n=n, dropped=dropped, liar=liar, lie=lie, disputed=disputed)
     failure = r.failure() if liar is not None else Failure(False, int(gen.integers(0, WIDTH)))
     assert failure is not None, f"seed {seed}: a lie went unnoticed"
     disclosures = r.disclosures(failure)
-    if liar is not None and gen.random() < 0.5:
-        partner = int(gen.choice([m for m in candidates if m != liar]))
+    partners = paired_with(liar, candidates, disputed) if liar is not None else []
+    if partners and gen.random() < 0.5:
+        partner = int(gen.choice(partners))
         lie_about_pair(r, failure, disclosures, liar, partner, "sketch" if lie == "identity" else "weight")
     result = r.judge(failure, disclosures)
     honest = frozenset(r.ids) - {liar}
     assert not honest & set(result.convicted), f"seed {seed}: honest member convicted {result}"
     assert all(liar in pair for pair in result.disputes), f"seed {seed}: honest members disputed {result}"
     assert liar is None or result.names_anyone, f"seed {seed}: the liar went unnamed {result}"
+
+
+def test_a_disputed_pair_has_no_mask_so_the_same_lie_is_refused_and_another_partner_disputes() -> None:
+    """Round after round, a liar that passes its own check by lying to a partner: each dispute removes that pair's
+    mask, so the next lie needs another partner (the contract convicts at f + 1 distinct ones)."""
+    disputed: tuple[tuple[int, int], ...] = ()
+    for round_seed, partner in enumerate((6, 2, 7)):
+        r = BlameRound(seed=40 + round_seed, liar=4, disputed=disputed)
+        failure = r.failure()
+        assert failure is not None and failure.coordinate is not None
+        disclosures = r.disclosures(failure)
+        for earlier in {j for pair in disputed for j in pair} - {4}:
+            assert earlier not in disclosures[4].pairs and 4 not in disclosures[earlier].pairs
+            with pytest.raises(MalformedMessage):
+                pairs = {**disclosures[4].pairs, earlier: PairScalars(0, 0)}
+                check_disclosure(4, Disclosure(pairs, disclosures[4].shares), r.survivors, frozenset(r.ids), True,
+                                 disputed)
+        lie_about_pair(r, failure, disclosures, liar=4, partner=partner, field_name="sketch")
+        result = r.judge(failure, disclosures)
+        assert (result.convicted, result.disputes) == ((), ((min(4, partner), max(4, partner)),))
+        disputed = tuple(sorted({*disputed, *result.disputes}))
+    assert disputed == ((2, 4), (4, 6), (4, 7))
 
 
 def test_locate_failure_takes_the_largest_deviation_smallest_index_on_ties() -> None:
