@@ -66,8 +66,9 @@ class Transitions(Membership, Evaluations):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
                 s.u1 = s.ahead_u1
-                s.expected = {"keys": self.eligible(s.participants), "shares": s.ahead_u1,
-                              "inputs": s.ahead_u2}[s.ahead_phase]
+                # A member convicted since its keys ran ahead is in U1 or U2 but expected no more (a dropout).
+                s.expected = self.eligible({"keys": s.participants, "shares": s.ahead_u1,
+                                            "inputs": s.ahead_u2}[s.ahead_phase])
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()

@@ -152,3 +152,13 @@ def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -
     outcome = d.commit(*disclosures, tx("verdict", 0, 2, [], [[1, 2]]))[-1]
     assert outcome == rc.RoundOutcome(2, False, (), M0, d.s.height, convicted=(2,), disputes=((1, 2),))
     assert (d.s.convicted, d.s.disputes) == ((2,), ((0, 2), (1, 2)))
+
+
+def test_a_member_convicted_after_its_keys_ran_ahead_is_not_expected_when_the_next_round_takes_them_over() -> None:
+    d = in_blame()
+    d.commit(*d.inputs("keys", ALL, round_id=2), tx("close", 0, 2, "keys"))
+    d.commit(*d.inputs("shares", ALL, round_id=2), tx("close", 0, 2, "shares"))
+    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], []))
+    d.open(2)
+    assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
+    d.refused("not expected", *d.inputs("inputs", (1,)))
