@@ -102,9 +102,8 @@ of the key phases running ahead) expects or accepts anything from a convicted on
 count among the f faulty (`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) exchange
 no pairwise mask in later rounds (`smpc.secagg.SecAggParticipant.exclude_pairs`).
 
-`open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
-that leaves out expected members, and any
-`abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
+`open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or
+`result` that leaves out expected members, and any `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
 before voting. A primary that closes phases early gathers no quorum and is replaced by a view change.
 A phase cannot close with fewer than `min_members` members: the primary must abort instead.

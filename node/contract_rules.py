@@ -306,11 +306,12 @@ class Rules(Membership, Evaluations):
                               if s.clip_bound_micro else f"next round's bound {next_bound} without a per-round bound")
             checks.append(self.validation_check(accepted, liars, next_bound))  # type: ignore[arg-type]
         if tx.kind == "verdict":
-            convicted, disputes = tx.fields
-            named = set(convicted) | {m for pair in disputes for m in pair}  # type: ignore[union-attr,attr-defined]
-            if not named <= set(s.summed) or set(convicted) & {m for pair in disputes for m in pair}:  # type: ignore[arg-type,union-attr,attr-defined]
+            convicted: tuple[int, ...] = tx.fields[0]  # type: ignore[assignment]
+            disputes: tuple[tuple[int, int], ...] = tx.fields[1]  # type: ignore[assignment]
+            disputing = {m for pair in disputes for m in pair}
+            if not set(convicted) | disputing <= set(s.summed) or set(convicted) & disputing:
                 raise TxError(f"verdict names members outside S or convicts a disputing one: {tx.fields}")
-            checks.append(self.verdict_check(convicted, disputes))  # type: ignore[arg-type]
+            checks.append(self.verdict_check(convicted, disputes))
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")

@@ -59,7 +59,8 @@ class Transitions(Membership, Evaluations):
             s.participants = tx.fields[1]  # type: ignore[assignment]
             s.expected = self.eligible(s.participants)
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, self.eligible(s.absent), {}, {}, ()
+            s.seed_commitments, s.dealt_hashes, s.complaints, s.liars = {}, {}, {}, ()
+            s.excluded = self.eligible(s.absent)
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             s.holders, s.summed, s.failure, s.disclosures = (), (), (0, -1), {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):

@@ -233,8 +233,8 @@ class Proposer:
         s = c.state
         disclosed = dict(s.disclosures) | {tx.author: (tx.fields[0], tx.fields[1]) for tx in pending
                                             if tx.kind == "blame"}
-        check = dataclasses.replace(c.verdict_check((), ()),
-                                    disclosures=tuple((a, *disclosed[a]) for a in sorted(disclosed)))  # type: ignore[misc]
+        disclosures = tuple((a, *disclosed[a]) for a in sorted(disclosed))
+        check = dataclasses.replace(c.verdict_check((), ()), disclosures=disclosures)  # type: ignore[arg-type]
         judged = await self.aggregator.verdict(check)
         if judged is not None:
             convicted, disputes = judged

@@ -9,7 +9,7 @@ The update a node contributes is `weighted_vector(update, n_samples)`: its clipp
 sample weight, followed by the weight itself, so that the sum of the vectors yields both the weighted
 sum of updates and the total weight, and the new model `global + sum[:-1] / sum[-1]` is FedAvg. Each
 member also commits the quantized weight it masked in its `input` transaction: the weights are public,
-range-checked by validation, and the unmasked weight coordinate must equal their sum (`_check_weights`),
+range-checked by validation, and the unmasked weight coordinate must equal their sum (`_weight_matches`),
 so no member can shrink the denominator with a negative weight. Plain rounds use the same vectors,
 summed in floating point, so a secure round differs from a plain one only by quantization.
 """
@@ -235,7 +235,8 @@ class SecureRound(BlameSide):
         member masked a weight other than the one it signed, which only the sum shows (with validation, the blame
         phase then names it)."""
         self._check_committed_weights()
-        return int(self.result.total[-1]) == sum(self._summed_weights.values()) % field.RING_MODULUS  # type: ignore[union-attr]
+        assert self.result is not None
+        return int(self.result.total[-1]) == sum(self._summed_weights.values()) % field.RING_MODULUS
 
     def _checks_pass(self, deadline_passed: bool) -> bool:
         """The weight check and, with validation, the linear identity; False: wait for more sketch-sum shares.
@@ -251,8 +252,9 @@ class SecureRound(BlameSide):
             return False
         self.failure = locate_failure(weight_ok, *deviation)
         if self.failure is not None:
-            failed = (("the weight check", self.failure.weight), ("the linear identity", self.failure.coordinate is not None))
-            raise LinearIdentityFailed(f"the unmasked sum fails {' and '.join(n for n, f in failed if f)}: {self.failure}")
+            failed = [name for name, bad in (("the weight check", self.failure.weight),
+                                             ("the linear identity", self.failure.coordinate is not None)) if bad]
+            raise LinearIdentityFailed(f"the unmasked sum fails {' and '.join(failed)}: {self.failure}")
         self.sketch_sum_checked = True
         return True
 

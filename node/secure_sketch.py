@@ -92,7 +92,7 @@ class SketchValidation:
         self._holders = event.members
         seed = sketch_seed(self.params.chain_id, self.round, self._inputs_commitment, dict(event.payloads))
         # The weight coordinate is left out: the statistics describe the weighted update alone, and the
-        # weight is checked exactly against the committed ones (`_check_weights`).
+        # weight is checked exactly against the committed ones (`_weight_matches`).
         self._sketch = CountSketch(seed, self.params.vector_length - 1, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return []

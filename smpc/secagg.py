@@ -41,8 +41,8 @@ Phases and sets (the transition table is `TRANSITIONS`):
 
 U1 are the nodes whose keys are on the ledger; U2 ⊆ U1 those whose share bundles are; masks are
 pairwise between members of U2 but the disputed pairs (`exclude_pairs`), each having shares of its secrets at
-every member of U1; U3 ⊆ U2 are the nodes whose masked inputs count. Threshold: the Shamir degree t; every phase needs at
-least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
+every member of U1; U3 ⊆ U2 are the nodes whose masked inputs count. Threshold: the Shamir degree t; every
+phase needs at least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
 holders deliver correct reveals. Each bundle commits to every holder's shares, so each revealed share is
 checked on its own: a wrong one proves its sender lied (`WrongReveal`, `SecAggResult.lying_revealers`) and
 drops its reveals for the round. The result is exactly the ring sum of the quantized updates of U3.
