@@ -241,21 +241,21 @@ class SecureRound(BlameSide):
     def _checks_pass(self, deadline_passed: bool) -> bool:
         """The weight check and, with validation, the linear identity; False: wait for more sketch-sum shares.
         A failure raises LinearIdentityFailed; with validation it is also kept as `failure`, the same at every
-        honest node, for the blame phase (`smpc.blame.locate_failure`)."""
-        weight_ok = self._weight_matches()
-        if self.validation is None or self.sketch_sum_checked:
-            if not weight_ok:
+        honest node, for the blame phase (`smpc.blame.locate_failure`), and raised again on every later call."""
+        if self.validation is None:
+            if not self._weight_matches():
                 raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
             return True
-        deviation = self._identity_deviation(deadline_passed)
-        if deviation is None:
-            return False
-        self.failure = locate_failure(weight_ok, *deviation)
+        if self.failure is None and not self.sketch_sum_checked:
+            deviation = self._identity_deviation(deadline_passed)
+            if deviation is None:
+                return False
+            self.failure = locate_failure(self._weight_matches(), *deviation)
+            self.sketch_sum_checked = self.failure is None
         if self.failure is not None:
             failed = [name for name, bad in (("the weight check", self.failure.weight),
                                              ("the linear identity", self.failure.coordinate is not None)) if bad]
             raise LinearIdentityFailed(f"the unmasked sum fails {' and '.join(failed)}: {self.failure}")
-        self.sketch_sum_checked = True
         return True
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
