@@ -34,7 +34,8 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 |                                              | validated: or `fail`       |
 |          |                 |                                              | [weight failed, b*]        |
 | blame    | validated       | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
-|          |                 | from R (below)                               | disputes]: round aborted   |
+|          |                 | from R (below)                               | disputes (2 bytes a pair)]:|
+|          |                 |                                              | the round aborts           |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
 committed; it must name the current global model.
@@ -154,6 +155,7 @@ from node.contract_tx import (
     TxError,
     Verify,
     clip_bound_value,
+    encode_disputes,
     make_tx,
     parse_tx,
     referenced_blobs,
@@ -198,6 +200,7 @@ __all__ = [
     "Verify",
     "WindowCheck",
     "clip_bound_value",
+    "encode_disputes",
     "make_tx",
     "parse_tx",
     "referenced_blobs",

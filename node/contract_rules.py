@@ -1,10 +1,10 @@
 """Whether a transaction is valid in the round contract's current state, and what a replica must check.
 
 Owns `Contract._validate` and the cheap mempool filters (`tx_valid_now`, `tx_valid_ahead`): which kind,
-author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline)
+author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline, failure, verdict)
 a block needs before a replica may vote for it. Raises `TxError` for a peer's fault; never changes the
 state. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`, `node.contract_state`, `node.contract_tx`,
-`node.contract_events` and the secure-aggregation message checks of `smpc`.
+`node.contract_events` and the secure-aggregation message checks of `smpc` (and `smpc.blame`'s, for disclosures).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The round contract's phase transitions: how a valid transaction changes the state, and the events it yields.
 
 Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
-closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`. Runs only after
+closing phases (fixing U1, U2, U3, V, S), the blame phase a `fail` opens, ending a round with its `RoundOutcome`
+(a `verdict`'s convicted and disputes recorded). Runs only after
 `node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`,
 `node.contract_state`, `node.contract_tx` and `node.contract_events`.
 """

@@ -81,8 +81,14 @@ _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "inpu
 MAX_BLAME_BYTES = 8 * MAX_PARTICIPANTS
 """A `blame` field: 8 bytes per member of S (pair scalars w, t; or one share of z_l[b*]), `smpc.blame`."""
 MAX_SKETCH_COORDINATE = 1 << 31
-MAX_DISPUTES = 2 * MAX_PARTICIPANTS
-"""Disputed pairs one verdict may name (each needs a lying end; an honest member disputes at most f times)."""
+MAX_DISPUTE_BYTES = MAX_TX_BODY_BYTES - 1024
+"""A verdict's disputed pairs, 2 bytes each (member indices are below `MAX_PARTICIPANTS` = 256): each pair has a
+Byzantine end, so at most f (N - 1) < 22,000 of them, in bytes because a list would be bounded by `max_items`."""
+
+
+def encode_disputes(pairs: Iterable[tuple[int, int]]) -> bytes:
+    """A verdict's disputed pairs as its second field: (i, j), i < j, one byte each, sorted."""
+    return b"".join(bytes(pair) for pair in pairs)
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -178,11 +184,10 @@ def _blame_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "blame":
         return [codec.expect_bytes(fields[0], "blame.pairs", max_len=MAX_BLAME_BYTES),
                 codec.expect_bytes(fields[1], "blame.shares", max_len=MAX_BLAME_BYTES)]
-    if not isinstance(fields[1], list) or len(fields[1]) > MAX_DISPUTES:
-        raise codec.DecodeError(f"verdict.disputes: expected a list of at most {MAX_DISPUTES} pairs")
-    disputes = tuple(_member_list(pair, n, "verdict.disputes") for pair in fields[1])
-    if any(len(pair) != 2 for pair in disputes) or list(disputes) != sorted(set(disputes)):
-        raise codec.DecodeError("verdict.disputes: must be sorted, distinct pairs i < j")
+    data = codec.expect_bytes(fields[1], "verdict.disputes", max_len=MAX_DISPUTE_BYTES)
+    disputes = tuple((data[k], data[k + 1]) for k in range(0, len(data) - 1, 2))
+    if len(data) % 2 or any(not i < j < n for i, j in disputes) or list(disputes) != sorted(set(disputes)):
+        raise codec.DecodeError("verdict.disputes: must be sorted, distinct pairs i < j of members")
     return [_member_list(fields[0], n, "verdict.convicted"), disputes]
 
 

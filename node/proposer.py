@@ -238,7 +238,7 @@ class Proposer:
         judged = await self.aggregator.verdict(check)
         if judged is not None:
             convicted, disputes = judged
-            return self.me.tx("verdict", s.round, [list(convicted), [list(pair) for pair in disputes]])
+            return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
         if self._abort_due(c, pending):
             return self.me.tx("abort", s.round, ["this primary cannot judge the blame phase"])
         return None

@@ -86,7 +86,7 @@ def test_disclosures_must_cover_exactly_s_and_r_needs() -> None:
 def test_a_verdict_with_every_disclosure_is_checked_by_recomputation_and_convicts() -> None:
     d = in_blame()
     d.commit(*(disclosure(a, S) for a in ALL))
-    verdict = tx("verdict", 0, 1, [2], [[0, 1]])
+    verdict = tx("verdict", 0, 1, [2], bytes([0, 1]))
     check = d.check(verdict)
     assert check == [rc.VerdictCheck(1, S, ALL, False, 3, tuple(
         (a, *d.s.disclosures[a]) for a in ALL), (2,), ((0, 1),), 1)]
@@ -98,16 +98,15 @@ def test_a_verdict_with_every_disclosure_is_checked_by_recomputation_and_convict
 def test_a_verdict_before_every_holder_disclosed_needs_the_deadline_and_makes_them_absent() -> None:
     d = in_blame()
     d.commit(*(disclosure(a, S) for a in (0, 1, 3)))
-    verdict = tx("verdict", 0, 1, [], [])
+    verdict = tx("verdict", 0, 1, [], b"")
     assert isinstance(d.check(verdict)[-1], rc.DeadlineCheck)
     assert d.commit(verdict)[-1].missing == (2,)  # type: ignore[union-attr]
     assert (d.s.absent, d.s.convicted) == ((2,), ())
 
 
 @pytest.mark.parametrize(("convicted", "disputes", "why"), [
-    ([3], [], "outside S"), ([], [[1, 3]], "outside S"), ([1], [[0, 1]], "convicts a disputing one")])
-def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(convicted: list[int],
-                                                                             disputes: list[list[int]],
+    ([3], b"", "outside S"), ([], bytes([1, 3]), "outside S"), ([1], bytes([0, 1]), "convicts a disputing one")])
+def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(convicted: list[int], disputes: bytes,
                                                                              why: str) -> None:
     d = in_blame()
     d.refused(why, tx("verdict", 0, 1, convicted, disputes))
@@ -115,14 +114,14 @@ def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(co
 
 def test_a_verdict_only_from_the_proposer_and_with_well_formed_disputes() -> None:
     d = in_blame()
-    d.refused("authored by the block proposer", tx("verdict", 1, 1, [], []))
-    d.refused("sorted, distinct pairs", tx("verdict", 0, 1, [], [[0, 1, 2]]))
-    d.refused("sorted and distinct", tx("verdict", 0, 1, [], [[1, 0]]))
+    d.refused("authored by the block proposer", tx("verdict", 1, 1, [], b""))
+    for bad in (bytes([0, 1, 2]), bytes([1, 0]), bytes([0, 1, 0, 1]), bytes([1, 2, 0, 3]), bytes([0, 4])):
+        d.refused("sorted, distinct pairs i < j of members", tx("verdict", 0, 1, [], bad))
 
 
 def test_the_convicted_are_expected_in_no_phase_of_later_rounds_and_count_among_the_faulty() -> None:
     d = in_blame()
-    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], []))
+    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], b""))
     assert (d.s.convicted, d.s.absent, d.c.effective_faulty) == ((1,), (), 0)
     d.open(2)
     assert (d.s.participants, d.s.phase, d.s.expected, d.s.excluded) == (ALL, "keys", (0, 2, 3), ())
@@ -139,7 +138,7 @@ def test_the_convicted_are_expected_in_no_phase_of_later_rounds_and_count_among_
 
 def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -> None:
     d = in_blame()
-    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [], [[0, 2]]))
+    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [], bytes([0, 2])))
     assert (d.s.convicted, d.s.disputes) == ((), ((0, 2),))
     d.commit(tx("open", 0, 2, M0, list(ALL)))
     while d.s.phase != "validate":
@@ -149,7 +148,7 @@ def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -
                                                          for j in blame.paired_with(a, S, d.s.disputes)}), b"")
                    for a in ALL]
     d.refused("blame pairs of 16 bytes, expected 8", tx("blame", 0, 2, bytes(16), b""))
-    outcome = d.commit(*disclosures, tx("verdict", 0, 2, [], [[1, 2]]))[-1]
+    outcome = d.commit(*disclosures, tx("verdict", 0, 2, [], bytes([1, 2])))[-1]
     assert outcome == rc.RoundOutcome(2, False, (), M0, d.s.height, convicted=(2,), disputes=((1, 2),))
     assert (d.s.convicted, d.s.disputes) == ((2,), ((0, 2), (1, 2)))
 
@@ -158,7 +157,7 @@ def test_a_member_convicted_after_its_keys_ran_ahead_is_not_expected_when_the_ne
     d = in_blame()
     d.commit(*d.inputs("keys", ALL, round_id=2), tx("close", 0, 2, "keys"))
     d.commit(*d.inputs("shares", ALL, round_id=2), tx("close", 0, 2, "shares"))
-    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], []))
+    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], b""))
     d.open(2)
     assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
     d.refused("not expected", *d.inputs("inputs", (1,)))

@@ -135,7 +135,7 @@ def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster],
     assert contract.state.phase == "blame" and set(contract.state.disclosures) == set(contract.state.holders)
     (judged,) = {c.rounds[i].blame_verdict(contract.verdict_check((), ())) for i in honest}
     assert judged is not None
-    c.commit(c.tx("verdict", [list(judged[0]), [list(pair) for pair in judged[1]]], round_id))
+    c.commit(c.tx("verdict", [list(judged[0]), rc.encode_disputes(judged[1])], round_id))
     outcome = contract.state.outcomes[-1]
     assert not outcome.committed and outcome.round == round_id
     return outcome
