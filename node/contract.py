@@ -96,7 +96,8 @@ failed identity"). When unmasking S fails the weight check or the linear identit
 own unmasking). In the blame phase each member of S discloses the scalars its pairwise masks with the other members
 of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the
 primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
-`smpc.blame.verdict`). The verdict aborts the round (the model is unchanged; holders that did not disclose become
+`smpc.blame.verdict`); the phase has no `abort` (every replica that voted for the `fail` can judge, and an abort
+would spare the culprit). The verdict aborts the round (the model is unchanged; holders that did not disclose become
 absent); the convicted, and every member in disputes with more than f distinct members, are
 `ContractState.convicted`: rounds still name every member as a participant, but no phase of a later round (nor
 of the key phases running ahead) expects or accepts anything from a convicted one (`Membership.eligible`), and they

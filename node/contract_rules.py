@@ -181,6 +181,10 @@ class Rules(Membership, Evaluations):
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
+            if s.phase == "blame":
+                # Every replica that voted for the `fail` can judge, so a primary that cannot is replaced; an abort
+                # would let a primary colluding with the culprit spare it (the verdict needs no quorum of inputs).
+                raise TxError(f"the blame phase of round {tx.round} ends with a verdict, not an abort")
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
             if s.answered_height > s.height:

@@ -228,20 +228,18 @@ class Proposer:
         return self.me.tx("accept", s.round, outcome.accept_fields())
 
     async def _verdict_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes | None:
-        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`), or an
-        abort once the phase is overdue if we cannot judge (we did not unmask S)."""
+        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`); None if
+        we cannot judge (we did not unmask S): the phase has no abort, and a primary that can judge replaces us."""
         s = c.state
         disclosed = dict(s.disclosures) | {tx.author: (tx.fields[0], tx.fields[1]) for tx in pending
                                             if tx.kind == "blame"}
         disclosures = tuple((a, *disclosed[a]) for a in sorted(disclosed))
         check = dataclasses.replace(c.verdict_check((), ()), disclosures=disclosures)  # type: ignore[arg-type]
         judged = await self.aggregator.verdict(check)
-        if judged is not None:
-            convicted, disputes = judged
-            return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
-        if self._abort_due(c, pending):
-            return self.me.tx("abort", s.round, ["this primary cannot judge the blame phase"])
-        return None
+        if judged is None:
+            return None
+        convicted, disputes = judged
+        return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":

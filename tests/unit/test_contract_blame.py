@@ -112,8 +112,9 @@ def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(co
     d.refused(why, tx("verdict", 0, 1, convicted, disputes))
 
 
-def test_a_verdict_only_from_the_proposer_and_with_well_formed_disputes() -> None:
+def test_a_verdict_only_from_the_proposer_and_with_well_formed_disputes_and_the_blame_phase_has_no_abort() -> None:
     d = in_blame()
+    d.refused("ends with a verdict, not an abort", tx("abort", 0, 1, "stuck"))
     d.refused("authored by the block proposer", tx("verdict", 1, 1, [], b""))
     for bad in (bytes([0, 1, 2]), bytes([1, 0]), bytes([0, 1, 0, 1]), bytes([1, 2, 0, 3]), bytes([0, 4])):
         d.refused("sorted, distinct pairs i < j of members", tx("verdict", 0, 1, [], bad))
