@@ -142,9 +142,15 @@ class Aggregator:
         return None if sr is None or sr.failure is None else (sr.failure.weight, sr.failure.coordinate)
 
     async def verdict(self, check: rc.VerdictCheck) -> Judgement | None:
-        """`smpc.blame.verdict` on the check's disclosures with our unmasking state; None if we cannot judge."""
+        """`smpc.blame.verdict` on the check's disclosures with our unmasking state, unmasking S first if we have not
+        (a node that caught up on the `fail` without checking it); None if we cannot judge."""
         sr = self.secure.get(check.round)
-        return None if sr is None else sr.blame_verdict(check)
+        if sr is None:
+            return None
+        if sr.failure is None:
+            await self._secure_sum(rc.AggregateCheck(check.round, check.global_model_hash, check.included, b""),
+                                   self.settings.phase_deadline_s)
+        return sr.blame_verdict(check)
 
     def validation_outcome(self, check: rc.ValidationCheck) -> ValidationOutcome | None:
         assert self.settings.validation is not None

@@ -110,12 +110,17 @@ class BlockValidator:
 
     async def _blame_ok(self, block: Block, check: rc.FailureCheck | rc.VerdictCheck) -> bool:
         """A `fail` must name the failure our own unmasking found; a `verdict` what `smpc.blame.verdict` finds on the
-        committed disclosures with our unmasking state."""
+        committed disclosures with our unmasking state; an abort of the blame phase, that we cannot judge either."""
         if isinstance(check, rc.FailureCheck):
             ours: object = await self.aggregator.failure(check)
             theirs: object = (check.weight, check.coordinate)
         else:
             ours, theirs = await self.aggregator.verdict(check), (check.convicted, check.disputes)
+        if isinstance(check, rc.VerdictCheck) and check.abort:
+            if ours is not None:
+                logger.warning("block %d aborts the blame phase of round %d, which we can judge: %s", block.height,
+                               check.round, ours)
+            return ours is None
         if ours is None or ours != theirs:
             logger.warning("block %d: round %d %s does not match ours (%s)", block.height, check.round,
                            type(check).__name__, ours)

@@ -96,8 +96,9 @@ failed identity"). When unmasking S fails the weight check or the linear identit
 own unmasking). In the blame phase each member of S discloses the scalars its pairwise masks with the other members
 of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the
 primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
-`smpc.blame.verdict`); the phase has no `abort` (every replica that voted for the `fail` can judge, and an abort
-would spare the culprit). The verdict aborts the round (the model is unchanged; holders that did not disclose become
+`smpc.blame.verdict`). Only a primary that cannot judge (it lost the round) may `abort` the phase, after
+`BLAME_ABORT_DEADLINES`, and only replicas that cannot judge either vote for it, so a primary colluding with the
+culprit cannot spare it. The verdict aborts the round (the model is unchanged; holders that did not disclose become
 absent); the convicted, and every member in disputes with more than f distinct members, are
 `ContractState.convicted`: rounds still name every member as a participant, but no phase of a later round (nor
 of the key phases running ahead) expects or accepts anything from a convicted one (`Membership.eligible`), and they
@@ -136,6 +137,7 @@ from node.contract_events import (
     WindowCheck,
 )
 from node.contract_membership import (
+    BLAME_ABORT_DEADLINES,
     COMPLAINT_ABORT_DEADLINES,
     STATISTICS_AFTER_ANSWER_DEADLINES,
     VALIDATE_ABORT_DEADLINES,
@@ -164,6 +166,7 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
+    "BLAME_ABORT_DEADLINES",
     "COMPLAINT_ABORT_DEADLINES",
     "COMPLAINT_REFUSALS",
     "EVAL_WINDOW",

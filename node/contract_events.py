@@ -93,9 +93,12 @@ class FailureCheck:
 class VerdictCheck:
     """Before voting for a `verdict` closing the blame phase: `smpc.blame.verdict` on the committed disclosures,
     with this node's own unmasking state (masked inputs, reconstructed seeds), must convict exactly `convicted`
-    and find exactly `disputes`."""
+    and find exactly `disputes` (with `abort`: this node must be unable to judge too)."""
 
     round: int
+    global_model_hash: bytes
+    included: tuple[tuple[int, bytes, int], ...]
+    """S with its masked-input digests, as a `result` would aggregate them: a replica unmasks first if it has not."""
     survivors: tuple[int, ...]
     holders: tuple[int, ...]
     weight: bool
@@ -106,6 +109,8 @@ class VerdictCheck:
     disputes: tuple[tuple[int, int], ...]
     max_faulty: int
     """f_eff: how many holders' shares of z_l[b*] may be wrong (decided like the sketch sum)."""
+    abort: bool = False
+    """Checks an `abort` of the blame phase instead: a replica votes for it only if it cannot judge either."""
 
 
 @dataclass(frozen=True, slots=True)

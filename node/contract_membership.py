@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_tx import Tx
 
+BLAME_ABORT_DEADLINES = 3
+"""Phase deadlines a blame phase waits before a primary that cannot judge may abort it (and only replicas that
+cannot judge either vote for that): a primary that lost the round, not one sparing the culprit."""
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
 answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of

@@ -21,7 +21,7 @@ from node.contract_events import (
     VerdictCheck,
     WindowCheck,
 )
-from node.contract_membership import Membership
+from node.contract_membership import BLAME_ABORT_DEADLINES, Membership
 from node.contract_state import SA_MESSAGE_OF_PHASE
 from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
 from smpc import blame
@@ -182,9 +182,10 @@ class Rules(Membership, Evaluations):
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
             if s.phase == "blame":
-                # Every replica that voted for the `fail` can judge, so a primary that cannot is replaced; an abort
-                # would let a primary colluding with the culprit spare it (the verdict needs no quorum of inputs).
-                raise TxError(f"the blame phase of round {tx.round} ends with a verdict, not an abort")
+                # Only a primary that cannot judge (it lost the round, say in a restart) may abort, after
+                # BLAME_ABORT_DEADLINES, and only replicas that cannot judge either vote for it: a primary colluding
+                # with the culprit cannot spare it while the replicas that voted for the `fail` can judge.
+                return [DeadlineCheck(tx.round, s.phase, BLAME_ABORT_DEADLINES), self.verdict_check((), (), abort=True)]
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
             if s.answered_height > s.height:
@@ -278,13 +279,16 @@ class Rules(Membership, Evaluations):
         owners = s.summed if shares else ()
         return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, owners))
 
-    def verdict_check(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...]) -> VerdictCheck:
-        """What a replica recomputes before voting for a `verdict` (the primary proposes from it)."""
+    def verdict_check(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...],
+                      abort: bool = False) -> VerdictCheck:
+        """What a replica recomputes before voting for a `verdict` (the primary proposes from it), or an abort."""
         s = self.state
         weight, coordinate = s.failure
         disclosures = tuple((a, *s.disclosures[a]) for a in sorted(s.disclosures))
-        return VerdictCheck(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
-                            disclosures, convicted, disputes, self.effective_faulty)
+        included = tuple((a, s.digests[a], 0) for a in s.summed)
+        return VerdictCheck(s.round, s.model_hash, included, s.summed, s.holders, weight == 1,
+                            None if coordinate == -1 else coordinate, disclosures, convicted, disputes,
+                            self.effective_faulty, abort)
 
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""

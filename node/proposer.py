@@ -228,8 +228,9 @@ class Proposer:
         return self.me.tx("accept", s.round, outcome.accept_fields())
 
     async def _verdict_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes | None:
-        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`); None if
-        we cannot judge (we did not unmask S): the phase has no abort, and a primary that can judge replaces us."""
+        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`). If we cannot
+        judge (we lost the round), an abort once `BLAME_ABORT_DEADLINES` passed, which only replicas that cannot
+        judge either vote for."""
         s = c.state
         disclosed = dict(s.disclosures) | {tx.author: (tx.fields[0], tx.fields[1]) for tx in pending
                                             if tx.kind == "blame"}
@@ -237,7 +238,9 @@ class Proposer:
         check = dataclasses.replace(c.verdict_check((), ()), disclosures=disclosures)  # type: ignore[arg-type]
         judged = await self.aggregator.verdict(check)
         if judged is None:
-            return None
+            overdue = self.timings.phase_elapsed_s(s.round, s.phase) > rc.BLAME_ABORT_DEADLINES * \
+                self.settings.phase_deadline_s
+            return self.me.tx("abort", s.round, ["this primary cannot judge the blame phase"]) if overdue else None
         convicted, disputes = judged
         return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
 

@@ -88,7 +88,8 @@ def test_a_verdict_with_every_disclosure_is_checked_by_recomputation_and_convict
     d.commit(*(disclosure(a, S) for a in ALL))
     verdict = tx("verdict", 0, 1, [2], bytes([0, 1]))
     check = d.check(verdict)
-    assert check == [rc.VerdictCheck(1, S, ALL, False, 3, tuple(
+    included = tuple((a, d.s.digests[a], 0) for a in S)
+    assert check == [rc.VerdictCheck(1, M0, included, S, ALL, False, 3, tuple(
         (a, *d.s.disclosures[a]) for a in ALL), (2,), ((0, 1),), 1)]
     assert d.commit(verdict) == [rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))]
     assert (d.s.open, d.s.convicted, d.s.disputes, d.s.absent) == (False, (2,), ((0, 1),), ())
@@ -112,9 +113,10 @@ def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(co
     d.refused(why, tx("verdict", 0, 1, convicted, disputes))
 
 
-def test_a_verdict_only_from_the_proposer_and_with_well_formed_disputes_and_the_blame_phase_has_no_abort() -> None:
+def test_a_verdict_only_from_the_proposer_with_well_formed_disputes_and_an_abort_waits_and_is_judged() -> None:
     d = in_blame()
-    d.refused("ends with a verdict, not an abort", tx("abort", 0, 1, "stuck"))
+    assert d.check(tx("abort", 0, 1, "stuck")) == [rc.DeadlineCheck(1, "blame", 3),
+                                                   d.c.verdict_check((), (), abort=True)]
     d.refused("authored by the block proposer", tx("verdict", 1, 1, [], b""))
     for bad in (bytes([0, 1, 2]), bytes([1, 0]), bytes([0, 1, 0, 1]), bytes([1, 2, 0, 3]), bytes([0, 4])):
         d.refused("sorted, distinct pairs i < j of members", tx("verdict", 0, 1, [], bad))
