@@ -79,8 +79,8 @@ class SketchRow:
 
     def apply(self, vector: RingArray) -> int:
         """(Sketch · vector)[b*] mod 2^32 for a ring vector (its weight coordinate, past the sketch, unread)."""
-        values = vector.astype(np.int64, copy=False)
-        return int(values[self.plus].sum() - values[self.minus].sum()) % _RING
+        plus, minus = vector[self.plus].astype(np.int64), vector[self.minus].astype(np.int64)  # ~d / k words each
+        return int(plus.sum() - minus.sum()) % _RING
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,9 @@ class BlameCase:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """Who the disclosures name: members failing their own check, disagreeing pairs among the others, and the
+    survivors that did not disclose."""
+
     convicted: tuple[int, ...]
     disputes: tuple[tuple[int, int], ...]
     absent: tuple[int, ...]
