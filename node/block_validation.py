@@ -58,6 +58,8 @@ class BlockValidator:
                 ok = self._window_ok(block, check)
             elif isinstance(check, rc.ValidationCheck):
                 ok = self._validation_ok(block, check)
+            elif isinstance(check, (rc.FailureCheck, rc.VerdictCheck)):
+                ok = await self._blame_ok(block, check)
             else:
                 ok = await self._aggregate_ok(block, check)
             if not ok:
@@ -103,6 +105,25 @@ class BlockValidator:
         elif outcome is None or not outcome.agrees(check):
             logger.warning("block %d: accepted set %s with inconsistent publishers %s and next bound %d does not "
                            "match ours", block.height, check.accepted, check.liars, check.next_clip_bound_micro)
+            return False
+        return True
+
+    async def _blame_ok(self, block: Block, check: rc.FailureCheck | rc.VerdictCheck) -> bool:
+        """A `fail` must name the failure our own unmasking found; a `verdict` what `smpc.blame.verdict` finds on the
+        committed disclosures with our unmasking state; an abort of the blame phase, that we cannot judge either."""
+        if isinstance(check, rc.FailureCheck):
+            ours: object = await self.aggregator.failure(check)
+            theirs: object = (check.weight, check.coordinate)
+        else:
+            ours, theirs = await self.aggregator.verdict(check), (check.convicted, check.disputes)
+        if isinstance(check, rc.VerdictCheck) and check.abort:
+            if ours is not None:
+                logger.warning("block %d aborts the blame phase of round %d, which we can judge: %s", block.height,
+                               check.round, ours)
+            return ours is None
+        if ours is None or ours != theirs:
+            logger.warning("block %d: round %d %s does not match ours (%s)", block.height, check.round,
+                           type(check).__name__, ours)
             return False
         return True
 

@@ -69,6 +69,8 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
         "liars": [e.get("liars", []) for e in committed],
         "model_hashes": [e["model_hash"] for e in committed],
         "rejections_by_member": first.get("rejections", {}),
+        "convicted": first.get("convicted", []),
+        "disputes": first.get("disputes", []),
         "wire_rejections": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
         "faults": [f.to_json() for f in faults],
         "recovery_s": [f.recovery_s for f in faults],
@@ -112,6 +114,9 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         print(f"  rejected by validation, per round: {summary['rejected']}", file=out)
     if any(summary["liars"]):
         print(f"  statistics publishers off the decided polynomial (corrected), per round: {summary['liars']}", file=out)
+    if summary["convicted"] or summary["disputes"]:
+        print(f"  convicted by a blame verdict (kept out): {summary['convicted']}; disputed pairs (no mask between "
+              f"them): {summary['disputes']}", file=out)
     if summary.get("honest_peak_rss_mb") is not None:
         print(f"  peak RSS of the honest nodes: {summary['honest_peak_rss_mb']} MB", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"

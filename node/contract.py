@@ -30,7 +30,12 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 | over V, from holders; `complaint` [dealer],  |                            |
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
-| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]  |
+| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]; |
+|          |                 |                                              | validated: or `fail`       |
+|          |                 |                                              | [weight failed, b*]        |
+| blame    | validated       | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
+|          |                 | from R (below)                               | disputes (2 bytes a pair)]:|
+|          |                 |                                              | the round aborts           |
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
 committed; it must name the current global model.
@@ -85,9 +90,23 @@ complaint unanswered or disproved, and the holders without statistics waiting fo
 each step's window, and after answers also past a window for the statistics measured from the last one
 (`Membership.abort_wait`), never riding in an answer's block. Bad ones are refused with a `ComplaintRefused` reason.
 
-`open`, `close`, `result` and `abort` [reason] are authored by the block's proposer. A `close` or `result`
-that leaves out expected members, and any
-`abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
+**A member whose masked input contradicts its sketch or weight is convicted** (docs/validation.md, "Blame after a
+failed identity"). When unmasking S fails the weight check or the linear identity, the primary proposes `fail`
+[1 if the weight failed else 0, b* or -1] instead of a `result` (a `FailureCheck`: every replica confirms with its
+own unmasking). In the blame phase each member of S discloses the scalars its pairwise masks with the other members
+of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the
+primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
+`smpc.blame.verdict`). Only a primary that cannot judge (it lost the round) may `abort` the phase, after
+`BLAME_ABORT_DEADLINES`, and only replicas that cannot judge either vote for it, so a primary colluding with the
+culprit cannot spare it. The verdict aborts the round (the model is unchanged; holders that did not disclose become
+absent); the convicted, and every member in disputes with more than f distinct members, are
+`ContractState.convicted`: rounds still name every member as a participant, but no phase of a later round (nor
+of the key phases running ahead) expects or accepts anything from a convicted one (`Membership.eligible`), and they
+count among the f faulty (`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) exchange
+no pairwise mask in later rounds (`smpc.secagg.SecAggParticipant.exclude_pairs`).
+
+`open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or
+`result` that leaves out expected members, and any `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be
 deterministic), so whether a phase may end early is a judgement each replica makes on its own clock
 before voting. A primary that closes phases early gathers no quorum and is replaced by a view change.
 A phase cannot close with fewer than `min_members` members: the primary must abort instead.
@@ -102,19 +121,23 @@ from node.contract_evals import EVAL_WINDOW
 from node.contract_events import (
     AggregateCheck,
     AnswerCommitted,
+    BlameStarted,
     Check,
     ComplaintCommitted,
     DeadlineCheck,
     EvalCommitted,
     Event,
+    FailureCheck,
     PhaseClosed,
     RoundOpened,
     RoundOutcome,
     SecAggCommitted,
     ValidationCheck,
+    VerdictCheck,
     WindowCheck,
 )
 from node.contract_membership import (
+    BLAME_ABORT_DEADLINES,
     COMPLAINT_ABORT_DEADLINES,
     STATISTICS_AFTER_ANSWER_DEADLINES,
     VALIDATE_ABORT_DEADLINES,
@@ -135,6 +158,7 @@ from node.contract_tx import (
     TxError,
     Verify,
     clip_bound_value,
+    encode_disputes,
     make_tx,
     parse_tx,
     referenced_blobs,
@@ -142,6 +166,7 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
+    "BLAME_ABORT_DEADLINES",
     "COMPLAINT_ABORT_DEADLINES",
     "COMPLAINT_REFUSALS",
     "EVAL_WINDOW",
@@ -157,6 +182,7 @@ __all__ = [
     "VALIDATE_ABORT_DEADLINES",
     "AggregateCheck",
     "AnswerCommitted",
+    "BlameStarted",
     "Check",
     "ComplaintCommitted",
     "ComplaintRefused",
@@ -166,6 +192,7 @@ __all__ = [
     "DeadlineCheck",
     "EvalCommitted",
     "Event",
+    "FailureCheck",
     "PhaseClosed",
     "RoundOpened",
     "RoundOutcome",
@@ -173,9 +200,11 @@ __all__ = [
     "Tx",
     "TxError",
     "ValidationCheck",
+    "VerdictCheck",
     "Verify",
     "WindowCheck",
     "clip_bound_value",
+    "encode_disputes",
     "make_tx",
     "parse_tx",
     "referenced_blobs",

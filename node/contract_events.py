@@ -75,7 +75,58 @@ class WindowCheck:
     kind: str
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck
+@dataclass(frozen=True, slots=True)
+class FailureCheck:
+    """Before voting for a `fail` closing the unmask phase: unmasking S must fail here too, exactly so: the weight
+    check iff `weight`, and b*, the failing sketch coordinate of largest |deviation| (`smpc.blame.locate_failure`),
+    equal to `coordinate` (None: the sketch identity held). A replica that has not unmasked yet waits, as for a
+    `result`."""
+
+    round: int
+    global_model_hash: bytes
+    included: tuple[tuple[int, bytes, int], ...]
+    weight: bool
+    coordinate: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictCheck:
+    """Before voting for a `verdict` closing the blame phase: `smpc.blame.verdict` on the committed disclosures,
+    with this node's own unmasking state (masked inputs, reconstructed seeds), must convict exactly `convicted`
+    and find exactly `disputes` (with `abort`: this node must be unable to judge too)."""
+
+    round: int
+    global_model_hash: bytes
+    included: tuple[tuple[int, bytes, int], ...]
+    """S with its masked-input digests, as a `result` would aggregate them: a replica unmasks first if it has not."""
+    survivors: tuple[int, ...]
+    holders: tuple[int, ...]
+    weight: bool
+    coordinate: int | None
+    disclosures: tuple[tuple[int, bytes, bytes], ...]
+    """(author, pair scalars, sketch shares) of every committed `blame`, by author."""
+    convicted: tuple[int, ...]
+    disputes: tuple[tuple[int, int], ...]
+    max_faulty: int
+    """f_eff: how many holders' shares of z_l[b*] may be wrong (decided like the sketch sum)."""
+    abort: bool = False
+    """Checks an `abort` of the blame phase instead: a replica votes for it only if it cannot judge either."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlameStarted:
+    """A `fail` closed the unmask phase: S's members disclose their pair scalars, R's holders their shares of
+    z_l[b*] (`smpc.blame.disclose`)."""
+
+    round: int
+    survivors: tuple[int, ...]
+    holders: tuple[int, ...]
+    weight: bool
+    coordinate: int | None
+    height: int
+
+
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck | FailureCheck | VerdictCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +202,11 @@ class RoundOutcome:
     liars: tuple[int, ...] = ()
     """The statistics publishers whose shares the round's `accept` found off the decided polynomial (G3): they
     lied, or a dealer dealt them inconsistent shares; evidence on the ledger, not an exclusion."""
+    convicted: tuple[int, ...] = ()
+    """A blame verdict's convicted members (and those it put in disputes with more than f members): excluded from
+    every later round."""
+    disputes: tuple[tuple[int, int], ...] = ()
+    """A blame verdict's disputed pairs: no pairwise mask between them in later rounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,4 +220,5 @@ class EvalCommitted:
     height: int
 
 
-Event = RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted | AnswerCommitted
+Event = (RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted
+         | AnswerCommitted | BlameStarted)

@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
 from node.contract_tx import Tx
 
+BLAME_ABORT_DEADLINES = 3
+"""Phase deadlines a blame phase waits before a primary that cannot judge may abort it (and only replicas that
+cannot judge either vote for that): a primary that lost the round, not one sparing the culprit."""
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
 answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
@@ -50,6 +53,8 @@ class Membership:
         instead of nobody later."""
         if phase in ("seed", "sketch", "validate"):
             return 2 * self.params.validation_degree + 1 + self.effective_faulty
+        if phase == "blame":
+            return 0  # the verdict is decided on whatever was disclosed; who did not disclose is named
         return self.min_members
 
     def abort_wait(self) -> tuple[int, float]:
@@ -75,12 +80,12 @@ class Membership:
         at most f - k of the others are faulty. The first N - (2t_v + 1 + f) excluded members are spare
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it, and only where genesis
-        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise f_eff = f)."""
-        p = self.params
-        if not p.exclude_late:
-            return p.max_faulty
+        makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise only the convicted
+        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count."""
+        p, s = self.params, self.state
+        counted = len(s.convicted) + (len(s.excluded) if p.exclude_late else 0)
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
-        return max(0, p.max_faulty - max(0, len(self.state.excluded) - spare))
+        return max(0, p.max_faulty - max(0, counted - spare))
 
     def ahead_complete(self) -> bool:
         """Whether the phase running ahead holds every expected member's message but the absent ones', so it
@@ -95,9 +100,30 @@ class Membership:
     def _ahead_open(self) -> bool:
         return self.params.secure and self.state.open and self.state.ahead_phase in SA_MESSAGE_OF_PHASE
 
+    def _convict(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+        """Record a verdict: its disputes join the ledger's, and the convicted are its convicted plus every member
+        now in disputes with more than f distinct members (an honest member only disputes with Byzantine ones,
+        at most f). Returns the newly convicted."""
+        s = self.state
+        s.disputes = tuple(sorted(set(s.disputes) | set(disputes)))
+        partners: dict[int, set[int]] = {}
+        for i, j in s.disputes:
+            partners.setdefault(i, set()).add(j)
+            partners.setdefault(j, set()).add(i)
+        over = {m for m, others in partners.items() if len(others) > self.params.max_faulty}
+        new = tuple(sorted((set(convicted) | over) - set(s.convicted)))
+        s.convicted = tuple(sorted(set(s.convicted) | set(new)))
+        s.absent = self.eligible(s.absent)
+        return new
+
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
-        return tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+        return self.eligible(tuple(range(self.params.n))) if s.ahead_phase == "keys" else s.ahead_u1
+
+    def eligible(self, members: Iterable[int]) -> tuple[int, ...]:
+        """`members` but the convicted: a round's participants are every member, but its first phase expects (and
+        accepts) nothing from a convicted one, so it is in no later set (U1, ..., S) of any round."""
+        return tuple(m for m in members if m not in self.state.convicted)
 
     def _ready_valid(self, tx: Tx) -> bool:
         """From an absent member, for a round after the one it went missing in, up to the next round: a member
@@ -112,7 +138,9 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
+        """Absent until back (`ready`); the convicted are out for good and counted as such, never as absent."""
         s = self.state
+        missing = self.eligible(missing)
         for m in missing:
             s.absent_since.setdefault(m, s.round + 1)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
@@ -123,7 +151,7 @@ class Membership:
         the absent; a phase running ahead closes only with every member not absent) or missed the phase's
         deadline, which the replicas checked on their own clocks before voting for the close."""
         s = self.state
-        s.excluded = tuple(sorted(set(s.excluded) | (set(s.participants) - set(u3))))
+        s.excluded = tuple(sorted(set(s.excluded) | set(self.eligible(set(s.participants) - set(u3)))))
 
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in

@@ -1,10 +1,10 @@
 """Whether a transaction is valid in the round contract's current state, and what a replica must check.
 
 Owns `Contract._validate` and the cheap mempool filters (`tx_valid_now`, `tx_valid_ahead`): which kind,
-author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline)
+author and round each phase accepts, the closing rules, and the `Check`s (aggregate, validation, deadline, failure, verdict)
 a block needs before a replica may vote for it. Raises `TxError` for a peer's fault; never changes the
 state. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`, `node.contract_state`, `node.contract_tx`,
-`node.contract_events` and the secure-aggregation message checks of `smpc`.
+`node.contract_events` and the secure-aggregation message checks of `smpc` (and `smpc.blame`'s, for disclosures).
 """
 
 from __future__ import annotations
@@ -12,13 +12,22 @@ from __future__ import annotations
 import hashlib
 
 from node.contract_evals import Evaluations
-from node.contract_events import AggregateCheck, Check, DeadlineCheck, ValidationCheck, WindowCheck
-from node.contract_membership import Membership
+from node.contract_events import (
+    AggregateCheck,
+    Check,
+    DeadlineCheck,
+    FailureCheck,
+    ValidationCheck,
+    VerdictCheck,
+    WindowCheck,
+)
+from node.contract_membership import BLAME_ABORT_DEADLINES, Membership
 from node.contract_state import SA_MESSAGE_OF_PHASE
 from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
+from smpc import blame
 from smpc import messages as sam
 from smpc import validation_messages as vm
-from smpc.errors import ProtocolViolation
+from smpc.errors import MalformedMessage, ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import check_bundle_recipients, verify_message
 from smpc.validation import seed_commitment
@@ -147,7 +156,7 @@ class Rules(Membership, Evaluations):
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
-        if tx.kind in ("open", "close", "result", "abort") and tx.author != proposer:
+        if tx.kind in ("open", "close", "result", "abort", "fail", "verdict") and tx.author != proposer:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields
@@ -172,6 +181,11 @@ class Rules(Membership, Evaluations):
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
+            if s.phase == "blame":
+                # Only a primary that cannot judge (it lost the round, say in a restart) may abort, after
+                # BLAME_ABORT_DEADLINES, and only replicas that cannot judge either vote for it: a primary colluding
+                # with the culprit cannot spare it while the replicas that voted for the `fail` can judge.
+                return [DeadlineCheck(tx.round, s.phase, BLAME_ABORT_DEADLINES), self.verdict_check((), (), abort=True)]
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
             if s.answered_height > s.height:
@@ -182,8 +196,10 @@ class Rules(Membership, Evaluations):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
+        if tx.kind == "fail":
+            return [self._validate_failure(tx)]
         _, closing_kind, _ = p.phase_info(s.phase)
-        if tx.kind in ("close", "result", "accept"):
+        if tx.kind in ("close", "result", "accept", "verdict"):
             if tx.kind != closing_kind or (tx.kind == "close" and tx.fields[0] != s.phase):
                 raise TxError(f"{tx.kind} cannot end phase {s.phase}")
             return self._validate_closing(tx)
@@ -196,6 +212,8 @@ class Rules(Membership, Evaluations):
             self._check_sa_message(tx, s.round, s.participants, s.phase, s.u1)
         if tx.kind == "stats":
             self._check_statistics(tx)
+        if tx.kind == "blame":
+            self._check_disclosure(tx)
         if tx.kind == "reveal" and seed_commitment(p.chain_id, s.round, tx.author, tx.fields[0]) != \
                 s.seed_commitments[tx.author]:  # type: ignore[arg-type]
             raise TxError(f"reveal from member {tx.author} does not open its committed seed commitment")
@@ -227,6 +245,51 @@ class Rules(Membership, Evaluations):
         self._check_sa_message(tx, tx.round, tuple(range(self.params.n)), s.ahead_phase, s.ahead_u1)
         return []
 
+    def _validate_failure(self, tx: Tx) -> FailureCheck:
+        """A `fail` [weight, b*] ends a validated round's unmask phase instead of a `result` when unmasking S fails
+        the weight check or the linear identity (each replica confirms with its own unmasking); the bound check
+        stays an unnamed abort (docs/validation.md)."""
+        s, p = self.state, self.params
+        weight, coordinate = tx.fields
+        if not (p.validate and s.phase == "unmask"):
+            raise TxError(f"fail outside a validated round's unmask phase ({s.phase})")
+        if coordinate >= p.sketch_width or (weight, coordinate) == (0, -1):  # type: ignore[operator]
+            raise TxError(f"fail names no failure or a coordinate outside the sketch: {tx.fields}")
+        return FailureCheck(s.round, s.model_hash, s.survivor_entries(), weight == 1,
+                            None if coordinate == -1 else coordinate)  # type: ignore[arg-type]
+
+    def _check_disclosure(self, tx: Tx) -> None:
+        """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S it shares a mask with (from
+        a member of S: not its disputed partners),
+        the shares of z_l[b*] for exactly S (from a holder, when a sketch coordinate failed), in range
+        (`smpc.blame.check_disclosure`)."""
+        s = self.state
+        survivors, holders = frozenset(s.summed), frozenset(s.holders)
+        try:
+            disclosure = self.disclosure_of(tx.author, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
+            blame.check_disclosure(tx.author, disclosure, survivors, holders, s.failure[1] >= 0, s.disputes)
+        except MalformedMessage as exc:
+            raise TxError(f"blame from member {tx.author}: {exc}") from None
+
+    def disclosure_of(self, author: int, pairs: bytes, shares: bytes) -> blame.Disclosure:
+        """A committed (or proposed) `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises
+        MalformedMessage on sizes other than S needs."""
+        s = self.state
+        others = blame.paired_with(author, s.summed, s.disputes)
+        owners = s.summed if shares else ()
+        return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, owners))
+
+    def verdict_check(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...],
+                      abort: bool = False) -> VerdictCheck:
+        """What a replica recomputes before voting for a `verdict` (the primary proposes from it), or an abort."""
+        s = self.state
+        weight, coordinate = s.failure
+        disclosures = tuple((a, *s.disclosures[a]) for a in sorted(s.disclosures))
+        included = tuple((a, s.digests[a], 0) for a in s.summed)
+        return VerdictCheck(s.round, s.model_hash, included, s.summed, s.holders, weight == 1,
+                            None if coordinate == -1 else coordinate, disclosures, convicted, disputes,
+                            self.effective_faulty, abort)
+
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
         try:
@@ -250,6 +313,13 @@ class Rules(Membership, Evaluations):
                 raise TxError(f"next round's bound {next_bound} outside (0, {self.params.clip_bound_micro}]"
                               if s.clip_bound_micro else f"next round's bound {next_bound} without a per-round bound")
             checks.append(self.validation_check(accepted, liars, next_bound))  # type: ignore[arg-type]
+        if tx.kind == "verdict":
+            convicted: tuple[int, ...] = tx.fields[0]  # type: ignore[assignment]
+            disputes: tuple[tuple[int, int], ...] = tx.fields[1]  # type: ignore[assignment]
+            disputing = {m for pair in disputes for m in pair}
+            if not set(convicted) | disputing <= set(s.summed) or set(convicted) & disputing:
+                raise TxError(f"verdict names members outside S or convicts a disputing one: {tx.fields}")
+            checks.append(self.verdict_check(convicted, disputes))
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")

@@ -20,9 +20,11 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
                ("unmask", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                   ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
-                  ("unmask", "", "result")),
+                  ("unmask", "", "result"), ("blame", "blame", "verdict")),
 }
-"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it)."""
+"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it). A validated
+round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or the
+linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
 
 SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
 
@@ -145,6 +147,21 @@ class ContractState:
     clip_bound_micro: int = 0
     """B of the open round (and of the next, until a validated round commits), in millionths; 0: members clip
     to C alone. Set from `ContractParams.clip_bound_micro` at genesis, then from each committed round's `accept`."""
+    holders: tuple[int, ...] = ()
+    """R, the open round's holders of sketch shares (the seed phase's close): who discloses in a blame phase."""
+    summed: tuple[int, ...] = ()
+    """In a blame phase: S, the members whose masked inputs were unmasked."""
+    failure: tuple[int, int] = (0, -1)
+    """In a blame phase: what the `fail` named: (1 if the weight check failed else 0, b* or -1 for none)."""
+    disclosures: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    """In a blame phase: each discloser's committed `blame` [pair scalars, sketch shares] (`smpc.blame`)."""
+    convicted: tuple[int, ...] = ()
+    """Members a blame verdict convicted (their own disclosures contradict their input), or in disputes with more
+    than f distinct members: no later phase expects or accepts their input (`Membership.eligible`), and they count
+    among the f faulty. Never cleared."""
+    disputes: tuple[tuple[int, int], ...] = ()
+    """Pairs (i < j) a blame verdict found disagreeing about their pairwise mask (one of the two lied): they
+    exchange no pairwise mask in later rounds (`smpc.secagg.RoundConfig.disputed`). Never cleared."""
     next_clip_bound_micro: int = 0
     """The bound the last `accept` named for the next round: B once that round's result commits (a result always
     follows its round's accept in a validated round; an aborted round's is overwritten by the retry's accept)."""
@@ -178,4 +195,7 @@ class ContractState:
                              dealt_digests=dict(self.dealt_digests),
                              answers=dict(self.answers), answered_height=self.answered_height,
                              liars=self.liars, clip_bound_micro=self.clip_bound_micro,
-                             next_clip_bound_micro=self.next_clip_bound_micro)
+                             next_clip_bound_micro=self.next_clip_bound_micro, holders=self.holders,
+                             summed=self.summed, failure=self.failure, disclosures=dict(self.disclosures),
+                             convicted=self.convicted, disputes=self.disputes)
+

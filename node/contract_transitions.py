@@ -1,7 +1,8 @@
 """The round contract's phase transitions: how a valid transaction changes the state, and the events it yields.
 
 Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
-closing phases (fixing U1, U2, U3, V, S), ending a round with its `RoundOutcome`. Runs only after
+closing phases (fixing U1, U2, U3, V, S), the blame phase a `fail` opens, ending a round with its `RoundOutcome`
+(a `verdict`'s convicted and disputes recorded). Runs only after
 `node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`,
 `node.contract_state`, `node.contract_tx` and `node.contract_events`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from node.contract_evals import Evaluations
 from node.contract_events import (
     AnswerCommitted,
+    BlameStarted,
     ComplaintCommitted,
     Event,
     PhaseClosed,
@@ -44,7 +46,7 @@ class Transitions(Membership, Evaluations):
         s, p = self.state, self.params
         # An eval is about a past round, and a proposer's open, close, abort or result its duty as primary: neither
         # says that its author takes part again (a withholder named by the abort it proposes stays absent).
-        if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result"):
+        if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result", "fail", "verdict"):
             s.absent = tuple(m for m in s.absent if m != tx.author)
             s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":
@@ -55,15 +57,20 @@ class Transitions(Membership, Evaluations):
             return self._apply_ahead(tx, height)
         if tx.kind == "open":
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
-            s.participants = s.expected = tx.fields[1]  # type: ignore[assignment]
+            s.participants = tx.fields[1]  # type: ignore[assignment]
+            s.expected = self.eligible(s.participants)
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
-            s.seed_commitments, s.excluded, s.dealt_hashes, s.complaints, s.liars = {}, s.absent, {}, {}, ()
+            s.seed_commitments, s.dealt_hashes, s.complaints, s.liars = {}, {}, {}, ()
+            s.excluded = self.eligible(s.absent)
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
+            s.holders, s.summed, s.failure, s.disclosures = (), (), (0, -1), {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
                 s.u1 = s.ahead_u1
-                s.expected = {"keys": s.participants, "shares": s.ahead_u1, "inputs": s.ahead_u2}[s.ahead_phase]
+                # A member convicted since its keys ran ahead is in U1 or U2 but expected no more (a dropout).
+                s.expected = self.eligible({"keys": s.participants, "shares": s.ahead_u1,
+                                            "inputs": s.ahead_u2}[s.ahead_phase])
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
@@ -86,6 +93,12 @@ class Transitions(Membership, Evaluations):
         if tx.kind == "disclose":
             s.complaints[(tx.author, tx.fields[0])] = "bad"  # type: ignore[index]
             return []
+        if tx.kind == "fail":
+            return [self._start_blame(tx, height)]
+        if tx.kind == "blame":
+            s.inputs[tx.author] = (b"", 0)
+            s.disclosures[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+            return []
         if tx.kind == "reveal":
             s.channel_keys[tx.author] = tx.fields[1]  # type: ignore[assignment]
         if tx.kind == "dealt":
@@ -100,6 +113,8 @@ class Transitions(Membership, Evaluations):
             if s.phase == "keys":
                 s.u1 = members
                 self._mark_absent(tuple(m for m in s.participants if m not in members))
+            if s.phase == "seed":
+                s.holders = members
             if s.phase == "inputs":
                 s.digests = {a: s.inputs[a][0] for a in members}
                 s.weights = {a: s.inputs[a][1] for a in members}
@@ -130,9 +145,30 @@ class Transitions(Membership, Evaluations):
             s.clip_bound_micro = s.next_clip_bound_micro or s.clip_bound_micro
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected, liars=s.liars)
+        elif tx.kind == "verdict":
+            outcome = self._verdict_outcome(tx, height)
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
             outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars)
         s.outcomes.append(outcome)
         return [outcome]
+
+    def _start_blame(self, tx: Tx, height: int) -> BlameStarted:
+        """A `fail` ends the unmask phase: S's members and R's holders disclose (`smpc.blame`)."""
+        s = self.state
+        s.failure = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+        s.summed, s.phase, s.expected, s.inputs = s.expected, "blame", s.holders, {}
+        weight, coordinate = s.failure
+        return BlameStarted(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
+                            height)
+
+    def _verdict_outcome(self, tx: Tx, height: int) -> RoundOutcome:
+        """The blame phase's `verdict` aborts the round: its convicted are kept out of later rounds, its disputed
+        pairs mask no more, and the holders that did not disclose are absent (like a phase's missing inputs)."""
+        s = self.state
+        missing = tuple(a for a in s.expected if a not in s.inputs)
+        self._mark_absent(missing)
+        convicted = self._convict(tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
+        return RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
+                            convicted=convicted, disputes=tx.fields[1])  # type: ignore[arg-type]

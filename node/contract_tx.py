@@ -77,7 +77,18 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
                  "accept": 3, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
-                "answer": 2, "disclose": 2}
+                "answer": 2, "disclose": 2, "fail": 2, "blame": 2, "verdict": 2}
+MAX_BLAME_BYTES = 8 * MAX_PARTICIPANTS
+"""A `blame` field: 8 bytes per member of S (pair scalars w, t; or one share of z_l[b*]), `smpc.blame`."""
+MAX_SKETCH_COORDINATE = 1 << 31
+MAX_DISPUTE_BYTES = MAX_TX_BODY_BYTES - 1024
+"""A verdict's disputed pairs, 2 bytes each (member indices are below `MAX_PARTICIPANTS` = 256): each pair has a
+Byzantine end, so at most f (N - 1) < 22,000 of them, in bytes because a list would be bounded by `max_items`."""
+
+
+def encode_disputes(pairs: Iterable[tuple[int, int]]) -> bytes:
+    """A verdict's disputed pairs as its second field: (i, j), i < j, one byte each, sorted."""
+    return b"".join(bytes(pair) for pair in pairs)
 
 
 def parse_tx(raw: bytes, chain_id: bytes, n: int, verify: Verify) -> Tx:
@@ -149,6 +160,8 @@ def _parse_fields(kind: str, fields: list[object], n: int) -> list[object]:
     if kind == "disclose":
         return [codec.expect_int(fields[0], "disclose.dealer", hi=n - 1),
                 codec.expect_bytes(fields[1], "disclose.channel_secret", HASH_BYTES)]
+    if kind in ("fail", "blame", "verdict"):
+        return _blame_fields(kind, fields, n)
     return [codec.expect_str(fields[0], "abort.reason", 200)]
 
 
@@ -160,6 +173,22 @@ def _eval_fields(fields: list[object]) -> list[object]:
     if correct > total:
         raise codec.DecodeError(f"eval: more correct rows than rows ({correct} > {total})")
     return [model_hash, correct, total]
+
+
+def _blame_fields(kind: str, fields: list[object], n: int) -> list[object]:
+    """`fail` [weight failed 0/1, b* or -1], `blame` [pair scalars, sketch shares], `verdict` [convicted, disputes]
+    (docs/validation.md, "Blame after a failed identity")."""
+    if kind == "fail":
+        return [codec.expect_int(fields[0], "fail.weight", hi=1),
+                codec.expect_int(fields[1], "fail.coordinate", lo=-1, hi=MAX_SKETCH_COORDINATE)]
+    if kind == "blame":
+        return [codec.expect_bytes(fields[0], "blame.pairs", max_len=MAX_BLAME_BYTES),
+                codec.expect_bytes(fields[1], "blame.shares", max_len=MAX_BLAME_BYTES)]
+    data = codec.expect_bytes(fields[1], "verdict.disputes", max_len=MAX_DISPUTE_BYTES)
+    disputes = tuple((data[k], data[k + 1]) for k in range(0, len(data) - 1, 2))
+    if len(data) % 2 or any(not i < j < n for i, j in disputes) or list(disputes) != sorted(set(disputes)):
+        raise codec.DecodeError("verdict.disputes: must be sorted, distinct pairs i < j of members")
+    return [_member_list(fields[0], n, "verdict.convicted"), disputes]
 
 
 def _member_list(value: object, n: int, what: str) -> tuple[int, ...]:

@@ -395,6 +395,7 @@ class Daemon:
             "evals_pending": self.mempool.own_pending("eval"),
             "consortium_accuracy": self.rounds.consortium_figures([m.name for m in self.genesis.members]),
             "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
+            "convicted": list(s.convicted), "disputes": [list(pair) for pair in s.disputes],
         }
 
 

@@ -57,7 +57,7 @@ class Mempool:
             self.metrics.rejected.labels("bad_tx").inc()
             return
         if tx.kind not in ("update", "sa", "input", "reveal", "dealt", "stats", "ready", "eval", "complaint", "answer",
-                           "disclose"):
+                           "disclose", "blame"):
             self.metrics.rejected.labels("unexpected_tx").inc()
             return
         if self._stale(tx) or tx.round > self.contract.state.round + 1:

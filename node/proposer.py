@@ -186,6 +186,10 @@ class Proposer:
                 return raws + [result], True
         elif closing == "accept" and ready:
             return raws + [self._accept_tx(c, pending)], True
+        elif closing == "verdict" and ready:
+            verdict = await self._verdict_tx(c, pending)
+            if verdict is not None:
+                return raws + [verdict], True
         elif closing == "close" and ready:
             return raws + [self.me.tx("close", s.round, [s.phase])], True
         if not enough and self._abort_due(c, pending):
@@ -223,6 +227,23 @@ class Proposer:
             return self.me.tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])
         return self.me.tx("accept", s.round, outcome.accept_fields())
 
+    async def _verdict_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes | None:
+        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`). If we cannot
+        judge (we lost the round), an abort once `BLAME_ABORT_DEADLINES` passed, which only replicas that cannot
+        judge either vote for."""
+        s = c.state
+        disclosed = dict(s.disclosures) | {tx.author: (tx.fields[0], tx.fields[1]) for tx in pending
+                                            if tx.kind == "blame"}
+        disclosures = tuple((a, *disclosed[a]) for a in sorted(disclosed))
+        check = dataclasses.replace(c.verdict_check((), ()), disclosures=disclosures)  # type: ignore[arg-type]
+        judged = await self.aggregator.verdict(check)
+        if judged is None:
+            overdue = self.timings.phase_elapsed_s(s.round, s.phase) > rc.BLAME_ABORT_DEADLINES * \
+                self.settings.phase_deadline_s
+            return self.me.tx("abort", s.round, ["this primary cannot judge the blame phase"]) if overdue else None
+        convicted, disputes = judged
+        return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
+
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":
             included, entries = s.expected, s.survivor_entries()
@@ -234,6 +255,10 @@ class Proposer:
             entries = tuple((a, inputs[a][0], inputs[a][1]) for a in included)
         new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b""),
                                                    wait_s=0.0)
+        if new_hash is None and s.phase == "unmask" and self.settings.contract.validate:
+            failure = self.aggregator.known_failure(s.round)
+            return None if failure is None else \
+                self.me.tx("fail", s.round, [int(failure[0]), -1 if failure[1] is None else failure[1]])
         if new_hash is None:
             return None
         return self.me.tx("result", s.round, [list(included), new_hash])

@@ -95,6 +95,8 @@ class RoundDriver:
             self._on_phase_closed(event, now)
         elif isinstance(event, rc.EvalCommitted):
             self.record_eval(event)
+        elif isinstance(event, rc.BlameStarted):
+            self._on_blame_started(event, now)
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
             if isinstance(event, rc.AnswerCommitted):  # an abort waits after the last answer (`abort_wait`)
                 self.timings.phase_started[(event.round, "answered")] = now
@@ -127,6 +129,16 @@ class RoundDriver:
             self.nursery.start_soon(self.aggregator.precompute,
                                     rc.AggregateCheck(s.round, s.model_hash, s.survivor_entries(), b""))
 
+    def _on_blame_started(self, event: rc.BlameStarted, now: float) -> None:
+        """Unmasking S failed at every replica: we disclose what the verdict needs (`SecureRound.on_blame_started`)."""
+        assert self.nursery is not None
+        self.timings.phase_started[(event.round, "blame")] = now
+        logger.warning("round %d: the unmasked sum fails (weight %s, sketch coordinate %s): blame phase",
+                       event.round, event.weight, event.coordinate)
+        sr = self.secure.get(event.round)
+        if sr is not None:
+            self.nursery.start_soon(self.submit, sr.on_blame_started(event), event.round)
+
     def _on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> None:
         """A complaint against us is answered; an answer to ours gives us the dealer's shares (in block order)."""
         assert self.nursery is not None
@@ -152,6 +164,8 @@ class RoundDriver:
             sr = self.secure.get(round_id)
             if sr is None or sr.config_members != frozenset(participants):
                 self._join_secure_round(round_id, participants)
+            if (sr := self.secure.get(round_id)) is not None:
+                sr.set_disputes(self.contract.state.disputes)  # before we mask: fixed by the verdicts so far
             self.prepare_next_round(round_id + 1)
         self.nursery.start_soon(self.train_round, round_id, model_hash)
 
@@ -353,6 +367,8 @@ class RoundDriver:
         self.evaluations.append({"round": outcome.round, "committed": outcome.committed,
                                  "included": list(outcome.included), "rejected": list(outcome.rejected),
                                  "missing": list(outcome.missing), "liars": list(outcome.liars),
+                                 "convicted": list(outcome.convicted),
+                                 "disputes": [list(pair) for pair in outcome.disputes],
                                  "accuracy": result.accuracy, "held_out_rows": result.n,
                                  "loss": result.loss, "height": outcome.height,
                                  "round_s": self.timings.since_open_s(outcome.round),
@@ -368,3 +384,7 @@ class RoundDriver:
         logger.info("round %d %s: %d inputs, accuracy %.4f, height %d%s", outcome.round,
                     "committed" if outcome.committed else "aborted", len(outcome.included), result.accuracy,
                     outcome.height, f", missing {list(outcome.missing)}" if outcome.missing else "")
+        if outcome.convicted or outcome.disputes:
+            logger.warning("round %d: the blame verdict convicts %s (kept out of later rounds); disputed pairs %s "
+                           "(no pairwise mask between them from now on)", outcome.round, list(outcome.convicted),
+                           [list(pair) for pair in outcome.disputes])

@@ -58,6 +58,7 @@ exception the shell does not catch (one junk sketch-share message once ended eve
 
 
 class LinearIdentityFailed(RoundAborted):
-    """The unmasked sum does not match the sum of the accepted sketches: an accepted member's sketch was
-    not the sketch of the input it masked. Nobody can tell whose, so the round must abort."""
+    """The unmasked sum fails a check only the sum can show (weights, linear identity, clip bound): an accepted
+    member masked something other than what it sketched, committed or clipped. The sum is not released; in a
+    validated round the first two go to the blame phase (`SecureRound.failure`), the bound aborts unnamed."""
 

@@ -9,7 +9,7 @@ The update a node contributes is `weighted_vector(update, n_samples)`: its clipp
 sample weight, followed by the weight itself, so that the sum of the vectors yields both the weighted
 sum of updates and the total weight, and the new model `global + sum[:-1] / sum[-1]` is FedAvg. Each
 member also commits the quantized weight it masked in its `input` transaction: the weights are public,
-range-checked by validation, and the unmasked weight coordinate must equal their sum (`_check_weights`),
+range-checked by validation, and the unmasked weight coordinate must equal their sum (`_weight_matches`),
 so no member can shrink the denominator with a negative weight. Plain rounds use the same vectors,
 summed in floating point, so a secure round differs from a plain one only by quantization.
 """
@@ -30,6 +30,7 @@ from node.robust_validation import (
     decide_accepted,
     validation_config_error,
 )
+from node.secure_blame import BlameSide
 from node.secure_outputs import (
     SHELL_ERRORS,
     Gossip,
@@ -40,11 +41,11 @@ from node.secure_outputs import (
     SendSketchSum,
     SubmitTx,
 )
-from node.secure_sketch import SketchValidation
 from node.weighting import Weighting, apply_sum, quant_params
 from smpc import field, przs
 from smpc import messages as sam
 from smpc import validation_messages as vm
+from smpc.blame import Failure, locate_failure
 from smpc.errors import ProtocolViolation, RoundAborted, SmpcError
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams, dequantize_sum, quantize
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 
-class SecureRound(SketchValidation):
+class SecureRound(BlameSide):
     """Drives one SecAggParticipant from committed events; see the module docstring."""
 
     def __init__(self, params: rc.ContractParams, opened: rc.RoundOpened, me: int, sign: Callable[[bytes], bytes],
@@ -106,6 +107,9 @@ class SecureRound(SketchValidation):
         self.result: SecAggResult | None = None
         self.phase = "keys"
         self.revealers: set[int] = set()
+        self._disputed: tuple[tuple[int, int], ...] = ()
+        self.failure: Failure | None = None
+        """What unmasking failed, with validation (`_checks_pass`): what this node's `fail` names or checks."""
 
     def _tx(self, kind: str, fields: list[object]) -> SubmitTx:
         return SubmitTx(rc.make_tx(self.params.chain_id, kind, self.me, self.round, fields, self._sign))
@@ -226,13 +230,33 @@ class SecureRound(SketchValidation):
         if not all(0 < w <= bound for w in weights.values()):
             raise LinearIdentityFailed(f"a summed member committed a weight outside (0, 1]: {sorted(weights.items())}")
 
-    def _check_weights(self) -> None:
-        """The unmasked weight coordinate must be the sum of the summed members' committed weights: otherwise
-        a member masked a weight other than the one it signed, which only the sum can show; nobody can tell
-        who, so the round aborts. Raises LinearIdentityFailed."""
+    def _weight_matches(self) -> bool:
+        """Whether the unmasked weight coordinate is the sum of the summed members' committed weights: otherwise a
+        member masked a weight other than the one it signed, which only the sum shows (with validation, the blame
+        phase then names it)."""
         self._check_committed_weights()
-        if int(self.result.total[-1]) != sum(self._summed_weights.values()) % field.RING_MODULUS:  # type: ignore[union-attr]
-            raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
+        assert self.result is not None
+        return int(self.result.total[-1]) == sum(self._summed_weights.values()) % field.RING_MODULUS
+
+    def _checks_pass(self, deadline_passed: bool) -> bool:
+        """The weight check and, with validation, the linear identity; False: wait for more sketch-sum shares.
+        A failure raises LinearIdentityFailed; with validation it is also kept as `failure`, the same at every
+        honest node, for the blame phase (`smpc.blame.locate_failure`), and raised again on every later call."""
+        if self.validation is None:
+            if not self._weight_matches():
+                raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
+            return True
+        if self.failure is None and not self.sketch_sum_checked:
+            deviation = self._identity_deviation(deadline_passed)
+            if deviation is None:
+                return False
+            self.failure = locate_failure(self._weight_matches(), *deviation)
+            self.sketch_sum_checked = self.failure is None
+        if self.failure is not None:
+            failed = [name for name, bad in (("the weight check", self.failure.weight),
+                                             ("the linear identity", self.failure.coordinate is not None)) if bad]
+            raise LinearIdentityFailed(f"the unmasked sum fails {' and '.join(failed)}: {self.failure}")
+        return True
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
         """The dequantized sum of the survivors' vectors once it can be computed (cached).
@@ -247,11 +271,7 @@ class SecureRound(SketchValidation):
                     raise
                 raise RoundAborted(f"round {self.round} cannot be unmasked: {exc}") from exc
             self.violations += self.machine.drain_violations()
-        if self.result is None:
-            return None
-        self._check_weights()
-        if self.validation is not None and not self.sketch_sum_checked \
-                and not self._check_linear_identity(deadline_passed):
+        if self.result is None or not self._checks_pass(deadline_passed):
             return None
         total = dequantize_sum(self.result.total, self._quant)
         self._check_bound(total)

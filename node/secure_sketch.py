@@ -28,7 +28,7 @@ from smpc.quantize import QuantParams
 from smpc.secagg import SecAggResult
 from smpc.sketch import CountSketch
 from smpc.validation import (
-    linear_identity_holds,
+    identity_deviation,
     local_statistics,
     reconstruct_sketch_sum,
     share_sketch,
@@ -92,7 +92,7 @@ class SketchValidation:
         self._holders = event.members
         seed = sketch_seed(self.params.chain_id, self.round, self._inputs_commitment, dict(event.payloads))
         # The weight coordinate is left out: the statistics describe the weighted update alone, and the
-        # weight is checked exactly against the committed ones (`_check_weights`).
+        # weight is checked exactly against the committed ones (`_weight_matches`).
         self._sketch = CountSketch(seed, self.params.vector_length - 1, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return []
@@ -266,28 +266,27 @@ class SketchValidation:
             return
         self._sum_shares.setdefault(holder + 1, message.share)
 
-    def _check_linear_identity(self, deadline_passed: bool) -> bool:
-        """Whether the unmasked sum matches the accepted sketches' sum; False: wait for more shares.
+    def _identity_deviation(self, deadline_passed: bool) -> tuple[npt.NDArray[np.float64],
+                                                                  npt.NDArray[np.float64]] | None:
+        """The accepted sketches' sum minus the sketch of the unmasked sum, and the rounding allowed per coordinate
+        (`smpc.validation.identity_deviation`); None: wait for more shares of the sum.
 
         The holders' shares of the sketch sum are decided like the statistics: only by a polynomial agreeing
         with t_v + 1 + f of them, so up to m - t_v - 1 - f wrong shares among m are corrected and f liars
         never decide it. Before the unmask grace period all holders are awaited; after it, any t_v + 1 + f.
-        Raises LinearIdentityFailed.
+        Raises LinearIdentityFailed when the sum cannot be reconstructed (nobody is named then).
         """
         assert self.validation is not None and self.result is not None and self._sketch is not None
         shares = {x: share for x, share in self._sum_shares.items() if x - 1 in self._holders}
         needed = len(self._holders) if not deadline_passed else self.validation.degree + 1 + self.params.max_faulty
         if len(shares) < needed:
-            return False
+            return None
         try:
             sketch_sum, _ = reconstruct_sketch_sum(shares, self.validation.degree, self.params.max_faulty)
         except (NotEnoughShares, InconsistentShares) as exc:
             raise LinearIdentityFailed(f"the accepted sketches' sum cannot be reconstructed: {exc}") from None
-        if not linear_identity_holds(sketch_sum, self.result.total[:-1], self._sketch, self.validation.sketch,
-                                     self._quant, len(self._accepted)):
-            raise LinearIdentityFailed("the unmasked sum differs from the sum of the accepted sketches")
-        self.sketch_sum_checked = True
-        return True
+        return identity_deviation(sketch_sum, self.result.total[:-1], self._sketch, self.validation.sketch,
+                                  self._quant, len(self._accepted))
 
 
 def _of_sender(violation: ProtocolViolation, sender: int) -> ProtocolViolation:

@@ -13,7 +13,7 @@ counted by kind. Per node per round:
   and `on_phase_closed(sketch)`, and `decide_accepted`
   (reconstruct all statistics with cross-checks, apply the robust rule), which every node runs to check
   the primary's accepted set, and the linear-identity check: `on_sketch_sum` for the N - 1 holders'
-  shares of the accepted sketches' sum, then `_check_linear_identity`, which the second `try_sum` calls to
+  shares of the accepted sketches' sum, then `_identity_deviation`, which the second `try_sum` calls to
   reconstruct that sum and compare it with the sketch of the unmasked sum (those shares are held back
   until the first `try_sum` has unmasked; the check is timed on its own, by a wrapper);
 - secure-aggregation time (the baseline): `set_update` (quantize + mask + sign), and unmasking:
@@ -231,8 +231,9 @@ class Round:
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          SeededRandomBytes(hashlib.sha256(f"rand {self.seed} {i}".encode()).digest()),
                                          self.quant, self.setup)
-            check = self.rounds[i]._check_linear_identity  # called from `try_sum`: its own step
-            self.rounds[i]._check_linear_identity = self.time_inner(i, "linear_identity", check)  # type: ignore[method-assign]
+            check = self.rounds[i]._identity_deviation  # called from `try_sum`: its own step
+            self.rounds[i]._identity_deviation = self.time_inner(  # type: ignore[method-assign]
+                i, "linear_identity", check)
             self.emit(i, self.timed(i, "key_agreement", self.rounds[i].start))
         elif isinstance(event, rc.SecAggCommitted):
             self.timed(i, "key_agreement", self.rounds[i].on_committed, event)

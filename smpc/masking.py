@@ -5,7 +5,8 @@ Participant i publishes
     y_i = q_i + PRG(b_i) + sum_{j > i} PRG(s_ij) - sum_{j < i} PRG(s_ij)   (mod 2^32)
 
 where b_i is its fresh self-mask seed and s_ij = s_ji the pairwise key it shares with every other
-participant j of the key-sharing set. Over a set S of survivors, the pairwise masks between two
+participant j of the key-sharing set (but those in a disputed pair with it, which share no mask: `pair_seeds`
+and the dropped pairs then simply leave them out). Over a set S of survivors, the pairwise masks between two
 survivors cancel in sum_{i in S} y_i. What remains is removed by the unmask phase:
 
 - PRG(b_i) for each survivor i, from b_i reconstructed out of Shamir shares;

@@ -10,6 +10,8 @@ API (everything is pure: no I/O, no clock, no global randomness)
                                                                          raises ProtocolViolation subclasses
     bundle  = machine.on_keys_committed(ids)          -> ShareKeys|None  broadcast it (None: not a member)
     machine.on_shares_committed(ids)                  -> None            now machine.can_mask tells if we may mask
+    machine.exclude_pairs(pairs)                      -> None            the ledger's disputed pairs: no mask
+                                                                         between them (before masking)
     masked  = machine.mask(quantized_update)          -> MaskedInput     broadcast it
     reveal  = machine.on_inputs_committed(digests)    -> UnmaskShares|None   broadcast it
     result  = machine.try_finish(deadline_passed)     -> SecAggResult|None
@@ -38,9 +40,9 @@ Phases and sets (the transition table is `TRANSITIONS`):
     any live phase --fewer than t + 1 members / unrecoverable secret--> ABORTED
 
 U1 are the nodes whose keys are on the ledger; U2 ⊆ U1 those whose share bundles are; masks are
-pairwise between members of U2 (each has shares of its secrets at every member of U1); U3 ⊆ U2
-are the nodes whose masked inputs count. Threshold: the Shamir degree t; every phase needs at
-least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
+pairwise between members of U2 but the disputed pairs (`exclude_pairs`), each having shares of its secrets at
+every member of U1; U3 ⊆ U2 are the nodes whose masked inputs count. Threshold: the Shamir degree t; every
+phase needs at least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
 holders deliver correct reveals. Each bundle commits to every holder's shares, so each revealed share is
 checked on its own: a wrong one proves its sender lied (`WrongReveal`, `SecAggResult.lying_revealers`) and
 drops its reveals for the round. The result is exactly the ring sum of the quantized updates of U3.
@@ -61,7 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -203,6 +205,10 @@ class SecAggResult:
     lying_revealers: frozenset[int]
     """Holders that revealed a share other than the one its dealer committed to, for some secret: proven
     liars (each also a `WrongReveal` in `drain_violations`), whose reveals were dropped for the whole round."""
+    self_seeds: Mapping[int, bytes] = dataclasses.field(default_factory=dict)
+    """The survivors' reconstructed self seeds b_i: what a blame verdict removes from each masked input."""
+    dropped_pair_seeds: Mapping[tuple[int, int], bytes] = dataclasses.field(default_factory=dict)
+    """s_dj for each dropped d and survivor j, recomputed from d's reconstructed mask key (`unmask_sum`)."""
 
 
 def self_seed_commitment(chain_id: bytes, round_id: int, owner: int, seed: bytes) -> bytes:
@@ -293,6 +299,7 @@ class SecAggParticipant:
         self._pair_seeds: dict[int, bytes] = {}
         self._masked_sent = False
         self._reveal: UnmaskShares | None = None
+        self._disputed: frozenset[frozenset[int]] = frozenset()
         self.guard = RevealGuard()
 
     # ----------------------------------------------------------------- helpers
@@ -492,10 +499,25 @@ class SecAggParticipant:
             del store[sender]
             self._violations.append(ProtocolViolation("masked input from outside the shares set", sender))
 
+    def exclude_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """The ledger's disputed pairs (docs/validation.md, "Dispute control"): no pairwise mask between the two
+        ends of each, neither added when masking nor reconstructed for a dropped end. Every node of the round
+        calls it with the same pairs (fixed when the round opens), before any member masks."""
+        assert not self._masked_sent, "disputed pairs change the masks: set them before masking"
+        self._disputed = frozenset(frozenset(pair) for pair in pairs)
+
+    def _paired(self, owner: int, peer: int) -> bool:
+        return frozenset((owner, peer)) not in self._disputed
+
+    def pair_seeds(self) -> dict[int, bytes]:
+        """Our pairwise mask keys s_{me,j} by peer, the disputed ones left out: the masks we add (`mask`), and what
+        our blame disclosure expands (`smpc.blame.disclose`)."""
+        return {peer: seed for peer, seed in self._pair_seeds.items() if self._paired(self.me, peer)}
+
     def mask(self, quantized: RingArray) -> MaskedInput:
         """Mask our quantized update (from quantize.quantize) and return the signed MaskedInput."""
         assert self.can_mask and self._secrets is not None, "mask() only once, in U2, in MASKED_INPUT"
-        masked = mask_input(quantized, self._secrets.self_seed, self._pair_seeds, self.me, self._generator)
+        masked = mask_input(quantized, self._secrets.self_seed, self.pair_seeds(), self.me, self._generator)
         self._masked_sent = True
         message = self._sign(MaskedInput(self.config.round_id, self.me, masked.astype("<u4", copy=False).tobytes()))
         self._keep(message)
@@ -565,15 +587,19 @@ class SecAggParticipant:
         for owner in sorted(dropped):
             mask_secret = self._recover(owner, SecretKind.MASK_KEY, checked)
             for peer in survivors:
-                dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
-        masked = {owner: self._masked_vector(owner) for owner in survivors}
+                if self._paired(owner, peer):
+                    dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
+        masked = {owner: self.masked_vector(owner) for owner in survivors}
         total = unmask_sum(masked, seeds, dropped_seeds, self._generator)
         self._transition("finished")
-        return SecAggResult(total, survivors, dropped, liars)
+        return SecAggResult(total, survivors, dropped, liars, seeds, dropped_seeds)
 
-    def _masked_vector(self, owner: int) -> RingArray:
+    def masked_vector(self, owner: int) -> RingArray:
+        """A committed masked input y_owner (after unmasking: every survivor's is stored)."""
         message = self._stored(MaskedInput, owner)
         return message.vector()
+
+
 
     def _valid_reveals(self) -> dict[int, UnmaskShares]:
         """Stored reveals from holders (members of U1) that only reveal the allowed kind per owner."""

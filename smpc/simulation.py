@@ -119,9 +119,13 @@ def run_round(
     drops: DropSchedule,
     seed: int,
     tamper: Mapping[int, Tamper] | None = None,
+    disputed: tuple[tuple[int, int], ...] = (),
 ) -> RoundOutcome:
-    """Run one round to completion (or abort) and return every participant's outcome."""
+    """Run one round to completion (or abort) and return every participant's outcome; the `disputed` pairs
+    exchange no pairwise mask (`SecAggParticipant.exclude_pairs`, as the shell sets them when a round opens)."""
     sim = _Round(config, seed, tamper or {})
+    for machine in sim.machines.values():
+        machine.exclude_pairs(disputed)
     sim.alive -= drops.before_advertise
     keys = sim.commit(sim.step(lambda m: m.start()))
     sim.alive -= drops.before_share

@@ -206,6 +206,20 @@ def reconstruct_sketch_sum(
     return field.to_signed(result.secret), result
 
 
+def identity_deviation(
+    sketch_sum: npt.NDArray[np.int64],
+    unmasked_total: RingArray,
+    sketch: CountSketch,
+    params: SketchParams,
+    quant: QuantParams,
+    accepted_count: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Per sketch coordinate: the accepted sketches' sum minus the sketch of the unmasked sum (in sketch units),
+    and the rounding it may differ by (one stochastic rounding below 1 per accepted sketch, plus float slack)."""
+    expected = sketch.apply(field.ring_view_signed(unmasked_total)) * (params.scale / quant.scale)
+    return sketch_sum - expected, accepted_count + 1e-9 * np.abs(expected)
+
+
 def linear_identity_holds(
     sketch_sum: npt.NDArray[np.int64],
     unmasked_total: RingArray,
@@ -215,6 +229,5 @@ def linear_identity_holds(
     accepted_count: int,
 ) -> bool:
     """Whether the accepted sketches add up to the sketch of the unmasked sum, up to rounding."""
-    expected = sketch.apply(field.ring_view_signed(unmasked_total)) * (params.scale / quant.scale)
-    tolerance = accepted_count + 1e-9 * np.abs(expected)
-    return bool(np.all(np.abs(sketch_sum - expected) <= tolerance))
+    deviation, tolerance = identity_deviation(sketch_sum, unmasked_total, sketch, params, quant, accepted_count)
+    return bool(np.all(np.abs(deviation) <= tolerance))

@@ -115,3 +115,26 @@ def test_a_frivolous_complaint_is_named_about_two_deadlines_into_the_validate_ph
     validate_s = (_logged_at(log, r"round 1 aborted") - _logged_at(log, r"round 1: phase sketch closed")).total_seconds()
     print(f"validate phase of the frivolously complained round: {validate_s:.1f} s = {validate_s / deadline_s:.2f} D")
     assert validate_s < 3.2 * deadline_s, validate_s
+
+
+def test_a_masked_input_contradicting_its_sketch_is_convicted_once_and_later_rounds_commit(tmp_path: Path) -> None:
+    """`lie-identity` on real daemons: member 4 (of N = 5, f = 1) trains honestly (so validation accepts it) but
+    masks its update plus 2^20 per coordinate while sketching the update itself. Unmasking fails at every node;
+    the primary's `fail` opens the blame phase, every holder discloses, and the verdict every replica recomputes
+    convicts member 4 on its own disclosures. Round 1 aborts, member 4 is kept out, and two rounds then commit.
+    (With four members left and the secure-aggregation degree t = 3, a round whose rule rejects one of them
+    aborts: "validation accepted only", unrelated to the blame.)"""
+    plugin = tmp_path / "honest.py"
+    plugin.write_text("def honest(update, ctx):\n    return update\n")
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack",
+                     f"plugin:{plugin}:honest", "--validator-fault", "lie-identity", "--workdir", str(work), "--json",
+                     "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["rounds_committed"] == 2 and summary["convicted"] == [4] and summary["disputes"] == [], summary
+    assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.93
+    for honest in range(4):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert re.search(r"round 1: the blame verdict convicts \[4\]", log), honest
+        assert len(re.findall(r"fails .*: blame phase", log)) == 1, honest  # member 4 is never in S again

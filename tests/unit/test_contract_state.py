@@ -19,6 +19,8 @@ def test_phase_info_gives_the_input_and_closing_kinds_and_the_next_phase_empty_a
     assert params(secure=True).phase_info("unmask") == ("", "result", "")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("inputs") == ("input", "close", "seed")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("validate") == ("stats", "accept", "unmask")
+    assert params(secure=True, validate=True, sketch_width=1000).phase_info("unmask") == ("", "result", "blame")
+    assert params(secure=True, validate=True, sketch_width=1000).phase_info("blame") == ("blame", "verdict", "")
 
 
 def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
@@ -30,13 +32,14 @@ def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
         ahead_u1=(0, 1), ahead_u2=(0,), absent=(3,), absent_since={3: 2}, excluded=(3,), evals={2: {0: (5, 9)}},
         eval_rows={0: 9}, dealt_hashes={1: {2: b"h"}}, complaints={(1, 2): "open"}, channel_keys={1: b"k"},
         dealt_digests={2: b"g"}, answers={(1, 2): b"a"}, answered_height=8, liars=(2,), clip_bound_micro=5,
-        next_clip_bound_micro=4)
+        next_clip_bound_micro=4, holders=(0, 1), summed=(1,), failure=(1, 3), disclosures={1: (b"p", b"s")},
+        convicted=(3,), disputes=((0, 1),))
     assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(state)
                if f.default is not dataclasses.MISSING), "every plain field differs from its default"
     copy = state.copy()
     assert copy == state
     for name in ("inputs", "digests", "weights", "seed_commitments", "rejections", "ahead_inputs", "absent_since",
-                 "eval_rows", "dealt_hashes", "complaints", "channel_keys", "dealt_digests", "answers"):
+                 "eval_rows", "dealt_hashes", "complaints", "channel_keys", "dealt_digests", "answers", "disclosures"):
         getattr(copy, name)[7] = None
     copy.outcomes.append(outcome)
     copy.evals[2][1] = (0, 1)

@@ -120,9 +120,11 @@ class Cluster:
         if isinstance(event, rc.RoundOpened):
             if i in self.next_rounds and self.next_rounds[i].round == event.round:
                 self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
+                self.rounds[i].set_disputes(self.contracts[i].state.disputes)  # as `RoundDriver._join_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          self.rand(i, event.round), self.quant, self.setup)
+            self.rounds[i].set_disputes(self.contracts[i].state.disputes)
             for author, message in self.contracts[i].committed_sa_messages(event.round):  # as `Daemon`
                 self.rounds[i].on_committed(rc.SecAggCommitted(event.round, author, message))
             self.emit(i, self.rounds[i].start())
@@ -130,6 +132,8 @@ class Cluster:
             self.round_of(i, event.round).on_committed(event)
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):  # as `RoundDriver.on_event`
             self.emit(i, self.round_of(i, event.round).on_complaint(event))
+        elif isinstance(event, rc.BlameStarted):
+            self.emit(i, self.round_of(i, event.round).on_blame_started(event))
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))

@@ -66,6 +66,28 @@ def test_round_sums_exactly_the_survivors_with_dropouts_at_each_phase(drops: Dro
         assert result.dropped == outcome.committed[1] - survivors
 
 
+@pytest.mark.parametrize("drops", [DropSchedule(), DropSchedule(before_unmask=frozenset({4})),
+                                   DropSchedule(left_out=frozenset({2, 4}))])
+def test_disputed_pairs_mask_nothing_between_them_and_the_sum_stays_exact(drops: DropSchedule) -> None:
+    """Pairs (2, 4) and (4, 6) exchange no mask, also when an end drops after masking (its pairs with the
+    survivors are reconstructed, the disputed one is not): with the same keys, only the disputed ends' masked
+    inputs differ from an undisputed run, and the survivors' sum is exact."""
+    updates = make_updates(7, seed=9)
+    disputed = ((2, 4), (4, 6))
+    outcome = run_round(config(7, degree=2), updates, drops, seed=9, disputed=disputed)
+    survivors = outcome.committed[2]
+    assert not outcome.aborted and outcome.results
+    for result in outcome.results.values():
+        assert np.array_equal(result.total, plain_sum(updates, survivors))
+        assert all(frozenset(pair) not in {frozenset(k) for k in result.dropped_pair_seeds} for pair in disputed)
+    undisputed = run_round(config(7, degree=2), updates, drops, seed=9)
+    masked = [messages.decode(w, config(7, 2).limits) for w in outcome.wire]
+    plain = [messages.decode(w, config(7, 2).limits) for w in undisputed.wire]
+    inputs = {m.sender: m.vector() for m in masked if isinstance(m, messages.MaskedInput)}
+    before = {m.sender: m.vector() for m in plain if isinstance(m, messages.MaskedInput)}
+    assert [i for i in inputs if not np.array_equal(inputs[i], before[i])] == [2, 4, 6]
+
+
 def test_node_killed_after_sending_its_masked_input_still_counts() -> None:
     updates = make_updates(5, seed=2)
     outcome = run_round(config(5, degree=2), updates, DropSchedule(before_unmask=frozenset({3, 5})), seed=2)

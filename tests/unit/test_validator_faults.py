@@ -4,6 +4,7 @@ or aborts the round with a violation or evidence, never a poisoned accept."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 
 from node import contract as rc
-from node.faults import Faults
+from node.faults import LIE_IDENTITY_SHIFT, Faults
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
+from smpc.blame import PairScalars, SketchRow, encode_pairs
 from smpc.errors import InconsistentShares, NotEnoughShares
 from tests.unit.test_secure_round import CHAIN, Cluster, L
 
@@ -42,12 +44,22 @@ class FaultyCluster(Cluster):
         super().emit(sender, outputs)
 
 
-def run(mode: str, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
-    c = FaultyCluster(mode, seed, n)
+def run(mode: str | None, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
+    c = FaultyCluster(mode, seed, n)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
     return c, updates
+
+
+def lie_about_weight(c: FaultyCluster) -> None:
+    """LIAR's pending `input` commits 1.5 times the weight it masked (re-signed: a Byzantine member's own)."""
+    contract = c.contracts[0]
+    for k, raw in enumerate(c.mempool):
+        tx = contract.parse(raw)
+        if tx.kind == "input" and tx.author == LIAR:
+            fields = [tx.fields[0], int(tx.fields[1]) * 3 // 2, tx.fields[2]]  # type: ignore[call-overload]
+            c.mempool[k] = rc.make_tx(CHAIN, "input", LIAR, 1, fields, c.sign(LIAR))
 
 
 def test_forged_statistics_are_detected_and_decide_nothing() -> None:
@@ -104,14 +116,135 @@ def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_
     assert LIAR not in outcome.accepted and total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
 
 
-def test_a_masked_input_contradicting_its_sketch_aborts_at_every_node() -> None:
-    c, _ = run("lie-identity")
+def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster], None] = lambda c: None
+          ) -> rc.RoundOutcome:
+    """Unmasking fails at every honest node, identically: commit the `fail` they find, the disclosures the
+    `BlameStarted` event made every holder submit, and the `verdict` every honest node computes (each checks
+    the other's, as `BlockValidator._blame_ok`). Returns the round's outcome."""
+    honest = sorted(c.alive - {LIAR})
+    for i in honest:
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+    (failure,) = {c.rounds[i].failure for i in honest}
+    assert failure is not None
+    fail = c.tx("fail", [int(failure.weight), -1 if failure.coordinate is None else failure.coordinate], round_id)
+    c.commit(fail)
+    tamper(c)
+    c.commit()
+    contract = c.contracts[0]
+    assert contract.state.phase == "blame" and set(contract.state.disclosures) == set(contract.state.holders)
+    (judged,) = {c.rounds[i].blame_verdict(contract.verdict_check((), ())) for i in honest}
+    assert judged is not None
+    c.commit(c.tx("verdict", [list(judged[0]), rc.encode_disputes(judged[1])], round_id))
+    outcome = contract.state.outcomes[-1]
+    assert not outcome.committed and outcome.round == round_id
+    return outcome
+
+
+def validated_round(c: FaultyCluster, round_id: int, updates: dict[int, np.ndarray]) -> tuple[int, ...]:
+    """Open `round_id` (every member a participant), run it to its unmask phase with every member the contract
+    expects; returns the accepted set S."""
+    contract = c.contracts[0]
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(N))], round_id))
+    c.commit(c.tx("close", ["keys"], round_id))
+    c.commit(c.tx("close", ["shares"], round_id))
+    for i in sorted(set(contract.state.expected) & c.alive):
+        c.emit(i, c.rounds[i].set_update(c.weighting.vector(updates[i], 50)))
+    c.commit(c.tx("close", ["inputs"], round_id))
+    c.commit(c.tx("close", ["seed"], round_id))
+    c.commit(c.tx("close", ["sketch"], round_id))
+    c.commit()
+    outcome = decide_accepted(contract.validation_check(None), c.setup, c.quant)
+    c.commit(c.tx("accept", outcome.accept_fields(), round_id))
+    return outcome.accepted
+
+
+def retry_without(c: FaultyCluster, out: int, updates: dict[int, np.ndarray]) -> None:
+    """Round 2, with the convicted member `out` still a participant but expected in no phase (the contract refuses
+    its input), validated and unmasked: every honest node's sum is exactly the accepted members'."""
+    accepted = validated_round(c, 2, updates)
+    assert out not in c.contracts[0].state.u1 and c.contracts[0].state.convicted == (out,)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in accepted], axis=0)
+    for i in sorted(c.alive - {out}):
+        total = c.rounds[i].try_sum(deadline_passed=False)
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+
+
+def test_a_masked_input_contradicting_its_sketch_is_convicted_after_one_aborted_round() -> None:
+    c, updates = run("lie-identity")
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert LIAR in outcome.accepted
     c.commit(c.tx("accept", outcome.accept_fields()))
-    for i in set(range(N)) - {LIAR}:
+    result = blame(c)
+    assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
+    assert c.contracts[0].state.convicted == (LIAR,)
+    retry_without(c, LIAR, updates)
+
+
+def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> None:
+    c, updates = run(None)
+    lie_about_weight(c)
+    outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
+    assert LIAR in outcome.accepted
+    c.commit(c.tx("accept", outcome.accept_fields()))
+    result = blame(c)
+    assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
+    retry_without(c, LIAR, updates)
+
+
+def lie_to(partner: int) -> Callable[[FaultyCluster], None]:
+    """LIAR's pending `blame` shifts its sketch scalar with `partner` by what its masked input's lie added to row b*
+    (a `lie-identity` member passing its own check), re-signed with its key."""
+    def tamper(c: FaultyCluster) -> None:
+        contract = c.contracts[0]
+        row = SketchRow.of(c.rounds[LIAR]._sketch, contract.state.failure[1])  # type: ignore[arg-type]
+        shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > LIAR else -1)
+        for k, raw in enumerate(c.mempool):
+            tx = contract.parse(raw)
+            if tx.kind == "blame" and tx.author == LIAR:
+                disclosure = contract.disclosure_of(LIAR, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
+                true = disclosure.pairs[partner]
+                pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
+                c.mempool[k] = rc.make_tx(CHAIN, "blame", LIAR, tx.round, [encode_pairs(pairs), tx.fields[1]],
+                                          c.sign(LIAR))
+    return tamper
+
+
+def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convicted_after_f_plus_1() -> None:
+    """`lie-identity` member 3 passes its own check each round by lying about its mask with one honest partner:
+    each verdict records that dispute, the pair masks nothing in the next rounds (the same lie is impossible),
+    and the third distinct partner (f + 1 = 3 at N = 7) convicts it."""
+    c, updates = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    partners = iter((0, 5, 6))
+    outcome = blame(c, 1, lie_to(next(partners)))
+    assert (outcome.convicted, outcome.disputes) == ((), ((0, LIAR),))
+    for round_id, partner in ((2, 5), (3, 6)):
+        accepted = validated_round(c, round_id, updates)
+        assert LIAR in accepted and partner in accepted
+        disputed = {j + 1 for pair in c.contracts[0].state.disputes for j in pair} - {LIAR + 1}
+        assert not disputed & set(c.rounds[LIAR].machine.pair_seeds()), "a disputed pair still masks"
+        outcome = blame(c, round_id, lie_to(next(partners)))
+        assert outcome.disputes == ((LIAR, partner),)
+    assert outcome.convicted == (LIAR,)
+    assert c.contracts[0].state.disputes == ((0, LIAR), (LIAR, 5), (LIAR, 6))
+
+
+def test_a_replica_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
+    c, _ = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    for i in sorted(c.alive - {LIAR}):
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
+    failure = c.rounds[0].failure
+    assert failure is not None and failure.coordinate is not None
+    c.commit(c.tx("fail", [int(failure.weight), failure.coordinate]))
+    c.commit()
+    contract = c.contracts[0]
+    for convicted, disputes in [((), ()), ((0,), ()), ((0, LIAR), ()), ((), ((0, LIAR),))]:
+        check = contract.verdict_check(convicted, disputes)
+        for i in sorted(c.alive - {LIAR}):
+            assert c.rounds[i].blame_verdict(check) != (check.convicted, check.disputes), (convicted, disputes, i)
 
 
 def test_junk_reveals_are_corrected_and_their_sender_named() -> None:

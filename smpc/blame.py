@@ -1,0 +1,275 @@
+"""Naming the member whose masked input contradicts its sketch or its committed weight (docs/validation.md,
+"Blame after a failed identity").
+
+After unmasking S, every honest node sees the same failure: the weight coordinate differs from the committed
+weights' sum, and/or the accepted sketches' sum differs from the sketch of the unmasked sum. The failure
+(`locate_failure`) is the weight flag and b*, the failing sketch coordinate with the largest |deviation|
+(smallest index on ties; none if only the weight failed). Then every member i of S discloses, for each other
+j in S, the two scalars its pairwise mask with j contributes to what failed,
+
+    w_ij = PRG(s_ij)[last]        t_ij = (Sketch · PRG(s_ij))[b*]   (mod 2^32),
+
+and every holder discloses its Shamir shares of z_l[b*] for every l in S (`disclose`). Pairs with a member
+outside S are public: the mask keys of the dropped members were reconstructed to unmask.
+
+The verdict (`verdict`) checks each member l of S on ITS OWN disclosures alone. Member l masked
+y_l = q_l + PRG(b_l) + sum_{j > l} PRG(s_lj) - sum_{j < l} PRG(s_lj), and its self seed b_l was reconstructed to
+unmask, so with R(v) = (Sketch · v[:-1])[b*] mod 2^32 (linear):
+
+    omega_l = y_l[last] - PRG(b_l)[last] - sum_j ±w_lj   must equal l's committed quantized weight (mod 2^32);
+    sx_l    = R(y_l) - R(PRG(b_l)) - sum_j ±t_lj          must satisfy |alpha · sx_l - z_l[b*]| <= 1 (+ float slack),
+
+alpha = sketch scale / quantization scale, sx_l read as a signed 32-bit integer. An honest member passes: its
+scalars are the true ones, so omega_l and sx_l are its true weight and R(q_l), and its sketch is
+round(alpha · S q_l) (unclipped, the many-sigma event of `smpc.validation`), so |alpha R(q_l)| < 2^31 alpha and
+the rounding moved it by less than 1. A member that fails is CONVICTED: the check depends only on its own signed
+disclosures, its committed weight and sketch shares, and its reconstructed seed.
+
+If nobody fails their own check and every pair agrees (w_ij = w_ji, t_ij = t_ji), the pair terms cancel in the
+sum over S: the weights add up to the unmasked weight, and the members' sx_l to R(total), each within 1 of
+z_l[b*] / alpha, so the global check could not have failed at b*. So a failure with nobody convicted shows a
+pair that disagrees: a DISPUTE (i, j), where one end lies about s_ij, and which one cannot be told without
+revealing s_ij. Honest members never dispute with each other (both compute the same s_ij and PRG). A member of
+S that did not disclose is absent. Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from smpc import field, shamir
+from smpc.errors import MalformedMessage
+from smpc.field import FieldArray, RingArray
+from smpc.prg import MaskGenerator
+from smpc.sketch import CountSketch
+
+_RING = field.RING_MODULUS
+_PAIR_BYTES = 8
+_SHARE_BYTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What failed after unmasking, identically at every honest node."""
+
+    weight: bool
+    """The unmasked weight coordinate differs from the committed weights' sum."""
+    coordinate: int | None
+    """b*: the failing sketch coordinate of largest |deviation|, smallest on ties; None if none failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SketchRow:
+    """Row b* of the count sketch: the coordinates that go to bucket b* with sign +1, and with sign -1."""
+
+    coordinate: int
+    plus: npt.NDArray[np.intp]
+    minus: npt.NDArray[np.intp]
+
+    @classmethod
+    def of(cls, sketch: CountSketch, coordinate: int) -> SketchRow:
+        assert 0 <= coordinate < sketch.width, "sketch coordinate out of range"
+        buckets = sketch.signed_buckets
+        return cls(coordinate, np.flatnonzero(buckets == coordinate),
+                   np.flatnonzero(buckets == coordinate + sketch.width))
+
+    def apply(self, vector: RingArray) -> int:
+        """(Sketch · vector)[b*] mod 2^32 for a ring vector (its weight coordinate, past the sketch, unread)."""
+        plus, minus = vector[self.plus].astype(np.int64), vector[self.minus].astype(np.int64)  # ~d / k words each
+        return int(plus.sum() - minus.sum()) % _RING
+
+
+@dataclass(frozen=True, slots=True)
+class PairScalars:
+    """What a pairwise mask PRG(s_ij) contributes to the failed checks, mod 2^32."""
+
+    weight: int
+    sketch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """One node's signed blame disclosure: its pair scalars with every other member of S (if it is in S) and
+    its shares of z_l[b*] for every l in S (if it holds sketch shares)."""
+
+    pairs: Mapping[int, PairScalars]
+    shares: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class BlameCase:
+    """Everything public after unmasking that the verdict needs (participant ids throughout)."""
+
+    failure: Failure
+    survivors: frozenset[int]
+    masked: Mapping[int, RingArray]
+    self_seeds: Mapping[int, bytes]
+    dropped_pair_seeds: Mapping[tuple[int, int], bytes]
+    """(dropped d, survivor j) -> s_dj, as `smpc.masking.unmask_sum` takes them."""
+    weights: Mapping[int, int]
+    """Each survivor's committed quantized weight (signed)."""
+    scale_ratio: float
+    """alpha = sketch scale / quantization scale."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Who the disclosures name: members failing their own check, disagreeing pairs among the others, and the
+    survivors that did not disclose."""
+
+    convicted: tuple[int, ...]
+    disputes: tuple[tuple[int, int], ...]
+    absent: tuple[int, ...]
+
+    @property
+    def names_anyone(self) -> bool:
+        return bool(self.convicted or self.disputes or self.absent)
+
+
+def locate_failure(weight_ok: bool, deviation: npt.NDArray[np.float64] | None,
+                   tolerance: npt.NDArray[np.float64] | None) -> Failure | None:
+    """The failure from the weight check and `smpc.validation.identity_deviation` (None: nothing failed)."""
+    coordinate = None
+    if deviation is not None and tolerance is not None:
+        excess = np.where(np.abs(deviation) > tolerance, np.abs(deviation), -1.0)
+        if excess.size and excess.max() >= 0:
+            coordinate = int(np.argmax(excess))
+    if weight_ok and coordinate is None:
+        return None
+    return Failure(not weight_ok, coordinate)
+
+
+def _sign(owner: int, other: int) -> int:
+    """The sign with which `owner` added its mask with `other` (`smpc.masking.mask_input`)."""
+    return 1 if other > owner else -1
+
+
+def pair_scalars(seed: bytes, row: SketchRow | None, generator: MaskGenerator) -> PairScalars:
+    mask = generator.expand(seed)
+    return PairScalars(int(mask[-1]), row.apply(mask) if row is not None else 0)
+
+
+def disclose(pair_seeds: Mapping[int, bytes], survivors: Iterable[int], row: SketchRow | None,
+             generator: MaskGenerator, sketch_shares: Mapping[int, FieldArray]) -> Disclosure:
+    """This node's disclosure: pair scalars with every other survivor (`pair_seeds`: its own pairwise keys, empty
+    if it is not a survivor) and, from its shares of the survivors' sketches, their entry b* (none if only the
+    weight failed)."""
+    survivors = frozenset(survivors)
+    pairs = {j: pair_scalars(seed, row, generator) for j, seed in sorted(pair_seeds.items()) if j in survivors}
+    shares = {} if row is None else {owner: int(share[row.coordinate])
+                                     for owner, share in sorted(sketch_shares.items()) if owner in survivors}
+    return Disclosure(pairs, shares)
+
+
+def paired_with(member: int, survivors: Iterable[int], disputed: Iterable[tuple[int, int]]) -> list[int]:
+    """The survivors `member` shares a pairwise mask with, in increasing order: all others but its disputed
+    partners (`smpc.secagg.SecAggParticipant.exclude_pairs`); none if it is not a survivor."""
+    survivors = set(survivors)
+    partners = {j for pair in disputed if member in pair for j in pair}
+    return sorted(survivors - partners - {member}) if member in survivors else []
+
+
+def check_disclosure(member: int, disclosure: Disclosure, survivors: frozenset[int], holders: frozenset[int],
+                     with_sketch: bool, disputed: Iterable[tuple[int, int]] = ()) -> None:
+    """A disclosure must cover exactly the survivors its author shares a mask with (`paired_with`) and hold a
+    share for every survivor (if its author holds sketch shares and a sketch coordinate failed), with every value
+    in range. Raises MalformedMessage naming the author."""
+    expected_pairs = set(paired_with(member, survivors, disputed))
+    expected_shares = survivors if member in holders and with_sketch else frozenset()
+    if set(disclosure.pairs) != expected_pairs or set(disclosure.shares) != expected_shares:
+        raise MalformedMessage("blame disclosure does not cover exactly the survivors", member)
+    scalars = [v for p in disclosure.pairs.values() for v in (p.weight, p.sketch)]
+    if not all(0 <= v < _RING for v in scalars) or not all(0 <= v < field.P for v in disclosure.shares.values()):
+        raise MalformedMessage("blame disclosure holds a value out of range", member)
+    if not with_sketch and any(p.sketch for p in disclosure.pairs.values()):
+        raise MalformedMessage("blame disclosure holds sketch scalars although no sketch coordinate failed", member)
+
+
+def encode_pairs(pairs: Mapping[int, PairScalars]) -> bytes:
+    """w_ij and t_ij as little-endian uint32, in increasing order of j (j itself is implied by S)."""
+    return b"".join(pairs[j].weight.to_bytes(4, "little") + pairs[j].sketch.to_bytes(4, "little")
+                    for j in sorted(pairs))
+
+
+def decode_pairs(data: bytes, others: Iterable[int]) -> dict[int, PairScalars]:
+    """Inverse of `encode_pairs` for exactly the survivors `others`; raises MalformedMessage on a wrong size."""
+    ordered = sorted(others)
+    if len(data) != _PAIR_BYTES * len(ordered):
+        raise MalformedMessage(f"blame pairs of {len(data)} bytes, expected {_PAIR_BYTES * len(ordered)}")
+    return {j: PairScalars(int.from_bytes(data[8 * n : 8 * n + 4], "little"),
+                           int.from_bytes(data[8 * n + 4 : 8 * n + 8], "little"))
+            for n, j in enumerate(ordered)}
+
+
+def encode_shares(shares: Mapping[int, int]) -> bytes:
+    return b"".join(shares[owner].to_bytes(_SHARE_BYTES, "little") for owner in sorted(shares))
+
+
+def decode_shares(data: bytes, owners: Iterable[int]) -> dict[int, int]:
+    """Inverse of `encode_shares` for exactly `owners`; raises MalformedMessage on a wrong size."""
+    ordered = sorted(owners)
+    if len(data) != _SHARE_BYTES * len(ordered):
+        raise MalformedMessage(f"blame shares of {len(data)} bytes, expected {_SHARE_BYTES * len(ordered)}")
+    return {owner: int.from_bytes(data[8 * n : 8 * n + 8], "little") for n, owner in enumerate(ordered)}
+
+
+def decode_sketch_entries(disclosures: Mapping[int, Disclosure], holder_ids: Mapping[int, int],
+                          survivors: frozenset[int], degree: int, max_faulty: int) -> dict[int, int]:
+    """z_l[b*] for every survivor l, from the holders' disclosed shares: decided like the sketch sum, only by a
+    polynomial agreeing with t_v + 1 + f of them (`holder_ids`: member -> its Shamir x-coordinate). Raises
+    NotEnoughShares or InconsistentShares."""
+    owners = sorted(survivors)
+    points = {holder_ids[m]: field.as_field([d.shares[o] for o in owners])
+              for m, d in disclosures.items() if m in holder_ids and d.shares}
+    values = field.to_signed(shamir.reconstruct(points, degree, max_faulty).secret)
+    return dict(zip(owners, (int(v) for v in values), strict=True))
+
+
+def own_check_passes(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
+                     sketch_entry: int | None, generator: MaskGenerator) -> bool:
+    """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
+    b* within one rounding of what its masked input, seed and pair scalars leave."""
+    weight, sketch = _unmasked_scalars(member, case, pairs, row, generator)
+    if weight != case.weights[member] % _RING:
+        return False
+    if row is None or sketch_entry is None:
+        return True
+    signed = sketch - _RING if sketch >= _RING // 2 else sketch
+    expected = case.scale_ratio * signed
+    return abs(expected - sketch_entry) <= 1 + 1e-9 * abs(expected)
+
+
+def _unmasked_scalars(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
+                      generator: MaskGenerator) -> tuple[int, int]:
+    """(omega_l, sx_l): the masked input's weight coordinate and sketch entry b* minus the self mask and every
+    pair mask, the pairs within S from the member's disclosure and those with dropped members recomputed."""
+    masked = case.masked[member]
+    weight, sketch = int(masked[-1]), row.apply(masked) if row is not None else 0
+    removed = [(1, pair_scalars(case.self_seeds[member], row, generator))]
+    removed += [(_sign(member, j), scalars) for j, scalars in pairs.items()]
+    removed += [(_sign(member, d), pair_scalars(seed, row, generator))
+                for (d, j), seed in sorted(case.dropped_pair_seeds.items()) if j == member]
+    for sign, scalars in removed:
+        weight -= sign * scalars.weight
+        sketch -= sign * scalars.sketch
+    return weight % _RING, sketch % _RING
+
+
+def verdict(case: BlameCase, disclosures: Mapping[int, Disclosure], sketch_entries: Mapping[int, int] | None,
+            row: SketchRow | None, generator: MaskGenerator) -> Verdict:
+    """Convicted members (failing their own check), disputed pairs among the others, and absent survivors.
+
+    `disclosures` are the committed ones, each already checked by `check_disclosure`; `sketch_entries` the
+    survivors' z_l[b*] (`decode_sketch_entries`), None when only the weight failed."""
+    present = sorted(m for m in case.survivors if m in disclosures)
+    absent = tuple(sorted(case.survivors - set(present)))
+    convicted = tuple(m for m in present if not own_check_passes(
+        m, case, disclosures[m].pairs, row, None if sketch_entries is None else sketch_entries[m], generator))
+    cleared = [m for m in present if m not in convicted]
+    disputes = tuple((i, j) for n, i in enumerate(cleared) for j in cleared[n + 1 :]
+                     if j in disclosures[i].pairs and disclosures[i].pairs[j] != disclosures[j].pairs.get(i))
+    return Verdict(convicted, disputes, absent)
