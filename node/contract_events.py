@@ -51,6 +51,9 @@ class ValidationCheck:
     """The round's bound B in millionths (0: none): an update longer than B is rejected outright."""
     next_clip_bound_micro: int = 0
     """The next round's B the `accept` names (`ml.robust.next_clip_bound` of this decision, in millionths)."""
+    proven_faulty: int = 0
+    """Members the ledger convicted (docs/validation.md, the blame phase): Byzantine by proof, so at most f less
+    this many remain among the candidates, and the rule's suspicion is left that many places."""
 
 
 @dataclass(frozen=True, slots=True)

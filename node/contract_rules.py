@@ -152,7 +152,7 @@ class Rules(Membership, Evaluations):
         return ValidationCheck(s.round, s.expected, tuple((a, s.inputs[a][0]) for a in sorted(s.inputs)),  # type: ignore[misc]
                                accepted, self.effective_faulty, tuple((a, s.weights[a]) for a in s.expected),
                                tuple((a, s.rejections.get(a, 0)) for a in s.expected), liars, s.clip_bound_micro,
-                               next_clip_bound_micro)
+                               next_clip_bound_micro, len(s.convicted))
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params

@@ -8,6 +8,7 @@ data, so the primary and every replica reach the same accepted set. May call `ml
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -86,9 +87,10 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
 
     Deterministic in its inputs (all from committed blocks: `Contract.validation_check`), so the primary
     that proposes an accepted set and every replica that checks it reach the same set; that includes f_eff
-    (`check.max_faulty`), how many publishers may lie. The rule keeps genesis f: f_eff rests on the members
-    the ledger excluded being faulty (docs/validation.md, G7), and the rule's suspicion needs no such
-    assumption, so it does not take one (a suspicion among few members aborts the round instead). Raises
+    (`check.max_faulty`), how many publishers may lie. The rule's f is genesis f less the members the ledger
+    convicted (`check.proven_faulty`: Byzantine by proof, so fewer remain to suspect); not less the members
+    f_eff counts as absent, which rests on their being faulty (docs/validation.md, G7), an assumption the
+    rule's suspicion does not take (a suspicion among few members aborts the round instead). Raises
     NotEnoughShares or InconsistentShares (the round must abort) and ValueError for a malformed
     publication (excluded from the ledger by the contract (`_check_statistics`) before it gets here).
     """
@@ -111,7 +113,8 @@ def decide_accepted(check: rc.ValidationCheck, setup: ValidationSetup, quant: Qu
             dists[position[i], position[j]] = dists[position[j], position[i]] = OUT_OF_RANGE_DISTANCE
     keep = [k for k, c in enumerate(candidates) if c not in rejected]
     bound = clip_bound_value(check.clip_bound_micro)
-    decision = decide(setup.rule, norms[keep], dists[np.ix_(keep, keep)],
+    rule = dataclasses.replace(setup.rule, f=max(0, setup.rule.f - check.proven_faulty))
+    decision = decide(rule, norms[keep], dists[np.ix_(keep, keep)],
                       np.array([weights[candidates[k]] / quant.scale for k in keep]),
                       [history[candidates[k]] for k in keep], bound)
     accepted = tuple(candidates[keep[k]] for k in decision.accepted)

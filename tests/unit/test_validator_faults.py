@@ -181,6 +181,20 @@ def test_a_masked_input_contradicting_its_sketch_is_convicted_after_one_aborted_
     retry_without(c, LIAR, updates)
 
 
+def test_a_convicted_member_takes_one_of_the_rules_f_suspicion_places_with_it() -> None:
+    """At N = 7 (f = 2, t = 4: an accepted set needs 5) with member LIAR convicted, at most f - 1 Byzantine members
+    remain among the six candidates, so the rule may reject at most one on suspicion: with two honest outliers in
+    the retry, one is accepted and the round can still commit (with genesis f it rejected both, and every round
+    after a conviction of f members aborted)."""
+    c, updates = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    assert blame(c).convicted == (LIAR,)
+    rng = np.random.default_rng(7)
+    far = {**updates, 0: rng.normal(0, 3.0, L), 1: rng.normal(0, 3.0, L)}
+    accepted = validated_round(c, 2, far)
+    assert len(accepted) == 5 and len({0, 1} & set(accepted)) == 1, accepted
+
+
 def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> None:
     c, updates = run(None)
     lie_about_weight(c)
