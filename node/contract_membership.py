@@ -9,14 +9,13 @@ contract's `params` and `state`; pure, may call `node.contract_state` and `node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
+from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState, PendingBlame
 from node.contract_tx import Tx
+from smpc import blame
+from smpc.errors import InconsistentShares, NotEnoughShares
 
-BLAME_ABORT_DEADLINES = 3
-"""Phase deadlines a blame phase waits before a primary that cannot judge may abort it (and only replicas that
-cannot judge either vote for that): a primary that lost the round, not one sparing the culprit."""
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
 answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
@@ -81,9 +80,11 @@ class Membership:
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it, and only where genesis
         makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise only the convicted
-        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count."""
+        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count, and so
+        do the suspended (`ContractState.suspended`), which owe a blame disclosure and are kept out until they
+        give it."""
         p, s = self.params, self.state
-        counted = len(s.convicted) + (len(s.excluded) if p.exclude_late else 0)
+        counted = len(s.convicted) + len(s.suspended) + (len(s.excluded) if p.exclude_late else 0)
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
         return max(0, p.max_faulty - max(0, counted - spare))
 
@@ -114,16 +115,60 @@ class Membership:
         new = tuple(sorted((set(convicted) | over) - set(s.convicted)))
         s.convicted = tuple(sorted(set(s.convicted) | set(new)))
         s.absent = self.eligible(s.absent)
+        for m in new:
+            self._release(m)
         return new
+
+    def _release(self, member: int) -> None:
+        """`member` owes no disclosure any more (it gave it, or was convicted): drop it from its pending record,
+        and the record once nobody is awaited."""
+        s = self.state
+        round_id = s.suspended.pop(member, None)
+        if round_id is not None:
+            s.pending[round_id].awaiting.discard(member)
+            if not s.pending[round_id].awaiting:
+                del s.pending[round_id]
+
+    def blame_judgement(self, extra: Mapping[int, tuple[bytes, bytes]] | None = None) -> blame.Verdict:
+        """`smpc.blame.verdict` on the open blame phase's committed disclosures (and `extra`, the proposer's
+        pending ones), from the ledger alone: what a `verdict` must name."""
+        s = self.state
+        disclosed = {**s.disclosures, **(extra or {})}
+        disclosures = {a: disclosure_of(a, *disclosed[a], s.summed, s.disputes) for a in sorted(disclosed)}
+        return blame.verdict(self.blame_ledger(disclosures), {a: d.pairs for a, d in disclosures.items()
+                                                              if a in s.summed})
+
+    def blame_ledger(self, disclosures: Mapping[int, blame.Disclosure]) -> blame.Ledger:
+        """The `fail`'s base scalars, the committed weights, alpha, and z_l[b*] decoded from the holders' shares
+        (None when only the weight failed, or the shares do not decode)."""
+        s = self.state
+        entries = None
+        if s.failure[1] >= 0:
+            try:
+                entries = blame.decode_sketch_entries(disclosures, {m: m + 1 for m in s.holders},
+                                                      frozenset(s.summed), self.params.validation_degree,
+                                                      self.effective_faulty)
+            except (NotEnoughShares, InconsistentShares):
+                entries = None
+        return blame.Ledger(blame.decode_pairs(s.bases, s.summed), {m: s.weights[m] for m in s.summed}, entries,
+                            self.params.sketch_scale_ratio)
+
+    def pending_record(self, disclosures: Mapping[int, blame.Disclosure], judged: blame.Verdict) -> PendingBlame:
+        """What judging the verdict's silent members later needs (`ContractState.pending`)."""
+        s = self.state
+        cleared = {a: dict(d.pairs) for a, d in disclosures.items() if a in s.summed and a not in judged.convicted}
+        return PendingBlame(s.summed, s.holders, s.disputes, s.failure[1] >= 0, self.blame_ledger(disclosures),
+                            cleared, set(judged.absent))
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
         return self.eligible(tuple(range(self.params.n))) if s.ahead_phase == "keys" else s.ahead_u1
 
     def eligible(self, members: Iterable[int]) -> tuple[int, ...]:
-        """`members` but the convicted: a round's participants are every member, but its first phase expects (and
-        accepts) nothing from a convicted one, so it is in no later set (U1, ..., S) of any round."""
-        return tuple(m for m in members if m not in self.state.convicted)
+        """`members` but the convicted and the suspended: a round's participants are every member, but its first
+        phase expects (and accepts) nothing from a convicted or suspended one, so it is in no later set (U1, ...,
+        S) of any round."""
+        return tuple(m for m in members if m not in self.state.convicted and m not in self.state.suspended)
 
     def _ready_valid(self, tx: Tx) -> bool:
         """From an absent member, for a round after the one it went missing in, up to the next round: a member
@@ -131,6 +176,11 @@ class Membership:
         replayed."""
         s = self.state
         return tx.author in s.absent and s.absent_since.get(tx.author, 0) <= tx.round <= s.round + 1
+
+    def late_disclosure(self, tx: Tx) -> bool:
+        """Whether `tx` is a suspended member's `blame` for the round it owes one: valid in any later block, like a
+        `ready` (`Transitions._judge_late`)."""
+        return tx.kind == "blame" and self.state.suspended.get(tx.author, -1) == tx.round
 
     @property
     def ready_round(self) -> int:
@@ -181,3 +231,11 @@ class Membership:
         excused = {holder for (holder, _), state in s.complaints.items() if state != "answered"}
         silent_holders = {h for h in s.expected if h not in s.inputs and h not in excused}
         return tuple(sorted(faulty_dealers | silent_holders))
+
+
+def disclosure_of(author: int, pairs: bytes, shares: bytes, summed: tuple[int, ...],
+                  disputed: tuple[tuple[int, int], ...]) -> blame.Disclosure:
+    """A `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises MalformedMessage on sizes other
+    than S needs."""
+    others = blame.paired_with(author, summed, disputed)
+    return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, summed if shares else ()))

@@ -396,6 +396,7 @@ class Daemon:
             "consortium_accuracy": self.rounds.consortium_figures([m.name for m in self.genesis.members]),
             "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
             "convicted": list(s.convicted), "disputes": [list(pair) for pair in s.disputes],
+            "suspended": sorted(s.suspended),
         }
 
 

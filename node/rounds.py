@@ -97,6 +97,9 @@ class RoundDriver:
             self.record_eval(event)
         elif isinstance(event, rc.BlameStarted):
             self._on_blame_started(event, now)
+        elif isinstance(event, rc.LateVerdict):
+            logger.info("member %d disclosed late for round %d's blame phase: convicted %s, disputes %s",
+                        event.member, event.round, list(event.convicted), list(event.disputes))
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
             if isinstance(event, rc.AnswerCommitted):  # an abort waits after the last answer (`abort_wait`)
                 self.timings.phase_started[(event.round, "answered")] = now

@@ -77,7 +77,7 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
                                       int(proto.get("request_timeout_factor", 2)))
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
-        quant_params(weighting, genesis.n)
+        quant = quant_params(weighting, genesis.n)
         rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
         if rule.persistence_ratio > 0:
             raise ValueError("validation.rule.persistence_ratio needs each member's history of direction statistics "
@@ -91,7 +91,7 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
         validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
-        sketch_width=width,
+        sketch_width=width, sketch_scale_ratio=setup.sketch.scale / quant.scale if validate else 0.0,
         clip_bound_micro=clip_bound_micro(weighting.clip_l2) if validate and rule.clip_factor > 0 else 0)
     transport = str(proto.get("consensus_transport", "direct"))
     if transport not in ("gossip", "direct"):

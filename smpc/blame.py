@@ -29,8 +29,12 @@ If nobody fails their own check and every pair agrees (w_ij = w_ji, t_ij = t_ji)
 sum over S: the weights add up to the unmasked weight, and the members' sx_l to R(total), each within 1 of
 z_l[b*] / alpha, so the global check could not have failed at b*. So a failure with nobody convicted shows a
 pair that disagrees: a DISPUTE (i, j), where one end lies about s_ij, and which one cannot be told without
-revealing s_ij. Honest members never dispute with each other (both compute the same s_ij and PRG). A member of
-S that did not disclose is absent. Pure: no I/O, clock or randomness.
+revealing s_ij. Honest members never dispute with each other (both compute the same s_ij and PRG).
+
+Everything but the pair scalars is public once S is unmasked: each member's base scalars (`base_scalars`, which
+the `fail` carries and every replica confirms), its committed weight, and z_l[b*], so the verdict is a function of
+the ledger alone (`Ledger`, `verdict`). A member of S that did not disclose is absent from it; its disclosure,
+whenever it comes, is judged the same way (`judge_late`). Pure: no I/O, clock or randomness.
 """
 
 from __future__ import annotations
@@ -229,47 +233,77 @@ def decode_sketch_entries(disclosures: Mapping[int, Disclosure], holder_ids: Map
     return dict(zip(owners, (int(v) for v in values), strict=True))
 
 
-def own_check_passes(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
-                     sketch_entry: int | None, generator: MaskGenerator) -> bool:
-    """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
-    b* within one rounding of what its masked input, seed and pair scalars leave."""
-    weight, sketch = _unmasked_scalars(member, case, pairs, row, generator)
-    if weight != case.weights[member] % _RING:
-        return False
-    if row is None or sketch_entry is None:
-        return True
-    signed = sketch - _RING if sketch >= _RING // 2 else sketch
-    expected = case.scale_ratio * signed
-    return abs(expected - sketch_entry) <= 1 + 1e-9 * abs(expected)
-
-
-def _unmasked_scalars(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
-                      generator: MaskGenerator) -> tuple[int, int]:
-    """(omega_l, sx_l): the masked input's weight coordinate and sketch entry b* minus the self mask and every
-    pair mask, the pairs within S from the member's disclosure and those with dropped members recomputed."""
+def base_scalars(member: int, case: BlameCase, row: SketchRow | None, generator: MaskGenerator) -> PairScalars:
+    """The public part of member l's own check (what a `fail` carries, so that the verdict needs only the ledger):
+    y_l[last] and R(y_l) minus its self mask and its masks with dropped members, mod 2^32. Only the pairs within
+    S, which l discloses, are then missing from omega_l and sx_l."""
     masked = case.masked[member]
     weight, sketch = int(masked[-1]), row.apply(masked) if row is not None else 0
     removed = [(1, pair_scalars(case.self_seeds[member], row, generator))]
-    removed += [(_sign(member, j), scalars) for j, scalars in pairs.items()]
     removed += [(_sign(member, d), pair_scalars(seed, row, generator))
                 for (d, j), seed in sorted(case.dropped_pair_seeds.items()) if j == member]
     for sign, scalars in removed:
         weight -= sign * scalars.weight
         sketch -= sign * scalars.sketch
-    return weight % _RING, sketch % _RING
+    return PairScalars(weight % _RING, sketch % _RING)
 
 
-def verdict(case: BlameCase, disclosures: Mapping[int, Disclosure], sketch_entries: Mapping[int, int] | None,
-            row: SketchRow | None, generator: MaskGenerator) -> Verdict:
-    """Convicted members (failing their own check), disputed pairs among the others, and absent survivors.
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """What the verdict needs, all of it on the ledger: each survivor's public base scalars (`base_scalars`, from
+    the `fail`), its committed quantized weight (signed) and z_l[b*] (None when only the weight failed, or for a
+    survivor whose entry could not be decoded), and alpha = sketch scale / quantization scale."""
 
-    `disclosures` are the committed ones, each already checked by `check_disclosure`; `sketch_entries` the
-    survivors' z_l[b*] (`decode_sketch_entries`), None when only the weight failed."""
-    present = sorted(m for m in case.survivors if m in disclosures)
-    absent = tuple(sorted(case.survivors - set(present)))
-    convicted = tuple(m for m in present if not own_check_passes(
-        m, case, disclosures[m].pairs, row, None if sketch_entries is None else sketch_entries[m], generator))
-    cleared = [m for m in present if m not in convicted]
-    disputes = tuple((i, j) for n, i in enumerate(cleared) for j in cleared[n + 1 :]
-                     if j in disclosures[i].pairs and disclosures[i].pairs[j] != disclosures[j].pairs.get(i))
-    return Verdict(convicted, disputes, absent)
+    bases: Mapping[int, PairScalars]
+    weights: Mapping[int, int]
+    sketch_entries: Mapping[int, int] | None
+    scale_ratio: float
+
+
+def own_check_passes(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars]) -> bool:
+    """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
+    b* within one rounding of what its masked input, seed and pair scalars leave."""
+    base = ledger.bases[member]
+    weight, sketch = base.weight, base.sketch
+    for j, scalars in pairs.items():
+        weight -= _sign(member, j) * scalars.weight
+        sketch -= _sign(member, j) * scalars.sketch
+    if weight % _RING != ledger.weights[member] % _RING:
+        return False
+    if ledger.sketch_entries is None:
+        return True
+    sketch %= _RING
+    signed = sketch - _RING if sketch >= _RING // 2 else sketch
+    expected = ledger.scale_ratio * signed
+    return abs(expected - ledger.sketch_entries[member]) <= 1 + 1e-9 * abs(expected)
+
+
+def disagreeing(member: int, pairs: Mapping[int, PairScalars], others: Mapping[int, Mapping[int, PairScalars]]
+                ) -> tuple[tuple[int, int], ...]:
+    """The pairs (i < j) in which `member`'s disclosed scalars differ from those of partners in `others`."""
+    return tuple(sorted((min(member, j), max(member, j)) for j in pairs
+                        if j in others and member in others[j] and pairs[j] != others[j][member]))
+
+
+def verdict(ledger: Ledger, disclosures: Mapping[int, Mapping[int, PairScalars]]) -> Verdict:
+    """Convicted members (failing their own check), disputed pairs among the others, and the survivors that did
+    not disclose (`absent`: the contract suspends them until they do, `judge_late`).
+
+    `disclosures`: each committed discloser's pair scalars, already checked by `check_disclosure`. Pure and
+    computed from ledger data alone, so every replica, restarted or not, finds the same."""
+    survivors = sorted(ledger.bases)
+    present = [m for m in survivors if m in disclosures]
+    absent = tuple(m for m in survivors if m not in disclosures)
+    convicted = tuple(m for m in present if not own_check_passes(m, ledger, disclosures[m]))
+    cleared = {m: disclosures[m] for m in present if m not in convicted}
+    disputes = sorted({pair for m in cleared for pair in disagreeing(m, cleared[m], cleared)})
+    return Verdict(convicted, tuple(disputes), absent)
+
+
+def judge_late(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars],
+               cleared: Mapping[int, Mapping[int, PairScalars]]) -> Verdict:
+    """A suspended survivor's late disclosure: convicted if it fails its own check, otherwise in dispute with
+    every cleared partner (a discloser not convicted) whose scalars differ."""
+    if not own_check_passes(member, ledger, pairs):
+        return Verdict((member,), (), ())
+    return Verdict((), disagreeing(member, pairs, cleared), ())

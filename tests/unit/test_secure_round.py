@@ -46,15 +46,17 @@ class Cluster:
                  length: int = L, width: int = 200) -> None:
         self.n, self.seed = n, seed
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
-        self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
-                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
-                                        validate=validate, validation_degree=validation_degree,
-                                        exclude_late=True, sketch_width=width)
-        self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
         self.quant = quant_params(self.weighting, n)
+        self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
+                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
+                                        validate=validate, validation_degree=validation_degree,
+                                        exclude_late=True, sketch_width=width,
+                                        sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale
+                                        if self.setup is not None else 0.0)
+        self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.rounds: dict[int, SecureRound] = {}
         self.next_rounds: dict[int, SecureRound] = {}
         """Each node's SecureRound for the round after the open one, if it prepared it (its keys ahead)."""

@@ -14,9 +14,11 @@ from smpc.blame import (
     BlameCase,
     Disclosure,
     Failure,
+    Ledger,
     PairScalars,
     SketchRow,
     Verdict,
+    base_scalars,
     check_disclosure,
     decode_pairs,
     decode_shares,
@@ -24,6 +26,7 @@ from smpc.blame import (
     disclose,
     encode_pairs,
     encode_shares,
+    judge_late,
     locate_failure,
     paired_with,
     verdict,
@@ -126,7 +129,19 @@ class BlameRound:
             check_disclosure(member, disclosure, self.survivors, frozenset(self.ids), row is not None, self.disputed)
         entries = None if row is None else decode_sketch_entries(disclosures, {m: m for m in self.ids},
                                                                  self.survivors, DEGREE, F)
-        return verdict(self.case(failure), disclosures, entries, row, self.generator)
+        return verdict(self.ledger(failure, entries), {m: d.pairs for m, d in disclosures.items()
+                                                       if m in self.survivors})
+
+    def ledger(self, failure: Failure, entries: dict[int, int] | None) -> Ledger:
+        """What the `fail` and the committed weights and shares put on the ledger."""
+        case, row = self.case(failure), self.row(failure)
+        bases = {m: base_scalars(m, case, row, self.generator) for m in sorted(self.survivors)}
+        return Ledger(bases, case.weights, entries, case.scale_ratio)
+
+    def entries(self, failure: Failure) -> dict[int, int] | None:
+        disclosures = self.disclosures(failure)
+        return None if failure.coordinate is None else decode_sketch_entries(
+            disclosures, {m: m for m in self.ids}, self.survivors, DEGREE, F)
 
 
 def lie_about_pair(r: BlameRound, failure: Failure, disclosures: dict[int, Disclosure], liar: int,
@@ -173,14 +188,31 @@ def test_a_lie_about_a_pair_mask_to_pass_its_own_check_is_a_dispute_with_that_pa
     assert (result.convicted, result.disputes, result.absent) == ((), ((4, 6),), ())
 
 
-def test_a_member_that_does_not_disclose_is_absent() -> None:
+def test_a_member_that_does_not_disclose_is_absent_and_its_late_disclosure_is_judged_on_the_ledger() -> None:
+    """Red team B1: silence only defers the judgement (the contract suspends the silent member meanwhile)."""
     r = BlameRound(seed=4, liar=2)
     failure = r.failure()
     assert failure is not None
     disclosures = r.disclosures(failure)
-    del disclosures[2]
+    late = disclosures.pop(2)
     result = r.judge(failure, disclosures)
     assert (result.convicted, result.disputes, result.absent) == ((), (), (2,))
+    cleared = {m: d.pairs for m, d in disclosures.items() if m in r.survivors}
+    assert judge_late(2, r.ledger(failure, r.entries(failure)), late.pairs, cleared) == Verdict((2,), (), ())
+
+
+def test_a_lie_parked_in_the_pair_with_a_silent_accomplice_is_a_dispute_once_the_accomplice_discloses() -> None:
+    """Red team B1 part B: liar 3 moves its lie into its pair with 5, which stays silent; 5's late (true)
+    disclosure disagrees with 3's."""
+    r = BlameRound(seed=12, liar=3)
+    failure = r.failure()
+    assert failure is not None
+    disclosures = r.disclosures(failure)
+    lie_about_pair(r, failure, disclosures, liar=3, partner=5, field_name="sketch")
+    late = disclosures.pop(5)
+    assert r.judge(failure, disclosures) == Verdict((), (), (5,))
+    cleared = {m: d.pairs for m, d in disclosures.items() if m in r.survivors}
+    assert judge_late(5, r.ledger(failure, r.entries(failure)), late.pairs, cleared) == Verdict((), ((3, 5),), ())
 
 
 def test_dropped_members_pairs_are_recomputed_not_disclosed() -> None:
