@@ -9,12 +9,12 @@ contract's `params` and `state`; pure, may call `node.contract_state` and `node.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState, PendingBlame
 from node.contract_tx import Tx
 from smpc import blame
-from smpc.errors import InconsistentShares, NotEnoughShares
 
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
@@ -139,26 +139,56 @@ class Membership:
                                                               if a in s.summed})
 
     def blame_ledger(self, disclosures: Mapping[int, blame.Disclosure]) -> blame.Ledger:
-        """The `fail`'s base scalars, the committed weights, alpha, and z_l[b*] decoded from the holders' shares
-        (None when only the weight failed, or the shares do not decode)."""
+        """The `fail`'s base scalars, the committed weights, alpha, and the z_l[b*] that decode from the holders'
+        shares (None when only the weight failed)."""
         s = self.state
-        entries = None
-        if s.failure[1] >= 0:
-            try:
-                entries = blame.decode_sketch_entries(disclosures, {m: m + 1 for m in s.holders},
-                                                      frozenset(s.summed), self.params.validation_degree,
-                                                      self.effective_faulty)
-            except (NotEnoughShares, InconsistentShares):
-                entries = None
-        return blame.Ledger(blame.decode_pairs(s.bases, s.summed), {m: s.weights[m] for m in s.summed}, entries,
-                            self.params.sketch_scale_ratio)
+        ledger = blame.Ledger(blame.decode_pairs(s.bases, s.summed), {m: s.weights[m] for m in s.summed}, None,
+                              self.params.sketch_scale_ratio)
+        shares = {a: d.shares for a, d in disclosures.items() if d.shares}
+        return self._with_entries(ledger, shares, s.holders, s.failure[1] >= 0, self.effective_faulty)
+
+    def _with_entries(self, ledger: blame.Ledger, shares: Mapping[int, Mapping[int, int]], holders: tuple[int, ...],
+                      with_sketch: bool, max_faulty: int) -> blame.Ledger:
+        if not with_sketch:
+            return ledger
+        entries = blame.decode_sketch_entries(shares, {m: m + 1 for m in holders}, ledger.bases,
+                                              self.params.validation_degree, max_faulty)
+        return dataclasses.replace(ledger, sketch_entries=entries)
 
     def pending_record(self, disclosures: Mapping[int, blame.Disclosure], judged: blame.Verdict) -> PendingBlame:
-        """What judging the verdict's silent members later needs (`ContractState.pending`)."""
+        """What judging the verdict's silent and undecided members later needs (`ContractState.pending`): the
+        silent members of S owe their disclosure, and while a member is undecided, every holder that did not
+        disclose owes its shares."""
         s = self.state
-        cleared = {a: dict(d.pairs) for a, d in disclosures.items() if a in s.summed and a not in judged.convicted}
+        owing = set(judged.absent) | ({h for h in s.holders if h not in disclosures} if judged.undecided else set())
         return PendingBlame(s.summed, s.holders, s.disputes, s.failure[1] >= 0, self.blame_ledger(disclosures),
-                            cleared, set(judged.absent))
+                            self.effective_faulty, {a: dict(d.shares) for a, d in disclosures.items() if d.shares},
+                            {a: dict(d.pairs) for a, d in disclosures.items()
+                             if a in s.summed and a not in judged.convicted + judged.undecided},
+                            {a: dict(disclosures[a].pairs) for a in judged.undecided}, owing)
+
+    def settle_late(self, record: PendingBlame, author: int, disclosure: blame.Disclosure) -> blame.Verdict:
+        """A late `blame` of `author` joins `record`: its shares may decode undecided members' z_l[b*], and it (if
+        in S) and every undecided member whose entry now decodes is judged (`smpc.blame.judge_late`). Returns the
+        convicted and disputes; mutates the record."""
+        if disclosure.shares:
+            record.shares[author] = dict(disclosure.shares)
+        if author in record.summed:
+            record.undecided[author] = dict(disclosure.pairs)
+        record.ledger = self._with_entries(record.ledger, record.shares, record.holders, record.with_sketch,
+                                           record.max_faulty)
+        convicted: list[int] = []
+        disputes: set[tuple[int, int]] = set()
+        for member, pairs in sorted(record.undecided.items()):
+            judged = blame.judge_late(member, record.ledger, pairs, record.cleared)
+            if judged.undecided:
+                continue
+            del record.undecided[member]
+            convicted += judged.convicted
+            disputes |= set(judged.disputes)
+            if not judged.convicted:
+                record.cleared[member] = pairs
+        return blame.Verdict(tuple(convicted), tuple(sorted(disputes)), ())
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state

@@ -41,14 +41,25 @@ class PendingBlame:
     """The ledger's disputed pairs in that round: whom each member shared a mask with."""
     with_sketch: bool
     ledger: blame.Ledger
+    """Its z_l[b*] are those decoded so far (`smpc.blame.decode_sketch_entries`)."""
+    max_faulty: int
+    """f_eff in that round: how many disclosed shares may be wrong."""
+    shares: dict[int, dict[int, int]]
+    """The disclosed shares of z_l[b*], holder -> owner -> share, grown by each late holder."""
     cleared: dict[int, dict[int, blame.PairScalars]]
-    """The pair scalars of the disclosers not convicted, grown by each late discloser judged innocent."""
+    """The pair scalars of the members of S that passed their own check, grown by each one judged later."""
+    undecided: dict[int, dict[int, blame.PairScalars]]
+    """The pair scalars of the members of S whose own check waits for their z_l[b*] to decode."""
     awaiting: set[int]
-    """The members of S still suspended for this round; the record is dropped once none is."""
+    """The members still suspended for this round (silent members of S; while a member is undecided, silent
+    holders too); the record is dropped once none is (what is then still undecided never decodes: more wrong
+    shares than f_eff)."""
 
     def copy(self) -> PendingBlame:
-        return PendingBlame(self.summed, self.holders, self.disputed, self.with_sketch, self.ledger,
-                            {m: dict(p) for m, p in self.cleared.items()}, set(self.awaiting))
+        return PendingBlame(self.summed, self.holders, self.disputed, self.with_sketch, self.ledger, self.max_faulty,
+                            {h: dict(s) for h, s in self.shares.items()},
+                            {m: dict(p) for m, p in self.cleared.items()},
+                            {m: dict(p) for m, p in self.undecided.items()}, set(self.awaiting))
 
 
 @dataclass(frozen=True, slots=True)

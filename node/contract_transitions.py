@@ -186,15 +186,14 @@ class Transitions(Membership, Evaluations):
                             convicted=convicted, disputes=tx.fields[1])  # type: ignore[arg-type]
 
     def _judge_late(self, tx: Tx) -> list[Event]:
-        """A suspended member's `blame` (`smpc.blame.judge_late`): convicted, or released with the disputes its
-        pairs show with the cleared disclosers; its pairs are then kept for the partners still suspended."""
+        """A suspended member's `blame` (`Membership.settle_late`): it is released, and it and the members whose
+        z_l[b*] its shares decode are judged (convicted, or cleared with the disputes their pairs show with the
+        cleared; pairs are kept for the partners still suspended)."""
         s = self.state
         round_id = s.suspended[tx.author]
         record = s.pending[round_id]
-        pairs = disclosure_of(tx.author, tx.fields[0], tx.fields[1], record.summed, record.disputed).pairs  # type: ignore[arg-type]
-        judged = blame.judge_late(tx.author, record.ledger, pairs, record.cleared)
-        if not judged.convicted:
-            record.cleared[tx.author] = dict(pairs)
+        disclosure = disclosure_of(tx.author, tx.fields[0], tx.fields[1], record.summed, record.disputed)  # type: ignore[arg-type]
+        judged = self.settle_late(record, tx.author, disclosure)
         self._release(tx.author)
         convicted = self._convict(judged.convicted, judged.disputes)
         return [LateVerdict(round_id, tx.author, convicted, judged.disputes)]

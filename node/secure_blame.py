@@ -39,8 +39,9 @@ class BlameSide(SketchValidation):
 
     def on_blame_started(self, event: rc.BlameStarted) -> list[Output]:
         """Our `blame`: pair scalars with the other members of S (if we are in S), and, as a holder, our shares of
-        every z_l[b*]. Nothing if we lack what the round needs (we left it early, or miss a survivor's shares):
-        we are then absent from the verdict (suspended, if we are in S)."""
+        z_l[b*] for every l in S that dealt us one (`smpc.blame.MISSING_SHARE` for the others: a dealer that
+        withheld our shares cannot silence our pairs). Nothing if we left the round early: we are then absent from
+        the verdict (suspended, if we are in S)."""
         if self.validation is None or self._sketch is None or self.me not in event.holders:
             return []
         summed = set(event.survivors)
@@ -49,8 +50,6 @@ class BlameSide(SketchValidation):
             return []
         held = {} if event.coordinate is None else \
             {owner + 1: self._share_of(owner) for owner in summed if owner == self.me or owner in self._dealt}
-        if event.coordinate is not None and len(held) != len(summed):
-            return []
         disclosure = blame.disclose(pair_seeds, {m + 1 for m in summed}, self._row(event.coordinate),
                                     MaskGenerator(self.params.vector_length), held)
         return [self._tx("blame", [blame.encode_pairs(disclosure.pairs), blame.encode_shares(disclosure.shares)])]

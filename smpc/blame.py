@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from smpc import field, shamir
-from smpc.errors import MalformedMessage
+from smpc.errors import InconsistentShares, MalformedMessage, NotEnoughShares
 from smpc.field import FieldArray, RingArray
 from smpc.prg import MaskGenerator
 from smpc.sketch import CountSketch
@@ -54,6 +54,8 @@ from smpc.sketch import CountSketch
 _RING = field.RING_MODULUS
 _PAIR_BYTES = 8
 _SHARE_BYTES = 8
+MISSING_SHARE = (1 << 64) - 1
+"""A disclosed share of z_l[b*] its holder does not have (l never dealt it a valid share): outside GF(p)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +124,14 @@ class BlameCase:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Who the disclosures name: members failing their own check, disagreeing pairs among the others, and the
-    survivors that did not disclose."""
+    """Who the disclosures name: members failing their own check, disagreeing pairs among the cleared, the
+    survivors that did not disclose, and those whose sketch check waits for z_l[b*] to decode (`undecided`:
+    neither cleared nor convicted, judged once more holders disclose, `judge_late`)."""
 
     convicted: tuple[int, ...]
     disputes: tuple[tuple[int, int], ...]
     absent: tuple[int, ...]
+    undecided: tuple[int, ...] = ()
 
     @property
     def names_anyone(self) -> bool:
@@ -164,8 +168,8 @@ def disclose(pair_seeds: Mapping[int, bytes], survivors: Iterable[int], row: Ske
     weight failed)."""
     survivors = frozenset(survivors)
     pairs = {j: pair_scalars(seed, row, generator) for j, seed in sorted(pair_seeds.items()) if j in survivors}
-    shares = {} if row is None else {owner: int(share[row.coordinate])
-                                     for owner, share in sorted(sketch_shares.items()) if owner in survivors}
+    shares = {} if row is None else {owner: int(sketch_shares[owner][row.coordinate]) if owner in sketch_shares
+                                     else MISSING_SHARE for owner in sorted(survivors)}
     return Disclosure(pairs, shares)
 
 
@@ -187,7 +191,8 @@ def check_disclosure(member: int, disclosure: Disclosure, survivors: frozenset[i
     if set(disclosure.pairs) != expected_pairs or set(disclosure.shares) != expected_shares:
         raise MalformedMessage("blame disclosure does not cover exactly the survivors", member)
     scalars = [v for p in disclosure.pairs.values() for v in (p.weight, p.sketch)]
-    if not all(0 <= v < _RING for v in scalars) or not all(0 <= v < field.P for v in disclosure.shares.values()):
+    if not all(0 <= v < _RING for v in scalars) or \
+            not all(0 <= v < field.P or v == MISSING_SHARE for v in disclosure.shares.values()):
         raise MalformedMessage("blame disclosure holds a value out of range", member)
     if not with_sketch and any(p.sketch for p in disclosure.pairs.values()):
         raise MalformedMessage("blame disclosure holds sketch scalars although no sketch coordinate failed", member)
@@ -221,16 +226,21 @@ def decode_shares(data: bytes, owners: Iterable[int]) -> dict[int, int]:
     return {owner: int.from_bytes(data[8 * n : 8 * n + 8], "little") for n, owner in enumerate(ordered)}
 
 
-def decode_sketch_entries(disclosures: Mapping[int, Disclosure], holder_ids: Mapping[int, int],
-                          survivors: frozenset[int], degree: int, max_faulty: int) -> dict[int, int]:
-    """z_l[b*] for every survivor l, from the holders' disclosed shares: decided like the sketch sum, only by a
-    polynomial agreeing with t_v + 1 + f of them (`holder_ids`: member -> its Shamir x-coordinate). Raises
-    NotEnoughShares or InconsistentShares."""
-    owners = sorted(survivors)
-    points = {holder_ids[m]: field.as_field([d.shares[o] for o in owners])
-              for m, d in disclosures.items() if m in holder_ids and d.shares}
-    values = field.to_signed(shamir.reconstruct(points, degree, max_faulty).secret)
-    return dict(zip(owners, (int(v) for v in values), strict=True))
+def decode_sketch_entries(shares: Mapping[int, Mapping[int, int]], holder_ids: Mapping[int, int],
+                          survivors: Iterable[int], degree: int, max_faulty: int) -> dict[int, int]:
+    """z_l[b*] for every survivor l whose entry decodes from the holders' disclosed shares (`shares`: holder ->
+    owner -> share, `MISSING_SHARE` for one it lacks), each decided like the sketch sum, only by a polynomial
+    agreeing with t_v + 1 + f of them (`holder_ids`: member -> its Shamir x-coordinate). A survivor left out
+    is undecided: too few shares, or no such polynomial yet."""
+    entries = {}
+    for owner in sorted(survivors):
+        points = {holder_ids[h]: field.as_field([held[owner]]) for h, held in shares.items()
+                  if h in holder_ids and held.get(owner, MISSING_SHARE) != MISSING_SHARE}
+        try:
+            entries[owner] = int(field.to_signed(shamir.reconstruct(points, degree, max_faulty).secret)[0])
+        except (NotEnoughShares, InconsistentShares):
+            continue
+    return entries
 
 
 def base_scalars(member: int, case: BlameCase, row: SketchRow | None, generator: MaskGenerator) -> PairScalars:
@@ -251,8 +261,8 @@ def base_scalars(member: int, case: BlameCase, row: SketchRow | None, generator:
 @dataclass(frozen=True, slots=True)
 class Ledger:
     """What the verdict needs, all of it on the ledger: each survivor's public base scalars (`base_scalars`, from
-    the `fail`), its committed quantized weight (signed) and z_l[b*] (None when only the weight failed, or for a
-    survivor whose entry could not be decoded), and alpha = sketch scale / quantization scale."""
+    the `fail`), its committed quantized weight (signed) and z_l[b*] (None when only the weight failed; a survivor
+    missing from it is undecided), and alpha = sketch scale / quantization scale."""
 
     bases: Mapping[int, PairScalars]
     weights: Mapping[int, int]
@@ -260,9 +270,10 @@ class Ledger:
     scale_ratio: float
 
 
-def own_check_passes(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars]) -> bool:
+def own_check_passes(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars]) -> bool | None:
     """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
-    b* within one rounding of what its masked input, seed and pair scalars leave."""
+    b* within one rounding of what its masked input, seed and pair scalars leave. None (undecided) when its weight
+    passes but its z_l[b*] is not decoded yet: never cleared for want of shares."""
     base = ledger.bases[member]
     weight, sketch = base.weight, base.sketch
     for j, scalars in pairs.items():
@@ -272,6 +283,8 @@ def own_check_passes(member: int, ledger: Ledger, pairs: Mapping[int, PairScalar
         return False
     if ledger.sketch_entries is None:
         return True
+    if member not in ledger.sketch_entries:
+        return None
     sketch %= _RING
     signed = sketch - _RING if sketch >= _RING // 2 else sketch
     expected = ledger.scale_ratio * signed
@@ -292,18 +305,22 @@ def verdict(ledger: Ledger, disclosures: Mapping[int, Mapping[int, PairScalars]]
     `disclosures`: each committed discloser's pair scalars, already checked by `check_disclosure`. Pure and
     computed from ledger data alone, so every replica, restarted or not, finds the same."""
     survivors = sorted(ledger.bases)
-    present = [m for m in survivors if m in disclosures]
     absent = tuple(m for m in survivors if m not in disclosures)
-    convicted = tuple(m for m in present if not own_check_passes(m, ledger, disclosures[m]))
-    cleared = {m: disclosures[m] for m in present if m not in convicted}
+    checks = {m: own_check_passes(m, ledger, disclosures[m]) for m in survivors if m in disclosures}
+    cleared = {m: disclosures[m] for m, passed in checks.items() if passed}
     disputes = sorted({pair for m in cleared for pair in disagreeing(m, cleared[m], cleared)})
-    return Verdict(convicted, tuple(disputes), absent)
+    return Verdict(tuple(m for m, passed in checks.items() if passed is False), tuple(disputes), absent,
+                   tuple(m for m, passed in checks.items() if passed is None))
 
 
 def judge_late(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars],
                cleared: Mapping[int, Mapping[int, PairScalars]]) -> Verdict:
-    """A suspended survivor's late disclosure: convicted if it fails its own check, otherwise in dispute with
-    every cleared partner (a discloser not convicted) whose scalars differ."""
-    if not own_check_passes(member, ledger, pairs):
+    """A survivor judged after the verdict (it disclosed late, or its z_l[b*] decoded late): convicted if it fails
+    its own check, undecided if that still waits for z_l[b*], otherwise in dispute with every cleared partner (a
+    discloser that passed) whose scalars differ."""
+    passed = own_check_passes(member, ledger, pairs)
+    if passed is None:
+        return Verdict((), (), (), (member,))
+    if not passed:
         return Verdict((member,), (), ())
     return Verdict((), disagreeing(member, pairs, cleared), ())

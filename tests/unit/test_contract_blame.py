@@ -123,11 +123,50 @@ def test_the_verdict_is_the_ledgers_own_judgement_and_convicts() -> None:
 
 def test_a_verdict_before_every_holder_disclosed_needs_the_deadline_suspends_s_and_makes_holders_absent() -> None:
     d = in_blame()
-    d.commit(*(disclosure(a, S) for a in (0, 1)))
+    d.commit(*(disclosure(a, S) for a in (0, 1, 3)))
     verdict = tx("verdict", 0, 1, [], b"")
     assert isinstance(d.check(verdict)[-1], rc.DeadlineCheck)
-    assert d.commit(verdict)[-1].missing == (3,)  # type: ignore[union-attr]
-    assert (d.s.absent, d.s.convicted, d.s.suspended, set(d.s.pending)) == ((3,), (), {2: 1}, {1})
+    assert d.commit(verdict)[-1].missing == ()  # type: ignore[union-attr]
+    assert (d.s.absent, d.s.convicted, d.s.suspended, set(d.s.pending)) == ((), (), {2: 1}, {1})
+    d = in_blame(summed=(0, 1, 3))
+    d.commit(*(disclosure(a, (0, 1, 3)) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    assert (d.s.absent, d.s.suspended, d.s.pending) == ((2,), {}, {})
+
+
+def sketch_liar_shares(author: int, value: int = 5) -> bytes:
+    """A holder's true disclosure when member 2's sketch entry is `value` (a constant polynomial): with alpha = 0,
+    member 2 fails its own sketch check, the others (entry 0) pass."""
+    pairs = {j: blame.PairScalars(0, 0) for j in blame.paired_with(author, S, ())}
+    shares = dict.fromkeys(S, value) if value == blame.MISSING_SHARE else {0: 0, 1: 0, 2: value}
+    return tx("blame", author, 1, blame.encode_pairs(pairs), blame.encode_shares(shares))
+
+
+def test_an_undecodable_sketch_entry_clears_nobody_and_its_silent_holders_owe_their_shares() -> None:
+    """Red team B3: z_l[b*] needs t_v + 1 + f_eff = 3 agreeing shares; with holders 0 and 1 only, no member of
+    S is cleared on the sketch (undecided, not fail-open: liar 2 withholds every share, `MISSING_SHARE`), and
+    silent holder 3 is suspended, not absent. Its late shares decode the entries: sketch liar 2 is convicted, 0
+    and 1 are cleared."""
+    d = in_blame()
+    d.commit(sketch_liar_shares(0), sketch_liar_shares(1), sketch_liar_shares(2, blame.MISSING_SHARE))
+    assert d.c.blame_judgement() == blame.Verdict((), (), (), (0, 1, 2))
+    d.commit(tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, d.s.absent, d.s.convicted) == ({3: 1}, (), ())
+    assert set(d.s.pending[1].undecided) == {0, 1, 2}
+    d.open(2)
+    assert d.s.expected == (0, 1, 2)
+    assert d.commit(sketch_liar_shares(3, 5)) == [rc.LateVerdict(1, 3, (2,), ())]
+    assert (d.s.convicted, d.s.suspended, d.s.pending) == ((2,), {}, {})
+
+
+def test_a_holder_denied_a_dealers_shares_still_discloses_its_pairs_and_is_never_named() -> None:
+    """Red team B4: dealer 2 never sent holder 1 its shares. Holder 1 discloses its pair scalars and the shares it
+    has (`MISSING_SHARE` for 2's); 2's entry decodes from the other three; 0's lie with 1 is a dispute."""
+    d = in_blame(shift={0: 1})
+    partial = tx("blame", 1, 1, blame.encode_pairs({0: blame.PairScalars(0, 0), 2: blame.PairScalars(0, 0)}),
+                 blame.encode_shares({0: 0, 1: 0, 2: blame.MISSING_SHARE}))
+    d.commit(disclosure(0, S, lie=LIE), partial, disclosure(2, S), disclosure(3, S))
+    d.commit(tx("verdict", 0, 1, [], bytes([0, 1])))
+    assert (d.s.disputes, d.s.absent, d.s.suspended, d.s.convicted) == (((0, 1),), (), {}, ())
 
 
 def test_a_silent_liar_stays_out_until_its_late_disclosure_convicts_it() -> None:

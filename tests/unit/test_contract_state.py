@@ -10,8 +10,8 @@ from node.contract_state import PendingBlame
 from smpc import blame
 from tests.unit.test_contract import CHAIN, M0
 
-PENDING = PendingBlame((0, 2), (0, 1, 2), (), True, blame.Ledger({}, {}, None, 0.5),
-                       {0: {2: blame.PairScalars(0, 0)}}, {2})
+PENDING = PendingBlame((0, 2), (0, 1, 2), (), True, blame.Ledger({}, {}, None, 0.5), 1, {1: {0: 5}},
+                       {0: {2: blame.PairScalars(0, 0)}}, {}, {2})
 
 
 def params(**changes: object) -> rc.ContractParams:
@@ -49,6 +49,8 @@ def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
         getattr(copy, name)[7] = None
     copy.pending[1].awaiting.add(1)
     copy.pending[1].cleared[0][3] = blame.PairScalars(1, 1)
+    copy.pending[1].shares[1][2] = 3
+    copy.pending[1].undecided[0] = {}
     assert state.pending[1] == PENDING
     copy.outcomes.append(outcome)
     copy.evals[2][1] = (0, 1)

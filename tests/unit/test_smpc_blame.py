@@ -11,6 +11,7 @@ import pytest
 
 from smpc import field
 from smpc.blame import (
+    MISSING_SHARE,
     BlameCase,
     Disclosure,
     Failure,
@@ -127,8 +128,8 @@ class BlameRound:
         row = self.row(failure)
         for member, disclosure in disclosures.items():
             check_disclosure(member, disclosure, self.survivors, frozenset(self.ids), row is not None, self.disputed)
-        entries = None if row is None else decode_sketch_entries(disclosures, {m: m for m in self.ids},
-                                                                 self.survivors, DEGREE, F)
+        entries = None if row is None else decode_sketch_entries(
+            {m: d.shares for m, d in disclosures.items()}, {m: m for m in self.ids}, self.survivors, DEGREE, F)
         return verdict(self.ledger(failure, entries), {m: d.pairs for m, d in disclosures.items()
                                                        if m in self.survivors})
 
@@ -141,7 +142,7 @@ class BlameRound:
     def entries(self, failure: Failure) -> dict[int, int] | None:
         disclosures = self.disclosures(failure)
         return None if failure.coordinate is None else decode_sketch_entries(
-            disclosures, {m: m for m in self.ids}, self.survivors, DEGREE, F)
+            {m: d.shares for m, d in disclosures.items()}, {m: m for m in self.ids}, self.survivors, DEGREE, F)
 
 
 def lie_about_pair(r: BlameRound, failure: Failure, disclosures: dict[int, Disclosure], liar: int,
@@ -307,3 +308,36 @@ def test_disclosures_round_trip_and_malformed_ones_are_refused() -> None:
     for member, disclosure, with_sketch in bad:
         with pytest.raises(MalformedMessage):
             check_disclosure(member, disclosure, survivors, holders, with_sketch)
+
+
+def test_a_holder_missing_the_liars_share_still_discloses_its_pairs_so_the_pair_lie_is_a_dispute() -> None:
+    """Red team B4: liar 3 withheld holder 4's sketch shares and hides its lie in its pair with 4. Holder 4
+    discloses its pairs and `MISSING_SHARE` for 3; 3's entry decodes from the others."""
+    r = BlameRound(seed=21, liar=3)
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    disclosures = r.disclosures(failure)
+    disclosures[4] = Disclosure(disclosures[4].pairs, {**disclosures[4].shares, 3: MISSING_SHARE})
+    lie_about_pair(r, failure, disclosures, liar=3, partner=4, field_name="sketch")
+    assert r.judge(failure, disclosures) == Verdict((), ((3, 4),), ())
+
+
+def test_undecodable_entries_leave_everyone_undecided_until_the_missing_shares_come() -> None:
+    """Red team B3: liar 3 and accomplice 5 disclose junk shares and honest 6 and 7 are slow: 3 honest shares and
+    2 junk ones do not decode at t_v + 1 + f = 4 agreeing, so nobody is cleared on the sketch (no fail-open).
+    Once 6's shares land, the entries decode and the liar is convicted."""
+    r = BlameRound(seed=22, liar=3)
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    disclosures = r.disclosures(failure)
+    for junk in (3, 5):
+        disclosures[junk] = Disclosure(disclosures[junk].pairs, {o: (7919 * junk * o) % field.P for o in r.ids})
+    late = {m: disclosures.pop(m) for m in (6, 7)}
+    assert r.judge(failure, disclosures) == Verdict((), (), (6, 7), (1, 2, 3, 4, 5))
+    disclosures[6] = late[6]
+    entries = decode_sketch_entries({m: d.shares for m, d in disclosures.items()}, {m: m for m in r.ids},
+                                    r.survivors, DEGREE, F)
+    assert set(entries) == r.survivors
+    ledger = r.ledger(failure, entries)
+    assert judge_late(3, ledger, disclosures[3].pairs, {}) == Verdict((3,), (), ())
+    assert all(judge_late(m, ledger, disclosures[m].pairs, {}) == Verdict((), (), ()) for m in (1, 2, 4, 5, 6))

@@ -16,7 +16,7 @@ from node.contract_membership import disclosure_of
 from node.faults import LIE_IDENTITY_SHIFT, Faults
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
-from smpc.blame import PairScalars, SketchRow, encode_pairs
+from smpc.blame import MISSING_SHARE, PairScalars, SketchRow, decode_shares, encode_pairs
 from smpc.errors import InconsistentShares, NotEnoughShares
 from tests.unit.test_secure_round import CHAIN, Cluster, L
 
@@ -275,3 +275,20 @@ def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
         total = c.rounds[i].try_sum(deadline_passed=False)
         assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
         assert c.rounds[i].result.lying_revealers == {LIAR + 1}  # type: ignore[union-attr]
+
+
+def test_a_holder_lacking_the_liars_sketch_shares_still_discloses_and_the_liar_is_convicted() -> None:
+    """Red team B4 at the shell: honest holder 0 never got LIAR's shares. Its `blame` still carries its pair
+    scalars and the shares it has (`MISSING_SHARE` for LIAR's), so it is neither absent nor suspended."""
+    c, _ = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    for i in sorted(c.alive - {LIAR}):
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+    c.rounds[0]._dealt.pop(LIAR)
+    c.commit(c.tx("fail", fail_fields(c)))
+    c.commit()
+    state = c.contracts[0].state
+    assert 0 in state.disclosures and decode_shares(state.disclosures[0][1], state.summed)[LIAR] == MISSING_SHARE
+    judged = c.contracts[0].blame_judgement()
+    assert (judged.convicted, judged.absent, judged.undecided) == ((LIAR,), (), ())
