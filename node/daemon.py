@@ -83,7 +83,8 @@ class Daemon:
         self.index = genesis.index_of(identity.public_key)
         self.name = genesis.members[self.index].name
         self.settings = round_settings(genesis, plan)
-        self.quant = quant_params(self.settings.weighting, genesis.n)
+        validation = self.settings.validation
+        self.quant = quant_params(self.settings.weighting, genesis.n, validation.sketch if validation else None)
         self.vector_bytes_max = 4 * (plan.n_params + 1) + 4096
         self.contract = rc.Contract(self.settings.contract, genesis.verify)
         self.metrics = Metrics()

@@ -49,7 +49,9 @@ from smpc import field, shamir
 from smpc.errors import InconsistentShares, MalformedMessage, NotEnoughShares
 from smpc.field import FieldArray, RingArray
 from smpc.prg import MaskGenerator
+from smpc.quantize import QuantParams
 from smpc.sketch import CountSketch
+from smpc.validation import SketchParams
 
 _RING = field.RING_MODULUS
 _PAIR_BYTES = 8
@@ -324,3 +326,13 @@ def judge_late(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars],
     if not passed:
         return Verdict((member,), (), ())
     return Verdict((), disagreeing(member, pairs, cleared), ())
+
+
+def sums_cannot_wrap(members: int, sketch: SketchParams, quant: QuantParams) -> bool:
+    """|S| (M + 1) / alpha < 2^31, |S| <= `members`: the parameter condition under which a failed identity is
+    always traced. A member that passes its own check has |sx_l| <= (|z_l[b*]| + 1) / alpha <= (M + 1) / alpha
+    (M bounds any coordinate of an honest sketch, `SketchParams.max_norm_fixed`), so if every member of S passes,
+    the sum of the sx_l, read over the integers, is within the signed 32-bit range, equals the identity's bucket
+    sum mod 2^32 read signed (`smpc.validation.identity_deviation`) and is within |S| roundings of the sketches'
+    sum: the identity could not have failed there."""
+    return members * (sketch.max_norm_fixed + 1) * quant.scale / sketch.scale < _RING // 2

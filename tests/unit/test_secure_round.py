@@ -49,7 +49,7 @@ class Cluster:
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
-        self.quant = quant_params(self.weighting, n)
+        self.quant = quant_params(self.weighting, n, self.setup.sketch if self.setup is not None else None)
         self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
                                         secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
                                         validate=validate, validation_degree=validation_degree,

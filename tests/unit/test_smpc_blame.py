@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from node.weighting import Weighting, quant_params
 from smpc import field
 from smpc.blame import (
     MISSING_SHARE,
@@ -30,6 +31,7 @@ from smpc.blame import (
     judge_late,
     locate_failure,
     paired_with,
+    sums_cannot_wrap,
     verdict,
 )
 from smpc.errors import MalformedMessage
@@ -85,6 +87,8 @@ class BlameRound:
         lied = vector.copy()
         if lie == "identity":
             lied[:-1] += np.uint32(LIE)
+        elif lie == "wrap":
+            lied[:-1] += np.uint32(1 << 31)
         else:
             lied[-1] += np.uint32(5)
         return lied
@@ -341,3 +345,24 @@ def test_undecodable_entries_leave_everyone_undecided_until_the_missing_shares_c
     ledger = r.ledger(failure, entries)
     assert judge_late(3, ledger, disclosures[3].pairs, {}) == Verdict((3,), (), ())
     assert all(judge_late(m, ledger, disclosures[m].pairs, {}) == Verdict((), (), ()) for m in (1, 2, 4, 5, 6))
+
+
+@pytest.mark.parametrize("seed", range(200, 216))
+def test_a_liar_wrapping_coordinates_by_2_to_the_31_is_convicted(seed: int) -> None:
+    """Red team B9: the liar adds 2^31 to every coordinate it masks, without knowing the sketch. Its own check
+    moves by 2^31 at buckets with an odd number of coordinates only; the identity, on bucket sums mod 2^32 read
+    signed (the same arithmetic), fails exactly there, so b* is such a bucket and the liar fails its check."""
+    r = BlameRound(seed=seed, liar=3, lie="wrap")
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    assert r.judge(failure, r.disclosures(failure)) == Verdict((3,), (), ())
+
+
+def test_the_wrap_condition_needs_quantization_sized_for_it_which_validated_rounds_get() -> None:
+    """|S| (M + 1) / alpha < 2^31 fails with quantization sized for N clipped updates alone (the slack lets a
+    sketch entry reach twice the clip), and holds once `node.weighting.quant_params` sizes it for the sketch."""
+    weighting = Weighting(clip_l2=10.0, sample_cap=1000)
+    for n in (4, 7, 18, 64):
+        sketch = SketchParams.for_clip(weighting.total_bound, 1000)
+        assert not sums_cannot_wrap(n, sketch, quant_params(weighting, n))
+        assert sums_cannot_wrap(n, sketch, quant_params(weighting, n, sketch))
