@@ -57,7 +57,7 @@ class Rules(Membership, Evaluations):
         s = self.state
         if tx.kind == "ready":
             return self._ready_valid(tx)
-        if tx.author in s.suspended:
+        if tx.kind == "blame" and tx.author in s.suspended:
             return self.late_disclosure(tx)
         if tx.kind == "eval":
             return self.eval_error(tx) is None

@@ -181,6 +181,8 @@ class Transitions(Membership, Evaluations):
             s.pending[s.round] = record
             s.suspended.update(dict.fromkeys(record.awaiting, s.round))
             s.absent = tuple(m for m in s.absent if m not in record.awaiting)
+            for m in record.awaiting:
+                s.absent_since.pop(m, None)
         convicted = self._convict(tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
         return RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
                             convicted=convicted, disputes=tx.fields[1])  # type: ignore[arg-type]

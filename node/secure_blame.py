@@ -61,8 +61,8 @@ class BlameSide(SketchValidation):
             return None
         survivors = self.result.survivors
         row = self._row(self.failure.coordinate)
-        case = blame.BlameCase(self.failure, survivors, {m: self.machine.masked_vector(m) for m in survivors},
-                               self.result.self_seeds, self.result.dropped_pair_seeds, {}, 0.0)
+        case = blame.BlameCase({m: self.machine.masked_vector(m) for m in survivors}, self.result.self_seeds,
+                               self.result.dropped_pair_seeds)
         generator = MaskGenerator(self.params.vector_length)
         bases = {m - 1: blame.base_scalars(m, case, row, generator) for m in sorted(survivors)}
         return self.failure.weight, self.failure.coordinate, blame.encode_pairs(bases)

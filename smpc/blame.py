@@ -102,7 +102,7 @@ class PairScalars:
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     """One node's signed blame disclosure: its pair scalars with every other member of S (if it is in S) and
-    its shares of z_l[b*] for every l in S (if it holds sketch shares)."""
+    its shares of z_l[b*] for every l in S (if it holds sketch shares; `MISSING_SHARE` for one it lacks)."""
 
     pairs: Mapping[int, PairScalars]
     shares: Mapping[int, int]
@@ -110,18 +110,13 @@ class Disclosure:
 
 @dataclass(frozen=True, slots=True)
 class BlameCase:
-    """Everything public after unmasking that the verdict needs (participant ids throughout)."""
+    """What unmasking S made public at every node and the base scalars are computed from (`base_scalars`, for the
+    `fail`), participant ids throughout."""
 
-    failure: Failure
-    survivors: frozenset[int]
     masked: Mapping[int, RingArray]
     self_seeds: Mapping[int, bytes]
     dropped_pair_seeds: Mapping[tuple[int, int], bytes]
     """(dropped d, survivor j) -> s_dj, as `smpc.masking.unmask_sum` takes them."""
-    weights: Mapping[int, int]
-    """Each survivor's committed quantized weight (signed)."""
-    scale_ratio: float
-    """alpha = sketch scale / quantization scale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +182,7 @@ def check_disclosure(member: int, disclosure: Disclosure, survivors: frozenset[i
                      with_sketch: bool, disputed: Iterable[tuple[int, int]] = ()) -> None:
     """A disclosure must cover exactly the survivors its author shares a mask with (`paired_with`) and hold a
     share for every survivor (if its author holds sketch shares and a sketch coordinate failed), with every value
-    in range. Raises MalformedMessage naming the author."""
+    in range (a share in GF(p), or `MISSING_SHARE`). Raises MalformedMessage naming the author."""
     expected_pairs = set(paired_with(member, survivors, disputed))
     expected_shares = survivors if member in holders and with_sketch else frozenset()
     if set(disclosure.pairs) != expected_pairs or set(disclosure.shares) != expected_shares:

@@ -270,3 +270,14 @@ def test_a_member_convicted_after_its_keys_ran_ahead_is_not_expected_when_the_ne
     d.open(2)
     assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
     d.refused("not expected", *d.inputs("inputs", (1,)))
+
+
+def test_a_member_suspended_after_its_keys_ran_ahead_is_not_expected_when_the_next_round_takes_them_over() -> None:
+    d = in_blame()
+    d.commit(*d.inputs("keys", ALL, round_id=2), tx("close", 0, 2, "keys"))
+    d.commit(*d.inputs("shares", ALL, round_id=2), tx("close", 0, 2, "shares"))
+    d.commit(*(disclosure(a, S) for a in (0, 2, 3)), tx("verdict", 0, 1, [], b""))
+    assert d.s.suspended == {1: 1}
+    d.open(2)
+    assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
+    d.refused("not expected", *d.inputs("inputs", (1,)))

@@ -114,10 +114,9 @@ class BlameRound:
                                                   len(survivors))
         return locate_failure(weight_ok, deviation, tolerance)
 
-    def case(self, failure: Failure) -> BlameCase:
-        return BlameCase(failure, self.survivors, {i: self.masked[i] for i in self.survivors},
-                         {i: self.self_seeds[i] for i in self.survivors}, self.dropped_pair_seeds(),
-                         {i: self.weights[i] for i in self.survivors}, self.params.scale / self.quant.scale)
+    def case(self) -> BlameCase:
+        return BlameCase({i: self.masked[i] for i in self.survivors}, {i: self.self_seeds[i] for i in self.survivors},
+                         self.dropped_pair_seeds())
 
     def row(self, failure: Failure) -> SketchRow | None:
         return None if failure.coordinate is None else SketchRow.of(self.sketch, failure.coordinate)
@@ -139,9 +138,10 @@ class BlameRound:
 
     def ledger(self, failure: Failure, entries: dict[int, int] | None) -> Ledger:
         """What the `fail` and the committed weights and shares put on the ledger."""
-        case, row = self.case(failure), self.row(failure)
+        case, row = self.case(), self.row(failure)
         bases = {m: base_scalars(m, case, row, self.generator) for m in sorted(self.survivors)}
-        return Ledger(bases, case.weights, entries, case.scale_ratio)
+        return Ledger(bases, {i: self.weights[i] for i in self.survivors}, entries,
+                      self.params.scale / self.quant.scale)
 
     def entries(self, failure: Failure) -> dict[int, int] | None:
         disclosures = self.disclosures(failure)
