@@ -60,6 +60,8 @@ class BlockValidator:
                 ok = self._validation_ok(block, check)
             elif isinstance(check, rc.FailureCheck):
                 ok = await self._failure_ok(block, check)
+            elif isinstance(check, rc.UnmaskAbortCheck):
+                ok = await self._unmask_abort_ok(block, check)
             else:
                 ok = await self._aggregate_ok(block, check)
             if not ok:
@@ -115,6 +117,18 @@ class BlockValidator:
         if ours is None or ours != (check.weight, check.coordinate, check.bases):
             logger.warning("block %d: round %d fail does not match ours (%s)", block.height, check.round,
                            None if ours is None else ours[:2])
+            return False
+        return True
+
+    async def _unmask_abort_ok(self, block: Block, check: rc.UnmaskAbortCheck) -> bool:
+        """An abort of the unmask phase only if our own unmasking (waiting as for a `result`) has neither a result
+        nor a failure: a primary holding back a due `result` or `fail` gets no vote for it."""
+        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"")
+        result = await self.aggregator.aggregate(aggregate, wait_s=self.settings.phase_deadline_s)
+        failure = self.aggregator.known_failure(check.round)
+        if result is not None or failure is not None:
+            logger.warning("block %d aborts round %d's unmask phase, for which we have %s", block.height,
+                           check.round, "a result" if result is not None else f"the failure {failure[:2]}")
             return False
         return True
 

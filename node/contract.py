@@ -93,7 +93,9 @@ each step's window, and after answers also past a window for the statistics meas
 **A member whose masked input contradicts its sketch or weight is convicted** (docs/validation.md, "Blame after a
 failed identity"). When unmasking S fails the weight check or the linear identity, the primary proposes `fail`
 [1 if the weight failed else 0, b* or -1, base scalars of each member of S] instead of a `result` (a
-`FailureCheck`: every replica confirms failure and scalars with its own unmasking). In the blame phase each member
+`FailureCheck`: every replica confirms failure and scalars with its own unmasking; an `abort` of the unmask phase
+comes with an `UnmaskAbortCheck`: a replica votes for it only with neither a result nor a failure of its own). In
+the blame phase each member
 of S discloses the scalars its pairwise masks with the other members of S add to the failed checks, and each holder
 of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the `verdict` [convicted, disputes] is what the
 contract computes from the ledger alone (`Membership.blame_judgement`), and a blame phase is never aborted. The
@@ -133,6 +135,7 @@ from node.contract_events import (
     RoundOpened,
     RoundOutcome,
     SecAggCommitted,
+    UnmaskAbortCheck,
     ValidationCheck,
     WindowCheck,
 )
@@ -198,6 +201,7 @@ __all__ = [
     "SecAggCommitted",
     "Tx",
     "TxError",
+    "UnmaskAbortCheck",
     "ValidationCheck",
     "Verify",
     "WindowCheck",

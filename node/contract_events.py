@@ -92,6 +92,17 @@ class FailureCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class UnmaskAbortCheck:
+    """Before voting for an `abort` of a secure round's unmask phase (past its deadline): this replica's own
+    unmasking of S (`included`, as a `result` would aggregate it) must have neither a result to commit nor a
+    failure a `fail` would name, so a primary cannot turn a due `result` or `fail` into an unnamed abort."""
+
+    round: int
+    global_model_hash: bytes
+    included: tuple[tuple[int, bytes, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class BlameStarted:
     """A `fail` closed the unmask phase: S's members disclose their pair scalars, R's holders their shares of
     z_l[b*] (`smpc.blame.disclose`)."""
@@ -104,7 +115,7 @@ class BlameStarted:
     height: int
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck | FailureCheck
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck | FailureCheck | UnmaskAbortCheck
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from node.contract_events import (
     Check,
     DeadlineCheck,
     FailureCheck,
+    UnmaskAbortCheck,
     ValidationCheck,
     WindowCheck,
 )
@@ -193,6 +194,8 @@ class Rules(Membership, Evaluations):
             if s.answered_height > s.height:
                 raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
                               f"publish or disclose")
+            if s.phase == "unmask":
+                return [DeadlineCheck(tx.round, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
             return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:

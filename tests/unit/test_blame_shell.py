@@ -1,5 +1,6 @@
 """A replica's vote on a `fail` (`BlockValidator._failure_ok`): only for the failure its own unmasking found, with
-the same base scalars of S's members, from which the contract alone then computes the verdict."""
+the same base scalars of S's members, from which the contract alone then computes the verdict; and on an abort of
+the unmask phase (`_unmask_abort_ok`): only if its own unmasking has neither a result nor a failure."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ def test_a_fail_gets_a_vote_only_for_the_failure_and_base_scalars_this_replica_f
     """Another b*, weight flag, or any base scalar (which would convict an honest member or spare the culprit in the
     ledger's verdict): refused."""
     assert vote(FAILURE, ours) is ok
+
+
+@pytest.mark.parametrize(("result", "failure", "ok"), [(None, None, True), (b"h" * 32, None, False),
+                                                      (None, (False, 7, BASES), False)])
+def test_an_unmask_abort_gets_a_vote_only_from_a_replica_with_neither_a_result_nor_a_failure(
+        result: object, failure: object, ok: bool) -> None:
+    async def aggregate(_check: object, wait_s: float) -> object:
+        return result
+
+    validator = BlockValidator.__new__(BlockValidator)
+    validator.aggregator = SimpleNamespace(aggregate=aggregate,  # type: ignore[assignment]
+                                           known_failure=lambda _round: failure)
+    validator.settings = SimpleNamespace(phase_deadline_s=1.0)  # type: ignore[assignment]
+    check = rc.UnmaskAbortCheck(1, b"m" * 32, FAILURE.included)
+    assert trio.run(validator._unmask_abort_ok, SimpleNamespace(height=9), check) is ok

@@ -218,6 +218,14 @@ def test_two_silent_members_pairs_are_compared_when_the_second_returns() -> None
     assert (d.s.disputes, d.s.pending) == (((1, 2),), {})
 
 
+def test_an_abort_of_the_unmask_phase_waits_the_deadline_and_each_replica_judges_it() -> None:
+    """Red team B6, unmask half: a primary holding back a due `fail` (or `result`) cannot turn it into an unnamed
+    abort; a replica votes for the abort only if its own unmasking has neither (`UnmaskAbortCheck`)."""
+    d = in_unmask(S)
+    assert d.check(tx("abort", 0, 1, "stuck")) == [rc.DeadlineCheck(1, "unmask"),
+                                                   rc.UnmaskAbortCheck(1, M0, d.s.survivor_entries())]
+
+
 def test_a_verdict_only_from_the_proposer_with_well_formed_disputes_and_never_an_abort() -> None:
     """Red team B6 (blame phase): the verdict is always computable from the ledger, so nothing may abort it."""
     d = in_blame()
