@@ -280,19 +280,16 @@ class Daemon:
             return self.mempool.any_valid_now(frozenset({"eval"}))
         if not s.open and self._waiting_for_members():
             return False
-        if not s.open or self.mempool.any_valid_now() or self._closing_due():
+        if not s.open or self.mempool.any_valid_now() or self._verdict_due():
             return True
         return self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
 
-    def _closing_due(self) -> bool:
-        """Whether the open phase's close is due now, though no transaction waits: a blame phase every awaited
-        holder disclosed in (its verdict, computed from the ledger), or an unmask phase whose failure we found
-        (its `fail`). A primary withholding either is then replaced at the view-change timeout, not at the phase
-        deadline (red team B6)."""
+    def _verdict_due(self) -> bool:
+        """A blame phase every awaited holder disclosed in: its verdict, computed from the ledger in milliseconds,
+        is due now, so a primary withholding it is replaced at the view-change timeout, not at the phase deadline
+        (red team B6). A due `result` or `fail` is not counted: the primary may still be unmasking."""
         s = self.contract.state
-        if s.phase == "blame":
-            return set(s.disclosures) >= set(self.contract.awaited(s.expected))
-        return s.phase == "unmask" and self.aggregator.known_failure(s.round) is not None
+        return s.phase == "blame" and set(s.disclosures) >= set(self.contract.awaited(s.expected))
 
     # ------------------------------------------------------------------ executing core actions
 

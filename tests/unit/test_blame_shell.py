@@ -12,7 +12,7 @@ import trio
 from node import contract as rc
 from node.block_validation import BlockValidator
 from node.daemon import Daemon
-from tests.unit.test_contract_blame import S, disclosure, in_blame, in_unmask
+from tests.unit.test_contract_blame import S, disclosure, in_blame
 from tests.unit.test_contract_secure_phases import ALL
 
 BASES = bytes(range(16))
@@ -52,24 +52,20 @@ def test_an_unmask_abort_gets_a_vote_only_from_a_replica_with_neither_a_result_n
     assert trio.run(validator._unmask_abort_ok, SimpleNamespace(height=9), check) is ok
 
 
-def work_pending(contract: rc.Contract, failure: object = None) -> bool:
+def work_pending(contract: rc.Contract) -> bool:
     """`Daemon._work_pending` with no pending transaction and the phase just started."""
     daemon = Daemon.__new__(Daemon)
     daemon.contract = contract
     daemon.mempool = SimpleNamespace(any_valid_now=lambda kinds=None: False)  # type: ignore[assignment]
     daemon.timings = SimpleNamespace(phase_elapsed_s=lambda round_id, phase: 0.0)  # type: ignore[assignment]
     daemon.settings = SimpleNamespace(phase_deadline_s=30.0)  # type: ignore[assignment]
-    daemon.aggregator = SimpleNamespace(known_failure=lambda round_id: failure)  # type: ignore[assignment]
     daemon.transport = SimpleNamespace(net=None)  # type: ignore[assignment]
     return daemon._work_pending()
 
 
-def test_a_due_verdict_or_fail_is_pending_work_so_a_withholding_primary_is_replaced_before_the_deadline() -> None:
-    """Red team B6 (withholding): once every holder disclosed, the verdict is owed; once our unmasking found a
-    failure, the `fail` is."""
+def test_a_due_verdict_is_pending_work_so_a_withholding_primary_is_replaced_before_the_deadline() -> None:
+    """Red team B6 (withholding): once every holder disclosed, the verdict is owed."""
     d = in_blame()
     assert not work_pending(d.c)
     d.commit(*(disclosure(a, S) for a in ALL))
     assert work_pending(d.c)
-    d = in_unmask(S)
-    assert not work_pending(d.c) and work_pending(d.c, (False, 3, bytes(24)))
