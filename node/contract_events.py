@@ -124,6 +124,9 @@ class RoundOpened:
     participants: tuple[int, ...]
     model_hash: bytes
     height: int
+    disputes: tuple[tuple[int, int], ...] = ()
+    """The ledger's disputed pairs at the open: no pairwise mask between them in this round, whenever a node
+    handles the event (red team B12)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ class Transitions(Membership, Evaluations):
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
-            return [RoundOpened(s.round, s.participants, s.model_hash, height)]
+            return [RoundOpened(s.round, s.participants, s.model_hash, height, s.disputes)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []

@@ -86,7 +86,7 @@ class RoundDriver:
             self.timings.phase_started[(event.round, self.contract.state.phase)] = now
             logger.info("round %d opened at height %d", event.round, event.height)
             if self.index in event.participants and not self.applying_fetched:
-                self._join_round(event.round, event.participants, event.model_hash)
+                self._join_round(event.round, event.participants, event.model_hash, event.disputes)
         elif isinstance(event, rc.SecAggCommitted):
             sr = self.secure.get(event.round)
             if sr is not None:
@@ -157,8 +157,10 @@ class RoundDriver:
 
     # ------------------------------------------------------------------ joining
 
-    def _join_round(self, round_id: int, participants: tuple[int, ...], model_hash: bytes) -> None:
-        """Take part in an open round: keys (secure mode) and local training."""
+    def _join_round(self, round_id: int, participants: tuple[int, ...], model_hash: bytes,
+                    disputes: tuple[tuple[int, int], ...]) -> None:
+        """Take part in an open round: keys (secure mode) and local training; no pairwise mask between the pairs
+        the ledger held disputed when it opened."""
         assert self.nursery is not None
         if round_id in self.joined_rounds:
             return
@@ -168,7 +170,7 @@ class RoundDriver:
             if sr is None or sr.config_members != frozenset(participants):
                 self._join_secure_round(round_id, participants)
             if (sr := self.secure.get(round_id)) is not None:
-                sr.set_disputes(self.contract.state.disputes)  # before we mask: fixed by the verdicts so far
+                sr.set_disputes(disputes)  # before we mask: fixed by the verdicts before the open
             self.prepare_next_round(round_id + 1)
         self.nursery.start_soon(self.train_round, round_id, model_hash)
 
@@ -184,7 +186,7 @@ class RoundDriver:
         """
         s = self.contract.state
         if s.open and self.index in s.participants and self._can_still_contribute(s):
-            self._join_round(s.round, s.participants, s.model_hash)
+            self._join_round(s.round, s.participants, s.model_hash, s.disputes)  # no verdict since the open
         elif s.open and self.settings.contract.secure:
             # Too late for this round (its keys closed in the block that opened it, without ours), but not
             # for the next: without keys advertised ahead, we would miss that one too.

@@ -257,7 +257,8 @@ def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -
     d.commit(disclosure(0, S, lie={2: blame.PairScalars(1, 0)}), *(disclosure(a, S) for a in (1, 2, 3)),
              tx("verdict", 0, 1, [], bytes([0, 2])))
     assert (d.s.convicted, d.s.disputes) == ((), ((0, 2),))
-    d.commit(tx("open", 0, 2, M0, list(ALL)))
+    opened = d.commit(tx("open", 0, 2, M0, list(ALL)))
+    assert opened == [rc.RoundOpened(2, ALL, M0, d.s.height, ((0, 2),))]  # red team B12: fixed at the open
     while d.s.phase != "validate":
         d.close(d.s.phase, d.s.expected)
     d.commit(*d.inputs("validate", d.s.expected), tx("accept", 0, 2, list(S), [], 0))

@@ -122,7 +122,7 @@ class Cluster:
         if isinstance(event, rc.RoundOpened):
             if i in self.next_rounds and self.next_rounds[i].round == event.round:
                 self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
-                self.rounds[i].set_disputes(self.contracts[i].state.disputes)  # as `RoundDriver._join_round`
+                self.rounds[i].set_disputes(event.disputes)  # as `RoundDriver._join_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          self.rand(i, event.round), self.quant, self.setup)
