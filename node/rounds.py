@@ -47,6 +47,8 @@ logger = logging.getLogger("fednode")
 
 T = TypeVar("T")
 READY_INTERVAL_S = 1.0
+DISCLOSURE_KEY = b"blame/disclosure/%d"
+"""Our `blame` for a round, synced when its blame phase starts: one per blame phase we took part in."""
 
 
 class RoundDriver:
@@ -73,6 +75,8 @@ class RoundDriver:
         """Every member's committed `eval` per round (at most N per committed round): the consortium accuracy."""
         self.applying_fetched = False
         """Set while blocks taken from a peer are applied: a round they open may be past (`join_found_open`)."""
+        self.disclosed_late: set[int] = set()
+        """Rounds whose stored blame disclosure we submitted again while suspended (`disclose_owed`)."""
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ contract events
@@ -140,7 +144,11 @@ class RoundDriver:
                        event.round, event.weight, event.coordinate)
         sr = self.secure.get(event.round)
         if sr is not None:
-            self.nursery.start_soon(self.submit, sr.on_blame_started(event), event.round)
+            outputs = sr.on_blame_started(event)
+            for out in outputs:
+                if isinstance(out, SubmitTx):  # synced first: a restart must not lose what the ledger may wait for
+                    self.store.put_sync(DISCLOSURE_KEY % event.round, out.raw)
+            self.nursery.start_soon(self.submit, outputs, event.round)
 
     def _on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> None:
         """A complaint against us is answered; an answer to ours gives us the dealer's shares (in block order)."""
@@ -192,11 +200,27 @@ class RoundDriver:
             # for the next: without keys advertised ahead, we would miss that one too.
             self.prepare_next_round(s.round + 1)
 
+    def disclose_owed(self) -> None:
+        """Suspended for a blame phase we did not disclose in (we crashed or lagged): submit the disclosure we
+        stored when that phase started, once per run, so that the contract judges and releases us. Our pair keys
+        die with a restart, the disclosure (public once committed anyway) does not."""
+        assert self.nursery is not None
+        round_id = self.contract.state.suspended.get(self.index)
+        if round_id is None or round_id in self.disclosed_late:
+            return
+        raw = self.store.get(DISCLOSURE_KEY % round_id)
+        if raw is None:
+            return
+        self.disclosed_late.add(round_id)
+        logger.warning("suspended for round %d's blame phase: submitting the disclosure we stored", round_id)
+        self.nursery.start_soon(self.submit, [SubmitTx(raw)], round_id)
+
     def announce_presence(self) -> None:
         """Back after missing a round's first phase (the contract lists us absent, and no phase waits for us):
         say so with `ready`, once per round id and at most every READY_INTERVAL_S (a node catching up passes
         many past rounds in which it was absent), so that the phases from then on wait for us again."""
         assert self.nursery is not None
+        self.disclose_owed()
         round_id = self.contract.ready_round
         now = time.monotonic()
         last_round, last_at = self.ready_sent

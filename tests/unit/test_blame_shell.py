@@ -12,6 +12,9 @@ import trio
 from node import contract as rc
 from node.block_validation import BlockValidator
 from node.daemon import Daemon
+from node.rounds import DISCLOSURE_KEY, RoundDriver
+from node.secure_round import SubmitTx
+from tests.unit.test_contract import tx
 from tests.unit.test_contract_blame import S, disclosure, in_blame
 from tests.unit.test_contract_secure_phases import ALL
 
@@ -69,3 +72,38 @@ def test_a_due_verdict_is_pending_work_so_a_withholding_primary_is_replaced_befo
     assert not work_pending(d.c)
     d.commit(*(disclosure(a, S) for a in ALL))
     assert work_pending(d.c)
+
+
+class _Store(dict):  # type: ignore[type-arg]
+    def put_sync(self, key: bytes, value: bytes) -> None:
+        self[key] = value
+
+
+def test_a_member_suspended_after_a_restart_submits_the_disclosure_it_stored_once() -> None:
+    """The brief's crashed honest member: its pair keys are gone after a restart, but the `blame` it stored when
+    the phase started is submitted again while it is suspended, and the contract releases it."""
+    d = in_blame()
+    stored = disclosure(2, S)
+    d.commit(*(disclosure(a, S) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    submitted: list[object] = []
+    driver = RoundDriver.__new__(RoundDriver)
+    driver.contract, driver.index, driver.disclosed_late = d.c, 2, set()
+    driver.store = _Store({DISCLOSURE_KEY % 1: stored})  # type: ignore[assignment]
+    driver.nursery = SimpleNamespace(start_soon=lambda fn, outputs, round_id: submitted.append(outputs))  # type: ignore[assignment]
+    driver.disclose_owed()
+    driver.disclose_owed()
+    assert submitted == [[SubmitTx(stored)]]
+    assert d.commit(stored) == [rc.LateVerdict(1, 2, (), ())] and d.s.suspended == {}
+    driver.disclose_owed()
+    assert len(submitted) == 1
+
+
+def test_our_disclosure_is_stored_before_it_is_submitted() -> None:
+    submitted: list[object] = []
+    driver = RoundDriver.__new__(RoundDriver)
+    driver.store = _Store()  # type: ignore[assignment]
+    driver.timings = SimpleNamespace(phase_started={})  # type: ignore[assignment]
+    driver.secure = {4: SimpleNamespace(on_blame_started=lambda event: [SubmitTx(b"ours")])}  # type: ignore[assignment]
+    driver.nursery = SimpleNamespace(start_soon=lambda fn, outputs, round_id: submitted.append(outputs))  # type: ignore[assignment]
+    driver._on_blame_started(rc.BlameStarted(4, S, ALL, False, 3, 9), 0.0)
+    assert driver.store == {DISCLOSURE_KEY % 4: b"ours"} and submitted == [[SubmitTx(b"ours")]]
