@@ -190,12 +190,15 @@ class Transitions(Membership, Evaluations):
     def _judge_late(self, tx: Tx) -> list[Event]:
         """A suspended member's `blame` (`Membership.settle_late`): it is released, and it and the members whose
         z_l[b*] its shares decode are judged (convicted, or cleared with the disputes their pairs show with the
-        cleared; pairs are kept for the partners still suspended)."""
+        cleared; pairs are kept for the partners still suspended). Once nobody is undecided, the holders outside S
+        owe nothing more and are released too."""
         s = self.state
         round_id = s.suspended[tx.author]
         record = s.pending[round_id]
         disclosure = disclosure_of(tx.author, tx.fields[0], tx.fields[1], record.summed, record.disputed)  # type: ignore[arg-type]
         judged = self.settle_late(record, tx.author, disclosure)
-        self._release(tx.author)
+        owing = {tx.author} | (set() if record.undecided else record.awaiting - set(record.summed))
+        for member in sorted(owing):
+            self._release(member)
         convicted = self._convict(judged.convicted, judged.disputes)
         return [LateVerdict(round_id, tx.author, convicted, judged.disputes)]

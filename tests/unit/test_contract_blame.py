@@ -158,6 +158,16 @@ def test_an_undecodable_sketch_entry_clears_nobody_and_its_silent_holders_owe_th
     assert (d.s.convicted, d.s.suspended, d.s.pending) == ((2,), {}, {})
 
 
+def test_a_silent_holder_outside_s_is_released_once_nobody_is_undecided() -> None:
+    """Holder 3 (outside S) owes its shares only while a member is undecided: once 2's late shares decode every
+    entry, 3 is released without disclosing."""
+    d = in_blame()
+    d.commit(disclosure(0, S), disclosure(1, S), tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, set(d.s.pending[1].undecided)) == ({2: 1, 3: 1}, {0, 1})
+    assert d.commit(disclosure(2, S)) == [rc.LateVerdict(1, 2, (), ())]
+    assert (d.s.suspended, d.s.pending, d.s.convicted) == ({}, {}, ())
+
+
 def test_a_holder_denied_a_dealers_shares_still_discloses_its_pairs_and_is_never_named() -> None:
     """Red team B4: dealer 2 never sent holder 1 its shares. Holder 1 discloses its pair scalars and the shares it
     has (`MISSING_SHARE` for 2's); 2's entry decodes from the other three; 0's lie with 1 is a dispute."""
