@@ -19,7 +19,6 @@ import trio
 from consensus import codec
 from node import contract as rc
 from node.content import IN_FLIGHT_WAIT_S, Content
-from node.secure_blame import Judgement
 from node.secure_round import LinearIdentityFailed, ValidationOutcome, apply_sum, decide_accepted
 from node.secure_rounds import SecureRounds
 from node.settings import RoundSettings
@@ -126,31 +125,20 @@ class Aggregator:
             if data:
                 self.secure.accept_secagg(check.round, data)  # again if it came before its phase here
 
-    async def failure(self, check: rc.FailureCheck) -> tuple[bool, int | None] | None:
-        """What our own unmasking of the round's S failed, as a `fail` names it: (weight failed, b*); None if it
-        succeeded or could not finish in a phase deadline (waiting as for a `result`)."""
+    async def failure(self, check: rc.FailureCheck) -> tuple[bool, int | None, bytes] | None:
+        """What our own unmasking of the round's S failed, as a `fail` names it: (weight failed, b*, base scalars);
+        None if it succeeded or could not finish in a phase deadline (waiting as for a `result`)."""
         sr = self.secure.get(check.round)
         if sr is None:
             return None
         await self._secure_sum(rc.AggregateCheck(check.round, check.global_model_hash, check.included, b""),
                                self.settings.phase_deadline_s)
-        return None if sr.failure is None else (sr.failure.weight, sr.failure.coordinate)
+        return sr.failure_fields()
 
-    def known_failure(self, round_id: int) -> tuple[bool, int | None] | None:
+    def known_failure(self, round_id: int) -> tuple[bool, int | None, bytes] | None:
         """The failure our unmasking of `round_id` already found (the primary's `fail`), None if none yet."""
         sr = self.secure.get(round_id)
-        return None if sr is None or sr.failure is None else (sr.failure.weight, sr.failure.coordinate)
-
-    async def verdict(self, check: rc.VerdictCheck) -> Judgement | None:
-        """`smpc.blame.verdict` on the check's disclosures with our unmasking state, unmasking S first if we have not
-        (a node that caught up on the `fail` without checking it); None if we cannot judge."""
-        sr = self.secure.get(check.round)
-        if sr is None:
-            return None
-        if sr.failure is None:
-            await self._secure_sum(rc.AggregateCheck(check.round, check.global_model_hash, check.included, b""),
-                                   self.settings.phase_deadline_s)
-        return sr.blame_verdict(check)
+        return None if sr is None else sr.failure_fields()
 
     def validation_outcome(self, check: rc.ValidationCheck) -> ValidationOutcome | None:
         assert self.settings.validation is not None

@@ -58,8 +58,10 @@ class BlockValidator:
                 ok = self._window_ok(block, check)
             elif isinstance(check, rc.ValidationCheck):
                 ok = self._validation_ok(block, check)
-            elif isinstance(check, (rc.FailureCheck, rc.VerdictCheck)):
-                ok = await self._blame_ok(block, check)
+            elif isinstance(check, rc.FailureCheck):
+                ok = await self._failure_ok(block, check)
+            elif isinstance(check, rc.UnmaskAbortCheck):
+                ok = await self._unmask_abort_ok(block, check)
             else:
                 ok = await self._aggregate_ok(block, check)
             if not ok:
@@ -108,22 +110,25 @@ class BlockValidator:
             return False
         return True
 
-    async def _blame_ok(self, block: Block, check: rc.FailureCheck | rc.VerdictCheck) -> bool:
-        """A `fail` must name the failure our own unmasking found; a `verdict` what `smpc.blame.verdict` finds on the
-        committed disclosures with our unmasking state; an abort of the blame phase, that we cannot judge either."""
-        if isinstance(check, rc.FailureCheck):
-            ours: object = await self.aggregator.failure(check)
-            theirs: object = (check.weight, check.coordinate)
-        else:
-            ours, theirs = await self.aggregator.verdict(check), (check.convicted, check.disputes)
-        if isinstance(check, rc.VerdictCheck) and check.abort:
-            if ours is not None:
-                logger.warning("block %d aborts the blame phase of round %d, which we can judge: %s", block.height,
-                               check.round, ours)
-            return ours is None
-        if ours is None or ours != theirs:
-            logger.warning("block %d: round %d %s does not match ours (%s)", block.height, check.round,
-                           type(check).__name__, ours)
+    async def _failure_ok(self, block: Block, check: rc.FailureCheck) -> bool:
+        """A `fail` must name the failure our own unmasking found, with the same base scalars of S's members (the
+        contract computes the verdict from them)."""
+        ours = await self.aggregator.failure(check)
+        if ours is None or ours != (check.weight, check.coordinate, check.bases):
+            logger.warning("block %d: round %d fail does not match ours (%s)", block.height, check.round,
+                           None if ours is None else ours[:2])
+            return False
+        return True
+
+    async def _unmask_abort_ok(self, block: Block, check: rc.UnmaskAbortCheck) -> bool:
+        """An abort of the unmask phase only if our own unmasking (waiting as for a `result`) has neither a result
+        nor a failure: a primary holding back a due `result` or `fail` gets no vote for it."""
+        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"")
+        result = await self.aggregator.aggregate(aggregate, wait_s=self.settings.phase_deadline_s)
+        failure = self.aggregator.known_failure(check.round)
+        if result is not None or failure is not None:
+            logger.warning("block %d aborts round %d's unmask phase, for which we have %s", block.height,
+                           check.round, "a result" if result is not None else f"the failure {failure[:2]}")
             return False
         return True
 

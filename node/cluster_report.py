@@ -71,6 +71,7 @@ def summarize(obs: Observation, wall_s: float, rounds: int, workdir: Path,
         "rejections_by_member": first.get("rejections", {}),
         "convicted": first.get("convicted", []),
         "disputes": first.get("disputes", []),
+        "suspended": first.get("suspended", []),
         "wire_rejections": {i: s["rejected"] for i, s in enumerate(statuses) if s["rejected"]},
         "faults": [f.to_json() for f in faults],
         "recovery_s": [f.recovery_s for f in faults],
@@ -117,6 +118,8 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     if summary["convicted"] or summary["disputes"]:
         print(f"  convicted by a blame verdict (kept out): {summary['convicted']}; disputed pairs (no mask between "
               f"them): {summary['disputes']}", file=out)
+    if summary["suspended"]:
+        print(f"  suspended, owing a blame disclosure (kept out until it lands): {summary['suspended']}", file=out)
     if summary.get("honest_peak_rss_mb") is not None:
         print(f"  peak RSS of the honest nodes: {summary['honest_peak_rss_mb']} MB", file=out)
     state = "all equal" if summary["heads_equal"] else "DIFFERENT"

@@ -92,14 +92,16 @@ each step's window, and after answers also past a window for the statistics meas
 
 **A member whose masked input contradicts its sketch or weight is convicted** (docs/validation.md, "Blame after a
 failed identity"). When unmasking S fails the weight check or the linear identity, the primary proposes `fail`
-[1 if the weight failed else 0, b* or -1] instead of a `result` (a `FailureCheck`: every replica confirms with its
-own unmasking). In the blame phase each member of S discloses the scalars its pairwise masks with the other members
-of S add to the failed checks, and each holder of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the
-primary proposes the `verdict` [convicted, disputes] (a `VerdictCheck`: every replica recomputes
-`smpc.blame.verdict`). Only a primary that cannot judge (it lost the round) may `abort` the phase, after
-`BLAME_ABORT_DEADLINES`, and only replicas that cannot judge either vote for it, so a primary colluding with the
-culprit cannot spare it. The verdict aborts the round (the model is unchanged; holders that did not disclose become
-absent); the convicted, and every member in disputes with more than f distinct members, are
+[1 if the weight failed else 0, b* or -1, base scalars of each member of S] instead of a `result` (a
+`FailureCheck`: every replica confirms failure and scalars with its own unmasking; an `abort` of the unmask phase
+comes with an `UnmaskAbortCheck`: a replica votes for it only with neither a result nor a failure of its own). In
+the blame phase each member
+of S discloses the scalars its pairwise masks with the other members of S add to the failed checks, and each holder
+of R its shares of z_l[b*] (`blame`, `smpc.blame.disclose`); the `verdict` [convicted, disputes] is what the
+contract computes from the ledger alone (`Membership.blame_judgement`), and a blame phase is never aborted. The
+verdict aborts the round (the model is unchanged; holders outside S that did not disclose become absent, members
+of S that did not are suspended, `ContractState.suspended`, until their late `blame`, valid in any later block,
+is judged: `LateVerdict`); the convicted, and every member in disputes with more than f distinct members, are
 `ContractState.convicted`: rounds still name every member as a participant, but no phase of a later round (nor
 of the key phases running ahead) expects or accepts anything from a convicted one (`Membership.eligible`), and they
 count among the f faulty (`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) exchange
@@ -128,16 +130,16 @@ from node.contract_events import (
     EvalCommitted,
     Event,
     FailureCheck,
+    LateVerdict,
     PhaseClosed,
     RoundOpened,
     RoundOutcome,
     SecAggCommitted,
+    UnmaskAbortCheck,
     ValidationCheck,
-    VerdictCheck,
     WindowCheck,
 )
 from node.contract_membership import (
-    BLAME_ABORT_DEADLINES,
     COMPLAINT_ABORT_DEADLINES,
     STATISTICS_AFTER_ANSWER_DEADLINES,
     VALIDATE_ABORT_DEADLINES,
@@ -166,7 +168,6 @@ from node.contract_tx import (
 from smpc import messages as sam
 
 __all__ = [
-    "BLAME_ABORT_DEADLINES",
     "COMPLAINT_ABORT_DEADLINES",
     "COMPLAINT_REFUSALS",
     "EVAL_WINDOW",
@@ -193,14 +194,15 @@ __all__ = [
     "EvalCommitted",
     "Event",
     "FailureCheck",
+    "LateVerdict",
     "PhaseClosed",
     "RoundOpened",
     "RoundOutcome",
     "SecAggCommitted",
     "Tx",
     "TxError",
+    "UnmaskAbortCheck",
     "ValidationCheck",
-    "VerdictCheck",
     "Verify",
     "WindowCheck",
     "clip_bound_value",

@@ -82,38 +82,27 @@ class WindowCheck:
 class FailureCheck:
     """Before voting for a `fail` closing the unmask phase: unmasking S must fail here too, exactly so: the weight
     check iff `weight`, and b*, the failing sketch coordinate of largest |deviation| (`smpc.blame.locate_failure`),
-    equal to `coordinate` (None: the sketch identity held). A replica that has not unmasked yet waits, as for a
-    `result`."""
+    equal to `coordinate` (None: the sketch identity held), and the base scalars of each member of S
+    (`smpc.blame.base_scalars`, encoded like pair scalars in increasing member order) equal to `bases`: the verdict
+    is then computed from the ledger alone. A replica that has not unmasked yet waits, as for a `result`."""
 
     round: int
     global_model_hash: bytes
     included: tuple[tuple[int, bytes, int], ...]
     weight: bool
     coordinate: int | None
+    bases: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class VerdictCheck:
-    """Before voting for a `verdict` closing the blame phase: `smpc.blame.verdict` on the committed disclosures,
-    with this node's own unmasking state (masked inputs, reconstructed seeds), must convict exactly `convicted`
-    and find exactly `disputes` (with `abort`: this node must be unable to judge too)."""
+class UnmaskAbortCheck:
+    """Before voting for an `abort` of a secure round's unmask phase (past its deadline): this replica's own
+    unmasking of S (`included`, as a `result` would aggregate it) must have neither a result to commit nor a
+    failure a `fail` would name, so a primary cannot turn a due `result` or `fail` into an unnamed abort."""
 
     round: int
     global_model_hash: bytes
     included: tuple[tuple[int, bytes, int], ...]
-    """S with its masked-input digests, as a `result` would aggregate them: a replica unmasks first if it has not."""
-    survivors: tuple[int, ...]
-    holders: tuple[int, ...]
-    weight: bool
-    coordinate: int | None
-    disclosures: tuple[tuple[int, bytes, bytes], ...]
-    """(author, pair scalars, sketch shares) of every committed `blame`, by author."""
-    convicted: tuple[int, ...]
-    disputes: tuple[tuple[int, int], ...]
-    max_faulty: int
-    """f_eff: how many holders' shares of z_l[b*] may be wrong (decided like the sketch sum)."""
-    abort: bool = False
-    """Checks an `abort` of the blame phase instead: a replica votes for it only if it cannot judge either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +118,7 @@ class BlameStarted:
     height: int
 
 
-Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck | FailureCheck | VerdictCheck
+Check = AggregateCheck | ValidationCheck | DeadlineCheck | WindowCheck | FailureCheck | UnmaskAbortCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +127,9 @@ class RoundOpened:
     participants: tuple[int, ...]
     model_hash: bytes
     height: int
+    disputes: tuple[tuple[int, int], ...] = ()
+    """The ledger's disputed pairs at the open: no pairwise mask between them in this round, whenever a node
+    handles the event (red team B12)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +178,17 @@ class PhaseClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class LateVerdict:
+    """A suspended member disclosed for the blame phase of `round` it owed (`smpc.blame.judge_late`): it is
+    released, or convicted (`convicted`), with the disputes its pairs show."""
+
+    round: int
+    member: int
+    convicted: tuple[int, ...]
+    disputes: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RoundOutcome:
     round: int
     committed: bool
@@ -224,4 +227,4 @@ class EvalCommitted:
 
 
 Event = (RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted
-         | AnswerCommitted | BlameStarted)
+         | AnswerCommitted | BlameStarted | LateVerdict)

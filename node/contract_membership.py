@@ -9,14 +9,13 @@ contract's `params` and `state`; pure, may call `node.contract_state` and `node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 
-from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState
+from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState, PendingBlame
 from node.contract_tx import Tx
+from smpc import blame
 
-BLAME_ABORT_DEADLINES = 3
-"""Phase deadlines a blame phase waits before a primary that cannot judge may abort it (and only replicas that
-cannot judge either vote for that): a primary that lost the round, not one sparing the culprit."""
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
 answers within the second (and a little), and a disclosure still more than one before replicas (at 0.8 of
@@ -81,9 +80,11 @@ class Membership:
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it, and only where genesis
         makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise only the convicted
-        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count."""
+        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count, and so
+        do the suspended (`ContractState.suspended`), which owe a blame disclosure and are kept out until they
+        give it."""
         p, s = self.params, self.state
-        counted = len(s.convicted) + (len(s.excluded) if p.exclude_late else 0)
+        counted = len(s.convicted) + len(s.suspended) + (len(s.excluded) if p.exclude_late else 0)
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
         return max(0, p.max_faulty - max(0, counted - spare))
 
@@ -114,16 +115,90 @@ class Membership:
         new = tuple(sorted((set(convicted) | over) - set(s.convicted)))
         s.convicted = tuple(sorted(set(s.convicted) | set(new)))
         s.absent = self.eligible(s.absent)
+        for m in new:
+            self._release(m)
         return new
+
+    def _release(self, member: int) -> None:
+        """`member` owes no disclosure any more (it gave it, or was convicted): drop it from its pending record,
+        and the record once nobody is awaited."""
+        s = self.state
+        round_id = s.suspended.pop(member, None)
+        if round_id is not None:
+            s.pending[round_id].awaiting.discard(member)
+            if not s.pending[round_id].awaiting:
+                del s.pending[round_id]
+
+    def blame_judgement(self, extra: Mapping[int, tuple[bytes, bytes]] | None = None) -> blame.Verdict:
+        """`smpc.blame.verdict` on the open blame phase's committed disclosures (and `extra`, the proposer's
+        pending ones), from the ledger alone: what a `verdict` must name."""
+        s = self.state
+        disclosed = {**s.disclosures, **(extra or {})}
+        disclosures = {a: disclosure_of(a, *disclosed[a], s.summed, s.disputes) for a in sorted(disclosed)}
+        return blame.verdict(self.blame_ledger(disclosures), {a: d.pairs for a, d in disclosures.items()
+                                                              if a in s.summed})
+
+    def blame_ledger(self, disclosures: Mapping[int, blame.Disclosure]) -> blame.Ledger:
+        """The `fail`'s base scalars, the committed weights, alpha, and the z_l[b*] that decode from the holders'
+        shares (None when only the weight failed)."""
+        s = self.state
+        ledger = blame.Ledger(blame.decode_pairs(s.bases, s.summed), {m: s.weights[m] for m in s.summed}, None,
+                              self.params.sketch_scale_ratio)
+        shares = {a: d.shares for a, d in disclosures.items() if d.shares}
+        return self._with_entries(ledger, shares, s.holders, s.failure[1] >= 0, self.effective_faulty)
+
+    def _with_entries(self, ledger: blame.Ledger, shares: Mapping[int, Mapping[int, int]], holders: tuple[int, ...],
+                      with_sketch: bool, max_faulty: int) -> blame.Ledger:
+        if not with_sketch:
+            return ledger
+        entries = blame.decode_sketch_entries(shares, {m: m + 1 for m in holders}, ledger.bases,
+                                              self.params.validation_degree, max_faulty)
+        return dataclasses.replace(ledger, sketch_entries=entries)
+
+    def pending_record(self, disclosures: Mapping[int, blame.Disclosure], judged: blame.Verdict) -> PendingBlame:
+        """What judging the verdict's silent and undecided members later needs (`ContractState.pending`): the
+        silent members of S owe their disclosure, and while a member is undecided, every holder that did not
+        disclose owes its shares."""
+        s = self.state
+        owing = set(judged.absent) | ({h for h in s.holders if h not in disclosures} if judged.undecided else set())
+        return PendingBlame(s.summed, s.holders, s.disputes, s.failure[1] >= 0, self.blame_ledger(disclosures),
+                            self.effective_faulty, {a: dict(d.shares) for a, d in disclosures.items() if d.shares},
+                            {a: dict(d.pairs) for a, d in disclosures.items()
+                             if a in s.summed and a not in judged.convicted + judged.undecided},
+                            {a: dict(disclosures[a].pairs) for a in judged.undecided}, owing)
+
+    def settle_late(self, record: PendingBlame, author: int, disclosure: blame.Disclosure) -> blame.Verdict:
+        """A late `blame` of `author` joins `record`: its shares may decode undecided members' z_l[b*], and it (if
+        in S) and every undecided member whose entry now decodes is judged (`smpc.blame.judge_late`). Returns the
+        convicted and disputes; mutates the record."""
+        if disclosure.shares:
+            record.shares[author] = dict(disclosure.shares)
+        if author in record.summed:
+            record.undecided[author] = dict(disclosure.pairs)
+        record.ledger = self._with_entries(record.ledger, record.shares, record.holders, record.with_sketch,
+                                           record.max_faulty)
+        convicted: list[int] = []
+        disputes: set[tuple[int, int]] = set()
+        for member, pairs in sorted(record.undecided.items()):
+            judged = blame.judge_late(member, record.ledger, pairs, record.cleared)
+            if judged.undecided:
+                continue
+            del record.undecided[member]
+            convicted += judged.convicted
+            disputes |= set(judged.disputes)
+            if not judged.convicted:
+                record.cleared[member] = pairs
+        return blame.Verdict(tuple(convicted), tuple(sorted(disputes)), ())
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
         return self.eligible(tuple(range(self.params.n))) if s.ahead_phase == "keys" else s.ahead_u1
 
     def eligible(self, members: Iterable[int]) -> tuple[int, ...]:
-        """`members` but the convicted: a round's participants are every member, but its first phase expects (and
-        accepts) nothing from a convicted one, so it is in no later set (U1, ..., S) of any round."""
-        return tuple(m for m in members if m not in self.state.convicted)
+        """`members` but the convicted and the suspended: a round's participants are every member, but its first
+        phase expects (and accepts) nothing from a convicted or suspended one, so it is in no later set (U1, ...,
+        S) of any round."""
+        return tuple(m for m in members if m not in self.state.convicted and m not in self.state.suspended)
 
     def _ready_valid(self, tx: Tx) -> bool:
         """From an absent member, for a round after the one it went missing in, up to the next round: a member
@@ -131,6 +206,11 @@ class Membership:
         replayed."""
         s = self.state
         return tx.author in s.absent and s.absent_since.get(tx.author, 0) <= tx.round <= s.round + 1
+
+    def late_disclosure(self, tx: Tx) -> bool:
+        """Whether `tx` is a suspended member's `blame` for the round it owes one: valid in any later block, like a
+        `ready` (`Transitions._judge_late`)."""
+        return tx.kind == "blame" and self.state.suspended.get(tx.author, -1) == tx.round
 
     @property
     def ready_round(self) -> int:
@@ -181,3 +261,11 @@ class Membership:
         excused = {holder for (holder, _), state in s.complaints.items() if state != "answered"}
         silent_holders = {h for h in s.expected if h not in s.inputs and h not in excused}
         return tuple(sorted(faulty_dealers | silent_holders))
+
+
+def disclosure_of(author: int, pairs: bytes, shares: bytes, summed: tuple[int, ...],
+                  disputed: tuple[tuple[int, int], ...]) -> blame.Disclosure:
+    """A `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises MalformedMessage on sizes other
+    than S needs."""
+    others = blame.paired_with(author, summed, disputed)
+    return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, summed if shares else ()))

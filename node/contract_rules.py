@@ -17,11 +17,11 @@ from node.contract_events import (
     Check,
     DeadlineCheck,
     FailureCheck,
+    UnmaskAbortCheck,
     ValidationCheck,
-    VerdictCheck,
     WindowCheck,
 )
-from node.contract_membership import BLAME_ABORT_DEADLINES, Membership
+from node.contract_membership import Membership, disclosure_of
 from node.contract_state import SA_MESSAGE_OF_PHASE
 from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
 from smpc import blame
@@ -58,6 +58,8 @@ class Rules(Membership, Evaluations):
         s = self.state
         if tx.kind == "ready":
             return self._ready_valid(tx)
+        if tx.kind == "blame" and tx.author in s.suspended:
+            return self.late_disclosure(tx)
         if tx.kind == "eval":
             return self.eval_error(tx) is None
         if tx.kind in ("complaint", "answer", "disclose"):
@@ -178,19 +180,22 @@ class Rules(Membership, Evaluations):
             if (why := self.eval_error(tx)) is not None:
                 raise TxError(f"eval from member {tx.author} for round {tx.round}: {why}")
             return []
+        if tx.kind == "blame" and tx.author in s.suspended:
+            self._check_late_disclosure(tx)
+            return []
         if not s.open or tx.round != s.round:
             raise TxError(f"{tx.kind} for round {tx.round}, but round {s.round} open={s.open}")
         if tx.kind == "abort":
             if s.phase == "blame":
-                # Only a primary that cannot judge (it lost the round, say in a restart) may abort, after
-                # BLAME_ABORT_DEADLINES, and only replicas that cannot judge either vote for it: a primary colluding
-                # with the culprit cannot spare it while the replicas that voted for the `fail` can judge.
-                return [DeadlineCheck(tx.round, s.phase, BLAME_ABORT_DEADLINES), self.verdict_check((), (), abort=True)]
+                raise TxError("abort of a blame phase: its verdict is computed from the ledger, with a deadline for "
+                              "the members that did not disclose")
             if s.phase == "validate" and len(s.inputs) == len(s.expected):
                 return [self.validation_check(None)]
             if s.answered_height > s.height:
                 raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
                               f"publish or disclose")
+            if s.phase == "unmask":
+                return [DeadlineCheck(tx.round, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
             return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:
@@ -250,13 +255,19 @@ class Rules(Membership, Evaluations):
         the weight check or the linear identity (each replica confirms with its own unmasking); the bound check
         stays an unnamed abort (docs/validation.md)."""
         s, p = self.state, self.params
-        weight, coordinate = tx.fields
+        weight, coordinate, bases = tx.fields
         if not (p.validate and s.phase == "unmask"):
             raise TxError(f"fail outside a validated round's unmask phase ({s.phase})")
         if coordinate >= p.sketch_width or (weight, coordinate) == (0, -1):  # type: ignore[operator]
-            raise TxError(f"fail names no failure or a coordinate outside the sketch: {tx.fields}")
+            raise TxError(f"fail names no failure or a coordinate outside the sketch: {tx.fields[:2]}")
+        try:
+            scalars = blame.decode_pairs(bases, s.expected)  # type: ignore[arg-type]
+        except MalformedMessage as exc:
+            raise TxError(f"fail: base scalars: {exc}") from None
+        if coordinate == -1 and any(b.sketch for b in scalars.values()):
+            raise TxError("fail holds sketch base scalars although no sketch coordinate failed")
         return FailureCheck(s.round, s.model_hash, s.survivor_entries(), weight == 1,
-                            None if coordinate == -1 else coordinate)  # type: ignore[arg-type]
+                            None if coordinate == -1 else coordinate, bases)  # type: ignore[arg-type]
 
     def _check_disclosure(self, tx: Tx) -> None:
         """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S it shares a mask with (from
@@ -264,31 +275,26 @@ class Rules(Membership, Evaluations):
         the shares of z_l[b*] for exactly S (from a holder, when a sketch coordinate failed), in range
         (`smpc.blame.check_disclosure`)."""
         s = self.state
-        survivors, holders = frozenset(s.summed), frozenset(s.holders)
+        self._checked_disclosure(tx, s.summed, s.holders, s.failure[1] >= 0, s.disputes)
+
+    def _check_late_disclosure(self, tx: Tx) -> None:
+        """A suspended member's `blame` for the round it owes one, checked as it would have been then."""
+        s = self.state
+        record = s.pending[s.suspended[tx.author]]
+        if tx.round != s.suspended[tx.author]:
+            raise TxError(f"blame from suspended member {tx.author} for round {tx.round}: it owes round "
+                          f"{s.suspended[tx.author]}'s")
+        self._checked_disclosure(tx, record.summed, record.holders, record.with_sketch, record.disputed)
+
+    @staticmethod
+    def _checked_disclosure(tx: Tx, summed: tuple[int, ...], holders: tuple[int, ...], with_sketch: bool,
+                            disputed: tuple[tuple[int, int], ...]) -> blame.Disclosure:
         try:
-            disclosure = self.disclosure_of(tx.author, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
-            blame.check_disclosure(tx.author, disclosure, survivors, holders, s.failure[1] >= 0, s.disputes)
+            disclosure = disclosure_of(tx.author, tx.fields[0], tx.fields[1], summed, disputed)  # type: ignore[arg-type]
+            blame.check_disclosure(tx.author, disclosure, frozenset(summed), frozenset(holders), with_sketch, disputed)
         except MalformedMessage as exc:
             raise TxError(f"blame from member {tx.author}: {exc}") from None
-
-    def disclosure_of(self, author: int, pairs: bytes, shares: bytes) -> blame.Disclosure:
-        """A committed (or proposed) `blame`'s fields as a `smpc.blame.Disclosure` (member indices); raises
-        MalformedMessage on sizes other than S needs."""
-        s = self.state
-        others = blame.paired_with(author, s.summed, s.disputes)
-        owners = s.summed if shares else ()
-        return blame.Disclosure(blame.decode_pairs(pairs, others), blame.decode_shares(shares, owners))
-
-    def verdict_check(self, convicted: tuple[int, ...], disputes: tuple[tuple[int, int], ...],
-                      abort: bool = False) -> VerdictCheck:
-        """What a replica recomputes before voting for a `verdict` (the primary proposes from it), or an abort."""
-        s = self.state
-        weight, coordinate = s.failure
-        disclosures = tuple((a, *s.disclosures[a]) for a in sorted(s.disclosures))
-        included = tuple((a, s.digests[a], 0) for a in s.summed)
-        return VerdictCheck(s.round, s.model_hash, included, s.summed, s.holders, weight == 1,
-                            None if coordinate == -1 else coordinate, disclosures, convicted, disputes,
-                            self.effective_faulty, abort)
+        return disclosure
 
     def _check_statistics(self, tx: Tx) -> None:
         """Statistic shares must be one GF(p) element per statistic of the round's candidates."""
@@ -316,10 +322,10 @@ class Rules(Membership, Evaluations):
         if tx.kind == "verdict":
             convicted: tuple[int, ...] = tx.fields[0]  # type: ignore[assignment]
             disputes: tuple[tuple[int, int], ...] = tx.fields[1]  # type: ignore[assignment]
-            disputing = {m for pair in disputes for m in pair}
-            if not set(convicted) | disputing <= set(s.summed) or set(convicted) & disputing:
-                raise TxError(f"verdict names members outside S or convicts a disputing one: {tx.fields}")
-            checks.append(self.verdict_check(convicted, disputes))
+            judged = self.blame_judgement()
+            if (convicted, disputes) != (judged.convicted, judged.disputes):
+                raise TxError(f"verdict {tx.fields} is not the ledger's: convicted {judged.convicted}, disputes "
+                              f"{judged.disputes}")
         if tx.kind == "result":
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
@@ -347,3 +353,4 @@ class Rules(Membership, Evaluations):
                 check_bundle_recipients(message, frozenset(i + 1 for i in u1))
         except ProtocolViolation as exc:
             raise TxError(f"invalid secure-aggregation message from member {tx.author}: {exc}") from None
+

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from node.contract_events import RoundOutcome
+from smpc import blame
 from smpc import messages as sam
 from smpc.secagg import RoundConfig
 
@@ -27,6 +28,38 @@ round's unmask phase ends the round with its `result`, or, when the unmasked sum
 linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
 
 SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
+
+
+@dataclass(slots=True)
+class PendingBlame:
+    """A blame phase whose verdict committed with members of S that had not disclosed (suspended): all a late
+    `blame` of theirs is judged on (`smpc.blame.judge_late`), from the ledger as it was in that phase."""
+
+    summed: tuple[int, ...]
+    holders: tuple[int, ...]
+    disputed: tuple[tuple[int, int], ...]
+    """The ledger's disputed pairs in that round: whom each member shared a mask with."""
+    with_sketch: bool
+    ledger: blame.Ledger
+    """Its z_l[b*] are those decoded so far (`smpc.blame.decode_sketch_entries`)."""
+    max_faulty: int
+    """f_eff in that round: how many disclosed shares may be wrong."""
+    shares: dict[int, dict[int, int]]
+    """The disclosed shares of z_l[b*], holder -> owner -> share, grown by each late holder."""
+    cleared: dict[int, dict[int, blame.PairScalars]]
+    """The pair scalars of the members of S that passed their own check, grown by each one judged later."""
+    undecided: dict[int, dict[int, blame.PairScalars]]
+    """The pair scalars of the members of S whose own check waits for their z_l[b*] to decode."""
+    awaiting: set[int]
+    """The members still suspended for this round (silent members of S; while a member is undecided, silent
+    holders too); the record is dropped once none is (what is then still undecided never decodes: more wrong
+    shares than f_eff)."""
+
+    def copy(self) -> PendingBlame:
+        return PendingBlame(self.summed, self.holders, self.disputed, self.with_sketch, self.ledger, self.max_faulty,
+                            {h: dict(s) for h, s in self.shares.items()},
+                            {m: dict(p) for m, p in self.cleared.items()},
+                            {m: dict(p) for m, p in self.undecided.items()}, set(self.awaiting))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +83,9 @@ class ContractParams:
     """Whether a member absent or late may be counted among the f faulty, lowering f_eff (docs/validation.md,
     G7): only if the phase deadline outlasts the censoring primaries that could have held its transaction
     out (`node.settings.censorship_bound_s`). Otherwise f_eff = f and no timing assumption is made."""
+    sketch_scale_ratio: float = 0.0
+    """alpha = sketch scale / quantization scale (validated mode): how a blame verdict compares a member's unmasked
+    sketch entry with its z_l[b*] (`smpc.blame.own_check_passes`), from the ledger alone."""
     clip_bound_micro: int = 0
     """The first round's per-round bound B in millionths (the clip C when genesis sets `clip_factor`), 0 for no
     per-round bound (`ml.robust.next_clip_bound`). Later rounds' B comes from the `accept` of the last
@@ -155,6 +191,15 @@ class ContractState:
     """In a blame phase: what the `fail` named: (1 if the weight check failed else 0, b* or -1 for none)."""
     disclosures: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     """In a blame phase: each discloser's committed `blame` [pair scalars, sketch shares] (`smpc.blame`)."""
+    bases: bytes = b""
+    """In a blame phase: the `fail`'s public base scalars of each member of S (`smpc.blame.base_scalars`)."""
+    suspended: dict[int, int] = field(default_factory=dict)
+    """Member -> the round whose blame phase it owes a disclosure: a member of S that had not disclosed when
+    the verdict committed. Like the convicted, no later phase expects or accepts its input, it counts among the
+    f faulty, and `ready` does not clear it; only its own `blame` for that round does (`PendingBlame`)."""
+    pending: dict[int, PendingBlame] = field(default_factory=dict)
+    """Round -> what judging its suspended members' late disclosures needs, while any is still suspended. At most
+    one per suspended member (a suspended member is in no later S), so at most N."""
     convicted: tuple[int, ...] = ()
     """Members a blame verdict convicted (their own disclosures contradict their input), or in disputes with more
     than f distinct members: no later phase expects or accepts their input (`Membership.eligible`), and they count
@@ -197,5 +242,7 @@ class ContractState:
                              liars=self.liars, clip_bound_micro=self.clip_bound_micro,
                              next_clip_bound_micro=self.next_clip_bound_micro, holders=self.holders,
                              summed=self.summed, failure=self.failure, disclosures=dict(self.disclosures),
-                             convicted=self.convicted, disputes=self.disputes)
+                             convicted=self.convicted, disputes=self.disputes, bases=self.bases,
+                             suspended=dict(self.suspended),
+                             pending={r: rec.copy() for r, rec in self.pending.items()})
 

@@ -15,14 +15,16 @@ from node.contract_events import (
     BlameStarted,
     ComplaintCommitted,
     Event,
+    LateVerdict,
     PhaseClosed,
     RoundOpened,
     RoundOutcome,
     SecAggCommitted,
 )
-from node.contract_membership import Membership
+from node.contract_membership import Membership, disclosure_of
 from node.contract_state import PHASES
 from node.contract_tx import Tx
+from smpc import blame
 
 
 class Transitions(Membership, Evaluations):
@@ -46,6 +48,8 @@ class Transitions(Membership, Evaluations):
         s, p = self.state, self.params
         # An eval is about a past round, and a proposer's open, close, abort or result its duty as primary: neither
         # says that its author takes part again (a withholder named by the abort it proposes stays absent).
+        if tx.kind == "blame" and tx.author in s.suspended:
+            return self._judge_late(tx)
         if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result", "fail", "verdict"):
             s.absent = tuple(m for m in s.absent if m != tx.author)
             s.absent_since.pop(tx.author, None)
@@ -63,7 +67,7 @@ class Transitions(Membership, Evaluations):
             s.seed_commitments, s.dealt_hashes, s.complaints, s.liars = {}, {}, {}, ()
             s.excluded = self.eligible(s.absent)
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
-            s.holders, s.summed, s.failure, s.disclosures = (), (), (0, -1), {}
+            s.holders, s.summed, s.failure, s.disclosures, s.bases = (), (), (0, -1), {}, b""
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -74,7 +78,7 @@ class Transitions(Membership, Evaluations):
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
-            return [RoundOpened(s.round, s.participants, s.model_hash, height)]
+            return [RoundOpened(s.round, s.participants, s.model_hash, height, s.disputes)]
         if tx.kind == "update":
             s.inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
@@ -157,7 +161,7 @@ class Transitions(Membership, Evaluations):
     def _start_blame(self, tx: Tx, height: int) -> BlameStarted:
         """A `fail` ends the unmask phase: S's members and R's holders disclose (`smpc.blame`)."""
         s = self.state
-        s.failure = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
+        s.failure, s.bases = (tx.fields[0], tx.fields[1]), tx.fields[2]  # type: ignore[assignment]
         s.summed, s.phase, s.expected, s.inputs = s.expected, "blame", s.holders, {}
         weight, coordinate = s.failure
         return BlameStarted(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
@@ -165,10 +169,36 @@ class Transitions(Membership, Evaluations):
 
     def _verdict_outcome(self, tx: Tx, height: int) -> RoundOutcome:
         """The blame phase's `verdict` aborts the round: its convicted are kept out of later rounds, its disputed
-        pairs mask no more, and the holders that did not disclose are absent (like a phase's missing inputs)."""
+        pairs mask no more, the members of S that did not disclose are suspended until they do (`_judge_late`),
+        and the other holders that did not disclose are absent (like a phase's missing inputs)."""
         s = self.state
-        missing = tuple(a for a in s.expected if a not in s.inputs)
+        disclosures = {a: disclosure_of(a, *s.disclosures[a], s.summed, s.disputes) for a in sorted(s.disclosures)}
+        record = self.pending_record(disclosures, blame.verdict(self.blame_ledger(disclosures), {
+            a: d.pairs for a, d in disclosures.items() if a in s.summed}))
+        missing = tuple(a for a in s.expected if a not in s.inputs and a not in record.awaiting)
         self._mark_absent(missing)
+        if record.awaiting:
+            s.pending[s.round] = record
+            s.suspended.update(dict.fromkeys(record.awaiting, s.round))
+            s.absent = tuple(m for m in s.absent if m not in record.awaiting)
+            for m in record.awaiting:
+                s.absent_since.pop(m, None)
         convicted = self._convict(tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
         return RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
                             convicted=convicted, disputes=tx.fields[1])  # type: ignore[arg-type]
+
+    def _judge_late(self, tx: Tx) -> list[Event]:
+        """A suspended member's `blame` (`Membership.settle_late`): it is released, and it and the members whose
+        z_l[b*] its shares decode are judged (convicted, or cleared with the disputes their pairs show with the
+        cleared; pairs are kept for the partners still suspended). Once nobody is undecided, the holders outside S
+        owe nothing more and are released too."""
+        s = self.state
+        round_id = s.suspended[tx.author]
+        record = s.pending[round_id]
+        disclosure = disclosure_of(tx.author, tx.fields[0], tx.fields[1], record.summed, record.disputed)  # type: ignore[arg-type]
+        judged = self.settle_late(record, tx.author, disclosure)
+        owing = {tx.author} | (set() if record.undecided else record.awaiting - set(record.summed))
+        for member in sorted(owing):
+            self._release(member)
+        convicted = self._convict(judged.convicted, judged.disputes)
+        return [LateVerdict(round_id, tx.author, convicted, judged.disputes)]

@@ -77,9 +77,10 @@ def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequ
 
 _FIELD_COUNTS = {"open": 2, "update": 2, "result": 2, "abort": 1, "sa": 1, "input": 3, "close": 1, "stats": 1,
                  "accept": 3, "dealt": 2, "reveal": 2, "ready": 0, "eval": 3, "complaint": 1,
-                "answer": 2, "disclose": 2, "fail": 2, "blame": 2, "verdict": 2}
+                "answer": 2, "disclose": 2, "fail": 3, "blame": 2, "verdict": 2}
 MAX_BLAME_BYTES = 8 * MAX_PARTICIPANTS
-"""A `blame` field: 8 bytes per member of S (pair scalars w, t; or one share of z_l[b*]), `smpc.blame`."""
+"""A `blame` field, or a `fail`'s base scalars: 8 bytes per member of S (pair or base scalars w, t; or one share of
+z_l[b*]), `smpc.blame`."""
 MAX_SKETCH_COORDINATE = 1 << 31
 MAX_DISPUTE_BYTES = MAX_TX_BODY_BYTES - 1024
 """A verdict's disputed pairs, 2 bytes each (member indices are below `MAX_PARTICIPANTS` = 256): each pair has a
@@ -176,11 +177,12 @@ def _eval_fields(fields: list[object]) -> list[object]:
 
 
 def _blame_fields(kind: str, fields: list[object], n: int) -> list[object]:
-    """`fail` [weight failed 0/1, b* or -1], `blame` [pair scalars, sketch shares], `verdict` [convicted, disputes]
+    """`fail` [weight failed 0/1, b* or -1, base scalars of each member of S], `blame` [pair scalars, sketch shares], `verdict` [convicted, disputes]
     (docs/validation.md, "Blame after a failed identity")."""
     if kind == "fail":
         return [codec.expect_int(fields[0], "fail.weight", hi=1),
-                codec.expect_int(fields[1], "fail.coordinate", lo=-1, hi=MAX_SKETCH_COORDINATE)]
+                codec.expect_int(fields[1], "fail.coordinate", lo=-1, hi=MAX_SKETCH_COORDINATE),
+                codec.expect_bytes(fields[2], "fail.bases", max_len=MAX_BLAME_BYTES)]
     if kind == "blame":
         return [codec.expect_bytes(fields[0], "blame.pairs", max_len=MAX_BLAME_BYTES),
                 codec.expect_bytes(fields[1], "blame.shares", max_len=MAX_BLAME_BYTES)]

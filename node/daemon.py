@@ -83,7 +83,8 @@ class Daemon:
         self.index = genesis.index_of(identity.public_key)
         self.name = genesis.members[self.index].name
         self.settings = round_settings(genesis, plan)
-        self.quant = quant_params(self.settings.weighting, genesis.n)
+        validation = self.settings.validation
+        self.quant = quant_params(self.settings.weighting, genesis.n, validation.sketch if validation else None)
         self.vector_bytes_max = 4 * (plan.n_params + 1) + 4096
         self.contract = rc.Contract(self.settings.contract, genesis.verify)
         self.metrics = Metrics()
@@ -279,9 +280,16 @@ class Daemon:
             return self.mempool.any_valid_now(frozenset({"eval"}))
         if not s.open and self._waiting_for_members():
             return False
-        if not s.open or self.mempool.any_valid_now():
+        if not s.open or self.mempool.any_valid_now() or self._verdict_due():
             return True
         return self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
+
+    def _verdict_due(self) -> bool:
+        """A blame phase every awaited holder disclosed in: its verdict, computed from the ledger in milliseconds,
+        is due now, so a primary withholding it is replaced at the view-change timeout, not at the phase deadline
+        (red team B6). A due `result` or `fail` is not counted: the primary may still be unmasking."""
+        s = self.contract.state
+        return s.phase == "blame" and set(s.disclosures) >= set(self.contract.awaited(s.expected))
 
     # ------------------------------------------------------------------ executing core actions
 
@@ -396,6 +404,7 @@ class Daemon:
             "consortium_accuracy": self.rounds.consortium_figures([m.name for m in self.genesis.members]),
             "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
             "convicted": list(s.convicted), "disputes": [list(pair) for pair in s.disputes],
+            "suspended": sorted(s.suspended),
         }
 
 

@@ -104,11 +104,12 @@ class Mempool:
 
     def _stale(self, tx: rc.Tx) -> bool:
         """A transaction of a round that is over; a `ready` once the contract would no longer take it (its
-        author is back, or the ready predates its absence): a lagging member's ready names an older round. An
+        author is back, or the ready predates its absence): a lagging member's ready names an older round; likewise
+a suspended member's `blame` once it is not the one it owes (`Membership.late_disclosure`). An
         `eval` once its round left the contract's window or its author's eval of it is committed (one that
         arrives before its round's result does here is kept: the result is on its way)."""
         s = self.contract.state
-        if tx.kind == "ready":
+        if tx.kind == "ready" or (tx.kind == "blame" and tx.author in s.suspended):
             return not self.contract.tx_valid_now(tx)
         if tx.kind == "eval":
             return self.contract.eval_expired(tx) or tx.author in s.evals.get(tx.round, {})

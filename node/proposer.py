@@ -89,9 +89,11 @@ class Proposer:
         return txs or None
 
     def _ready_txs(self, shadow: rc.Contract) -> list[bytes]:
-        """Absent members' pending `ready`, last in the block: the phases before it were decided without them
-        (a replica checks a close against the absent set as the block's earlier transactions left it)."""
-        candidates = [tx for tx in self.mempool.txs.values() if tx.kind == "ready" and shadow.tx_valid_now(tx)]
+        """Absent members' pending `ready` and suspended members' late `blame`, last in the block: the phases
+        before it were decided without them (a replica checks a close against the absent set as the block's
+        earlier transactions left it)."""
+        candidates = [tx for tx in self.mempool.txs.values()
+                      if (tx.kind == "ready" or shadow.late_disclosure(tx)) and shadow.tx_valid_now(tx)]
         valid, invalid = shadow.admissible(candidates)
         for tx, exc in invalid:
             self.mempool.drop(tx, exc)
@@ -160,6 +162,7 @@ class Proposer:
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
         elapsed = self.timings.phase_elapsed_s(s.round, "validate") / self.settings.phase_deadline_s
         candidates = _within_answer_budget([tx for tx in self.mempool.txs.values() if tx.kind not in ("ready", "eval")
+                                            and not c.late_disclosure(tx)
                                             and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind])
                                             and c.tx_valid_now(tx)])
         step = await self._phase_step(c, candidates)
@@ -187,9 +190,7 @@ class Proposer:
         elif closing == "accept" and ready:
             return raws + [self._accept_tx(c, pending)], True
         elif closing == "verdict" and ready:
-            verdict = await self._verdict_tx(c, pending)
-            if verdict is not None:
-                return raws + [verdict], True
+            return raws + [self._verdict_tx(c, pending)], True
         elif closing == "close" and ready:
             return raws + [self.me.tx("close", s.round, [s.phase])], True
         if not enough and self._abort_due(c, pending):
@@ -227,22 +228,12 @@ class Proposer:
             return self.me.tx("abort", s.round, [f"validation accepted only {outcome.accepted}"])
         return self.me.tx("accept", s.round, outcome.accept_fields())
 
-    async def _verdict_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes | None:
-        """The blame phase's close: the `verdict` our own judgement of the disclosures gives (`smpc.blame`). If we cannot
-        judge (we lost the round), an abort once `BLAME_ABORT_DEADLINES` passed, which only replicas that cannot
-        judge either vote for."""
-        s = c.state
-        disclosed = dict(s.disclosures) | {tx.author: (tx.fields[0], tx.fields[1]) for tx in pending
-                                            if tx.kind == "blame"}
-        disclosures = tuple((a, *disclosed[a]) for a in sorted(disclosed))
-        check = dataclasses.replace(c.verdict_check((), ()), disclosures=disclosures)  # type: ignore[arg-type]
-        judged = await self.aggregator.verdict(check)
-        if judged is None:
-            overdue = self.timings.phase_elapsed_s(s.round, s.phase) > rc.BLAME_ABORT_DEADLINES * \
-                self.settings.phase_deadline_s
-            return self.me.tx("abort", s.round, ["this primary cannot judge the blame phase"]) if overdue else None
-        convicted, disputes = judged
-        return self.me.tx("verdict", s.round, [list(convicted), rc.encode_disputes(disputes)])
+    def _verdict_tx(self, c: rc.Contract, pending: list[rc.Tx]) -> bytes:
+        """The blame phase's close: the `verdict` the ledger gives (`Rules.blame_judgement`), with our pending
+        disclosures."""
+        judged = c.blame_judgement({tx.author: (tx.fields[0], tx.fields[1]) for tx in pending  # type: ignore[misc]
+                                    if tx.kind == "blame" and tx.round == c.state.round})
+        return self.me.tx("verdict", c.state.round, [list(judged.convicted), rc.encode_disputes(judged.disputes)])
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
         if s.phase == "unmask":
@@ -258,7 +249,7 @@ class Proposer:
         if new_hash is None and s.phase == "unmask" and self.settings.contract.validate:
             failure = self.aggregator.known_failure(s.round)
             return None if failure is None else \
-                self.me.tx("fail", s.round, [int(failure[0]), -1 if failure[1] is None else failure[1]])
+                self.me.tx("fail", s.round, [int(failure[0]), -1 if failure[1] is None else failure[1], failure[2]])
         if new_hash is None:
             return None
         return self.me.tx("result", s.round, [list(included), new_hash])

@@ -47,6 +47,8 @@ logger = logging.getLogger("fednode")
 
 T = TypeVar("T")
 READY_INTERVAL_S = 1.0
+DISCLOSURE_KEY = b"blame/disclosure/%d"
+"""Our `blame` for a round, synced when its blame phase starts: one per blame phase we took part in."""
 
 
 class RoundDriver:
@@ -73,6 +75,8 @@ class RoundDriver:
         """Every member's committed `eval` per round (at most N per committed round): the consortium accuracy."""
         self.applying_fetched = False
         """Set while blocks taken from a peer are applied: a round they open may be past (`join_found_open`)."""
+        self.disclosed_late: set[int] = set()
+        """Rounds whose stored blame disclosure we submitted again while suspended (`disclose_owed`)."""
         self.nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ contract events
@@ -86,7 +90,7 @@ class RoundDriver:
             self.timings.phase_started[(event.round, self.contract.state.phase)] = now
             logger.info("round %d opened at height %d", event.round, event.height)
             if self.index in event.participants and not self.applying_fetched:
-                self._join_round(event.round, event.participants, event.model_hash)
+                self._join_round(event.round, event.participants, event.model_hash, event.disputes)
         elif isinstance(event, rc.SecAggCommitted):
             sr = self.secure.get(event.round)
             if sr is not None:
@@ -97,6 +101,9 @@ class RoundDriver:
             self.record_eval(event)
         elif isinstance(event, rc.BlameStarted):
             self._on_blame_started(event, now)
+        elif isinstance(event, rc.LateVerdict):
+            logger.info("member %d disclosed late for round %d's blame phase: convicted %s, disputes %s",
+                        event.member, event.round, list(event.convicted), list(event.disputes))
         elif isinstance(event, (rc.ComplaintCommitted, rc.AnswerCommitted)):
             if isinstance(event, rc.AnswerCommitted):  # an abort waits after the last answer (`abort_wait`)
                 self.timings.phase_started[(event.round, "answered")] = now
@@ -137,7 +144,11 @@ class RoundDriver:
                        event.round, event.weight, event.coordinate)
         sr = self.secure.get(event.round)
         if sr is not None:
-            self.nursery.start_soon(self.submit, sr.on_blame_started(event), event.round)
+            outputs = sr.on_blame_started(event)
+            for out in outputs:
+                if isinstance(out, SubmitTx):  # synced first: a restart must not lose what the ledger may wait for
+                    self.store.put_sync(DISCLOSURE_KEY % event.round, out.raw)
+            self.nursery.start_soon(self.submit, outputs, event.round)
 
     def _on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> None:
         """A complaint against us is answered; an answer to ours gives us the dealer's shares (in block order)."""
@@ -154,8 +165,10 @@ class RoundDriver:
 
     # ------------------------------------------------------------------ joining
 
-    def _join_round(self, round_id: int, participants: tuple[int, ...], model_hash: bytes) -> None:
-        """Take part in an open round: keys (secure mode) and local training."""
+    def _join_round(self, round_id: int, participants: tuple[int, ...], model_hash: bytes,
+                    disputes: tuple[tuple[int, int], ...]) -> None:
+        """Take part in an open round: keys (secure mode) and local training; no pairwise mask between the pairs
+        the ledger held disputed when it opened."""
         assert self.nursery is not None
         if round_id in self.joined_rounds:
             return
@@ -165,7 +178,7 @@ class RoundDriver:
             if sr is None or sr.config_members != frozenset(participants):
                 self._join_secure_round(round_id, participants)
             if (sr := self.secure.get(round_id)) is not None:
-                sr.set_disputes(self.contract.state.disputes)  # before we mask: fixed by the verdicts so far
+                sr.set_disputes(disputes)  # before we mask: fixed by the verdicts before the open
             self.prepare_next_round(round_id + 1)
         self.nursery.start_soon(self.train_round, round_id, model_hash)
 
@@ -181,17 +194,33 @@ class RoundDriver:
         """
         s = self.contract.state
         if s.open and self.index in s.participants and self._can_still_contribute(s):
-            self._join_round(s.round, s.participants, s.model_hash)
+            self._join_round(s.round, s.participants, s.model_hash, s.disputes)  # no verdict since the open
         elif s.open and self.settings.contract.secure:
             # Too late for this round (its keys closed in the block that opened it, without ours), but not
             # for the next: without keys advertised ahead, we would miss that one too.
             self.prepare_next_round(s.round + 1)
+
+    def disclose_owed(self) -> None:
+        """Suspended for a blame phase we did not disclose in (we crashed or lagged): submit the disclosure we
+        stored when that phase started, once per run, so that the contract judges and releases us. Our pair keys
+        die with a restart, the disclosure (public once committed anyway) does not."""
+        assert self.nursery is not None
+        round_id = self.contract.state.suspended.get(self.index)
+        if round_id is None or round_id in self.disclosed_late:
+            return
+        raw = self.store.get(DISCLOSURE_KEY % round_id)
+        if raw is None:
+            return
+        self.disclosed_late.add(round_id)
+        logger.warning("suspended for round %d's blame phase: submitting the disclosure we stored", round_id)
+        self.nursery.start_soon(self.submit, [SubmitTx(raw)], round_id)
 
     def announce_presence(self) -> None:
         """Back after missing a round's first phase (the contract lists us absent, and no phase waits for us):
         say so with `ready`, once per round id and at most every READY_INTERVAL_S (a node catching up passes
         many past rounds in which it was absent), so that the phases from then on wait for us again."""
         assert self.nursery is not None
+        self.disclose_owed()
         round_id = self.contract.ready_round
         now = time.monotonic()
         last_round, last_at = self.ready_sent

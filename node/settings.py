@@ -15,6 +15,7 @@ from node.config import ConfigError, Genesis
 from node.contract_tx import clip_bound_micro
 from node.learning import LearningPlan
 from node.secure_round import ValidationSetup, Weighting, quant_params, validation_config_error
+from smpc.blame import sums_cannot_wrap
 from smpc.validation import SketchParams
 
 WINDOWS = {"complaint": 1.0, "answer": 2.1}
@@ -77,13 +78,16 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
                                       int(proto.get("request_timeout_factor", 2)))
     weighting = Weighting(clip_l2=float(sa.get("clip_l2", 10.0)), sample_cap=int(sa.get("sample_cap", 1000)))
     try:
-        quant_params(weighting, genesis.n)
+        sketch = SketchParams.for_clip(weighting.total_bound, width)
+        quant = quant_params(weighting, genesis.n, sketch if validate else None)
+        if validate and not sums_cannot_wrap(genesis.n, sketch, quant):
+            raise ValueError(f"N = {genesis.n} members' sketch entries (M = {sketch.max_norm_fixed:.4g}) could wrap a "
+                             f"blame's 32-bit bucket sums at any quantization: N (M + 1) / alpha >= 2^31")
         rule = RobustRule(**{"f": genesis.f, **val.get("rule", {})})
         if rule.persistence_ratio > 0:
             raise ValueError("validation.rule.persistence_ratio needs each member's history of direction statistics "
                              "on the ledger, which the daemon does not carry; scripts/evaluate_attacks.py measures it")
-        setup = ValidationSetup(validation_degree, SketchParams.for_clip(weighting.total_bound, width), rule,
-                                weighting.clip_l2)
+        setup = ValidationSetup(validation_degree, sketch, rule, weighting.clip_l2)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"genesis: secure_aggregation/validation: {exc}") from None
     params = rc.ContractParams(
@@ -91,7 +95,7 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
         initial_model_hash=plan.initial_model_hash, min_updates=int(proto.get("min_updates", genesis.quorum)),
         secure=secure, degree=degree, vector_length=plan.n_params + 1, validate=validate,
         validation_degree=validation_degree, faulty=genesis.f, exclude_late=deadline_s > censorship_s,
-        sketch_width=width,
+        sketch_width=width, sketch_scale_ratio=setup.sketch.scale / quant.scale if validate else 0.0,
         clip_bound_micro=clip_bound_micro(weighting.clip_l2) if validate and rule.clip_factor > 0 else 0)
     transport = str(proto.get("consensus_transport", "direct"))
     if transport not in ("gossip", "direct"):

@@ -6,13 +6,16 @@ parameters that fit the weighted vectors. Deterministic arithmetic; may call `sm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from smpc.blame import sums_cannot_wrap
 from smpc.quantize import QuantParams, clip_l2
+from smpc.validation import SketchParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,5 +48,11 @@ def apply_sum(global_vec: npt.NDArray[np.float32], total: npt.NDArray[np.float64
     return (global_vec.astype(np.float64) + total[:-1] / weight).astype(np.float32)
 
 
-def quant_params(weighting: Weighting, n_members: int) -> QuantParams:
-    return QuantParams.for_participants(weighting.total_bound, n_members)
+def quant_params(weighting: Weighting, n_members: int, sketch: SketchParams | None = None) -> QuantParams:
+    """The finest power-of-two quantization for which N clipped updates cannot wrap the ring; with validation
+    (`sketch`), also none for which a blame's bucket sums could (`smpc.blame.sums_cannot_wrap`: one halving at the
+    default slack)."""
+    quant = QuantParams.for_participants(weighting.total_bound, n_members)
+    while sketch is not None and quant.scale > 1 and not sums_cannot_wrap(n_members, sketch, quant):
+        quant = dataclasses.replace(quant, scale=quant.scale / 2)
+    return quant

@@ -29,8 +29,12 @@ If nobody fails their own check and every pair agrees (w_ij = w_ji, t_ij = t_ji)
 sum over S: the weights add up to the unmasked weight, and the members' sx_l to R(total), each within 1 of
 z_l[b*] / alpha, so the global check could not have failed at b*. So a failure with nobody convicted shows a
 pair that disagrees: a DISPUTE (i, j), where one end lies about s_ij, and which one cannot be told without
-revealing s_ij. Honest members never dispute with each other (both compute the same s_ij and PRG). A member of
-S that did not disclose is absent. Pure: no I/O, clock or randomness.
+revealing s_ij. Honest members never dispute with each other (both compute the same s_ij and PRG).
+
+Everything but the pair scalars is public once S is unmasked: each member's base scalars (`base_scalars`, which
+the `fail` carries and every replica confirms), its committed weight, and z_l[b*], so the verdict is a function of
+the ledger alone (`Ledger`, `verdict`). A member of S that did not disclose is absent from it; its disclosure,
+whenever it comes, is judged the same way (`judge_late`). Pure: no I/O, clock or randomness.
 """
 
 from __future__ import annotations
@@ -42,14 +46,18 @@ import numpy as np
 import numpy.typing as npt
 
 from smpc import field, shamir
-from smpc.errors import MalformedMessage
+from smpc.errors import InconsistentShares, MalformedMessage, NotEnoughShares
 from smpc.field import FieldArray, RingArray
 from smpc.prg import MaskGenerator
+from smpc.quantize import QuantParams
 from smpc.sketch import CountSketch
+from smpc.validation import SketchParams
 
 _RING = field.RING_MODULUS
 _PAIR_BYTES = 8
 _SHARE_BYTES = 8
+MISSING_SHARE = (1 << 64) - 1
+"""A disclosed share of z_l[b*] its holder does not have (l never dealt it a valid share): outside GF(p)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,7 @@ class PairScalars:
 @dataclass(frozen=True, slots=True)
 class Disclosure:
     """One node's signed blame disclosure: its pair scalars with every other member of S (if it is in S) and
-    its shares of z_l[b*] for every l in S (if it holds sketch shares)."""
+    its shares of z_l[b*] for every l in S (if it holds sketch shares; `MISSING_SHARE` for one it lacks)."""
 
     pairs: Mapping[int, PairScalars]
     shares: Mapping[int, int]
@@ -102,28 +110,25 @@ class Disclosure:
 
 @dataclass(frozen=True, slots=True)
 class BlameCase:
-    """Everything public after unmasking that the verdict needs (participant ids throughout)."""
+    """What unmasking S made public at every node and the base scalars are computed from (`base_scalars`, for the
+    `fail`), participant ids throughout."""
 
-    failure: Failure
-    survivors: frozenset[int]
     masked: Mapping[int, RingArray]
     self_seeds: Mapping[int, bytes]
     dropped_pair_seeds: Mapping[tuple[int, int], bytes]
     """(dropped d, survivor j) -> s_dj, as `smpc.masking.unmask_sum` takes them."""
-    weights: Mapping[int, int]
-    """Each survivor's committed quantized weight (signed)."""
-    scale_ratio: float
-    """alpha = sketch scale / quantization scale."""
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Who the disclosures name: members failing their own check, disagreeing pairs among the others, and the
-    survivors that did not disclose."""
+    """Who the disclosures name: members failing their own check, disagreeing pairs among the cleared, the
+    survivors that did not disclose, and those whose sketch check waits for z_l[b*] to decode (`undecided`:
+    neither cleared nor convicted, judged once more holders disclose, `judge_late`)."""
 
     convicted: tuple[int, ...]
     disputes: tuple[tuple[int, int], ...]
     absent: tuple[int, ...]
+    undecided: tuple[int, ...] = ()
 
     @property
     def names_anyone(self) -> bool:
@@ -160,8 +165,8 @@ def disclose(pair_seeds: Mapping[int, bytes], survivors: Iterable[int], row: Ske
     weight failed)."""
     survivors = frozenset(survivors)
     pairs = {j: pair_scalars(seed, row, generator) for j, seed in sorted(pair_seeds.items()) if j in survivors}
-    shares = {} if row is None else {owner: int(share[row.coordinate])
-                                     for owner, share in sorted(sketch_shares.items()) if owner in survivors}
+    shares = {} if row is None else {owner: int(sketch_shares[owner][row.coordinate]) if owner in sketch_shares
+                                     else MISSING_SHARE for owner in sorted(survivors)}
     return Disclosure(pairs, shares)
 
 
@@ -177,13 +182,14 @@ def check_disclosure(member: int, disclosure: Disclosure, survivors: frozenset[i
                      with_sketch: bool, disputed: Iterable[tuple[int, int]] = ()) -> None:
     """A disclosure must cover exactly the survivors its author shares a mask with (`paired_with`) and hold a
     share for every survivor (if its author holds sketch shares and a sketch coordinate failed), with every value
-    in range. Raises MalformedMessage naming the author."""
+    in range (a share in GF(p), or `MISSING_SHARE`). Raises MalformedMessage naming the author."""
     expected_pairs = set(paired_with(member, survivors, disputed))
     expected_shares = survivors if member in holders and with_sketch else frozenset()
     if set(disclosure.pairs) != expected_pairs or set(disclosure.shares) != expected_shares:
         raise MalformedMessage("blame disclosure does not cover exactly the survivors", member)
     scalars = [v for p in disclosure.pairs.values() for v in (p.weight, p.sketch)]
-    if not all(0 <= v < _RING for v in scalars) or not all(0 <= v < field.P for v in disclosure.shares.values()):
+    if not all(0 <= v < _RING for v in scalars) or \
+            not all(0 <= v < field.P or v == MISSING_SHARE for v in disclosure.shares.values()):
         raise MalformedMessage("blame disclosure holds a value out of range", member)
     if not with_sketch and any(p.sketch for p in disclosure.pairs.values()):
         raise MalformedMessage("blame disclosure holds sketch scalars although no sketch coordinate failed", member)
@@ -217,59 +223,111 @@ def decode_shares(data: bytes, owners: Iterable[int]) -> dict[int, int]:
     return {owner: int.from_bytes(data[8 * n : 8 * n + 8], "little") for n, owner in enumerate(ordered)}
 
 
-def decode_sketch_entries(disclosures: Mapping[int, Disclosure], holder_ids: Mapping[int, int],
-                          survivors: frozenset[int], degree: int, max_faulty: int) -> dict[int, int]:
-    """z_l[b*] for every survivor l, from the holders' disclosed shares: decided like the sketch sum, only by a
-    polynomial agreeing with t_v + 1 + f of them (`holder_ids`: member -> its Shamir x-coordinate). Raises
-    NotEnoughShares or InconsistentShares."""
-    owners = sorted(survivors)
-    points = {holder_ids[m]: field.as_field([d.shares[o] for o in owners])
-              for m, d in disclosures.items() if m in holder_ids and d.shares}
-    values = field.to_signed(shamir.reconstruct(points, degree, max_faulty).secret)
-    return dict(zip(owners, (int(v) for v in values), strict=True))
+def decode_sketch_entries(shares: Mapping[int, Mapping[int, int]], holder_ids: Mapping[int, int],
+                          survivors: Iterable[int], degree: int, max_faulty: int) -> dict[int, int]:
+    """z_l[b*] for every survivor l whose entry decodes from the holders' disclosed shares (`shares`: holder ->
+    owner -> share, `MISSING_SHARE` for one it lacks), each decided like the sketch sum, only by a polynomial
+    agreeing with t_v + 1 + f of them (`holder_ids`: member -> its Shamir x-coordinate). A survivor left out
+    is undecided: too few shares, or no such polynomial yet."""
+    entries = {}
+    for owner in sorted(survivors):
+        points = {holder_ids[h]: field.as_field([held[owner]]) for h, held in shares.items()
+                  if h in holder_ids and held.get(owner, MISSING_SHARE) != MISSING_SHARE}
+        try:
+            entries[owner] = int(field.to_signed(shamir.reconstruct(points, degree, max_faulty).secret)[0])
+        except (NotEnoughShares, InconsistentShares):
+            continue
+    return entries
 
 
-def own_check_passes(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
-                     sketch_entry: int | None, generator: MaskGenerator) -> bool:
-    """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
-    b* within one rounding of what its masked input, seed and pair scalars leave."""
-    weight, sketch = _unmasked_scalars(member, case, pairs, row, generator)
-    if weight != case.weights[member] % _RING:
-        return False
-    if row is None or sketch_entry is None:
-        return True
-    signed = sketch - _RING if sketch >= _RING // 2 else sketch
-    expected = case.scale_ratio * signed
-    return abs(expected - sketch_entry) <= 1 + 1e-9 * abs(expected)
-
-
-def _unmasked_scalars(member: int, case: BlameCase, pairs: Mapping[int, PairScalars], row: SketchRow | None,
-                      generator: MaskGenerator) -> tuple[int, int]:
-    """(omega_l, sx_l): the masked input's weight coordinate and sketch entry b* minus the self mask and every
-    pair mask, the pairs within S from the member's disclosure and those with dropped members recomputed."""
+def base_scalars(member: int, case: BlameCase, row: SketchRow | None, generator: MaskGenerator) -> PairScalars:
+    """The public part of member l's own check (what a `fail` carries, so that the verdict needs only the ledger):
+    y_l[last] and R(y_l) minus its self mask and its masks with dropped members, mod 2^32. Only the pairs within
+    S, which l discloses, are then missing from omega_l and sx_l."""
     masked = case.masked[member]
     weight, sketch = int(masked[-1]), row.apply(masked) if row is not None else 0
     removed = [(1, pair_scalars(case.self_seeds[member], row, generator))]
-    removed += [(_sign(member, j), scalars) for j, scalars in pairs.items()]
     removed += [(_sign(member, d), pair_scalars(seed, row, generator))
                 for (d, j), seed in sorted(case.dropped_pair_seeds.items()) if j == member]
     for sign, scalars in removed:
         weight -= sign * scalars.weight
         sketch -= sign * scalars.sketch
-    return weight % _RING, sketch % _RING
+    return PairScalars(weight % _RING, sketch % _RING)
 
 
-def verdict(case: BlameCase, disclosures: Mapping[int, Disclosure], sketch_entries: Mapping[int, int] | None,
-            row: SketchRow | None, generator: MaskGenerator) -> Verdict:
-    """Convicted members (failing their own check), disputed pairs among the others, and absent survivors.
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """What the verdict needs, all of it on the ledger: each survivor's public base scalars (`base_scalars`, from
+    the `fail`), its committed quantized weight (signed) and z_l[b*] (None when only the weight failed; a survivor
+    missing from it is undecided), and alpha = sketch scale / quantization scale."""
 
-    `disclosures` are the committed ones, each already checked by `check_disclosure`; `sketch_entries` the
-    survivors' z_l[b*] (`decode_sketch_entries`), None when only the weight failed."""
-    present = sorted(m for m in case.survivors if m in disclosures)
-    absent = tuple(sorted(case.survivors - set(present)))
-    convicted = tuple(m for m in present if not own_check_passes(
-        m, case, disclosures[m].pairs, row, None if sketch_entries is None else sketch_entries[m], generator))
-    cleared = [m for m in present if m not in convicted]
-    disputes = tuple((i, j) for n, i in enumerate(cleared) for j in cleared[n + 1 :]
-                     if j in disclosures[i].pairs and disclosures[i].pairs[j] != disclosures[j].pairs.get(i))
-    return Verdict(convicted, disputes, absent)
+    bases: Mapping[int, PairScalars]
+    weights: Mapping[int, int]
+    sketch_entries: Mapping[int, int] | None
+    scale_ratio: float
+
+
+def own_check_passes(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars]) -> bool | None:
+    """Member `member`'s check on its own disclosures (module docstring): its weight exactly, and its sketch entry
+    b* within one rounding of what its masked input, seed and pair scalars leave. None (undecided) when its weight
+    passes but its z_l[b*] is not decoded yet: never cleared for want of shares."""
+    base = ledger.bases[member]
+    weight, sketch = base.weight, base.sketch
+    for j, scalars in pairs.items():
+        weight -= _sign(member, j) * scalars.weight
+        sketch -= _sign(member, j) * scalars.sketch
+    if weight % _RING != ledger.weights[member] % _RING:
+        return False
+    if ledger.sketch_entries is None:
+        return True
+    if member not in ledger.sketch_entries:
+        return None
+    sketch %= _RING
+    signed = sketch - _RING if sketch >= _RING // 2 else sketch
+    expected = ledger.scale_ratio * signed
+    return abs(expected - ledger.sketch_entries[member]) <= 1 + 1e-9 * abs(expected)
+
+
+def disagreeing(member: int, pairs: Mapping[int, PairScalars], others: Mapping[int, Mapping[int, PairScalars]]
+                ) -> tuple[tuple[int, int], ...]:
+    """The pairs (i < j) in which `member`'s disclosed scalars differ from those of partners in `others`."""
+    return tuple(sorted((min(member, j), max(member, j)) for j in pairs
+                        if j in others and member in others[j] and pairs[j] != others[j][member]))
+
+
+def verdict(ledger: Ledger, disclosures: Mapping[int, Mapping[int, PairScalars]]) -> Verdict:
+    """Convicted members (failing their own check), disputed pairs among the others, and the survivors that did
+    not disclose (`absent`: the contract suspends them until they do, `judge_late`).
+
+    `disclosures`: each committed discloser's pair scalars, already checked by `check_disclosure`. Pure and
+    computed from ledger data alone, so every replica, restarted or not, finds the same."""
+    survivors = sorted(ledger.bases)
+    absent = tuple(m for m in survivors if m not in disclosures)
+    checks = {m: own_check_passes(m, ledger, disclosures[m]) for m in survivors if m in disclosures}
+    cleared = {m: disclosures[m] for m, passed in checks.items() if passed}
+    disputes = sorted({pair for m in cleared for pair in disagreeing(m, cleared[m], cleared)})
+    return Verdict(tuple(m for m, passed in checks.items() if passed is False), tuple(disputes), absent,
+                   tuple(m for m, passed in checks.items() if passed is None))
+
+
+def judge_late(member: int, ledger: Ledger, pairs: Mapping[int, PairScalars],
+               cleared: Mapping[int, Mapping[int, PairScalars]]) -> Verdict:
+    """A survivor judged after the verdict (it disclosed late, or its z_l[b*] decoded late): convicted if it fails
+    its own check, undecided if that still waits for z_l[b*], otherwise in dispute with every cleared partner (a
+    discloser that passed) whose scalars differ."""
+    passed = own_check_passes(member, ledger, pairs)
+    if passed is None:
+        return Verdict((), (), (), (member,))
+    if not passed:
+        return Verdict((member,), (), ())
+    return Verdict((), disagreeing(member, pairs, cleared), ())
+
+
+def sums_cannot_wrap(members: int, sketch: SketchParams, quant: QuantParams) -> bool:
+    """|S| (M + 1) / alpha < 2^31, |S| <= `members`: the parameter condition under which a failed identity is
+    always traced. A member that passes its own check has |sx_l| <= (|z_l[b*]| + 1) / alpha <= (M + 1) / alpha
+    (M bounds any coordinate of an honest sketch, `SketchParams.max_norm_fixed`), so if every member of S passes,
+    the sum of the sx_l, read over the integers, is within the signed 32-bit range, equals the identity's bucket
+    sum mod 2^32 read signed (`smpc.validation.identity_deviation`) and is within |S| roundings of the sketches'
+    sum: the identity could not have failed there."""
+    return members * (sketch.max_norm_fixed + 1) * quant.scale / sketch.scale < _RING // 2

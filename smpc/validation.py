@@ -52,6 +52,7 @@ from smpc.quantize import QuantParams, clip_and_round
 from smpc.sketch import CountSketch
 
 _SIGNED_FIELD_MAX = (field.P - 1) // 2
+_HALF_RING = field.RING_MODULUS // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +216,15 @@ def identity_deviation(
     accepted_count: int,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Per sketch coordinate: the accepted sketches' sum minus the sketch of the unmasked sum (in sketch units),
-    and the rounding it may differ by (one stochastic rounding below 1 per accepted sketch, plus float slack)."""
-    expected = sketch.apply(field.ring_view_signed(unmasked_total)) * (params.scale / quant.scale)
+    and the rounding it may differ by (one stochastic rounding below 1 per accepted sketch, plus float slack).
+
+    The sketch of the unmasked sum is taken bucket by bucket mod 2^32 and read signed: exactly the sum of the
+    members' own blame checks (`smpc.blame.own_check_passes`), so a failure here is always traced to a member or
+    a pair, never to a wrap that the own checks do not see (red team B9). Honest bucket sums never wrap:
+    `smpc.blame.sums_cannot_wrap`."""
+    exact = sketch.apply(field.ring_view_signed(unmasked_total))
+    wrapped = (exact + _HALF_RING) % (2 * _HALF_RING) - _HALF_RING
+    expected = wrapped * (params.scale / quant.scale)
     return sketch_sum - expected, accepted_count + 1e-9 * np.abs(expected)
 
 

@@ -1,5 +1,6 @@
-"""A replica's vote on the blame phase's closing transactions (`BlockValidator._blame_ok`): a `fail` only for the
-failure its own unmasking found, a `verdict` only for its own judgement, an abort only if it cannot judge either."""
+"""A replica's vote on a `fail` (`BlockValidator._failure_ok`): only for the failure its own unmasking found, with
+the same base scalars of S's members, from which the contract alone then computes the verdict; and on an abort of
+the unmask phase (`_unmask_abort_ok`): only if its own unmasking has neither a result nor a failure."""
 
 from __future__ import annotations
 
@@ -10,40 +11,99 @@ import trio
 
 from node import contract as rc
 from node.block_validation import BlockValidator
+from node.daemon import Daemon
+from node.rounds import DISCLOSURE_KEY, RoundDriver
+from node.secure_round import SubmitTx
+from tests.unit.test_contract import tx
+from tests.unit.test_contract_blame import S, disclosure, in_blame
+from tests.unit.test_contract_secure_phases import ALL
 
-FAILURE = rc.FailureCheck(1, b"m" * 32, ((0, b"d" * 32, 0),), False, 7)
+BASES = bytes(range(16))
+FAILURE = rc.FailureCheck(1, b"m" * 32, ((0, b"d" * 32, 0), (1, b"e" * 32, 0)), False, 7, BASES)
 
 
-def verdict_check(convicted: tuple[int, ...] = (3,), disputes: tuple[tuple[int, int], ...] = (),
-                  abort: bool = False) -> rc.VerdictCheck:
-    return rc.VerdictCheck(1, b"m" * 32, (), (0, 1, 2, 3), (0, 1, 2, 3), False, 7, (), convicted, disputes, 1, abort)
-
-
-def vote(check: rc.FailureCheck | rc.VerdictCheck, failure: object, judged: object) -> bool:
-    """The replica's vote with an aggregator whose unmasking found `failure` and whose judgement is `judged`."""
+def vote(check: rc.FailureCheck, failure: object) -> bool:
+    """The replica's vote with an aggregator whose unmasking found `failure`."""
     async def found(_check: object) -> object:
         return failure
 
-    async def judge(_check: object) -> object:
-        return judged
+    validator = BlockValidator.__new__(BlockValidator)
+    validator.aggregator = SimpleNamespace(failure=found)  # type: ignore[assignment]
+    return trio.run(validator._failure_ok, SimpleNamespace(height=9), check)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("ours", "ok"), [((False, 7, BASES), True), ((False, 8, BASES), False),
+                                          ((True, 7, BASES), False), ((False, 7, bytes(16)), False), (None, False)])
+def test_a_fail_gets_a_vote_only_for_the_failure_and_base_scalars_this_replica_found(ours: object, ok: bool) -> None:
+    """Another b*, weight flag, or any base scalar (which would convict an honest member or spare the culprit in the
+    ledger's verdict): refused."""
+    assert vote(FAILURE, ours) is ok
+
+
+@pytest.mark.parametrize(("result", "failure", "ok"), [(None, None, True), (b"h" * 32, None, False),
+                                                      (None, (False, 7, BASES), False)])
+def test_an_unmask_abort_gets_a_vote_only_from_a_replica_with_neither_a_result_nor_a_failure(
+        result: object, failure: object, ok: bool) -> None:
+    async def aggregate(_check: object, wait_s: float) -> object:
+        return result
 
     validator = BlockValidator.__new__(BlockValidator)
-    validator.aggregator = SimpleNamespace(failure=found, verdict=judge)  # type: ignore[assignment]
-    return trio.run(validator._blame_ok, SimpleNamespace(height=9), check)  # type: ignore[arg-type]
+    validator.aggregator = SimpleNamespace(aggregate=aggregate,  # type: ignore[assignment]
+                                           known_failure=lambda _round: failure)
+    validator.settings = SimpleNamespace(phase_deadline_s=1.0)  # type: ignore[assignment]
+    check = rc.UnmaskAbortCheck(1, b"m" * 32, FAILURE.included)
+    assert trio.run(validator._unmask_abort_ok, SimpleNamespace(height=9), check) is ok
 
 
-@pytest.mark.parametrize(("ours", "ok"), [((False, 7), True), ((False, 8), False), ((True, 7), False), (None, False)])
-def test_a_fail_gets_a_vote_only_for_the_failure_this_replica_found(ours: object, ok: bool) -> None:
-    assert vote(FAILURE, ours, None) is ok
+def work_pending(contract: rc.Contract) -> bool:
+    """`Daemon._work_pending` with no pending transaction and the phase just started."""
+    daemon = Daemon.__new__(Daemon)
+    daemon.contract = contract
+    daemon.mempool = SimpleNamespace(any_valid_now=lambda kinds=None: False)  # type: ignore[assignment]
+    daemon.timings = SimpleNamespace(phase_elapsed_s=lambda round_id, phase: 0.0)  # type: ignore[assignment]
+    daemon.settings = SimpleNamespace(phase_deadline_s=30.0)  # type: ignore[assignment]
+    daemon.transport = SimpleNamespace(net=None)  # type: ignore[assignment]
+    return daemon._work_pending()
 
 
-@pytest.mark.parametrize(("ours", "ok"), [(((3,), ()), True), (((0, 3), ()), False), (((), ()), False),
-                                          (((), ((0, 3),)), False), (None, False)])
-def test_a_verdict_gets_a_vote_only_if_it_is_this_replicas_judgement(ours: object, ok: bool) -> None:
-    """Naming an honest member (0), omitting the culprit (3), or turning its conviction into a dispute: refused."""
-    assert vote(verdict_check(), None, ours) is ok
+def test_a_due_verdict_is_pending_work_so_a_withholding_primary_is_replaced_before_the_deadline() -> None:
+    """Red team B6 (withholding): once every holder disclosed, the verdict is owed."""
+    d = in_blame()
+    assert not work_pending(d.c)
+    d.commit(*(disclosure(a, S) for a in ALL))
+    assert work_pending(d.c)
 
 
-def test_an_abort_of_the_blame_phase_gets_a_vote_only_from_a_replica_that_cannot_judge_either() -> None:
-    assert vote(verdict_check((), (), abort=True), None, None)
-    assert not vote(verdict_check((), (), abort=True), None, ((3,), ()))
+class _Store(dict):  # type: ignore[type-arg]
+    def put_sync(self, key: bytes, value: bytes) -> None:
+        self[key] = value
+
+
+def test_a_member_suspended_after_a_restart_submits_the_disclosure_it_stored_once() -> None:
+    """The brief's crashed honest member: its pair keys are gone after a restart, but the `blame` it stored when
+    the phase started is submitted again while it is suspended, and the contract releases it."""
+    d = in_blame()
+    stored = disclosure(2, S)
+    d.commit(*(disclosure(a, S) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    submitted: list[object] = []
+    driver = RoundDriver.__new__(RoundDriver)
+    driver.contract, driver.index, driver.disclosed_late = d.c, 2, set()
+    driver.store = _Store({DISCLOSURE_KEY % 1: stored})  # type: ignore[assignment]
+    driver.nursery = SimpleNamespace(start_soon=lambda fn, outputs, round_id: submitted.append(outputs))  # type: ignore[assignment]
+    driver.disclose_owed()
+    driver.disclose_owed()
+    assert submitted == [[SubmitTx(stored)]]
+    assert d.commit(stored) == [rc.LateVerdict(1, 2, (), ())] and d.s.suspended == {}
+    driver.disclose_owed()
+    assert len(submitted) == 1
+
+
+def test_our_disclosure_is_stored_before_it_is_submitted() -> None:
+    submitted: list[object] = []
+    driver = RoundDriver.__new__(RoundDriver)
+    driver.store = _Store()  # type: ignore[assignment]
+    driver.timings = SimpleNamespace(phase_started={})  # type: ignore[assignment]
+    driver.secure = {4: SimpleNamespace(on_blame_started=lambda event: [SubmitTx(b"ours")])}  # type: ignore[assignment]
+    driver.nursery = SimpleNamespace(start_soon=lambda fn, outputs, round_id: submitted.append(outputs))  # type: ignore[assignment]
+    driver._on_blame_started(rc.BlameStarted(4, S, ALL, False, 3, 9), 0.0)
+    assert driver.store == {DISCLOSURE_KEY % 4: b"ours"} and submitted == [[SubmitTx(b"ours")]]

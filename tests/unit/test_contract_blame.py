@@ -10,7 +10,7 @@ import pytest
 
 from node import contract as rc
 from smpc import blame, field
-from tests.unit.test_contract import M0, tx, validated_contract
+from tests.unit.test_contract import CHAIN, M0, tx, validated_contract, verify
 from tests.unit.test_contract_secure_phases import ALL, Driver
 
 S = (0, 1, 2)
@@ -27,44 +27,64 @@ def in_unmask(summed: tuple[int, ...] = ALL) -> Driver:
     return d
 
 
-def disclosure(author: int, summed: tuple[int, ...], with_sketch: bool = True, value: int = 0) -> bytes:
-    pairs = {j: blame.PairScalars(value, value if with_sketch else 0) for j in summed if j != author} \
-        if author in summed else {}
+def disclosure(author: int, summed: tuple[int, ...], with_sketch: bool = True, value: int = 0,
+               disputed: tuple[tuple[int, int], ...] = (), round_id: int = 1,
+               lie: dict[int, blame.PairScalars] | None = None) -> bytes:
+    """`author`'s `blame`: every pair scalar and share `value`, but the pairs in `lie`."""
+    pairs = {j: blame.PairScalars(value, value if with_sketch else 0)
+             for j in blame.paired_with(author, summed, disputed)} | (lie or {})
     shares = {owner: value for owner in summed} if with_sketch else {}
-    return tx("blame", author, 1, blame.encode_pairs(pairs), blame.encode_shares(shares))
+    return tx("blame", author, round_id, blame.encode_pairs(pairs), blame.encode_shares(shares))
 
 
-def in_blame(summed: tuple[int, ...] = S, weight: int = 0, coordinate: int = 3) -> Driver:
+def fail(d: Driver, weight: int = 0, coordinate: int = 3, off: tuple[int, ...] = (),
+         shift: dict[int, int] | None = None) -> bytes:
+    """The `fail` whose base scalars make every member of S with all-zero pair scalars pass its own check (its
+    committed weight; alpha = 0 and zero shares for the sketch), but the members `off` (their base weight off by
+    one) and those in `shift` (base weight moved by that much, which a matching pair lie offsets)."""
+    bases = {m: blame.PairScalars((d.s.weights[m] + (m in off) + (shift or {}).get(m, 0)) % field.RING_MODULUS, 0)
+             for m in d.s.expected}
+    return tx("fail", 0, d.s.round, weight, coordinate, blame.encode_pairs(bases))
+
+
+def in_blame(summed: tuple[int, ...] = S, weight: int = 0, coordinate: int = 3, off: tuple[int, ...] = (),
+             shift: dict[int, int] | None = None) -> Driver:
     d = in_unmask(summed)
-    d.commit(tx("fail", 0, 1, weight, coordinate))
+    d.commit(fail(d, weight, coordinate, off, shift))
     return d
 
 
-def test_a_fail_closes_unmask_into_blame_after_each_replica_confirms_the_failure() -> None:
+def test_a_fail_closes_unmask_into_blame_after_each_replica_confirms_the_failure_and_its_base_scalars() -> None:
     d = in_unmask(S)
-    fail = tx("fail", 0, 1, 1, 5)
+    failing = fail(d, 1, 5)
     entries = d.s.survivor_entries()
-    assert d.check(fail) == [rc.FailureCheck(1, M0, entries, True, 5)]
-    assert d.commit(fail) == [rc.BlameStarted(1, S, ALL, True, 5, d.s.height)]
+    bases = rc.parse_tx(failing, CHAIN, 4, verify).fields[2]
+    assert d.check(failing) == [rc.FailureCheck(1, M0, entries, True, 5, bases)]
+    assert d.commit(failing) == [rc.BlameStarted(1, S, ALL, True, 5, d.s.height)]
     assert (d.s.phase, d.s.expected, d.s.summed, d.s.failure, d.s.inputs) == ("blame", ALL, S, (1, 5), {})
+    assert d.s.bases == bases
     d2 = in_unmask(S)
-    assert d2.check(tx("fail", 0, 1, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None)]
+    assert d2.check(fail(d2, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None, bases)]
 
 
-@pytest.mark.parametrize(("fields", "why"), [((0, -1), "names no failure"), ((0, 8), "outside the sketch"),
-                                             ((2, 3), "malformed")])
-def test_a_fail_must_name_a_failure_within_the_sketch(fields: tuple[int, int], why: str) -> None:
+@pytest.mark.parametrize(("fields", "why"), [((0, -1, bytes(24)), "names no failure"),
+                                             ((0, 8, bytes(24)), "outside the sketch"),
+                                             ((2, 3, bytes(24)), "malformed"),
+                                             ((1, 3, bytes(16)), "base scalars: blame pairs of 16 bytes"),
+                                             ((1, -1, bytes(7) + b"\x01" + bytes(16)), "sketch base scalars")])
+def test_a_fail_must_name_a_failure_within_the_sketch_with_a_base_per_member_of_s(fields: tuple[int, int, bytes],
+                                                                                 why: str) -> None:
     in_unmask(S).refused(why, tx("fail", 0, 1, *fields))
 
 
 def test_a_fail_only_ends_a_validated_unmask_phase_and_only_from_the_proposer() -> None:
     d = in_unmask(S)
-    d.refused("authored by the block proposer", tx("fail", 1, 1, 1, -1))
+    d.refused("authored by the block proposer", tx("fail", 1, 1, 1, -1, bytes(24)))
     d = Driver(validated_contract()).to("validate")
-    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1))
+    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(24)))
     d = in_unmask(S)
     d.c.params = dataclasses.replace(d.c.params, validate=False)
-    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1))
+    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(24)))
 
 
 def test_disclosures_must_cover_exactly_s_and_r_needs() -> None:
@@ -83,47 +103,150 @@ def test_disclosures_must_cover_exactly_s_and_r_needs() -> None:
     weight_only.refused("sketch scalars although no sketch coordinate failed", tx("blame", 1, 1, lied, b""))
 
 
-def test_a_verdict_with_every_disclosure_is_checked_by_recomputation_and_convicts() -> None:
-    d = in_blame()
-    d.commit(*(disclosure(a, S) for a in ALL))
+LIE = {1: blame.PairScalars(1, 0)}
+"""Member 0's pair scalars with 1 off by one in the weight: with base shift {0: 1} its own check passes."""
+
+
+def test_the_verdict_is_the_ledgers_own_judgement_and_convicts() -> None:
+    """Member 2 fails its own check (convicted), member 0 lies about its pair with 1 to pass its own (dispute):
+    the contract computes this from the `fail`'s bases, the weights and the disclosures, and refuses any other."""
+    d = in_blame(off=(2,), shift={0: 1})
+    d.commit(disclosure(0, S, lie=LIE), *(disclosure(a, S) for a in (1, 2, 3)))
+    for convicted, disputes in (([], b""), ([2], b""), ([0, 2], b""), ([], bytes([0, 1])), ([1], bytes([0, 2]))):
+        d.refused("not the ledger's", tx("verdict", 0, 1, convicted, disputes))
     verdict = tx("verdict", 0, 1, [2], bytes([0, 1]))
-    check = d.check(verdict)
-    included = tuple((a, d.s.digests[a], 0) for a in S)
-    assert check == [rc.VerdictCheck(1, M0, included, S, ALL, False, 3, tuple(
-        (a, *d.s.disclosures[a]) for a in ALL), (2,), ((0, 1),), 1)]
+    assert d.check(verdict) == []
     assert d.commit(verdict) == [rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))]
-    assert (d.s.open, d.s.convicted, d.s.disputes, d.s.absent) == (False, (2,), ((0, 1),), ())
+    assert (d.s.open, d.s.convicted, d.s.disputes, d.s.absent, d.s.suspended) == (False, (2,), ((0, 1),), (), {})
     assert d.c.effective_faulty == 0 and d.c.min_inputs("validate") == 3
 
 
-def test_a_verdict_before_every_holder_disclosed_needs_the_deadline_and_makes_them_absent() -> None:
+def test_a_verdict_before_every_holder_disclosed_needs_the_deadline_suspends_s_and_makes_holders_absent() -> None:
     d = in_blame()
     d.commit(*(disclosure(a, S) for a in (0, 1, 3)))
     verdict = tx("verdict", 0, 1, [], b"")
     assert isinstance(d.check(verdict)[-1], rc.DeadlineCheck)
-    assert d.commit(verdict)[-1].missing == (2,)  # type: ignore[union-attr]
-    assert (d.s.absent, d.s.convicted) == ((2,), ())
+    assert d.commit(verdict)[-1].missing == ()  # type: ignore[union-attr]
+    assert (d.s.absent, d.s.convicted, d.s.suspended, set(d.s.pending)) == ((), (), {2: 1}, {1})
+    d = in_blame(summed=(0, 1, 3))
+    d.commit(*(disclosure(a, (0, 1, 3)) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    assert (d.s.absent, d.s.suspended, d.s.pending) == ((2,), {}, {})
 
 
-@pytest.mark.parametrize(("convicted", "disputes", "why"), [
-    ([3], b"", "outside S"), ([], bytes([1, 3]), "outside S"), ([1], bytes([0, 1]), "convicts a disputing one")])
-def test_a_verdict_names_only_members_of_s_and_never_convicts_a_disputing_one(convicted: list[int], disputes: bytes,
-                                                                             why: str) -> None:
+def sketch_liar_shares(author: int, value: int = 5) -> bytes:
+    """A holder's true disclosure when member 2's sketch entry is `value` (a constant polynomial): with alpha = 0,
+    member 2 fails its own sketch check, the others (entry 0) pass."""
+    pairs = {j: blame.PairScalars(0, 0) for j in blame.paired_with(author, S, ())}
+    shares = dict.fromkeys(S, value) if value == blame.MISSING_SHARE else {0: 0, 1: 0, 2: value}
+    return tx("blame", author, 1, blame.encode_pairs(pairs), blame.encode_shares(shares))
+
+
+def test_an_undecodable_sketch_entry_clears_nobody_and_its_silent_holders_owe_their_shares() -> None:
+    """Red team B3: z_l[b*] needs t_v + 1 + f_eff = 3 agreeing shares; with holders 0 and 1 only, no member of
+    S is cleared on the sketch (undecided, not fail-open: liar 2 withholds every share, `MISSING_SHARE`), and
+    silent holder 3 is suspended, not absent. Its late shares decode the entries: sketch liar 2 is convicted, 0
+    and 1 are cleared."""
     d = in_blame()
-    d.refused(why, tx("verdict", 0, 1, convicted, disputes))
+    d.commit(sketch_liar_shares(0), sketch_liar_shares(1), sketch_liar_shares(2, blame.MISSING_SHARE))
+    assert d.c.blame_judgement() == blame.Verdict((), (), (), (0, 1, 2))
+    d.commit(tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, d.s.absent, d.s.convicted) == ({3: 1}, (), ())
+    assert set(d.s.pending[1].undecided) == {0, 1, 2}
+    d.open(2)
+    assert d.s.expected == (0, 1, 2)
+    assert d.commit(sketch_liar_shares(3, 5)) == [rc.LateVerdict(1, 3, (2,), ())]
+    assert (d.s.convicted, d.s.suspended, d.s.pending) == ((2,), {}, {})
 
 
-def test_a_verdict_only_from_the_proposer_with_well_formed_disputes_and_an_abort_waits_and_is_judged() -> None:
+def test_a_silent_holder_outside_s_is_released_once_nobody_is_undecided() -> None:
+    """Holder 3 (outside S) owes its shares only while a member is undecided: once 2's late shares decode every
+    entry, 3 is released without disclosing."""
     d = in_blame()
-    assert d.check(tx("abort", 0, 1, "stuck")) == [rc.DeadlineCheck(1, "blame", 3),
-                                                   d.c.verdict_check((), (), abort=True)]
+    d.commit(disclosure(0, S), disclosure(1, S), tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, set(d.s.pending[1].undecided)) == ({2: 1, 3: 1}, {0, 1})
+    assert d.commit(disclosure(2, S)) == [rc.LateVerdict(1, 2, (), ())]
+    assert (d.s.suspended, d.s.pending, d.s.convicted) == ({}, {}, ())
+
+
+def test_a_holder_denied_a_dealers_shares_still_discloses_its_pairs_and_is_never_named() -> None:
+    """Red team B4: dealer 2 never sent holder 1 its shares. Holder 1 discloses its pair scalars and the shares it
+    has (`MISSING_SHARE` for 2's); 2's entry decodes from the other three; 0's lie with 1 is a dispute."""
+    d = in_blame(shift={0: 1})
+    partial = tx("blame", 1, 1, blame.encode_pairs({0: blame.PairScalars(0, 0), 2: blame.PairScalars(0, 0)}),
+                 blame.encode_shares({0: 0, 1: 0, 2: blame.MISSING_SHARE}))
+    d.commit(disclosure(0, S, lie=LIE), partial, disclosure(2, S), disclosure(3, S))
+    d.commit(tx("verdict", 0, 1, [], bytes([0, 1])))
+    assert (d.s.disputes, d.s.absent, d.s.suspended, d.s.convicted) == (((0, 1),), (), {}, ())
+
+
+def test_a_silent_liar_stays_out_until_its_late_disclosure_convicts_it() -> None:
+    """Red team B1: member 2 lied and does not disclose. Suspended, `ready` does not bring it back: every later
+    round runs without it and counts it among the faulty; its `blame`, whenever it comes, is judged."""
+    d = in_blame(off=(2,))
+    d.commit(*(disclosure(a, S) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, d.s.absent, d.c.effective_faulty) == ({2: 1}, (), 0)
+    d.refused("it is not absent", tx("ready", 2, 2))
+    d.open(2)
+    assert (d.s.expected, d.c.effective_faulty) == ((0, 1, 3), 0)
+    d.refused("not expected", *d.inputs("keys", (2,)))
+    d.refused("owes round 1's", disclosure(2, S, round_id=2))
+    d.refused("blame pairs of 8 bytes", tx("blame", 2, 1, bytes(8), b""))
+    events = d.commit(disclosure(2, S))
+    assert events == [rc.LateVerdict(1, 2, (2,), ())]
+    assert (d.s.convicted, d.s.suspended, d.s.pending) == ((2,), {}, {})
+    d.refused("but round 2 open", disclosure(2, S))
+
+
+def test_an_honest_member_that_discloses_late_is_released_and_takes_part_again() -> None:
+    d = in_blame()
+    d.commit(*(disclosure(a, S) for a in (0, 1, 3)), tx("verdict", 0, 1, [], b""))
+    d.open(2)
+    assert d.commit(disclosure(2, S)) == [rc.LateVerdict(1, 2, (), ())]
+    assert (d.s.convicted, d.s.disputes, d.s.suspended, d.s.pending, d.s.expected) == ((), (), {}, {}, (0, 1, 3))
+    d.commit(tx("abort", 0, 2, "too few"))
+    d.open(3)
+    assert d.s.expected == ALL
+
+
+def test_a_lie_parked_in_the_pair_with_a_silent_accomplice_is_a_dispute_when_the_accomplice_returns() -> None:
+    """Red team B1 part B: 0 lies about its pair with 2 and 2 stays silent. The verdict clears 0 but holds 2
+    suspended; 2's (true) late disclosure disagrees with 0's, a dispute."""
+    d = in_blame(shift={0: 1})
+    d.commit(disclosure(0, S, lie={2: blame.PairScalars(1, 0)}), *(disclosure(a, S) for a in (1, 3)),
+             tx("verdict", 0, 1, [], b""))
+    assert (d.s.suspended, d.s.disputes) == ({2: 1}, ())
+    assert d.commit(disclosure(2, S)) == [rc.LateVerdict(1, 2, (), ((0, 2),))]
+    assert (d.s.disputes, d.s.suspended) == (((0, 2),), {})
+
+
+def test_two_silent_members_pairs_are_compared_when_the_second_returns() -> None:
+    d = in_blame(shift={1: 1})
+    d.commit(disclosure(0, S), disclosure(3, S), tx("verdict", 0, 1, [], b""))
+    assert d.s.suspended == {1: 1, 2: 1}
+    assert d.commit(disclosure(1, S, lie={2: blame.PairScalars(1, 0)})) == [rc.LateVerdict(1, 1, (), ())]
+    assert d.commit(disclosure(2, S)) == [rc.LateVerdict(1, 2, (), ((1, 2),))]
+    assert (d.s.disputes, d.s.pending) == (((1, 2),), {})
+
+
+def test_an_abort_of_the_unmask_phase_waits_the_deadline_and_each_replica_judges_it() -> None:
+    """Red team B6, unmask half: a primary holding back a due `fail` (or `result`) cannot turn it into an unnamed
+    abort; a replica votes for the abort only if its own unmasking has neither (`UnmaskAbortCheck`)."""
+    d = in_unmask(S)
+    assert d.check(tx("abort", 0, 1, "stuck")) == [rc.DeadlineCheck(1, "unmask"),
+                                                   rc.UnmaskAbortCheck(1, M0, d.s.survivor_entries())]
+
+
+def test_a_verdict_only_from_the_proposer_with_well_formed_disputes_and_never_an_abort() -> None:
+    """Red team B6 (blame phase): the verdict is always computable from the ledger, so nothing may abort it."""
+    d = in_blame()
+    d.refused("abort of a blame phase", tx("abort", 0, 1, "stuck"))
     d.refused("authored by the block proposer", tx("verdict", 1, 1, [], b""))
     for bad in (bytes([0, 1, 2]), bytes([1, 0]), bytes([0, 1, 0, 1]), bytes([1, 2, 0, 3]), bytes([0, 4])):
         d.refused("sorted, distinct pairs i < j of members", tx("verdict", 0, 1, [], bad))
 
 
 def test_the_convicted_are_expected_in_no_phase_of_later_rounds_and_count_among_the_faulty() -> None:
-    d = in_blame()
+    d = in_blame(off=(1,))
     d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], b""))
     assert (d.s.convicted, d.s.absent, d.c.effective_faulty) == ((1,), (), 0)
     d.open(2)
@@ -140,16 +263,18 @@ def test_the_convicted_are_expected_in_no_phase_of_later_rounds_and_count_among_
 
 
 def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -> None:
-    d = in_blame()
-    d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [], bytes([0, 2])))
+    d = in_blame(shift={0: 1})
+    d.commit(disclosure(0, S, lie={2: blame.PairScalars(1, 0)}), *(disclosure(a, S) for a in (1, 2, 3)),
+             tx("verdict", 0, 1, [], bytes([0, 2])))
     assert (d.s.convicted, d.s.disputes) == ((), ((0, 2),))
-    d.commit(tx("open", 0, 2, M0, list(ALL)))
+    opened = d.commit(tx("open", 0, 2, M0, list(ALL)))
+    assert opened == [rc.RoundOpened(2, ALL, M0, d.s.height, ((0, 2),))]  # red team B12: fixed at the open
     while d.s.phase != "validate":
         d.close(d.s.phase, d.s.expected)
-    d.commit(*d.inputs("validate", d.s.expected), tx("accept", 0, 2, list(S), [], 0), tx("fail", 0, 2, 1, -1))
-    disclosures = [tx("blame", a, 2, blame.encode_pairs({j: blame.PairScalars(0, 0)
-                                                         for j in blame.paired_with(a, S, d.s.disputes)}), b"")
-                   for a in ALL]
+    d.commit(*d.inputs("validate", d.s.expected), tx("accept", 0, 2, list(S), [], 0))
+    d.commit(fail(d, 1, -1, shift={2: -1}))
+    disclosures = [disclosure(a, S, with_sketch=False, disputed=d.s.disputes, round_id=2,
+                              lie={1: blame.PairScalars(1, 0)} if a == 2 else None) for a in ALL]
     d.refused("blame pairs of 16 bytes, expected 8", tx("blame", 0, 2, bytes(16), b""))
     outcome = d.commit(*disclosures, tx("verdict", 0, 2, [], bytes([1, 2])))[-1]
     assert outcome == rc.RoundOutcome(2, False, (), M0, d.s.height, convicted=(2,), disputes=((1, 2),))
@@ -157,10 +282,21 @@ def test_a_member_in_disputes_with_more_than_f_distinct_members_is_convicted() -
 
 
 def test_a_member_convicted_after_its_keys_ran_ahead_is_not_expected_when_the_next_round_takes_them_over() -> None:
-    d = in_blame()
+    d = in_blame(off=(1,))
     d.commit(*d.inputs("keys", ALL, round_id=2), tx("close", 0, 2, "keys"))
     d.commit(*d.inputs("shares", ALL, round_id=2), tx("close", 0, 2, "shares"))
     d.commit(*(disclosure(a, S) for a in ALL), tx("verdict", 0, 1, [1], b""))
+    d.open(2)
+    assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
+    d.refused("not expected", *d.inputs("inputs", (1,)))
+
+
+def test_a_member_suspended_after_its_keys_ran_ahead_is_not_expected_when_the_next_round_takes_them_over() -> None:
+    d = in_blame()
+    d.commit(*d.inputs("keys", ALL, round_id=2), tx("close", 0, 2, "keys"))
+    d.commit(*d.inputs("shares", ALL, round_id=2), tx("close", 0, 2, "shares"))
+    d.commit(*(disclosure(a, S) for a in (0, 2, 3)), tx("verdict", 0, 1, [], b""))
+    assert d.s.suspended == {1: 1}
     d.open(2)
     assert (d.s.phase, d.s.u1, d.s.expected) == ("inputs", ALL, (0, 2, 3))
     d.refused("not expected", *d.inputs("inputs", (1,)))

@@ -6,7 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 from node import contract as rc
+from node.contract_state import PendingBlame
+from smpc import blame
 from tests.unit.test_contract import CHAIN, M0
+
+PENDING = PendingBlame((0, 2), (0, 1, 2), (), True, blame.Ledger({}, {}, None, 0.5), 1, {1: {0: 5}},
+                       {0: {2: blame.PairScalars(0, 0)}}, {}, {2})
 
 
 def params(**changes: object) -> rc.ContractParams:
@@ -33,14 +38,20 @@ def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
         eval_rows={0: 9}, dealt_hashes={1: {2: b"h"}}, complaints={(1, 2): "open"}, channel_keys={1: b"k"},
         dealt_digests={2: b"g"}, answers={(1, 2): b"a"}, answered_height=8, liars=(2,), clip_bound_micro=5,
         next_clip_bound_micro=4, holders=(0, 1), summed=(1,), failure=(1, 3), disclosures={1: (b"p", b"s")},
-        convicted=(3,), disputes=((0, 1),))
+        convicted=(3,), disputes=((0, 1),), bases=b"b", suspended={2: 1}, pending={1: PENDING})
     assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(state)
                if f.default is not dataclasses.MISSING), "every plain field differs from its default"
     copy = state.copy()
     assert copy == state
     for name in ("inputs", "digests", "weights", "seed_commitments", "rejections", "ahead_inputs", "absent_since",
-                 "eval_rows", "dealt_hashes", "complaints", "channel_keys", "dealt_digests", "answers", "disclosures"):
+                 "eval_rows", "dealt_hashes", "complaints", "channel_keys", "dealt_digests", "answers", "disclosures",
+                 "suspended", "pending"):
         getattr(copy, name)[7] = None
+    copy.pending[1].awaiting.add(1)
+    copy.pending[1].cleared[0][3] = blame.PairScalars(1, 1)
+    copy.pending[1].shares[1][2] = 3
+    copy.pending[1].undecided[0] = {}
+    assert state.pending[1] == PENDING
     copy.outcomes.append(outcome)
     copy.evals[2][1] = (0, 1)
     assert copy != state and state.inputs == {1: (b"i", 2)} and state.evals == {2: {0: (5, 9)}}

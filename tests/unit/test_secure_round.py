@@ -46,15 +46,17 @@ class Cluster:
                  length: int = L, width: int = 200) -> None:
         self.n, self.seed = n, seed
         self.keys = [SigningKey(bytes([seed % 256, i + 1]) * 16) for i in range(n)]
-        self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
-                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
-                                        validate=validate, validation_degree=validation_degree,
-                                        exclude_late=True, sketch_width=width)
-        self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.weighting = Weighting(clip_l2=10.0, sample_cap=100)
         self.setup = ValidationSetup(validation_degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=(n - 1) // 3)) if validate else None
-        self.quant = quant_params(self.weighting, n)
+        self.quant = quant_params(self.weighting, n, self.setup.sketch if self.setup is not None else None)
+        self.params = rc.ContractParams(CHAIN, n, rounds=rounds, initial_model_hash=b"\x00" * 32, min_updates=3,
+                                        secure=True, degree=n - 3 if validate else n - 2, vector_length=length + 1,
+                                        validate=validate, validation_degree=validation_degree,
+                                        exclude_late=True, sketch_width=width,
+                                        sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale
+                                        if self.setup is not None else 0.0)
+        self.contracts = [rc.Contract(self.params, self.verify) for _ in range(n)]
         self.rounds: dict[int, SecureRound] = {}
         self.next_rounds: dict[int, SecureRound] = {}
         """Each node's SecureRound for the round after the open one, if it prepared it (its keys ahead)."""
@@ -120,7 +122,7 @@ class Cluster:
         if isinstance(event, rc.RoundOpened):
             if i in self.next_rounds and self.next_rounds[i].round == event.round:
                 self.rounds[i] = self.next_rounds.pop(i)  # its keys went ahead, as `RoundDriver.prepare_next_round`
-                self.rounds[i].set_disputes(self.contracts[i].state.disputes)  # as `RoundDriver._join_round`
+                self.rounds[i].set_disputes(event.disputes)  # as `RoundDriver._join_round`
                 return
             self.rounds[i] = SecureRound(self.params, event, i, self.sign(i), self.verify,
                                          self.rand(i, event.round), self.quant, self.setup)

@@ -9,14 +9,18 @@ import dataclasses
 import numpy as np
 import pytest
 
+from node.weighting import Weighting, quant_params
 from smpc import field
 from smpc.blame import (
+    MISSING_SHARE,
     BlameCase,
     Disclosure,
     Failure,
+    Ledger,
     PairScalars,
     SketchRow,
     Verdict,
+    base_scalars,
     check_disclosure,
     decode_pairs,
     decode_shares,
@@ -24,8 +28,10 @@ from smpc.blame import (
     disclose,
     encode_pairs,
     encode_shares,
+    judge_late,
     locate_failure,
     paired_with,
+    sums_cannot_wrap,
     verdict,
 )
 from smpc.errors import MalformedMessage
@@ -81,6 +87,8 @@ class BlameRound:
         lied = vector.copy()
         if lie == "identity":
             lied[:-1] += np.uint32(LIE)
+        elif lie == "wrap":
+            lied[:-1] += np.uint32(1 << 31)
         else:
             lied[-1] += np.uint32(5)
         return lied
@@ -106,10 +114,9 @@ class BlameRound:
                                                   len(survivors))
         return locate_failure(weight_ok, deviation, tolerance)
 
-    def case(self, failure: Failure) -> BlameCase:
-        return BlameCase(failure, self.survivors, {i: self.masked[i] for i in self.survivors},
-                         {i: self.self_seeds[i] for i in self.survivors}, self.dropped_pair_seeds(),
-                         {i: self.weights[i] for i in self.survivors}, self.params.scale / self.quant.scale)
+    def case(self) -> BlameCase:
+        return BlameCase({i: self.masked[i] for i in self.survivors}, {i: self.self_seeds[i] for i in self.survivors},
+                         self.dropped_pair_seeds())
 
     def row(self, failure: Failure) -> SketchRow | None:
         return None if failure.coordinate is None else SketchRow.of(self.sketch, failure.coordinate)
@@ -124,9 +131,22 @@ class BlameRound:
         row = self.row(failure)
         for member, disclosure in disclosures.items():
             check_disclosure(member, disclosure, self.survivors, frozenset(self.ids), row is not None, self.disputed)
-        entries = None if row is None else decode_sketch_entries(disclosures, {m: m for m in self.ids},
-                                                                 self.survivors, DEGREE, F)
-        return verdict(self.case(failure), disclosures, entries, row, self.generator)
+        entries = None if row is None else decode_sketch_entries(
+            {m: d.shares for m, d in disclosures.items()}, {m: m for m in self.ids}, self.survivors, DEGREE, F)
+        return verdict(self.ledger(failure, entries), {m: d.pairs for m, d in disclosures.items()
+                                                       if m in self.survivors})
+
+    def ledger(self, failure: Failure, entries: dict[int, int] | None) -> Ledger:
+        """What the `fail` and the committed weights and shares put on the ledger."""
+        case, row = self.case(), self.row(failure)
+        bases = {m: base_scalars(m, case, row, self.generator) for m in sorted(self.survivors)}
+        return Ledger(bases, {i: self.weights[i] for i in self.survivors}, entries,
+                      self.params.scale / self.quant.scale)
+
+    def entries(self, failure: Failure) -> dict[int, int] | None:
+        disclosures = self.disclosures(failure)
+        return None if failure.coordinate is None else decode_sketch_entries(
+            {m: d.shares for m, d in disclosures.items()}, {m: m for m in self.ids}, self.survivors, DEGREE, F)
 
 
 def lie_about_pair(r: BlameRound, failure: Failure, disclosures: dict[int, Disclosure], liar: int,
@@ -173,14 +193,31 @@ def test_a_lie_about_a_pair_mask_to_pass_its_own_check_is_a_dispute_with_that_pa
     assert (result.convicted, result.disputes, result.absent) == ((), ((4, 6),), ())
 
 
-def test_a_member_that_does_not_disclose_is_absent() -> None:
+def test_a_member_that_does_not_disclose_is_absent_and_its_late_disclosure_is_judged_on_the_ledger() -> None:
+    """Red team B1: silence only defers the judgement (the contract suspends the silent member meanwhile)."""
     r = BlameRound(seed=4, liar=2)
     failure = r.failure()
     assert failure is not None
     disclosures = r.disclosures(failure)
-    del disclosures[2]
+    late = disclosures.pop(2)
     result = r.judge(failure, disclosures)
     assert (result.convicted, result.disputes, result.absent) == ((), (), (2,))
+    cleared = {m: d.pairs for m, d in disclosures.items() if m in r.survivors}
+    assert judge_late(2, r.ledger(failure, r.entries(failure)), late.pairs, cleared) == Verdict((2,), (), ())
+
+
+def test_a_lie_parked_in_the_pair_with_a_silent_accomplice_is_a_dispute_once_the_accomplice_discloses() -> None:
+    """Red team B1 part B: liar 3 moves its lie into its pair with 5, which stays silent; 5's late (true)
+    disclosure disagrees with 3's."""
+    r = BlameRound(seed=12, liar=3)
+    failure = r.failure()
+    assert failure is not None
+    disclosures = r.disclosures(failure)
+    lie_about_pair(r, failure, disclosures, liar=3, partner=5, field_name="sketch")
+    late = disclosures.pop(5)
+    assert r.judge(failure, disclosures) == Verdict((), (), (5,))
+    cleared = {m: d.pairs for m, d in disclosures.items() if m in r.survivors}
+    assert judge_late(5, r.ledger(failure, r.entries(failure)), late.pairs, cleared) == Verdict((), ((3, 5),), ())
 
 
 def test_dropped_members_pairs_are_recomputed_not_disclosed() -> None:
@@ -275,3 +312,57 @@ def test_disclosures_round_trip_and_malformed_ones_are_refused() -> None:
     for member, disclosure, with_sketch in bad:
         with pytest.raises(MalformedMessage):
             check_disclosure(member, disclosure, survivors, holders, with_sketch)
+
+
+def test_a_holder_missing_the_liars_share_still_discloses_its_pairs_so_the_pair_lie_is_a_dispute() -> None:
+    """Red team B4: liar 3 withheld holder 4's sketch shares and hides its lie in its pair with 4. Holder 4
+    discloses its pairs and `MISSING_SHARE` for 3; 3's entry decodes from the others."""
+    r = BlameRound(seed=21, liar=3)
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    disclosures = r.disclosures(failure)
+    disclosures[4] = Disclosure(disclosures[4].pairs, {**disclosures[4].shares, 3: MISSING_SHARE})
+    lie_about_pair(r, failure, disclosures, liar=3, partner=4, field_name="sketch")
+    assert r.judge(failure, disclosures) == Verdict((), ((3, 4),), ())
+
+
+def test_undecodable_entries_leave_everyone_undecided_until_the_missing_shares_come() -> None:
+    """Red team B3: liar 3 and accomplice 5 disclose junk shares and honest 6 and 7 are slow: 3 honest shares and
+    2 junk ones do not decode at t_v + 1 + f = 4 agreeing, so nobody is cleared on the sketch (no fail-open).
+    Once 6's shares land, the entries decode and the liar is convicted."""
+    r = BlameRound(seed=22, liar=3)
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    disclosures = r.disclosures(failure)
+    for junk in (3, 5):
+        disclosures[junk] = Disclosure(disclosures[junk].pairs, {o: (7919 * junk * o) % field.P for o in r.ids})
+    late = {m: disclosures.pop(m) for m in (6, 7)}
+    assert r.judge(failure, disclosures) == Verdict((), (), (6, 7), (1, 2, 3, 4, 5))
+    disclosures[6] = late[6]
+    entries = decode_sketch_entries({m: d.shares for m, d in disclosures.items()}, {m: m for m in r.ids},
+                                    r.survivors, DEGREE, F)
+    assert set(entries) == r.survivors
+    ledger = r.ledger(failure, entries)
+    assert judge_late(3, ledger, disclosures[3].pairs, {}) == Verdict((3,), (), ())
+    assert all(judge_late(m, ledger, disclosures[m].pairs, {}) == Verdict((), (), ()) for m in (1, 2, 4, 5, 6))
+
+
+@pytest.mark.parametrize("seed", range(200, 216))
+def test_a_liar_wrapping_coordinates_by_2_to_the_31_is_convicted(seed: int) -> None:
+    """Red team B9: the liar adds 2^31 to every coordinate it masks, without knowing the sketch. Its own check
+    moves by 2^31 at buckets with an odd number of coordinates only; the identity, on bucket sums mod 2^32 read
+    signed (the same arithmetic), fails exactly there, so b* is such a bucket and the liar fails its check."""
+    r = BlameRound(seed=seed, liar=3, lie="wrap")
+    failure = r.failure()
+    assert failure is not None and failure.coordinate is not None
+    assert r.judge(failure, r.disclosures(failure)) == Verdict((3,), (), ())
+
+
+def test_the_wrap_condition_needs_quantization_sized_for_it_which_validated_rounds_get() -> None:
+    """|S| (M + 1) / alpha < 2^31 fails with quantization sized for N clipped updates alone (the slack lets a
+    sketch entry reach twice the clip), and holds once `node.weighting.quant_params` sizes it for the sketch."""
+    weighting = Weighting(clip_l2=10.0, sample_cap=1000)
+    for n in (4, 7, 18, 64):
+        sketch = SketchParams.for_clip(weighting.total_bound, 1000)
+        assert not sums_cannot_wrap(n, sketch, quant_params(weighting, n))
+        assert sums_cannot_wrap(n, sketch, quant_params(weighting, n, sketch))

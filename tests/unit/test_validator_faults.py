@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from node import contract as rc
+from node.contract_membership import disclosure_of
 from node.faults import LIE_IDENTITY_SHIFT, Faults
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
-from smpc.blame import PairScalars, SketchRow, encode_pairs
+from smpc.blame import MISSING_SHARE, PairScalars, SketchRow, decode_shares, encode_pairs
 from smpc.errors import InconsistentShares, NotEnoughShares
 from tests.unit.test_secure_round import CHAIN, Cluster, L
 
@@ -119,26 +120,30 @@ def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_
 def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster], None] = lambda c: None
           ) -> rc.RoundOutcome:
     """Unmasking fails at every honest node, identically: commit the `fail` they find, the disclosures the
-    `BlameStarted` event made every holder submit, and the `verdict` every honest node computes (each checks
-    the other's, as `BlockValidator._blame_ok`). Returns the round's outcome."""
+    `BlameStarted` event made every holder submit, and the `verdict` the ledger gives (`blame_judgement`: the
+    contract refuses any other). Returns the round's outcome."""
     honest = sorted(c.alive - {LIAR})
     for i in honest:
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
-    (failure,) = {c.rounds[i].failure for i in honest}
-    assert failure is not None
-    fail = c.tx("fail", [int(failure.weight), -1 if failure.coordinate is None else failure.coordinate], round_id)
-    c.commit(fail)
+    c.commit(c.tx("fail", fail_fields(c), round_id))
     tamper(c)
     c.commit()
     contract = c.contracts[0]
     assert contract.state.phase == "blame" and set(contract.state.disclosures) == set(contract.state.holders)
-    (judged,) = {c.rounds[i].blame_verdict(contract.verdict_check((), ())) for i in honest}
-    assert judged is not None
-    c.commit(c.tx("verdict", [list(judged[0]), rc.encode_disputes(judged[1])], round_id))
+    judged = contract.blame_judgement()
+    c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)], round_id))
     outcome = contract.state.outcomes[-1]
     assert not outcome.committed and outcome.round == round_id
     return outcome
+
+
+def fail_fields(c: FaultyCluster) -> list[object]:
+    """The `fail` every honest node's unmasking gives, identically (`FailureCheck`): weight flag, b*, bases."""
+    (found,) = {c.rounds[i].failure_fields() for i in sorted(c.alive - {LIAR})}
+    assert found is not None
+    weight, coordinate, bases = found
+    return [int(weight), -1 if coordinate is None else coordinate, bases]
 
 
 def validated_round(c: FaultyCluster, round_id: int, updates: dict[int, np.ndarray]) -> tuple[int, ...]:
@@ -216,7 +221,8 @@ def lie_to(partner: int) -> Callable[[FaultyCluster], None]:
         for k, raw in enumerate(c.mempool):
             tx = contract.parse(raw)
             if tx.kind == "blame" and tx.author == LIAR:
-                disclosure = contract.disclosure_of(LIAR, tx.fields[0], tx.fields[1])  # type: ignore[arg-type]
+                disclosure = disclosure_of(LIAR, tx.fields[0], tx.fields[1], contract.state.summed,  # type: ignore[arg-type]
+                                           contract.state.disputes)
                 true = disclosure.pairs[partner]
                 pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
                 c.mempool[k] = rc.make_tx(CHAIN, "blame", LIAR, tx.round, [encode_pairs(pairs), tx.fields[1]],
@@ -244,21 +250,34 @@ def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convic
     assert c.contracts[0].state.disputes == ((0, LIAR), (LIAR, 5), (LIAR, 6))
 
 
-def test_a_replica_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
+def test_the_contract_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
     c, _ = run("lie-identity")
     c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
     for i in sorted(c.alive - {LIAR}):
         with pytest.raises(LinearIdentityFailed):
             c.rounds[i].try_sum(deadline_passed=False)
-    failure = c.rounds[0].failure
-    assert failure is not None and failure.coordinate is not None
-    c.commit(c.tx("fail", [int(failure.weight), failure.coordinate]))
+    c.commit(c.tx("fail", fail_fields(c)))
     c.commit()
-    contract = c.contracts[0]
     for convicted, disputes in [((), ()), ((0,), ()), ((0, LIAR), ()), ((), ((0, LIAR),))]:
-        check = contract.verdict_check(convicted, disputes)
-        for i in sorted(c.alive - {LIAR}):
-            assert c.rounds[i].blame_verdict(check) != (check.convicted, check.disputes), (convicted, disputes, i)
+        with pytest.raises(rc.TxError, match="not the ledger's"):
+            c.commit(c.tx("verdict", [list(convicted), rc.encode_disputes(disputes)]))
+    c.commit(c.tx("verdict", [[LIAR], b""]))
+    assert c.contracts[0].state.convicted == (LIAR,)
+
+
+def test_a_replica_that_restarted_after_the_fail_computes_the_same_verdict() -> None:
+    """Red team B10: the verdict needs no unmasking state, only the ledger (here a copy of the contract state
+    with no secure round behind it)."""
+    c, _ = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    for i in sorted(c.alive - {LIAR}):
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+    c.commit(c.tx("fail", fail_fields(c)))
+    c.commit()
+    restarted = rc.Contract(c.contracts[0].params, c.contracts[0].verify)
+    restarted.state = c.contracts[0].state.copy()
+    assert restarted.blame_judgement().convicted == (LIAR,)
 
 
 def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
@@ -270,3 +289,20 @@ def test_junk_reveals_are_corrected_and_their_sender_named() -> None:
         total = c.rounds[i].try_sum(deadline_passed=False)
         assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
         assert c.rounds[i].result.lying_revealers == {LIAR + 1}  # type: ignore[union-attr]
+
+
+def test_a_holder_lacking_the_liars_sketch_shares_still_discloses_and_the_liar_is_convicted() -> None:
+    """Red team B4 at the shell: honest holder 0 never got LIAR's shares. Its `blame` still carries its pair
+    scalars and the shares it has (`MISSING_SHARE` for LIAR's), so it is neither absent nor suspended."""
+    c, _ = run("lie-identity")
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    for i in sorted(c.alive - {LIAR}):
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+    c.rounds[0]._dealt.pop(LIAR)
+    c.commit(c.tx("fail", fail_fields(c)))
+    c.commit()
+    state = c.contracts[0].state
+    assert 0 in state.disclosures and decode_shares(state.disclosures[0][1], state.summed)[LIAR] == MISSING_SHARE
+    judged = c.contracts[0].blame_judgement()
+    assert (judged.convicted, judged.absent, judged.undecided) == ((LIAR,), (), ())
