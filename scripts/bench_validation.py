@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import hashlib
 import json
 import os
@@ -139,9 +140,10 @@ class Round:
                                         vector_length=length + 1, validate=True, validation_degree=degree,
                                         sketch_width=width)
         self.weighting = Weighting(clip_l2=10.0, sample_cap=1000)
-        self.quant = quant_params(self.weighting, nodes)
         self.setup = ValidationSetup(degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=f, factor=2.0))
+        self.quant = quant_params(self.weighting, nodes, self.setup.sketch)  # as the daemon's validated rounds
+        self.params = dataclasses.replace(self.params, sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(nodes)]
         self.rounds: dict[int, SecureRound] = {}
         self.seed = seed

@@ -162,7 +162,9 @@ class ProtocolRound:
         self.params = dataclasses.replace(self.params, clip_bound_micro=ceiling)
         self.clip_bound_micro = ceiling
         """The round's per-round bound B on the ledger (C in the first round, then each accept's next bound); 0: none."""
-        self.quant = quant_params(self.weighting, n)
+        self.quant = quant_params(self.weighting, n, self.setup.sketch if self.setup is not None else None)
+        if self.setup is not None:  # as the daemon's validated rounds (`node.settings.round_settings`)
+            self.params = dataclasses.replace(self.params, sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale)
         self.seed = seed
         self.rejections: dict[int, int] = {}
         """Rejections per member over the rounds run so far: each round has its own contract, so the
