@@ -189,6 +189,10 @@ def test_a_silent_liar_stays_out_until_its_late_disclosure_convicts_it() -> None
     d.open(2)
     assert (d.s.expected, d.c.effective_faulty) == ((0, 1, 3), 0)
     d.refused("not expected", *d.inputs("keys", (2,)))
+    owed, parse = disclosure(2, S), d.c.parse
+    assert d.c.late_disclosure(parse(owed))  # what the proposer puts last in its block, like a `ready`
+    assert not any(d.c.late_disclosure(parse(raw)) for raw in (disclosure(2, S, round_id=2), disclosure(1, S),
+                                                                tx("ready", 2, 1), tx("ready", 2, 2)))
     d.refused("owes round 1's", disclosure(2, S, round_id=2))
     d.refused("blame pairs of 8 bytes", tx("blame", 2, 1, bytes(8), b""))
     events = d.commit(disclosure(2, S))

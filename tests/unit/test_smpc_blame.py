@@ -30,6 +30,7 @@ from smpc.blame import (
     encode_shares,
     judge_late,
     locate_failure,
+    own_check_passes,
     paired_with,
     sums_cannot_wrap,
     verdict,
@@ -366,3 +367,31 @@ def test_the_wrap_condition_needs_quantization_sized_for_it_which_validated_roun
         sketch = SketchParams.for_clip(weighting.total_bound, 1000)
         assert not sums_cannot_wrap(n, sketch, quant_params(weighting, n))
         assert sums_cannot_wrap(n, sketch, quant_params(weighting, n, sketch))
+
+
+def test_the_own_check_allows_one_rounding_and_no_more() -> None:
+    """The own check's tolerance is the rounding of one sketch entry: a deviation of 1 passes, 1.5 convicts (a
+    looser tolerance would clear a liar whose lie at b* is just over one rounding), the entry is read as a signed
+    32-bit value (2^31 - 1 positive, 2^31 negative), and a member without a decoded entry is undecided, never
+    cleared."""
+    alpha = 0.5
+    for sketch, entry, passes in [(200, 101, True), (201, 100, True), (201, 102, False), (201, 99, False),
+                                  ((1 << 31) - 1, round(alpha * ((1 << 31) - 1)), True),
+                                  (1 << 31, round(-alpha * (1 << 31)), True), (1 << 31, round(alpha * (1 << 31)), False)]:
+        ledger = Ledger({1: PairScalars(7, sketch)}, {1: 7}, {1: entry}, alpha)
+        assert own_check_passes(1, ledger, {}) is passes, (sketch, entry)
+    assert own_check_passes(1, Ledger({1: PairScalars(7, 200)}, {1: 7}, {}, alpha), {}) is None
+    assert own_check_passes(1, Ledger({1: PairScalars(8, 200)}, {1: 7}, {}, alpha), {}) is False
+    undecided = Ledger({1: PairScalars(7, 200)}, {1: 7}, {}, alpha)
+    assert judge_late(1, undecided, {}, {}) == Verdict((), (), (), (1,))
+
+
+def test_an_entry_that_does_not_decode_leaves_the_later_ones_decoding() -> None:
+    """Each survivor's z_l[b*] is decided on its own: survivor 1's shares missing at every holder but one does not
+    stop survivors 2 and 3 from decoding (degree 1, f 1: three agreeing shares each)."""
+    degree, f = 1, 1
+    shares: dict[int, dict[int, int]] = {}
+    for h in (1, 2, 3, 4):
+        shares[h] = {1: MISSING_SHARE if h > 1 else 5, 2: (40 + 3 * h) % field.P, 3: (90 - 2 * h) % field.P}
+    entries = decode_sketch_entries(shares, {h: h for h in shares}, (1, 2, 3), degree, f)
+    assert entries == {2: 40, 3: 90}
