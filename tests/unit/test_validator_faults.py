@@ -117,15 +117,24 @@ def test_a_withheld_seed_reveal_aborts_at_n_3f_plus_1_and_only_takes_the_member_
     assert LIAR not in outcome.accepted and total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
 
 
+def accept_decided(c: FaultyCluster) -> None:
+    """Commit the `accept` the rule decides on the published statistics (LIAR among the accepted)."""
+    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+
+
+def unmask_fails(c: FaultyCluster) -> None:
+    """Every honest node's unmasking fails the weight check or the linear identity."""
+    for i in sorted(c.alive - {LIAR}):
+        with pytest.raises(LinearIdentityFailed):
+            c.rounds[i].try_sum(deadline_passed=False)
+
+
 def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster], None] = lambda c: None
           ) -> rc.RoundOutcome:
     """Unmasking fails at every honest node, identically: commit the `fail` they find, the disclosures the
     `BlameStarted` event made every holder submit, and the `verdict` the ledger gives (`blame_judgement`: the
     contract refuses any other). Returns the round's outcome."""
-    honest = sorted(c.alive - {LIAR})
-    for i in honest:
-        with pytest.raises(LinearIdentityFailed):
-            c.rounds[i].try_sum(deadline_passed=False)
+    unmask_fails(c)
     c.commit(c.tx("fail", fail_fields(c), round_id))
     tamper(c)
     c.commit()
@@ -192,7 +201,7 @@ def test_a_convicted_member_takes_one_of_the_rules_f_suspicion_places_with_it() 
     the retry, one is accepted and the round can still commit (with genesis f it rejected both, and every round
     after a conviction of f members aborted)."""
     c, updates = run("lie-identity")
-    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    accept_decided(c)
     assert blame(c).convicted == (LIAR,)
     rng = np.random.default_rng(7)
     far = {**updates, 0: rng.normal(0, 3.0, L), 1: rng.normal(0, 3.0, L)}
@@ -235,7 +244,7 @@ def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convic
     each verdict records that dispute, the pair masks nothing in the next rounds (the same lie is impossible),
     and the third distinct partner (f + 1 = 3 at N = 7) convicts it."""
     c, updates = run("lie-identity")
-    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
+    accept_decided(c)
     partners = iter((0, 5, 6))
     outcome = blame(c, 1, lie_to(next(partners)))
     assert (outcome.convicted, outcome.disputes) == ((), ((0, LIAR),))
@@ -252,10 +261,8 @@ def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convic
 
 def test_the_contract_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
     c, _ = run("lie-identity")
-    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
-    for i in sorted(c.alive - {LIAR}):
-        with pytest.raises(LinearIdentityFailed):
-            c.rounds[i].try_sum(deadline_passed=False)
+    accept_decided(c)
+    unmask_fails(c)
     c.commit(c.tx("fail", fail_fields(c)))
     c.commit()
     for convicted, disputes in [((), ()), ((0,), ()), ((0, LIAR), ()), ((), ((0, LIAR),))]:
@@ -269,10 +276,8 @@ def test_a_replica_that_restarted_after_the_fail_computes_the_same_verdict() -> 
     """Red team B10: the verdict needs no unmasking state, only the ledger (here a copy of the contract state
     with no secure round behind it)."""
     c, _ = run("lie-identity")
-    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
-    for i in sorted(c.alive - {LIAR}):
-        with pytest.raises(LinearIdentityFailed):
-            c.rounds[i].try_sum(deadline_passed=False)
+    accept_decided(c)
+    unmask_fails(c)
     c.commit(c.tx("fail", fail_fields(c)))
     c.commit()
     restarted = rc.Contract(c.contracts[0].params, c.contracts[0].verify)
@@ -295,10 +300,8 @@ def test_a_holder_lacking_the_liars_sketch_shares_still_discloses_and_the_liar_i
     """Red team B4 at the shell: honest holder 0 never got LIAR's shares. Its `blame` still carries its pair
     scalars and the shares it has (`MISSING_SHARE` for LIAR's), so it is neither absent nor suspended."""
     c, _ = run("lie-identity")
-    c.commit(c.tx("accept", decide_accepted(c.publish_statistics(), c.setup, c.quant).accept_fields()))
-    for i in sorted(c.alive - {LIAR}):
-        with pytest.raises(LinearIdentityFailed):
-            c.rounds[i].try_sum(deadline_passed=False)
+    accept_decided(c)
+    unmask_fails(c)
     c.rounds[0]._dealt.pop(LIAR)
     c.commit(c.tx("fail", fail_fields(c)))
     c.commit()
