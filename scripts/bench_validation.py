@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import hashlib
 import json
 import os
@@ -135,15 +134,14 @@ class Round:
         self.n = nodes
         f = (nodes - 1) // 3
         self.keys = [SigningKey(hashlib.sha256(f"bench {seed} {i}".encode()).digest()) for i in range(nodes)]
-        self.params = rc.ContractParams(CHAIN, nodes, rounds=1, initial_model_hash=b"\x00" * 32,
-                                        min_updates=2 * f + 1, secure=True, degree=nodes - f - 1,
-                                        vector_length=length + 1, validate=True, validation_degree=degree,
-                                        sketch_width=width)
         self.weighting = Weighting(clip_l2=10.0, sample_cap=1000)
         self.setup = ValidationSetup(degree, SketchParams.for_clip(self.weighting.total_bound, width),
                                      RobustRule(kind="median_distance", f=f, factor=2.0))
         self.quant = quant_params(self.weighting, nodes, self.setup.sketch)  # as the daemon's validated rounds
-        self.params = dataclasses.replace(self.params, sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale)
+        self.params = rc.ContractParams(CHAIN, nodes, rounds=1, initial_model_hash=b"\x00" * 32,
+                                        min_updates=2 * f + 1, secure=True, degree=nodes - f - 1,
+                                        vector_length=length + 1, validate=True, validation_degree=degree,
+                                        sketch_width=width, sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale)
         self.contracts = [rc.Contract(self.params, self.verify) for _ in range(nodes)]
         self.rounds: dict[int, SecureRound] = {}
         self.seed = seed

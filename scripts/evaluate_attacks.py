@@ -152,19 +152,20 @@ class ProtocolRound:
         self.n = n
         self.keys = [SigningKey(hashlib.sha256(b"key %d %d" % (seed, i)).digest()) for i in range(n)]
         self.weighting = Weighting(clip_l2=CLIP_L2, sample_cap=SAMPLE_CAP)
+        self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
+                                     rule or robust.consortium_rule(f)) if validate else None
+        self.quant = quant_params(self.weighting, n, self.setup.sketch if self.setup is not None else None)
+        bounded = self.setup is not None and self.setup.rule.clip_factor > 0
+        self.clip_bound_micro = clip_bound_micro(CLIP_L2) if bounded else 0
+        """The round's per-round bound B on the ledger (C in the first round, then each accept's next bound); 0: none."""
+        # As the daemon's genesis settings (`node.settings.round_settings`): B starts at C, and alpha for the blame.
         self.params = rc.ContractParams(CHAIN, n, rounds=1, initial_model_hash=b"\x00" * 32,
                                         min_updates=2 * f + 1, secure=True, degree=n - f - 1,
                                         vector_length=1, validate=validate,
-                                        validation_degree=VALIDATION_DEGREE, sketch_width=SKETCH_WIDTH)
-        self.setup = ValidationSetup(VALIDATION_DEGREE, SketchParams.for_clip(self.weighting.total_bound, SKETCH_WIDTH),
-                                     rule or robust.consortium_rule(f)) if validate else None
-        ceiling = clip_bound_micro(CLIP_L2) if self.setup is not None and self.setup.rule.clip_factor > 0 else 0
-        self.params = dataclasses.replace(self.params, clip_bound_micro=ceiling)
-        self.clip_bound_micro = ceiling
-        """The round's per-round bound B on the ledger (C in the first round, then each accept's next bound); 0: none."""
-        self.quant = quant_params(self.weighting, n, self.setup.sketch if self.setup is not None else None)
-        if self.setup is not None:  # as the daemon's validated rounds (`node.settings.round_settings`)
-            self.params = dataclasses.replace(self.params, sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale)
+                                        validation_degree=VALIDATION_DEGREE, sketch_width=SKETCH_WIDTH,
+                                        clip_bound_micro=self.clip_bound_micro,
+                                        sketch_scale_ratio=self.setup.sketch.scale / self.quant.scale
+                                        if self.setup is not None else 0.0)
         self.seed = seed
         self.rejections: dict[int, int] = {}
         """Rejections per member over the rounds run so far: each round has its own contract, so the
