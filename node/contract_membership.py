@@ -32,6 +32,13 @@ has a whole deadline after its last answer to publish its statistics or disclose
 complained about a dealer that served it well gains at most that before the abort names it (red team g8 f3:
 with only `COMPLAINT_ABORT_DEADLINES`, it published at 3.2 deadlines, every round, unnamed)."""
 
+MAX_BENCH_ROUNDS = 31
+"""The longest a member that went absent again waits before it may come back (`Membership.bench_rounds`)."""
+FORGIVE_AFTER = 16
+"""Committed rounds that include a member with strikes, after which one of its strikes is forgiven: a member
+that fails whenever it may aborts at most one round in FORGIVE_AFTER + 1 with a bench of 0, and fewer as its
+strikes and bench grow; an honest member that crashes now and then is back at once."""
+
 
 class Membership:
     """The membership queries and bookkeeping of `node.contract.Contract`."""
@@ -192,7 +199,38 @@ class Membership:
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
-        return self.eligible(tuple(range(self.params.n))) if s.ahead_phase == "keys" else s.ahead_u1
+        return self.takes_part(tuple(range(self.params.n)), s.round + 1) if s.ahead_phase == "keys" else s.ahead_u1
+
+    def takes_part(self, members: Iterable[int], round_id: int) -> tuple[int, ...]:
+        """The members round `round_id`'s first phase expects: `eligible`, and not on the bench (absent, with
+        `absent_since` after `round_id`). A benched member is still among the absent, so it counts as
+        excluded (`ContractState.excluded`), and its `ready` is refused until its bench is over."""
+        s = self.state
+        return tuple(m for m in self.eligible(members)
+                     if m not in s.absent or s.absent_since.get(m, 0) <= round_id)
+
+    @staticmethod
+    def bench_rounds(strikes: int) -> int:
+        """Rounds a member sits out after going absent with `strikes` strikes (this one included) before its
+        `ready` may bring it back: 0 the first time, then 1, 3, 7, 15, ... up to `MAX_BENCH_ROUNDS`. So a
+        member that comes back and fails again (withholds its statistics, stays silent in a phase) aborts
+        O(log R) of R rounds instead of every other one (docs/validation.md, G7), while a member that crashed
+        once is back at once."""
+        return min((1 << (strikes - 1)) - 1, MAX_BENCH_ROUNDS) if strikes > 0 else 0
+
+    def _forgive(self, included: Iterable[int]) -> None:
+        """A round committed with `included`: each of them with strikes gets one forgiven every
+        `FORGIVE_AFTER` such rounds."""
+        s = self.state
+        for m in included:
+            if m not in s.strikes:
+                continue
+            s.kept[m] = s.kept.get(m, 0) + 1
+            if s.kept[m] >= FORGIVE_AFTER:
+                s.kept[m] = 0
+                s.strikes[m] -= 1
+                if not s.strikes[m]:
+                    del s.strikes[m], s.kept[m]
 
     def eligible(self, members: Iterable[int]) -> tuple[int, ...]:
         """`members` but the convicted and the suspended: a round's participants are every member, but its first
@@ -218,11 +256,16 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
-        """Absent until back (`ready`); the convicted are out for good and counted as such, never as absent."""
+        """Absent until back (`ready`), and a member newly absent takes a strike and its bench
+        (`bench_rounds`); the convicted are out for good and counted as such, never as absent."""
         s = self.state
         missing = self.eligible(missing)
         for m in missing:
-            s.absent_since.setdefault(m, s.round + 1)
+            if m in s.absent:
+                continue
+            s.strikes[m] = s.strikes.get(m, 0) + 1
+            s.kept[m] = 0
+            s.absent_since[m] = s.round + 1 + self.bench_rounds(s.strikes[m])
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
     def _fix_excluded(self, u3: tuple[int, ...]) -> None:

@@ -148,7 +148,13 @@ class ContractState:
     """Members missing when a round's first phase closed, with no committed transaction since: not waited for."""
     absent_since: dict[int, int] = field(default_factory=dict)
     """Absent member -> the round after the one it went missing in: its `ready` must name that round or a later
-    one (a `ready` for the round it went missing in may predate its absence)."""
+    one (a `ready` for the round it went missing in may predate its absence), later by its bench
+    (`Membership.bench_rounds`): until then no round expects it."""
+    strikes: dict[int, int] = field(default_factory=dict)
+    """Member -> how many times it went absent, less one for every `FORGIVE_AFTER` committed rounds that included
+    it since (`kept`): what sets its bench when it goes absent again."""
+    kept: dict[int, int] = field(default_factory=dict)
+    """Member with strikes -> committed rounds that included it since its last strike or forgiveness."""
     excluded: tuple[int, ...] = ()
     """The open round's members the ledger holds as faulty: absent when it opened, and, once its inputs phase closed, every participant outside U3 (absent when a phase closed
     without it, or past a phase deadline). Counted among the f faulty members and kept out of the round's
@@ -233,7 +239,7 @@ class ContractState:
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),
                              ahead_u1=self.ahead_u1, ahead_u2=self.ahead_u2, absent=self.absent,
-                             absent_since=dict(self.absent_since),
+                             absent_since=dict(self.absent_since), strikes=dict(self.strikes), kept=dict(self.kept),
                              evals={r: dict(e) for r, e in self.evals.items()}, eval_rows=dict(self.eval_rows),
                              excluded=self.excluded, dealt_hashes=dict(self.dealt_hashes),
                              complaints=dict(self.complaints), channel_keys=dict(self.channel_keys),

@@ -62,7 +62,7 @@ class Transitions(Membership, Evaluations):
         if tx.kind == "open":
             s.round, s.open, s.phase = tx.round, True, PHASES[p.mode][0][0]
             s.participants = tx.fields[1]  # type: ignore[assignment]
-            s.expected = self.eligible(s.participants)
+            s.expected = self.takes_part(s.participants, s.round)
             s.inputs, s.digests, s.weights, s.u1, s.rejected = {}, {}, {}, (), ()
             s.seed_commitments, s.dealt_hashes, s.complaints, s.liars = {}, {}, {}, ()
             s.excluded = self.eligible(s.absent)
@@ -73,8 +73,8 @@ class Transitions(Membership, Evaluations):
                 s.phase = s.ahead_phase
                 s.u1 = s.ahead_u1
                 # A member convicted since its keys ran ahead is in U1 or U2 but expected no more (a dropout).
-                s.expected = self.eligible({"keys": s.participants, "shares": s.ahead_u1,
-                                            "inputs": s.ahead_u2}[s.ahead_phase])
+                s.expected = self.takes_part({"keys": s.participants, "shares": s.ahead_u1,
+                                              "inputs": s.ahead_u2}[s.ahead_phase], s.round)
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
@@ -149,6 +149,7 @@ class Transitions(Membership, Evaluations):
             s.clip_bound_micro = s.next_clip_bound_micro or s.clip_bound_micro
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected, liars=s.liars)
+            self._forgive(outcome.included)
         elif tx.kind == "verdict":
             outcome = self._verdict_outcome(tx, height)
         else:

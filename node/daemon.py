@@ -405,6 +405,8 @@ class Daemon:
             "excluded": list(s.excluded), "effective_faulty": self.contract.effective_faulty,
             "convicted": list(s.convicted), "disputes": [list(pair) for pair in s.disputes],
             "suspended": sorted(s.suspended),
+            "benched": {str(m): s.absent_since[m] for m in s.absent
+                        if s.absent_since.get(m, 0) > self.contract.ready_round},
         }
 
 

@@ -173,6 +173,11 @@ class RoundDriver:
         if round_id in self.joined_rounds:
             return
         self.joined_rounds.add(round_id)
+        if not self.contract.takes_part((self.index,), round_id):
+            logger.warning("round %d: the ledger keeps us out of it (absent %d times; back from round %d)", round_id,
+                           self.contract.state.strikes.get(self.index, 0),
+                           self.contract.state.absent_since.get(self.index, round_id))
+            return
         if self.settings.contract.secure:
             sr = self.secure.get(round_id)
             if sr is None or sr.config_members != frozenset(participants):
@@ -225,7 +230,7 @@ class RoundDriver:
         now = time.monotonic()
         last_round, last_at = self.ready_sent
         if self.index not in self.contract.state.absent or round_id <= last_round or self.contract.finished \
-                or now - last_at < READY_INTERVAL_S:
+                or now - last_at < READY_INTERVAL_S or not self.contract.takes_part((self.index,), round_id):
             return
         self.ready_sent = (round_id, now)
         logger.info("missed a round: telling the consortium we are back (ready for round %d)", round_id)
@@ -272,7 +277,8 @@ class RoundDriver:
         Every round opens with every member as a participant, so the next round's participants are known.
         Nothing is prepared for a round that may never open (this one is the last needed).
         """
-        if round_id in self.secure or self.contract.committed_rounds + 1 >= self.contract.params.rounds:
+        if round_id in self.secure or self.contract.committed_rounds + 1 >= self.contract.params.rounds \
+                or not self.contract.takes_part((self.index,), round_id):
             return
         self._join_secure_round(round_id, tuple(range(self.n)))
 

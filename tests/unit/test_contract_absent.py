@@ -125,3 +125,86 @@ def test_an_absent_proposer_closing_a_round_stays_absent_since_the_round_it_went
     c.apply_block(block(3, 0, tx("open", 0, 2, _model(1), list(range(N))), *(upd(a, 2) for a in (1, 2, 3))))
     c.apply_block(block(4, 0, _result(2, [1, 2, 3]) if closing == "result" else tx("abort", 0, 2, "deadline")))
     assert (c.state.absent, c.state.absent_since) == ((0,), {0: 2})
+
+
+class _Consortium:
+    """Rounds of a plain contract driven block by block; member 3 may come back with `ready` when the contract
+    lets it (`tx_valid_now`, which is what the mempool asks)."""
+
+    def __init__(self, rounds: int) -> None:
+        self.c, self.height, self.model = contract(rounds=rounds), 1, M0
+
+    def ready_if_valid(self, member: int) -> bool:
+        ready = tx("ready", member, self.c.ready_round)
+        if not self.c.tx_valid_now(self.c.parse(ready)):
+            return False
+        self.c.apply_block(block(self.height, 0, ready))
+        self.height += 1
+        return True
+
+    def round(self, round_id: int, leaves: set[int]) -> tuple[int, ...]:
+        """Open `round_id`; every expected member but those in `leaves` sends its update; commit. Returns the
+        members the round expected."""
+        self.c.apply_block(block(self.height, 0, tx("open", 0, round_id, self.model, list(range(N)))))
+        expected = self.c.state.expected
+        authors = [a for a in expected if a not in leaves]
+        self.c.apply_block(block(self.height + 1, 0, *(upd(a, round_id) for a in authors)))
+        self.c.apply_block(block(self.height + 2, 0, _result(round_id, authors)))
+        self.height, self.model = self.height + 3, _model(round_id)
+        return expected
+
+
+def test_a_member_that_leaves_whenever_it_is_back_is_benched_longer_each_time() -> None:
+    """The attack: member 3 says `ready` as soon as it may and is missing from every round that expects it (in a
+    validated round, a withholder aborts each such round). Without a bench it is expected in every round; with
+    it, in rounds 1, 2, 4, 8, 16, 32, 64 and 96 of 100 (benches 0, 1, 3, 7, 15, 31, 31)."""
+    run = _Consortium(rounds=100)
+    expecting = []
+    for round_id in range(1, 101):
+        run.ready_if_valid(3)
+        if 3 in run.round(round_id, leaves={3}):
+            expecting.append(round_id)
+    assert expecting == [1, 2, 4, 8, 16, 32, 64, 96]
+    assert run.c.state.strikes[3] == 8
+
+
+def test_a_benched_member_is_refused_until_its_bench_is_over_and_counts_as_excluded() -> None:
+    run = _Consortium(rounds=6)
+    run.round(1, leaves={3})
+    assert run.ready_if_valid(3), "the first absence has no bench"
+    run.round(2, leaves={3})
+    assert run.c.state.absent_since == {3: 4}, "the second absence: one round on the bench"
+    assert not run.ready_if_valid(3)
+    expected = run.round(3, leaves=set())
+    assert 3 not in expected and 3 in run.c.state.excluded, "benched: not expected, counted among the faulty"
+    with pytest.raises(rc.TxError, match="ready"):
+        run.c.check_block(block(run.height, 0, tx("ready", 3, 3)))
+    assert run.ready_if_valid(3)
+    assert 3 in run.round(4, leaves=set())
+
+
+def test_strikes_are_forgiven_one_per_forgive_after_rounds_that_included_the_member() -> None:
+    from node.contract_membership import FORGIVE_AFTER
+
+    run = _Consortium(rounds=2 * FORGIVE_AFTER + 10)
+    run.round(1, leaves={3})
+    run.ready_if_valid(3)
+    run.round(2, leaves={3})
+    assert run.c.state.strikes == {3: 2}
+    round_id = 3
+    while not run.ready_if_valid(3):
+        run.round(round_id, leaves=set())
+        round_id += 1
+    for _ in range(FORGIVE_AFTER - 1):
+        run.round(round_id, leaves=set())
+        round_id += 1
+    assert run.c.state.strikes == {3: 2}
+    run.round(round_id, leaves=set())
+    assert run.c.state.strikes == {3: 1}, "one strike forgiven after FORGIVE_AFTER rounds that included it"
+    run.round(round_id + 1, leaves={3})
+    assert run.c.state.absent_since[3] == round_id + 3, "the bench follows the strikes left: 2 strikes, 1 round"
+
+
+@pytest.mark.parametrize("strikes, bench", [(0, 0), (1, 0), (2, 1), (3, 3), (4, 7), (6, 31), (7, 31), (40, 31)])
+def test_the_bench_doubles_up_to_its_cap(strikes: int, bench: int) -> None:
+    assert rc.Contract.bench_rounds(strikes) == bench
