@@ -256,8 +256,11 @@ class Membership:
         return self.state.round if self.state.open else self.state.round + 1
 
     def _mark_absent(self, missing: tuple[int, ...]) -> None:
-        """Absent until back (`ready`), and a member newly absent takes a strike and its bench
-        (`bench_rounds`); the convicted are out for good and counted as such, never as absent."""
+        """Absent until back (`ready`), and a member newly absent takes a strike and, where genesis lets the
+        absent count as faulty (`ContractParams.exclude_late`: a phase deadline longer than censoring primaries
+        can hold a transaction out, so that they cannot make an honest member absent, and a benched member
+        does not veto the validated rounds it misses), its bench (`bench_rounds`); the convicted are out for
+        good and counted as such, never as absent."""
         s = self.state
         missing = self.eligible(missing)
         for m in missing:
@@ -265,7 +268,7 @@ class Membership:
                 continue
             s.strikes[m] = s.strikes.get(m, 0) + 1
             s.kept[m] = 0
-            s.absent_since[m] = s.round + 1 + self.bench_rounds(s.strikes[m])
+            s.absent_since[m] = s.round + 1 + (self.bench_rounds(s.strikes[m]) if self.params.exclude_late else 0)
         s.absent = tuple(sorted(set(s.absent) | set(missing)))
 
     def _fix_excluded(self, u3: tuple[int, ...]) -> None:

@@ -3,6 +3,7 @@ check, until a transaction it signed (such as `ready`) is committed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -131,8 +132,9 @@ class _Consortium:
     """Rounds of a plain contract driven block by block; member 3 may come back with `ready` when the contract
     lets it (`tx_valid_now`, which is what the mempool asks)."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, exclude_late: bool = True) -> None:
         self.c, self.height, self.model = contract(rounds=rounds), 1, M0
+        self.c.params = dataclasses.replace(self.c.params, exclude_late=exclude_late)
 
     def ready_if_valid(self, member: int) -> bool:
         ready = tx("ready", member, self.c.ready_round)
@@ -203,6 +205,18 @@ def test_strikes_are_forgiven_one_per_forgive_after_rounds_that_included_the_mem
     assert run.c.state.strikes == {3: 1}, "one strike forgiven after FORGIVE_AFTER rounds that included it"
     run.round(round_id + 1, leaves={3})
     assert run.c.state.absent_since[3] == round_id + 3, "the bench follows the strikes left: 2 strikes, 1 round"
+
+
+def test_no_bench_where_the_absent_do_not_count_as_faulty() -> None:
+    """With a phase deadline shorter than the censorship bound, censoring primaries could make an honest member
+    absent, and at N = 3f + 1 a benched member would veto every validated round it misses: no bench."""
+    run = _Consortium(rounds=10, exclude_late=False)
+    expecting = []
+    for round_id in range(1, 11):
+        run.ready_if_valid(3)
+        if 3 in run.round(round_id, leaves={3}):
+            expecting.append(round_id)
+    assert expecting == list(range(1, 11))
 
 
 @pytest.mark.parametrize("strikes, bench", [(0, 0), (1, 0), (2, 1), (3, 3), (4, 7), (6, 31), (7, 31), (40, 31)])
