@@ -173,13 +173,21 @@ class RoundDriver:
         if round_id in self.joined_rounds:
             return
         self.joined_rounds.add(round_id)
+        s = self.contract.state
         if not self.contract.takes_part((self.index,), round_id):
             logger.warning("round %d: the ledger keeps us out of it (absent %d times; back from round %d)", round_id,
-                           self.contract.state.strikes.get(self.index, 0),
-                           self.contract.state.absent_since.get(self.index, round_id))
+                           s.strikes.get(self.index, 0), s.absent_since.get(self.index, round_id))
+            if self.settings.contract.secure:
+                self.prepare_next_round(round_id + 1)  # our bench may end with the next round
             return
         if self.settings.contract.secure:
             sr = self.secure.get(round_id)
+            if sr is None and s.round == round_id and s.phase != "keys" and self.index not in s.u1:
+                # The round opened with its key phases run ahead without our keys (we were absent or benched):
+                # a machine started now could never catch up with the phases already closed.
+                logger.info("round %d opened with its keys phase closed without ours: sitting it out", round_id)
+                self.prepare_next_round(round_id + 1)
+                return
             if sr is None or sr.config_members != frozenset(participants):
                 self._join_secure_round(round_id, participants)
             if (sr := self.secure.get(round_id)) is not None:

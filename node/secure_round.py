@@ -177,6 +177,9 @@ class SecureRound(BlameSide):
         """
         if self._left_at:
             raise RoundAborted(f"this node left round {self.round} when its {self._left_at} phase closed")
+        if self.phase == "keys" and event.phase != "keys":
+            self._left_at = "keys"  # started after the key phases closed without us: nothing to drive the core from
+            raise RoundAborted(f"round {self.round}: phase {event.phase} closed before our keys phase did")
         try:
             return self._on_phase_closed(event)
         except SmpcError as exc:

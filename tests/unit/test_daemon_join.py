@@ -137,3 +137,31 @@ def test_in_secure_mode_an_update_without_its_round_is_never_sent_in_the_clear(d
     assert daemon.settings.contract.secure and 1 not in daemon.secure
     trio.run(daemon.rounds.train_round, 1, daemon.contract.state.model_hash)
     assert sent == []
+
+
+def _opened(d: Daemon, phase: str, u1: tuple[int, ...]) -> list[str]:
+    """Round 1 opened (as the RoundOpened event reports it) in `phase`, its key phases run ahead with U1 = `u1`."""
+    s = d.contract.state
+    s.round, s.open, s.phase, s.participants, s.u1 = 1, True, phase, tuple(range(N)), u1
+    s.expected = u1
+    d.rounds.nursery.started.clear()  # type: ignore[union-attr]
+    d.rounds._join_round(1, s.participants, s.model_hash, ())
+    return d.rounds.nursery.started  # type: ignore[union-attr]
+
+
+def test_a_node_whose_keys_missed_the_rounds_key_phases_sits_it_out_and_advertises_for_the_next(
+        daemon: Daemon) -> None:
+    """A member absent (or benched) while the next round's key phases ran ahead without it: that round opens
+    in its shares or inputs phase. A secure-aggregation machine started then would be driven from a phase it
+    never reached (an AssertionError stopped both such members of a 7-node cluster)."""
+    started = _opened(daemon, "inputs", u1=(0, 1, 2))
+    assert "train_round" not in started and 1 not in daemon.secure
+    assert 2 in daemon.secure, "it advertises its keys for the next round ahead"
+
+
+def test_a_benched_node_does_not_join_and_advertises_ahead_for_the_round_its_bench_ends(daemon: Daemon) -> None:
+    s = daemon.contract.state
+    s.absent, s.absent_since, s.strikes = (ME,), {ME: 2}, {ME: 2}
+    started = _opened(daemon, "keys", u1=())
+    assert "train_round" not in started and 1 not in daemon.secure
+    assert 2 in daemon.secure, "round 2 takes it back: its keys go ahead"

@@ -455,6 +455,22 @@ def test_a_node_that_missed_the_committed_keys_leaves_the_round_instead_of_crash
     assert all(c.rounds[i].machine.can_mask for i in range(n) if i != late)
 
 
+def test_a_machine_that_never_saw_the_keys_phase_close_leaves_at_a_later_phase_instead_of_crashing() -> None:
+    """Member 4 joined only after the key phases closed without it (they ran ahead while it was absent): the
+    first phase close it sees is a later one, which must be RoundAborted, not an AssertionError in the core."""
+    n, late = 5, 4
+    c = Cluster(n, 32)
+    deliver, emit = c.on_event, c.emit
+    c.on_event = lambda i, event: None if i == late and not isinstance(event, rc.RoundOpened) \
+        else deliver(i, event)  # type: ignore[method-assign]
+    c.emit = lambda i, outputs: None if i == late else emit(i, outputs)  # type: ignore[method-assign]
+    c.commit(c.tx("open", [b"\x00" * 32, list(range(n))]))
+    c.commit(c.tx("close", ["keys"]))
+    c.on_event = deliver  # type: ignore[method-assign]
+    c.commit(c.tx("close", ["shares"]))
+    assert "before our keys phase" in c.left[late] and set(c.left) == {late}
+
+
 def test_statistics_come_before_v_is_fixed_so_one_block_can_close_sketch_and_validate() -> None:
     """Holders publish over U3 as soon as they hold every U3 member's shares, before the ledger fixes V:
     when V = U3 the primary's block carries the dealt txs, the sketch close, the statistics and the
