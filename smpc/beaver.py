@@ -33,6 +33,7 @@ docs/validation.md, "Correcting lying holders at N = 3f + 1".
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -247,6 +248,16 @@ def difference_share(sketch_shares: Mapping[int, FieldArray], rand: Randomness, 
     """D_h = [s_i]_h - [r_i]_h, one row per owner: degree-t points, uniform to any t-coalition."""
     assert tuple(sorted(sketch_shares)) == layout.owners, "sketch shares for other owners than the attempt's"
     return field.sub(np.stack([sketch_shares[owner] for owner in layout.owners]), rand.r)
+
+
+def difference_digest(attempt: Attempt, holder: int, differences: FieldArray) -> bytes:
+    """H(attempt, holder, D_h): what a holder puts on the ledger for its D_h, which travels on direct streams. Every
+    receiver then decodes the same points (the set the ledger fixed, each checked against its digest): without it a
+    Byzantine owner and holders sending each receiver other values make receivers decode different D, and the
+    honest statistic shares lie on different polynomials."""
+    tag = (b"fednode/validation/v1/beaver-differences" + len(attempt.chain_id).to_bytes(2, "big") + attempt.chain_id
+           + attempt.round_id.to_bytes(8, "big") + attempt.number.to_bytes(2, "big") + holder.to_bytes(2, "big"))
+    return hashlib.sha256(tag + np.asarray(differences, dtype="<u8").tobytes()).digest()
 
 
 def decode_differences(published: Mapping[int, FieldArray], layout: Layout, degree: int,

@@ -257,3 +257,15 @@ def test_receivers_missing_different_points_never_decode_different_differences()
         else:
             assert decoded.undecodable == (1,)
     assert len(decodings) <= 1
+
+
+def test_the_digest_of_d_binds_attempt_holder_and_every_element() -> None:
+    c = Consortium(4, 1, WIDTH, seed=90)
+    d = c.differences()[1]
+    changed = d.copy()
+    changed[3, 5] = field.add(changed[3, 5], np.uint64(1))
+    digests = {beaver.difference_digest(c.attempt, 0, d), beaver.difference_digest(c.attempt, 1, d),
+               beaver.difference_digest(beaver.Attempt(b"chain", 7, 1), 0, d),
+               beaver.difference_digest(beaver.Attempt(b"chain", 8, 0), 0, d),
+               beaver.difference_digest(c.attempt, 0, changed)}
+    assert len(digests) == 5
