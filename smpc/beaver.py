@@ -127,9 +127,10 @@ class AuditResult:
     """The verdict of a failed preprocessing opening."""
 
     convicted: tuple[int, ...]
-    """Holders whose signed e_h differs from the deterministic function of committed contributions."""
+    """Holders (member indices) whose signed e_h differs from the deterministic function of committed
+    contributions."""
     silent: tuple[int, ...]
-    """Holders that published nothing (named by the deadline, as G7 does, not convicted)."""
+    """Holders (member indices) that published nothing (named by the deadline, as G7 does, not convicted)."""
 
 
 def contribution_commitment(attempt: Attempt, subset: przs.Subset, dealer: int, contribution: bytes) -> bytes:

@@ -52,6 +52,9 @@ def test_f_adversarial_holders_lying_about_d_per_receiver_and_about_statistics_a
     c = Consortium(n, f, WIDTH, seed=20 + n)
     rand = SeededRandomBytes.from_int(99)
     liars = set(c.ids[:f])
+    today = {x: field.random_elements(rand, v.size) if x in liars else v for x, v in c.today().items()}
+    with pytest.raises(InconsistentShares):
+        reconstruct_statistics(today, c.ids, c.degree, c.params, c.f)
     honest_d = c.differences()
     truth = c.decoded(honest_d)
     for receiver in set(c.ids) - liars:
