@@ -272,3 +272,21 @@ def test_the_digest_of_d_binds_attempt_holder_and_every_element() -> None:
                beaver.difference_digest(beaver.Attempt(b"chain", 8, 0), 0, d),
                beaver.difference_digest(c.attempt, 0, changed)}
     assert len(digests) == 5
+
+
+def test_an_equivocating_owner_splits_receivers_of_uncommitted_d() -> None:
+    """N = 4, t = f = 1: owner 1 (also holder 1) deals holders 2, 3 points of its D polynomial p and holder 4 a point
+    of p' = p + c (x - 3), which agrees with p at holder 3. Sending receiver 2 its D_1 on p and receiver 4 its D_1 on
+    p', it makes each see t + 1 + f = 3 agreeing points of a different polynomial: D_h needs one value for everyone
+    (`difference_digest` on the ledger), not only direct streams."""
+    c = Consortium(4, 1, WIDTH, seed=95)
+    bend = field.random_elements(SeededRandomBytes.from_int(96), WIDTH)
+    published = {x: v.copy() for x, v in c.differences().items()}
+    honest = c.decoded(published).values[1]
+    published[4][0] = field.add(published[4][0], bend)
+    to_receiver_4 = published[1].copy()
+    to_receiver_4[0] = field.sub(to_receiver_4[0], field.add(bend, bend))
+    receiver_2 = c.decoded(published).values[1]
+    receiver_4 = c.decoded({**published, 1: to_receiver_4}).values[1]
+    assert np.array_equal(receiver_2, honest)
+    assert np.array_equal(receiver_4, field.sub(honest, field.mul(bend, np.uint64(3))))
