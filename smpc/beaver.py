@@ -269,7 +269,8 @@ def decode_differences(published: Mapping[int, FieldArray], layout: Layout, degr
     t + 1 honest ones. With N points, any two such polynomials share 2 (t + 1 + f) - N >= t + 1 points when
     N <= t + 1 + 2f (N = 3f + 1, t = f), so whoever decodes the same published points decodes the same D even
     for a dishonest owner; and an honest owner's D, wrong in at most f points, always has N - f >= t + 1 + f.
-    Owners are decoded separately because a dealer's shifted shares are wrong for its own D only.
+    Owners are decoded separately because a dealer's shifted shares are wrong for its own D only. Raises
+    NotEnoughShares below t + 1 + f publications.
     """
     _check_shapes(published, (len(layout.owners), layout.width))
     values, off, undecodable = {}, {}, []
@@ -289,6 +290,7 @@ def statistic_share(differences: Mapping[int, FieldArray], rand: Randomness, ope
     """Holder h's degree-t share of T(s) over the owners of `differences` (all decoded, or those left):
     T(D + [r]_h) - T([r]_h) + E + [rho]_h, with E the opened preprocessing."""
     owners = tuple(sorted(differences))
+    assert owners, "statistics of no owner"
     keep = [row for row, owner in enumerate(layout.owners) if owner in differences]
     assert len(keep) == len(owners), "differences for an owner outside the attempt"
     sub = Layout(owners, layout.width)

@@ -290,3 +290,22 @@ def test_an_equivocating_owner_splits_receivers_of_uncommitted_d() -> None:
     receiver_4 = c.decoded({**published, 1: to_receiver_4}).values[1]
     assert np.array_equal(receiver_2, honest)
     assert np.array_equal(receiver_4, field.sub(honest, field.mul(bend, np.uint64(3))))
+
+
+def test_an_owner_dealing_off_its_polynomial_is_undecodable_and_the_others_statistics_are_exact() -> None:
+    """Owner 3 shifts the sketch shares of f + 1 honest holders: its D fits no polynomial through t + 1 + f points
+    (an honest owner's could not miss more than f), and the statistic shares over the other owners decode exactly."""
+    c = Consortium(7, 2, WIDTH, seed=100)
+    rand = SeededRandomBytes.from_int(101)
+    for h in (0, 4, 5):
+        c.held[h] = {**c.held[h], 3: field.add(c.held[h][3], field.random_elements(rand, WIDTH))}
+    decoded = c.decoded()
+    assert decoded.undecodable == (3,) and sorted(decoded.values) == [1, 2, 4, 5, 6, 7]
+    stats = beaver.reconstruct_statistics(c.statistic_shares(decoded.values), sorted(decoded.values), c.degree,
+                                          c.params, c.f)
+    unit = c.params.scale**2
+    for i, j in statistic_pairs(sorted(decoded.values)):
+        diff = c.sketches[i] - (c.sketches[j] if i != j else 0)
+        value = stats.norms_sq[i] if i == j else stats.distances_sq[(i, j)]
+        assert value * unit == float(np.dot(diff, diff))
+    assert not stats.inconsistent_publishers
