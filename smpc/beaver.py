@@ -20,8 +20,10 @@ T(u + v) = T(u) + T(v) + 2 B(u, v) with B bilinear):
    (2t + 1 + f = N): then E is correct, and [T(r)]_h = E + [rho]_h is a degree-t sharing. Otherwise every
    contribution of the attempt is revealed, checked against its commitment, every e_h recomputed, and each
    holder whose published e_h differs is convicted (`audit`); a new attempt draws new contributions.
-3. Online. Holder h publishes D_h = [s]_h - [r]_h (m k elements); D = s - r is decoded per owner, correcting up
-   to f wrong holders, and reveals nothing (r_i is uniform to any t-coalition).
+3. Online (only once E is decided, so that an audit reveals random data only). Holder h publishes
+   D_h = [s]_h - [r]_h (m k elements, with its digest on the ledger so that it is one value for every receiver);
+   D = s - r is decoded per owner, correcting up to f wrong holders, and reveals nothing (r_i is uniform to any
+   t-coalition).
 4. Statistics. T(s) = T(D + r) = T(D) + 2 B(D, r) + T(r), linear in the shares of r and T(r) once D is public.
    Holder h publishes T(D + [r]_h) - T([r]_h) + E + [rho]_h (the quadratic terms in [r]_h cancel exactly), a
    degree-t share of T(s), decoded correcting f liars: the same field elements as today's path.
