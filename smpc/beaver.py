@@ -142,8 +142,8 @@ def contribution_commitment(attempt: Attempt, subset: przs.Subset, dealer: int, 
 
 def holder_keys(attempt: Attempt, members: Sequence[int], degree: int, holder: int,
                 contributions: Contributions) -> Keys:
-    """Keys of every t-subset not containing `holder`, each from the contributions of all dealers outside it
-    (the holder's `contributions` hold, for each such subset, every dealer's: its own and those received)."""
+    """Keys of every t-subset not containing `holder`, each from the contributions of all dealers outside it (the
+    dealers the ledger fixed, as `audit` uses; the holder's `contributions` hold its own and those received)."""
     prss_keys, przs_keys = {}, {}
     for subset in przs.dealt_subsets(members, degree, holder):
         dealt = {d: by_subset[subset] for d, by_subset in contributions.items() if d not in subset}
