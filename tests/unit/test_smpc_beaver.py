@@ -156,19 +156,21 @@ def _poly_coefficients(points: list[tuple[int, int]]) -> list[int]:
     return total
 
 
-def test_a_coalition_view_is_explained_by_any_other_sketch_of_an_honest_owner() -> None:
-    """Coalition C = {0, 1} at N = 7, t = 2 knows every key but r_C. For any other sketch s' of honest owner 5,
+@pytest.mark.parametrize(("coalition", "owner"), [((0, 1), 5), ((3, 6), 1), ((2, 4), 2)])
+def test_a_coalition_view_is_explained_by_any_other_sketch_of_an_honest_owner(coalition: tuple[int, int],
+                                                                              owner: int) -> None:
+    """Coalition C (two members) at N = 7, t = 2 knows every key but r_C. For any other sketch s' of an honest owner,
     a value of PRG(r_C) (and of C's PRZS coefficients) and a dealing of s' that agree with C's shares make every
     public publication (all e_h, all D_h, hence E and D) and all of C's shares exactly what they were; the statistic
     shares then differ only by (T(s') - T(s)) F_C(x): they reveal the statistics and nothing else."""
-    c = Consortium(7, 2, WIDTH, seed=70)
-    coalition, owner = (0, 1), 5
+    c = Consortium(7, 2, WIDTH, seed=70 + owner)
+    assert owner - 1 not in coalition, "the owner is honest"
     knows = {a: any(m not in a for m in coalition) for a in przs.subsets(c.members, c.degree)}
     assert [a for a, known in knows.items() if not known] == [coalition]
     streams = beaver.prss_streams(beaver_all_keys(c, b"r"), c.layout)
     zeros = beaver.zero_coefficients(beaver_all_keys(c, b"z"), c.layout, c.degree)
     before = world(c, streams, zeros, c.held)
-    other = np.random.default_rng(71).integers(-1000, 1000, WIDTH)
+    other = np.random.default_rng(owner).integers(-1000, 1000, WIDTH)
     shift = field.sub(field.from_signed(other), field.from_signed(c.sketches[owner]))
     row = c.layout.owners.index(owner)
     weight = {h: przs.vanishing_weight(coalition, h + 1) for h in c.members}
