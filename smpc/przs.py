@@ -83,18 +83,23 @@ def _subset_bytes(subset: Subset) -> bytes:
     return len(subset).to_bytes(2, "big") + b"".join(a.to_bytes(2, "big") for a in subset)
 
 
-def commitment(chain_id: bytes, round_id: int, subset: Subset, dealer: int, contribution: bytes) -> bytes:
-    """H(subset, dealer, contribution): binds a dealer to the one contribution every holder must receive."""
+def commitment(chain_id: bytes, round_id: int, subset: Subset, dealer: int, contribution: bytes,
+               domain: bytes = b"") -> bytes:
+    """H(subset, dealer, contribution): binds a dealer to the one contribution every holder must receive.
+    `domain` separates other uses of per-subset keys (`smpc.beaver`'s preprocessing) from the statistics'
+    zero sharing, whose tags (domain empty) it leaves as they were."""
     assert len(contribution) == KEY_BYTES, "contributions are 32 bytes"
-    return hashlib.sha256(_tag(chain_id, round_id, b"commit", subset) + dealer.to_bytes(2, "big")
+    return hashlib.sha256(_tag(chain_id, round_id, domain + b"commit", subset) + dealer.to_bytes(2, "big")
                           + contribution).digest()
 
 
-def subset_key(chain_id: bytes, round_id: int, subset: Subset, contributions: Mapping[int, bytes]) -> bytes:
-    """r_A from the contributions of the members outside A that dealt, in increasing member order."""
+def subset_key(chain_id: bytes, round_id: int, subset: Subset, contributions: Mapping[int, bytes],
+               domain: bytes = b"") -> bytes:
+    """r_A from the contributions of the members outside A that dealt, in increasing member order (`domain`
+    as in `commitment`)."""
     assert not set(contributions) & set(subset), "a member of A cannot contribute to r_A"
     body = b"".join(d.to_bytes(2, "big") + contributions[d] for d in sorted(contributions))
-    return hashlib.sha256(_tag(chain_id, round_id, b"key", subset) + body).digest()
+    return hashlib.sha256(_tag(chain_id, round_id, domain + b"key", subset) + body).digest()
 
 
 def vanishing_weight(subset: Subset, x: int) -> int:
@@ -115,19 +120,30 @@ def zero_share(keys: Mapping[Subset, bytes], holder: int, degree: int, count: in
     """Holder `holder`'s share (at x = holder + 1) of a pseudo-random degree-2t sharing of `count` zeros,
     from the keys of every subset not containing it: one weighted sum over all keys' coefficients, weight
     F_A(x) x^j for coefficient j of subset A."""
-    x = holder + 1
     ordered = sorted(keys)
-    assert all(holder not in subset for subset in ordered), "a holder has no key for a subset that contains it"
     if not ordered or degree == 0:
         return np.zeros(count, dtype=np.uint64)
-    coefficients = _coefficients([keys[subset] for subset in ordered], degree * count)
+    rows = key_elements([keys[subset] for subset in ordered], degree * count)
+    return zero_share_from_coefficients(dict(zip(ordered, rows.reshape(len(ordered), degree, count), strict=True)),
+                                        holder)
+
+
+def zero_share_from_coefficients(coefficients: Mapping[Subset, FieldArray], holder: int) -> FieldArray:
+    """`zero_share` from each subset's expanded coefficients c_{A,1..t} (one (t, count) array per subset) rather
+    than its key: for a caller that must say what a share would be under coefficients no key is known for (a
+    privacy proof exhibits the r_C explaining a view)."""
+    x = holder + 1
+    ordered = sorted(coefficients)
+    assert ordered and all(holder not in subset for subset in ordered), "a holder has no key for a subset with it"
+    degree = coefficients[ordered[0]].shape[0]
     powers = [pow(x, j, field.P) for j in range(1, degree + 1)]
     weights = np.array([vanishing_weight(subset, x) * power % field.P for subset in ordered for power in powers],
                        dtype=np.uint64)
-    return field.sum_mod(field.mul(coefficients.reshape(len(ordered) * degree, count), weights[:, None]), axis=0)
+    stacked = np.concatenate([coefficients[subset] for subset in ordered])
+    return field.sum_mod(field.mul(stacked, weights[:, None]), axis=0)
 
 
-def _coefficients(keys: list[bytes], count: int) -> FieldArray:
+def key_elements(keys: list[bytes], count: int) -> FieldArray:
     """`field.random_elements(SeededRandomBytes(key), count)` for each key, one row per key: the keystreams
     are read and masked all at once, and only a key whose first draw hit the rejected value p (probability
     about count 2^-61) is drawn again on its own, exactly as `random_elements` would."""

@@ -173,8 +173,15 @@ def reconstruct_statistics(
     Raises NotEnoughShares below 2t + 1 + f publishers and InconsistentShares when no degree-2t
     polynomial agrees with 2t + 1 + f of them (step 3 of the module docstring).
     """
+    return statistics_from_reconstruction(shamir.reconstruct(published, 2 * degree, max_faulty), owners, params)
+
+
+def statistics_from_reconstruction(
+    result: shamir.Reconstruction, owners: Iterable[int], params: SketchParams
+) -> ValidationStatistics:
+    """The statistics a reconstruction decided (order of `statistic_pairs`), in update units, range-checked:
+    shared by today's degree-2t path and `smpc.beaver`'s degree-t one, so both read the field alike."""
     pairs = statistic_pairs(owners)
-    result = shamir.reconstruct(published, 2 * degree, max_faulty)
     values = field.to_signed(result.secret)
     assert values.shape == (len(pairs),), "published vectors do not match the owners"
     norm_bound, distance_bound = params.max_norm_fixed**2, 4 * params.max_norm_fixed**2

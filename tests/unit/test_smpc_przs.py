@@ -122,10 +122,10 @@ def test_batched_coefficients_are_each_keys_random_elements_rejected_draws_inclu
     stream, also for keys whose first draw is rejected."""
     rand = SeededRandomBytes.from_int(21)
     keys = [rand(32) for _ in range(20)]
-    assert np.array_equal(przs._coefficients(keys, 6),
+    assert np.array_equal(przs.key_elements(keys, 6),
                           np.stack([field.random_elements(SeededRandomBytes(key), 6) for key in keys]))
     keys[3], keys[11] = b"\x00" + keys[3][1:], b"\x00" + keys[11][1:]
     monkeypatch.setattr(przs, "SeededRandomBytes", _RejectedFirst)
     expected = np.stack([field.random_elements(_RejectedFirst(key), 6) for key in keys])
-    assert np.array_equal(przs._coefficients(keys, 6), expected)
+    assert np.array_equal(przs.key_elements(keys, 6), expected)
     assert expected[3, 0] != np.uint64(field.P)
