@@ -68,7 +68,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
                            UNIT + "test_smpc_validated_round.py"),
     "smpc/sketch.py": (UNIT + "test_smpc_sketch.py",),
     "smpc/blame.py": (UNIT + "test_smpc_blame.py", UNIT + "test_contract_blame.py"),
-    "smpc/przs.py": (UNIT + "test_smpc_przs.py", UNIT + "test_smpc_validated_round.py"),
+    "smpc/przs.py": (UNIT + "test_smpc_przs.py", UNIT + "test_smpc_validated_round.py", UNIT + "test_smpc_beaver.py"),
+    "smpc/beaver.py": (UNIT + "test_smpc_beaver.py", PROPERTY + "test_smpc_beaver_audit.py",
+                       PROPERTY + "test_smpc_beaver_correction.py"),
     "smpc/validation_messages.py": (UNIT + "test_smpc_validation_messages.py", PROPERTY + "test_smpc_validation_messages_fuzz.py",
                                     UNIT + "test_secure_round.py", UNIT + "test_smpc_sealed_shares.py"),
     "smpc/keys.py": (UNIT + "test_smpc_keys.py",),
@@ -91,7 +93,7 @@ MEASURED = ("ml/robust.py", "node/wire.py", "smpc/field.py", "smpc/shamir.py", "
             "smpc/quantize.py", "smpc/keys.py", "smpc/aead.py", "smpc/signing.py", "smpc/validation.py", "smpc/przs.py",
             "consensus/quorum.py", "consensus/block.py", "consensus/normal_case.py", "consensus/view_change.py",
             "node/contract_transitions.py", "node/contract_rules.py", "smpc/secagg.py", "smpc/messages.py",
-            "smpc/validation_messages.py", "smpc/sketch.py", "smpc/blame.py", "node/contract.py", "node/contract_tx.py",
+            "smpc/validation_messages.py", "smpc/sketch.py", "smpc/blame.py", "smpc/beaver.py", "node/contract.py", "node/contract_tx.py",
             "node/contract_state.py", "node/contract_membership.py", "consensus/checkpoints.py", "consensus/actions.py",
             "consensus/codec.py", "consensus/messages.py", "consensus/restore.py", "consensus/replica.py")
 """What a run without arguments covers: the targets whose results docs/testing.md reports."""
