@@ -96,7 +96,8 @@ def test_the_opening_is_t_r_minus_rho() -> None:
 @pytest.mark.parametrize(("n", "f"), SIZES)
 def test_liars_in_the_preprocessing_abort_its_opening_and_the_audit_convicts_exactly_them(n: int, f: int) -> None:
     """One liar changes one entry, the others every entry; the liars reveal nothing (silent dealers) and one
-    reveals junk: the honest holders' reveals suffice, and only the liars are convicted."""
+    reveals junk, before and after the genuine reveals (a junk reveal accepted late would replace a genuine one): the
+    honest holders' reveals suffice, and only the liars are convicted."""
     c = Consortium(n, f, WIDTH, seed=50 + n)
     liars = c.members[1 : 1 + f]
     published = c.preprocessing()
@@ -107,7 +108,7 @@ def test_liars_in_the_preprocessing_abort_its_opening_and_the_audit_convicts_exa
     with pytest.raises(InconsistentShares):
         beaver.open_preprocessing(published, c.layout, c.degree, c.f)
     junk = [(d, a, bytes(32)) for d, by in c.contributions.items() for a in by]
-    reveals = [*junk, *c.reveals(silent=frozenset(liars))]
+    reveals = [*junk, *c.reveals(silent=frozenset(liars)), *junk]
     verdict = beaver.audit(c.attempt, c.members, c.degree, c.layout, c.commitments, reveals, published)
     assert verdict == beaver.AuditResult(tuple(liars), ())
 
