@@ -22,7 +22,7 @@ from node.contract_events import (
     WindowCheck,
 )
 from node.contract_membership import Membership, disclosure_of
-from node.contract_state import SA_MESSAGE_OF_PHASE
+from node.contract_state import PROPOSER_DUTIES, SA_MESSAGE_OF_PHASE
 from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
 from smpc import blame
 from smpc import messages as sam
@@ -158,7 +158,7 @@ class Rules(Membership, Evaluations):
 
     def _validate(self, tx: Tx, proposer: int) -> list[Check]:
         s, p = self.state, self.params
-        if tx.kind in ("open", "close", "result", "abort", "fail", "verdict") and tx.author != proposer:
+        if tx.kind in PROPOSER_DUTIES and tx.author != proposer:
             raise TxError(f"{tx.kind} tx must be authored by the block proposer")
         if tx.kind == "open":
             model_hash, participants = tx.fields

@@ -27,6 +27,9 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
 round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or the
 linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
 
+PROPOSER_DUTIES = ("open", "close", "accept", "result", "abort", "fail", "verdict")
+"""Transactions only a block's proposer may author (in that block): they end phases and rounds. None of them
+says that its author takes part again: an absent member that is primary stays absent however many it proposes."""
 SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
 
 

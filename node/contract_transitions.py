@@ -22,7 +22,7 @@ from node.contract_events import (
     SecAggCommitted,
 )
 from node.contract_membership import Membership, disclosure_of
-from node.contract_state import PHASES
+from node.contract_state import PHASES, PROPOSER_DUTIES
 from node.contract_tx import Tx
 from smpc import blame
 
@@ -46,11 +46,11 @@ class Transitions(Membership, Evaluations):
 
     def _apply(self, tx: Tx, height: int) -> list[Event]:
         s, p = self.state, self.params
-        # An eval is about a past round, and a proposer's open, close, abort or result its duty as primary: neither
+        # An eval is about a past round, and a proposer's duties (`PROPOSER_DUTIES`) are its duty as primary: neither
         # says that its author takes part again (a withholder named by the abort it proposes stays absent).
         if tx.kind == "blame" and tx.author in s.suspended:
             return self._judge_late(tx)
-        if tx.author in s.absent and tx.kind not in ("eval", "open", "close", "abort", "result", "fail", "verdict"):
+        if tx.author in s.absent and tx.kind != "eval" and tx.kind not in PROPOSER_DUTIES:
             s.absent = tuple(m for m in s.absent if m != tx.author)
             s.absent_since.pop(tx.author, None)
         if tx.kind == "ready":
