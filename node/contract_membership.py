@@ -87,11 +87,13 @@ class Membership:
         (the others can still publish 2t_v + 1 + f shares), so f_eff = f - max(0, k - spare), at least 0: the
         timing assumption is relied on only where the round could not go on without it, and only where genesis
         makes the phase deadline long enough for it (`ContractParams.exclude_late`; otherwise only the convicted
-        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count, and so
-        do the suspended (`ContractState.suspended`), which owe a blame disclosure and are kept out until they
-        give it."""
+        count). The convicted members (`ContractState.convicted`) are proven faulty, so they always count. The
+        suspended (`ContractState.suspended`), which owe a blame disclosure and are kept out until they give it,
+        count like the excluded, only under `exclude_late`: a disclosure that misses the verdict may be an honest
+        one that censoring primaries held out (red team, claims: at N = 4 with a short deadline a censoring primary
+        got an honest discloser suspended and f_eff = 0 while it published)."""
         p, s = self.params, self.state
-        counted = len(s.convicted) + len(s.suspended) + (len(s.excluded) if p.exclude_late else 0)
+        counted = len(s.convicted) + ((len(s.suspended) + len(s.excluded)) if p.exclude_late else 0)
         spare = max(0, p.n - (2 * p.validation_degree + 1 + p.max_faulty))
         return max(0, p.max_faulty - max(0, counted - spare))
 
