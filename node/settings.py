@@ -67,6 +67,9 @@ def round_settings(genesis: Genesis, plan: LearningPlan) -> RoundSettings:
     if not 0 <= degree < genesis.n:
         raise ConfigError(f"genesis: secure_aggregation.degree must be in [0, {genesis.n - 1}]")
     secure = bool(sa.get("enabled", True))
+    if secure and degree < genesis.f:
+        raise ConfigError(f"genesis: secure_aggregation.degree {degree} is below f = {genesis.f}: f colluders would "
+                          f"hold degree + 1 shares of an honest member's mask secrets and read its update")
     val = genesis.section("validation")
     validation_degree = int(val.get("degree", max(1, genesis.f)))
     validate = secure and bool(val.get("enabled", False))

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from node import contract as rc
 from tests.unit.test_contract import block, tx, validated_contract
 from tests.unit.test_contract_secure_phases import ALL, Driver
@@ -80,8 +78,5 @@ def test_a_withholder_that_is_not_primary_is_benched_longer_each_time() -> None:
     assert expecting(proposer=1) == [1, 2, 4, 8, 16]
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: `accept` is neither refused from a non-proposer nor excluded from the "
-                   "transactions that end an absence (node/contract_transitions.py `_apply`), so a benched withholder "
-                   "that is primary is present again through the accept it proposes: it aborts every other round")
 def test_a_withholder_that_is_primary_is_benched_longer_each_time() -> None:
     assert expecting(proposer=FLAPPER) == [1, 2, 4, 8, 16]

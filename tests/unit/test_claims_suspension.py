@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from node import contract as rc
 from smpc import blame
 from tests.unit.test_contract import tx
@@ -49,10 +47,6 @@ def test_with_a_deadline_that_outlasts_censorship_the_suspended_lower_f_eff() ->
     assert censored_blame_phase(exclude_late=True).c.effective_faulty == 0
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: `Membership.effective_faulty` counts the suspended whatever "
-                   "`exclude_late` says, so with a deadline shorter than the censorship bound a censoring primary makes "
-                   "an honest member suspended and f_eff = 0 while the Byzantine primary publishes: its statistics "
-                   "decide alone (3 publishers, degree 2)")
 def test_without_a_deadline_that_outlasts_censorship_a_censored_discloser_does_not_lower_f_eff() -> None:
     d = censored_blame_phase(exclude_late=False)
     assert d.c.effective_faulty == 1, "f_eff = f: an honest member late only by censorship is not proven faulty"
