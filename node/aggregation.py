@@ -48,7 +48,7 @@ class Aggregator:
         """Compute the round's new global model from its inputs; remember it; return its hash (computed once
         per check: the primary proposing, a replica checking and `precompute` share it)."""
         key = (check.round, check.global_model_hash, check.included)
-        if (known := self.aggregated.get(key)) is not None and known in self.content.models:
+        if (known := self._known(key)) is not None:
             return known
         global_vec = await self.content.model(check.global_model_hash)
         if self.settings.contract.secure:
@@ -57,6 +57,8 @@ class Aggregator:
             total = await self._plain_sum(check)
         if total is None:
             return None
+        if (known := self._known(key)) is not None:
+            return known  # another caller (the precomputation, a proposal, a block check) finished it meanwhile
         try:
             new_vec = apply_sum(global_vec, total)
         except ValueError:
@@ -65,6 +67,11 @@ class Aggregator:
         while len(self.aggregated) > MAX_AGGREGATES:
             del self.aggregated[next(iter(self.aggregated))]
         return digest
+
+    def _known(self, key: AggregateKey) -> bytes | None:
+        """The new model's hash if this aggregate was computed and the model is still held."""
+        known = self.aggregated.get(key)
+        return known if known is not None and known in self.content.models else None
 
     async def precompute(self, check: rc.AggregateCheck) -> None:
         """The unmask phase began (the survivors are fixed): unmask as soon as the reveals are in, so that

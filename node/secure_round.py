@@ -105,6 +105,10 @@ class SecureRound(BlameSide):
         self._advert: sam.AdvertiseKeys | None = None
         self._quantized: npt.NDArray[np.uint32] | None = None
         self.result: SecAggResult | None = None
+        self._released: npt.NDArray[np.float64] | None = None
+        """The dequantized sum once it passed every check (read-only): the aggregate a proposing primary, a
+        replica checking a `result` and the unmask-phase precomputation all ask for, dequantized and
+        bound-checked (8 MB, a norm) once rather than per call."""
         self.phase = "keys"
         self.revealers: set[int] = set()
         self._disputed: tuple[tuple[int, int], ...] = ()
@@ -262,7 +266,7 @@ class SecureRound(BlameSide):
         return True
 
     def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
-        """The dequantized sum of the survivors' vectors once it can be computed (cached).
+        """The dequantized sum of the survivors' vectors once it can be computed (cached once it passed the checks).
 
         Raises MissingMessages (a committed masked input we lack: fetch it) or RoundAborted.
         """
@@ -274,10 +278,14 @@ class SecureRound(BlameSide):
                     raise
                 raise RoundAborted(f"round {self.round} cannot be unmasked: {exc}") from exc
             self.violations += self.machine.drain_violations()
+        if self._released is not None:
+            return self._released
         if self.result is None or not self._checks_pass(deadline_passed):
             return None
         total = dequantize_sum(self.result.total, self._quant)
         self._check_bound(total)
+        total.flags.writeable = False
+        self._released = total
         return total
 
     def _check_bound(self, total: npt.NDArray[np.float64]) -> None:

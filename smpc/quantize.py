@@ -25,6 +25,7 @@ zero. Its random bits come from the caller's `RandomBytes`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,11 +98,41 @@ def clip_and_round(
     clip_l2 * scale changes nothing in exact arithmetic (|x_k| <= ||x||); it keeps that bound even
     when the norm, computed in the input's precision (float32 for model updates), is slightly low.
     """
-    scaled: npt.NDArray[np.float64] = np.multiply(values, clip_factor(values, clip_l2) * scale, dtype=np.float64)
-    np.clip(scaled, -clip_l2 * scale, clip_l2 * scale, out=scaled)  # no-op in exact arithmetic
-    scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
-    np.floor(scaled, out=scaled)
-    return scaled
+    flat = np.ravel(values)
+    rounded = np.empty(flat.size, dtype=np.float64)
+    for window, block in _rounded_blocks(flat, clip_l2, scale, rand):
+        rounded[window] = block
+    return rounded.reshape(np.shape(values))
+
+
+ROUNDING_BLOCK = 1 << 15
+"""Coordinates rounded at a time (256 KB of float64): the temporaries stay in cache and come from no fresh page."""
+
+
+def _rounded_blocks(
+    values: npt.NDArray[np.floating], clip_l2: float, scale: float, rand: RandomBytes
+) -> Iterator[tuple[slice, npt.NDArray[np.float64]]]:
+    """`clip_and_round` of the 1-D `values`, as (slice, rounded block) pairs; each block is overwritten by the next.
+
+    Each coordinate goes through the same float64 operations, in the same order, as the whole-vector
+    expression floor(clip(values * (factor * scale)) + u / 2^32), so the blocks hold exactly its bits; the
+    random bytes are drawn in one call, as before, so a seeded source gives the same words.
+    """
+    factor = clip_factor(values, clip_l2) * scale
+    limit = clip_l2 * scale
+    noise = np.frombuffer(rand(4 * values.size), dtype="<u4")
+    rounded = np.empty(min(ROUNDING_BLOCK, values.size), dtype=np.float64)
+    fraction = np.empty_like(rounded)
+    for start in range(0, values.size, ROUNDING_BLOCK):
+        window = slice(start, min(start + ROUNDING_BLOCK, values.size))
+        count = window.stop - start
+        block, uniform = rounded[:count], fraction[:count]
+        np.multiply(values[window], factor, out=block, dtype=np.float64)
+        np.clip(block, -limit, limit, out=block)  # no-op in exact arithmetic
+        np.multiply(noise[window], 1.0 / 2**32, out=uniform)
+        block += uniform
+        np.floor(block, out=block)
+        yield window, block
 
 
 def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: RandomBytes) -> RingArray:
@@ -109,13 +140,17 @@ def quantize(update: npt.NDArray[np.floating], params: QuantParams, rand: Random
 
     The 4 random bytes per coordinate are the bulk of the cost, so callers should pass a fast
     CSPRNG (`prg.SeededRandomBytes` seeded from the OS for each round) rather than reading
-    megabytes from the OS itself.
+    megabytes from the OS itself. Rounded block by block (`_rounded_blocks`), straight into the
+    int32 result: bit for bit `clip_and_round(...).astype(np.int32)`, without its 8 MB float64
+    vector per million coordinates.
     """
-    rounded = clip_and_round(update, params.clip_l2, params.scale, rand)
-    if rounded.size:
-        bound = params.coordinate_bound
-        assert -bound <= rounded.min() and rounded.max() <= bound, "rounding exceeded the proven bound"
-    return rounded.astype(np.int32).view(np.uint32)
+    flat = np.ravel(update)
+    embedded = np.empty(flat.size, dtype=np.int32)
+    bound = params.coordinate_bound
+    for window, block in _rounded_blocks(flat, params.clip_l2, params.scale, rand):
+        assert -bound <= block.min() and block.max() <= bound, "rounding exceeded the proven bound"
+        embedded[window] = block
+    return embedded.reshape(np.shape(update)).view(np.uint32)
 
 
 def dequantize_sum(total: RingArray, params: QuantParams) -> npt.NDArray[np.float64]:

@@ -3,7 +3,8 @@
 API (everything is pure: no I/O, no clock, no global randomness)
 -----------------------------------------------------------------
     machine = SecAggParticipant(config, me, signer, verifier, rand, generator=None)
-                                   (pass one MaskGenerator across rounds to reuse its 8 MB of buffers)
+                                   (a MaskGenerator masks through 256 KB of block buffers; its 8 MB
+                                    whole-mask buffers exist only once `expand` is called: reuse one for that)
 
     advert  = machine.start()                         -> AdvertiseKeys   broadcast it
     machine.receive(message)                          -> bool            any peer message; False if stale;

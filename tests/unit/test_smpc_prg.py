@@ -1,9 +1,10 @@
 """Mask PRG: keyed by the whole seed, deterministic, reused buffers, AES-256-CTR keystream."""
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from smpc.prg import MaskGenerator, SeededRandomBytes, keystream_blocks
+from smpc.prg import MASK_BLOCK_WORDS, MaskGenerator, SeededRandomBytes, keystream_blocks
 
 
 def test_mask_is_the_aes_256_ctr_keystream_of_the_seed() -> None:
@@ -43,3 +44,17 @@ def test_keystream_blocks_are_the_mask_prg_cut_into_blocks() -> None:
     whole = MaskGenerator(1000).expand(seed).copy()
     for block in (1, 7, 256, 999, 1000, 4096):
         assert np.array_equal(np.concatenate([b.copy() for b in keystream_blocks(seed, 1000, block)]), whole), block
+
+
+@pytest.mark.parametrize("length", [1, MASK_BLOCK_WORDS - 1, MASK_BLOCK_WORDS, 2 * MASK_BLOCK_WORDS + 5])
+def test_block_masking_adds_exactly_the_expanded_mask(length: int) -> None:
+    """add_into and subtract_into work block by block; their result is the whole mask's, mod 2^32, at and around
+    block boundaries (seeded start vector, fixed seeds)."""
+    generator = MaskGenerator(length)
+    start = np.random.default_rng(length).integers(0, 2**32, length, dtype=np.uint32)
+    for seed, operation, method in [(b"\x05" * 32, np.add, generator.add_into),
+                                    (b"\x06" * 32, np.subtract, generator.subtract_into)]:
+        expected = operation(start, MaskGenerator(length).expand(seed))
+        accumulator = start.copy()
+        method(accumulator, seed)
+        assert accumulator.tobytes() == expected.tobytes()

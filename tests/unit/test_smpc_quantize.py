@@ -5,7 +5,16 @@ import pytest
 
 from smpc import field
 from smpc.prg import SeededRandomBytes
-from smpc.quantize import RING_SIGNED_MAX, QuantParams, clip_and_round, clip_l2, dequantize_sum, quantize
+from smpc.quantize import (
+    RING_SIGNED_MAX,
+    ROUNDING_BLOCK,
+    QuantParams,
+    clip_and_round,
+    clip_factor,
+    clip_l2,
+    dequantize_sum,
+    quantize,
+)
 
 
 def test_parameters_that_could_wrap_are_refused() -> None:
@@ -101,3 +110,27 @@ def test_clipping_computes_in_float64_whatever_the_input() -> None:
     assert clip_l2(update, 2.0).dtype == np.float64
     assert clip_l2(update, 2.0).tolist() == update.astype(np.float64).tolist()
     assert clip_and_round(update, 2.0, 2.0**20, SeededRandomBytes.from_int(15)).dtype == np.float64
+
+
+def _whole_vector_rounding(values: np.ndarray, clip: float, scale: float, rand: SeededRandomBytes) -> np.ndarray:
+    """The definition `clip_and_round` had before it worked block by block: one expression over the whole vector."""
+    scaled = np.multiply(values, clip_factor(values, clip) * scale, dtype=np.float64)
+    np.clip(scaled, -clip * scale, clip * scale, out=scaled)
+    scaled += np.frombuffer(rand(4 * scaled.size), dtype="<u4") * (1.0 / 2**32)
+    np.floor(scaled, out=scaled)
+    return scaled
+
+
+@pytest.mark.parametrize("size", [0, 1, ROUNDING_BLOCK - 1, ROUNDING_BLOCK, ROUNDING_BLOCK + 1, 3 * ROUNDING_BLOCK + 17])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("clip", [1e-3, 50.0])
+def test_block_rounding_keeps_the_whole_vector_bits(size: int, dtype: type, clip: float) -> None:
+    """Seed 21: clip 1e-3 clips every vector, 50 none; the rounding and the ring embedding are both bit for bit
+    the whole-vector expression's, across block boundaries."""
+    values = np.random.default_rng(21).standard_normal(size).astype(dtype)
+    params = QuantParams.for_participants(clip, 7)
+    expected = _whole_vector_rounding(values, clip, params.scale, SeededRandomBytes.from_int(21))
+    rounded = clip_and_round(values, clip, params.scale, SeededRandomBytes.from_int(21))
+    assert rounded.dtype == np.float64 and rounded.tobytes() == expected.tobytes()
+    embedded = quantize(values, params, SeededRandomBytes.from_int(21))
+    assert embedded.dtype == np.uint32 and embedded.tobytes() == expected.astype(np.int32).view(np.uint32).tobytes()
