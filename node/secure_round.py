@@ -110,7 +110,6 @@ class SecureRound(BlameSide):
         replica checking a `result` and the unmask-phase precomputation all ask for, dequantized and
         bound-checked (8 MB, a norm) once rather than per call."""
         self.phase = "keys"
-        self.revealers: set[int] = set()
         self._disputed: tuple[tuple[int, int], ...] = ()
         self.failure: Failure | None = None
         """What unmasking failed, with validation (`_checks_pass`): what this node's `fail` names or checks."""
@@ -152,14 +151,13 @@ class SecureRound(BlameSide):
             self.machine.receive(message)
         except ProtocolViolation as violation:
             self.violations.append(violation)
-            return
-        if isinstance(message, sam.UnmaskShares):
-            self.revealers.add(message.sender)
 
     @property
     def enough_reveals(self) -> bool:
-        """Whether reveals from t+1 holders arrived, so unmasking after the grace period can succeed."""
-        return len(self.revealers) >= self.config.degree + 1
+        """Whether the reveals that arrived, a liar's junk not counted, let unmasking after the grace period
+        succeed (`SecAggParticipant.recoverable`): going late on fewer would abort this node's round while the
+        nodes that waited unmask (a stall: neither a result nor an abort gets a quorum)."""
+        return self.machine.recoverable()
 
     def on_committed(self, event: rc.SecAggCommitted) -> None:
         message = self.decode(event.message)
@@ -215,7 +213,6 @@ class SecureRound(BlameSide):
             self._check_committed_weights()
             reveal = self.machine.on_inputs_committed({a + 1: d for a, d in event.digests})
             if reveal is not None:
-                self.revealers.add(reveal.sender)
                 out.append(Gossip(sam.encode(reveal)))
             if self.validation is not None:
                 out += self._share_sketch_sum(event.members)

@@ -617,6 +617,28 @@ class SecAggParticipant:
                 self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
         return valid
 
+    def recoverable(self) -> bool:
+        """Whether the reveals stored so far, less every reveal of a share it must not reveal or off its owner's
+        commitment, hold t + 1 shares of each secret unmasking needs: only then does `try_finish(deadline_passed=
+        True)` complete instead of aborting. A shell that goes late on a count of revealers counts a liar's junk
+        reveal and aborts for reveals that are only late (a loaded 7-node cluster with two lying revealers: some
+        nodes unmasked, the others had aborted, and neither a result nor an abort could commit). Records nothing.
+        """
+        if self.phase is not Phase.UNMASK:
+            return False
+        survivors = frozenset(self._input_digests)
+        dropped = self._shares_set - survivors
+        counts: dict[tuple[int, SecretKind], int] = {}
+        for holder, message in self._stored_all(UnmaskShares).items():
+            revealed = _revealed(message)
+            allowed = holder in self._keys_set and all(
+                owner in (survivors if kind is SecretKind.SELF_SEED else dropped) for owner, kind, _ in revealed)
+            if allowed and all(self._opens_commitment(owner, holder, kind, share) for owner, kind, share in revealed):
+                for owner, kind, _ in revealed:
+                    counts[(owner, kind)] = counts.get((owner, kind), 0) + 1
+        needed = [(o, SecretKind.SELF_SEED) for o in survivors] + [(o, SecretKind.MASK_KEY) for o in dropped]
+        return all(counts.get(key, 0) > self.config.degree for key in needed)
+
     def _lying_revealers(self, reveals: Mapping[int, UnmaskShares]) -> frozenset[int]:
         """Holders with a revealed share that does not open its dealer's commitment, each a `WrongReveal`.
 
@@ -626,9 +648,7 @@ class SecAggParticipant:
         """
         liars = set()
         for holder, message in reveals.items():
-            revealed = [(owner, SecretKind.SELF_SEED, share) for owner, share in message.self_seed_shares]
-            revealed += [(owner, SecretKind.MASK_KEY, share) for owner, share in message.mask_key_shares]
-            wrong = sorted(owner for owner, kind, share in revealed
+            wrong = sorted(owner for owner, kind, share in _revealed(message)
                            if not self._opens_commitment(owner, holder, kind, share))
             if wrong:
                 liars.add(holder)
@@ -671,3 +691,9 @@ class SecAggParticipant:
     def abort(self, reason: str) -> RoundAborted:
         """The caller gives up on the round (e.g. the contract aborted it); returns the error to log."""
         return self._abort(reason)
+
+
+def _revealed(message: UnmaskShares) -> list[tuple[int, SecretKind, bytes]]:
+    """A reveal's shares as (owner, kind, share)."""
+    return ([(owner, SecretKind.SELF_SEED, share) for owner, share in message.self_seed_shares]
+            + [(owner, SecretKind.MASK_KEY, share) for owner, share in message.mask_key_shares])

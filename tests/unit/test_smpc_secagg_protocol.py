@@ -647,3 +647,32 @@ def test_each_transition_names_its_phase_when_messages_are_missing_or_too_few_me
     with pytest.raises(MissingMessages) as missing:
         target.try_finish(deadline_passed=True)
     assert (missing.value.phase, missing.value.missing) == ("unmask", frozenset({1, 2, 3}))
+
+
+def test_junk_reveals_do_not_count_towards_going_late_so_late_honest_reveals_are_waited_for() -> None:
+    """Two lying revealers at N = 5, t = 2: their junk reveals and one honest reveal reach node 5 first. A count of
+    revealers (4 >= t + 1) let a loaded 7-node cluster go late and abort on reveals that were only late, while the
+    nodes that waited unmasked: neither a result nor an abort could commit. `recoverable` counts only reveals that
+    open their commitments, so the late path is taken once it can complete, and it names the liars."""
+    harness = Harness(n=5, degree=2)
+    harness.to_masked_input_phase()
+    updates = make_updates(5, seed=9)
+    inputs = {i: harness.machines[i].mask(updates[i]) for i in harness.machines}
+    for message in inputs.values():
+        harness.deliver(message)
+    digests = {i: m.digest() for i, m in inputs.items()}
+    reveals = {i: machine.on_inputs_committed(digests) for i, machine in harness.machines.items()}
+    target, liars, late = harness.machines[5], (1, 2), 4
+    junk = messages.encode_share(np.full(5, 7, dtype=np.uint64))
+    for liar in liars:
+        reveal = reveals[liar]
+        assert reveal is not None
+        forged = dataclasses.replace(reveal, self_seed_shares=tuple((o, junk) for o, _ in reveal.self_seed_shares))
+        target.receive(resign(forged, harness.signers[liar]))
+    target.receive(reveals[3])  # type: ignore[arg-type]
+    assert not target.recoverable(), "own + one honest reveal: 2 shares of each seed, t + 1 = 3 needed"
+    target.receive(reveals[late])  # type: ignore[arg-type]
+    assert target.recoverable()
+    result = target.try_finish(deadline_passed=True)
+    assert result is not None and result.lying_revealers == frozenset(liars)
+    assert np.array_equal(result.total, plain_sum(updates, frozenset(harness.machines)))
