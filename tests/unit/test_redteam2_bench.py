@@ -1,0 +1,56 @@
+"""Red team 2 (issue 14, the bench): an honest member is made absent, and takes a strike, only by its own silence
+past a deadline every replica checked (docs/threat-model.md Known limits; `Membership._missing_inputs`: "a member
+back mid-round is not marked absent again for a round it was kept out of").
+
+The adversary: member 0 of a validated consortium at N = 4 (f = 1, t = 1, `exclude_late`), with its real key, in
+U1. The honest member 3 crashed before round 1's keys phase: the keys phase closes past its deadline without it
+(its first strike, its own silence). It restarts during round 1; as the shell does (`RoundDriver.join_found_open`
+-> `prepare_next_round`), it advertises its keys for round 2 ahead, and that `sa` commits: member 3 is present
+again while round 1 is open, though round 1 keeps it out (not in U1). Member 0 then withholds its share bundle, so
+the shares phase has 2 of the 3 inputs it needs and aborts past its deadline.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_contract import tx, validated_contract
+from tests.unit.test_contract_secure_phases import Driver
+
+WITHHOLDER, RESTARTED = 0, 3
+
+
+def _round_one_with_a_restart(back_mid_round: bool) -> Driver:
+    """Round 1 up to the abort of its shares phase; member 3 back mid-round (its ahead advert committed) or not."""
+    d = Driver(validated_contract())
+    d.open()
+    d.close("keys", (0, 1, 2))  # past the keys deadline: member 3 is silent
+    assert d.s.absent == (RESTARTED,) and d.s.strikes == {RESTARTED: 1}
+    if back_mid_round:
+        advert = d.inputs("keys", (RESTARTED,), round_id=2)
+        assert d.c.tx_valid_ahead(d.c.parse(advert[0]))
+        d.commit(*advert)
+        assert d.s.absent == ()
+    d.commit(*d.inputs("shares", (1, 2)))  # the withholder sends no share bundle
+    d.commit(tx("abort", 0, 1, "too few members in phase shares"))
+    return d
+
+
+def test_the_abort_names_the_withholder_and_a_member_still_absent_takes_no_second_strike() -> None:
+    d = _round_one_with_a_restart(back_mid_round=False)
+    assert WITHHOLDER in d.s.outcomes[-1].missing
+    assert d.s.strikes == {WITHHOLDER: 1, RESTARTED: 1}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "FINDING rt2-3: `_missing_inputs` names every participant without an input and not in `excluded`, but the "
+    "members a keys close left out join `excluded` only when the inputs phase closes; a member back mid-round "
+    "(its ahead advert for the next round, or a `ready` for it, committed) is named by an abort of the shares or "
+    "inputs phase it was never expected in: a second strike and, under exclude_late, a bench, chosen by the "
+    "withholder"))
+def test_a_member_back_mid_round_is_not_named_by_an_abort_of_a_phase_it_was_kept_out_of() -> None:
+    d = _round_one_with_a_restart(back_mid_round=True)
+    outcome = d.s.outcomes[-1]
+    assert WITHHOLDER in outcome.missing
+    assert RESTARTED not in outcome.missing, f"the abort names {outcome.missing}"
+    assert d.s.strikes.get(RESTARTED) == 1 and RESTARTED not in d.s.absent, (d.s.strikes, d.s.absent_since)
