@@ -117,3 +117,21 @@ def test_a_withholder_whose_keys_ran_ahead_is_benched_when_the_phase_ahead_close
     "(every other one), not 1, 2, 4, 8, 16"))
 def test_a_withholder_whose_keys_ran_ahead_is_benched_when_the_phase_ahead_stayed_open() -> None:
     assert _expecting(close_ahead=False) == [1, 2, 4, 8, 16]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "FINDING rt2-4 (variant): a member benched mid-round by a keys close after its advert for the next round was "
+    "committed ahead stays in that phase's inputs, so in the ahead U1; `_ahead_expected` for the shares ahead is "
+    "`ahead_u1` unfiltered, and its ahead bundle commits and un-absents it: the bench is void"))
+def test_a_member_benched_mid_round_cannot_come_back_through_the_phase_ahead() -> None:
+    d = Driver(validated_contract())
+    d.s.strikes, d.s.kept = {FLAPPER: 1}, {FLAPPER: 0}  # it went absent once before
+    d.open()
+    d.commit(*d.inputs("keys", (FLAPPER,), round_id=2))  # its keys for round 2, ahead
+    d.close("keys", (1, 2, 3))  # silent in round 1's own keys phase, past its deadline
+    assert d.s.absent == (FLAPPER,) and d.s.absent_since == {FLAPPER: 3}, "strike 2: benched for round 2"
+    d.commit(*d.inputs("keys", (1, 2, 3), round_id=2))
+    assert d.c.ahead_complete()
+    d.commit(tx("close", 0, 2, "keys"))
+    bundle = d.inputs("shares", (FLAPPER,), round_id=2)[0]
+    assert not d.c.tx_valid_ahead(d.c.parse(bundle)), f"ahead U1 {d.s.ahead_u1}: the benched member deals ahead"
