@@ -16,7 +16,7 @@ member takes no strike, no bench and no conviction, and aborts every round it is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -34,9 +34,12 @@ BAD_DEALER = 3
 """The contract index of the bad dealer at N = 4 (participant id 4)."""
 
 
-def _shifting(holders: tuple[int, ...]):  # type: ignore[no-untyped-def]
+_Sharing = Callable[[bytes, int, Sequence[int], field.RandomBytes], dict[int, field.FieldArray]]
+
+
+def _shifting(holders: tuple[int, ...]) -> _Sharing:
     """The bad dealer's sharing: honest, but the shares of `holders` are off the polynomial by one."""
-    def share(secret: bytes, degree: int, ids: Sequence[int], rand: field.RandomBytes) -> dict:
+    def share(secret: bytes, degree: int, ids: Sequence[int], rand: field.RandomBytes) -> dict[int, field.FieldArray]:
         shares = shamir.share_vector(shamir.secret_to_field(secret), degree, ids, rand)
         for holder in holders:
             shares[holder] = field.add(shares[holder], np.ones_like(shares[holder]))
