@@ -201,7 +201,8 @@ class Membership:
 
     def _ahead_expected(self) -> tuple[int, ...]:
         s = self.state
-        return self.takes_part(tuple(range(self.params.n)), s.round + 1) if s.ahead_phase == "keys" else s.ahead_u1
+        members = tuple(range(self.params.n)) if s.ahead_phase == "keys" else s.ahead_u1
+        return self.takes_part(members, s.round + 1)
 
     def takes_part(self, members: Iterable[int], round_id: int) -> tuple[int, ...]:
         """The members round `round_id`'s first phase expects: `eligible`, and not on the bench (absent, with

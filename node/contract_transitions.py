@@ -75,7 +75,8 @@ class Transitions(Membership, Evaluations):
                 # A member convicted since its keys ran ahead is in U1 or U2 but expected no more (a dropout).
                 s.expected = self.takes_part({"keys": s.participants, "shares": s.ahead_u1,
                                               "inputs": s.ahead_u2}[s.ahead_phase], s.round)
-                s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items()}
+                # What ran ahead from a member benched (or convicted, suspended) since is not this round's input.
+                s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items() if a in s.expected}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
             self._forget_old_evals()
             return [RoundOpened(s.round, s.participants, s.model_hash, height, s.disputes)]
@@ -116,7 +117,11 @@ class Transitions(Membership, Evaluations):
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
             if s.phase == "keys":
                 s.u1 = members
-                self._mark_absent(tuple(m for m in s.participants if m not in members))
+                left_out = tuple(m for m in s.participants if m not in members)
+                self._mark_absent(left_out)
+                # Kept out of this round from now on, even if back mid-round (`ready`, keys ahead for the next
+                # round): an abort of a later phase must not name it again (red team rt2-3).
+                s.excluded = tuple(sorted(set(s.excluded) | set(self.eligible(left_out))))
             if s.phase == "seed":
                 s.holders = members
             if s.phase == "inputs":

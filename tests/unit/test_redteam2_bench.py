@@ -12,8 +12,6 @@ the shares phase has 2 of the 3 inputs it needs and aborts past its deadline.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.test_claims_bench import FLAPPER, ROUNDS, Consortium
 from tests.unit.test_contract import tx, validated_contract
 from tests.unit.test_contract_secure_phases import ALL, Driver
@@ -43,12 +41,6 @@ def test_the_abort_names_the_withholder_and_a_member_still_absent_takes_no_secon
     assert d.s.strikes == {WITHHOLDER: 1, RESTARTED: 1}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING rt2-3: `_missing_inputs` names every participant without an input and not in `excluded`, but the "
-    "members a keys close left out join `excluded` only when the inputs phase closes; a member back mid-round "
-    "(its ahead advert for the next round, or a `ready` for it, committed) is named by an abort of the shares or "
-    "inputs phase it was never expected in: a second strike and, under exclude_late, a bench, chosen by the "
-    "withholder"))
 def test_a_member_back_mid_round_is_not_named_by_an_abort_of_a_phase_it_was_kept_out_of() -> None:
     d = _round_one_with_a_restart(back_mid_round=True)
     outcome = d.s.outcomes[-1]
@@ -109,20 +101,10 @@ def test_a_withholder_whose_keys_ran_ahead_is_benched_when_the_phase_ahead_close
     assert _expecting(close_ahead=True) == [1, 2, 4, 8, 16]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING rt2-4: a round that opens in its keys phase takes over the phase ahead's inputs wholesale "
-    "(`s.inputs = ahead_inputs`), also the advert of a member benched since it was committed; the keys close puts it "
-    "in U1 (not expected, excluded from validation), its share bundle then un-absents it, and the next round "
-    "expects it again: a withholder that advertises ahead before each abort is expected in 9 of 16 rounds "
-    "(every other one), not 1, 2, 4, 8, 16"))
 def test_a_withholder_whose_keys_ran_ahead_is_benched_when_the_phase_ahead_stayed_open() -> None:
     assert _expecting(close_ahead=False) == [1, 2, 4, 8, 16]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "FINDING rt2-4 (variant): a member benched mid-round by a keys close after its advert for the next round was "
-    "committed ahead stays in that phase's inputs, so in the ahead U1; `_ahead_expected` for the shares ahead is "
-    "`ahead_u1` unfiltered, and its ahead bundle commits and un-absents it: the bench is void"))
 def test_a_member_benched_mid_round_cannot_come_back_through_the_phase_ahead() -> None:
     d = Driver(validated_contract())
     d.s.strikes, d.s.kept = {FLAPPER: 1}, {FLAPPER: 0}  # it went absent once before
