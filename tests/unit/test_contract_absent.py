@@ -132,8 +132,8 @@ class _Consortium:
     """Rounds of a plain contract driven block by block; member 3 may come back with `ready` when the contract
     lets it (`tx_valid_now`, which is what the mempool asks)."""
 
-    def __init__(self, rounds: int, exclude_late: bool = True) -> None:
-        self.c, self.height, self.model = contract(rounds=rounds), 1, M0
+    def __init__(self, rounds: int, exclude_late: bool = True, min_updates: int = 3) -> None:
+        self.c, self.height, self.model = contract(rounds=rounds, min_updates=min_updates), 1, M0
         self.c.params = dataclasses.replace(self.c.params, exclude_late=exclude_late)
 
     def ready_if_valid(self, member: int) -> bool:
@@ -222,3 +222,50 @@ def test_no_bench_where_the_absent_do_not_count_as_faulty() -> None:
 @pytest.mark.parametrize("strikes, bench", [(0, 0), (1, 0), (2, 1), (3, 3), (4, 7), (6, 31), (7, 31), (40, 31)])
 def test_the_bench_doubles_up_to_its_cap(strikes: int, bench: int) -> None:
     assert rc.Contract.bench_rounds(strikes) == bench
+
+
+def test_each_forgiveness_takes_one_strike_after_forgive_after_more_included_rounds() -> None:
+    """Three strikes, then rounds that include the member: one strike goes after FORGIVE_AFTER of them and the
+    next after FORGIVE_AFTER more, not sooner."""
+    from node.contract_membership import FORGIVE_AFTER
+
+    run = _Consortium(rounds=2 * FORGIVE_AFTER + 40)
+    round_id = 1
+    for _ in range(3):
+        while not run.ready_if_valid(3) and 3 in run.c.state.absent:
+            run.round(round_id, leaves=set())
+            round_id += 1
+        while 3 not in run.round(round_id, leaves={3}):
+            round_id += 1
+        round_id += 1
+    assert run.c.state.strikes == {3: 3}
+    while not run.ready_if_valid(3):
+        run.round(round_id, leaves=set())
+        round_id += 1
+    strikes = []
+    for _ in range(2 * FORGIVE_AFTER):
+        run.round(round_id, leaves=set())
+        round_id += 1
+        strikes.append(run.c.state.strikes.get(3, 0))
+    assert strikes == [3] * (FORGIVE_AFTER - 1) + [2] * FORGIVE_AFTER + [1], strikes
+
+
+def test_every_member_newly_missing_takes_a_strike_whoever_else_was_absent_already() -> None:
+    run = _Consortium(rounds=4, min_updates=2)
+    run.round(1, leaves={2})
+    run.round(2, leaves={2, 3})  # the round's result names 2 (absent already) before 3
+    assert run.c.state.strikes == {2: 1, 3: 1}
+
+
+@pytest.mark.parametrize("back_from, expected", [(5, True), (6, False)])
+def test_the_next_rounds_key_phases_ahead_expect_a_benched_member_from_the_round_its_bench_ends(
+        back_from: int, expected: bool) -> None:
+    """Round 4 is open; its successor's keys (and then shares) run ahead: they expect member 3 only if its bench
+    ends by round 5."""
+    c = contract(rounds=8)
+    s = c.state
+    s.round, s.open, s.absent, s.absent_since = 4, True, (3,), {3: back_from}
+    s.ahead_phase = "keys"
+    assert (3 in c._ahead_expected()) is expected
+    s.ahead_phase, s.ahead_u1 = "shares", (0, 1, 2, 3)
+    assert (3 in c._ahead_expected()) is expected
