@@ -98,7 +98,7 @@ class Daemon:
         proto = protocol_params(genesis)
         faults.bind(FaultContext(self.index, genesis.n, genesis.chain_id, identity.sign, self.contract.parse, plan,
                                  learner, int(proto.get("checkpoint_interval", 16)),
-                                 int(proto.get("view_timeout_ms", 2000))))
+                                 int(proto.get("view_timeout_ms", 2000)), self.rounds.clip_bound))
         self._replay_ledger()
         self.replica = self._open_replica()
 

@@ -146,7 +146,7 @@ class Faults(FaultHooks):
         attack_ctx = AttackContext(round=round_id, node_index=ctx.index, n_nodes=ctx.n,
                                    rng=np.random.default_rng([ctx.plan.seed, round_id, ctx.index]),
                                    global_params=vec, n_malicious=int(self.behaviour.get("n_malicious", 1)),
-                                   n_classes=ctx.plan.model.n_classes)
+                                   n_classes=ctx.plan.model.n_classes, clip_bound=ctx.clip_bound(round_id))
         return malicious_train(self.attack, ctx.plan.model, vec, local.X_train, local.y_train, ctx.plan.training,
                                round_id * 1_009 + ctx.index, attack_ctx)
 

@@ -46,6 +46,8 @@ class FaultContext:
     learner: Learner
     checkpoint_interval: int = 16
     view_timeout_ms: int = 2000
+    clip_bound: Callable[[int], float | None] = lambda _round_id: None
+    """The ledger's per-round bound B of a round (public: every member reads it from the committed blocks)."""
 
 
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]

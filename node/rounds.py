@@ -309,7 +309,7 @@ class RoundDriver:
 
     # ------------------------------------------------------------------ training and contributing
 
-    def _clip_bound(self, round_id: int) -> float | None:
+    def clip_bound(self, round_id: int) -> float | None:
         """The ledger's per-round bound B of the open round `round_id` (None: clip to C alone). B changes only
         when a round commits; once `round_id` is over here its update is not sent, and C alone is returned."""
         s = self.contract.state
@@ -321,7 +321,7 @@ class RoundDriver:
         if hashlib.sha256(vector_bytes(vec)).digest() != model_hash:
             raise InvariantError("the model about to be trained does not match the committed hash")
         result = await self._in_worker("training", self.hooks.train_fn(self.learner.train), vec, round_id)
-        weighted = self.settings.weighting.vector(result.update, result.n_samples, self._clip_bound(round_id))
+        weighted = self.settings.weighting.vector(result.update, result.n_samples, self.clip_bound(round_id))
         sr = self.secure.get(round_id)
         if self.settings.contract.secure and sr is None:
             # The round ended (or we sat it out) while we trained. In secure mode an update leaves this

@@ -96,3 +96,19 @@ def test_a_crashing_node_stops_at_its_round_and_dies_once_its_masked_input_reach
     assert killed == []
     faults.frame_delivered("masked")
     assert killed == [signal.SIGKILL]
+
+
+def test_a_poisoning_node_gives_its_attack_the_ledgers_bound_for_the_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B is public on the ledger; an attacker that knows the rule needs it (`AttackContext.clip_bound`), and on real
+    daemons it was left empty, so a plugin aiming just under B fell back to its own length."""
+    from types import SimpleNamespace
+
+    seen: list[Any] = []
+    monkeypatch.setattr(faults_module, "malicious_train", lambda *args: seen.append(args[-1]))
+    plan = SimpleNamespace(seed=1, model=SimpleNamespace(n_classes=10), training=None)
+    learner = SimpleNamespace(local=SimpleNamespace(X_train=None, y_train=None))
+    faults = faults_module.Faults({"attack": "sign-flip"})
+    faults.bind(FaultContext(ME, N, CHAIN, _sign, _parse, plan, learner,  # type: ignore[arg-type]
+                             clip_bound=lambda round_id: 2.5 if round_id == 4 else None))
+    faults.train_fn(lambda vec, round_id: None)(np.zeros(3), 4)
+    assert seen[0].clip_bound == 2.5
