@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 
 from node import contract as rc
-from node.contract_membership import disclosure_of
-from node.faults import LIE_IDENTITY_SHIFT, Faults
+from node.faults import Faults
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
-from smpc.blame import PairScalars, SketchRow, encode_pairs
 from tests.unit.test_secure_round import CHAIN, Cluster, L
+from tests.unit.test_validator_faults import lie_about_pair
 
 N, F, COALITION, SEED = 7, 2, (3, 4), 61
 
@@ -75,23 +74,6 @@ def validated_round(c: CoalitionCluster, round_id: int, updates: dict[int, np.nd
     return outcome.accepted
 
 
-def lie_to(c: CoalitionCluster, liar: int, partner: int) -> None:
-    """`liar`'s pending `blame` shifts its sketch scalar with `partner` by what its masked input's lie added to
-    row b*, so that it passes its own check; re-signed with its key."""
-    contract = c.contracts[0]
-    row = SketchRow.of(c.rounds[liar]._sketch, contract.state.failure[1])  # type: ignore[arg-type]
-    shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > liar else -1)
-    for k, raw in enumerate(c.mempool):
-        tx = contract.parse(raw)
-        if tx.kind == "blame" and tx.author == liar:
-            disclosure = disclosure_of(liar, tx.fields[0], tx.fields[1], contract.state.summed,  # type: ignore[arg-type]
-                                       contract.state.disputes)
-            true = disclosure.pairs[partner]
-            pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
-            c.mempool[k] = rc.make_tx(CHAIN, "blame", liar, tx.round, [encode_pairs(pairs), tx.fields[1]],
-                                      c.sign(liar))
-
-
 def blame_abort(c: CoalitionCluster, round_id: int, liar: int, partner: int) -> rc.RoundOutcome:
     """Every honest node's unmasking fails identically: commit the `fail`, the disclosures (the liar's
     tampered), and the ledger's own `verdict`."""
@@ -103,7 +85,7 @@ def blame_abort(c: CoalitionCluster, round_id: int, liar: int, partner: int) -> 
     assert found is not None
     weight, coordinate, bases = found
     c.commit(c.tx("fail", [int(weight), -1 if coordinate is None else coordinate, bases], round_id))
-    lie_to(c, liar, partner)
+    lie_about_pair(c, liar, partner)
     c.commit()
     judged = c.contracts[0].blame_judgement()
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)], round_id))

@@ -220,23 +220,26 @@ def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> Non
     retry_without(c, LIAR, updates)
 
 
+def lie_about_pair(c: Cluster, liar: int, partner: int) -> None:
+    """`liar`'s pending `blame` shifts its sketch scalar with `partner` by what its masked input's lie added to row
+    b* (a `lie-identity` member passing its own check), re-signed with its key."""
+    contract = c.contracts[0]
+    row = SketchRow.of(c.rounds[liar]._sketch, contract.state.failure[1])  # type: ignore[arg-type]
+    shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > liar else -1)
+    for k, raw in enumerate(c.mempool):
+        tx = contract.parse(raw)
+        if tx.kind == "blame" and tx.author == liar:
+            disclosure = disclosure_of(liar, tx.fields[0], tx.fields[1], contract.state.summed,  # type: ignore[arg-type]
+                                       contract.state.disputes)
+            true = disclosure.pairs[partner]
+            pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
+            c.mempool[k] = rc.make_tx(CHAIN, "blame", liar, tx.round, [encode_pairs(pairs), tx.fields[1]],
+                                      c.sign(liar))
+
+
 def lie_to(partner: int) -> Callable[[FaultyCluster], None]:
-    """LIAR's pending `blame` shifts its sketch scalar with `partner` by what its masked input's lie added to row b*
-    (a `lie-identity` member passing its own check), re-signed with its key."""
-    def tamper(c: FaultyCluster) -> None:
-        contract = c.contracts[0]
-        row = SketchRow.of(c.rounds[LIAR]._sketch, contract.state.failure[1])  # type: ignore[arg-type]
-        shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > LIAR else -1)
-        for k, raw in enumerate(c.mempool):
-            tx = contract.parse(raw)
-            if tx.kind == "blame" and tx.author == LIAR:
-                disclosure = disclosure_of(LIAR, tx.fields[0], tx.fields[1], contract.state.summed,  # type: ignore[arg-type]
-                                           contract.state.disputes)
-                true = disclosure.pairs[partner]
-                pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
-                c.mempool[k] = rc.make_tx(CHAIN, "blame", LIAR, tx.round, [encode_pairs(pairs), tx.fields[1]],
-                                          c.sign(LIAR))
-    return tamper
+    """LIAR lies about its pair scalar with `partner` (`lie_about_pair`)."""
+    return lambda c: lie_about_pair(c, LIAR, partner)
 
 
 def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convicted_after_f_plus_1() -> None:
