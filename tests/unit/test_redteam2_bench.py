@@ -12,7 +12,7 @@ the shares phase has 2 of the 3 inputs it needs and aborts past its deadline.
 
 from __future__ import annotations
 
-from tests.unit.test_claims_bench import FLAPPER, ROUNDS, Consortium
+from tests.unit.test_claims_bench import FLAPPER, ROUNDS, Consortium, expecting
 from tests.unit.test_contract import tx, validated_contract
 from tests.unit.test_contract_secure_phases import ALL, Driver
 
@@ -68,33 +68,14 @@ class _AheadRounds(Consortium):
             others = tuple(m for m in self.s.ahead_u1 if m != FLAPPER)
             self.commit(*self.inputs("shares", others, round_id=round_id))
 
-    def round(self, round_id: int) -> bool:
-        self.commit(self.duty("open", round_id, self.s.model_hash, list(ALL)))
-        expected = FLAPPER in self.s.expected
-        while self.s.phase != "validate":
-            if self.s.phase == "seed" and round_id < ROUNDS:
-                self._advertise_ahead(round_id + 1)
-            missing = tuple(m for m in self.s.expected if m not in self.s.inputs)
-            self.commit(*self.inputs(self.s.phase, missing), self.duty("close", round_id, self.s.phase))
-        publishers = tuple(m for m in self.s.expected if m != FLAPPER)
-        self.commit(*self.inputs("validate", publishers))
-        if FLAPPER in self.s.expected:
-            self.commit(self.duty("abort", round_id, "too few members in phase validate"))
-            assert self.s.outcomes[-1].missing == (FLAPPER,), f"round {round_id}: the abort names the withholder"
-        else:
-            self.commit(self.duty("accept", round_id, list(publishers), [], 0))
-            self.commit(self.duty("result", round_id, list(publishers), bytes([round_id]) * 32))
-        return expected
+    def close_phase(self, round_id: int) -> None:
+        if self.s.phase == "seed" and round_id < ROUNDS:
+            self._advertise_ahead(round_id + 1)
+        super().close_phase(round_id)
 
 
 def _expecting(close_ahead: bool) -> list[int]:
-    run = _AheadRounds(proposer=FLAPPER, close_ahead=close_ahead)
-    rounds = []
-    for round_id in range(1, ROUNDS + 1):
-        run.ready_if_valid(FLAPPER)
-        if run.round(round_id):
-            rounds.append(round_id)
-    return rounds
+    return expecting(_AheadRounds(proposer=FLAPPER, close_ahead=close_ahead))
 
 
 def test_a_withholder_whose_keys_ran_ahead_is_benched_when_the_phase_ahead_closed() -> None:
