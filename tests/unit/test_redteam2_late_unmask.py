@@ -53,19 +53,7 @@ def _to_reveals(monkeypatch: pytest.MonkeyPatch, n: int, degree: int, shifted: t
     polynomial and committed, per share, exactly to what it sent (so every share opens its commitment). Returns
     the machines (no reveal delivered), each member's reveal and the updates."""
     harness = Harness(n=n, degree=degree)
-    harness.adverts = {i: machine.start() for i, machine in harness.machines.items()}
-    for advert in harness.adverts.values():
-        harness.deliver(advert)
-    members = frozenset(harness.machines)
-    honest_share_secret = shamir.share_secret
-    for i, machine in harness.machines.items():
-        monkeypatch.setattr(shamir, "share_secret", _shifting(shifted) if i == n else honest_share_secret)
-        bundle = machine.on_keys_committed(members)
-        assert bundle is not None
-        harness.deliver(bundle)
-    monkeypatch.setattr(shamir, "share_secret", honest_share_secret)
-    for machine in harness.machines.values():
-        machine.on_shares_committed(members)
+    harness.to_masked_input_phase(monkeypatch, n, _shifting(shifted))
     updates = make_updates(n, seed=21)
     inputs = {i: machine.mask(updates[i]) for i, machine in harness.machines.items()}
     for message in inputs.values():

@@ -1,6 +1,7 @@
 """The secure-aggregation state machine end to end, in process, with dropouts and bad peers."""
 
 import dataclasses
+from collections.abc import Callable
 
 import nacl.signing
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from smpc import field, messages, shamir
 from smpc.errors import BadPublicKey, BadSignature, Equivocation, MissingMessages, ProtocolViolation, RoundAborted
+from smpc.field import FieldArray
 from smpc.keys import KeyPurpose, keypair_from_secret, pair_key
 from smpc.masking import unmask_sum
 from smpc.messages import AdvertiseKeys, Message, ShareKeys, UnmaskShares
@@ -150,15 +152,23 @@ class Harness:
             if i not in (message.sender, skip):
                 machine.receive(message)
 
-    def to_masked_input_phase(self) -> None:
+    def to_masked_input_phase(self, monkeypatch: pytest.MonkeyPatch | None = None, dealer: int = 0,
+                              sharing: Callable[..., dict[int, FieldArray]] | None = None) -> None:
+        """Keys and shares committed by every machine; with `sharing`, `dealer` deals its secrets with it instead
+        of `shamir.share_secret` (patched with `monkeypatch` while it deals)."""
         self.adverts = {i: machine.start() for i, machine in self.machines.items()}
         for advert in self.adverts.values():
             self.deliver(advert)
         members = frozenset(self.machines)
-        for machine in self.machines.values():
+        honest_share_secret = shamir.share_secret
+        for i, machine in self.machines.items():
+            if sharing is not None and monkeypatch is not None:
+                monkeypatch.setattr(shamir, "share_secret", sharing if i == dealer else honest_share_secret)
             bundle = machine.on_keys_committed(members)
             assert bundle is not None
             self.deliver(bundle)
+        if monkeypatch is not None:
+            monkeypatch.setattr(shamir, "share_secret", honest_share_secret)
         for machine in self.machines.values():
             machine.on_shares_committed(members)
 
@@ -524,25 +534,13 @@ def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_t
     """Node 3 deals shares of a 'secret' whose last chunk is 2^32, wider than the 4 bytes it encodes.
     Reconstruction must turn that into a typed abort (the dealer's fault), not an OverflowError."""
     harness = Harness()
-    honest_share_secret = shamir.share_secret
 
     def cheating_share_secret(secret: bytes, degree: int, ids: list[int], rand: field.RandomBytes) -> dict:
         chunks = shamir.secret_to_field(secret)
         chunks[-1] = np.uint64(1 << 32)
         return shamir.share_vector(chunks, degree, ids, rand)
 
-    harness.adverts = {i: machine.start() for i, machine in harness.machines.items()}
-    for advert in harness.adverts.values():
-        harness.deliver(advert)
-    members = frozenset(harness.machines)
-    for i, machine in harness.machines.items():
-        monkeypatch.setattr(shamir, "share_secret", cheating_share_secret if i == 3 else honest_share_secret)
-        bundle = machine.on_keys_committed(members)
-        assert bundle is not None
-        harness.deliver(bundle)
-    monkeypatch.setattr(shamir, "share_secret", honest_share_secret)
-    for machine in harness.machines.values():
-        machine.on_shares_committed(members)
+    harness.to_masked_input_phase(monkeypatch, 3, cheating_share_secret)
     updates = make_updates(4, seed=15)
     inputs = {i: m.mask(updates[i]) for i, m in harness.machines.items()}
     for message in inputs.values():
