@@ -608,9 +608,7 @@ class SecAggParticipant:
         dropped = self._shares_set - survivors
         valid = {}
         for sender, message in self._stored_all(UnmaskShares).items():
-            seed_owners = {owner for owner, _ in message.self_seed_shares}
-            key_owners = {owner for owner, _ in message.mask_key_shares}
-            if sender in self._keys_set and seed_owners <= survivors and key_owners <= dropped:
+            if self._allowed_reveal(sender, message, survivors, dropped):
                 valid[sender] = message
             else:
                 del self._store[UnmaskShares][sender]
@@ -631,13 +629,18 @@ class SecAggParticipant:
         counts: dict[tuple[int, SecretKind], int] = {}
         for holder, message in self._stored_all(UnmaskShares).items():
             revealed = _revealed(message)
-            allowed = holder in self._keys_set and all(
-                owner in (survivors if kind is SecretKind.SELF_SEED else dropped) for owner, kind, _ in revealed)
-            if allowed and all(self._opens_commitment(owner, holder, kind, share) for owner, kind, share in revealed):
+            if self._allowed_reveal(holder, message, survivors, dropped) and all(
+                    self._opens_commitment(owner, holder, kind, share) for owner, kind, share in revealed):
                 for owner, kind, _ in revealed:
                     counts[(owner, kind)] = counts.get((owner, kind), 0) + 1
         needed = [(o, SecretKind.SELF_SEED) for o in survivors] + [(o, SecretKind.MASK_KEY) for o in dropped]
         return all(counts.get(key, 0) > self.config.degree for key in needed)
+
+    def _allowed_reveal(self, sender: int, message: UnmaskShares, survivors: frozenset[int] | set[int],
+                       dropped: frozenset[int] | set[int]) -> bool:
+        """From a member of U1, revealing only self-seed shares of survivors and mask-key shares of the dropped."""
+        return (sender in self._keys_set and all(owner in survivors for owner, _ in message.self_seed_shares)
+                and all(owner in dropped for owner, _ in message.mask_key_shares))
 
     def _lying_revealers(self, reveals: Mapping[int, UnmaskShares]) -> frozenset[int]:
         """Holders with a revealed share that does not open its dealer's commitment, each a `WrongReveal`.
