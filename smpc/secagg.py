@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
@@ -77,7 +77,6 @@ from smpc.errors import (
     InconsistentShares,
     MalformedMessage,
     MissingMessages,
-    NotEnoughShares,
     ProtocolViolation,
     RoundAborted,
     SmpcError,
@@ -564,17 +563,20 @@ class SecAggParticipant:
                 if sender in self._input_digests:
                     self._violations.append(ProtocolViolation("masked input differs from committed digest", sender))
 
-    def try_finish(self, deadline_passed: bool = False) -> SecAggResult | None:
+    def try_finish(self, deadline_passed: bool = False, committed: frozenset[int] | None = None) -> SecAggResult | None:
         """Reconstruct the missing secrets and return the survivors' sum once we can.
 
         Before the deadline this waits until every survivor has revealed (the most redundancy we
         can expect). After it, `deadline_passed=True` uses whatever arrived and either completes or
         raises RoundAborted; a missing committed masked vector raises MissingMessages instead.
+        `committed`: use only the reveals of these holders (the shell passes the reveals the ledger committed,
+        so that every node unmasks from the same shares: `decide_unmask`); None uses every stored reveal.
+        A dealer whose shares contradict its advert aborts the round naming it (`RoundAborted.culprit`).
         """
         if self.phase is not Phase.UNMASK:
             return None
         survivors = frozenset(self._input_digests)
-        reveals = self._valid_reveals()
+        reveals = self._valid_reveals(committed)
         if not deadline_passed and not survivors <= set(reveals):
             return None
         if not deadline_passed and not survivors <= set(self._store[MaskedInput]):
@@ -583,10 +585,17 @@ class SecAggParticipant:
         dropped = self._shares_set - survivors
         liars = self._lying_revealers(reveals)
         checked = {holder: message for holder, message in reveals.items() if holder not in liars}
-        seeds = {owner: self._recover(owner, SecretKind.SELF_SEED, checked) for owner in survivors}
+        decision = self._decide(checked)
+        if decision.culprits:
+            owner, kind = decision.culprits[0]
+            raise self._abort(f"the committed shares of the {kind.value} of {owner} contradict its advert", owner)
+        if decision.missing:
+            owner, kind = decision.missing[0]
+            raise self._abort(f"cannot recover the {kind.value} of {owner}: fewer than t + 1 shares")
+        seeds = {owner: decision.recovered[(owner, SecretKind.SELF_SEED)] for owner in survivors}
         dropped_seeds = {}
         for owner in sorted(dropped):
-            mask_secret = self._recover(owner, SecretKind.MASK_KEY, checked)
+            mask_secret = decision.recovered[(owner, SecretKind.MASK_KEY)]
             for peer in survivors:
                 if self._paired(owner, peer):
                     dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
@@ -602,48 +611,53 @@ class SecAggParticipant:
 
 
 
-    def _valid_reveals(self) -> dict[int, UnmaskShares]:
-        """Stored reveals from holders (members of U1) that only reveal the allowed kind per owner."""
+    def _valid_reveals(self, committed: frozenset[int] | None = None) -> dict[int, UnmaskShares]:
+        """Stored reveals (of `committed` holders only, if given) from holders (members of U1) that only reveal
+        the allowed kind per owner."""
         survivors = set(self._input_digests)
         dropped = self._shares_set - survivors
         valid = {}
         for sender, message in self._stored_all(UnmaskShares).items():
-            if self._allowed_reveal(sender, message, survivors, dropped):
+            if committed is not None and sender not in committed:
+                continue
+            if allowed_reveal(sender, message, self._keys_set, survivors, dropped):
                 valid[sender] = message
             else:
                 del self._store[UnmaskShares][sender]
                 self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
         return valid
 
-    def recoverable(self) -> bool:
-        """Whether the reveals stored so far, less every reveal of a share it must not reveal or off its owner's
-        commitment, hold t + 1 shares of each secret unmasking needs: only then does `try_finish(deadline_passed=
-        True)` complete instead of aborting. A shell that goes late on a count of revealers counts a liar's junk
-        reveal and aborts for reveals that are only late (a loaded 7-node cluster with two lying revealers: some
-        nodes unmasked, the others had aborted, and neither a result nor an abort could commit). Records nothing.
-        """
+    def recoverable(self, committed: frozenset[int] | None = None) -> bool:
+        """Whether the reveals stored so far (of `committed` holders only, if given), less every reveal of a share
+        it must not reveal or off its owner's commitment, decide unmasking (`decide_unmask`): t + 1 shares of each
+        secret unmasking needs, and no dealer contradicting its advert; only then does `try_finish(deadline_passed=
+        True)` complete instead of aborting. The shell passes the committed reveals, so that every honest node goes
+        late on the same shares (red team rt2-1: on gossiped reveals, a dealer that dealt off one polynomial made
+        some nodes unmask and others abort). Records nothing."""
         if self.phase is not Phase.UNMASK:
             return False
         survivors = frozenset(self._input_digests)
         dropped = self._shares_set - survivors
-        counts: dict[tuple[int, SecretKind], int] = {}
-        for holder, message in self._stored_all(UnmaskShares).items():
-            revealed = _revealed(message)
-            if self._allowed_reveal(holder, message, survivors, dropped) and all(
-                    self._opens_commitment(owner, holder, kind, share) for owner, kind, share in revealed):
-                for owner, kind, _ in revealed:
-                    counts[(owner, kind)] = counts.get((owner, kind), 0) + 1
-        needed = [(o, SecretKind.SELF_SEED) for o in survivors] + [(o, SecretKind.MASK_KEY) for o in dropped]
-        return all(counts.get(key, 0) > self.config.degree for key in needed)
+        checked = {holder: message for holder, message in self._stored_all(UnmaskShares).items()
+                   if (committed is None or holder in committed)
+                   and allowed_reveal(holder, message, self._keys_set, survivors, dropped)
+                   and self._opens_all(holder, message)}
+        return self._decide(checked).complete
 
-    def _allowed_reveal(self, sender: int, message: UnmaskShares, survivors: frozenset[int] | set[int],
-                       dropped: frozenset[int] | set[int]) -> bool:
-        """From a member of U1, revealing only self-seed shares of survivors and mask-key shares of the dropped."""
-        return (sender in self._keys_set and all(owner in survivors for owner, _ in message.self_seed_shares)
-                and all(owner in dropped for owner, _ in message.mask_key_shares))
+    def _decide(self, reveals: Mapping[int, UnmaskShares]) -> UnmaskDecision:
+        """`decide_unmask` on checked reveals (each share opens its owner's commitment to it)."""
+        survivors = frozenset(self._input_digests)
+        needed = needed_secrets(survivors, self._shares_set - survivors)
+        return decide_unmask(revealed_shares(reveals.values()), needed, self.config.degree,
+                             lambda owner, kind, secret: matches_advert(
+                                 self.config, self._stored(AdvertiseKeys, owner), kind, secret))
+
+    def _opens_all(self, holder: int, message: UnmaskShares) -> bool:
+        return all(self._opens_commitment(owner, holder, kind, share) for owner, kind, share in _revealed(message))
 
     def _lying_revealers(self, reveals: Mapping[int, UnmaskShares]) -> frozenset[int]:
-        """Holders with a revealed share that does not open its dealer's commitment, each a `WrongReveal`.
+        """Holders with a revealed share that does not open its dealer's commitment (or is no share: an honest holder
+        decoded every share it holds), each a `WrongReveal`.
 
         One wrong share proves the lie, so all of that holder's reveals are dropped for the round: checking
         costs one hash per revealed share, whatever the number of liars (a search over subsets of reveals
@@ -652,44 +666,11 @@ class SecAggParticipant:
         liars = set()
         for holder, message in reveals.items():
             wrong = sorted(owner for owner, kind, share in _revealed(message)
-                           if not self._opens_commitment(owner, holder, kind, share))
+                           if not self._opens_commitment(owner, holder, kind, share) or not _is_share(share))
             if wrong:
                 liars.add(holder)
                 self._violations.append(WrongReveal(f"revealed shares off their commitments for {wrong}", holder))
         return frozenset(liars)
-
-    def _recover(self, owner: int, kind: SecretKind, reveals: Mapping[int, UnmaskShares]) -> bytes:
-        """Reconstruct one secret from checked reveals (each opens the owner's commitment to it).
-
-        Every share used is one the owner committed to, so shares off one polynomial, or a secret that does
-        not match the owner's advert, prove the owner dealt badly: the round aborts naming it. A majority
-        polynomial that matches the advert is used, and the owner is reported for the shares off it.
-        """
-        shares = {}
-        for holder, message in reveals.items():
-            pairs = message.self_seed_shares if kind is SecretKind.SELF_SEED else message.mask_key_shares
-            share = dict(pairs).get(owner)
-            if share is not None:
-                shares[holder] = decode_share(share)
-        try:
-            secret, result = shamir.reconstruct_secret(shares, self.config.degree)
-        except NotEnoughShares as error:
-            raise self._abort(f"cannot recover the {kind.value} of {owner}: {error}") from error
-        except InconsistentShares as error:
-            raise self._abort(f"the committed shares of the {kind.value} of {owner} fit no secret", owner) from error
-        if not self._matches_advert(owner, kind, secret):
-            raise self._abort(f"recovered {kind.value} of {owner} does not match its advertisement", owner)
-        if result.inconsistent_ids:
-            reason = f"dealt shares of its {kind.value} off its polynomial to {list(result.inconsistent_ids)}"
-            self._violations.append(ProtocolViolation(reason, owner))
-        return secret
-
-    def _matches_advert(self, owner: int, kind: SecretKind, secret: bytes) -> bool:
-        advert = self._stored(AdvertiseKeys, owner)
-        if kind is SecretKind.SELF_SEED:
-            expected = self_seed_commitment(self.config.chain_id, self.config.round_id, owner, secret)
-            return expected == advert.self_seed_commitment
-        return keypair_from_secret(secret).public_key == advert.mask_public_key
 
     def abort(self, reason: str) -> RoundAborted:
         """The caller gives up on the round (e.g. the contract aborted it); returns the error to log."""
@@ -700,3 +681,96 @@ def _revealed(message: UnmaskShares) -> list[tuple[int, SecretKind, bytes]]:
     """A reveal's shares as (owner, kind, share)."""
     return ([(owner, SecretKind.SELF_SEED, share) for owner, share in message.self_seed_shares]
             + [(owner, SecretKind.MASK_KEY, share) for owner, share in message.mask_key_shares])
+
+
+def _is_share(share: bytes) -> bool:
+    try:
+        decode_share(share)
+    except MalformedMessage:
+        return False
+    return True
+
+
+def allowed_reveal(sender: int, message: UnmaskShares, keys_set: frozenset[int] | set[int],
+                   survivors: frozenset[int] | set[int], dropped: frozenset[int] | set[int]) -> bool:
+    """From a member of U1, revealing only self-seed shares of survivors and mask-key shares of the dropped: never
+    both secrets of one owner (module doc, "Never both secrets")."""
+    return (sender in keys_set and all(owner in survivors for owner, _ in message.self_seed_shares)
+            and all(owner in dropped for owner, _ in message.mask_key_shares))
+
+
+def needed_secrets(survivors: Iterable[int], dropped: Iterable[int]) -> list[tuple[int, SecretKind]]:
+    """What unmasking reconstructs: each survivor's self seed and each dropped member's mask key."""
+    return ([(owner, SecretKind.SELF_SEED) for owner in sorted(survivors)]
+            + [(owner, SecretKind.MASK_KEY) for owner in sorted(dropped)])
+
+
+def revealed_shares(reveals: Iterable[UnmaskShares]) -> dict[tuple[int, SecretKind], dict[int, FieldArray]]:
+    """The shares in `reveals` (each decodes: checked on admission), by secret then holder."""
+    shares: dict[tuple[int, SecretKind], dict[int, FieldArray]] = {}
+    for message in reveals:
+        for owner, kind, share in _revealed(message):
+            shares.setdefault((owner, kind), {})[message.sender] = decode_share(share)
+    return shares
+
+
+def matches_advert(config: RoundConfig, advert: AdvertiseKeys, kind: SecretKind, secret: bytes) -> bool:
+    """Whether a reconstructed secret is the one its owner advertised: H(b) for a self seed, the public key for a
+    mask key."""
+    if kind is SecretKind.SELF_SEED:
+        expected = self_seed_commitment(config.chain_id, config.round_id, advert.sender, secret)
+        return expected == advert.self_seed_commitment
+    return keypair_from_secret(secret).public_key == advert.mask_public_key
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskDecision:
+    """What a set of reveals decides (`decide_unmask`)."""
+
+    recovered: Mapping[tuple[int, SecretKind], bytes]
+    missing: tuple[tuple[int, SecretKind], ...]
+    """Secrets with at most t shares: wait for more reveals."""
+    culprits: tuple[tuple[int, SecretKind], ...]
+    """Secrets whose shares do not all lie on one degree-t polynomial whose secret is the advertised one: proof
+    that their owner dealt badly (each share opens the owner's signed commitment to it)."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.culprits
+
+    @property
+    def dealers(self) -> tuple[int, ...]:
+        """The owners the culprits prove faulty, sorted."""
+        return tuple(sorted({owner for owner, _ in self.culprits}))
+
+
+def decide_unmask(shares: Mapping[tuple[int, SecretKind], Mapping[int, FieldArray]],
+                  needed: Iterable[tuple[int, SecretKind]], degree: int,
+                  advertised: Callable[[int, SecretKind, bytes], bool]) -> UnmaskDecision:
+    """Decide unmasking from checked shares (each opens its owner's commitment to it): a pure function of them.
+
+    A secret with more than t shares is recovered only if all of them lie on one degree-t polynomial and its
+    secret matches the owner's advert (`advertised`); otherwise the owner is a culprit. Every share opens the
+    owner's signed per-share commitment, and an honest owner commits to points of one polynomial through its
+    advertised secret, so an honest owner is never a culprit; and any t + 1 shares of a recovered secret give the
+    same, advertised, secret, so which t + 1 holders revealed first does not matter. Every node deciding on the
+    same shares (the ledger's) decides the same.
+    """
+    recovered: dict[tuple[int, SecretKind], bytes] = {}
+    missing, culprits = [], []
+    for key in needed:
+        points = shares.get(key, {})
+        if len(points) <= degree:
+            missing.append(key)
+            continue
+        try:
+            result = shamir.reconstruct(points, degree)
+            secret = shamir.field_to_secret(result.secret)
+        except InconsistentShares:
+            culprits.append(key)
+            continue
+        if result.inconsistent_ids or not advertised(key[0], key[1], secret):
+            culprits.append(key)
+        else:
+            recovered[key] = secret
+    return UnmaskDecision(recovered, tuple(missing), tuple(culprits))

@@ -366,7 +366,7 @@ def test_a_dealer_whose_shares_contradict_its_advert_is_named_as_culprit() -> No
     assert set(outcome.results) == {3}, "only the cheater, which kept its true advert, finishes"
     assert set(outcome.aborted) == {1, 2, 4, 5}
     for aborted in outcome.aborted.values():
-        assert (str(aborted), aborted.culprit) == ("recovered self-seed of 3 does not match its advertisement", 3)
+        assert (str(aborted), aborted.culprit) == ("the committed shares of the self-seed of 3 contradict its advert", 3)
 
 
 def test_float_updates_round_trip_through_quantization_and_masking() -> None:
@@ -551,7 +551,7 @@ def test_a_dealer_whose_shares_do_not_encode_a_32_byte_secret_aborts_the_round_t
         assert reveal is not None
         harness.deliver(reveal)
     for i, machine in harness.machines.items():
-        with pytest.raises(RoundAborted, match="self-seed of 3 fit no secret") as aborted:
+        with pytest.raises(RoundAborted, match="self-seed of 3 contradict its advert") as aborted:
             machine.try_finish()
         assert machine.phase is Phase.ABORTED and aborted.value.culprit == 3, i
 
