@@ -30,12 +30,20 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 | over V, from holders; `complaint` [dealer],  |                            |
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
-| unmask   | secure, valid.  | (reveals travel by gossip, not the ledger)   | `result` [S or U3, model]; |
+| unmask   | secure, valid.  | `sa` [UnmaskShares] from U1 (below)          | `result` [S or U3, model]; |
 |          |                 |                                              | validated: or `fail`       |
 |          |                 |                                              | [weight failed, b*]        |
 | blame    | validated       | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
 |          |                 | from R (below)                               | disputes (2 bytes a pair)]:|
 |          |                 |                                              | the round aborts           |
+
+**Unmasking is decided on the ledger** (docs/validation.md, "Unmasking decided on the ledger"). Each member of U1
+reveals its shares of the survivors' self seeds and the dropped members' mask keys in an `sa` [UnmaskShares]
+transaction: one per member, each share opening the commitment its owner's committed ShareKeys made to it, none it
+must not reveal (`Rules.reveal_refusal`, refused with a `RevealRefusal` reason). Nodes unmask from the committed
+reveals only, and `Membership.unmask_decision` decides from them alone: once they prove a dealer faulty (its shares
+off one degree-t polynomial through its advertised secret), no `result` or `fail` is valid, and an `abort`, valid at
+once, convicts it.
 
 `open` [model_hash, participants] starts a round when none is open and fewer than `rounds` rounds have
 committed; it must name the current global model.
@@ -155,7 +163,9 @@ from node.contract_tx import (
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
     PARSE_CACHE_ENTRIES,
+    REVEAL_REFUSALS,
     ComplaintRefused,
+    RevealRefusal,
     Tx,
     TxError,
     Verify,
@@ -178,6 +188,7 @@ __all__ = [
     "MAX_TX_BODY_BYTES",
     "PARSE_CACHE_ENTRIES",
     "PHASES",
+    "REVEAL_REFUSALS",
     "SA_MESSAGE_OF_PHASE",
     "STATISTICS_AFTER_ANSWER_DEADLINES",
     "VALIDATE_ABORT_DEADLINES",
@@ -196,6 +207,7 @@ __all__ = [
     "FailureCheck",
     "LateVerdict",
     "PhaseClosed",
+    "RevealRefusal",
     "RoundOpened",
     "RoundOutcome",
     "SecAggCommitted",

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 
 from node.contract_state import SA_MESSAGE_OF_PHASE, ContractParams, ContractState, PendingBlame
 from node.contract_tx import Tx
-from smpc import blame
+from smpc import blame, secagg
+from smpc import messages as sam
 
 COMPLAINT_ABORT_DEADLINES = 4
 """Phase deadlines a validate phase with complaints waits before it may abort: complaints within the first,
@@ -45,6 +46,30 @@ class Membership:
 
     params: ContractParams
     state: ContractState
+    _sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message]
+
+    def committed_sa(self, raw: bytes) -> sam.Message:
+        """An `sa` message the open round committed (verified when admitted), decoded; cached like the admission's."""
+        s = self.state
+        message = self._sa_verified.get((raw, s.round, s.participants))
+        return message if message is not None else \
+            sam.decode(raw, self.params.round_config(s.round, s.participants).limits)
+
+    def unmask_decision(self) -> secagg.UnmaskDecision:
+        """What the committed reveals decide (`smpc.secagg.decide_unmask`): each survivor's self seed and each
+        dropped member's mask key recovered from its committed shares, missing (t or fewer), or proving its owner
+        faulty (shares off one degree-t polynomial through the advertised secret). A function of the ledger alone,
+        so every replica decides alike: an `abort` of the unmask phase convicts the proven dealers, and a `result`
+        or `fail` is refused once any is proven (docs/validation.md, "Unmasking decided on the ledger")."""
+        s, p = self.state, self.params
+        config = p.round_config(s.round, s.participants)
+        survivors = {a + 1 for a in s.expected}
+        needed = secagg.needed_secrets(survivors, {a + 1 for a in s.bundles} - survivors)
+        reveals = [self.committed_sa(raw) for raw in s.reveals.values()]
+        return secagg.decide_unmask(
+            secagg.revealed_shares(reveals), needed, p.degree,  # type: ignore[arg-type]
+            lambda owner, kind, secret: secagg.matches_advert(
+                config, self.committed_sa(s.adverts[owner - 1]), kind, secret))  # type: ignore[arg-type]
 
     @property
     def min_members(self) -> int:

@@ -23,13 +23,20 @@ from node.contract_events import (
 )
 from node.contract_membership import Membership, disclosure_of
 from node.contract_state import PROPOSER_DUTIES, SA_MESSAGE_OF_PHASE
-from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
+from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, RevealRefusal, Tx, TxError, Verify
 from smpc import blame
 from smpc import messages as sam
 from smpc import validation_messages as vm
 from smpc.errors import MalformedMessage, ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
-from smpc.secagg import check_bundle_recipients, verify_message
+from smpc.secagg import (
+    SecretKind,
+    allowed_reveal,
+    check_bundle_recipients,
+    revealed_shares,
+    share_commitment,
+    verify_message,
+)
 from smpc.validation import seed_commitment
 
 
@@ -64,6 +71,8 @@ class Rules(Membership, Evaluations):
             return self.eval_error(tx) is None
         if tx.kind in ("complaint", "answer", "disclose"):
             return self.complaint_refusal(tx, judge=False) is None
+        if tx.kind == "sa" and s.phase == "unmask":
+            return self.reveal_refusal(tx, judge=False) is None
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
                 and (tx.kind != "sa" or sam.peek_tag(tx.fields[0]) == SA_MESSAGE_OF_PHASE[s.phase].TAG)  # type: ignore[arg-type]
@@ -132,6 +141,46 @@ class Rules(Membership, Evaluations):
             return ComplaintRefused("wrong_ciphertext", f"member {dealer} committed another ciphertext for {holder}")
         return None
 
+    def reveal_refusal(self, tx: Tx, judge: bool = True) -> RevealRefusal | None:
+        """Why an unmask-phase reveal, `sa` [UnmaskShares], cannot be committed now, None if it can. One per member of
+        U1 (not convicted) per round; signed by its author; revealing only self-seed shares of survivors and
+        mask-key shares of the dropped members of U2 (`smpc.secagg.allowed_reveal`), each a share that opens its
+        owner's committed commitment to this holder's share. So a reveal holds at most one 40-byte share per member
+        of U2, and a round at most |U1| reveals. Without `judge` (the mempool's cheap filter) the message itself is
+        not checked."""
+        s = self.state
+        if not (s.open and s.phase == "unmask" and tx.round == s.round):
+            return RevealRefusal("not_unmasking", f"round {tx.round} is not unmasking")
+        if tx.author not in s.u1 or tx.author in s.convicted:
+            return RevealRefusal("not_a_holder", f"member {tx.author} holds no shares of U2")
+        if tx.author in s.reveals:
+            return RevealRefusal("duplicate", f"member {tx.author} already revealed")
+        if not judge:
+            return None
+        config = self.params.round_config(s.round, s.participants)
+        try:
+            message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
+            verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
+            if not isinstance(message, sam.UnmaskShares) or message.sender != tx.author + 1:
+                raise MalformedMessage("not its author's UnmaskShares")
+            shares = revealed_shares([message])
+        except (ProtocolViolation, MalformedMessage) as exc:
+            return RevealRefusal("malformed", f"member {tx.author}: {exc}")
+        survivors = {a + 1 for a in s.expected}
+        if not allowed_reveal(message.sender, message, {a + 1 for a in s.u1}, survivors,
+                              {a + 1 for a in s.bundles} - survivors):
+            return RevealRefusal("not_allowed", f"member {tx.author} reveals a share it must not reveal")
+        for owner, kind in shares:
+            bundle = self.committed_sa(s.bundles[owner - 1])
+            assert isinstance(bundle, sam.ShareKeys), "a committed bundle is a ShareKeys"
+            share = dict(message.self_seed_shares if kind is SecretKind.SELF_SEED else message.mask_key_shares)[owner]
+            committed = bundle.commitment(message.sender, kind is SecretKind.MASK_KEY)
+            if committed != share_commitment(config.chain_id, s.round, owner, message.sender, kind, share):
+                return RevealRefusal("off_commitment", f"member {tx.author}'s share of member {owner - 1}'s "
+                                                       f"{kind.value} does not open its commitment")
+        self._sa_verified[(tx.fields[0], s.round, s.participants)] = message  # type: ignore[index]
+        return None
+
     def tx_valid_ahead(self, tx: Tx) -> bool:
         """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
         that round's key phases running ahead (cheap checks, like `tx_valid_now`)."""
@@ -195,12 +244,19 @@ class Rules(Membership, Evaluations):
                 raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
                               f"publish or disclose")
             if s.phase == "unmask":
-                return [DeadlineCheck(tx.round, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
+                return self._unmask_abort_checks(tx.round)
             return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
+        if tx.kind == "sa" and s.phase == "unmask":
+            if (refused := self.reveal_refusal(tx)) is not None:
+                raise refused
+            return []
         if tx.kind in ("complaint", "answer", "disclose"):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
+        if tx.kind in ("fail", "result") and s.phase == "unmask" and (dealers := self.unmask_decision().dealers):
+            raise TxError(f"{tx.kind} of round {tx.round}, whose committed reveals prove members {list(dealers)} dealt "
+                          f"badly: abort")
         if tx.kind == "fail":
             return [self._validate_failure(tx)]
         _, closing_kind, _ = p.phase_info(s.phase)
@@ -225,6 +281,15 @@ class Rules(Membership, Evaluations):
         if tx.kind == "reveal":
             self._check_channel_keys(tx)
         return []
+
+    def _unmask_abort_checks(self, round_id: int) -> list[Check]:
+        """An `abort` of the unmask phase: at once, convicting them, once the committed reveals prove dealers faulty
+        (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking (from the same
+        committed reveals) has neither a result nor a failure."""
+        s = self.state
+        if self.unmask_decision().culprits:
+            return []
+        return [DeadlineCheck(round_id, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
 
     def _check_channel_keys(self, tx: Tx) -> None:
         """A `reveal`'s channel keys (one per member) must each be one its dealer can seal to: a holder that

@@ -31,6 +31,8 @@ PROPOSER_DUTIES = ("open", "close", "accept", "result", "abort", "fail", "verdic
 """Transactions only a block's proposer may author (in that block): they end phases and rounds. None of them
 says that its author takes part again: an absent member that is primary stays absent however many it proposes."""
 SA_MESSAGE_OF_PHASE = {"keys": sam.AdvertiseKeys, "shares": sam.ShareKeys}
+"""The `sa` message each key phase takes (running ahead or not); the unmask phase's `sa` is a reveal
+(`Rules.reveal_refusal`)."""
 
 
 @dataclass(slots=True)
@@ -131,6 +133,13 @@ class ContractState:
     expected: tuple[int, ...] = ()
     """Who may submit in this phase: the participants, then U1, then U2; the survivors U3 in unmask."""
     u1: tuple[int, ...] = ()
+    adverts: dict[int, bytes] = field(default_factory=dict)
+    """The open round's committed AdvertiseKeys of U1, by author: what a reconstructed secret must match."""
+    bundles: dict[int, bytes] = field(default_factory=dict)
+    """The open round's committed ShareKeys of U2, by author: the per-share commitments a reveal must open."""
+    reveals: dict[int, bytes] = field(default_factory=dict)
+    """The unmask phase's committed reveals (UnmaskShares) of U1, by author, one each: what unmasking is decided
+    on (`Rules.unmask_decision`)."""
     digests: dict[int, bytes] = field(default_factory=dict)
     weights: dict[int, int] = field(default_factory=dict)
     """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""
@@ -147,6 +156,9 @@ class ContractState:
     """The committed `sa` messages of the phase running ahead, by author."""
     ahead_u1: tuple[int, ...] = ()
     ahead_u2: tuple[int, ...] = ()
+    ahead_adverts: dict[int, bytes] = field(default_factory=dict)
+    ahead_bundles: dict[int, bytes] = field(default_factory=dict)
+    """The key messages of the phases that closed ahead (`adverts`, `bundles` once round + 1 opens)."""
     absent: tuple[int, ...] = ()
     """Members missing when a round's first phase closed, with no committed transaction since: not waited for."""
     absent_since: dict[int, int] = field(default_factory=dict)
@@ -237,7 +249,9 @@ class ContractState:
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
                              participants=self.participants, inputs=dict(self.inputs), expected=self.expected,
-                             u1=self.u1, digests=dict(self.digests), weights=dict(self.weights),
+                             u1=self.u1, adverts=dict(self.adverts), bundles=dict(self.bundles),
+                             reveals=dict(self.reveals), ahead_adverts=dict(self.ahead_adverts),
+                             ahead_bundles=dict(self.ahead_bundles), digests=dict(self.digests), weights=dict(self.weights),
                              seed_commitments=dict(self.seed_commitments), rejected=self.rejected,
                              rejections=dict(self.rejections), outcomes=list(self.outcomes), height=self.height,
                              ahead_phase=self.ahead_phase, ahead_inputs=dict(self.ahead_inputs),

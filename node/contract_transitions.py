@@ -38,9 +38,9 @@ class Transitions(Membership, Evaluations):
         members = tuple(sorted(s.ahead_inputs))
         closed = PhaseClosed(tx.round, s.ahead_phase, members, (), height)
         if s.ahead_phase == "keys":
-            s.ahead_u1, s.ahead_phase = members, "shares"
+            s.ahead_u1, s.ahead_phase, s.ahead_adverts = members, "shares", dict(s.ahead_inputs)
         else:
-            s.ahead_u2, s.ahead_phase = members, "inputs"
+            s.ahead_u2, s.ahead_phase, s.ahead_bundles = members, "inputs", dict(s.ahead_inputs)
         s.ahead_inputs = {}
         return [closed]
 
@@ -68,16 +68,18 @@ class Transitions(Membership, Evaluations):
             s.excluded = self.eligible(s.absent)
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             s.holders, s.summed, s.failure, s.disclosures, s.bases = (), (), (0, -1), {}, b""
+            s.adverts, s.bundles, s.reveals = {}, {}, {}
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
-                s.u1 = s.ahead_u1
+                s.u1, s.adverts, s.bundles = s.ahead_u1, s.ahead_adverts, s.ahead_bundles
                 # A member convicted since its keys ran ahead is in U1 or U2 but expected no more (a dropout).
                 s.expected = self.takes_part({"keys": s.participants, "shares": s.ahead_u1,
                                               "inputs": s.ahead_u2}[s.ahead_phase], s.round)
                 # What ran ahead from a member benched (or convicted, suspended) since is not this round's input.
                 s.inputs = {a: (m, 0) for a, m in s.ahead_inputs.items() if a in s.expected}
             s.ahead_phase, s.ahead_inputs, s.ahead_u1, s.ahead_u2 = ("keys" if p.secure else ""), {}, (), ()
+            s.ahead_adverts, s.ahead_bundles = {}, {}
             self._forget_old_evals()
             return [RoundOpened(s.round, s.participants, s.model_hash, height, s.disputes)]
         if tx.kind == "update":
@@ -104,6 +106,9 @@ class Transitions(Membership, Evaluations):
             s.inputs[tx.author] = (b"", 0)
             s.disclosures[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
+        if tx.kind == "sa" and s.phase == "unmask":
+            s.reveals[tx.author] = tx.fields[0]  # type: ignore[assignment]
+            return [SecAggCommitted(s.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
         if tx.kind == "reveal":
             s.channel_keys[tx.author] = tx.fields[1]  # type: ignore[assignment]
         if tx.kind == "dealt":
@@ -116,12 +121,14 @@ class Transitions(Membership, Evaluations):
         if tx.kind in ("close", "accept"):
             members = tuple(sorted(s.inputs)) if tx.kind == "close" else tuple(tx.fields[0])  # type: ignore[arg-type]
             if s.phase == "keys":
-                s.u1 = members
+                s.u1, s.adverts = members, {a: s.inputs[a][0] for a in members}  # type: ignore[misc]
                 left_out = tuple(m for m in s.participants if m not in members)
                 self._mark_absent(left_out)
                 # Kept out of this round from now on, even if back mid-round (`ready`, keys ahead for the next
                 # round): an abort of a later phase must not name it again (red team rt2-3).
                 s.excluded = tuple(sorted(set(s.excluded) | set(self.eligible(left_out))))
+            if s.phase == "shares":
+                s.bundles = {a: s.inputs[a][0] for a in members}  # type: ignore[misc]
             if s.phase == "seed":
                 s.holders = members
             if s.phase == "inputs":
@@ -160,7 +167,10 @@ class Transitions(Membership, Evaluations):
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
-            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars)
+            # An unmask-phase abort convicts the dealers the committed reveals prove faulty (`unmask_decision`).
+            convicted = self._convict(self.unmask_decision().dealers, ()) if s.phase == "unmask" else ()
+            outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
+                                   convicted=convicted)
         s.outcomes.append(outcome)
         return [outcome]
 

@@ -60,6 +60,19 @@ class ComplaintRefused(TxError):
         self.reason = reason
 
 
+REVEAL_REFUSALS = frozenset({"not_unmasking", "not_a_holder", "duplicate", "malformed", "not_allowed",
+                             "off_commitment"})
+
+
+class RevealRefusal(TxError):
+    """An unmask-phase reveal (`sa` [UnmaskShares]) the contract refuses, with its reason (one of `REVEAL_REFUSALS`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        assert reason in REVEAL_REFUSALS, f"unknown reveal refusal {reason!r}"
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class Tx:
     kind: str
