@@ -15,7 +15,7 @@ Modes implemented (config `behaviour` keys):
   (the nearest thing to the dealt zero sharing with an offset, which no longer exists); `grind-seed`:
   withhold our sketch-seed reveal (all a member can still do to the seed once the inputs are fixed);
   `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
-  masked input contradicts the sketch); `lie-reveal`: reveal junk in place of our unmasking shares;
+  masked input contradicts the sketch); `lie-reveal`: submit a reveal tx of junk in place of our unmasking shares (the contract refuses it);
   `withhold-shares`: commit `dealt` but send every holder junk instead of its sketch shares, and never
   answer the complaints that follow (red team v6); `junk-answer`: the same junk to every holder, with the
   hash of a junk bundle committed in `dealt` and that bundle as its answer to every complaint, so that each
@@ -58,7 +58,7 @@ from node import contract as rc
 from node.config import ConfigError
 from node.consensus_faults import MODES, ConsensusFault
 from node.hooks import SHELL_FAULT_NAMES, FaultContext, FaultHooks, ShellAccess, TrainFn
-from node.secure_round import Gossip, Output, SendMasked, SendShares
+from node.secure_round import Output, SendMasked, SendShares
 from smpc import field
 from smpc import messages as sam
 from smpc import validation_messages as vm
@@ -154,7 +154,7 @@ class Faults(FaultHooks):
 
     def outgoing_tx(self, raw: bytes) -> bytes | None:
         """Withhold, corrupt or forge our statistic shares; withhold our seed reveal; commit a forged masked
-        input's digest."""
+        input's digest; reveal junk unmasking shares (lie-reveal)."""
         mode = self.behaviour.get("validator")
         tx = self.ctx.parse(raw)
         if mode == "withhold-shares" and tx.kind == "answer":
@@ -162,6 +162,8 @@ class Faults(FaultHooks):
             return None
         if mode == "junk-answer" and tx.kind in ("dealt", "answer"):
             return self._junk_answer_tx(tx)
+        if mode == "lie-reveal" and tx.kind == "sa":
+            return self._resign_tx(tx, [self._junk_reveal(tx.fields[0])])  # type: ignore[arg-type]
         if mode == "frivolous-complaint" and tx.kind == "stats":
             dealer = (self.ctx.index + 1) % self.ctx.n
             logger.info("behaviour: complaining about member %d instead of publishing statistics in round %d", dealer,
@@ -199,13 +201,10 @@ class Faults(FaultHooks):
         return rc.make_tx(self.ctx.chain_id, tx.kind, self.ctx.index, tx.round, fields, self.ctx.sign)
 
     def secure_output(self, out: Output) -> Output:
-        """Forge what the secure round sends: masked input (lie-identity), reveals (lie-reveal), PRZS
-        contributions (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
+        """Forge what the secure round sends: masked input (lie-identity), PRZS contributions (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
         mode = self.behaviour.get("validator")
         if mode == "lie-identity" and isinstance(out, SendMasked):
             return self._shifted_masked_input(out)
-        if mode == "lie-reveal" and isinstance(out, Gossip):
-            return Gossip(self._junk_reveal(out.message))
         if mode == "zero-offset" and isinstance(out, SendShares):
             return SendShares(out.to, self._uncommitted_contributions(out.payload))
         if mode in ("withhold-shares", "junk-answer") and isinstance(out, SendShares):

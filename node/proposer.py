@@ -175,6 +175,8 @@ class Proposer:
 
     async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
         s = c.state
+        if s.phase == "unmask":
+            return await self._unmask_step(c, pending)
         kind, closing, _ = self.settings.contract.phase_info(s.phase)
         members = set(s.inputs) | {tx.author for tx in pending if tx.kind == kind}  # not complaints, answers
         late = self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
@@ -183,7 +185,7 @@ class Proposer:
         # needs 2t_v + 1 + f inputs whoever is absent): short of it, the phase aborts at its deadline.
         ready = enough and (members >= set(c.awaited(s.expected)) or late)
         raws = [tx.raw for tx in pending]
-        if s.phase == "unmask" or (closing == "result" and ready):
+        if closing == "result" and ready:
             result = await self._result_tx(s, pending)
             if result is not None:
                 return raws + [result], True
@@ -198,6 +200,30 @@ class Proposer:
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
         if raws and time.monotonic() - oldest >= self.settings.batch_window_s:
+            return raws, False
+        return [], False
+
+    async def _unmask_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
+        """The unmask phase: the pending reveals (`sa`) once every awaited holder's is in or the batch window passed;
+        with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else the `result` (or
+        `fail`) once our own unmasking of the committed reveals finished; an `abort` past the deadline."""
+        s = c.state
+        raws = [tx.raw for tx in pending]
+        shadow = c.shadow()
+        shadow.extend(pending, self.me.index)
+        dealers = shadow.unmask_decision().dealers
+        if dealers:
+            reason = f"committed reveals prove members {list(dealers)} dealt shares contradicting their adverts"
+            return raws + [self.me.tx("abort", s.round, [reason])], True
+        result = await self._result_tx(s, pending)
+        if result is not None:
+            return raws + [result], True
+        if self._abort_due(c, pending):
+            return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
+        holders = set(c.awaited(s.u1)) - set(s.convicted)
+        oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
+                     default=time.monotonic())
+        if raws and (set(shadow.state.reveals) >= holders or time.monotonic() - oldest >= self.settings.batch_window_s):
             return raws, False
         return [], False
 

@@ -31,7 +31,7 @@ from node.hooks import FaultHooks
 from node.identity import Identity
 from node.learning import Learner, vector_bytes
 from node.mempool import Mempool
-from node.secure_round import Gossip, Output, SecureRound, SendShares, SendSketchSum, SubmitTx
+from node.secure_round import Output, SecureRound, SendShares, SendSketchSum, SubmitTx
 from node.secure_rounds import SecureRounds
 from node.settings import InvariantError, RoundSettings
 from node.status import Metrics
@@ -354,8 +354,6 @@ class RoundDriver:
                 raw = self.hooks.outgoing_tx(out.raw)
                 if raw is not None:
                     await self.mempool.submit_own(raw, round_id, self.primary())
-            elif isinstance(out, Gossip):
-                await self.transport.broadcast("sa", round_id, out.message)
             elif isinstance(out, SendShares):
                 await self.transport.send(out.to, "vshare", round_id, out.payload)
             elif isinstance(out, SendSketchSum):

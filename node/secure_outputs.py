@@ -19,13 +19,6 @@ class SubmitTx:
 
 
 @dataclass(frozen=True, slots=True)
-class Gossip:
-    """A secagg message every node should receive but the ledger need not hold (unmask reveals)."""
-
-    message: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class SendMasked:
     """This node's masked input, to be sent to every peer over direct streams; `digest` is what the ledger
     commits to (MaskedInput.digest, the hash of the signed body), the name peers fetch it by."""
@@ -49,7 +42,7 @@ class SendSketchSum:
     payload: bytes
 
 
-Output = SubmitTx | Gossip | SendMasked | SendShares | SendSketchSum
+Output = SubmitTx | SendMasked | SendShares | SendSketchSum
 
 SHELL_ERRORS = (MissingMessages, RoundAborted, RevealRefused)
 """All a SecureRound raises to the shell: fetch and retry, or this node is out of the round. Every other

@@ -33,7 +33,6 @@ from node.robust_validation import (
 from node.secure_blame import BlameSide
 from node.secure_outputs import (
     SHELL_ERRORS,
-    Gossip,
     LinearIdentityFailed,
     Output,
     SendMasked,
@@ -54,7 +53,7 @@ from smpc.sketch import CountSketch
 from smpc.validation import seed_commitment
 
 __all__ = [
-    "OUT_OF_RANGE_DISTANCE", "SHELL_ERRORS", "Gossip", "LinearIdentityFailed", "Output", "SecureRound", "SendMasked",
+    "OUT_OF_RANGE_DISTANCE", "SHELL_ERRORS", "LinearIdentityFailed", "Output", "SecureRound", "SendMasked",
     "SendShares", "SendSketchSum", "SubmitTx", "ValidationOutcome", "ValidationSetup", "Weighting", "apply_sum",
     "decide_accepted", "quant_params", "validation_config_error",
 ]
@@ -110,6 +109,8 @@ class SecureRound(BlameSide):
         replica checking a `result` and the unmask-phase precomputation all ask for, dequantized and
         bound-checked (8 MB, a norm) once rather than per call."""
         self.phase = "keys"
+        self._committed_reveals: set[int] = set()
+        """The holders whose reveal the ledger committed: the only reveals we unmask from (`try_sum`)."""
         self._disputed: tuple[tuple[int, int], ...] = ()
         self.failure: Failure | None = None
         """What unmasking failed, with validation (`_checks_pass`): what this node's `fail` names or checks."""
@@ -154,13 +155,15 @@ class SecureRound(BlameSide):
 
     @property
     def enough_reveals(self) -> bool:
-        """Whether the reveals that arrived, a liar's junk not counted, let unmasking after the grace period
-        succeed (`SecAggParticipant.recoverable`): going late on fewer would abort this node's round while the
-        nodes that waited unmask (a stall: neither a result nor an abort gets a quorum)."""
-        return self.machine.recoverable()
+        """Whether the committed reveals let unmasking after the grace period succeed
+        (`SecAggParticipant.recoverable`): every honest node goes late on the same reveals, the ledger's, so they
+        all unmask or none does (red team rt2-1)."""
+        return self.machine.recoverable(frozenset(self._committed_reveals))
 
     def on_committed(self, event: rc.SecAggCommitted) -> None:
         message = self.decode(event.message)
+        if isinstance(message, sam.UnmaskShares):
+            self._committed_reveals.add(message.sender)
         if (isinstance(message, sam.AdvertiseKeys) and message.sender == self.me + 1 and self._advert is not None
                 and message.signed_body() != self._advert.signed_body()):
             # Keys this node advertised (ahead, `RoundDriver.prepare_next_round`) before it restarted: their
@@ -213,7 +216,7 @@ class SecureRound(BlameSide):
             self._check_committed_weights()
             reveal = self.machine.on_inputs_committed({a + 1: d for a, d in event.digests})
             if reveal is not None:
-                out.append(Gossip(sam.encode(reveal)))
+                out.append(self._tx("sa", [sam.encode(reveal)]))
             if self.validation is not None:
                 out += self._share_sketch_sum(event.members)
         self.phase = self.params.phase_info(event.phase)[2]
@@ -269,7 +272,7 @@ class SecureRound(BlameSide):
         """
         if self.result is None:
             try:
-                self.result = self.machine.try_finish(deadline_passed)
+                self.result = self.machine.try_finish(deadline_passed, frozenset(self._committed_reveals))
             except SmpcError as exc:
                 if isinstance(exc, SHELL_ERRORS):
                     raise

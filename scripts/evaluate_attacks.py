@@ -213,6 +213,7 @@ class ProtocolRound:
             state.commit(state.tx("accept", outcome.accept_fields()))
             self.rejections = dict(contract.state.rejections)
             self.clip_bound_micro = contract.state.next_clip_bound_micro or self.clip_bound_micro
+        state.commit()  # the reveals, unmask-phase transactions
         self._verified.clear()
         total = state.rounds[0].try_sum(deadline_passed=False)
         assert total is not None, "every node is alive and honest as a protocol party: node 0 must unmask"

@@ -66,6 +66,8 @@ class Cluster:
         self.blocks: list[Block] = []
         """Every committed block, so a member that was away can catch up on the ledger."""
         self.alive = set(range(n))
+        self.refused: list[tuple[rc.Tx, rc.TxError]] = []
+        """The reveals the last `commit_reveals` left out (what the primary drops)."""
         self.left: dict[int, str] = {}
 
     def verify(self, i: int, data: bytes, sig: bytes) -> bool:
@@ -105,10 +107,26 @@ class Cluster:
                     sr.on_message(sr.decode(out.message))
 
     def commit(self, *extra: bytes, proposer: int = 0) -> None:
-        """Commit a block of the pending valid txs plus `extra`, applying it at every live node."""
+        """Commit a block of the pending valid txs plus `extra`, applying it at every live node; then, in the unmask
+        phase, a block of the reveals that block made the nodes submit (`commit_reveals`)."""
         contract = self.contracts[min(self.alive)]
         txs = [raw for raw in self.mempool if contract.tx_valid_now(contract.parse(raw))]
         txs += [raw for raw in self.mempool if contract.tx_valid_ahead(contract.parse(raw))] + list(extra)
+        self.commit_block(txs, proposer)
+        self.commit_reveals()
+
+    def commit_reveals(self) -> None:
+        """The unmask phase's reveals are transactions: commit the pending ones in a block of their own, as the
+        primary does (`Proposer._unmask_step`), so that the nodes unmask from them."""
+        contract = self.contracts[min(self.alive)]
+        pending = [contract.parse(raw) for raw in self.mempool if contract.state.phase == "unmask"
+                   and contract.parse(raw).kind == "sa" and contract.tx_valid_now(contract.parse(raw))]
+        reveals, self.refused = contract.admissible(pending)
+        if reveals:
+            self.commit_block([tx.raw for tx in reveals], 0)
+
+    def commit_block(self, txs: list[bytes], proposer: int) -> None:
+        contract = self.contracts[min(self.alive)]
         self.mempool = [raw for raw in self.mempool if raw not in txs]
         self.height += 1
         block = Block(CHAIN, self.height, CHAIN, 0, proposer, tuple(txs))
