@@ -55,6 +55,10 @@ class Membership:
         return message if message is not None else \
             sam.decode(raw, self.params.round_config(s.round, s.participants).limits)
 
+    def proven_dealers(self) -> tuple[int, ...]:
+        """The members (indices) the committed reveals prove to have dealt badly (`unmask_decision`)."""
+        return tuple(owner - 1 for owner in self.unmask_decision().dealers)
+
     def unmask_decision(self) -> secagg.UnmaskDecision:
         """What the committed reveals decide (`smpc.secagg.decide_unmask`): each survivor's self seed and each
         dropped member's mask key recovered from its committed shares, missing (t or fewer), or proving its owner

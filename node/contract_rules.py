@@ -254,7 +254,7 @@ class Rules(Membership, Evaluations):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
-        if tx.kind in ("fail", "result") and s.phase == "unmask" and (dealers := self.unmask_decision().dealers):
+        if tx.kind in ("fail", "result") and s.phase == "unmask" and (dealers := self.proven_dealers()):
             raise TxError(f"{tx.kind} of round {tx.round}, whose committed reveals prove members {list(dealers)} dealt "
                           f"badly: abort")
         if tx.kind == "fail":
@@ -287,7 +287,7 @@ class Rules(Membership, Evaluations):
         (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking (from the same
         committed reveals) has neither a result nor a failure."""
         s = self.state
-        if self.unmask_decision().culprits:
+        if self.proven_dealers():
             return []
         return [DeadlineCheck(round_id, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
 

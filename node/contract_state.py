@@ -139,7 +139,7 @@ class ContractState:
     """The open round's committed ShareKeys of U2, by author: the per-share commitments a reveal must open."""
     reveals: dict[int, bytes] = field(default_factory=dict)
     """The unmask phase's committed reveals (UnmaskShares) of U1, by author, one each: what unmasking is decided
-    on (`Rules.unmask_decision`)."""
+    on (`Membership.unmask_decision`)."""
     digests: dict[int, bytes] = field(default_factory=dict)
     weights: dict[int, int] = field(default_factory=dict)
     """The committed weight of each member whose masked input is in the round (the `input` tx's second field)."""

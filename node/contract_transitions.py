@@ -167,8 +167,8 @@ class Transitions(Membership, Evaluations):
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
-            # An unmask-phase abort convicts the dealers the committed reveals prove faulty (`unmask_decision`).
-            convicted = self._convict(self.unmask_decision().dealers, ()) if s.phase == "unmask" else ()
+            # An unmask-phase abort convicts the dealers the committed reveals prove faulty (`proven_dealers`).
+            convicted = self._convict(self.proven_dealers(), ()) if s.phase == "unmask" else ()
             outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
                                    convicted=convicted)
         s.outcomes.append(outcome)

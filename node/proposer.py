@@ -211,7 +211,7 @@ class Proposer:
         raws = [tx.raw for tx in pending]
         shadow = c.shadow()
         shadow.extend(pending, self.me.index)
-        dealers = shadow.unmask_decision().dealers
+        dealers = shadow.proven_dealers()
         if dealers:
             reason = f"committed reveals prove members {list(dealers)} dealt shares contradicting their adverts"
             return raws + [self.me.tx("abort", s.round, [reason])], True

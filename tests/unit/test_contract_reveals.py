@@ -1,0 +1,198 @@
+"""The unmask phase's reveals as ledger transactions (issue 14, red team rt2-1/rt2-2): the contract admits only a
+member's own, allowed, committed-to shares, and decides from the committed reveals alone whether a dealer's shares
+contradict its advert, convicting it then and never an honest dealer.
+
+Real secure-aggregation messages at N = 4, t = 1 (`SecAggParticipant`, fixed seeds); member `DEALER` may deal the
+shares of the holders it names off its polynomial, committing to exactly what it sends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node import contract as rc
+from smpc import field, shamir
+from smpc import messages as sam
+from smpc.prg import SeededRandomBytes
+from smpc.secagg import SecAggParticipant
+from smpc.signing import signing_payload
+from tests.unit.test_contract import CHAIN, KEYS, tx, validated_contract, verify
+from tests.unit.test_contract_secure_phases import ALL, Driver, digest, secure
+
+DEALER = 3
+"""The member (index) that may deal badly: participant id 4."""
+
+
+def shifting(holders: Sequence[int]) -> Callable[..., dict[int, field.FieldArray]]:
+    """A sharing that is honest but for the shares of `holders` (ids), each off the polynomial by one."""
+    honest = shamir.share_secret
+
+    def share(secret: bytes, degree: int, ids: Sequence[int], rand: field.RandomBytes) -> dict[int, field.FieldArray]:
+        shares = honest(secret, degree, ids, rand)
+        for holder in holders:
+            shares[holder] = field.add(shares[holder], np.ones_like(shares[holder]))
+        return shares
+    return share
+
+
+@functools.cache
+def dealt(round_id: int, u1: tuple[int, ...], survivors: tuple[int, ...], shifted: tuple[int, ...] = ()
+          ) -> tuple[dict[int, bytes], dict[int, bytes], dict[int, bytes]]:
+    """Every member's encoded AdvertiseKeys, the ShareKeys of U1 = `u1` (DEALER shifting the shares of `shifted`),
+    and, if `survivors` (U3) is given, every member of U1's UnmaskShares (U2 = U1)."""
+    config = validated_contract().params.round_config(round_id, ALL)
+    members = [SecAggParticipant(config, i + 1, lambda b, i=i: KEYS[i].sign(b).signature,  # type: ignore[misc]
+                                 lambda s, d, sig: verify(s - 1, d, sig),
+                                 SeededRandomBytes(hashlib.sha256(b"reveals %d %d" % (round_id, i)).digest()))
+               for i in ALL]
+    adverts = [m.start() for m in members]
+    for m in members:
+        for a in adverts:
+            if a.sender != m.me:
+                m.receive(a)
+    holders = frozenset(i + 1 for i in u1)
+    bundles = {}
+    for i in u1:
+        with mock.patch.object(shamir, "share_secret", shifting(shifted) if i == DEALER else shamir.share_secret):
+            bundles[i] = members[i].on_keys_committed(holders)
+    reveals = {}
+    if survivors:
+        for i in u1:
+            for bundle in bundles.values():
+                if bundle is not None and bundle.sender != i + 1:
+                    members[i].receive(bundle)
+            members[i].on_shares_committed(holders)
+        for i in u1:
+            reveal = members[i].on_inputs_committed({a + 1: digest(a, round_id) for a in survivors})
+            assert reveal is not None
+            reveals[i] = sam.encode(reveal)
+    return ({i: sam.encode(a) for i, a in enumerate(adverts)},
+            {i: sam.encode(b) for i, b in bundles.items() if b is not None}, reveals)
+
+
+class Reveals(Driver):
+    """A `Driver` whose key messages come from `dealt`, with DEALER shifting the shares of `shifted`."""
+
+    def __init__(self, c: rc.Contract, shifted: tuple[int, ...] = ()) -> None:
+        super().__init__(c)
+        self.shifted = shifted
+
+    def inputs(self, phase: str, members: tuple[int, ...], round_id: int | None = None) -> list[bytes]:
+        r = self.s.round
+        if phase == "keys":
+            return [tx("sa", a, r, dealt(r, ALL, (), self.shifted)[0][a]) for a in members]
+        if phase == "shares":
+            return [tx("sa", a, r, dealt(r, self.s.u1, (), self.shifted)[1][a]) for a in members]
+        return super().inputs(phase, members, round_id)
+
+    def reveal(self, author: int) -> bytes:
+        """`author`'s reveal of the open round's unmask phase, as its SecureRound submits it."""
+        return tx("sa", author, self.s.round, self.reveal_message(author))
+
+    def reveal_message(self, author: int) -> bytes:
+        return dealt(self.s.round, self.s.u1, self.s.expected, self.shifted)[2][author]
+
+
+def unmasking(shifted: tuple[int, ...] = (), survivors: tuple[int, ...] = ALL) -> Reveals:
+    """A secure round in its unmask phase, U1 = U2 = every member, U3 = `survivors`."""
+    d = Reveals(secure(), shifted)
+    d.to("unmask", {"inputs": survivors})
+    assert d.s.phase == "unmask" and d.s.expected == survivors
+    return d
+
+
+def refusal(d: Reveals, raw: bytes) -> str:
+    with pytest.raises(rc.RevealRefusal) as refused:
+        d.check(raw)
+    assert refused.value.reason in rc.REVEAL_REFUSALS
+    return refused.value.reason
+
+
+def resigned(d: Reveals, author: int, **changes: object) -> bytes:
+    """`author`'s reveal with `changes`, signed again with its own key (a Byzantine member's own message)."""
+    message = sam.decode(d.reveal_message(author), d.c.params.round_config(1, ALL).limits)
+    forged = dataclasses.replace(message, **changes)  # type: ignore[arg-type]
+    body = signing_payload(CHAIN, forged.signed_body())
+    return tx("sa", author, 1, sam.encode(dataclasses.replace(forged, signature=KEYS[author].sign(body).signature)))
+
+
+def test_a_reveal_is_a_transaction_of_the_unmask_phase_and_every_node_sees_it_committed() -> None:
+    d = unmasking()
+    raw = d.reveal(1)
+    assert d.check(raw) == []
+    assert d.commit(raw) == [rc.SecAggCommitted(1, 1, d.reveal_message(1))]
+    assert d.s.reveals == {1: d.reveal_message(1)}
+    assert d.c.unmask_decision().missing, "one reveal: t + 1 = 2 shares of each self seed needed"
+
+
+def test_junk_oversized_duplicate_and_forbidden_reveals_are_refused_with_a_typed_reason() -> None:
+    d = unmasking(survivors=(0, 1, 2))
+    d.commit(d.reveal(1))
+    message = sam.decode(d.reveal_message(2), d.c.params.round_config(1, ALL).limits)
+    assert isinstance(message, sam.UnmaskShares)
+    seed_shares = message.self_seed_shares
+    shifted = bytes([seed_shares[0][1][0] ^ 1]) + seed_shares[0][1][1:]
+    assert refusal(d, d.reveal(1)) == "duplicate"
+    assert refusal(d, tx("sa", 2, 1, b"junk")) == "malformed"
+    assert refusal(d, resigned(d, 2, self_seed_shares=((1, bytes(4096)),))) == "malformed"  # oversized share
+    assert refusal(d, tx("sa", 2, 1, d.reveal_message(0))) == "malformed"  # another member's reveal
+    assert refusal(d, resigned(d, 2, mask_key_shares=seed_shares[:1])) == "not_allowed"  # a survivor's mask key
+    assert refusal(d, resigned(d, 2, self_seed_shares=((1, shifted), *seed_shares[1:]))) == "off_commitment"
+    stale = d.c.reveal_refusal(d.c.parse(tx("sa", 2, 2, d.reveal_message(2))))
+    assert stale is not None and stale.reason == "not_unmasking"
+    with pytest.raises(rc.TxError, match="malformed tx"):
+        d.check(tx("sa", 2, 1, bytes(rc.MAX_TX_BODY_BYTES)))
+    assert not d.c.tx_valid_now(d.c.parse(d.reveal(1))), "the mempool drops a second reveal as well"
+
+
+def test_a_member_outside_u1_cannot_reveal() -> None:
+    d = Reveals(secure())
+    d.to("unmask", {"keys": (0, 1, 2)})
+    assert DEALER not in d.s.u1
+    raw = tx("sa", DEALER, 1, dealt(1, ALL, ALL)[2][DEALER])
+    assert refusal(d, raw) == "not_a_holder"
+
+
+def test_a_bad_dealer_is_convicted_by_the_abort_and_no_result_is_valid_once_its_reveals_are_committed() -> None:
+    d = unmasking(shifted=(2, 3))
+    d.commit(*(d.reveal(a) for a in ALL))
+    assert d.c.unmask_decision().dealers == (DEALER + 1,) and d.c.proven_dealers() == (DEALER,)
+    with pytest.raises(rc.TxError, match="prove members \\[3\\] dealt badly"):
+        d.check(tx("result", 0, 1, list(ALL), bytes(32)))
+    abort = tx("abort", 0, 1, "committed reveals prove a dealer faulty")
+    assert d.check(abort) == [], "a proof on the ledger: no deadline, no replica's own unmasking"
+    [outcome] = d.commit(abort)
+    assert isinstance(outcome, rc.RoundOutcome)
+    assert (outcome.committed, outcome.convicted, outcome.missing) == (False, (DEALER,), ())
+    assert d.s.convicted == (DEALER,)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shifted=st.sets(st.sampled_from((1, 2, 3))), revealers=st.sets(st.sampled_from(ALL)),
+       dealer_dropped=st.booleans())
+def test_the_contract_convicts_exactly_a_dealer_whose_committed_shares_contradict_its_advert(
+        shifted: set[int], revealers: set[int], dealer_dropped: bool) -> None:
+    """Whatever reveals the ledger commits: DEALER's secret that unmasking needs (its self seed as a survivor, its
+    mask key once dropped) is proven bad iff at least t + 1 = 2 of its shares are committed and one of them is
+    shifted (the shifted shares lie on the polynomial plus one, through another secret); no other member, all
+    honest, is ever named."""
+    survivors = (0, 1, 2) if dealer_dropped else ALL
+    d = unmasking(tuple(sorted(shifted)), survivors)
+    d.commit(*(d.reveal(a) for a in sorted(revealers)))
+    holders = {a + 1 for a in revealers}
+    proven = len(holders) >= 2 and bool(holders & shifted)
+    decision = d.c.unmask_decision()
+    assert decision.dealers == ((DEALER + 1,) if proven else ())
+    checks = d.check(tx("abort", 0, 1, "x"))
+    assert (checks == []) == proven
+    if decision.complete:
+        assert isinstance(d.check(tx("result", 0, 1, list(survivors), bytes(32)))[0], rc.AggregateCheck)
