@@ -208,6 +208,7 @@ class Proposer:
         with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else the `result` (or
         `fail`) once our own unmasking of the committed reveals finished; an `abort` past the deadline."""
         s = c.state
+        pending, _ = c.admissible(pending)  # what the block may carry: a junk reveal must not stop the decision
         raws = [tx.raw for tx in pending]
         shadow = c.shadow()
         shadow.extend(pending, self.me.index)

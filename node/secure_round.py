@@ -147,7 +147,13 @@ class SecureRound(BlameSide):
         return sam.decode(data, self.config.limits)
 
     def on_message(self, message: sam.Message) -> None:
-        """A peer's message (from the ledger, gossip or a direct stream); violations become evidence."""
+        """A peer's message from gossip or a direct stream; violations become evidence. A reveal counts only once
+        committed (`on_committed`): one held first from a peer would stand, as an equivocation, in place of the
+        committed one its sender signed too, and nodes would unmask from different shares."""
+        if not isinstance(message, sam.UnmaskShares):
+            self._receive(message)
+
+    def _receive(self, message: sam.Message) -> None:
         try:
             self.machine.receive(message)
         except ProtocolViolation as violation:
@@ -171,7 +177,7 @@ class SecureRound(BlameSide):
             # round would abort at unmasking. Stay out of it; it goes on without us from the shares phase.
             self._left_at = "keys"
             return
-        self.on_message(message)
+        self._receive(message)
 
     def on_phase_closed(self, event: rc.PhaseClosed) -> list[Output]:
         """Advance the machine with the set the ledger fixed. MissingMessages propagates (fetch, retry).
