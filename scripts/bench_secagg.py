@@ -10,7 +10,8 @@ average is printed because the development VMs are shared):
 - pair keys: the N - 1 X25519 agreements + HKDF and share decryptions when U2 is committed;
 - unmask: try_finish() with D dropped nodes (reconstructions, D (N - D) pair keys, N + D (N - D)
   mask expansions, the sum), as every node does it;
-- bytes published per node per round against a plain float32 update;
+- bytes published per node per round against a plain float32 update, and the ledger bytes of the
+  round's unmask reveals (each survivor's, as the `sa` transaction the contract commits);
 - validation primitives (smpc/validation.py) at sketch width k: building the round's count
   sketch, sketching one update, dealing sketch and zero shares, the holder's local statistics,
   reconstructing all statistics, and the payload bytes a node sends for them.
@@ -33,7 +34,8 @@ import numpy as np
 
 from smpc import przs
 from smpc.masking import mask_input
-from smpc.messages import MaskedInput, Message, encode
+from node.contract_tx import make_tx
+from smpc.messages import MaskedInput, Message, UnmaskShares, encode
 from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.quantize import QuantParams, quantize
 from smpc.secagg import RoundConfig, SecAggParticipant
@@ -141,6 +143,9 @@ def run(nodes: int, length: int, dropped: int, repeats: int) -> np.ndarray:
     print(row(f"unmask with {dropped} dropped (try_finish)", [r[1] for r in rounds]))
     print(f"\nbytes published per node per round: {published:,} (masked vector message: {masked_bytes:,}); ", end="")
     print(f"plain float32 update: {plain_bytes:,}; ratio secure / plain: {published / plain_bytes:.4f}")
+    reveals = [m for sent in cluster.sent.values() for m in sent if isinstance(m, UnmaskShares)]
+    ledger = [len(make_tx(bytes(32), "sa", m.sender - 1, m.round_id, [encode(m)], lambda _: bytes(64))) for m in reveals]
+    print(f"ledger bytes of the unmask reveals per round: {sum(ledger):,} ({len(ledger)} `sa` txs of {max(ledger):,})")
     return quantized
 
 
