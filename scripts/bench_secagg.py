@@ -32,9 +32,9 @@ from math import comb
 import nacl.signing
 import numpy as np
 
+from node.contract_tx import make_tx
 from smpc import przs
 from smpc.masking import mask_input
-from node.contract_tx import make_tx
 from smpc.messages import MaskedInput, Message, UnmaskShares, encode
 from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.quantize import QuantParams, quantize
