@@ -14,12 +14,16 @@ API (everything is pure: no I/O, no clock, no global randomness)
     machine.exclude_pairs(pairs)                      -> None            the ledger's disputed pairs: no mask
                                                                          between them (before masking)
     masked  = machine.mask(quantized_update)          -> MaskedInput     broadcast it
-    reveal  = machine.on_inputs_committed(digests)    -> UnmaskShares|None   broadcast it
-    result  = machine.try_finish(deadline_passed)     -> SecAggResult|None
+    reveal  = machine.on_inputs_committed(digests)    -> UnmaskShares|None   submit it (the ledger commits it)
+    result  = machine.try_finish(deadline_passed, committed)  -> SecAggResult|None   from the reveals of the
+                                                                         `committed` holders (None: all stored)
+    machine.recoverable(committed)                    -> bool            whether those reveals decide unmasking
     machine.drain_violations()                        -> list[ProtocolViolation]   evidence found at transitions
 
     verify_message(message, config, verifier)         stateless admission checks (round, sender,
     check_bundle_recipients(bundle, keys_set)         signature, keys; bundle coverage) for the contract
+    allowed_reveal, revealed_shares, matches_advert,  what the contract checks a reveal with and decides
+    needed_secrets, decide_unmask                     unmasking from (the same function as the machine)
 
     On the wire: messages.encode(message) -> bytes; messages.decode(data, config.limits) -> message.
     Around it: quantize.quantize(update, params, rand) -> the ring vector to mask;
@@ -46,7 +50,9 @@ every member of U1; U3 ⊆ U2 are the nodes whose masked inputs count. Threshold
 phase needs at least t + 1 members, and the round completes iff |U3| >= t + 1 and, for every secret, t + 1 share
 holders deliver correct reveals. Each bundle commits to every holder's shares, so each revealed share is
 checked on its own: a wrong one proves its sender lied (`WrongReveal`, `SecAggResult.lying_revealers`) and
-drops its reveals for the round. The result is exactly the ring sum of the quantized updates of U3.
+drops its reveals for the round. A dealer whose checked shares lie on no degree-t polynomial through its
+advertised secret is proven faulty (`decide_unmask`): the round aborts naming it. The result is exactly the ring
+sum of the quantized updates of U3.
 
 Never both secrets. For a member i of U2, each holder reveals its share of b_i if i is in U3 and
 its share of sk_i (the mask key) otherwise, never both: `RevealGuard` remembers what was revealed
