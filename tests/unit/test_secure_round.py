@@ -30,10 +30,12 @@ from node.secure_round import (
     validation_config_error,
 )
 from smpc import field, shamir
+from smpc import messages as sam
 from smpc import validation_messages as vm
 from smpc.errors import InconsistentShares, MissingMessages, NotEnoughShares, RoundAborted
 from smpc.prg import SeededRandomBytes
 from smpc.quantize import quantize
+from smpc.signing import signing_payload
 from smpc.sketch import CountSketch
 from smpc.validation import SketchParams, sketch_seed
 
@@ -941,4 +943,33 @@ def test_five_hospitals_tolerate_one_offline_in_validated_rounds() -> None:
     c.commit(c.tx("accept", outcome.accept_fields()))
     expected = np.sum([c.weighting.vector(updates[i], 50) for i in outcome.accepted], axis=0)
     total = c.rounds[0].try_sum(deadline_passed=True)
+    assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
+
+
+def test_a_reveal_counts_only_once_committed_so_a_gossiped_one_cannot_stand_in_for_the_ledgers() -> None:
+    """A member can sign two reveals (here: its own, and one without its share of member 0's seed) and gossip one
+    while the ledger commits the other; a node holding the gossiped one first would unmask from other shares than
+    the rest (red team rt2-1's split). `SecureRound.on_message` ignores reveals: only committed ones count."""
+    n = 4
+    c = Cluster(n, 12)
+    rng = np.random.default_rng(12)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
+    c.mask_updates(updates)
+    inputs = [raw for raw in c.mempool if c.contracts[0].tx_valid_now(c.contracts[0].parse(raw))]
+    c.commit_block([*inputs, c.tx("close", ["inputs"])], 0)  # not `commit`: the reveals stay pending
+    pending = {c.contracts[0].parse(raw).author: raw for raw in c.mempool if c.contracts[0].parse(raw).kind == "sa"}
+    assert sorted(pending) == list(range(n))
+    sr = c.rounds[0]
+    own = sr.decode(c.contracts[0].parse(pending[1]).fields[0])  # type: ignore[arg-type]
+    assert isinstance(own, sam.UnmaskShares)
+    partial = dataclasses.replace(own, self_seed_shares=own.self_seed_shares[1:])
+    partial = dataclasses.replace(partial, signature=c.sign(1)(signing_payload(CHAIN, partial.signed_body())))
+    for author in (1, 2, 3):
+        sr.on_message(sr.decode(c.contracts[0].parse(pending[author]).fields[0]))  # type: ignore[arg-type]
+    sr.on_message(partial)
+    assert not sr.enough_reveals and sr.try_sum(deadline_passed=False) is None, "nothing committed yet"
+    c.commit_reveals()
+    assert sr.violations == [], "the gossiped reveal was never held, so the committed one is no equivocation"
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in range(n)], axis=0)
+    total = sr.try_sum(deadline_passed=sr.enough_reveals)
     assert total is not None and np.allclose(total, expected, atol=n / c.quant.scale)
