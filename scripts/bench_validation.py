@@ -69,7 +69,6 @@ from node import contract as rc
 from node.secure_round import (
     Output,
     SecureRound,
-    SendMasked,
     SendShares,
     SendSketchSum,
     SubmitTx,
@@ -205,11 +204,9 @@ class Round:
                 self.sent[sender][f"tx_{kind}"] += len(out.raw)
                 self.mempool.append(out.raw)
             else:
-                step = "receive_masked" if isinstance(out, SendMasked) else "unmask"
-                self.sent[sender]["masked" if isinstance(out, SendMasked) else "gossip"] += \
-                    len(out.message) * len(others)
+                self.sent[sender]["masked"] += len(out.message) * len(others)
                 for j in others:
-                    self.timed(j, step, self.receive, j, out.message)
+                    self.timed(j, "receive_masked", self.receive, j, out.message)
 
     def receive(self, node: int, message: bytes) -> None:
         self.rounds[node].on_message(self.rounds[node].decode(message))
@@ -264,6 +261,7 @@ class Round:
         assert outcomes[0].statistics.checked, "statistics were not cross-checked"
         self.accepted = outcomes[0].accepted
         self.close("accept", [list(self.accepted), [], 0], "unmask")
+        self.commit(step="unmask")  # the reveals, unmask-phase transactions
         unmasked = [self.timed(i, "unmask", self.rounds[i].try_sum, False) for i in range(self.n)]
         assert not any(t is not None for t in unmasked), "the sum was released before the linear-identity check"
         for sender, out in self.sketch_sums:
@@ -321,7 +319,7 @@ def measure(nodes: int, length: int, width: int, degree: int | None, repeats: in
         "bytes": {"sketch_shares": sent["sketch_shares"], "tx_stats": sent["tx_stats"], "tx_dealt": sent["tx_dealt"],
                   "tx_reveal": sent["tx_reveal"], "sketch_sum": sent["sketch_sum"],
                   "validation": validation_bytes, "masked": sent["masked"],
-                  "secagg_all": sent["masked"] + sent["gossip"] + sent["tx_sa"] + sent["tx_input"],
+                  "secagg_all": sent["masked"] + sent["tx_sa"] + sent["tx_input"],
                   "formula": validation_bytes_formula(nodes, width, degree)},
         "bytes_ratio": validation_bytes / sent["masked"],
     }
