@@ -178,8 +178,14 @@ class Rules(Membership, Evaluations):
             if committed != share_commitment(config.chain_id, s.round, owner, message.sender, kind, share):
                 return RevealRefusal("off_commitment", f"member {tx.author}'s share of member {owner - 1}'s "
                                                        f"{kind.value} does not open its commitment")
-        self._sa_verified[(tx.fields[0], s.round, s.participants)] = message  # type: ignore[index]
+        self._remember_sa((tx.fields[0], s.round, s.participants), message)  # type: ignore[arg-type]
         return None
+
+    def _remember_sa(self, key: tuple[bytes, int, tuple[int, ...]], message: sam.Message) -> None:
+        """Keep a verified `sa` message for `committed_sa` and later checks, within `PARSE_CACHE_ENTRIES`."""
+        if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
+            self._sa_verified.clear()
+        self._sa_verified[key] = message
 
     def tx_valid_ahead(self, tx: Tx) -> bool:
         """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
@@ -409,9 +415,7 @@ class Rules(Membership, Evaluations):
             if message is None:
                 message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
                 verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
-                if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
-                    self._sa_verified.clear()
-                self._sa_verified[key] = message  # type: ignore[index]
+                self._remember_sa(key, message)  # type: ignore[arg-type]
             if type(message) is not SA_MESSAGE_OF_PHASE[phase] or message.sender != tx.author + 1:
                 raise TxError(f"sa tx carries the wrong message for phase {phase}")
             if isinstance(message, sam.ShareKeys):
