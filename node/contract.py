@@ -37,7 +37,7 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 | from R (below)                               | disputes (2 bytes a pair)]:|
 |          |                 |                                              | the round aborts           |
 
-**Unmasking is decided on the ledger** (docs/validation.md, "Unmasking decided on the ledger"). Each member of U1
+**Unmasking is decided on the ledger** (docs/validation.md, G9). Each member of U1
 reveals its shares of the survivors' self seeds and the dropped members' mask keys in an `sa` [UnmaskShares]
 transaction: one per member, each share opening the commitment its owner's committed ShareKeys made to it, none it
 must not reveal (`Rules.reveal_refusal`, refused with a `RevealRefusal` reason). Nodes unmask from the committed

@@ -64,7 +64,7 @@ class Membership:
         dropped member's mask key recovered from its committed shares, missing (t or fewer), or proving its owner
         faulty (shares off one degree-t polynomial through the advertised secret). A function of the ledger alone,
         so every replica decides alike: an `abort` of the unmask phase convicts the proven dealers, and a `result`
-        or `fail` is refused once any is proven (docs/validation.md, "Unmasking decided on the ledger")."""
+        or `fail` is refused once any is proven (docs/validation.md, G9)."""
         s, p = self.state, self.params
         config = p.round_config(s.round, s.participants)
         survivors = {a + 1 for a in s.expected}

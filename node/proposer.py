@@ -208,7 +208,9 @@ class Proposer:
         with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else the `result` (or
         `fail`) once our own unmasking of the committed reveals finished; an `abort` past the deadline."""
         s = c.state
-        pending, _ = c.admissible(pending)  # what the block may carry: a junk reveal must not stop the decision
+        pending, invalid = c.admissible(pending)  # a junk reveal must neither stop the decision nor linger
+        for tx, exc in invalid:
+            self.mempool.drop(tx, exc)
         raws = [tx.raw for tx in pending]
         shadow = c.shadow()
         shadow.extend(pending, self.me.index)
