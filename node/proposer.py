@@ -166,7 +166,7 @@ class Proposer:
                                             and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind])
                                             and c.tx_valid_now(tx)])
         step = await self._phase_step(c, candidates)
-        if not step[0]:
+        if not step[0] or s.phase == "unmask":  # the unmask step checks its candidates itself (`_unmask_step`)
             return step
         pending, invalid = c.admissible(candidates)
         for tx, exc in invalid:

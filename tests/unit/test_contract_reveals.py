@@ -11,15 +11,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node import contract as rc
+from node.proposer import Proposer, Signer
 from smpc import field, shamir
 from smpc import messages as sam
 from smpc.prg import SeededRandomBytes
@@ -196,3 +200,53 @@ def test_the_contract_convicts_exactly_a_dealer_whose_committed_shares_contradic
     assert (checks == []) == proven
     if decision.complete:
         assert isinstance(d.check(tx("result", 0, 1, list(survivors), bytes(32)))[0], rc.AggregateCheck)
+
+
+class _Mempool:
+    """What `Proposer` reads of the mempool: pending txs, their arrival, and `drop`."""
+
+    def __init__(self, c: rc.Contract, raws: Sequence[bytes]) -> None:
+        self.txs = {hashlib.sha256(raw).digest(): c.parse(raw) for raw in raws}
+        self.arrival = dict.fromkeys(self.txs, 0.0)
+        self.dropped: list[str] = []
+
+    def drop(self, tx: rc.Tx, why: Exception) -> None:
+        del self.txs[hashlib.sha256(tx.raw).digest()]
+        self.dropped.append(getattr(why, "reason", ""))
+
+
+def _primary(d: Reveals, pending: Sequence[bytes]) -> tuple[Proposer, _Mempool]:
+    """Member 0 as primary, at the start of the unmask phase (no deadline passed), unable to unmask yet."""
+    mempool = _Mempool(d.c, pending)
+
+    async def aggregate(check: object, wait_s: float) -> None:
+        return None
+
+    settings = SimpleNamespace(phase_deadline_s=30.0, batch_window_s=1.0, contract=d.c.params)
+    aggregator = SimpleNamespace(aggregate=aggregate, known_failure=lambda round_id: None)
+    timings = SimpleNamespace(phase_elapsed_s=lambda round_id, phase: 0.0)
+    me = Signer(CHAIN, len(ALL), 0, lambda b: KEYS[0].sign(b).signature)
+    return Proposer(d.c, settings, mempool, aggregator, timings, me, lambda: False, lambda: 0, 0), mempool  # type: ignore[arg-type]
+
+
+def test_the_primary_proposes_the_reveals_then_the_convicting_abort_and_drops_a_junk_reveal() -> None:
+    d = unmasking(shifted=(2, 3))
+    junk = resigned(d, 1, self_seed_shares=((1, bytes(40)),))
+    proposer, mempool = _primary(d, [junk] + [d.reveal(a) for a in ALL])
+    txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
+    assert mempool.dropped == ["off_commitment"]
+    reveals, abort = txs[:-1], d.c.parse(txs[-1])
+    assert advanced and sorted(reveals) == sorted(d.reveal(a) for a in ALL) and abort.kind == "abort"
+    assert d.check(*txs) == []
+    [outcome] = [e for e in d.commit(*txs) if isinstance(e, rc.RoundOutcome)]
+    assert outcome.convicted == (DEALER,)
+
+
+def test_the_primary_waits_for_every_holders_reveal_within_the_batch_window() -> None:
+    d = unmasking()
+    proposer, _ = _primary(d, [d.reveal(a) for a in (0, 1, 2)])
+    proposer.mempool.arrival = dict.fromkeys(proposer.mempool.txs, time.monotonic())  # type: ignore[attr-defined]
+    assert trio.run(proposer._phase_txs, d.c.shadow()) == ([], False)
+    proposer.mempool.txs[hashlib.sha256(d.reveal(3)).digest()] = d.c.parse(d.reveal(3))  # type: ignore[index]
+    txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
+    assert not advanced and sorted(txs) == sorted(d.reveal(a) for a in ALL)
