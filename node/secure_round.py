@@ -2,8 +2,8 @@
 
 Pure, like the cores it joins: it takes contract events (what the ledger committed), peer messages and
 this node's local update, and returns `Output`s for the daemon to carry out: transactions to submit
-(they reach the ledger through the primary), messages to gossip, and the masked input to send to every
-peer directly (it is model-sized). The daemon owns all I/O and time.
+(they reach the ledger through the primary; the unmask reveal is one), sketch shares and sums to send, and the
+masked input to send to every peer directly (it is model-sized). The daemon owns all I/O and time.
 
 The update a node contributes is `weighted_vector(update, n_samples)`: its clipped update times its
 sample weight, followed by the weight itself, so that the sum of the vectors yields both the weighted
