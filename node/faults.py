@@ -21,7 +21,9 @@ Modes implemented (config `behaviour` keys):
   hash of a junk bundle committed in `dealt` and that bundle as its answer to every complaint, so that each
   holder must prove it bad on the ledger (`disclose`); `frivolous-complaint`: in place of our statistics, complain
   about the next member, which served us well, and never publish (red team g8 f3, without the late publication:
-  what the abort's timing after the answer bounds).
+  what the abort's timing after the answer bounds); `bad-deal`: deal the secure-aggregation shares of our
+  secrets to the two lowest holders off our polynomial, committing to exactly what we send, so that every
+  holder's check passes (red team rt2-1/rt2-2; it patches `smpc.shamir.share_secret` in this process only).
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 - `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
@@ -44,6 +46,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -59,7 +62,7 @@ from node.config import ConfigError
 from node.consensus_faults import MODES, ConsensusFault
 from node.hooks import SHELL_FAULT_NAMES, FaultContext, FaultHooks, ShellAccess, TrainFn
 from node.secure_round import Output, SendMasked, SendShares
-from smpc import field
+from smpc import field, shamir
 from smpc import messages as sam
 from smpc import validation_messages as vm
 from smpc.signing import signing_payload
@@ -78,6 +81,21 @@ OVERRUN_MIB = 64
 """How far past its window the window-overrun member writes on each attempt (then it redials)."""
 FLOOD_PAYLOAD_BYTES = (1 << 20) - 1024
 """A 1 MiB envelope, within the smallest frame bound a daemon uses."""
+
+
+BAD_DEAL_HOLDERS = 2
+"""How many holders (the lowest ids) a `bad-deal` dealer gives a share off its polynomial."""
+
+
+def _off_polynomial(honest: Callable[..., dict[int, np.ndarray]]) -> Callable[..., dict[int, np.ndarray]]:
+    """A Shamir dealing that is honest but for the shares of the lowest `BAD_DEAL_HOLDERS` holders, each one off."""
+    def share(secret: bytes, degree: int, ids: Sequence[int], rand: field.RandomBytes) -> dict[int, np.ndarray]:
+        shares = honest(secret, degree, ids, rand)
+        for holder in sorted(ids)[:BAD_DEAL_HOLDERS]:
+            shares[holder] = field.add(shares[holder], np.ones_like(shares[holder]))
+        logger.info("behaviour: dealing shares off our polynomial to holders %s", sorted(ids)[:BAD_DEAL_HOLDERS])
+        return shares
+    return share
 
 
 class Faults(FaultHooks):
@@ -114,6 +132,8 @@ class Faults(FaultHooks):
 
     def bind(self, ctx: FaultContext) -> None:
         self._ctx = ctx
+        if self.behaviour.get("validator") == "bad-deal":
+            shamir.share_secret = _off_polynomial(shamir.share_secret)
         if self.consensus_mode is not None:
             self.consensus = ConsensusFault(self.consensus_mode, ctx.index, ctx.n, ctx.chain_id, ctx.sign,
                                             ctx.checkpoint_interval, ctx.view_timeout_ms)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 TrainFn = Callable[[np.ndarray, int], "TrainResult"]
 
 VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-reveal",
-                    "withhold-shares", "junk-answer", "frivolous-complaint")
+                    "withhold-shares", "junk-answer", "frivolous-complaint", "bad-deal")
 """The `behaviour.validator` modes `node.faults.Faults` implements (`fednode cluster --validator-fault`)."""
 
 

@@ -426,6 +426,6 @@ class RoundDriver:
                     "committed" if outcome.committed else "aborted", len(outcome.included), result.accuracy,
                     outcome.height, f", missing {list(outcome.missing)}" if outcome.missing else "")
         if outcome.convicted or outcome.disputes:
-            logger.warning("round %d: the blame verdict convicts %s (kept out of later rounds); disputed pairs %s "
-                           "(no pairwise mask between them from now on)", outcome.round, list(outcome.convicted),
-                           [list(pair) for pair in outcome.disputes])
+            logger.warning("round %d: the ledger convicts %s (kept out of later rounds: a blame verdict, or committed "
+                           "reveals proving its dealing bad); disputed pairs %s (no pairwise mask between them from "
+                           "now on)", outcome.round, list(outcome.convicted), [list(pair) for pair in outcome.disputes])

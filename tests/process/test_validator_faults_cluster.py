@@ -136,5 +136,26 @@ def test_a_masked_input_contradicting_its_sketch_is_convicted_once_and_later_rou
     assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.93
     for honest in range(4):
         log = (work / f"node-{honest}" / "daemon.log").read_text()
-        assert re.search(r"round 1: the blame verdict convicts \[4\]", log), honest
+        assert re.search(r"round 1: the ledger convicts \[4\]", log), honest
         assert len(re.findall(r"fails .*: blame phase", log)) == 1, honest  # member 4 is never in S again
+
+
+def test_a_dealer_whose_shares_contradict_its_advert_is_convicted_by_the_unmask_abort(tmp_path: Path) -> None:
+    """`bad-deal` on real daemons (red team rt2-1/rt2-2): member 4 (of N = 5, f = 1, t = 3) deals the shares of its
+    secrets to holders 1 and 2 off its polynomial, committing to exactly what it sends. Every member reveals on the
+    ledger; the committed shares of its self seed fit no degree-3 polynomial, so every replica votes for the
+    primary's abort, which convicts member 4. Round 2's key phases ran ahead with it, so its mask key (a dropped
+    member of U2 there) is proven bad again and that round aborts too; from round 3 on, nobody expects it."""
+    plugin = tmp_path / "honest.py"
+    plugin.write_text("def honest(update, ctx):\n    return update\n")
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack",
+                     f"plugin:{plugin}:honest", "--validator-fault", "bad-deal", "--workdir", str(work), "--json",
+                     "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["rounds_committed"], summary["rounds_aborted"], summary["convicted"]) == (2, 2, [4]), summary
+    assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.93
+    for honest in range(4):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert re.search(r"round 1: the ledger convicts \[4\]", log), honest
