@@ -280,15 +280,18 @@ class Daemon:
             return self.mempool.any_valid_now(frozenset({"eval"}))
         if not s.open and self._waiting_for_members():
             return False
-        if not s.open or self.mempool.any_valid_now() or self._verdict_due():
+        if not s.open or self.mempool.any_valid_now() or self._decision_due():
             return True
         return self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
 
-    def _verdict_due(self) -> bool:
-        """A blame phase every awaited holder disclosed in: its verdict, computed from the ledger in milliseconds,
-        is due now, so a primary withholding it is replaced at the view-change timeout, not at the phase deadline
-        (red team B6). A due `result` or `fail` is not counted: the primary may still be unmasking."""
+    def _decision_due(self) -> bool:
+        """A duty the ledger alone decides, in milliseconds, is due now, so a primary withholding it is replaced at
+        the view-change timeout, not at the phase deadline: a blame phase's verdict once every awaited holder
+        disclosed (red team B6), and an unmask phase's convicting abort once its committed reveals prove a dealer
+        faulty (G9). A due `result` or `fail` is not counted: the primary may still be unmasking."""
         s = self.contract.state
+        if s.phase == "unmask":
+            return bool(self.contract.proven_dealers())
         return s.phase == "blame" and set(s.disclosures) >= set(self.contract.awaited(s.expected))
 
     # ------------------------------------------------------------------ executing core actions

@@ -16,6 +16,7 @@ from node.rounds import DISCLOSURE_KEY, RoundDriver
 from node.secure_round import SubmitTx
 from tests.unit.test_contract import tx
 from tests.unit.test_contract_blame import S, disclosure, in_blame
+from tests.unit.test_contract_reveals import unmasking
 from tests.unit.test_contract_secure_phases import ALL
 
 BASES = bytes(range(16))
@@ -72,6 +73,15 @@ def test_a_due_verdict_is_pending_work_so_a_withholding_primary_is_replaced_befo
     assert not work_pending(d.c)
     d.commit(*(disclosure(a, S) for a in ALL))
     assert work_pending(d.c)
+
+
+def test_a_due_convicting_abort_is_pending_work_so_a_withholding_primary_is_replaced_before_the_deadline() -> None:
+    """G9: once the committed reveals prove a dealer faulty, the abort that convicts it is owed at once."""
+    d = unmasking(shifted=(2, 3))
+    d.commit(d.reveal(0), d.reveal(3))
+    assert not d.c.proven_dealers() and not work_pending(d.c), "the shares committed so far fit the advert"
+    d.commit(d.reveal(1))
+    assert d.c.proven_dealers() and work_pending(d.c)
 
 
 class _Store(dict):  # type: ignore[type-arg]
