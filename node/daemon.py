@@ -337,7 +337,7 @@ class Daemon:
         if block.height != self.store.head_height + 1:
             raise InvariantError(f"delivered height {block.height} after head {self.store.head_height}")
         new_models = {}
-        for digest in rc.referenced_blobs(block, self.genesis.chain_id, self.genesis.n, self.genesis.verify):
+        for digest in rc.referenced_blobs(block, self.contract.parse):
             if digest in self.content.models:
                 new_models[digest] = vector_bytes(self.content.models[digest])
         self.store.append_block(block, cert, new_models, persists)
