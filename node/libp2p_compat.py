@@ -103,17 +103,19 @@ YAMUX_INITIAL_WINDOW_BYTES = 8 << 20
 """Initial per-stream receive window (library default 256 KiB, auto-tuned up to 16 MiB). With 256 KiB a
 4 MB model waits for window updates (the library polls for them every 10 ms) until the auto-tuning has
 grown the window; 8 MiB lets a whole model go out at once. It bounds what one stream can make us buffer,
-and is below the 16 MiB the library's auto-tuning grants anyway. Every member must use the same value:
+and is below the 16 MiB the library's auto-tuning would grant (ours does not grow it). Every member must use the same value:
 yamux has no negotiation of the initial window, a sender assumes the receiver's."""
 
 YAMUX_WINDOW_UPDATE_BYTES = YAMUX_INITIAL_WINDOW_BYTES // 2
 """Bytes read on a stream before their window goes back to the sender in one WINDOW_UPDATE (go-yamux: half
-the window). The sender always holds at least the other half, so a 4 MB model never waits for an update."""
+the window). Of what the receiver has read, at most this much is not yet returned, so the sender of a stream
+that is read holds at least the other half: a 4 MB model never waits for an update."""
 
 YAMUX_CONN_BUFFER_MAX_BYTES = 8 * YAMUX_INITIAL_WINDOW_BYTES
 """Unread bytes one connection may hold across all its streams: what a member can make us hold per
 connection however many streams it opens. An honest peer comes near it only when both its direct lanes
-wait for its byte budget (`node.network.budget.PeerBudget`) with full windows, 2 x 16 MiB at most."""
+wait for its byte budget (`node.network.budget.PeerBudget`) with full windows, 2 x 8 MiB at most (our windows
+never grow: `_batched_window_update`)."""
 YAMUX_INBOUND_STREAMS_MAX = 64
 """Streams a peer may have open towards us on one connection (2 lanes, a few requests, gossip)."""
 
