@@ -8,8 +8,9 @@ core calls on that task, and the actions the cores return are executed strictly 
 
 What this node signed is on disk before it leaves the node, so a restarted node can never sign a
 conflicting message. When a list delivers a block before it sends anything, its persisted state goes in
-the block's synced batch: one synced write per delivered block instead of two. Blocking work (torch training, evaluation, model aggregation) runs in worker threads
-and comes back to the owning task as an event.
+the block's synced batch: one synced write per delivered block instead of two. Blocking work (torch
+training, evaluation, model aggregation) runs in worker threads and comes back to the owning task as an
+event.
 
 This module owns the replica, the round contract and the ledger replay at start-up, and wires the
 components (docs/architecture.md): `Transport` (peer frames), `Mempool`, `RoundDriver` (join, train,
