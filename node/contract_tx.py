@@ -215,11 +215,14 @@ def _member_list(value: object, n: int, what: str) -> tuple[int, ...]:
     return members
 
 
-def referenced_blobs(block: Block, chain_id: bytes, n: int, verify: Verify) -> Iterable[bytes]:
-    """Content hashes a committed block depends on: round-result models (what `fednode audit` checks)."""
+def referenced_blobs(block: Block, parse: Callable[[bytes], Tx]) -> Iterable[bytes]:
+    """Content hashes a committed block depends on: round-result models (what `fednode audit` checks).
+
+    `parse` is `parse_tx` bound to a chain, or a contract's `Contract.parse`, which remembers the transactions
+    it already authenticated (the daemon's, for every block it delivers)."""
     for raw in block.txs:
         try:
-            tx = parse_tx(raw, chain_id, n, verify)
+            tx = parse(raw)
         except TxError:
             continue
         if tx.kind == "result":
