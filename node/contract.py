@@ -154,7 +154,9 @@ from node.contract_tx import (
     MAX_PARTICIPANTS,
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
+    PARSE_CACHE_BYTES,
     PARSE_CACHE_ENTRIES,
+    BoundedMemo,
     ComplaintRefused,
     Tx,
     TxError,
@@ -176,6 +178,7 @@ __all__ = [
     "MAX_PARTICIPANTS",
     "MAX_STATS_BYTES",
     "MAX_TX_BODY_BYTES",
+    "PARSE_CACHE_BYTES",
     "PARSE_CACHE_ENTRIES",
     "PHASES",
     "SA_MESSAGE_OF_PHASE",
@@ -184,6 +187,7 @@ __all__ = [
     "AggregateCheck",
     "AnswerCommitted",
     "BlameStarted",
+    "BoundedMemo",
     "Check",
     "ComplaintCommitted",
     "ComplaintRefused",
@@ -220,9 +224,10 @@ class Contract(Rules, Transitions):
         self.params = params
         self.verify = verify
         self.state = ContractState(model_hash=params.initial_model_hash, clip_bound_micro=params.clip_bound_micro)
-        self._parsed: dict[bytes, Tx] = {}
+        self._parsed: BoundedMemo[bytes, Tx] = BoundedMemo(len)
         """Transactions already parsed and authenticated, by raw bytes (shared with shadows; see `parse`)."""
-        self._sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message] = {}
+        self._sa_verified: BoundedMemo[tuple[bytes, int, tuple[int, ...]], sam.Message] = BoundedMemo(
+            lambda key: len(key[0]))
         """Secure-aggregation messages already decoded and verified, by (bytes, round, participants)."""
 
     def parse(self, raw: bytes) -> Tx:
@@ -231,9 +236,7 @@ class Contract(Rules, Transitions):
         tx = self._parsed.get(raw)
         if tx is None:
             tx = parse_tx(raw, self.params.chain_id, self.params.n, self.verify)
-            if len(self._parsed) >= PARSE_CACHE_ENTRIES:
-                self._parsed.clear()
-            self._parsed[raw] = tx
+            self._parsed.put(raw, tx)
         return tx
 
     def check_block(self, block: Block) -> list[Check]:

@@ -23,7 +23,7 @@ from node.contract_events import (
 )
 from node.contract_membership import Membership, disclosure_of
 from node.contract_state import PROPOSER_DUTIES, SA_MESSAGE_OF_PHASE
-from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, Tx, TxError, Verify
+from node.contract_tx import BoundedMemo, ComplaintRefused, Tx, TxError, Verify
 from smpc import blame
 from smpc import messages as sam
 from smpc import validation_messages as vm
@@ -37,7 +37,7 @@ class Rules(Membership, Evaluations):
     """The validation half of `node.contract.Contract`."""
 
     verify: Verify
-    _sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message]
+    _sa_verified: BoundedMemo[tuple[bytes, int, tuple[int, ...]], sam.Message]
 
     @property
     def committed_rounds(self) -> int:
@@ -344,9 +344,7 @@ class Rules(Membership, Evaluations):
             if message is None:
                 message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
                 verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
-                if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
-                    self._sa_verified.clear()
-                self._sa_verified[key] = message  # type: ignore[index]
+                self._sa_verified.put(key, message)  # type: ignore[arg-type]
             if type(message) is not SA_MESSAGE_OF_PHASE[phase] or message.sender != tx.author + 1:
                 raise TxError(f"sa tx carries the wrong message for phase {phase}")
             if isinstance(message, sam.ShareKeys):
