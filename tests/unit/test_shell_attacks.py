@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import pytest
 import trio
 from nacl.signing import SigningKey
@@ -24,8 +25,9 @@ from consensus.block import Block
 from node import contract as rc
 from node.config import ConfigError
 from node.daemon import evidence_slot
-from node.faults import Faults
+from node.faults import OVERRUN_BYTES, Faults
 from node.hooks import SHELL_FAULT_NAMES
+from node.libp2p_compat import YAMUX_INITIAL_WINDOW_BYTES
 from node.mempool import AUTHOR_BYTES_MAX, AUTHOR_TXS_MAX, Mempool
 from node.quotas import AuthorCache
 from node.rounds import RoundDriver
@@ -139,6 +141,12 @@ def test_a_flood_of_distinct_valid_transactions_holds_bounded_memory() -> None:
         tracemalloc.stop()
     assert held <= FLOOD_HELD_MAX_BYTES, f"{held >> 20} MiB held after {FLOOD_TXS} transactions"
     assert pool.held(3)[1] <= AUTHOR_BYTES_MAX
+
+
+def test_the_window_overrun_passes_a_new_streams_window_within_the_frames_the_library_reads() -> None:
+    """The attack's one SYN frame must overrun every run (more than a new stream's window) and reach our check
+    (not more than the library's own frame guard, which would close the connection uncounted)."""
+    assert YAMUX_INITIAL_WINDOW_BYTES < OVERRUN_BYTES <= libp2p_yamux.MAX_WINDOW_SIZE
 
 
 # ---------------------------------------------------------------------------------------- finding 4: catch-up
