@@ -305,19 +305,26 @@ class Faults(FaultHooks):
     async def _window_overrun(self, shell: ShellAccess) -> None:
         """Finding 2: a request in the first frame of a new stream, the SYN, with OVERRUN_BYTES in all: past
         the window a new stream is granted before the victim can have read any of it, so it overruns in every
-        run, whatever the victim's load. The stream is opened by hand on the connection of a request stream."""
+        run, whatever the victim's load. Each peer has its own task, which tries again soon while the
+        connection the victim closed is not back yet, and every 5 s once it landed."""
+        for peer in shell.peer_ids:
+            shell.spawn(self._overrun_window_of, shell, peer)
+
+    async def _overrun_window_of(self, shell: ShellAccess, peer: str) -> None:
+        """The stream is opened by hand, on the connection of a request stream opened the usual way."""
         request = len(b"x").to_bytes(4, "big") + b"x"
         overrun = request + bytes(OVERRUN_BYTES - len(request))
         while True:
-            for peer in shell.peer_ids:
-                try:
-                    conn: Any = (await shell.open_stream(peer, shell.request_protocol)).muxed_conn
-                    async with conn.streams_lock:
-                        stream_id = conn.next_stream_id
-                        conn.next_stream_id += 2
-                    await conn._write_frame(YAMUX_SYN_DATA_HEADER.pack(0, 0, 1, stream_id, len(overrun)) + overrun)
-                except Exception:  # noqa: BLE001 - the victim closing the connection is the expected end
-                    logger.info("behaviour: window overrun towards %s ended", peer[:12])
+            try:
+                conn: Any = (await shell.open_stream(peer, shell.request_protocol)).muxed_conn
+                async with conn.streams_lock:
+                    stream_id = conn.next_stream_id
+                    conn.next_stream_id += 2
+                await conn._write_frame(YAMUX_SYN_DATA_HEADER.pack(0, 0, 1, stream_id, len(overrun)) + overrun)
+            except Exception as exc:  # noqa: BLE001 - not connected (yet, or again): try again soon
+                logger.info("behaviour: window overrun towards %s failed: %r", peer[:12], exc)
+                await shell.sleep(0.5)
+                continue
             await shell.sleep(5.0)
 
     async def _mempool_flood(self, shell: ShellAccess) -> None:
