@@ -220,7 +220,9 @@ class Daemon:
             await trio.sleep(TICK_S)
             await self._execute(self.replica.tick(self._now_ms()))
             await self.mempool.tick()
-            await self._execute(self.replica.watch_only(self.mempool.overdue(), self._now_ms()))
+            overdue = self.mempool.overdue()
+            await self.mempool.relay_overdue(overdue, self.replica.view % self.genesis.n)
+            await self._execute(self.replica.watch_only(overdue, self._now_ms()))
             self._after_event()
 
     async def _on_message(self, env: Envelope) -> None:

@@ -117,6 +117,35 @@ def test_passing_rounds_return_the_quota() -> None:
     assert pool.held(3)[0] == 1
 
 
+def test_a_members_overdue_transaction_is_relayed_to_the_primary_once_per_primary(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's valid transaction a backup holds past RESUBMIT_S arms its request timer (`overdue`); the primary
+    may never have got it (the author's connection to it cut), so the backup relays it to the primary first, once
+    per primary, and not its own (resubmitted by `tick`) nor what was committed."""
+    sent: list[tuple[int, bytes]] = []
+
+    async def send(to: int, _kind: str, _round: int, raw: bytes) -> None:
+        sent.append((to, raw))
+
+    async def nowhere(*_: Any) -> None:
+        return None
+
+    clock = iter(range(100, 200))
+    monkeypatch.setattr("node.mempool.time.monotonic", lambda: float(next(clock)))
+    pool = Mempool(open_contract(), 2, Metrics(), send, nowhere)
+    theirs, gone = update(3, 1, 1), update(1, 1, 2)
+    pool.accept(theirs)
+    pool.accept(gone)
+    trio.run(pool.submit_own, update(2, 1, 3), 1, 2)
+    sent.clear()
+    pool.forget(hashlib.sha256(gone).digest())
+    overdue = pool.overdue()
+    assert hashlib.sha256(theirs).digest() in overdue
+    for primary in (0, 0, 1, 1, 2):
+        trio.run(pool.relay_overdue, overdue, primary)
+    assert sent == [(0, theirs), (1, theirs)]
+
+
 FLOOD_TXS = 1500
 """60 KiB transactions the memory test floods with: 180 MB pinned if each stayed parsed."""
 FLOOD_HELD_MAX_BYTES = 3 * rc.PARSE_CACHE_BYTES
