@@ -288,6 +288,9 @@ class Daemon:
             return True
         return self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
 
+    _proven_memo: tuple[tuple[int, int], bool] = ((-1, -1), False)
+    """(round, height) -> whether the committed reveals prove a dealer faulty (`_decision_due`, asked every tick)."""
+
     def _decision_due(self) -> bool:
         """A duty the ledger alone decides, in milliseconds, is due now, so a primary withholding it is replaced at
         the view-change timeout, not at the phase deadline: a blame phase's verdict once every awaited holder
@@ -295,7 +298,9 @@ class Daemon:
         faulty (G9). A due `result` or `fail` is not counted: the primary may still be unmasking."""
         s = self.contract.state
         if s.phase == "unmask":
-            return bool(self.contract.proven_dealers())
+            if self._proven_memo[0] != (s.round, s.height):  # the decision changes only with a delivered block
+                self._proven_memo = ((s.round, s.height), bool(self.contract.proven_dealers()))
+            return self._proven_memo[1]
         return s.phase == "blame" and set(s.disclosures) >= set(self.contract.awaited(s.expected))
 
     # ------------------------------------------------------------------ executing core actions
