@@ -26,7 +26,6 @@ from smpc.field import RING_MODULUS
 from tests.unit.test_secure_round import CHAIN, Cluster, L
 
 N, LIAR, SEED = 7, 3, 77
-B13_OPEN = pytest.mark.xfail(strict=True, reason="red team B13: without validation `fail` is refused and the round aborts unnamed")
 
 
 def lying_round(c: Cluster, round_id: int, updates: dict[int, np.ndarray]) -> tuple[int, ...]:
@@ -114,7 +113,6 @@ def honest_round_commits(c: Cluster, round_id: int, updates: dict[int, np.ndarra
     assert contract.state.outcomes[-1].committed and contract.state.outcomes[-1].included == summed
 
 
-@B13_OPEN
 def test_a_weight_liar_without_validation_is_convicted_and_the_next_round_commits_without_it() -> None:
     c = Cluster(N, SEED, rounds=2)
     assert not c.params.validate
@@ -127,7 +125,6 @@ def test_a_weight_liar_without_validation_is_convicted_and_the_next_round_commit
     honest_round_commits(c, 2, updates)
 
 
-@B13_OPEN
 def test_a_weight_liar_lying_about_its_pairs_disputes_each_honest_partner_once_and_is_convicted_after_f_plus_1(
         ) -> None:
     """It passes its own check by moving its weight scalar with one honest partner: each verdict records that
