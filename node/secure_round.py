@@ -245,8 +245,8 @@ class SecureRound(BlameSide):
 
     def _weight_matches(self) -> bool:
         """Whether the unmasked weight coordinate is the sum of the summed members' committed weights: otherwise a
-        member masked a weight other than the one it signed, which only the sum shows (with validation, the blame
-        phase then names it)."""
+        member masked a weight other than the one it signed, which only the sum shows (the blame phase then names
+        it, with or without validation)."""
         self._check_committed_weights()
         assert self.result is not None
         return int(self.result.total[-1]) == sum(self._summed_weights.values()) % field.RING_MODULUS
@@ -261,7 +261,7 @@ class SecureRound(BlameSide):
             if deviation is None:
                 return False
             self.failure = locate_failure(self._weight_matches(), *deviation)
-            self.sketch_sum_checked = self.failure is None
+            self.sketch_sum_checked = self.failure is None  # without validation: the weight check passed
         if self.failure is not None:
             failed = [name for name, bad in (("the weight check", self.failure.weight),
                                              ("the linear identity", self.failure.coordinate is not None)) if bad]
