@@ -31,10 +31,11 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 | `answer` [holder, sealed], `disclose`        |                            |
 |          |                 | [dealer, channel secret] (below)             |                            |
 | unmask   | secure, valid.  | `sa` [UnmaskShares] from U1 (below)          | `result` [S or U3, model]; |
-|          |                 |                                              | validated: or `fail`       |
-|          |                 |                                              | [weight failed, b*]        |
-| blame    | validated       | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
-|          |                 | from R (below)                               | disputes (2 bytes a pair)]:|
+|          |                 |                                              | or `fail` [weight failed,  |
+|          |                 |                                              | b*, bases] (secure: [1, -1,|
+|          |                 |                                              | bases])                    |
+| blame    | secure, valid.  | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
+|          |                 | from R (secure: pair scalars from S) (below) | disputes (2 bytes a pair)]:|
 |          |                 |                                              | the round aborts           |
 
 **Unmasking is decided on the ledger** (docs/validation.md, G9). Each member of U1
@@ -100,7 +101,9 @@ each step's window, and after answers also past a window for the statistics meas
 
 **A member whose masked input contradicts its sketch or weight is convicted** (docs/validation.md, "Blame after a
 failed identity"). When unmasking S fails the weight check or the linear identity, the primary proposes `fail`
-[1 if the weight failed else 0, b* or -1, base scalars of each member of S] instead of a `result` (a
+[1 if the weight failed else 0, b* or -1, base scalars of each member of S] instead of a `result` (without
+validation there is no sketch: only the weight can fail, the `fail` is [1, -1, bases], and the blame phase expects
+the members of S alone, disclosing their pair scalars; red team B13) (a
 `FailureCheck`: every replica confirms failure and scalars with its own unmasking; an `abort` of the unmask phase
 comes with an `UnmaskAbortCheck`: a replica votes for it only with neither a result nor a failure of its own). In
 the blame phase each member

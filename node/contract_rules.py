@@ -316,13 +316,17 @@ class Rules(Membership, Evaluations):
         return []
 
     def _validate_failure(self, tx: Tx) -> FailureCheck:
-        """A `fail` [weight, b*] ends a validated round's unmask phase instead of a `result` when unmasking S fails
-        the weight check or the linear identity (each replica confirms with its own unmasking); the bound check
-        stays an unnamed abort (docs/validation.md)."""
+        """A `fail` [weight, b*, bases] ends a secure round's unmask phase instead of a `result` when unmasking S
+        fails the weight check or (validated) the linear identity (each replica confirms with its own unmasking);
+        the bound check stays an unnamed abort (docs/validation.md). Without validation there is no sketch: only
+        the weight can fail, so a `fail` is [1, -1, bases] with no sketch base scalars (red team B13)."""
         s, p = self.state, self.params
         weight, coordinate, bases = tx.fields
-        if not (p.validate and s.phase == "unmask"):
-            raise TxError(f"fail outside a validated round's unmask phase ({s.phase})")
+        if not (p.secure and s.phase == "unmask"):
+            raise TxError(f"fail outside a secure round's unmask phase ({s.phase})")
+        if not p.validate and (weight, coordinate) != (1, -1):
+            raise TxError(f"fail of a round without validation names another failure than the weight's: "
+                          f"{tx.fields[:2]}")
         if coordinate >= p.sketch_width or (weight, coordinate) == (0, -1):  # type: ignore[operator]
             raise TxError(f"fail names no failure or a coordinate outside the sketch: {tx.fields[:2]}")
         try:

@@ -18,14 +18,14 @@ from smpc.secagg import RoundConfig
 PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "plain": (("collect", "update", "result"),),
     "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
-               ("unmask", "", "result")),
+               ("unmask", "", "result"), ("blame", "blame", "verdict")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                   ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
                   ("unmask", "", "result"), ("blame", "blame", "verdict")),
 }
-"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it). A validated
-round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or the
-linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
+"""mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it). A secure
+round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or (validated)
+the linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
 
 PROPOSER_DUTIES = ("open", "close", "accept", "result", "abort", "fail", "verdict")
 """Transactions only a block's proposer may author (in that block): they end phases and rounds. None of them
@@ -205,7 +205,8 @@ class ContractState:
     """B of the open round (and of the next, until a validated round commits), in millionths; 0: members clip
     to C alone. Set from `ContractParams.clip_bound_micro` at genesis, then from each committed round's `accept`."""
     holders: tuple[int, ...] = ()
-    """R, the open round's holders of sketch shares (the seed phase's close): who discloses in a blame phase."""
+    """R, the open round's holders of sketch shares (the seed phase's close): who discloses in a validated round's
+    blame phase (without validation, nobody holds sketch shares and S's members disclose)."""
     summed: tuple[int, ...] = ()
     """In a blame phase: S, the members whose masked inputs were unmasked."""
     failure: tuple[int, int] = (0, -1)

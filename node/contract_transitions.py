@@ -175,10 +175,12 @@ class Transitions(Membership, Evaluations):
         return [outcome]
 
     def _start_blame(self, tx: Tx, height: int) -> BlameStarted:
-        """A `fail` ends the unmask phase: S's members and R's holders disclose (`smpc.blame`)."""
+        """A `fail` ends the unmask phase: S's members and R's holders disclose (`smpc.blame`); without validation
+        there are no holders (R is empty), and S's members disclose their pair scalars alone."""
         s = self.state
         s.failure, s.bases = (tx.fields[0], tx.fields[1]), tx.fields[2]  # type: ignore[assignment]
-        s.summed, s.phase, s.expected, s.inputs = s.expected, "blame", s.holders, {}
+        disclosers = s.holders if self.params.validate else s.expected  # validated: S is within R
+        s.summed, s.phase, s.expected, s.inputs = s.expected, "blame", disclosers, {}
         weight, coordinate = s.failure
         return BlameStarted(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
                             height)

@@ -15,7 +15,9 @@ Modes implemented (config `behaviour` keys):
   (the nearest thing to the dealt zero sharing with an offset, which no longer exists); `grind-seed`:
   withhold our sketch-seed reveal (all a member can still do to the seed once the inputs are fixed);
   `lie-identity`: mask our update plus 2^20 on every coordinate while sketching the update itself (the
-  masked input contradicts the sketch); `lie-reveal`: submit a reveal tx of junk in place of our unmasking shares (the contract refuses it);
+  masked input contradicts the sketch); `lie-weight`: mask our update with the weight coordinate (the last)
+  plus 2^20 while committing our true weight in `input` (red team B13; with or without validation, which does not
+  sketch the weight: only the weight check fails); `lie-reveal`: submit a reveal tx of junk in place of our unmasking shares (the contract refuses it);
   `withhold-shares`: commit `dealt` but send every holder junk instead of its sketch shares, and never
   answer the complaints that follow (red team v6); `junk-answer`: the same junk to every holder, with the
   hash of a junk bundle committed in `dealt` and that bundle as its answer to every complaint, so that each
@@ -74,6 +76,8 @@ JUNK_BUNDLE = b"\x00" * 32 + b"junk answer"
 """What a `junk-answer` dealer commits to (by hash) and answers with: a sealed bundle that opens to nothing."""
 LIE_IDENTITY_SHIFT = 1 << 20
 """Added to every coordinate of a lying member's masked update: about 0.06 at N = 7's scale of 2^24."""
+LIE_WEIGHT_SHIFT = 1 << 20
+"""Added to the weight coordinate alone of a `lie-weight` member's masked input (its committed weight stays true)."""
 EVIDENCE_HEIGHTS = 8
 """The checkpoint heights the evidence flood cycles through (the first 8 checkpoints: within a short run's window)."""
 
@@ -123,7 +127,7 @@ class Faults(FaultHooks):
         self._crash_armed = False
         self._masked_deliveries = 0
         self._forged_digests: dict[int, bytes] = {}
-        """Round -> digest of the masked input we forged (lie-identity), which our `input` tx must commit."""
+        """Round -> digest of the masked input we forged (lie-identity, lie-weight), which our `input` tx must commit."""
         self._ctx: FaultContext | None = None
         self.consensus_mode = behaviour.get("consensus_fault")
         if self.consensus_mode is not None and self.consensus_mode not in MODES:
@@ -204,7 +208,8 @@ class Faults(FaultHooks):
         if mode == "withhold":
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
-        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-reveal", "withhold-shares", "junk-answer"):
+        if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-weight", "lie-reveal", "withhold-shares",
+                    "junk-answer"):
             return raw
         shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
         if mode == "forge-stats":
@@ -226,10 +231,13 @@ class Faults(FaultHooks):
         return rc.make_tx(self.ctx.chain_id, tx.kind, self.ctx.index, tx.round, fields, self.ctx.sign)
 
     def secure_output(self, out: Output) -> Output:
-        """Forge what the secure round sends: masked input (lie-identity), PRZS contributions (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
+        """Forge what the secure round sends: masked input (lie-identity, lie-weight), PRZS contributions
+        (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
         mode = self.behaviour.get("validator")
         if mode == "lie-identity" and isinstance(out, SendMasked):
-            return self._shifted_masked_input(out)
+            return self._shifted_masked_input(out, slice(None, -1), LIE_IDENTITY_SHIFT)  # the weight stays as committed
+        if mode == "lie-weight" and isinstance(out, SendMasked):
+            return self._shifted_masked_input(out, slice(-1, None), LIE_WEIGHT_SHIFT)  # the update stays as sketched
         if mode == "zero-offset" and isinstance(out, SendShares):
             return SendShares(out.to, self._uncommitted_contributions(out.payload))
         if mode in ("withhold-shares", "junk-answer") and isinstance(out, SendShares):
@@ -243,17 +251,18 @@ class Faults(FaultHooks):
         body = signing_payload(self.ctx.chain_id, message.signed_body())
         return sam.encode(dataclasses.replace(message, signature=self.ctx.sign(body)))  # type: ignore[arg-type]
 
-    def _shifted_masked_input(self, out: SendMasked) -> SendMasked:
+    def _shifted_masked_input(self, out: SendMasked, coordinates: slice, shift: int) -> SendMasked:
+        """Our masked input with `shift` added to `coordinates`, re-signed; its digest is what our `input` commits."""
         message = self._secagg_message(out.message)
         assert isinstance(message, sam.MaskedInput)
         vector = message.vector().copy()
-        vector[:-1] += np.uint32(LIE_IDENTITY_SHIFT)  # the weight coordinate stays as committed
+        vector[coordinates] += np.uint32(shift)
         forged = dataclasses.replace(message, masked=vector.astype("<u4").tobytes())
         data = self._resigned(forged)
         digest = self._secagg_message(data).digest()  # type: ignore[union-attr]
         self._forged_digests[message.round_id] = digest
-        logger.info("behaviour: masked input of round %d shifted by %d per coordinate", message.round_id,
-                    LIE_IDENTITY_SHIFT)
+        logger.info("behaviour: masked input of round %d shifted by %d on coordinates %s", message.round_id, shift,
+                    coordinates)
         return SendMasked(data, digest)
 
     def _junk_reveal(self, data: bytes) -> bytes:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 TrainFn = Callable[[np.ndarray, int], "TrainResult"]
 
-VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-reveal",
-                    "withhold-shares", "junk-answer", "frivolous-complaint", "bad-deal")
+VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-weight",
+                    "lie-reveal", "withhold-shares", "junk-answer", "frivolous-complaint", "bad-deal")
 """The `behaviour.validator` modes `node.faults.Faults` implements (`fednode cluster --validator-fault`)."""
 
 

@@ -1,4 +1,4 @@
-"""The blame half of one node's validated secure round: our disclosure, and the verdict we check or propose.
+"""The blame half of one node's secure round: our disclosure, and the verdict we check or propose.
 
 Owns, as a mixin of `node.secure_round.SecureRound`: once a `fail` closed the unmask phase (`BlameStarted`),
 the scalars our pairwise masks with the other members of S add to the failed checks and our shares of z_l[b*]
@@ -34,17 +34,22 @@ class BlameSide(SketchValidation):
         self.machine.exclude_pairs(self._disputed)
 
     def _row(self, coordinate: int | None) -> blame.SketchRow | None:
+        if coordinate is None:
+            return None  # only the weight failed (always so without validation): no sketch row
         assert self._sketch is not None
-        return None if coordinate is None else blame.SketchRow.of(self._sketch, coordinate)
+        return blame.SketchRow.of(self._sketch, coordinate)
 
     def on_blame_started(self, event: rc.BlameStarted) -> list[Output]:
         """Our `blame`: pair scalars with the other members of S (if we are in S), and, as a holder, our shares of
         z_l[b*] for every l in S that dealt us one (`smpc.blame.MISSING_SHARE` for the others: a dealer that
-        withheld our shares cannot silence our pairs). Nothing if we left the round early: we are then absent from
-        the verdict (suspended, if we are in S)."""
-        if self.validation is None or self._sketch is None or self.me not in event.holders:
-            return []
+        withheld our shares cannot silence our pairs). Without validation there are no holders: a member of S
+        discloses its pair scalars alone (only the weight can have failed). Nothing if we left the round early: we
+        are then absent from the verdict (suspended, if we are in S)."""
         summed = set(event.survivors)
+        if self.validation is None and (self.me not in summed or event.coordinate is not None):
+            return []
+        if self.validation is not None and (self._sketch is None or self.me not in event.holders):
+            return []
         pair_seeds = self.machine.pair_seeds() if self.me in summed else {}
         if not set(blame.paired_with(self.me + 1, {m + 1 for m in summed}, self._disputed)) <= set(pair_seeds):
             return []
@@ -57,7 +62,7 @@ class BlameSide(SketchValidation):
     def failure_fields(self) -> tuple[bool, int | None, bytes] | None:
         """What a `fail` names from our unmasking (None: it did not fail): the weight flag, b*, and the base scalars
         of every member of S (`smpc.blame.base_scalars`), from which the contract computes the verdict."""
-        if self.failure is None or self.result is None or self.validation is None:
+        if self.failure is None or self.result is None:
             return None
         survivors = self.result.survivors
         row = self._row(self.failure.coordinate)

@@ -113,7 +113,7 @@ class SecureRound(BlameSide):
         """The holders whose reveal the ledger committed: the only reveals we unmask from (`try_sum`)."""
         self._disputed: tuple[tuple[int, int], ...] = ()
         self.failure: Failure | None = None
-        """What unmasking failed, with validation (`_checks_pass`): what this node's `fail` names or checks."""
+        """What unmasking failed (`_checks_pass`): what this node's `fail` names or checks."""
 
     def _tx(self, kind: str, fields: list[object]) -> SubmitTx:
         return SubmitTx(rc.make_tx(self.params.chain_id, kind, self.me, self.round, fields, self._sign))
@@ -245,26 +245,23 @@ class SecureRound(BlameSide):
 
     def _weight_matches(self) -> bool:
         """Whether the unmasked weight coordinate is the sum of the summed members' committed weights: otherwise a
-        member masked a weight other than the one it signed, which only the sum shows (with validation, the blame
-        phase then names it)."""
+        member masked a weight other than the one it signed, which only the sum shows (the blame phase then names
+        it, with or without validation)."""
         self._check_committed_weights()
         assert self.result is not None
         return int(self.result.total[-1]) == sum(self._summed_weights.values()) % field.RING_MODULUS
 
     def _checks_pass(self, deadline_passed: bool) -> bool:
         """The weight check and, with validation, the linear identity; False: wait for more sketch-sum shares.
-        A failure raises LinearIdentityFailed; with validation it is also kept as `failure`, the same at every
-        honest node, for the blame phase (`smpc.blame.locate_failure`), and raised again on every later call."""
-        if self.validation is None:
-            if not self._weight_matches():
-                raise LinearIdentityFailed("the unmasked weight coordinate differs from the committed weights' sum")
-            return True
+        A failure raises LinearIdentityFailed; it is also kept as `failure`, the same at every honest node, for the
+        blame phase (`smpc.blame.locate_failure`; without validation only the weight can fail, red team B13), and
+        raised again on every later call."""
         if self.failure is None and not self.sketch_sum_checked:
-            deviation = self._identity_deviation(deadline_passed)
+            deviation = self._identity_deviation(deadline_passed) if self.validation is not None else (None, None)
             if deviation is None:
                 return False
             self.failure = locate_failure(self._weight_matches(), *deviation)
-            self.sketch_sum_checked = self.failure is None
+            self.sketch_sum_checked = self.failure is None  # without validation: the weight check passed
         if self.failure is not None:
             failed = [name for name, bad in (("the weight check", self.failure.weight),
                                              ("the linear identity", self.failure.coordinate is not None)) if bad]

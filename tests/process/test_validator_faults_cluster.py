@@ -13,6 +13,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from tests.process.test_cluster import fednode
 
 
@@ -159,3 +161,28 @@ def test_a_dealer_whose_shares_contradict_its_advert_is_convicted_by_the_unmask_
     for honest in range(4):
         log = (work / f"node-{honest}" / "daemon.log").read_text()
         assert re.search(r"round 1: the ledger convicts \[4\]", log), honest
+
+
+@pytest.mark.parametrize("validation", [False, True], ids=["no-validation", "validation"])
+def test_a_weight_liar_is_convicted_with_or_without_validation_and_later_rounds_commit(validation: bool,
+                                                                                       tmp_path: Path) -> None:
+    """`lie-weight` on real daemons (red team B13): member 3 (of N = 4, f = 1) masks its weight plus 2^20 and commits
+    its true weight. The unmasked weight differs from the committed weights' sum at every node (with validation the
+    sketch, which does not cover the weight, agrees); the primary's `fail` [1, -1, bases] opens the blame phase, the
+    disclosures follow (without validation S's members', their pair scalars alone), and the verdict every replica
+    recomputes convicts member 3 alone. Round 1 aborts; the next two commit without it."""
+    plugin = tmp_path / "honest.py"
+    plugin.write_text("def honest(update, ctx):\n    return update\n")
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", "4", "--rounds", "2", *(() if validation else ("--no-validation",)),
+                     "--malicious", "1", "--attack", f"plugin:{plugin}:honest", "--validator-fault", "lie-weight",
+                     "--workdir", str(work), "--json", "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["rounds_committed"], summary["rounds_aborted"], summary["convicted"]) == (2, 1, [3]), summary
+    assert summary["disputes"] == [] and len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.9
+    for honest in range(3):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert re.search(r"round 1: the ledger convicts \[3\]", log), honest
+        blames = re.findall(r"the unmasked sum fails \(weight (\w+), sketch coordinate (\S+)\): blame phase", log)
+        assert blames == [("True", "None")], (honest, blames)  # the weight alone, once: member 3 is never in S again

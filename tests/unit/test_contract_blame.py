@@ -1,17 +1,16 @@
-"""The round contract's blame phase (module doc of `node.contract`): a `fail` ends a validated round's unmask phase,
+"""The round contract's blame phase (module doc of `node.contract`): a `fail` ends a secure round's unmask phase,
 members of S and holders of R disclose (`blame`), the `verdict` aborts the round, convicts, records disputes, and
-the convicted are kept out of later rounds; at N = 4 (f = 1, t = t_v = 1), driven with signed transactions."""
+the convicted are kept out of later rounds; at N = 4 (f = 1, t = t_v = 1), driven with signed transactions. Without
+validation (red team B13) only the weight can fail and S alone discloses, its pair scalars alone."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 
 from node import contract as rc
 from smpc import blame, field
-from tests.unit.test_contract import CHAIN, M0, tx, validated_contract, verify
-from tests.unit.test_contract_secure_phases import ALL, Driver
+from tests.unit.test_contract import CHAIN, M0, contract, tx, validated_contract, verify
+from tests.unit.test_contract_secure_phases import ALL, Driver, secure
 
 S = (0, 1, 2)
 """The accepted set unmasked (member 3 rejected: it still holds sketch shares, so it discloses them)."""
@@ -77,14 +76,73 @@ def test_a_fail_must_name_a_failure_within_the_sketch_with_a_base_per_member_of_
     in_unmask(S).refused(why, tx("fail", 0, 1, *fields))
 
 
-def test_a_fail_only_ends_a_validated_unmask_phase_and_only_from_the_proposer() -> None:
+def test_a_fail_only_ends_a_secure_unmask_phase_and_only_from_the_proposer() -> None:
     d = in_unmask(S)
     d.refused("authored by the block proposer", tx("fail", 1, 1, 1, -1, bytes(24)))
     d = Driver(validated_contract()).to("validate")
-    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(24)))
-    d = in_unmask(S)
-    d.c.params = dataclasses.replace(d.c.params, validate=False)
-    d.refused("outside a validated round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(24)))
+    d.refused("outside a secure round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(24)))
+    d = Driver(secure()).to("inputs")
+    d.refused("outside a secure round's unmask phase", tx("fail", 0, 1, 1, -1, bytes(32)))
+    d = Driver(contract())
+    d.open()
+    d.refused("outside a secure round's unmask phase", tx("fail", 0, 1, 1, -1, b""))
+
+
+def unvalidated_unmask(off: tuple[int, ...] = (), shift: dict[int, int] | None = None) -> tuple[Driver, bytes]:
+    """A secure round without validation in its unmask phase, S = every member, and the `fail` [1, -1, bases] whose
+    bases pass every member of S with all-zero pair scalars but `off` and `shift` (as `fail`)."""
+    d = Driver(secure()).to("unmask")
+    assert (d.s.expected, d.s.holders) == (ALL, ())
+    return d, fail(d, 1, -1, off, shift)
+
+
+def test_without_validation_a_fail_names_the_weight_alone_and_s_discloses_its_pairs_alone() -> None:
+    """Red team B13: no sketch, so a `fail` is [1, -1, bases with no sketch scalar]; the blame phase expects the
+    members of S (there are no holders), each disclosing its pair scalars and no share."""
+    d, failing = unvalidated_unmask()
+    bases = rc.parse_tx(failing, CHAIN, 4, verify).fields[2]
+    assert d.check(failing) == [rc.FailureCheck(1, M0, d.s.survivor_entries(), True, None, bases)]
+    for fields, why in (((1, 3, bases), "another failure than the weight's"),
+                        ((0, 3, bases), "another failure than the weight's"),
+                        ((0, -1, bases), "another failure than the weight's"),
+                        ((1, -1, bytes(7) + b"\x01" + bytes(24)), "sketch base scalars")):
+        d.refused(why, tx("fail", 0, 1, *fields))
+    assert d.commit(failing) == [rc.BlameStarted(1, ALL, (), True, None, d.s.height)]
+    assert (d.s.phase, d.s.expected, d.s.summed, d.s.failure) == ("blame", ALL, ALL, (1, -1))
+    assert d.check(*(disclosure(a, ALL, with_sketch=False) for a in ALL)) == []
+    d.refused("does not cover exactly", disclosure(0, ALL))
+    d.refused("sketch scalars although no sketch coordinate failed", tx("blame", 1, 1, blame.encode_pairs(
+        {j: blame.PairScalars(0, 1) for j in (0, 2, 3)}), b""))
+
+
+def test_without_validation_the_verdict_convicts_the_weight_liar_and_only_disputes_its_pair_lie() -> None:
+    """Member 2's masked weight is off its committed one (convicted); member 0 offsets its own with a lie about its
+    pair with 1 (a dispute; member 1, honest, passes). The convicted is expected in no phase of the next round."""
+    d, failing = unvalidated_unmask(off=(2,), shift={0: 1})
+    d.commit(failing, disclosure(0, ALL, with_sketch=False, lie=LIE),
+             *(disclosure(a, ALL, with_sketch=False) for a in (1, 2, 3)))
+    judged = d.c.blame_judgement()
+    assert (judged.convicted, judged.disputes, judged.absent, judged.undecided) == ((2,), ((0, 1),), (), ())
+    for convicted, disputes in (([], b""), ([1, 2], bytes([0, 1])), ([2], b"")):
+        d.refused("not the ledger's", tx("verdict", 0, 1, convicted, disputes))
+    verdict = tx("verdict", 0, 1, [2], bytes([0, 1]))
+    assert d.check(verdict) == []
+    assert d.commit(verdict) == [rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))]
+    assert (d.s.convicted, d.s.disputes, d.s.absent, d.s.suspended) == ((2,), ((0, 1),), (), {})
+    d.open(2)
+    assert d.s.expected == (0, 1, 3)
+
+
+def test_without_validation_a_silent_member_of_s_is_suspended_until_its_late_disclosure_judges_it() -> None:
+    d, failing = unvalidated_unmask(off=(2,))
+    d.commit(failing, *(disclosure(a, ALL, with_sketch=False) for a in (0, 1, 3)))
+    verdict = tx("verdict", 0, 1, [], b"")
+    assert isinstance(d.check(verdict)[-1], rc.DeadlineCheck)
+    assert d.commit(verdict)[-1].missing == ()  # type: ignore[union-attr]
+    assert (d.s.absent, d.s.convicted, d.s.suspended) == ((), (), {2: 1})
+    late = disclosure(2, ALL, with_sketch=False)
+    assert d.commit(late) == [rc.LateVerdict(1, 2, (2,), ())]
+    assert (d.s.convicted, d.s.suspended, d.s.pending) == ((2,), {}, {})
 
 
 def test_disclosures_must_cover_exactly_s_and_r_needs() -> None:

@@ -215,15 +215,17 @@ class _Mempool:
         self.dropped.append(getattr(why, "reason", ""))
 
 
-def _primary(d: Reveals, pending: Sequence[bytes]) -> tuple[Proposer, _Mempool]:
-    """Member 0 as primary, at the start of the unmask phase (no deadline passed), unable to unmask yet."""
+def _primary(d: Reveals, pending: Sequence[bytes], failure: tuple[bool, int | None, bytes] | None = None
+             ) -> tuple[Proposer, _Mempool]:
+    """Member 0 as primary, at the start of the unmask phase (no deadline passed), unable to unmask yet (or whose
+    unmasking found `failure`, as `Aggregator.known_failure` gives it)."""
     mempool = _Mempool(d.c, pending)
 
     async def aggregate(check: object, wait_s: float) -> None:
         return None
 
     settings = SimpleNamespace(phase_deadline_s=30.0, batch_window_s=1.0, contract=d.c.params)
-    aggregator = SimpleNamespace(aggregate=aggregate, known_failure=lambda round_id: None)
+    aggregator = SimpleNamespace(aggregate=aggregate, known_failure=lambda round_id: failure)
     timings = SimpleNamespace(phase_elapsed_s=lambda round_id, phase: 0.0)
     me = Signer(CHAIN, len(ALL), 0, lambda b: KEYS[0].sign(b).signature)
     return Proposer(d.c, settings, mempool, aggregator, timings, me, lambda: False, lambda: 0, 0), mempool  # type: ignore[arg-type]
@@ -240,6 +242,20 @@ def test_the_primary_proposes_the_reveals_then_the_convicting_abort_and_drops_a_
     assert d.check(*txs) == []
     [outcome] = [e for e in d.commit(*txs) if isinstance(e, rc.RoundOutcome)]
     assert outcome.convicted == (DEALER,)
+
+
+def test_without_validation_the_primary_proposes_the_fail_its_unmasking_found() -> None:
+    """Red team B13: a secure round without validation whose unmasked weight contradicts the committed ones is
+    closed with `fail` [1, -1, bases] (the blame phase names the liar), not left to an unnamed abort."""
+    d = unmasking()
+    assert not d.c.params.validate
+    bases = bytes(8 * len(ALL))
+    proposer, _ = _primary(d, [d.reveal(a) for a in ALL], failure=(True, None, bases))
+    txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
+    failing = d.c.parse(txs[-1])
+    assert advanced and (failing.kind, failing.fields) == ("fail", (1, -1, bases))
+    assert [type(check) for check in d.check(*txs)] == [rc.FailureCheck]
+    assert isinstance(d.commit(*txs)[-1], rc.BlameStarted) and d.s.phase == "blame"
 
 
 def test_the_primary_waits_for_every_holders_reveal_within_the_batch_window() -> None:

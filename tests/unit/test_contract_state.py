@@ -21,7 +21,8 @@ def params(**changes: object) -> rc.ContractParams:
 def test_phase_info_gives_the_input_and_closing_kinds_and_the_next_phase_empty_after_the_last() -> None:
     assert params().phase_info("collect") == ("update", "result", "")
     assert params(secure=True).phase_info("inputs") == ("input", "close", "unmask")
-    assert params(secure=True).phase_info("unmask") == ("", "result", "")
+    assert params(secure=True).phase_info("unmask") == ("", "result", "blame")  # a `fail` without validation (B13)
+    assert params(secure=True).phase_info("blame") == ("blame", "verdict", "")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("inputs") == ("input", "close", "seed")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("validate") == ("stats", "accept", "unmask")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("unmask") == ("", "result", "blame")

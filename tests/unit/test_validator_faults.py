@@ -26,8 +26,8 @@ N, LIAR = 7, 3
 class FaultyCluster(Cluster):
     """Member LIAR's outputs pass through `Faults`, as `RoundDriver.submit` passes them."""
 
-    def __init__(self, mode: str, seed: int, n: int = N) -> None:
-        super().__init__(n, seed, validate=True, validation_degree=2)
+    def __init__(self, mode: str, seed: int, n: int = N, validate: bool = True) -> None:
+        super().__init__(n, seed, validate=validate, validation_degree=2)
         self.faults = Faults({"validator": mode})
         plan = SimpleNamespace(n_params=L)
         self.faults.bind(FaultContext(LIAR, n, CHAIN, self.sign(LIAR), self.contracts[0].parse, plan, None))  # type: ignore[arg-type]
@@ -45,8 +45,9 @@ class FaultyCluster(Cluster):
         super().emit(sender, outputs)
 
 
-def run(mode: str | None, seed: int = 50, n: int = N) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
-    c = FaultyCluster(mode, seed, n)  # type: ignore[arg-type]
+def run(mode: str | None, seed: int = 50, n: int = N, validate: bool = True
+        ) -> tuple[FaultyCluster, dict[int, np.ndarray]]:
+    c = FaultyCluster(mode, seed, n, validate)  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     updates = {i: rng.normal(0, 0.3, L) for i in range(n)}
     c.mask_updates(updates)
@@ -218,6 +219,32 @@ def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> Non
     result = blame(c)
     assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
     retry_without(c, LIAR, updates)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_the_lie_weight_fault_fails_the_weight_check_alone_and_is_convicted(validate: bool) -> None:
+    """`lie-weight`: LIAR masks its weight plus LIE_WEIGHT_SHIFT and commits its true weight (its `input` commits the
+    forged masked input's digest, so the contract takes it). With validation the sketch, which does not cover the
+    weight, still agrees; with or without it, the `fail` names the weight alone and the verdict convicts LIAR."""
+    c, updates = run("lie-weight", validate=validate)
+    contract = c.contracts[0]
+    if validate:
+        accept_decided(c)
+    else:
+        c.commit(c.tx("close", ["inputs"]))
+    assert LIAR in contract.state.expected and contract.state.phase == "unmask"
+    unmask_fails(c)
+    fields = fail_fields(c)
+    assert fields[:2] == [1, -1], fields
+    c.commit(c.tx("fail", fields))
+    c.commit()
+    assert set(contract.state.disclosures) == set(contract.state.summed)
+    judged = contract.blame_judgement()
+    assert (judged.convicted, judged.disputes) == ((LIAR,), ())
+    c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)]))
+    assert contract.state.convicted == (LIAR,) and not contract.state.outcomes[-1].committed
+    if validate:
+        retry_without(c, LIAR, updates)
 
 
 def lie_about_pair(c: Cluster, liar: int, partner: int) -> None:
