@@ -64,7 +64,7 @@ def test_a_fail_closes_unmask_into_blame_after_each_replica_confirms_the_failure
     assert (d.s.phase, d.s.expected, d.s.summed, d.s.failure, d.s.inputs) == ("blame", ALL, S, (1, 5), {})
     assert d.s.bases == bases
     d2 = in_unmask(S)
-    assert d2.check(fail(d2, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None, bases)]
+    assert d2.check(fail(d2, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None, bases, ())]
 
 
 @pytest.mark.parametrize(("fields", "why"), [((0, -1, bytes(24)), "names no failure"),
