@@ -250,3 +250,20 @@ def test_the_primary_waits_for_every_holders_reveal_within_the_batch_window() ->
     proposer.mempool.txs[hashlib.sha256(d.reveal(3)).digest()] = d.c.parse(d.reveal(3))  # type: ignore[index]
     txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
     assert not advanced and sorted(txs) == sorted(d.reveal(a) for a in ALL)
+
+
+def test_the_primary_proposes_the_reveals_and_the_result_unmasked_from_them_in_one_block() -> None:
+    d = unmasking()
+    proposer, _ = _primary(d, [d.reveal(a) for a in ALL])
+    asked: list[object] = []
+
+    async def aggregate(check: rc.AggregateCheck, wait_s: float) -> bytes:
+        asked.append(check.reveals)
+        return b"h" * 32
+
+    proposer.aggregator.aggregate = aggregate  # type: ignore[attr-defined]
+    txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
+    reveals = tuple(d.reveal_message(a) for a in ALL)
+    assert advanced and txs[:-1] == [d.reveal(a) for a in ALL] and d.c.parse(txs[-1]).kind == "result"
+    assert asked == [reveals], "unmasked from the reveals the block commits, none committed before"
+    assert d.check(*txs) == [rc.AggregateCheck(1, d.s.model_hash, d.s.survivor_entries(), b"h" * 32, reveals)]
