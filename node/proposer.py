@@ -31,6 +31,11 @@ statistics, so that the same block can also close the validate phase (`_hold_for
 publish moments after the last dealer's shares reach them, so in a healthy round they arrive within one
 message delay; the wait is paid in full only when a holder cannot publish (a dealer that dealt to some
 holders only), where it is small against the phase deadline that follows."""
+UNMASK_MERGE_WAIT_S = 0.5
+"""How long the primary holds the unmask phase's reveals, once they recover every secret, for its own unmasking of
+them to finish (with validation: the holders' shares of the sketch sum, sent with the reveals, must be in), so
+that the reveals and the `result` share one block (`Proposer._unmask_step`): one PBFT commit less per secure
+round. Past it the reveals commit alone and the result follows in a later block."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +233,9 @@ class Proposer:
             result = await self._result_tx(s, pending, shadow.committed_reveals())
             if result is not None:
                 return raws + [result], True
+            newest = max(self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws) if raws else 0.0
+            if time.monotonic() - newest < UNMASK_MERGE_WAIT_S:
+                return [], False
         if self._abort_due(c, pending):
             return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         if raws and batched:
