@@ -128,7 +128,13 @@ Message = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
 _TAGS: dict[type, int] = {PrePrepare: 1, Prepare: 2, Commit: 3, Checkpoint: 4, ViewChange: 5, NewView: 6}
 
 
-@lru_cache(maxsize=256)
+HASHED_BLOCKS_MAX = 16
+"""Blocks whose hashes `hash_block` remembers: the few a replica votes on at once. The memo holds the blocks
+themselves (up to MAX_BLOCK_IN_MESSAGE_BYTES each), and any member's PRE-PREPARE is hashed before the
+rules refuse it, so this bounds what a member sending distinct ones can pin: 16 MiB."""
+
+
+@lru_cache(maxsize=HASHED_BLOCKS_MAX)
 def hash_block(block: Block) -> bytes:
     """`block.hash()`, memoised: one PRE-PREPARE's block is hashed to verify, vote, log and certify it."""
     return block.hash()
@@ -139,13 +145,20 @@ def block_hash_of(msg: PrePrepare | Prepare | Commit | Checkpoint) -> bytes:
     return hash_block(msg.block) if isinstance(msg, PrePrepare) else msg.block_hash
 
 
-@lru_cache(maxsize=4096)
 def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
     """The exact bytes `msg.sender` signs: everything but the signature, plus the chain id.
 
-    Memoised (messages are immutable and hashable): one message is verified by every receiver in a
-    simulation, and VIEW-CHANGEs are re-verified inside every NEW-VIEW that quotes them.
+    Memoised for the messages without a block (votes and checkpoints: messages are immutable and hashable,
+    and one is verified by every receiver in a simulation). A memo holds its messages, and every message's
+    signature is checked before the rules refuse it, so one of PRE-PREPAREs, VIEW-CHANGEs and NEW-VIEWs
+    would let a member pin thousands of 1 MiB blocks by sending distinct ones; theirs cost a `hash_block`.
     """
+    if isinstance(msg, (Prepare, Commit, Checkpoint)):
+        return _vote_signing_bytes(chain_id, msg)
+    return _signing_bytes(chain_id, msg)
+
+
+def _signing_bytes(chain_id: bytes, msg: Message) -> bytes:
     if isinstance(msg, Commit):
         return commit_statement(chain_id, msg.view, msg.height, msg.block_hash)
     if isinstance(msg, PrePrepare):
@@ -160,6 +173,9 @@ def signing_bytes(chain_id: bytes, msg: Message) -> bytes:
         return codec.encode(["fednode/newview/v1", chain_id, msg.view, [sha256(encode(vc)) for vc in msg.view_changes],
                              None if msg.preprepare is None else encode(msg.preprepare)])
     raise TypeError(f"not a PBFT message: {type(msg).__name__}")
+
+
+_vote_signing_bytes = lru_cache(maxsize=4096)(_signing_bytes)
 
 
 def encode(msg: Message) -> bytes:

@@ -279,7 +279,7 @@ def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
     """
     from node.audit import audit_home
     from node.config import ConfigError
-    from node.contract import referenced_blobs
+    from node.contract import parse_tx, referenced_blobs
     from node.export import locate, read_chain, verify
     from node.store import StoreError
 
@@ -289,7 +289,8 @@ def audit(home: str, genesis_file: str | None, model_file: str | None) -> None:
     except ConfigError as exc:
         raise fail(exc) from None
     report = audit_home(home_path, genesis,
-                        lambda b: referenced_blobs(b, genesis.chain_id, genesis.n, genesis.verify))
+                        lambda b: referenced_blobs(b, lambda raw: parse_tx(raw, genesis.chain_id, genesis.n,
+                                                                           genesis.verify)))
     click.echo(report.describe())
     if report.first_error is not None:
         sys.exit(EXIT_FAILED)

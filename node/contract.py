@@ -162,8 +162,10 @@ from node.contract_tx import (
     MAX_PARTICIPANTS,
     MAX_STATS_BYTES,
     MAX_TX_BODY_BYTES,
+    PARSE_CACHE_BYTES,
     PARSE_CACHE_ENTRIES,
     REVEAL_REFUSALS,
+    BoundedMemo,
     ComplaintRefused,
     RevealRefusal,
     Tx,
@@ -186,6 +188,7 @@ __all__ = [
     "MAX_PARTICIPANTS",
     "MAX_STATS_BYTES",
     "MAX_TX_BODY_BYTES",
+    "PARSE_CACHE_BYTES",
     "PARSE_CACHE_ENTRIES",
     "PHASES",
     "REVEAL_REFUSALS",
@@ -195,6 +198,7 @@ __all__ = [
     "AggregateCheck",
     "AnswerCommitted",
     "BlameStarted",
+    "BoundedMemo",
     "Check",
     "ComplaintCommitted",
     "ComplaintRefused",
@@ -232,9 +236,10 @@ class Contract(Rules, Transitions):
         self.params = params
         self.verify = verify
         self.state = ContractState(model_hash=params.initial_model_hash, clip_bound_micro=params.clip_bound_micro)
-        self._parsed: dict[bytes, Tx] = {}
+        self._parsed: BoundedMemo[bytes, Tx] = BoundedMemo(len)
         """Transactions already parsed and authenticated, by raw bytes (shared with shadows; see `parse`)."""
-        self._sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message] = {}
+        self._sa_verified: BoundedMemo[tuple[bytes, int, tuple[int, ...]], sam.Message] = BoundedMemo(
+            lambda key: len(key[0]))
         """Secure-aggregation messages already decoded and verified, by (bytes, round, participants)."""
 
     def parse(self, raw: bytes) -> Tx:
@@ -243,9 +248,7 @@ class Contract(Rules, Transitions):
         tx = self._parsed.get(raw)
         if tx is None:
             tx = parse_tx(raw, self.params.chain_id, self.params.n, self.verify)
-            if len(self._parsed) >= PARSE_CACHE_ENTRIES:
-                self._parsed.clear()
-            self._parsed[raw] = tx
+            self._parsed.put(raw, tx)
         return tx
 
     def check_block(self, block: Block) -> list[Check]:

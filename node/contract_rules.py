@@ -23,7 +23,7 @@ from node.contract_events import (
 )
 from node.contract_membership import Membership, disclosure_of
 from node.contract_state import PROPOSER_DUTIES, SA_MESSAGE_OF_PHASE
-from node.contract_tx import PARSE_CACHE_ENTRIES, ComplaintRefused, RevealRefusal, Tx, TxError, Verify
+from node.contract_tx import BoundedMemo, ComplaintRefused, RevealRefusal, Tx, TxError, Verify
 from smpc import blame
 from smpc import messages as sam
 from smpc import validation_messages as vm
@@ -44,7 +44,7 @@ class Rules(Membership, Evaluations):
     """The validation half of `node.contract.Contract`."""
 
     verify: Verify
-    _sa_verified: dict[tuple[bytes, int, tuple[int, ...]], sam.Message]
+    _sa_verified: BoundedMemo[tuple[bytes, int, tuple[int, ...]], sam.Message]
 
     @property
     def committed_rounds(self) -> int:
@@ -178,14 +178,8 @@ class Rules(Membership, Evaluations):
             if committed != share_commitment(config.chain_id, s.round, owner, message.sender, kind, share):
                 return RevealRefusal("off_commitment", f"member {tx.author}'s share of member {owner - 1}'s "
                                                        f"{kind.value} does not open its commitment")
-        self._remember_sa((tx.fields[0], s.round, s.participants), message)  # type: ignore[arg-type]
+        self._sa_verified.put((tx.fields[0], s.round, s.participants), message)  # type: ignore[arg-type]
         return None
-
-    def _remember_sa(self, key: tuple[bytes, int, tuple[int, ...]], message: sam.Message) -> None:
-        """Keep a verified `sa` message for `committed_sa` and later checks, within `PARSE_CACHE_ENTRIES`."""
-        if len(self._sa_verified) >= PARSE_CACHE_ENTRIES:
-            self._sa_verified.clear()
-        self._sa_verified[key] = message
 
     def tx_valid_ahead(self, tx: Tx) -> bool:
         """Whether a member's pending `sa` tx for the next round would be valid in the next block, as part of
@@ -429,7 +423,7 @@ class Rules(Membership, Evaluations):
             if message is None:
                 message = sam.decode(tx.fields[0], config.limits)  # type: ignore[arg-type]
                 verify_message(message, config, lambda i, data, sig: self.verify(i - 1, data, sig))
-                self._remember_sa(key, message)  # type: ignore[arg-type]
+                self._sa_verified.put(key, message)  # type: ignore[arg-type]
             if type(message) is not SA_MESSAGE_OF_PHASE[phase] or message.sender != tx.author + 1:
                 raise TxError(f"sa tx carries the wrong message for phase {phase}")
             if isinstance(message, sam.ShareKeys):

@@ -7,8 +7,10 @@ and `consensus.block` only; knows nothing of the contract state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from consensus import codec
 from consensus.block import HASH_BYTES, Block
@@ -16,7 +18,13 @@ from consensus.block import HASH_BYTES, Block
 MAX_TX_BODY_BYTES = 64 * 1024
 PARSE_CACHE_ENTRIES = 4096
 """Parsed transactions (and verified secure-aggregation messages) a contract remembers; a round has a few
-per member, so this spans many rounds, and it bounds what a flood of distinct valid transactions can pin."""
+per member, so this spans many rounds."""
+PARSE_CACHE_BYTES = 16 << 20
+"""The bytes of transactions (of secure-aggregation messages) a contract remembers, parsed (verified): what a
+flood of distinct valid transactions can pin, about twice this with their decoded fields. An honest working
+set (the mempool's transactions and a block's, from arrival until applied) is far smaller; a flood only
+makes a remembered transaction be parsed again. Counting entries alone let one member's flood of 60 KiB
+transactions, each refused by the mempool after parsing, pin 4096 of them (some 500 MB)."""
 MAX_PARTICIPANTS = 256
 
 Verify = Callable[[int, bytes, bytes], bool]
@@ -80,6 +88,39 @@ class Tx:
     round: int
     fields: tuple[object, ...]
     raw: bytes = field(compare=False, repr=False)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedMemo(Generic[K, V]):
+    """Results remembered by key, at most `max_entries` of them and `max_bytes` of their `cost` in all; the
+    oldest are forgotten first. A memo of what peers send must be bounded in bytes, not in entries only."""
+
+    def __init__(self, cost: Callable[[K], int], max_entries: int = PARSE_CACHE_ENTRIES,
+                 max_bytes: int = PARSE_CACHE_BYTES) -> None:
+        self._cost, self._max_entries, self._max_bytes = cost, max_entries, max_bytes
+        self._values: OrderedDict[K, V] = OrderedDict()
+        self.bytes = 0
+        """The summed cost of the remembered keys."""
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: K) -> V | None:
+        return self._values.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        """Remember `value` (unless its key alone costs more than the bound), forgetting the oldest to fit."""
+        cost = self._cost(key)
+        if key in self._values or cost > self._max_bytes:
+            return
+        self._values[key] = value
+        self.bytes += cost
+        while self.bytes > self._max_bytes or len(self._values) > self._max_entries:
+            oldest, _ = self._values.popitem(last=False)
+            self.bytes -= self._cost(oldest)
 
 
 def make_tx(chain_id: bytes, kind: str, author: int, round_id: int, fields: Sequence[object],
@@ -215,11 +256,14 @@ def _member_list(value: object, n: int, what: str) -> tuple[int, ...]:
     return members
 
 
-def referenced_blobs(block: Block, chain_id: bytes, n: int, verify: Verify) -> Iterable[bytes]:
-    """Content hashes a committed block depends on: round-result models (what `fednode audit` checks)."""
+def referenced_blobs(block: Block, parse: Callable[[bytes], Tx]) -> Iterable[bytes]:
+    """Content hashes a committed block depends on: round-result models (what `fednode audit` checks).
+
+    `parse` is `parse_tx` bound to a chain, or a contract's `Contract.parse`, which remembers the transactions
+    it already authenticated (the daemon's, for every block it delivers)."""
     for raw in block.txs:
         try:
-            tx = parse_tx(raw, chain_id, n, verify)
+            tx = parse(raw)
         except TxError:
             continue
         if tx.kind == "result":

@@ -7,8 +7,10 @@ core calls on that task, and the actions the cores return are executed strictly 
     persist (synced to disk) -> send -> deliver (append to ledger, apply to the contract) -> advance
 
 What this node signed is on disk before it leaves the node, so a restarted node can never sign a
-conflicting message. Blocking work (torch training, evaluation, model aggregation) runs in worker threads
-and comes back to the owning task as an event.
+conflicting message. When a list delivers a block before it sends anything, its persisted state goes in
+the block's synced batch: one synced write per delivered block instead of two. Blocking work (torch
+training, evaluation, model aggregation) runs in worker threads and comes back to the owning task as an
+event.
 
 This module owns the replica, the round contract and the ledger replay at start-up, and wires the
 components (docs/architecture.md): `Transport` (peer frames), `Mempool`, `RoundDriver` (join, train,
@@ -218,7 +220,9 @@ class Daemon:
             await trio.sleep(TICK_S)
             await self._execute(self.replica.tick(self._now_ms()))
             await self.mempool.tick()
-            await self._execute(self.replica.watch_only(self.mempool.overdue(), self._now_ms()))
+            overdue = self.mempool.overdue()
+            await self.mempool.relay_overdue(overdue, self.replica.view % self.genesis.n)
+            await self._execute(self.replica.watch_only(overdue, self._now_ms()))
             self._after_event()
 
     async def _on_message(self, env: Envelope) -> None:
@@ -284,6 +288,9 @@ class Daemon:
             return True
         return self.timings.phase_elapsed_s(s.round, s.phase) > self.settings.phase_deadline_s
 
+    _proven_memo: tuple[tuple[int, int], bool] = ((-1, -1), False)
+    """(round, height) -> whether the committed reveals prove a dealer faulty (`_decision_due`, asked every tick)."""
+
     def _decision_due(self) -> bool:
         """A duty the ledger alone decides, in milliseconds, is due now, so a primary withholding it is replaced at
         the view-change timeout, not at the phase deadline: a blame phase's verdict once every awaited holder
@@ -291,7 +298,9 @@ class Daemon:
         faulty (G9). A due `result` or `fail` is not counted: the primary may still be unmasking."""
         s = self.contract.state
         if s.phase == "unmask":
-            return bool(self.contract.proven_dealers())
+            if self._proven_memo[0] != (s.round, s.height):  # the decision changes only with a delivered block
+                self._proven_memo = ((s.round, s.height), bool(self.contract.proven_dealers()))
+            return self._proven_memo[1]
         return s.phase == "blame" and set(s.disclosures) >= set(self.contract.awaited(s.expected))
 
     # ------------------------------------------------------------------ executing core actions
@@ -300,8 +309,9 @@ class Daemon:
         """Run a core's actions in order; the order is the crash-safety contract (see module doc)."""
         actions = self.faults.pbft_actions(list(actions), self.replica.view, self.store.head_height)
         persists = [(a.key, a.value) for a in actions if isinstance(a, Persist)]
-        if persists:
+        if persists and not isinstance(next((a for a in actions if not isinstance(a, Persist)), None), Deliver):
             self.store.write_batch_sync(persists)
+            persists = []
         for action in actions:
             if isinstance(action, Persist):
                 continue
@@ -313,7 +323,8 @@ class Daemon:
                 assert self.nursery is not None
                 self.nursery.start_soon(self._validate_block, action.block)
             elif isinstance(action, Deliver):
-                self._deliver(action.block, action.cert)
+                self._deliver(action.block, action.cert, persists)
+                persists = []
             elif isinstance(action, RecordEvidence):
                 self._record_evidence(action)
             elif isinstance(action, FetchBlocks):
@@ -331,15 +342,16 @@ class Daemon:
         written = self.store.record_evidence(action.kind, sender, slot, action.data)
         self.transport.violation(sender, f"equivocation_{action.kind}", "evidence recorded" if written else None)
 
-    def _deliver(self, block: Block, cert: CommitCertificate) -> None:
-        """A block is final: store it (synced), apply it to the contract, react to what happened."""
+    def _deliver(self, block: Block, cert: CommitCertificate, persists: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """A block is final: store it with `persists` (one synced batch), apply it to the contract, react to
+        what happened."""
         if block.height != self.store.head_height + 1:
             raise InvariantError(f"delivered height {block.height} after head {self.store.head_height}")
         new_models = {}
-        for digest in rc.referenced_blobs(block, self.genesis.chain_id, self.genesis.n, self.genesis.verify):
+        for digest in rc.referenced_blobs(block, self.contract.parse):
             if digest in self.content.models:
                 new_models[digest] = vector_bytes(self.content.models[digest])
-        self.store.append_block(block, cert, new_models)
+        self.store.append_block(block, cert, new_models, persists)
         if (proposed := self.proposed_at.pop(block.height, None)) is not None:
             self.commit_latency_ms.append(1000 * (time.monotonic() - proposed))
         for raw in block.txs:

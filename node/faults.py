@@ -45,6 +45,7 @@ import hashlib
 import logging
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -77,8 +78,12 @@ EVIDENCE_HEIGHTS = 8
 """The checkpoint heights the evidence flood cycles through (the first 8 checkpoints: within a short run's window)."""
 
 
-OVERRUN_MIB = 64
-"""How far past its window the window-overrun member writes on each attempt (then it redials)."""
+OVERRUN_BYTES = 9 << 20
+"""What the window-overrun member writes in the first frame of a new stream (then it redials): 1 MiB past the
+window a stream starts with (`node.libp2p_compat.YAMUX_INITIAL_WINDOW_BYTES`), within the 16 MiB frame the
+library reads before our window check sees it."""
+YAMUX_SYN_DATA_HEADER = struct.Struct("!BBHII")
+"""A yamux frame header (version 0, type 0 = DATA, flags 1 = SYN, stream id, length), from the yamux spec."""
 FLOOD_PAYLOAD_BYTES = (1 << 20) - 1024
 """A 1 MiB envelope, within the smallest frame bound a daemon uses."""
 
@@ -317,18 +322,28 @@ class Faults(FaultHooks):
             await shell.sleep(0.05)
 
     async def _window_overrun(self, shell: ShellAccess) -> None:
-        """Finding 2: a request, then OVERRUN_MIB written on its stream ignoring the window granted."""
-        chunk = bytes(1 << 20)
+        """Finding 2: a request in the first frame of a new stream, the SYN, with OVERRUN_BYTES in all: past
+        the window a new stream is granted before the victim can have read any of it, so it overruns in every
+        run, whatever the victim's load. Each peer has its own task, which tries again soon while the
+        connection the victim closed is not back yet, and every 5 s once it landed."""
+        for peer in shell.peer_ids:
+            shell.spawn(self._overrun_window_of, shell, peer)
+
+    async def _overrun_window_of(self, shell: ShellAccess, peer: str) -> None:
+        """The stream is opened by hand, on the connection of a request stream opened the usual way."""
+        request = len(b"x").to_bytes(4, "big") + b"x"
+        overrun = request + bytes(OVERRUN_BYTES - len(request))
         while True:
-            for peer in shell.peer_ids:
-                try:
-                    stream: Any = await shell.open_stream(peer, shell.request_protocol)
-                    await stream.write(len(b"x").to_bytes(4, "big") + b"x")
-                    for _ in range(OVERRUN_MIB):
-                        stream.muxed_stream.send_window = 1 << 40
-                        await stream.write(chunk)
-                except Exception:  # noqa: BLE001 - the victim closing the connection is the expected end
-                    logger.info("behaviour: window overrun towards %s ended", peer[:12])
+            try:
+                conn: Any = (await shell.open_stream(peer, shell.request_protocol)).muxed_conn
+                async with conn.streams_lock:
+                    stream_id = conn.next_stream_id
+                    conn.next_stream_id += 2
+                await conn._write_frame(YAMUX_SYN_DATA_HEADER.pack(0, 0, 1, stream_id, len(overrun)) + overrun)
+            except Exception as exc:  # noqa: BLE001 - not connected (yet, or again): try again soon
+                logger.info("behaviour: window overrun towards %s failed: %r", peer[:12], exc)
+                await shell.sleep(0.5)
+                continue
             await shell.sleep(5.0)
 
     async def _mempool_flood(self, shell: ShellAccess) -> None:

@@ -48,6 +48,8 @@ class Mempool:
         self._resubmit_at = 0.0
         self._held: Counter[int] = Counter()
         self._held_bytes: Counter[int] = Counter()
+        self._relayed: dict[bytes, int] = {}
+        """A member's overdue transaction, by digest: the primary we relayed it to (`relay_overdue`)."""
 
     def accept(self, raw: bytes, *, own: bool = False) -> None:
         """Admit a member's transaction (a peer's, or our own) if it may still be committed soon."""
@@ -123,6 +125,7 @@ a suspended member's `blame` once it is not the one it owes (`Membership.late_di
             self._held_bytes[tx.author] -= len(tx.raw)
         self.arrival.pop(digest, None)
         self.own.pop(digest, None)
+        self._relayed.pop(digest, None)
 
     def overdue(self) -> list[bytes]:
         """Digests of the valid transactions a block should already carry: ours, and members' that waited
@@ -131,6 +134,22 @@ a suspended member's `blame` once it is not the one it owes (`Membership.late_di
         now = time.monotonic()
         return [d for d, tx in self.txs.items()
                 if (d in self.own or now - self.arrival[d] >= RESUBMIT_S) and self.contract.tx_valid_now(tx)]
+
+    async def relay_overdue(self, overdue: list[bytes], primary: int) -> None:
+        """Relay each member's overdue transaction to the primary, once per primary, as a PBFT backup forwards a
+        client's request before its timer may replace the primary. Its author sent it to everyone, but a primary
+        can miss it while a backup has it (the author's connection to the primary down, say after the primary
+        cut it for a flow-control violation); without the relay, the backups' request timers (`overdue`) would
+        replace an honest primary for a transaction it never saw. Each member's pending transactions are bounded by
+        its quota, so a relay sends at most that much per primary."""
+        if primary == self.index:
+            return
+        for digest in overdue:
+            tx = self.txs.get(digest)
+            if tx is None or digest in self.own or self._relayed.get(digest) == primary:
+                continue
+            self._relayed[digest] = primary
+            await self._send(primary, "tx", tx.round, tx.raw)
 
     def any_valid_now(self, kinds: frozenset[str] | None = None) -> bool:
         """Whether a pending transaction (of one of `kinds`, default any) would be valid in the next block."""

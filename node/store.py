@@ -14,8 +14,8 @@ Key layout (see docs/ledger-format.md):
     anything else          -> free for the cores' persisted state (b"pbft/...", b"evidence/...")
 
 Everything that must survive a crash is written with sync=True: a block, its certificate, its index
-entry, the blobs it brings and the new head go in one synced WriteBatch, so after a crash the ledger
-holds either all of them or none. LevelDB is opened with paranoid_checks and read with verify_checksums,
+entry, the blobs it brings, the new head and the cores' state the daemon persists along with it go in one
+synced WriteBatch, so after a crash the ledger holds either all of them or none. LevelDB is opened with paranoid_checks and read with verify_checksums,
 so a corrupted file surfaces as an error instead of silently missing records.
 
 Writers must be serialized by the caller (the daemon calls from one trio task); readers may run
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import plyvel
@@ -162,9 +162,12 @@ class Store:
         """Hash of the newest block, or the chain id while the ledger is empty (block 1's parent)."""
         return self._head_hash
 
-    def append_block(self, block: Block, cert: CommitCertificate, blobs: Mapping[bytes, bytes] | None = None) -> None:
+    def append_block(self, block: Block, cert: CommitCertificate, blobs: Mapping[bytes, bytes] | None = None,
+                     puts: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """Store a final block with its certificate and the blobs it brings, atomically and synced.
 
+        `puts` are records of the cores' state (as for `write_batch_sync`) that go in the same batch: the
+        replica's state for the height it delivers costs no synced write of its own.
         The caller has verified the certificate's signatures; this refuses, with AppendRefused, anything that
         does not extend the stored head or whose certificate or blobs do not match by hash.
         """
@@ -175,7 +178,11 @@ class Store:
         for digest, data in blobs.items():
             if sha256(data) != digest:
                 raise AppendRefused(f"blob {digest.hex()[:16]}... does not hash to its key")
+        for key, _value in puts:
+            _check_free_key(key)
         with self._db.write_batch(sync=True, transaction=True) as batch:
+            for key, value in puts:
+                batch.put(key, value)
             for digest, data in blobs.items():
                 batch.put(BLOB_PREFIX + digest, data)
             batch.put(height_key(BLOCK_PREFIX, block.height), encoded)

@@ -315,8 +315,9 @@ EQUIVALENT: list[tuple[str, ...]] = [
     ("smpc/sketch.py", r"^self\._compact = None$", "later passes recompute the same buckets from the keystream, only slower"),
     ("smpc/sketch.py", r"if \(vector\.size\) or True else 0$|if vector\.size else 1$",
      "apply asserts the vector has `dimension` > 0 entries, so it is never empty"),
-    ("node/contract.py", r"^if len\(self\._parsed\) > PARSE_CACHE_ENTRIES:$",
-     "the parse cache holds one more transaction before it is cleared: memory, not behaviour"),
+    ("node/contract_tx.py", (r"^while self\.bytes >= self\._max_bytes or len\(self\._values\) > self\._max_entries:$|"
+                             r"^while self\.bytes > self\._max_bytes or len\(self\._values\) >= self\._max_entries:$"),
+     "a memo holds one transaction fewer: memory, not behaviour"),
     ("node/contract.py", r"^shadow\._apply\(tx, (None|self\.state\.height - 1|self\.state\.height \+ 2)\)$",
      ("the height only stamps the events and outcomes of a shadow that is thrown away: no rule reads a stored "
       "height, so what the later candidates are checked against is the same")),

@@ -20,6 +20,7 @@ from typing import Any
 from node.cluster_processes import ClusterProcess, start_cluster
 from node.config import genesis_from_dict
 from node.status import fetch_status
+from node.testnet import free_ports
 from tests.process.test_cluster import fednode
 
 N, ABSENT, ROUNDS_WITHOUT, PHASE_DEADLINE_S, VIEW_TIMEOUT_MS, TIMEOUT_S = 4, 3, 5, 8.0, 1000, 150
@@ -31,6 +32,9 @@ catching up, and its transactions take seconds to reach the primary until the go
 def _testnet(work: Path) -> list[Path]:
     """`fednode testnet`, with a short phase deadline written into genesis (and its new hash into each config),
     and more rounds than the test waits for: member 3 may take half a minute to start on a loaded machine.
+    The ports are reserved by this process (`free_ports`), which outlives member 3's late start: the `testnet`
+    subprocess's reservation ends with it, and another process (or one of the daemons' outgoing connections)
+    took member 3's port before it started in one run.
     The deadline (8 s) outlasts a censoring primary (2 x 1 s view timeouts, doubled once: 6 s), so an absent
     member may be counted among the faulty (`node.settings.censorship_bound_s`).
 
@@ -41,14 +45,18 @@ def _testnet(work: Path) -> list[Path]:
     result = fednode("testnet", "--nodes", str(N), "--rounds", "500", "--out", str(work), timeout_s=120)
     assert result.returncode == 0, result.stderr[-2000:]
     genesis = json.loads((work / "genesis.json").read_text())
+    ports = free_ports(2 * N)
+    for i, member in enumerate(genesis["members"]):
+        member["address"] = f"/ip4/127.0.0.1/tcp/{ports[i]}"
     genesis["protocol"] |= {"phase_deadline_s": PHASE_DEADLINE_S, "view_timeout_ms": VIEW_TIMEOUT_MS}
     genesis["validation"]["rule"] = {"kind": "none"}
     (work / "genesis.json").write_text(json.dumps(genesis, indent=2) + "\n")
     chain_id = genesis_from_dict(genesis).chain_id.hex()
     configs = [work / f"node-{i}" / "config.json" for i in range(N)]
-    for path in configs:
-        config = json.loads(path.read_text())
-        path.write_text(json.dumps(config | {"genesis_hash": chain_id}, indent=2) + "\n")
+    for i, path in enumerate(configs):
+        config = json.loads(path.read_text()) | {"genesis_hash": chain_id, "listen_port": ports[i],
+                                                 "status_port": ports[N + i]}
+        path.write_text(json.dumps(config, indent=2) + "\n")
     return configs
 
 

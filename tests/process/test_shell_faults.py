@@ -1,8 +1,8 @@
 """A hostile member against the honest nodes' shells, on real daemons (issue 17; docs/chaos.md).
 
 Member 3 of N = 4 keeps its real key and runs every shell attack at once (`--shell-fault all`): junk
-sketch shares, a request stream written past its window, a mempool flood, stale `get_blocks` answers,
-an evidence flood, relayed requests and a re-sent 1 MiB envelope. Every round must still commit, every
+sketch shares, a stream whose first frame overruns its window (every honest node must see it), a mempool
+flood, stale `get_blocks` answers, an evidence flood, relayed requests and a re-sent 1 MiB envelope. Every round must still commit, every
 head agree, accuracy stay where a clean run puts it, and no honest node's memory grow past the bound.
 """
 
@@ -29,5 +29,8 @@ def test_every_shell_attack_at_once_costs_no_round(tmp_path: Path) -> None:
     assert len(set(summary["head_hashes"])) == 1
     assert summary["accuracy"] >= CLEAN_ACCURACY - 0.02
     assert 0 < summary["honest_peak_rss_mb"] <= HONEST_PEAK_RSS_MB, summary["peak_rss_mb"]
-    seen = {reason for node in ("0", "1", "2") for reason in summary["wire_rejections"].get(node, {})}
+    honest = ("0", "1", "2")
+    assert all("flow_control_violation" in summary["wire_rejections"].get(node, {}) for node in honest), \
+        summary["wire_rejections"]
+    seen = {reason for node in honest for reason in summary["wire_rejections"].get(node, {})}
     assert {"future_tx", "equivocation_checkpoint", "replayed"} <= seen, seen

@@ -763,11 +763,9 @@ def test_an_sa_message_is_verified_once_for_the_contract_and_its_shadows() -> No
     assert len(calls) == first
 
 
-def test_the_verified_sa_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from node import contract_rules
-
-    monkeypatch.setattr(contract_rules, "PARSE_CACHE_ENTRIES", 2)
+def test_the_verified_sa_messages_are_bounded() -> None:
     d = Driver(validated_contract())
+    d.c._sa_verified = rc.BoundedMemo(lambda key: len(key[0]), max_entries=2)
     d.open()
     for a in ALL:
         d.check(*d.inputs("keys", (a,)))

@@ -9,6 +9,8 @@ import pytest
 
 from consensus import codec
 from node import contract_tx as ct
+from node.contract import Contract
+from node.contract_state import ContractParams
 from tests.unit.test_contract import CHAIN, KEYS, N, block, verify
 
 H = hashlib.sha256(b"h").digest()
@@ -177,7 +179,26 @@ def test_only_round_results_reference_model_blobs() -> None:
     m1, m2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
     txs = (raw(body("result", [0, 1], m1, author=0), author=0), b"\xc1", raw(body("update", m2, 5)),
            raw(body("result", [1], m2, author=3), author=2), raw(body("result", [1], m2, author=3), author=3))
-    assert list(ct.referenced_blobs(block(1, 0, *txs), CHAIN, N, verify)) == [m1, m2]
+    assert list(ct.referenced_blobs(block(1, 0, *txs), parse)) == [m1, m2]
+
+
+def test_a_contract_authenticates_each_transaction_of_a_delivered_block_once() -> None:
+    """The daemon names a delivered block's models with its contract's `parse` (cached): the block's
+    transactions, already verified when they were checked, are not verified again, and a transaction that
+    differs in one byte of its signature is not taken for a verified one."""
+    m1 = hashlib.sha256(b"m1").digest()
+    good = raw(body("result", [0, 1], m1, author=0), author=0)
+    forged = good[:-1] + bytes([good[-1] ^ 1])
+    calls: list[int] = []
+
+    def counting(member: int, data: bytes, signature: bytes) -> bool:
+        calls.append(member)
+        return verify(member, data, signature)
+
+    contract = Contract(ContractParams(CHAIN, N, rounds=1, initial_model_hash=b"\0" * 32, min_updates=1), counting)
+    contract.parse(good)
+    assert list(ct.referenced_blobs(block(1, 0, good), contract.parse)) == [m1] and len(calls) == 1
+    assert list(ct.referenced_blobs(block(1, 0, forged), contract.parse)) == [] and len(calls) == 2
 
 
 def test_the_bound_travels_in_millionths_rounded_down_and_zero_means_none() -> None:

@@ -8,11 +8,13 @@ node must still do.
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+import libp2p.stream_muxer.yamux.yamux as libp2p_yamux
 import pytest
 import trio
 from nacl.signing import SigningKey
@@ -23,8 +25,9 @@ from consensus.block import Block
 from node import contract as rc
 from node.config import ConfigError
 from node.daemon import evidence_slot
-from node.faults import Faults
+from node.faults import OVERRUN_BYTES, Faults
 from node.hooks import SHELL_FAULT_NAMES
+from node.libp2p_compat import YAMUX_INITIAL_WINDOW_BYTES
 from node.mempool import AUTHOR_BYTES_MAX, AUTHOR_TXS_MAX, Mempool
 from node.quotas import AuthorCache
 from node.rounds import RoundDriver
@@ -112,6 +115,67 @@ def test_passing_rounds_return_the_quota() -> None:
     assert pool.held(3) == (0, 0)
     pool.accept(update(3, 1, 99_999))
     assert pool.held(3)[0] == 1
+
+
+def test_a_members_overdue_transaction_is_relayed_to_the_primary_once_per_primary(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's valid transaction a backup holds past RESUBMIT_S arms its request timer (`overdue`); the primary
+    may never have got it (the author's connection to it cut), so the backup relays it to the primary first, once
+    per primary, and not its own (resubmitted by `tick`) nor what was committed."""
+    sent: list[tuple[int, bytes]] = []
+
+    async def send(to: int, _kind: str, _round: int, raw: bytes) -> None:
+        sent.append((to, raw))
+
+    async def nowhere(*_: Any) -> None:
+        return None
+
+    clock = iter(range(100, 200))
+    monkeypatch.setattr("node.mempool.time.monotonic", lambda: float(next(clock)))
+    pool = Mempool(open_contract(), 2, Metrics(), send, nowhere)
+    theirs, gone = update(3, 1, 1), update(1, 1, 2)
+    pool.accept(theirs)
+    pool.accept(gone)
+    trio.run(pool.submit_own, update(2, 1, 3), 1, 2)
+    sent.clear()
+    pool.forget(hashlib.sha256(gone).digest())
+    overdue = pool.overdue()
+    assert hashlib.sha256(theirs).digest() in overdue
+    for primary in (0, 0, 1, 1, 2):
+        trio.run(pool.relay_overdue, overdue, primary)
+    assert sent == [(0, theirs), (1, theirs)]
+
+
+FLOOD_TXS = 1500
+"""60 KiB transactions the memory test floods with: 180 MB pinned if each stayed parsed."""
+FLOOD_HELD_MAX_BYTES = 3 * rc.PARSE_CACHE_BYTES
+"""What such a flood may leave allocated: the parse memo (its bound in raw bytes, twice that with the decoded
+fields, 34 MiB measured) and the flooder's mempool quota (within the memo's), with room to spare."""
+
+
+def test_a_flood_of_distinct_valid_transactions_holds_bounded_memory() -> None:
+    """The attacker's `_mempool_flood`: signed 60 KiB `sa` transactions for the current, the next and far-future
+    rounds, all distinct. Each is parsed (and remembered) before the mempool refuses it; what stays allocated
+    after the flood must not grow with the number sent."""
+    pool = mempool()
+    blob = bytes(60 << 10)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for nonce in range(FLOOD_TXS):
+            round_id = 1 + nonce % 2 if nonce % 3 else 1000 + nonce
+            pool.accept(tx("sa", 3, round_id, nonce.to_bytes(16, "big") + blob))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= FLOOD_HELD_MAX_BYTES, f"{held >> 20} MiB held after {FLOOD_TXS} transactions"
+    assert pool.held(3)[1] <= AUTHOR_BYTES_MAX
+
+
+def test_the_window_overrun_passes_a_new_streams_window_within_the_frames_the_library_reads() -> None:
+    """The attack's one SYN frame must overrun every run (more than a new stream's window) and reach our check
+    (not more than the library's own frame guard, which would close the connection uncounted)."""
+    assert YAMUX_INITIAL_WINDOW_BYTES < OVERRUN_BYTES <= libp2p_yamux.MAX_WINDOW_SIZE
 
 
 # ---------------------------------------------------------------------------------------- finding 4: catch-up

@@ -121,10 +121,10 @@ def test_refuses_blocks_that_do_not_extend_head(genesis: Genesis, tmp_path: Path
     with pytest.raises(AppendRefused):
         store.append_block(good, certify(genesis, cases[0]))
     with pytest.raises(AppendRefused):
-        store.append_block(good, certify(genesis, good), {b"\x03" * 32: b"not that"})
-    assert store.head_height == 2 and store.block(3) is None
-    store.append_block(good, certify(genesis, good))
-    assert store.head_height == 3
+        store.append_block(good, certify(genesis, good), {b"\x03" * 32: b"not that"}, [(b"pbft/cert", b"c")])
+    assert store.head_height == 2 and store.block(3) is None and store.get(b"pbft/cert") is None
+    store.append_block(good, certify(genesis, good), puts=[(b"pbft/cert", b"c")])
+    assert store.head_height == 3 and store.get(b"pbft/cert") == b"c"
     store.close()
 
 
@@ -149,6 +149,10 @@ def test_reserved_keys_are_refused_to_the_cores(genesis: Genesis, tmp_path: Path
             store.put_sync(key, b"")
         with pytest.raises(AssertionError):
             store.write_batch_sync([(key, b"")])
+        block = next_block(genesis, store)
+        with pytest.raises(AssertionError):
+            store.append_block(block, certify(genesis, block), puts=[(key, b"")])
+    assert store.head_height == 0
     store.put_sync(b"pbft/a", b"1")
     store.write_batch_sync([(b"pbft/b", b"2"), (b"pbft/c", b"3")], deletes=[b"pbft/a", b"pbft/c"])
     assert dict(store.items(b"pbft/")) == {b"pbft/b": b"2", b"pbft/c": b"3"}
