@@ -103,7 +103,8 @@ class Aggregator:
                 return None  # the round ended (committed or aborted) while we waited
             late = self.timings.phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
             try:
-                total = sr.try_sum(late and sr.enough_reveals)  # on this task: the machine is not thread-safe
+                # On this task: the machine is not thread-safe. A check's reveals are the ledger's as of its tx.
+                total = sr.try_sum(late and (check.reveals is not None or sr.enough_reveals), check.reveals)
             except MissingMessages as exc:
                 await self._recover_masked(check, exc.missing)
                 total = None
@@ -138,8 +139,8 @@ class Aggregator:
         sr = self.secure.get(check.round)
         if sr is None:
             return None
-        await self._secure_sum(rc.AggregateCheck(check.round, check.global_model_hash, check.included, b""),
-                               self.settings.phase_deadline_s)
+        await self._secure_sum(rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"",
+                                                 check.reveals), self.settings.phase_deadline_s)
         return sr.failure_fields()
 
     def known_failure(self, round_id: int) -> tuple[bool, int | None, bytes] | None:

@@ -123,7 +123,7 @@ class BlockValidator:
     async def _unmask_abort_ok(self, block: Block, check: rc.UnmaskAbortCheck) -> bool:
         """An abort of the unmask phase only if our own unmasking (waiting as for a `result`) has neither a result
         nor a failure: a primary holding back a due `result` or `fail` gets no vote for it."""
-        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"")
+        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"", check.reveals)
         result = await self.aggregator.aggregate(aggregate, wait_s=self.settings.phase_deadline_s)
         failure = self.aggregator.known_failure(check.round)
         if result is not None or failure is not None:

@@ -21,6 +21,10 @@ class AggregateCheck:
     global_model_hash: bytes
     included: tuple[tuple[int, bytes, int], ...]
     new_model_hash: bytes
+    reveals: tuple[bytes, ...] | None = None
+    """Secure mode: the unmask phase's reveals (`sa` [UnmaskShares], by author) committed as of this transaction,
+    earlier in its block included: what this replica unmasks from (the contract verified each on admission), so a
+    block may carry the reveals and the result together. None: the reveals this node's round saw committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class FailureCheck:
     weight: bool
     coordinate: int | None
     bases: bytes
+    reveals: tuple[bytes, ...] | None = None
+    """The reveals to unmask from, as `AggregateCheck.reveals`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +109,8 @@ class UnmaskAbortCheck:
     round: int
     global_model_hash: bytes
     included: tuple[tuple[int, bytes, int], ...]
+    reveals: tuple[bytes, ...] | None = None
+    """The reveals to unmask from, as `AggregateCheck.reveals`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,9 +254,8 @@ class Rules(Membership, Evaluations):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
-        if tx.kind in ("fail", "result") and s.phase == "unmask" and (dealers := self.proven_dealers()):
-            raise TxError(f"{tx.kind} of round {tx.round}, whose committed reveals prove members {list(dealers)} dealt "
-                          f"badly: abort")
+        if tx.kind in ("fail", "result") and s.phase == "unmask":
+            self._check_unmasked(tx)
         if tx.kind == "fail":
             return [self._validate_failure(tx)]
         _, closing_kind, _ = p.phase_info(s.phase)
@@ -282,14 +281,27 @@ class Rules(Membership, Evaluations):
             self._check_channel_keys(tx)
         return []
 
+    def _check_unmasked(self, tx: Tx) -> None:
+        """A `result` or `fail` never ends an unmask phase whose committed reveals (earlier in its block included)
+        prove a dealer faulty (`unmask_decision`). That they recover every secret is each replica's check: it
+        unmasks from exactly those reveals (the check's `reveals`), whichever of them it saw delivered (G9)."""
+        if dealers := self.proven_dealers():
+            raise TxError(f"{tx.kind} of round {tx.round}, whose committed reveals prove members {list(dealers)} "
+                          f"dealt badly: abort")
+
+    def committed_reveals(self) -> tuple[bytes, ...]:
+        """The open round's committed reveals in author order: what a check of its unmasking unmasks from."""
+        return tuple(self.state.reveals[a] for a in sorted(self.state.reveals))
+
     def _unmask_abort_checks(self, round_id: int) -> list[Check]:
         """An `abort` of the unmask phase: at once, convicting them, once the committed reveals prove dealers faulty
-        (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking (from the same
-        committed reveals) has neither a result nor a failure."""
+        (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking from the same
+        committed reveals has neither a result nor a failure."""
         s = self.state
         if self.proven_dealers():
             return []
-        return [DeadlineCheck(round_id, s.phase), UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries())]
+        return [DeadlineCheck(round_id, s.phase),
+                UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries(), self.committed_reveals())]
 
     def _check_channel_keys(self, tx: Tx) -> None:
         """A `reveal`'s channel keys (one per member) must each be one its dealer can seal to: a holder that
@@ -336,7 +348,8 @@ class Rules(Membership, Evaluations):
         if coordinate == -1 and any(b.sketch for b in scalars.values()):
             raise TxError("fail holds sketch base scalars although no sketch coordinate failed")
         return FailureCheck(s.round, s.model_hash, s.survivor_entries(), weight == 1,
-                            None if coordinate == -1 else coordinate, bases)  # type: ignore[arg-type]
+                            None if coordinate == -1 else coordinate, bases,  # type: ignore[arg-type]
+                            self.committed_reveals())
 
     def _check_disclosure(self, tx: Tx) -> None:
         """A `blame` [pairs, shares]: the pair scalars with exactly the other members of S it shares a mask with (from
@@ -399,7 +412,8 @@ class Rules(Membership, Evaluations):
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
             included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else s.survivor_entries()
-            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1]))  # type: ignore[arg-type]
+            reveals = self.committed_reveals() if s.phase == "unmask" else None
+            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1], reveals))  # type: ignore[arg-type]
         if s.phase != "unmask" and not set(members) >= set(self.awaited(s.expected)):
             checks.append(DeadlineCheck(tx.round, s.phase))
         return checks

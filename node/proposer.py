@@ -31,6 +31,11 @@ statistics, so that the same block can also close the validate phase (`_hold_for
 publish moments after the last dealer's shares reach them, so in a healthy round they arrive within one
 message delay; the wait is paid in full only when a holder cannot publish (a dealer that dealt to some
 holders only), where it is small against the phase deadline that follows."""
+UNMASK_MERGE_WAIT_S = 0.5
+"""How long the primary holds the unmask phase's reveals, once they recover every secret, for its own unmasking of
+them to finish (with validation: the holders' shares of the sketch sum, sent with the reveals, must be in), so
+that the reveals and the `result` share one block (`Proposer._unmask_step`): one PBFT commit less per secure
+round. Past it the reveals commit alone and the result follows in a later block."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,8 +210,9 @@ class Proposer:
 
     async def _unmask_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
         """The unmask phase: the pending reveals (`sa`) once every awaited holder's is in or the batch window passed;
-        with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else the `result` (or
-        `fail`) once our own unmasking of the committed reveals finished; an `abort` past the deadline."""
+        with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else, in the same block,
+        the `result` (or `fail`) if our own unmasking of the reveals committed with them succeeds (else the reveals
+        alone, and the result in a later block); an `abort` past the deadline."""
         s = c.state
         pending, invalid = c.admissible(pending)  # a junk reveal must neither stop the decision nor linger
         for tx, exc in invalid:
@@ -214,19 +220,25 @@ class Proposer:
         raws = [tx.raw for tx in pending]
         shadow = c.shadow()
         shadow.extend(pending, self.me.index)
-        dealers = shadow.proven_dealers()
-        if dealers:
-            reason = f"committed reveals prove members {list(dealers)} dealt shares contradicting their adverts"
+        decision = shadow.unmask_decision()
+        if decision.dealers:
+            reason = (f"committed reveals prove members {[d - 1 for d in decision.dealers]} dealt shares "
+                      f"contradicting their adverts")
             return raws + [self.me.tx("abort", s.round, [reason])], True
-        result = await self._result_tx(s, pending)
-        if result is not None:
-            return raws + [result], True
-        if self._abort_due(c, pending):
-            return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
         holders = set(c.awaited(s.u1)) - set(s.convicted)
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
-        if raws and (set(shadow.state.reveals) >= holders or time.monotonic() - oldest >= self.settings.batch_window_s):
+        batched = set(shadow.state.reveals) >= holders or time.monotonic() - oldest >= self.settings.batch_window_s
+        if decision.complete and (not raws or batched):
+            result = await self._result_tx(s, pending, shadow.committed_reveals())
+            if result is not None:
+                return raws + [result], True
+            newest = max(self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws) if raws else 0.0
+            if time.monotonic() - newest < UNMASK_MERGE_WAIT_S:
+                return [], False
+        if self._abort_due(c, pending):
+            return raws + [self.me.tx("abort", s.round, [f"too few members in phase {s.phase}"])], True
+        if raws and batched:
             return raws, False
         return [], False
 
@@ -264,7 +276,10 @@ class Proposer:
                                     if tx.kind == "blame" and tx.round == c.state.round})
         return self.me.tx("verdict", c.state.round, [list(judged.convicted), rc.encode_disputes(judged.disputes)])
 
-    async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx]) -> bytes | None:
+    async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx],
+                         reveals: tuple[bytes, ...] | None = None) -> bytes | None:
+        """The `result` (validated: or `fail`) closing the phase, None if our aggregate is not ready; in the unmask
+        phase unmasked from `reveals`, the committed ones with those the block carries before it."""
         if s.phase == "unmask":
             included, entries = s.expected, s.survivor_entries()
         else:
@@ -273,7 +288,7 @@ class Proposer:
                 inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             included = tuple(sorted(inputs))
             entries = tuple((a, inputs[a][0], inputs[a][1]) for a in included)
-        new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b""),
+        new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b"", reveals),
                                                    wait_s=0.0)
         if new_hash is None and s.phase == "unmask":
             failure = self.aggregator.known_failure(s.round)

@@ -17,7 +17,7 @@ summed in floating point, so a secure round differs from a plain one only by qua
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,7 @@ from smpc.blame import Failure, locate_failure
 from smpc.errors import ProtocolViolation, RoundAborted, SmpcError
 from smpc.field import FieldArray, RandomBytes
 from smpc.quantize import QuantParams, dequantize_sum, quantize
+from smpc.secagg import Phase as SecAggPhase
 from smpc.secagg import SecAggParticipant, SecAggResult
 from smpc.sketch import CountSketch
 from smpc.validation import seed_commitment
@@ -268,14 +269,26 @@ class SecureRound(BlameSide):
             raise LinearIdentityFailed(f"the unmasked sum fails {' and '.join(failed)}: {self.failure}")
         return True
 
-    def try_sum(self, deadline_passed: bool) -> npt.NDArray[np.float64] | None:
+    def try_sum(self, deadline_passed: bool, reveals: Sequence[bytes] | None = None) -> npt.NDArray[np.float64] | None:
         """The dequantized sum of the survivors' vectors once it can be computed (cached once it passed the checks).
 
-        Raises MissingMessages (a committed masked input we lack: fetch it) or RoundAborted.
+        `reveals`: unmask from exactly these committed reveals (a check's, `rc.AggregateCheck.reveals`: the ledger
+        as of the `result`, its block's reveals included, which this node may not have seen committed yet); the
+        contract admitted the result only on reveals that recover every secret and convict no dealer, and any such
+        set gives the same secrets (`smpc.secagg.decide_unmask`), so the cached sum holds for every one. Reveals
+        that do not decide unmasking raise RoundAborted without aborting this node's round: a primary's block, not
+        the ledger, named them. None: the reveals this node saw committed. Raises MissingMessages (a committed
+        masked input we lack: fetch it) or RoundAborted.
         """
         if self.result is None:
+            given = None if reveals is None else self._decode_reveals(reveals)
+            if given is not None and self.machine.phase is SecAggPhase.UNMASK and \
+                    not self.machine.recoverable(reveals=given):
+                raise RoundAborted(f"round {self.round}: the reveals committed before the result do not recover "
+                                   f"every secret, or prove a dealer faulty")
             try:
-                self.result = self.machine.try_finish(deadline_passed, frozenset(self._committed_reveals))
+                self.result = self.machine.try_finish(deadline_passed or given is not None,
+                                                      frozenset(self._committed_reveals), given)
             except SmpcError as exc:
                 if isinstance(exc, SHELL_ERRORS):
                     raise
@@ -290,6 +303,12 @@ class SecureRound(BlameSide):
         total.flags.writeable = False
         self._released = total
         return total
+
+    def _decode_reveals(self, reveals: Sequence[bytes]) -> dict[int, sam.UnmaskShares]:
+        """Committed reveals (each an UnmaskShares the contract verified), by sender."""
+        decoded = [self.decode(raw) for raw in reveals]
+        assert all(isinstance(m, sam.UnmaskShares) for m in decoded), "a committed reveal is an UnmaskShares"
+        return {m.sender: m for m in decoded}  # type: ignore[misc]
 
     def _check_bound(self, total: npt.NDArray[np.float64]) -> None:
         """Every summed vector was clipped to the quantizer's bound C' before masking, and stochastic rounding

@@ -569,7 +569,8 @@ class SecAggParticipant:
                 if sender in self._input_digests:
                     self._violations.append(ProtocolViolation("masked input differs from committed digest", sender))
 
-    def try_finish(self, deadline_passed: bool = False, committed: frozenset[int] | None = None) -> SecAggResult | None:
+    def try_finish(self, deadline_passed: bool = False, committed: frozenset[int] | None = None,
+                   reveals: Mapping[int, UnmaskShares] | None = None) -> SecAggResult | None:
         """Reconstruct the missing secrets and return the survivors' sum once we can.
 
         Before the deadline this waits until every survivor has revealed (the most redundancy we
@@ -577,12 +578,14 @@ class SecAggParticipant:
         raises RoundAborted; a missing committed masked vector raises MissingMessages instead.
         `committed`: use only the reveals of these holders (the shell passes the reveals the ledger committed,
         so that every node unmasks from the same shares: `decide_unmask`); None uses every stored reveal.
+        `reveals`: unmask from exactly these, by sender, whatever is stored (a block's committed reveals, checked
+        by the ledger's contract before this node saw them committed: a replica checking that block's result).
         A dealer whose shares contradict its advert aborts the round naming it (`RoundAborted.culprit`).
         """
         if self.phase is not Phase.UNMASK:
             return None
         survivors = frozenset(self._input_digests)
-        reveals = self._valid_reveals(committed)
+        reveals = self._valid_reveals(committed) if reveals is None else self._allowed_reveals(reveals)
         if not deadline_passed and not survivors <= set(reveals):
             return None
         if not deadline_passed and not survivors <= set(self._store[MaskedInput]):
@@ -633,18 +636,34 @@ class SecAggParticipant:
                 self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
         return valid
 
-    def recoverable(self, committed: frozenset[int] | None = None) -> bool:
+    def _allowed_reveals(self, reveals: Mapping[int, UnmaskShares]) -> dict[int, UnmaskShares]:
+        """Given reveals (`try_finish`; signed, checked by the caller's ledger) that only reveal what their sender
+        may (else a violation)."""
+        survivors = set(self._input_digests)
+        dropped = self._shares_set - survivors
+        allowed = {}
+        for sender, message in reveals.items():
+            if message.sender == sender and allowed_reveal(sender, message, self._keys_set, survivors, dropped):
+                allowed[sender] = message
+            else:
+                self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
+        return allowed
+
+    def recoverable(self, committed: frozenset[int] | None = None,
+                    reveals: Mapping[int, UnmaskShares] | None = None) -> bool:
         """Whether the reveals stored so far (of `committed` holders only, if given), less every reveal of a share
         it must not reveal or off its owner's commitment, decide unmasking (`decide_unmask`): t + 1 shares of each
         secret unmasking needs, and no dealer contradicting its advert; only then does `try_finish(deadline_passed=
         True)` complete instead of aborting. The shell passes the committed reveals, so that every honest node goes
         late on the same shares (red team rt2-1: on gossiped reveals, a dealer that dealt off one polynomial made
-        some nodes unmask and others abort). Records nothing."""
+        some nodes unmask and others abort). `reveals`: decide on these instead of the stored ones (as
+        `try_finish`). Records nothing."""
         if self.phase is not Phase.UNMASK:
             return False
         survivors = frozenset(self._input_digests)
         dropped = self._shares_set - survivors
-        checked = {holder: message for holder, message in self._stored_all(UnmaskShares).items()
+        source = self._stored_all(UnmaskShares) if reveals is None else reveals
+        checked = {holder: message for holder, message in source.items()
                    if (committed is None or holder in committed)
                    and allowed_reveal(holder, message, self._keys_set, survivors, dropped)
                    and self._opens_all(holder, message)}

@@ -58,12 +58,12 @@ def test_a_fail_closes_unmask_into_blame_after_each_replica_confirms_the_failure
     failing = fail(d, 1, 5)
     entries = d.s.survivor_entries()
     bases = rc.parse_tx(failing, CHAIN, 4, verify).fields[2]
-    assert d.check(failing) == [rc.FailureCheck(1, M0, entries, True, 5, bases)]
+    assert d.check(failing) == [rc.FailureCheck(1, M0, entries, True, 5, bases, ())]
     assert d.commit(failing) == [rc.BlameStarted(1, S, ALL, True, 5, d.s.height)]
     assert (d.s.phase, d.s.expected, d.s.summed, d.s.failure, d.s.inputs) == ("blame", ALL, S, (1, 5), {})
     assert d.s.bases == bases
     d2 = in_unmask(S)
-    assert d2.check(fail(d2, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None, bases)]
+    assert d2.check(fail(d2, 1, -1)) == [rc.FailureCheck(1, M0, entries, True, None, bases, ())]
 
 
 @pytest.mark.parametrize(("fields", "why"), [((0, -1, bytes(24)), "names no failure"),
@@ -295,7 +295,7 @@ def test_an_abort_of_the_unmask_phase_waits_the_deadline_and_each_replica_judges
     abort; a replica votes for the abort only if its own unmasking has neither (`UnmaskAbortCheck`)."""
     d = in_unmask(S)
     assert d.check(tx("abort", 0, 1, "stuck")) == [rc.DeadlineCheck(1, "unmask"),
-                                                   rc.UnmaskAbortCheck(1, M0, d.s.survivor_entries())]
+                                                   rc.UnmaskAbortCheck(1, M0, d.s.survivor_entries(), ())]
 
 
 def test_a_verdict_only_from_the_proposer_with_well_formed_disputes_and_never_an_abort() -> None:

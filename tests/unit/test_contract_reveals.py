@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node import contract as rc
-from node.proposer import Proposer, Signer
+from node.proposer import UNMASK_MERGE_WAIT_S, Proposer, Signer
 from smpc import field, shamir
 from smpc import messages as sam
 from smpc.prg import SeededRandomBytes
@@ -263,6 +263,29 @@ def test_the_primary_waits_for_every_holders_reveal_within_the_batch_window() ->
     proposer, _ = _primary(d, [d.reveal(a) for a in (0, 1, 2)])
     proposer.mempool.arrival = dict.fromkeys(proposer.mempool.txs, time.monotonic())  # type: ignore[attr-defined]
     assert trio.run(proposer._phase_txs, d.c.shadow()) == ([], False)
-    proposer.mempool.txs[hashlib.sha256(d.reveal(3)).digest()] = d.c.parse(d.reveal(3))  # type: ignore[index]
+    last = hashlib.sha256(d.reveal(3)).digest()
+    proposer.mempool.txs[last] = d.c.parse(d.reveal(3))  # type: ignore[index]
+    proposer.mempool.arrival[last] = time.monotonic()  # type: ignore[attr-defined]
+    assert trio.run(proposer._phase_txs, d.c.shadow()) == ([], False), \
+        "every secret recovered: held for the primary's unmasking, to share a block with the result"
+    arrival = proposer.mempool.arrival  # type: ignore[attr-defined]
+    proposer.mempool.arrival = {digest: at - UNMASK_MERGE_WAIT_S for digest, at in arrival.items()}  # type: ignore[attr-defined]
     txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
-    assert not advanced and sorted(txs) == sorted(d.reveal(a) for a in ALL)
+    assert not advanced and sorted(txs) == sorted(d.reveal(a) for a in ALL), "then the reveals alone"
+
+
+def test_the_primary_proposes_the_reveals_and_the_result_unmasked_from_them_in_one_block() -> None:
+    d = unmasking()
+    proposer, _ = _primary(d, [d.reveal(a) for a in ALL])
+    asked: list[object] = []
+
+    async def aggregate(check: rc.AggregateCheck, wait_s: float) -> bytes:
+        asked.append(check.reveals)
+        return b"h" * 32
+
+    proposer.aggregator.aggregate = aggregate  # type: ignore[attr-defined]
+    txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
+    reveals = tuple(d.reveal_message(a) for a in ALL)
+    assert advanced and txs[:-1] == [d.reveal(a) for a in ALL] and d.c.parse(txs[-1]).kind == "result"
+    assert asked == [reveals], "unmasked from the reveals the block commits, none committed before"
+    assert d.check(*txs) == [rc.AggregateCheck(1, d.s.model_hash, d.s.survivor_entries(), b"h" * 32, reveals)]

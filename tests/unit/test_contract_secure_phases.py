@@ -187,7 +187,7 @@ def test_a_validated_round_fixes_each_set_and_yields_exact_events_and_checks() -
     assert (s.phase, s.expected, s.rejected, s.rejections) == ("unmask", (0, 1, 2), (3,), {3: 1})
     assert (s.digests, s.weights) == (dict(digests[:3]), dict(weights[:3]))
     result = tx("result", 0, 1, [0, 1, 2], M1)
-    assert d.check(result) == [rc.AggregateCheck(1, M0, tuple((a, digest(a, 1), 0) for a in (0, 1, 2)), M1)]
+    assert d.check(result) == [rc.AggregateCheck(1, M0, tuple((a, digest(a, 1), 0) for a in (0, 1, 2)), M1, ())]
     assert d.commit(result) == [rc.RoundOutcome(1, True, (0, 1, 2), M1, 9, (3,))]
     assert (s.open, s.model_hash, s.absent) == (False, M1, ())
 
@@ -199,7 +199,7 @@ def test_a_secure_round_unmasks_u3_after_its_inputs_phase() -> None:
     assert (d.s.phase, d.s.expected, d.s.excluded) == ("unmask", (0, 1, 3), ())
     d.refused("exactly the round's committed inputs", tx("result", 0, 1, [0, 1, 2], M1))
     result = tx("result", 0, 1, [0, 1, 3], M1)
-    assert d.check(result) == [rc.AggregateCheck(1, M0, tuple((a, digest(a, 1), 0) for a in (0, 1, 3)), M1)]
+    assert d.check(result) == [rc.AggregateCheck(1, M0, tuple((a, digest(a, 1), 0) for a in (0, 1, 3)), M1, ())]
     assert d.commit(result) == [rc.RoundOutcome(1, True, (0, 1, 3), M1, 5)]
 
 
