@@ -278,7 +278,7 @@ class Proposer:
 
     async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx],
                          reveals: tuple[bytes, ...] | None = None) -> bytes | None:
-        """The `result` (validated: or `fail`) closing the phase, None if our aggregate is not ready; in the unmask
+        """The `result` (or `fail`) closing the phase, None if our aggregate is not ready; in the unmask
         phase unmasked from `reveals`, the committed ones with those the block carries before it."""
         if s.phase == "unmask":
             included, entries = s.expected, s.survivor_entries()
