@@ -26,7 +26,7 @@ import pytest
 
 from node import contract as rc
 from node.secure_round import LinearIdentityFailed
-from tests.unit.test_claims_weight_liar_unvalidated import LIAR, N, SEED, honest_round_commits, lying_round
+from tests.unit.test_claims_weight_liar_unvalidated import LIAR, SEED, N, honest_round_commits, lying_round
 from tests.unit.test_secure_round import Cluster, L
 
 
