@@ -72,7 +72,7 @@ L reveals its shares of the mask keys of L (`excise_reveal`), and `excise` remov
 inputs of U3 \\ L, their self masks (revealed at unmasking) and their pair masks with U2 \\ U3 and with L. For a
 member of L both secrets are then revealed, which exposes its own input only: the guard allows it for the convicted
 owners the caller names, and for nobody else (`RevealGuard.convict`). Only the ledger names them, and its verdict
-never convicts an honest member (docs/validation.md, G10).
+never convicts an honest member (docs/validation.md, "Excising convicted survivors").
 
 Consistency check. The original protocol adds a round in which users sign the set U3 so that a
 malicious server cannot show different sets to different users. Here U3 is fixed by a committed

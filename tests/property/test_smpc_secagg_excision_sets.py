@@ -1,6 +1,6 @@
 """Any dropout pattern and any convicted set L of U3: excising L gives exactly the sum over U3 minus L iff t + 1
 members remain and t + 1 holders reveal, and no owner outside L ever has shares of both its secrets revealed
-(`smpc.secagg`, "Excising convicted survivors"; docs/validation.md, G10)."""
+(`smpc.secagg`, "Excising convicted survivors"; docs/validation.md, the section of that name)."""
 
 import numpy as np
 from hypothesis import given, settings
