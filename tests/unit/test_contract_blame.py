@@ -101,7 +101,7 @@ def test_without_validation_a_fail_names_the_weight_alone_and_s_discloses_its_pa
     members of S (there are no holders), each disclosing its pair scalars and no share."""
     d, failing = unvalidated_unmask()
     bases = rc.parse_tx(failing, CHAIN, 4, verify).fields[2]
-    assert d.check(failing) == [rc.FailureCheck(1, M0, d.s.survivor_entries(), True, None, bases)]
+    assert d.check(failing) == [rc.FailureCheck(1, M0, d.s.survivor_entries(), True, None, bases, ())]
     for fields, why in (((1, 3, bases), "another failure than the weight's"),
                         ((0, 3, bases), "another failure than the weight's"),
                         ((0, -1, bases), "another failure than the weight's"),
