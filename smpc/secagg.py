@@ -18,12 +18,17 @@ API (everything is pure: no I/O, no clock, no global randomness)
     result  = machine.try_finish(deadline_passed, committed)  -> SecAggResult|None   from the reveals of the
                                                                          `committed` holders (None: all stored)
     machine.recoverable(committed)                    -> bool            whether those reveals decide unmasking
+    reveal  = machine.excise_reveal(convicted)        -> UnmaskShares|None   after unmasking: our shares of the
+                                                                         convicted survivors' mask keys
+    result  = machine.excise(convicted, reveals, excise_reveals) -> SecAggResult   the sum over U3 minus the
+                                                                         convicted, from committed reveals
     machine.drain_violations()                        -> list[ProtocolViolation]   evidence found at transitions
 
     verify_message(message, config, verifier)         stateless admission checks (round, sender,
     check_bundle_recipients(bundle, keys_set)         signature, keys; bundle coverage) for the contract
     allowed_reveal, revealed_shares, matches_advert,  what the contract checks a reveal with and decides
     needed_secrets, decide_unmask                     unmasking from (the same function as the machine)
+    allowed_excise_reveal                             what it checks an excise reveal with
 
     On the wire: messages.encode(message) -> bytes; messages.decode(data, config.limits) -> message.
     Around it: quantize.quantize(update, params, rand) -> the ring vector to mask;
@@ -59,6 +64,15 @@ its share of sk_i (the mask key) otherwise, never both: `RevealGuard` remembers 
 per owner and refuses (RevealRefused) anything that would reveal the other kind, including a
 second, different commitment of U3. Since the ledger gives every honest node the same U3, at most
 t colluders' shares are ever available for the secret that is not revealed.
+
+Excising convicted survivors. After unmasking, a blame verdict may prove members L of U3 Byzantine (their masked
+input contradicts their own commitments: docs/validation.md, "Blame after a failed identity"). The round can then
+finish over U3 \\ L with Bonawitz's own dropout recovery, L treated as dropped after the fact: each holder of U1 but
+L reveals its shares of the mask keys of L (`excise_reveal`), and `excise` removes, from the sum of the masked
+inputs of U3 \\ L, their self masks (revealed at unmasking) and their pair masks with U2 \\ U3 and with L. For a
+member of L both secrets are then revealed, which exposes its own input only: the guard allows it for the convicted
+owners the caller names, and for nobody else (`RevealGuard.convict`). Only the ledger names them, and its verdict
+never convicts an honest member (docs/validation.md, "Excising convicted survivors").
 
 Consistency check. The original protocol adds a round in which users sign the set U3 so that a
 malicious server cannot show different sets to different users. Here U3 is fixed by a committed
@@ -155,20 +169,29 @@ class RevealRefused(SmpcError):
 class RevealGuard:
     """Remembers, per owner, which of its two secrets this node has revealed shares of."""
 
-    __slots__ = ("_revealed",)
+    __slots__ = ("_convicted", "_revealed")
 
     def __init__(self) -> None:
         self._revealed: dict[int, SecretKind] = {}
+        self._convicted: frozenset[int] = frozenset()
+
+    def convict(self, owners: Iterable[int]) -> None:
+        """The ledger proved `owners` Byzantine (a blame verdict): the other kind of their secrets may be revealed
+        too (module doc, "Excising convicted survivors"). Never anyone else's."""
+        self._convicted |= frozenset(owners)
 
     def check(self, plan: Mapping[int, SecretKind]) -> None:
-        """Refuse the whole plan if any owner would get the other kind revealed than before."""
-        conflicts = sorted(owner for owner, kind in plan.items() if self._revealed.get(owner, kind) is not kind)
+        """Refuse the whole plan if any owner not convicted would get the other kind revealed than before."""
+        conflicts = sorted(owner for owner, kind in plan.items()
+                           if self._revealed.get(owner, kind) is not kind and owner not in self._convicted)
         if conflicts:
             raise RevealRefused(f"would reveal both self seed and mask key of {conflicts}")
 
     def record(self, plan: Mapping[int, SecretKind]) -> None:
+        """Record `plan` (checked); a convicted owner's first kind stays recorded."""
         self.check(plan)
-        self._revealed.update(plan)
+        for owner, kind in plan.items():
+            self._revealed.setdefault(owner, kind)
 
     def revealed(self) -> dict[int, SecretKind]:
         return dict(self._revealed)
@@ -305,6 +328,7 @@ class SecAggParticipant:
         self._pair_seeds: dict[int, bytes] = {}
         self._masked_sent = False
         self._reveal: UnmaskShares | None = None
+        self._excise_reveal: UnmaskShares | None = None
         self._disputed: frozenset[frozenset[int]] = frozenset()
         self.guard = RevealGuard()
 
@@ -594,13 +618,24 @@ class SecAggParticipant:
         dropped = self._shares_set - survivors
         liars = self._lying_revealers(reveals)
         checked = {holder: message for holder, message in reveals.items() if holder not in liars}
-        decision = self._decide(checked)
+        try:
+            result = self._sum_of(self._decide(checked), survivors, dropped, liars)
+        except RoundAborted as exc:
+            raise self._abort(str(exc), exc.culprit) from None
+        self._transition("finished")
+        return result
+
+    def _sum_of(self, decision: UnmaskDecision, survivors: frozenset[int], dropped: frozenset[int],
+                liars: frozenset[int]) -> SecAggResult:
+        """The survivors' sum from what `decision` recovered: their self seeds, and the mask keys of the dropped,
+        whose pair masks with the survivors are removed. Raises RoundAborted (the machine unchanged) for a culprit
+        or a missing secret."""
         if decision.culprits:
             owner, kind = decision.culprits[0]
-            raise self._abort(f"the committed shares of the {kind.value} of {owner} contradict its advert", owner)
+            raise RoundAborted(f"the committed shares of the {kind.value} of {owner} contradict its advert", owner)
         if decision.missing:
             owner, kind = decision.missing[0]
-            raise self._abort(f"cannot recover the {kind.value} of {owner}: fewer than t + 1 shares")
+            raise RoundAborted(f"cannot recover the {kind.value} of {owner}: fewer than t + 1 shares")
         seeds = {owner: decision.recovered[(owner, SecretKind.SELF_SEED)] for owner in survivors}
         dropped_seeds = {}
         for owner in sorted(dropped):
@@ -610,7 +645,6 @@ class SecAggParticipant:
                     dropped_seeds[(owner, peer)] = self._pair_key(mask_secret, owner, peer, KeyPurpose.MASK)
         masked = {owner: self.masked_vector(owner) for owner in survivors}
         total = unmask_sum(masked, seeds, dropped_seeds, self._generator)
-        self._transition("finished")
         return SecAggResult(total, survivors, dropped, liars, seeds, dropped_seeds)
 
     def masked_vector(self, owner: int) -> RingArray:
@@ -697,6 +731,56 @@ class SecAggParticipant:
                 self._violations.append(WrongReveal(f"revealed shares off their commitments for {wrong}", holder))
         return frozenset(liars)
 
+    # ----------------------------------------------------------------- excising convicted survivors
+
+    def excise_reveal(self, excised: frozenset[int]) -> UnmaskShares | None:
+        """A blame verdict on the ledger convicted `excised`, members of U3 (never us): our shares of their mask
+        keys, signed, so that the round finishes over U3 without them (`excise`); None if we hold none (not in
+        U1). Their self seeds were revealed at unmasking: revealing both secrets of a convicted member exposes its
+        own input only (module doc). Returns the same reveal if called again with the same set."""
+        assert self.phase in (Phase.UNMASK, Phase.DONE), f"excise in phase {self.phase}"
+        survivors = frozenset(self._input_digests)
+        assert excised and excised <= survivors and self.me not in excised, "excised: convicted members of U3"
+        if self._excise_reveal is not None:
+            assert {o for o, _ in self._excise_reveal.mask_key_shares} <= excised, "excised twice, differently"
+            return self._excise_reveal
+        held = {owner: shares for owner, shares in self._held_shares.items() if owner in excised}
+        if not held:
+            return None
+        self.guard.convict(excised)
+        self.guard.record(dict.fromkeys(held, SecretKind.MASK_KEY))
+        reveal = UnmaskShares(self.config.round_id, self.me, (),
+                              tuple((owner, encode_share(shares[1])) for owner, shares in sorted(held.items())))
+        self._excise_reveal = self._sign(reveal)
+        return self._excise_reveal
+
+    def excise(self, excised: frozenset[int], reveals: Mapping[int, UnmaskShares],
+               excise_reveals: Mapping[int, UnmaskShares]) -> SecAggResult:
+        """The ring sum of the quantized updates of U3 \\ `excised`, from the unmask phase's committed `reveals` and
+        the committed `excise_reveals` (by sender; each checked by the ledger), with the members of `excised`
+        treated as dropped: their mask keys recovered from the excise reveals, every pair mask between them (and the
+        members of U2 \\ U3) and U3 \\ `excised` removed. Raises RoundAborted (the machine stays as it is: the
+        ledger decides the round) when fewer than t + 1 members remain, a secret has t or fewer shares, or a
+        dealer's shares contradict its advert (`RoundAborted.culprit`). Records nothing."""
+        survivors = frozenset(self._input_digests)
+        assert self.phase in (Phase.UNMASK, Phase.DONE) and excised <= survivors, "excise after unmasking, of U3"
+        kept = survivors - excised
+        if len(kept) < self.config.degree + 1:
+            raise RoundAborted(f"excise: {len(kept)} members remain, need t + 1 = {self.config.degree + 1}")
+        self._require_messages(MaskedInput, kept, "unmask")
+        dropped = self._shares_set - survivors
+        checked = [message for holder, message in reveals.items()
+                   if message.sender == holder and allowed_reveal(holder, message, self._keys_set, survivors, dropped)
+                   and self._opens_all(holder, message)]
+        checked += [message for holder, message in excise_reveals.items()
+                    if message.sender == holder and allowed_excise_reveal(holder, message, self._keys_set, excised)
+                    and self._opens_all(holder, message)]
+        gone = dropped | excised
+        decision = decide_unmask(revealed_shares(checked), needed_secrets(kept, gone), self.config.degree,
+                                 lambda owner, kind, secret: matches_advert(
+                                     self.config, self._stored(AdvertiseKeys, owner), kind, secret))
+        return self._sum_of(decision, kept, gone, frozenset())
+
     def abort(self, reason: str) -> RoundAborted:
         """The caller gives up on the round (e.g. the contract aborted it); returns the error to log."""
         return self._abort(reason)
@@ -722,6 +806,15 @@ def allowed_reveal(sender: int, message: UnmaskShares, keys_set: frozenset[int] 
     both secrets of one owner (module doc, "Never both secrets")."""
     return (sender in keys_set and all(owner in survivors for owner, _ in message.self_seed_shares)
             and all(owner in dropped for owner, _ in message.mask_key_shares))
+
+
+def allowed_excise_reveal(sender: int, message: UnmaskShares, keys_set: frozenset[int] | set[int],
+                          excised: frozenset[int] | set[int]) -> bool:
+    """An excise reveal (module doc, "Excising convicted survivors"): from a member of U1 not excised, revealing
+    mask-key shares of excised members only, and no self-seed share. With the unmask reveal, both secrets of an
+    excised (convicted) member, and of nobody else."""
+    return (sender in keys_set and sender not in excised and not message.self_seed_shares
+            and all(owner in excised for owner, _ in message.mask_key_shares))
 
 
 def needed_secrets(survivors: Iterable[int], dropped: Iterable[int]) -> list[tuple[int, SecretKind]]:

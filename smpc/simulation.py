@@ -18,7 +18,7 @@ import nacl.signing
 
 from smpc.errors import ProtocolViolation, RoundAborted
 from smpc.field import RingArray
-from smpc.messages import Message, decode, encode
+from smpc.messages import Message, UnmaskShares, decode, encode
 from smpc.prg import MaskGenerator, SeededRandomBytes
 from smpc.secagg import RoundConfig, SecAggParticipant, SecAggResult
 from smpc.signing import Signer, ed25519_signer, ed25519_verifier
@@ -51,6 +51,17 @@ class RoundOutcome:
     violations: dict[int, list[ProtocolViolation]] = field(default_factory=dict)
     published_bytes: dict[int, int] = field(default_factory=dict)
     wire: list[bytes] = field(default_factory=list)
+    machines: dict[int, SecAggParticipant] = field(default_factory=dict)
+    """Every participant's machine at the end: what `excise_round` continues the round with."""
+
+
+@dataclass(slots=True)
+class ExciseOutcome:
+    """What each remaining participant ended an excision with (`excise_round`), and the excise reveals."""
+
+    results: dict[int, SecAggResult] = field(default_factory=dict)
+    aborted: dict[int, RoundAborted] = field(default_factory=dict)
+    reveals: dict[int, UnmaskShares] = field(default_factory=dict)
 
 
 def build_participants(config: RoundConfig, seed: int) -> tuple[dict[int, SecAggParticipant], dict[int, Signer]]:
@@ -152,4 +163,27 @@ def run_round(
         found = machine.drain_violations()
         if found:
             sim.outcome.violations.setdefault(i, []).extend(found)
+    sim.outcome.machines = sim.machines
     return sim.outcome
+
+
+def excise_round(outcome: RoundOutcome, config: RoundConfig, excised: frozenset[int],
+                 withholding: frozenset[int] = frozenset()) -> ExciseOutcome:
+    """After `run_round` unmasked U3, a verdict convicts `excised` (members of U3): every participant that unmasked
+    but the excised and the `withholding` reveals its shares of their mask keys (`excise_reveal`), and each one
+    that unmasked but the excised sums U3 minus them (`excise`) from the same reveals, as the ledger commits them."""
+    unmasked = {m.sender: m for m in (decode(data, config.limits) for data in outcome.wire)
+                if isinstance(m, UnmaskShares)}
+    done = ExciseOutcome()
+    remaining = sorted(set(outcome.results) - excised)
+    for i in remaining:
+        if i not in withholding:
+            reveal = outcome.machines[i].excise_reveal(excised)
+            if reveal is not None:
+                done.reveals[i] = reveal
+    for i in remaining:
+        try:
+            done.results[i] = outcome.machines[i].excise(excised, unmasked, done.reveals)
+        except RoundAborted as aborted:
+            done.aborted[i] = aborted
+    return done
