@@ -106,3 +106,20 @@ def test_a_convicting_verdict_finishes_the_round_over_s_without_the_convicted() 
     outcome = s.outcomes[-1]
     assert outcome.committed and outcome.round == 1 and outcome.included == kept
     assert outcome.convicted == (LIAR,) and c.contracts[0].finished
+
+
+def test_an_excised_sum_off_the_committed_weights_of_s_without_l_has_no_result() -> None:
+    """The replica's checks of the sum over S \\ L: its weight coordinate must equal the committed weights of S \\ L
+    (here one kept member's committed weight is taken as one more at a node: that node has no result, so it votes
+    for neither that `result` nor anything but an `abort`)."""
+    c = Cluster(N, SEED, rounds=1)
+    rng = np.random.default_rng(SEED)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
+    lying_round(c, 1, updates)
+    assert fail_and_judge(c, 1) == (LIAR,)
+    c.commit()
+    node = c.rounds[0]
+    node._summed_weights[1] += 1
+    with pytest.raises(LinearIdentityFailed, match="S \\\\ L fails the weight check"):
+        node.try_excised_sum()
+    assert c.rounds[2].try_excised_sum() is not None
