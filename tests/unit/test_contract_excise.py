@@ -18,9 +18,10 @@ import trio
 from node import contract as rc
 from smpc import messages as sam
 from smpc.signing import signing_payload
+from tests.unit.test_blame_shell import work_pending
 from tests.unit.test_contract import CHAIN, KEYS, M0, tx
 from tests.unit.test_contract_blame import disclosure, fail
-from tests.unit.test_contract_reveals import Reveals, _primary, dealt, refusal, unmasking
+from tests.unit.test_contract_reveals import DEALER, Reveals, _primary, dealt, refusal, unmasking
 from tests.unit.test_contract_secure_phases import ALL
 
 LIAR = 2
@@ -151,3 +152,25 @@ def test_the_primary_without_an_excision_proposes_no_fail_in_the_excise_phase() 
     proposer, _ = _primary(d, [excise_reveal(d, a) for a in KEPT], failure=(True, None, bytes(32)))
     txs, advanced = trio.run(proposer._phase_txs, d.c.shadow())
     assert not advanced and all(d.c.parse(raw).kind == "sa" for raw in txs)
+
+
+def test_excise_reveals_proving_a_convicted_dealer_faulty_make_its_abort_valid_and_due_at_once() -> None:
+    """DEALER (convicted) dealt member 2 a share of its secrets off its polynomial; the unmask phase committed the
+    reveals of 0, 1 and 3 only, which fit. The excise reveals of 0, 1 and 2 put member 2's share of DEALER's mask key
+    on the ledger: no `result` is valid any more, the `abort` needs no check and is pending work at once."""
+    d = unmasking(shifted=(3,))
+    d.commit(*(d.reveal(a) for a in (0, 1, 3)))
+    assert not d.c.proven_dealers()
+    d.commit(fail(d, 1, -1, off=(DEALER,)))
+    d.commit(*(disclosure(a, ALL, with_sketch=False) for a in ALL))
+    d.commit(tx("verdict", 0, 1, [DEALER], b""))
+    assert d.s.phase == "excise" and d.s.excised == (DEALER,)
+    reveals = [tx("sa", a, 1, dealt(1, ALL, ALL, (3,), (DEALER,))[2][a]) for a in (0, 1, 2)]
+    d.commit(*reveals[:2])
+    assert not d.c.proven_dealers() and not work_pending(d.c)
+    d.commit(reveals[2])
+    assert d.c.proven_dealers() == (DEALER,) and work_pending(d.c)
+    d.refused("prove members", tx("result", 0, 1, [0, 1, 2], M1))
+    assert d.check(tx("abort", 0, 1, "proven")) == []
+    assert d.commit(tx("abort", 0, 1, "proven")) == [rc.RoundOutcome(1, False, (), M0, d.s.height,
+                                                                      convicted=(DEALER,))]
