@@ -93,7 +93,8 @@ class Aggregator:
         return total
 
     async def _secure_sum(self, check: rc.AggregateCheck, wait_s: float) -> np.ndarray | None:
-        """Unmask the survivors' sum: wait for reveals, fetch missing masked inputs, give up after wait_s."""
+        """Unmask the survivors' sum (with `check.excised`, the sum over S \\ L of an excise phase): wait for reveals,
+        fetch missing masked inputs, give up after wait_s."""
         sr = self.secure.get(check.round)
         if sr is None:
             return None
@@ -101,10 +102,14 @@ class Aggregator:
         while True:
             if self.secure.get(check.round) is not sr:
                 return None  # the round ended (committed or aborted) while we waited
-            late = self.timings.phase_elapsed_s(check.round, "unmask") > self.settings.unmask_grace_s
+            phase = "excise" if check.excised else "unmask"
+            late = self.timings.phase_elapsed_s(check.round, phase) > self.settings.unmask_grace_s
             try:
                 # On this task: the machine is not thread-safe. A check's reveals are the ledger's as of its tx.
-                total = sr.try_sum(late and (check.reveals is not None or sr.enough_reveals), check.reveals)
+                if check.excised:
+                    total = sr.try_excised_sum(late, check.reveals, check.excise_reveals)
+                else:
+                    total = sr.try_sum(late and (check.reveals is not None or sr.enough_reveals), check.reveals)
             except MissingMessages as exc:
                 await self._recover_masked(check, exc.missing)
                 total = None

@@ -122,10 +122,13 @@ class BlockValidator:
 
     async def _unmask_abort_ok(self, block: Block, check: rc.UnmaskAbortCheck) -> bool:
         """An abort of the unmask phase only if our own unmasking (waiting as for a `result`) has neither a result
-        nor a failure: a primary holding back a due `result` or `fail` gets no vote for it."""
-        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"", check.reveals)
+        nor a failure: a primary holding back a due `result` or `fail` gets no vote for it. Of an excise phase, only
+        if our own excision has no result."""
+        aggregate = rc.AggregateCheck(check.round, check.global_model_hash, check.included, b"", check.reveals,
+                                      check.excised, check.excise_reveals)
         result = await self.aggregator.aggregate(aggregate, wait_s=self.settings.phase_deadline_s)
-        failure = self.aggregator.known_failure(check.round)
+        # An excise phase's abort: our excision has no result (its S failed before; no `fail` ends an excise phase).
+        failure = None if check.excised else self.aggregator.known_failure(check.round)
         if result is not None or failure is not None:
             logger.warning("block %d aborts round %d's unmask phase, for which we have %s", block.height,
                            check.round, "a result" if result is not None else f"the failure {failure[:2]}")

@@ -25,6 +25,12 @@ class AggregateCheck:
     """Secure mode: the unmask phase's reveals (`sa` [UnmaskShares], by author) committed as of this transaction,
     earlier in its block included: what this replica unmasks from (the contract verified each on admission), so a
     block may carry the reveals and the result together. None: the reveals this node's round saw committed."""
+    excised: tuple[int, ...] = ()
+    """An excise phase's result: the convicted members L of S (indices) the sum leaves out, `included` being S \\ L
+    (docs/validation.md, "Excising convicted survivors"); empty otherwise."""
+    excise_reveals: tuple[bytes, ...] = ()
+    """An excise phase's result: its committed excise reveals (`sa` [UnmaskShares] of L's mask keys), by author,
+    as of this transaction; unmasked from together with `reveals`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,10 @@ class UnmaskAbortCheck:
     included: tuple[tuple[int, bytes, int], ...]
     reveals: tuple[bytes, ...] | None = None
     """The reveals to unmask from, as `AggregateCheck.reveals`."""
+    excised: tuple[int, ...] = ()
+    """An excise phase's abort: as `AggregateCheck.excised` (its excision must have no result here either)."""
+    excise_reveals: tuple[bytes, ...] = ()
+    """As `AggregateCheck.excise_reveals`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,20 @@ class BlameStarted:
     holders: tuple[int, ...]
     weight: bool
     coordinate: int | None
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExciseStarted:
+    """A blame verdict convicted members L of S in a round without validation: the round is not aborted but
+    finished over S \\ L (docs/validation.md, "Excising convicted survivors"). Every member of U1 but the convicted
+    reveals its shares of L's mask keys (`smpc.secagg.SecAggParticipant.excise_reveal`)."""
+
+    round: int
+    survivors: tuple[int, ...]
+    """S, the members whose masked inputs were unmasked."""
+    excised: tuple[int, ...]
+    """L, the members of S the verdict convicted."""
     height: int
 
 
@@ -235,4 +259,4 @@ class EvalCommitted:
 
 
 Event = (RoundOpened | SecAggCommitted | PhaseClosed | RoundOutcome | EvalCommitted | ComplaintCommitted
-         | AnswerCommitted | BlameStarted | LateVerdict)
+         | AnswerCommitted | BlameStarted | ExciseStarted | LateVerdict)

@@ -62,14 +62,21 @@ class Membership:
     def unmask_decision(self) -> secagg.UnmaskDecision:
         """What the committed reveals decide (`smpc.secagg.decide_unmask`): each survivor's self seed and each
         dropped member's mask key recovered from its committed shares, missing (t or fewer), or proving its owner
-        faulty (shares off one degree-t polynomial through the advertised secret). A function of the ledger alone,
+        faulty (shares off one degree-t polynomial through the advertised secret); in an excise phase, each self seed of
+        S \\ L and each mask key of U2 \\ S and of L, from the unmask and excise reveals. A function of the ledger alone,
         so every replica decides alike: an `abort` of the unmask phase convicts the proven dealers, and a `result`
         or `fail` is refused once any is proven (docs/validation.md, G9)."""
         s, p = self.state, self.params
         config = p.round_config(s.round, s.participants)
-        survivors = {a + 1 for a in s.expected}
-        needed = secagg.needed_secrets(survivors, {a + 1 for a in s.bundles} - survivors)
-        reveals = [self.committed_sa(raw) for raw in s.reveals.values()]
+        if s.phase == "excise":
+            # The excise phase decides from both phases' reveals: the self seeds of S \ L, the mask keys of U2 \ S
+            # and of L (docs/validation.md, "Excising convicted survivors").
+            survivors, excised = {a + 1 for a in s.summed}, {a + 1 for a in s.excised}
+            needed = secagg.needed_secrets(survivors - excised, ({a + 1 for a in s.bundles} - survivors) | excised)
+        else:
+            survivors = {a + 1 for a in s.expected}
+            needed = secagg.needed_secrets(survivors, {a + 1 for a in s.bundles} - survivors)
+        reveals = [self.committed_sa(raw) for raw in (*s.reveals.values(), *s.excise_reveals.values())]
         return secagg.decide_unmask(
             secagg.revealed_shares(reveals), needed, p.degree,  # type: ignore[arg-type]
             lambda owner, kind, secret: secagg.matches_advert(

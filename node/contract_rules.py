@@ -31,6 +31,7 @@ from smpc.errors import MalformedMessage, ProtocolViolation
 from smpc.field import vector_from_bytes as field_vector_from_bytes
 from smpc.secagg import (
     SecretKind,
+    allowed_excise_reveal,
     allowed_reveal,
     check_bundle_recipients,
     revealed_shares,
@@ -71,7 +72,7 @@ class Rules(Membership, Evaluations):
             return self.eval_error(tx) is None
         if tx.kind in ("complaint", "answer", "disclose"):
             return self.complaint_refusal(tx, judge=False) is None
-        if tx.kind == "sa" and s.phase == "unmask":
+        if tx.kind == "sa" and s.phase in ("unmask", "excise"):
             return self.reveal_refusal(tx, judge=False) is None
         return (s.open and tx.round == s.round and tx.kind == self.params.phase_info(s.phase)[0]
                 and tx.author in s.expected and tx.author not in s.inputs
@@ -147,13 +148,16 @@ class Rules(Membership, Evaluations):
         mask-key shares of the dropped members of U2 (`smpc.secagg.allowed_reveal`), each a share that opens its
         owner's committed commitment to this holder's share. So a reveal holds at most one 40-byte share per member
         of U2, and a round at most |U1| reveals. Without `judge` (the mempool's cheap filter) the message itself is
-        not checked."""
+        not checked. In an excise phase the same for an excise reveal (`smpc.secagg.allowed_excise_reveal`: mask-key
+        shares of the convicted L only, from a member of U1 not convicted; docs/validation.md, "Excising convicted
+        survivors"); one in the unmask phase, of survivors' mask keys alone, is refused `not_excising`."""
         s = self.state
-        if not (s.open and s.phase == "unmask" and tx.round == s.round):
+        excising = s.phase == "excise"
+        if not (s.open and s.phase in ("unmask", "excise") and tx.round == s.round):
             return RevealRefusal("not_unmasking", f"round {tx.round} is not unmasking")
         if tx.author not in s.u1 or tx.author in s.convicted:
             return RevealRefusal("not_a_holder", f"member {tx.author} holds no shares of U2")
-        if tx.author in s.reveals:
+        if tx.author in (s.excise_reveals if excising else s.reveals):
             return RevealRefusal("duplicate", f"member {tx.author} already revealed")
         if not judge:
             return None
@@ -167,8 +171,14 @@ class Rules(Membership, Evaluations):
         except (ProtocolViolation, MalformedMessage) as exc:
             return RevealRefusal("malformed", f"member {tx.author}: {exc}")
         survivors = {a + 1 for a in s.expected}
-        if not allowed_reveal(message.sender, message, {a + 1 for a in s.u1}, survivors,
-                              {a + 1 for a in s.bundles} - survivors):
+        allowed = allowed_excise_reveal(message.sender, message, {a + 1 for a in s.u1}, {a + 1 for a in s.excised}) \
+            if excising else allowed_reveal(message.sender, message, {a + 1 for a in s.u1}, survivors,
+                                            {a + 1 for a in s.bundles} - survivors)
+        if not allowed and not excising and not message.self_seed_shares and message.mask_key_shares and \
+                all(owner in survivors for owner, _ in message.mask_key_shares):
+            return RevealRefusal("not_excising", f"member {tx.author} reveals survivors' mask keys, but no verdict "
+                                                 f"convicted them")
+        if not allowed:
             return RevealRefusal("not_allowed", f"member {tx.author} reveals a share it must not reveal")
         for owner, kind in shares:
             bundle = self.committed_sa(s.bundles[owner - 1])
@@ -243,10 +253,10 @@ class Rules(Membership, Evaluations):
             if s.answered_height > s.height:
                 raise TxError(f"abort of round {tx.round} in the block of an answer: its holder had no time to "
                               f"publish or disclose")
-            if s.phase == "unmask":
+            if s.phase in ("unmask", "excise"):
                 return self._unmask_abort_checks(tx.round)
             return [DeadlineCheck(tx.round, s.phase, *self.abort_wait())]
-        if tx.kind == "sa" and s.phase == "unmask":
+        if tx.kind == "sa" and s.phase in ("unmask", "excise"):
             if (refused := self.reveal_refusal(tx)) is not None:
                 raise refused
             return []
@@ -254,7 +264,7 @@ class Rules(Membership, Evaluations):
             if (refusal := self.complaint_refusal(tx)) is not None:
                 raise refusal
             return [WindowCheck(tx.round, tx.kind)] if tx.kind != "disclose" else []
-        if tx.kind in ("fail", "result") and s.phase == "unmask":
+        if tx.kind in ("fail", "result") and s.phase in ("unmask", "excise"):
             self._check_unmasked(tx)
         if tx.kind == "fail":
             return [self._validate_failure(tx)]
@@ -293,15 +303,21 @@ class Rules(Membership, Evaluations):
         """The open round's committed reveals in author order: what a check of its unmasking unmasks from."""
         return tuple(self.state.reveals[a] for a in sorted(self.state.reveals))
 
+    def committed_excise_reveals(self) -> tuple[bytes, ...]:
+        """The open round's committed excise reveals in author order: what a check of its excision unmasks from,
+        with `committed_reveals`."""
+        return tuple(self.state.excise_reveals[a] for a in sorted(self.state.excise_reveals))
+
     def _unmask_abort_checks(self, round_id: int) -> list[Check]:
-        """An `abort` of the unmask phase: at once, convicting them, once the committed reveals prove dealers faulty
-        (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking from the same
-        committed reveals has neither a result nor a failure."""
+        """An `abort` of the unmask (excise) phase: at once, convicting them, once the committed reveals prove dealers
+        faulty (`unmask_decision`); otherwise past the deadline, and only if this replica's own unmasking (excision)
+        from the same committed reveals has neither a result nor a failure."""
         s = self.state
         if self.proven_dealers():
             return []
         return [DeadlineCheck(round_id, s.phase),
-                UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries(), self.committed_reveals())]
+                UnmaskAbortCheck(s.round, s.model_hash, s.survivor_entries(), self.committed_reveals(), s.excised,
+                                 self.committed_excise_reveals())]
 
     def _check_channel_keys(self, tx: Tx) -> None:
         """A `reveal`'s channel keys (one per member) must each be one its dealer can seal to: a holder that
@@ -387,7 +403,7 @@ class Rules(Membership, Evaluations):
 
     def _validate_closing(self, tx: Tx) -> list[Check]:
         s = self.state
-        members = tuple(sorted(s.inputs)) if s.phase != "unmask" else s.expected
+        members = tuple(sorted(s.inputs)) if s.phase not in ("unmask", "excise") else s.summed_members()
         if len(members) < self.min_inputs(s.phase):
             raise TxError(f"phase {s.phase} has {len(members)} inputs, needs {self.min_inputs(s.phase)}: abort")
         checks: list[Check] = []
@@ -412,9 +428,10 @@ class Rules(Membership, Evaluations):
             if tuple(tx.fields[0]) != members:  # type: ignore[arg-type]
                 raise TxError("result must include exactly the round's committed inputs")
             included = tuple((a, *s.inputs[a]) for a in members) if s.phase == "collect" else s.survivor_entries()
-            reveals = self.committed_reveals() if s.phase == "unmask" else None
-            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1], reveals))  # type: ignore[arg-type]
-        if s.phase != "unmask" and not set(members) >= set(self.awaited(s.expected)):
+            reveals = self.committed_reveals() if s.phase in ("unmask", "excise") else None
+            checks.append(AggregateCheck(tx.round, s.model_hash, included, tx.fields[1], reveals,  # type: ignore[arg-type]
+                                         s.excised, self.committed_excise_reveals()))
+        if s.phase not in ("unmask", "excise") and not set(members) >= set(self.awaited(s.expected)):
             checks.append(DeadlineCheck(tx.round, s.phase))
         return checks
 

@@ -18,14 +18,17 @@ from smpc.secagg import RoundConfig
 PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "plain": (("collect", "update", "result"),),
     "secure": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
-               ("unmask", "", "result"), ("blame", "blame", "verdict")),
+               ("unmask", "", "result"), ("blame", "blame", "verdict"), ("excise", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                   ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
                   ("unmask", "", "result"), ("blame", "blame", "verdict")),
 }
 """mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it). A secure
 round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or (validated)
-the linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round."""
+the linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round
+with its `verdict`, except, without validation, a verdict convicting members L of S: it opens the `excise` phase
+(no phase closes into it), which ends the round with a `result` over S \\ L or an `abort` (docs/validation.md,
+"Excising convicted survivors")."""
 
 PROPOSER_DUTIES = ("open", "close", "accept", "result", "abort", "fail", "verdict")
 """Transactions only a block's proposer may author (in that block): they end phases and rounds. None of them
@@ -229,6 +232,13 @@ class ContractState:
     disputes: tuple[tuple[int, int], ...] = ()
     """Pairs (i < j) a blame verdict found disagreeing about their pairwise mask (one of the two lied): they
     exchange no pairwise mask in later rounds (`smpc.secagg.RoundConfig.disputed`). Never cleared."""
+    excised: tuple[int, ...] = ()
+    """In an excise phase: L, the members of S (`summed`) its verdict convicted; the round finishes over S \\ L."""
+    excise_reveals: dict[int, bytes] = field(default_factory=dict)
+    """In an excise phase: the committed excise reveals (UnmaskShares of L's mask keys), by author, one each."""
+    verdict: RoundOutcome | None = None
+    """In an excise phase: the outcome its verdict would have had as an abort (missing, convicted, disputes): the
+    round's `result` or `abort` keeps them."""
     next_clip_bound_micro: int = 0
     """The bound the last `accept` named for the next round: B once that round's result commits (a result always
     follows its round's accept in a validated round; an aborted round's is overwritten by the retry's accept)."""
@@ -244,8 +254,15 @@ class ContractState:
 
     def survivor_entries(self) -> tuple[tuple[int, bytes, int], ...]:
         """In a secure round's unmask phase, what its `result` aggregates: (author, masked-input digest, 0)
-        for each survivor (the `included` of its `AggregateCheck`)."""
-        return tuple((a, self.digests[a], 0) for a in self.expected)
+        for each survivor (the `included` of its `AggregateCheck`); in an excise phase, for each member of S \\ L."""
+        return tuple((a, self.digests[a], 0) for a in self.summed_members())
+
+    def summed_members(self) -> tuple[int, ...]:
+        """The members a secure round's `result` sums: the survivors U3 (S) in the unmask phase, S \\ L in an
+        excise phase."""
+        if self.phase == "excise":
+            return tuple(a for a in self.summed if a not in self.excised)
+        return self.expected
 
     def copy(self) -> ContractState:
         return ContractState(round=self.round, open=self.open, phase=self.phase, model_hash=self.model_hash,
@@ -267,6 +284,7 @@ class ContractState:
                              next_clip_bound_micro=self.next_clip_bound_micro, holders=self.holders,
                              summed=self.summed, failure=self.failure, disclosures=dict(self.disclosures),
                              convicted=self.convicted, disputes=self.disputes, bases=self.bases,
-                             suspended=dict(self.suspended),
+                             suspended=dict(self.suspended), excised=self.excised,
+                             excise_reveals=dict(self.excise_reveals), verdict=self.verdict,
                              pending={r: rec.copy() for r, rec in self.pending.items()})
 

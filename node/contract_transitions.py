@@ -1,13 +1,15 @@
 """The round contract's phase transitions: how a valid transaction changes the state, and the events it yields.
 
 Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
-closing phases (fixing U1, U2, U3, V, S), the blame phase a `fail` opens, ending a round with its `RoundOutcome`
-(a `verdict`'s convicted and disputes recorded). Runs only after
+closing phases (fixing U1, U2, U3, V, S), the blame phase a `fail` opens, the excise phase a convicting `verdict`
+opens without validation, ending a round with its `RoundOutcome` (a `verdict`'s convicted and disputes recorded). Runs only after
 `node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`,
 `node.contract_state`, `node.contract_tx` and `node.contract_events`.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from node.contract_evals import Evaluations
 from node.contract_events import (
@@ -15,6 +17,7 @@ from node.contract_events import (
     BlameStarted,
     ComplaintCommitted,
     Event,
+    ExciseStarted,
     LateVerdict,
     PhaseClosed,
     RoundOpened,
@@ -69,6 +72,7 @@ class Transitions(Membership, Evaluations):
             s.channel_keys, s.answers, s.dealt_digests, s.answered_height = {}, {}, {}, 0
             s.holders, s.summed, s.failure, s.disclosures, s.bases = (), (), (0, -1), {}, b""
             s.adverts, s.bundles, s.reveals = {}, {}, {}
+            s.excised, s.excise_reveals, s.verdict = (), {}, None
             if s.ahead_phase and s.participants == tuple(range(p.n)):
                 # The key phases that ran ahead become this round's: it opens in the first incomplete one.
                 s.phase = s.ahead_phase
@@ -106,8 +110,8 @@ class Transitions(Membership, Evaluations):
             s.inputs[tx.author] = (b"", 0)
             s.disclosures[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             return []
-        if tx.kind == "sa" and s.phase == "unmask":
-            s.reveals[tx.author] = tx.fields[0]  # type: ignore[assignment]
+        if tx.kind == "sa" and s.phase in ("unmask", "excise"):
+            (s.reveals if s.phase == "unmask" else s.excise_reveals)[tx.author] = tx.fields[0]  # type: ignore[assignment]
             return [SecAggCommitted(s.round, tx.author, tx.fields[0])]  # type: ignore[arg-type]
         if tx.kind == "reveal":
             s.channel_keys[tx.author] = tx.fields[1]  # type: ignore[assignment]
@@ -153,6 +157,9 @@ class Transitions(Membership, Evaluations):
                 members = tuple(m for m in members if m not in s.excluded)
             s.phase, s.expected, s.inputs = self.params.phase_info(s.phase)[2], members, {}
             return [closed]
+        verdict = self._verdict_outcome(tx, height) if tx.kind == "verdict" else None
+        if verdict is not None and (started := self._start_excise(verdict, height)) is not None:
+            return [started]
         s.open = False
         if tx.kind == "result" and s.phase == "collect":
             self._mark_absent(tuple(m for m in s.participants if m not in tx.fields[0]))  # type: ignore[operator]
@@ -161,9 +168,17 @@ class Transitions(Membership, Evaluations):
             s.clip_bound_micro = s.next_clip_bound_micro or s.clip_bound_micro
             outcome = RoundOutcome(tx.round, True, tx.fields[0], s.model_hash, height,  # type: ignore[arg-type]
                                    s.rejected, liars=s.liars)
+            if s.verdict is not None:  # an excise phase's result keeps its verdict's convictions
+                outcome = dataclasses.replace(outcome, missing=s.verdict.missing, convicted=s.verdict.convicted,
+                                              disputes=s.verdict.disputes)
             self._forgive(outcome.included)
-        elif tx.kind == "verdict":
-            outcome = self._verdict_outcome(tx, height)
+        elif verdict is not None:
+            outcome = verdict
+        elif s.phase == "excise":
+            # Its verdict's convictions stand; the committed excise reveals may prove a convicted dealer faulty too.
+            assert s.verdict is not None, "an excise phase keeps its verdict"
+            convicted = s.verdict.convicted + self._convict(self.proven_dealers(), ())
+            outcome = dataclasses.replace(s.verdict, height=height, convicted=tuple(sorted(convicted)))
         else:
             missing = self._missing_inputs()
             self._mark_absent(missing)
@@ -184,6 +199,21 @@ class Transitions(Membership, Evaluations):
         weight, coordinate = s.failure
         return BlameStarted(s.round, s.summed, s.holders, weight == 1, None if coordinate == -1 else coordinate,
                             height)
+
+    def _start_excise(self, verdict: RoundOutcome, height: int) -> ExciseStarted | None:
+        """A `verdict` of a round without validation that convicts members L of S, with at least `min_members` of S
+        left, does not end the round: its convictions are recorded (`_verdict_outcome`, as `verdict`, the outcome
+        an abort would have had) and the excise phase opens,
+        expecting the excise reveals of U1 but the convicted (docs/validation.md, "Excising convicted survivors").
+        None: the verdict ends the round (validated rounds, whose linear identity over S \\ L nothing checks yet;
+        no member of S convicted; too few left)."""
+        s = self.state
+        excised = tuple(m for m in verdict.convicted if m in s.summed)
+        if self.params.validate or not excised or len(s.summed) - len(excised) < self.min_members:
+            return None
+        s.phase, s.excised, s.verdict, s.excise_reveals, s.inputs = "excise", excised, verdict, {}, {}
+        s.expected = tuple(m for m in s.u1 if m not in s.convicted)
+        return ExciseStarted(s.round, s.summed, excised, height)
 
     def _verdict_outcome(self, tx: Tx, height: int) -> RoundOutcome:
         """The blame phase's `verdict` aborts the round: its convicted are kept out of later rounds, its disputed

@@ -68,12 +68,12 @@ class ComplaintRefused(TxError):
         self.reason = reason
 
 
-REVEAL_REFUSALS = frozenset({"not_unmasking", "not_a_holder", "duplicate", "malformed", "not_allowed",
+REVEAL_REFUSALS = frozenset({"not_unmasking", "not_excising", "not_a_holder", "duplicate", "malformed", "not_allowed",
                              "off_commitment"})
 
 
 class RevealRefusal(TxError):
-    """An unmask-phase reveal (`sa` [UnmaskShares]) the contract refuses, with its reason (one of `REVEAL_REFUSALS`)."""
+    """An unmask-phase or excise-phase reveal (`sa` [UnmaskShares]) the contract refuses, with its reason (one of `REVEAL_REFUSALS`)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         assert reason in REVEAL_REFUSALS, f"unknown reveal refusal {reason!r}"

@@ -294,10 +294,10 @@ class Daemon:
     def _decision_due(self) -> bool:
         """A duty the ledger alone decides, in milliseconds, is due now, so a primary withholding it is replaced at
         the view-change timeout, not at the phase deadline: a blame phase's verdict once every awaited holder
-        disclosed (red team B6), and an unmask phase's convicting abort once its committed reveals prove a dealer
-        faulty (G9). A due `result` or `fail` is not counted: the primary may still be unmasking."""
+        disclosed (red team B6), and an unmask (excise) phase's convicting abort once its committed reveals prove a
+        dealer faulty (G9). A due `result` or `fail` is not counted: the primary may still be unmasking."""
         s = self.contract.state
-        if s.phase == "unmask":
+        if s.phase in ("unmask", "excise"):
             if self._proven_memo[0] != (s.round, s.height):  # the decision changes only with a delivered block
                 self._proven_memo = ((s.round, s.height), bool(self.contract.proven_dealers()))
             return self._proven_memo[1]

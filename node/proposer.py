@@ -171,7 +171,7 @@ class Proposer:
                                             and (tx.kind not in WINDOWS or elapsed <= WINDOWS[tx.kind])
                                             and c.tx_valid_now(tx)])
         step = await self._phase_step(c, candidates)
-        if not step[0] or s.phase == "unmask":  # the unmask step checks its candidates itself (`_unmask_step`)
+        if not step[0] or s.phase in ("unmask", "excise"):  # the unmask step checks its candidates itself (`_unmask_step`)
             return step
         pending, invalid = c.admissible(candidates)
         for tx, exc in invalid:
@@ -180,7 +180,7 @@ class Proposer:
 
     async def _phase_step(self, c: rc.Contract, pending: list[rc.Tx]) -> tuple[list[bytes], bool]:
         s = c.state
-        if s.phase == "unmask":
+        if s.phase in ("unmask", "excise"):
             return await self._unmask_step(c, pending)
         kind, closing, _ = self.settings.contract.phase_info(s.phase)
         members = set(s.inputs) | {tx.author for tx in pending if tx.kind == kind}  # not complaints, answers
@@ -212,7 +212,8 @@ class Proposer:
         """The unmask phase: the pending reveals (`sa`) once every awaited holder's is in or the batch window passed;
         with them an `abort` if they prove dealers faulty (`Membership.unmask_decision`), else, in the same block,
         the `result` (or `fail`) if our own unmasking of the reveals committed with them succeeds (else the reveals
-        alone, and the result in a later block); an `abort` past the deadline."""
+        alone, and the result in a later block); an `abort` past the deadline. The excise phase's step is the same,
+        on its excise reveals (its `result` is over S \\ L; no `fail`)."""
         s = c.state
         pending, invalid = c.admissible(pending)  # a junk reveal must neither stop the decision nor linger
         for tx, exc in invalid:
@@ -228,9 +229,10 @@ class Proposer:
         holders = set(c.awaited(s.u1)) - set(s.convicted)
         oldest = min((self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws),
                      default=time.monotonic())
-        batched = set(shadow.state.reveals) >= holders or time.monotonic() - oldest >= self.settings.batch_window_s
+        revealed = shadow.state.excise_reveals if s.phase == "excise" else shadow.state.reveals
+        batched = set(revealed) >= holders or time.monotonic() - oldest >= self.settings.batch_window_s
         if decision.complete and (not raws or batched):
-            result = await self._result_tx(s, pending, shadow.committed_reveals())
+            result = await self._result_tx(s, pending, shadow.committed_reveals(), shadow.committed_excise_reveals())
             if result is not None:
                 return raws + [result], True
             newest = max(self.mempool.arrival.get(hashlib.sha256(raw).digest(), 0.0) for raw in raws) if raws else 0.0
@@ -276,20 +278,21 @@ class Proposer:
                                     if tx.kind == "blame" and tx.round == c.state.round})
         return self.me.tx("verdict", c.state.round, [list(judged.convicted), rc.encode_disputes(judged.disputes)])
 
-    async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx],
-                         reveals: tuple[bytes, ...] | None = None) -> bytes | None:
+    async def _result_tx(self, s: rc.ContractState, pending: list[rc.Tx], reveals: tuple[bytes, ...] | None = None,
+                         excise_reveals: tuple[bytes, ...] = ()) -> bytes | None:
         """The `result` (or `fail`) closing the phase, None if our aggregate is not ready; in the unmask
-        phase unmasked from `reveals`, the committed ones with those the block carries before it."""
-        if s.phase == "unmask":
-            included, entries = s.expected, s.survivor_entries()
+        phase unmasked from `reveals`, the committed ones with those the block carries before it; in the excise
+        phase over S \\ L, from those and `excise_reveals` (committed and carried alike)."""
+        if s.phase in ("unmask", "excise"):
+            included, entries = s.summed_members(), s.survivor_entries()
         else:
             inputs = dict(s.inputs)
             for tx in pending:
                 inputs[tx.author] = (tx.fields[0], tx.fields[1])  # type: ignore[assignment]
             included = tuple(sorted(inputs))
             entries = tuple((a, inputs[a][0], inputs[a][1]) for a in included)
-        new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b"", reveals),
-                                                   wait_s=0.0)
+        new_hash = await self.aggregator.aggregate(rc.AggregateCheck(s.round, s.model_hash, entries, b"", reveals,
+                                                                     s.excised, excise_reveals), wait_s=0.0)
         if new_hash is None and s.phase == "unmask":
             failure = self.aggregator.known_failure(s.round)
             return None if failure is None else \

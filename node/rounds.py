@@ -101,6 +101,8 @@ class RoundDriver:
             self.record_eval(event)
         elif isinstance(event, rc.BlameStarted):
             self._on_blame_started(event, now)
+        elif isinstance(event, rc.ExciseStarted):
+            self._on_excise_started(event, now)
         elif isinstance(event, rc.LateVerdict):
             logger.info("member %d disclosed late for round %d's blame phase: convicted %s, disputes %s",
                         event.member, event.round, list(event.convicted), list(event.disputes))
@@ -149,6 +151,21 @@ class RoundDriver:
                 if isinstance(out, SubmitTx):  # synced first: a restart must not lose what the ledger may wait for
                     self.store.put_sync(DISCLOSURE_KEY % event.round, out.raw)
             self.nursery.start_soon(self.submit, outputs, event.round)
+
+    def _on_excise_started(self, event: rc.ExciseStarted, now: float) -> None:
+        """The verdict convicted members of S (no validation): we reveal our shares of their mask keys
+        (`SecureRound.on_excise_started`) and excise as soon as the committed excise reveals allow."""
+        assert self.nursery is not None
+        self.timings.phase_started[(event.round, "excise")] = now
+        logger.warning("round %d: the verdict convicted %s of S: the round finishes without them (excise phase)",
+                       event.round, list(event.excised))
+        sr = self.secure.get(event.round)
+        if sr is not None:
+            self.nursery.start_soon(self.submit, sr.on_excise_started(event), event.round)
+        s = self.contract.state
+        if s.open and s.round == event.round and s.phase == "excise":
+            self.nursery.start_soon(self.aggregator.precompute, rc.AggregateCheck(
+                s.round, s.model_hash, s.survivor_entries(), b"", None, s.excised))
 
     def _on_complaint(self, event: rc.ComplaintCommitted | rc.AnswerCommitted) -> None:
         """A complaint against us is answered; an answer to ours gives us the dealer's shares (in block order)."""

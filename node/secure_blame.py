@@ -4,18 +4,28 @@ Owns, as a mixin of `node.secure_round.SecureRound`: once a `fail` closed the un
 the scalars our pairwise masks with the other members of S add to the failed checks and our shares of z_l[b*]
 (`smpc.blame.disclose`); and the base scalars a `fail` carries (`smpc.blame.base_scalars`, from our own unmasking
 state: the masked inputs, the reconstructed self seeds and dropped members' pair keys), so that the contract
-computes the verdict from the ledger alone. Member
+computes the verdict from the ledger alone; and, once a verdict convicted members L of S in a round without validation
+(`ExciseStarted`), our excise reveal and the sum over S \\ L (docs/validation.md, "Excising convicted survivors"). Member
 indices on the ledger, participant ids (index + 1) in `smpc`. Pure; may call `smpc.blame`, `smpc.prg` and the
 records of `node.contract_events` and `node.secure_outputs`, and the sketch state of `node.secure_sketch`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
 from node import contract_events as rc
-from node.secure_outputs import Output
+from node.secure_outputs import SHELL_ERRORS, LinearIdentityFailed, Output
 from node.secure_sketch import SketchValidation
-from smpc import blame
+from smpc import blame, field
+from smpc import messages as sam
+from smpc.errors import RoundAborted, SmpcError
 from smpc.prg import MaskGenerator
+from smpc.quantize import dequantize_sum
+from smpc.secagg import Phase as SecAggPhase
 from smpc.secagg import SecAggParticipant, SecAggResult
 
 
@@ -25,7 +35,18 @@ class BlameSide(SketchValidation):
     machine: SecAggParticipant
     failure: blame.Failure | None
     result: SecAggResult | None
+    round: int
     _disputed: tuple[tuple[int, int], ...]
+    _summed_weights: dict[int, int]
+    _excised: frozenset[int]
+    """L (participant ids) once the ledger opened this round's excise phase; empty before."""
+    _excise_reveals: dict[int, sam.UnmaskShares]
+    """The committed excise reveals, by sender (`on_committed`)."""
+    _unmask_reveals: dict[int, sam.UnmaskShares]
+    """The committed unmask-phase reveals, by sender: what excision unmasks from with the excise reveals."""
+    _excised_total: npt.NDArray[np.float64] | None
+    _decode_reveals: Callable[[Sequence[bytes]], dict[int, sam.UnmaskShares]]
+    _check_bound: Callable[[npt.NDArray[np.float64], int | None], None]
 
     def set_disputes(self, disputes: tuple[tuple[int, int], ...]) -> None:
         """The ledger's disputed pairs when the round opened (member indices): no pairwise mask between them
@@ -71,3 +92,50 @@ class BlameSide(SketchValidation):
         generator = MaskGenerator(self.params.vector_length)
         bases = {m - 1: blame.base_scalars(m, case, row, generator) for m in sorted(survivors)}
         return self.failure.weight, self.failure.coordinate, blame.encode_pairs(bases)
+
+    def on_excise_started(self, event: rc.ExciseStarted) -> list[Output]:
+        """The verdict convicted L = `event.excised` of S: our shares of their mask keys (`excise_reveal`), nothing if
+        we are convicted, hold none, or never unmasked S (we left the round)."""
+        self._excised = frozenset(m + 1 for m in event.excised)
+        if self.me in event.excised or self.machine.phase not in (SecAggPhase.UNMASK, SecAggPhase.DONE) \
+                or not set(event.excised) <= set(self._summed_weights):
+            return []
+        reveal = self.machine.excise_reveal(self._excised)
+        return [] if reveal is None else [self._tx("sa", [sam.encode(reveal)])]
+
+    def on_excise_reveal(self, message: sam.UnmaskShares) -> None:
+        self._excise_reveals[message.sender] = message
+
+    def try_excised_sum(self, deadline_passed: bool = False, reveals: Sequence[bytes] | None = None,
+                        excise_reveals: Sequence[bytes] = ()) -> npt.NDArray[np.float64] | None:
+        """The dequantized sum over S \\ L once the committed excise reveals recover L's mask keys, checked: the
+        weight coordinate equals the committed weights of S \\ L, and the clip bound for |S \\ L| vectors (a failure
+        raises LinearIdentityFailed: no result, an `abort`). `reveals` and `excise_reveals`: a check's (the ledger's
+        as of its `result`); None: those this node saw committed, and None is returned while they do not decide yet
+        (unless `deadline_passed`). Raises RoundAborted when the given reveals do not decide, or a convicted dealer's
+        shares contradict its advert; MissingMessages for a masked input we lack."""
+        if self._excised_total is not None:
+            return self._excised_total
+        if not self._excised:
+            return None
+        given = reveals is not None
+        unmask = self._decode_reveals(reveals) if reveals is not None else dict(self._unmask_reveals)
+        excise = self._decode_reveals(excise_reveals) if given else dict(self._excise_reveals)
+        try:
+            result = self.machine.excise(self._excised, unmask, excise)
+        except SmpcError as exc:
+            if isinstance(exc, SHELL_ERRORS):
+                raise
+            if isinstance(exc, RoundAborted) and exc.culprit is None and not (given or deadline_passed):
+                return None  # too few excise reveals committed yet
+            raise RoundAborted(f"round {self.round} cannot be excised: {exc}") from exc
+        kept = {m - 1 for m in result.survivors}
+        weights = {m: w for m, w in self._summed_weights.items() if m in kept}
+        if int(result.total[-1]) != sum(weights.values()) % field.RING_MODULUS:
+            raise LinearIdentityFailed(f"the sum over S \\ L fails the weight check: {int(result.total[-1])} against "
+                                       f"the committed {sum(weights.values())}")
+        total = dequantize_sum(result.total, self._quant)
+        self._check_bound(total, len(kept))
+        total.flags.writeable = False
+        self._excised_total = total
+        return total

@@ -115,6 +115,10 @@ class SecureRound(BlameSide):
         self._disputed: tuple[tuple[int, int], ...] = ()
         self.failure: Failure | None = None
         """What unmasking failed (`_checks_pass`): what this node's `fail` names or checks."""
+        self._unmask_reveals: dict[int, sam.UnmaskShares] = {}
+        self._excised: frozenset[int] = frozenset()
+        self._excise_reveals: dict[int, sam.UnmaskShares] = {}
+        self._excised_total: npt.NDArray[np.float64] | None = None
 
     def _tx(self, kind: str, fields: list[object]) -> SubmitTx:
         return SubmitTx(rc.make_tx(self.params.chain_id, kind, self.me, self.round, fields, self._sign))
@@ -169,8 +173,12 @@ class SecureRound(BlameSide):
 
     def on_committed(self, event: rc.SecAggCommitted) -> None:
         message = self.decode(event.message)
+        if isinstance(message, sam.UnmaskShares) and self._excised:
+            self.on_excise_reveal(message)  # the excise phase's: never the machine's unmask reveals
+            return
         if isinstance(message, sam.UnmaskShares):
             self._committed_reveals.add(message.sender)
+            self._unmask_reveals[message.sender] = message
         if (isinstance(message, sam.AdvertiseKeys) and message.sender == self.me + 1 and self._advert is not None
                 and message.signed_body() != self._advert.signed_body()):
             # Keys this node advertised (ahead, `RoundDriver.prepare_next_round`) before it restarted: their
@@ -310,12 +318,12 @@ class SecureRound(BlameSide):
         assert all(isinstance(m, sam.UnmaskShares) for m in decoded), "a committed reveal is an UnmaskShares"
         return {m.sender: m for m in decoded}  # type: ignore[misc]
 
-    def _check_bound(self, total: npt.NDArray[np.float64]) -> None:
+    def _check_bound(self, total: npt.NDArray[np.float64], count: int | None = None) -> None:
         """Every summed vector was clipped to the quantizer's bound C' before masking, and stochastic rounding
         moves each coordinate by less than 1 / scale, so the sum of |S| vectors has L2 norm at most
-        |S| (C' + sqrt(L) / scale). A larger sum holds an unclipped vector: it is never released (applied).
-        Raises LinearIdentityFailed."""
-        count = len(self._summed_weights)
+        |S| (C' + sqrt(L) / scale) (`count` vectors: |S \\ L| for an excised sum). A larger sum holds an unclipped
+        vector: it is never released (applied). Raises LinearIdentityFailed."""
+        count = len(self._summed_weights) if count is None else count
         bound = count * (self._quant.clip_l2 + math.sqrt(total.size) / self._quant.scale)
         norm = float(np.linalg.norm(total))
         if not norm <= bound:

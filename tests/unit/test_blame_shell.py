@@ -1,6 +1,7 @@
 """A replica's vote on a `fail` (`BlockValidator._failure_ok`): only for the failure its own unmasking found, with
 the same base scalars of S's members, from which the contract alone then computes the verdict; and on an abort of
-the unmask phase (`_unmask_abort_ok`): only if its own unmasking has neither a result nor a failure."""
+the unmask phase (`_unmask_abort_ok`): only if its own unmasking has neither a result nor a failure; on an abort of
+the excise phase, only if its own excision has no result."""
 
 from __future__ import annotations
 
@@ -54,6 +55,27 @@ def test_an_unmask_abort_gets_a_vote_only_from_a_replica_with_neither_a_result_n
     validator.settings = SimpleNamespace(phase_deadline_s=1.0)  # type: ignore[assignment]
     check = rc.UnmaskAbortCheck(1, b"m" * 32, FAILURE.included)
     assert trio.run(validator._unmask_abort_ok, SimpleNamespace(height=9), check) is ok
+
+
+@pytest.mark.parametrize(("result", "ok"), [(None, True), (b"h" * 32, False)])
+def test_an_excise_abort_gets_a_vote_from_a_replica_without_an_excision_whatever_its_failure_over_s(
+        result: object, ok: bool) -> None:
+    """In the excise phase the failure of S found at unmasking is why the phase exists: only a result of the
+    excision over S \\ L (asked for with L and the excise reveals) withholds the vote."""
+    asked: list[rc.AggregateCheck] = []
+
+    async def aggregate(check: rc.AggregateCheck, wait_s: float) -> object:
+        asked.append(check)
+        return result
+
+    validator = BlockValidator.__new__(BlockValidator)
+    validator.aggregator = SimpleNamespace(aggregate=aggregate,  # type: ignore[assignment]
+                                           known_failure=lambda _round: (True, None, BASES))
+    validator.settings = SimpleNamespace(phase_deadline_s=1.0)  # type: ignore[assignment]
+    check = rc.UnmaskAbortCheck(1, b"m" * 32, FAILURE.included[:1], (b"r",), (1,), (b"x",))
+    assert trio.run(validator._unmask_abort_ok, SimpleNamespace(height=9), check) is ok
+    assert [(c.included, c.reveals, c.excised, c.excise_reveals) for c in asked] == [
+        (FAILURE.included[:1], (b"r",), (1,), (b"x",))]
 
 
 def work_pending(contract: rc.Contract) -> bool:

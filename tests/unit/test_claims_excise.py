@@ -3,18 +3,18 @@ round"): a round whose blame verdict convicts members L finishes over S \\ L ins
 from the same model reveals the sum over S \\ L next to the sum over S already revealed (their difference is the
 convicted member's update, or an honest member's when S' differs from S by one).
 
-The attack as it stands: an in-process secure round at N = 7 without validation (`tests.unit.test_secure_round.
+The attack this closes: an in-process secure round at N = 7 without validation (`tests.unit.test_secure_round.
 Cluster`, the weight liar of `tests.unit.test_claims_weight_liar_unvalidated`): member 3 masks a weight other than it
-commits, unmasking S fails the weight check at every honest node, the blame phase convicts it, and the verdict
-ABORTS the round. The round is then retried from the same model over S minus the liar: that sum and the sum over S
-differ by the liar's masked input, and with full-batch training (the same updates again) by exactly the liar's
-update, which is what the test computes from the two released sums.
+commits, unmasking S fails the weight check at every honest node, and the blame phase convicts it. The verdict used
+to ABORT the round, which was then retried from the same model over S minus the liar: that sum and the sum over S
+differ by the liar's masked input (with full-batch training, exactly its update), and by an honest member's input
+when the retry's S' lost an honest member instead.
 
-The mechanism this asks for (docs/validation.md "Not done yet": designed, not built): after a convicting verdict an
+The mechanism (docs/validation.md "Excising convicted survivors", without validation): after a convicting verdict an
 `excise` phase in which every member of U1 but the convicted reveals its shares of the convicted members' mask keys
 (`smpc.secagg.SecAggParticipant.excise_reveal`, admitted like the unmask reveals), and a `result` over S \\ L
-(`smpc.secagg.SecAggParticipant.excise`: Bonawitz's dropout recovery with L dropped after the fact). Until then the
-test is a strict xfail: it fails where the verdict still aborts.
+(`smpc.secagg.SecAggParticipant.excise`: Bonawitz's dropout recovery with L dropped after the fact). Planted: the
+verdict aborting again (`Transitions._start_excise` returning None) fails both tests.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pytest
 
 from node import contract as rc
 from node.secure_round import LinearIdentityFailed
-from tests.unit.test_claims_weight_liar_unvalidated import LIAR, SEED, N, honest_round_commits, lying_round
+from tests.unit.test_claims_weight_liar_unvalidated import LIAR, SEED, N, lying_round
 from tests.unit.test_secure_round import Cluster, L
 
 
@@ -47,15 +47,17 @@ def fail_and_judge(c: Cluster, round_id: int) -> tuple[int, ...]:
 
 
 def released_sum(c: Cluster, updates: dict[int, np.ndarray], members: tuple[int, ...]) -> np.ndarray:
+    """What the sum over `members` must be, up to quantization."""
     return np.sum([c.weighting.vector(updates[i], 50) for i in members], axis=0)
 
 
-def test_today_the_verdict_aborts_and_the_retry_reveals_the_convicted_members_update_by_difference() -> None:
-    """The attack, as the code stands: the sum over S is released to every node at unmasking (the weight check runs
-    on it), the verdict aborts, and the retry from the same model releases the sum over S \\ {liar}: their
-    difference is the liar's weighted update up to quantization (exactly, with full-batch training: the same
-    updates in both rounds, as here). With an honest member in the liar's place of S \\ S', the same difference
-    is an honest member's update."""
+def test_what_the_released_sums_differ_by_is_the_convicted_members_update_and_no_retry_follows() -> None:
+    """Before the excise phase the verdict aborted, and the retry from the same model released the sum over
+    S \\ {liar} next to the sum over S released at unmasking: their difference is the liar's update, or an honest
+    member's when S' differs from S by an honest one. Now the round itself finishes over S \\ L: the two sums it
+    releases differ by the convicted liar's weighted update alone (its own input, which the claim allows: both its
+    secrets are out), and the next round opens from the new model, so no sum over another subset of the same
+    updates follows."""
     c = Cluster(N, SEED, rounds=2)
     rng = np.random.default_rng(SEED)
     updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
@@ -63,22 +65,23 @@ def test_today_the_verdict_aborts_and_the_retry_reveals_the_convicted_members_up
     assert fail_and_judge(c, 1) == (LIAR,)
     first = c.rounds[0].result
     assert first is not None and first.survivors == frozenset(m + 1 for m in summed)
-    outcome = c.contracts[0].state.outcomes[-1]
-    if outcome.committed:
-        pytest.skip("the verdict no longer aborts: the excise mechanism is built (see the claim test below)")
-    honest_round_commits(c, 2, updates)
-    second = c.rounds[0].result
-    assert second is not None and LIAR + 1 not in second.survivors
-    difference = (first.total.astype(np.int64) - second.total.astype(np.int64)) % (1 << 32)
+    c.commit()
+    second = c.rounds[0].try_excised_sum()
+    assert second is not None
+    kept = tuple(m for m in summed if m != LIAR)
+    new_model = hashlib.sha256(b"excised").digest()
+    c.commit(c.tx("result", [list(kept), new_model], 1))
+    assert c.contracts[0].state.outcomes[-1].committed and c.contracts[0].state.model_hash == new_model
+    scale = c.quant.scale
+    ring = np.where(first.total >= 1 << 31, first.total.astype(np.int64) - (1 << 32), first.total.astype(np.int64))
+    difference = ring / scale - second
     liar_vector = c.weighting.vector(updates[LIAR], 50)
     liar_vector[-1] = 1.5
-    scale = c.quant.scale
-    recovered = np.where(difference >= 1 << 31, difference - (1 << 32), difference)[:-1] / scale
-    assert np.allclose(recovered, liar_vector[:-1], atol=N / scale), "the two sums differ by the liar's update"
+    assert np.allclose(difference[:-1], liar_vector[:-1], atol=N / scale), "the two sums differ by the liar's update"
+    c.commit(c.tx("open", [new_model, list(range(N))], 2))
+    assert c.contracts[0].state.round == 2 and c.contracts[0].state.open, "the next round is a new model's, no retry"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="red team B5: a convicting verdict aborts the round (the excise phase is not built)")
 def test_a_convicting_verdict_finishes_the_round_over_s_without_the_convicted() -> None:
     c = Cluster(N, SEED, rounds=1)
     rng = np.random.default_rng(SEED)
@@ -103,3 +106,20 @@ def test_a_convicting_verdict_finishes_the_round_over_s_without_the_convicted() 
     outcome = s.outcomes[-1]
     assert outcome.committed and outcome.round == 1 and outcome.included == kept
     assert outcome.convicted == (LIAR,) and c.contracts[0].finished
+
+
+def test_an_excised_sum_off_the_committed_weights_of_s_without_l_has_no_result() -> None:
+    """The replica's checks of the sum over S \\ L: its weight coordinate must equal the committed weights of S \\ L
+    (here one kept member's committed weight is taken as one more at a node: that node has no result, so it votes
+    for neither that `result` nor anything but an `abort`)."""
+    c = Cluster(N, SEED, rounds=1)
+    rng = np.random.default_rng(SEED)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
+    lying_round(c, 1, updates)
+    assert fail_and_judge(c, 1) == (LIAR,)
+    c.commit()
+    node = c.rounds[0]
+    node._summed_weights[1] += 1
+    with pytest.raises(LinearIdentityFailed, match="S \\\\ L fails the weight check"):
+        node.try_excised_sum()
+    assert c.rounds[2].try_excised_sum() is not None

@@ -6,9 +6,11 @@ An in-process secure round at N = 7 (f = 2, t = 5) without validation (`tests.un
 member 3 commits a third of the weight it masks (its `input` re-signed with its own key). The unmasked weight
 coordinate then differs from the committed weights' sum at every honest node, which proposes `fail` [1, -1, base
 scalars] (no sketch: the weight half of the blame needs none); the members of S disclose their pair scalars
-(`blame`), and the ledger's verdict convicts the liar, whose next round then commits without it. A liar that also
+(`blame`), and the ledger's verdict convicts the liar; the round then finishes over S without the liar (the excise
+phase, docs/validation.md "Excising convicted survivors"), and the next round commits without it. A liar that also
 lies about its pair scalar with an honest partner, to pass its own check, is only in a dispute with it, and after
-f + 1 distinct partners convicted (as with validation, `tests/unit/test_validator_faults.py`).
+f + 1 distinct partners convicted (as with validation, `tests/unit/test_validator_faults.py`): the rounds of mere
+disputes abort, the convicting one commits over S \\ {liar}.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def lying_round(c: Cluster, round_id: int, updates: dict[int, np.ndarray]) -> tu
     """Open `round_id`, run its key phases, let every expected member mask its update (LIAR masking weight 1.5 and
     committing a third of it) and close the inputs; the reveals are committed. Returns S."""
     contract = c.contracts[0]
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(N))], round_id))
+    c.commit(c.tx("open", [contract.state.model_hash, list(range(N))], round_id))
     c.commit(c.tx("close", ["keys"], round_id))
     c.commit(c.tx("close", ["shares"], round_id))
     for i in sorted(set(contract.state.expected) & c.alive):
@@ -68,9 +70,12 @@ def lie_about_weight_pair(c: Cluster, partner: int) -> None:
                                       c.sign(LIAR))
 
 
-def blame_abort(c: Cluster, round_id: int, partner: int | None = None) -> rc.RoundOutcome:
+def blame_verdict(c: Cluster, round_id: int, updates: dict[int, np.ndarray], partner: int | None = None
+                  ) -> rc.RoundOutcome:
     """Every honest node's unmasking fails the weight check, identically: commit the `fail` it names (weight only, no
-    sketch coordinate), the disclosures of S (LIAR's lying with `partner` if given) and the ledger's `verdict`."""
+    sketch coordinate), the disclosures of S (LIAR's lying with `partner` if given) and the ledger's `verdict`. A
+    verdict that only records disputes aborts the round; one that convicts LIAR opens the excise phase, and the
+    round then commits over S \\ {LIAR} with exactly the honest members' sum (`excise_commits`)."""
     contract, honest = c.contracts[0], sorted(c.alive - {LIAR})
     for i in honest:
         with pytest.raises(LinearIdentityFailed, match="weight"):
@@ -86,16 +91,36 @@ def blame_abort(c: Cluster, round_id: int, partner: int | None = None) -> rc.Rou
     assert set(s.disclosures) == set(s.summed), "every member of S disclosed its pair scalars"
     judged = contract.blame_judgement()
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)], round_id))
+    if s.open:
+        assert s.phase == "excise" and s.excised == (LIAR,) and LIAR in s.convicted
+        excise_commits(c, round_id, updates)
+        return s.outcomes[-1]
     outcome = s.outcomes[-1]
     assert not outcome.committed and outcome.round == round_id and not outcome.missing
     return outcome
+
+
+def excise_commits(c: Cluster, round_id: int, updates: dict[int, np.ndarray]) -> None:
+    """The excise phase: the excise reveals commit, every honest node's sum over S \\ {LIAR} is exactly the honest
+    members', and the `result` over S \\ {LIAR} commits, keeping the verdict's conviction."""
+    s = c.contracts[0].state
+    c.commit()
+    kept = tuple(m for m in s.summed if m != LIAR)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in kept], axis=0)
+    for i in sorted(c.alive - {LIAR}):
+        total = c.rounds[i].try_excised_sum()
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+    c.commit(c.tx("result", [list(kept), hashlib.sha256(b"excised").digest()], round_id))
+    outcome = s.outcomes[-1]
+    assert outcome.committed and outcome.round == round_id and outcome.included == kept
+    assert LIAR in outcome.convicted and not outcome.missing
 
 
 def honest_round_commits(c: Cluster, round_id: int, updates: dict[int, np.ndarray]) -> None:
     """`round_id` without LIAR (convicted: expected in no phase): every honest node unmasks exactly the honest
     members' sum, and the `result` commits."""
     contract = c.contracts[0]
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(N))], round_id))
+    c.commit(c.tx("open", [contract.state.model_hash, list(range(N))], round_id))
     assert LIAR not in contract.state.expected
     c.commit(c.tx("close", ["keys"], round_id))
     c.commit(c.tx("close", ["shares"], round_id))
@@ -119,8 +144,8 @@ def test_a_weight_liar_without_validation_is_convicted_and_the_next_round_commit
     rng = np.random.default_rng(SEED)
     updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
     assert LIAR in lying_round(c, 1, updates)
-    outcome = blame_abort(c, 1)
-    assert (outcome.convicted, outcome.disputes) == ((LIAR,), ())
+    outcome = blame_verdict(c, 1, updates)
+    assert (outcome.committed, outcome.convicted, outcome.disputes) == (True, (LIAR,), ())
     assert c.contracts[0].state.convicted == (LIAR,) and c.contracts[0].state.suspended == {}
     honest_round_commits(c, 2, updates)
 
@@ -139,9 +164,9 @@ def test_a_weight_liar_lying_about_its_pairs_disputes_each_honest_partner_once_a
         assert LIAR in summed and partner in summed
         disputed = {j + 1 for pair in state.disputes for j in pair} - {LIAR + 1}
         assert not disputed & set(c.rounds[LIAR].machine.pair_seeds()), "a disputed pair still masks"
-        outcome = blame_abort(c, round_id, partner)
+        outcome = blame_verdict(c, round_id, updates, partner)
         assert outcome.disputes == ((min(LIAR, partner), max(LIAR, partner)),)
         assert set(state.convicted) <= {LIAR}, f"round {round_id}: an honest member convicted: {state.convicted}"
-    assert outcome.convicted == (LIAR,) and state.convicted == (LIAR,)
+    assert outcome.committed and outcome.convicted == (LIAR,) and state.convicted == (LIAR,)
     assert state.disputes == ((0, LIAR), (LIAR, 5), (LIAR, 6))
     honest_round_commits(c, 4, updates)

@@ -1,7 +1,8 @@
 """The round contract's blame phase (module doc of `node.contract`): a `fail` ends a secure round's unmask phase,
 members of S and holders of R disclose (`blame`), the `verdict` aborts the round, convicts, records disputes, and
 the convicted are kept out of later rounds; at N = 4 (f = 1, t = t_v = 1), driven with signed transactions. Without
-validation (red team B13) only the weight can fail and S alone discloses, its pair scalars alone."""
+validation (red team B13) only the weight can fail and S alone discloses, its pair scalars alone; a verdict convicting
+members of S then opens the excise phase instead of aborting (`tests/unit/test_contract_excise.py`)."""
 
 from __future__ import annotations
 
@@ -127,8 +128,11 @@ def test_without_validation_the_verdict_convicts_the_weight_liar_and_only_disput
         d.refused("not the ledger's", tx("verdict", 0, 1, convicted, disputes))
     verdict = tx("verdict", 0, 1, [2], bytes([0, 1]))
     assert d.check(verdict) == []
-    assert d.commit(verdict) == [rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))]
+    # The round is not aborted: it finishes over S \ {2} (`tests/unit/test_contract_excise.py`).
+    assert d.commit(verdict) == [rc.ExciseStarted(1, ALL, (2,), d.s.height)]
     assert (d.s.convicted, d.s.disputes, d.s.absent, d.s.suspended) == ((2,), ((0, 1),), (), {})
+    d.commit(tx("abort", 0, 1, "no excise reveals"))
+    assert d.s.outcomes[-1] == rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))
     d.open(2)
     assert d.s.expected == (0, 1, 3)
 

@@ -49,10 +49,11 @@ def shifting(holders: Sequence[int]) -> Callable[..., dict[int, field.FieldArray
 
 
 @functools.cache
-def dealt(round_id: int, u1: tuple[int, ...], survivors: tuple[int, ...], shifted: tuple[int, ...] = ()
-          ) -> tuple[dict[int, bytes], dict[int, bytes], dict[int, bytes]]:
+def dealt(round_id: int, u1: tuple[int, ...], survivors: tuple[int, ...], shifted: tuple[int, ...] = (),
+          excised: tuple[int, ...] = ()) -> tuple[dict[int, bytes], dict[int, bytes], dict[int, bytes]]:
     """Every member's encoded AdvertiseKeys, the ShareKeys of U1 = `u1` (DEALER shifting the shares of `shifted`),
-    and, if `survivors` (U3) is given, every member of U1's UnmaskShares (U2 = U1)."""
+    and, if `survivors` (U3) is given, every member of U1's UnmaskShares (U2 = U1); if `excised` (members of U3) is
+    given too, instead every member of U1 outside it's excise reveal (`SecAggParticipant.excise_reveal`)."""
     config = validated_contract().params.round_config(round_id, ALL)
     members = [SecAggParticipant(config, i + 1, lambda b, i=i: KEYS[i].sign(b).signature,  # type: ignore[misc]
                                  lambda s, d, sig: verify(s - 1, d, sig),
@@ -79,6 +80,9 @@ def dealt(round_id: int, u1: tuple[int, ...], survivors: tuple[int, ...], shifte
             reveal = members[i].on_inputs_committed({a + 1: digest(a, round_id) for a in survivors})
             assert reveal is not None
             reveals[i] = sam.encode(reveal)
+            if excised:
+                excise = members[i].excise_reveal(frozenset(m + 1 for m in excised)) if i not in excised else None
+                reveals[i] = sam.encode(excise) if excise is not None else b""
     return ({i: sam.encode(a) for i, a in enumerate(adverts)},
             {i: sam.encode(b) for i, b in bundles.items() if b is not None}, reveals)
 

@@ -22,7 +22,8 @@ def test_phase_info_gives_the_input_and_closing_kinds_and_the_next_phase_empty_a
     assert params().phase_info("collect") == ("update", "result", "")
     assert params(secure=True).phase_info("inputs") == ("input", "close", "unmask")
     assert params(secure=True).phase_info("unmask") == ("", "result", "blame")  # a `fail` without validation (B13)
-    assert params(secure=True).phase_info("blame") == ("blame", "verdict", "")
+    assert params(secure=True).phase_info("blame") == ("blame", "verdict", "excise")  # opened by a verdict only
+    assert params(secure=True).phase_info("excise") == ("", "result", "")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("inputs") == ("input", "close", "seed")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("validate") == ("stats", "accept", "unmask")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("unmask") == ("", "result", "blame")
@@ -39,7 +40,8 @@ def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:
         eval_rows={0: 9}, dealt_hashes={1: {2: b"h"}}, complaints={(1, 2): "open"}, channel_keys={1: b"k"},
         dealt_digests={2: b"g"}, answers={(1, 2): b"a"}, answered_height=8, liars=(2,), clip_bound_micro=5,
         next_clip_bound_micro=4, holders=(0, 1), summed=(1,), failure=(1, 3), disclosures={1: (b"p", b"s")},
-        convicted=(3,), disputes=((0, 1),), bases=b"b", suspended={2: 1}, pending={1: PENDING})
+        convicted=(3,), disputes=((0, 1),), bases=b"b", suspended={2: 1}, pending={1: PENDING},
+            excised=(1,), excise_reveals={0: b"x"}, verdict=outcome)
     assert all(getattr(state, f.name) != f.default for f in dataclasses.fields(state)
                if f.default is not dataclasses.MISSING), "every plain field differs from its default"
     copy = state.copy()

@@ -121,7 +121,7 @@ class Cluster:
         """The unmask phase's reveals are transactions: commit the pending ones in a block of their own, as the
         primary does (`Proposer._unmask_step`), so that the nodes unmask from them."""
         contract = self.contracts[min(self.alive)]
-        pending = [contract.parse(raw) for raw in self.mempool if contract.state.phase == "unmask"
+        pending = [contract.parse(raw) for raw in self.mempool if contract.state.phase in ("unmask", "excise")
                    and contract.parse(raw).kind == "sa" and contract.tx_valid_now(contract.parse(raw))]
         reveals, self.refused = contract.admissible(pending)
         if reveals:
@@ -156,6 +156,8 @@ class Cluster:
             self.emit(i, self.round_of(i, event.round).on_complaint(event))
         elif isinstance(event, rc.BlameStarted):
             self.emit(i, self.round_of(i, event.round).on_blame_started(event))
+        elif isinstance(event, rc.ExciseStarted):  # as `RoundDriver._on_excise_started`
+            self.emit(i, self.round_of(i, event.round).on_excise_started(event))
         elif isinstance(event, rc.PhaseClosed):
             try:
                 self.emit(i, self.round_of(i, event.round).on_phase_closed(event))

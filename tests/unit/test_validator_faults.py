@@ -225,7 +225,8 @@ def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> Non
 def test_the_lie_weight_fault_fails_the_weight_check_alone_and_is_convicted(validate: bool) -> None:
     """`lie-weight`: LIAR masks its weight plus LIE_WEIGHT_SHIFT and commits its true weight (its `input` commits the
     forged masked input's digest, so the contract takes it). With validation the sketch, which does not cover the
-    weight, still agrees; with or without it, the `fail` names the weight alone and the verdict convicts LIAR."""
+    weight, still agrees; with or without it, the `fail` names the weight alone and the verdict convicts LIAR. With
+    validation the verdict aborts the round (retried without LIAR); without it, the round finishes over S \\ {LIAR}."""
     c, updates = run("lie-weight", validate=validate)
     contract = c.contracts[0]
     if validate:
@@ -242,9 +243,22 @@ def test_the_lie_weight_fault_fails_the_weight_check_alone_and_is_convicted(vali
     judged = contract.blame_judgement()
     assert (judged.convicted, judged.disputes) == ((LIAR,), ())
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)]))
-    assert contract.state.convicted == (LIAR,) and not contract.state.outcomes[-1].committed
+    assert contract.state.convicted == (LIAR,)
     if validate:
+        assert not contract.state.outcomes[-1].committed
         retry_without(c, LIAR, updates)
+        return
+    # Without validation the round finishes over S \ {LIAR} (the excise phase): exactly the honest members' sum.
+    assert contract.state.phase == "excise" and contract.state.excised == (LIAR,)
+    c.commit()
+    kept = tuple(m for m in contract.state.summed if m != LIAR)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in kept], axis=0)
+    for i in sorted(c.alive - {LIAR}):
+        total = c.rounds[i].try_excised_sum()
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+    c.commit(c.tx("result", [list(kept), b"\x01" * 32]))
+    outcome = contract.state.outcomes[-1]
+    assert outcome.committed and outcome.included == kept and outcome.convicted == (LIAR,)
 
 
 def lie_about_pair(c: Cluster, liar: int, partner: int) -> None:
