@@ -1,0 +1,79 @@
+"""Claim (red team B5, the validated half; docs/validation.md "Excising convicted survivors"): in a VALIDATED round, a
+blame verdict convicting members L of S finishes the round over S \\ L instead of aborting, checked by the linear
+identity over S \\ L, so that no retry from the same model reveals the sum over S \\ L next to the sum over S.
+
+The attack this closes: an in-process validated round at N = 7 (`tests.unit.test_validator_faults.FaultyCluster`):
+member 3 masks its update plus 2^20 per coordinate while sketching the update itself (`lie-identity`), or masks a
+weight other than it commits (`lie-weight`). Unmasking S fails the linear identity (the weight check) at every honest
+node and the blame phase convicts it. The verdict used to ABORT the validated round, which was then retried from the
+same model: the two released sums differ by the convicted member's masked input, or by an honest member's when the
+retry's accepted set lost an honest one instead.
+
+The mechanism: the excise phase as without validation (U1 but the convicted reveal L's mask keys), and every holder
+of R \\ L sends its share of the sum of the sketches of S \\ L in a sketch-sum message naming L
+(`smpc.validation_messages.sign_sum` with `excised`), from which every node reconstructs that sum and checks the
+linear identity against the sketch of the excised sum (`SecureRound.try_excised_sum`). Planted: the verdict
+aborting again (`_start_excise` returning None for validated rounds) fails both tests; the S-sum shares taken for
+the S \\ L ones (`_excise_sum_shares` read from `_sum_shares`) fail them too (the identity fails over S \\ L).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from node import contract as rc
+from tests.unit.test_validator_faults import (
+    LIAR,
+    FaultyCluster,
+    N,
+    accept_decided,
+    fail_fields,
+    lie_about_weight,
+    run,
+    unmask_fails,
+)
+
+
+def convict(c: FaultyCluster) -> tuple[int, ...]:
+    """Unmasking S fails at every honest node: commit the `fail`, the holders' disclosures and the ledger's verdict;
+    returns S."""
+    contract = c.contracts[0]
+    accept_decided(c)
+    summed = contract.state.expected
+    assert LIAR in summed and contract.state.phase == "unmask"
+    unmask_fails(c)
+    c.commit(c.tx("fail", fail_fields(c)))
+    c.commit()
+    judged = contract.blame_judgement()
+    assert (judged.convicted, judged.disputes) == ((LIAR,), ())
+    c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)]))
+    return summed
+
+
+@pytest.mark.xfail(strict=True, reason="B5 validated half: a validated convicting verdict still aborts")
+@pytest.mark.parametrize("mode", ["lie-identity", "lie-weight", "weight-in-input"])
+def test_a_validated_convicting_verdict_finishes_the_round_over_s_without_the_convicted(mode: str) -> None:
+    c, updates = run(None if mode == "weight-in-input" else mode)
+    if mode == "weight-in-input":
+        lie_about_weight(c)  # LIAR's `input` commits 1.5 times the weight it masked
+    summed = convict(c)
+    contract = c.contracts[0]
+    s = contract.state
+    assert s.open and s.phase == "excise" and s.excised == (LIAR,), (
+        f"the verdict ended validated round 1 ({s.outcomes[-1]}): its sum over S is out, and the retry over "
+        f"S \\ {{{LIAR}}} from the same model reveals the liar's update by difference")
+    c.commit()  # the excise reveals
+    kept = tuple(m for m in summed if m != LIAR)
+    expected = np.sum([c.weighting.vector(updates[i], 50) for i in kept], axis=0)
+    for i in sorted(c.alive - {LIAR}):
+        total = c.rounds[i].try_excised_sum()
+        assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
+    new_model = hashlib.sha256(b"excised").digest()
+    c.commit(c.tx("result", [list(kept), new_model]))
+    outcome = s.outcomes[-1]
+    assert outcome.committed and outcome.round == 1 and outcome.included == kept and outcome.convicted == (LIAR,)
+    assert s.model_hash == new_model and s.convicted == (LIAR,)
+    assert contract.finished or not s.open, "round 1 is over, committed: no retry from the same model"
