@@ -21,12 +21,12 @@ PHASES: dict[str, tuple[tuple[str, str, str], ...]] = {
                ("unmask", "", "result"), ("blame", "blame", "verdict"), ("excise", "", "result")),
     "validated": (("keys", "sa", "close"), ("shares", "sa", "close"), ("inputs", "input", "close"),
                   ("seed", "reveal", "close"), ("sketch", "dealt", "close"), ("validate", "stats", "accept"),
-                  ("unmask", "", "result"), ("blame", "blame", "verdict")),
+                  ("unmask", "", "result"), ("blame", "blame", "verdict"), ("excise", "", "result")),
 }
 """mode -> its phases in order, each (phase, the input tx kind it accepts, the tx kind that closes it). A secure
 round's unmask phase ends the round with its `result`, or, when the unmasked sum fails the weight check or (validated)
 the linear identity, goes on to `blame` with a `fail` (`Rules._validate_failure`); the blame phase ends the round
-with its `verdict`, except, without validation, a verdict convicting members L of S: it opens the `excise` phase
+with its `verdict`, except a verdict convicting members L of S: it opens the `excise` phase
 (no phase closes into it), which ends the round with a `result` over S \\ L or an `abort` (docs/validation.md,
 "Excising convicted survivors")."""
 

@@ -2,7 +2,7 @@
 
 Owns `Contract._apply`: opening a round (taking over the key phases that ran ahead), recording inputs,
 closing phases (fixing U1, U2, U3, V, S), the blame phase a `fail` opens, the excise phase a convicting `verdict`
-opens without validation, ending a round with its `RoundOutcome` (a `verdict`'s convicted and disputes recorded). Runs only after
+opens, ending a round with its `RoundOutcome` (a `verdict`'s convicted and disputes recorded). Runs only after
 `node.contract_rules` accepted the transaction. A mixin; pure, may call `node.contract_membership`, `node.contract_evals`,
 `node.contract_state`, `node.contract_tx` and `node.contract_events`.
 """
@@ -201,15 +201,14 @@ class Transitions(Membership, Evaluations):
                             height)
 
     def _start_excise(self, verdict: RoundOutcome, height: int) -> ExciseStarted | None:
-        """A `verdict` of a round without validation that convicts members L of S, with at least `min_members` of S
-        left, does not end the round: its convictions are recorded (`_verdict_outcome`, as `verdict`, the outcome
-        an abort would have had) and the excise phase opens,
-        expecting the excise reveals of U1 but the convicted (docs/validation.md, "Excising convicted survivors").
-        None: the verdict ends the round (validated rounds, whose linear identity over S \\ L nothing checks yet;
-        no member of S convicted; too few left)."""
+        """A `verdict` that convicts members L of S, with at least `min_members` of S left, does not end the round:
+        its convictions are recorded (`_verdict_outcome`, as `verdict`, the outcome an abort would have had) and the
+        excise phase opens, expecting the excise reveals of U1 but the convicted (docs/validation.md, "Excising
+        convicted survivors"; with validation, the holders' shares of the sketches' sum over S \\ L travel off the
+        ledger). None: the verdict ends the round (no member of S convicted; too few left)."""
         s = self.state
-        excised = tuple(m for m in verdict.convicted if m in s.summed)
-        if self.params.validate or not excised or len(s.summed) - len(excised) < self.min_members:
+        excised = tuple(sorted(m for m in verdict.convicted if m in s.summed))
+        if not excised or len(s.summed) - len(excised) < self.min_members:
             return None
         s.phase, s.excised, s.verdict, s.excise_reveals, s.inputs = "excise", excised, verdict, {}, {}
         s.expected = tuple(m for m in s.u1 if m not in s.convicted)

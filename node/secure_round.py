@@ -72,6 +72,7 @@ class SecureRound(BlameSide):
         self._sketch: CountSketch | None = None
         self._accepted: tuple[int, ...] = ()
         self._sum_shares: dict[int, FieldArray] = {}
+        self._excised_sum_shares: dict[int, tuple[tuple[int, ...], FieldArray]] = {}
         self.sketch_sum_checked = False
         self._candidates: tuple[int, ...] = ()
         self._dealt: dict[int, vm.SketchShares] = {}
@@ -119,6 +120,8 @@ class SecureRound(BlameSide):
         self._excised: frozenset[int] = frozenset()
         self._excise_reveals: dict[int, sam.UnmaskShares] = {}
         self._excised_total: npt.NDArray[np.float64] | None = None
+        self._excise_result: SecAggResult | None = None
+        self._excise_failure = ""
 
     def _tx(self, kind: str, fields: list[object]) -> SubmitTx:
         return SubmitTx(rc.make_tx(self.params.chain_id, kind, self.me, self.round, fields, self._sign))

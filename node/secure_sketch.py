@@ -3,7 +3,7 @@
 Owns, as a mixin of `node.secure_round.SecureRound`: revealing the sketch seed once U3 is fixed, sketching
 our masked update and dealing its shares with PRZS contributions, checking the shares dealt to us,
 publishing our statistic shares over V, sharing the sum of the accepted sketches, and the linear identity
-that ties that sum to the unmasked sum. A peer's bad message becomes a violation, never an exception.
+that ties that sum to the unmasked sum; in an excise phase, the same for the sum over S \\ L. A peer's bad message becomes a violation, never an exception.
 Pure; may call `smpc.validation`, `smpc.validation_messages`, `smpc.przs`, `smpc.sketch` and the records of
 `node.contract_events` and `node.secure_outputs`.
 """
@@ -23,7 +23,7 @@ from node.secure_outputs import LinearIdentityFailed, Output, SendShares, SendSk
 from smpc import przs
 from smpc import validation_messages as vm
 from smpc.errors import BadPublicKey, Equivocation, InconsistentShares, NotEnoughShares, ProtocolViolation
-from smpc.field import FieldArray, RandomBytes
+from smpc.field import FieldArray, RandomBytes, RingArray
 from smpc.quantize import QuantParams
 from smpc.secagg import SecAggResult
 from smpc.sketch import CountSketch
@@ -70,6 +70,8 @@ class SketchValidation:
     _bad_dealers: set[int]
     _stats_over: tuple[int, ...]
     _sum_shares: dict[int, FieldArray]
+    _excised_sum_shares: dict[int, tuple[tuple[int, ...], FieldArray]]
+    """Holders' shares of the sum of the sketches of S \\ L, by participant id, each with the L it names."""
     _sealed: dict[int, bytes]
     _dealt_digests: dict[int, bytes]
     _complained: set[int]
@@ -253,9 +255,25 @@ class SketchValidation:
         self._sum_shares[self.me + 1] = share
         return [SendSketchSum(vm.sign_sum(self.params.chain_id, self._sign, self.round, self.me, share))]
 
+    def _share_excised_sketch_sum(self, survivors: tuple[int, ...], excised: tuple[int, ...]) -> list[Output]:
+        """A verdict convicted L = `excised` of S = `survivors` (the excise phase): our share of the sum of the
+        sketches of S \\ L, in a sketch-sum message naming L, so that every node can check the linear identity of the
+        sum over S \\ L (`_excised_identity_deviation`). Nothing if we are convicted, hold no share of some dealer
+        of S \\ L, or are not a holder. It reveals nothing beyond that sum (docs/validation.md, "Excising
+        convicted survivors")."""
+        kept = tuple(m for m in survivors if m not in excised)
+        if self.me in excised or self.me not in self._holders or self._own_share is None \
+                or not set(kept) - {self.me} <= set(self._dealt):
+            return []
+        share = sum_shares({owner: self._share_of(owner) for owner in kept}, kept)
+        self._excised_sum_shares[self.me + 1] = (excised, share)
+        return [SendSketchSum(vm.sign_sum(self.params.chain_id, self._sign, self.round, self.me, share, excised))]
+
     def on_sketch_sum(self, holder: int, payload: bytes) -> None:
         """A holder's share of the accepted sketches' sum (`holder`: the authenticated sender), checked on
-        arrival like `on_sketch_shares`; a bad message becomes a violation, this never raises."""
+        arrival like `on_sketch_shares`; a bad message becomes a violation, this never raises. A share of the sum
+        over S \\ L (an excised sum, naming L) is kept apart with its L, and only used for that L: never the sum
+        over S, nor over another set. One of each kind per holder, the first."""
         if self.validation is None or self._vlimits is None:
             return
         try:
@@ -264,7 +282,10 @@ class SketchValidation:
         except ProtocolViolation as violation:
             self.violations.append(_of_sender(violation, holder))
             return
-        self._sum_shares.setdefault(holder + 1, message.share)
+        if message.excised:
+            self._excised_sum_shares.setdefault(holder + 1, (message.excised, message.share))
+        else:
+            self._sum_shares.setdefault(holder + 1, message.share)
 
     def _identity_deviation(self, deadline_passed: bool) -> tuple[npt.NDArray[np.float64],
                                                                   npt.NDArray[np.float64]] | None:
@@ -276,17 +297,33 @@ class SketchValidation:
         never decide it. Before the unmask grace period all holders are awaited; after it, any t_v + 1 + f.
         Raises LinearIdentityFailed when the sum cannot be reconstructed (nobody is named then).
         """
-        assert self.validation is not None and self.result is not None and self._sketch is not None
+        assert self.result is not None
         shares = {x: share for x, share in self._sum_shares.items() if x - 1 in self._holders}
-        needed = len(self._holders) if not deadline_passed else self.validation.degree + 1 + self.params.max_faulty
+        return self._deviation(shares, self._holders, deadline_passed, self.result.total, len(self._accepted), "")
+
+    def _excised_identity_deviation(self, excised: tuple[int, ...], deadline_passed: bool, total: RingArray,
+                                    count: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+        """As `_identity_deviation`, for the sum over S \\ L (`total`, of `count` members) in an excise phase: from
+        the shares of the sum of the sketches of S \\ L that name exactly L = `excised`, sent by the holders of R
+        but L. The same rules: every such holder awaited before the grace period, any t_v + 1 + f after, decided
+        only by a polynomial agreeing with t_v + 1 + f of them."""
+        holders = tuple(h for h in self._holders if h not in excised)
+        shares = {x: share for x, (named, share) in self._excised_sum_shares.items()
+                  if x - 1 in holders and named == excised}
+        return self._deviation(shares, holders, deadline_passed, total, count, " over S \\ L")
+
+    def _deviation(self, shares: dict[int, FieldArray], holders: tuple[int, ...], deadline_passed: bool,
+                   total: RingArray, count: int, which: str) -> tuple[npt.NDArray[np.float64],
+                                                                   npt.NDArray[np.float64]] | None:
+        assert self.validation is not None and self._sketch is not None
+        needed = len(holders) if not deadline_passed else self.validation.degree + 1 + self.params.max_faulty
         if len(shares) < needed:
             return None
         try:
             sketch_sum, _ = reconstruct_sketch_sum(shares, self.validation.degree, self.params.max_faulty)
         except (NotEnoughShares, InconsistentShares) as exc:
-            raise LinearIdentityFailed(f"the accepted sketches' sum cannot be reconstructed: {exc}") from None
-        return identity_deviation(sketch_sum, self.result.total[:-1], self._sketch, self.validation.sketch,
-                                  self._quant, len(self._accepted))
+            raise LinearIdentityFailed(f"the accepted sketches' sum{which} cannot be reconstructed: {exc}") from None
+        return identity_deviation(sketch_sum, total[:-1], self._sketch, self.validation.sketch, self._quant, count)
 
 
 def _of_sender(violation: ProtocolViolation, sender: int) -> ProtocolViolation:

@@ -8,8 +8,12 @@ BadSignature or ProtocolViolation: nothing else escapes (a fuzz test checks it).
 
     SketchShares = [tag 1, round, dealer, holder, share, contributions, commitments, signature]
     SketchSum    = [tag 2, round, holder, share, signature]
+    ExcisedSum   = [tag 3, round, holder, excised, share, signature]
 
-`share` is k little-endian GF(p) elements; `contributions` the dealer's PRZS contributions for the subsets
+A SketchSum's share is of the sum of the accepted set S's sketches (the unmask phase); an ExcisedSum's, decoded as
+a SketchSum with `excised` set, is of the sum over S \\ L once a blame verdict convicted L (`excised`: L's member
+indices, strictly increasing, non-empty; the excise phase). The tag and L are signed, so a share of one sum is never
+taken for a share of another. `share` is k little-endian GF(p) elements; `contributions` the dealer's PRZS contributions for the subsets
 that contain neither it nor the holder, 32 bytes each (`przs.shared_subsets` order); `commitments` its
 commitments to every contribution it made (`przs.dealt_subsets` order), whose SHA-256 its `dealt`
 transaction puts on the ledger. The signature covers the message without it, under `signing_payload`.
@@ -29,7 +33,7 @@ from smpc.errors import BadPublicKey, BadSignature, DecryptionFailed, MalformedM
 from smpc.field import FieldArray
 from smpc.signing import SIGNATURE_BYTES, Signer, Verifier, signing_payload
 
-SHARES_TAG, SUM_TAG = 1, 2
+SHARES_TAG, SUM_TAG, EXCISED_SUM_TAG = 1, 2, 3
 _DOMAIN = b"fednode/validation/v1/"
 
 
@@ -90,9 +94,14 @@ class SketchSum:
     holder: int
     share: FieldArray
     signature: bytes
+    excised: tuple[int, ...] = ()
+    """Empty: a share of the sum over S (unmask phase). Otherwise L, and the share is of the sum over S \\ L."""
 
     def body(self) -> list[Any]:
-        return [SUM_TAG, self.round_id, self.holder, self.share.astype("<u8").tobytes()]
+        share = self.share.astype("<u8").tobytes()
+        if self.excised:
+            return [EXCISED_SUM_TAG, self.round_id, self.holder, list(self.excised), share]
+        return [SUM_TAG, self.round_id, self.holder, share]
 
     @property
     def author(self) -> int:
@@ -119,22 +128,28 @@ def sign_shares(chain_id: bytes, sign: Signer, round_id: int, dealer: int, holde
     return _pack([*unsigned.body(), sign(signing_payload(chain_id, _DOMAIN + _pack(unsigned.body())))])
 
 
-def sign_sum(chain_id: bytes, sign: Signer, round_id: int, holder: int, share: FieldArray) -> bytes:
-    """The encoded, signed share of the accepted sketches' sum held by `holder`."""
-    unsigned = SketchSum(round_id, holder, share, b"")
+def sign_sum(chain_id: bytes, sign: Signer, round_id: int, holder: int, share: FieldArray,
+             excised: tuple[int, ...] = ()) -> bytes:
+    """The encoded, signed share of the accepted sketches' sum held by `holder`; with `excised` (L, member indices in
+    increasing order), of the sum of the sketches of S \\ L (an ExcisedSum)."""
+    assert list(excised) == sorted(set(excised)), "L in strictly increasing order"
+    unsigned = SketchSum(round_id, holder, share, b"", tuple(excised))
     return _pack([*unsigned.body(), sign(signing_payload(chain_id, _DOMAIN + _pack(unsigned.body())))])
 
 
-def _unpack(data: bytes, limits: ValidationLimits, fields: int) -> list[Any]:
+def _unpack(data: bytes, limits: ValidationLimits, fields: int, *more: int) -> list[Any]:
+    """The message's fields: an array of `fields` (or of one of `more`) items; nested arrays (an ExcisedSum's L)
+    hold at most one item per participant."""
     if not isinstance(data, bytes) or len(data) > limits.max_bytes:
         raise MalformedMessage(f"validation message is not bytes of at most {limits.max_bytes}")
+    counts = (fields, *more)
     try:
-        items = msgpack.unpackb(data, raw=False, max_bin_len=limits.max_bytes, max_str_len=0, max_array_len=fields,
-                                max_map_len=0, max_ext_len=0)
+        items = msgpack.unpackb(data, raw=False, max_bin_len=limits.max_bytes, max_str_len=0,
+                                max_array_len=max(*counts, len(limits.participants)), max_map_len=0, max_ext_len=0)
     except Exception as error:  # msgpack documents that "other exceptions can be raised"
         raise MalformedMessage(f"not msgpack within limits: {type(error).__name__}") from error
-    if not isinstance(items, list) or len(items) != fields:
-        raise MalformedMessage(f"expected an array of {fields} fields")
+    if not isinstance(items, list) or len(items) not in counts:
+        raise MalformedMessage(f"expected an array of {' or '.join(map(str, counts))} fields")
     if _pack(items) != data:
         raise MalformedMessage("non-canonical encoding")
     return items
@@ -184,12 +199,23 @@ def decode_shares(data: bytes, limits: ValidationLimits) -> SketchShares:
 
 
 def decode_sum(data: bytes, limits: ValidationLimits) -> SketchSum:
-    """Parse a holder's share of the sketch sum with this round's sizes; raise MalformedMessage."""
-    tag, round_id, holder, share, signature = _unpack(data, limits, 5)
-    if tag != SUM_TAG:
+    """Parse a holder's share of the sketch sum over S (SketchSum) or over S \\ L (ExcisedSum, `excised` set) with
+    this round's sizes; raise MalformedMessage."""
+    items = _unpack(data, limits, 5, 6)
+    excised: tuple[int, ...] = ()
+    if items[0] == EXCISED_SUM_TAG and len(items) == 6:
+        _, round_id, holder, named, share, signature = items
+        if not isinstance(named, list) or not named:
+            raise MalformedMessage("an excised sum names a non-empty set")
+        excised = tuple(_member(m, limits, "excised member") for m in named)
+        if list(excised) != sorted(set(excised)):
+            raise MalformedMessage("an excised sum's set must be strictly increasing")
+    elif items[0] == SUM_TAG and len(items) == 5:
+        _, round_id, holder, share, signature = items
+    else:
         raise MalformedMessage("not a sketch-sum share")
     return SketchSum(_round(round_id, limits), _member(holder, limits, "holder"), _vector(share, limits.width),
-                     _bytes(signature, SIGNATURE_BYTES, "signature"))
+                     _bytes(signature, SIGNATURE_BYTES, "signature"), excised)
 
 
 def verify(message: SketchShares | SketchSum, sender: int, chain_id: bytes, verifier: Verifier) -> None:

@@ -25,6 +25,9 @@ import numpy as np
 import pytest
 
 from node import contract as rc
+from node.secure_round import LinearIdentityFailed
+from smpc import validation_messages as vm
+from tests.unit.test_secure_round import CHAIN
 from tests.unit.test_validator_faults import (
     LIAR,
     FaultyCluster,
@@ -53,7 +56,6 @@ def convict(c: FaultyCluster) -> tuple[int, ...]:
     return summed
 
 
-@pytest.mark.xfail(strict=True, reason="B5 validated half: a validated convicting verdict still aborts")
 @pytest.mark.parametrize("mode", ["lie-identity", "lie-weight", "weight-in-input"])
 def test_a_validated_convicting_verdict_finishes_the_round_over_s_without_the_convicted(mode: str) -> None:
     c, updates = run(None if mode == "weight-in-input" else mode)
@@ -77,3 +79,65 @@ def test_a_validated_convicting_verdict_finishes_the_round_over_s_without_the_co
     assert outcome.committed and outcome.round == 1 and outcome.included == kept and outcome.convicted == (LIAR,)
     assert s.model_hash == new_model and s.convicted == (LIAR,)
     assert contract.finished or not s.open, "round 1 is over, committed: no retry from the same model"
+
+
+def excising(mode: str = "lie-weight") -> tuple[FaultyCluster, dict[int, np.ndarray], np.ndarray]:
+    """Round 1 with LIAR convicted and its excise reveals committed; returns the cluster, the updates and the exact
+    sum over S \\ L."""
+    c, updates = run(mode)
+    summed = convict(c)
+    c.commit()
+    kept = tuple(m for m in summed if m != LIAR)
+    return c, updates, np.sum([c.weighting.vector(updates[i], 50) for i in kept], axis=0)
+
+
+def test_shares_of_the_sketches_sum_over_s_or_another_set_are_never_taken_for_the_sum_over_s_without_l() -> None:
+    """A node holding every holder's share of the sum over S (the unmask phase's) but none over S \\ L has no sum over
+    S \\ L even past the deadline: it waits (planted: `_excised_identity_deviation` reading the shares over S
+    fails this, the identity then failing). Shares naming another set, signed by their holders, are not used either
+    (planted: no check of the named set fails this). The shares naming L then give the exact sum."""
+    c, _, expected = excising()
+    node = c.rounds[0]
+    genuine = dict(node._excised_sum_shares)
+    assert sorted(genuine) == [h + 1 for h in node._holders if h != LIAR]
+    assert sorted(node._sum_shares) == [h + 1 for h in node._holders]
+    node._excised_sum_shares.clear()
+    assert node.try_excised_sum(deadline_passed=True) is None
+    other = c.rounds[1]
+    other._excised_sum_shares.clear()
+    for x, (named, share) in genuine.items():
+        assert named == (LIAR,)
+        other.on_sketch_sum(x - 1, vm.sign_sum(CHAIN, c.sign(x - 1), 1, x - 1, share, (LIAR, 5)))
+    assert other.violations == [] and len(other._excised_sum_shares) == len(genuine)
+    assert other.try_excised_sum(deadline_passed=True) is None
+    for x, (_, share) in genuine.items():
+        node.on_sketch_sum(x - 1, vm.sign_sum(CHAIN, c.sign(x - 1), 1, x - 1, share, (LIAR,)))
+    total = node.try_excised_sum()
+    assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
+
+
+def test_a_sum_over_s_without_l_off_the_sketches_sum_fails_the_linear_identity_and_has_no_result() -> None:
+    """At a node whose holders' shares over S \\ L reconstruct another sketch sum (here that over S, L's sketch
+    included), the excised sum fails the linear identity: no result, raised again on every later call, so that node
+    votes for no `result` and, past the deadline, for the `abort` (planted: no identity check over S \\ L fails
+    this). The other nodes' sums are exact."""
+    c, _, expected = excising("lie-identity")
+    node = c.rounds[0]
+    node._excised_sum_shares = {x: ((LIAR,), share) for x, share in node._sum_shares.items() if x != LIAR + 1}
+    for _ in range(2):
+        with pytest.raises(LinearIdentityFailed, match="S \\\\ L fails the linear identity"):
+            node.try_excised_sum()
+    total = c.rounds[1].try_excised_sum()
+    assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale)
+
+
+def test_every_holder_of_r_without_l_is_awaited_before_the_deadline_and_t_v_plus_1_plus_f_after() -> None:
+    """As for the unmask phase's identity: one holder's share over S \\ L missing, a node waits until the grace
+    period has passed, then decides from the t_v + 1 + f = 5 it has (planted: any count accepted before the
+    deadline fails the first assertion)."""
+    c, _, expected = excising()
+    node = c.rounds[2]
+    node._excised_sum_shares.pop(5 + 1)
+    assert node.try_excised_sum(deadline_passed=False) is None
+    total = node.try_excised_sum(deadline_passed=True)
+    assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale)

@@ -2,6 +2,7 @@
 independent construction, the round's exact sizes, and the reason and sender of each refusal."""
 
 import hashlib
+from dataclasses import replace
 
 import msgpack
 import numpy as np
@@ -31,6 +32,12 @@ def shares_items(**changes: object) -> list:
 
 def sum_items(**changes: object) -> list:
     items = {"tag": 2, "round": 3, "holder": 4, "share": SHARE.astype("<u8").tobytes(), "signature": SIGNATURE} | changes
+    return list(items.values())
+
+
+def excised_items(**changes: object) -> list:
+    items = {"tag": 3, "round": 3, "holder": 4, "excised": [1, 3], "share": SHARE.astype("<u8").tobytes(),
+             "signature": SIGNATURE} | changes
     return list(items.values())
 
 
@@ -77,6 +84,29 @@ def test_a_signed_sketch_sum_is_the_documented_array_and_decodes_back() -> None:
     assert np.array_equal(message.share, SHARE)
 
 
+def test_a_share_of_the_sum_over_s_without_l_names_l_under_its_signature() -> None:
+    """An ExcisedSum (the excise phase's share of the sketches' sum over S \\ L) is its own tag with L in the signed
+    body: it decodes with `excised` = L, and neither the share over S nor one naming another L verifies as it."""
+    signed = []
+
+    def signer(data: bytes) -> bytes:
+        signed.append(data)
+        return KEYS[4].sign(data).signature
+
+    data = vm.sign_sum(CHAIN, signer, 3, 4, SHARE, (1, 3))
+    body = [3, 3, 4, [1, 3], SHARE.astype("<u8").tobytes()]
+    assert signed == [payload(body)] and data == msgpack.packb([*body, KEYS[4].sign(signed[0]).signature])
+    message = vm.decode_sum(data, LIMITS)
+    assert (message.round_id, message.holder, message.excised) == (3, 4, (1, 3))
+    assert np.array_equal(message.share, SHARE)
+    vm.verify(message, 4, CHAIN, verifier)
+    over_s = vm.decode_sum(vm.sign_sum(CHAIN, lambda d: KEYS[4].sign(d).signature, 3, 4, SHARE), LIMITS)
+    assert over_s.excised == ()
+    for forged in (replace(over_s, excised=(1, 3)), replace(message, excised=(1,)), replace(message, excised=())):
+        with pytest.raises(BadSignature):
+            vm.verify(forged, 4, CHAIN, verifier)
+
+
 REFUSALS = [
     (bytes(401), "validation message is not bytes of at most 400"),
     (bytearray(msgpack.packb(shares_items())), "validation message is not bytes of at most 400"),
@@ -121,7 +151,16 @@ def test_malformed_sketch_shares_are_refused_with_the_reason(data: bytes, reason
     (msgpack.packb(sum_items(share=bytes(8))), "share must be exactly 48 bytes"),
     (msgpack.packb(sum_items(signature=bytes(65))), "signature must be exactly 64 bytes"),
     (msgpack.packb(shares_items()), "not msgpack within limits: ValueError"),
-    (msgpack.packb(sum_items()[:4]), "expected an array of 5 fields"),
+    (msgpack.packb(sum_items()[:4]), "expected an array of 5 or 6 fields"),
+    (msgpack.packb(excised_items(tag=2)), "not a sketch-sum share"),
+    (msgpack.packb(sum_items(tag=3)), "not a sketch-sum share"),
+    (msgpack.packb(excised_items(excised=[])), "an excised sum names a non-empty set"),
+    (msgpack.packb(excised_items(excised=b"\x01")), "an excised sum names a non-empty set"),
+    (msgpack.packb(excised_items(excised=[2, 1])), "an excised sum's set must be strictly increasing"),
+    (msgpack.packb(excised_items(excised=[1, 1])), "an excised sum's set must be strictly increasing"),
+    (msgpack.packb(excised_items(excised=[5])), "excised member 5 is not a participant of the round"),
+    (msgpack.packb(excised_items(excised=[True])), "excised member must be an integer in [0, 65536]"),
+    (msgpack.packb(excised_items(excised=list(range(7)))), "not msgpack within limits: ValueError"),
 ])
 def test_a_malformed_sketch_sum_is_refused_with_the_reason(data: bytes, reason: str) -> None:
     with pytest.raises(MalformedMessage) as error:
