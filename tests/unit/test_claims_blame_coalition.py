@@ -1,18 +1,19 @@
 """Claim (docs/threat-model.md, What is revealed and Known limits; docs/validation.md "Blame after a failed
-identity", Bound): every blame abort is, once judged, a new conviction or a new distinct dispute of the
-coalition, so f Byzantine members get at most f (f + 1) judged blame aborts in a consortium's life, none ever
-naming an honest member.
+identity", Bound): every blame phase is, once judged, a new conviction (its round then finishing over the others,
+the excise phase) or a new distinct dispute of the coalition (its round aborting), so f Byzantine members get at
+most f (f + 1) judged blame phases in a consortium's life, none ever naming an honest member.
 
 The coalition: members 3 and 4 of a validated round at N = 7 (f = 2, t_v = 2), with their real keys. In each
 round one of them masks its update plus 2^20 on every coordinate while sketching the update itself
 (`lie-identity`), and passes its own blame check by lying about its pair mask with a chosen partner, re-signing
 its `blame` (as `tests/unit/test_validator_faults.py` plays one liar). Each plan is a coalition strategy: the
-partners chosen in turn, honest ones or the accomplice. The test counts blame aborts until the coalition can
+partners chosen in turn, honest ones or the accomplice. The test counts blame phases until the coalition can
 lie no more (both convicted) and checks each verdict against the bound's argument.
 """
 
 from __future__ import annotations
 
+import hashlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,7 +35,7 @@ class CoalitionCluster(Cluster):
     `RoundDriver.submit` does; the other colluder behaves honestly that round."""
 
     def __init__(self) -> None:
-        super().__init__(N, SEED, validate=True, validation_degree=F)
+        super().__init__(N, SEED, validate=True, validation_degree=F, rounds=20)
         self.faults = {m: Faults({"validator": "lie-identity"}) for m in COALITION}
         for m, faults in self.faults.items():
             faults.bind(FaultContext(m, N, CHAIN, self.sign(m), self.contracts[0].parse,  # type: ignore[arg-type]
@@ -61,7 +62,7 @@ def validated_round(c: CoalitionCluster, round_id: int, updates: dict[int, np.nd
         c.mask_updates(updates)
         outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     else:
-        c.commit(c.tx("open", [b"\x00" * 32, list(range(N))], round_id))
+        c.commit(c.tx("open", [contract.state.model_hash, list(range(N))], round_id))
         c.commit(c.tx("close", ["keys"], round_id))
         c.commit(c.tx("close", ["shares"], round_id))
         for i in sorted(set(contract.state.expected) & c.alive):
@@ -74,9 +75,10 @@ def validated_round(c: CoalitionCluster, round_id: int, updates: dict[int, np.nd
     return outcome.accepted
 
 
-def blame_abort(c: CoalitionCluster, round_id: int, liar: int, partner: int) -> rc.RoundOutcome:
+def blame_phase(c: CoalitionCluster, round_id: int, liar: int, partner: int) -> rc.RoundOutcome:
     """Every honest node's unmasking fails identically: commit the `fail`, the disclosures (the liar's
-    tampered), and the ledger's own `verdict`."""
+    tampered), and the ledger's own `verdict`; if it convicts members L of S, the excise phase it opens: the excise
+    reveals, and the `result` over S \\ L every honest node computes alike. Returns the round's outcome."""
     honest = sorted(c.alive - set(COALITION))
     for i in honest:
         with pytest.raises(LinearIdentityFailed):
@@ -89,8 +91,17 @@ def blame_abort(c: CoalitionCluster, round_id: int, liar: int, partner: int) -> 
     c.commit()
     judged = c.contracts[0].blame_judgement()
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)], round_id))
-    outcome = c.contracts[0].state.outcomes[-1]
-    assert not outcome.committed and outcome.round == round_id
+    s = c.contracts[0].state
+    excising = s.open and s.phase == "excise"
+    if excising:
+        kept = tuple(m for m in s.summed if m not in s.excised)
+        c.commit()
+        totals = [c.rounds[i].try_excised_sum() for i in honest]
+        assert all(t is not None and np.array_equal(t, totals[0]) for t in totals)
+        c.commit(c.tx("result", [list(kept), hashlib.sha256(b"excised %d" % round_id).digest()], round_id))
+    outcome = s.outcomes[-1]
+    assert outcome.committed == excising and outcome.round == round_id
+    assert excising == bool(set(outcome.convicted) & set(s.summed)), "a verdict convicting members of S excises them"
     return outcome
 
 
@@ -102,26 +113,26 @@ PLANS = {
 
 
 @pytest.mark.parametrize("plan", sorted(PLANS))
-def test_f_colluders_get_at_most_f_times_f_plus_1_blame_aborts_each_naming_one_of_them(plan: str) -> None:
+def test_f_colluders_get_at_most_f_times_f_plus_1_blame_phases_each_naming_one_of_them(plan: str) -> None:
     c = CoalitionCluster()
     rng = np.random.default_rng(SEED)
     updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
-    state, aborts = c.contracts[0].state, 0
+    state, blamed = c.contracts[0].state, 0
     for round_id, (liar, partner) in enumerate(PLANS[plan], start=1):
         where = f"seed={SEED} plan={plan} round={round_id} liar={liar} partner={partner}"
         c.lying = liar
         accepted = validated_round(c, round_id, updates)
         assert liar in accepted and partner in accepted, f"{where}: accepted {accepted}"
         before = (set(state.convicted), set(state.disputes))
-        outcome = blame_abort(c, round_id, liar, partner)
-        aborts += 1
+        outcome = blame_phase(c, round_id, liar, partner)
+        blamed += 1
         new = (set(state.convicted) - before[0], set(state.disputes) - before[1])
-        assert new != (set(), set()), f"{where}: a blame abort with no new conviction and no new dispute"
+        assert new != (set(), set()), f"{where}: a blame phase with no new conviction and no new dispute"
         assert set(state.convicted) <= set(COALITION), f"{where}: honest member convicted: {state.convicted}"
         assert all(set(pair) & set(COALITION) for pair in state.disputes), f"{where}: {state.disputes}"
         assert set(outcome.convicted) | {m for pair in outcome.disputes for m in pair} <= set(COALITION) | {partner}
     assert set(state.convicted) == set(COALITION), f"seed={SEED} plan={plan}: {state.convicted}"
-    assert aborts <= F * (F + 1)
+    assert blamed <= F * (F + 1)
     c.lying = COALITION[0]
     accepted = validated_round(c, len(PLANS[plan]) + 1, updates)
     assert not set(accepted) & set(COALITION)

@@ -27,7 +27,9 @@ def test_phase_info_gives_the_input_and_closing_kinds_and_the_next_phase_empty_a
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("inputs") == ("input", "close", "seed")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("validate") == ("stats", "accept", "unmask")
     assert params(secure=True, validate=True, sketch_width=1000).phase_info("unmask") == ("", "result", "blame")
-    assert params(secure=True, validate=True, sketch_width=1000).phase_info("blame") == ("blame", "verdict", "")
+    validated = params(secure=True, validate=True, sketch_width=1000)
+    assert validated.phase_info("blame") == ("blame", "verdict", "excise")  # opened by a convicting verdict only
+    assert validated.phase_info("excise") == ("", "result", "")
 
 
 def test_a_state_copy_equals_its_original_and_shares_nothing_mutable() -> None:

@@ -4,6 +4,7 @@ or aborts the round with a violation or evidence, never a poisoned accept."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +28,7 @@ class FaultyCluster(Cluster):
     """Member LIAR's outputs pass through `Faults`, as `RoundDriver.submit` passes them."""
 
     def __init__(self, mode: str, seed: int, n: int = N, validate: bool = True) -> None:
-        super().__init__(n, seed, validate=validate, validation_degree=2)
+        super().__init__(n, seed, validate=validate, validation_degree=2, rounds=3)
         self.faults = Faults({"validator": mode})
         plan = SimpleNamespace(n_params=L)
         self.faults.bind(FaultContext(LIAR, n, CHAIN, self.sign(LIAR), self.contracts[0].parse, plan, None))  # type: ignore[arg-type]
@@ -134,7 +135,8 @@ def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster],
           ) -> rc.RoundOutcome:
     """Unmasking fails at every honest node, identically: commit the `fail` they find, the disclosures the
     `BlameStarted` event made every holder submit, and the `verdict` the ledger gives (`blame_judgement`: the
-    contract refuses any other). Returns the round's outcome."""
+    contract refuses any other). Returns the round's outcome: an abort, or, when the verdict convicts LIAR, the
+    `result` over S \\ {LIAR} of the excise phase it opens (`finish_excise`)."""
     unmask_fails(c)
     c.commit(c.tx("fail", fail_fields(c), round_id))
     tamper(c)
@@ -143,8 +145,26 @@ def blame(c: FaultyCluster, round_id: int = 1, tamper: Callable[[FaultyCluster],
     assert contract.state.phase == "blame" and set(contract.state.disclosures) == set(contract.state.holders)
     judged = contract.blame_judgement()
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)], round_id))
+    if contract.state.open and contract.state.phase == "excise":  # LIAR convicted (its check, or f + 1 disputes)
+        return finish_excise(c, round_id)
     outcome = contract.state.outcomes[-1]
     assert not outcome.committed and outcome.round == round_id
+    return outcome
+
+
+def finish_excise(c: FaultyCluster, round_id: int = 1) -> rc.RoundOutcome:
+    """The verdict convicted LIAR of S and opened the excise phase: commit the excise reveals; every honest node's
+    checked sum over S \\ {LIAR} (with validation, the linear identity over it) is the same, and the `result` over
+    S \\ {LIAR} commits with the verdict's convictions and a new model (no retry from the same model)."""
+    s = c.contracts[0].state
+    assert s.open and s.round == round_id and s.phase == "excise" and s.excised == (LIAR,)
+    kept = tuple(m for m in s.summed if m != LIAR)
+    c.commit()
+    totals = [c.rounds[i].try_excised_sum() for i in sorted(c.alive - {LIAR})]
+    assert all(t is not None and np.array_equal(t, totals[0]) for t in totals)
+    c.commit(c.tx("result", [list(kept), hashlib.sha256(b"excised %d" % round_id).digest()], round_id))
+    outcome = s.outcomes[-1]
+    assert outcome.committed and outcome.round == round_id and outcome.included == kept
     return outcome
 
 
@@ -160,7 +180,7 @@ def validated_round(c: FaultyCluster, round_id: int, updates: dict[int, np.ndarr
     """Open `round_id` (every member a participant), run it to its unmask phase with every member the contract
     expects; returns the accepted set S."""
     contract = c.contracts[0]
-    c.commit(c.tx("open", [b"\x00" * 32, list(range(N))], round_id))
+    c.commit(c.tx("open", [contract.state.model_hash, list(range(N))], round_id))
     c.commit(c.tx("close", ["keys"], round_id))
     c.commit(c.tx("close", ["shares"], round_id))
     for i in sorted(set(contract.state.expected) & c.alive):
@@ -185,12 +205,13 @@ def retry_without(c: FaultyCluster, out: int, updates: dict[int, np.ndarray]) ->
         assert total is not None and np.allclose(total, expected, atol=N / c.quant.scale), i
 
 
-def test_a_masked_input_contradicting_its_sketch_is_convicted_after_one_aborted_round() -> None:
+def test_a_masked_input_contradicting_its_sketch_is_convicted_and_its_round_finishes_without_it() -> None:
     c, updates = run("lie-identity")
     outcome = decide_accepted(c.publish_statistics(), c.setup, c.quant)
     assert LIAR in outcome.accepted
     c.commit(c.tx("accept", outcome.accept_fields()))
     result = blame(c)
+    assert result.committed and LIAR not in result.included
     assert (result.convicted, result.disputes, result.missing) == ((LIAR,), (), ())
     assert c.contracts[0].state.convicted == (LIAR,)
     retry_without(c, LIAR, updates)
@@ -225,8 +246,8 @@ def test_a_member_masking_another_weight_than_it_committed_is_convicted() -> Non
 def test_the_lie_weight_fault_fails_the_weight_check_alone_and_is_convicted(validate: bool) -> None:
     """`lie-weight`: LIAR masks its weight plus LIE_WEIGHT_SHIFT and commits its true weight (its `input` commits the
     forged masked input's digest, so the contract takes it). With validation the sketch, which does not cover the
-    weight, still agrees; with or without it, the `fail` names the weight alone and the verdict convicts LIAR. With
-    validation the verdict aborts the round (retried without LIAR); without it, the round finishes over S \\ {LIAR}."""
+    weight, still agrees; with or without it, the `fail` names the weight alone and the verdict convicts LIAR, and the
+    round finishes over S \\ {LIAR} (the excise phase; with validation its sum checked by the linear identity)."""
     c, updates = run("lie-weight", validate=validate)
     contract = c.contracts[0]
     if validate:
@@ -244,11 +265,7 @@ def test_the_lie_weight_fault_fails_the_weight_check_alone_and_is_convicted(vali
     assert (judged.convicted, judged.disputes) == ((LIAR,), ())
     c.commit(c.tx("verdict", [list(judged.convicted), rc.encode_disputes(judged.disputes)]))
     assert contract.state.convicted == (LIAR,)
-    if validate:
-        assert not contract.state.outcomes[-1].committed
-        retry_without(c, LIAR, updates)
-        return
-    # Without validation the round finishes over S \ {LIAR} (the excise phase): exactly the honest members' sum.
+    # The round finishes over S \ {LIAR} (the excise phase): exactly the honest members' sum.
     assert contract.state.phase == "excise" and contract.state.excised == (LIAR,)
     c.commit()
     kept = tuple(m for m in contract.state.summed if m != LIAR)
@@ -286,7 +303,7 @@ def lie_to(partner: int) -> Callable[[FaultyCluster], None]:
 def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convicted_after_f_plus_1() -> None:
     """`lie-identity` member 3 passes its own check each round by lying about its mask with one honest partner:
     each verdict records that dispute, the pair masks nothing in the next rounds (the same lie is impossible),
-    and the third distinct partner (f + 1 = 3 at N = 7) convicts it."""
+    and the third distinct partner (f + 1 = 3 at N = 7) convicts it, its round then finishing over the others."""
     c, updates = run("lie-identity")
     accept_decided(c)
     partners = iter((0, 5, 6))
