@@ -36,10 +36,10 @@ Phases of a round, per mode (`PHASES` is the transition table; the mode comes fr
 |          |                 |                                              | bases])                    |
 | blame    | secure, valid.  | `blame` [pair scalars, shares of z_l[b*]]    | `verdict` [convicted,      |
 |          |                 | from R (secure: pair scalars from S) (below) | disputes (2 bytes a pair)]:|
-|          |                 |                                              | the round aborts (secure:  |
+|          |                 |                                              | the round aborts, or       |
 |          |                 |                                              | -> excise if it convicts   |
-|          |                 |                                              | members L of S)            |
-| excise   | secure          | `sa` [UnmaskShares] of L's mask keys from U1 | `result` [S \\ L, model];  |
+|          |                 |                                              | members L of S             |
+| excise   | secure, valid.  | `sa` [UnmaskShares] of L's mask keys from U1 | `result` [S \\ L, model];  |
 |          |                 | but the convicted (below)                    | or `abort`                 |
 
 **Unmasking is decided on the ledger** (docs/validation.md, G9). Each member of U1
@@ -122,7 +122,7 @@ of the key phases running ahead) expects or accepts anything from a convicted on
 count among the f faulty (`Membership.effective_faulty`); the disputed pairs (`ContractState.disputes`) exchange
 no pairwise mask in later rounds (`smpc.secagg.SecAggParticipant.exclude_pairs`).
 
-**A round without validation finishes without the members of S its verdict convicts** (docs/validation.md,
+**A secure round finishes without the members of S its verdict convicts** (docs/validation.md,
 "Excising convicted survivors"; red team B5). Such a verdict, L = its convicted in S, with at least `min_members`
 of S left, records the convictions, disputes and suspensions as above but opens the `excise` phase instead of
 aborting (`ExciseStarted`): every member of U1 but the convicted submits its shares of L's mask keys as an `sa`
@@ -130,8 +130,9 @@ aborting (`ExciseStarted`): every member of U1 but the convicted submits its sha
 reason); `Membership.unmask_decision` decides from the committed reveals of both phases, and the phase ends with
 `result` [S \\ L, model] (an `AggregateCheck` naming L and the excise reveals) or `abort` (at once, convicting, when
 the excise reveals prove a dealer faulty; otherwise past the deadline with an `UnmaskAbortCheck`); both outcomes
-keep the verdict's convicted and disputes. A validated round's convicting verdict still aborts: the linear identity
-over S \\ L is not checked by anything yet.
+keep the verdict's convicted and disputes. In a validated round the sum over S \\ L must also pass the linear
+identity over S \\ L, from the holders' shares of the sum of the sketches of S \\ L, sent off the ledger
+(`SecureRound._share_excised_sketch_sum`).
 
 `open`, `close`, `result`, `fail`, `verdict` and `abort` [reason] are authored by the block's proposer. A `close` or
 `result` that leaves out expected members, and any `abort`, come with a `DeadlineCheck`: time never enters the contract (applying blocks must be

@@ -138,9 +138,10 @@ class BlameStarted:
 
 @dataclass(frozen=True, slots=True)
 class ExciseStarted:
-    """A blame verdict convicted members L of S in a round without validation: the round is not aborted but
-    finished over S \\ L (docs/validation.md, "Excising convicted survivors"). Every member of U1 but the convicted
-    reveals its shares of L's mask keys (`smpc.secagg.SecAggParticipant.excise_reveal`)."""
+    """A blame verdict convicted members L of S: the round is not aborted but finished over S \\ L (docs/validation.md,
+    "Excising convicted survivors"). Every member of U1 but the convicted reveals its shares of L's mask keys
+    (`smpc.secagg.SecAggParticipant.excise_reveal`); with validation every holder of R but L also sends its share
+    of the sum of the sketches of S \\ L (`SecureRound._share_excised_sketch_sum`)."""
 
     round: int
     survivors: tuple[int, ...]

@@ -153,8 +153,9 @@ class RoundDriver:
             self.nursery.start_soon(self.submit, outputs, event.round)
 
     def _on_excise_started(self, event: rc.ExciseStarted, now: float) -> None:
-        """The verdict convicted members of S (no validation): we reveal our shares of their mask keys
-        (`SecureRound.on_excise_started`) and excise as soon as the committed excise reveals allow."""
+        """The verdict convicted members of S: we reveal our shares of their mask keys and, with validation, send our
+        share of the sketches' sum over S \\ L (`SecureRound.on_excise_started`), and excise as soon as the committed
+        excise reveals (and the sketch-sum shares over S \\ L) allow."""
         assert self.nursery is not None
         self.timings.phase_started[(event.round, "excise")] = now
         logger.warning("round %d: the verdict convicted %s of S: the round finishes without them (excise phase)",

@@ -37,7 +37,8 @@ class SendShares:
 
 @dataclass(frozen=True, slots=True)
 class SendSketchSum:
-    """This holder's share of the sum of the accepted members' sketches, for every node (see `try_sum`)."""
+    """This holder's share of the sum of the accepted members' sketches, for every node (see `try_sum`); in an excise
+    phase, of the sum of the sketches of S \\ L, naming L (see `try_excised_sum`)."""
 
     payload: bytes
 
