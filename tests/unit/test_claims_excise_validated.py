@@ -13,8 +13,10 @@ The mechanism: the excise phase as without validation (U1 but the convicted reve
 of R \\ L sends its share of the sum of the sketches of S \\ L in a sketch-sum message naming L
 (`smpc.validation_messages.sign_sum` with `excised`), from which every node reconstructs that sum and checks the
 linear identity against the sketch of the excised sum (`SecureRound.try_excised_sum`). Planted: the verdict
-aborting again (`_start_excise` returning None for validated rounds) fails both tests; the S-sum shares taken for
-the S \\ L ones (`_excise_sum_shares` read from `_sum_shares`) fail them too (the identity fails over S \\ L).
+aborting again (`_start_excise` returning None for validated rounds) fails all six tests here; the shares over S
+taken for those over S \\ L (`_excised_identity_deviation` reading `_sum_shares`) fail all six too (the identity
+fails over S \\ L); no check of the named set, no identity over S \\ L, or t_v + 1 + f shares accepted before the
+deadline each fail the test named for it.
 """
 
 from __future__ import annotations
