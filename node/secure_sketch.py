@@ -202,12 +202,16 @@ class SketchValidation:
         """V is fixed: a complaint on the ledger against every dealer of V whose shares we lack or refused, so
         that it must answer with the ciphertext its `dealt` committed for us, or be named when the validate
         phase aborts (`Membership._missing_in_validation`); without the complaint, our missing statistics
-        would name us. Once per dealer."""
+        would name us. Once per dealer. Statistics we published before V was fixed are void once we complain: the
+        contract refuses them while the complaint is unanswered (a primary drops them), and a dealer we now refuse
+        was in them; so we publish again from the answered shares (`_stats_over` cleared)."""
         if self.me not in self._candidates:
             return []
         lacking = [d for d in self._candidates if d != self.me and d not in self._complained
                    and (d not in self._dealt or d in self._bad_dealers)]
         self._complained.update(lacking)
+        if lacking:
+            self._stats_over = ()
         return [self._tx("complaint", [d]) for d in lacking]
 
     def _maybe_publish_statistics(self) -> list[Output]:

@@ -708,3 +708,52 @@ def test_an_accept_must_name_exactly_the_proven_liars() -> None:
     for liars in ([0, liar], [1, 2, 3, 4]):
         with pytest.raises(rc.TxError, match="not publishers the statistics can be decided without"):
             c.contract.check_block(Block(CHAIN, c.height + 1, CHAIN, 0, 0, (accept(liars),)))
+
+
+def test_a_holder_whose_early_statistics_were_dropped_publishes_again_once_its_complaint_is_answered() -> None:
+    """Dealer 6 sends member 3 sketch shares whose PRZS commitments differ, in one it does not show 3, from those
+    its `dealt` commits (they pass 3's checks on arrival). 3 publishes its statistics before V is fixed, as every
+    holder does; once V fixes 6's commitment hash, 3 finds the mismatch and complains, and the primary, holding the
+    complaint ahead of the statistics, drops them ("stats from a holder whose complaint is unanswered"). 6 answers;
+    3 must publish again, from the answered shares, or the round aborts at the validate deadline naming 3, an honest
+    member (seen on real daemons under `--shell-fault all`, where the attacker's own connection resets cost 3 its
+    shares)."""
+    n, dealer, victim = 7, 6, 3
+    c = Rounds(n, 97, 2, set())
+    deliver = c.emit
+    early: list[SubmitTx] = []
+
+    def emit(who: int, outputs: list) -> None:  # type: ignore[type-arg]
+        if c.contract.state.round == 1:
+            outputs = [_equivocated(c, o) if who == dealer and isinstance(o, SendShares) and o.to == victim else o
+                       for o in outputs]
+            if who == victim:
+                kinds = [c.contract.parse(o.raw).kind for o in outputs if isinstance(o, SubmitTx)]
+                if "stats" in kinds and c.contract.state.phase == "sketch" and not early:
+                    early.extend(o for o in outputs if isinstance(o, SubmitTx))  # held back, then dropped
+                    outputs = [o for o in outputs if not isinstance(o, SubmitTx)]
+        deliver(who, outputs)
+
+    c.emit = emit  # type: ignore[method-assign]
+    first = c.round(1)
+    assert early, "the victim published before V was fixed"
+    assert c.rounds[victim].violations, "the victim saw the dealer's commitments contradict its dealt"
+    assert (first.committed, first.missing) == (True, ())
+    assert c.contract.state.outcomes[-1].included == tuple(range(n))
+
+
+def _equivocated(c: Rounds, out: SendShares) -> SendShares:
+    """`out`, re-signed by its dealer with one commitment changed: one of a subset holding the holder, which the
+    holder cannot check (it gets no contribution for it), so only the `dealt` hash on the ledger shows it."""
+    from smpc import przs
+    from smpc import validation_messages as vm
+
+    limits = c.rounds[out.to]._vlimits
+    assert limits is not None
+    message = vm.decode_shares(out.payload, limits)
+    dealt = przs.dealt_subsets(sorted(limits.participants), limits.degree, message.dealer)
+    k = next(i for i, subset in enumerate(dealt) if message.holder in subset)
+    commitments = bytearray(message.commitments)
+    commitments[32 * k] ^= 1
+    return SendShares(out.to, vm.sign_shares(CHAIN, c.sign(message.dealer), message.round_id, message.dealer,
+                                            message.holder, message.share, message.contributions, bytes(commitments)))
