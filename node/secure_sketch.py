@@ -151,6 +151,9 @@ class SketchValidation:
         payload = vm.unseal(event.ciphertext, secret, self.params.chain_id, self.round, event.dealer, self.me)
         self._dealt.pop(event.dealer, None)
         self._bad_dealers.discard(event.dealer)
+        # Statistics we published while this complaint was unanswered (early over U3, or on the dealer's shares
+        # arriving after we complained) were refused by the contract, which a primary drops: publish again.
+        self._stats_over = ()
         return self.on_sketch_shares(event.dealer, payload)
 
     def on_sketch_shares(self, owner: int, payload: bytes) -> list[Output]:
@@ -202,16 +205,12 @@ class SketchValidation:
         """V is fixed: a complaint on the ledger against every dealer of V whose shares we lack or refused, so
         that it must answer with the ciphertext its `dealt` committed for us, or be named when the validate
         phase aborts (`Membership._missing_in_validation`); without the complaint, our missing statistics
-        would name us. Once per dealer. Statistics we published before V was fixed are void once we complain: the
-        contract refuses them while the complaint is unanswered (a primary drops them), and a dealer we now refuse
-        was in them; so we publish again from the answered shares (`_stats_over` cleared)."""
+        would name us. Once per dealer."""
         if self.me not in self._candidates:
             return []
         lacking = [d for d in self._candidates if d != self.me and d not in self._complained
                    and (d not in self._dealt or d in self._bad_dealers)]
         self._complained.update(lacking)
-        if lacking:
-            self._stats_over = ()
         return [self._tx("complaint", [d]) for d in lacking]
 
     def _maybe_publish_statistics(self) -> list[Output]:
