@@ -656,23 +656,17 @@ class SecAggParticipant:
 
     def _valid_reveals(self, committed: frozenset[int] | None = None) -> dict[int, UnmaskShares]:
         """Stored reveals (of `committed` holders only, if given) from holders (members of U1) that only reveal
-        the allowed kind per owner."""
-        survivors = set(self._input_digests)
-        dropped = self._shares_set - survivors
-        valid = {}
-        for sender, message in self._stored_all(UnmaskShares).items():
-            if committed is not None and sender not in committed:
-                continue
-            if allowed_reveal(sender, message, self._keys_set, survivors, dropped):
-                valid[sender] = message
-            else:
-                del self._store[UnmaskShares][sender]
-                self._violations.append(ProtocolViolation("reveal of a share it must not reveal", sender))
+        the allowed kind per owner; a disallowed one is dropped from the store (`_allowed_reveals`)."""
+        stored = {sender: message for sender, message in self._stored_all(UnmaskShares).items()
+                  if committed is None or sender in committed}
+        valid = self._allowed_reveals(stored)
+        for sender in stored.keys() - valid.keys():
+            del self._store[UnmaskShares][sender]
         return valid
 
     def _allowed_reveals(self, reveals: Mapping[int, UnmaskShares]) -> dict[int, UnmaskShares]:
-        """Given reveals (`try_finish`; signed, checked by the caller's ledger) that only reveal what their sender
-        may (else a violation)."""
+        """The given reveals that only reveal what their sender may (else a violation): stored ones, or a check's
+        (`try_finish`; signed, checked by the caller's ledger)."""
         survivors = set(self._input_digests)
         dropped = self._shares_set - survivors
         allowed = {}
