@@ -46,6 +46,17 @@ def fail_and_judge(c: Cluster, round_id: int) -> tuple[int, ...]:
     return judged.convicted
 
 
+def convicted_liar(rounds: int) -> tuple[Cluster, dict[int, np.ndarray], tuple[int, ...]]:
+    """A cluster whose round 1 the liar lied in, judged: the verdict convicted it. Returns the cluster, the updates
+    and S."""
+    c = Cluster(N, SEED, rounds=rounds)
+    rng = np.random.default_rng(SEED)
+    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
+    summed = lying_round(c, 1, updates)
+    assert fail_and_judge(c, 1) == (LIAR,)
+    return c, updates, summed
+
+
 def released_sum(c: Cluster, updates: dict[int, np.ndarray], members: tuple[int, ...]) -> np.ndarray:
     """What the sum over `members` must be, up to quantization."""
     return np.sum([c.weighting.vector(updates[i], 50) for i in members], axis=0)
@@ -58,11 +69,7 @@ def test_what_the_released_sums_differ_by_is_the_convicted_members_update_and_no
     releases differ by the convicted liar's weighted update alone (its own input, which the claim allows: both its
     secrets are out), and the next round opens from the new model, so no sum over another subset of the same
     updates follows."""
-    c = Cluster(N, SEED, rounds=2)
-    rng = np.random.default_rng(SEED)
-    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
-    summed = lying_round(c, 1, updates)
-    assert fail_and_judge(c, 1) == (LIAR,)
+    c, updates, summed = convicted_liar(2)
     first = c.rounds[0].result
     assert first is not None and first.survivors == frozenset(m + 1 for m in summed)
     c.commit()
@@ -83,18 +90,13 @@ def test_what_the_released_sums_differ_by_is_the_convicted_members_update_and_no
 
 
 def test_a_convicting_verdict_finishes_the_round_over_s_without_the_convicted() -> None:
-    c = Cluster(N, SEED, rounds=1)
-    rng = np.random.default_rng(SEED)
-    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
-    summed = lying_round(c, 1, updates)
-    assert fail_and_judge(c, 1) == (LIAR,)
+    c, updates, summed = convicted_liar(1)
     s = c.contracts[0].state
     assert s.open and s.phase == "excise", (
         f"the verdict ended round 1 ({s.outcomes[-1]}): its sum over S is out, and the retry over S \\ {{{LIAR}}} "
         f"from the same model reveals the liar's update by difference")
-    # What the mechanism must do from here (not reached while the verdict aborts; docs/validation.md "Not done
-    # yet"): every member of U1 but the liar reveals its shares of the liar's mask key; the `result` over S \ L
-    # commits with exactly that sum, and the round is not retried.
+    # Every member of U1 but the liar reveals its shares of the liar's mask key; the `result` over S \ L commits
+    # with exactly that sum, and the round is not retried.
     kept = tuple(m for m in summed if m != LIAR)
     assert s.expected == tuple(m for m in s.u1 if m != LIAR)
     c.commit()
@@ -112,11 +114,7 @@ def test_an_excised_sum_off_the_committed_weights_of_s_without_l_has_no_result()
     """The replica's checks of the sum over S \\ L: its weight coordinate must equal the committed weights of S \\ L
     (here one kept member's committed weight is taken as one more at a node: that node has no result, so it votes
     for neither that `result` nor anything but an `abort`)."""
-    c = Cluster(N, SEED, rounds=1)
-    rng = np.random.default_rng(SEED)
-    updates = {i: rng.normal(0, 0.3, L) for i in range(N)}
-    lying_round(c, 1, updates)
-    assert fail_and_judge(c, 1) == (LIAR,)
+    c, _, _ = convicted_liar(1)
     c.commit()
     node = c.rounds[0]
     node._summed_weights[1] += 1
