@@ -18,6 +18,19 @@ import pytest
 from tests.process.test_cluster import fednode
 
 
+def _honest_member_with_fault(tmp_path: Path, fault: str, nodes: int, *extra: str) -> tuple[dict, Path]:  # type: ignore[type-arg]
+    """`fednode cluster --nodes N --rounds 2 [extra] --malicious 1` whose malicious member trains honestly (an
+    attack plugin returning its update) and commits validator fault `fault`: the run's JSON summary and workdir."""
+    plugin = tmp_path / "honest.py"
+    plugin.write_text("def honest(update, ctx):\n    return update\n")
+    work = tmp_path / "run"
+    result = fednode("cluster", "--nodes", str(nodes), "--rounds", "2", *extra, "--malicious", "1", "--attack",
+                     f"plugin:{plugin}:honest", "--validator-fault", fault, "--workdir", str(work), "--json",
+                     "--stall-timeout", "180", timeout_s=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), work
+
+
 def test_corrupt_statistic_shares_are_corrected_and_the_poisoned_update_rejected(tmp_path: Path) -> None:
     work = tmp_path / "run"
     result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack", "gaussian",
@@ -128,14 +141,7 @@ def test_a_masked_input_contradicting_its_sketch_is_convicted_once_and_later_rou
     S \\ {4}, which the linear identity of the excised sum checks), member 4 is kept out, and round 2 commits without
     it. (With four members left and the secure-aggregation degree t = 3, a round whose rule rejects one of them
     aborts: "validation accepted only", unrelated to the blame.)"""
-    plugin = tmp_path / "honest.py"
-    plugin.write_text("def honest(update, ctx):\n    return update\n")
-    work = tmp_path / "run"
-    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack",
-                     f"plugin:{plugin}:honest", "--validator-fault", "lie-identity", "--workdir", str(work), "--json",
-                     "--stall-timeout", "180", timeout_s=420)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary, work = _honest_member_with_fault(tmp_path, "lie-identity", 5)
     assert summary["rounds_committed"] == 2 and summary["convicted"] == [4] and summary["disputes"] == [], summary
     assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.93
     for honest in range(4):
@@ -152,14 +158,7 @@ def test_a_dealer_whose_shares_contradict_its_advert_is_convicted_by_the_unmask_
     ledger; the committed shares of its self seed fit no degree-3 polynomial, so every replica votes for the
     primary's abort, which convicts member 4. Round 2's key phases ran ahead with it, so its mask key (a dropped
     member of U2 there) is proven bad again and that round aborts too; from round 3 on, nobody expects it."""
-    plugin = tmp_path / "honest.py"
-    plugin.write_text("def honest(update, ctx):\n    return update\n")
-    work = tmp_path / "run"
-    result = fednode("cluster", "--nodes", "5", "--rounds", "2", "--malicious", "1", "--attack",
-                     f"plugin:{plugin}:honest", "--validator-fault", "bad-deal", "--workdir", str(work), "--json",
-                     "--stall-timeout", "180", timeout_s=420)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary, work = _honest_member_with_fault(tmp_path, "bad-deal", 5)
     assert (summary["rounds_committed"], summary["rounds_aborted"], summary["convicted"]) == (2, 2, [4]), summary
     assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.93
     for honest in range(4):
@@ -178,14 +177,7 @@ def test_a_weight_liar_is_convicted_with_or_without_validation_and_later_rounds_
     (the excise phase: the three others reveal their shares of member 3's mask key, and with validation send their
     shares of the sketches' sum over S \\ {3}, docs/validation.md "Excising convicted survivors"), and round 2
     commits without it."""
-    plugin = tmp_path / "honest.py"
-    plugin.write_text("def honest(update, ctx):\n    return update\n")
-    work = tmp_path / "run"
-    result = fednode("cluster", "--nodes", "4", "--rounds", "2", *(() if validation else ("--no-validation",)),
-                     "--malicious", "1", "--attack", f"plugin:{plugin}:honest", "--validator-fault", "lie-weight",
-                     "--workdir", str(work), "--json", "--stall-timeout", "180", timeout_s=420)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary, work = _honest_member_with_fault(tmp_path, "lie-weight", 4, *(() if validation else ("--no-validation",)))
     assert (summary["rounds_committed"], summary["rounds_aborted"], summary["convicted"]) == (2, 0, [3]), summary
     assert summary["disputes"] == [] and len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.9
     for honest in range(3):
