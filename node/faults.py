@@ -25,7 +25,13 @@ Modes implemented (config `behaviour` keys):
   about the next member, which served us well, and never publish (red team g8 f3, without the late publication:
   what the abort's timing after the answer bounds); `bad-deal`: deal the secure-aggregation shares of our
   secrets to the two lowest holders off our polynomial, committing to exactly what we send, so that every
-  holder's check passes (red team rt2-1/rt2-2; it patches `smpc.shamir.share_secret` in this process only).
+  holder's check passes (red team rt2-1/rt2-2; it patches `smpc.shamir.share_secret` in this process only);
+  `lie-disclosure`: mask as `lie-identity` (so the identity fails and a blame phase opens), then, in our blame
+  disclosure, shift our sketch scalar with one partner by what the masked input's lie added to row b*, so that we pass
+  our own check and dispute that partner instead of being convicted (`blame_disclosure`). The partner is the lowest
+  we still share a mask with: a disputed pair masks nothing afterwards and is in no later disclosure, so each
+  retried round disputes a new partner, and the ledger convicts us at the (f + 1)-th (docs/validation.md, "Blame
+  after a failed identity", step 5).
 - `crash_after_input_round`: SIGKILL ourselves once our masked input of that round is committed and
   written to every peer, before dealing shares or revealing anything (a hospital losing power).
 - `shell_faults`: a hostile member against its peers' shells (issue 17; docs/chaos.md), through the raw
@@ -49,7 +55,7 @@ import os
 import signal
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -68,6 +74,7 @@ from node.secure_round import Output, SendMasked, SendShares
 from smpc import field, shamir
 from smpc import messages as sam
 from smpc import validation_messages as vm
+from smpc.blame import Disclosure, PairScalars, SketchRow
 from smpc.signing import signing_payload
 
 logger = logging.getLogger("fednode")
@@ -105,6 +112,16 @@ def _off_polynomial(honest: Callable[..., dict[int, np.ndarray]]) -> Callable[..
         logger.info("behaviour: dealing shares off our polynomial to holders %s", sorted(ids)[:BAD_DEAL_HOLDERS])
         return shares
     return share
+
+
+def lying_pairs(member: int, pairs: Mapping[int, PairScalars], row: SketchRow) -> tuple[int, dict[int, PairScalars]]:
+    """`member`'s pair scalars (participant ids) with the sketch scalar of its lowest partner shifted by
+    R(LIE_IDENTITY_SHIFT on every update coordinate), signed as that pair's mask enters its own check
+    (`smpc.blame.own_check_passes`): the partner, and the lying scalars."""
+    partner = min(pairs)
+    shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > member else -1)
+    true = pairs[partner]
+    return partner, {**pairs, partner: PairScalars(true.weight, (true.sketch + shift) % field.RING_MODULUS)}
 
 
 class Faults(FaultHooks):
@@ -209,7 +226,7 @@ class Faults(FaultHooks):
             logger.info("behaviour: withholding statistics for round %d", tx.round)
             return None
         if mode in ("zero-offset", "grind-seed", "lie-identity", "lie-weight", "lie-reveal", "withhold-shares",
-                    "junk-answer"):
+                    "junk-answer", "lie-disclosure"):
             return raw
         shares = np.frombuffer(tx.fields[0], dtype="<u8").astype(np.uint64)  # type: ignore[arg-type]
         if mode == "forge-stats":
@@ -234,7 +251,7 @@ class Faults(FaultHooks):
         """Forge what the secure round sends: masked input (lie-identity, lie-weight), PRZS contributions
         (zero-offset). Each forgery is signed with our real key, as a Byzantine member would."""
         mode = self.behaviour.get("validator")
-        if mode == "lie-identity" and isinstance(out, SendMasked):
+        if mode in ("lie-identity", "lie-disclosure") and isinstance(out, SendMasked):
             return self._shifted_masked_input(out, slice(None, -1), LIE_IDENTITY_SHIFT)  # the weight stays as committed
         if mode == "lie-weight" and isinstance(out, SendMasked):
             return self._shifted_masked_input(out, slice(-1, None), LIE_WEIGHT_SHIFT)  # the update stays as sketched
@@ -243,6 +260,15 @@ class Faults(FaultHooks):
         if mode in ("withhold-shares", "junk-answer") and isinstance(out, SendShares):
             return SendShares(out.to, b"withheld")
         return out
+
+    def blame_disclosure(self, member: int, disclosure: Disclosure, row: SketchRow | None) -> Disclosure:
+        """`lie-disclosure`: our sketch scalar with our lowest undisputed partner, shifted by what our masked input's
+        lie added to row b* (`lying_pairs`): our own check passes, and the pair disagrees."""
+        if self.behaviour.get("validator") != "lie-disclosure" or row is None or not disclosure.pairs:
+            return disclosure
+        partner, pairs = lying_pairs(member, disclosure.pairs, row)
+        logger.info("behaviour: lying in our blame disclosure about our pair scalar with member %d", partner - 1)
+        return dataclasses.replace(disclosure, pairs=pairs)
 
     def _secagg_message(self, data: bytes) -> sam.Message:
         return sam.decode(data, sam.Limits(self.ctx.n, self.ctx.plan.n_params + 1))

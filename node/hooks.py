@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     from ml.train import TrainResult
     from node.learning import Learner, LearningPlan
     from node.secure_round import Output
+    from smpc.blame import Disclosure, SketchRow
 
 TrainFn = Callable[[np.ndarray, int], "TrainResult"]
 
 VALIDATOR_FAULTS = ("withhold", "corrupt", "forge-stats", "zero-offset", "grind-seed", "lie-identity", "lie-weight",
-                    "lie-reveal", "withhold-shares", "junk-answer", "frivolous-complaint", "bad-deal")
+                    "lie-reveal", "withhold-shares", "junk-answer", "frivolous-complaint", "bad-deal", "lie-disclosure")
 """The `behaviour.validator` modes `node.faults.Faults` implements (`fednode cluster --validator-fault`)."""
 
 
@@ -103,6 +104,11 @@ class FaultHooks:
         """Round driver, before carrying out a secure round's output (a masked input, sketch shares, a
         reveal, ...; transactions then also pass `outgoing_tx`): what to carry out instead."""
         return out
+
+    def blame_disclosure(self, member: int, disclosure: Disclosure, row: SketchRow | None) -> Disclosure:
+        """Round driver, handed to `SecureRound.on_blame_started`: our blame disclosure (`member` our participant id,
+        `row` the failed sketch row b*, None if only the weight failed) as we sign and submit it instead."""
+        return disclosure
 
     def phase_closed(self, event: rc.PhaseClosed) -> bool:
         """Round driver, on a committed phase close: True stops this node's part in the round there."""

@@ -146,7 +146,7 @@ class RoundDriver:
                        event.round, event.weight, event.coordinate)
         sr = self.secure.get(event.round)
         if sr is not None:
-            outputs = sr.on_blame_started(event)
+            outputs = sr.on_blame_started(event, self.hooks.blame_disclosure)
             for out in outputs:
                 if isinstance(out, SubmitTx):  # synced first: a restart must not lose what the ledger may wait for
                     self.store.put_sync(DISCLOSURE_KEY % event.round, out.raw)

@@ -29,6 +29,13 @@ from smpc.quantize import dequantize_sum
 from smpc.secagg import Phase as SecAggPhase
 from smpc.secagg import SecAggParticipant, SecAggResult
 
+DisclosureHook = Callable[[int, blame.Disclosure, blame.SketchRow | None], blame.Disclosure]
+"""(our participant id, our honest disclosure, row b* or None) -> what we disclose (`node.hooks.FaultHooks`)."""
+
+
+def _honest(_member: int, disclosure: blame.Disclosure, _row: blame.SketchRow | None) -> blame.Disclosure:
+    return disclosure
+
 
 class BlameSide(SketchValidation):
     """The blame steps of `node.secure_round.SecureRound` (its state lives there)."""
@@ -65,12 +72,13 @@ class BlameSide(SketchValidation):
         assert self._sketch is not None
         return blame.SketchRow.of(self._sketch, coordinate)
 
-    def on_blame_started(self, event: rc.BlameStarted) -> list[Output]:
+    def on_blame_started(self, event: rc.BlameStarted, disclosed: DisclosureHook = _honest) -> list[Output]:
         """Our `blame`: pair scalars with the other members of S (if we are in S), and, as a holder, our shares of
         z_l[b*] for every l in S that dealt us one (`smpc.blame.MISSING_SHARE` for the others: a dealer that
         withheld our shares cannot silence our pairs). Without validation there are no holders: a member of S
         discloses its pair scalars alone (only the weight can have failed). Nothing if we left the round early: we
-        are then absent from the verdict (suspended, if we are in S)."""
+        are then absent from the verdict (suspended, if we are in S). `disclosed`: the fault hook our disclosure passes
+        through before it is signed (`node.hooks.FaultHooks.blame_disclosure`; honest by default)."""
         summed = set(event.survivors)
         if self.validation is None and (self.me not in summed or event.coordinate is not None):
             return []
@@ -81,8 +89,9 @@ class BlameSide(SketchValidation):
             return []
         held = {} if event.coordinate is None else \
             {owner + 1: self._share_of(owner) for owner in summed if owner == self.me or owner in self._dealt}
-        disclosure = blame.disclose(pair_seeds, {m + 1 for m in summed}, self._row(event.coordinate),
-                                    MaskGenerator(self.params.vector_length), held)
+        row = self._row(event.coordinate)
+        disclosure = disclosed(self.me + 1, blame.disclose(pair_seeds, {m + 1 for m in summed}, row,
+                                                           MaskGenerator(self.params.vector_length), held), row)
         return [self._tx("blame", [blame.encode_pairs(disclosure.pairs), blame.encode_shares(disclosure.shares)])]
 
     def failure_fields(self) -> tuple[bool, int | None, bytes] | None:

@@ -13,6 +13,7 @@ import trio
 from node import contract as rc
 from node.block_validation import BlockValidator
 from node.daemon import Daemon
+from node.hooks import NO_FAULTS
 from node.rounds import DISCLOSURE_KEY, RoundDriver
 from node.secure_round import SubmitTx
 from tests.unit.test_contract import tx
@@ -135,7 +136,8 @@ def test_our_disclosure_is_stored_before_it_is_submitted() -> None:
     driver = RoundDriver.__new__(RoundDriver)
     driver.store = _Store()  # type: ignore[assignment]
     driver.timings = SimpleNamespace(phase_started={})  # type: ignore[assignment]
-    driver.secure = {4: SimpleNamespace(on_blame_started=lambda event: [SubmitTx(b"ours")])}  # type: ignore[assignment]
+    driver.hooks = NO_FAULTS
+    driver.secure = {4: SimpleNamespace(on_blame_started=lambda event, disclosed: [SubmitTx(b"ours")])}  # type: ignore[assignment]
     driver.nursery = SimpleNamespace(start_soon=lambda fn, outputs, round_id: submitted.append(outputs))  # type: ignore[assignment]
     driver._on_blame_started(rc.BlameStarted(4, S, ALL, False, 3, 9), 0.0)
     assert driver.store == {DISCLOSURE_KEY % 4: b"ours"} and submitted == [[SubmitTx(b"ours")]]

@@ -14,7 +14,7 @@ import pytest
 
 from node import contract as rc
 from node.contract_membership import disclosure_of
-from node.faults import LIE_IDENTITY_SHIFT, Faults
+from node.faults import LIE_IDENTITY_SHIFT, Faults, lying_pairs
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
 from smpc.blame import MISSING_SHARE, PairScalars, SketchRow, decode_shares, encode_pairs
@@ -44,6 +44,13 @@ class FaultyCluster(Cluster):
                     forged.append(SubmitTx(raw))
             outputs = forged
         super().emit(sender, outputs)
+
+
+    def on_event(self, i: int, event: rc.Event) -> None:
+        if i == LIAR and isinstance(event, rc.BlameStarted):  # as `RoundDriver._on_blame_started`, with its hook
+            self.emit(i, self.round_of(i, event.round).on_blame_started(event, self.faults.blame_disclosure))
+            return
+        super().on_event(i, event)
 
 
 def run(mode: str | None, seed: int = 50, n: int = N, validate: bool = True
@@ -318,6 +325,44 @@ def test_a_liar_about_pair_masks_disputes_each_honest_partner_once_and_is_convic
         assert outcome.disputes == ((LIAR, partner),)
     assert outcome.convicted == (LIAR,)
     assert c.contracts[0].state.disputes == ((0, LIAR), (LIAR, 5), (LIAR, 6))
+
+
+def test_the_lie_disclosure_fault_disputes_a_new_honest_partner_each_round_and_is_convicted_after_f_plus_1() -> None:
+    """`lie-disclosure` (what `--validator-fault` plays on real daemons): LIAR masks as `lie-identity` and its
+    disclosure lies about its pair scalar with its lowest undisputed partner, so it passes its own check: each verdict
+    records one dispute with an honest member never disputed before, and the third (f + 1 = 3 at N = 7) convicts it,
+    its round finishing over the others. No honest member is convicted or disputed with another."""
+    c, updates = run("lie-disclosure")
+    accept_decided(c)
+    outcome = blame(c, 1)
+    assert (outcome.convicted, outcome.disputes) == ((), ((0, LIAR),))
+    for round_id, partner in ((2, 1), (3, 2)):
+        accepted = validated_round(c, round_id, updates)
+        assert LIAR in accepted and partner in accepted
+        outcome = blame(c, round_id)
+        assert outcome.disputes == ((min(partner, LIAR), max(partner, LIAR)),), (round_id, outcome)
+    assert outcome.committed and outcome.convicted == (LIAR,) and LIAR not in outcome.included
+    assert c.contracts[0].state.disputes == ((0, LIAR), (1, LIAR), (2, LIAR))
+    assert c.contracts[0].state.convicted == (LIAR,)
+
+
+def test_the_lie_disclosure_fault_passes_its_own_check_only_by_its_lie() -> None:
+    """Without the lie in its disclosure (the honest hook), the same masked input convicts LIAR at once: the lie is
+    what turns a conviction into a dispute."""
+    c, _ = run("lie-disclosure")
+    c.faults.behaviour = {"validator": "lie-identity"}  # the same masked input; the disclosure passes unchanged
+    accept_decided(c)
+    assert (blame(c).convicted, c.contracts[0].state.disputes) == ((LIAR,), ())
+
+
+def test_lying_pairs_shifts_the_lowest_partners_sketch_scalar_with_its_mask_sign() -> None:
+    row = SketchRow(0, np.arange(5), np.arange(5, 7))  # R(shift on every coordinate) = 3 shifts
+    pairs = {j: PairScalars(10 + j, 20 + j) for j in (2, 5, 6)}
+    partner, lied = lying_pairs(4, pairs, row)
+    assert partner == 2 and lied[2] == PairScalars(12, (22 - 3 * LIE_IDENTITY_SHIFT) % 2**32)
+    assert {j: lied[j] for j in (5, 6)} == {j: pairs[j] for j in (5, 6)}
+    partner, lied = lying_pairs(1, pairs, row)
+    assert partner == 2 and lied[2] == PairScalars(12, 22 + 3 * LIE_IDENTITY_SHIFT)
 
 
 def test_the_contract_refuses_a_verdict_naming_an_honest_member_or_omitting_the_culprit() -> None:
