@@ -187,3 +187,27 @@ def test_a_weight_liar_is_convicted_with_or_without_validation_and_later_rounds_
         assert blames == [("True", "None")], (honest, blames)  # the weight alone, once: member 3 is never in S again
         assert re.search(r"round 1: the verdict convicted \[3\] of S: the round finishes without them", log), honest
         assert re.search(r"round 1 committed: 3 inputs", log), honest
+
+
+def test_a_liar_about_its_pair_masks_disputes_each_honest_partner_once_and_is_convicted_at_f_plus_1(
+        tmp_path: Path) -> None:
+    """`lie-disclosure` on real daemons: member 3 (of N = 4, f = 1) masks as `lie-identity` (its update plus 2^20 per
+    coordinate, sketched as trained), and its blame disclosure lies about its pair scalar with its lowest partner it
+    still shares a mask with, so that it passes its own check. Round 1's verdict convicts nobody and records the
+    dispute (0, 3): the round aborts. In the retry, the pair (0, 3) masks nothing, so the lie falls on member 1: the
+    dispute (1, 3) gives member 3 its second distinct partner, f + 1, and the ledger convicts it; that round finishes
+    over the three others (the excise phase) and the next commits without it. No honest member is convicted, and
+    no two honest members dispute."""
+    summary, work = _honest_member_with_fault(tmp_path, "lie-disclosure", 4)
+    assert (summary["rounds_committed"], summary["rounds_aborted"], summary["convicted"]) == (2, 1, [3]), summary
+    assert sorted(map(tuple, summary["disputes"])) == [(0, 3), (1, 3)], summary
+    assert len(set(summary["head_hashes"])) == 1 and summary["accuracy"] >= 0.9
+    for honest in range(3):
+        log = (work / f"node-{honest}" / "daemon.log").read_text()
+        assert len(re.findall(r"fails .*: blame phase", log)) == 2, honest  # one per dispute, then never in S again
+        assert re.search(r"round 1: the ledger convicts \[\] .*disputed pairs \[\[0, 3\]\]", log), honest  # the abort's evidence
+        assert re.search(r"round 2: the ledger convicts \[3\]", log), honest
+        assert re.search(r"round 2: the verdict convicted \[3\] of S: the round finishes without them", log), honest
+        assert re.search(r"round 2 committed: 3 inputs", log), honest
+    liar = (work / "node-3" / "daemon.log").read_text()
+    assert re.findall(r"lying in our blame disclosure about our pair scalar with member (\d)", liar) == ["0", "1"]
