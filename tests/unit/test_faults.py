@@ -13,6 +13,7 @@ from node import contract as rc
 from node import faults as faults_module
 from node.cli_node import _fault_hooks
 from node.hooks import NO_FAULTS, FaultContext, FaultHooks
+from smpc.blame import Disclosure, PairScalars, SketchRow
 
 CHAIN, N, ME = b"c" * 32, 4, 2
 
@@ -112,3 +113,16 @@ def test_a_poisoning_node_gives_its_attack_the_ledgers_bound_for_the_round(monke
                              clip_bound=lambda round_id: 2.5 if round_id == 4 else None))
     faults.train_fn(lambda vec, round_id: None)(np.zeros(3), 4)
     assert seen[0].clip_bound == 2.5
+
+
+def test_only_a_lie_disclosure_member_changes_its_blame_disclosure_and_only_with_a_failed_sketch_row() -> None:
+    """`blame_disclosure`: the honest hooks and every other mode disclose what they were given; `lie-disclosure`
+    shifts the sketch scalar of its lowest partner alone (`lying_pairs`), and nothing when only the weight failed."""
+    pairs = {j: PairScalars(100 + j, 200 + j) for j in (1, 2, 4)}
+    disclosure, row = Disclosure(pairs, {1: 7}), SketchRow(3, np.arange(4), np.arange(4, 5))
+    for hooks in (NO_FAULTS, _bound({"validator": "lie-identity"}), _bound({"validator": "lie-disclosure"})):
+        assert hooks.blame_disclosure(ME + 1, disclosure, None) is disclosure
+    assert _bound({"validator": "lie-identity"}).blame_disclosure(ME + 1, disclosure, row) is disclosure
+    lied = _bound({"validator": "lie-disclosure"}).blame_disclosure(ME + 1, disclosure, row)
+    assert lied.shares == disclosure.shares and {j: lied.pairs[j] for j in (2, 4)} == {j: pairs[j] for j in (2, 4)}
+    assert lied.pairs[1] == PairScalars(101, (201 - 3 * faults_module.LIE_IDENTITY_SHIFT) % 2**32)
