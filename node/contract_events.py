@@ -235,9 +235,9 @@ class RoundOutcome:
     (`ContractState.absent`). For an abort in the validate phase: the dealers with a complaint they did not
     answer and the holders without statistics that filed no complaint (a holder that complained waited for a
     dealer, which chose that, unless the dealer's answer came and the holder could not prove it bad,
-    `Membership._missing_inputs`). Empty in the unmask phase, whose reveals travel
-    by gossip, and for an abort with enough inputs (statistics every holder published that nobody can
-    decide)."""
+    `Membership._missing_inputs`). For an abort of the unmask (excise) phase past its deadline: the members of
+    U1 without a committed reveal (none when the committed reveals prove a dealer faulty, an abort at once).
+    Empty for an abort with enough inputs (statistics every holder published that nobody can decide)."""
     liars: tuple[int, ...] = ()
     """The statistics publishers whose shares the round's `accept` found off the decided polynomial (G3): they
     lied, or a dealer dealt them inconsistent shares; evidence on the ledger, not an exclusion."""

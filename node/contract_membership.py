@@ -318,17 +318,29 @@ class Membership:
         s = self.state
         s.excluded = tuple(sorted(set(s.excluded) | set(self.eligible(set(s.participants) - set(u3)))))
 
+    def _missing_reveals(self) -> tuple[int, ...]:
+        """The members of U1 an unmask (excise) phase expected a reveal from, without one committed: the unconvicted
+        holders of U2's shares, but not the excluded (a member the round kept out, or back mid-round, is not named
+        again). Each had the phase's deadline to reveal, as a member has in any phase for its input."""
+        s = self.state
+        revealed = s.excise_reveals if s.phase == "excise" else s.reveals
+        return tuple(a for a in s.u1 if a not in revealed and a not in s.convicted and a not in s.excluded)
+
     def _missing_inputs(self) -> tuple[int, ...]:
         """Whom an abort for too few inputs waited for in vain: the round's participants without an input in
         the phase it aborted in (also those left out earlier, e.g. U3 members without a seed reveal when the
         sketch phase aborts), but not the excluded, whom the phase did not count on (a member back mid-round
         is not marked absent again for a round it was kept out of). Only inputs a member produces on its own
         name it. In the validate phase (`_missing_in_validation`) a holder's statistics wait for every
-        dealer's shares, so a holder is named only if it never said it lacked any. None for an abort with
-        enough inputs (statistics every holder published but nobody can decide) or in the unmask phase,
-        whose reveals travel by gossip."""
+        dealer's shares, so a holder is named only if it never said it lacked any. In the unmask (excise) phase,
+        whose abort past its deadline means fewer than t + 1 members revealed (with t + 1 committed reveals, each
+        opening its commitment, every replica's unmasking has a result or a failure), the members of U1 expected
+        to reveal without a committed reveal (`_missing_reveals`). None for an abort with enough inputs
+        (statistics every holder published but nobody can decide)."""
         s = self.state
-        if s.phase == "unmask" or len(s.inputs) >= self.min_inputs(s.phase):
+        if s.phase in ("unmask", "excise"):
+            return self._missing_reveals()
+        if len(s.inputs) >= self.min_inputs(s.phase):
             return ()
         if s.phase == "validate":
             return self._missing_in_validation()

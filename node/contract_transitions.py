@@ -175,15 +175,23 @@ class Transitions(Membership, Evaluations):
         elif verdict is not None:
             outcome = verdict
         elif s.phase == "excise":
-            # Its verdict's convictions stand; the committed excise reveals may prove a convicted dealer faulty too.
+            # Its verdict's convictions stand; the committed excise reveals may prove a convicted dealer faulty too
+            # (an abort at once, naming nobody absent), else the abort came past the deadline: who did not reveal
+            # is named.
             assert s.verdict is not None, "an excise phase keeps its verdict"
-            convicted = s.verdict.convicted + self._convict(self.proven_dealers(), ())
-            outcome = dataclasses.replace(s.verdict, height=height, convicted=tuple(sorted(convicted)))
+            dealers = self.proven_dealers()
+            withheld = () if dealers else self._missing_reveals()
+            self._mark_absent(withheld)
+            convicted = s.verdict.convicted + self._convict(dealers, ())
+            outcome = dataclasses.replace(s.verdict, height=height, convicted=tuple(sorted(convicted)),
+                                          missing=tuple(sorted(set(s.verdict.missing) | set(withheld))))
         else:
-            missing = self._missing_inputs()
+            # An unmask-phase abort convicts the dealers the committed reveals prove faulty (`proven_dealers`), at
+            # once, naming nobody absent; past its deadline it names the members of U1 that did not reveal.
+            dealers = self.proven_dealers() if s.phase == "unmask" else ()
+            missing = () if dealers else self._missing_inputs()
             self._mark_absent(missing)
-            # An unmask-phase abort convicts the dealers the committed reveals prove faulty (`proven_dealers`).
-            convicted = self._convict(self.proven_dealers(), ()) if s.phase == "unmask" else ()
+            convicted = self._convict(dealers, ()) if s.phase == "unmask" else ()
             outcome = RoundOutcome(tx.round, False, (), s.model_hash, height, missing=missing, liars=s.liars,
                                    convicted=convicted)
         s.outcomes.append(outcome)

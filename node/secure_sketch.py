@@ -11,6 +11,7 @@ Pure; may call `smpc.validation`, `smpc.validation_messages`, `smpc.przs`, `smpc
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +29,7 @@ from smpc.quantize import QuantParams
 from smpc.secagg import SecAggResult
 from smpc.sketch import CountSketch
 from smpc.validation import (
+    SketchTooLong,
     identity_deviation,
     local_statistics,
     reconstruct_sketch_sum,
@@ -37,6 +39,8 @@ from smpc.validation import (
     statistic_pairs,
     sum_shares,
 )
+
+logger = logging.getLogger("fednode")
 
 
 class SketchValidation:
@@ -98,7 +102,15 @@ class SketchValidation:
         self._sketch = CountSketch(seed, self.params.vector_length - 1, self.validation.sketch.width)
         if self.me not in event.members or self._masked_quantized is None:
             return []
-        z = sketch_update(self._masked_quantized[:-1], self._sketch, self.validation.sketch, self._quant, self._rand)
+        try:
+            z = sketch_update(self._masked_quantized[:-1], self._sketch, self.validation.sketch, self._quant,
+                              self._rand, refuse_clipped=True)
+        except SketchTooLong as exc:
+            # Dealt clipped, our sketch would contradict our masked input and the blame phase would convict us:
+            # we abstain, as a dealer that does not deal (outside V, not accepted; named absent if the sketch
+            # phase aborts for too few dealers, at N = 3f + 1; red team B11).
+            logger.warning("round %d: not dealing our sketch: %s (our update is left out of this round)", self.round, exc)
+            return []
         degree, participants = self.validation.degree, sorted(self.config_members)
         sketch_shares = share_sketch(z, degree, [c + 1 for c in event.members], self._rand)
         self._own_contributions = {a: self._rand(przs.KEY_BYTES) for a in przs.dealt_subsets(participants, degree,
@@ -252,7 +264,10 @@ class SketchValidation:
     def _share_sketch_sum(self, accepted: tuple[int, ...]) -> list[Output]:
         """S is fixed: our share of the sum of S's sketches, so every node can check the unmasked sum."""
         self._accepted = accepted
-        if self.me not in self._holders or self._own_share is None or not set(accepted) - {self.me} <= set(self._dealt):
+        # A holder that did not deal (outside V: `SketchTooLong`, or its `dealt` missed the sketch deadline) holds
+        # shares of every sketch of S all the same, and every holder of R is awaited.
+        if self.me not in self._holders or (self.me in accepted and self._own_share is None) \
+                or not set(accepted) - {self.me} <= set(self._dealt):
             return []
         share = sum_shares({owner: self._share_of(owner) for owner in accepted}, accepted)
         self._sum_shares[self.me + 1] = share
@@ -265,7 +280,7 @@ class SketchValidation:
         of S \\ L, or are not a holder. It reveals nothing beyond that sum (docs/validation.md, "Excising
         convicted survivors")."""
         kept = tuple(m for m in survivors if m not in excised)
-        if self.me in excised or self.me not in self._holders or self._own_share is None \
+        if self.me in excised or self.me not in self._holders or (self.me in kept and self._own_share is None) \
                 or not set(kept) - {self.me} <= set(self._dealt):
             return []
         share = sum_shares({owner: self._share_of(owner) for owner in kept}, kept)

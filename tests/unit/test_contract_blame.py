@@ -132,7 +132,8 @@ def test_without_validation_the_verdict_convicts_the_weight_liar_and_only_disput
     assert d.commit(verdict) == [rc.ExciseStarted(1, ALL, (2,), d.s.height)]
     assert (d.s.convicted, d.s.disputes, d.s.absent, d.s.suspended) == ((2,), ((0, 1),), (), {})
     d.commit(tx("abort", 0, 1, "no excise reveals"))
-    assert d.s.outcomes[-1] == rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(2,), disputes=((0, 1),))
+    assert d.s.outcomes[-1] == rc.RoundOutcome(1, False, (), M0, d.s.height, missing=(0, 1, 3), convicted=(2,),
+                                               disputes=((0, 1),))
     d.open(2)
     assert d.s.expected == (0, 1, 3)
 

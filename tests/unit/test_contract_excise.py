@@ -120,8 +120,9 @@ def test_an_abort_of_the_excise_phase_waits_for_the_deadline_and_a_replica_witho
         rc.DeadlineCheck(1, "excise"),
         rc.UnmaskAbortCheck(1, M0, entries, unmask, (LIAR,), (dealt(1, ALL, ALL, (), (LIAR,))[2][0],))]
     assert d.commit(tx("abort", 0, 1, "too few")) == [
-        rc.RoundOutcome(1, False, (), M0, d.s.height, convicted=(LIAR,))]
-    assert (d.s.open, d.s.convicted, d.s.model_hash) == (False, (LIAR,), M0)
+        rc.RoundOutcome(1, False, (), M0, d.s.height, missing=(1, 3), convicted=(LIAR,))]
+    assert (d.s.open, d.s.convicted, d.s.model_hash, d.s.absent) == (False, (LIAR,), M0, (1, 3)), \
+        "who did not reveal by the deadline is named and absent, as in the unmask phase"
 
 
 def test_the_primary_proposes_the_excise_reveals_and_the_result_over_s_without_l_excised_from_them() -> None:

@@ -293,3 +293,40 @@ def test_the_primary_proposes_the_reveals_and_the_result_unmasked_from_them_in_o
     assert advanced and txs[:-1] == [d.reveal(a) for a in ALL] and d.c.parse(txs[-1]).kind == "result"
     assert asked == [reveals], "unmasked from the reveals the block commits, none committed before"
     assert d.check(*txs) == [rc.AggregateCheck(1, d.s.model_hash, d.s.survivor_entries(), b"h" * 32, reveals)]
+
+
+def test_an_unmask_abort_past_its_deadline_names_the_members_of_u1_that_withheld_their_reveals() -> None:
+    """The attack: members of U1 withhold their reveals so that fewer than t + 1 are committed and the round aborts
+    at the unmask deadline, with every masked input committed. The abort names exactly the members of U1 without a
+    committed reveal: they become absent and take a strike (a bench with `exclude_late`), as a withholder of any
+    other phase's input does, so they cannot abort the next round the same way; the member that revealed is not
+    named."""
+    d = unmasking()
+    d.commit(d.reveal(1))
+    abort = tx("abort", 0, 1, "too few reveals by the deadline")
+    assert [type(check) for check in d.check(abort)] == [rc.DeadlineCheck, rc.UnmaskAbortCheck]
+    [outcome] = d.commit(abort)
+    assert isinstance(outcome, rc.RoundOutcome)
+    assert (outcome.committed, outcome.missing, outcome.convicted) == (False, (0, 2, 3), ())
+    assert d.s.absent == (0, 2, 3) and all(d.s.strikes[m] == 1 for m in (0, 2, 3))
+    assert 1 not in d.s.strikes
+
+
+def test_a_validated_unmask_abort_does_not_name_a_member_the_round_excluded() -> None:
+    """Member 3 sent no masked input: validation started without it (excluded), so the unmask phase does not count
+    on its reveal either."""
+    d = Driver(validated_contract()).to("unmask", {"inputs": (0, 1, 2)})
+    assert d.s.excluded == (3,) and d.s.u1 == ALL
+    [outcome] = d.commit(tx("abort", 0, 1, "too few reveals by the deadline"))
+    assert isinstance(outcome, rc.RoundOutcome) and outcome.missing == (0, 1, 2)
+
+
+def test_an_abort_proving_a_bad_dealer_names_nobody_absent() -> None:
+    """Committed reveals that prove a dealer faulty make the abort valid at once, before the deadline: the members
+    that had not revealed yet had no time to, and are not named."""
+    d = unmasking(shifted=(2,))
+    d.commit(d.reveal(0), d.reveal(1))
+    assert d.c.proven_dealers() == (DEALER,)
+    [outcome] = d.commit(tx("abort", 0, 1, "committed reveals prove a dealer faulty"))
+    assert isinstance(outcome, rc.RoundOutcome)
+    assert (outcome.missing, outcome.convicted, d.s.absent) == ((), (DEALER,), ())

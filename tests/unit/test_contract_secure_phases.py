@@ -523,10 +523,12 @@ def test_an_abort_for_too_few_inputs_names_the_missing_and_makes_them_absent(
     assert (d.s.open, d.s.absent, d.s.absent_since) == (False, missing, {m: 2 for m in missing})
 
 
-def test_an_abort_in_unmask_names_nobody() -> None:
+def test_an_abort_in_unmask_past_its_deadline_names_the_members_of_u1_without_a_committed_reveal() -> None:
+    """Whom it names when some did reveal, and that a proof of a bad dealer names nobody:
+    tests/unit/test_contract_reveals.py."""
     d = Driver(validated_contract()).to("unmask")
-    assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == ()  # type: ignore[union-attr]
-    assert d.s.absent == ()
+    assert d.commit(tx("abort", 0, 1, "stuck"))[-1].missing == ALL  # type: ignore[union-attr]
+    assert d.s.absent == ALL
 
 
 def test_an_abort_in_validate_names_the_holders_without_statistics_that_did_not_complain() -> None:
