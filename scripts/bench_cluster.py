@@ -11,6 +11,7 @@ Subcommands (each prints a table to stderr and, with --json, one JSON object as 
     startup          time from process start to the first committed block (and to the first committed round)
     split            one round's wall time split into training, masking, transfer, validation, consensus
     secure-vs-plain  secure / plain round wall time, bytes sent per node per round, masking time
+    validation-cost  secure rounds with / without validation: CPU and bytes validation adds per node per round
     transport        consensus_transport gossip vs direct: round time (commit latency: bench_commit_latency.py)
 
 Usage examples:
@@ -18,6 +19,7 @@ Usage examples:
     python scripts/bench_cluster.py startup --nodes 4 --repeats 3
     python scripts/bench_cluster.py split --nodes 4 --rounds 4 --repeats 2
     python scripts/bench_cluster.py secure-vs-plain --nodes 5 7 --model mlp --hidden 30300 --repeats 2
+    python scripts/bench_cluster.py validation-cost --nodes 7 10 --model mlp --hidden 30300 --rounds 6 --repeats 2
     python scripts/bench_cluster.py transport --nodes 4 --repeats 2
 """
 
@@ -333,6 +335,37 @@ def cmd_secure_vs_plain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     return {"secure_vs_plain": out}
 
 
+def cmd_validation_cost(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Secure rounds with and without validation on shares, interleaved: what validation adds to the secure round's
+    CPU per node per round (between consecutive commits, training included, and with each run's training CPU taken
+    out) and to its bytes sent per node per round."""
+    out = []
+    for n in args.nodes:
+        pair = [Setup(n, args.rounds, secure=True, validate=v, model_kind=args.model, hidden=args.hidden,
+                      protocol=_protocol(args), trivial_training=args.trivial_training) for v in (False, True)]
+        results = run_repeated(pair, args.repeats, root / f"n{n}", keep=args.keep)
+        secure, validated = (summary_row(results[s]) for s in pair)
+        cpu = validated["round_cpu_s"] / secure["round_cpu_s"] - 1.0
+        untrained = [row["round_cpu_s"] - row["training_cpu_s"] for row in (secure, validated)]
+        cpu_untrained = untrained[1] / untrained[0] - 1.0
+        bytes_share = validated["bytes_per_node_round"] / secure["bytes_per_node_round"] - 1.0
+        period_ratio = validated["period_s"] / secure["period_s"]
+        print(f"\n{pair[1].label()} vs {pair[0].label()} ({args.repeats} repeats interleaved, median; load "
+              f"{secure['load']} / {validated['load']})\n"
+              f"  CPU per node per round (commit to next commit): secure {secure['round_cpu_s']:.3f}s, validated "
+              f"{validated['round_cpu_s']:.3f}s: validation adds {100 * cpu:.1f}%; without training (secure "
+              f"{untrained[0]:.3f}s, validated {untrained[1]:.3f}s) {100 * cpu_untrained:.1f}%\n"
+              f"  bytes sent per node per round: secure {secure['bytes_per_node_round']:,.0f}, validated "
+              f"{validated['bytes_per_node_round']:,.0f}: validation adds {100 * bytes_share:.2f}%\n"
+              f"  round period: secure {secure['period_s']:.2f}s, validated {validated['period_s']:.2f}s, ratio "
+              f"{period_ratio:.2f}; accuracy {secure['accuracy']:.4f} / {validated['accuracy']:.4f}; max view "
+              f"{secure['max_view']} / {validated['max_view']}", file=sys.stderr)
+        out.append({"nodes": n, "secure": secure, "validated": validated, "cpu_added": cpu,
+                    "cpu_added_without_training": cpu_untrained, "bytes_added": bytes_share,
+                    "period_ratio": period_ratio})
+    return {"validation_cost": out}
+
+
 def cmd_transport(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for n in args.nodes:
@@ -365,7 +398,7 @@ def _protocol(args: argparse.Namespace) -> tuple[tuple[str, Any], ...]:
 
 
 COMMANDS = {"startup": cmd_startup, "split": cmd_split, "secure-vs-plain": cmd_secure_vs_plain,
-            "transport": cmd_transport}
+            "validation-cost": cmd_validation_cost, "transport": cmd_transport}
 
 
 def main(argv: list[str] | None = None) -> int:
