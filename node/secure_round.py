@@ -103,6 +103,8 @@ class SecureRound(BlameSide):
         self._quant = quant
         self.machine = SecAggParticipant(self.config, me + 1, sign, lambda i, d, s: verify(i - 1, d, s), rand)
         self.violations: list[ProtocolViolation] = []
+        self.notices: list[str] = []
+        """What we decided about our own part that the operator should see (the shell logs and clears it)."""
         self._advert: sam.AdvertiseKeys | None = None
         self._quantized: npt.NDArray[np.uint32] | None = None
         self.result: SecAggResult | None = None

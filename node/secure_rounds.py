@@ -85,3 +85,6 @@ class SecureRounds:
             logger.warning("round %d: member %s violated secure aggregation: %s", sr.round,
                            None if violation.sender is None else violation.sender - 1, violation)
         sr.violations.clear()
+        for notice in sr.notices:
+            logger.warning("round %d: %s", sr.round, notice)
+        sr.notices.clear()

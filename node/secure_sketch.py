@@ -11,7 +11,6 @@ Pure; may call `smpc.validation`, `smpc.validation_messages`, `smpc.przs`, `smpc
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -40,8 +39,6 @@ from smpc.validation import (
     sum_shares,
 )
 
-logger = logging.getLogger("fednode")
-
 
 class SketchValidation:
     """The sketch and statistics steps of `node.secure_round.SecureRound` (its state lives there)."""
@@ -52,6 +49,7 @@ class SketchValidation:
     validation: ValidationSetup | None
     config_members: frozenset[int]
     violations: list[ProtocolViolation]
+    notices: list[str]
     result: SecAggResult | None
     sketch_sum_checked: bool
     _tx: Callable[[str, list[object]], SubmitTx]
@@ -109,7 +107,7 @@ class SketchValidation:
             # Dealt clipped, our sketch would contradict our masked input and the blame phase would convict us:
             # we abstain, as a dealer that does not deal (outside V, not accepted; named absent if the sketch
             # phase aborts for too few dealers, at N = 3f + 1; red team B11).
-            logger.warning("round %d: not dealing our sketch: %s (our update is left out of this round)", self.round, exc)
+            self.notices.append(f"not dealing our sketch: {exc} (our update is left out of this round)")
             return []
         degree, participants = self.validation.degree, sorted(self.config_members)
         sketch_shares = share_sketch(z, degree, [c + 1 for c in event.members], self._rand)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 import pytest
 
 from node.robust_validation import decide_accepted
+from node.secure_rounds import SecureRounds
 from smpc.validation import SketchParams
 from tests.unit.test_secure_round import Cluster, L
 
@@ -51,13 +53,12 @@ def cluster(validation_degree: int) -> tuple[Cluster, dict[int, np.ndarray]]:
     return c, updates
 
 
-def test_a_member_whose_sketch_is_too_long_abstains_and_the_round_commits_without_it(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_member_whose_sketch_is_too_long_abstains_and_the_round_commits_without_it() -> None:
     c, updates = cluster(validation_degree=1)
     contract = c.contracts[0]
-    with caplog.at_level(logging.WARNING, logger="fednode"):
-        c.close_inputs()
-    assert "round 1: not dealing our sketch" in caplog.text
+    c.close_inputs()
+    assert [n[:len("not dealing our sketch")] for n in c.rounds[LONG].notices] == ["not dealing our sketch"]
+    assert all(not c.rounds[i].notices for i in range(N) if i != LONG)
     assert not any(contract.parse(raw).kind == "dealt" and contract.parse(raw).author == LONG for raw in c.mempool)
     c.commit()
     c.commit(c.tx("close", ["sketch"]))
@@ -86,3 +87,12 @@ def test_when_every_member_must_deal_the_round_aborts_naming_the_abstainer_absen
     c.commit(c.tx("abort", ["too few dealers by the deadline"]))
     outcome = contract.state.outcomes[-1]
     assert (outcome.committed, outcome.missing, contract.state.convicted) == (False, (LONG,), ())
+
+
+def test_the_shell_logs_a_rounds_notice_once(caplog: pytest.LogCaptureFixture) -> None:
+    """What the core decided about our own part reaches the operator's log (`SecureRounds.record_violations`)."""
+    sr = SimpleNamespace(round=3, violations=[], notices=["not dealing our sketch: too long"])
+    with caplog.at_level(logging.WARNING, logger="fednode"):
+        SecureRounds(content=None, metrics=None).record_violations(sr)  # type: ignore[arg-type]
+        SecureRounds(content=None, metrics=None).record_violations(sr)  # type: ignore[arg-type]
+    assert caplog.text.count("round 3: not dealing our sketch: too long") == 1 and sr.notices == []
