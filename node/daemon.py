@@ -282,7 +282,7 @@ class Daemon:
         s = self.contract.state
         if self.contract.finished:
             return self.mempool.any_valid_now(frozenset({"eval"}))
-        if not s.open and self._waiting_for_members():
+        if not s.open and (self._waiting_for_members() or self.proposer.backing_off(self.contract)):
             return False
         if not s.open or self.mempool.any_valid_now() or self._decision_due():
             return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from node import contract as rc
 from node.aggregation import Aggregator
@@ -37,6 +37,32 @@ them to finish (with validation: the holders' shares of the sketch sum, sent wit
 that the reveals and the `result` share one block (`Proposer._unmask_step`): one PBFT commit less per secure
 round. Past it the reveals commit alone and the result follows in a later block."""
 
+RETRY_BACKOFF_BASE_S = 1.0
+"""The pause before the round after two unnamed aborts in a row; it doubles with each further one (`retry_backoff_s`)."""
+_STREAK_SCAN = 16
+"""Unnamed aborts counted at most: the backoff reaches any phase deadline long before."""
+
+
+def unnamed_abort_streak(outcomes: Sequence[rc.RoundOutcome]) -> int:
+    """How many rounds in a row, up to the last outcome, aborted naming nobody (no member missing, convicted, in a
+    dispute or listed as a statistics liar): the ledger excluded nobody, so the same cause will abort the retry
+    (at N = 3f + 1 one lying statistics publisher makes every round's statistics undecidable, G3)."""
+    streak = 0
+    for outcome in reversed(outcomes[-_STREAK_SCAN:]):
+        if outcome.committed or outcome.missing or outcome.convicted or outcome.disputes or outcome.liars:
+            break
+        streak += 1
+    return streak
+
+
+def retry_backoff_s(streak: int, cap_s: float) -> float:
+    """How long the primary waits, after the round that ended a streak of `streak` unnamed aborts, before opening the
+    next: nothing after one, then 1, 2, 4... s up to `cap_s` (the phase deadline). Such a streak cannot make progress
+    while its cause stays, and without the pause the chain opens and aborts rounds as fast as blocks commit (2
+    rounds and 8 blocks a second on a 7-node cluster under `--validator-fault forge-stats`), filling every member's
+    disk; a member that stops lying is back in the rounds after one pause at most."""
+    return 0.0 if streak < 2 else min(cap_s, RETRY_BACKOFF_BASE_S * 2.0 ** (streak - 2))
+
 
 @dataclasses.dataclass(frozen=True)
 class Signer:
@@ -60,6 +86,17 @@ class Proposer:
         self.contract, self.settings, self.mempool, self.aggregator = contract, settings, mempool, aggregator
         self.timings, self.me, self.waiting_for_members = timings, me, waiting_for_members
         self.head_height, self.bench_empty_blocks = head_height, bench_empty_blocks
+
+    def backing_off(self, c: rc.Contract) -> bool:
+        """Whether contract `c`'s next round must wait (`retry_backoff_s`): its last round ended a streak of unnamed
+        aborts less than the backoff ago, counted from when this process saw it end (now, if that abort is in the
+        block being built: the open does not join it)."""
+        s = c.state
+        delay = retry_backoff_s(unnamed_abort_streak(s.outcomes), self.settings.phase_deadline_s)
+        if delay <= 0:
+            return False
+        now = time.monotonic()
+        return now - self.timings.round_closed_at.get(s.round, now) < delay
 
     async def next_block_txs(self) -> list[bytes] | None:
         """What the primary proposes next, following the round contract's phases.
@@ -162,7 +199,7 @@ class Proposer:
         """
         s = c.state
         if not s.open:
-            if self.waiting_for_members():
+            if self.waiting_for_members() or self.backing_off(c):
                 return [], False
             return [self.me.tx("open", s.round + 1, [s.model_hash, list(range(self.me.n))])], True
         elapsed = self.timings.phase_elapsed_s(s.round, "validate") / self.settings.phase_deadline_s

@@ -111,6 +111,7 @@ class RoundDriver:
                 self.timings.phase_started[(event.round, "answered")] = now
             self._on_complaint(event)
         else:
+            self.timings.round_closed_at[event.round] = now
             self.secure.rounds.pop(event.round, None)
             self.nursery.start_soon(self._finish_round, event, now, time.process_time())
 

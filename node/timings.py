@@ -1,6 +1,6 @@
 """When this process saw each round open and each phase start, and where its time went.
 
-Owns the monotonic timestamps of round opens, phase starts and each round's last committed answer (key
+Owns the monotonic timestamps of round opens, phase starts, round ends and each round's last committed answer (key
 "answered" of `phase_started`: an abort of a validate phase also waits after it), on which deadlines are local
 judgements read by the round driver, the proposer and block validation; and `phase_s`, the seconds spent per
 activity that `/status` reports. Calls nothing but the monotonic clock.
@@ -19,6 +19,8 @@ class Timings:
     def __init__(self) -> None:
         self.round_opened_at: dict[int, float] = {}
         self.phase_started: dict[tuple[int, str], float] = {}
+        self.round_closed_at: dict[int, float] = {}
+        """When this process saw each round end (its `result` or abort delivered)."""
         self.phase_s: Counter[str] = Counter()
 
     def since_open_s(self, round_id: int, now: float | None = None) -> float:

@@ -329,6 +329,7 @@ def test_a_masked_input_with_a_bad_signature_is_not_kept() -> None:
     class Round:
         round = 4
         violations: ClassVar[list[object]] = []
+        notices: ClassVar[list[str]] = []
 
         def decode(self, data: bytes) -> sam.MaskedInput:
             return forged
