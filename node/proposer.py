@@ -89,14 +89,14 @@ class Proposer:
 
     def backing_off(self, c: rc.Contract) -> bool:
         """Whether contract `c`'s next round must wait (`retry_backoff_s`): its last round ended a streak of unnamed
-        aborts less than the backoff ago, counted from when this process saw it end (now, if that abort is in the
-        block being built: the open does not join it)."""
+        aborts less than the backoff ago, counted from when this process saw it end, or else first asked (the abort
+        is in the block being built, so the open does not join it; or this process restarted since)."""
         s = c.state
         delay = retry_backoff_s(unnamed_abort_streak(s.outcomes), self.settings.phase_deadline_s)
         if delay <= 0:
             return False
         now = time.monotonic()
-        return now - self.timings.round_closed_at.get(s.round, now) < delay
+        return now - self.timings.round_closed_at.setdefault(s.round, now) < delay
 
     async def next_block_txs(self) -> list[bytes] | None:
         """What the primary proposes next, following the round contract's phases.

@@ -110,3 +110,16 @@ def test_the_open_does_not_join_the_block_that_ends_the_streak() -> None:
     shadow.extend([d.c.parse(tx("abort", 0, 2, "statistics undecidable"))], proposer=0)
     assert not shadow.state.open and unnamed_abort_streak(shadow.state.outcomes) == 2
     assert proposer.backing_off(shadow)
+
+
+def test_a_restarted_process_waits_one_backoff_from_its_start_not_for_ever() -> None:
+    """After a restart nothing says when the streak's last round ended: the wait counts from the first time the
+    process asks, so a consortium restarted in a streak opens the next round one backoff later."""
+    d = Driver(validated_contract())
+    for round_id in (1, 2, 3):
+        abort_unnamed(d, round_id)
+    closed_at: dict[int, float] = {}
+    proposer = primary(d, closed_at)
+    assert not opens(proposer, d) and 3 in closed_at
+    closed_at[3] -= 2.01
+    assert opens(proposer, d)
