@@ -180,7 +180,7 @@ class Transitions(Membership, Evaluations):
             # is named.
             assert s.verdict is not None, "an excise phase keeps its verdict"
             dealers = self.proven_dealers()
-            withheld = () if dealers else self._missing_reveals()
+            withheld = () if dealers else self._missing_inputs()
             self._mark_absent(withheld)
             convicted = s.verdict.convicted + self._convict(dealers, ())
             outcome = dataclasses.replace(s.verdict, height=height, convicted=tuple(sorted(convicted)),

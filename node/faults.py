@@ -114,14 +114,19 @@ def _off_polynomial(honest: Callable[..., dict[int, np.ndarray]]) -> Callable[..
     return share
 
 
-def lying_pairs(member: int, pairs: Mapping[int, PairScalars], row: SketchRow) -> tuple[int, dict[int, PairScalars]]:
-    """`member`'s pair scalars (participant ids) with the sketch scalar of its lowest partner shifted by
-    R(LIE_IDENTITY_SHIFT on every update coordinate), signed as that pair's mask enters its own check
-    (`smpc.blame.own_check_passes`): the partner, and the lying scalars."""
-    partner = min(pairs)
+def pair_lie(member: int, partner: int, pairs: Mapping[int, PairScalars], row: SketchRow) -> dict[int, PairScalars]:
+    """`member`'s pair scalars with its sketch scalar with `partner` shifted by R(LIE_IDENTITY_SHIFT on every update
+    coordinate), signed as that pair's mask enters its own check (`smpc.blame.own_check_passes`): what a
+    `lie-identity` member discloses to pass its own check. Keys as in `pairs` (ids or indices: only their order counts)."""
     shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > member else -1)
     true = pairs[partner]
-    return partner, {**pairs, partner: PairScalars(true.weight, (true.sketch + shift) % field.RING_MODULUS)}
+    return {**pairs, partner: PairScalars(true.weight, (true.sketch + shift) % field.RING_MODULUS)}
+
+
+def lying_pairs(member: int, pairs: Mapping[int, PairScalars], row: SketchRow) -> tuple[int, dict[int, PairScalars]]:
+    """`pair_lie` about `member`'s lowest partner (participant ids): the partner, and the lying scalars."""
+    partner = min(pairs)
+    return partner, pair_lie(member, partner, pairs, row)
 
 
 class Faults(FaultHooks):

@@ -14,7 +14,7 @@ import pytest
 
 from node import contract as rc
 from node.contract_membership import disclosure_of
-from node.faults import LIE_IDENTITY_SHIFT, Faults, lying_pairs
+from node.faults import LIE_IDENTITY_SHIFT, Faults, lying_pairs, pair_lie
 from node.hooks import FaultContext
 from node.secure_round import LinearIdentityFailed, SubmitTx, decide_accepted
 from smpc.blame import MISSING_SHARE, PairScalars, SketchRow, decode_shares, encode_pairs
@@ -290,14 +290,12 @@ def lie_about_pair(c: Cluster, liar: int, partner: int) -> None:
     b* (a `lie-identity` member passing its own check), re-signed with its key."""
     contract = c.contracts[0]
     row = SketchRow.of(c.rounds[liar]._sketch, contract.state.failure[1])  # type: ignore[arg-type]
-    shift = LIE_IDENTITY_SHIFT * (row.plus.size - row.minus.size) * (1 if partner > liar else -1)
     for k, raw in enumerate(c.mempool):
         tx = contract.parse(raw)
         if tx.kind == "blame" and tx.author == liar:
             disclosure = disclosure_of(liar, tx.fields[0], tx.fields[1], contract.state.summed,  # type: ignore[arg-type]
                                        contract.state.disputes)
-            true = disclosure.pairs[partner]
-            pairs = {**disclosure.pairs, partner: PairScalars(true.weight, (true.sketch + shift) % 2**32)}
+            pairs = pair_lie(liar, partner, disclosure.pairs, row)
             c.mempool[k] = rc.make_tx(CHAIN, "blame", liar, tx.round, [encode_pairs(pairs), tx.fields[1]],
                                       c.sign(liar))
 
